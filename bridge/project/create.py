@@ -1,0 +1,98 @@
+"""Create a project from a folder of stems exported by a DAW."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge.errors import AudioError, ProjectError
+from bridge.project.schema import PROJECT_FILENAME, Project, Section, StemSpec
+from bridge.project.store import relative_stem_path, save_project
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NewProjectResult:
+    project: Project
+    project_dir: Path
+    skipped: list[str] = field(default_factory=list)  # one message per unusable file
+
+
+def _role_override(overrides: Mapping[str, str], path: Path, name: str) -> str | None:
+    for key in (path.name, path.stem, name):
+        for k, v in overrides.items():
+            if k.lower() == key.lower():
+                return v
+    return None
+
+
+def new_project(
+    project_dir: str | os.PathLike[str],
+    stems_dir: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    roles: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+    **project_fields: object,
+) -> NewProjectResult:
+    """Discover stems in ``stems_dir``, guess roles and names, add the default mappings, save.
+
+    roles: overrides, keyed by file name, file stem or display name (case-insensitive) → role.
+    Unusable files (corrupt, empty, silent…) are skipped and reported in ``skipped``; if none is
+    usable, AudioError lists why. An existing stembridge.json is never replaced unless ``overwrite``.
+    """
+    from bridge.mapping.presets import default_mappings
+    from bridge.stems import discover_stems, display_names, guess_role, load_audio, probe_audio
+
+    project_dir = Path(project_dir).resolve()
+    target = project_dir / PROJECT_FILENAME
+    if target.exists() and not overwrite:
+        raise ProjectError(
+            f"{target} already exists; stembridge will not replace a saved project. Pick another folder, "
+            "or pass --force to start it over."
+        )
+    roles = dict(roles or {})
+    files = discover_stems(stems_dir)
+    usable: list[Path] = []
+    skipped: list[str] = []
+    for path in files:
+        try:
+            info = probe_audio(path)
+            # Decode once at the native rate: catches truncation, NaN and silence before they bite.
+            load_audio(path, sample_rate=info.sample_rate)
+            usable.append(path)
+        except AudioError as e:
+            skipped.append(str(e))
+    if not usable:
+        raise AudioError(f"No usable stems in {stems_dir}:\n  " + "\n  ".join(skipped))
+    names = display_names(usable)
+    stems = []
+    for path, stem_name in zip(usable, names, strict=True):
+        role = _role_override(roles, path, stem_name) or guess_role(path.name)
+        stems.append(StemSpec(name=stem_name, path=relative_stem_path(path, project_dir), role=role))
+    unknown = [k for k in roles if not any(_role_override({k: ""}, p, n) is not None for p, n in zip(usable, names, strict=True))]
+    if unknown:
+        raise ProjectError(
+            f"--role names {', '.join(repr(u) for u in unknown)}, which match no stem; use a file name "
+            f"or a stem name: {', '.join(names)}."
+        )
+    project = Project(
+        name=name or project_dir.name, stems=stems, mappings=default_mappings(stems), **project_fields
+    )
+    project_dir.mkdir(parents=True, exist_ok=True)
+    save_project(project, project_dir)
+    for msg in skipped:
+        log.warning("skipped: %s", msg)
+    return NewProjectResult(project, project_dir, skipped)
+
+
+def sections_from_analysis(bounds: list[tuple[float, float]], *, seed: int = 0) -> list[Section]:
+    """Editable project sections from detected boundaries (seconds), one seed each."""
+    return [
+        Section(name=f"Section {i + 1}", start=round(a, 4), end=round(b, 4), seed=seed + i + 1)
+        for i, (a, b) in enumerate(bounds)
+    ]

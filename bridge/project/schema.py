@@ -1,0 +1,207 @@
+"""The project file schema (``stembridge.json``), validated with pydantic.
+
+Versioned: ``schema_version`` is checked on load (older versions are migrated in
+:mod:`bridge.project.store`). Paths to stems are stored relative to the project file, POSIX style.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bridge.mapping.params import PARAMETER_NAMES
+
+SCHEMA_VERSION = 1
+PROJECT_FILENAME = "stembridge.json"
+
+#: Roles stems can have. Any other non-empty name is allowed too (a user-defined role).
+STANDARD_ROLES = ("drums", "bass", "vocals", "guitar", "piano", "other")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def parse_fps(value: object) -> Fraction:
+    """Parse a frame rate: 30, 29.97, "30000/1001", "24" → an exact Fraction.
+
+    29.97 / 23.976 / 59.94 are taken as the NTSC rates (30000/1001 …), as every NLE does.
+    Raises ValueError with the value and the accepted forms.
+    """
+    ntsc = {23.976: Fraction(24000, 1001), 29.97: Fraction(30000, 1001), 59.94: Fraction(60000, 1001)}
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, Fraction)):
+            raise TypeError
+        if isinstance(value, str) and "/" in value:
+            fps = Fraction(value.strip())
+        else:
+            number = float(value)
+            fps = ntsc.get(round(number, 3)) or Fraction(str(number)).limit_denominator(1001)
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise ValueError(
+            f"fps {value!r} is not a frame rate; use a number or an exact ratio such as 30, 25 or '30000/1001'"
+        ) from None
+    if not (1 <= fps <= 240):
+        raise ValueError(f"fps {value!r} is out of range; use a frame rate between 1 and 240")
+    return fps
+
+
+class StemSpec(_Model):
+    name: str = Field(min_length=1, description="unique display name, e.g. 'Drums'")
+    path: str = Field(min_length=1, description="audio file, relative to the project folder (POSIX)")
+    role: str = Field(default="other", min_length=1)
+    offset_seconds: float = Field(default=0.0, ge=-3600, le=3600,
+                                  description="where the file starts in song time (s)")
+    gain_db: float = Field(default=0.0, ge=-96, le=24)
+    muted: bool = False
+
+    @field_validator("role")
+    @classmethod
+    def _role_lower(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not v or "." in v:
+            raise ValueError(f"role {v!r} must be a non-empty word without '.', e.g. 'drums' or 'pads'")
+        return v
+
+
+class Section(_Model):
+    name: str = ""
+    start: float = Field(ge=0)
+    end: float | None = Field(default=None, description="None = until the next section / song end")
+    unit: Literal["seconds", "beats"] = "seconds"
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = Field(default=0, ge=0, lt=2**32)
+    style: str = ""
+    transition_beats: float = Field(default=4.0, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Section:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"section end {self.end} must be after its start {self.start}")
+        return self
+
+
+CurveName = Literal["linear", "exp", "smoothstep"]
+
+
+class Mapping(_Model):
+    """``source`` (stem.feature or an oscillator) → ``target`` visual parameter."""
+
+    source: str = Field(description="'drums.onset', 'bass.low', 'other.chroma', 'beat.sin', 'bar.saw'…")
+    target: str
+    amount: float = Field(default=1.0, ge=-100, le=100)
+    offset: float = Field(default=0.0, ge=-100, le=100)
+    curve: CurveName = "linear"
+    attack_ms: float = Field(default=5.0, ge=0, le=10000)
+    release_ms: float = Field(default=150.0, ge=0, le=10000)
+    clamp: tuple[float, float] | None = None
+    enabled: bool = True
+
+    @field_validator("source")
+    @classmethod
+    def _source_form(cls, v: str) -> str:
+        parts = v.strip().split(".")
+        if len(parts) < 2 or not all(parts):
+            raise ValueError(
+                f"mapping source {v!r} must look like 'stem.feature' (e.g. 'drums.onset', 'bass.low') "
+                "or an oscillator such as 'beat.sin'"
+            )
+        return v.strip()
+
+    @field_validator("target")
+    @classmethod
+    def _known_target(cls, v: str) -> str:
+        if v not in PARAMETER_NAMES:
+            raise ValueError(f"mapping target {v!r} is not a visual parameter; use one of {', '.join(PARAMETER_NAMES)}")
+        return v
+
+    @field_validator("clamp")
+    @classmethod
+    def _clamp_order(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"clamp {list(v)} must be [min, max] with min <= max")
+        return v
+
+
+class RenderSettings(_Model):
+    width: int = Field(default=1280, ge=16, le=7680)
+    height: int = Field(default=720, ge=16, le=4320)
+    fps: Annotated[str, Field(description="exact rational, e.g. '30' or '30000/1001'")] = "30"
+    sample_rate: int = Field(default=48000, ge=8000, le=192000, description="audio rate of the export")
+    video_codec: Literal["h264"] = "h264"
+    crf: int = Field(default=18, ge=0, le=51)
+
+    @field_validator("fps", mode="before")
+    @classmethod
+    def _fps(cls, v: object) -> str:
+        return str(parse_fps(v))
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"{v} is odd; H.264 (yuv420p) needs even frame sizes, use {v + 1}")
+        return v
+
+    @property
+    def fps_fraction(self) -> Fraction:
+        return Fraction(self.fps)
+
+
+class EngineSettings(_Model):
+    name: Literal["procedural", "lcm"] = "procedural"
+    model: str | None = Field(default=None, description="Hugging Face id or local folder (lcm)")
+    steps: int = Field(default=4, ge=1, le=50)
+    preview_steps: int = Field(default=1, ge=1, le=50)
+    base_strength: float = Field(default=0.35, ge=0, le=1)
+    guidance_scale: float = Field(default=1.0, ge=0, le=20)
+    keyframe_every_beats: float = Field(default=1.0, gt=0, le=64)
+    seed: int = Field(default=0, ge=0, lt=2**32)
+
+
+class TempoSettings(_Model):
+    """Where the beat grid comes from: detected from audio, a constant tempo, or a MIDI tempo map."""
+
+    source: Literal["detect", "constant", "midi_file"] = "detect"
+    tempo_bpm: float | None = Field(default=None, gt=20, lt=400)
+    beats_per_bar: int | None = Field(default=None, ge=1, le=16)
+    first_downbeat_seconds: float = Field(default=0.0, ge=0)
+    midi_file: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> TempoSettings:
+        if self.source == "constant" and self.tempo_bpm is None:
+            raise ValueError("tempo source 'constant' needs tempo_bpm (e.g. 124)")
+        if self.source == "midi_file" and not self.midi_file:
+            raise ValueError("tempo source 'midi_file' needs midi_file (a path to the DAW's exported .mid)")
+        return self
+
+
+class Project(_Model):
+    schema_version: int = SCHEMA_VERSION
+    name: str = "Untitled"
+    sample_rate: int = Field(default=44100, ge=8000, le=192000, description="rate stems are loaded at")
+    stems: list[StemSpec] = Field(default_factory=list)
+    sections: list[Section] = Field(default_factory=list)
+    mappings: list[Mapping] = Field(default_factory=list)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    tempo: TempoSettings = Field(default_factory=TempoSettings)
+
+    @model_validator(mode="after")
+    def _unique_stem_names(self) -> Project:
+        seen: set[str] = set()
+        for s in self.stems:
+            if s.name in seen:
+                raise ValueError(f"two stems are named {s.name!r}; give each stem a unique name")
+            seen.add(s.name)
+        return self
+
+    def stem(self, name: str) -> StemSpec:
+        for s in self.stems:
+            if s.name == name:
+                return s
+        raise KeyError(name)

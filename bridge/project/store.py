@@ -1,0 +1,114 @@
+"""Load and save ``stembridge.json``: validated on load, written atomically.
+
+Errors name the field (``stems[2].gain_db``), the bad value and the fix; a failed save never
+damages the file already on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from pydantic import ValidationError
+
+from bridge.errors import ProjectError
+from bridge.fsutil import atomic_write_text
+from bridge.project.schema import PROJECT_FILENAME, SCHEMA_VERSION, Project
+
+#: Folder (inside the project folder) for caches: analysis results, preview frames.
+CACHE_DIRNAME = ".stembridge"
+
+
+def project_file(location: str | os.PathLike[str]) -> Path:
+    """``location`` may be the project folder or the ``stembridge.json`` inside it."""
+    path = Path(location)
+    return path if path.suffix == ".json" else path / PROJECT_FILENAME
+
+
+def cache_dir(project_dir: str | os.PathLike[str]) -> Path:
+    return Path(project_dir) / CACHE_DIRNAME / "cache"
+
+
+def _field_path(loc: tuple[object, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, *, source: str) -> str:
+    lines = [f"{source} is not a valid stembridge project:"]
+    for e in err.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  - {_field_path(e['loc'])}: {msg} (got {e.get('input')!r})"
+                     if e["type"] != "value_error" else f"  - {_field_path(e['loc'])}: {msg}")
+    lines.append("Fix the field(s) above in the file (or in the app) and open it again.")
+    return "\n".join(lines)
+
+
+def _migrate(data: dict, *, source: str) -> dict:
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        raise ProjectError(
+            f"{source} has no integer 'schema_version'; is it a stembridge project? "
+            f"Create one with `stembridge new PROJECT_DIR --stems STEMS_DIR`."
+        )
+    if version > SCHEMA_VERSION:
+        raise ProjectError(
+            f"{source} has schema_version {version}, newer than this stembridge understands "
+            f"({SCHEMA_VERSION}); upgrade stembridge (pip install -U stembridge)."
+        )
+    # Version 1 is the first schema; future migrations go here, one step at a time.
+    return data
+
+
+def load_project(location: str | os.PathLike[str]) -> tuple[Project, Path]:
+    """Read and validate a project. Returns (project, project_dir).
+
+    Raises ProjectError when the file is missing, not JSON, from a newer stembridge, or invalid.
+    """
+    path = project_file(location)
+    if not path.is_file():
+        raise ProjectError(
+            f"No project at {path}: the file does not exist. Create one with "
+            f"`stembridge new {path.parent} --stems STEMS_DIR`, or pass the folder that holds {PROJECT_FILENAME}."
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProjectError(
+            f"{path} is not valid JSON ({e}). Restore it from a backup or fix it by hand; "
+            "stembridge did not change it."
+        ) from None
+    if not isinstance(data, dict):
+        raise ProjectError(f"{path} must hold a JSON object, not {type(data).__name__}.")
+    data = _migrate(data, source=str(path))
+    try:
+        project = Project.model_validate(data)
+    except ValidationError as e:
+        raise ProjectError(format_validation_error(e, source=str(path))) from None
+    return project, path.parent.resolve()
+
+
+def save_project(project: Project, location: str | os.PathLike[str]) -> Path:
+    """Validate and write the project atomically (temp file + fsync + rename). Returns the file path."""
+    path = project_file(location)
+    try:
+        # Re-validate: models can be built with model_construct or mutated in ways we must not save.
+        Project.model_validate(project.model_dump())
+    except ValidationError as e:
+        raise ProjectError(format_validation_error(e, source="the project being saved")) from None
+    text = json.dumps(project.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    atomic_write_text(path, text)
+    return path
+
+
+def relative_stem_path(audio_path: Path, project_dir: Path) -> str:
+    """How a stem path is stored: relative to the project folder, POSIX separators."""
+    rel = os.path.relpath(Path(audio_path).resolve(), Path(project_dir).resolve())
+    return PurePosixPath(*Path(rel).parts).as_posix()
+
+
+def resolve_stem_path(stored: str, project_dir: Path) -> Path:
+    return (Path(project_dir) / Path(*PurePosixPath(stored).parts)).resolve()

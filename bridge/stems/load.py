@@ -1,0 +1,198 @@
+"""Load stems as float32 (channels, samples) at the project rate, checked for the ways files go bad.
+
+Decoding and resampling go through pedalboard.io (WAV/AIFF/FLAC/MP3/OGG, a streaming high-quality
+resampler). Every failure becomes an :class:`~bridge.errors.AudioError` that names the file, the
+problem and the fix — never a traceback from inside a decoder.
+
+Documented normalisations (not errors): any sample rate is resampled to the project rate; mono is
+kept as one channel (the mixdown upmixes it, analysis downmixes everything to mono); stems of
+different lengths are padded with silence to the song length; ``offset_seconds`` shifts a stem in
+song time (negative offsets cut its beginning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bridge.errors import AudioError
+
+MAX_CHANNELS = 8
+#: Below this peak (dBFS) a stem is considered silent (a muted track bounced by mistake).
+SILENCE_PEAK_DBFS = -90.0
+AUDIO_EXTENSIONS = (".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac", ".mp3", ".ogg", ".oga", ".m4a")
+
+_REEXPORT = "Re-export it from your DAW as WAV, AIFF or FLAC"
+
+
+class SilentAudioError(AudioError):
+    """The file decodes but holds only silence."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    sample_rate: int
+    num_channels: int
+    num_frames: int
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.num_frames / self.sample_rate
+
+
+def _open(path: Path):
+    from pedalboard.io import AudioFile  # pedalboard's import is fast but keep bridge import lean
+
+    if not path.exists():
+        raise AudioError(f"{path}: file not found. Check the path, or re-add the stem from where it lives now.")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file. Pass a file, or use --stems for a folder.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes). {_REEXPORT}.")
+    try:
+        return AudioFile(str(path))
+    except (ValueError, RuntimeError, OSError) as e:
+        raise AudioError(
+            f"{path}: could not be decoded as audio ({_short(e)}). Is it an audio file? {_REEXPORT}."
+        ) from None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def _declared_vs_actual_data_bytes(path: Path) -> tuple[int, int] | None:
+    """For WAV/AIFF: (bytes the header declares for the sample data, bytes actually present).
+
+    Decoders (JUCE inside pedalboard, libsndfile) silently clamp a truncated data chunk and hand back
+    a shorter file, so a bounce that was cut off — or is still being written — would pass unnoticed.
+    Walking the RIFF/AIFF chunk list is a few lines and no library exposes it; hence by hand.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12:
+            return None
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            fmt, target = "<I", b"data"
+        elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            fmt, target = ">I", b"SSND"
+        else:
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            cid, (clen,) = chunk[:4], struct.unpack(fmt, chunk[4:8])
+            if cid == target:
+                if clen == 0xFFFFFFFF:  # RF64 / streaming writers: size unknown, nothing to compare
+                    return None
+                return clen, size - (pos + 8)
+            pos += 8 + clen + (clen & 1)
+    return None
+
+
+def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
+    """Rate, channels and length from the header, without decoding the samples."""
+    path = Path(path)
+    with _open(path) as f:
+        info = AudioInfo(path, int(round(f.samplerate)), int(f.num_channels), int(f.frames))
+    _check_header(info)
+    return info
+
+
+def _check_header(info: AudioInfo) -> None:
+    if info.num_frames <= 0:
+        raise AudioError(f"{info.path}: the file holds no audio (0 samples). {_REEXPORT}.")
+    if info.num_channels > MAX_CHANNELS:
+        raise AudioError(
+            f"{info.path}: has {info.num_channels} channels; stembridge reads stems with at most "
+            f"{MAX_CHANNELS}. Export it from your DAW as stereo (or split the surround bus into stems)."
+        )
+    if not 1000 <= info.sample_rate <= 768000:
+        raise AudioError(f"{info.path}: sample rate {info.sample_rate} Hz is not plausible. {_REEXPORT}.")
+    sizes = _declared_vs_actual_data_bytes(info.path)
+    if sizes is not None and sizes[1] < sizes[0]:
+        raise AudioError(
+            f"{info.path}: the file is truncated: its header declares {sizes[0]} bytes of audio but only "
+            f"{sizes[1]} are there (the bounce was cut off or is still being written). "
+            f"Wait for the export to finish, or {_REEXPORT[0].lower() + _REEXPORT[1:]}."
+        )
+
+
+def load_audio(
+    path: str | os.PathLike[str], *, sample_rate: int, mono: bool = False, allow_silent: bool = False
+) -> np.ndarray:
+    """Decode ``path`` to float32 (channels, samples) at ``sample_rate`` (resampling if needed).
+
+    mono: average the channels → shape (1, samples).
+    Raises AudioError (missing, empty, not audio, truncated, >8 channels, NaN/Inf) and
+    SilentAudioError (peak below -90 dBFS) unless ``allow_silent``.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        info = AudioInfo(path, int(round(f.samplerate)), int(f.num_channels), int(f.frames))
+        _check_header(info)
+        try:
+            if info.sample_rate != sample_rate:
+                with f.resampled_to(float(sample_rate)) as r:
+                    audio = r.read(r.frames)
+                expected = int(round(info.num_frames * sample_rate / info.sample_rate))
+            else:
+                audio = f.read(info.num_frames)
+                expected = info.num_frames
+        except (ValueError, RuntimeError, OSError) as e:
+            raise AudioError(
+                f"{path}: decoding failed part-way ({_short(e)}); the file looks truncated or corrupt. "
+                f"{_REEXPORT}."
+            ) from None
+    audio = np.asarray(audio, dtype=np.float32)
+    # A header that promises more samples than the file holds: the render was cut off.
+    if audio.shape[1] < expected - max(64, expected // 1000):
+        raise AudioError(
+            f"{path}: the file is truncated: its header promises {info.duration_seconds:.2f} s but only "
+            f"{audio.shape[1] / sample_rate:.2f} s could be read. {_REEXPORT} (let the bounce finish)."
+        )
+    if audio.size and not np.isfinite(audio).all():
+        bad = int(np.count_nonzero(~np.isfinite(audio)))
+        raise AudioError(
+            f"{path}: contains {bad} NaN/Inf samples (a broken plug-in or render). Re-bounce the stem "
+            "after fixing the track, or bounce it with a limiter on the track."
+        )
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if not allow_silent and peak <= 10 ** (SILENCE_PEAK_DBFS / 20):
+        raise SilentAudioError(
+            f"{path}: is silent (peak below {SILENCE_PEAK_DBFS:.0f} dBFS). Was the track muted when it "
+            "was bounced? Re-export it, or remove it from the project."
+        )
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    return np.ascontiguousarray(audio)
+
+
+def place_in_song(audio: np.ndarray, *, offset_seconds: float, sample_rate: int, total_samples: int) -> np.ndarray:
+    """Shift a (channels, samples) stem to song time and pad/cut it to ``total_samples``."""
+    offset = int(round(offset_seconds * sample_rate))
+    out = np.zeros((audio.shape[0], total_samples), dtype=np.float32)
+    src_start = max(0, -offset)
+    dst_start = max(0, offset)
+    n = min(audio.shape[1] - src_start, total_samples - dst_start)
+    if n > 0:
+        out[:, dst_start:dst_start + n] = audio[:, src_start:src_start + n]
+    return out
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """Content hash of a file (blake2b, hex): caches key on content, not on names or mtimes."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,73 @@
+"""Guess a stem's role and a display name from the file name a DAW gave it.
+
+DAWs name exported stems "<song> <track>": Ableton "Song 3-Drums.wav", Logic "Song_Bass.aif" or
+"Bass#01.aif", Reaper "03 Vox.wav", Demucs "vocals.flac". The track name comes last, so the *last*
+word that names a role wins ("Bass Drop Drums.wav" is drums); "bass drum" is a kick, not a bass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+_ROLE_WORDS: dict[str, tuple[str, ...]] = {
+    "drums": ("drum", "drums", "drm", "kit", "kick", "kik", "kicks", "bd", "snare", "snr", "sd", "hat",
+              "hats", "hihat", "hihats", "hh", "perc", "percs", "percussion", "tom", "toms", "cymbal",
+              "cymbals", "overhead", "overheads", "oh", "clap", "claps", "shaker", "ride", "crash",
+              "breakbeat", "break", "beat", "beats", "groove", "rim", "top", "tops"),
+    "bass": ("bass", "basses", "sub", "subs", "808", "bassline", "subbass", "reese"),
+    "vocals": ("vocal", "vocals", "vox", "voc", "vocs", "voice", "voices", "bv", "bvs", "bgv", "bgvs",
+               "choir", "adlib", "adlibs", "lyrics", "singer", "sing", "rap", "acapella", "acappella",
+               "lead_vocal", "leadvocal", "leadvox", "harmonies", "backing"),
+    "guitar": ("guitar", "guitars", "gtr", "gtrs", "gt", "acoustic"),
+    "piano": ("piano", "pianos", "pno", "keys", "rhodes", "epiano", "wurli", "organ", "keyboard"),
+    "other": ("other", "others", "pad", "pads", "chord", "chords", "synth", "synths", "strings",
+              "string", "fx", "sfx", "lead", "leads", "pluck", "plucks", "arp", "arps", "brass",
+              "horns", "horn", "melody", "texture", "atmos", "ambience", "instrumental", "music"),
+}
+_WORD_TO_ROLE = {w: role for role, words in _ROLE_WORDS.items() for w in words}
+
+
+def _words(name: str) -> list[str]:
+    # split "03-LeadVox_final#01" into ["03", "lead", "vox", "final", "01"]
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def guess_role(filename: str | Path) -> str:
+    """Role for a file name: drums, bass, vocals, guitar, piano or other (the fallback)."""
+    words = _words(Path(filename).stem)
+    role = None
+    for i, w in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if w == "bass" and nxt in ("drum", "drums"):
+            continue  # "bass drum": the next word makes it drums
+        if w in _WORD_TO_ROLE:
+            role = _WORD_TO_ROLE[w]
+    return role or "other"
+
+
+def display_names(paths: Sequence[str | Path]) -> list[str]:
+    """Short unique names for stems: the file stems minus the words all of them share in front.
+
+    ["Demo Song Drums.wav", "Demo Song Bass.wav"] → ["Drums", "Bass"]. Falls back to the whole
+    file stem where stripping would leave nothing or a duplicate.
+    """
+    stems = [Path(p).stem for p in paths]
+    split = [re.split(r"(?<=[\s_\-])", s) for s in stems]  # keep separators attached to words
+    common = 0
+    if len(stems) > 1:
+        while all(len(s) > common + 1 for s in split) and len({s[common] for s in split}) == 1:
+            common += 1
+    names = ["".join(s[common:]).strip(" _-") or stem for s, stem in zip(split, stems, strict=True)]
+    out: list[str] = []
+    for name, stem in zip(names, stems, strict=True):
+        candidate = name if name not in out else stem
+        n = 2
+        base = candidate
+        while candidate in out:
+            candidate = f"{base} {n}"
+            n += 1
+        out.append(candidate)
+    return out

@@ -1,0 +1,1 @@
+"""stembridge desktop app (PySide6), a thin view over bridge.session."""

@@ -1,0 +1,61 @@
+"""Shared fixtures: seeded signals, the shared real-music folder, tmp projects."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test with the reason (users' clones don't have it)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not available: {path} (only present in the developers' checkout)")
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_24") -> Path:
+    """Write float32 (channels, samples) audio with soundfile (independent of the code under test)."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(audio, dtype=np.float32).T, sample_rate, subtype=subtype)
+    return path
+
+
+def sine(freq_hz: float, seconds: float, sample_rate: int, amplitude: float = 0.5, channels: int = 2) -> np.ndarray:
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    x = (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+    return np.tile(x, (channels, 1))
+
+
+def click_track(tempo_bpm: float, seconds: float, sample_rate: int, *, beats_per_bar: int = 4,
+                first_beat_s: float = 0.0, channels: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Decaying noise-burst clicks on every beat (downbeats louder). Returns (audio, beat_times_s)."""
+    gen = np.random.default_rng(7)
+    n = int(round(seconds * sample_rate))
+    audio = np.zeros(n, dtype=np.float32)
+    period = 60.0 / tempo_bpm
+    beats = np.arange(first_beat_s, seconds - 0.05, period)
+    burst_len = int(0.03 * sample_rate)
+    env = np.exp(-np.arange(burst_len) / (0.006 * sample_rate)).astype(np.float32)
+    for i, t in enumerate(beats):
+        start = int(round(t * sample_rate))
+        amp = 0.9 if i % beats_per_bar == 0 else 0.5
+        seg = gen.standard_normal(burst_len).astype(np.float32) * env * amp
+        end = min(n, start + burst_len)
+        audio[start:end] += seg[: end - start]
+    return np.tile(audio, (channels, 1)), beats

@@ -1,0 +1,123 @@
+"""Project schema and store: validation names the field and the fix; saves are atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+
+import pytest
+
+from bridge.errors import ProjectError
+from bridge.project import (
+    Mapping,
+    Project,
+    RenderSettings,
+    Section,
+    StemSpec,
+    load_project,
+    parse_fps,
+    save_project,
+)
+
+
+def _project() -> Project:
+    return Project(
+        name="Song",
+        stems=[StemSpec(name="Drums", path="stems/Song Drums.wav", role="drums", gain_db=-3.0)],
+        sections=[Section(name="intro", start=0, end=16, unit="beats", prompt="fog", seed=3)],
+        mappings=[Mapping(source="drums.onset", target="flash", amount=0.8, release_ms=200)],
+        render=RenderSettings(width=640, height=360, fps="30000/1001"),
+    )
+
+
+def test_round_trip_is_exact(tmp_path):
+    p = _project()
+    path = save_project(p, tmp_path)
+    loaded, folder = load_project(tmp_path)
+    assert loaded == p
+    assert folder == tmp_path.resolve()
+    # the file is plain JSON with the schema version, readable by other tools
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 1 and data["render"]["fps"] == "30000/1001"
+    # saving again gives byte-identical output (stable diffs in version control)
+    before = path.read_bytes()
+    save_project(loaded, tmp_path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (30, Fraction(30)), ("30000/1001", Fraction(30000, 1001)), (29.97, Fraction(30000, 1001)),
+    ("23.976", Fraction(24000, 1001)), ("25", Fraction(25)), (59.94, Fraction(60000, 1001)),
+])
+def test_fps_is_exact_rational(value, expected):
+    assert parse_fps(value) == expected
+
+
+@pytest.mark.parametrize("bad", ["abc", 0, -30, "1/0", 1000, None])
+def test_bad_fps_names_the_value(bad):
+    with pytest.raises(ValueError, match="fps"):
+        parse_fps(bad)
+
+
+def test_invalid_fields_are_named_with_the_fix(tmp_path):
+    save_project(_project(), tmp_path)
+    f = tmp_path / "stembridge.json"
+    data = json.loads(f.read_text())
+    data["stems"][0]["gain_db"] = 99
+    data["mappings"][0]["target"] = "wobble"
+    data["render"]["width"] = 641
+    f.write_text(json.dumps(data))
+    with pytest.raises(ProjectError) as err:
+        load_project(tmp_path)
+    msg = str(err.value)
+    assert "stems[0].gain_db" in msg and "99" in msg
+    assert "mappings[0].target" in msg and "'wobble'" in msg and "zoom" in msg  # lists valid targets
+    assert "render.width" in msg and "642" in msg  # the fix: the next even size
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"name": "x"}', "schema_version"),
+    ('{"schema_version": 99}', "newer"),
+])
+def test_broken_files_give_clear_errors(tmp_path, content, needle):
+    (tmp_path / "stembridge.json").write_text(content)
+    with pytest.raises(ProjectError, match=needle):
+        load_project(tmp_path)
+
+
+def test_missing_project_says_how_to_create_one(tmp_path):
+    with pytest.raises(ProjectError, match="stembridge new"):
+        load_project(tmp_path / "nowhere")
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    save_project(_project(), tmp_path)
+    f = tmp_path / "stembridge.json"
+    before = f.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    changed = _project().model_copy(update={"name": "Changed"})
+    with pytest.raises(OSError):
+        save_project(changed, tmp_path)
+    assert f.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["stembridge.json"]  # no temp file left
+
+
+def test_duplicate_stem_names_are_rejected():
+    with pytest.raises(ValueError, match="unique"):
+        Project(stems=[StemSpec(name="A", path="a.wav"), StemSpec(name="A", path="b.wav")])
+
+
+def test_mapping_source_and_section_checks():
+    with pytest.raises(ValueError, match="stem.feature"):
+        Mapping(source="drums", target="zoom")
+    with pytest.raises(ValueError, match="after its start"):
+        Section(start=10, end=5)
+    with pytest.raises(ValueError, match="clamp"):
+        Mapping(source="drums.rms", target="zoom", clamp=(1.0, 0.0))

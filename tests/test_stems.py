@@ -1,0 +1,139 @@
+"""Stem discovery, role guessing and loading, including every way a file can be bad."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import sine, write_wav
+
+from bridge.errors import AudioError
+from bridge.stems import (
+    SilentAudioError,
+    discover_stems,
+    display_names,
+    guess_role,
+    load_audio,
+    place_in_song,
+    probe_audio,
+)
+
+
+@pytest.mark.parametrize(("filename", "role"), [
+    ("Song Drums.wav", "drums"),                 # Ableton "<set> <track>"
+    ("My Set 3-Bass.wav", "bass"),               # Ableton numbered track
+    ("Song_Bass.aif", "bass"),                   # Logic
+    ("Bass#01.aif", "bass"),                     # Logic region bounce
+    ("03 Vox.wav", "vocals"),                    # numbered
+    ("vocals.flac", "vocals"),                   # Demucs
+    ("LeadVox_final.wav", "vocals"),             # camelCase
+    ("Kick Bass Drum.wav", "drums"),             # "bass drum" is a drum
+    ("Bass Drop Song Drums.wav", "drums"),       # the track name comes last
+    ("01 Main 808.wav", "bass"),
+    ("Rhodes.wav", "piano"),
+    ("Gtr DI.wav", "guitar"),
+    ("Pads.wav", "other"),
+    ("untitled.wav", "other"),
+])
+def test_roles_are_guessed_from_daw_file_names(filename, role):
+    assert guess_role(filename) == role
+
+
+def test_display_names_drop_the_shared_song_prefix():
+    assert display_names(["Demo Song Drums.wav", "Demo Song Bass.wav"]) == ["Drums", "Bass"]
+    assert display_names(["Song_Bass.aif", "Song_Drums.aif"]) == ["Bass", "Drums"]
+    assert display_names(["only.wav"]) == ["only"]
+    names = display_names(["A Drums.wav", "B Drums.wav"])
+    assert len(set(names)) == 2
+
+
+def test_loading_resamples_and_keeps_the_signal(tmp_path):
+    # 1 kHz at 48 kHz → project rate 44.1 kHz: same duration, same frequency, same level
+    path = write_wav(tmp_path / "tone.wav", sine(1000, 2.0, 48000, amplitude=0.5), 48000)
+    audio = load_audio(path, sample_rate=44100)
+    assert audio.dtype == np.float32 and audio.shape[0] == 2
+    assert abs(audio.shape[1] - 88200) <= 2
+    spectrum = np.abs(np.fft.rfft(audio[0, 4410:-4410]))
+    peak_hz = np.argmax(spectrum) * 44100 / (audio.shape[1] - 8820)
+    assert abs(peak_hz - 1000) < 2
+    assert abs(np.sqrt(np.mean(audio[0, 4410:-4410] ** 2)) - 0.5 / np.sqrt(2)) < 0.01
+
+
+def test_mono_file_loads_as_one_channel_and_mono_flag_downmixes(tmp_path):
+    mono = write_wav(tmp_path / "m.wav", sine(220, 0.5, 44100, channels=1), 44100)
+    assert load_audio(mono, sample_rate=44100).shape[0] == 1
+    st = np.stack([sine(220, 0.5, 44100, channels=1)[0], np.zeros(22050, np.float32)])
+    stereo = write_wav(tmp_path / "s.wav", st, 44100)
+    down = load_audio(stereo, sample_rate=44100, mono=True)
+    assert down.shape[0] == 1
+    np.testing.assert_allclose(down[0], st[0] / 2, atol=1e-4)
+
+
+def _expect(path, *needles, cls=AudioError):
+    with pytest.raises(cls) as err:
+        load_audio(path, sample_rate=44100)
+    msg = str(err.value)
+    assert str(path) in msg
+    for n in needles:
+        assert n in msg
+    return msg
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+    good = write_wav(tmp_path / "good.wav", sine(440, 1.0, 44100), 44100)
+    data = good.read_bytes()
+
+    (tmp_path / "empty.wav").write_bytes(b"")
+    _expect(tmp_path / "empty.wav", "empty")
+
+    (tmp_path / "text.wav").write_text("this is not audio\n" * 50)
+    _expect(tmp_path / "text.wav", "decoded", "Re-export")
+
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
+    _expect(tmp_path / "cut.wav", "truncated")
+
+    nan = sine(440, 0.5, 44100)
+    nan[0, 100:110] = np.nan
+    _expect(write_wav(tmp_path / "nan.wav", nan, 44100, subtype="FLOAT"), "NaN")
+
+    _expect(write_wav(tmp_path / "silent.wav", np.zeros((2, 44100)), 44100), "silent", cls=SilentAudioError)
+
+    nine = np.tile(sine(440, 0.2, 44100, channels=1), (9, 1))
+    _expect(write_wav(tmp_path / "nine.wav", nine, 44100, subtype="FLOAT"), "9 channels", "stereo")
+
+    _expect(tmp_path / "missing.wav", "not found")
+
+
+def test_aiff_and_flac_load(tmp_path):
+    import soundfile as sf
+
+    x = sine(330, 0.5, 44100)
+    for ext, fmt in ((".aiff", "AIFF"), (".flac", "FLAC")):
+        p = tmp_path / f"x{ext}"
+        sf.write(str(p), x.T, 44100, format=fmt)
+        y = load_audio(p, sample_rate=44100)
+        np.testing.assert_allclose(y, x, atol=2e-4)
+
+
+def test_probe_reads_headers_only(tmp_path):
+    p = write_wav(tmp_path / "x.wav", sine(440, 1.5, 32000), 32000)
+    info = probe_audio(p)
+    assert (info.sample_rate, info.num_channels, info.num_frames) == (32000, 2, 48000)
+    assert info.duration_seconds == pytest.approx(1.5)
+
+
+def test_place_in_song_applies_offsets_and_pads():
+    x = np.arange(1, 11, dtype=np.float32)[None, :]
+    late = place_in_song(x, offset_seconds=0.5, sample_rate=4, total_samples=16)
+    assert late.shape == (1, 16) and late[0, :2].tolist() == [0, 0] and late[0, 2] == 1
+    early = place_in_song(x, offset_seconds=-0.5, sample_rate=4, total_samples=6)
+    assert early[0].tolist() == [3, 4, 5, 6, 7, 8]
+
+
+def test_discover_skips_mixes_hidden_files_and_non_audio(tmp_path):
+    for name in ("Song Drums.wav", "Song Bass.wav", "mixture.wav", ".Song Drums.wav.partial.wav", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in discover_stems(tmp_path)] == ["Song Bass.wav", "Song Drums.wav"]
+    with pytest.raises(AudioError, match="no audio files"):
+        discover_stems(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path)
+    with pytest.raises(AudioError, match="no such folder"):
+        discover_stems(tmp_path / "nope")
