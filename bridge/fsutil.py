@@ -24,31 +24,52 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+class PendingFile:
+    """A file being written under a temporary name next to its destination.
+
+    ``commit()`` fsyncs it and renames it over ``dest`` (atomic on one filesystem); ``abort()``
+    removes it, leaving any existing ``dest`` untouched. For writers whose lifetime does not fit a
+    ``with`` block (an encoder opened in one call and finished in another); else use
+    :func:`atomic_output`. The temporary name keeps ``dest``'s suffix (writers such as PyAV and
+    soundfile pick the format from it) and starts with a dot, so it is not mistaken for a result.
+    """
+
+    def __init__(self, dest: str | os.PathLike[str], *, suffix: str | None = None) -> None:
+        self.dest = Path(dest)
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{self.dest.name}.",
+            suffix=f".partial{suffix if suffix is not None else self.dest.suffix}",
+            dir=self.dest.parent,
+        )
+        os.close(fd)
+        self.tmp = Path(tmp_name)
+
+    def commit(self) -> Path:
+        with open(self.tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.dest)
+        _fsync_dir(self.dest.parent)
+        return self.dest
+
+    def abort(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success fsync it and rename it over ``path``.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and ``path`` keeps
-    its old content. ``suffix`` defaults to ``path``'s suffix, so writers that pick a format from
-    the extension (PyAV, soundfile) still see the right one.
+    its old content.
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dest.name}.", suffix=f".partial{suffix if suffix is not None else dest.suffix}",
-        dir=dest.parent,
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    pending = PendingFile(path, suffix=suffix)
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        yield pending.tmp
+        pending.commit()
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        pending.abort()
         raise
 
 

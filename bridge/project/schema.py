@@ -132,7 +132,7 @@ class RenderSettings(_Model):
     fps: Annotated[str, Field(description="exact rational, e.g. '30' or '30000/1001'")] = "30"
     sample_rate: int = Field(default=48000, ge=8000, le=192000, description="audio rate of the export")
     video_codec: Literal["h264"] = "h264"
-    crf: int = Field(default=18, ge=0, le=51)
+    crf: int = Field(default=20, ge=0, le=51, description="x264 quality: 18 ≈ visually lossless, 23 = x264 default")
 
     @field_validator("fps", mode="before")
     @classmethod

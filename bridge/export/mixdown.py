@@ -1,0 +1,288 @@
+"""Audio for the export: stem mixdown, a peak limiter, level metering and resampling.
+
+All audio is float32 ``(channels, samples)``. The mix is always stereo ``(2, samples)``.
+
+Channel rules (applied per stem before the gains):
+
+- mono ``(1, n)`` is copied to both channels at full level (as a mono file plays in a stereo player;
+  no pan law, so a mono stem at 0 dB peaks where it peaked before);
+- stereo ``(2, n)`` is used as is;
+- 6 channels are taken as 5.1 in WAVE/FFmpeg order (FL FR FC LFE BL BR) and folded down with the
+  ITU-R BS.775 coefficients: ``L = FL + 0.707 FC + 0.707 BL``, ``R = FR + 0.707 FC + 0.707 BR``; the LFE
+  channel is dropped (as BS.775 does);
+- any other count (3–5, 7, 8…): channel 0 is left, channel 1 is right, every further channel goes to
+  both sides at -3 dB (0.707).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pedalboard
+import scipy.signal
+import soxr
+
+from bridge.errors import AudioError
+
+MIX_CHANNELS = 2
+#: -3 dB, the BS.775 fold-down coefficient for centre and surround channels.
+_MINUS_3_DB = 1.0 / math.sqrt(2.0)
+#: Loudness (BS.1770) block and gating constants.
+_LUFS_BLOCK_SECONDS = 0.4
+_LUFS_HOP_SECONDS = 0.1
+_LUFS_ABSOLUTE_GATE = -70.0
+_LUFS_RELATIVE_GATE_LU = -10.0
+
+
+def to_stereo(audio: np.ndarray) -> np.ndarray:
+    """Fold any channel count to stereo with the rules in the module docstring.
+
+    Parameters
+    ----------
+    audio : float array, shape (channels, samples)
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (2, samples). Stereo input is returned as float32 without a copy when it
+        already is float32.
+    """
+    if audio.ndim != 2 or audio.shape[0] < 1:
+        raise AudioError(
+            f"Audio of shape {audio.shape} is not (channels, samples); "
+            "pass a 2-D array with channels first, e.g. audio.T for (samples, channels) data."
+        )
+    audio = np.asarray(audio, dtype=np.float32)
+    n_channels = audio.shape[0]
+    if n_channels == 2:
+        return audio
+    if n_channels == 1:
+        return np.repeat(audio, 2, axis=0)
+    if n_channels == 6:  # 5.1: FL FR FC LFE BL BR; the LFE is dropped, as BS.775 does.
+        centre = _MINUS_3_DB * audio[2]
+        left = audio[0] + centre + _MINUS_3_DB * audio[4]
+        right = audio[1] + centre + _MINUS_3_DB * audio[5]
+        return np.stack([left, right]).astype(np.float32, copy=False)
+    both = _MINUS_3_DB * audio[2:].sum(axis=0)
+    return np.stack([audio[0] + both, audio[1] + both]).astype(np.float32, copy=False)
+
+
+def db_to_gain(gain_db: float) -> float:
+    """Amplitude factor for a gain in dB (``-6.02 dB -> 0.5``)."""
+    return float(10.0 ** (gain_db / 20.0))
+
+
+def mix_stems(
+    stems: Sequence[np.ndarray],
+    *,
+    gains_db: Sequence[float],
+    sample_rate: int,
+    limiter_threshold_db: float = -1.0,
+    ceiling_dbfs: float = -0.3,
+    release_ms: float = 100.0,
+) -> np.ndarray:
+    """Sum aligned stems with gains, limit the peaks, and return a stereo mix.
+
+    Parameters
+    ----------
+    stems : sequence of float arrays, each shape (channels, samples)
+        Already aligned to song time, all at ``sample_rate`` and of equal length. Channel counts
+        may differ; each is folded to stereo first (see module docstring).
+    gains_db : sequence of float
+        One gain per stem, in dB (0 = unchanged, -6.02 = half amplitude).
+    sample_rate : int
+        Sample rate of the stems, in Hz (the limiter's time constants depend on it).
+    limiter_threshold_db : float
+        Level in dBFS above which the look-ahead limiter reduces gain. Below it the mix passes
+        untouched (no make-up gain), so stem gains keep their exact meaning.
+    ceiling_dbfs : float
+        Hard ceiling in dBFS: no output sample exceeds it. Must be >= ``limiter_threshold_db``.
+    release_ms : float
+        Limiter release time in milliseconds.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (2, samples). Silent input gives silent output (zeros, never NaN).
+
+    Raises
+    ------
+    AudioError
+        No stems, mismatched counts or lengths, wrong shapes, or NaN/inf samples.
+    """
+    if len(stems) == 0:
+        raise AudioError("mix_stems got no stems; pass at least one (channels, samples) array.")
+    if len(gains_db) != len(stems):
+        raise AudioError(
+            f"mix_stems got {len(stems)} stems but {len(gains_db)} gains; pass one gain_db per stem."
+        )
+    if not limiter_threshold_db <= ceiling_dbfs <= 0.0:
+        raise AudioError(
+            f"Limiter threshold {limiter_threshold_db} dB and ceiling {ceiling_dbfs} dBFS are "
+            "inconsistent; need threshold <= ceiling <= 0 dBFS (e.g. -1.0 and -0.3)."
+        )
+    if sample_rate <= 0:
+        raise AudioError(f"sample_rate {sample_rate} Hz is not positive; pass the stems' rate.")
+    n_samples = stems[0].shape[-1]
+    mix = np.zeros((MIX_CHANNELS, n_samples), dtype=np.float32)
+    for index, (stem, gain_db) in enumerate(zip(stems, gains_db, strict=True)):
+        stereo = to_stereo(np.asarray(stem))
+        if stereo.shape[1] != n_samples:
+            raise AudioError(
+                f"Stem {index} has {stereo.shape[1]} samples but stem 0 has {n_samples}; the mix "
+                "needs stems aligned to song time and padded/trimmed to the same length."
+            )
+        if not np.isfinite(stereo).all():
+            raise AudioError(
+                f"Stem {index} contains NaN or infinite samples; re-export it from the DAW "
+                "(the mix would be noise or silence)."
+            )
+        mix += np.float32(db_to_gain(float(gain_db))) * stereo
+    if n_samples == 0:
+        return mix
+    # pedalboard.Limiter (JUCE dsp::Limiter) adds make-up gain and compresses from -10 dBFS up, which
+    # would change every stem's level; BrickwallLimiter only acts above its ceiling and compensates
+    # its look-ahead latency, so the mix stays sample-aligned with the video.
+    limiter = pedalboard.BrickwallLimiter(
+        ceiling_db=limiter_threshold_db, release_ms=release_ms, true_peak=False
+    )
+    limited = limiter(mix, sample_rate)
+    # The look-ahead limiter can overshoot on the sharpest transients; this clip is the guarantee.
+    ceiling = np.float32(db_to_gain(ceiling_dbfs))
+    np.clip(limited, -ceiling, ceiling, out=limited)
+    return np.ascontiguousarray(limited, dtype=np.float32)
+
+
+def _amplitude_db(value: float) -> float:
+    return 20.0 * math.log10(value) if value > 0.0 else -math.inf
+
+
+def k_weighting_sos(sample_rate: int) -> np.ndarray:
+    """The ITU-R BS.1770 K-weighting filter (shelf + high-pass) as second-order sections.
+
+    Written out because scipy has no K-weighting; these are libebur128's sample-rate independent
+    formulas, which reproduce the BS.1770 coefficient tables at 48 kHz.
+
+    Returns
+    -------
+    np.ndarray
+        shape (2, 6), for :func:`scipy.signal.sosfilt`.
+    """
+    # Stage 1: high shelf, +4 dB above ~1.7 kHz (models the head).
+    f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
+    k = math.tan(math.pi * f0 / sample_rate)
+    vh = 10.0 ** (gain_db / 20.0)
+    vb = vh**0.4996667741545416
+    a0 = 1.0 + k / q + k * k
+    shelf = [
+        (vh + vb * k / q + k * k) / a0,
+        2.0 * (k * k - vh) / a0,
+        (vh - vb * k / q + k * k) / a0,
+        1.0,
+        2.0 * (k * k - 1.0) / a0,
+        (1.0 - k / q + k * k) / a0,
+    ]
+    # Stage 2: RLB high-pass at ~38 Hz.
+    f0, q = 38.13547087602444, 0.5003270373238773
+    k = math.tan(math.pi * f0 / sample_rate)
+    a0 = 1.0 + k / q + k * k
+    highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    return np.array([shelf, highpass], dtype=np.float64)
+
+
+def integrated_loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS (ITU-R BS.1770-4 / EBU R128 gating), channel weights 1.
+
+    Parameters
+    ----------
+    audio : float array, shape (channels, samples)
+        Treated as L/R/C (weight 1 each); surround weights are not applied.
+
+    Returns
+    -------
+    float
+        LUFS; ``-inf`` for silence or audio shorter than one 400 ms block.
+    """
+    block = int(round(_LUFS_BLOCK_SECONDS * sample_rate))
+    hop = int(round(_LUFS_HOP_SECONDS * sample_rate))
+    if audio.shape[-1] < block:
+        return -math.inf
+    filtered = scipy.signal.sosfilt(k_weighting_sos(sample_rate), audio.astype(np.float64), axis=-1)
+    # Mean square per 400 ms block with 75 % overlap, via a cumulative sum (one pass, no copies).
+    energy = np.concatenate(
+        [np.zeros((audio.shape[0], 1)), np.cumsum(filtered**2, axis=-1)], axis=-1
+    )
+    starts = np.arange(0, audio.shape[-1] - block + 1, hop)
+    block_power = ((energy[:, starts + block] - energy[:, starts]) / block).sum(axis=0)
+    with np.errstate(divide="ignore"):
+        block_lufs = -0.691 + 10.0 * np.log10(block_power)
+    gated = block_power[block_lufs > _LUFS_ABSOLUTE_GATE]
+    if gated.size == 0:
+        return -math.inf
+    relative_gate = -0.691 + 10.0 * math.log10(gated.mean()) + _LUFS_RELATIVE_GATE_LU
+    gated = block_power[(block_lufs > _LUFS_ABSOLUTE_GATE) & (block_lufs > relative_gate)]
+    return float(-0.691 + 10.0 * math.log10(gated.mean()))
+
+
+def measure_levels(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """Peak, RMS and integrated loudness of a mix, for the CLI and the GUI meter.
+
+    Parameters
+    ----------
+    audio : float array, shape (channels, samples)
+    sample_rate : int
+        In Hz.
+
+    Returns
+    -------
+    dict
+        ``peak_dbfs`` (largest absolute sample), ``rms_dbfs`` (over all channels and samples; a
+        full-scale sine reads -3.01), ``loudness_lufs`` (BS.1770 integrated). Silence reads
+        ``-inf`` for all three, never NaN.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size == 0:
+        return {"peak_dbfs": -math.inf, "rms_dbfs": -math.inf, "loudness_lufs": -math.inf}
+    peak = float(np.max(np.abs(audio)))
+    rms = math.sqrt(float(np.mean(np.square(audio, dtype=np.float64))))
+    return {
+        "peak_dbfs": _amplitude_db(peak),
+        "rms_dbfs": _amplitude_db(rms),
+        "loudness_lufs": integrated_loudness_lufs(audio, sample_rate),
+    }
+
+
+def resample_audio(audio: np.ndarray, *, from_rate: int, to_rate: int) -> np.ndarray:
+    """Change the sample rate with libsoxr (high quality, linear phase).
+
+    Parameters
+    ----------
+    audio : float array, shape (channels, samples)
+    from_rate, to_rate : int
+        Sample rates in Hz.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (channels, round(samples * to_rate / from_rate)). When the rates are equal
+        the input is returned as float32 (no copy if it already is).
+    """
+    if from_rate <= 0 or to_rate <= 0:
+        raise AudioError(
+            f"Cannot resample from {from_rate} Hz to {to_rate} Hz; both rates must be positive."
+        )
+    if audio.ndim != 2 or audio.shape[0] == 0:
+        raise AudioError(
+            f"Audio of shape {audio.shape} is not (channels, samples); pass a 2-D array "
+            "(audio[None] for mono)."
+        )
+    audio = np.asarray(audio, dtype=np.float32)
+    if from_rate == to_rate:
+        return audio
+    # One soxr call per contiguous channel row: measured faster than one interleaved call on the
+    # transposed array (no (samples, channels) copies in and out). "HQ" is librosa's "soxr_hq".
+    return np.stack(
+        [soxr.resample(channel, from_rate, to_rate, quality="HQ") for channel in audio]
+    ).astype(np.float32, copy=False)
