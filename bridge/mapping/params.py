@@ -1,0 +1,45 @@
+"""The visual parameters a mapping can drive (the columns of FrameParams).
+
+Each parameter has a neutral value (what it is when nothing drives it), a hard range, and a
+meaning that every engine honours. Mapping outputs are *added* to the neutral value, then clipped to
+the range (and to the mapping's own clamp range, if any).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VisualParameter:
+    name: str
+    neutral: float
+    minimum: float
+    maximum: float
+    doc: str
+
+
+PARAMETERS: dict[str, VisualParameter] = {
+    p.name: p
+    for p in (
+        VisualParameter("zoom", 0.0, -0.5, 0.5,
+                        "feedback zoom per frame, as a fraction: 0.02 = previous frame scaled by 1.02"),
+        VisualParameter("rotation", 0.0, -30.0, 30.0, "feedback rotation per frame, degrees"),
+        VisualParameter("translate_x", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of width"),
+        VisualParameter("translate_y", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of height"),
+        VisualParameter("hue", 0.0, -10.0, 10.0, "palette hue rotation in turns (wraps; 0.5 = opposite colour)"),
+        VisualParameter("saturation", 0.0, -1.0, 1.0, "added to the base saturation (0.75)"),
+        VisualParameter("brightness", 0.0, -1.0, 1.0, "added to the base brightness (1.0 = unchanged)"),
+        VisualParameter("flash", 0.0, 0.0, 1.0, "white flash amount (kicks, hits)"),
+        VisualParameter("warp", 0.0, 0.0, 1.0, "spatial distortion of the feedback (liquid/bass wobble)"),
+        VisualParameter("pulse", 0.0, 0.0, 1.0, "size/energy of the foreground shapes"),
+        VisualParameter("detail", 0.0, 0.0, 1.0, "fine detail / sparkle layer (hats, vocals)"),
+        VisualParameter("decay", 0.0, -0.5, 0.5, "added to feedback persistence (0 = engine default trail length)"),
+        VisualParameter("strength", 0.0, 0.0, 1.0,
+                        "added to the base img2img denoising strength (diffusion engines); procedural: re-seeding"),
+        VisualParameter("prompt_mix", 0.0, 0.0, 1.0,
+                        "blend toward the next section's prompt (diffusion engines); procedural: palette blend"),
+    )
+}
+
+PARAMETER_NAMES: tuple[str, ...] = tuple(PARAMETERS)

@@ -1,0 +1,198 @@
+"""Mapping presets: a musical starting point built from the stems a project actually has.
+
+Stems are sorted into parts by role and, within drums, by name (a producer who bounces "Kick",
+"Snare" and "Hats" separately gets each one mapped to what it does):
+
+==========  ===================================  ============================================
+part        found by                             drives
+==========  ===================================  ============================================
+kick        drums stem named kick/bd/808         onsets → flash, pulse, a zoom kick
+snare       drums stem named snare/clap/sd       onsets → small flash, warp
+hats        drums stem named hat/hh/cymbal/perc  high band → detail (sparkle)
+drums       any other drums stem (full kit)      low band → pulse, zoom kick, flash; high → detail
+bass        role bass                            low band → zoom push and warp
+harmony     other/keys/piano/synth/guitar/pads   chroma → hue, rms → saturation
+lead        vocals/lead/vox/melody               rms → brightness and detail
+always      beat grid                            bar-locked rotation sway and drift
+==========  ===================================  ============================================
+
+Sources use the stem's *name* when there is one stem for the part (so renaming a role later does not
+break it) and fall back to the role when the name cannot be a source (it contains a dot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from bridge.project import schema
+
+KICK_WORDS = ("kick", "bd", "bassdrum", "bass drum", "808")
+SNARE_WORDS = ("snare", "clap", "sd", "rim")
+HAT_WORDS = ("hat", "hh", "cymbal", "ride", "crash", "perc", "shaker", "tamb")
+LEAD_ROLES = ("vocals", "vocal", "vox", "lead", "melody", "voice")
+
+
+def _words(text: str) -> list[str]:
+    cleaned = "".join(c if c.isalnum() else " " for c in text.lower())
+    return cleaned.split()
+
+
+def _has_word(name: str, words: Sequence[str]) -> bool:
+    tokens = _words(name)
+    joined = " ".join(tokens)
+    return any((w in tokens) if " " not in w else (w in joined) for w in words) or any(
+        t.startswith(w) for t in tokens for w in words if len(w) >= 3
+    )
+
+
+def _ref(stem: schema.StemSpec) -> str:
+    """How a mapping source names this stem: its name, or its role if the name has a dot."""
+    return stem.role if "." in stem.name or not stem.name.strip() else stem.name
+
+
+def classify_stems(stems: Sequence[schema.StemSpec]) -> dict[str, list[schema.StemSpec]]:
+    """Group stems into parts: kick, snare, hats, drums, bass, harmony, lead (muted stems skipped)."""
+    parts: dict[str, list[schema.StemSpec]] = {
+        k: [] for k in ("kick", "snare", "hats", "drums", "bass", "harmony", "lead")
+    }
+    for s in stems:
+        if s.muted:
+            continue
+        role = s.role
+        if role == "bass":
+            parts["bass"].append(s)
+        elif role in LEAD_ROLES:
+            parts["lead"].append(s)
+        elif _has_word(s.name, KICK_WORDS):
+            parts["kick"].append(s)
+        elif _has_word(s.name, SNARE_WORDS):
+            parts["snare"].append(s)
+        elif _has_word(s.name, HAT_WORDS):
+            parts["hats"].append(s)
+        elif role == "drums":
+            parts["drums"].append(s)
+        else:
+            # other, keys, piano, synth, guitar, fx and user roles carry the harmony.
+            parts["harmony"].append(s)
+    return parts
+
+
+def _m(source: str, target: str, amount: float, *, attack_ms: float, release_ms: float,
+       offset: float = 0.0, curve: str = "linear") -> schema.Mapping:
+    return schema.Mapping(source=source, target=target, amount=amount, offset=offset, curve=curve,
+                          attack_ms=attack_ms, release_ms=release_ms)
+
+
+def _motion() -> list[schema.Mapping]:
+    """Bar-locked camera: a steady forward zoom breathing with the beat, a slow rotation sway."""
+    return [
+        _m("bar.sin", "rotation", 1.2, offset=-0.6, attack_ms=0, release_ms=0),
+        _m("beat.sin", "zoom", 0.006, offset=0.004, attack_ms=0, release_ms=0),
+        _m("bar.tri", "translate_x", 0.004, offset=-0.002, attack_ms=0, release_ms=0),
+    ]
+
+
+def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
+    """The default mapping set for these stems (only parts that are present get mappings)."""
+    parts = classify_stems(stems)
+    out: list[schema.Mapping] = []
+    for s in parts["kick"]:
+        r = _ref(s)
+        out += [
+            _m(f"{r}.onsets", "flash", 0.35, attack_ms=0, release_ms=120),
+            _m(f"{r}.onsets", "pulse", 0.9, attack_ms=0, release_ms=220),
+            _m(f"{r}.onsets", "zoom", 0.04, attack_ms=0, release_ms=150),
+        ]
+    for s in parts["snare"]:
+        r = _ref(s)
+        out += [
+            _m(f"{r}.onsets", "flash", 0.15, attack_ms=0, release_ms=90),
+            _m(f"{r}.onset", "warp", 0.3, attack_ms=2, release_ms=180),
+        ]
+    for s in parts["hats"]:
+        out.append(_m(f"{_ref(s)}.high", "detail", 0.8, attack_ms=2, release_ms=120))
+    for s in parts["drums"]:
+        r = _ref(s)
+        kick_like = not parts["kick"]
+        out += [
+            _m(f"{r}.low", "pulse", 0.9 if kick_like else 0.4, curve="smoothstep", attack_ms=0, release_ms=220),
+            _m(f"{r}.low", "zoom", 0.035 if kick_like else 0.015, curve="exp", attack_ms=0, release_ms=150),
+            _m(f"{r}.low", "flash", 0.3 if kick_like else 0.1, curve="exp", attack_ms=0, release_ms=120),
+        ]
+        if not parts["hats"]:
+            out.append(_m(f"{r}.high", "detail", 0.7, attack_ms=2, release_ms=120))
+    for s in parts["bass"]:
+        r = _ref(s)
+        out += [
+            _m(f"{r}.low", "zoom", 0.015, attack_ms=20, release_ms=250),
+            _m(f"{r}.low", "warp", 0.6, curve="smoothstep", attack_ms=30, release_ms=400),
+        ]
+    for s in parts["harmony"]:
+        r = _ref(s)
+        out += [
+            _m(f"{r}.chroma", "hue", 1.0 / max(1, len(parts["harmony"])), attack_ms=400, release_ms=400),
+            _m(f"{r}.rms", "saturation", 0.25, offset=-0.1, attack_ms=100, release_ms=600),
+        ]
+    for s in parts["lead"]:
+        r = _ref(s)
+        out += [
+            _m(f"{r}.rms", "brightness", 0.35, offset=-0.1, attack_ms=30, release_ms=300),
+            _m(f"{r}.rms", "detail", 0.35, curve="smoothstep", attack_ms=20, release_ms=250),
+        ]
+    if not (parts["kick"] or parts["drums"]):
+        # No drums: let the beat grid (and the first melodic stem's onsets) carry the pulse.
+        melodic = (parts["harmony"] + parts["lead"] + parts["bass"])[:1]
+        out.append(_m("beat.pulse", "pulse", 0.35, attack_ms=0, release_ms=120))
+        for s in melodic:
+            out.append(_m(f"{_ref(s)}.onsets", "pulse", 0.4, attack_ms=0, release_ms=300))
+    return out + _motion()
+
+
+def minimal_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
+    """One pulse from the drums (or the beat), hue from the harmony, a slow rotation."""
+    parts = classify_stems(stems)
+    out: list[schema.Mapping] = []
+    drums = parts["kick"] or parts["drums"]
+    if drums:
+        out.append(_m(f"{_ref(drums[0])}.onsets" if parts["kick"] else f"{_ref(drums[0])}.low",
+                      "pulse", 0.8, attack_ms=0, release_ms=250))
+    else:
+        out.append(_m("beat.pulse", "pulse", 0.6, attack_ms=0, release_ms=150))
+    harmony = parts["harmony"] or parts["lead"]
+    if harmony:
+        out.append(_m(f"{_ref(harmony[0])}.chroma", "hue", 1.0, attack_ms=600, release_ms=600))
+    out.append(_m("bar.sin", "rotation", 0.6, offset=-0.3, attack_ms=0, release_ms=0))
+    return out
+
+
+def strobe_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
+    """Hard flashes and zoom punches on every hit, hats sparkle, short trails (club visuals)."""
+    parts = classify_stems(stems)
+    out: list[schema.Mapping] = []
+    hits = parts["kick"] + parts["snare"] + parts["drums"]
+    for s in hits:
+        out += [
+            _m(f"{_ref(s)}.onsets", "flash", 0.8, attack_ms=0, release_ms=60),
+            _m(f"{_ref(s)}.onsets", "zoom", 0.06, attack_ms=0, release_ms=100),
+            _m(f"{_ref(s)}.onsets", "pulse", 1.0, attack_ms=0, release_ms=120),
+        ]
+    if not hits:
+        out += [
+            _m("beat.pulse", "flash", 0.7, attack_ms=0, release_ms=60),
+            _m("beat.pulse", "pulse", 1.0, attack_ms=0, release_ms=120),
+        ]
+    for s in parts["hats"] or parts["drums"]:
+        out.append(_m(f"{_ref(s)}.high", "detail", 1.0, attack_ms=0, release_ms=60))
+    for s in parts["bass"]:
+        out.append(_m(f"{_ref(s)}.low", "warp", 0.8, attack_ms=10, release_ms=200))
+    out.append(_m("beat.square", "hue", 0.5, attack_ms=0, release_ms=0))
+    out.append(_m("beat.saw", "decay", -0.25, attack_ms=0, release_ms=0))
+    return out
+
+
+#: Preset name → function(stems) → mappings.
+PRESETS: dict[str, Callable[[Sequence[schema.StemSpec]], list[schema.Mapping]]] = {
+    "default": default_mappings,
+    "minimal": minimal_mappings,
+    "strobe": strobe_mappings,
+}

@@ -1,0 +1,93 @@
+"""Sections: resolve the project's sections to seconds, and which section each frame shows.
+
+Beat units go through the beat grid (beat 0 = the grid's first beat, linear between detected beats,
+extrapolated at the tempo before the first and past the last beat), so a section starting at beat 64
+starts on the 65th detected beat even when the tempo drifts. A section at beat 0 starts at 0 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bridge.analysis.types import BeatGrid
+from bridge.mapping.sources import beat_position, beat_time
+from bridge.project import schema
+from bridge.visuals.base import SectionLook
+
+
+def _to_seconds(value: float, unit: str, beat_grid: BeatGrid) -> float:
+    if unit == "beats":
+        if value <= 0:
+            # "From beat 0" means from the top: the pickup before the first detected beat belongs
+            # to the section rather than showing no section for a fraction of a second.
+            return 0.0
+        return float(beat_time(np.array([value]), beat_grid)[0])
+    return float(value)
+
+
+def resolve_sections(
+    sections: Sequence[schema.Section], beat_grid: BeatGrid, *, duration_seconds: float
+) -> tuple[SectionLook, ...]:
+    """Sections in seconds, sorted by start.
+
+    ``end`` None → the next section's start, or the song end for the last one. An explicit end past
+    the next section's start is cut there (sections never overlap; gaps are allowed and show no
+    section). ``transition_beats`` becomes ``transition_seconds`` measured on the beat grid from the
+    section start (so it follows the local tempo), capped at the section's length.
+    """
+    starts = [_to_seconds(s.start, s.unit, beat_grid) for s in sections]
+    order = sorted(range(len(sections)), key=lambda i: (starts[i], i))
+    looks: list[SectionLook] = []
+    for rank, i in enumerate(order):
+        s = sections[i]
+        start_s = max(0.0, starts[i])
+        next_start = starts[order[rank + 1]] if rank + 1 < len(order) else None
+        if s.end is not None:
+            end_s = _to_seconds(s.end, s.unit, beat_grid)
+            if next_start is not None:
+                end_s = min(end_s, next_start)
+        else:
+            end_s = next_start if next_start is not None else max(float(duration_seconds), start_s)
+        end_s = max(end_s, start_s)
+        start_beat = float(beat_position(np.array([start_s]), beat_grid)[0])
+        trans_end = float(beat_time(np.array([start_beat + s.transition_beats]), beat_grid)[0])
+        transition_s = min(max(0.0, trans_end - start_s), end_s - start_s)
+        looks.append(
+            SectionLook(
+                start_s=start_s,
+                end_s=end_s,
+                name=s.name,
+                prompt=s.prompt,
+                negative_prompt=s.negative_prompt,
+                seed=s.seed,
+                style=s.style,
+                transition_seconds=transition_s,
+            )
+        )
+    return tuple(looks)
+
+
+def section_timeline(sections: Sequence[SectionLook], times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Section shown at each time, and the transition progress into it.
+
+    times_s: shape (n,) seconds. Returns ``section_index`` int32 (n,), −1 outside every section,
+    and ``section_mix`` float32 (n,): 0 at the section start rising linearly to 1 after its
+    ``transition_seconds`` (1.0 for the first section, for cuts and outside sections).
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    index = np.full(t.shape, -1, dtype=np.int32)
+    mix = np.ones(t.shape, dtype=np.float32)
+    if not sections:
+        return index, mix
+    starts = np.array([s.start_s for s in sections], dtype=np.float64)
+    ends = np.array([s.end_s for s in sections], dtype=np.float64)
+    trans = np.array([s.transition_seconds for s in sections], dtype=np.float64)
+    i = np.searchsorted(starts, t, side="right") - 1
+    inside = (i >= 0) & (t < ends[np.clip(i, 0, None)])
+    index[inside] = i[inside]
+    fading = inside & (i > 0) & (trans[np.clip(i, 0, None)] > 0)
+    ii = i[fading]
+    mix[fading] = np.clip((t[fading] - starts[ii]) / trans[ii], 0.0, 1.0)
+    return index, mix

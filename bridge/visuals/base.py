@@ -1,0 +1,60 @@
+"""The engine interface every visual engine implements (procedural, lcm…).
+
+An engine is stateful (feedback buffer, previous frame for img2img chaining): ``start`` resets it,
+then ``render`` is called for consecutive frames. Engines never touch files or the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SectionLook:
+    """What an engine needs to know of a section (resolved to seconds)."""
+
+    start_s: float
+    end_s: float
+    name: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    style: str = ""
+    #: Length of the transition into this section from the previous one (seconds; 0 = a cut).
+    #: Added for bridge.mapping.sections: Section.transition_beats resolved at the local tempo.
+    transition_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    width: int
+    height: int
+    fps: Fraction
+    sections: tuple[SectionLook, ...] = field(default_factory=tuple)
+    seed: int = 0
+    mode: Literal["preview", "export"] = "export"
+
+
+class Engine(Protocol):
+    name: str
+
+    def start(self, ctx: RenderContext) -> None:
+        """Reset all state (feedback buffers, previous frame) for a new run of frames."""
+
+    def render(
+        self, frame_index: int, params: Mapping[str, float], section_index: int, section_mix: float
+    ) -> np.ndarray:
+        """Render one frame: RGB uint8, shape (height, width, 3), C-contiguous.
+
+        ``params`` has one value per name in bridge.mapping.params.PARAMETERS. ``section_index``
+        indexes ``ctx.sections`` (-1: none); ``section_mix`` in [0, 1] is the progress of the
+        transition from section_index - 1 into section_index.
+        """
+
+    def close(self) -> None:
+        """Release resources (models stay warm in their worker; this frees per-run buffers)."""

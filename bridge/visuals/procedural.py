@@ -1,0 +1,440 @@
+"""The procedural engine: MilkDrop-style feedback visuals, real time on a CPU, no model.
+
+Each frame (all at a working resolution, half the output size above 640×360, then upscaled once):
+
+1. **feedback**: the previous frame is warped (zoom / rotation / translate, plus a liquid
+   displacement field scaled by ``warp``) with one ``cv2.remap``, then decayed and colour-drifted
+   with one ``cv2.transform`` (a 3×4 matrix: persistence × hue rotation × saturation, and a −1.5
+   offset so dim trails fade to true black instead of sticking at the uint8 rounding floor);
+2. **tunnel**: a kaleidoscopic log-polar pattern (precomputed uint8 phase map per section + a
+   time shift, wrapping) coloured through the section's 256-entry striped palette with ``cv2.LUT``
+   and added with a radial fog: rings stream out of the vanishing point;
+3. **shapes**: a rotating star polygon whose size follows ``pulse``, k orbiting dots, and an
+   oscilloscope ring wobbling with ``warp``/``detail``; the feedback zoom turns them into tunnels of
+   echoes;
+4. **sparkles**: ``detail`` scatters bright pixels (seeded per frame) that the zoom streaks outward;
+5. **post**: vignette × brightness, white ``flash``, upscale.
+
+Every section gets a look (palette scheme, hue, fold count, ring density, twist, trail drift…)
+derived from a hash of its name, style, seed and the run seed; ``style`` keywords (warm, cool,
+neon, mono, rainbow, forest, dark, calm, …) steer it. ``section_mix`` crossfades palettes, patterns
+and shapes from the previous section's look. Deterministic: the only randomness is seeded by
+(run seed, frame index).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from math import cos, pi, radians, sin, sqrt
+
+import cv2
+import numpy as np
+
+from bridge.errors import RenderError
+from bridge.mapping.params import PARAMETERS
+from bridge.project.schema import EngineSettings
+from bridge.visuals.base import RenderContext, SectionLook
+
+#: Above this many output pixels the engine works at half resolution and upscales once.
+HALF_RES_ABOVE_PIXELS = 640 * 360
+BASE_SATURATION = 0.75
+
+_STYLE_HUES = {
+    "warm": 0.03, "fire": 0.02, "sunset": 0.06, "red": 0.0, "orange": 0.07, "gold": 0.12,
+    "yellow": 0.15, "forest": 0.33, "green": 0.33, "acid": 0.25, "cool": 0.58, "ice": 0.53,
+    "ocean": 0.56, "blue": 0.62, "deep": 0.66, "purple": 0.76, "violet": 0.78, "pink": 0.9,
+    "neon": 0.85, "cyber": 0.5,
+}
+
+
+@dataclass(frozen=True)
+class Look:
+    """The visual identity of a section (all derived from a seed; numbers are unitless)."""
+
+    base_hue: float          # turns
+    hue_spread: float        # turns covered by the palette
+    n_bands: int             # bright stripes per palette cycle
+    band_sharpness: float    # stripe width (higher = thinner lines)
+    saturation: float        # multiplier on BASE_SATURATION + saturation param
+    folds: int               # kaleidoscope symmetry of the tunnel and shapes
+    ring_density: float      # rings per octave of radius
+    twist: float             # spiral twist (phase turns per fold sector)
+    petal: float             # how star-shaped the rings are (0 = circles)
+    flow_turns_per_s: float  # tunnel flow speed (negative = outward)
+    persistence: float       # feedback decay per frame before the decay param
+    trail_hue_deg: float     # hue rotation of the trails per frame
+    shape_sides: int
+    shape_spin_deg_per_s: float
+    mirror: int              # 0 none, 1 left-right, 2 quad
+    pattern_gain: float      # how much tunnel is injected per frame
+
+
+def _look_from_seed(section: SectionLook | None, run_seed: int) -> Look:
+    key = "default" if section is None else f"{section.name}|{section.style}|{section.seed}"
+    digest = hashlib.sha256(f"{run_seed}|{key}".encode()).digest()
+    rng = np.random.default_rng(np.frombuffer(digest[:16], dtype=np.uint32))
+    style = "" if section is None else section.style.lower()
+    words = set("".join(c if c.isalnum() else " " for c in style).split())
+
+    base_hue = float(rng.random())
+    scheme = int(rng.integers(0, 4))  # analogous, complementary, triadic, wide
+    spread = (0.12, 0.5, 0.33, 0.7)[scheme]
+    trail_hue_deg = float(rng.uniform(-4.0, 4.0))
+    for w, h in _STYLE_HUES.items():
+        if w in words:
+            # A colour word means that colour: a narrow scheme around it and little trail drift.
+            base_hue = h + float(rng.normal(0, 0.015))
+            spread = min(spread, 0.12)
+            trail_hue_deg *= 0.25
+            break
+    saturation = 1.0
+    pattern_gain = float(rng.uniform(0.45, 0.6))
+    persistence = float(rng.uniform(0.90, 0.94))
+    if words & {"rainbow", "psychedelic", "trippy"}:
+        spread = 1.0
+    if words & {"mono", "noir", "monochrome"}:
+        spread, saturation = 0.03, 0.25
+    if words & {"neon", "cyber"}:
+        spread, saturation = 0.5, 1.3
+    if words & {"dark", "noir", "calm", "ambient", "minimal"}:
+        pattern_gain *= 0.6
+    if words & {"calm", "ambient", "dreamy"}:
+        persistence = 0.95
+    # Negative flow = rings stream outward from the vanishing point (flying in); 1 in 5 looks inverts.
+    flow = float(rng.uniform(0.15, 0.45)) * (-1 if rng.random() < 0.8 else 1)
+    if words & {"calm", "ambient", "dreamy"}:
+        flow *= 0.4
+    return Look(
+        base_hue=base_hue % 1.0,
+        hue_spread=spread,
+        n_bands=int(rng.integers(2, 5)),
+        band_sharpness=float(rng.uniform(1.5, 4.0)),
+        saturation=saturation,
+        folds=int(rng.choice([3, 4, 5, 6, 8])),
+        ring_density=float(rng.uniform(0.8, 2.2)),
+        twist=float(rng.choice([0.0, 0.25, 0.5, 1.0])) * (1 if rng.random() < 0.5 else -1),
+        petal=float(rng.uniform(0.0, 0.35)),
+        flow_turns_per_s=flow,
+        persistence=persistence,
+        trail_hue_deg=trail_hue_deg,
+        shape_sides=int(rng.choice([3, 4, 5, 6, 8])),
+        shape_spin_deg_per_s=float(rng.uniform(-60, 60)),
+        mirror=int(rng.choice([0, 0, 1, 2])),
+        pattern_gain=pattern_gain,
+    )
+
+
+def hue_rotation_matrix(angle_deg: float) -> np.ndarray:
+    """3×3 RGB matrix rotating hue by ``angle_deg`` around the grey axis (keeps greys grey)."""
+    a = radians(angle_deg)
+    c, s = cos(a), sin(a)
+    k = (1.0 - c) / 3.0
+    q = sqrt(1.0 / 3.0) * s
+    return np.array([[c + k, k - q, k + q], [k + q, c + k, k - q], [k - q, k + q, c + k]], dtype=np.float32)
+
+
+def saturation_matrix(amount: float) -> np.ndarray:
+    """3×3 RGB matrix: 1 = unchanged, 0 = grey (Rec. 709 luma), >1 = more saturated."""
+    luma = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    return (amount * np.eye(3, dtype=np.float32) + (1.0 - amount) * np.tile(luma, (3, 1))).astype(np.float32)
+
+
+def feedback_matrix(*, width: int, height: int, zoom: float, rotation_deg: float,
+                    translate_x: float, translate_y: float) -> np.ndarray:
+    """2×3 forward affine matrix of the feedback step: scale by (1 + zoom) and rotate about the
+    centre (positive = counter-clockwise on screen), then shift by a fraction of the size."""
+    scale = max(1e-3, 1.0 + zoom)
+    m = cv2.getRotationMatrix2D((width / 2.0 - 0.5, height / 2.0 - 0.5), rotation_deg, scale)
+    m[0, 2] += translate_x * width
+    m[1, 2] += translate_y * height
+    return m
+
+
+def warp_feedback(image: np.ndarray, *, zoom: float = 0.0, rotation_deg: float = 0.0,
+                  translate_x: float = 0.0, translate_y: float = 0.0,
+                  displacement: np.ndarray | None = None,
+                  grid: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Apply the feedback transform to an image (H, W, C): content at distance d from the centre
+    moves to d·(1 + zoom), rotated counter-clockwise by ``rotation_deg`` and shifted.
+
+    displacement: optional float32 (H, W, 2) pixels added to the sampling positions (liquid warp).
+    grid: optional precomputed (x, y) float32 pixel-coordinate maps (H, W), to save their cost.
+    Borders reflect (zooming out mirrors the frame into itself).
+    """
+    h, w = image.shape[:2]
+    m = feedback_matrix(width=w, height=h, zoom=zoom, rotation_deg=rotation_deg,
+                        translate_x=translate_x, translate_y=translate_y)
+    inv = cv2.invertAffineTransform(m)
+    if grid is None:
+        grid = (np.arange(w, dtype=np.float32)[None, :].repeat(h, 0),
+                np.arange(h, dtype=np.float32)[:, None].repeat(w, 1))
+    gx, gy = grid
+    # The sampling maps with cv2 arithmetic (≈20× faster than numpy broadcasting here), then
+    # fixed-point maps (1/32 px), which remap twice as fast as float maps.
+    map_x = cv2.addWeighted(gx, float(inv[0, 0]), gy, float(inv[0, 1]), float(inv[0, 2]))
+    map_y = cv2.addWeighted(gx, float(inv[1, 0]), gy, float(inv[1, 1]), float(inv[1, 2]))
+    if displacement is not None:
+        map_x = cv2.add(map_x, displacement[..., 0])
+        map_y = cv2.add(map_y, displacement[..., 1])
+    fixed_xy, fixed_frac = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    return cv2.remap(image, fixed_xy, fixed_frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised HSV (turns, 0..1, 0..1) → RGB float32 0..1, shape (n, 3)."""
+    hsv = np.stack([np.mod(h, 1.0) * 360.0, np.clip(s, 0, 1), np.clip(v, 0, 1)], axis=-1).astype(np.float32)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
+
+
+class _Geometry:
+    """Per-resolution precomputed maps: polar coordinates, fog, vignette, sampling grid."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.cx, self.cy = width / 2.0 - 0.5, height / 2.0 - 0.5
+        self.unit = min(width, height) / 2.0
+        x = (np.arange(width, dtype=np.float32) - self.cx) / self.unit
+        y = (np.arange(height, dtype=np.float32) - self.cy) / self.unit
+        self.x, self.y = np.meshgrid(x, y)
+        self.r = np.sqrt(self.x**2 + self.y**2) + 1e-3
+        self.theta = np.arctan2(self.y, self.x)
+        r_norm = self.r / float(self.r.max())
+        fog = np.clip((self.r - 0.04) / 0.5, 0, 1) ** 1.5 * (1.0 - 0.35 * r_norm**2)
+        self.fog = cv2.merge([(fog * 255).astype(np.uint8)] * 3)
+        vignette = 1.0 - 0.55 * r_norm**2.5
+        self.vignette = cv2.merge([(vignette * 255).astype(np.uint8)] * 3)
+        # Low-resolution grid for the liquid displacement (smooth, so it is computed at 1/8 size
+        # and upscaled with one resize instead of evaluating sines on every pixel).
+        self.lw, self.lh = max(2, width // 8), max(2, height // 8)
+        lx = (np.arange(self.lw, dtype=np.float32) + 0.5) / self.lw * width - 0.5 - self.cx
+        ly = (np.arange(self.lh, dtype=np.float32) + 0.5) / self.lh * height - 0.5 - self.cy
+        self.lx, self.ly = np.meshgrid(lx / self.unit, ly / self.unit)
+        self.lr = np.sqrt(self.lx**2 + self.ly**2) + 1e-3
+        self.grid_x = np.arange(width, dtype=np.float32)[None, :].repeat(height, 0)
+        self.grid_y = np.arange(height, dtype=np.float32)[:, None].repeat(width, 1)
+        self._phase_maps: dict[Look, np.ndarray] = {}
+
+    def phase_map(self, look: Look) -> np.ndarray:
+        """uint8 tunnel phase (256 = one turn of the palette) for a look, cached."""
+        cached = self._phase_maps.get(look)
+        if cached is not None:
+            return cached
+        sector = 2.0 * pi / look.folds
+        folded = np.abs(np.mod(self.theta, sector) / sector - 0.5)  # 0..0.5, mirror-symmetric wedge
+        r = self.r * (1.0 + look.petal * np.cos(look.folds * self.theta))
+        phase = look.ring_density * np.log2(r) + look.twist * folded * 2.0
+        out = np.mod(np.round(phase * 256.0), 256).astype(np.uint8)
+        self._phase_maps[look] = out
+        return out
+
+
+class ProceduralEngine:
+    """MilkDrop-style feedback engine (see the module docstring). Settings:
+
+    working_scale: fraction of the output size the feedback runs at (None: 0.5 above 640×360,
+        else 1.0). 1.0 is sharper and ≈4× slower.
+    """
+
+    name = "procedural"
+
+    def __init__(self, *, working_scale: float | None = None, **engine_settings: object) -> None:
+        # The project's engine settings (model, steps, guidance…) are shared by all engines and
+        # mean nothing here: they are accepted and ignored; anything else is a mistake.
+        unknown = set(engine_settings) - set(EngineSettings.model_fields)
+        if unknown:
+            raise RenderError(
+                f"procedural engine settings {sorted(unknown)} are unknown; it takes working_scale "
+                f"(and ignores the shared engine settings {', '.join(EngineSettings.model_fields)})"
+            )
+        if working_scale is not None and not (0.1 <= working_scale <= 1.0):
+            raise RenderError(f"working_scale {working_scale} must be between 0.1 and 1.0 (1.0 = full resolution)")
+        self.working_scale = working_scale
+        self._ctx: RenderContext | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, ctx: RenderContext) -> None:
+        if ctx.width < 16 or ctx.height < 16:
+            raise RenderError(f"frame size {ctx.width}×{ctx.height} is too small; use at least 16×16")
+        self._ctx = ctx
+        scale = self.working_scale
+        if scale is None:
+            scale = 0.5 if ctx.width * ctx.height > HALF_RES_ABOVE_PIXELS else 1.0
+        self._ww = max(16, int(round(ctx.width * scale / 2)) * 2)
+        self._wh = max(16, int(round(ctx.height * scale / 2)) * 2)
+        self._geo = _Geometry(self._ww, self._wh)
+        self._buf = np.zeros((self._wh, self._ww, 3), dtype=np.uint8)
+        self._default_look = _look_from_seed(None, ctx.seed)
+        self._looks = [_look_from_seed(s, ctx.seed) for s in ctx.sections]
+        for look in (self._default_look, *self._looks):
+            self._geo.phase_map(look)  # precompute now: no hitch on a section's first frame
+
+    def close(self) -> None:
+        self._buf = None  # type: ignore[assignment]
+        self._geo = None  # type: ignore[assignment]
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _look(self, section_index: int) -> Look:
+        if 0 <= section_index < len(self._looks):
+            return self._looks[section_index]
+        return self._default_look
+
+    def _palette(self, look: Look, *, hue: float, saturation: float) -> np.ndarray:
+        """(256, 3) float32 0..1: n_bands bright stripes per cycle, hue sweeping the look's scheme."""
+        u = np.arange(256, dtype=np.float32) / 256.0
+        band = u * look.n_bands
+        frac = band - np.floor(band)
+        value = np.sin(np.pi * frac) ** look.band_sharpness
+        h = look.base_hue + hue + look.hue_spread * (np.floor(band) / look.n_bands + 0.5 * frac / look.n_bands)
+        s = np.clip((BASE_SATURATION + saturation + 0.15) * look.saturation, 0, 1) * (1.0 - 0.25 * value**6)
+        return _hsv_to_rgb(h, s, value)
+
+    def _tunnel(self, look: Look, palette: np.ndarray, shift: float, gain: float) -> np.ndarray:
+        phase = self._geo.phase_map(look)
+        idx = np.add(phase, np.uint8(int(shift * 256) % 256), dtype=np.uint8)  # wraps, as intended
+        lut = np.clip(palette * 255.0, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+        coloured = cv2.applyColorMap(idx, lut)  # = LUT of a grey→RGB copy, in one pass (2× faster)
+        return cv2.multiply(coloured, self._geo.fog, scale=gain / 255.0)
+
+    def _draw_shapes(self, img: np.ndarray, look: Look, *, t: float, pulse: float, detail: float,
+                     warp: float, hue: float, sat: float, weight: float) -> None:
+        g = self._geo
+        unit = g.unit
+        shift = 16  # fixed-point bits for sub-pixel anti-aliased drawing
+        f = float(1 << shift)
+
+        hues = look.base_hue + hue + look.hue_spread * np.array([0.15, 0.5, 0.85])
+        rgb = _hsv_to_rgb(hues, np.full(3, min(1.0, max(0.0, (BASE_SATURATION + sat + 0.15) * look.saturation))),
+                          np.ones(3))
+
+        def colour(i: int, boost: float = 1.0) -> tuple[float, float, float]:
+            return tuple(float(v) for v in np.clip(rgb[i] * 255.0 * weight * boost, 0, 255))
+
+        # Star polygon: size and thickness follow the pulse.
+        spin = radians(look.shape_spin_deg_per_s * t)
+        radius = unit * (0.10 + 0.55 * pulse)
+        n = look.shape_sides
+        angles = spin + np.arange(2 * n) * pi / n
+        radii = np.where(np.arange(2 * n) % 2 == 0, radius, radius * (0.55 + 0.25 * sin(t * 1.3)))
+        pts = np.stack([g.cx + radii * np.cos(angles), g.cy + radii * np.sin(angles)], axis=1)
+        thickness = max(1, int(round(unit * (0.008 + 0.02 * pulse))))
+        cv2.polylines(img, [np.round(pts * f).astype(np.int32)], True, colour(0, 0.6 + 0.6 * pulse),
+                      thickness, cv2.LINE_AA, shift)
+
+        # Orbiters: `folds` dots circling, leaving spiral trails under zoom + rotation.
+        k = look.folds
+        orbit = unit * (0.35 + 0.25 * pulse + 0.1 * sin(t * 0.7))
+        dot = max(1.0, unit * (0.012 + 0.03 * pulse))
+        for i in range(k):
+            a = -spin * 1.5 + 2 * pi * i / k
+            center = (int((g.cx + orbit * cos(a)) * f), int((g.cy + orbit * sin(a)) * f))
+            cv2.circle(img, center, int(dot * f), colour(1 + (i % 2), 0.9), -1, cv2.LINE_AA, shift)
+
+        # Oscilloscope ring: wobbles with warp (slow lobes) and detail (fast ripples).
+        th = np.linspace(0, 2 * pi, 181)
+        rr = unit * (0.62 + 0.08 * sin(t * 0.5)) * (
+            1.0 + (0.06 + 0.2 * warp) * np.sin(k * th + t * 2.1) + 0.08 * detail * np.sin(23 * th - t * 9.0)
+        )
+        ring = np.stack([g.cx + rr * np.cos(th + spin * 0.3), g.cy + rr * np.sin(th + spin * 0.3)], axis=1)
+        cv2.polylines(img, [np.round(ring * f).astype(np.int32)], True, colour(2, 0.45 + 0.5 * detail),
+                      max(1, int(unit * 0.006)), cv2.LINE_AA, shift)
+
+    def _displacement(self, look: Look, *, t: float, warp: float) -> np.ndarray:
+        """Liquid warp (pixels, (H, W, 2)): a radial ripple plus a swirl, evaluated at 1/8 size and
+        upscaled with one resize instead of evaluating sines on every pixel (the field is smooth)."""
+        g = self._geo
+        amp = warp * g.unit * 0.035
+        ripple = np.sin(9.0 * g.lr - t * 3.1) + 0.5 * np.sin(5.0 * g.lx + t * 1.7) * np.cos(4.0 * g.ly - t * 1.3)
+        swirl = np.sin(look.folds * np.arctan2(g.ly, g.lx) + t * 0.9) * 0.6
+        d = np.empty(g.lx.shape + (2,), dtype=np.float32)
+        d[..., 0] = amp * (ripple * g.lx / g.lr - swirl * g.ly)
+        d[..., 1] = amp * (ripple * g.ly / g.lr + swirl * g.lx)
+        return cv2.resize(d, (g.width, g.height), interpolation=cv2.INTER_LINEAR)
+
+    # -- the frame ---------------------------------------------------------------------------
+    def render(self, frame_index: int, params: Mapping[str, float], section_index: int,
+               section_mix: float) -> np.ndarray:
+        ctx = self._ctx
+        if ctx is None or self._buf is None:
+            raise RenderError("ProceduralEngine.render was called before start(ctx); call start first")
+
+        def p(name: str) -> float:
+            v = float(params.get(name, PARAMETERS[name].neutral))
+            spec = PARAMETERS[name]
+            return min(spec.maximum, max(spec.minimum, v)) if np.isfinite(v) else spec.neutral
+
+        t = frame_index * float(ctx.fps.denominator) / float(ctx.fps.numerator)
+        mix = float(np.clip(section_mix, 0.0, 1.0))
+        cur = self._look(section_index)
+        prev = self._look(section_index - 1) if section_index > 0 else cur
+        nxt = self._look(section_index + 1) if 0 <= section_index + 1 < len(self._looks) else cur
+        if mix >= 1.0:
+            prev = cur
+
+        pulse, detail, warp = p("pulse"), p("detail"), p("warp")
+        flash, strength = p("flash"), p("strength")
+        hue, sat = p("hue"), p("saturation")
+        prompt_mix = p("prompt_mix")
+
+        # 1. feedback: warp, decay, colour drift.
+        buf = self._buf
+        disp = self._displacement(cur, t=t, warp=warp) if warp > 1e-3 else None
+        buf = warp_feedback(buf, zoom=p("zoom"), rotation_deg=p("rotation"), translate_x=p("translate_x"),
+                            translate_y=p("translate_y"), displacement=disp,
+                            grid=(self._geo.grid_x, self._geo.grid_y))
+        persistence = (1 - mix) * prev.persistence + mix * cur.persistence
+        persistence = float(np.clip(persistence + p("decay") - 0.35 * strength, 0.0, 0.985))
+        drift = (1 - mix) * prev.trail_hue_deg + mix * cur.trail_hue_deg
+        m = persistence * (hue_rotation_matrix(drift) @ saturation_matrix(1.04))
+        m34 = np.hstack([m, np.full((3, 1), -1.5, dtype=np.float32)]).astype(np.float32)
+        buf = cv2.transform(buf, m34)
+
+        # 2. tunnel pattern (crossfaded between looks during a transition).
+        def palette_of(look: Look) -> np.ndarray:
+            pal = self._palette(look, hue=hue, saturation=sat)
+            if prompt_mix > 0 and nxt is not cur and look is cur:
+                pal = (1 - prompt_mix) * pal + prompt_mix * self._palette(nxt, hue=hue, saturation=sat)
+            return pal
+
+        pal_cur = palette_of(cur)
+        gain_boost = 0.55 * pulse + 0.6 * strength + 0.5 * flash
+        for look, weight, pal in ((cur, mix, pal_cur), (prev, 1.0 - mix, None)):
+            if weight <= 1e-3:
+                continue
+            pal = pal if pal is not None else palette_of(look)
+            shift = look.flow_turns_per_s * t + 0.15 * pulse
+            gain = weight * look.pattern_gain * (1.0 + gain_boost)
+            buf = cv2.max(buf, self._tunnel(look, pal, shift, gain))
+            self._draw_shapes(buf, look, t=t, pulse=pulse, detail=detail, warp=warp, hue=hue, sat=sat, weight=weight)
+
+        # 3. sparkles: bright pixels scattered by `detail`; the zoom streaks them into stars.
+        n_sparks = int(detail * 0.0012 * self._ww * self._wh)
+        if n_sparks:
+            rng = np.random.default_rng((ctx.seed, frame_index))
+            ys = rng.integers(0, self._wh - 1, n_sparks)
+            xs = rng.integers(0, self._ww - 1, n_sparks)
+            tint = (np.clip(pal_cur[rng.integers(0, 256, n_sparks)] * 0.4 + 0.7, 0, 1) * 255).astype(np.uint8)
+            for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):  # 2×2 dots: visible after the upscale
+                buf[ys + dy, xs + dx] = np.maximum(buf[ys + dy, xs + dx], tint)
+
+        # 4. kaleidoscope mirror of the feedback (part of the look; switches half-way in a transition).
+        mirror = cur.mirror if mix >= 0.5 else prev.mirror
+        if mirror:
+            # A true mirror (copy a half over the other) rather than max(): no brightening.
+            half = self._ww // 2
+            buf[:, half:] = buf[:, half - 1::-1][:, : self._ww - half]
+            if mirror == 2:
+                hh = self._wh // 2
+                buf[hh:] = buf[hh - 1::-1][: self._wh - hh]
+        self._buf = buf
+
+        # 5. post: vignette × brightness, flash, upscale.
+        gain = float(np.clip(1.0 + p("brightness"), 0.0, 2.0))
+        out = cv2.multiply(buf, self._geo.vignette, scale=gain / 255.0)
+        if flash > 0:
+            f = 0.85 * flash
+            out = cv2.convertScaleAbs(out, alpha=1.0 - f, beta=255.0 * f)
+        if (self._ww, self._wh) != (ctx.width, ctx.height):
+            out = cv2.resize(out, (ctx.width, ctx.height), interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray(out)
