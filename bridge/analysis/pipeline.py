@@ -1,0 +1,178 @@
+"""Analyse a song's stems: per-stem features in parallel, then beats and sections for the song.
+
+Per-stem features depend only on that stem's audio (:func:`features_for_stem`), so a cache can
+key them by the stem's content hash; the song-level part (:func:`analyze_song`) depends on all
+stems' features plus the tempo/meter hints and is cached separately.
+
+Parallelism: a thread pool. The heavy parts (the STFT, the mel/chroma matrix products, the
+spectral sums) run in numpy/scipy/BLAS code that releases the GIL, so two threads use both cores
+of a 2-core machine; a process pool measured slower there (benchmarks/analysis_speed.py
+``--compare-pools``) because each worker process pays librosa's import and numba warm-up and the
+audio has to be pickled across.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import numpy as np
+
+from bridge.analysis.beats import track_beats
+from bridge.analysis.features import compute_stem_features
+from bridge.analysis.sections import detect_sections
+from bridge.analysis.types import ANALYSIS_SAMPLE_RATE, BeatGrid, SongAnalysis, StemFeatures
+from bridge.errors import AnalysisError
+from bridge.jobs import CancelToken, ProgressCallback, no_progress
+
+
+def features_for_stem(
+    name: str,
+    role: str,
+    audio: np.ndarray,
+    *,
+    sample_rate: int = ANALYSIS_SAMPLE_RATE,
+    cancel: CancelToken | None = None,
+) -> StemFeatures:
+    """Features of one stem (independent of every other stem: cache it by the audio's hash).
+
+    ``audio``: MONO float32 (samples,) at ANALYSIS_SAMPLE_RATE. Raises AnalysisError for unusable
+    audio and Cancelled if ``cancel`` is already set.
+    """
+    if cancel is not None:
+        cancel.raise_if_cancelled(f"analysis of stem '{name}'")
+    return compute_stem_features(audio, name=name, role=role, sample_rate=sample_rate)
+
+
+def analyze_song(
+    features: Mapping[str, StemFeatures],
+    *,
+    duration_seconds: float,
+    tempo_hint_bpm: float | None = None,
+    beats_per_bar: int | None = None,
+    beat_grid: BeatGrid | None = None,
+    min_section_bars: int = 4,
+) -> SongAnalysis:
+    """The song-level part: beats (unless ``beat_grid`` is given) and sections from stem features."""
+    _check_duration(duration_seconds)
+    if beat_grid is None:
+        beat_grid = track_beats(features, duration_seconds=duration_seconds,
+                                tempo_hint_bpm=tempo_hint_bpm, beats_per_bar=beats_per_bar)
+    sections = detect_sections(features, beat_grid, duration_seconds=duration_seconds,
+                               min_bars=min_section_bars)
+    return SongAnalysis(duration_seconds=float(duration_seconds), beat_grid=beat_grid,
+                        sections=sections, stems=dict(features))
+
+
+def analyze_stems(
+    stems: Sequence[tuple[str, str, np.ndarray]],
+    *,
+    duration_seconds: float,
+    tempo_hint_bpm: float | None = None,
+    beats_per_bar: int | None = None,
+    beat_grid: BeatGrid | None = None,
+    max_workers: int = 2,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> SongAnalysis:
+    """Analyse every stem, then the song's beats and sections.
+
+    Parameters
+    ----------
+    stems : sequence of (name, role, audio)
+        ``audio`` is MONO float32 (samples,) at ANALYSIS_SAMPLE_RATE, time 0 = song start. Names
+        must be unique.
+    duration_seconds : float
+        Song length in seconds.
+    tempo_hint_bpm, beats_per_bar : optional
+        The project's / DAW's tempo and meter, passed to :func:`bridge.analysis.beats.track_beats`.
+    beat_grid : BeatGrid, optional
+        A known grid (the project's tempo map): beat tracking is skipped.
+    max_workers : int
+        Threads for the per-stem features (≥ 1).
+    progress : callable, optional
+        ``progress(done, total, label)``; total = number of stems + 2 (beats, sections).
+    cancel : CancelToken, optional
+        Checked before each stem starts and after each finishes; raises Cancelled.
+
+    Returns
+    -------
+    SongAnalysis
+        ``stems`` maps each stem name to its StemFeatures.
+
+    Raises
+    ------
+    AnalysisError
+        No stems, duplicate names, bad audio (see compute_stem_features), bad hints.
+    Cancelled
+        ``cancel`` was set.
+    """
+    _check_duration(duration_seconds)
+    if not stems:
+        raise AnalysisError(
+            "No stems to analyse; add at least one audio file to the project's stems."
+        )
+    names = [name for name, _, _ in stems]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise AnalysisError(
+            f"Stem names must be unique, but {dupes} appear more than once; rename the stems."
+        )
+    if not isinstance(max_workers, (int, np.integer)) or max_workers < 1:
+        raise AnalysisError(f"max_workers={max_workers!r} must be a whole number ≥ 1.")
+    report = progress or no_progress
+    total = len(stems) + 2
+    done = 0
+    report(done, total, "analysing stems")
+
+    features: dict[str, StemFeatures] = {}
+    if max_workers == 1 or len(stems) == 1:
+        for name, role, audio in stems:
+            features[name] = features_for_stem(name, role, audio, cancel=cancel)
+            done += 1
+            report(done, total, f"features: {name}")
+    else:
+        with ThreadPoolExecutor(max_workers=int(max_workers),
+                                thread_name_prefix="bridge-analysis") as pool:
+            pending: dict[Future[StemFeatures], str] = {
+                pool.submit(features_for_stem, name, role, audio, cancel=cancel): name
+                for name, role, audio in stems
+            }
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        name = pending.pop(future)
+                        features[name] = future.result()  # re-raises the worker's error
+                        done += 1
+                        report(done, total, f"features: {name}")
+                    if cancel is not None and cancel.cancelled:
+                        break
+            finally:
+                for future in pending:
+                    future.cancel()  # stems not started yet; running ones finish and are dropped
+        if cancel is not None:
+            cancel.raise_if_cancelled("the stem analysis")
+    features = {name: features[name] for name in names}  # the caller's order
+
+    if cancel is not None:
+        cancel.raise_if_cancelled("the stem analysis")
+    if beat_grid is None:
+        beat_grid = track_beats(features, duration_seconds=duration_seconds,
+                                tempo_hint_bpm=tempo_hint_bpm, beats_per_bar=beats_per_bar)
+    done += 1
+    report(done, total, "beats")
+    if cancel is not None:
+        cancel.raise_if_cancelled("the stem analysis")
+    result = analyze_song(features, duration_seconds=duration_seconds, beat_grid=beat_grid)
+    done += 1
+    report(done, total, "sections")
+    return result
+
+
+def _check_duration(duration_seconds: float) -> None:
+    if not np.isfinite(duration_seconds) or duration_seconds <= 0:
+        raise AnalysisError(
+            f"duration_seconds={duration_seconds!r} is not a positive song length; pass the "
+            f"length in seconds (the longest stem, including its offset)."
+        )

@@ -1,0 +1,155 @@
+"""Analyse a whole project: every stem's features (in parallel, cached per stem) + the beat grid
+and sections (cached per song). Reopening an unchanged project decodes no audio at all."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from bridge.analysis import types as T
+from bridge.analysis.cache import AnalysisCache, code_version, make_key
+from bridge.errors import AnalysisError, ProjectError
+from bridge.jobs import CancelToken, ProgressCallback, no_progress
+from bridge.project.schema import Project, StemSpec
+from bridge.project.store import cache_dir, resolve_stem_path
+from bridge.stems.load import file_digest, load_audio, place_in_song, probe_audio
+
+log = logging.getLogger(__name__)
+
+
+def stem_paths(project: Project, project_dir: Path) -> dict[str, Path]:
+    return {s.name: resolve_stem_path(s.path, project_dir) for s in project.stems}
+
+
+def song_duration_seconds(project: Project, project_dir: Path) -> float:
+    """Song length: where the last stem ends (offsets applied), from the file headers only."""
+    if not project.stems:
+        raise ProjectError("The project has no stems. Add some with `stembridge new DIR --stems STEMS_DIR`.")
+    ends = []
+    for s, path in zip(project.stems, stem_paths(project, project_dir).values(), strict=True):
+        ends.append(s.offset_seconds + probe_audio(path).duration_seconds)
+    duration = max(ends)
+    if duration <= 0:
+        raise ProjectError("All stems end before song time 0 (check their offset_seconds).")
+    return duration
+
+
+def _stem_key(spec: StemSpec, digest: str, version: str) -> str:
+    return make_key("stem-features", digest, spec.offset_seconds, version,
+                    T.ANALYSIS_SAMPLE_RATE, T.ANALYSIS_HOP, T.ANALYSIS_N_FFT)
+
+
+def _analyse_one(spec: StemSpec, path: Path, cancel: CancelToken) -> T.StemFeatures:
+    from bridge.analysis.pipeline import features_for_stem
+
+    cancel.raise_if_cancelled("the analysis")
+    audio = load_audio(path, sample_rate=T.ANALYSIS_SAMPLE_RATE, mono=True)
+    end_s = spec.offset_seconds + audio.shape[1] / T.ANALYSIS_SAMPLE_RATE
+    placed = place_in_song(audio, offset_seconds=spec.offset_seconds, sample_rate=T.ANALYSIS_SAMPLE_RATE,
+                           total_samples=max(1, int(round(end_s * T.ANALYSIS_SAMPLE_RATE))))
+    return features_for_stem(spec.name, spec.role, placed[0], cancel=cancel)
+
+
+def _pad_to(features: T.StemFeatures, n_frames: int) -> T.StemFeatures:
+    """Stems end at different times; consumers get every curve on the song's full grid."""
+    curves = {}
+    for k, v in features.curves.items():
+        extra = n_frames - v.shape[-1]
+        if extra > 0:
+            pad = [(0, 0)] * (v.ndim - 1) + [(0, extra)]
+            v = np.pad(v, pad)
+        curves[k] = v[..., :n_frames]
+    return dataclasses.replace(features, curves=curves)
+
+
+def beat_grid_for(project: Project, project_dir: Path, stems: dict[str, T.StemFeatures],
+                  duration_seconds: float) -> T.BeatGrid:
+    """The beat grid from the project's tempo settings: the DAW's tempo when given, else detected."""
+    from bridge.analysis import beats
+
+    tempo = project.tempo
+    if tempo.source == "constant":
+        return beats.beat_grid_from_tempo(
+            tempo.tempo_bpm, duration_seconds=duration_seconds, beats_per_bar=tempo.beats_per_bar or 4,
+            first_downbeat_seconds=tempo.first_downbeat_seconds,
+        )
+    if tempo.source == "midi_file":
+        from bridge.analysis.tempo_map import beat_grid_from_midi
+
+        return beat_grid_from_midi(resolve_stem_path(tempo.midi_file, project_dir),
+                                   duration_seconds=duration_seconds,
+                                   offset_seconds=tempo.first_downbeat_seconds)
+    return beats.track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo.tempo_bpm,
+                             beats_per_bar=tempo.beats_per_bar)
+
+
+def analyze_project(
+    project: Project,
+    project_dir: str | os.PathLike[str],
+    *,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+    max_workers: int = 2,
+    use_cache: bool = True,
+) -> T.SongAnalysis:
+    """Features for every stem + beat grid + sections. Cached; raises AudioError/AnalysisError."""
+    from bridge.analysis.pipeline import analyze_song
+
+    project_dir = Path(project_dir)
+    cancel = cancel or CancelToken()
+    cache = AnalysisCache(cache_dir(project_dir) / "analysis")
+    version = code_version()
+    paths = stem_paths(project, project_dir)
+    duration = song_duration_seconds(project, project_dir)
+    n_frames = int(np.ceil(duration * T.ANALYSIS_SAMPLE_RATE / T.ANALYSIS_HOP)) + 1
+
+    keys = {s.name: _stem_key(s, file_digest(paths[s.name]), version) for s in project.stems}
+    features: dict[str, T.StemFeatures] = {}
+    todo: list[StemSpec] = []
+    for s in project.stems:
+        hit = cache.load_stem(keys[s.name], name=s.name, role=s.role) if use_cache else None
+        if hit is not None:
+            features[s.name] = hit
+        else:
+            todo.append(s)
+    total = len(project.stems) + 1
+    done = len(features)
+    progress(done, total, "analysing stems")
+    if todo:
+        log.info("analysing %d stem(s): %s", len(todo), ", ".join(s.name for s in todo))
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo)))) as pool:
+            futures = {s.name: pool.submit(_analyse_one, s, paths[s.name], cancel) for s in todo}
+            try:
+                for s in todo:
+                    cancel.raise_if_cancelled("the analysis")
+                    f = futures[s.name].result()
+                    cache.save_stem(keys[s.name], f)
+                    features[s.name] = f
+                    done += 1
+                    progress(done, total, f"analysed {s.name}")
+            except BaseException:
+                for fut in futures.values():
+                    fut.cancel()
+                raise
+    cancel.raise_if_cancelled("the analysis")
+    features = {s.name: _pad_to(features[s.name], n_frames) for s in project.stems}
+
+    song_key = make_key("song", sorted((s.name, s.role, keys[s.name]) for s in project.stems),
+                        project.tempo.model_dump(mode="json"), round(duration, 6), version)
+    cached_song = cache.load_song(song_key) if use_cache else None
+    if cached_song is not None:
+        grid, sections = cached_song
+    else:
+        song = analyze_song(features, duration_seconds=duration,
+                            beat_grid=beat_grid_for(project, project_dir, features, duration))
+        grid, sections = song.beat_grid, song.sections
+        cache.save_song(song_key, grid, sections)
+    progress(total, total, "analysis done")
+    if not np.isfinite(grid.tempo_bpm) or grid.tempo_bpm <= 0:
+        raise AnalysisError(f"Beat tracking gave tempo {grid.tempo_bpm}; set the tempo in the project (tempo.source='constant').")
+    return T.SongAnalysis(duration_seconds=duration, beat_grid=grid, sections=list(sections), stems=features)

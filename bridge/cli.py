@@ -1,0 +1,269 @@
+"""The ``stembridge`` command line.
+
+Every subcommand is a thin layer over bridge functions: parse arguments, show progress (tqdm),
+print results. User errors (BridgeError) print one clear message and exit with status 2; Ctrl-C
+exits with 130 and leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from bridge import __version__
+from bridge.errors import BridgeError, Cancelled
+
+log = logging.getLogger("stembridge")
+
+
+@contextmanager
+def _tqdm_progress(desc: str, unit: str, *, quiet: bool = False):
+    """A ``progress(done, total, label)`` callback drawing a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar = None
+    last_label = ""
+
+    def update(done: int, total: int, label: str = "") -> None:
+        nonlocal bar, last_label
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True, file=sys.stderr)
+        if bar.total != total:
+            bar.total = total
+        if label and label != last_label:
+            last_label = label
+            bar.set_postfix_str(label, refresh=False)
+        if done > bar.n:
+            bar.update(done - bar.n)  # update() honours tqdm's mininterval: no redraw per frame
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _meter(grid) -> str:
+    return f"{grid.beats_per_bar} beats/bar"
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.demo.project import make_demo
+
+    out = Path(args.out)
+    with _tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
+        video = make_demo(out, width=args.width, height=args.height, fps=args.fps, progress=progress,
+                          log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))
+    print(video)
+    return 0
+
+
+def _parse_roles(items: Sequence[str]) -> dict[str, str]:
+    roles = {}
+    for item in items:
+        if "=" not in item:
+            raise BridgeError(f"--role {item!r} must be FILE_OR_NAME=ROLE, e.g. --role '03 Vox.wav=vocals'")
+        k, v = item.rsplit("=", 1)
+        roles[k.strip()] = v.strip()
+    return roles
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from bridge.project.create import new_project
+    from bridge.project.schema import RenderSettings, TempoSettings
+
+    fields: dict[str, object] = {}
+    try:
+        if args.tempo:
+            fields["tempo"] = TempoSettings(source="constant", tempo_bpm=args.tempo,
+                                            beats_per_bar=args.beats_per_bar)
+        elif args.tempo_map:
+            fields["tempo"] = TempoSettings(source="midi_file", midi_file=str(Path(args.tempo_map).resolve()))
+        render = {k: v for k, v in (("width", args.width), ("height", args.height), ("fps", args.fps)) if v}
+        if render:
+            fields["render"] = RenderSettings(**render)
+    except ValueError as e:
+        raise BridgeError(str(e)) from None
+    if args.stems is None:
+        raise BridgeError("stembridge new needs --stems STEMS_DIR (the folder your DAW exported the stems into).")
+    result = new_project(args.project_dir, args.stems, name=args.name, roles=_parse_roles(args.role),
+                         overwrite=args.force, **fields)
+    for msg in result.skipped:
+        print(f"skipped: {msg}", file=sys.stderr)
+    for s in result.project.stems:
+        print(f"  {s.name:<24} {s.role:<8} {s.path}", file=sys.stderr)
+    if not args.no_analyze:
+        _analyse_and_store_sections(result.project_dir, quiet=args.quiet)
+    print(result.project_dir / "stembridge.json")
+    return 0
+
+
+def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
+    from bridge.analysis.project import analyze_project
+    from bridge.project import load_project, save_project
+    from bridge.project.create import sections_from_analysis
+
+    project, project_dir = load_project(project_dir)
+    with _tqdm_progress("analysing", "stem", quiet=quiet) as progress:
+        analysis = analyze_project(project, project_dir, progress=progress)
+    if not project.sections:
+        project = project.model_copy(update={"sections": sections_from_analysis(analysis.sections)})
+        save_project(project, project_dir)
+    grid = analysis.beat_grid
+    if not quiet:
+        print(f"  {grid.tempo_bpm:.2f} BPM ({grid.source}), {_meter(grid)}, {len(grid.downbeats_s)} bars, "
+              f"{len(analysis.sections)} sections, {analysis.duration_seconds:.1f} s", file=sys.stderr)
+    return project, analysis
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from bridge.analysis.project import analyze_project, stem_paths
+    from bridge.project import load_project
+    from bridge.stems import probe_audio
+
+    project, project_dir = load_project(args.project_dir)
+    with _tqdm_progress("analysing", "stem", quiet=args.quiet or args.json) as progress:
+        analysis = analyze_project(project, project_dir, progress=progress, use_cache=not args.no_cache)
+    grid = analysis.beat_grid
+    if args.json:
+        paths = stem_paths(project, project_dir)
+        stems = []
+        for s in project.stems:
+            info = probe_audio(paths[s.name])
+            stems.append({
+                "name": s.name, "role": s.role, "path": str(paths[s.name]),
+                "duration_seconds": round(info.duration_seconds, 6), "sample_rate": info.sample_rate,
+                "offset_seconds": s.offset_seconds,
+                "onsets": [round(float(t), 4) for t in analysis.stems[s.name].onsets_s],
+            })
+        out = {
+            "tempo_bpm": round(float(grid.tempo_bpm), 3), "beats_per_bar": grid.beats_per_bar,
+            "tempo_source": grid.source, "duration_seconds": round(analysis.duration_seconds, 6),
+            "beats": [round(float(t), 4) for t in grid.beats_s],
+            "downbeats": [round(float(t), 4) for t in grid.downbeats_s],
+            "sections": [{"start": round(a, 4), "end": round(b, 4)} for a, b in analysis.sections],
+            "stems": stems,
+        }
+        print(json.dumps(out))
+    else:
+        print(f"{project.name}: {analysis.duration_seconds:.2f} s, {grid.tempo_bpm:.2f} BPM ({grid.source}), "
+              f"{_meter(grid)}, {len(grid.beats_s)} beats, {len(grid.downbeats_s)} bars")
+        for i, (a, b) in enumerate(analysis.sections):
+            print(f"  section {i + 1}: {a:7.2f} – {b:7.2f} s")
+        for s in project.stems:
+            f = analysis.stems[s.name]
+            print(f"  {s.name:<24} {s.role:<8} {len(f.onsets_s):5d} onsets")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from bridge.analysis.project import analyze_project
+    from bridge.export.render import render_project
+    from bridge.project import load_project
+
+    project, project_dir = load_project(args.project_dir)
+    out = Path(args.output) if args.output else project_dir / "render.mp4"
+    with _tqdm_progress("analysing", "stem", quiet=args.quiet) as progress:
+        analysis = analyze_project(project, project_dir, progress=progress)
+    with _tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
+        path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
+                              fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
+                              model=args.model, progress=progress)
+    print(path)
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stembridge",
+        description="Follow your DAW, analyse your stems and turn them into a music video.",
+    )
+    p.add_argument("--version", action="version", version=f"stembridge {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens (to stderr)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="generate a demo song, make a project of it and render it")
+    d.add_argument("--out", default="stembridge-demo", help="output folder (default: ./stembridge-demo)")
+    d.add_argument("--width", type=int, default=1280)
+    d.add_argument("--height", type=int, default=720)
+    d.add_argument("--fps", default="30")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    d.set_defaults(func=cmd_demo)
+
+    n = sub.add_parser("new", help="create a project from a folder of stems")
+    n.add_argument("project_dir", metavar="PROJECT_DIR")
+    n.add_argument("--stems", metavar="STEMS_DIR", help="folder with the stems your DAW exported")
+    n.add_argument("--name", help="project name (default: the folder name)")
+    n.add_argument("--role", action="append", default=[], metavar="FILE=ROLE",
+                   help="override a guessed role, e.g. --role '03 Vox.wav=vocals' (repeatable)")
+    n.add_argument("--tempo", type=float, metavar="BPM", help="the song's tempo from the DAW (skips detection)")
+    n.add_argument("--beats-per-bar", type=int, help="meter numerator with --tempo (default 4)")
+    n.add_argument("--tempo-map", metavar="MIDI_FILE", help="a MIDI file with the DAW's tempo track")
+    n.add_argument("--width", type=int)
+    n.add_argument("--height", type=int)
+    n.add_argument("--fps", help="e.g. 30, 25, 30000/1001")
+    n.add_argument("--no-analyze", action="store_true", help="don't analyse now (done on first render)")
+    n.add_argument("--force", action="store_true", help="replace an existing stembridge.json")
+    n.add_argument("-q", "--quiet", action="store_true")
+    n.set_defaults(func=cmd_new)
+
+    a = sub.add_parser("analyze", help="analyse a project's stems (tempo, beats, sections, onsets)")
+    a.add_argument("project_dir", metavar="PROJECT_DIR")
+    a.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    a.add_argument("--no-cache", action="store_true", help="ignore cached results")
+    a.add_argument("-q", "--quiet", action="store_true")
+    a.set_defaults(func=cmd_analyze)
+
+    r = sub.add_parser("render", help="render a project to a video file (H.264 + AAC)")
+    r.add_argument("project_dir", metavar="PROJECT_DIR")
+    r.add_argument("-o", "--output", metavar="OUT.mp4", help="default: PROJECT_DIR/render.mp4")
+    r.add_argument("--width", type=int)
+    r.add_argument("--height", type=int)
+    r.add_argument("--fps", help="e.g. 30, 25, 30000/1001")
+    r.add_argument("--start", type=float, metavar="S", help="start time in seconds")
+    r.add_argument("--end", type=float, metavar="E", help="end time in seconds")
+    r.add_argument("--engine", choices=("procedural", "lcm"), help="visual engine (default: the project's)")
+    r.add_argument("--model", metavar="ID_OR_PATH", help="model for the lcm engine")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_render)
+
+    from bridge.transport.listen import add_listen_parser
+
+    add_listen_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except Cancelled as e:
+        print(f"stembridge: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("stembridge: interrupted; nothing half-written was kept.", file=sys.stderr)
+        return 130
+    except BridgeError as e:
+        print(f"stembridge: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

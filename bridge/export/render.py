@@ -1,0 +1,165 @@
+"""Render a project to a video file: analysis → FrameParams → engine → H.264/AAC MP4.
+
+The audio is the mixdown of the stems (gains, mutes, offsets) through a limiter, cut to exactly
+the rendered range, so picture and sound line up frame for frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from bridge.analysis.types import SongAnalysis
+from bridge.errors import RenderError
+from bridge.jobs import CancelToken, ProgressCallback, no_progress
+from bridge.project.schema import Project, RenderSettings, parse_fps
+from bridge.project.store import resolve_stem_path
+from bridge.visuals.base import RenderContext, SectionLook
+
+log = logging.getLogger(__name__)
+
+#: Seconds of frames rendered (and thrown away) before a range that starts mid-song, so feedback
+#: trails look as they would in the full render instead of starting from black.
+PREROLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class RenderRange:
+    start_frame: int
+    n_frames: int
+    fps: Fraction
+
+    @property
+    def start_seconds(self) -> float:
+        return self.start_frame / self.fps
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.n_frames / self.fps
+
+
+def frame_range(duration_seconds: float, fps: Fraction, *, start_s: float | None = None,
+                end_s: float | None = None) -> RenderRange:
+    """Frames [start, end) at ``fps``; frame k shows song time k / fps. Raises RenderError on a bad range."""
+    start = 0.0 if start_s is None else float(start_s)
+    end = duration_seconds if end_s is None else min(float(end_s), duration_seconds)
+    if start < 0 or start >= end:
+        raise RenderError(
+            f"render range --start {start:g} --end {end:g} is empty or negative; the song is "
+            f"{duration_seconds:.2f} s long, pick 0 <= start < end <= {duration_seconds:.2f}."
+        )
+    first = math.floor(start * fps + Fraction(1, 1000))
+    last = math.ceil(end * fps - Fraction(1, 1000))
+    return RenderRange(first, max(1, last - first), fps)
+
+
+def section_looks(project: Project, analysis: SongAnalysis) -> tuple[SectionLook, ...]:
+    """The project's sections resolved to seconds; the detected sections when the project has none."""
+    from bridge.mapping.sections import resolve_sections
+
+    if project.sections:
+        return resolve_sections(project.sections, analysis.beat_grid, duration_seconds=analysis.duration_seconds)
+    return tuple(
+        SectionLook(start_s=a, end_s=b, name=f"Section {i + 1}", seed=project.engine.seed + i)
+        for i, (a, b) in enumerate(analysis.sections)
+    )
+
+
+def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float) -> np.ndarray:
+    """Mixdown of the un-muted stems, float32 (2, samples), covering song time [0, duration)."""
+    from bridge.export.mixdown import mix_stems
+    from bridge.stems.load import load_audio, place_in_song
+
+    total = int(round(duration_seconds * sample_rate))
+    stems, gains = [], []
+    for s in project.stems:
+        if s.muted:
+            continue
+        audio = load_audio(resolve_stem_path(s.path, project_dir), sample_rate=sample_rate, allow_silent=True)
+        stems.append(place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=sample_rate, total_samples=total))
+        gains.append(s.gain_db)
+    if not stems:
+        return np.zeros((2, total), dtype=np.float32)
+    return mix_stems(stems, gains_db=gains, sample_rate=sample_rate)
+
+
+def render_project(
+    project: Project,
+    project_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    analysis: SongAnalysis | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    fps: object | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    engine_name: str | None = None,
+    model: str | None = None,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """Render ``project`` to ``out_path`` (MP4). Overrides replace the project's render settings.
+
+    Raises RenderError / AudioError / Cancelled; on any failure no file is left at ``out_path``
+    (an existing file there is kept).
+    """
+    from bridge.analysis.project import analyze_project
+    from bridge.export.video import write_video
+    from bridge.mapping import evaluate_mappings
+    from bridge.visuals import get_engine
+
+    project_dir = Path(project_dir)
+    cancel = cancel or CancelToken()
+    try:
+        settings = RenderSettings(
+            width=width or project.render.width, height=height or project.render.height,
+            fps=str(parse_fps(fps)) if fps is not None else project.render.fps,
+            sample_rate=project.render.sample_rate, crf=project.render.crf,
+        )
+    except ValueError as e:
+        raise RenderError(str(e).split("\n", 1)[-1].strip()) from None
+    if analysis is None:
+        analysis = analyze_project(project, project_dir, cancel=cancel)
+    rate = settings.fps_fraction
+    rng = frame_range(analysis.duration_seconds, rate, start_s=start_s, end_s=end_s)
+    looks = section_looks(project, analysis)
+    preroll = min(rng.start_frame, int(PREROLL_SECONDS * rate))
+    params = evaluate_mappings(
+        project.mappings, analysis, looks, fps=rate, start_frame=rng.start_frame - preroll,
+        n_frames=rng.n_frames + preroll, stem_roles={s.name: s.role for s in project.stems},
+    )
+    engine_settings = {"model": model} if model else {}
+    engine = get_engine(engine_name or project.engine.name, **engine_settings)
+    engine.start(RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
+                               seed=project.engine.seed, mode="export"))
+
+    mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate,
+                            duration_seconds=rng.start_seconds + rng.duration_seconds)
+    a0 = int(round(rng.start_seconds * settings.sample_rate))
+    audio = mix[:, a0:a0 + int(round(rng.duration_seconds * settings.sample_rate))]
+
+    def frames():
+        for i in range(len(params)):
+            frame = engine.render(params.start_frame + i, params.row(i), int(params.section_index[i]),
+                                  float(params.section_mix[i]))
+            if i >= preroll:
+                yield frame
+            else:
+                cancel.raise_if_cancelled("the render")
+
+    try:
+        return write_video(
+            out_path, frames(), n_frames=rng.n_frames, width=settings.width, height=settings.height,
+            fps=rate, audio=audio, audio_sample_rate=settings.sample_rate, crf=settings.crf,
+            progress=progress, cancel=cancel,
+        )
+    finally:
+        engine.close()
+

@@ -1,0 +1,228 @@
+"""Beat tracking against independent truths: click tracks at known tempi and meters, the demo
+song's score, and hand-made / MIDI-derived beat annotations of real music (../shared/data)."""
+
+from __future__ import annotations
+
+import json
+
+import librosa
+import mir_eval
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import click_track, shared_data
+
+from bridge.analysis.beats import beat_grid_from_tempo, track_beats
+from bridge.analysis.features import compute_stem_features
+from bridge.analysis.types import ANALYSIS_SAMPLE_RATE, BeatGrid, StemFeatures
+from bridge.errors import AnalysisError
+
+SR = ANALYSIS_SAMPLE_RATE
+
+
+def trimmed(times_s, duration_s: float) -> np.ndarray:
+    """Drop the first/last 50 ms (the songs fade in/out there)."""
+    t = np.asarray(times_s, dtype=np.float64)
+    return t[(t >= 0.05) & (t <= duration_s - 0.05)]
+
+
+def scores(ref_s, est_s, duration_s: float) -> tuple[float, float]:
+    """(F-measure at ±70 ms, AMLt) with mir_eval."""
+    ref, est = trimmed(ref_s, duration_s), trimmed(est_s, duration_s)
+    f = mir_eval.beat.f_measure(ref, est, f_measure_threshold=0.07)
+    amlt = mir_eval.beat.continuity(ref, est)[3]
+    return float(f), float(amlt)
+
+
+def click_stems(tempo_bpm: float, seconds: float, beats_per_bar: int, *, first_beat_s: float = 0.0,
+                role: str = "drums") -> tuple[dict[str, StemFeatures], np.ndarray]:
+    audio, beats = click_track(tempo_bpm, seconds, SR, beats_per_bar=beats_per_bar,
+                               first_beat_s=first_beat_s, channels=1)
+    return {"click": compute_stem_features(audio[0], name="click", role=role)}, beats
+
+
+# --- synthetic -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tempo_bpm, beats_per_bar, first_beat_s",
+                         [(97.0, 4, 0.0), (97.0, 3, 0.0), (75.0, 3, 0.4), (143.0, 4, 0.25)])
+def test_click_track_tempo_beats_meter_and_downbeats(tempo_bpm, beats_per_bar, first_beat_s):
+    seconds = 30.0
+    stems, beats = click_stems(tempo_bpm, seconds, beats_per_bar, first_beat_s=first_beat_s)
+    grid = track_beats(stems, duration_seconds=seconds)
+    assert grid.source == "detected"
+    assert grid.tempo_bpm == pytest.approx(tempo_bpm, rel=0.01)
+    assert grid.beats_per_bar == beats_per_bar
+    f, _ = scores(beats, grid.beats_s, seconds)
+    assert f >= 0.95
+    f_down, _ = scores(beats[::beats_per_bar], grid.downbeats_s, seconds)
+    assert f_down >= 0.95
+    assert np.all(np.diff(grid.beats_s) > 0)
+    assert set(np.round(grid.downbeats_s, 9)) <= set(np.round(grid.beats_s, 9))
+
+
+def test_click_track_as_a_non_drum_stem_works_too():
+    stems, beats = click_stems(97.0, 20.0, 4, role="other")
+    grid = track_beats(stems, duration_seconds=20.0)
+    assert grid.tempo_bpm == pytest.approx(97.0, rel=0.01)
+    assert scores(beats, grid.beats_s, 20.0)[0] >= 0.95
+
+
+def test_drum_stem_outweighs_a_conflicting_pitched_stem(rng):
+    """Drums at 100 BPM, an arpeggio stem at an unrelated 133 BPM pulse: the beat is the drums'."""
+    seconds = 24.0
+    stems, beats = click_stems(100.0, seconds, 4)
+    t = np.arange(int(seconds * SR)) / SR
+    note_period_s = 0.45
+    phase = t % note_period_s
+    arp = 0.3 * np.sin(2 * np.pi * 440.0 * t) * np.exp(-phase / 0.05)
+    stems["arp"] = compute_stem_features(arp.astype(np.float32), name="arp", role="other")
+    grid = track_beats(stems, duration_seconds=seconds)
+    assert grid.tempo_bpm == pytest.approx(100.0, rel=0.01)
+    assert scores(beats, grid.beats_s, seconds)[0] >= 0.95
+
+
+def test_tempo_hint_is_followed():
+    stems, beats = click_stems(97.0, 20.0, 4)
+    exact = track_beats(stems, duration_seconds=20.0, tempo_hint_bpm=97.0)
+    assert exact.tempo_bpm == 97.0
+    assert scores(beats, exact.beats_s, 20.0)[0] >= 0.95
+    # a hint at double the clicks' tempo: beats at the hint's period, half of them on clicks
+    double = track_beats(stems, duration_seconds=20.0, tempo_hint_bpm=194.0)
+    assert double.tempo_bpm == 194.0
+    assert np.median(np.diff(double.beats_s)) == pytest.approx(60.0 / 194.0, rel=0.03)
+    assert mir_eval.beat.continuity(trimmed(beats, 20.0), trimmed(double.beats_s, 20.0))[3] >= 0.95
+
+
+def test_given_meter_is_used():
+    stems, beats = click_stems(97.0, 24.0, 4)
+    grid = track_beats(stems, duration_seconds=24.0, beats_per_bar=3)
+    assert grid.beats_per_bar == 3
+    assert np.allclose(grid.downbeats_s, grid.beats_s[grid.beats_s.searchsorted(grid.downbeats_s[0])::3])
+
+
+def test_silence_gives_an_empty_grid_not_an_error():
+    silent = {"pad": compute_stem_features(np.zeros(5 * SR, np.float32), name="pad", role="other")}
+    grid = track_beats(silent, duration_seconds=5.0)
+    assert grid.beats_s.shape == (0,) and grid.downbeats_s.shape == (0,)
+    assert grid.tempo_bpm == 120.0 and grid.beats_per_bar == 4 and grid.source == "detected"
+    hinted = track_beats(silent, duration_seconds=5.0, tempo_hint_bpm=90.0, beats_per_bar=3)
+    assert hinted.tempo_bpm == 90.0 and hinted.beats_per_bar == 3
+    assert track_beats({}, duration_seconds=5.0).beats_s.shape == (0,)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"duration_seconds": 0.0}, "duration_seconds"),
+    ({"duration_seconds": 5.0, "tempo_hint_bpm": -3.0}, "tempo_hint_bpm"),
+    ({"duration_seconds": 5.0, "beats_per_bar": 0}, "beats_per_bar"),
+])
+def test_bad_arguments_raise_analysis_error(kwargs, word):
+    with pytest.raises(AnalysisError, match=word):
+        track_beats({}, **kwargs)
+
+
+def test_beat_grid_from_tempo():
+    grid = beat_grid_from_tempo(120.0, duration_seconds=10.0, beats_per_bar=4, first_downbeat_seconds=1.2)
+    assert isinstance(grid, BeatGrid) and grid.source == "project" and grid.tempo_bpm == 120.0
+    np.testing.assert_allclose(grid.beats_s, 0.2 + 0.5 * np.arange(20))  # pickup beats at 0.2, 0.7
+    np.testing.assert_allclose(grid.downbeats_s, [1.2, 3.2, 5.2, 7.2, 9.2])
+    waltz = beat_grid_from_tempo(90.0, duration_seconds=8.0, beats_per_bar=3)
+    np.testing.assert_allclose(np.diff(waltz.beats_s), 60.0 / 90.0)
+    np.testing.assert_allclose(waltz.downbeats_s, waltz.beats_s[::3])
+    with pytest.raises(AnalysisError, match="first_downbeat_seconds"):
+        beat_grid_from_tempo(120.0, duration_seconds=10.0, first_downbeat_seconds=12.0)
+    with pytest.raises(AnalysisError, match="tempo"):
+        beat_grid_from_tempo(0.0, duration_seconds=10.0)
+
+
+@pytest.fixture(scope="module")
+def demo_song():
+    from bridge.demo.song import generate_demo_song
+
+    song = generate_demo_song(sample_rate=SR)
+    roles = {"drums": "drums", "bass": "bass"}
+    stems = {name: compute_stem_features(audio.mean(axis=0), name=name, role=roles.get(name, "other"))
+             for name, audio in song.stems.items()}
+    return song, stems
+
+
+def test_demo_song_beats(demo_song):
+    song, stems = demo_song
+    grid = track_beats(stems, duration_seconds=song.duration_seconds)
+    assert grid.tempo_bpm == pytest.approx(song.tempo_bpm, rel=0.01)
+    assert grid.beats_per_bar == song.beats_per_bar
+    assert scores(song.beats_s, grid.beats_s, song.duration_seconds)[0] >= 0.95
+    assert scores(song.downbeats_s, grid.downbeats_s, song.duration_seconds)[0] >= 0.9
+
+
+# --- real music (../shared/data) -------------------------------------------------------------------
+
+def load_song(folder_name: str) -> tuple[dict[str, StemFeatures], dict]:
+    folder = shared_data("songs", folder_name)
+    truth = json.loads((folder / "ground_truth.json").read_text())
+    stems = {}
+    for name, info in truth["stems"].items():
+        audio, rate = sf.read(folder / info["file"], dtype="float32", always_2d=True)
+        mono = librosa.resample(audio.mean(axis=1), orig_sr=rate, target_sr=SR)
+        role = name if name in ("drums", "bass") else "other"
+        stems[name] = compute_stem_features(mono.astype(np.float32), name=name, role=role)
+    return stems, truth
+
+
+@pytest.fixture(scope="module")
+def funk():
+    return load_song("01_gmd_funk_groove1_138")
+
+
+@pytest.fixture(scope="module")
+def waltz():
+    return load_song("03_freedoom_e2m6_concept_of_technology_3-4")
+
+
+@pytest.mark.shared_data
+def test_real_funk_drums_138(funk):
+    """A human drummer's funk groove: librosa's default tracker locks to 4/3 of the tempo here."""
+    stems, truth = funk
+    duration = truth["duration_s"]
+    grid = track_beats(stems, duration_seconds=duration)
+    f, amlt = scores(truth["beats"], grid.beats_s, duration)
+    assert max(f, amlt) >= 0.8, (f, amlt)
+    assert grid.tempo_bpm == pytest.approx(138.0, rel=0.02)
+    assert grid.beats_per_bar == 4
+    assert scores(truth["downbeats"], grid.downbeats_s, duration)[0] >= 0.8
+
+
+@pytest.mark.shared_data
+def test_real_waltz_with_the_projects_meter(waltz):
+    """3/4 at 82 BPM, four stems. Given the time signature, tempo, beats and downbeats follow."""
+    stems, truth = waltz
+    duration = truth["duration_s"]
+    grid = track_beats(stems, duration_seconds=duration, beats_per_bar=3)
+    f, amlt = scores(truth["beats"], grid.beats_s, duration)
+    assert max(f, amlt) >= 0.8, (f, amlt)
+    assert grid.tempo_bpm == pytest.approx(82.0, rel=0.02)
+    assert scores(truth["downbeats"], grid.downbeats_s, duration)[0] >= 0.8
+    hinted = track_beats(stems, duration_seconds=duration, tempo_hint_bpm=82.0)
+    assert max(scores(truth["beats"], hinted.beats_s, duration)) >= 0.8
+    assert hinted.beats_per_bar == 3  # the meter is detected once the tempo is known
+
+
+@pytest.mark.shared_data
+def test_real_waltz_without_hints_finds_the_bar(waltz):
+    """Without hints the kick's dotted-8th pattern (3+3+3+3 sixteenths) reads as 4 beats of 110 BPM
+    (see beats.py); the bar itself — 12 sixteenths, 2.195 s — and where it starts must still be
+    found (sections and bar-synced visuals depend on those, not on the beat level)."""
+    stems, truth = waltz
+    duration = truth["duration_s"]
+    grid = track_beats(stems, duration_seconds=duration)
+    bar_s = grid.beats_per_bar * 60.0 / grid.tempo_bpm
+    assert bar_s == pytest.approx(3 * 60.0 / 82.0, rel=0.02)
+    assert scores(truth["downbeats"], grid.downbeats_s, duration)[0] >= 0.8
+
+
+@pytest.mark.shared_data
+def test_real_rubato_piano_is_followed():
+    """Debussy with 140 tempo changes (92–128 BPM), no drums: a regression guard, no target."""
+    stems, truth = load_song("05_pianomidi_debussy_snow_rubato")
+    grid = track_beats(stems, duration_seconds=truth["duration_s"])
+    f, amlt = scores(truth["beats"], grid.beats_s, truth["duration_s"])
+    assert max(f, amlt) >= 0.5, (f, amlt)
