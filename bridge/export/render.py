@@ -17,7 +17,7 @@ import numpy as np
 
 from bridge.analysis.types import SongAnalysis
 from bridge.errors import RenderError
-from bridge.jobs import CancelToken, ProgressCallback, no_progress
+from bridge.jobs import CancelToken, ProgressCallback, no_progress, prefetch
 from bridge.project.schema import Project, RenderSettings, parse_fps
 from bridge.project.store import resolve_stem_path
 from bridge.visuals.base import RenderContext, SectionLook
@@ -156,7 +156,8 @@ def render_project(
 
     try:
         return write_video(
-            out_path, frames(), n_frames=rng.n_frames, width=settings.width, height=settings.height,
+            out_path, prefetch(frames(), depth=4, name="render-frames"), n_frames=rng.n_frames,
+            width=settings.width, height=settings.height,
             fps=rate, audio=audio, audio_sample_rate=settings.sample_rate, crf=settings.crf,
             progress=progress, cancel=cancel,
         )
