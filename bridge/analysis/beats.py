@@ -13,10 +13,19 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    autocorrelations. Every beat period ``T`` (``MIN_TEMPO_BPM``…``MAX_TEMPO_BPM``) and meter
    ``M`` ∈ {3, 4} scores ``A(T) + A(M·T) + HALF_BAR_WEIGHT·A(2T) [4/4 only] +
    SUBDIVISION_WEIGHT·A(T/2)`` minus ``METER_PENALTY`` × how much better another bar length fits
-   (``A(3T)`` against 4/4; ``A(2T)``, ``A(4T)`` against 3/4), plus a log-normal tempo prior.
-   Scoring the bar is what rejects the 4/3-tempo error of syncopated grooves (three 16ths of a
-   funk groove repeat often, but its bar is 16 of them, not a multiple of 3). With
-   ``beats_per_bar`` given, only that meter is scored, so the bar length picks the beat.
+   (``A(3T)`` against 4/4; ``A(2T)``, ``A(4T)`` against 3/4), minus ``COMPOUND_PENALTY`` × a
+   *tatum-rate prior* (below), plus a log-normal tempo prior. Scoring the bar is what rejects the
+   4/3-tempo error of syncopated grooves (three 16ths of a funk groove repeat often, but its bar is
+   16 of them, not a multiple of 3). With ``beats_per_bar`` given, only that meter is scored, so
+   the bar length picks the beat.
+   The tatum-rate prior handles bars of twelve 16ths (3/4) grouped 3+3+3+3, e.g. a kick on every
+   dotted 8th over 16th hats: there four beats of three 16ths fit the ACF as well as three beats
+   of four. A beat that divides into three (``A(T/3) > A(T/2)``) is compound meter, and compound
+   beats are made of 8th notes slower than ~0.25 s (12/8 at 60–80 BPM: 0.25–0.33 s); beats of
+   three *fast* tatums (16ths) are rare, beats of four 16ths the norm. So the score loses
+   ``A(T/3) − max(A(T/2), PULSE_FLOOR)`` when ``T/3`` is faster than ``FAST_TATUM_SECONDS`` (fading out by
+   ``SLOW_TATUM_SECONDS``), and the same at the level ``T/2`` (else a beat of two dotted 8ths, half
+   the 3/4 bar, takes over). Slow compound beats (6/8, 12/8) are not penalised.
 3. **Beats** by dynamic programming (Ellis 2007, "Beat tracking by dynamic programming"): the best
    chain of frames that sit on strong onsets, spaced about one period apart. Written here rather
    than calling ``librosa.beat.beat_track`` because librosa rounds the period to whole frames (a
@@ -32,9 +41,9 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
 
 Weights were set on click tracks (60–200 BPM, 3/4 and 4/4), the demo song and the shared songs;
 each of those stays correct when any one weight (but the prior's centre and width) moves ±30 %.
-Known limit: music whose bar of twelve 16ths is grouped 3+3+3+3 (the shared 3/4 song 03 plays
-its kick every dotted 8th) is heard as 4 beats of 3 16ths (4/4 at 4/3 the notated tempo); the
-notated meter (``beats_per_bar=3``) or tempo fixes it.
+This holds for the tatum prior's ``COMPOUND_PENALTY`` and ``PULSE_FLOOR`` too; its thresholds
+(``FAST_TATUM_SECONDS``, ``SLOW_TATUM_SECONDS``) are a prior's position, like the tempo prior's
+centre: the shared 3/4 song's 16ths are 0.183 s.
 
 A tempo hint (the DAW's / project's tempo) fixes the beat period: the tracker only chooses the
 phase and follows small drifts (tightness ``HINT_TIGHTNESS``).
@@ -84,7 +93,10 @@ RIVAL_TOLERANCE = 0.03
 #: ``FAST_TATUM_SECONDS`` (fading linearly to no penalty at ``SLOW_TATUM_SECONDS``). Compound beats
 #: (6/8, 12/8) are made of 8th notes of 0.25–0.35 s; beats of three 16ths are rare, beats of four
 #: 16ths the norm, so three fast tatums are a cross-rhythm (dotted 8ths) over a simple beat.
-COMPOUND_PENALTY = 2.0
+COMPOUND_PENALTY = 4.0
+#: ACF below this is noise, not a pulse (a click track's ACF between its beats reaches ~0.035):
+#: the three-way split counts only by how far A(T/3) exceeds both A(T/2) and this floor.
+PULSE_FLOOR = 0.05
 FAST_TATUM_SECONDS = 0.20
 SLOW_TATUM_SECONDS = 0.25
 #: Weight of the downbeat-phase contrast (beat-synchronous accents) in the meter decision.
@@ -232,19 +244,21 @@ def _log_prior(tempo_bpm: float) -> float:
 def _compound_penalty(comb: _Comb, period: float) -> float:
     """Tatum-rate prior: how implausibly the beat ``period`` (frames) divides into three fast tatums.
 
-    ``max(0, A(T/3) − A(T/2))`` (how much better the beat splits in three than in two) times a
-    weight that is 1 for tatums T/3 up to ``FAST_TATUM_SECONDS`` and falls linearly to 0 at
-    ``SLOW_TATUM_SECONDS``: a 12/8 shuffle (8ths ≥ 0.25 s) keeps its dotted-quarter beat, while a
-    kick every dotted 8th over 16th hats (3 + 3 + 3 + 3 sixteenths in a 3/4 bar) no longer wins
-    as a beat of three 16ths over the notated beat of four.
+    For the levels L = T and L = T/2: ``max(0, A(L/3) − max(A(L/2), PULSE_FLOOR))`` (how much
+    better L splits in three than in two) times a weight that is 1 for tatums L/3 up to ``FAST_TATUM_SECONDS`` and
+    falls linearly to 0 at ``SLOW_TATUM_SECONDS``; the larger of the two. A 12/8 shuffle (8ths
+    ≥ 0.25 s) keeps its dotted-quarter beat, while a kick every dotted 8th over 16th hats (3 + 3 +
+    3 + 3 sixteenths in a 3/4 bar) no longer wins as a beat of three 16ths (L = T) or of two
+    dotted 8ths (L = T/2) over the notated beat of four 16ths.
     """
-    tatum_s = period / 3.0 / _frame_rate_hz()
-    span = SLOW_TATUM_SECONDS - FAST_TATUM_SECONDS
-    fast = float(np.clip((SLOW_TATUM_SECONDS - tatum_s) / span, 0.0, 1.0)) if span > 0 else float(
-        tatum_s <= FAST_TATUM_SECONDS)
-    if fast == 0.0:
-        return 0.0
-    return fast * max(0.0, comb(period / 3.0) - comb(period / 2.0))
+    worst = 0.0
+    for level in (period, period / 2.0):
+        tatum_s = level / 3.0 / _frame_rate_hz()
+        fast = float(np.clip((SLOW_TATUM_SECONDS - tatum_s) / (SLOW_TATUM_SECONDS - FAST_TATUM_SECONDS),
+                             0.0, 1.0))
+        if fast > 0.0:
+            worst = max(worst, fast * max(0.0, comb(level / 3.0) - max(comb(level / 2.0), PULSE_FLOOR)))
+    return worst
 
 
 def _comb_score(comb: _Comb, period: float, beats_per_bar: int) -> float:
