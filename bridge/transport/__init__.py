@@ -1,0 +1,1 @@
+"""Transport sync: DAW clocks (MIDI clock, MTC, OSC dialects, Ableton Link) → TransportState."""
