@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.transport.listen import add_listen_parser
 
     add_listen_parser(sub)
+
+    from bridge.preview.cli import add_preview_parser
+
+    add_preview_parser(sub)
     return p
 
 

@@ -179,6 +179,30 @@ def _oscillator_signal(
     return x[start_frame - first:]
 
 
+def mapping_contribution(
+    m: schema.Mapping,
+    src: StemSource | OscillatorSource,
+    analysis: SongAnalysis,
+    *,
+    fps: Fraction,
+    start_frame: int,
+    edges_s: np.ndarray,
+) -> np.ndarray:
+    """What one mapping adds to its target on frames ``start_frame …``: source → smoothing → curve
+    → × amount + offset → clamp. Shape (len(edges_s) - 1,), float64. ``edges_s`` are the frame
+    interval edges from :func:`frame_times`. Exposed so incremental evaluators (the preview
+    scheduler memoises per mapping) compute exactly what :func:`evaluate_mappings` does."""
+    n_frames = len(edges_s) - 1
+    if isinstance(src, OscillatorSource):
+        x = _oscillator_signal(src, m, analysis, fps, start_frame, n_frames)
+    else:
+        x = _stem_signal(src, m, edges_s)
+    contribution = m.amount * apply_curve(x, m.curve) + m.offset
+    if m.clamp is not None:
+        contribution = np.clip(contribution, m.clamp[0], m.clamp[1])
+    return contribution
+
+
 def evaluate_mappings(
     mappings: Sequence[schema.Mapping],
     analysis: SongAnalysis,
@@ -228,14 +252,8 @@ def evaluate_mappings(
         if not m.enabled:
             continue
         src = resolve_source(m.source, analysis, stem_roles=stem_roles)
-        if isinstance(src, OscillatorSource):
-            x = _oscillator_signal(src, m, analysis, fps, start_frame, n_frames)
-        else:
-            x = _stem_signal(src, m, edges)
-        contribution = m.amount * apply_curve(x, m.curve) + m.offset
-        if m.clamp is not None:
-            contribution = np.clip(contribution, m.clamp[0], m.clamp[1])
-        values[:, PARAMETER_NAMES.index(m.target)] += contribution
+        values[:, PARAMETER_NAMES.index(m.target)] += mapping_contribution(
+            m, src, analysis, fps=fps, start_frame=start_frame, edges_s=edges)
 
     for j, name in enumerate(PARAMETER_NAMES):
         p = PARAMETERS[name]

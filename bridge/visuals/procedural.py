@@ -270,6 +270,11 @@ class ProceduralEngine:
         for look in (self._default_look, *self._looks):
             self._geo.phase_map(look)  # precompute now: no hitch on a section's first frame
 
+    def reset(self) -> None:
+        """Clear the feedback (the only frame-to-frame state) without redoing ``start``'s setup."""
+        if self._buf is not None:
+            self._buf[...] = 0
+
     def close(self) -> None:
         self._buf = None  # type: ignore[assignment]
         self._geo = None  # type: ignore[assignment]

@@ -1,0 +1,37 @@
+"""Live preview: a content-addressed frame cache, the keyframe scheduler with its single model
+worker, ``frame_at(t)`` for playback, and the stems-folder watcher.
+
+The application model that ties them together is :class:`bridge.session.Session`; the headless
+entry point is ``stembridge preview`` (:mod:`bridge.preview.cli`). Names are imported lazily so
+``import bridge.preview`` stays cheap (no OpenCV, no torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "FrameCache": "bridge.preview.cache",
+    "frame_key": "bridge.preview.cache",
+    "ParamEvaluator": "bridge.preview.scheduler",
+    "PreviewScheduler": "bridge.preview.scheduler",
+    "PreviewInputs": "bridge.preview.scheduler",
+    "PreviewPlan": "bridge.preview.scheduler",
+    "PreviewStatus": "bridge.preview.scheduler",
+    "keyframe_frames": "bridge.preview.scheduler",
+    "preview_size": "bridge.preview.scheduler",
+    "StemWatcher": "bridge.preview.watcher",
+    "FileChange": "bridge.preview.watcher",
+    "add_preview_parser": "bridge.preview.cli",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bridge.preview' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

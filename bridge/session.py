@@ -1,0 +1,1087 @@
+"""The application model: commands in, events out. Qt-free; the GUI and ``stembridge preview`` sit on it.
+
+A :class:`Session` owns one open project and everything live around it:
+
+* the :class:`~bridge.project.schema.Project` (an immutable snapshot swapped on every edit) with
+  undo/redo for every command and a debounced, atomic autosave;
+* the analysis results (computed on a CPU thread pool, cached per stem by content hash);
+* the :class:`~bridge.transport.clock.TransportClock` (a free-running clock with local
+  play/pause/seek, or one fed by a DAW sync source);
+* the preview (:class:`~bridge.preview.scheduler.PreviewScheduler`: one model worker thread owns
+  the engines) and :meth:`Session.frame_at` for playback;
+* the stems-folder watcher (re-bounced stems are re-analysed, new files become stems, deleted
+  files are reported).
+
+Threads (DESIGN.md "Threads"): commands are meant to be called from one thread (the GUI thread);
+they return quickly (a validated model copy plus bookkeeping) and never wait for analysis or
+rendering. Everything slow happens on the Session's threads, which report through events.
+
+Commands (all raise :class:`~bridge.errors.ProjectError` with the field, the value and the fix
+when an edit would make the project invalid; nothing changes then):
+
+============================  ==================================================================
+project                       :meth:`open`, :meth:`new`, :meth:`save`, :meth:`close`,
+                              :meth:`rename_project`
+stems                         :meth:`add_stem`, :meth:`remove_stem`, :meth:`rename_stem`,
+                              :meth:`set_stem_role`, :meth:`set_stem_gain`,
+                              :meth:`set_stem_offset`, :meth:`set_stem_muted`
+mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth:`remove_mapping`,
+                              :meth:`set_mappings`
+sections and prompts          :meth:`add_section`, :meth:`update_section`, :meth:`set_prompt`,
+                              :meth:`split_section`, :meth:`move_section`, :meth:`remove_section`,
+                              :meth:`adopt_detected_sections`
+settings                      :meth:`set_engine`, :meth:`set_render`, :meth:`set_tempo`
+history                       :meth:`undo`, :meth:`redo` (``can_undo``, ``undo_label``…)
+transport                     :meth:`play`, :meth:`pause`, :meth:`seek`, :meth:`transport`
+preview                       :meth:`frame_at`, :meth:`preview_status`, :meth:`wait_idle`
+============================  ==================================================================
+
+Edits that a GUI makes continuously (a slider drag) pass ``coalesce=True``: consecutive edits with
+the same label within :data:`COALESCE_WINDOW_S` become one undo step.
+
+Events (plain frozen dataclasses) are drained with :meth:`poll_events` — the GUI calls it from a
+30–60 Hz timer. Session events are defined here; preview events come from
+:mod:`bridge.preview.scheduler` and are re-exported here:
+
+* :class:`ProjectChanged` — after every edit, undo, redo, external edit of the file, or change
+  the watcher made (new stem);
+* :class:`ProjectSaved` / :class:`SaveFailed`; :class:`ProjectFileInvalid` (the file was edited
+  outside and does not validate; the session keeps its state);
+* :class:`AnalysisStarted` / :class:`AnalysisFinished` / :class:`AnalysisFailed`;
+* :class:`StemFileChanged`, :class:`StemFileAdded`, :class:`StemFileMissing`,
+  :class:`StemFileReturned`, :class:`StemFileUnreadable`;
+* :class:`ParamsUpdated`, :class:`PreviewPassStarted`, :class:`PreviewPassFinished`,
+  :class:`KeyframeRendered`, :class:`MappingProblem`, :class:`PreviewError`.
+
+``import bridge.session`` imports neither torch nor OpenCV (numpy and pydantic only): analysis,
+engines and OpenCV are imported when a Session starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from bridge.errors import BridgeError, Cancelled, ProjectError
+from bridge.jobs import CancelToken
+
+# The preview's events are part of the Session's event API (numpy + pydantic only: no OpenCV, no torch).
+from bridge.preview.scheduler import (
+    KeyframeRendered,
+    MappingProblem,
+    ParamsUpdated,
+    PreviewError,
+    PreviewPassFinished,
+    PreviewPassStarted,
+    PreviewStatus,
+)
+from bridge.project.schema import Mapping as MappingSpec
+from bridge.project.schema import Project, Section, StemSpec
+from bridge.project.store import (
+    cache_dir,
+    format_validation_error,
+    load_project,
+    project_file,
+    relative_stem_path,
+    resolve_stem_path,
+    save_project,
+)
+from bridge.transport.clock import TransportClock
+from bridge.transport.state import TransportState
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bridge.analysis.types import SongAnalysis
+    from bridge.mapping.frame_params import FrameParams
+    from bridge.preview.scheduler import PreviewScheduler
+
+log = logging.getLogger(__name__)
+
+#: Consecutive ``coalesce=True`` edits with the same label within this many seconds are one undo step.
+COALESCE_WINDOW_S = 1.0
+#: Undo steps kept (each is one Project snapshot: a few kB).
+DEFAULT_UNDO_LIMIT = 500
+
+Origin = Literal["edit", "undo", "redo", "external", "watcher"]
+
+
+# =================================================================================================
+# Events
+# =================================================================================================
+
+@dataclass(frozen=True)
+class ProjectChanged:
+    """The project changed. ``parts``: which top-level fields differ (stems, mappings, sections,
+    engine, render, tempo, name…). The undo state is included so a GUI can update its menu."""
+
+    label: str
+    origin: Origin
+    parts: frozenset[str]
+    can_undo: bool
+    can_redo: bool
+    undo_label: str | None
+    redo_label: str | None
+
+
+@dataclass(frozen=True)
+class ProjectSaved:
+    path: Path
+    autosave: bool
+
+
+@dataclass(frozen=True)
+class SaveFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class ProjectFileInvalid:
+    """``stembridge.json`` was changed outside the app and cannot be used; the session's state is kept."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class AnalysisStarted:
+    reason: str
+    stems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AnalysisFinished:
+    reason: str
+    duration_seconds: float
+    tempo_bpm: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class AnalysisFailed:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StemFileChanged:
+    """A stem's file has new content (a re-bounce); it is being re-analysed."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class StemFileAdded:
+    """A new audio file appeared in a stems folder and was added as a stem (undoable)."""
+
+    name: str
+    path: Path
+    role: str
+
+
+@dataclass(frozen=True)
+class StemFileMissing:
+    """A stem's file is gone. The stem stays in the project (and its last analysis stays in use)
+    until the file is back or the stem is removed."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class StemFileReturned:
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class StemFileUnreadable:
+    """A file in a stems folder stopped changing but does not decode (incomplete or corrupt)."""
+
+    path: Path
+    message: str
+
+
+# =================================================================================================
+# Helpers
+# =================================================================================================
+
+@dataclass
+class _UndoEntry:
+    label: str
+    project: Project
+    at: float
+    coalesce: bool = False
+
+
+def _validated(project: Project, *, what: str) -> Project:
+    """A fresh, validated Project (model_copy does not validate); ProjectError with the field and fix."""
+    try:
+        return Project.model_validate(project.model_dump())
+    except ValidationError as e:
+        raise ProjectError(format_validation_error(e, source=what)) from None
+
+
+def _replace(model: BaseModel, changes: Mapping[str, Any], *, what: str) -> BaseModel:
+    try:
+        return type(model).model_validate({**model.model_dump(), **changes})
+    except ValidationError as e:
+        raise ProjectError(format_validation_error(e, source=what)) from None
+
+
+def _changed_parts(old: Project, new: Project) -> frozenset[str]:
+    return frozenset(name for name in Project.model_fields if getattr(old, name) != getattr(new, name))
+
+
+def _analysis_signature(project: Project, missing: Iterable[str]) -> tuple:
+    """What the analysis depends on: the present stems' names, files and offsets, and the tempo."""
+    gone = set(missing)
+    return (tuple((s.name, s.path, s.offset_seconds) for s in project.stems if s.name not in gone),
+            project.tempo.model_dump_json())
+
+
+def _file_signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+# =================================================================================================
+# The session
+# =================================================================================================
+
+class Session:
+    """One open project with its analysis, transport, preview and watcher (see the module docstring).
+
+    Build it with :meth:`open` or :meth:`new`; close it with :meth:`close` (or use it as a context
+    manager). Options (keyword-only, all optional):
+
+    autosave, autosave_delay_s, autosave_max_delay_s:
+        Save ``stembridge.json`` (atomically) ``autosave_delay_s`` after the last edit, and at least
+        every ``autosave_max_delay_s`` while edits keep coming: a crash loses at most that much.
+    watch, watch_interval_s, watch_settle_polls:
+        Poll the stems folders (and the project file, for edits made outside) every
+        ``watch_interval_s``; a file is acted on once unchanged for ``watch_settle_polls`` polls.
+    preview, preview_long_side, preview_debounce_s, preview_warmup_frames, preview_probe,
+    engine_factory, lcm_options, frame_cache_bytes:
+        The preview scheduler's options (:class:`~bridge.preview.scheduler.PreviewScheduler`).
+    clock:
+        A TransportClock fed by a DAW source; default a free-running clock driven by
+        :meth:`play` / :meth:`pause` / :meth:`seek`.
+    analyse, analysis_workers:
+        Analyse at open (default); threads for per-stem analysis.
+    undo_limit:
+        Undo steps kept.
+    """
+
+    def __init__(self, project: Project, project_dir: str | os.PathLike[str], *,
+                 autosave: bool = True, autosave_delay_s: float = 1.0, autosave_max_delay_s: float = 5.0,
+                 watch: bool = True, watch_interval_s: float = 0.5, watch_settle_polls: int = 3,
+                 preview: bool = True, preview_long_side: int | None = None, preview_debounce_s: float | None = None,
+                 preview_warmup_frames: int | None = None, preview_probe: bool = True,
+                 engine_factory: Callable[[str, Mapping[str, Any]], Any] | None = None,
+                 lcm_options: Mapping[str, Any] | None = None, frame_cache_bytes: int | None = None,
+                 clock: TransportClock | None = None, analyse: bool = True, analysis_workers: int = 2,
+                 undo_limit: int = DEFAULT_UNDO_LIMIT) -> None:
+        if autosave_delay_s < 0 or autosave_max_delay_s < autosave_delay_s:
+            raise ValueError("autosave_delay_s must be >= 0 and autosave_max_delay_s >= autosave_delay_s")
+        self.project_dir = Path(project_dir).resolve()
+        self._lock = threading.RLock()
+        self._events: deque[object] = deque(maxlen=10_000)
+        self._project = project
+        self._saved_project: Project | None = project
+        self._undo: list[_UndoEntry] = []
+        self._redo: list[_UndoEntry] = []
+        self._undo_limit = int(undo_limit)
+        self._closed = False
+        self._last_edit_time: float | None = None
+        self._missing: set[str] = set()
+
+        # analysis
+        self._cpu = ThreadPoolExecutor(max_workers=max(1, analysis_workers), thread_name_prefix="stembridge-cpu")
+        self._analysis_workers = max(1, analysis_workers)
+        self._analysis: SongAnalysis | None = None
+        self._analysis_sig: tuple | None = None
+        self._analysis_missing: frozenset[str] = frozenset()  # stems left out of that analysis
+        self._analysis_gen = 0
+        self._analysis_token: CancelToken | None = None
+        self._analysis_running = False
+        self._analysis_done = threading.Event()
+
+        # transport
+        self._owns_clock = clock is None
+        self.clock = clock if clock is not None else TransportClock()
+        if self._owns_clock:
+            tempo = project.tempo.tempo_bpm or 120.0
+            self.clock.update(TransportState(playing=False, tempo_bpm=tempo, source="free",
+                                             received_at=time.monotonic()))
+
+        # autosave
+        self._autosave = autosave
+        self._autosave_delay_s = float(autosave_delay_s)
+        self._autosave_max_delay_s = float(autosave_max_delay_s)
+        self._save_cond = threading.Condition()
+        self._save_lock = threading.Lock()
+        self._unsaved_since: float | None = None
+        self._project_file = project_file(self.project_dir)
+        self._project_file_sig = _file_signature(self._project_file)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+        # preview
+        self._scheduler: PreviewScheduler | None = None
+        self._cache = None
+        if preview:
+            from bridge.preview.cache import DEFAULT_MEMORY_BUDGET_BYTES, FrameCache
+            from bridge.preview.scheduler import (
+                DEFAULT_DEBOUNCE_S,
+                DEFAULT_PREVIEW_LONG_SIDE,
+                DEFAULT_WARMUP_FRAMES,
+                PreviewScheduler,
+            )
+
+            self._cache = FrameCache(cache_dir(self.project_dir) / "preview",
+                                     memory_budget_bytes=frame_cache_bytes or DEFAULT_MEMORY_BUDGET_BYTES)
+            self._scheduler = PreviewScheduler(
+                cache=self._cache, emit=self._emit, playhead=self._playhead, engine_factory=engine_factory,
+                long_side=preview_long_side or DEFAULT_PREVIEW_LONG_SIDE,
+                debounce_s=DEFAULT_DEBOUNCE_S if preview_debounce_s is None else preview_debounce_s,
+                warmup_frames=DEFAULT_WARMUP_FRAMES if preview_warmup_frames is None else preview_warmup_frames,
+                probe=preview_probe, lcm_options=lcm_options)
+
+        # watcher
+        self._watcher = None
+        self._watch_interval_s = float(watch_interval_s)
+        if watch:
+            from bridge.preview.watcher import StemWatcher
+
+            self._watcher = StemWatcher(self._stem_files(project), self._on_file_change,
+                                        interval_s=watch_interval_s, settle_polls=watch_settle_polls)
+            self._start_thread("stembridge-watcher", self._watch_loop)
+        if autosave:
+            self._start_thread("stembridge-autosave", self._autosave_loop)
+        if analyse:
+            self._request_analysis("open")
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, location: str | os.PathLike[str], **options: Any) -> Session:
+        """Open ``stembridge.json`` (or the folder holding it). Raises ProjectError."""
+        project, project_dir = load_project(location)
+        return cls(project, project_dir, **options)
+
+    @classmethod
+    def new(cls, project_dir: str | os.PathLike[str], stems_dir: str | os.PathLike[str], *,
+            name: str | None = None, roles: Mapping[str, str] | None = None, overwrite: bool = False,
+            project_fields: Mapping[str, Any] | None = None, **options: Any) -> Session:
+        """Create a project from a folder of stems (:func:`bridge.project.create.new_project`) and open it."""
+        from bridge.project.create import new_project
+
+        result = new_project(project_dir, stems_dir, name=name, roles=roles, overwrite=overwrite,
+                             **dict(project_fields or {}))
+        return cls.open(result.project_dir, **options)
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, *, save: bool = True) -> None:
+        """Stop every thread; save unsaved edits first (unless ``save`` is False). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        with self._save_cond:
+            self._save_cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=10.0)
+        if self._analysis_token is not None:
+            self._analysis_token.cancel()
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        self._cpu.shutdown(wait=True, cancel_futures=True)
+        if save and self.dirty:
+            try:
+                self._save(autosave=True)
+            except BridgeError as e:
+                log.error("could not save %s on close: %s", self._project_file, e)
+        if self._cache is not None:
+            self._cache.close()
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def project(self) -> Project:
+        """The current project (a snapshot: treat it as read-only; change it through commands)."""
+        return self._project
+
+    @property
+    def analysis(self) -> SongAnalysis | None:
+        return self._analysis
+
+    @property
+    def params(self) -> FrameParams | None:
+        """The preview's current FrameParams (whole song), once analysis is done."""
+        plan = self._scheduler.plan if self._scheduler is not None else None
+        return None if plan is None else plan.params
+
+    @property
+    def dirty(self) -> bool:
+        """Edits not yet written to ``stembridge.json``."""
+        return self._project != self._saved_project
+
+    @property
+    def missing_stems(self) -> frozenset[str]:
+        return frozenset(self._missing)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    @property
+    def undo_label(self) -> str | None:
+        return self._undo[-1].label if self._undo else None
+
+    @property
+    def redo_label(self) -> str | None:
+        return self._redo[-1].label if self._redo else None
+
+    @property
+    def scheduler(self) -> PreviewScheduler | None:
+        return self._scheduler
+
+    # -- events ------------------------------------------------------------------------------
+    def _emit(self, event: object) -> None:
+        self._events.append(event)
+
+    def poll_events(self, max_events: int | None = None) -> list[object]:
+        """Events since the last call, oldest first (thread-safe; never blocks)."""
+        out: list[object] = []
+        while self._events and (max_events is None or len(out) < max_events):
+            try:
+                out.append(self._events.popleft())
+            except IndexError:
+                break
+        return out
+
+    # -- editing machinery -------------------------------------------------------------------
+    def _edit(self, label: str, change: Callable[[Project], Project], *, origin: Origin = "edit",
+              coalesce: bool = False) -> bool:
+        """Apply ``change`` to the current project as one undoable step. Returns False for a no-op."""
+        with self._lock:
+            self._check_open()
+            old = self._project
+            new = _validated(change(old), what=f"the edit {label!r}")
+            if new == old:
+                return False
+            now = time.monotonic()
+            top = self._undo[-1] if self._undo else None
+            if coalesce and top is not None and top.coalesce and top.label == label and now - top.at < COALESCE_WINDOW_S:
+                top.at = now  # the same gesture continues: keep the snapshot from before it began
+            else:
+                self._undo.append(_UndoEntry(label, old, now, coalesce))
+                del self._undo[:-self._undo_limit]
+            self._redo.clear()
+            self._set_project(new, label, origin)
+            return True
+
+    def _set_project(self, new: Project, label: str, origin: Origin) -> None:
+        old = self._project
+        self._project = new
+        now = time.monotonic()
+        self._last_edit_time = now
+        parts = _changed_parts(old, new)
+        self._missing &= {s.name for s in new.stems}
+        self._emit(ProjectChanged(label, origin, parts, bool(self._undo), bool(self._redo),
+                                  self.undo_label, self.redo_label))
+        self._mark_unsaved(now)
+        if "stems" in parts and self._watcher is not None:
+            self._watcher.set_stems(self._stem_files(new))
+        if _analysis_signature(new, self._missing) != _analysis_signature(old, self._missing):
+            self._request_analysis(label)
+        else:
+            self._push_preview(edit_time=now)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ProjectError("this session is closed; open the project again")
+
+    def undo(self) -> bool:
+        """Undo the last edit. Returns False when there is nothing to undo."""
+        with self._lock:
+            self._check_open()
+            if not self._undo:
+                return False
+            entry = self._undo.pop()
+            self._redo.append(_UndoEntry(entry.label, self._project, time.monotonic()))
+            self._set_project(entry.project, entry.label, "undo")
+            return True
+
+    def redo(self) -> bool:
+        """Redo the last undone edit. Returns False when there is nothing to redo."""
+        with self._lock:
+            self._check_open()
+            if not self._redo:
+                return False
+            entry = self._redo.pop()
+            self._undo.append(_UndoEntry(entry.label, self._project, time.monotonic()))
+            self._set_project(entry.project, entry.label, "redo")
+            return True
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write ``stembridge.json`` now (atomic). Raises ProjectError (with the reason) on failure."""
+        return self._save(autosave=False)
+
+    def _save(self, *, autosave: bool) -> Path:
+        with self._save_lock:
+            with self._lock:
+                project = self._project
+            try:
+                path = save_project(project, self.project_dir)
+            except (OSError, BridgeError) as e:
+                message = f"could not save {self._project_file}: {e}"
+                self._emit(SaveFailed(message))
+                raise ProjectError(message + ". Check the disk space and the folder's permissions.") from None
+            with self._lock:
+                self._saved_project = project
+                self._project_file_sig = _file_signature(path)
+            with self._save_cond:
+                if self._project == project:
+                    self._unsaved_since = None
+            self._emit(ProjectSaved(path, autosave))
+            return path
+
+    def _mark_unsaved(self, now: float) -> None:
+        with self._save_cond:
+            if self._unsaved_since is None:
+                self._unsaved_since = now
+            self._save_cond.notify_all()
+
+    def _autosave_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._save_cond:
+                while not self._stop.is_set():
+                    if self._unsaved_since is not None:
+                        last = self._last_edit_time or self._unsaved_since
+                        due = min(last + self._autosave_delay_s, self._unsaved_since + self._autosave_max_delay_s)
+                        wait = due - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._save_cond.wait(wait)
+                    else:
+                        self._save_cond.wait()
+                if self._stop.is_set():
+                    return
+            if not self.dirty:
+                with self._save_cond:
+                    self._unsaved_since = None
+                continue
+            try:
+                self._save(autosave=True)
+            except ProjectError as e:
+                log.warning("%s", e)
+                self._stop.wait(self._autosave_delay_s)  # retry later; the event told the user
+
+    # -- watching ----------------------------------------------------------------------------
+    def _stem_files(self, project: Project) -> dict[Path, str | None]:
+        known = {}
+        for s in project.stems:
+            path = resolve_stem_path(s.path, self.project_dir)
+            known[path] = self._watcher.known_digest(path) if self._watcher is not None else None
+        return known
+
+    def _watch_loop(self) -> None:
+        while not self._stop.wait(self._watch_interval_s):
+            try:
+                self._watcher.poll_once()
+                self._poll_project_file()
+            except Exception:  # noqa: BLE001 - the watcher must keep running
+                log.exception("watching the stems folder failed")
+
+    def _stem_by_path(self, path: Path) -> StemSpec | None:
+        for s in self._project.stems:
+            if resolve_stem_path(s.path, self.project_dir) == Path(path).resolve():
+                return s
+        return None
+
+    def _on_file_change(self, change) -> None:
+        """Called on the watcher thread for each settled change."""
+        stem = self._stem_by_path(change.path)
+        if change.kind == "changed" and stem is not None:
+            self._emit(StemFileChanged(stem.name, change.path))
+            self._request_analysis(f"{stem.name} changed on disk")
+        elif change.kind == "removed" and stem is not None:
+            # Keep the stem and its last analysis: a producer deleting a bounce usually re-bounces it.
+            with self._lock:
+                self._missing.add(stem.name)
+            self._emit(StemFileMissing(stem.name, change.path))
+        elif change.kind == "returned" and stem is not None:
+            with self._lock:
+                self._missing.discard(stem.name)
+            self._emit(StemFileReturned(stem.name, change.path))
+            self._request_analysis(f"{stem.name} is back")
+        elif change.kind == "added" and stem is None:
+            try:
+                name, role = self._add_stem_file(change.path, origin="watcher")
+            except (BridgeError, OSError) as e:
+                self._emit(StemFileUnreadable(change.path, str(e)))
+                return
+            self._emit(StemFileAdded(name, change.path, role))
+        elif change.kind == "unreadable":
+            self._emit(StemFileUnreadable(change.path, change.message))
+
+    def _poll_project_file(self) -> None:
+        """An edit made to stembridge.json outside the app becomes an (undoable) external edit."""
+        sig = _file_signature(self._project_file)
+        if sig is None or sig == self._project_file_sig:
+            return
+        with self._save_lock:  # not while we are writing it ourselves
+            sig = _file_signature(self._project_file)
+            if sig is None or sig == self._project_file_sig:
+                return
+            self._project_file_sig = sig
+            try:
+                loaded, _ = load_project(self._project_file)
+            except ProjectError as e:
+                self._emit(ProjectFileInvalid(str(e)))
+                return
+        with self._lock:
+            if loaded == self._project:
+                return
+            self._saved_project = loaded
+            self._edit("edit outside stembridge", lambda _: loaded, origin="external")
+            self._saved_project = loaded  # what is on disk now
+
+    # -- analysis ----------------------------------------------------------------------------
+    def _request_analysis(self, reason: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._analysis_gen += 1
+            gen = self._analysis_gen
+            if self._analysis_token is not None:
+                self._analysis_token.cancel()
+            token = self._analysis_token = CancelToken()
+            project = self._project
+            missing = frozenset(self._missing)
+            self._analysis_running = True
+            self._analysis_done.clear()
+        present = tuple(s.name for s in project.stems if s.name not in missing)
+        self._emit(AnalysisStarted(reason, present))
+        try:
+            self._cpu.submit(self._run_analysis, gen, project, missing, token, reason)
+        except RuntimeError:  # the pool is shut down: the session is closing
+            pass
+
+    def _run_analysis(self, gen: int, project: Project, missing: frozenset[str], token: CancelToken,
+                      reason: str) -> None:
+        from bridge.analysis.project import analyze_project
+
+        t0 = time.perf_counter()
+        present = [s for s in project.stems if s.name not in missing]
+        try:
+            if not present:
+                raise ProjectError("the project has no stems whose files are there; add stems or bring the files back")
+            sub = project.model_copy(update={"stems": present}) if len(present) != len(project.stems) else project
+            analysis = analyze_project(sub, self.project_dir, cancel=token, max_workers=self._analysis_workers)
+        except Cancelled:
+            return
+        except BridgeError as e:
+            with self._lock:
+                if gen == self._analysis_gen:
+                    self._analysis_running = False
+                    self._analysis_done.set()
+            self._emit(AnalysisFailed(reason, str(e)))
+            return
+        except Exception as e:  # noqa: BLE001 - a bug must be reported, not kill the pool thread silently
+            log.exception("analysis failed")
+            with self._lock:
+                if gen == self._analysis_gen:
+                    self._analysis_running = False
+                    self._analysis_done.set()
+            self._emit(AnalysisFailed(reason, f"{type(e).__name__}: {e}"))
+            return
+        with self._lock:
+            if gen != self._analysis_gen:
+                return  # a newer request superseded this one
+            self._analysis = analysis
+            self._analysis_sig = _analysis_signature(project, missing)
+            self._analysis_missing = missing
+            self._analysis_running = False
+        self._emit(AnalysisFinished(reason, analysis.duration_seconds, analysis.tempo_bpm, time.perf_counter() - t0))
+        self._use_tempo_map(analysis)
+        self._push_preview(edit_time=None)
+        self._analysis_done.set()
+
+    def _use_tempo_map(self, analysis: SongAnalysis) -> None:
+        """Beats from the DAW (or our own clock) map to song seconds through the project's beat grid."""
+        from bridge.transport.clock import TempoMap
+
+        try:
+            self.clock.tempo_map = TempoMap.from_beat_grid(analysis.beat_grid)
+        except ValueError:
+            self.clock.tempo_map = None
+
+    def wait_for_analysis(self, timeout_s: float | None = None) -> bool:
+        """Block until the latest requested analysis finished (or failed). For scripts and tests."""
+        return self._analysis_done.wait(timeout_s)
+
+    # -- preview -----------------------------------------------------------------------------
+    def _push_preview(self, *, edit_time: float | None) -> None:
+        if self._scheduler is None:
+            return
+        from bridge.preview.scheduler import PreviewInputs
+
+        with self._lock:
+            project, analysis = self._project, self._analysis
+            # Current = analysed for these stems (a stem whose file went missing since keeps its
+            # last analysis: it is compared with the set left out back then, not with today's).
+            current = analysis is not None and self._analysis_sig == _analysis_signature(project, self._analysis_missing)
+        if current:
+            self._scheduler.update(PreviewInputs(project=project, analysis=analysis, edit_time=edit_time))
+
+    def _playhead(self) -> tuple[float, bool]:
+        s = self.clock.now()
+        return s.position_seconds, s.playing
+
+    def frame_at(self, t_seconds: float) -> np.ndarray:
+        """The best preview frame for song time ``t_seconds``, within a few ms, never waiting on the
+        model worker: a cached keyframe, else the neighbouring keyframes blended and modulated by
+        that instant's parameters, else the procedural engine at preview resolution (black before
+        the first analysis). RGB uint8 (h, w, 3); do not modify it (cached frames are shared)."""
+        if self._scheduler is None:
+            raise ProjectError("this session was opened with preview=False; open it with the preview on")
+        return self._scheduler.frame_at(t_seconds)
+
+    def preview_status(self) -> PreviewStatus | None:
+        return None if self._scheduler is None else self._scheduler.status()
+
+    def wait_idle(self, timeout_s: float = 60.0) -> bool:
+        """Block until analysis and the preview have caught up with every edit (scripts, tests)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self._analysis_done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            if self._scheduler is not None and not self._scheduler.wait_idle(max(0.0, deadline - time.monotonic())):
+                return False
+            # Both quiet at the same instant (an analysis finishing hands the preview new work).
+            if self._analysis_done.is_set() and (self._scheduler is None or self._scheduler.wait_idle(0)):
+                return True
+        return False
+
+    # -- transport ---------------------------------------------------------------------------
+    def transport(self) -> TransportState:
+        """Where the transport is now (extrapolated)."""
+        return self.clock.now()
+
+    def _set_transport(self, *, playing: bool | None = None, seconds: float | None = None) -> None:
+        s = self.clock.now()
+        position_seconds = s.position_seconds if seconds is None else float(seconds)
+        tmap = self.clock.tempo_map
+        if seconds is None:
+            beats = s.position_beats
+        elif tmap is not None:
+            beats = float(tmap.seconds_to_beats(position_seconds))
+        else:
+            beats = position_seconds * s.tempo_bpm / 60.0
+        self.clock.update(TransportState(
+            playing=s.playing if playing is None else playing, tempo_bpm=s.tempo_bpm, position_beats=beats,
+            position_seconds=position_seconds, time_signature=s.time_signature,
+            source=s.source if not self._owns_clock else "free", received_at=s.received_at))
+        if self._scheduler is not None:
+            self._scheduler.wakeup()
+
+    def play(self) -> None:
+        """Start the session's own clock (with a DAW source, the DAW's next message wins)."""
+        self._set_transport(playing=True)
+
+    def pause(self) -> None:
+        self._set_transport(playing=False)
+
+    def seek(self, seconds: float) -> None:
+        """Move the playhead to song time ``seconds`` (keeps playing or stopped)."""
+        if not (seconds == seconds) or seconds < 0:  # NaN or negative
+            raise ProjectError(f"seek position {seconds!r} must be a number of seconds >= 0")
+        self._set_transport(seconds=seconds)
+
+    # =============================================================================================
+    # Commands
+    # =============================================================================================
+
+    def rename_project(self, name: str) -> None:
+        self._edit("rename project", lambda p: p.model_copy(update={"name": name}))
+
+    # -- stems -------------------------------------------------------------------------------
+    def _stem_index(self, project: Project, name: str) -> int:
+        for i, s in enumerate(project.stems):
+            if s.name == name:
+                return i
+        names = ", ".join(repr(s.name) for s in project.stems) or "none"
+        raise ProjectError(f"there is no stem named {name!r}; the stems are: {names}")
+
+    def _update_stem(self, label: str, name: str, changes: Mapping[str, Any], *, coalesce: bool = False) -> None:
+        def change(p: Project) -> Project:
+            i = self._stem_index(p, name)
+            stems = list(p.stems)
+            stems[i] = _replace(stems[i], changes, what=f"stem {name!r}")
+            return p.model_copy(update={"stems": stems})
+
+        self._edit(label, change, coalesce=coalesce)
+
+    def _add_stem_file(self, path: Path, *, name: str | None = None, role: str | None = None,
+                       offset_seconds: float = 0.0, gain_db: float = 0.0, origin: Origin = "edit") -> tuple[str, str]:
+        from bridge.stems import display_names, guess_role, probe_audio
+
+        path = Path(path).resolve()
+        probe_audio(path)  # raises AudioError naming the problem
+        with self._lock:
+            project = self._project
+            if any(resolve_stem_path(s.path, self.project_dir) == path for s in project.stems):
+                raise ProjectError(f"{path} is already a stem of this project")
+            existing = [resolve_stem_path(s.path, self.project_dir) for s in project.stems]
+            if name is None:
+                name = display_names([*existing, path])[-1]
+                taken = {s.name for s in project.stems}
+                base, n = name, 2
+                while name in taken:
+                    name, n = f"{base} {n}", n + 1
+            role = role or guess_role(path.name)
+            spec = StemSpec(name=name, path=relative_stem_path(path, self.project_dir), role=role,
+                            offset_seconds=offset_seconds, gain_db=gain_db)
+            self._edit(f"add stem {name}", lambda p: p.model_copy(update={"stems": [*p.stems, spec]}), origin=origin)
+            return name, spec.role
+
+    def add_stem(self, path: str | os.PathLike[str], *, name: str | None = None, role: str | None = None,
+                 offset_seconds: float = 0.0, gain_db: float = 0.0) -> str:
+        """Add an audio file as a stem (role guessed from its name unless given). Returns its name.
+        Raises AudioError when the file is not usable audio, ProjectError when the name is taken."""
+        try:
+            return self._add_stem_file(Path(path), name=name, role=role, offset_seconds=offset_seconds,
+                                       gain_db=gain_db)[0]
+        except ValidationError as e:  # StemSpec(...) with a bad role / offset / gain
+            raise ProjectError(format_validation_error(e, source=f"stem {path}")) from None
+
+    def remove_stem(self, name: str) -> None:
+        """Remove a stem (its mappings stay and report a problem until removed or re-pointed)."""
+        def change(p: Project) -> Project:
+            i = self._stem_index(p, name)
+            return p.model_copy(update={"stems": [s for j, s in enumerate(p.stems) if j != i]})
+
+        self._edit(f"remove stem {name}", change)
+
+    def rename_stem(self, name: str, new_name: str) -> None:
+        """Rename a stem and the mappings that name it (``Old.feature`` → ``New.feature``)."""
+        def change(p: Project) -> Project:
+            i = self._stem_index(p, name)
+            stems = list(p.stems)
+            stems[i] = _replace(stems[i], {"name": new_name}, what=f"stem {name!r}")
+            prefix = f"{name}."
+            mappings = [m.model_copy(update={"source": new_name + "." + m.source[len(prefix):]})
+                        if m.source.startswith(prefix) else m for m in p.mappings]
+            return p.model_copy(update={"stems": stems, "mappings": mappings})
+
+        self._edit(f"rename stem {name}", change)
+
+    def set_stem_role(self, name: str, role: str) -> None:
+        self._update_stem(f"stem {name} role", name, {"role": role})
+
+    def set_stem_gain(self, name: str, gain_db: float, *, coalesce: bool = False) -> None:
+        self._update_stem(f"stem {name} gain", name, {"gain_db": gain_db}, coalesce=coalesce)
+
+    def set_stem_offset(self, name: str, offset_seconds: float, *, coalesce: bool = False) -> None:
+        self._update_stem(f"stem {name} offset", name, {"offset_seconds": offset_seconds}, coalesce=coalesce)
+
+    def set_stem_muted(self, name: str, muted: bool) -> None:
+        self._update_stem(f"{'mute' if muted else 'unmute'} stem {name}", name, {"muted": muted})
+
+    # -- mappings ----------------------------------------------------------------------------
+    @staticmethod
+    def _check_index(items: Sequence[object], index: int, what: str) -> int:
+        if not isinstance(index, int) or not -len(items) <= index < len(items):
+            span = f"0–{len(items) - 1}" if items else "none yet"
+            raise ProjectError(f"{what} index {index!r} does not exist; the project has {len(items)} ({span})")
+        return index % len(items)
+
+    def add_mapping(self, source: str, target: str, **fields: Any) -> int:
+        """Add a mapping (``source`` → ``target``; other Mapping fields as keywords). Returns its index."""
+        try:
+            mapping = MappingSpec(source=source, target=target, **fields)
+        except ValidationError as e:
+            raise ProjectError(format_validation_error(e, source="the new mapping")) from None
+        with self._lock:
+            self._edit(f"add mapping {source} → {target}",
+                       lambda p: p.model_copy(update={"mappings": [*p.mappings, mapping]}))
+            return len(self._project.mappings) - 1
+
+    def update_mapping(self, index: int, *, coalesce: bool = False, **changes: Any) -> None:
+        """Change fields of mapping ``index`` (amount, offset, curve, attack_ms, release_ms, clamp,
+        enabled, source, target)."""
+        def change(p: Project) -> Project:
+            i = self._check_index(p.mappings, index, "mapping")
+            mappings = list(p.mappings)
+            mappings[i] = _replace(mappings[i], changes, what=f"mapping {i}")
+            return p.model_copy(update={"mappings": mappings})
+
+        self._edit(f"mapping {index} {', '.join(sorted(changes))}", change, coalesce=coalesce)
+
+    def remove_mapping(self, index: int) -> None:
+        def change(p: Project) -> Project:
+            i = self._check_index(p.mappings, index, "mapping")
+            return p.model_copy(update={"mappings": [m for j, m in enumerate(p.mappings) if j != i]})
+
+        self._edit(f"remove mapping {index}", change)
+
+    def set_mappings(self, mappings: Sequence[MappingSpec | Mapping[str, Any]], *, label: str = "replace mappings") -> None:
+        """Replace every mapping (a preset, a paste)."""
+        try:
+            items = [m if isinstance(m, MappingSpec) else MappingSpec(**m) for m in mappings]
+        except ValidationError as e:
+            raise ProjectError(format_validation_error(e, source="the mappings")) from None
+        self._edit(label, lambda p: p.model_copy(update={"mappings": items}))
+
+    # -- sections ----------------------------------------------------------------------------
+    def add_section(self, start: float, *, end: float | None = None, unit: str = "seconds", **fields: Any) -> int:
+        """Add a section (prompt, negative_prompt, seed, style, name, transition_beats as keywords).
+        Returns its index."""
+        try:
+            section = Section(start=start, end=end, unit=unit, **fields)
+        except ValidationError as e:
+            raise ProjectError(format_validation_error(e, source="the new section")) from None
+        with self._lock:
+            self._edit(f"add section at {start:g} {unit}",
+                       lambda p: p.model_copy(update={"sections": [*p.sections, section]}))
+            return len(self._project.sections) - 1
+
+    def update_section(self, index: int, *, coalesce: bool = False, **changes: Any) -> None:
+        def change(p: Project) -> Project:
+            i = self._check_index(p.sections, index, "section")
+            sections = list(p.sections)
+            sections[i] = _replace(sections[i], changes, what=f"section {i}")
+            return p.model_copy(update={"sections": sections})
+
+        self._edit(f"section {index} {', '.join(sorted(changes))}", change, coalesce=coalesce)
+
+    def set_prompt(self, index: int, prompt: str, *, negative_prompt: str | None = None,
+                   coalesce: bool = False) -> None:
+        changes: dict[str, Any] = {"prompt": prompt}
+        if negative_prompt is not None:
+            changes["negative_prompt"] = negative_prompt
+        self.update_section(index, coalesce=coalesce, **changes)
+
+    def split_section(self, index: int, at: float) -> int:
+        """Split section ``index`` at ``at`` (in the section's unit): the new second half copies its
+        prompt and style with the next seed. Returns the new section's index."""
+        def change(p: Project) -> Project:
+            i = self._check_index(p.sections, index, "section")
+            s = p.sections[i]
+            if not s.start < at or (s.end is not None and not at < s.end):
+                raise ProjectError(f"split point {at:g} must lie inside section {i} ({s.start:g}–"
+                                   f"{'end' if s.end is None else f'{s.end:g}'} {s.unit})")
+            first = _replace(s, {"end": at if s.end is not None else None}, what=f"section {i}")
+            second = _replace(s, {"start": at, "name": f"{s.name} 2" if s.name else "",
+                                  "seed": (s.seed + 1) % 2**32}, what="the new section")
+            sections = list(p.sections)
+            sections[i:i + 1] = [first, second]
+            return p.model_copy(update={"sections": sections})
+
+        with self._lock:
+            self._edit(f"split section {index}", change)
+            return self._check_index(self._project.sections, index, "section") + 1
+
+    def move_section(self, index: int, start: float, *, coalesce: bool = False) -> None:
+        """Move section ``index`` to begin at ``start`` (its length is kept when it has an end)."""
+        def change(p: Project) -> Project:
+            i = self._check_index(p.sections, index, "section")
+            s = p.sections[i]
+            end = None if s.end is None else s.end + (start - s.start)
+            sections = list(p.sections)
+            sections[i] = _replace(s, {"start": start, "end": end}, what=f"section {i}")
+            return p.model_copy(update={"sections": sections})
+
+        self._edit(f"move section {index}", change, coalesce=coalesce)
+
+    def remove_section(self, index: int) -> None:
+        def change(p: Project) -> Project:
+            i = self._check_index(p.sections, index, "section")
+            return p.model_copy(update={"sections": [s for j, s in enumerate(p.sections) if j != i]})
+
+        self._edit(f"remove section {index}", change)
+
+    def adopt_detected_sections(self) -> int:
+        """Make the detected sections the project's editable sections. Returns how many."""
+        from bridge.project.create import sections_from_analysis
+
+        analysis = self._analysis
+        if analysis is None:
+            raise ProjectError("the stems are not analysed yet; wait for the analysis, then adopt its sections")
+        sections = sections_from_analysis(analysis.sections, seed=self._project.engine.seed)
+        self._edit("adopt detected sections", lambda p: p.model_copy(update={"sections": sections}))
+        return len(sections)
+
+    # -- settings ----------------------------------------------------------------------------
+    def set_engine(self, *, coalesce: bool = False, **changes: Any) -> None:
+        """Engine settings: name, model, steps, preview_steps, base_strength, guidance_scale,
+        keyframe_every_beats, seed."""
+        self._edit(f"engine {', '.join(sorted(changes))}",
+                   lambda p: p.model_copy(update={"engine": _replace(p.engine, changes, what="engine settings")}),
+                   coalesce=coalesce)
+
+    def set_render(self, *, coalesce: bool = False, **changes: Any) -> None:
+        """Render settings: width, height, fps, sample_rate, crf."""
+        self._edit(f"render {', '.join(sorted(changes))}",
+                   lambda p: p.model_copy(update={"render": _replace(p.render, changes, what="render settings")}),
+                   coalesce=coalesce)
+
+    def set_tempo(self, **changes: Any) -> None:
+        """Tempo settings: source (detect/constant/midi_file), tempo_bpm, beats_per_bar,
+        first_downbeat_seconds, midi_file. Re-analyses (the beat grid changes)."""
+        self._edit(f"tempo {', '.join(sorted(changes))}",
+                   lambda p: p.model_copy(update={"tempo": _replace(p.tempo, changes, what="tempo settings")}))
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """A JSON-able summary (CLI status line, GUI status bar)."""
+        st = self.preview_status()
+        t = self.clock.now()
+        return {
+            "project": self._project.name,
+            "dirty": self.dirty,
+            "analysing": self._analysis_running,
+            "missing_stems": sorted(self._missing),
+            "position_seconds": round(t.position_seconds, 4),
+            "playing": t.playing,
+            "preview": None if st is None else st.to_json(),
+        }
+
+
+__all__ = [
+    "AnalysisFailed", "AnalysisFinished", "AnalysisStarted", "COALESCE_WINDOW_S", "ProjectChanged",
+    "ProjectFileInvalid", "ProjectSaved", "SaveFailed", "Session", "StemFileAdded", "StemFileChanged",
+    "StemFileMissing", "StemFileReturned", "StemFileUnreadable",
+    # preview events (from bridge.preview.scheduler)
+    "KeyframeRendered", "MappingProblem", "ParamsUpdated", "PreviewError", "PreviewPassFinished",
+    "PreviewPassStarted", "PreviewStatus",
+]

@@ -1,0 +1,493 @@
+"""The preview: incremental FrameParams, keyframes that changed, coalescing, cancelling, frame_at,
+the frame cache and the stems watcher — all without Qt or a GPU.
+
+Independent truths: FrameParams from bridge.mapping.evaluate_mappings itself, geometry and colour
+computed here by hand (a dot moved by a known zoom, a grey lifted by a known flash), files written
+by the test, and engines that record or block so behaviour (not wall time) is asserted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from preview_project import FPS, build_project, copy_project, vocals_audio, wav_bytes
+
+from bridge.analysis.types import BeatGrid
+from bridge.mapping import evaluate_mappings
+from bridge.mapping.frame_params import FrameParams
+from bridge.mapping.params import PARAMETER_NAMES
+from bridge.preview.cache import FrameCache
+from bridge.preview.scheduler import (
+    EngineSpec,
+    ParamEvaluator,
+    PreviewPlan,
+    compose_frame,
+    keyframe_frames,
+    preview_size,
+)
+from bridge.preview.watcher import StemWatcher
+from bridge.session import KeyframeRendered, PreviewPassFinished, PreviewPassStarted, Session
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    build_project(root)
+    return root
+
+
+@pytest.fixture
+def project_dir(built, tmp_path) -> Path:
+    return copy_project(built, tmp_path / "copy")
+
+
+def open_session(project_dir: Path, **options) -> Session:
+    kw = dict(preview_long_side=64, watch=False, autosave=False)
+    kw.update(options)
+    return Session.open(project_dir, **kw)
+
+
+def mapping_index(project, source: str, target: str) -> int:
+    return next(i for i, m in enumerate(project.mappings) if m.source == source and m.target == target)
+
+
+def drain(session: Session) -> list:
+    return session.poll_events()
+
+
+# --- engines for the tests ----------------------------------------------------------------------
+
+class SlowEngine:
+    """Renders a flat frame after ``delay_s``; records the frames it rendered."""
+
+    name = "slow"
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.rendered: list[int] = []
+        self._ctx = None
+
+    def start(self, ctx) -> None:
+        self._ctx = ctx
+
+    def render(self, frame_index, params, section_index, section_mix):
+        time.sleep(self.delay_s)
+        self.rendered.append(frame_index)
+        return np.full((self._ctx.height, self._ctx.width, 3), frame_index % 256, dtype=np.uint8)
+
+    def close(self) -> None:
+        pass
+
+
+class BlockingEngine(SlowEngine):
+    """Blocks inside render() until released: the worker is provably mid-render meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.in_render = False
+
+    def render(self, frame_index, params, section_index, section_mix):
+        self.in_render = True
+        self.entered.set()
+        self.release.wait(30)
+        self.in_render = False
+        return super().render(frame_index, params, section_index, section_mix)
+
+
+# --- FrameParams ------------------------------------------------------------------------------
+
+def test_incremental_params_equal_evaluate_mappings_and_recompute_only_the_edited_mapping(project_dir):
+    from bridge.analysis.project import analyze_project
+    from bridge.export.render import section_looks
+    from bridge.project import load_project
+
+    project, pdir = load_project(project_dir)
+    analysis = analyze_project(project, pdir)
+    looks = section_looks(project, analysis)
+    roles = {s.name: s.role for s in project.stems}
+    fps = project.render.fps_fraction
+    ev = ParamEvaluator()
+    mine, problems = ev.evaluate(project.mappings, analysis, looks, fps=fps, stem_roles=roles)
+    ref = evaluate_mappings(project.mappings, analysis, looks, fps=fps, stem_roles=roles)
+    assert problems == [] and ev.evaluated == len(project.mappings)
+    for attr in ("values", "section_index", "section_mix"):
+        assert np.array_equal(getattr(mine, attr), getattr(ref, attr)), attr
+
+    mappings = list(project.mappings)
+    i = mapping_index(project, "Vocals.rms", "brightness")
+    mappings[i] = mappings[i].model_copy(update={"amount": 0.8})
+    mine2, _ = ev.evaluate(mappings, analysis, looks, fps=fps, stem_roles=roles)
+    assert ev.evaluated == len(project.mappings) + 1  # only the edited mapping was computed again
+    ref2 = evaluate_mappings(mappings, analysis, looks, fps=fps, stem_roles=roles)
+    assert np.array_equal(mine2.values, ref2.values)
+
+    # A mapping whose stem is gone contributes nothing and is reported, instead of failing the table.
+    mappings.append(mappings[0].model_copy(update={"source": "Piano.rms"}))
+    mine3, problems = ev.evaluate(mappings, analysis, looks, fps=fps, stem_roles=roles)
+    assert [p.source for p in problems] == ["Piano.rms"] and np.array_equal(mine3.values, ref2.values)
+
+
+def test_keyframes_follow_the_beat_grid_and_section_starts():
+    grid = BeatGrid(tempo_bpm=120.0, beats_s=np.arange(0.0, 8.0, 0.5), downbeats_s=np.arange(0.0, 8.0, 2.0),
+                    beats_per_bar=4, source="project")
+    kf = keyframe_frames(grid, fps=Fraction(30), n_frames=240, every_beats=1.0, section_starts_s=[2.9])
+    assert kf.tolist() == sorted(set(range(0, 240, 15)) | {87, 239})
+    kf2 = keyframe_frames(grid, fps=Fraction(30), n_frames=240, every_beats=2.0)
+    assert kf2.tolist() == list(range(0, 240, 30)) + [239]
+    assert preview_size(1280, 720, long_side=384) == (384, 216)
+    assert preview_size(320, 180, long_side=384) == (320, 180)  # never upscaled
+
+
+# --- regeneration -------------------------------------------------------------------------------
+
+def test_amount_change_rerenders_exactly_the_keyframes_whose_parameters_changed(project_dir):
+    with open_session(project_dir) as s:
+        assert s.wait_idle(30)
+        before = s.scheduler.plan
+        i = mapping_index(s.project, "Vocals.rms", "brightness")
+        drain(s)
+        s.update_mapping(i, amount=1.0)
+        assert s.wait_idle(30)
+        after = s.scheduler.plan
+        events = drain(s)
+        rendered = [e.frame_index for e in events if isinstance(e, KeyframeRendered)
+                    and e.generation == after.generation and not e.from_cache]
+
+        # Independently: two evaluate_mappings tables, the rows each keyframe's render reads.
+        from bridge.export.render import section_looks
+
+        project, analysis = s.project, s.analysis
+        looks = section_looks(project, analysis)
+        roles = {st.name: st.role for st in project.stems}
+        old_mappings = list(project.mappings)
+        old_mappings[i] = old_mappings[i].model_copy(update={"amount": 0.35})
+        a = evaluate_mappings(old_mappings, analysis, looks, fps=project.render.fps_fraction, stem_roles=roles)
+        b = evaluate_mappings(project.mappings, analysis, looks, fps=project.render.fps_fraction, stem_roles=roles)
+        w = s.scheduler.warmup_frames
+        expected = {int(k) for k in after.keyframes if np.any(a.values[max(0, k - w):k + 1] != b.values[max(0, k - w):k + 1])}
+        assert np.array_equal(before.keyframes, after.keyframes)
+        assert 0 < len(expected) < len(after.keyframes)  # the vocals only sing in the second half
+        assert sorted(rendered) == sorted(expected)  # each once, and nothing else
+
+        # Undo: every keyframe is back in the cache, nothing renders.
+        s.undo()
+        assert s.wait_idle(30)
+        assert not [e for e in drain(s) if isinstance(e, KeyframeRendered) and not e.from_cache]
+
+
+def test_a_burst_of_20_edits_makes_one_regeneration_pass(project_dir):
+    # Debounce 0.5 s so a loaded test machine pausing this thread mid-burst cannot split it.
+    with open_session(project_dir, preview_debounce_s=0.5) as s:
+        assert s.wait_idle(30)
+        i = mapping_index(s.project, "Drums.low", "pulse")
+        drain(s)
+        t0 = time.monotonic()
+        for k in range(20):
+            s.update_mapping(i, amount=0.5 + 0.01 * k)
+            time.sleep(0.005)
+        burst_s = time.monotonic() - t0
+        assert s.wait_idle(30)
+        events = drain(s)
+        passes = [e for e in events if isinstance(e, PreviewPassStarted)]
+        assert burst_s < 0.5
+        assert len(passes) == 1
+        assert passes[0].generation == s.scheduler.plan.generation  # the pass is for the last edit
+        assert s.preview_status().keyframes_pending == 0
+
+
+def test_an_edit_mid_pass_cancels_the_stale_pass(project_dir):
+    engines: list[SlowEngine] = []
+
+    def factory(name, settings):
+        engines.append(SlowEngine(0.04))
+        return engines[-1]
+
+    with open_session(project_dir, engine_factory=factory, preview_warmup_frames=0, preview_probe=False,
+                      preview_debounce_s=0.02) as s:
+        events: list = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(isinstance(e, KeyframeRendered) for e in events) < 3:
+            events += drain(s)
+            time.sleep(0.005)
+        first = next(e for e in events if isinstance(e, PreviewPassStarted))
+        s.update_mapping(mapping_index(s.project, "Drums.low", "pulse"), amount=0.3)
+        assert s.wait_idle(30)
+        events += drain(s)
+        finished = next(e for e in events if isinstance(e, PreviewPassFinished) and e.pass_id == first.pass_id)
+        assert finished.cancelled and finished.rendered < len(first.pending)
+        i_cancel = events.index(finished)
+        late = [e for e in events[i_cancel:] if isinstance(e, KeyframeRendered) and e.pass_id == first.pass_id]
+        assert len(late) <= 1  # at most the keyframe that was in flight
+        second = [e for e in events if isinstance(e, PreviewPassStarted) and e.pass_id != first.pass_id]
+        assert len(second) == 1
+        plan = s.scheduler.plan
+        assert all(s.scheduler.cache.in_memory(k) for k in plan.keys)
+        assert len(engines[0].rendered) < 2 * len(plan.keyframes)  # the old pass did not run to the end
+
+
+def test_frame_at_answers_while_the_worker_is_stuck_mid_render(project_dir):
+    engine = BlockingEngine()
+    with open_session(project_dir, engine_factory=lambda name, settings: engine, preview_warmup_frames=0) as s:
+        assert engine.entered.wait(30)
+        results: list[np.ndarray] = []
+
+        def play():
+            for k in range(60):
+                results.append(s.frame_at(k / FPS))
+
+        t = threading.Thread(target=play)
+        t.start()
+        t.join(20)
+        try:
+            assert not t.is_alive(), "frame_at waited for the model worker"
+            assert engine.in_render  # the worker is still inside render() after all 60 frames
+            assert len(results) == 60 and all(f.shape == (36, 64, 3) and f.dtype == np.uint8 for f in results)
+            assert np.mean([f.mean() for f in results]) > 1.0  # the procedural fallback drew something
+        finally:
+            engine.release.set()
+
+
+def test_after_an_edit_frame_at_modulates_the_old_keyframes_until_new_ones_arrive(project_dir):
+    class GatedEngine(SlowEngine):
+        def __init__(self) -> None:
+            super().__init__(0.0)
+            self.open = threading.Event()
+            self.open.set()
+
+        def render(self, frame_index, params, section_index, section_mix):
+            self.open.wait(30)
+            return np.full((self._ctx.height, self._ctx.width, 3), 100, dtype=np.uint8)
+
+    engine = GatedEngine()
+    with open_session(project_dir, engine_factory=lambda name, settings: engine, preview_warmup_frames=0) as s:
+        assert s.wait_idle(30)
+        engine.open.clear()  # from now on the worker cannot deliver new keyframes
+        try:
+            i = mapping_index(s.project, "Drums.low", "flash")
+            old_plan = s.scheduler.plan
+            s.update_mapping(i, amount=0.0)  # no more flashes anywhere
+            deadline = time.monotonic() + 10
+            while s.scheduler.plan is old_plan and time.monotonic() < deadline:
+                time.sleep(0.005)
+            new_plan = s.scheduler.plan
+            col = PARAMETER_NAMES.index("flash")
+            k = int(next(k for k in new_plan.keyframes if old_plan.params.values[k, col] > 0.05))
+            frame = s.frame_at((k + 0.5) / FPS)
+            assert s.scheduler.last_frame_source == "stale"  # not the procedural fallback
+            # Independently: the keyframe (flat 100) was shown with flash f0; without the flash it is
+            # the unflashed 100, i.e. (100 − 255·f0) / (1 − f0), clipped to 0…255.
+            f0 = 0.85 * float(old_plan.params.values[k, col])
+            assert new_plan.params.values[k, col] == 0.0
+            expected = np.clip((100 - 255 * f0) / (1 - f0), 0, 255)
+            assert abs(float(frame.mean()) - expected) <= 2.0
+        finally:
+            engine.open.set()
+
+
+def test_an_engine_that_cannot_load_is_reported_and_frames_keep_coming(project_dir):
+    from bridge.session import PreviewError
+
+    with open_session(project_dir) as s:
+        assert s.wait_idle(30)
+        drain(s)
+        s.set_engine(name="lcm", model=str(project_dir / "no-such-model"))
+        assert s.wait_idle(30)
+        errors = [e for e in drain(s) if isinstance(e, PreviewError)]
+        assert len(errors) == 1 and "no-such-model" in errors[0].message
+        frame = s.frame_at(2.0)
+        assert frame.shape == (36, 64, 3) and s.scheduler.last_frame_source in ("stale", "fallback")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch's thread pool spins badly on a loaded 2-core machine (3 s a tiny frame instead of 30 ms)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_lcm_keyframes_are_independent_batched_frames(project_dir, tmp_path, one_torch_thread):
+    from lcm_tiny import build_tiny_lcm
+
+    from bridge.visuals import RenderContext, get_engine
+    from bridge.visuals.lcm import FrameJob
+
+    model = build_tiny_lcm(tmp_path / "tiny-lcm")
+    batches: list[list[int]] = []
+
+    def factory(name, settings):
+        engine = get_engine(name, **settings)
+        real = engine.render_batch
+
+        def render_batch(jobs):
+            batches.append([j.frame_index for j in jobs])
+            return real(jobs)
+
+        engine.render_batch = render_batch
+        return engine
+
+    options = {"device": "cpu", "tiny_vae": False}
+    with open_session(project_dir, engine_factory=factory, lcm_options=options) as s:
+        s.set_engine(name="lcm", model=str(model), keyframe_every_beats=4.0)
+        assert s.wait_idle(120)
+        plan = s.scheduler.plan
+        assert plan.engine.batched and plan.warmup_frames == 0
+        assert sorted(k for b in batches for k in b) >= sorted(int(k) for k in plan.keyframes)
+        # Independently: a fresh engine renders keyframe k alone, from the same row: same pixels.
+        k = int(plan.keyframes[2])
+        fresh = get_engine("lcm", **dict(plan.engine.settings))
+        fresh.start(RenderContext(width=plan.width, height=plan.height, fps=plan.fps, sections=plan.looks,
+                                  seed=plan.seed, mode="preview"))
+        alone = fresh.render_batch([FrameJob(k, plan.params.row(k), int(plan.params.section_index[k]),
+                                             float(plan.params.section_mix[k]))])[0]
+        got = s.frame_at((k + 0.25) / FPS)
+        assert s.scheduler.last_frame_source == "exact"
+        # Equal up to float rounding of batched convolutions (≤ 1 level on a few pixels) …
+        diff = np.abs(got.astype(int) - alone)
+        assert diff.max() <= 2 and diff.mean() < 0.05
+        # … while another keyframe (other section, other row) is a different picture.
+        other = s.frame_at(int(plan.keyframes[0]) / FPS)
+        assert np.abs(other.astype(int) - alone).mean() > 5
+
+
+# --- frame_at composition -----------------------------------------------------------------------
+
+def _plan_with(values: np.ndarray, keyframes: list[int], *, width: int = 64, height: int = 48) -> PreviewPlan:
+    n = values.shape[0]
+    params = FrameParams(fps=Fraction(30), start_frame=0, values=values.astype(np.float32),
+                         section_index=np.zeros(n, dtype=np.int32), section_mix=np.ones(n, dtype=np.float32))
+    return PreviewPlan(generation=1, edit_time=None, built_at=0.0, fps=Fraction(30), width=width, height=height,
+                       seed=0, params=params, looks=(), keyframes=np.array(keyframes, dtype=np.int64),
+                       keys=tuple(f"k{k}" for k in keyframes), engine=EngineSpec("procedural", (), ()),
+                       warmup_frames=0)
+
+
+def test_in_between_frames_follow_the_zoom_and_flash_of_their_instant():
+    col = {n: i for i, n in enumerate(PARAMETER_NAMES)}
+    values = np.zeros((31, len(PARAMETER_NAMES)))
+    values[1:11, col["zoom"]] = 0.05           # frames 1-10 zoom in by 5 % each
+    values[10, col["flash"]] = 0.5             # a kick on frame 10
+    plan = _plan_with(values, [0, 30])
+    key0 = np.full((48, 64, 3), 60, dtype=np.uint8)
+    cx, cy = 64 / 2 - 0.5, 48 / 2 - 0.5
+    key0[int(cy), int(cx + 10)] = 255          # a bright dot 10 px right of the centre (plus a bit)
+
+    out = compose_frame(plan, 10, [(0, key0)])
+    # Geometry: after 10 steps of ×1.05 the dot sits at 10.5 · 1.05^10 ≈ 17.1 px from the centre.
+    expected_x = cx + (int(cx + 10) - cx) * 1.05 ** 10
+    row = out[int(cy)].astype(float).mean(axis=1)
+    assert abs(int(np.argmax(row)) - expected_x) <= 1.0
+    # Colour: flash f = 0.85·0.5 lifts grey 60 to 60·(1 − f) + 255·f.
+    f = 0.85 * 0.5
+    assert abs(float(np.median(out)) - (60 * (1 - f) + 255 * f)) <= 2.0
+    # The frame before the kick has no flash and less zoom.
+    out9 = compose_frame(plan, 9, [(0, key0)])
+    assert abs(float(np.median(out9)) - 60) <= 2.0
+
+
+def test_in_between_frames_cross_fade_the_neighbouring_keyframes_by_distance():
+    values = np.zeros((31, len(PARAMETER_NAMES)))
+    plan = _plan_with(values, [0, 30])
+    a = np.full((48, 64, 3), 40, dtype=np.uint8)
+    b = np.full((48, 64, 3), 200, dtype=np.uint8)
+    for j in (5, 15, 24):
+        out = compose_frame(plan, j, [(0, a), (30, b)])
+        assert abs(float(out.mean()) - (40 + (200 - 40) * j / 30)) <= 1.0
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+def test_frame_cache_memory_budget_disk_store_and_damaged_files(tmp_path, rng):
+    frames = {f"{i:032x}": rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for i in range(5)}
+    one = 36 * 64 * 3
+    cache = FrameCache(tmp_path / "preview", memory_budget_bytes=3 * one, write_behind=False)
+    for key, frame in frames.items():
+        cache.put(key, frame)
+    keys = list(frames)
+    assert len(cache) == 3 and cache.memory_bytes == 3 * one
+    assert cache.peek(keys[0]) is None and cache.peek(keys[4]) is not None  # least recently used went
+    got = cache.get(keys[0])  # from disk, and back in memory
+    assert np.array_equal(got, frames[keys[0]]) and cache.hits_disk == 1 and cache.peek(keys[0]) is not None
+    assert not got.flags.writeable
+    cache.path_for(keys[1]).write_bytes(b"not a numpy file")
+    assert cache.get(keys[1]) is None  # a damaged file is a miss
+    assert not list((tmp_path / "preview").rglob("*.partial*"))
+    cache.close()
+
+
+# --- the watcher --------------------------------------------------------------------------------
+
+def test_watcher_acts_once_a_slow_write_has_settled_and_decodes(tmp_path):
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    stem = folder / "Song Vocals.wav"
+    stem.write_bytes(wav_bytes(vocals_audio()))
+    got = []
+    w = StemWatcher({stem: None}, got.append, interval_s=0.01, settle_polls=3)
+    data = wav_bytes(vocals_audio((0.0, 2.0), freq_hz=220.0))
+    chunks = np.array_split(np.frombuffer(data, dtype=np.uint8), 6)
+    with open(stem, "wb") as fh:
+        for chunk in chunks[:5]:
+            fh.write(chunk.tobytes())
+            fh.flush()
+            for _ in range(5):  # more polls than settle_polls: a truncated file must not count
+                w.poll_once()
+        assert got and {c.kind for c in got} == {"unreadable"}  # partial versions, never "changed"
+        fh.write(chunks[5].tobytes())
+    for _ in range(5):
+        w.poll_once()
+    assert [c.kind for c in got if c.kind != "unreadable"] == ["changed"]
+    for _ in range(5):
+        w.poll_once()  # nothing more: the same content
+    assert [c.kind for c in got if c.kind != "unreadable"] == ["changed"]
+
+    # A new file appears; a stem disappears; a quick delete-and-rewrite is a change, not a removal.
+    (folder / "Song Keys.wav").write_bytes(data)
+    stem.unlink()
+    got.clear()
+    for _ in range(4):
+        w.poll_once()
+    assert sorted(c.kind for c in got) == ["added", "removed"]
+    other = folder / "Song Bass.wav"
+    other.write_bytes(wav_bytes(vocals_audio()))
+    w.set_stems({stem: None, other: None})
+    got.clear()
+    other.unlink()
+    w.poll_once()
+    other.write_bytes(data)
+    for _ in range(5):
+        w.poll_once()
+    assert [c.kind for c in got] == ["changed"]
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+def test_preview_cli_writes_a_frame_and_a_status_line(project_dir, tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from bridge.preview.cli import main
+
+    out = tmp_path / "out"
+    rc = main([str(project_dir), "--out-dir", str(out), "--duration", "0.2", "--fps", "10", "--start", "5",
+               "--wait-idle", "--long-side", "64", "--no-watch"])
+    assert rc == 0
+    frame = cv2.imread(str(out / "frame.png"))
+    assert frame is not None and frame.shape == (36, 64, 3) and frame.mean() > 1.0
+    status = json.loads((out / "status.json").read_text())
+    assert status["keyframes_total"] == status["keyframes_done"] > 0 and status["keyframes_pending"] == 0
+    assert status["position_seconds"] == pytest.approx(5.0) and status["frame_source"] in ("exact", "blend")
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines and lines[-1]["keyframes_done"] == status["keyframes_done"]

@@ -1,0 +1,252 @@
+"""Session without Qt: edits, undo/redo, autosave, the stems watcher and re-analysis.
+
+Truths are independent of the code under test: the bytes stembridge wrote before the edits, the
+file read back with bridge.project.load_project, the number of times the analysis function is
+really called (counted by a wrapper), and a FrameParams table computed directly with
+bridge.mapping.evaluate_mappings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from preview_project import build_project, copy_project, vocals_audio, wav_bytes
+
+import bridge.analysis.project as analysis_project
+from bridge.errors import ProjectError
+from bridge.project import load_project
+from bridge.session import (
+    AnalysisFinished,
+    KeyframeRendered,
+    ProjectChanged,
+    ProjectSaved,
+    Session,
+    StemFileAdded,
+    StemFileChanged,
+    StemFileMissing,
+)
+
+QUIET = dict(analyse=False, preview=False, watch=False, autosave=False)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    build_project(root)
+    return root
+
+
+@pytest.fixture
+def project_dir(built, tmp_path) -> Path:
+    return copy_project(built, tmp_path / "copy")
+
+
+def wait_for(session: Session, predicate, *, timeout_s: float = 20.0, collect: list | None = None):
+    """Drain events until one satisfies ``predicate``; returns it (all drained go to ``collect``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for e in session.poll_events():
+            if collect is not None:
+                collect.append(e)
+            if predicate(e):
+                return e
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for an event")
+
+
+# --- edits, undo, redo ------------------------------------------------------------------------
+
+def test_edits_then_undo_restore_the_file_byte_for_byte(project_dir, tmp_path):
+    path = project_dir / "stembridge.json"
+    original = path.read_bytes()
+    extra = tmp_path / "copy" / "stems" / "Song Pads.wav"
+    extra.write_bytes(wav_bytes(vocals_audio((1.0, 3.0), freq_hz=220.0)))
+    with Session.open(project_dir, **QUIET) as s:
+        s.set_stem_gain("Bass", -3.5)
+        s.set_stem_role("Vocals", "Pads")
+        s.set_stem_offset("Drums", 0.25)
+        s.set_stem_muted("Bass", True)
+        name = s.add_stem(extra)
+        s.rename_stem("Drums", "Kit")
+        i = s.add_mapping("Kit.onset", "flash", amount=0.5, release_ms=80.0)
+        s.update_mapping(0, amount=0.25, curve="linear")
+        s.remove_mapping(1)
+        s.add_section(6.0, prompt="a sunrise", seed=9)
+        new = s.split_section(0, 2.0)
+        s.move_section(new, 2.5)
+        s.set_prompt(1, "a storm at night", negative_prompt="blurry")
+        s.set_engine(keyframe_every_beats=2.0, seed=7)
+        s.set_render(width=640, height=360, fps="25")
+        s.set_tempo(tempo_bpm=121.0)
+        s.rename_project("renamed")
+        s.remove_stem(name)
+        edited = s.project
+        assert edited.stem("Kit").offset_seconds == 0.25
+        assert [m.source for m in edited.mappings].count("Kit.onset") == 1 and i == len(s.project.mappings)
+        assert not any(m.source.startswith("Drums.") for m in edited.mappings)  # renamed with the stem
+        s.save()
+        edited_bytes = path.read_bytes()
+        assert edited_bytes != original
+
+        steps = 0
+        while s.undo():
+            steps += 1
+        assert steps == 18 and not s.can_undo and s.can_redo
+        s.save()
+        assert path.read_bytes() == original
+
+        while s.redo():
+            pass
+        s.save()
+        assert path.read_bytes() == edited_bytes
+        assert load_project(project_dir)[0] == edited
+
+
+def test_invalid_edit_changes_nothing(project_dir):
+    with Session.open(project_dir, **QUIET) as s:
+        before = s.project
+        with pytest.raises(ProjectError, match="gain_db"):
+            s.set_stem_gain("Bass", 99.0)
+        with pytest.raises(ProjectError, match="not a visual parameter"):
+            s.update_mapping(0, target="sparkle")
+        with pytest.raises(ProjectError, match="no stem named 'Guitar'"):
+            s.set_stem_role("Guitar", "drums")
+        with pytest.raises(ProjectError, match="index 99"):
+            s.remove_mapping(99)
+        assert s.project is before and not s.can_undo and not s.dirty
+        assert s.poll_events() == []
+
+
+def test_coalesced_slider_drag_is_one_undo_step(project_dir):
+    with Session.open(project_dir, **QUIET) as s:
+        before = s.project
+        for k in range(10):
+            s.update_mapping(2, amount=0.1 * k, coalesce=True)
+        s.update_mapping(2, curve="linear")  # a different edit: its own step
+        assert s.undo() and s.project.mappings[2].amount == pytest.approx(0.9)
+        assert s.undo() and s.project == before and not s.can_undo
+        changed = [e for e in s.poll_events() if isinstance(e, ProjectChanged)]
+        assert [e.origin for e in changed].count("edit") == 11
+
+
+def test_autosave_is_debounced_atomic_and_bounded(project_dir):
+    path = project_dir / "stembridge.json"
+    with Session.open(project_dir, analyse=False, preview=False, watch=False,
+                      autosave_delay_s=0.3, autosave_max_delay_s=0.6) as s:
+        # Edits every 50 ms for 1.5 s never leave 0.3 s of quiet: saves still come, bounded by 0.6 s.
+        t0 = time.monotonic()
+        saved_at = []
+        k = 0
+        while time.monotonic() - t0 < 1.5:
+            s.set_stem_gain("Bass", -0.1 * (k % 50))
+            k += 1
+            for e in s.poll_events():
+                if isinstance(e, ProjectSaved):
+                    saved_at.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        assert len(saved_at) >= 2, saved_at
+        assert saved_at[0] < 1.0
+        last = s.project
+        wait_for(s, lambda e: isinstance(e, ProjectSaved))
+        assert load_project(project_dir)[0] == last  # what a crash now would leave: the latest edit
+        assert not s.dirty
+        assert not [p for p in project_dir.iterdir() if ".partial" in p.name]
+        assert path.read_text(encoding="utf-8").endswith("\n")
+
+
+def test_external_edit_of_the_project_file_is_an_undoable_change(project_dir):
+    from bridge.project import save_project
+
+    with Session.open(project_dir, analyse=False, preview=False, autosave=False,
+                      watch_interval_s=0.05, watch_settle_polls=2) as s:
+        before = s.project
+        outside = before.model_copy(update={"name": "edited by a script"})
+        time.sleep(0.05)  # a different mtime even on coarse-timestamp filesystems
+        save_project(outside, project_dir)
+        e = wait_for(s, lambda e: isinstance(e, ProjectChanged))
+        assert e.origin == "external" and s.project.name == "edited by a script" and not s.dirty
+        assert s.undo() and s.project == before
+
+
+# --- the stems folder ---------------------------------------------------------------------------
+
+def test_rebounced_stem_is_reanalysed_once_and_only_dependent_keyframes_rerender(project_dir, monkeypatch):
+    from bridge.export.render import section_looks
+    from bridge.mapping import evaluate_mappings
+
+    calls: dict[str, int] = {}
+    lock = threading.Lock()
+    real = analysis_project._analyse_one
+
+    def counting(spec, *args, **kwargs):
+        with lock:
+            calls[spec.name] = calls.get(spec.name, 0) + 1
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(analysis_project, "_analyse_one", counting)
+    vocals = project_dir.parent / "stems" / "Song Vocals.wav"
+    new_bytes = wav_bytes(vocals_audio((0.5, 2.5), freq_hz=440.0))
+    with Session.open(project_dir, preview_long_side=64, autosave=False, watch_interval_s=0.05,
+                      watch_settle_polls=4) as s:
+        assert s.wait_idle(30)
+        assert calls == {}  # everything came from the analysis cache
+        old_analysis, old_plan = s.analysis, s.scheduler.plan
+        s.poll_events()
+
+        # The DAW re-bounces the vocals: the file is truncated and rewritten in 6 chunks over ~1.5 s.
+        chunks = np.array_split(np.frombuffer(new_bytes, dtype=np.uint8), 6)
+        with open(vocals, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk.tobytes())
+                fh.flush()
+                time.sleep(0.25)
+        events: list = []
+        wait_for(s, lambda e: isinstance(e, AnalysisFinished), collect=events)
+        assert s.wait_idle(30)
+        time.sleep(0.5)  # ten more polls: no second reaction may come
+        assert s.wait_idle(30)
+        events += s.poll_events()
+
+        assert calls == {"Vocals": 1}
+        assert sum(isinstance(e, StemFileChanged) for e in events) == 1
+        assert sum(isinstance(e, AnalysisFinished) for e in events) == 1
+        new_analysis = s.analysis
+        assert new_analysis.stems["Drums"].curves["rms"].tobytes() == old_analysis.stems["Drums"].curves["rms"].tobytes()
+        assert not np.array_equal(new_analysis.stems["Vocals"].curves["rms"], old_analysis.stems["Vocals"].curves["rms"])
+
+        # Only keyframes whose inputs changed were rendered again, computed independently.
+        project = s.project
+        looks = section_looks(project, new_analysis)
+        roles = {st.name: st.role for st in project.stems}
+        fps = project.render.fps_fraction
+        a = evaluate_mappings(project.mappings, old_analysis, looks, fps=fps, stem_roles=roles)
+        b = evaluate_mappings(project.mappings, new_analysis, looks, fps=fps, stem_roles=roles)
+        w = s.scheduler.warmup_frames
+        expected = {int(k) for k in s.scheduler.plan.keyframes
+                    if np.any(a.values[max(0, k - w):k + 1] != b.values[max(0, k - w):k + 1])}
+        new_gen = s.scheduler.plan.generation
+        rendered = {e.frame_index for e in events
+                    if isinstance(e, KeyframeRendered) and e.generation == new_gen and not e.from_cache}
+        assert np.array_equal(s.scheduler.plan.keyframes, old_plan.keyframes)
+        assert expected and len(expected) < len(old_plan.keyframes)
+        assert rendered == expected
+
+
+def test_new_file_becomes_a_stem_and_a_deleted_one_is_reported(project_dir):
+    stems = project_dir.parent / "stems"
+    with Session.open(project_dir, analyse=False, preview=False, autosave=False,
+                      watch_interval_s=0.05, watch_settle_polls=3) as s:
+        (stems / "Song Lead Vox.wav").write_bytes(wav_bytes(vocals_audio((1.0, 5.0), freq_hz=550.0)))
+        added = wait_for(s, lambda e: isinstance(e, StemFileAdded))
+        assert (added.name, added.role) == ("Lead Vox", "vocals")
+        assert s.project.stem("Lead Vox").path == "../stems/Song Lead Vox.wav"
+        assert s.undo_label == "add stem Lead Vox"  # an ordinary, undoable edit
+
+        (stems / "Song Bass.wav").unlink()
+        missing = wait_for(s, lambda e: isinstance(e, StemFileMissing))
+        assert missing.name == "Bass"
+        assert "Bass" in s.missing_stems and s.project.stem("Bass")  # reported, not dropped
