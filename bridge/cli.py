@@ -22,7 +22,7 @@ log = logging.getLogger("stembridge")
 
 
 @contextmanager
-def _tqdm_progress(desc: str, unit: str, *, quiet: bool = False):
+def tqdm_progress(desc: str, unit: str, *, quiet: bool = False):
     """A ``progress(done, total, label)`` callback drawing a tqdm bar on stderr."""
     from tqdm import tqdm
 
@@ -60,7 +60,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo.project import make_demo
 
     out = Path(args.out)
-    with _tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
+    with tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
         video = make_demo(out, width=args.width, height=args.height, fps=args.fps, progress=progress,
                           log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))
     print(video)
@@ -93,8 +93,15 @@ def cmd_new(args: argparse.Namespace) -> int:
             fields["render"] = RenderSettings(**render)
     except ValueError as e:
         raise BridgeError(str(e)) from None
+    if args.mix is not None:
+        if args.stems is not None:
+            raise BridgeError("stembridge new takes --stems STEMS_DIR or --mix MIX_FILE, not both.")
+        args.stems = str(_separate_for_new(args))
     if args.stems is None:
-        raise BridgeError("stembridge new needs --stems STEMS_DIR (the folder your DAW exported the stems into).")
+        raise BridgeError(
+            "stembridge new needs --stems STEMS_DIR (the folder your DAW exported the stems into) "
+            "or --mix MIX_FILE (a full mix to split into stems with Demucs)."
+        )
     result = new_project(args.project_dir, args.stems, name=args.name, roles=_parse_roles(args.role),
                          overwrite=args.force, **fields)
     for msg in result.skipped:
@@ -107,13 +114,33 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _separate_for_new(args: argparse.Namespace) -> Path:
+    """`new --mix`: split the mix into PROJECT_DIR/stems first (fails before minutes of work if
+    the project already exists)."""
+    from bridge.errors import ProjectError
+    from bridge.project.schema import PROJECT_FILENAME
+    from bridge.separation import separate_mix_to_folder
+    from bridge.separation.cli import separation_kwargs
+
+    target = Path(args.project_dir) / PROJECT_FILENAME
+    if target.exists() and not args.force:
+        raise ProjectError(
+            f"{target} already exists; stembridge will not replace a saved project. Pick another folder, "
+            "or pass --force to start it over."
+        )
+    stems_dir = Path(args.project_dir) / "stems"
+    with tqdm_progress("separating", "segment", quiet=args.quiet) as progress:
+        separate_mix_to_folder(args.mix, stems_dir, progress=progress, **separation_kwargs(args))
+    return stems_dir
+
+
 def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
     from bridge.analysis.project import analyze_project
     from bridge.project import load_project, save_project
     from bridge.project.create import sections_from_analysis
 
     project, project_dir = load_project(project_dir)
-    with _tqdm_progress("analysing", "stem", quiet=quiet) as progress:
+    with tqdm_progress("analysing", "stem", quiet=quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
     if not project.sections:
         project = project.model_copy(update={"sections": sections_from_analysis(analysis.sections)})
@@ -131,7 +158,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from bridge.stems import probe_audio
 
     project, project_dir = load_project(args.project_dir)
-    with _tqdm_progress("analysing", "stem", quiet=args.quiet or args.json) as progress:
+    with tqdm_progress("analysing", "stem", quiet=args.quiet or args.json) as progress:
         analysis = analyze_project(project, project_dir, progress=progress, use_cache=not args.no_cache)
     grid = analysis.beat_grid
     if args.json:
@@ -172,9 +199,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     project, project_dir = load_project(args.project_dir)
     out = Path(args.output) if args.output else project_dir / "render.mp4"
-    with _tqdm_progress("analysing", "stem", quiet=args.quiet) as progress:
+    with tqdm_progress("analysing", "stem", quiet=args.quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
-    with _tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
+    with tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
                               model=args.model, progress=progress)
@@ -185,6 +212,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from bridge.separation.cli import add_separate_parser, add_separation_options
+
     p = argparse.ArgumentParser(
         prog="stembridge",
         description="Follow your DAW, analyse your stems and turn them into a music video.",
@@ -204,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     n = sub.add_parser("new", help="create a project from a folder of stems")
     n.add_argument("project_dir", metavar="PROJECT_DIR")
     n.add_argument("--stems", metavar="STEMS_DIR", help="folder with the stems your DAW exported")
+    n.add_argument("--mix", metavar="MIX_FILE",
+                   help="a full mix to split into stems with Demucs first (needs stembridge[ai])")
     n.add_argument("--name", help="project name (default: the folder name)")
     n.add_argument("--role", action="append", default=[], metavar="FILE=ROLE",
                    help="override a guessed role, e.g. --role '03 Vox.wav=vocals' (repeatable)")
@@ -216,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--no-analyze", action="store_true", help="don't analyse now (done on first render)")
     n.add_argument("--force", action="store_true", help="replace an existing stembridge.json")
     n.add_argument("-q", "--quiet", action="store_true")
+    add_separation_options(n)
     n.set_defaults(func=cmd_new)
 
     a = sub.add_parser("analyze", help="analyse a project's stems (tempo, beats, sections, onsets)")
@@ -237,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", metavar="ID_OR_PATH", help="model for the lcm engine")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_render)
+
+    add_separate_parser(sub)
 
     from bridge.transport.listen import add_listen_parser
 
