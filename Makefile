@@ -28,6 +28,9 @@ install-dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.core-installed
 	$(BIN)/stembridge demo --out $(DEMO_DIR)
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = "Darwin" ]; then \
+		$(BIN)/stembridge gui $(DEMO_DIR); \
+	else echo "(no display: open the demo later with: $(BIN)/stembridge gui $(DEMO_DIR))"; fi
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest

@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.preview.cli import add_preview_parser
 
     add_preview_parser(sub)
+
+    from gui.cli import add_gui_parser
+
+    add_gui_parser(sub)
     return p
 
 
@@ -288,8 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        # plain `stembridge` opens the app (on the last project), as a desktop tool should
+        from gui.cli import run_gui_command
+
+        return run_gui_command(None)
     try:
         return int(args.func(args) or 0)
     except Cancelled as e:

@@ -24,6 +24,12 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set and restore at once
+    os.umask(mask)
+    return mask
+
+
 class PendingFile:
     """A file being written under a temporary name next to its destination.
 
@@ -46,6 +52,8 @@ class PendingFile:
         self.tmp = Path(tmp_name)
 
     def commit(self) -> Path:
+        # mkstemp creates 0600; give the result the permissions a plain open() would have.
+        os.chmod(self.tmp, 0o666 & ~_umask())
         with open(self.tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(self.tmp, self.dest)

@@ -1,0 +1,277 @@
+"""The main window: transport bar, message bar, timeline beside the preview, and the editors
+(mappings, sections, stems) in tabs below. Keyboard: Space play/pause, Home to start,
+Ctrl+= / Ctrl+- zoom, Ctrl+0 whole song, Ctrl+Z / Ctrl+Shift+Z undo/redo, Ctrl+E export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.panels.export import ExportDialog
+from gui.panels.mappings import MappingEditor
+from gui.panels.preview import PreviewPane
+from gui.panels.sections import SectionEditor
+from gui.panels.stems import StemsPanel
+from gui.panels.transport import TransportBar
+from gui.session_adapter import SessionAdapter
+from gui.widgets.timeline import TimelineWidget
+
+
+class MessageBar(QFrame):
+    """A non-blocking, de-duplicated message line: the same text again bumps a counter instead of
+    stacking; it hides itself after a while (errors stay until closed)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("MessageBar")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(12, 6, 8, 6)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton(text="✕")
+        close.clicked.connect(self.hide)
+        row.addWidget(self.label, 1)
+        row.addWidget(close)
+        self.text = ""
+        self.level = ""
+        self.count = 0
+        self._hide = QTimer(self, singleShot=True, interval=6000)
+        self._hide.timeout.connect(self.hide)
+        self.hide()
+
+    def show_message(self, level: str, text: str) -> None:
+        if text == self.text and self.isVisible():
+            self.count += 1
+        else:
+            self.text, self.level, self.count = text, level, 1
+        self.setProperty("level", level)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.label.setText(text + (f"  (×{self.count})" if self.count > 1 else ""))
+        self.show()
+        if level == "error":
+            self._hide.stop()
+        else:
+            self._hide.start()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, adapter: SessionAdapter | None = None, *, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.adapter = adapter or SessionAdapter(self)
+        self.settings = settings if settings is not None else QSettings()
+        self.setWindowTitle("stembridge")
+        self.resize(1480, 900)
+
+        self.transport = TransportBar(self.adapter)
+        self.messages = MessageBar()
+        self.timeline = TimelineWidget()
+        self.preview = PreviewPane(self.adapter)
+        self.mappings = MappingEditor(self.adapter)
+        self.sections = SectionEditor(self.adapter)
+        self.stems = StemsPanel(self.adapter)
+
+        self.top_split = QSplitter(Qt.Orientation.Horizontal)
+        self.top_split.addWidget(self.timeline)
+        self.top_split.addWidget(self.preview)
+        self.top_split.setStretchFactor(0, 3)
+        self.top_split.setStretchFactor(1, 2)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.mappings, "Mappings")
+        self.tabs.addTab(self.sections, "Sections")
+        self.tabs.addTab(self.stems, "Stems")
+        self.main_split = QSplitter(Qt.Orientation.Vertical)
+        self.main_split.addWidget(self.top_split)
+        self.main_split.addWidget(self.tabs)
+        self.main_split.setStretchFactor(0, 3)
+        self.main_split.setStretchFactor(1, 2)
+        self.main_split.setSizes([560, 320])
+        self.top_split.setSizes([900, 560])
+
+        central = QWidget()
+        col = QVBoxLayout(central)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        col.addWidget(self.transport)
+        col.addWidget(self.messages)
+        body = QWidget()
+        inner = QVBoxLayout(body)
+        inner.setContentsMargins(8, 8, 8, 8)
+        inner.addWidget(self.main_split)
+        col.addWidget(body, 1)
+        self.setCentralWidget(central)
+        self.status_label = QLabel("No project")
+        self.statusBar().addWidget(self.status_label, 1)
+
+        self._build_actions()
+        a = self.adapter
+        a.message.connect(self.messages.show_message)
+        a.tick.connect(self._on_tick)
+        a.analysisChanged.connect(self.refresh_timeline)
+        a.projectChanged.connect(self._on_project_changed)
+        self.timeline.seekRequested.connect(lambda t: a.command("seek", t))
+        self._restore_layout()
+
+    # -- actions ------------------------------------------------------------------------------
+    def _action(self, menu, text: str, shortcut, slot) -> QAction:
+        act = QAction(text, self)
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+        act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        self.addAction(act)
+        return act
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self._action(f, "Open project…", QKeySequence.StandardKey.Open, self.choose_project)
+        self._action(f, "Export video…", "Ctrl+E", self.open_export)
+        self._action(f, "Quit", QKeySequence.StandardKey.Quit, self.close)
+        e = bar.addMenu("&Edit")
+        self.undo_action = self._action(e, "Undo", QKeySequence.StandardKey.Undo, lambda: self.adapter.command("undo"))
+        self.redo_action = self._action(e, "Redo", "Ctrl+Shift+Z", lambda: self.adapter.command("redo"))
+        self.undo_action.setEnabled(False)
+        self.redo_action.setEnabled(False)
+        v = bar.addMenu("&View")
+        self._action(v, "Zoom in", "Ctrl+=", lambda: self.timeline.zoom(1.5))
+        self._action(v, "Zoom out", "Ctrl+-", lambda: self.timeline.zoom(1 / 1.5))
+        self._action(v, "Whole song", "Ctrl+0", self.fit_song)
+        t = bar.addMenu("&Transport")
+        self._action(t, "Play / pause", "Space", self.transport.toggle_play)
+        self._action(t, "Return to start", "Home", self.transport.stop)
+
+    def fit_song(self) -> None:
+        self.timeline.view_span_s = max(1.0, self.timeline.duration_seconds)
+        self.timeline.scroll_to(0.0)
+
+    # -- project ------------------------------------------------------------------------------
+    def open_project(self, project_dir: str | Path, **session_options) -> bool:
+        from bridge.errors import BridgeError
+
+        try:
+            self.adapter.open(project_dir, **session_options)
+        except BridgeError as e:
+            self.messages.show_message("error", str(e))
+            return False
+        s = self.adapter.session
+        self.settings.setValue("last_project", str(s.project_dir))
+        self.setWindowTitle(f"{s.project.name} — stembridge")
+        self._on_project_changed(None)
+        self.refresh_timeline()
+        return True
+
+    def choose_project(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Open a stembridge project folder")
+        if d:
+            self.open_project(d)
+
+    def open_export(self) -> ExportDialog | None:
+        if self.adapter.session is None:
+            self.messages.show_message("error", "Open a project before exporting.")
+            return None
+        dlg = ExportDialog(self.adapter, self)
+        dlg.show()
+        return dlg
+
+    # -- updates ------------------------------------------------------------------------------
+    def _on_tick(self, state) -> None:
+        self.timeline.set_playhead(max(0.0, state.position_seconds), playing=state.playing)
+
+    def _on_project_changed(self, event) -> None:
+        s = self.adapter.session
+        if s is None:
+            return
+        if event is not None:
+            self.undo_action.setEnabled(event.can_undo)
+            self.redo_action.setEnabled(event.can_redo)
+            self.undo_action.setText(f"Undo {event.undo_label}" if event.undo_label else "Undo")
+            self.redo_action.setText(f"Redo {event.redo_label}" if event.redo_label else "Redo")
+            if {"stems"} & event.parts:
+                self.refresh_timeline()
+            if {"sections"} & event.parts:
+                self.refresh_sections()
+        self._update_status()
+
+    def _update_status(self) -> None:
+        s = self.adapter.session
+        if s is None:
+            return
+        a = s.analysis
+        parts = [s.project.name, f"{len(s.project.stems)} stems"]
+        if a is not None:
+            parts.append(f"{a.duration_seconds // 60:.0f}:{a.duration_seconds % 60:04.1f} · {a.tempo_bpm:.1f} BPM detected")
+        else:
+            parts.append("analysing…")
+        self.status_label.setText("   ·   ".join(parts))
+
+    def refresh_timeline(self) -> None:
+        s = self.adapter.session
+        if s is None or s.analysis is None:
+            return
+        self.timeline.set_lanes_from_analysis(s.analysis, s.project.stems)
+        self.refresh_sections()
+        self._update_status()
+
+    def refresh_sections(self) -> None:
+        s = self.adapter.session
+        if s is None or s.analysis is None:
+            return
+        a = s.analysis
+        beats = np.asarray(a.beat_grid.beats_s, dtype=np.float64)
+
+        def seconds(x: float, unit: str) -> float:
+            if unit == "seconds" or beats.size < 2:
+                return float(x)
+            return float(np.interp(x, np.arange(beats.size), beats))
+
+        secs = s.project.sections
+        if secs:
+            starts = [seconds(x.start, x.unit) for x in secs]
+            blocks = []
+            for i, x in enumerate(secs):
+                end = seconds(x.end, x.unit) if x.end is not None else (
+                    min([t for t in starts if t > starts[i]], default=a.duration_seconds))
+                blocks.append((starts[i], end, x.name, x.prompt))
+            self.timeline.set_sections(blocks)
+        else:
+            self.timeline.set_sections([(a0, b0, f"Part {i + 1}", "") for i, (a0, b0) in enumerate(a.sections)],
+                                       detected=True)
+
+    # -- layout persistence -------------------------------------------------------------------
+    def _restore_layout(self) -> None:
+        geo = self.settings.value("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        for name, split in (("window/main_split", self.main_split), ("window/top_split", self.top_split)):
+            state = self.settings.value(name)
+            if state is not None:
+                split.restoreState(state)
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/main_split", self.main_split.saveState())
+        self.settings.setValue("window/top_split", self.top_split.saveState())
+        self.settings.sync()
+
+    def closeEvent(self, event) -> None:
+        self.save_layout()
+        self.adapter.close()
+        super().closeEvent(event)

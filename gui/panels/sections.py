@@ -1,0 +1,96 @@
+"""Section editor: one row per section — name, start/end, prompt, seed, transition length."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.panels import double_spin, int_spin
+from gui.session_adapter import SessionAdapter
+
+COLUMNS = ("Name", "Start", "End", "Prompt", "Seed", "Transition")
+
+
+class SectionEditor(QWidget):
+    def __init__(self, adapter: SessionAdapter, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.adapter = adapter
+        col = QVBoxLayout(self)
+        col.setContentsMargins(8, 8, 8, 8)
+        top = QHBoxLayout()
+        self.adopt = QPushButton("Use detected sections")
+        self.adopt.setToolTip("Make the sections found in the music the project's editable sections")
+        self.adopt.clicked.connect(lambda: self.adapter.command("adopt_detected_sections"))
+        self.add = QPushButton("+ Section at playhead")
+        self.add.clicked.connect(self.add_at_playhead)
+        self.remove = QPushButton("Remove")
+        self.remove.clicked.connect(self.remove_selected)
+        top.addWidget(self.adopt)
+        top.addWidget(self.add)
+        top.addWidget(self.remove)
+        top.addStretch(1)
+        col.addLayout(top)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        col.addWidget(self.table, 1)
+        self._shown = None
+        adapter.projectChanged.connect(self.refresh)
+
+    def refresh(self, event=None) -> None:
+        s = self.adapter.session
+        if s is None or (event is not None and "sections" not in event.parts and self._shown is not None):
+            return
+        sections = list(s.project.sections)
+        self._shown = sections
+        self.table.setRowCount(len(sections))
+        for r, sec in enumerate(sections):
+            unit = " s" if sec.unit == "seconds" else " beats"
+            name = QLineEdit(sec.name)
+            name.editingFinished.connect(lambda r=r, w=name: self._update(r, name=w.text()))
+            start = double_spin(0, 1e6, value=sec.start, suffix=unit)
+            start.valueChanged.connect(lambda v, r=r: self.adapter.command("move_section", r, v))
+            end = QLabel("song end" if sec.end is None else f"{sec.end:.2f}{unit}")
+            prompt = QLineEdit(sec.prompt)
+            prompt.setPlaceholderText("describe the look of this section…")
+            prompt.editingFinished.connect(lambda r=r, w=prompt: self._prompt(r, w.text()))
+            seed = int_spin(0, 2**31 - 1, value=sec.seed)
+            seed.valueChanged.connect(lambda v, r=r: self._update(r, seed=v))
+            trans = double_spin(0, 64, value=sec.transition_beats, suffix=" beats")
+            trans.valueChanged.connect(lambda v, r=r: self._update(r, transition_beats=v))
+            for c, w in enumerate((name, start, end, prompt, seed, trans)):
+                self.table.setCellWidget(r, c, w)
+
+    def _update(self, index: int, **changes) -> None:
+        s = self.adapter.session
+        if s is None or index >= len(s.project.sections):
+            return
+        current = s.project.sections[index]
+        if all(getattr(current, k) == v for k, v in changes.items()):
+            return
+        self.adapter.command("update_section", index, **changes)
+
+    def _prompt(self, index: int, text: str) -> None:
+        s = self.adapter.session
+        if s is not None and index < len(s.project.sections) and s.project.sections[index].prompt != text:
+            self.adapter.command("set_prompt", index, text)
+
+    def add_at_playhead(self) -> None:
+        s = self.adapter.session
+        if s is not None:
+            self.adapter.command("add_section", round(max(0.0, s.transport().position_seconds), 2),
+                                 prompt="", name=f"Section {len(s.project.sections) + 1}")
+
+    def remove_selected(self) -> None:
+        r = self.table.currentRow()
+        if r >= 0:
+            self.adapter.command("remove_section", r)

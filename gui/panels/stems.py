@@ -1,0 +1,142 @@
+"""Stems panel: one row per stem (name, role, gain, offset, mute, status badge); drop audio files or
+a folder onto it to add stems. A file that does not decode shows an error and changes nothing (the
+Session validates before it edits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bridge.project.schema import STANDARD_ROLES
+from gui.panels import double_spin
+from gui.session_adapter import SessionAdapter
+
+AUDIO_SUFFIXES = {".wav", ".aif", ".aiff", ".flac", ".mp3", ".ogg", ".m4a"}
+COLUMNS = ("Stem", "Role", "Gain", "Offset", "Mute", "Status")
+
+
+class StemsPanel(QWidget):
+    def __init__(self, adapter: SessionAdapter, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.adapter = adapter
+        self.setAcceptDrops(True)
+        self.rebounced: set[str] = set()
+        col = QVBoxLayout(self)
+        col.setContentsMargins(8, 8, 8, 8)
+        top = QHBoxLayout()
+        add = QPushButton("+ Add stems…")
+        add.clicked.connect(self.choose_files)
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self.remove_selected)
+        separate = QPushButton("Separate a mix…")
+        separate.setToolTip("Split a full mix into drums, bass, vocals and other with Demucs (needs stembridge[ai])")
+        separate.clicked.connect(self.separate_mix)
+        hint = QLabel("Drop audio files or a folder here")
+        hint.setObjectName("Dim")
+        top.addWidget(add)
+        top.addWidget(remove)
+        top.addWidget(separate)
+        top.addWidget(hint)
+        top.addStretch(1)
+        col.addLayout(top)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        col.addWidget(self.table, 1)
+        adapter.projectChanged.connect(self.refresh)
+        adapter.message.connect(self._on_message)
+
+    def _on_message(self, level: str, text: str) -> None:
+        if text.endswith("re-analysing"):
+            self.rebounced.add(text.split(" was re-bounced")[0])
+            self.refresh()
+
+    # -- adding -------------------------------------------------------------------------------
+    def add_files(self, paths: list[Path]) -> list[str]:
+        """Add each audio file (a folder: the audio files in it) as a stem. Returns the names added;
+        a file that fails shows the Session's error and is skipped."""
+        files: list[Path] = []
+        for p in map(Path, paths):
+            if p.is_dir():
+                files += sorted(f for f in p.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES)
+            else:
+                files.append(p)
+        added = []
+        for f in files:
+            name = self.adapter.command("add_stem", f)
+            if name is not None:
+                added.append(name)
+        return added
+
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add stems", "", "Audio (*.wav *.aif *.aiff *.flac *.mp3 *.ogg)")
+        if files:
+            self.add_files([Path(f) for f in files])
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.add_files(paths)
+
+    def separate_mix(self) -> None:
+        from gui.panels.separate import separate_mix_dialog
+
+        separate_mix_dialog(self)
+
+    def remove_selected(self) -> None:
+        r = self.table.currentRow()
+        s = self.adapter.session
+        if s is not None and 0 <= r < len(s.project.stems):
+            self.adapter.command("remove_stem", s.project.stems[r].name)
+
+    # -- showing ------------------------------------------------------------------------------
+    def refresh(self, event=None) -> None:
+        s = self.adapter.session
+        if s is None or (event is not None and "stems" not in event.parts):
+            return
+        stems = list(s.project.stems)
+        missing = s.missing_stems
+        self.table.setRowCount(len(stems))
+        for r, st in enumerate(stems):
+            name = QLabel(st.name)
+            name.setToolTip(st.path)
+            role = QComboBox()
+            role.setEditable(True)
+            role.addItems(STANDARD_ROLES)
+            role.setCurrentText(st.role)
+            role.activated.connect(lambda _i, n=st.name, w=role: self.adapter.command("set_stem_role", n, w.currentText()))
+            gain = double_spin(-96, 24, value=st.gain_db, decimals=1, suffix=" dB")
+            gain.valueChanged.connect(lambda v, n=st.name: self.adapter.command("set_stem_gain", n, v, coalesce=True))
+            offset = double_spin(-3600, 3600, value=st.offset_seconds, decimals=3, step=0.01, suffix=" s")
+            offset.valueChanged.connect(lambda v, n=st.name: self.adapter.command("set_stem_offset", n, v, coalesce=True))
+            mute = QCheckBox()
+            mute.setChecked(st.muted)
+            mute.toggled.connect(lambda v, n=st.name: self.adapter.command("set_stem_muted", n, v))
+            badge = QLabel("missing" if st.name in missing else ("re-bounced" if st.name in self.rebounced else "ok"))
+            badge.setObjectName("BadgeBad" if st.name in missing else ("Badge" if st.name in self.rebounced else "Dim"))
+            badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            for c, w in enumerate((name, role, gain, offset, mute, badge)):
+                self.table.setCellWidget(r, c, w)

@@ -1,0 +1,193 @@
+"""The only Qt ↔ bridge seam: owns the :class:`~bridge.session.Session` and turns its events into a
+handful of Qt signals.
+
+Friture's pattern: the Session's threads (analysis, preview, transport I/O) fill state; the GUI
+*pulls* on one QTimer (default 40 Hz) and emits at most one ``tick`` per timer shot, so a MIDI clock
+at 24 ppq or an OSC flood never turns into one signal (and one repaint) per message.
+
+Widgets read ``adapter.session.project`` / ``.analysis`` and change things only through Session
+commands, via :meth:`SessionAdapter.command` (which turns a BridgeError into a message instead of
+an exception in a slot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from bridge.transport import osc_protocol as P
+
+log = logging.getLogger(__name__)
+
+#: Sync sources offered in the transport bar: label → (add_sync_arguments option, default value).
+SYNC_SOURCES: dict[str, tuple[str | None, str | None]] = {
+    "Local clock (no DAW)": (None, None),
+    "Ableton Live via AbletonOSC": ("--ableton-osc", f"127.0.0.1:{P.ABLETON_OSC_LIVE_PORT}"),
+    "Ableton Live via StemBridge script": ("--osc", str(P.STEMBRIDGE_OSC_PORT)),
+    "REAPER via OSC": ("--reaper-osc", str(P.REAPER_OSC_SUGGESTED_PORT)),
+    "Bitwig via DrivenByMoss": ("--bitwig-osc", str(P.BITWIG_DBM_SEND_PORT)),
+    "Ardour via OSC": ("--ardour-osc", f"127.0.0.1:{P.ARDOUR_OSC_PORT}"),
+}
+
+#: TransportState.source → how the transport bar names it.
+SOURCE_LABELS = {
+    "free": "Local clock", "ableton_osc": "Ableton Live via AbletonOSC", "stembridge_osc": "Ableton Live via StemBridge",
+    "reaper_osc": "REAPER via OSC", "bitwig_osc": "Bitwig via DrivenByMoss", "ardour_osc": "Ardour via OSC",
+    "midi_clock": "MIDI clock", "mtc": "MIDI Time Code", "link": "Ableton Link",
+}
+
+TICK_HZ = 40.0
+
+
+class SessionAdapter(QObject):
+    """Qt face of one Session.
+
+    Signals
+    -------
+    tick(object)            TransportState at this timer shot (once per tick, always).
+    projectChanged(object)  the ProjectChanged event (or None after open): panels refresh.
+    analysisChanged()       a new analysis is in (timeline lanes, meters).
+    previewChanged()        keyframes rendered / params updated since the last tick.
+    message(str, str)       (level, text): "info" | "error"; shown in the non-blocking message bar.
+    """
+
+    tick = Signal(object)
+    projectChanged = Signal(object)
+    analysisChanged = Signal()
+    previewChanged = Signal()
+    message = Signal(str, str)
+
+    def __init__(self, parent: QObject | None = None, *, tick_hz: float = TICK_HZ) -> None:
+        super().__init__(parent)
+        self.session = None
+        self.sync_label = "Local clock (no DAW)"
+        self.sync_sources: list[object] = []
+        self._sync_stack: ExitStack | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(int(round(1000.0 / tick_hz)))
+        self._timer.timeout.connect(self._on_timer)
+
+    # -- lifetime -----------------------------------------------------------------------------
+    def open(self, project_dir: str | Path, **session_options: Any) -> None:
+        """Open a project (closing any open one). Raises BridgeError (ProjectError) when it cannot."""
+        from bridge.session import Session
+
+        self.close()
+        self.session = Session.open(project_dir, **session_options)
+        self._timer.start()
+        self.projectChanged.emit(None)
+        if self.session.analysis is not None:
+            self.analysisChanged.emit()
+
+    def close(self) -> None:
+        self._timer.stop()
+        self.disconnect_sync()
+        if self.session is not None:
+            try:
+                self.session.close()
+            finally:
+                self.session = None
+
+    # -- commands -----------------------------------------------------------------------------
+    def command(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``session.<name>(*args, **kwargs)``; a BridgeError becomes an error message (returns None)."""
+        from bridge.errors import BridgeError
+
+        if self.session is None:
+            self.message.emit("error", "No project is open: open a project folder first (File ▸ Open).")
+            return None
+        try:
+            return getattr(self.session, name)(*args, **kwargs)
+        except BridgeError as e:
+            self.message.emit("error", str(e))
+            return None
+
+    # -- sync ---------------------------------------------------------------------------------
+    def connect_sync(self, label: str, value: str | None = None) -> list[object]:
+        """Follow a DAW: ``label`` is a key of :data:`SYNC_SOURCES`; ``value`` overrides its
+        [HOST:]PORT. Sources feed the session's clock. Returns the started sources (empty for the
+        local clock). Errors become a message; the local clock stays then."""
+        from bridge.errors import BridgeError
+        from bridge.transport.listen import add_sync_arguments, build_sources_from_args
+
+        self.disconnect_sync()
+        option, default = SYNC_SOURCES[label]
+        if option is None or self.session is None:
+            self.sync_label = "Local clock (no DAW)"
+            return []
+        parser = argparse.ArgumentParser(add_help=False)
+        add_sync_arguments(parser)
+        args = parser.parse_args([option, value or default])
+        stack = ExitStack()
+        try:
+            self.sync_sources = stack.enter_context(build_sources_from_args(args, self.session.clock))
+        except BridgeError as e:
+            stack.close()
+            self.message.emit("error", f"{label}: {e}")
+            self.sync_label = "Local clock (no DAW)"
+            return []
+        self._sync_stack = stack
+        self.sync_label = label
+        self.message.emit("info", f"Following {label}")
+        return self.sync_sources
+
+    def disconnect_sync(self) -> None:
+        if self._sync_stack is not None:
+            self._sync_stack.close()
+        self._sync_stack = None
+        self.sync_sources = []
+
+    def set_latency_ms(self, value: float) -> None:
+        if self.session is not None:
+            self.session.clock.latency_ms = value
+
+    # -- the tick -----------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        """Drain every queued event, then emit each kind of signal at most once."""
+        from bridge import session as S
+
+        if self.session is None:
+            return
+        changed = None
+        analysis = preview = False
+        for e in self.session.poll_events():
+            if isinstance(e, S.ProjectChanged):
+                changed = e
+            elif isinstance(e, S.AnalysisFinished):
+                analysis = True
+            elif isinstance(e, (S.KeyframeRendered, S.ParamsUpdated, S.PreviewPassFinished)):
+                preview = True
+            elif isinstance(e, (S.AnalysisFailed, S.SaveFailed, S.ProjectFileInvalid, S.PreviewError)):
+                self.message.emit("error", e.message)
+            elif isinstance(e, S.StemFileUnreadable):
+                self.message.emit("error", f"{e.path.name}: {e.message}")
+            elif isinstance(e, S.MappingProblem):
+                self.message.emit("error", f"Mapping {e.index} ({e.source}): {e.message}")
+            elif isinstance(e, S.StemFileChanged):
+                self.message.emit("info", f"{e.name} was re-bounced; re-analysing")
+            elif isinstance(e, S.StemFileAdded):
+                self.message.emit("info", f"New stem {e.name} ({e.role}) from {e.path.name}")
+            elif isinstance(e, S.StemFileMissing):
+                self.message.emit("error", f"{e.name}: {e.path} is gone; bring it back or remove the stem")
+        if changed is not None:
+            self.projectChanged.emit(changed)
+        if analysis:
+            self.analysisChanged.emit()
+        if preview:
+            self.previewChanged.emit()
+        self.tick.emit(self.session.transport())
+
+    def status_text(self, state) -> str:
+        """"Ableton Live via AbletonOSC · 124.00 BPM · 17.3.2 · playing" for a TransportState."""
+        source = SOURCE_LABELS.get(state.source, state.source)
+        if state.source == "free" and self.sync_label != "Local clock (no DAW)":
+            source = f"{self.sync_label} (waiting)"
+        beat_int = int(state.beat)
+        sixteenth = int((state.beat - beat_int) * 4) + 1
+        return (f"{source} · {state.tempo_bpm:.2f} BPM · {state.bar}.{beat_int}.{sixteenth} · "
+                f"{'playing' if state.playing else 'stopped'}")

@@ -1,0 +1,241 @@
+"""The app, offscreen (pytest-qt): boots on the demo project, follows real OSC over UDP, edits a
+mapping (and undoes it) through the editor, exports a decodable video, refuses a corrupt stem, and
+starts without torch/diffusers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    """The demo song's stems + a project, analysed once (the analysis cache travels with copies)."""
+    from bridge.analysis.project import analyze_project
+    from bridge.demo.song import generate_demo_song, write_demo_stems
+    from bridge.project import load_project
+    from bridge.project.create import new_project
+
+    root = tmp_path_factory.mktemp("guidemo")
+    write_demo_stems(generate_demo_song(), root / "stems")
+    new_project(root / "project", root / "stems", name="stembridge demo")
+    project, project_dir = load_project(root / "project")
+    analyze_project(project, project_dir)
+    return root
+
+
+@pytest.fixture
+def window(qtbot, demo_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
+    from gui.app import create_app
+    from gui.main_window import MainWindow
+
+    create_app(install_error_hook=False)  # pytest-qt reports exceptions in slots as failures
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    assert w.open_project(root / "project", watch=False)
+    qtbot.waitUntil(lambda: len(w.timeline.lanes) > 0, timeout=30_000)
+    yield w
+    w.close()
+
+
+def preview_frame(w) -> np.ndarray:
+    return np.asarray(w.preview.frame, dtype=np.float32)
+
+
+def test_boots_on_the_demo_with_one_lane_per_stem(window, qtbot):
+    project = window.adapter.session.project
+    assert [lane.name for lane in window.timeline.lanes] == [s.name for s in project.stems]
+    assert len(window.timeline.lanes) == 4
+    # the lanes' level envelopes span the song (the demo is ~35 s)
+    assert all(lane.extent_seconds > 30 for lane in window.timeline.lanes)
+    assert window.timeline.beats_s.size > 50
+    assert QSettings(window.settings.fileName(), QSettings.Format.IniFormat).value("last_project")
+    # local transport (no DAW): play moves the playhead, pause holds it
+    start = window.timeline.playhead_s
+    window.transport.play_button.click()
+    qtbot.waitUntil(lambda: window.timeline.playhead_s > start + 0.3, timeout=5_000)
+    window.transport.play_button.click()
+    qtbot.wait(100)
+    held = window.timeline.playhead_s
+    qtbot.wait(300)
+    assert window.timeline.playhead_s == pytest.approx(held, abs=1e-6)
+    assert "stopped" in window.transport.status.text()
+
+
+def test_osc_transport_over_udp_moves_the_playhead(window, qtbot):
+    from bridge.transport import osc_protocol as P
+    from bridge.transport.osc_io import build_osc_message
+
+    sources = window.adapter.connect_sync("REAPER via OSC", "127.0.0.1:0")
+    assert sources, "the REAPER listener did not start"
+    host, port = sources[0].address
+    assert window.timeline.playhead_s < 1.0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for address, args in ((P.REAPER_TEMPO_RAW, [124.0]), (P.REAPER_TIME, [20.0]), (P.REAPER_PLAY, [1.0])):
+            sock.sendto(build_osc_message(address, args), (host, port))
+        qtbot.waitUntil(lambda: window.timeline.playhead_s > 19.9, timeout=5_000)
+        assert window.timeline.playhead_s < 23.0
+        qtbot.waitUntil(lambda: "REAPER via OSC" in window.transport.status.text()
+                        and "playing" in window.transport.status.text(), timeout=5_000)
+        # stopping in REAPER stops the playhead
+        sock.sendto(build_osc_message(P.REAPER_STOP, [1.0]), (host, port))
+        sock.sendto(build_osc_message(P.REAPER_TIME, [5.0]), (host, port))
+        qtbot.waitUntil(lambda: abs(window.timeline.playhead_s - 5.0) < 0.05, timeout=5_000)
+    window.adapter.disconnect_sync()
+
+
+def test_mapping_amount_in_the_editor_changes_the_preview_and_undo_restores(window, qtbot):
+    session = window.adapter.session
+    session.seek(14.0)  # vocals are playing (they enter at bar 5)
+    assert session.wait_idle(60)
+    qtbot.wait(150)
+    before = preview_frame(window).copy()
+    editor = window.mappings
+    editor.stem.setCurrentText("Vocals")
+    editor.rebuild()
+    rows = [r for r in editor.rows if session.project.mappings[r.index].target == "brightness"]
+    assert rows, "the demo maps Vocals.rms to brightness"
+    row = rows[0]
+    old_amount = session.project.mappings[row.index].amount
+    row.amount.setValue(-20.0)  # as a user typing into the spin box: a Session command
+    assert session.project.mappings[row.index].amount == -20.0
+    qtbot.waitUntil(lambda: np.abs(preview_frame(window) - before).mean() > 8.0, timeout=30_000)
+    assert preview_frame(window).mean() < before.mean()  # darker, as brightness says
+
+    window.undo_action.trigger()
+    assert session.project.mappings[row.index].amount == old_amount
+    qtbot.waitUntil(lambda: np.abs(preview_frame(window) - before).mean() < 1.0, timeout=30_000)
+    qtbot.waitUntil(lambda: abs(row.amount.value() - old_amount) < 1e-9, timeout=5_000)  # the editor follows
+
+
+def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
+    import av
+
+    dlg = window.open_export()
+    dlg.width_spin.setValue(96)
+    dlg.height_spin.setValue(64)
+    dlg.fps.setCurrentText("12")
+    dlg.start.setValue(1.0)
+    dlg.end.setValue(2.5)
+    out = tmp_path / "clip.mp4"
+    dlg.out.setText(str(out))
+    dlg.export_button.click()
+    qtbot.waitUntil(lambda: dlg.result_path is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
+    assert dlg.open_button.isEnabled()
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
+        assert c.streams.audio, "the export has no audio stream"
+    assert len(frames) == 18  # 1.5 s at 12 fps
+    assert frames[0].shape == (64, 96, 3)
+    assert max(float(f.std()) for f in frames) > 5.0  # pictures, not a blank clip
+    dlg.close()
+
+
+def test_a_corrupt_stem_dropped_on_the_stems_panel_shows_an_error_and_changes_nothing(window, tmp_path):
+    session = window.adapter.session
+    bad = tmp_path / "Broken Synth.wav"
+    bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)
+    before, undo_before = session.project, session.can_undo
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(bad))])
+    panel = window.stems
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    panel.dropEvent(event)
+    assert session.project == before
+    assert session.can_undo == undo_before
+    assert window.messages.isVisible() and window.messages.level == "error"
+    assert "Broken Synth.wav" in window.messages.text
+    assert panel.table.rowCount() == len(before.stems)
+    # the same error again is counted, not stacked
+    panel.dropEvent(event)
+    assert window.messages.count == 2
+
+
+def test_startup_imports_no_torch_or_diffusers(tmp_path):
+    code = (
+        "import sys, json\n"
+        "from gui.app import create_app\n"
+        "from gui.main_window import MainWindow\n"
+        "app = create_app(); w = MainWindow(); w.show(); app.processEvents()\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'demucs', 'transformers') if m in sys.modules]\n"
+        "print(json.dumps(heavy)); w.close()\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "STEMBRIDGE_LOG_DIR": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == []
+
+
+def test_screenshot_command_writes_the_main_window_png(demo_root, tmp_path):
+    from PySide6.QtGui import QImage
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    out = tmp_path / "shot.png"
+    code = ("import sys, argparse\nfrom gui.cli import run_gui_command\n"
+            f"sys.exit(run_gui_command(argparse.Namespace(project_dir={str(root / 'project')!r}, "
+            f"screenshot={str(out)!r})))\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "STEMBRIDGE_LOG_DIR": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (1600, 980)
+    # dark theme: the corner (window background) is dark; the picture is not blank
+    assert QImage(str(out)).pixelColor(5, img.height() // 2).lightness() < 80
+    px = np.array([img.pixelColor(x, y).lightness() for x in range(0, 1600, 37) for y in range(0, 980, 29)])
+    assert px.std() > 10
+
+
+def test_unexpected_exceptions_are_logged_and_shown_once(qtbot, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path))
+    from gui.app import ErrorReporter, create_app
+
+    create_app(install_error_hook=False)
+    reporter = ErrorReporter()
+    for _ in range(5):  # the same bug firing from a timer
+        try:
+            raise ValueError("boom")
+        except ValueError as e:
+            reporter(type(e), e, e.__traceback__)
+    assert len(reporter.seen) == 1 and reporter.dialog is not None
+    assert sum("unexpected error" in r.message for r in caplog.records) == 5
+    reporter.dialog.close()
+
+
+def test_lane_envelope_keeps_a_short_hit_visible_when_zoomed_out():
+    from gui.widgets.timeline import envelope
+
+    curve = np.zeros(100_000)
+    curve[73_210] = 0.5  # one frame-long hit
+    centres, values = envelope(curve, bins=1000)
+    assert values.max() == 1.0  # normalised to the peak, not averaged away
+    hit = int(np.argmax(values))
+    assert abs(centres[hit] - 73_210 / 100_000) < 1.0 / 1000
+    assert np.count_nonzero(values) == 1
