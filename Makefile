@@ -20,7 +20,7 @@ $(VENV)/.core-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[ai,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[ai,dev,link]"
 	touch $@ $(VENV)/.core-installed
 
 install: $(VENV)/.core-installed

@@ -25,6 +25,7 @@ from bridge.transport import osc_protocol as P
 log = logging.getLogger(__name__)
 
 #: Sync sources offered in the transport bar: label → (add_sync_arguments option, default value).
+#: The MIDI entries have no default: their value is a MIDI input port the producer picks.
 SYNC_SOURCES: dict[str, tuple[str | None, str | None]] = {
     "Local clock (no DAW)": (None, None),
     "Ableton Live via AbletonOSC": ("--ableton-osc", f"127.0.0.1:{P.ABLETON_OSC_LIVE_PORT}"),
@@ -32,7 +33,12 @@ SYNC_SOURCES: dict[str, tuple[str | None, str | None]] = {
     "REAPER via OSC": ("--reaper-osc", str(P.REAPER_OSC_SUGGESTED_PORT)),
     "Bitwig via DrivenByMoss": ("--bitwig-osc", str(P.BITWIG_DBM_SEND_PORT)),
     "Ardour via OSC": ("--ardour-osc", f"127.0.0.1:{P.ARDOUR_OSC_PORT}"),
+    "MIDI clock…": ("--midi", None),
+    "MTC…": ("--mtc", None),
 }
+LOCAL_LABEL = "Local clock (no DAW)"
+#: Entries whose value is a MIDI input port name (the rest take an OSC [HOST:]PORT).
+MIDI_SOURCES = frozenset(label for label, (option, _) in SYNC_SOURCES.items() if option in ("--midi", "--mtc"))
 
 #: TransportState.source → how the transport bar names it.
 SOURCE_LABELS = {
@@ -65,7 +71,9 @@ class SessionAdapter(QObject):
     def __init__(self, parent: QObject | None = None, *, tick_hz: float = TICK_HZ) -> None:
         super().__init__(parent)
         self.session = None
-        self.sync_label = "Local clock (no DAW)"
+        self.sync_label = LOCAL_LABEL
+        self.sync_value: str | None = None  # the [HOST:]PORT or MIDI port in use
+        self.link_enabled = False
         self.sync_sources: list[object] = []
         self._sync_stack: ExitStack | None = None
         self._timer = QTimer(self)
@@ -108,32 +116,94 @@ class SessionAdapter(QObject):
             return None
 
     # -- sync ---------------------------------------------------------------------------------
-    def connect_sync(self, label: str, value: str | None = None) -> list[object]:
-        """Follow a DAW: ``label`` is a key of :data:`SYNC_SOURCES`; ``value`` overrides its
-        [HOST:]PORT. Sources feed the session's clock. Returns the started sources (empty for the
-        local clock). Errors become a message; the local clock stays then."""
+    def midi_input_ports(self) -> list[str] | None:
+        """MIDI input port names, or None (after an error message) when no MIDI backend works."""
         from bridge.errors import BridgeError
-        from bridge.transport.listen import add_sync_arguments, build_sources_from_args
+
+        try:
+            from bridge.transport import midi_io
+
+            return list(midi_io.list_midi_ports())
+        except BridgeError as e:  # TransportError (no ALSA/JACK…) or MissingDependency (no rtmidi)
+            self.message.emit("error", f"MIDI: {e}")
+            return None
+        except ImportError as e:
+            self.message.emit("error", f"MIDI input is not available in this installation ({e}).")
+            return None
+
+    def connect_sync(self, label: str, value: str | None = None, *, link: bool | None = None) -> list[object]:
+        """Follow a DAW: ``label`` is a key of :data:`SYNC_SOURCES`; ``value`` overrides its
+        [HOST:]PORT (OSC) or names the MIDI input port (MIDI clock, MTC). ``link`` adds Ableton
+        Link (None: keep the current choice, :attr:`link_enabled`). Sources feed the session's
+        clock through the CLI's own ``build_sources_from_args``. Returns the started sources
+        (empty for the local clock). Errors become a message; the local clock stays then, except
+        that a missing aalink only drops Link and keeps the DAW source."""
+        from bridge.errors import BridgeError
 
         self.disconnect_sync()
+        if link is not None:
+            self.link_enabled = link
         option, default = SYNC_SOURCES[label]
-        if option is None or self.session is None:
-            self.sync_label = "Local clock (no DAW)"
+        value = value or default
+        if self.session is None or (option is None and not self.link_enabled):
+            self.sync_label, self.sync_value = LOCAL_LABEL, None
             return []
+        if option is not None and not value:
+            self.message.emit("error", f"{label}: pick a MIDI input port first.")
+            self.sync_label, self.sync_value = LOCAL_LABEL, None
+            return []
+        link_problem = None
+        if self.link_enabled:
+            from bridge.transport.link import import_aalink
+
+            try:
+                import_aalink()
+            except BridgeError as e:  # MissingDependency: say how to install it, follow the DAW anyway
+                link_problem = f"Ableton Link: {e}"
+                self.link_enabled = False
+                if option is None:
+                    self.message.emit("error", link_problem)
+                    self.sync_label, self.sync_value = LOCAL_LABEL, None
+                    return []
+        try:
+            sources = self._start_sources(option, value, link=self.link_enabled)
+        except BridgeError as e:
+            self.message.emit("error", f"{label}{' + Ableton Link' if self.link_enabled else ''}: {e}")
+            self.link_enabled = False
+            self.sync_label, self.sync_value = LOCAL_LABEL, None
+            return []
+        self.sync_label = label if option is not None else LOCAL_LABEL
+        self.sync_value = value if option is not None else None
+        what = [label] if option is not None else []
+        if self.link_enabled:
+            what.append("Ableton Link")
+        if link_problem is not None:  # the last word, so the message bar keeps showing it
+            self.message.emit("error", f"{link_problem} (following {label} without Link)")
+        else:
+            self.message.emit("info", f"Following {' + '.join(what)}")
+        return sources
+
+    def set_link(self, enabled: bool) -> bool:
+        """Add (or drop) Ableton Link on top of the current source; returns whether Link is on."""
+        self.connect_sync(self.sync_label, self.sync_value, link=enabled)
+        return self.link_enabled
+
+    def _start_sources(self, option: str | None, value: str | None, *, link: bool) -> list[object]:
+        """Parse the same options the CLI takes and open them; raises BridgeError, leaving nothing open."""
+        from bridge.transport.listen import add_sync_arguments, build_sources_from_args
+
         parser = argparse.ArgumentParser(add_help=False)
         add_sync_arguments(parser)
-        args = parser.parse_args([option, value or default])
+        # "--opt=value": a port name or value starting with "-" must not read as another option
+        argv = ([f"{option}={value}"] if option is not None else []) + (["--link"] if link else [])
+        args = parser.parse_args(argv)
         stack = ExitStack()
         try:
             self.sync_sources = stack.enter_context(build_sources_from_args(args, self.session.clock))
-        except BridgeError as e:
+        except BaseException:
             stack.close()
-            self.message.emit("error", f"{label}: {e}")
-            self.sync_label = "Local clock (no DAW)"
-            return []
+            raise
         self._sync_stack = stack
-        self.sync_label = label
-        self.message.emit("info", f"Following {label}")
         return self.sync_sources
 
     def disconnect_sync(self) -> None:
@@ -185,7 +255,7 @@ class SessionAdapter(QObject):
     def status_text(self, state) -> str:
         """"Ableton Live via AbletonOSC · 124.00 BPM · 17.3.2 · playing" for a TransportState."""
         source = SOURCE_LABELS.get(state.source, state.source)
-        if state.source == "free" and self.sync_label != "Local clock (no DAW)":
+        if state.source == "free" and self.sync_label != LOCAL_LABEL:
             source = f"{self.sync_label} (waiting)"
         beat_int = int(state.beat)
         sixteenth = int((state.beat - beat_int) * 4) + 1

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +63,46 @@ def click_track(tempo_bpm: float, seconds: float, sample_rate: int, *, beats_per
         end = min(n, start + burst_len)
         audio[start:end] += seg[: end - start]
     return np.tile(audio, (channels, 1)), beats
+
+
+@contextlib.contextmanager
+def jack_server(prefix: str = "stembridge-test"):
+    """Our own JACK server with the dummy backend (real MIDI ports without ALSA); skips the test
+    with the reason when jackd is missing or does not come up. Yields the server name."""
+    from bridge.errors import TransportError
+    from bridge.transport.midi_io import list_midi_ports
+
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        pytest.skip("jackd is not installed (Debian: apt-get install jackd2); without ALSA or JACK "
+                    "there are no real MIDI ports to test")
+    name = f"{prefix}-{os.getpid()}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JACK_DEFAULT_SERVER", name)  # our own server, never the user's
+    mp.setenv("JACK_NO_START_SERVER", "1")
+    proc = subprocess.Popen(
+        [jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 8.0
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+                pytest.skip(f"jackd (dummy backend) did not start: {err}")
+            try:
+                list_midi_ports(api="jack", output=True)
+                break
+            except TransportError:
+                if time.monotonic() > deadline:
+                    pytest.skip("jackd (dummy backend) did not accept clients within 8 s")
+                time.sleep(0.1)
+        yield name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        mp.undo()

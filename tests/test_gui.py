@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import jack_server
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
@@ -104,6 +105,128 @@ def test_osc_transport_over_udp_moves_the_playhead(window, qtbot):
         sock.sendto(build_osc_message(P.REAPER_TIME, [5.0]), (host, port))
         qtbot.waitUntil(lambda: abs(window.timeline.playhead_s - 5.0) < 0.05, timeout=5_000)
     window.adapter.disconnect_sync()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_osc_entry_with_an_edited_port_listens_on_that_port(window, qtbot):
+    from bridge.transport import osc_protocol as P
+    from bridge.transport.osc_io import build_osc_message
+
+    bar = window.transport
+    bar.choose_source("REAPER via OSC")
+    assert bar.osc_address.isVisible() and bar.osc_address.text() == str(P.REAPER_OSC_SUGGESTED_PORT)
+    port = _free_udp_port()
+    bar.osc_address.clear()
+    qtbot.keyClicks(bar.osc_address, f"127.0.0.1:{port}")
+    qtbot.keyClick(bar.osc_address, Qt.Key.Key_Return)  # as typed: Return ends the edit
+    assert window.adapter.sync_value == f"127.0.0.1:{port}"
+    assert [s.address for s in window.adapter.sync_sources] == [("127.0.0.1", port)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for address, args in ((P.REAPER_TEMPO_RAW, [110.0]), (P.REAPER_TIME, [12.0]), (P.REAPER_PLAY, [1.0])):
+            sock.sendto(build_osc_message(address, args), ("127.0.0.1", port))
+        qtbot.waitUntil(lambda: window.timeline.playhead_s > 11.9, timeout=5_000)
+        assert window.timeline.playhead_s < 15.0
+        qtbot.waitUntil(lambda: "REAPER via OSC" in bar.status.text() and "playing" in bar.status.text(),
+                        timeout=5_000)
+    # the edit is kept when switching away and back; a bad port is refused with a message
+    bar.choose_source("Local clock (no DAW)")
+    assert not bar.osc_address.isVisible() and window.adapter.sync_sources == []
+    bar.choose_source("REAPER via OSC")
+    assert bar.osc_address.text() == f"127.0.0.1:{port}"
+    bar.osc_address.setText("99999")
+    bar.osc_address.editingFinished.emit()
+    assert window.messages.level == "error" and "99999" in window.messages.text
+    assert window.adapter.sync_sources == [] and window.adapter.sync_label == "Local clock (no DAW)"
+
+
+@pytest.mark.parametrize("label", ["MIDI clock…", "MTC…"])
+@pytest.mark.parametrize("case", ["no backend", "no ports"])
+def test_midi_entry_without_ports_shows_the_message_and_stays_local(window, qtbot, monkeypatch, label, case):
+    from bridge.transport import midi_io
+
+    if case == "no backend":  # as in a container: neither /dev/snd/seq nor a JACK server
+        def no_client(kind, api_id, client_name):
+            raise OSError("MidiInAlsa::initialize: error creating ALSA sequencer client object")
+
+        monkeypatch.setattr(midi_io, "_open_client", no_client)
+    else:
+        monkeypatch.setattr(midi_io, "list_midi_ports", lambda **kw: [])
+    bar = window.transport
+    bar.choose_source(label)
+    assert window.messages.isVisible() and window.messages.level == "error"
+    expected = "No MIDI backend is available" if case == "no backend" else "No MIDI input ports found"
+    assert expected in window.messages.text
+    assert window.adapter.sync_label == "Local clock (no DAW)" and window.adapter.sync_sources == []
+    assert bar.source.currentText() == "Local clock (no DAW)" and not bar.midi_port.isVisible()
+    # still the local clock: play moves the playhead
+    start = window.timeline.playhead_s
+    bar.play_button.click()
+    qtbot.waitUntil(lambda: window.timeline.playhead_s > start + 0.2, timeout=5_000)
+    assert "Local clock" in bar.status.text()
+    bar.play_button.click()
+
+
+def test_link_without_aalink_shows_the_install_message(window, monkeypatch):
+    # never a real Link session in tests (it multicasts on the network): make the import fail
+    monkeypatch.setitem(sys.modules, "aalink", None)
+    bar = window.transport
+    bar.link.setChecked(True)
+    assert window.messages.level == "error" and "aalink" in window.messages.text
+    assert 'stembridge[link]' in window.messages.text
+    assert not bar.link.isChecked() and not window.adapter.link_enabled
+    assert window.adapter.sync_sources == []
+
+
+def test_link_without_aalink_keeps_the_osc_source(window, monkeypatch):
+    monkeypatch.setitem(sys.modules, "aalink", None)
+    bar = window.transport
+    bar.choose_source("REAPER via OSC")
+    bar.osc_address.setText("127.0.0.1:0")
+    bar.osc_address.editingFinished.emit()
+    assert len(window.adapter.sync_sources) == 1
+    bar.link.setChecked(True)
+    assert "aalink" in window.messages.text and not bar.link.isChecked()
+    assert len(window.adapter.sync_sources) == 1 and window.adapter.sync_label == "REAPER via OSC"
+    window.adapter.disconnect_sync()
+
+
+@pytest.mark.timeout(60)
+def test_midi_clock_from_a_jack_port_moves_the_playhead(window, qtbot):
+    """Real MIDI through a JACK server (dummy backend), picked in the transport bar like a user would."""
+    import time
+
+    from bridge.transport.midi_io import MidiOutput
+
+    with jack_server("stembridge-guitest"):
+        with MidiOutput(api="jack", virtual_name="logic-clock") as out:
+            bar = window.transport
+            bar.choose_source("MIDI clock…")
+            ports = [bar.midi_port.itemText(i) for i in range(bar.midi_port.count())]
+            wanted = [i for i, name in enumerate(ports) if "logic-clock" in name]
+            assert wanted, f"the JACK port is not offered: {ports}"
+            bar.midi_port.setCurrentIndex(wanted[0])
+            bar.midi_port.activated.emit(wanted[0])
+            assert window.adapter.sync_label == "MIDI clock…" and len(window.adapter.sync_sources) == 1
+            qtbot.wait(100)  # let JACK connect the ports
+            out.send([0xF2, 64, 0])  # Song Position Pointer: 64 sixteenths = beat 16 = bar 5
+            out.send([0xFB])  # Continue
+            tick_s = 60.0 / (24 * 120.0)
+            t0 = time.monotonic()
+            for k in range(48):  # two beats at 120 BPM
+                left = t0 + k * tick_s - time.monotonic()
+                if left > 0:
+                    time.sleep(left)
+                out.send([0xF8])
+            qtbot.waitUntil(lambda: "MIDI clock" in bar.status.text() and "playing" in bar.status.text(),
+                            timeout=5_000)
+            # bar 5 at ~120 BPM is 8 s in; a second of clocks later the playhead is past it
+            assert 8.0 <= window.timeline.playhead_s < 12.0
+            window.adapter.disconnect_sync()
 
 
 def test_mapping_amount_in_the_editor_changes_the_preview_and_undo_restores(window, qtbot):

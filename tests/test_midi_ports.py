@@ -8,13 +8,12 @@ jackd2``). Also: the "no backend" error, and the callback that must survive anyt
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import jack_server as _jack_server
 
 from bridge.errors import TransportError
 from bridge.transport.clock import TransportClock
@@ -46,40 +45,8 @@ def _wait_until(t: float) -> None:
 
 @pytest.fixture(scope="module")
 def jack_server():
-    jackd = shutil.which("jackd")
-    if jackd is None:
-        pytest.skip("jackd is not installed (Debian: apt-get install jackd2); without ALSA or JACK "
-                    "there are no real MIDI ports to test")
-    name = f"stembridge-test-{os.getpid()}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("JACK_DEFAULT_SERVER", name)  # our own server, never the user's
-    mp.setenv("JACK_NO_START_SERVER", "1")
-    proc = subprocess.Popen(
-        [jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
-    )
-    try:
-        deadline = time.monotonic() + 8.0
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
-                pytest.skip(f"jackd (dummy backend) did not start: {err}")
-            try:
-                list_midi_ports(api="jack", output=True)
-                break
-            except TransportError:
-                if time.monotonic() > deadline:
-                    pytest.skip("jackd (dummy backend) did not accept clients within 8 s")
-                time.sleep(0.1)
+    with _jack_server("stembridge-test") as name:
         yield name
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        mp.undo()
 
 
 class _Recorder:

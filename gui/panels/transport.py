@@ -1,11 +1,30 @@
-"""Transport bar: sync source picker + status line, latency offset, local play/pause, position."""
+"""Transport bar: sync source picker (with its OSC [HOST:]PORT or MIDI input port, and an Ableton Link
+checkbox) + status line, latency offset, local play/pause, position."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QToolButton,
+    QWidget,
+)
 
-from gui.session_adapter import SYNC_SOURCES, SessionAdapter
+from gui.session_adapter import LOCAL_LABEL, MIDI_SOURCES, SYNC_SOURCES, SessionAdapter
+
+#: OSC entries whose value is where the DAW listens (we send subscriptions there); the others
+#: name the local port we listen on.
+_DAW_ADDRESS_SOURCES = ("Ableton Live via AbletonOSC", "Ardour via OSC")
+_NO_MIDI_PORTS = (
+    "No MIDI input ports found. Make the DAW send MIDI clock / MTC to a port first (Logic: Project "
+    "Settings ▸ Synchronization ▸ MIDI, destination the IAC Driver bus; enable the IAC Driver in "
+    "Audio MIDI Setup), then pick the entry again."
+)
 
 
 class TransportBar(QWidget):
@@ -31,7 +50,25 @@ class TransportBar(QWidget):
         self.source = QComboBox()
         self.source.addItems(list(SYNC_SOURCES))
         self.source.setToolTip("Which DAW the timeline follows (daw_scripts/README.md says what to enable in the DAW)")
-        self.source.activated.connect(lambda i: self.adapter.connect_sync(self.source.itemText(i)))
+        self.source.activated.connect(lambda i: self.choose_source(self.source.itemText(i)))
+        # the chosen entry's value: an OSC [HOST:]PORT (editable) or a MIDI input port (picked)
+        self.osc_address = QLineEdit()
+        self.osc_address.setObjectName("OscAddress")
+        self.osc_address.setPlaceholderText("[host:]port")
+        self.osc_address.setMaximumWidth(140)
+        self.osc_address.editingFinished.connect(self._on_osc_address_edited)
+        self.osc_address.hide()
+        self._osc_values: dict[str, str] = {}  # label → what the producer typed, kept across switches
+        self.midi_port = QComboBox()
+        self.midi_port.setObjectName("MidiPort")
+        self.midi_port.setToolTip("MIDI input port the DAW sends its clock / timecode to")
+        self.midi_port.setMinimumWidth(160)
+        self.midi_port.activated.connect(lambda i: self._connect(self.source.currentText(), self.midi_port.itemText(i)))
+        self.midi_port.hide()
+        self.link = QCheckBox("Link")
+        self.link.setToolTip("Also join the Ableton Link session on this network (tempo and phase; "
+                             'needs pip install "stembridge[link]")')
+        self.link.toggled.connect(self._on_link_toggled)
         self.status = QLabel("Local clock · 120.00 BPM · 1.1.1 · stopped")
         self.status.setObjectName("SyncStatus")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -49,11 +86,79 @@ class TransportBar(QWidget):
         row.addSpacing(12)
         row.addWidget(QLabel("Sync"))
         row.addWidget(self.source)
+        row.addWidget(self.osc_address)
+        row.addWidget(self.midi_port)
+        row.addWidget(self.link)
         row.addWidget(self.status, 1)
         row.addWidget(QLabel("Latency"))
         row.addWidget(self.latency)
         adapter.tick.connect(self.on_tick)
 
+    # -- sync source ------------------------------------------------------------------------------
+    def choose_source(self, label: str) -> None:
+        """The producer picked ``label`` in the sync picker: show its value field and connect."""
+        self.source.setCurrentText(label)
+        if label in MIDI_SOURCES:
+            self.osc_address.hide()
+            ports = self.adapter.midi_input_ports()  # None: the adapter already said why
+            if ports is not None and not ports:
+                self.adapter.message.emit("error", f"{label.rstrip('…')}: {_NO_MIDI_PORTS}")
+            if not ports:
+                self.midi_port.hide()
+                self.source.setCurrentText(LOCAL_LABEL)
+                self._connect(LOCAL_LABEL, None)
+                return
+            previous = self.midi_port.currentText()
+            self.midi_port.clear()
+            self.midi_port.addItems(ports)
+            if previous in ports:
+                self.midi_port.setCurrentText(previous)
+            self.midi_port.show()
+            self._connect(label, self.midi_port.currentText())
+            return
+        self.midi_port.hide()
+        option, default = SYNC_SOURCES[label]
+        if option is None:
+            self.osc_address.hide()
+            self._connect(label, None)
+            return
+        self.osc_address.setText(self._osc_values.get(label, default or ""))
+        self.osc_address.setToolTip(
+            "Where the DAW listens, HOST:PORT" if label in _DAW_ADDRESS_SOURCES
+            else "The local UDP port the DAW sends to, [HOST:]PORT"
+        )
+        self.osc_address.show()
+        self._connect(label, self.osc_address.text())
+
+    def _on_osc_address_edited(self) -> None:
+        label = self.source.currentText()
+        if label in MIDI_SOURCES or SYNC_SOURCES[label][0] is None:
+            return
+        text = self.osc_address.text().strip() or (SYNC_SOURCES[label][1] or "")
+        self.osc_address.setText(text)
+        self._osc_values[label] = text
+        if (self.adapter.sync_label, self.adapter.sync_value) != (label, text):
+            self._connect(label, text)
+
+    def _on_link_toggled(self, checked: bool) -> None:
+        label = self.source.currentText()
+        value = (self.midi_port.currentText() if label in MIDI_SOURCES
+                 else self.osc_address.text() if SYNC_SOURCES[label][0] is not None else None)
+        self.adapter.connect_sync(label, value, link=checked)
+        self._show_link()
+
+    def _connect(self, label: str, value: str | None) -> None:
+        self.adapter.connect_sync(label, value)
+        self._show_link()
+
+    def _show_link(self) -> None:
+        """The checkbox says whether Link is really on (it is dropped when aalink is missing)."""
+        if self.link.isChecked() != self.adapter.link_enabled:
+            self.link.blockSignals(True)
+            self.link.setChecked(self.adapter.link_enabled)
+            self.link.blockSignals(False)
+
+    # -- local transport ----------------------------------------------------------------------------
     def toggle_play(self) -> None:
         s = self.adapter.session
         if s is None:
