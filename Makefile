@@ -1,6 +1,6 @@
 # Two commands on a fresh Linux or macOS machine with Python 3.11+:
 #   make demo   -> creates .venv, installs stembridge, renders the demo video
-#   make test   -> creates .venv, installs stembridge[ai,dev], runs the whole suite
+#   make test   -> creates .venv, installs stembridge[ai,dev,link], runs the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -272,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_separate_parser(sub)
 
+    from bridge.visuals.models_cli import add_models_parser
+
+    add_models_parser(sub)
+
     from bridge.transport.listen import add_listen_parser
 
     add_listen_parser(sub)

@@ -135,8 +135,14 @@ def render_project(
         project.mappings, analysis, looks, fps=rate, start_frame=rng.start_frame - preroll,
         n_frames=rng.n_frames + preroll, stem_roles={s.name: s.role for s in project.stems},
     )
-    engine_settings = {"model": model} if model else {}
-    engine = get_engine(engine_name or project.engine.name, **engine_settings)
+    key = (engine_name or project.engine.name).strip().lower()
+    # only what the producer set: schema defaults (e.g. guidance 1.0) must not override an engine's own
+    engine_settings = project.engine.model_dump(exclude={"name"}, exclude_unset=True)
+    if model:
+        engine_settings["model"] = model
+    if key == "lcm":
+        engine_settings["tempo_bpm"] = float(analysis.beat_grid.tempo_bpm)  # keyframes every N beats
+    engine = get_engine(key, **engine_settings)
     engine.start(RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
                                seed=project.engine.seed, mode="export"))
 
