@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_path(folder: Path) -> None:
+    """fsync a file or a folder (for a folder: makes a rename inside it durable). Errors ignored."""
     # The rename is only durable once the directory entry is flushed (POSIX); Windows can't open dirs.
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -57,7 +58,7 @@ class PendingFile:
         with open(self.tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(self.tmp, self.dest)
-        _fsync_dir(self.dest.parent)
+        fsync_path(self.dest.parent)
         return self.dest
 
     def abort(self) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.fsutil import atomic_write_text
+from bridge.fsutil import atomic_write_text, fsync_path
 
 _META = "meta.json"
 #: Temporary entries older than this are leftovers of a killed process and are removed.
@@ -102,15 +102,6 @@ class _StemWriter:
                 f.close()
 
 
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class SeparationCache:
     """Finished separations on disk; see the module docstring for the layout."""
 
@@ -166,7 +157,7 @@ class SeparationCache:
                          "num_samples": num_samples, "num_channels": channels, "created": time.time()}
             (tmp / _META).write_text(json.dumps(full_meta, indent=1, sort_keys=True, default=str))
             for p in [*writer.paths.values(), tmp / _META]:
-                _fsync(p)
+                fsync_path(p)
             final = self.root / key
             if final.exists():
                 if self.lookup(key) is not None:  # another run finished the same work first
@@ -174,7 +165,7 @@ class SeparationCache:
                     return
                 shutil.rmtree(final, ignore_errors=True)  # a damaged entry
             os.rename(tmp, final)
-            _fsync(self.root)
+            fsync_path(self.root)
         except BaseException:
             if writer is not None:
                 writer.close()

@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bridge.errors import BridgeError, Cancelled
-
 _MODELS_HELP = (
     "htdemucs (default; 4 stems), htdemucs_ft (a bit better, ~4x slower), htdemucs_6s (adds guitar "
     "and piano), hdemucs_mmi, mdx_extra; or a model name inside --model-repo"
@@ -80,22 +78,10 @@ def add_separate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``separate`` on its own (same exit codes as ``stembridge``: 2 user error, 130 cancelled)."""
-    parser = argparse.ArgumentParser(prog="python -m bridge.separation.cli")
-    sub = parser.add_subparsers(dest="command")
-    add_separate_parser(sub)
-    args = parser.parse_args(["separate", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except Cancelled as e:
-        print(f"stembridge: {e}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("stembridge: interrupted; nothing half-written was kept.", file=sys.stderr)
-        return 130
-    except BridgeError as e:
-        print(f"stembridge: error: {e}", file=sys.stderr)
-        return 2
+    """Run ``separate`` on its own: the same as ``stembridge separate …`` (exit 2 user error, 130 cancelled)."""
+    from bridge.cli import main as stembridge_main
+
+    return stembridge_main(["separate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
