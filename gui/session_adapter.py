@@ -259,5 +259,9 @@ class SessionAdapter(QObject):
             source = f"{self.sync_label} (waiting)"
         beat_int = int(state.beat)
         sixteenth = int((state.beat - beat_int) * 4) + 1
-        return (f"{source} · {state.tempo_bpm:.2f} BPM · {state.bar}.{beat_int}.{sixteenth} · "
+        tempo = state.tempo_bpm
+        last = self.session.clock.state
+        if last is not None and last.source == state.source and state.source not in ("free", "mtc"):
+            tempo = last.tempo_bpm  # the DAW's own word, not the song's detected tempo map
+        return (f"{source} · {tempo:.2f} BPM · {state.bar}.{beat_int}.{sixteenth} · "
                 f"{'playing' if state.playing else 'stopped'}")

@@ -133,6 +133,7 @@ def test_osc_entry_with_an_edited_port_listens_on_that_port(window, qtbot):
         assert window.timeline.playhead_s < 15.0
         qtbot.waitUntil(lambda: "REAPER via OSC" in bar.status.text() and "playing" in bar.status.text(),
                         timeout=5_000)
+        assert "110.00 BPM" in bar.status.text()  # the DAW's tempo, not the song's detected 124
     # the edit is kept when switching away and back; a bad port is refused with a message
     bar.choose_source("Local clock (no DAW)")
     assert not bar.osc_address.isVisible() and window.adapter.sync_sources == []
