@@ -166,6 +166,10 @@ def warp_feedback(image: np.ndarray, *, zoom: float = 0.0, rotation_deg: float =
     h, w = image.shape[:2]
     m = feedback_matrix(width=w, height=h, zoom=zoom, rotation_deg=rotation_deg,
                         translate_x=translate_x, translate_y=translate_y)
+    if displacement is None:
+        # Pure affine: warpAffine samples the same positions (1/32 px fixed point, as below) about
+        # 3× faster than building maps and remapping — it matters on the LCM engine's GPU budget.
+        return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     inv = cv2.invertAffineTransform(m)
     if grid is None:
         grid = (np.arange(w, dtype=np.float32)[None, :].repeat(h, 0),
