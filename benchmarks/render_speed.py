@@ -20,7 +20,6 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -30,7 +30,7 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     song = generate_demo_song()
     write_demo_stems(song, root / "stems")
-    result = new_project(root / "project", root / "stems")
+    new_project(root / "project", root / "stems")
     project, project_dir = load_project(root / "project")
     analysis = analyze_project(project, project_dir)
     return song, project, project_dir, analysis
