@@ -20,7 +20,6 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bridge.analysis.project import analyze_project  # noqa: E402
