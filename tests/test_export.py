@@ -15,7 +15,6 @@ from bridge.export import (
     VideoWriter,
     measure_levels,
     mix_stems,
-    resample_audio,
     to_stereo,
     write_video,
 )
@@ -138,20 +137,6 @@ def test_measure_levels_matches_known_sine_values() -> None:
     t = np.arange(3 * 44100) / 44100
     quiet = np.repeat((0.1 * np.sin(2 * np.pi * 997 * t))[None], 2, axis=0).astype(np.float32)
     assert measure_levels(quiet, 44100)["loudness_lufs"] == pytest.approx(-20.0, abs=0.1)
-
-
-def test_resample_keeps_frequency_and_level() -> None:
-    t = np.arange(44100) / 44100
-    tone = np.stack([0.5 * np.sin(2 * np.pi * 1000 * t), 0.25 * np.sin(2 * np.pi * 3000 * t)])
-    out = resample_audio(tone.astype(np.float32), from_rate=44100, to_rate=SAMPLE_RATE)
-    assert out.dtype == np.float32 and out.shape == (2, SAMPLE_RATE)
-    spectrum = np.abs(np.fft.rfft(out[:, 1000:-1000] * np.hanning(SAMPLE_RATE - 2000), axis=-1))
-    freqs = np.fft.rfftfreq(SAMPLE_RATE - 2000, 1 / SAMPLE_RATE)
-    assert freqs[np.argmax(spectrum[0])] == pytest.approx(1000, abs=2)
-    assert freqs[np.argmax(spectrum[1])] == pytest.approx(3000, abs=2)
-    assert rms_db(out[0, 1000:-1000]) == pytest.approx(rms_db(tone[0]), abs=0.05)
-    same = resample_audio(out, from_rate=SAMPLE_RATE, to_rate=SAMPLE_RATE)
-    assert same.shape == out.shape
 
 
 # -- video writer ----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from bridge.export.mixdown import (
     integrated_loudness_lufs,
     measure_levels,
     mix_stems,
-    resample_audio,
     to_stereo,
 )
 from bridge.export.video import (
@@ -28,7 +27,6 @@ __all__ = [
     "integrated_loudness_lufs",
     "measure_levels",
     "mix_stems",
-    "resample_audio",
     "rgb_to_yuv420p",
     "to_stereo",
     "write_video",

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 import numpy as np
 import pedalboard
 import scipy.signal
-import soxr
 
 from bridge.errors import AudioError
 
@@ -252,37 +251,3 @@ def measure_levels(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
         "rms_dbfs": _amplitude_db(rms),
         "loudness_lufs": integrated_loudness_lufs(audio, sample_rate),
     }
-
-
-def resample_audio(audio: np.ndarray, *, from_rate: int, to_rate: int) -> np.ndarray:
-    """Change the sample rate with libsoxr (high quality, linear phase).
-
-    Parameters
-    ----------
-    audio : float array, shape (channels, samples)
-    from_rate, to_rate : int
-        Sample rates in Hz.
-
-    Returns
-    -------
-    np.ndarray
-        float32, shape (channels, round(samples * to_rate / from_rate)). When the rates are equal
-        the input is returned as float32 (no copy if it already is).
-    """
-    if from_rate <= 0 or to_rate <= 0:
-        raise AudioError(
-            f"Cannot resample from {from_rate} Hz to {to_rate} Hz; both rates must be positive."
-        )
-    if audio.ndim != 2 or audio.shape[0] == 0:
-        raise AudioError(
-            f"Audio of shape {audio.shape} is not (channels, samples); pass a 2-D array "
-            "(audio[None] for mono)."
-        )
-    audio = np.asarray(audio, dtype=np.float32)
-    if from_rate == to_rate:
-        return audio
-    # One soxr call per contiguous channel row: measured faster than one interleaved call on the
-    # transposed array (no (samples, channels) copies in and out). "HQ" is librosa's "soxr_hq".
-    return np.stack(
-        [soxr.resample(channel, from_rate, to_rate, quality="HQ") for channel in audio]
-    ).astype(np.float32, copy=False)

@@ -251,7 +251,7 @@ class VideoWriter:
         if self.audio_sample_rate not in AAC_SAMPLE_RATES:
             raise RenderError(
                 f"Audio sample rate {self.audio_sample_rate} Hz is not supported by AAC; resample "
-                "the mix to 48000 Hz (bridge.export.resample_audio)."
+                "the mix to 48000 Hz (load the stems with load_audio(..., sample_rate=48000))."
             )
 
     def _checked_audio(self, audio: np.ndarray | None) -> np.ndarray | None:
