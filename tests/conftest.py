@@ -106,3 +106,18 @@ def jack_server(prefix: str = "stembridge-test"):
             proc.kill()
             proc.wait(timeout=5)
         mp.undo()
+
+
+def write_midi(path: Path, events, tpq: int = 480) -> Path:
+    """A type-1 MIDI file with one track of (absolute tick, message) events (mido, not our code)."""
+    import mido
+
+    mid = mido.MidiFile(ticks_per_beat=tpq)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    last = 0
+    for tick, msg in events:
+        track.append(msg.copy(time=tick - last))
+        last = tick
+    mid.save(str(path))
+    return path

@@ -7,28 +7,15 @@ import json
 import mido
 import numpy as np
 import pytest
-from conftest import shared_data
+from conftest import shared_data, write_midi
 
 from bridge.analysis.tempo_map import beat_grid_from_midi
 from bridge.errors import ProjectError
 
 
-def _write_midi(path, events, tpq=480):
-    mid = mido.MidiFile(ticks_per_beat=tpq)
-    track = mido.MidiTrack()
-    mid.tracks.append(track)
-    last = 0
-    for tick, msg in events:
-        msg.time = tick - last
-        last = tick
-        track.append(msg)
-    mid.save(str(path))
-    return path
-
-
 def test_tempo_and_meter_changes(tmp_path):
     # 4 bars of 4/4 at 120 BPM, then 3/4 at 90 BPM
-    path = _write_midi(tmp_path / "map.mid", [
+    path = write_midi(tmp_path / "map.mid", [
         (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(120))),
         (0, mido.MetaMessage("time_signature", numerator=4, denominator=4)),
         (16 * 480, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90))),
@@ -42,7 +29,7 @@ def test_tempo_and_meter_changes(tmp_path):
 
 
 def test_offset_and_bad_file(tmp_path):
-    path = _write_midi(tmp_path / "c.mid", [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)))])
+    path = write_midi(tmp_path / "c.mid", [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)))])
     grid = beat_grid_from_midi(path, duration_seconds=3.0, offset_seconds=0.5)
     assert grid.beats_s[0] == pytest.approx(0.5) and grid.tempo_bpm == pytest.approx(100)
     (tmp_path / "bad.mid").write_bytes(b"MThd garbage")

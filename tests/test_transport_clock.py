@@ -12,7 +12,7 @@ import threading
 import mido
 import numpy as np
 import pytest
-from conftest import shared_data
+from conftest import shared_data, write_midi
 
 from bridge.analysis.tempo_map import beat_grid_from_midi
 from bridge.errors import TransportError
@@ -106,20 +106,10 @@ def test_bar_beat():
 
 # -- TempoMap ------------------------------------------------------------------------------------
 
-def _write_midi(path, events, tpq=480):
-    mid = mido.MidiFile(ticks_per_beat=tpq)
-    track = mido.MidiTrack()
-    mid.tracks.append(track)
-    last = 0
-    for tick, msg in events:
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    mid.save(str(path))
-    return path
 
 
 def test_tempo_map_from_a_midi_file_with_meter_changes(tmp_path):
-    path = _write_midi(tmp_path / "map.mid", [
+    path = write_midi(tmp_path / "map.mid", [
         (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(120))),
         (0, mido.MetaMessage("time_signature", numerator=4, denominator=4)),
         (16 * 480, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90))),

@@ -1,4 +1,4 @@
-"""Audio for the export: stem mixdown, a peak limiter, level metering and resampling.
+"""Audio for the export: stem mixdown, a peak limiter and level metering.
 
 All audio is float32 ``(channels, samples)``. The mix is always stereo ``(2, samples)``.
 
