@@ -224,12 +224,38 @@ class _UndoEntry:
     coalesce: bool = False
 
 
-def _validated(project: Project, *, what: str) -> Project:
-    """A fresh, validated Project (model_copy does not validate); ProjectError with the field and fix."""
+def _validated(project: Project, *, what: str, base: Project | None = None) -> Project:
+    """A fresh, validated Project (model_copy does not validate); ProjectError with the field and fix.
+
+    ``base``: the project the edit started from. Top-level fields still holding the very same
+    objects as in ``base`` were validated when ``base`` was, so only the others are dumped and
+    validated again (a mapping edit re-validates the mapping list, not every stem and section);
+    the project-level validators always run.
+    """
     try:
-        return Project.model_validate(project.model_dump())
+        if base is None:
+            return Project.model_validate(project.model_dump())
+        data = {name: _revalidation_data(getattr(project, name), getattr(base, name))
+                for name in Project.model_fields}
+        return Project.model_validate(data)
     except ValidationError as e:
         raise ProjectError(format_validation_error(e, source=what)) from None
+
+
+def _revalidation_data(value: Any, before: Any) -> Any:
+    """``value`` as input for validating it again: kept as it is where it is the object ``before``
+    held (validated then), dumped where it is new; a list keeps the items it shares with
+    ``before`` (an edit of one mapping re-validates that mapping, not all of them)."""
+    if value is before:
+        return value
+    if isinstance(value, list) and isinstance(before, list):
+        old_ids = {id(item) for item in before}
+        return [item if id(item) in old_ids else _dump(item) for item in value]
+    return _dump(value)
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
 
 
 def _replace(model: BaseModel, changes: Mapping[str, Any], *, what: str) -> BaseModel:
@@ -245,9 +271,21 @@ def _changed_parts(old: Project, new: Project) -> frozenset[str]:
 
 def _analysis_signature(project: Project, missing: Iterable[str]) -> tuple:
     """What the analysis depends on: the present stems' names, files and offsets, and the tempo."""
-    gone = set(missing)
-    return (tuple((s.name, s.path, s.offset_seconds) for s in project.stems if s.name not in gone),
-            project.tempo.model_dump_json())
+    gone = frozenset(missing)
+    memo = _SIGNATURES.get(id(project))
+    if memo is not None and memo[0] is project and memo[1] == gone:
+        return memo[2]
+    sig = (tuple((s.name, s.path, s.offset_seconds) for s in project.stems if s.name not in gone),
+           project.tempo.model_dump_json())
+    if len(_SIGNATURES) > 64:
+        _SIGNATURES.clear()
+    _SIGNATURES[id(project)] = (project, gone, sig)  # holds the project: its id stays unique
+    return sig
+
+
+#: id(project) → (project, missing, signature): an edit computes the same project's signature up
+#: to three times (the change check, then the preview's is-analysis-current check).
+_SIGNATURES: dict[int, tuple[Project, frozenset[str], tuple]] = {}
 
 
 def _file_signature(path: Path) -> tuple[int, int] | None:
@@ -493,7 +531,7 @@ class Session:
         with self._lock:
             self._check_open()
             old = self._project
-            new = _validated(change(old), what=f"the edit {label!r}")
+            new = _validated(change(old), what=f"the edit {label!r}", base=old)
             if new == old:
                 return False
             now = time.monotonic()
@@ -519,7 +557,8 @@ class Session:
         self._mark_unsaved(now)
         if "stems" in parts and self._watcher is not None:
             self._watcher.set_stems(self._stem_files(new))
-        if _analysis_signature(new, self._missing) != _analysis_signature(old, self._missing):
+        same_inputs = new.stems == old.stems and new.tempo == old.tempo  # a mapping/section/render edit
+        if not same_inputs and _analysis_signature(new, self._missing) != _analysis_signature(old, self._missing):
             self._request_analysis(label)
         else:
             self._push_preview(edit_time=now)
@@ -578,7 +617,10 @@ class Session:
         with self._save_cond:
             if self._unsaved_since is None:
                 self._unsaved_since = now
-            self._save_cond.notify_all()
+                # Only the first unsaved edit wakes the autosave thread: later ones only move its
+                # due time later, which it finds when it wakes for the earlier one (waking it on
+                # every slider step would take the GIL from the preview threads for nothing).
+                self._save_cond.notify_all()
 
     def _autosave_loop(self) -> None:
         while not self._stop.is_set():

@@ -192,12 +192,32 @@ def mapping_contribution(
     → × amount + offset → clamp. Shape (len(edges_s) - 1,), float64. ``edges_s`` are the frame
     interval edges from :func:`frame_times`. Exposed so incremental evaluators (the preview
     scheduler memoises per mapping) compute exactly what :func:`evaluate_mappings` does."""
+    return scale_contribution(m, mapping_signal(m, src, analysis, fps=fps, start_frame=start_frame, edges_s=edges_s))
+
+
+def mapping_signal(
+    m: schema.Mapping,
+    src: StemSource | OscillatorSource,
+    analysis: SongAnalysis,
+    *,
+    fps: Fraction,
+    start_frame: int,
+    edges_s: np.ndarray,
+) -> np.ndarray:
+    """The first half of :func:`mapping_contribution`: source → smoothing → curve. It reads only
+    the mapping's source, attack_ms, release_ms and curve, so an incremental evaluator can keep it
+    while amount, offset or clamp change (the usual slider drags)."""
     n_frames = len(edges_s) - 1
     if isinstance(src, OscillatorSource):
         x = _oscillator_signal(src, m, analysis, fps, start_frame, n_frames)
     else:
         x = _stem_signal(src, m, edges_s)
-    contribution = m.amount * apply_curve(x, m.curve) + m.offset
+    return apply_curve(x, m.curve)
+
+
+def scale_contribution(m: schema.Mapping, shaped: np.ndarray) -> np.ndarray:
+    """The second half of :func:`mapping_contribution`: × amount + offset → clamp."""
+    contribution = m.amount * shaped + m.offset
     if m.clamp is not None:
         contribution = np.clip(contribution, m.clamp[0], m.clamp[1])
     return contribution

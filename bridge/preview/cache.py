@@ -80,6 +80,13 @@ class FrameCache:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stembridge-frame-writer") \
             if (write_behind and self.folder is not None) else None
         self._pending_writes: set[str] = set()
+        #: Keys on disk, listed once by the writer thread then kept up to date by its writes; None
+        #: until listed (until then a lookup costs a ``stat``). Lets a miss skip the ``stat``: the
+        #: keyframe at the playhead after an edit is always a miss, and its lookup is on the
+        #: edit → frame path. Frames another process writes meanwhile are rendered again, not lost.
+        self._disk_index: set[str] | None = None
+        if self._writer is not None:
+            self._writer.submit(self._list_disk)
         self.hits_memory = 0
         self.hits_disk = 0
         self.misses = 0
@@ -87,6 +94,21 @@ class FrameCache:
     # -- paths -------------------------------------------------------------------------------
     def path_for(self, key: str) -> Path | None:
         return None if self.folder is None else self.folder / key[:2] / f"{key}.npy"
+
+    def _list_disk(self) -> None:
+        keys: set[str] = set()
+        try:
+            for sub in os.scandir(self.folder):
+                if sub.is_dir() and len(sub.name) == 2:
+                    keys.update(e.name[:-4] for e in os.scandir(sub.path) if e.name.endswith(".npy"))
+        except OSError:
+            pass  # no folder yet: nothing on disk
+        with self._lock:
+            self._disk_index = keys
+
+    def _maybe_on_disk(self, key: str) -> bool:
+        with self._lock:
+            return self._disk_index is None or key in self._disk_index
 
     # -- reading -----------------------------------------------------------------------------
     def peek(self, key: str) -> np.ndarray | None:
@@ -107,7 +129,7 @@ class FrameCache:
             if key in self._mem or key in self._pending_writes:
                 return True
         path = self.path_for(key)
-        return path is not None and path.is_file()
+        return path is not None and self._maybe_on_disk(key) and path.is_file()
 
     def get(self, key: str) -> np.ndarray | None:
         """The frame from memory, else from disk (then kept in memory); None on a miss."""
@@ -124,8 +146,10 @@ class FrameCache:
         return frame
 
     def _load(self, key: str) -> np.ndarray | None:
+        if self.folder is None or not self._maybe_on_disk(key):
+            return None
         path = self.path_for(key)
-        if path is None or not path.is_file():
+        if not path.is_file():
             return None
         try:
             frame = np.load(path, allow_pickle=False)
@@ -139,14 +163,30 @@ class FrameCache:
         return frame
 
     # -- writing -----------------------------------------------------------------------------
-    def put(self, key: str, frame: np.ndarray) -> np.ndarray:
-        """Store a uint8 (h, w, 3) frame; returns the read-only array kept in memory."""
+    def put(self, key: str, frame: np.ndarray, *, persist: bool = True) -> np.ndarray:
+        """Store a uint8 (h, w, 3) frame; returns the read-only array kept in memory.
+
+        ``persist=False`` keeps it in memory only, until :meth:`persist` is called: the preview
+        worker reports a new keyframe first and queues its disk copy after (a ``stat`` and a
+        hand-off to the writer thread that the edit → frame latency need not wait for).
+        """
         # A private copy: an engine may reuse its output buffer, and the cached array is shared.
         frame = np.array(frame, dtype=np.uint8, order="C", copy=True)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"preview frames are RGB uint8 (h, w, 3); got shape {frame.shape}")
         frame.flags.writeable = False
         self._remember(key, frame)
+        if persist:
+            self._persist(key, frame)
+        return frame
+
+    def persist(self, key: str) -> None:
+        """Write the in-memory frame ``key`` to disk (behind, by default) unless it is there."""
+        frame = self.peek(key)
+        if frame is not None:
+            self._persist(key, frame)
+
+    def _persist(self, key: str, frame: np.ndarray) -> None:
         path = self.path_for(key)
         if path is not None and not path.exists():
             if self._writer is None:
@@ -154,10 +194,9 @@ class FrameCache:
             else:
                 with self._lock:
                     if key in self._pending_writes:
-                        return frame
+                        return
                     self._pending_writes.add(key)
                 self._writer.submit(self._write, key, path, frame)
-        return frame
 
     def _write(self, key: str, path: Path, frame: np.ndarray) -> None:
         try:
@@ -165,6 +204,10 @@ class FrameCache:
                 np.save(fh, frame, allow_pickle=False)
         except OSError as e:  # a full disk loses the disk copy only; memory still has the frame
             log.warning("could not write preview frame %s: %s", path, e)
+        else:
+            with self._lock:
+                if self._disk_index is not None:
+                    self._disk_index.add(key)
         finally:
             with self._lock:
                 self._pending_writes.discard(key)

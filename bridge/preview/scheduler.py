@@ -63,12 +63,17 @@ DEFAULT_DEBOUNCE_S = 0.075
 #: Warm-up frames rendered before a keyframe of a feedback engine (its trails decay by ~0.92 per
 #: frame, so 4 frames give the echoes ~70 % of their steady-state strength for 4× less work than 16).
 DEFAULT_WARMUP_FRAMES = 4
+#: The coordinator waits at most this long for the idle worker to pick up a probe (see _replan).
+PROBE_HANDOVER_S = 0.002
 #: While playing, a keyframe behind the playhead ranks as if it were this many times further away.
 BEHIND_PENALTY = 3.0
 #: Key format version: bump when the key's meaning changes.
 _KEY_VERSION = "preview-key-1"
 
 _ORD_COL = {name: i for i, name in enumerate(PARAMETER_NAMES)}
+_NEUTRAL_ROW = np.array([PARAMETERS[n].neutral for n in PARAMETER_NAMES], dtype=np.float64)
+_MIN_ROW = np.array([PARAMETERS[n].minimum for n in PARAMETER_NAMES], dtype=np.float64)
+_MAX_ROW = np.array([PARAMETERS[n].maximum for n in PARAMETER_NAMES], dtype=np.float64)
 
 
 # =================================================================================================
@@ -201,6 +206,11 @@ def _hash_arrays(*arrays: np.ndarray, extra: bytes = b"") -> str:
     return h.hexdigest()
 
 
+def _same_args(a: tuple, b: tuple) -> bool:
+    """Element-wise: the same object (a beat grid is compared by identity), or equal values."""
+    return len(a) == len(b) and all(x is y or (not isinstance(x, BeatGrid) and x == y) for x, y in zip(a, b, strict=True))
+
+
 class ParamEvaluator:
     """:func:`bridge.mapping.evaluate_mappings` for the whole song, re-evaluating only what changed.
 
@@ -222,6 +232,10 @@ class ParamEvaluator:
         self.evaluated = 0  # mappings actually computed (not memo hits), for tests and benchmarks
         self._edges: np.ndarray = np.zeros(0)
         self._edges_key: tuple[Fraction, int] | None = None
+        self._timeline: tuple[tuple[SectionLook, ...], np.ndarray, np.ndarray] | None = None
+        self._parts: dict[int, tuple] = {}
+        #: (n_frames, per-mapping (column, contribution) parts, the clipped float32 table) of the last call.
+        self._last_table: tuple[int, list, np.ndarray] | None = None
 
     def _stem_token(self, f: StemFeatures) -> str:
         tok = self._stem_tokens.get(f)
@@ -239,55 +253,114 @@ class ParamEvaluator:
             self._grid_tokens[g] = tok
         return tok
 
+    def _memo_get(self, key: tuple) -> np.ndarray | None:
+        got = self._memo.get(key)
+        if got is not None:
+            self._memo.move_to_end(key)
+        return got
+
+    def _memo_put(self, key: tuple, value: np.ndarray) -> None:
+        value.flags.writeable = False
+        self._memo[key] = value
+        while len(self._memo) > self._max_entries:
+            self._memo.popitem(last=False)
+
+    def _part(self, m: Any, analysis: SongAnalysis, roles: tuple, base: tuple, edges: np.ndarray,
+              fps: Fraction) -> tuple[int, np.ndarray] | ProjectError:
+        """(column, contribution) of enabled mapping ``m``, or the error resolving its source.
+
+        Kept per mapping object: a Session edit replaces the edited mapping and keeps the others'
+        objects, so after an edit only the new mapping is looked at again. Its contribution is then
+        looked up by content (the mapping's fields and what it reads), so an undo, or a value
+        dragged back to where it was, is not computed again either.
+        """
+        from bridge.mapping import evaluate as ev
+        from bridge.mapping.sources import OscillatorSource, resolve_source
+
+        got = self._parts.get(id(m))
+        if got is not None and got[0] is m and got[1] is analysis and got[2] == roles and got[3] == base:
+            return got[4]
+        try:
+            src = resolve_source(m.source, analysis, stem_roles=dict(roles))
+        except (ProjectError, KeyError, ValueError) as e:
+            result: tuple[int, np.ndarray] | ProjectError = ProjectError(str(e))
+        else:
+            if isinstance(src, OscillatorSource):
+                dep: tuple = ("grid", self._grid_token(analysis.beat_grid))
+            else:
+                dep = ("stems",) + tuple((s, self._stem_token(analysis.stems[s])) for s in src.stems)
+            key = (m.model_dump_json(), dep, base)
+            contribution = self._memo_get(key)
+            if contribution is None:
+                # The shaped signal (source → smoothing → curve) is kept apart: an amount, offset or
+                # clamp change (a slider drag) only rescales it.
+                signal_key = ("signal", m.source, m.attack_ms, m.release_ms, m.curve, dep, base)
+                shaped = self._memo_get(signal_key)
+                if shaped is None:
+                    shaped = ev.mapping_signal(m, src, analysis, fps=fps, start_frame=0, edges_s=edges)
+                    self._memo_put(signal_key, shaped)
+                contribution = ev.scale_contribution(m, shaped)
+                self._memo_put(key, contribution)
+                self.evaluated += 1
+            result = (_ORD_COL[m.target], contribution)
+        if len(self._parts) > 4 * self._max_entries:
+            self._parts.clear()
+        self._parts[id(m)] = (m, analysis, roles, base, result)  # holds m: its id stays unique
+        return result
+
     def evaluate(self, mappings: Sequence[Any], analysis: SongAnalysis, sections: Sequence[SectionLook], *,
                  fps: Fraction, stem_roles: Mapping[str, str] | None = None
                  ) -> tuple[FrameParams, list[MappingProblem]]:
         """Whole-song FrameParams (frames 0 … ceil(duration·fps)−1) and the mappings that failed."""
         from bridge.mapping import evaluate as ev
         from bridge.mapping.sections import section_timeline
-        from bridge.mapping.sources import OscillatorSource, resolve_source
 
         fps = Fraction(fps)
         n_frames = ev.song_frame_count(analysis.duration_seconds, fps)
         if self._edges_key != (fps, n_frames):
             self._edges, self._edges_key = ev.frame_times(fps, 0, n_frames), (fps, n_frames)
             self._edges.flags.writeable = False
+            self._timeline = None
         edges = self._edges
-        values = np.empty((n_frames, len(PARAMETER_NAMES)), dtype=np.float64)
-        for j, name in enumerate(PARAMETER_NAMES):
-            values[:, j] = PARAMETERS[name].neutral
         problems: list[MappingProblem] = []
         base = (str(fps), n_frames, repr(analysis.duration_seconds))
+        roles = tuple(sorted((stem_roles or {}).items()))
+        # One (column, contribution) per mapping, None where it is disabled or failed.
+        parts: list[tuple[int, np.ndarray] | None] = []
         for index, m in enumerate(mappings):
-            if not m.enabled:
-                continue
-            try:
-                src = resolve_source(m.source, analysis, stem_roles=stem_roles)
-            except (ProjectError, KeyError, ValueError) as e:
-                problems.append(MappingProblem(index, m.source, str(e)))
-                continue
-            if isinstance(src, OscillatorSource):
-                dep = ("grid", self._grid_token(analysis.beat_grid))
-            else:
-                dep = ("stems",) + tuple((s, self._stem_token(analysis.stems[s])) for s in src.stems)
-            key = (m.model_dump_json(), dep, base)
-            contribution = self._memo.get(key)
-            if contribution is None:
-                contribution = ev.mapping_contribution(m, src, analysis, fps=fps, start_frame=0, edges_s=edges)
-                contribution.flags.writeable = False
-                self._memo[key] = contribution
-                self.evaluated += 1
-                while len(self._memo) > self._max_entries:
-                    self._memo.popitem(last=False)
-            else:
-                self._memo.move_to_end(key)
-            values[:, _ORD_COL[m.target]] += contribution
-        for j, name in enumerate(PARAMETER_NAMES):
-            p = PARAMETERS[name]
-            np.clip(values[:, j], p.minimum, p.maximum, out=values[:, j])
-        section_index, section_mix = section_timeline(sections, edges[:-1])
-        params = FrameParams(fps=fps, start_frame=0, values=values.astype(np.float32),
-                             section_index=section_index, section_mix=section_mix)
+            part = self._part(m, analysis, roles, base, edges, fps) if m.enabled else None
+            if isinstance(part, ProjectError):
+                problems.append(MappingProblem(index, m.source, str(part)))
+                part = None
+            parts.append(part)
+        last = self._last_table
+        if last is not None and last[0] == n_frames and len(last[1]) == len(parts):
+            # Only the columns whose contributions changed are summed again, in mapping order as
+            # evaluate_mappings sums them (so the table stays bit-identical to it); the others are
+            # copied from the last table. After a one-mapping edit that is one column of ~20.
+            columns = {c for a, b in zip(last[1], parts, strict=True)
+                       if not (a is b or (a is not None and b is not None and a[0] == b[0] and a[1] is b[1]))
+                       for c in (a[0] if a else None, b[0] if b else None) if c is not None}
+            table = last[2].copy()
+        else:
+            columns = set(range(len(PARAMETER_NAMES)))
+            table = np.empty((n_frames, len(PARAMETER_NAMES)), dtype=np.float32)
+        for c in columns:
+            col = np.full(n_frames, _NEUTRAL_ROW[c], dtype=np.float64)
+            for part in parts:
+                if part is not None and part[0] == c:
+                    col += part[1]
+            np.clip(col, _MIN_ROW[c], _MAX_ROW[c], out=col)
+            table[:, c] = col
+        table.flags.writeable = False
+        self._last_table = (n_frames, parts, table)
+        looks = tuple(sections)
+        if self._timeline is None or self._timeline[0] != looks:
+            index_, mix_ = section_timeline(looks, edges[:-1])
+            index_.flags.writeable = mix_.flags.writeable = False
+            self._timeline = (looks, index_, mix_)
+        params = FrameParams(fps=fps, start_frame=0, values=table,
+                             section_index=self._timeline[1], section_mix=self._timeline[2])
         return params, problems
 
 
@@ -688,6 +761,8 @@ class PreviewScheduler:
         self.lcm_options = dict(lcm_options or {})
         self.fallback_working_scale = fallback_working_scale
         self.evaluator = ParamEvaluator()
+        self._keyframes_memo: tuple[tuple, np.ndarray] | None = None  # coordinator-owned
+        self._looks_memo: tuple | None = None  # (analysis, sections, seed, looks), coordinator-owned
 
         self._cond = threading.Condition()
         self._stop = False
@@ -695,6 +770,8 @@ class PreviewScheduler:
         self._inputs_gen = 0
         self._planned_gen = 0
         self._plan: PreviewPlan | None = None
+        self._newest_gen = 0  # generation of the newest parameters handed to the worker
+        self._probe_taken = threading.Event()
         self._pass_due: float | None = None
         self._planning = False
         self._pass: _Pass | None = None
@@ -802,32 +879,70 @@ class PreviewScheduler:
             else:
                 self._start_pass()
 
-    def _build_plan(self, gen: int, inputs: PreviewInputs) -> tuple[PreviewPlan, list[MappingProblem], float]:
+    def _draft_plan(self, gen: int, inputs: PreviewInputs) -> tuple[PreviewPlan, list[MappingProblem], float]:
+        """The plan without its keys (``keys=()``): parameters, keyframes, engine, size."""
         from bridge.export.render import section_looks
 
         project, analysis = inputs.project, inputs.analysis
         t0 = time.perf_counter()
         fps = project.render.fps_fraction
-        looks = inputs.sections if inputs.sections is not None else section_looks(project, analysis)
+        looks = inputs.sections
+        if looks is None:
+            memo = self._looks_memo
+            if (memo is not None and memo[0] is analysis and memo[1] == project.sections
+                    and memo[2] == project.engine.seed):
+                looks = memo[3]
+            else:
+                looks = section_looks(project, analysis)
+                self._looks_memo = (analysis, project.sections, project.engine.seed, looks)
         params, problems = self.evaluator.evaluate(
             project.mappings, analysis, looks, fps=fps, stem_roles={s.name: s.role for s in project.stems})
         evaluate_ms = (time.perf_counter() - t0) * 1000.0
-        keyframes = keyframe_frames(analysis.beat_grid, fps=fps, n_frames=len(params),
-                                    every_beats=project.engine.keyframe_every_beats,
-                                    section_starts_s=[s.start_s for s in looks])
+        kf_args = (analysis.beat_grid, fps, len(params), project.engine.keyframe_every_beats,
+                   tuple(s.start_s for s in looks))
+        if self._keyframes_memo is None or not _same_args(self._keyframes_memo[0], kf_args):
+            keyframes = keyframe_frames(kf_args[0], fps=fps, n_frames=kf_args[2], every_beats=kf_args[3],
+                                        section_starts_s=kf_args[4])
+            keyframes.flags.writeable = False
+            self._keyframes_memo = (kf_args, keyframes)
+        keyframes = self._keyframes_memo[1]
         width, height = preview_size(project.render.width, project.render.height, long_side=self.long_side)
         spec = engine_spec_for(project.engine, long_side=self.long_side, lcm_options=self.lcm_options)
-        warmup = 0 if spec.batched else self.warmup_frames
-        keys = compute_keys(params, looks, keyframes, engine=spec, width=width, height=height,
-                            seed=project.engine.seed, warmup_frames=warmup, previous=self._plan)
         plan = PreviewPlan(generation=gen, edit_time=inputs.edit_time, built_at=time.monotonic(), fps=fps,
                            width=width, height=height, seed=project.engine.seed, params=params, looks=tuple(looks),
-                           keyframes=keyframes, keys=keys, engine=spec, warmup_frames=warmup)
+                           keyframes=keyframes, keys=(), engine=spec,
+                           warmup_frames=0 if spec.batched else self.warmup_frames)
         return plan, problems, evaluate_ms
 
+    def _with_keys(self, draft: PreviewPlan, keyframes: np.ndarray, previous: PreviewPlan | None) -> PreviewPlan:
+        keys = compute_keys(draft.params, draft.looks, keyframes, engine=draft.engine, width=draft.width,
+                            height=draft.height, seed=draft.seed, warmup_frames=draft.warmup_frames,
+                            previous=previous)
+        return dataclasses.replace(draft, keyframes=keyframes, keys=keys)
+
+    def _probe_for(self, draft: PreviewPlan, old: PreviewPlan | None) -> tuple[PreviewPlan, int, str] | None:
+        """The keyframe at the playhead if the edit changed it, as (a one-keyframe plan, frame, key).
+
+        Only that keyframe's key is computed here, so the worker can start on it before the keys
+        of the whole song are (they grow with the song's length; this does not)."""
+        if not (self.probe and draft.keyframes.size):
+            return None
+        seconds, playing = self._playhead()
+        i = self._ranked(draft, np.arange(draft.keyframes.size), seconds, playing, 1)
+        if not i.size:
+            return None
+        mini = self._with_keys(draft, draft.keyframes[i[:1]], None)  # one fresh hash: no reuse scan
+        k, key = int(mini.keyframes[0]), mini.keys[0]
+        old_i = None if old is None else old.key_index.get(k)
+        if old_i is not None and old.keys[old_i] == key:
+            return None
+        return mini, k, key
+
     def _replan(self, gen: int, inputs: PreviewInputs) -> None:
+        old = self._plan
         try:
-            plan, problems, evaluate_ms = self._build_plan(gen, inputs)
+            draft, problems, evaluate_ms = self._draft_plan(gen, inputs)
+            probe = self._probe_for(draft, old)
         except BridgeError as e:
             self._emit(PreviewError(f"the preview could not be updated: {e}"))
             return
@@ -835,47 +950,60 @@ class PreviewScheduler:
             log.exception("building the preview plan failed")
             self._emit(PreviewError(f"the preview could not be updated ({type(e).__name__}: {e})"))
             return
-        old = self._plan
-        changed_frames, changed_keyframes = _diff_plans(old, plan)
-        for p in problems:
-            self._emit(p)
-        probe = None
-        if self.probe and plan.keyframes.size:
-            seconds, playing = self._playhead()
-            i = self._ranked(plan, np.arange(plan.keyframes.size), seconds, playing, 1)
-            if i.size:
-                k = int(plan.keyframes[i[0]])
-                key = plan.keys[i[0]]
-                old_i = None if old is None else old.key_index.get(k)
-                old_key = None if old_i is None else old.keys[old_i]
-                if key != old_key:
-                    probe = (plan, k, key)
+        # frame_at's procedural fallback follows the new parameters before the worker starts on them.
         fb = self._fallback
-        if fb is None or fb.plan.render_context() != plan.render_context():
-            self._fallback = self._make_fallback(plan)
+        if fb is None or fb.plan.render_context() != draft.render_context():
+            self._fallback = self._make_fallback(draft)
         else:  # same engine and context, new parameters
-            self._fallback = _Fallback(engine=fb.engine, plan=plan, lock=fb.lock)
+            self._fallback = _Fallback(engine=fb.engine, plan=draft, lock=fb.lock)
+        with self._cond:
+            # The probe goes to the worker first; the running pass is stale whatever the keys say.
+            self._probe_item = probe
+            self._newest_gen = gen
+            self._cancel_pass()
+            self._cond.notify_all()
+            hand_over = probe is not None and not self._in_flight
+            if hand_over:
+                self._probe_taken.clear()
+        if hand_over:
+            # Block briefly so the idle worker gets the GIL and starts on the probe now; the rest of
+            # the plan (every keyframe's key, the diff) is then worked out while the model runs
+            # instead of before it (without this the worker waits for this thread's time slice).
+            self._probe_taken.wait(PROBE_HANDOVER_S)
+        try:
+            plan = self._with_keys(draft, draft.keyframes, old)
+        except Exception as e:  # noqa: BLE001 - as above
+            log.exception("building the preview plan failed")
+            self._emit(PreviewError(f"the preview could not be updated ({type(e).__name__}: {e})"))
+            return
         with self._cond:
             # Published even if newer inputs arrived meanwhile: newer parameters beat none.
-            self._plan = plan
-            stale = self._pass
-            if stale is not None and not stale.finished:
-                stale.token.cancel()
-                stale.finished = True
-                self._emit(PreviewPassFinished(stale.pass_id, stale.plan.generation, stale.rendered,
-                                               stale.loaded, cancelled=True))
-            self._pass = None
+            if self._plan is None or self._plan.generation < gen:
+                self._plan = plan
+            self._cancel_pass()
             wanted = set(plan.keys)
             if self._in_flight and not set(self._in_flight) <= wanted:
                 cancel = getattr(self._engine, "cancel", None)
                 if callable(cancel):
                     cancel()  # the frame being rendered is stale: stop it within one model step
-            self._probe_item = probe
             self._pass_due = time.monotonic() + self.debounce_s
             self._cond.notify_all()
+        changed_frames, changed_keyframes = _diff_plans(old, plan)
+        for p in problems:
+            self._emit(p)
         self._emit(ParamsUpdated(gen, plan.n_frames, changed_frames, tuple(changed_keyframes), evaluate_ms))
         if probe is None and plan.edit_time is not None:
             self._record_latency(plan, time.monotonic(), only_if_cached=True)
+
+    def _cancel_pass(self) -> None:
+        """Under the lock: the running pass is for older inputs; stop it and report it cancelled."""
+        stale = self._pass
+        if stale is not None and not stale.finished:
+            stale.token.cancel()
+            stale.finished = True
+            self._emit(PreviewPassFinished(stale.pass_id, stale.plan.generation, stale.rendered,
+                                           stale.loaded, cancelled=True))
+        self._pass = None
 
     def _make_fallback(self, plan: PreviewPlan) -> _Fallback | None:
         try:
@@ -941,7 +1069,8 @@ class PreviewScheduler:
             if self._probe_item is not None:
                 plan, k, key = self._probe_item
                 self._probe_item = None
-                if plan is self._plan:
+                self._probe_taken.set()
+                if plan.generation == self._newest_gen:
                     return "probe", plan, [(k, key)], None
                 continue
             p = self._pass
@@ -1005,7 +1134,7 @@ class PreviewScheduler:
 
     def _record_latency(self, plan: PreviewPlan, now: float, *, only_if_cached: bool = False) -> float | None:
         """Edit → frame: the first keyframe of a generation that is ready (once per generation)."""
-        if plan.edit_time is None or plan is not self._plan:
+        if plan.edit_time is None or plan.generation != self._newest_gen:
             return None
         if only_if_cached:
             seconds, playing = self._playhead()
@@ -1062,8 +1191,10 @@ class PreviewScheduler:
             return
         render_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(todo))
         for (k, key), frame in zip(todo, frames, strict=True):
-            self.cache.put(key, frame)
+            self.cache.put(key, frame, persist=False)
             self._done(plan, p, k, probe=kind == "probe", from_cache=False, render_ms=render_ms)
+        for _, key in todo:  # disk copies after the frames are reported (off the edit → frame path)
+            self.cache.persist(key)
 
     def _ensure_engine(self, plan: PreviewPlan) -> Any:
         spec = plan.engine
@@ -1132,6 +1263,10 @@ class PreviewScheduler:
         read-only when it comes straight from the cache). Never waits for the model worker."""
         plan = self._plan
         if plan is None or plan.n_frames == 0:
+            fb = self._fallback  # the first plan's parameters are there before its keys
+            if plan is None and fb is not None and fb.plan.n_frames:
+                j = int(math.floor(float(t_seconds) * float(fb.plan.fps) + 1e-6))
+                return self._fallback_frame(fb.plan, min(max(j, 0), fb.plan.n_frames - 1))
             self._count("blank")
             return self._blank_frame(plan)
         n = plan.n_frames
