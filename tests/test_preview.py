@@ -128,6 +128,18 @@ def test_incremental_params_equal_evaluate_mappings_and_recompute_only_the_edite
     ref2 = evaluate_mappings(mappings, analysis, looks, fps=fps, stem_roles=roles)
     assert np.array_equal(mine2.values, ref2.values)
 
+    # Slider drags of amount / offset / clamp rescale the kept signal; release and curve recompute
+    # it. Every table still equals evaluate_mappings bit for bit.
+    for change, new_signal in (({"offset": 0.05}, False), ({"amount": 0.3}, False), ({"clamp": [0.0, 0.2]}, False),
+                               ({"release_ms": 400.0}, True), ({"curve": "exp"}, True)):
+        signals = ev.signals_evaluated
+        mappings[i] = mappings[i].model_copy(update=change)
+        mine_k, _ = ev.evaluate(mappings, analysis, looks, fps=fps, stem_roles=roles)
+        assert ev.signals_evaluated == signals + new_signal, change
+        ref_k = evaluate_mappings(mappings, analysis, looks, fps=fps, stem_roles=roles)
+        assert np.array_equal(mine_k.values, ref_k.values), change
+    ref2 = evaluate_mappings(mappings, analysis, looks, fps=fps, stem_roles=roles)
+
     # A mapping whose stem is gone contributes nothing and is reported, instead of failing the table.
     mappings.append(mappings[0].model_copy(update={"source": "Piano.rms"}))
     mine3, problems = ev.evaluate(mappings, analysis, looks, fps=fps, stem_roles=roles)
@@ -424,6 +436,29 @@ def test_frame_cache_memory_budget_disk_store_and_damaged_files(tmp_path, rng):
     assert cache.get(keys[1]) is None  # a damaged file is a miss
     assert not list((tmp_path / "preview").rglob("*.partial*"))
     cache.close()
+
+
+def test_frame_cache_finds_frames_an_earlier_cache_wrote_and_survives_deleted_files(tmp_path, rng):
+    frame = rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)
+    key = "ab" * 16
+    first = FrameCache(tmp_path / "preview")  # writes behind, on its thread
+    first.put(key, frame)
+    first.close()
+    second = FrameCache(tmp_path / "preview")
+    second.flush()  # its listing of the disk store is done
+    assert np.array_equal(second.get(key), frame) and second.hits_disk == 1
+    assert second.get("cd" * 16) is None and second.misses == 1
+    third = FrameCache(tmp_path / "preview")
+    third.flush()
+    second.path_for(key).unlink()  # deleted behind the cache's back: a miss, not an error
+    assert third.get(key) is None
+    third.put(key, frame, persist=False)  # memory only until persisted
+    assert not second.path_for(key).exists()
+    third.persist(key)
+    third.flush()
+    assert np.array_equal(np.load(second.path_for(key)), frame)
+    for c in (second, third):
+        c.close()
 
 
 # --- the watcher --------------------------------------------------------------------------------

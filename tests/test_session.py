@@ -121,6 +121,27 @@ def test_invalid_edit_changes_nothing(project_dir):
         assert s.poll_events() == []
 
 
+def test_an_edit_revalidates_what_it_changed_and_the_whole_project():
+    from bridge.mapping.presets import default_mappings
+    from bridge.project.schema import Mapping, Project, StemSpec
+    from bridge.session import _validated
+
+    stems = [StemSpec(name=n, path=f"stems/{n}.wav", role=r) for n, r in (("Kick", "drums"), ("Bass", "bass"))]
+    base = Project(stems=stems, mappings=default_mappings(stems))
+    # An item that skipped validation (model_construct) is caught, with the field named.
+    bad = Mapping.model_construct(**{**base.mappings[0].model_dump(), "target": "sparkle"})
+    with pytest.raises(ProjectError, match="not a visual parameter"):
+        _validated(base.model_copy(update={"mappings": [*base.mappings, bad]}), what="the edit", base=base)
+    # The project-level rules run whatever changed.
+    with pytest.raises(ProjectError, match="two stems are named"):
+        _validated(base.model_copy(update={"stems": [*base.stems, base.stems[0]]}), what="the edit", base=base)
+    # A valid edit keeps the untouched items as they were (no copies to compare or to validate).
+    edited = base.mappings[0].model_copy(update={"amount": 0.5})
+    new = _validated(base.model_copy(update={"mappings": [edited, *base.mappings[1:]]}), what="the edit", base=base)
+    assert new.mappings[0].amount == 0.5 and all(a is b for a, b in zip(new.mappings[1:], base.mappings[1:], strict=True))
+    assert new == Project.model_validate(new.model_dump())
+
+
 def test_coalesced_slider_drag_is_one_undo_step(project_dir):
     with Session.open(project_dir, **QUIET) as s:
         before = s.project

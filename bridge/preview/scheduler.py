@@ -230,6 +230,7 @@ class ParamEvaluator:
         self._stem_tokens: weakref.WeakKeyDictionary[StemFeatures, str] = weakref.WeakKeyDictionary()
         self._grid_tokens: weakref.WeakKeyDictionary[BeatGrid, str] = weakref.WeakKeyDictionary()
         self.evaluated = 0  # mappings actually computed (not memo hits), for tests and benchmarks
+        self.signals_evaluated = 0  # of which the source → smoothing → curve part was computed too
         self._edges: np.ndarray = np.zeros(0)
         self._edges_key: tuple[Fraction, int] | None = None
         self._timeline: tuple[tuple[SectionLook, ...], np.ndarray, np.ndarray] | None = None
@@ -299,6 +300,7 @@ class ParamEvaluator:
                 if shaped is None:
                     shaped = ev.mapping_signal(m, src, analysis, fps=fps, start_frame=0, edges_s=edges)
                     self._memo_put(signal_key, shaped)
+                    self.signals_evaluated += 1
                 contribution = ev.scale_contribution(m, shaped)
                 self._memo_put(key, contribution)
                 self.evaluated += 1
