@@ -806,8 +806,7 @@ class Session:
             self._scheduler.update(PreviewInputs(project=project, analysis=analysis, edit_time=edit_time))
 
     def _playhead(self) -> tuple[float, bool]:
-        s = self.clock.now()
-        return s.position_seconds, s.playing
+        return self.clock.position()
 
     def frame_at(self, t_seconds: float) -> np.ndarray:
         """The best preview frame for song time ``t_seconds``, within a few ms, never waiting on the

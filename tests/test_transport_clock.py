@@ -33,13 +33,16 @@ def _state(**kw) -> TransportState:
 def test_extrapolates_between_messages_and_applies_latency():
     clock = TransportClock(time_fn=lambda: 100.25)
     assert clock.now().position_beats == 0.0 and not clock.now().playing  # nothing received yet
+    assert clock.position() == (0.0, False)
     clock.update(_state())
     now = clock.now()  # time_fn: 0.25 s after the state at 120 BPM
     assert now.playing and now.position_beats == pytest.approx(8.5)
     assert now.position_seconds == pytest.approx(4.25) and now.received_at == 100.25
     assert (now.bar, now.beat) == (3, pytest.approx(1.5))
+    assert clock.position() == (pytest.approx(4.25), True)  # the preview's cheaper read
     clock.latency_ms = 100.0  # positive: show where the DAW will be 100 ms later
     assert clock.now(at=100.25).position_beats == pytest.approx(8.7)
+    assert clock.position(at=100.25)[0] == pytest.approx(4.35)
     clock.latency_ms = -50.0
     assert clock.now(at=100.25).position_beats == pytest.approx(8.4)
     with pytest.raises(ValueError, match="latency_ms"):
@@ -54,6 +57,7 @@ def test_stopped_states_do_not_move_and_stale_ones_stop():
     assert clock.now(at=100.9).playing  # MIDI clock: stale after 1 s without a clock
     late = clock.now(at=101.5)
     assert not late.playing and late.position_beats == 8.0
+    assert clock.position(at=101.5) == (4.0, False)
     never_stale = TransportClock(stale_after_s={})
     never_stale.update(_state())
     assert never_stale.now(at=110.0).position_beats == pytest.approx(28.0)
@@ -67,9 +71,11 @@ def test_tempo_map_drives_extrapolation_through_a_tempo_change():
     s = clock.now(at=101.0)  # 0.5 s to beat 8, then 0.5 s at 60 BPM
     assert s.position_beats == pytest.approx(8.5) and s.position_seconds == pytest.approx(4.5)
     assert s.tempo_bpm == pytest.approx(60.0)
+    assert clock.position(at=101.0) == (pytest.approx(4.5), True)
     # a seconds-based source (MTC) extrapolates in seconds
     clock.update(_state(source="mtc", position_seconds=3.0, position_beats=0.0, received_at=200.0))
     assert clock.now(at=200.02).position_seconds == pytest.approx(3.02)
+    assert clock.position(at=200.02) == (pytest.approx(3.02), True)
     assert clock.now(at=200.02).position_beats == pytest.approx(6.04)
 
 

@@ -487,6 +487,14 @@ def _section_cond(looks: Sequence[SectionLook], i: int) -> str:
     return "-"
 
 
+@functools.lru_cache(maxsize=16)
+def _key_head(engine: EngineSpec, width: int, height: int, fps: Fraction, seed: int) -> Any:
+    """The blake2b state after the key's head fields (copy it before use: it is shared)."""
+    head = frame_key(_KEY_VERSION, engine.name, engine.code_version, repr(engine.key_settings), "preview",
+                     width, height, str(fps), seed)
+    return hashlib.blake2b(head.encode(), digest_size=16)
+
+
 def compute_keys(params: FrameParams, looks: Sequence[SectionLook], keyframes: np.ndarray, *,
                  engine: EngineSpec, width: int, height: int, seed: int, warmup_frames: int,
                  previous: PreviewPlan | None = None) -> tuple[str, ...]:
@@ -530,13 +538,11 @@ def compute_keys(params: FrameParams, looks: Sequence[SectionLook], keyframes: n
             cond_memo[c] = got
         return got
 
-    head = frame_key(_KEY_VERSION, engine.name, engine.code_version, repr(engine.key_settings), "preview",
-                     width, height, str(params.fps), seed)
     anchor_kind = b"t2i" if engine.batched else f"warmup{warmup_frames}".encode()
     # One hash state for the shared head, copied per keyframe (cheaper than hashing it again).
     # Fields: frame index (8 bytes), the row (fixed size), the conditioning (length-prefixed), the
     # anchor (last, so it needs no length).
-    base = hashlib.blake2b(head.encode(), digest_size=16)
+    base = _key_head(engine, width, height, params.fps, seed)
     keys = []
     for k in keyframes.tolist():
         if k in reuse:
@@ -791,6 +797,8 @@ class PreviewScheduler:
         #: What the last frame_at returned: "exact", "blend", "stale", "fallback" or "blank".
         self.last_frame_source = "blank"
         self._blank: np.ndarray | None = None
+        #: frame_at's last composed frame: (plan, frame index, [(keyframe, image)…], frame).
+        self._composed: tuple[PreviewPlan, int, list[tuple[int, np.ndarray]], np.ndarray] | None = None
         self._idle = threading.Event()
         self._idle.set()
         # Worker-owned (never touched by other threads):
@@ -923,7 +931,7 @@ class PreviewScheduler:
         return dataclasses.replace(draft, keyframes=keyframes, keys=keys)
 
     def _probe_for(self, draft: PreviewPlan, old: PreviewPlan | None) -> tuple[PreviewPlan, int, str] | None:
-        """The keyframe at the playhead if the edit changed it, as (a one-keyframe plan, frame, key).
+        """The keyframe at the playhead if the edit changed it, as (the draft plan, frame, key).
 
         Only that keyframe's key is computed here, so the worker can start on it before the keys
         of the whole song are (they grow with the song's length; this does not)."""
@@ -933,12 +941,14 @@ class PreviewScheduler:
         i = self._ranked(draft, np.arange(draft.keyframes.size), seconds, playing, 1)
         if not i.size:
             return None
-        mini = self._with_keys(draft, draft.keyframes[i[:1]], None)  # one fresh hash: no reuse scan
-        k, key = int(mini.keyframes[0]), mini.keys[0]
+        k = int(draft.keyframes[i[0]])
+        key = compute_keys(draft.params, draft.looks, draft.keyframes[i[:1]], engine=draft.engine,
+                           width=draft.width, height=draft.height, seed=draft.seed,
+                           warmup_frames=draft.warmup_frames)[0]
         old_i = None if old is None else old.key_index.get(k)
         if old_i is not None and old.keys[old_i] == key:
             return None
-        return mini, k, key
+        return draft, k, key
 
     def _replan(self, gen: int, inputs: PreviewInputs) -> None:
         old = self._plan
@@ -1115,12 +1125,12 @@ class PreviewScheduler:
                         self._maybe_finish_pass()
                     self._maybe_idle()
 
-    def _done(self, plan: PreviewPlan, p: _Pass | None, k: int, *, probe: bool, from_cache: bool,
+    def _done(self, plan: PreviewPlan, p: _Pass | None, k: int, key: str, *, probe: bool, from_cache: bool,
               render_ms: float) -> None:
         now = time.monotonic()
         last = self._last_good.get(k)
         if last is None or last[2] <= plan.generation:  # a late frame of an older plan must not win
-            self._last_good[k] = (plan.keys[plan.key_index[k]], plan.params.values[k], plan.generation)
+            self._last_good[k] = (key, plan.params.values[k], plan.generation)
         latency = self._record_latency(plan, now)
         with self._cond:
             if p is not None:
@@ -1155,7 +1165,7 @@ class PreviewScheduler:
         todo = []
         for k, key in items:
             if self.cache.get(key) is not None:  # in memory, or on disk (then loaded into memory)
-                self._done(plan, p, k, probe=kind == "probe", from_cache=True, render_ms=0.0)
+                self._done(plan, p, k, key, probe=kind == "probe", from_cache=True, render_ms=0.0)
             else:
                 todo.append((k, key))
         if not todo:
@@ -1194,7 +1204,7 @@ class PreviewScheduler:
         render_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(todo))
         for (k, key), frame in zip(todo, frames, strict=True):
             self.cache.put(key, frame, persist=False)
-            self._done(plan, p, k, probe=kind == "probe", from_cache=False, render_ms=render_ms)
+            self._done(plan, p, k, key, probe=kind == "probe", from_cache=False, render_ms=render_ms)
         for _, key in todo:  # disk copies after the frames are reported (off the edit → frame path)
             self.cache.persist(key)
 
@@ -1308,7 +1318,16 @@ class PreviewScheduler:
                 break  # j is this keyframe: it alone is the frame
         if neighbours:
             self._count("stale" if stale else "blend")
-            return compose_frame(plan, j, neighbours)
+            # A 60 Hz display asks twice for each frame of a 30 fps song: the second time, the same
+            # plan, frame and keyframe images give the same picture, so it is not composed again.
+            last = self._composed
+            if (last is not None and last[0] is plan and last[1] == j and len(last[2]) == len(neighbours)
+                    and all(a[0] == b[0] and a[1] is b[1] for a, b in zip(last[2], neighbours, strict=True))):
+                return last[3]
+            out = compose_frame(plan, j, neighbours)
+            out.flags.writeable = False
+            self._composed = (plan, j, [(k, img) for k, img, _ in neighbours], out)
+            return out
         return self._fallback_frame(plan, j)
 
     def _count(self, source: str) -> None:

@@ -417,19 +417,9 @@ class TransportClock:
             bar, beat = bar_beat(0.0)
             return TransportState(received_at=t_query, bar=bar, beat=beat)
         tmap = self._tempo_map
-        seconds_based = s.source in SECONDS_BASED_SOURCES
-        stale_s = self._stale.get(s.source)
-        playing = s.playing and not (stale_s is not None and t_query - s.received_at > stale_s)
-        dt = 0.0
-        if playing:
-            elapsed = t_query - s.received_at
-            max_elapsed = self._max_extra.get(s.source)
-            if max_elapsed is not None and elapsed > max_elapsed:
-                elapsed = max_elapsed  # hold (the latency offset still applies on top)
-            dt = elapsed + self._latency_s
+        playing, dt = self._extrapolation(s, t_query)
         if tmap is not None:
-            sec0 = s.position_seconds if seconds_based else float(tmap.beats_to_seconds(s.position_beats))
-            seconds = sec0 + dt
+            seconds = self._seconds_at(s, tmap) + dt
             beats = float(tmap.seconds_to_beats(seconds))
             tempo = float(tmap.tempo_at_seconds(seconds))
             bar, beat = tmap.bar_beat(beats)
@@ -444,6 +434,35 @@ class TransportClock:
             playing=playing, tempo_bpm=tempo, position_beats=beats, position_seconds=seconds,
             bar=bar, beat=beat, time_signature=signature, source=s.source, received_at=t_query,
         )
+
+    def position(self, at: float | None = None) -> tuple[float, bool]:
+        """(song seconds, playing) as :meth:`now` gives them, without the musical fields — the
+        preview asks at every edit and keyframe, and the tempo-map lookups for bar, beat and
+        tempo cost several times what the position does."""
+        t_query = self._time_fn() if at is None else float(at)
+        s = self._state
+        if s is None:
+            return 0.0, False
+        playing, dt = self._extrapolation(s, t_query)
+        tmap = self._tempo_map
+        return (self._seconds_at(s, tmap) if tmap is not None else s.position_seconds) + dt, playing
+
+    def _extrapolation(self, s: TransportState, t_query: float) -> tuple[bool, float]:
+        """(playing, seconds to add to the last report) at ``t_query``, latency offset included."""
+        stale_s = self._stale.get(s.source)
+        playing = s.playing and not (stale_s is not None and t_query - s.received_at > stale_s)
+        if not playing:
+            return False, 0.0
+        elapsed = t_query - s.received_at
+        max_elapsed = self._max_extra.get(s.source)
+        if max_elapsed is not None and elapsed > max_elapsed:
+            elapsed = max_elapsed  # hold (the latency offset still applies on top)
+        return True, elapsed + self._latency_s
+
+    @staticmethod
+    def _seconds_at(s: TransportState, tmap: TempoMap) -> float:
+        """The last report's position in song seconds (through the tempo map for beat sources)."""
+        return s.position_seconds if s.source in SECONDS_BASED_SOURCES else float(tmap.beats_to_seconds(s.position_beats))
 
 
 class TempoMapRecorder:
