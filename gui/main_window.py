@@ -171,6 +171,7 @@ class MainWindow(QMainWindow):
         except BridgeError as e:
             self.messages.show_message("error", str(e))
             return False
+        self.transport.reconnect()  # the new session follows the DAW the picker names
         s = self.adapter.session
         self.settings.setValue("last_project", str(s.project_dir))
         self.setWindowTitle(f"{s.project.name} — stembridge")
@@ -264,11 +265,13 @@ class MainWindow(QMainWindow):
             state = self.settings.value(name)
             if state is not None:
                 split.restoreState(state)
+        self.transport.restore_settings(self.settings)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/main_split", self.main_split.saveState())
         self.settings.setValue("window/top_split", self.top_split.saveState())
+        self.transport.save_settings(self.settings)
         self.settings.sync()
 
     def closeEvent(self, event) -> None:

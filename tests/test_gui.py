@@ -145,6 +145,35 @@ def test_osc_entry_with_an_edited_port_listens_on_that_port(window, qtbot):
     assert window.adapter.sync_sources == [] and window.adapter.sync_label == "Local clock (no DAW)"
 
 
+def test_the_sync_setup_is_remembered_and_followed_when_a_project_opens(window, qtbot, tmp_path):
+    from bridge.transport import osc_protocol as P
+    from bridge.transport.osc_io import build_osc_message
+    from gui.main_window import MainWindow
+
+    bar = window.transport
+    port = _free_udp_port()
+    bar.choose_source("REAPER via OSC")
+    bar.osc_address.setText(f"127.0.0.1:{port}")
+    bar.osc_address.editingFinished.emit()
+    bar.latency.setValue(40.0)
+    project_dir = window.adapter.session.project_dir
+    window.close()  # saves the layout and the sync setup, closes the session (and its listener)
+
+    again = MainWindow(settings=QSettings(window.settings.fileName(), QSettings.Format.IniFormat))
+    qtbot.addWidget(again)
+    assert again.transport.source.currentText() == "REAPER via OSC" and again.transport.latency.value() == 40.0
+    assert again.open_project(project_dir, watch=False)
+    try:
+        assert (again.adapter.sync_label, again.adapter.sync_value) == ("REAPER via OSC", f"127.0.0.1:{port}")
+        assert again.adapter.session.clock.latency_ms == 40.0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for address, args in ((P.REAPER_TEMPO_RAW, [110.0]), (P.REAPER_TIME, [12.0]), (P.REAPER_PLAY, [1.0])):
+                sock.sendto(build_osc_message(address, args), ("127.0.0.1", port))
+            qtbot.waitUntil(lambda: again.timeline.playhead_s > 11.9, timeout=5_000)
+    finally:
+        again.close()
+
+
 @pytest.mark.parametrize("label", ["MIDI clock…", "MTC…"])
 @pytest.mark.parametrize("case", ["no backend", "no ports"])
 def test_midi_entry_without_ports_shows_the_message_and_stays_local(window, qtbot, monkeypatch, label, case):

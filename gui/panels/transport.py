@@ -1,9 +1,12 @@
 """Transport bar: sync source picker (with its OSC [HOST:]PORT or MIDI input port, and an Ableton Link
-checkbox) + status line, latency offset, local play/pause, position."""
+checkbox) + status line, latency offset, local play/pause, position. The sync setup is remembered
+across runs (QSettings) and followed again whenever a project opens."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+import json
+
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -59,6 +62,7 @@ class TransportBar(QWidget):
         self.osc_address.editingFinished.connect(self._on_osc_address_edited)
         self.osc_address.hide()
         self._osc_values: dict[str, str] = {}  # label → what the producer typed, kept across switches
+        self._preferred_midi_port = ""  # the port picked last time (restored from the settings)
         self.midi_port = QComboBox()
         self.midi_port.setObjectName("MidiPort")
         self.midi_port.setToolTip("MIDI input port the DAW sends its clock / timecode to")
@@ -108,7 +112,7 @@ class TransportBar(QWidget):
                 self.source.setCurrentText(LOCAL_LABEL)
                 self._connect(LOCAL_LABEL, None)
                 return
-            previous = self.midi_port.currentText()
+            previous = self.midi_port.currentText() or self._preferred_midi_port
             self.midi_port.clear()
             self.midi_port.addItems(ports)
             if previous in ports:
@@ -157,6 +161,39 @@ class TransportBar(QWidget):
             self.link.blockSignals(True)
             self.link.setChecked(self.adapter.link_enabled)
             self.link.blockSignals(False)
+
+    def reconnect(self) -> None:
+        """Follow the picker's current choice again, with the latency offset shown (a project was
+        opened: its session and clock are new)."""
+        self.adapter.set_latency_ms(self.latency.value())
+        self.adapter.link_enabled = self.link.isChecked()
+        self.choose_source(self.source.currentText())
+
+    # -- settings (the sync setup is the producer's, not the project's: kept across runs) ------------
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("sync/source", self.source.currentText())
+        settings.setValue("sync/osc_values", json.dumps(self._osc_values))
+        settings.setValue("sync/midi_port", self.midi_port.currentText() or self._preferred_midi_port)
+        settings.setValue("sync/link", self.link.isChecked())
+        settings.setValue("sync/latency_ms", float(self.latency.value()))
+
+    def restore_settings(self, settings: QSettings) -> None:
+        """Put back the last run's sync setup; it connects when a project opens (:meth:`reconnect`)."""
+        try:
+            values = json.loads(str(settings.value("sync/osc_values", "{}")))
+            self._osc_values = {str(k): str(v) for k, v in values.items() if k in SYNC_SOURCES}
+        except (ValueError, AttributeError):
+            self._osc_values = {}  # a hand-edited or damaged entry: start from the defaults
+        self._preferred_midi_port = str(settings.value("sync/midi_port", "") or "")
+        label = str(settings.value("sync/source", LOCAL_LABEL))
+        self.source.setCurrentText(label if label in SYNC_SOURCES else LOCAL_LABEL)
+        self.link.blockSignals(True)
+        self.link.setChecked(str(settings.value("sync/link", "false")).lower() == "true")
+        self.link.blockSignals(False)
+        try:
+            self.latency.setValue(float(settings.value("sync/latency_ms", 0.0)))
+        except (TypeError, ValueError):
+            pass
 
     # -- local transport ----------------------------------------------------------------------------
     def toggle_play(self) -> None:
