@@ -6,11 +6,12 @@ Pipeline (DESIGN.md "Threads")::
                                          │ 1. FrameParams for the whole song, re-evaluating only the
                                          │    mappings whose inputs changed (ParamEvaluator)
                                          │ 2. keyframes (every keyframe_every_beats on the beat grid,
-                                         │    plus section starts) and one content key per keyframe
-                                         │ 3. the new plan is swapped in at once (frame_at modulates
-                                         │    with the new parameters from here on); the running pass
-                                         │    is cancelled; the keyframe at the playhead is sent to
-                                         │    the worker at once if its key changed (the *probe*)
+                                         │    plus section starts); the keyframe at the playhead is
+                                         │    keyed first and sent to the worker at once if its key
+                                         │    changed (the *probe*); the running pass is cancelled
+                                         │ 3. then every keyframe's key, while the model runs; the new
+                                         │    plan is swapped in (frame_at modulates with the new
+                                         │    parameters from here on)
                                          │ 4. after edits pause for ``debounce_s``: ONE pass over the
                                          │    keyframes whose keys are not in memory
                                          ▼
