@@ -925,11 +925,13 @@ class PreviewScheduler:
                            warmup_frames=0 if spec.batched else self.warmup_frames)
         return plan, problems, evaluate_ms
 
-    def _with_keys(self, draft: PreviewPlan, keyframes: np.ndarray, previous: PreviewPlan | None) -> PreviewPlan:
-        keys = compute_keys(draft.params, draft.looks, keyframes, engine=draft.engine, width=draft.width,
+    @staticmethod
+    def _with_keys(draft: PreviewPlan, previous: PreviewPlan | None) -> PreviewPlan:
+        """The draft with every keyframe's key (reusing ``previous``'s where the rows did not change)."""
+        keys = compute_keys(draft.params, draft.looks, draft.keyframes, engine=draft.engine, width=draft.width,
                             height=draft.height, seed=draft.seed, warmup_frames=draft.warmup_frames,
                             previous=previous)
-        return dataclasses.replace(draft, keyframes=keyframes, keys=keys)
+        return dataclasses.replace(draft, keys=keys)
 
     def _probe_for(self, draft: PreviewPlan, old: PreviewPlan | None) -> tuple[PreviewPlan, int, str] | None:
         """The keyframe at the playhead if the edit changed it, as (the draft plan, frame, key).
@@ -984,7 +986,7 @@ class PreviewScheduler:
             # instead of before it (without this the worker waits for this thread's time slice).
             self._probe_taken.wait(PROBE_HANDOVER_S)
         try:
-            plan = self._with_keys(draft, draft.keyframes, old)
+            plan = self._with_keys(draft, old)
         except Exception as e:  # noqa: BLE001 - as above
             log.exception("building the preview plan failed")
             self._emit(PreviewError(f"the preview could not be updated ({type(e).__name__}: {e})"))
