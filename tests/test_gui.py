@@ -283,6 +283,62 @@ def test_mapping_amount_in_the_editor_changes_the_preview_and_undo_restores(wind
     qtbot.waitUntil(lambda: abs(row.amount.value() - old_amount) < 1e-9, timeout=5_000)  # the editor follows
 
 
+def _demo_mix(window, tmp_path, seconds: float = 4.0) -> Path:
+    """The first seconds of the demo's stems summed: a mix a producer would drop in."""
+    import soundfile as sf
+
+    session = window.adapter.session
+    parts = []
+    for s in session.project.stems:
+        audio, sr = sf.read(session.project_dir / s.path, dtype="float32", always_2d=True)
+        parts.append(audio[: int(seconds * sr)])
+    mix = np.sum(parts, axis=0)
+    path = tmp_path / "Demo Mix.wav"
+    sf.write(path, mix / max(1.0, float(np.abs(mix).max()) / 0.9), sr, subtype="FLOAT")
+    return path
+
+
+def test_separate_a_mix_adds_its_stems_to_the_project(window, qtbot, tmp_path):
+    pytest.importorskip("demucs")
+    import soundfile as sf
+
+    from gui.panels.separate import separate_mix_dialog
+
+    mix = _demo_mix(window, tmp_path)
+    before = [s.name for s in window.adapter.session.project.stems]
+    # demucs's own small test model (random weights, built by demucs.pretrained, no download)
+    worker = separate_mix_dialog(window.stems, mix, model="demucs_unittest", cache_dir=tmp_path / "cache")
+    assert worker is not None
+    qtbot.waitUntil(lambda: len(window.adapter.session.project.stems) == len(before) + 4, timeout=120_000)
+    project = window.adapter.session.project
+    added = [s for s in project.stems if s.name not in before]
+    assert sorted(s.role for s in added) == ["bass", "drums", "other", "vocals"]
+    mix_frames = sf.info(mix).frames
+    for s in added:
+        path = window.adapter.session.project_dir / s.path
+        assert path.parent == window.adapter.session.project_dir / "separated" / "Demo Mix"
+        assert sf.info(path).frames == mix_frames  # each stem spans the whole mix
+    assert window.messages.level == "info" and "Separated Demo Mix.wav" in window.messages.text
+    qtbot.waitUntil(lambda: len(window.timeline.lanes) == len(before) + 4, timeout=60_000)
+
+
+def test_separate_without_the_model_says_how_to_get_it_and_adds_nothing(window, qtbot, tmp_path, monkeypatch):
+    pytest.importorskip("demucs")
+    from huggingface_hub import constants
+
+    from gui.panels.separate import separate_mix_dialog
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = list(window.adapter.session.project.stems)
+    separate_mix_dialog(window.stems, _demo_mix(window, tmp_path), cache_dir=tmp_path / "cache")
+    qtbot.waitUntil(lambda: window.messages.level == "error", timeout=60_000)
+    assert "htdemucs" in window.messages.text and "HF_HUB_OFFLINE" in window.messages.text
+    assert window.adapter.session.project.stems == before
+    assert not (window.adapter.session.project_dir / "separated" / "Demo Mix").exists()
+
+
 def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     import av
 

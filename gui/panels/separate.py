@@ -4,6 +4,7 @@ progress dialog and cancel; the separated stems are then added to the project li
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
@@ -14,11 +15,12 @@ class SeparateWorker(QThread):
     succeeded = Signal(list)
     failed = Signal(str)
 
-    def __init__(self, mix_path: Path, out_dir: Path) -> None:
+    def __init__(self, mix_path: Path, out_dir: Path, options: dict[str, Any] | None = None) -> None:
         super().__init__()
         from bridge.jobs import CancelToken
 
         self.mix_path, self.out_dir = mix_path, out_dir
+        self.options = dict(options or {})  # separate_mix_to_folder's: model, model_repo, cache_dir…
         self.cancel = CancelToken()
 
     def run(self) -> None:
@@ -28,7 +30,8 @@ class SeparateWorker(QThread):
             from bridge.separation import separate_mix_to_folder
 
             paths = separate_mix_to_folder(self.mix_path, self.out_dir, cancel=self.cancel,
-                                           progress=lambda d, t, label="": self.progressed.emit(int(d), int(t), label))
+                                           progress=lambda d, t, label="": self.progressed.emit(int(d), int(t), label),
+                                           **self.options)
         except Cancelled:
             self.failed.emit("Separation cancelled; nothing was written.")
         except BridgeError as e:
@@ -42,9 +45,10 @@ class SeparateWorker(QThread):
             self.succeeded.emit([str(p) for p in paths])
 
 
-def separate_mix_dialog(panel: QWidget, mix_path: Path | None = None) -> SeparateWorker | None:
+def separate_mix_dialog(panel: QWidget, mix_path: Path | None = None, **options: Any) -> SeparateWorker | None:
     """Ask for a mix (unless given), separate it into ``<project>/separated/<mix name>/`` and add the
-    stems through ``panel.add_files``. Returns the running worker."""
+    stems through ``panel.add_files``. ``options`` go to :func:`bridge.separation.separate_mix_to_folder`
+    (default: the released htdemucs). Returns the running worker."""
     adapter = panel.adapter
     if adapter.session is None:
         adapter.message.emit("error", "Open a project before separating a mix into it.")
@@ -56,7 +60,7 @@ def separate_mix_dialog(panel: QWidget, mix_path: Path | None = None) -> Separat
             return None
         mix_path = Path(name)
     out_dir = adapter.session.project_dir / "separated" / mix_path.stem
-    worker = SeparateWorker(mix_path, out_dir)
+    worker = SeparateWorker(mix_path, out_dir, options)
     dialog = QProgressDialog(f"Separating {mix_path.name}…", "Cancel", 0, 0, panel)
     dialog.setWindowTitle("Separate a mix")
     dialog.setMinimumDuration(0)
