@@ -44,7 +44,8 @@ def click_stems(tempo_bpm: float, seconds: float, beats_per_bar: int, *, first_b
 # --- synthetic -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tempo_bpm, beats_per_bar, first_beat_s",
-                         [(97.0, 4, 0.0), (97.0, 3, 0.0), (75.0, 3, 0.4), (143.0, 4, 0.25)])
+                         [(97.0, 4, 0.0), (97.0, 3, 0.0), (75.0, 3, 0.4), (143.0, 4, 0.25),
+                          (60.0, 4, 0.0)])  # 60: not 120 through its 2- and 4-second peaks
 def test_click_track_tempo_beats_meter_and_downbeats(tempo_bpm, beats_per_bar, first_beat_s):
     seconds = 30.0
     stems, beats = click_stems(tempo_bpm, seconds, beats_per_bar, first_beat_s=first_beat_s)

@@ -14,7 +14,8 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    ``M`` ∈ {3, 4} scores ``A(T) + A(M·T) + HALF_BAR_WEIGHT·A(2T) [4/4 only] +
    SUBDIVISION_WEIGHT·A(T/2)`` minus ``METER_PENALTY`` × how much better another bar length fits
    (``A(3T)`` against 4/4; ``A(2T)``, ``A(4T)`` against 3/4), minus ``COMPOUND_PENALTY`` × a
-   *tatum-rate prior* (below), plus a log-normal tempo prior. Scoring the bar is what rejects the
+   *tatum-rate prior* (below), plus a log-normal tempo prior; a period with no pulse of its own
+   (``A(T)`` below ``PULSE_FLOOR``) is not a beat at all. Scoring the bar is what rejects the
    4/3-tempo error of syncopated grooves (three 16ths of a funk groove repeat often, but its bar is
    16 of them, not a multiple of 3). With ``beats_per_bar`` given, only that meter is scored, so
    the bar length picks the beat.
@@ -95,7 +96,8 @@ RIVAL_TOLERANCE = 0.03
 #: 16ths the norm, so three fast tatums are a cross-rhythm (dotted 8ths) over a simple beat.
 COMPOUND_PENALTY = 4.0
 #: ACF below this is noise, not a pulse (a click track's ACF between its beats reaches ~0.035):
-#: the three-way split counts only by how far A(T/3) exceeds both A(T/2) and this floor.
+#: the three-way split counts only by how far A(T/3) exceeds both A(T/2) and this floor, and a
+#: beat period must reach it.
 PULSE_FLOOR = 0.05
 FAST_TATUM_SECONDS = 0.20
 SLOW_TATUM_SECONDS = 0.25
@@ -264,6 +266,10 @@ def _compound_penalty(comb: _Comb, period: float) -> float:
 def _comb_score(comb: _Comb, period: float, beats_per_bar: int) -> float:
     fr = _frame_rate_hz()
     beat = comb(period)
+    if beat < PULSE_FLOOR:
+        # Nothing recurs one period apart: not a beat, however well its bar and half bar fit (a
+        # 60 BPM click scored as 120 BPM through its 2- and 4-second peaks alone).
+        return -np.inf
     # A bar too long for the song to show (a short clip) counts as the beat level again: no
     # evidence either way, and no advantage for fast tempi whose bars still fit.
     half_bar = HALF_BAR_WEIGHT * comb(2.0 * period, default=beat) if beats_per_bar == 4 else 0.0
