@@ -271,21 +271,9 @@ def _changed_parts(old: Project, new: Project) -> frozenset[str]:
 
 def _analysis_signature(project: Project, missing: Iterable[str]) -> tuple:
     """What the analysis depends on: the present stems' names, files and offsets, and the tempo."""
-    gone = frozenset(missing)
-    memo = _SIGNATURES.get(id(project))
-    if memo is not None and memo[0] is project and memo[1] == gone:
-        return memo[2]
-    sig = (tuple((s.name, s.path, s.offset_seconds) for s in project.stems if s.name not in gone),
-           project.tempo.model_dump_json())
-    if len(_SIGNATURES) > 64:
-        _SIGNATURES.clear()
-    _SIGNATURES[id(project)] = (project, gone, sig)  # holds the project: its id stays unique
-    return sig
-
-
-#: id(project) → (project, missing, signature): an edit computes the same project's signature up
-#: to three times (the change check, then the preview's is-analysis-current check).
-_SIGNATURES: dict[int, tuple[Project, frozenset[str], tuple]] = {}
+    gone = set(missing)
+    return (tuple((s.name, s.path, s.offset_seconds) for s in project.stems if s.name not in gone),
+            project.tempo.model_dump_json())
 
 
 def _file_signature(path: Path) -> tuple[int, int] | None:
