@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import click_track, write_wav
 
 SAMPLE_RATE = 22050
@@ -91,3 +92,17 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.asarray(audio, dtype=np.float32).T, sample_rate, subtype="PCM_24", format="WAV")
     return buf.getvalue()
+
+
+# Fixtures for the test modules that import them: the project is built (and analysed) once per
+# module; every test gets its own copy.
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    build_project(root)
+    return root
+
+
+@pytest.fixture
+def project_dir(built, tmp_path) -> Path:
+    return copy_project(built, tmp_path / "copy")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from preview_project import FPS, build_project, copy_project, vocals_audio, wav_bytes
+from preview_project import FPS, vocals_audio, wav_bytes
 
 from bridge.analysis.types import BeatGrid
 from bridge.mapping import evaluate_mappings
@@ -32,18 +32,6 @@ from bridge.preview.scheduler import (
 )
 from bridge.preview.watcher import StemWatcher
 from bridge.session import KeyframeRendered, PreviewPassFinished, PreviewPassStarted, Session
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    build_project(root)
-    return root
-
-
-@pytest.fixture
-def project_dir(built, tmp_path) -> Path:
-    return copy_project(built, tmp_path / "copy")
 
 
 def open_session(project_dir: Path, **options) -> Session:
@@ -130,7 +118,7 @@ def test_incremental_params_equal_evaluate_mappings_and_recompute_only_the_edite
 
     # Slider drags of amount / offset / clamp rescale the kept signal; release and curve recompute
     # it. Every table still equals evaluate_mappings bit for bit.
-    for change, new_signal in (({"offset": 0.05}, False), ({"amount": 0.3}, False), ({"clamp": [0.0, 0.2]}, False),
+    for change, new_signal in (({"offset": 0.05}, False), ({"amount": 0.3}, False), ({"clamp": (0.0, 0.2)}, False),
                                ({"release_ms": 400.0}, True), ({"curve": "exp"}, True)):
         signals = ev.signals_evaluated
         mappings[i] = mappings[i].model_copy(update=change)

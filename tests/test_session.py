@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from preview_project import build_project, copy_project, vocals_audio, wav_bytes
+from preview_project import vocals_audio, wav_bytes
 
 import bridge.analysis.project as analysis_project
 from bridge.errors import ProjectError
@@ -31,18 +30,6 @@ from bridge.session import (
 )
 
 QUIET = dict(analyse=False, preview=False, watch=False, autosave=False)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    build_project(root)
-    return root
-
-
-@pytest.fixture
-def project_dir(built, tmp_path) -> Path:
-    return copy_project(built, tmp_path / "copy")
 
 
 def wait_for(session: Session, predicate, *, timeout_s: float = 20.0, collect: list | None = None):
