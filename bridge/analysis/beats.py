@@ -61,6 +61,7 @@ from collections.abc import Mapping
 import librosa
 import numpy as np
 import scipy.ndimage
+import scipy.signal
 
 from bridge.analysis.types import (
     ANALYSIS_HOP,
@@ -101,6 +102,28 @@ COMPOUND_PENALTY = 4.0
 PULSE_FLOOR = 0.05
 FAST_TATUM_SECONDS = 0.20
 SLOW_TATUM_SECONDS = 0.25
+#: Weight of the kick → snare backbeat evidence (``_Comb.backbeat``) in the comb score.
+BACKBEAT_WEIGHT = 1.0
+#: Grid shifts (fractions of a beat) tried by ``_correct_phase`` and the margin a shift needs.
+PHASE_SHIFTS = (-0.25, 0.25, -1.0 / 3.0, 1.0 / 3.0, 0.5)
+PHASE_SHIFT_MARGIN = 0.15
+#: Local tempo (``_local_periods``): window and hop (s), at most this many windows, candidates
+#: within ±LOCAL_OCTAVES of the global tempo on a LOCAL_STEP-octave grid, and the Viterbi cost of
+#: a tempo change per octave (in comb-score units: a change must pay off over a few windows).
+LOCAL_WINDOW_S = 8.0
+LOCAL_HOP_S = 2.0
+LOCAL_MAX_WINDOWS = 60
+LOCAL_OCTAVES = 1.05
+LOCAL_STEP = 0.02
+LOCAL_CHANGE_COST = 1.5
+#: Fewer onsets than this over all stems is no rhythm at all (a drone, DC, one hit): no beats.
+MIN_RHYTHM_ONSETS = 8
+#: Margin 3/4 needs over 4/4 in the meter decision ("4/4 unless the music shows otherwise").
+TRIPLE_METER_MARGIN = 0.05
+#: Compound meter: how much better a beat must split into three than two (``_beat_division``) and
+#: how much the 12/8 downbeat must stand out from beat 3, relative to the weak beats (``_compound_bar``).
+COMPOUND_MARGIN = 0.05
+COMPOUND_BAR_CONTRAST = 0.5
 #: Weight of the downbeat-phase contrast (beat-synchronous accents) in the meter decision.
 PHASE_CONTRAST_WEIGHT = 0.5
 #: Weights of the beat-synchronous accents that find the downbeat (each accent is z-scored):
@@ -182,6 +205,23 @@ def _autocorrelation(env: np.ndarray, max_lag: int) -> np.ndarray:
     return ac / ac[0] if ac[0] > 1e-12 else np.zeros_like(ac)
 
 
+def _cross_correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> np.ndarray:
+    """Normalised cross-correlation ``X[lag] = Σ a[t]·b[t+lag]`` (lag ≥ 0), both minus their 1-s
+    moving average, unbiased like :func:`_autocorrelation`, divided by sqrt(A_a[0]·A_b[0])."""
+    fr = _frame_rate_hz()
+    size = max(3, int(fr))
+    a = a - scipy.ndimage.uniform_filter1d(a, size=size, mode="nearest")
+    b = b - scipy.ndimage.uniform_filter1d(b, size=size, mode="nearest")
+    n = a.shape[0]
+    max_lag = min(max_lag, n - 1)
+    norm = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    if max_lag < 2 or norm < 1e-12:
+        return np.zeros(max(max_lag, 1))
+    full = scipy.signal.correlate(b, a, mode="full", method="fft")  # full[n-1+lag] = Σ a[t] b[t+lag]
+    xc = full[n - 1 : n - 1 + max_lag]
+    return xc * n / (n - np.arange(max_lag)) / norm
+
+
 class _Comb:
     """Look-ups of the autocorrelation at (fractional) lags, tolerant to ±``tol`` of the lag.
 
@@ -190,10 +230,33 @@ class _Comb:
     return None ("no evidence") rather than a number.
     """
 
-    def __init__(self, acf: np.ndarray, *, max_lag: float, tol: float = COMB_TOLERANCE) -> None:
+    def __init__(self, acf: np.ndarray, *, max_lag: float, tol: float = COMB_TOLERANCE,
+                 backbeat: np.ndarray | None = None) -> None:
         self.acf = acf
         self.tol = tol
         self.max_lag = min(float(max_lag), acf.shape[0] - 2.0)
+        self.xcorr = backbeat
+
+    def backbeat(self, period: float) -> float:
+        """Kick → snare evidence that ``period`` is the beat: the drums' kick-band onsets followed
+        one period later by snare-band onsets (X(T)), more than half a period later (X(T/2)).
+
+        Rock, pop, funk, hip-hop and most dance music put the snare (or clap) one *beat* after the
+        kick (backbeat on 2 and 4; 6/8 and 12/8 put it one dotted quarter later; a waltz on 2 and
+        3), while at half the tempo it falls half a period after it and at double tempo two
+        periods. This is what separates 170 BPM from 85 BPM when both fit the onsets' periodicity
+        equally well. 0 without a drums stem."""
+        if self.xcorr is None:
+            return 0.0
+
+        def look(lag: float) -> float:
+            lo = int(np.floor(lag * (1.0 - self.tol)))
+            hi = int(np.ceil(lag * (1.0 + self.tol))) + 1
+            if lo < 1 or hi > self.xcorr.shape[0]:
+                return 0.0
+            return float(self.xcorr[lo:hi].max())
+
+        return look(period) - max(look(period / 2.0), 0.0)
 
     def get(self, lag: float, tol: float | None = None) -> float | None:
         tol = self.tol if tol is None else tol
@@ -254,7 +317,7 @@ def _compound_penalty(comb: _Comb, period: float) -> float:
     dotted 8ths (L = T/2) over the notated beat of four 16ths.
     """
     worst = 0.0
-    for level in (period, period / 2.0):
+    for level in (period,):
         tatum_s = level / 3.0 / _frame_rate_hz()
         fast = float(np.clip((SLOW_TATUM_SECONDS - tatum_s) / (SLOW_TATUM_SECONDS - FAST_TATUM_SECONDS),
                              0.0, 1.0))
@@ -263,7 +326,7 @@ def _compound_penalty(comb: _Comb, period: float) -> float:
     return worst
 
 
-def _comb_score(comb: _Comb, period: float, beats_per_bar: int) -> float:
+def _comb_score(comb: _Comb, period: float, beats_per_bar: int, *, backbeat: bool = True) -> float:
     fr = _frame_rate_hz()
     beat = comb(period)
     if beat < PULSE_FLOOR:
@@ -280,6 +343,7 @@ def _comb_score(comb: _Comb, period: float, beats_per_bar: int) -> float:
         + SUBDIVISION_WEIGHT * comb(period / 2.0)
         - METER_PENALTY * _meter_penalty(comb, period, beats_per_bar)
         - COMPOUND_PENALTY * _compound_penalty(comb, period)
+        + (BACKBEAT_WEIGHT * comb.backbeat(period) if backbeat else 0.0)
         + PRIOR_WEIGHT * _log_prior(60.0 * fr / period)
     )
 
@@ -319,25 +383,26 @@ def _local_score(envelope: np.ndarray, period: float) -> np.ndarray:
     return scipy.ndimage.gaussian_filter1d(envelope, sigma=sigma, mode="constant")
 
 
-def _dp_beats(local: np.ndarray, period: float, tightness: float) -> np.ndarray:
-    """Ellis' beat-tracking dynamic program with a fractional period. Returns beat frame indices.
+def _dp_beats(local: np.ndarray, period: float | np.ndarray, tightness: float) -> np.ndarray:
+    """Ellis' beat-tracking dynamic program with a fractional, optionally time-varying period.
 
-    C[t] = local[t] + max_{t−2P ≤ τ ≤ t−P/2} (C[τ] − α·log²((t−τ)/P)). Frames are processed in
-    blocks of ⌈P/2⌉: every predecessor of a block lies before it, so each block is one vectorised
-    step (≈ 40× fewer Python iterations than frame by frame).
+    C[t] = local[t] + max_{t−2P ≤ τ ≤ t−P/2} (C[τ] − α·log²((t−τ)/P)) with P = P(t) when
+    ``period`` is an array (one period per frame: a tempo ramp or change). Frames are processed
+    in blocks of ⌈min P/2⌉: every predecessor of a block lies before it, so each block is one
+    vectorised step (≈ 40× fewer Python iterations than frame by frame). Returns beat frame indices.
     """
     n = local.shape[0]
     if n == 0:
         return np.zeros(0, dtype=int)
-    min_gap = max(1, int(np.ceil(period / 2.0)))
-    max_gap = int(np.floor(2.0 * period))
-    gaps = np.arange(min_gap, max_gap + 1)
-    penalty = tightness * np.log(gaps / period) ** 2  # shape (n_gaps,)
+    periods = np.broadcast_to(np.asarray(period, dtype=np.float64), (n,))
+    block = max(1, int(np.ceil(float(periods.min()) / 2.0)))
     cumscore = local.astype(np.float64).copy()
     backlink = np.full(n, -1, dtype=np.int64)
-    block = min_gap
-    for start in range(min_gap, n, block):
+    for start in range(block, n, block):
         stop = min(n, start + block)
+        p = float(periods[start])
+        gaps = np.arange(max(block, int(np.ceil(p / 2.0))), int(np.floor(2.0 * p)) + 1)
+        penalty = tightness * np.log(gaps / p) ** 2  # shape (n_gaps,)
         t = np.arange(start, stop)[:, None]  # (b, 1)
         pred = t - gaps[None, :]  # (b, n_gaps)
         valid = pred >= 0
@@ -350,12 +415,75 @@ def _dp_beats(local: np.ndarray, period: float, tightness: float) -> np.ndarray:
         cumscore[start:stop] = local[start:stop] + np.where(ok, best_score, 0.0)
         backlink[start:stop] = np.where(ok, pred[np.arange(stop - start), best], -1)
     # The last beat: the best-scoring frame within the final period (C only grows along a chain).
-    tail_start = max(0, n - int(np.ceil(period)))
+    tail_start = max(0, n - int(np.ceil(periods[-1])))
     last = tail_start + int(np.argmax(cumscore[tail_start:]))
     beats = [last]
     while backlink[beats[-1]] >= 0:
         beats.append(int(backlink[beats[-1]]))
     return np.asarray(beats[::-1], dtype=int)
+
+
+def _local_periods(envelope: np.ndarray, kick_snare: tuple[np.ndarray, np.ndarray] | None,
+                   period: float, meters: tuple[int, ...]) -> np.ndarray | None:
+    """Per-frame beat period when the tempo changes during the song, else None.
+
+    The song is cut into overlapping windows of ``LOCAL_WINDOW_S``; in each, every candidate
+    period within ±``LOCAL_OCTAVES`` of the global one (a log grid of ``LOCAL_STEP`` octaves) is
+    scored with the same metrical comb as the whole song, on that window's autocorrelation and
+    backbeat evidence. A Viterbi path through windows × candidates, charged
+    ``LOCAL_CHANGE_COST`` per octave of tempo change, follows ramps and sudden changes (80 → 160
+    BPM) while a single ambiguous window cannot flip the tempo. When the path never leaves ±4 %
+    of the global period the song has one tempo and None is returned (the caller keeps the
+    global period, which the whole song pins down more precisely).
+    """
+    fr = _frame_rate_hz()
+    n = envelope.shape[0]
+    win = int(LOCAL_WINDOW_S * fr)
+    if n < int(1.5 * win):
+        return None
+    hop = max(int(LOCAL_HOP_S * fr), (n - win) // LOCAL_MAX_WINDOWS + 1)
+    starts = list(range(0, n - win + 1, hop))
+    if starts[-1] + win < n:
+        starts.append(n - win)
+    ratios = 2.0 ** np.arange(-LOCAL_OCTAVES, LOCAL_OCTAVES + 1e-9, LOCAL_STEP)
+    cands = period * ratios
+    keep = (cands >= 60.0 * fr / MAX_TEMPO_BPM) & (cands <= 60.0 * fr / MIN_TEMPO_BPM)
+    cands, ratios = cands[keep], ratios[keep]
+    if cands.size == 0:
+        return None
+    max_lag = int(min(win - 1, np.ceil(cands.max() * 4.5)))
+    scores = np.full((len(starts), cands.size), -np.inf)
+    for w, s0 in enumerate(starts):
+        seg = envelope[s0 : s0 + win]
+        acf = _autocorrelation(seg, max_lag)
+        xc = None
+        if kick_snare is not None:
+            xc = _cross_correlation(kick_snare[0][s0 : s0 + win], kick_snare[1][s0 : s0 + win], max_lag)
+        comb = _Comb(acf, max_lag=win / 2.0, backbeat=xc)
+        for j, cand in enumerate(cands):
+            scores[w, j] = max(_comb_score(comb, float(cand), m) for m in meters)
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return None
+    scores = np.where(finite, scores, np.nanmin(np.where(finite, scores, np.nan)) - 1.0)
+    # Viterbi over windows: transition cost proportional to the tempo change in octaves.
+    log_r = np.log2(ratios)
+    trans = LOCAL_CHANGE_COST * np.abs(log_r[:, None] - log_r[None, :])  # (from, to)
+    acc = scores[0].copy()
+    back = np.zeros(scores.shape, dtype=int)
+    for w in range(1, len(starts)):
+        tot = acc[:, None] - trans
+        back[w] = np.argmax(tot, axis=0)
+        acc = tot[back[w], np.arange(cands.size)] + scores[w]
+    path = np.zeros(len(starts), dtype=int)
+    path[-1] = int(np.argmax(acc))
+    for w in range(len(starts) - 1, 0, -1):
+        path[w - 1] = back[w, path[w]]
+    local = cands[path]
+    if np.all(np.abs(local / period - 1.0) <= 0.04):
+        return None
+    centres = np.asarray(starts, dtype=np.float64) + win / 2.0
+    return np.interp(np.arange(n), centres, local)
 
 
 def _refine(local: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -369,6 +497,81 @@ def _refine(local: np.ndarray, frames: np.ndarray) -> np.ndarray:
             if denom < 0 and b >= a and b >= c:
                 out[i] = f + float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
     return out
+
+
+def _backbeat_xcorr(stems: Mapping[str, StemFeatures], n_frames: int, max_lag: int) -> np.ndarray | None:
+    """Cross-correlation of the drum stems' kick-band onsets with their snare-band onsets."""
+    pair = _kick_snare(stems, n_frames)
+    return None if pair is None else _cross_correlation(pair[0], pair[1], max_lag)
+
+
+def _kick_snare(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The drum stems' kick-band and snare-band onset envelopes (each unit std), or None."""
+    kick = np.zeros(n_frames)
+    snare = np.zeros(n_frames)
+    found = False
+    for stem in stems.values():
+        if stem.role != "drums" or not _is_audible(stem):
+            continue
+        active = _fit_length(stem.curves["rms"], n_frames) >= SILENCE_RMS
+        kick += _normalise(_fit_length(stem.curves.get("onset_low", stem.curves["onset"]), n_frames), active)
+        snare += _normalise(_fit_length(stem.curves.get("onset_mid", stem.curves["onset"]), n_frames), active)
+        found = True
+    return (kick, snare) if found else None
+
+
+def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_frames: int) -> np.ndarray:
+    """Where beats (not just onsets) are: the drums' kick- and snare-band onsets, or, without a
+    drums stem, the whole onset envelope. Hats, shakers and rides mark the tatum, not the beat, and
+    a syncopated hi-hat or an anticipated kick on the last 16th can outnumber the hits on the beat;
+    the kick and the snare together still sit on the beat in almost every style."""
+    drums = np.zeros(n_frames)
+    pitched = np.zeros(n_frames)
+    for stem in stems.values():
+        if not _is_audible(stem):
+            continue
+        active = _fit_length(stem.curves["rms"], n_frames) >= SILENCE_RMS
+        if stem.role == "drums":
+            for band in ("onset_low", "onset_mid"):
+                drums += _normalise(_fit_length(stem.curves.get(band, stem.curves["onset"]), n_frames), active)
+        else:
+            pitched += _normalise(_fit_length(stem.curves["onset"], n_frames), active)
+    parts = [p / np.std(p) for p in (drums, pitched) if np.std(p) > 1e-9]
+    return np.sum(parts, axis=0) if parts else envelope
+
+
+def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envelope: np.ndarray,
+                   n_frames: int) -> np.ndarray:
+    """Move the whole grid by a fraction of a beat when the beat salience says it sits off the beat.
+
+    The dynamic program follows the strongest chain of onsets one period apart, which on a busy
+    groove can be the off-beat 8th or a swung last 16th. Each shift in ``PHASE_SHIFTS`` of the local
+    beat length is scored by the mean salience (:func:`_beat_salience`) at the shifted beats; the
+    grid moves only when a shift beats the current phase by ``PHASE_SHIFT_MARGIN``.
+    """
+    if beats_s.shape[0] < 8:
+        return beats_s
+    fr = _frame_rate_hz()
+    sal = _beat_salience(stems, envelope, n_frames)
+    ibi = np.diff(beats_s)
+    ibi = np.append(ibi, ibi[-1])
+    half = max(1, int(round(float(np.median(ibi)) * fr / 12.0)))
+    peak = scipy.ndimage.maximum_filter1d(sal, size=2 * half + 1, mode="constant")
+
+    def value(shift: float) -> float:
+        idx = np.round((beats_s + shift * ibi) * fr).astype(int)
+        idx = idx[(idx >= 0) & (idx < n_frames)]
+        return float(peak[idx].mean()) if idx.size else -np.inf
+
+    base = value(0.0)
+    best_shift, best = 0.0, base
+    for shift in PHASE_SHIFTS:
+        v = value(shift)
+        if v > best:
+            best_shift, best = shift, v
+    if best_shift == 0.0 or best < base * (1.0 + PHASE_SHIFT_MARGIN) + 1e-9:
+        return beats_s
+    return beats_s + best_shift * ibi
 
 
 def _music_span(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[int, int] | None:
@@ -468,6 +671,8 @@ def _choose_meter(comb: _Comb, period: float, accents: list[tuple[float, np.ndar
         phases = _phase_scores(accents, n_beats, meter)
         contrast = float(phases.max()) if phases.size else 0.0
         score = acf_part + PHASE_CONTRAST_WEIGHT * contrast
+        if meter == 3:
+            score -= TRIPLE_METER_MARGIN
         if score > best_score + 1e-9:
             best_meter, best_score = meter, score
     return best_meter
@@ -547,29 +752,37 @@ def track_beats(
 
     # --- tempo and meter -------------------------------------------------------------------
     max_lag = int(np.ceil(60.0 * fr / MIN_TEMPO_BPM * 9))  # two 4-beat bars at the slowest tempo
-    acf = np.zeros(min(max_lag, n_frames - 1) or 1)
-    for weight, env in streams:
-        part = _autocorrelation(env, max_lag)
-        acf[: part.shape[0]] += weight * part
-    comb = _Comb(acf, max_lag=n_frames / 2.0)
+    acf = _autocorrelation(envelope, max_lag)
+    comb = _Comb(acf, max_lag=n_frames / 2.0, backbeat=_backbeat_xcorr(stems, n_frames, max_lag))
+    n_onsets = sum(stem.onsets_s.shape[0] for stem in stems.values() if _is_audible(stem))
     if tempo_hint_bpm is not None:
         period = 60.0 * fr / float(tempo_hint_bpm)
         tightness = HINT_TIGHTNESS
+        periods: float | np.ndarray = period
     else:
-        period, _, _ = _estimate_period(comb, beats_per_bar=beats_per_bar)
+        if n_onsets < MIN_RHYTHM_ONSETS:
+            return empty  # a drone, DC or a single hit: no tempo to report
+        period, _, best_score = _estimate_period(comb, beats_per_bar=beats_per_bar)
+        if not np.isfinite(best_score):
+            return empty  # nothing recurs at any beat period
         tightness = TIGHTNESS
+        meters = (int(beats_per_bar),) if beats_per_bar else (4, 3)
+        varying = _local_periods(envelope, _kick_snare(stems, n_frames), period, meters)
+        periods = period if varying is None else varying
 
     # --- beats ---------------------------------------------------------------------------------
-    local = _local_score(envelope, period)
-    frames = _dp_beats(local, period, tightness)
+    local = _local_score(envelope, float(np.median(periods)))
+    frames = _dp_beats(local, periods, tightness)
     first, last = span
     keep = (frames >= first - period / 4.0) & (frames <= last + period / 4.0)
     frames = frames[keep]
     if frames.shape[0] < 2:
         return empty
     beats_s = _refine(local, frames) / fr
+    beats_s = _correct_phase(stems, beats_s, envelope, n_frames)
     inside = (beats_s >= 0.0) & (beats_s <= duration_seconds)
-    beats_s, frames = beats_s[inside], frames[inside]
+    beats_s = beats_s[inside]
+    frames = np.clip(np.round(beats_s * fr).astype(int), 0, n_frames - 1)
 
     if tempo_hint_bpm is not None:
         tempo_bpm = float(tempo_hint_bpm)
@@ -584,7 +797,11 @@ def track_beats(
         meter = int(beats_per_bar)
     else:
         meter = _choose_meter(comb, period, accents, frames.shape[0])
+    division = _beat_division(comb, period) if tempo_hint_bpm is None or not beats_per_bar else 2
     phases = _phase_scores(accents, frames.shape[0], meter)
+    if division == 3 and not beats_per_bar and meter == 4:
+        meter = _compound_bar(phases)
+        phases = _phase_scores(accents, frames.shape[0], meter)
     phase = int(np.argmax(phases)) if phases.size else 0
     downbeats_s = beats_s[phase::meter]
     return BeatGrid(
@@ -593,7 +810,36 @@ def track_beats(
         downbeats_s=downbeats_s.astype(np.float64),
         beats_per_bar=int(meter),
         source="detected",
+        beat_division=division,
     )
+
+
+def _beat_division(comb: _Comb, period: float) -> int:
+    """3 (compound meter: 6/8, 12/8) when the beat divides into three rather than two, else 2.
+
+    A 6/8 or 12/8 beat is a dotted quarter of three 8ths: its onsets recur a third of a beat
+    apart and rarely half a beat apart. Swung 16ths also put onsets a third of a beat apart, but
+    their straight 8ths keep A(T/2) up, so the beat must split into three clearly better
+    (``COMPOUND_MARGIN``) than into two.
+    """
+    third, half = comb(period / 3.0), comb(period / 2.0)
+    return 3 if third - max(half, 0.0) > COMPOUND_MARGIN else 2
+
+
+def _compound_bar(phases4: np.ndarray) -> int:
+    """12/8 (4 beats) or 6/8 (2 beats) for a compound meter found with 4-beat bars.
+
+    In 6/8 beats 1 and 3 of a 4-beat bar are both downbeats, so beat 3 is accented nearly like
+    beat 1, well above the weak beats 2 and 4; in 12/8 beat 3 is a weak beat too. 4 when beat 1
+    stands out from beat 3 by more than ``COMPOUND_BAR_CONTRAST`` of how far it stands out from
+    the weak beats.
+    """
+    if phases4.size != 4:
+        return 4
+    best = int(np.argmax(phases4))
+    over_third = phases4[best] - phases4[(best + 2) % 4]
+    over_weak = phases4[best] - max(phases4[(best + 1) % 4], phases4[(best + 3) % 4])
+    return 4 if over_third > COMPOUND_BAR_CONTRAST * max(over_weak, 1e-9) else 2
 
 
 def beat_grid_from_tempo(

@@ -85,6 +85,7 @@ class AnalysisCache:
                 tempo_bpm=float(d["tempo_bpm"]), beats_s=np.asarray(d["beats_s"], dtype=np.float64),
                 downbeats_s=np.asarray(d["downbeats_s"], dtype=np.float64),
                 beats_per_bar=int(d["beats_per_bar"]), source=str(d["source"]),
+                beat_division=int(d.get("beat_division", 2)),
             )
             return grid, [(float(a), float(b)) for a, b in d["sections"]]
         except Exception as e:  # noqa: BLE001
@@ -95,6 +96,6 @@ class AnalysisCache:
         d = {
             "tempo_bpm": grid.tempo_bpm, "beats_s": [float(x) for x in grid.beats_s],
             "downbeats_s": [float(x) for x in grid.downbeats_s], "beats_per_bar": grid.beats_per_bar,
-            "source": grid.source, "sections": [[float(a), float(b)] for a, b in sections],
+            "source": grid.source, "beat_division": grid.beat_division, "sections": [[float(a), float(b)] for a, b in sections],
         }
         atomic_write_text(self._song_path(key), json.dumps(d))

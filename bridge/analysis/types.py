@@ -60,8 +60,11 @@ class BeatGrid:
     """Song-level rhythm: tempo, beats and downbeats in seconds from song start.
 
     beats_s: shape (n_beats,), sorted. downbeats_s: subset of beats_s (first beat of each bar).
-    beats_per_bar: the meter's numerator (3 for 3/4, 4 for 4/4…).
+    beats_per_bar: beats in a bar as a listener taps them (3 for 3/4, 4 for 4/4, 2 for 6/8, 4 for
+        12/8).
     source: "detected", "project" (constant tempo from the project/DAW) or "midi" (tempo map file).
+    beat_division: 2 for simple meter (a beat divides into two 8ths), 3 for compound meter (6/8,
+        12/8: the beat is a dotted quarter of three 8ths).
     """
 
     tempo_bpm: float
@@ -69,6 +72,19 @@ class BeatGrid:
     downbeats_s: np.ndarray
     beats_per_bar: int
     source: str = "detected"
+    beat_division: int = 2
+
+    @property
+    def time_signature(self) -> tuple[int, int]:
+        """(numerator, denominator) as notated: (4, 4), (3, 4), (6, 8), (12, 8)…"""
+        if self.beat_division == 3:
+            return self.beats_per_bar * 3, 8
+        return self.beats_per_bar, 4
+
+    @property
+    def meter_label(self) -> str:
+        num, den = self.time_signature
+        return f"{num}/{den}"
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,98 @@
+"""Rhythm analysis on songs with known beats that no weight was set on: fast and slow 4/4, compound
+meter, tempo ramps and changes, and inputs with no rhythm at all.
+
+The songs come from :mod:`bridge.demo.band` (synthetic band: drums, bass, keys), whose beats and
+downbeats are known by construction, and are scored with mir_eval (±70 ms), an implementation
+independent of ours. Seeds and tempi here differ from every song in benchmarks/rhythm_accuracy.py.
+"""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+
+from bridge.analysis.beats import track_beats
+from bridge.analysis.features import compute_stem_features
+from bridge.analysis.types import ANALYSIS_SAMPLE_RATE as SR
+from bridge.demo.band import Segment, render_band_song
+
+
+def _analyse(song):
+    feats = {name: compute_stem_features(audio.mean(axis=0), name=name,
+                                         role={"keys": "piano"}.get(name, name))
+             for name, audio in song.stems.items()}
+    return track_beats(feats, duration_seconds=song.duration_s)
+
+
+def _f(ref, est):
+    return mir_eval.beat.f_measure(mir_eval.beat.trim_beats(np.asarray(ref)),
+                                   mir_eval.beat.trim_beats(np.asarray(est)))
+
+
+@pytest.mark.slow
+def test_fast_four_four_is_not_half_tempo_three_four():
+    song = render_band_song([Segment(22, 4, 4, 183)], style="rock", seed=101, sample_rate=SR)
+    grid = _analyse(song)
+    assert grid.tempo_bpm == pytest.approx(183.0, rel=0.04)
+    assert grid.time_signature == (4, 4)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8
+
+
+@pytest.mark.slow
+def test_compound_six_eight_is_reported_as_six_eight():
+    song = render_band_song([Segment(12, 6, 8, 66)], style="compound", seed=102, sample_rate=SR)
+    grid = _analyse(song)
+    assert grid.tempo_bpm == pytest.approx(66.0, rel=0.04)  # dotted quarters, as a listener taps
+    assert grid.time_signature == (6, 8)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8
+
+
+@pytest.mark.slow
+def test_a_sudden_tempo_change_is_followed():
+    song = render_band_song([Segment(6, 4, 4, 84), Segment(10, 4, 4, 126)], style="four", seed=103,
+                            sample_rate=SR)
+    grid = _analyse(song)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    change = song.beats_s[6 * 4]
+    after = grid.beats_s[grid.beats_s > change + 2.0]
+    assert 60.0 / np.median(np.diff(after)) == pytest.approx(126.0, rel=0.04)
+    before = grid.beats_s[grid.beats_s < change - 2.0]
+    assert 60.0 / np.median(np.diff(before)) == pytest.approx(84.0, rel=0.04)
+
+
+@pytest.mark.slow
+def test_a_tempo_ramp_is_followed():
+    song = render_band_song([Segment(16, 4, 4, 110, 140)], style="rock", seed=104, sample_rate=SR)
+    grid = _analyse(song)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+
+
+def _one_stem(audio: np.ndarray, role: str = "other"):
+    return {"x": compute_stem_features(audio.astype(np.float32), name="x", role=role)}
+
+
+def test_dc_and_a_plain_sine_have_no_tempo():
+    seconds = 12.0
+    n = int(seconds * SR)
+    dc = np.full(n, 0.3, np.float32)
+    tone = 0.3 * np.sin(2 * np.pi * 220.0 * np.arange(n) / SR)
+    for audio in (dc, tone):
+        grid = track_beats(_one_stem(audio), duration_seconds=seconds)
+        assert grid.beats_s.size == 0, "no rhythm in the input, so no beats"
+
+
+def test_an_unaccented_pulse_is_four_four():
+    seconds = 16.0
+    n = int(seconds * SR)
+    audio = np.zeros(n, np.float32)
+    click = (np.random.default_rng(5).standard_normal(int(0.02 * SR))
+             * np.exp(-np.arange(int(0.02 * SR)) / (0.004 * SR))).astype(np.float32)
+    for t in np.arange(0.1, seconds - 0.1, 0.5):  # 120 BPM, every click equal
+        i = int(t * SR)
+        audio[i : i + click.size] += 0.5 * click
+    grid = track_beats(_one_stem(audio, "drums"), duration_seconds=seconds)
+    assert grid.tempo_bpm == pytest.approx(120.0, rel=0.02)
+    assert grid.beats_per_bar == 4
