@@ -124,6 +124,8 @@ TRIPLE_METER_MARGIN = 0.05
 #: how much the 12/8 downbeat must stand out from beat 3, relative to the weak beats (``_compound_bar``).
 COMPOUND_MARGIN = 0.05
 COMPOUND_BAR_CONTRAST = 0.5
+#: Cost (in units of the per-beat accent's standard deviation) of moving the bar phase mid-song.
+BAR_RESET_COST = 4.0
 #: Weight of the downbeat-phase contrast (beat-synchronous accents) in the meter decision.
 PHASE_CONTRAST_WEIGHT = 0.5
 #: Weights of the beat-synchronous accents that find the downbeat (each accent is z-scored):
@@ -802,8 +804,7 @@ def track_beats(
     if division == 3 and not beats_per_bar and meter == 4:
         meter = _compound_bar(phases)
         phases = _phase_scores(accents, frames.shape[0], meter)
-    phase = int(np.argmax(phases)) if phases.size else 0
-    downbeats_s = beats_s[phase::meter]
+    downbeats_s = beats_s[_downbeat_indices(accents, frames.shape[0], meter, phases)]
     return BeatGrid(
         tempo_bpm=tempo_bpm,
         beats_s=beats_s.astype(np.float64),
@@ -812,6 +813,38 @@ def track_beats(
         source="detected",
         beat_division=division,
     )
+
+
+def _downbeat_indices(accents: list[tuple[float, np.ndarray]], n_beats: int, meter: int,
+                      phases: np.ndarray) -> np.ndarray:
+    """Indices of the downbeats: the best bar phase, allowed to change where the music says so.
+
+    One phase for the whole song breaks at a tempo change or a dropped or added beat (a bar of
+    2/4 in a 4/4 song, a beat the tracker missed at a transition): every later bar is then off.
+    A Viterbi path over the position in the bar (each beat advances it by one; a jump costs
+    ``BAR_RESET_COST``) maximises the summed accent on downbeats, so the phase changes only
+    where the accents agree for about two bars. Without accents: the global best phase.
+    """
+    if n_beats < meter or not accents:
+        phase = int(np.argmax(phases)) if phases.size else 0
+        return np.arange(phase, n_beats, meter)
+    accent = np.sum([w * v for w, v in accents], axis=0)
+    accent = accent / (np.std(accent) + 1e-9)
+    # score[s] = best total with beat i at bar position s (0 = downbeat)
+    score = np.where(np.arange(meter) == 0, accent[0], 0.0)
+    back = np.zeros((n_beats, meter), dtype=int)
+    for i in range(1, n_beats):
+        advance = np.roll(score, 1)  # position s comes from s-1
+        jump_from = int(np.argmax(score))
+        jump = score[jump_from] - BAR_RESET_COST
+        new = np.where(advance >= jump, advance, jump)
+        back[i] = np.where(advance >= jump, (np.arange(meter) - 1) % meter, jump_from)
+        score = new + np.where(np.arange(meter) == 0, accent[i], 0.0)
+    pos = np.zeros(n_beats, dtype=int)
+    pos[-1] = int(np.argmax(score))
+    for i in range(n_beats - 1, 0, -1):
+        pos[i - 1] = back[i, pos[i]]
+    return np.flatnonzero(pos == 0)
 
 
 def _beat_division(comb: _Comb, period: float) -> int:
