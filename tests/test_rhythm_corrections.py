@@ -77,7 +77,7 @@ def test_cli_tempo_meter_downbeat_give_the_true_grid_and_are_saved(project, caps
     assert beat_f(beats[::4], out["downbeats"]) >= 0.95
     saved = json.loads((project_dir / "stembridge.json").read_text())["rhythm"]
     assert saved == {"tempo_bpm": 167.0, "tempo_factor": 1.0, "meter": "4/4",
-                     "first_downbeat_seconds": pytest.approx(downbeat, abs=1e-4)}
+                     "first_downbeat_seconds": pytest.approx(downbeat, abs=1e-4), "beat_model": None}
     # the correction holds for later commands without the options
     again = analyze_json(capsys, project_dir)
     assert again["beats"] == out["beats"]

@@ -18,8 +18,9 @@ The result's ``source`` is "corrected" so every readout can say where the tempo 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -49,17 +50,35 @@ def corrected_beat_grid(
     stems: Mapping[str, StemFeatures],
     *,
     duration_seconds: float,
+    learned: Callable[[], BeatGrid] | None = None,
 ) -> BeatGrid:
-    """The beat grid with ``correction`` applied (see the module docstring). Raises AnalysisError."""
+    """The beat grid with ``correction`` applied (see the module docstring). Raises AnalysisError.
+
+    ``learned``: the learned tracker's grid (``correction.beat_model``), used where the tempo is
+    not given (the model takes no tempo hint; with a given tempo the DSP tracker places the beats).
+    """
     from bridge.analysis.beats import beat_grid_from_tempo, track_beats
 
     beats_per_bar = correction.beats_per_bar
+    only_model = correction == RhythmCorrection(beat_model=correction.beat_model)
+
+    @functools.cache
+    def detect() -> BeatGrid:
+        if learned is None:
+            return track_beats(stems, duration_seconds=duration_seconds, beats_per_bar=beats_per_bar)
+        grid = learned()
+        if beats_per_bar and grid.beats_s.shape[0] >= 2:  # the given meter, counted from the model's bar 1
+            first = grid.downbeats_s[0] if grid.downbeats_s.shape[0] else grid.beats_s[0]
+            grid = _bars_from(dataclasses.replace(grid, beats_per_bar=beats_per_bar), float(first),
+                              duration_seconds=duration_seconds)
+        return grid
+
     tempo_bpm: float | None = None
     if correction.tempo_bpm is not None:
         tempo_bpm = check_tempo(correction.tempo_bpm * correction.tempo_factor,
                                 what=f"tempo {correction.tempo_bpm:g} BPM × {correction.tempo_factor:g}")
     elif correction.tempo_factor != 1.0:
-        detected = track_beats(stems, duration_seconds=duration_seconds, beats_per_bar=beats_per_bar)
+        detected = detect()
         tempo_bpm = check_tempo(detected.tempo_bpm * correction.tempo_factor,
                                 what=f"the detected {detected.tempo_bpm:.2f} BPM × {correction.tempo_factor:g}")
 
@@ -74,8 +93,11 @@ def corrected_beat_grid(
         grid = beat_grid_from_tempo(tempo_bpm, duration_seconds=duration_seconds, beats_per_bar=beats_per_bar,
                                     first_downbeat_seconds=downbeat_s)
         return dataclasses.replace(grid, source="corrected")
-    grid = track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo_bpm,
-                       beats_per_bar=beats_per_bar)
+    if tempo_bpm is not None:
+        grid = track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo_bpm,
+                           beats_per_bar=beats_per_bar)
+    else:
+        grid = detect()
     if downbeat_s is not None:
         if tempo_bpm is not None or grid.beats_s.shape[0] < 2:
             grid = beat_grid_from_tempo(tempo_bpm or grid.tempo_bpm, duration_seconds=duration_seconds,
@@ -83,7 +105,7 @@ def corrected_beat_grid(
                                         first_downbeat_seconds=downbeat_s)
         else:
             grid = _bars_from(grid, downbeat_s, duration_seconds=duration_seconds)
-    return dataclasses.replace(grid, source="corrected")
+    return grid if only_model else dataclasses.replace(grid, source="corrected")
 
 
 def _bars_from(grid: BeatGrid, downbeat_s: float, *, duration_seconds: float) -> BeatGrid:

@@ -87,7 +87,15 @@ def beat_grid_for(project: Project, project_dir: Path, stems: dict[str, T.StemFe
     if project.rhythm.is_set:  # the producer's corrections (stembridge analyze --tempo …, the tempo panel)
         from bridge.analysis.corrections import corrected_beat_grid
 
-        return corrected_beat_grid(project.rhythm, stems, duration_seconds=duration_seconds)
+        learned = None
+        if project.rhythm.beat_model:  # the optional learned tracker (stembridge[beatthis])
+            from bridge.analysis.learned_beats import SAMPLE_RATE, project_mix, track_beats_learned
+
+            def learned() -> T.BeatGrid:
+                mix = project_mix(project, project_dir, duration_seconds=duration_seconds)
+                return track_beats_learned(mix, sample_rate=SAMPLE_RATE, duration_seconds=duration_seconds,
+                                           checkpoint=project.rhythm.beat_model)
+        return corrected_beat_grid(project.rhythm, stems, duration_seconds=duration_seconds, learned=learned)
     return beats.track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo.tempo_bpm,
                              beats_per_bar=tempo.beats_per_bar)
 

@@ -26,6 +26,10 @@ def add_rhythm_arguments(parser: argparse.ArgumentParser) -> None:
     x = g.add_mutually_exclusive_group()
     x.add_argument("--double-tempo", action="store_true", help="×2: the tempo was found at half speed")
     x.add_argument("--half-tempo", action="store_true", help="÷2: the tempo was found at double speed")
+    g.add_argument("--beat-model", metavar="NAME_OR_PATH",
+                   help="track beats with the learned Beat This! model (a checkpoint name such as final0, "
+                        "pulled once with `stembridge models pull beat-this:final0`, or a .ckpt file; "
+                        "needs stembridge[beatthis]); 'dsp' goes back to the default tracker")
     g.add_argument("--reset-rhythm", action="store_true",
                    help="forget all rhythm corrections (before applying any others given)")
 
@@ -47,7 +51,7 @@ def rhythm_changes(args: argparse.Namespace, current) -> dict | None:
     from bridge.project.schema import RhythmCorrection, parse_meter
 
     if not any((args.tempo is not None, args.meter is not None, args.downbeat is not None,
-                args.double_tempo, args.half_tempo, args.reset_rhythm)):
+                args.double_tempo, args.half_tempo, args.reset_rhythm, args.beat_model is not None)):
         return None
     fields = {} if args.reset_rhythm else current.model_dump()
     tempo = _number(args.tempo, "--tempo", "give the song's tempo in BPM, e.g. --tempo 167")
@@ -74,10 +78,24 @@ def rhythm_changes(args: argparse.Namespace, current) -> dict | None:
             raise BridgeError(f"the tempo was already scaled by {fields.get('tempo_factor', 1.0):g}; "
                               "use --reset-rhythm, or set the tempo itself with --tempo BPM")
         fields["tempo_factor"] = factor
+    if args.beat_model is not None:
+        fields["beat_model"] = _beat_model(args.beat_model)
     try:
         return RhythmCorrection(**fields)
     except ValueError as e:
         raise BridgeError(f"rhythm correction: {e}") from None
+
+
+def _beat_model(ref: str) -> str | None:
+    """The --beat-model value to store: checked now (installed, checkpoint here), so a missing one
+    fails before any analysis, with the fix."""
+    if ref.strip().lower() in ("dsp", "default", "none"):
+        return None
+    from bridge.analysis.learned_beats import _looks_like_path, _require, resolve_checkpoint
+
+    _require()
+    path = resolve_checkpoint(ref)
+    return str(path) if _looks_like_path(ref) else ref.strip()
 
 
 def apply_rhythm_arguments(args: argparse.Namespace) -> None:
@@ -111,4 +129,6 @@ def describe(correction) -> str:
         parts.append(f"meter {correction.meter}")
     if correction.first_downbeat_seconds is not None:
         parts.append(f"bar 1 at {correction.first_downbeat_seconds:g} s")
+    if correction.beat_model is not None:
+        parts.append(f"beats from the learned model {correction.beat_model}")
     return ", ".join(parts) or "none"

@@ -221,12 +221,16 @@ class RhythmCorrection(_Model):
     tempo_factor: ×2 / ÷2 applied to ``tempo_bpm``, or to the detected tempo when that is not set.
     meter: time signature, e.g. "4/4", "3/4", "6/8", "12/8" (compound: counted in dotted beats).
     first_downbeat_seconds: where a bar starts (song seconds); the grid's bars are counted from it.
+    beat_model: track with the learned Beat This! model (bridge.analysis.learned_beats) instead.
     """
 
     tempo_bpm: float | None = Field(default=None, gt=20, lt=400)
     tempo_factor: float = Field(default=1.0, ge=0.125, le=8)
     meter: str | None = None
     first_downbeat_seconds: float | None = Field(default=None, ge=0, le=86400)
+    beat_model: str | None = Field(default=None, min_length=1, description=(
+        "learned beat tracker checkpoint (Beat This! name such as 'final0', or a .ckpt path) instead of "
+        "the DSP tracker; needs stembridge[beatthis]"))
 
     @field_validator("meter")
     @classmethod
