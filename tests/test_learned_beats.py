@@ -52,16 +52,16 @@ def tiny_checkpoint(tmp_path_factory) -> tuple[Path, dict]:
 def test_log_mel_matches_librosa():
     """Our torchaudio-free front end against librosa's independent mel spectrogram, same settings."""
     import librosa
-    import scipy.signal
 
     rng = np.random.default_rng(3)
     t = np.arange(3 * LB.SAMPLE_RATE) / LB.SAMPLE_RATE
     x = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
     ours = LB.log_mel(x).numpy()
-    window = scipy.signal.get_window("hann", LB.N_FFT, fftbins=True)
+    # beat_this configures torchaudio's MelSpectrogram with normalized="frame_length", which torchaudio
+    # passes on as torch.stft(normalized=True): magnitudes × n_fft^-0.5
     ref = librosa.feature.melspectrogram(
         y=x, sr=LB.SAMPLE_RATE, n_fft=LB.N_FFT, hop_length=LB.HOP, window="hann", center=True, pad_mode="reflect",
-        power=1.0, n_mels=128, fmin=30.0, fmax=11000.0, htk=False, norm=None) / np.sqrt(np.sum(window ** 2))
+        power=1.0, n_mels=128, fmin=30.0, fmax=11000.0, htk=False, norm=None) / np.sqrt(LB.N_FFT)
     ref = np.log1p(1000.0 * ref).T
     assert ours.shape == ref.shape == (1 + x.size // LB.HOP, 128)
     np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-3)

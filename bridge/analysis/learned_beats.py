@@ -218,14 +218,15 @@ def mel_filterbank() -> np.ndarray:
 
 def log_mel(signal, *, torch=None):
     """(frames, 128) log-mel spectrogram of a mono 22.05 kHz signal, as the model was trained on:
-    magnitude STFT (Hann 1024, hop 441, centred, reflect-padded) / sqrt(Σ window²), Slaney mel,
+    magnitude STFT (Hann 1024, hop 441, centred, reflect-padded) / sqrt(1024), Slaney mel,
     log1p(1000·x)."""
     torch = torch or _require()[0]
     x = torch.as_tensor(np.asarray(signal, dtype=np.float32))
     window = torch.hann_window(N_FFT)
+    # normalized="frame_length" in torchaudio is torch.stft(normalized=True): × frame_length^-0.5
+    # (not the window norm, which is its normalized="window")
     spec = torch.stft(x, n_fft=N_FFT, hop_length=HOP, win_length=N_FFT, window=window, center=True,
-                      pad_mode="reflect", onesided=True, return_complex=True).abs()
-    spec = spec / window.pow(2.0).sum().sqrt()
+                      pad_mode="reflect", normalized=True, onesided=True, return_complex=True).abs()
     mel = torch.as_tensor(mel_filterbank()).T @ spec  # (n_mels, frames)
     return torch.log1p(LOG_MULTIPLIER * mel).T
 
