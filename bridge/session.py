@@ -1137,6 +1137,10 @@ class Session:
     def set_downbeat(self, seconds: float | None = None) -> float:
         """Bar 1 starts at song time ``seconds`` (default: the playhead). Returns the time used."""
         t = self.clock.position()[0] if seconds is None else float(seconds)
+        a = self._analysis
+        if a is not None and not t < a.duration_seconds:
+            raise ProjectError(f"downbeat at {t:.2f} s is after the song's end ({a.duration_seconds:.2f} s); "
+                               "move the playhead to a bar's first beat, then set the downbeat")
         self.set_rhythm(label="set downbeat", first_downbeat_seconds=max(0.0, round(t, 4)))
         return max(0.0, round(t, 4))
 

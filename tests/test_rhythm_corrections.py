@@ -111,6 +111,7 @@ def test_double_tempo_fixes_a_half_speed_reading_and_reset_clears_it(project, ca
     (["--tempo", "-3"], ["-3", "e.g. --tempo 167"]),
     (["--tempo", "fast"], ["'fast'", "e.g. --tempo 167"]),
     (["--downbeat", "-1"], ["-1", "e.g. --downbeat 1.23"]),
+    (["--tempo", "167", "--downbeat", "20"], ["--downbeat 20", "song's end (10.00 s)", "e.g. --downbeat 1.23"]),
 ])
 def test_bad_values_name_the_value_and_the_fix(project, capsys, options, words):
     project_dir, _ = project

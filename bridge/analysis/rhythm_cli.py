@@ -112,6 +112,13 @@ def apply_rhythm_arguments(args: argparse.Namespace) -> None:
             f"{project.tempo.source!r}), so there is no detected rhythm to correct; change the tempo in the DAW "
             "export, or set tempo.source to 'detect' in the file"
         )
+    if new.first_downbeat_seconds is not None:
+        from bridge.analysis.project import song_duration_seconds
+
+        duration = song_duration_seconds(project, project_dir)
+        if new.first_downbeat_seconds >= duration:
+            raise BridgeError(f"--downbeat {new.first_downbeat_seconds:g} is after the song's end ({duration:.2f} s); "
+                              "give the song time of a bar's first beat in seconds, e.g. --downbeat 1.23")
     save_project(project.model_copy(update={"rhythm": new}), project_dir)
     if not getattr(args, "quiet", False):
         print(f"rhythm correction saved in the project: {describe(new)} (clear it with --reset-rhythm)",
