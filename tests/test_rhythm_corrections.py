@@ -201,3 +201,22 @@ def test_double_tempo_without_a_tempo_doubles_the_detected_one(project, capsys):
     doubled = analyze_json(capsys, project_dir, "--double-tempo")
     assert doubled["tempo_bpm"] == pytest.approx(2 * detected, rel=0.01)
     assert np.median(np.diff(doubled["beats"])) == pytest.approx(30.0 / detected, rel=0.02)
+
+
+def test_downbeat_here_moves_an_off_phase_grid_onto_the_producers_beat():
+    """Beats tracked a sixteenth late (syncopated drums): the producer's downbeat moves them all."""
+    from bridge.analysis.corrections import _bars_from
+    from bridge.analysis.types import BeatGrid
+
+    period = 60.0 / 140.0
+    truth = np.arange(0.5, 20.0, period)
+    late = BeatGrid(tempo_bpm=140.0, beats_s=truth + period / 4, downbeats_s=(truth + period / 4)[2::4],
+                    beats_per_bar=4)
+    fixed = _bars_from(late, float(truth[4]), duration_seconds=20.0)
+    assert beat_f(truth, fixed.beats_s) == 1.0
+    np.testing.assert_allclose(fixed.downbeats_s[:3], truth[0:12:4], atol=1e-9)
+    # within a few ms it is the same beat: the beats stay, only the bars are counted from it
+    close = BeatGrid(tempo_bpm=140.0, beats_s=truth + 0.01, downbeats_s=(truth + 0.01)[1::4], beats_per_bar=4)
+    kept = _bars_from(close, float(truth[6]), duration_seconds=20.0)
+    np.testing.assert_array_equal(kept.beats_s, close.beats_s)
+    np.testing.assert_allclose(kept.downbeats_s[:2], truth[2:10:4] + 0.01, atol=1e-9)

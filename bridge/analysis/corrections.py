@@ -7,8 +7,8 @@ features, with what the producer fixed taken as given:
 * tempo known (``tempo_bpm``, or ×2 / ÷2 of the detected tempo): the tracker only places the beats
   and the downbeats (``track_beats(tempo_hint_bpm=…)``), so it still follows small drifts;
 * tempo and first downbeat known: the grid is exact (``beat_grid_from_tempo``), as a DAW's would be;
-* first downbeat alone: the tracked beats keep their times, the bars are counted from the beat
-  nearest to it (or, if no tracked beat is near, a constant grid at the tracked tempo starts there);
+* first downbeat alone: the bars are counted from the tracked beat nearest to it; when that beat is
+  clearly off the downbeat (the tracker's phase is wrong), every beat moves by the difference;
 * meter known: ``beats_per_bar`` is passed to the tracker (6/8 and 12/8 count dotted beats, see
   :func:`~bridge.project.schema.meter_beats_per_bar`).
 
@@ -31,8 +31,10 @@ from bridge.project.schema import RhythmCorrection
 #: Tempo range a correction may produce (the schema's bounds for tempo_bpm).
 MIN_TEMPO_BPM = 20.0
 MAX_TEMPO_BPM = 400.0
-#: A tracked beat within this fraction of a beat of the given downbeat is taken as bar 1.
-DOWNBEAT_SNAP_BEATS = 0.25
+#: A tracked beat this close to the producer's downbeat (seconds, or fraction of a beat if larger)
+#: is the same beat; farther, the tracker's phase is taken as wrong (see _bars_from).
+SAME_BEAT_S = 0.035
+SAME_BEAT_FRACTION = 0.05
 
 
 def check_tempo(tempo_bpm: float, *, what: str) -> float:
@@ -109,18 +111,22 @@ def corrected_beat_grid(
 
 
 def _bars_from(grid: BeatGrid, downbeat_s: float, *, duration_seconds: float) -> BeatGrid:
-    """Count the bars of ``grid`` from the tracked beat nearest ``downbeat_s`` (beats unchanged)."""
-    from bridge.analysis.beats import beat_grid_from_tempo
-
+    """Count the bars of ``grid`` from ``downbeat_s``: the tracked beat nearest to it is bar 1.
+    When that beat is clearly off the producer's downbeat (more than SAME_BEAT_S or a
+    SAME_BEAT_FRACTION of a beat: the tracker's phase is wrong — on the off-beat, or a sixteenth
+    early on syncopated drums), all beats move by that offset: the producer's phase, the tracker's
+    tempo changes."""
     beats = np.asarray(grid.beats_s, dtype=np.float64)
     nearest = int(np.argmin(np.abs(beats - downbeat_s)))
+    offset = downbeat_s - beats[nearest]
     period_s = 60.0 / grid.tempo_bpm
-    if abs(beats[nearest] - downbeat_s) > DOWNBEAT_SNAP_BEATS * period_s:
-        # The tracker's beats fall between the producer's: trust the producer's phase.
-        return beat_grid_from_tempo(grid.tempo_bpm, duration_seconds=duration_seconds,
-                                    beats_per_bar=grid.beats_per_bar, first_downbeat_seconds=downbeat_s)
+    if abs(offset) > max(SAME_BEAT_S, SAME_BEAT_FRACTION * period_s):
+        beats = beats + offset
+        keep = (beats >= 0.0) & (beats <= duration_seconds)
+        nearest -= int(np.count_nonzero(~keep[:nearest]))
+        beats = beats[keep]
     meter = grid.beats_per_bar
-    return dataclasses.replace(grid, downbeats_s=beats[nearest % meter::meter].copy())
+    return dataclasses.replace(grid, beats_s=beats, downbeats_s=beats[nearest % meter::meter].copy())
 
 
 class TapTempo:
