@@ -182,6 +182,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             "sections": [{"start": round(a, 4), "end": round(b, 4)} for a, b in analysis.sections],
             "stems": stems,
         }
+        out["rhythm_correction"] = project.rhythm.model_dump(mode="json") if project.rhythm.is_set else None
         print(json.dumps(out))
     else:
         print(f"{project.name}: {analysis.duration_seconds:.2f} s, {grid.tempo_bpm:.2f} BPM ({grid.source}), "

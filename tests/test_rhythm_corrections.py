@@ -73,6 +73,7 @@ def test_cli_tempo_meter_downbeat_give_the_true_grid_and_are_saved(project, caps
     out = analyze_json(capsys, project_dir, "--tempo", "167", "--meter", "4/4", "--downbeat", f"{downbeat:.4f}")
     assert out["tempo_bpm"] == pytest.approx(167.0)
     assert out["beats_per_bar"] == 4 and out["tempo_source"] == "corrected"
+    assert out["rhythm_correction"]["meter"] == "4/4"
     assert beat_f(beats, out["beats"]) >= 0.98
     assert beat_f(beats[::4], out["downbeats"]) >= 0.95
     saved = json.loads((project_dir / "stembridge.json").read_text())["rhythm"]

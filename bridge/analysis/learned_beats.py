@@ -77,14 +77,14 @@ def _name(ref: str) -> str:
     return DEFAULT_CHECKPOINT if name in (PREFIX, "beat_this", "") else name
 
 
-def _looks_like_path(ref: str) -> bool:
+def looks_like_path(ref: str) -> bool:
     return any(c in ref for c in "/\\") or ref.endswith((".ckpt", ".pt", ".pth")) or ref.startswith("~")
 
 
 def resolve_checkpoint(ref: str) -> Path:
     """A checkpoint file from a name ("final0", "beat-this:small0") or a path. Never downloads:
     AnalysisError with the fix when the file is not here."""
-    if _looks_like_path(ref):
+    if looks_like_path(ref):
         path = Path(ref).expanduser()
         if not path.is_file():
             raise AnalysisError(f"beat model {str(path)!r} is not a file; pass a Beat This! checkpoint (.ckpt) "
@@ -141,7 +141,7 @@ def pull_checkpoint(ref: str = DEFAULT_CHECKPOINT, *, timeout_s: float = 30.0,
     return target
 
 
-def _require():
+def require_beat_this():
     """The beat-this model and post-processor classes (and torch), or a clear install message."""
     try:
         import torch
@@ -154,7 +154,7 @@ def _require():
 
 
 def _read_checkpoint(path: Path) -> dict:
-    torch, _, _ = _require()
+    torch, _, _ = require_beat_this()
     try:
         # weights_only: the file is data, never code (as beat_this.inference.load_checkpoint loads it)
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -168,7 +168,7 @@ def _read_checkpoint(path: Path) -> dict:
 
 @functools.lru_cache(maxsize=2)
 def _load(path: str, mtime_ns: int, device: str):
-    torch, BeatThis, _ = _require()
+    torch, BeatThis, _ = require_beat_this()
     ckpt = _read_checkpoint(Path(path))
     # as beat_this.inference.load_model: the model's own hyper-parameters (it may be the small one);
     # the Lightning module's state dict holds the model under "model."
@@ -220,7 +220,7 @@ def log_mel(signal, *, torch=None):
     """(frames, 128) log-mel spectrogram of a mono 22.05 kHz signal, as the model was trained on:
     magnitude STFT (Hann 1024, hop 441, centred, reflect-padded) / sqrt(1024), Slaney mel,
     log1p(1000·x)."""
-    torch = torch or _require()[0]
+    torch = torch or require_beat_this()[0]
     x = torch.as_tensor(np.asarray(signal, dtype=np.float32))
     window = torch.hann_window(N_FFT)
     # normalized="frame_length" in torchaudio is torch.stft(normalized=True): × frame_length^-0.5
@@ -238,7 +238,7 @@ def predict_frames(model, spect, *, chunk_frames: int = CHUNK_FRAMES, border_fra
     """Framewise beat and downbeat logits, each shape (frames,), for a (frames, 128) spectrogram of
     any length: chunks of ``chunk_frames`` overlapping by ``border_frames`` on each side (the model
     was not trained on its input's edges), the earlier chunk winning where they overlap."""
-    torch = _require()[0]
+    torch = require_beat_this()[0]
     n = spect.shape[0]
     step = chunk_frames - 2 * border_frames
     starts = np.arange(-border_frames, n - border_frames, step)
@@ -266,7 +266,7 @@ def grid_from_logits(beat_logits, downbeat_logits, *, duration_seconds: float) -
     """Beat times with the package's own post-processing (peaks above p = 0.5 within ±70 ms,
     downbeats moved to the nearest beat), then tempo (median beat interval) and meter (the most
     common number of beats between downbeats)."""
-    _, _, Postprocessor = _require()
+    _, _, Postprocessor = require_beat_this()
     beats_s, downbeats_s = Postprocessor(type="minimal", fps=FPS)(beat_logits, downbeat_logits)
     beats_s = np.asarray(beats_s, dtype=np.float64)
     downbeats_s = np.asarray(downbeats_s, dtype=np.float64)
@@ -288,7 +288,7 @@ def track_beats_learned(mix, *, sample_rate: int, duration_seconds: float, check
     """The BeatGrid Beat This! finds in a mono ``mix`` (float, any rate; resampled to 22.05 kHz).
     ``device`` "auto": CUDA when torch sees one, else the CPU."""
     if device == "auto":
-        device = "cuda" if _require()[0].cuda.is_available() else "cpu"
+        device = "cuda" if require_beat_this()[0].cuda.is_available() else "cpu"
     model = load_model(checkpoint, device=device)
     mix = np.asarray(mix, dtype=np.float32)
     if mix.ndim != 1:

@@ -91,11 +91,11 @@ def _beat_model(ref: str) -> str | None:
     fails before any analysis, with the fix."""
     if ref.strip().lower() in ("dsp", "default", "none"):
         return None
-    from bridge.analysis.learned_beats import _looks_like_path, _require, resolve_checkpoint
+    from bridge.analysis.learned_beats import looks_like_path, require_beat_this, resolve_checkpoint
 
-    _require()
+    require_beat_this()
     path = resolve_checkpoint(ref)
-    return str(path) if _looks_like_path(ref) else ref.strip()
+    return str(path) if looks_like_path(ref) else ref.strip()
 
 
 def apply_rhythm_arguments(args: argparse.Namespace) -> None:
