@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         a.analysisChanged.connect(self.refresh_timeline)
         a.projectChanged.connect(self._on_project_changed)
         self.timeline.seekRequested.connect(lambda t: a.command("seek", t))
+        self.tempo_bar.attach_timeline(self.timeline)  # right-click: "Set downbeat here"
         self._restore_layout()
 
     # -- actions ------------------------------------------------------------------------------

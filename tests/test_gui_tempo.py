@@ -126,3 +126,21 @@ def test_tap_tempo_sets_the_tapped_tempo(window, qtbot):
     assert w.adapter.session.undo_label == "tap tempo"
     wait_tempo(qtbot, w, tapped)
     assert bar.readout.text().startswith(f"{tapped:.2f} BPM")
+
+
+def test_set_downbeat_here_from_the_timelines_context_menu(window, qtbot, click_root):
+    from PySide6.QtCore import QPoint
+
+    w, (_, beats) = window, click_root
+    bar = w.tempo_bar
+    w.adapter.command("set_tempo_bpm", TEMPO_BPM)
+    x = int(round(w.timeline.x_of(float(beats[5]))))
+    menu = bar.timeline_menu(QPoint(x, w.timeline.height() // 2))
+    (action,) = menu.actions()
+    assert action.text().startswith("Set downbeat here (0:")
+    action.trigger()
+    assert w.adapter.session.project.rhythm.first_downbeat_seconds == pytest.approx(beats[5], abs=0.05)
+    qtbot.waitUntil(lambda: not w.adapter.session._analysis_running and grid(w).source == "corrected"
+                    and w.adapter.session.project.rhythm.first_downbeat_seconds is not None
+                    and beat_f(beats[1::4], grid(w).downbeats_s) >= 0.95, timeout=20_000)
+    assert beat_f(beats, grid(w).beats_s) >= 0.95

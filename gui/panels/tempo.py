@@ -1,5 +1,6 @@
 """Tempo bar: the one BPM readout (with its meter and where it comes from), and the rhythm
-corrections — set tempo, ×2, ÷2, meter, "Downbeat here" (at the playhead), tap tempo, reset.
+corrections — set tempo, ×2, ÷2, meter, "Downbeat here" (at the playhead, or
+right-click on the timeline), tap tempo, reset.
 
 Every button is one Session command (``double_tempo``, ``set_meter``, ``set_downbeat``,
 ``tap_tempo``…; undoable, autosaved); this widget holds no rhythm logic. The readout comes from
@@ -9,7 +10,16 @@ project's beat grid — the same source the transport bar and the status bar sho
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QToolButton,
+    QWidget,
+)
 
 from gui.session_adapter import SOURCE_LABELS, SessionAdapter
 
@@ -73,6 +83,24 @@ class TempoBar(QWidget):
         adapter.projectChanged.connect(lambda _e: self.refresh())
         adapter.analysisChanged.connect(self.refresh)
         adapter.tick.connect(lambda _s: self._refresh_readout())
+
+    def attach_timeline(self, timeline) -> None:
+        """Right-click on the timeline: "Set downbeat here" at the clicked time."""
+        self._timeline = timeline
+        timeline.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        timeline.customContextMenuRequested.connect(self._timeline_menu)
+
+    def timeline_menu(self, pos: QPoint) -> QMenu:
+        """The timeline's context menu for a click at ``pos`` (widget coordinates)."""
+        seconds = max(0.0, float(self._timeline.seconds_at(pos.x())))
+        menu = QMenu(self._timeline)
+        act = menu.addAction(f"Set downbeat here ({int(seconds // 60)}:{seconds % 60:05.2f})")
+        act.triggered.connect(lambda: self.adapter.command("set_downbeat", seconds))
+        act.setEnabled(self.downbeat.isEnabled())
+        return menu
+
+    def _timeline_menu(self, pos: QPoint) -> None:
+        self.timeline_menu(pos).popup(self._timeline.mapToGlobal(pos))
 
     def _button(self, text: str, tip: str, command: str) -> QToolButton:
         b = QToolButton(text=text)
