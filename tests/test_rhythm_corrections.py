@@ -146,6 +146,11 @@ def test_six_eight_click_track_gets_two_dotted_beats_per_bar(tmp_path, capsys):
     assert out["beats_per_bar"] == 2
     assert beat_f(dotted, out["beats"]) >= 0.98
     assert beat_f(dotted[::2], out["downbeats"]) >= 0.98
+    from bridge.analysis.project import analyze_project
+
+    grid = analyze_project(*load_project(tmp_path / "proj")).beat_grid
+    if hasattr(grid, "meter_label"):  # grids that carry their beat division say 6/8, not 2/4
+        assert grid.meter_label == "6/8"
 
 
 def test_tap_tempo_is_the_median_interval():

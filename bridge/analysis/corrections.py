@@ -26,7 +26,7 @@ import numpy as np
 
 from bridge.analysis.types import BeatGrid, StemFeatures
 from bridge.errors import AnalysisError
-from bridge.project.schema import RhythmCorrection
+from bridge.project.schema import RhythmCorrection, meter_beats_per_bar
 
 #: Tempo range a correction may produce (the schema's bounds for tempo_bpm).
 MIN_TEMPO_BPM = 20.0
@@ -94,7 +94,7 @@ def corrected_beat_grid(
         # everything is known: the producer's grid, exactly (no tracking at all)
         grid = beat_grid_from_tempo(tempo_bpm, duration_seconds=duration_seconds, beats_per_bar=beats_per_bar,
                                     first_downbeat_seconds=downbeat_s)
-        return dataclasses.replace(grid, source="corrected")
+        return dataclasses.replace(_with_meter(grid, correction.meter), source="corrected")
     if tempo_bpm is not None:
         grid = track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo_bpm,
                            beats_per_bar=beats_per_bar)
@@ -107,7 +107,17 @@ def corrected_beat_grid(
                                         first_downbeat_seconds=downbeat_s)
         else:
             grid = _bars_from(grid, downbeat_s, duration_seconds=duration_seconds)
+    grid = _with_meter(grid, correction.meter)
     return grid if only_model else dataclasses.replace(grid, source="corrected")
+
+
+def _with_meter(grid: BeatGrid, meter: str | None) -> BeatGrid:
+    """Mark a given compound meter (6/8, 12/8) on grids that carry a beat division."""
+    if meter is None or "beat_division" not in {f.name for f in dataclasses.fields(grid)}:
+        return grid
+    numerator, unit = (int(x) for x in meter.split("/"))
+    compound = meter_beats_per_bar(meter) != numerator
+    return dataclasses.replace(grid, beat_division=3 if compound else 2)
 
 
 def _bars_from(grid: BeatGrid, downbeat_s: float, *, duration_seconds: float) -> BeatGrid:

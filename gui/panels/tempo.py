@@ -37,8 +37,8 @@ def tempo_text(session) -> str:
     bpm, source = readout
     a = session.analysis
     meter = session.project.rhythm.meter
-    if meter is None and a is not None:
-        meter = f"{a.beat_grid.beats_per_bar} beats/bar"
+    if meter is None and a is not None:  # the grid's own label where it has one (6/8 vs 2/4)
+        meter = getattr(a.beat_grid, "meter_label", None) or f"{a.beat_grid.beats_per_bar} beats/bar"
     where = GRID_SOURCES.get(source) or SOURCE_LABELS.get(source, source)
     return " · ".join(x for x in (f"{bpm:.2f} BPM", meter, where) if x)
 
