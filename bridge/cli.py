@@ -154,9 +154,11 @@ def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from bridge.analysis.project import analyze_project, stem_paths
+    from bridge.analysis.rhythm_cli import apply_rhythm_arguments
     from bridge.project import load_project
     from bridge.stems import probe_audio
 
+    apply_rhythm_arguments(args)  # --tempo/--meter/--downbeat/…: saved in the project first
     project, project_dir = load_project(args.project_dir)
     with tqdm_progress("analysing", "stem", quiet=args.quiet or args.json) as progress:
         analysis = analyze_project(project, project_dir, progress=progress, use_cache=not args.no_cache)
@@ -180,6 +182,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             "sections": [{"start": round(a, 4), "end": round(b, 4)} for a, b in analysis.sections],
             "stems": stems,
         }
+        out["rhythm_correction"] = project.rhythm.model_dump(mode="json") if project.rhythm.is_set else None
         print(json.dumps(out))
     else:
         print(f"{project.name}: {analysis.duration_seconds:.2f} s, {grid.tempo_bpm:.2f} BPM ({grid.source}), "
@@ -256,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-cache", action="store_true", help="ignore cached results")
     a.add_argument("-q", "--quiet", action="store_true")
     a.set_defaults(func=cmd_analyze)
+    from bridge.analysis.rhythm_cli import add_rhythm_arguments
+
+    add_rhythm_arguments(a)
 
     r = sub.add_parser("render", help="render a project to a video file (H.264 + AAC)")
     r.add_argument("project_dir", metavar="PROJECT_DIR")

@@ -273,7 +273,7 @@ def _analysis_signature(project: Project, missing: Iterable[str]) -> tuple:
     """What the analysis depends on: the present stems' names, files and offsets, and the tempo."""
     gone = set(missing)
     return (tuple((s.name, s.path, s.offset_seconds) for s in project.stems if s.name not in gone),
-            project.tempo.model_dump_json())
+            project.tempo.model_dump_json(), project.rhythm.model_dump_json())
 
 
 def _file_signature(path: Path) -> tuple[int, int] | None:
@@ -546,6 +546,7 @@ class Session:
         if "stems" in parts and self._watcher is not None:
             self._watcher.set_stems(self._stem_files(new))
         same_inputs = new.stems == old.stems and new.tempo == old.tempo  # a mapping/section/render edit
+        same_inputs = same_inputs and new.rhythm == old.rhythm  # …not a rhythm correction
         if not same_inputs and _analysis_signature(new, self._missing) != _analysis_signature(old, self._missing):
             self._request_analysis(label)
         else:
@@ -1089,6 +1090,90 @@ class Session:
         first_downbeat_seconds, midi_file. Re-analyses (the beat grid changes)."""
         self._edit(f"tempo {', '.join(sorted(changes))}",
                    lambda p: p.model_copy(update={"tempo": _replace(p.tempo, changes, what="tempo settings")}))
+
+    # -- rhythm corrections (bridge.analysis.corrections; the app's tempo panel) ---------------
+    def set_rhythm(self, *, label: str | None = None, coalesce: bool = False, **changes: Any) -> None:
+        """Correct the detected rhythm: tempo_bpm, tempo_factor, meter ("4/4", "6/8"…),
+        first_downbeat_seconds (None clears one). Re-runs only the song-level beat tracking."""
+        if self._project.tempo.source != "detect":
+            raise ProjectError(
+                f"this project's beat grid comes from the DAW (tempo.source {self._project.tempo.source!r}), not from "
+                "detection; change the tempo there, or set tempo.source to 'detect' to correct the detected rhythm"
+            )
+        self._edit(label or f"rhythm {', '.join(sorted(changes))}",
+                   lambda p: p.model_copy(update={"rhythm": _replace(p.rhythm, changes, what="rhythm correction")}),
+                   coalesce=coalesce)
+
+    def set_tempo_bpm(self, tempo_bpm: float, *, coalesce: bool = False) -> None:
+        """The song's tempo (the tracker only places beats and bars); resets ×2/÷2."""
+        self.set_rhythm(label="set tempo", coalesce=coalesce, tempo_bpm=tempo_bpm, tempo_factor=1.0)
+
+    def _scale_tempo(self, factor: float, label: str) -> None:
+        from bridge.analysis.corrections import check_tempo
+
+        r = self._project.rhythm
+        new_factor = r.tempo_factor * factor
+        base = r.tempo_bpm if r.tempo_bpm is not None else (
+            None if self._analysis is None or r.tempo_factor == 0 else self._analysis.tempo_bpm / r.tempo_factor)
+        if base is not None:
+            try:
+                check_tempo(base * new_factor, what=f"{label} of {base * r.tempo_factor:.2f} BPM")
+            except BridgeError as e:
+                raise ProjectError(str(e)) from None
+        self.set_rhythm(label=label, tempo_factor=new_factor)
+
+    def double_tempo(self) -> None:
+        """×2: the tempo was read at half speed (a 167 BPM song read as 84)."""
+        self._scale_tempo(2.0, "double tempo")
+
+    def half_tempo(self) -> None:
+        """÷2: the tempo was read at double speed."""
+        self._scale_tempo(0.5, "half tempo")
+
+    def set_meter(self, meter: str | None) -> None:
+        """The time signature ("4/4", "3/4", "6/8", "12/8"…); None detects it again."""
+        self.set_rhythm(label="set meter", meter=meter)
+
+    def set_downbeat(self, seconds: float | None = None) -> float:
+        """Bar 1 starts at song time ``seconds`` (default: the playhead). Returns the time used."""
+        t = self.clock.position()[0] if seconds is None else float(seconds)
+        a = self._analysis
+        if a is not None and not t < a.duration_seconds:
+            raise ProjectError(f"downbeat at {t:.2f} s is after the song's end ({a.duration_seconds:.2f} s); "
+                               "move the playhead to a bar's first beat, then set the downbeat")
+        self.set_rhythm(label="set downbeat", first_downbeat_seconds=max(0.0, round(t, 4)))
+        return max(0.0, round(t, 4))
+
+    def tap_tempo(self, at_s: float | None = None) -> float | None:
+        """One tap (``at_s``: a monotonic time in seconds, default now). From the third tap of a
+        run the tempo (median of the tap intervals) becomes the song's tempo: one undo step per run."""
+        from bridge.analysis.corrections import TapTempo
+
+        tapper = self.__dict__.setdefault("_tap_tempo", TapTempo())
+        bpm = tapper.tap(time.monotonic() if at_s is None else float(at_s))
+        if bpm is not None:
+            bpm = round(bpm, 2)
+            if not 20.0 < bpm < 400.0:
+                raise ProjectError(f"tapped {bpm:g} BPM, outside 20–400 BPM; tap once on every beat, at least "
+                                   "three taps, less than 2 s apart")
+            self.set_rhythm(label="tap tempo", coalesce=True, tempo_bpm=bpm, tempo_factor=1.0)
+        return bpm
+
+    def reset_rhythm(self) -> None:
+        """Forget every rhythm correction: the detected tempo, meter and bars again."""
+        from bridge.project.schema import RhythmCorrection
+
+        self._edit("reset rhythm", lambda p: p.model_copy(update={"rhythm": RhythmCorrection()}))
+
+    def tempo_readout(self) -> tuple[float, str] | None:
+        """The one BPM the app shows, and where it comes from: the DAW's own tempo while following
+        one that sends it, else the project's beat grid (detected, corrected, constant or MIDI map).
+        None before the first analysis when no DAW is followed."""
+        last = self.clock.state
+        if last is not None and last.source not in ("free", "mtc"):
+            return float(last.tempo_bpm), last.source
+        a = self._analysis
+        return None if a is None else (float(a.beat_grid.tempo_bpm), a.beat_grid.source)
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from gui.panels.mappings import MappingEditor
 from gui.panels.preview import PreviewPane
 from gui.panels.sections import SectionEditor
 from gui.panels.stems import StemsPanel
+from gui.panels.tempo import TempoBar, tempo_text
 from gui.panels.transport import TransportBar
 from gui.session_adapter import SessionAdapter
 from gui.widgets.timeline import TimelineWidget
@@ -86,6 +87,7 @@ class MainWindow(QMainWindow):
         self.mappings = MappingEditor(self.adapter)
         self.sections = SectionEditor(self.adapter)
         self.stems = StemsPanel(self.adapter)
+        self.tempo_bar = TempoBar(self.adapter)
 
         self.top_split = QSplitter(Qt.Orientation.Horizontal)
         self.top_split.addWidget(self.timeline)
@@ -109,6 +111,7 @@ class MainWindow(QMainWindow):
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(0)
         col.addWidget(self.transport)
+        col.addWidget(self.tempo_bar)
         col.addWidget(self.messages)
         body = QWidget()
         inner = QVBoxLayout(body)
@@ -126,6 +129,7 @@ class MainWindow(QMainWindow):
         a.analysisChanged.connect(self.refresh_timeline)
         a.projectChanged.connect(self._on_project_changed)
         self.timeline.seekRequested.connect(lambda t: a.command("seek", t))
+        self.tempo_bar.attach_timeline(self.timeline)  # right-click: "Set downbeat here"
         self._restore_layout()
 
     # -- actions ------------------------------------------------------------------------------
@@ -218,7 +222,7 @@ class MainWindow(QMainWindow):
         a = s.analysis
         parts = [s.project.name, f"{len(s.project.stems)} stems"]
         if a is not None:
-            parts.append(f"{a.duration_seconds // 60:.0f}:{a.duration_seconds % 60:04.1f} · {a.tempo_bpm:.1f} BPM detected")
+            parts.append(f"{a.duration_seconds // 60:.0f}:{a.duration_seconds % 60:04.1f} · {tempo_text(s)}")
         else:
             parts.append("analysing…")
         self.status_label.setText("   ·   ".join(parts))

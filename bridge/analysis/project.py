@@ -84,6 +84,18 @@ def beat_grid_for(project: Project, project_dir: Path, stems: dict[str, T.StemFe
         return beat_grid_from_midi(resolve_stem_path(tempo.midi_file, project_dir),
                                    duration_seconds=duration_seconds,
                                    offset_seconds=tempo.first_downbeat_seconds)
+    if project.rhythm.is_set:  # the producer's corrections (stembridge analyze --tempo …, the tempo panel)
+        from bridge.analysis.corrections import corrected_beat_grid
+
+        learned = None
+        if project.rhythm.beat_model:  # the optional learned tracker (stembridge[beatthis])
+            from bridge.analysis.learned_beats import SAMPLE_RATE, project_mix, track_beats_learned
+
+            def learned() -> T.BeatGrid:
+                mix = project_mix(project, project_dir, duration_seconds=duration_seconds)
+                return track_beats_learned(mix, sample_rate=SAMPLE_RATE, duration_seconds=duration_seconds,
+                                           checkpoint=project.rhythm.beat_model)
+        return corrected_beat_grid(project.rhythm, stems, duration_seconds=duration_seconds, learned=learned)
     return beats.track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo.tempo_bpm,
                              beats_per_bar=tempo.beats_per_bar)
 
@@ -140,7 +152,8 @@ def analyze_project(
     features = {s.name: _pad_to(features[s.name], n_frames) for s in project.stems}
 
     song_key = make_key("song", sorted((s.name, s.role, keys[s.name]) for s in project.stems),
-                        project.tempo.model_dump(mode="json"), round(duration, 6), version)
+                        project.tempo.model_dump(mode="json"), round(duration, 6), version,
+                        *([project.rhythm.model_dump(mode="json")] if project.rhythm.is_set else []))
     cached_song = cache.load_song(song_key) if use_cache else None
     if cached_song is not None:
         grid, sections = cached_song

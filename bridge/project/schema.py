@@ -180,6 +180,84 @@ class TempoSettings(_Model):
         return self
 
 
+#: Beat units a time signature may have (its denominator).
+METER_BEAT_UNITS = (1, 2, 4, 8, 16, 32)
+
+
+def parse_meter(value: object) -> tuple[int, int]:
+    """A time signature "4/4", "3/4", "6/8", "12/8" → (numerator, beat unit); ValueError with the fix."""
+    fix = "give it as BEATS/UNIT, e.g. 4/4, 3/4, 6/8 or 12/8"
+    try:
+        num_text, unit_text = str(value).strip().split("/")
+        numerator, unit = int(num_text), int(unit_text)
+    except ValueError:
+        raise ValueError(f"meter {value!r} is not a time signature; {fix}") from None
+    if unit not in METER_BEAT_UNITS:
+        raise ValueError(f"meter {value!r} has beat unit {unit}; the unit (after '/') must be one of "
+                         f"{', '.join(map(str, METER_BEAT_UNITS))}: {fix}")
+    if not 1 <= numerator <= 32:
+        raise ValueError(f"meter {value!r} has {numerator} beats per bar; use 1 to 32: {fix}")
+    return numerator, unit
+
+
+def meter_beats_per_bar(meter: str) -> int:
+    """Counted beats per bar: the numerator, except compound meters (6/8, 9/8, 12/8 …: a numerator
+    that is a multiple of 3 above 3, over 8 or 16) are counted in dotted beats of three units —
+    6/8 has 2 beats per bar, 12/8 has 4 — as players count them and as beat annotations mark them.
+    The tempo of a compound meter is in those dotted beats per minute."""
+    numerator, unit = parse_meter(meter)
+    if unit >= 8 and numerator > 3 and numerator % 3 == 0:
+        return numerator // 3
+    return numerator
+
+
+class RhythmCorrection(_Model):
+    """The producer's corrections of the detected rhythm (``stembridge analyze --tempo/--meter/
+    --downbeat/--double-tempo/--half-tempo``, the app's tempo panel). All optional: an empty
+    correction changes nothing. Used when ``tempo.source`` is "detect"; only the song-level beat grid
+    and sections are re-analysed when it changes (per-stem features stay cached).
+
+    tempo_bpm: the song's tempo (the tracker then only places the beats and downbeats).
+    tempo_factor: ×2 / ÷2 applied to ``tempo_bpm``, or to the detected tempo when that is not set.
+    meter: time signature, e.g. "4/4", "3/4", "6/8", "12/8" (compound: counted in dotted beats).
+    first_downbeat_seconds: where a bar starts (song seconds); the grid's bars are counted from it.
+    beat_model: track with the learned Beat This! model (bridge.analysis.learned_beats) instead.
+    """
+
+    tempo_bpm: float | None = Field(default=None, gt=20, lt=400)
+    tempo_factor: float = Field(default=1.0, ge=0.125, le=8)
+    meter: str | None = None
+    first_downbeat_seconds: float | None = Field(default=None, ge=0, le=86400)
+    beat_model: str | None = Field(default=None, min_length=1, description=(
+        "learned beat tracker checkpoint (Beat This! name such as 'final0', or a .ckpt path) instead of "
+        "the DSP tracker; needs stembridge[beatthis]"))
+
+    @field_validator("meter")
+    @classmethod
+    def _meter(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        numerator, unit = parse_meter(v)
+        return f"{numerator}/{unit}"
+
+    @field_validator("tempo_factor")
+    @classmethod
+    def _power_of_two(cls, v: float) -> float:
+        import math
+
+        if not math.isclose(math.log2(v), round(math.log2(v)), abs_tol=1e-9):
+            raise ValueError(f"tempo_factor {v} must be a power of two (0.5 = half tempo, 2 = double tempo)")
+        return float(2.0 ** round(math.log2(v)))
+
+    @property
+    def is_set(self) -> bool:
+        return self != RhythmCorrection()
+
+    @property
+    def beats_per_bar(self) -> int | None:
+        return None if self.meter is None else meter_beats_per_bar(self.meter)
+
+
 class Project(_Model):
     schema_version: int = SCHEMA_VERSION
     name: str = "Untitled"
@@ -190,6 +268,7 @@ class Project(_Model):
     render: RenderSettings = Field(default_factory=RenderSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     tempo: TempoSettings = Field(default_factory=TempoSettings)
+    rhythm: RhythmCorrection = Field(default_factory=RhythmCorrection)
 
     @model_validator(mode="after")
     def _unique_stem_names(self) -> Project:

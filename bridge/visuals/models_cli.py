@@ -18,6 +18,11 @@ def _size(n_bytes: int) -> str:
 def cmd_models_pull(args: argparse.Namespace) -> int:
     from bridge.visuals.models import pull_model
 
+    if args.model_id.split(":")[0] in ("beat-this", "beat_this"):  # the learned beat tracker's checkpoints
+        from bridge.analysis.learned_beats import pull_checkpoint
+
+        print(pull_checkpoint(args.model_id))
+        return 0
     for path in pull_model(args.model_id, cache_dir=args.cache_dir, revision=args.revision):
         print(path)
     return 0
@@ -60,7 +65,8 @@ def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
     pull = sub.add_parser("pull", help="download a model into the Hugging Face cache (the only command that does)")
     pull.add_argument("model_id", metavar="ID",
-                      help="Hugging Face id, e.g. SimianLuo/LCM_Dreamshaper_v7, or BASE+LORA")
+                      help="Hugging Face id, e.g. SimianLuo/LCM_Dreamshaper_v7, or BASE+LORA; or "
+                           "beat-this[:NAME] for a learned beat tracker checkpoint (default final0)")
     pull.add_argument("--revision", help="branch, tag or commit (default: main)")
     pull.add_argument("--cache-dir", help="Hugging Face cache folder (default: HF_HUB_CACHE or ~/.cache/huggingface/hub)")
     pull.set_defaults(func=cmd_models_pull)

@@ -1,0 +1,171 @@
+"""The producer's rhythm corrections applied to the beat grid, and tap tempo (Qt-free).
+
+A :class:`~bridge.project.schema.RhythmCorrection` is part of the project (``stembridge.json``,
+undoable in the Session). Applying it re-runs only the song-level beat tracking on the cached stem
+features, with what the producer fixed taken as given:
+
+* tempo known (``tempo_bpm``, or ×2 / ÷2 of the detected tempo): the tracker only places the beats
+  and the downbeats (``track_beats(tempo_hint_bpm=…)``), so it still follows small drifts;
+* tempo and first downbeat known: the grid is exact (``beat_grid_from_tempo``), as a DAW's would be;
+* first downbeat alone: the bars are counted from the tracked beat nearest to it; when that beat is
+  clearly off the downbeat (the tracker's phase is wrong), every beat moves by the difference;
+* meter known: ``beats_per_bar`` is passed to the tracker (6/8 and 12/8 count dotted beats, see
+  :func:`~bridge.project.schema.meter_beats_per_bar`).
+
+The result's ``source`` is "corrected" so every readout can say where the tempo came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import statistics
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from bridge.analysis.types import BeatGrid, StemFeatures
+from bridge.errors import AnalysisError
+from bridge.project.schema import RhythmCorrection, meter_beats_per_bar
+
+#: Tempo range a correction may produce (the schema's bounds for tempo_bpm).
+MIN_TEMPO_BPM = 20.0
+MAX_TEMPO_BPM = 400.0
+#: A tracked beat this close to the producer's downbeat (seconds, or fraction of a beat if larger)
+#: is the same beat; farther, the tracker's phase is taken as wrong (see _bars_from).
+SAME_BEAT_S = 0.035
+SAME_BEAT_FRACTION = 0.05
+
+
+def check_tempo(tempo_bpm: float, *, what: str) -> float:
+    """``tempo_bpm`` if usable, else AnalysisError naming the value (and how it came about) and the fix."""
+    if not (np.isfinite(tempo_bpm) and MIN_TEMPO_BPM < tempo_bpm < MAX_TEMPO_BPM):
+        raise AnalysisError(
+            f"{what} gives {tempo_bpm:.2f} BPM, outside {MIN_TEMPO_BPM:g}–{MAX_TEMPO_BPM:g} BPM; undo the ×2/÷2 "
+            f"or set the tempo itself (`stembridge analyze PROJECT --tempo BPM`, or the app's tempo panel)."
+        )
+    return float(tempo_bpm)
+
+
+def corrected_beat_grid(
+    correction: RhythmCorrection,
+    stems: Mapping[str, StemFeatures],
+    *,
+    duration_seconds: float,
+    learned: Callable[[], BeatGrid] | None = None,
+) -> BeatGrid:
+    """The beat grid with ``correction`` applied (see the module docstring). Raises AnalysisError.
+
+    ``learned``: the learned tracker's grid (``correction.beat_model``), used where the tempo is
+    not given (the model takes no tempo hint; with a given tempo the DSP tracker places the beats).
+    """
+    from bridge.analysis.beats import beat_grid_from_tempo, track_beats
+
+    beats_per_bar = correction.beats_per_bar
+    only_model = correction == RhythmCorrection(beat_model=correction.beat_model)
+
+    @functools.cache
+    def detect() -> BeatGrid:
+        if learned is None:
+            return track_beats(stems, duration_seconds=duration_seconds, beats_per_bar=beats_per_bar)
+        grid = learned()
+        if beats_per_bar and grid.beats_s.shape[0] >= 2:  # the given meter, counted from the model's bar 1
+            first = grid.downbeats_s[0] if grid.downbeats_s.shape[0] else grid.beats_s[0]
+            grid = _bars_from(dataclasses.replace(grid, beats_per_bar=beats_per_bar), float(first),
+                              duration_seconds=duration_seconds)
+        return grid
+
+    tempo_bpm: float | None = None
+    if correction.tempo_bpm is not None:
+        tempo_bpm = check_tempo(correction.tempo_bpm * correction.tempo_factor,
+                                what=f"tempo {correction.tempo_bpm:g} BPM × {correction.tempo_factor:g}")
+    elif correction.tempo_factor != 1.0:
+        detected = detect()
+        tempo_bpm = check_tempo(detected.tempo_bpm * correction.tempo_factor,
+                                what=f"the detected {detected.tempo_bpm:.2f} BPM × {correction.tempo_factor:g}")
+
+    downbeat_s = correction.first_downbeat_seconds
+    if downbeat_s is not None and not downbeat_s < duration_seconds:
+        raise AnalysisError(
+            f"first downbeat {downbeat_s:g} s is after the song's end ({duration_seconds:.2f} s); set it "
+            f"where a bar starts (`stembridge analyze PROJECT --downbeat SECONDS`) or clear it (--reset-rhythm)."
+        )
+    if downbeat_s is not None and tempo_bpm is not None and beats_per_bar is not None:
+        # everything is known: the producer's grid, exactly (no tracking at all)
+        grid = beat_grid_from_tempo(tempo_bpm, duration_seconds=duration_seconds, beats_per_bar=beats_per_bar,
+                                    first_downbeat_seconds=downbeat_s)
+        return dataclasses.replace(_with_meter(grid, correction.meter), source="corrected")
+    if tempo_bpm is not None:
+        grid = track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo_bpm,
+                           beats_per_bar=beats_per_bar)
+    else:
+        grid = detect()
+    if downbeat_s is not None:
+        if tempo_bpm is not None or grid.beats_s.shape[0] < 2:
+            grid = beat_grid_from_tempo(tempo_bpm or grid.tempo_bpm, duration_seconds=duration_seconds,
+                                        beats_per_bar=beats_per_bar or grid.beats_per_bar,
+                                        first_downbeat_seconds=downbeat_s)
+        else:
+            grid = _bars_from(grid, downbeat_s, duration_seconds=duration_seconds)
+    grid = _with_meter(grid, correction.meter)
+    return grid if only_model else dataclasses.replace(grid, source="corrected")
+
+
+def _with_meter(grid: BeatGrid, meter: str | None) -> BeatGrid:
+    """Mark a given compound meter (6/8, 12/8) on grids that carry a beat division."""
+    if meter is None or "beat_division" not in {f.name for f in dataclasses.fields(grid)}:
+        return grid
+    numerator, unit = (int(x) for x in meter.split("/"))
+    compound = meter_beats_per_bar(meter) != numerator
+    return dataclasses.replace(grid, beat_division=3 if compound else 2)
+
+
+def _bars_from(grid: BeatGrid, downbeat_s: float, *, duration_seconds: float) -> BeatGrid:
+    """Count the bars of ``grid`` from ``downbeat_s``: the tracked beat nearest to it is bar 1.
+    When that beat is clearly off the producer's downbeat (more than SAME_BEAT_S or a
+    SAME_BEAT_FRACTION of a beat: the tracker's phase is wrong — on the off-beat, or a sixteenth
+    early on syncopated drums), all beats move by that offset: the producer's phase, the tracker's
+    tempo changes."""
+    beats = np.asarray(grid.beats_s, dtype=np.float64)
+    nearest = int(np.argmin(np.abs(beats - downbeat_s)))
+    offset = downbeat_s - beats[nearest]
+    period_s = 60.0 / grid.tempo_bpm
+    if abs(offset) > max(SAME_BEAT_S, SAME_BEAT_FRACTION * period_s):
+        beats = beats + offset
+        keep = (beats >= 0.0) & (beats <= duration_seconds)
+        nearest -= int(np.count_nonzero(~keep[:nearest]))
+        beats = beats[keep]
+    meter = grid.beats_per_bar
+    return dataclasses.replace(grid, beats_s=beats, downbeats_s=beats[nearest % meter::meter].copy())
+
+
+class TapTempo:
+    """Tap tempo: the median of the intervals between taps (robust to one early or late tap).
+
+    Taps more than ``reset_after_s`` apart start a new count; the last ``window`` taps are used; a
+    tempo is given from ``min_taps`` taps on.
+    """
+
+    def __init__(self, *, min_taps: int = 3, window: int = 12, reset_after_s: float = 2.0) -> None:
+        self.min_taps = min_taps
+        self.window = window
+        self.reset_after_s = reset_after_s
+        self._taps: list[float] = []
+
+    @property
+    def taps(self) -> int:
+        return len(self._taps)
+
+    def reset(self) -> None:
+        self._taps.clear()
+
+    def tap(self, at_s: float) -> float | None:
+        """Register a tap at time ``at_s`` (any monotonic clock, seconds); the tempo in BPM or None."""
+        if self._taps and not (0.0 < at_s - self._taps[-1] <= self.reset_after_s):
+            self._taps.clear()
+        self._taps.append(float(at_s))
+        del self._taps[:-self.window]
+        if len(self._taps) < self.min_taps:
+            return None
+        intervals = np.diff(self._taps)
+        return 60.0 / float(statistics.median(intervals))

@@ -1,0 +1,142 @@
+"""Tempo bar: the one BPM readout (with its meter and where it comes from), and the rhythm
+corrections — set tempo, ×2, ÷2, meter, "Downbeat here" (at the playhead, or
+right-click on the timeline), tap tempo, reset.
+
+Every button is one Session command (``double_tempo``, ``set_meter``, ``set_downbeat``,
+``tap_tempo``…; undoable, autosaved); this widget holds no rhythm logic. The readout comes from
+:meth:`bridge.session.Session.tempo_readout` — the DAW's tempo while following one, else the
+project's beat grid — the same source the transport bar and the status bar show.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QToolButton,
+    QWidget,
+)
+
+from gui.session_adapter import SOURCE_LABELS, SessionAdapter
+
+#: Meters offered (the first entry detects it). 6/8 and 12/8 are compound: counted in dotted beats.
+METERS = ("Auto meter", "4/4", "3/4", "2/4", "5/4", "6/8", "12/8", "7/8", "9/8")
+#: BeatGrid.source → how the readout names it.
+GRID_SOURCES = {"detected": "detected", "corrected": "corrected", "project": "project tempo", "midi": "tempo map"}
+
+
+def tempo_text(session) -> str:
+    """"167.00 BPM · 4/4 · corrected" — the app's one BPM readout ("— BPM" before any analysis)."""
+    readout = None if session is None else session.tempo_readout()
+    if readout is None:
+        return "— BPM"
+    bpm, source = readout
+    a = session.analysis
+    meter = session.project.rhythm.meter
+    if meter is None and a is not None:  # the grid's own label where it has one (6/8 vs 2/4)
+        meter = getattr(a.beat_grid, "meter_label", None) or f"{a.beat_grid.beats_per_bar} beats/bar"
+    where = GRID_SOURCES.get(source) or SOURCE_LABELS.get(source, source)
+    return " · ".join(x for x in (f"{bpm:.2f} BPM", meter, where) if x)
+
+
+class TempoBar(QWidget):
+    def __init__(self, adapter: SessionAdapter, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.adapter = adapter
+        self.setObjectName("TempoBar")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 2, 10, 2)
+        row.setSpacing(6)
+
+        self.readout = QLabel("— BPM")
+        self.readout.setObjectName("TempoReadout")
+        self.readout.setMinimumWidth(200)
+        self.tempo = QDoubleSpinBox()
+        self.tempo.setRange(20.5, 399.0)
+        self.tempo.setDecimals(2)
+        self.tempo.setSuffix(" BPM")
+        self.tempo.setKeyboardTracking(False)  # one edit when typing is done, not one per digit
+        self.tempo.setToolTip("The song's tempo: beats and bars are then placed at exactly this tempo")
+        self.tempo.editingFinished.connect(self._tempo_edited)
+        self.double = self._button("×2", "Double the tempo (it was read at half speed)", "double_tempo")
+        self.half = self._button("÷2", "Halve the tempo (it was read at double speed)", "half_tempo")
+        self.meter = QComboBox()
+        self.meter.addItems(list(METERS))
+        self.meter.setToolTip("Time signature (6/8 and 12/8 count dotted beats)")
+        self.meter.activated.connect(self._meter_chosen)
+        self.downbeat = self._button("Downbeat here", "Bar 1 starts at the playhead", "set_downbeat")
+        self.tap = self._button("Tap", "Tap on every beat (3 taps or more): the tempo is the median interval",
+                                "tap_tempo")
+        self.reset = self._button("Reset", "Forget the tempo corrections (back to the detected rhythm)",
+                                  "reset_rhythm")
+
+        row.addWidget(QLabel("Tempo"))
+        row.addWidget(self.readout)
+        for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset):
+            row.addWidget(w)
+        row.addStretch(1)
+
+        adapter.projectChanged.connect(lambda _e: self.refresh())
+        adapter.analysisChanged.connect(self.refresh)
+        adapter.tick.connect(lambda _s: self._refresh_readout())
+
+    def attach_timeline(self, timeline) -> None:
+        """Right-click on the timeline: "Set downbeat here" at the clicked time."""
+        self._timeline = timeline
+        timeline.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        timeline.customContextMenuRequested.connect(self._timeline_menu)
+
+    def timeline_menu(self, pos: QPoint) -> QMenu:
+        """The timeline's context menu for a click at ``pos`` (widget coordinates)."""
+        seconds = max(0.0, float(self._timeline.seconds_at(pos.x())))
+        menu = QMenu(self._timeline)
+        act = menu.addAction(f"Set downbeat here ({int(seconds // 60)}:{seconds % 60:05.2f})")
+        act.triggered.connect(lambda: self.adapter.command("set_downbeat", seconds))
+        act.setEnabled(self.downbeat.isEnabled())
+        return menu
+
+    def _timeline_menu(self, pos: QPoint) -> None:
+        self.timeline_menu(pos).popup(self._timeline.mapToGlobal(pos))
+
+    def _button(self, text: str, tip: str, command: str) -> QToolButton:
+        b = QToolButton(text=text)
+        b.setToolTip(tip)
+        b.clicked.connect(lambda: self.adapter.command(command))
+        return b
+
+    def _tempo_edited(self) -> None:
+        s = self.adapter.session
+        if s is None:
+            return
+        current = s.tempo_readout()
+        if current is None or abs(current[0] - self.tempo.value()) >= 0.005:
+            self.adapter.command("set_tempo_bpm", self.tempo.value())
+
+    def _meter_chosen(self, index: int) -> None:
+        self.adapter.command("set_meter", None if index == 0 else self.meter.itemText(index))
+
+    def _refresh_readout(self) -> None:
+        text = tempo_text(self.adapter.session)
+        if text != self.readout.text():
+            self.readout.setText(text)
+
+    def refresh(self) -> None:
+        """Show the session's state (after an edit, undo or a new analysis)."""
+        s = self.adapter.session
+        self._refresh_readout()
+        if s is None:
+            return
+        meter = s.project.rhythm.meter
+        self.meter.setCurrentIndex(METERS.index(meter) if meter in METERS else 0)
+        readout = s.tempo_readout()
+        if readout is not None and not self.tempo.hasFocus():
+            self.tempo.blockSignals(True)
+            self.tempo.setValue(readout[0])
+            self.tempo.blockSignals(False)
+        detected = s.project.tempo.source == "detect"  # a DAW tempo / tempo map is corrected in the DAW
+        for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset):
+            w.setEnabled(detected)

@@ -1,0 +1,146 @@
+"""The app's tempo bar (pytest-qt, offscreen): a 167 BPM click track read at the wrong tempo is fixed
+with the widgets (typed tempo, ×2, meter, "Downbeat here", tap), and the saved project and the
+resulting beat grid are checked against the click track's known beats."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+import pytest
+from conftest import click_track, write_wav
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+
+SR = 22050
+TEMPO_BPM = 167.0
+SECONDS = 10.0
+
+
+def beat_f(ref, est) -> float:
+    keep = lambda t: np.asarray(t, dtype=np.float64)[(np.asarray(t) >= 0.05) & (np.asarray(t) <= SECONDS - 0.1)]  # noqa: E731
+    return float(mir_eval.beat.f_measure(keep(ref), keep(est), f_measure_threshold=0.07))
+
+
+@pytest.fixture(scope="module")
+def click_root(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    from bridge.analysis.project import analyze_project
+    from bridge.project import load_project
+    from bridge.project.create import new_project
+
+    root = tmp_path_factory.mktemp("tempoclicks")
+    audio, beats = click_track(TEMPO_BPM, SECONDS, SR, beats_per_bar=4, first_beat_s=0.27)
+    write_wav(root / "stems" / "Song Drums.wav", audio, SR)
+    new_project(root / "project", root / "stems", name="clicks")
+    analyze_project(*load_project(root / "project"))  # warm the stem cache the copies share
+    return root, beats
+
+
+@pytest.fixture
+def window(qtbot, click_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
+    from gui.app import create_app
+    from gui.main_window import MainWindow
+
+    create_app(install_error_hook=False)
+    root = tmp_path / "song"
+    shutil.copytree(click_root[0], root)
+    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    assert w.open_project(root / "project", watch=False)
+    qtbot.waitUntil(lambda: w.adapter.session.analysis is not None, timeout=30_000)
+    yield w
+    w.close()
+
+
+def grid(w):
+    return w.adapter.session.analysis.beat_grid
+
+
+def wait_tempo(qtbot, w, bpm: float) -> None:
+    qtbot.waitUntil(lambda: abs(grid(w).tempo_bpm - bpm) < 0.01 and not w.adapter.session._analysis_running,
+                    timeout=20_000)
+
+
+def test_fix_a_wrong_reading_with_the_tempo_bar(window, qtbot, click_root):
+    w, (_, beats) = window, click_root
+    bar = w.tempo_bar
+    # the wrong, half-speed reading, typed in (as a producer would see it from a tracker)
+    bar.tempo.setFocus()
+    bar.tempo.lineEdit().selectAll()
+    qtbot.keyClicks(bar.tempo.lineEdit(), "83.5")
+    qtbot.keyClick(bar.tempo.lineEdit(), Qt.Key.Key_Return)
+    wait_tempo(qtbot, w, 83.5)
+    assert beat_f(beats, grid(w).beats_s) < 0.8
+
+    qtbot.mouseClick(bar.double, Qt.MouseButton.LeftButton)
+    wait_tempo(qtbot, w, 167.0)
+    assert beat_f(beats, grid(w).beats_s) >= 0.95
+
+    bar.meter.setCurrentIndex(bar.meter.findText("4/4"))
+    bar.meter.activated.emit(bar.meter.currentIndex())
+    w.timeline.seekRequested.emit(float(beats[8]))  # a click on the timeline at a bar's first beat
+    qtbot.mouseClick(bar.downbeat, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.adapter.session.project.rhythm.first_downbeat_seconds is not None
+                    and not w.adapter.session._analysis_running
+                    and grid(w).source == "corrected" and beat_f(beats[::4], grid(w).downbeats_s) >= 0.95,
+                    timeout=20_000)
+    assert beat_f(beats, grid(w).beats_s) >= 0.98
+
+    # one BPM readout from one source: tempo bar, transport bar and status bar agree
+    qtbot.waitUntil(lambda: "167.00 BPM" in w.transport.status.text(), timeout=5_000)
+    assert bar.readout.text().startswith("167.00 BPM · 4/4 · corrected")
+    assert "167.00 BPM" in w.status_label.text()
+
+    w.adapter.session.save()
+    saved = json.loads((w.adapter.session.project_dir / "stembridge.json").read_text())["rhythm"]
+    assert saved["tempo_bpm"] == 83.5 and saved["tempo_factor"] == 2.0 and saved["meter"] == "4/4"
+    assert saved["first_downbeat_seconds"] == pytest.approx(beats[8], abs=0.03)
+
+    w.undo_action.trigger()  # Edit ▸ Undo set downbeat
+    assert w.adapter.session.project.rhythm.first_downbeat_seconds is None
+    qtbot.mouseClick(bar.reset, Qt.MouseButton.LeftButton)
+    assert not w.adapter.session.project.rhythm.is_set
+    qtbot.waitUntil(lambda: bar.meter.currentIndex() == 0, timeout=5_000)
+
+
+def test_tap_tempo_sets_the_tapped_tempo(window, qtbot):
+    w = window
+    bar = w.tempo_bar
+    period_ms = int(round(60_000 / TEMPO_BPM))
+    for _ in range(7):
+        qtbot.mouseClick(bar.tap, Qt.MouseButton.LeftButton)
+        qtbot.wait(period_ms)
+    tapped = w.adapter.session.project.rhythm.tempo_bpm
+    assert tapped == pytest.approx(TEMPO_BPM, rel=0.05)
+    assert w.adapter.session.undo_label == "tap tempo"
+    wait_tempo(qtbot, w, tapped)
+    assert bar.readout.text().startswith(f"{tapped:.2f} BPM")
+
+
+def test_set_downbeat_here_from_the_timelines_context_menu(window, qtbot, click_root):
+    from PySide6.QtCore import QPoint
+
+    w, (_, beats) = window, click_root
+    bar = w.tempo_bar
+    w.adapter.command("set_tempo_bpm", TEMPO_BPM)
+    x = int(round(w.timeline.x_of(float(beats[5]))))
+    menu = bar.timeline_menu(QPoint(x, w.timeline.height() // 2))
+    (action,) = menu.actions()
+    assert action.text().startswith("Set downbeat here (0:")
+    action.trigger()
+    assert w.adapter.session.project.rhythm.first_downbeat_seconds == pytest.approx(beats[5], abs=0.05)
+    qtbot.waitUntil(lambda: not w.adapter.session._analysis_running and grid(w).source == "corrected"
+                    and w.adapter.session.project.rhythm.first_downbeat_seconds is not None
+                    and beat_f(beats[1::4], grid(w).downbeats_s) >= 0.95, timeout=20_000)
+    assert beat_f(beats, grid(w).beats_s) >= 0.95
