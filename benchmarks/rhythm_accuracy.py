@@ -197,12 +197,56 @@ def run_item(item: Item) -> dict:
     return row
 
 
+#: Weights ``--sensitivity`` moves by ±30 %, one at a time.
+SENSITIVE = ("BACKBEAT_WEIGHT", "LOCAL_CHANGE_COST", "LOCAL_MIN_GAIN", "COMPOUND_MARGIN", "COMPOUND_BAR_CONTRAST",
+             "BAR_RESET_COST", "PRIOR_WEIGHT", "SUBDIVISION_WEIGHT", "HALF_BAR_WEIGHT", "METER_PENALTY",
+             "COMPOUND_PENALTY", "PHASE_CONTRAST_WEIGHT", "DRUM_WEIGHT", "TIGHTNESS")
+
+
+def _meets(row: dict) -> bool:
+    return bool(max(row["ours_F"], row["ours_AMLt"]) >= 0.9 and row["ours_tempo_err_pct"] <= 4.0
+                and row.get("ours_downbeat_F", 1.0) >= 0.8
+                and (row["ref_meter"] is None or row["ours_meter"] == row["ref_meter"]))
+
+
+def sensitivity(items: list[Item]) -> None:
+    """Which items change pass/fail when one weight moves ±30 % (features computed once)."""
+    from bridge.analysis import beats
+
+    feats = [({n: features_for_stem(n, r, a) for n, r, a in it.stems},
+              max(a.shape[0] for _, _, a in it.stems) / SR) for it in items]
+
+    def passes() -> list[bool]:
+        out = []
+        for it, (f, dur) in zip(items, feats, strict=True):
+            grid = beats.track_beats(f, duration_seconds=dur)
+            row = {f"ours_{k}": v for k, v in score(it, grid.beats_s, grid.downbeats_s).items()}
+            row.update(ours_meter=grid.meter_label, ref_meter=it.beats_per_bar)
+            out.append(_meets(row))
+        return out
+
+    base = passes()
+    print(f"baseline: {sum(base)}/{len(base)} items meet all goals")
+    for name in SENSITIVE:
+        original = getattr(beats, name)
+        for factor in (0.7, 1.3):
+            setattr(beats, name, original * factor)
+            try:
+                now = passes()
+            finally:
+                setattr(beats, name, original)
+            changed = [f"{it.name}:{'+' if n else '-'}" for it, b, n in zip(items, base, now, strict=True) if b != n]
+            print(f"{name:24s} x{factor}: {sum(now)}/{len(now)} {' '.join(changed)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split", choices=("dev", "held", "all"), default="all")
     ap.add_argument("--only", nargs="*", help="item names (substring match)")
     ap.add_argument("--no-shared", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--sensitivity", action="store_true",
+                    help="move each tracker weight ±30 %% and list the items whose pass/fail changes")
     args = ap.parse_args(argv)
     items: list[Item] = []
     if not args.no_shared and DATA.exists():
@@ -212,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     items += band_items(args.split)
     if args.only:
         items = [i for i in items if any(o in i.name for o in args.only)]
+    if args.sensitivity:
+        sensitivity(items)
+        return 0
     rows = []
     for item in items:
         row = run_item(item)
@@ -230,10 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             sel = [r for r in rows if r["split"] == split]
             if not sel:
                 continue
-            ok = sum(1 for r in sel if (max(r["ours_F"], r["ours_AMLt"]) >= 0.9
-                                        and r["ours_tempo_err_pct"] <= 4.0
-                                        and r.get("ours_downbeat_F", 1.0) >= 0.8
-                                        and (r["ref_meter"] is None or r["ours_meter"] == r["ref_meter"])))
+            ok = sum(1 for r in sel if _meets(r))
             print(f"{split}: {ok}/{len(sel)} items meet all goals; mean F ours {np.mean([r['ours_F'] for r in sel]):.3f} "
                   f"librosa {np.mean([r['librosa_F'] for r in sel]):.3f}")
     return 0

@@ -116,6 +116,7 @@ LOCAL_MAX_WINDOWS = 60
 LOCAL_OCTAVES = 1.05
 LOCAL_STEP = 0.02
 LOCAL_CHANGE_COST = 1.5
+LOCAL_MIN_GAIN = 1.2
 #: Fewer onsets than this over all stems is no rhythm at all (a drone, DC, one hit): no beats.
 MIN_RHYTHM_ONSETS = 8
 #: Margin 3/4 needs over 4/4 in the meter decision ("4/4 unless the music shows otherwise").
@@ -482,6 +483,11 @@ def _local_periods(envelope: np.ndarray, kick_snare: tuple[np.ndarray, np.ndarra
     for w in range(len(starts) - 1, 0, -1):
         path[w - 1] = back[w, path[w]]
     local = cands[path]
+    # Model selection: a changing tempo must explain the song clearly better than the best single
+    # tempo (by LOCAL_MIN_GAIN, about one window's comb evidence), or a syncopated groove whose
+    # 8-s windows are ambiguous would wander between readings.
+    if float(acc.max()) - float(scores.sum(axis=0).max()) < LOCAL_MIN_GAIN:
+        return None
     if np.all(np.abs(local / period - 1.0) <= 0.04):
         return None
     centres = np.asarray(starts, dtype=np.float64) + win / 2.0
