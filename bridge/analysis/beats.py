@@ -104,9 +104,11 @@ FAST_TATUM_SECONDS = 0.20
 SLOW_TATUM_SECONDS = 0.25
 #: Weight of the kick → snare backbeat evidence (``_Comb.backbeat``) in the comb score.
 BACKBEAT_WEIGHT = 1.0
-#: Grid shifts (fractions of a beat) tried by ``_correct_phase`` and the margin a shift needs.
-PHASE_SHIFTS = (-0.25, 0.25, -1.0 / 3.0, 1.0 / 3.0, 0.5)
-PHASE_SHIFT_MARGIN = 0.15
+#: Grid shifts (fractions of a beat) tried by ``_correct_phase`` and the margin a shift needs (set
+#: on the dev songs: shared 12's off-beat lock is +12 % off, shared 01's funk stays 7 % short of a
+#: wrong half-beat shift; both sides are within reach of this knob — see the README's table).
+PHASE_SHIFTS = (-0.25, 0.25, -1.0 / 3.0, 1.0 / 3.0, -1.0 / 6.0, 1.0 / 6.0, 0.5)
+PHASE_SHIFT_MARGIN = 0.10
 #: Local tempo (``_local_periods``): window and hop (s), at most this many windows, candidates
 #: within ±LOCAL_OCTAVES of the global tempo on a LOCAL_STEP-octave grid, and the Viterbi cost of
 #: a tempo change per octave (in comb-score units: a change must pay off over a few windows).
@@ -528,11 +530,14 @@ def _kick_snare(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[np.nd
     return (kick, snare) if found else None
 
 
-def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_frames: int) -> np.ndarray:
-    """Where beats (not just onsets) are: the drums' kick- and snare-band onsets, or, without a
-    drums stem, the whole onset envelope. Hats, shakers and rides mark the tatum, not the beat, and
-    a syncopated hi-hat or an anticipated kick on the last 16th can outnumber the hits on the beat;
-    the kick and the snare together still sit on the beat in almost every style."""
+def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_frames: int,
+                   period: float) -> np.ndarray:
+    """Where beats (not just onsets) are: the sum, each part at unit std, of the drums' kick- and
+    snare-band onsets, the pitched stems' onsets, and their harmonic change
+    (:func:`_harmonic_change`, ``period / 4`` frames either side); the whole onset envelope when
+    none of these exists. Hats, shakers and rides mark the tatum, not the beat, and a syncopated
+    hi-hat or snare can outnumber the hits on the beat; kick, bass notes and chord changes still
+    mostly sit on it."""
     drums = np.zeros(n_frames)
     pitched = np.zeros(n_frames)
     for stem in stems.values():
@@ -544,8 +549,30 @@ def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_fr
                 drums += _normalise(_fit_length(stem.curves.get(band, stem.curves["onset"]), n_frames), active)
         else:
             pitched += _normalise(_fit_length(stem.curves["onset"], n_frames), active)
-    parts = [p / np.std(p) for p in (drums, pitched) if np.std(p) > 1e-9]
+    harmony = _harmonic_change(stems, n_frames, window=max(2, int(round(period / 4.0))))
+    parts = [p / np.std(p) for p in (drums, pitched, harmony) if np.std(p) > 1e-9]
     return np.sum(parts, axis=0) if parts else envelope
+
+
+def _harmonic_change(stems: Mapping[str, StemFeatures], n_frames: int, window: int) -> np.ndarray:
+    """How much the pitched stems' harmony changes at each frame: 1 − cosine between the loudness-
+    weighted chroma of the ``window`` frames before and after it. Chords and bass notes change on
+    beats; hats, ghost notes and anticipated kicks do not carry a new chord. Zeros without
+    pitched stems."""
+    chroma = np.zeros((12, n_frames))
+    for stem in stems.values():
+        if stem.role == "drums" or not _is_audible(stem):
+            continue
+        chroma += _fit_length(stem.curves["chroma"], n_frames) * _fit_length(stem.curves["rms"], n_frames)[None, :]
+    if not np.any(chroma > 0):
+        return np.zeros(n_frames)
+    cum = np.cumsum(np.pad(chroma, ((0, 0), (1, 0))), axis=1)
+    idx = np.arange(n_frames)
+    before = cum[:, idx] - cum[:, np.clip(idx - window, 0, n_frames)]
+    after = cum[:, np.clip(idx + window, 0, n_frames)] - cum[:, idx]
+    before /= np.linalg.norm(before, axis=0) + 1e-9
+    after /= np.linalg.norm(after, axis=0) + 1e-9
+    return 1.0 - np.sum(before * after, axis=0)
 
 
 def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envelope: np.ndarray,
@@ -560,9 +587,9 @@ def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envel
     if beats_s.shape[0] < 8:
         return beats_s
     fr = _frame_rate_hz()
-    sal = _beat_salience(stems, envelope, n_frames)
     ibi = np.diff(beats_s)
     ibi = np.append(ibi, ibi[-1])
+    sal = _beat_salience(stems, envelope, n_frames, float(np.median(ibi)) * fr)
     half = max(1, int(round(float(np.median(ibi)) * fr / 12.0)))
     peak = scipy.ndimage.maximum_filter1d(sal, size=2 * half + 1, mode="constant")
 
