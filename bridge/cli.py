@@ -51,7 +51,8 @@ def tqdm_progress(desc: str, unit: str, *, quiet: bool = False):
 
 
 def _meter(grid) -> str:
-    return f"{grid.beats_per_bar} beats/bar"
+    swing = f", swung {grid.swing_level}ths {grid.swing_ratio:.1f}:1" if grid.swing_level else ""
+    return f"{grid.meter_label} ({grid.beats_per_bar} beats/bar{swing})"
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -176,6 +177,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             })
         out = {
             "tempo_bpm": round(float(grid.tempo_bpm), 3), "beats_per_bar": grid.beats_per_bar,
+            "time_signature": grid.meter_label, "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level,
             "tempo_source": grid.source, "duration_seconds": round(analysis.duration_seconds, 6),
             "beats": [round(float(t), 4) for t in grid.beats_s],
             "downbeats": [round(float(t), 4) for t in grid.downbeats_s],

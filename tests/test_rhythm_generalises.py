@@ -96,3 +96,20 @@ def test_an_unaccented_pulse_is_four_four():
     grid = track_beats(_one_stem(audio, "drums"), duration_seconds=seconds)
     assert grid.tempo_bpm == pytest.approx(120.0, rel=0.02)
     assert grid.beats_per_bar == 4
+
+
+@pytest.mark.slow
+def test_swing_is_measured_and_straight_is_straight():
+    # Swing 0.2 delays the off-beat 16th by 0.2 of a 16th pair: from 1/4 to 0.25 + 0.2·0.5 = 0.35 of
+    # the beat, a long : short ratio of 0.35 / 0.15 ≈ 2.3 (render_band_song's definition).
+    swung = render_band_song([Segment(12, 4, 4, 104)], style="rock", seed=105, swing=0.2,
+                             sample_rate=SR, jitter_ms=2.0, options={"hat16": True})
+    grid = _analyse(swung)
+    assert _f(swung.beats_s, grid.beats_s) >= 0.9
+    assert grid.swing_level == 16
+    # the off-beat 16th's position in the beat, from the ratio: within two analysis frames (±23 ms)
+    position = 0.5 * grid.swing_ratio / (1.0 + grid.swing_ratio)
+    assert position == pytest.approx(0.35, abs=0.04)
+    straight = render_band_song([Segment(12, 4, 4, 104)], style="rock", seed=106, sample_rate=SR,
+                                options={"hat16": True})
+    assert _analyse(straight).swing_level == 0

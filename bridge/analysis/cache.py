@@ -86,6 +86,7 @@ class AnalysisCache:
                 downbeats_s=np.asarray(d["downbeats_s"], dtype=np.float64),
                 beats_per_bar=int(d["beats_per_bar"]), source=str(d["source"]),
                 beat_division=int(d.get("beat_division", 2)),
+                swing_ratio=float(d.get("swing_ratio", 1.0)), swing_level=int(d.get("swing_level", 0)),
             )
             return grid, [(float(a), float(b)) for a, b in d["sections"]]
         except Exception as e:  # noqa: BLE001
@@ -96,6 +97,7 @@ class AnalysisCache:
         d = {
             "tempo_bpm": grid.tempo_bpm, "beats_s": [float(x) for x in grid.beats_s],
             "downbeats_s": [float(x) for x in grid.downbeats_s], "beats_per_bar": grid.beats_per_bar,
-            "source": grid.source, "beat_division": grid.beat_division, "sections": [[float(a), float(b)] for a, b in sections],
+            "source": grid.source, "beat_division": grid.beat_division,
+            "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level, "sections": [[float(a), float(b)] for a, b in sections],
         }
         atomic_write_text(self._song_path(key), json.dumps(d))

@@ -65,6 +65,7 @@ class BeatGrid:
     source: "detected", "project" (constant tempo from the project/DAW) or "midi" (tempo map file).
     beat_division: 2 for simple meter (a beat divides into two 8ths), 3 for compound meter (6/8,
         12/8: the beat is a dotted quarter of three 8ths).
+    swing_ratio, swing_level: how the off-beat 8th or 16th is delayed (detected; see beats.py).
     """
 
     tempo_bpm: float
@@ -73,6 +74,10 @@ class BeatGrid:
     beats_per_bar: int
     source: str = "detected"
     beat_division: int = 2
+    #: Long : short ratio of swung pairs (1.0 straight, 2.0 triplet swing) at ``swing_level``
+    #: (8 = swung 8ths, 16 = swung 16ths, 0 = straight).
+    swing_ratio: float = 1.0
+    swing_level: int = 0
 
     @property
     def time_signature(self) -> tuple[int, int]:

@@ -184,12 +184,14 @@ def render_band_song(
     with_bass: bool = True,
     with_keys: bool = True,
     description: str = "",
+    options: dict | None = None,
 ) -> BandSong:
     """Render a drums / bass / keys song over ``segments``; see the module docstring.
 
     ``swing`` in [0, 0.5): the off-beat 16th (8th in compound meter, which is not swung) is delayed
     by this fraction of a 16th-pair. ``drums_enter_bar``: bars of bass and keys alone before the
-    drums come in. Beats and downbeats in the result are the notated ones (never swung or jittered).
+    drums come in. ``options`` overrides the seeded pattern choices ("syncopate", "hat16", "fills",
+    "crash": bools). Beats and downbeats in the result are the notated ones (never swung or jittered).
     """
     rng = np.random.default_rng(seed)
     opts = {
@@ -198,6 +200,7 @@ def render_band_song(
         "fills": bool(rng.random() < 0.7),
         "crash": bool(rng.random() < 0.7),
     }
+    opts.update(options or {})
     grid = _grid_times(segments, lead_in_s)
     end_s = grid[-1][0] + 1.0
     n = int(round(end_s * sample_rate))
