@@ -387,13 +387,17 @@ def test_presets_only_use_present_stems_and_valid_targets(stem_set, preset):
 
 
 def test_default_preset_is_musical_for_a_split_kit():
+    """The design of the default response (benchmarks/av_sync.py measures it on decoded video):
+    hits act with no attack lag, bass and harmony only through slow dimensions."""
     specs = [StemSpec(name=n, path=f"{n}.wav", role=r) for n, r in STEM_SETS[1]]
     maps = default_mappings(specs)
     kick = [m for m in maps if m.source.startswith("Kick.")]
-    assert {m.target for m in kick} >= {"flash", "pulse", "zoom"}
-    assert all(m.attack_ms <= 5 and 100 <= m.release_ms <= 250 for m in kick)
-    assert any(m.source == "Hats.high" and m.target == "detail" for m in maps)
-    assert any(m.source == "Sub.low" and m.target in ("zoom", "warp") for m in maps)
-    assert any(m.source == "Pads.chroma" and m.target == "hue" for m in maps)
+    assert {m.target for m in kick} >= {"travel", "pulse"}
+    assert all(m.attack_ms == 0 for m in kick)
+    assert any(m.source.startswith("Hats.") and m.target == "detail" for m in maps)
+    slow = [m for m in maps if m.source.startswith(("Sub.", "Pads."))]
+    assert any(m.source == "Sub.low" and m.target == "warp" for m in slow)
+    assert any(m.source == "Pads.chroma" and m.target == "hue" for m in slow)
+    assert all(m.target in ("warp", "hue", "saturation") and m.attack_ms >= 100 for m in slow)
     assert any(m.source.startswith("bar.") and m.target == "rotation" for m in maps)
     assert not any(m.source.startswith(("vocals", "Vocals")) for m in maps)

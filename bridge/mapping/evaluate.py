@@ -78,6 +78,13 @@ def envelope_follower(x: np.ndarray, *, rate_hz: float, attack_ms: float, releas
     return np.asarray(out, dtype=np.float64)
 
 
+def integrate_rate(rate: np.ndarray, *, offset: float = 0.0) -> np.ndarray:
+    """Running sum of a per-frame rate (an integrated parameter's column), starting at ``offset``
+    (the sum over the frames before this window). Wrapped to [0, 1): integrated parameters are
+    phases (turns), and float32 tables keep their precision that way over long songs."""
+    return np.mod(offset + np.cumsum(rate, dtype=np.float64), 1.0)
+
+
 def apply_curve(x: np.ndarray, curve: str) -> np.ndarray:
     """Shape a 0..1 signal (clipped to 0..1 first): linear, exp (slow start), smoothstep (3x² − 2x³)."""
     x = np.clip(x, 0.0, 1.0)
@@ -267,6 +274,11 @@ def evaluate_mappings(
     values = np.empty((n_frames, len(PARAMETER_NAMES)), dtype=np.float64)
     for j, name in enumerate(PARAMETER_NAMES):
         values[:, j] = PARAMETERS[name].neutral
+    # Integrated parameters need their rate from the song's first frame: the window's rows hold
+    # the running sum, which must equal the whole-song evaluation's.
+    integrated = {m.target for m in mappings if m.enabled and PARAMETERS[m.target].integrated}
+    head_edges = frame_times(fps, 0, start_frame) if integrated and start_frame > 0 else None
+    heads: dict[str, np.ndarray] = {t: np.full(start_frame, PARAMETERS[t].neutral) for t in integrated}
 
     for m in mappings:
         if not m.enabled:
@@ -274,10 +286,16 @@ def evaluate_mappings(
         src = resolve_source(m.source, analysis, stem_roles=stem_roles)
         values[:, PARAMETER_NAMES.index(m.target)] += mapping_contribution(
             m, src, analysis, fps=fps, start_frame=start_frame, edges_s=edges)
+        if head_edges is not None and m.target in heads:
+            heads[m.target] += mapping_contribution(m, src, analysis, fps=fps, start_frame=0, edges_s=head_edges)
 
     for j, name in enumerate(PARAMETER_NAMES):
         p = PARAMETERS[name]
         np.clip(values[:, j], p.minimum, p.maximum, out=values[:, j])
+        if p.integrated:
+            head = heads.get(name)
+            offset = float(np.sum(np.clip(head, p.minimum, p.maximum))) if head is not None else 0.0
+            values[:, j] = integrate_rate(values[:, j], offset=offset)
 
     section_index, section_mix = section_timeline(sections, edges[:-1])
     return FrameParams(

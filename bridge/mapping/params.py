@@ -17,6 +17,10 @@ class VisualParameter:
     minimum: float
     maximum: float
     doc: str
+    #: Integrated parameters: what the mappings give is a rate per frame, and the column holds its
+    #: running sum from the song's first frame (a position that only moves when driven: a hit
+    #: steps it forward and it stays there, so the picture moves on the hit and not after it).
+    integrated: bool = False
 
 
 PARAMETERS: dict[str, VisualParameter] = {
@@ -39,6 +43,9 @@ PARAMETERS: dict[str, VisualParameter] = {
                         "added to the base img2img denoising strength (diffusion engines); procedural: re-seeding"),
         VisualParameter("prompt_mix", 0.0, 0.0, 1.0,
                         "blend toward the next section's prompt (diffusion engines); procedural: palette blend"),
+        VisualParameter("travel", 0.0, 0.0, 0.5,
+                        "forward travel through the pattern per frame, in turns (integrated: the column is "
+                        "the position reached; a hit steps it and it stays)", integrated=True),
     )
 }
 

@@ -26,16 +26,18 @@ from bridge.analysis.types import BeatGrid, SongAnalysis, StemFeatures
 from bridge.errors import AnalysisError, ProjectError
 
 #: Features of a stem a mapping can read. ``chroma`` becomes a hue-like scalar (circular mean of
-#: the pitch-class vector, C = 0.0, C# = 1/12, …); ``onsets`` is the onset event list as impulses.
-STEM_FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets")
+#: the pitch-class vector, C = 0.0, C# = 1/12, …); ``onsets`` is the onset event list as impulses;
+#: ``hits`` the same impulses sized by how strong each onset is (the onset curve's peak there,
+#: normalised like ``onset``): one frame per hit, so a hit moves the picture on exactly that frame.
+STEM_FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets", "hits")
 #: Oscillator shapes, available as ``beat.<shape>`` and ``bar.<shape>``.
-OSCILLATOR_SHAPES = ("sin", "saw", "square", "tri", "pulse")
+OSCILLATOR_SHAPES = ("sin", "saw", "square", "tri", "pulse", "tick")
 OSCILLATOR_CLOCKS = ("beat", "bar")
 OSCILLATOR_SOURCES = tuple(f"{c}.{s}" for c in OSCILLATOR_CLOCKS for s in OSCILLATOR_SHAPES)
 
 #: Features whose peaks are short events: when resampled to video frames they are max-pooled over
 #: each frame's interval so a hit between two frame instants is never lost.
-TRANSIENT_FEATURES = frozenset({"rms", "low", "mid", "high", "onset", "onsets"})
+TRANSIENT_FEATURES = frozenset({"rms", "low", "mid", "high", "onset", "onsets", "hits"})
 
 #: Percentile used as the robust maximum of energy curves.
 ROBUST_PERCENTILE = 98.0
@@ -165,9 +167,10 @@ def oscillator_values(
 
     sin: 0.5 + 0.5·sin(2π·phase); saw: phase (0 on the beat, →1 just before the next);
     square: 1 in the first half of the beat; tri: 0 on the beat, 1 half-way; pulse: 1 on the beat,
-    decaying as exp(-4·phase). ``interval_end_s`` (same shape): for ``pulse`` a beat that falls inside
-    [times_s, interval_end_s) counts as hit, so a video frame never misses the beat between two
-    frame instants.
+    decaying as exp(-4·phase); tick: 1 on the one frame that holds the beat, else 0 (an impulse: as
+    the rate of an integrated parameter it steps once per beat). ``interval_end_s`` (same shape):
+    for ``pulse`` and ``tick`` a beat that falls inside [times_s, interval_end_s) counts as hit, so a
+    video frame never misses the beat between two frame instants.
     """
     pos = beat_position(times_s, beat_grid, clock=source.clock)
     phase = pos - np.floor(pos)
@@ -180,11 +183,15 @@ def oscillator_values(
         return (phase < 0.5).astype(np.float64)
     if shape == "tri":
         return 1.0 - np.abs(2.0 * phase - 1.0)
-    if shape == "pulse":
-        out = np.exp(-PULSE_DECAY_PER_PHASE * phase)
+    if shape in ("pulse", "tick"):
+        out = np.exp(-PULSE_DECAY_PER_PHASE * phase) if shape == "pulse" else (phase < 1e-9).astype(np.float64)
         if interval_end_s is not None:
             pos_end = beat_position(interval_end_s, beat_grid, clock=source.clock)
-            out[np.ceil(pos) < pos_end] = 1.0
+            hit = np.ceil(pos) < pos_end
+            if shape == "tick":
+                out = np.where(hit, 1.0, 0.0)
+            else:
+                out[hit] = 1.0
         return out
     raise AssertionError(shape)  # resolve_source only lets known shapes through
 
@@ -270,6 +277,49 @@ def onset_impulses(onsets_s: np.ndarray, *, rate_hz: float, n: int) -> np.ndarra
     idx = np.ceil(np.asarray(onsets_s, dtype=np.float64) * rate_hz - 1e-9).astype(np.int64)
     idx = idx[(idx >= 0) & (idx < n)]
     out[idx] = 1.0
+    return out
+
+
+#: ``onset`` keeps only its local maxima within ±this many curve samples (±23 ms).
+ONSET_PEAK_HALF_WIDTH = 2
+
+
+def onset_peaks(onset: np.ndarray) -> np.ndarray:
+    """The onset-strength curve with everything but its local peaks set to 0.
+
+    The spectral flux rises a sample or two before the hit (the analysis window is 93 ms wide and
+    centred): pooled into video frames, that rise would start the visual event on the frame
+    *before* the one that holds the hit. Keeping the peaks (each at its own time, with its own
+    strength) puts every event on the right frame, sized by the hit."""
+    import scipy.ndimage  # lazy, as elsewhere in mapping: scipy's submodules are slow to import
+
+    size = 2 * ONSET_PEAK_HALF_WIDTH + 1
+    local_max = scipy.ndimage.maximum_filter1d(onset, size=size, mode="nearest")
+    return np.where(onset >= local_max, onset, 0.0)
+
+
+#: ``hits``: an onset's strength is the onset curve's maximum within this many seconds of it.
+HIT_PEAK_WINDOW_S = 0.03
+
+
+def hit_impulses(stem: StemFeatures) -> np.ndarray:
+    """Impulses at the stem's onsets sized by their strength, shape (n_frames,), 0..1.
+
+    Each onset puts, on the curve sample at or after it, the robust-normalised onset curve's
+    maximum within ±HIT_PEAK_WINDOW_S (so a ghost note is small and an accent large)."""
+    onset = robust_normalise(stem.curves["onset"])
+    n = onset.size
+    rate = float(stem.frame_rate_hz)
+    out = np.zeros(n, dtype=np.float64)
+    if n == 0 or stem.onsets_s.size == 0:
+        return out
+    half = max(1, int(round(HIT_PEAK_WINDOW_S * rate)))
+    import scipy.ndimage  # lazy, as elsewhere in mapping: scipy's submodules are slow to import
+
+    peak = scipy.ndimage.maximum_filter1d(onset, size=2 * half + 1, mode="nearest")
+    idx = np.ceil(np.asarray(stem.onsets_s, dtype=np.float64) * rate - 1e-9).astype(np.int64)
+    idx = idx[(idx >= 0) & (idx < n)]
+    np.maximum.at(out, idx, peak[idx])
     return out
 
 
@@ -403,7 +453,7 @@ def _resolve_source(
         return x if x.size == n else np.pad(x[:n], (0, n - min(x.size, n)))
 
     for s in stems:
-        needed = "chroma" if feature == "chroma" else ("rms" if feature == "onsets" else feature)
+        needed = {"chroma": "chroma", "onsets": "rms", "hits": "onset"}.get(feature, feature)
         if needed not in s.curves:
             raise AnalysisError(
                 f"stem {s.name!r} has no {needed!r} curve (it has {', '.join(s.curves)}); "
@@ -420,6 +470,9 @@ def _resolve_source(
         onsets = np.unique(np.concatenate([np.asarray(s.onsets_s, dtype=np.float64).ravel() for s in stems]))
         values = onset_impulses(onsets, rate_hz=rate, n=n)
         return StemSource(text, keys, feature, rate, values, onsets_s=onsets, combine=combine)
+    if feature == "hits":
+        values = np.max([padded(hit_impulses(s)) for s in stems], axis=0)
+        return StemSource(text, keys, feature, rate, values, combine=combine)
     if feature == "centroid":
         cents = [padded(normalised_centroid(s)) for s in stems]
         if len(stems) == 1:
@@ -430,4 +483,6 @@ def _resolve_source(
             values = np.sum([c * w for c, w in zip(cents, weights, strict=True)], axis=0) / np.maximum(wsum, 1e-12)
         return StemSource(text, keys, feature, rate, values, combine=combine)
     values = np.max([padded(robust_normalise(s.curves[feature])) for s in stems], axis=0)
+    if feature == "onset":
+        values = onset_peaks(values)
     return StemSource(text, keys, feature, rate, values, combine=combine)

@@ -354,6 +354,8 @@ class ParamEvaluator:
                 if part is not None and part[0] == c:
                     col += part[1]
             np.clip(col, _MIN_ROW[c], _MAX_ROW[c], out=col)
+            if PARAMETERS[PARAMETER_NAMES[c]].integrated:
+                col = ev.integrate_rate(col)  # the table starts at frame 0, as evaluate_mappings' sum
             table[:, c] = col
         table.flags.writeable = False
         self._last_table = (n_frames, parts, table)

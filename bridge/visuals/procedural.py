@@ -40,6 +40,9 @@ from bridge.visuals.base import RenderContext, SectionLook
 #: Above this many output pixels the engine works at half resolution and upscales once.
 HALF_RES_ABOVE_PIXELS = 640 * 360
 BASE_SATURATION = 0.75
+#: Share of a look's own flow (rings streaming, shapes spinning) that runs with time alone; the rest
+#: of the movement comes from the `travel` parameter, i.e. from the music (benchmarks/av_sync.py).
+AMBIENT_FLOW_SHARE = 0.1
 
 _STYLE_HUES = {
     "warm": 0.03, "fire": 0.02, "sunset": 0.06, "red": 0.0, "orange": 0.07, "gold": 0.12,
@@ -307,7 +310,7 @@ class ProceduralEngine:
         return cv2.multiply(coloured, self._geo.fog, scale=gain / 255.0)
 
     def _draw_shapes(self, img: np.ndarray, look: Look, *, t: float, pulse: float, detail: float,
-                     warp: float, hue: float, sat: float, weight: float) -> None:
+                     warp: float, hue: float, sat: float, weight: float, travel: float = 0.0) -> None:
         g = self._geo
         unit = g.unit
         shift = 16  # fixed-point bits for sub-pixel anti-aliased drawing
@@ -321,7 +324,9 @@ class ProceduralEngine:
             return tuple(float(v) for v in np.clip(rgb[i] * 255.0 * weight * boost, 0, 255))
 
         # Star polygon: size and thickness follow the pulse.
-        spin = radians(look.shape_spin_deg_per_s * t)
+        # Spin: a slow ambient turn plus a step with every unit of travel (hits turn the star).
+        spin = radians(look.shape_spin_deg_per_s * AMBIENT_FLOW_SHARE * t
+                       + (1 if look.shape_spin_deg_per_s >= 0 else -1) * 360.0 * travel)
         radius = unit * (0.10 + 0.55 * pulse)
         n = look.shape_sides
         angles = spin + np.arange(2 * n) * pi / n
@@ -382,6 +387,7 @@ class ProceduralEngine:
             prev = cur
 
         pulse, detail, warp = p("pulse"), p("detail"), p("warp")
+        travel = float(params.get("travel", 0.0)) % 1.0 if np.isfinite(params.get("travel", 0.0)) else 0.0
         flash, strength = p("flash"), p("strength")
         hue, sat = p("hue"), p("saturation")
         prompt_mix = p("prompt_mix")
@@ -412,10 +418,15 @@ class ProceduralEngine:
             if weight <= 1e-3:
                 continue
             pal = pal if pal is not None else palette_of(look)
-            shift = look.flow_turns_per_s * t + 0.15 * pulse
+            # The rings move where the music drives them: ``travel`` (a position the hits step
+            # forward, see bridge.mapping.params) plus a slow ambient drift, so the picture jumps on
+            # a hit and is nearly still between hits.
+            direction = 1.0 if look.flow_turns_per_s >= 0 else -1.0
+            shift = AMBIENT_FLOW_SHARE * look.flow_turns_per_s * t + direction * travel + 0.15 * pulse
             gain = weight * look.pattern_gain * (1.0 + gain_boost)
             buf = cv2.max(buf, self._tunnel(look, pal, shift, gain))
-            self._draw_shapes(buf, look, t=t, pulse=pulse, detail=detail, warp=warp, hue=hue, sat=sat, weight=weight)
+            self._draw_shapes(buf, look, t=t, pulse=pulse, detail=detail, warp=warp, hue=hue, sat=sat,
+                              weight=weight, travel=travel)
 
         # 3. sparkles: bright pixels scattered by `detail`; the zoom streaks them into stars.
         n_sparks = int(detail * 0.0012 * self._ww * self._wh)

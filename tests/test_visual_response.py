@@ -1,0 +1,92 @@
+"""The default visual response lands on the hits: measured on the decoded export of a click track
+whose hit times are known (never on the engine's buffers), and the mapping pieces it is built from.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import write_wav
+from test_mapping import make_analysis, make_stem
+
+from bridge.demo.band import Segment, render_band_song
+from bridge.export.render import render_project
+from bridge.mapping import evaluate_mappings
+from bridge.mapping.params import PARAMETERS
+from bridge.project import load_project
+from bridge.project.create import new_project
+from bridge.project.schema import Mapping
+
+FPS = 30
+
+
+def decoded_motion(path: Path) -> np.ndarray:
+    """Mean |grey_k − grey_{k−1}| of the decoded frames (frame 0 → 0)."""
+    out, prev = [], None
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            grey = frame.to_ndarray(format="gray").astype(np.float32)
+            out.append(0.0 if prev is None else float(np.mean(np.abs(grey - prev))))
+            prev = grey
+    return np.asarray(out)
+
+
+@pytest.mark.slow
+def test_default_render_moves_on_the_frames_that_hold_the_hits(tmp_path):
+    sr = 44100
+    # A four-on-the-floor kit at 100 BPM (kick on every beat, clap on 2 and 4, open hat on the
+    # off-beats) with its hit times known. Beats are 0.6 s = 18 frames apart and every hit sits in
+    # the middle of a frame (9.5 frames, …): onset times are known to about one analysis hop
+    # (±12 ms), so a response on the right frame passes and one a frame late (smoothing lag, a
+    # 30-ms detection latency) fails.
+    song = render_band_song([Segment(6, 4, 4, 100.0)], style="four", seed=3, sample_rate=sr, jitter_ms=0.0,
+                            lead_in_s=9.5 / FPS, with_bass=False, with_keys=False,
+                            options={"hat16": False, "fills": False, "crash": False})
+    write_wav(tmp_path / "stems" / "Drums.wav", song.stems["drums"], sr)
+    new_project(tmp_path / "p", tmp_path / "stems")
+    project, project_dir = load_project(tmp_path / "p")
+    video = render_project(project, project_dir, tmp_path / "out.mp4", width=160, height=96, fps=str(FPS))
+    motion = decoded_motion(video)
+    hit_frames = np.unique(np.floor(song.drum_hits_s * FPS).astype(int))
+    hit_frames = hit_frames[(hit_frames > 0) & (hit_frames < motion.size - 1)]
+    others = np.setdiff1d(np.arange(1, motion.size), np.concatenate([hit_frames, hit_frames + 1]))
+    # The event is on the frame that contains the hit — not the frame after it or before it.
+    assert np.median(motion[hit_frames]) > 1.5 * np.median(motion[hit_frames + 1])
+    assert np.median(motion[hit_frames]) > 1.5 * np.median(motion[hit_frames - 1])
+    # Between hits the picture is nearly still compared with a hit.
+    assert np.median(motion[hit_frames]) > 4.0 * np.median(motion[others])
+    # Every beat (kick, and the clap on 2 and 4) is the largest change of its neighbourhood (±2
+    # frames); the off-beat hats are smaller hits and move the picture less (sized by strength).
+    beat_frames = np.floor(song.beats_s * FPS).astype(int)
+    beat_frames = beat_frames[(beat_frames > 2) & (beat_frames < motion.size - 2)]
+    assert np.median(motion[beat_frames]) > 2.0 * np.median(motion[np.setdiff1d(hit_frames, beat_frames)])
+    on_peak = [motion[k] == motion[k - 2: k + 3].max() for k in beat_frames]
+    hit_frames = beat_frames
+    assert np.mean(on_peak) >= 0.9, [(int(k), np.round(motion[k - 2:k + 3], 1).tolist()) for k, ok in zip(hit_frames, on_peak, strict=True) if not ok]
+
+
+def test_travel_is_integrated_a_hit_steps_it_and_it_stays():
+    dur = 4.0
+    stem = make_stem("Kick", "drums", dur, onsets_s=[1.0, 2.5])
+    analysis = make_analysis([stem], dur)
+    maps = [Mapping(source="Kick.onsets", target="travel", amount=0.1, attack_ms=0, release_ms=0)]
+    travel = evaluate_mappings(maps, analysis, (), fps=Fraction(FPS)).column("travel")
+    step = np.diff(np.concatenate([[0.0], travel]))
+    moved = np.flatnonzero(np.abs(step) > 1e-6)
+    assert moved.tolist() == [30, 75]  # the frames holding 1.0 s and 2.5 s, and nothing else
+    assert travel[29] == 0.0 and travel[30] == pytest.approx(0.1) and travel[-1] == pytest.approx(0.2)
+    assert PARAMETERS["travel"].integrated
+
+
+def test_beat_tick_is_one_frame_per_beat():
+    dur = 4.0
+    beats = np.array([0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.25, 3.75])
+    analysis = make_analysis([make_stem("Kick", "drums", dur)], dur, beats_s=beats)
+    maps = [Mapping(source="beat.tick", target="travel", amount=0.05, attack_ms=0, release_ms=0)]
+    travel = evaluate_mappings(maps, analysis, (), fps=Fraction(FPS)).column("travel")
+    moved = np.flatnonzero(np.diff(np.concatenate([[0.0], travel])) > 1e-6)
+    assert moved.tolist() == np.floor(beats * FPS).astype(int).tolist()
