@@ -29,9 +29,20 @@ from bridge.stems import (
     ("Kick Bass Drum.wav", "drums"),             # "bass drum" is a drum
     ("Bass Drop Song Drums.wav", "drums"),       # the track name comes last
     ("01 Main 808.wav", "bass"),
-    ("Rhodes.wav", "piano"),
+    ("Rhodes.wav", "keys"),
+    ("Grand Piano.wav", "piano"),
     ("Gtr DI.wav", "guitar"),
-    ("Pads.wav", "other"),
+    ("Pads.wav", "synth"),
+    ("lead.flac", "lead"),                       # was "other": a lead synth line
+    ("Song 3-Lead Synth.wav", "synth"),          # the last word wins
+    ("Synth Lead.wav", "lead"),
+    ("Lead Vox.wav", "vocals"),
+    ("Bass Synth.wav", "bass"),                  # a synth bass is a bass
+    ("Keys.wav", "keys"),
+    ("FX Riser.wav", "fx"),
+    ("06 Perc.wav", "drums"),
+    ("BV Stack.wav", "vocals"),
+    ("Arp.wav", "lead"),
     ("untitled.wav", "other"),
 ])
 def test_roles_are_guessed_from_daw_file_names(filename, role):

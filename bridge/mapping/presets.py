@@ -6,14 +6,15 @@ Stems are sorted into parts by role and, within drums, by name (a producer who b
 ==========  ===================================  ============================================
 part        found by                             drives
 ==========  ===================================  ============================================
-kick        drums stem named kick/bd/808         onsets → flash, pulse, a zoom kick
-snare       drums stem named snare/clap/sd       onsets → small flash, warp
-hats        drums stem named hat/hh/cymbal/perc  high band → detail (sparkle)
-drums       any other drums stem (full kit)      low band → pulse, zoom kick, flash; high → detail
-bass        role bass                            low band → zoom push and warp
-harmony     other/keys/piano/synth/guitar/pads   chroma → hue, rms → saturation
-lead        vocals/lead/vox/melody               rms → brightness and detail
-always      beat grid                            bar-locked rotation sway and drift
+kick        drums stem named kick/bd/808         onset → travel (a step per hit), pulse
+snare       drums stem named snare/clap/sd       onset → smaller travel steps, pulse
+hats        drums stem named hat/hh/cymbal/perc  onset → detail (sparkle), tiny travel steps
+drums       any other drums stem (full kit)      onset → travel, pulse
+bass        role bass                            low band → warp (slow)
+harmony     other/keys/piano/synth/guitar/pads   chroma → hue, rms → saturation (slow)
+lead        vocals/lead/vox/melody               rms → brightness (slow)
+fx          risers, sweeps, impacts              rms → a slow sparkle (detail)
+always      beat grid                            a travel step on every beat, bar-locked sway
 ==========  ===================================  ============================================
 
 Sources use the stem's *name* when there is one stem for the part (so renaming a role later does not
@@ -51,9 +52,9 @@ def _ref(stem: schema.StemSpec) -> str:
 
 
 def classify_stems(stems: Sequence[schema.StemSpec]) -> dict[str, list[schema.StemSpec]]:
-    """Group stems into parts: kick, snare, hats, drums, bass, harmony, lead (muted stems skipped)."""
+    """Group stems into parts: kick, snare, hats, drums, bass, harmony, lead, fx (muted stems skipped)."""
     parts: dict[str, list[schema.StemSpec]] = {
-        k: [] for k in ("kick", "snare", "hats", "drums", "bass", "harmony", "lead")
+        k: [] for k in ("kick", "snare", "hats", "drums", "bass", "harmony", "lead", "fx")
     }
     for s in stems:
         if s.muted:
@@ -71,6 +72,8 @@ def classify_stems(stems: Sequence[schema.StemSpec]) -> dict[str, list[schema.St
             parts["hats"].append(s)
         elif role == "drums":
             parts["drums"].append(s)
+        elif role == "fx":
+            parts["fx"].append(s)
         else:
             # other, keys, piano, synth, guitar, fx and user roles carry the harmony.
             parts["harmony"].append(s)
@@ -143,6 +146,9 @@ def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
         out += [
             _m(f"{r}.rms", "brightness", 0.25, offset=-0.1, attack_ms=200, release_ms=600),
         ]
+    for s in parts["fx"]:
+        # Risers and sweeps build up: they open the sparkle layer slowly, never as hits.
+        out.append(_m(f"{_ref(s)}.rms", "detail", 0.4, curve="smoothstep", attack_ms=300, release_ms=800))
     if not (parts["kick"] or parts["drums"] or parts["snare"]):
         # No drums: the beat grid and the first melodic stem's onsets carry the hits.
         melodic = (parts["harmony"] + parts["lead"] + parts["bass"])[:1]

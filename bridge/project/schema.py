@@ -17,7 +17,7 @@ SCHEMA_VERSION = 1
 PROJECT_FILENAME = "stembridge.json"
 
 #: Roles stems can have. Any other non-empty name is allowed too (a user-defined role).
-STANDARD_ROLES = ("drums", "bass", "vocals", "guitar", "piano", "other")
+STANDARD_ROLES = ("drums", "bass", "vocals", "lead", "synth", "keys", "guitar", "piano", "fx", "other")
 
 
 class _Model(BaseModel):

@@ -19,12 +19,18 @@ _ROLE_WORDS: dict[str, tuple[str, ...]] = {
     "bass": ("bass", "basses", "sub", "subs", "808", "bassline", "subbass", "reese"),
     "vocals": ("vocal", "vocals", "vox", "voc", "vocs", "voice", "voices", "bv", "bvs", "bgv", "bgvs",
                "choir", "adlib", "adlibs", "lyrics", "singer", "sing", "rap", "acapella", "acappella",
-               "lead_vocal", "leadvocal", "leadvox", "harmonies", "backing"),
+               "lead_vocal", "leadvocal", "leadvox", "harmonies", "backing", "vx", "bvox", "dbl", "dub"),
     "guitar": ("guitar", "guitars", "gtr", "gtrs", "gt", "acoustic"),
-    "piano": ("piano", "pianos", "pno", "keys", "rhodes", "epiano", "wurli", "organ", "keyboard"),
-    "other": ("other", "others", "pad", "pads", "chord", "chords", "synth", "synths", "strings",
-              "string", "fx", "sfx", "lead", "leads", "pluck", "plucks", "arp", "arps", "brass",
-              "horns", "horn", "melody", "texture", "atmos", "ambience", "instrumental", "music"),
+    "piano": ("piano", "pianos", "pno", "grand", "upright"),
+    "keys": ("keys", "key", "rhodes", "epiano", "ep", "wurli", "wurlitzer", "organ", "keyboard", "keyboards",
+             "clav", "clavinet", "mellotron"),
+    "lead": ("lead", "leads", "ld", "melody", "melodies", "mel", "hook", "hooks", "solo", "topline", "arp",
+             "arps", "pluck", "plucks"),
+    "synth": ("synth", "synths", "syn", "pad", "pads", "chord", "chords", "stab", "stabs", "strings", "string",
+              "str", "brass", "horns", "horn", "texture", "atmos", "ambience", "drone"),
+    "fx": ("fx", "sfx", "sfxs", "riser", "risers", "sweep", "sweeps", "impact", "impacts", "noise", "whoosh",
+           "downlifter", "uplifter", "transition", "transitions", "foley"),
+    "other": ("other", "others", "instrumental", "music", "misc"),
 }
 _WORD_TO_ROLE = {w: role for role, words in _ROLE_WORDS.items() for w in words}
 
@@ -36,13 +42,17 @@ def _words(name: str) -> list[str]:
 
 
 def guess_role(filename: str | Path) -> str:
-    """Role for a file name: drums, bass, vocals, guitar, piano or other (the fallback)."""
+    """Role for a file name: drums, bass, vocals, lead, synth, keys, guitar, piano, fx or other (the
+    fallback). The last word naming a role wins ("Lead Vox" is vocals, "Synth Bass" bass), except
+    that a synth or lead word right after "bass" keeps it bass ("Bass Synth")."""
     words = _words(Path(filename).stem)
     role = None
     for i, w in enumerate(words):
         nxt = words[i + 1] if i + 1 < len(words) else ""
         if w == "bass" and nxt in ("drum", "drums"):
             continue  # "bass drum": the next word makes it drums
+        if role == "bass" and _WORD_TO_ROLE.get(w) in ("synth", "lead") and words[i - 1] == "bass":
+            continue  # "Bass Synth", "Bass Lead": a bass part played on a synth
         if w in _WORD_TO_ROLE:
             role = _WORD_TO_ROLE[w]
     return role or "other"
