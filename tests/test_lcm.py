@@ -193,6 +193,19 @@ def test_accepts_the_project_engine_settings(tiny):
         get_engine("lcm", model=str(tiny[0]), steps=51)
 
 
+def test_unset_guidance_survives_a_save_as_the_models_recommended_value(tiny):
+    """A saved project holds every engine field; an unset guidance must still mean "the model's
+    own" (an LCM's guidance embedding was distilled around 8; a plain 1.0 washes it out)."""
+    import json
+
+    from bridge.project.schema import EngineSettings
+
+    saved = json.loads(json.dumps(EngineSettings(name="lcm", model=str(tiny[0])).model_dump(mode="json")))
+    settings = EngineSettings.model_validate(saved).model_dump(exclude={"name"})
+    e = get_engine("lcm", **settings)
+    assert e.family == "lcm" and e.guidance_scale == 8.0  # the LCM paper's / pipeline's default
+
+
 def fake_hf_cache(cache: Path, repo_id: str, folder: Path) -> Path:
     """The Hugging Face cache layout (models--org--name/refs/main → snapshots/<commit>/…)."""
     commit = "0123456789abcdef0123456789abcdef01234567"

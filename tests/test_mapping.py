@@ -392,7 +392,7 @@ def test_default_preset_is_musical_for_a_split_kit():
     specs = [StemSpec(name=n, path=f"{n}.wav", role=r) for n, r in STEM_SETS[1]]
     maps = default_mappings(specs)
     kick = [m for m in maps if m.source.startswith("Kick.")]
-    assert {m.target for m in kick} >= {"travel", "pulse"}
+    assert {m.target for m in kick} >= {"travel", "strength"}
     assert all(m.attack_ms == 0 for m in kick)
     assert any(m.source.startswith("Hats.") and m.target == "detail" for m in maps)
     slow = [m for m in maps if m.source.startswith(("Sub.", "Pads."))]

@@ -186,11 +186,11 @@ def test_a_burst_of_20_edits_makes_one_regeneration_pass(project_dir):
     # Debounce 0.5 s so a loaded test machine pausing this thread mid-burst cannot split it.
     with open_session(project_dir, preview_debounce_s=0.5) as s:
         assert s.wait_idle(30)
-        i = mapping_index(s.project, "Drums.onset", "pulse")
+        i = mapping_index(s.project, "Drums.onset", "travel")
         drain(s)
         t0 = time.monotonic()
         for k in range(20):
-            s.update_mapping(i, amount=0.5 + 0.01 * k)
+            s.update_mapping(i, amount=0.05 + 0.001 * k)
             time.sleep(0.005)
         burst_s = time.monotonic() - t0
         assert s.wait_idle(30)
@@ -217,7 +217,7 @@ def test_an_edit_mid_pass_cancels_the_stale_pass(project_dir):
             events += drain(s)
             time.sleep(0.005)
         first = next(e for e in events if isinstance(e, PreviewPassStarted))
-        s.update_mapping(mapping_index(s.project, "Drums.onset", "pulse"), amount=0.3)
+        s.update_mapping(mapping_index(s.project, "Drums.onset", "travel"), amount=0.03)
         assert s.wait_idle(30)
         events += drain(s)
         finished = next(e for e in events if isinstance(e, PreviewPassFinished) and e.pass_id == first.pass_id)

@@ -141,7 +141,16 @@ def render_project(
     if model:
         engine_settings["model"] = model
     if key == "lcm":
-        engine_settings["tempo_bpm"] = float(analysis.beat_grid.tempo_bpm)  # keyframes every N beats
+        from bridge.mapping.sections import keyframe_frames
+
+        engine_settings["tempo_bpm"] = float(analysis.beat_grid.tempo_bpm)
+        if analysis.beat_grid.beats_s.size:
+            # Keyframes on the song's own beats (tempo changes followed) and section starts.
+            total = rng.start_frame + rng.n_frames
+            engine_settings["keyframes"] = keyframe_frames(
+                analysis.beat_grid, fps=rate, n_frames=total,
+                every_beats=project.engine.keyframe_every_beats,
+                section_starts_s=[look.start_s for look in looks]).tolist()
     engine = get_engine(key, **engine_settings)
     engine.start(RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
                                seed=project.engine.seed, mode="export"))

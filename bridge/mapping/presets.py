@@ -6,10 +6,10 @@ Stems are sorted into parts by role and, within drums, by name (a producer who b
 ==========  ===================================  ============================================
 part        found by                             drives
 ==========  ===================================  ============================================
-kick        drums stem named kick/bd/808         onset → travel (a step per hit), pulse
-snare       drums stem named snare/clap/sd       onset → smaller travel steps, pulse
+kick        drums stem named kick/bd/808         onset → travel (a step per hit), strength
+snare       drums stem named snare/clap/sd       onset → smaller travel steps, strength
 hats        drums stem named hat/hh/cymbal/perc  onset → detail (sparkle), tiny travel steps
-drums       any other drums stem (full kit)      onset → travel, pulse
+drums       any other drums stem (full kit)      onset → travel, strength
 bass        role bass                            low band → warp (slow)
 harmony     other/keys/piano/synth/guitar/pads   chroma → hue, rms → saturation (slow)
 lead        vocals/lead/vox/melody               rms → brightness (slow)
@@ -99,15 +99,16 @@ def _motion() -> list[schema.Mapping]:
 def _hits(ref: str, scale: float) -> list[schema.Mapping]:
     """A drum part's hits. The pattern *travels* forward by the stem's onset strength (an
     integrated parameter: attack 0 and no release, so the picture steps on the frame that holds
-    the hit, by as much as the hit is strong, and stays still after it); the shapes' pulse adds
-    the accent and fades slowly.
+    the hit, by as much as the hit is strong, and stays still after it).
 
-    No white flash by default: a flash has to go back, and that return is as much motion as the
-    hit itself, one frame later — measured with benchmarks/av_sync.py it halved the onset–motion
-    correlation (ρ 0.73 → 0.34 on the demo). The ``strobe`` preset has flashes."""
+    No white flash and no shape pulse by default: both have to go back after the hit, and that
+    return is a second change one frame later — measured with benchmarks/av_sync.py the flash
+    halved the onset–motion correlation (ρ 0.73 → 0.34 on the demo) and the pulse cost shared song
+    01 a tenth of its beat alignment (BAS 0.96 → 0.86). The ``strobe`` preset has both."""
     return [
         _m(f"{ref}.onset", "travel", 0.10 * scale, attack_ms=0, release_ms=0),
-        _m(f"{ref}.onset", "pulse", 0.6 * scale, attack_ms=0, release_ms=300),
+        # Diffusion engines: a hit re-imagines more (img2img strength) and re-anchors the chain.
+        _m(f"{ref}.onset", "strength", 0.4 * scale, attack_ms=0, release_ms=60),
     ]
 
 
@@ -152,7 +153,6 @@ def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
     if not (parts["kick"] or parts["drums"] or parts["snare"]):
         # No drums: the beat grid and the first melodic stem's onsets carry the hits.
         melodic = (parts["harmony"] + parts["lead"] + parts["bass"])[:1]
-        out.append(_m("beat.pulse", "pulse", 0.35, attack_ms=0, release_ms=120))
         for s in melodic:
             out += _hits(_ref(s), 0.6)
     return out + _motion()

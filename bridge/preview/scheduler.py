@@ -52,6 +52,7 @@ from bridge.errors import BridgeError, Cancelled, ProjectError
 from bridge.jobs import CancelToken
 from bridge.mapping.frame_params import FrameParams
 from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS
+from bridge.mapping.sections import keyframe_frames  # noqa: F401  (re-exported: bridge.preview.keyframe_frames)
 from bridge.preview.cache import FrameCache, frame_key
 from bridge.visuals.base import RenderContext, SectionLook
 
@@ -168,33 +169,6 @@ def preview_size(width: int, height: int, *, long_side: int = DEFAULT_PREVIEW_LO
     w = max(16, int(round(width * scale / 2)) * 2)
     h = max(16, int(round(height * scale / 2)) * 2)
     return w, h
-
-
-def keyframe_frames(beat_grid: BeatGrid, *, fps: Fraction, n_frames: int, every_beats: float,
-                    section_starts_s: Sequence[float] = ()) -> np.ndarray:
-    """Keyframe frame indices: every ``every_beats`` beats on the beat grid (following its tempo
-    changes), plus the first and last frame and every section start (so no blend crosses a cut).
-
-    Returns int64, sorted, unique, within [0, n_frames).
-    """
-    from bridge.mapping.sources import beat_position, beat_time
-
-    if n_frames <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if not (every_beats > 0 and math.isfinite(every_beats)):
-        raise ProjectError(f"keyframe_every_beats {every_beats!r} must be a positive number of beats, e.g. 1")
-    fps_f = float(fps)
-    duration = n_frames / fps_f
-    first, last = beat_position(np.array([0.0, duration]), beat_grid)
-    k0 = math.ceil(first / every_beats - 1e-9)
-    k1 = math.floor(last / every_beats + 1e-9)
-    positions = np.arange(k0, k1 + 1, dtype=np.float64) * every_beats
-    times = beat_time(positions, beat_grid) if positions.size else np.zeros(0)
-    frames = np.floor(times * fps_f + 0.5).astype(np.int64)
-    starts = np.ceil(np.asarray(section_starts_s, dtype=np.float64) * fps_f - 1e-6).astype(np.int64)
-    frames = np.concatenate([frames, starts, [0, n_frames - 1]])
-    frames = frames[(frames >= 0) & (frames < n_frames)]
-    return np.unique(frames)
 
 
 def _hash_arrays(*arrays: np.ndarray, extra: bytes = b"") -> str:

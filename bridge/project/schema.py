@@ -157,7 +157,9 @@ class EngineSettings(_Model):
     steps: int = Field(default=4, ge=1, le=50)
     preview_steps: int = Field(default=1, ge=1, le=50)
     base_strength: float = Field(default=0.35, ge=0, le=1)
-    guidance_scale: float = Field(default=1.0, ge=0, le=20)
+    #: None: the model family's recommended guidance (LCM 8, LCM-LoRA 1, sd-turbo 0); a number only
+    #: when the producer sets one (saving the project must not turn a default into a choice).
+    guidance_scale: float | None = Field(default=None, ge=0, le=20)
     keyframe_every_beats: float = Field(default=1.0, gt=0, le=64)
     seed: int = Field(default=0, ge=0, lt=2**32)
 

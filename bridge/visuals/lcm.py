@@ -82,6 +82,9 @@ FAMILIES: tuple[str, ...] = ("auto", "lcm", "lcm-lora", "turbo")
 #: Guidance when the user sets none: LCM embeds w (Dreamshaper-LCM is tuned for ~8); the LCM-LoRA
 #: and sd-turbo are distilled without classifier-free guidance (1.0 / 0.0 = none).
 DEFAULT_GUIDANCE: dict[str, float] = {"lcm": 8.0, "lcm-lora": 1.0, "turbo": 0.0}
+#: Mapped ``strength`` at or above which a frame is a keyframe (re-anchored) when keyframes are
+#: given on the beat grid: the default preset maps drum hits to strength, so hits re-imagine.
+HIT_KEYFRAME_STRENGTH = 0.25
 #: The schedule LCMs were distilled on; a step count above it cannot be a subset of it.
 LCM_ORIGINAL_STEPS = 50
 #: Prompt embeddings kept per loaded model (sections × a few edits; each is 77×768 floats).
@@ -407,7 +410,8 @@ class LCMEngine:
         tempo_bpm: float = 120.0, keyframe_every_frames: int | None = None, keyframe_strength: float = 0.6,
         noise_jitter: float = 0.3, preview_long_side: int = 384, export_long_side: int | None = None,
         max_batch: int = 4, cancel: CancelToken | None = None, callback_on_step_end: StepCallback | None = None,
-        cache_dir: str | None = None, pipe: Any = None,
+        cache_dir: str | None = None, pipe: Any = None, keyframes: Sequence[int] | None = None,
+        hit_keyframe_strength: float = HIT_KEYFRAME_STRENGTH,
     ) -> None:
         del seed, name  # shared project settings: the run seed is RenderContext.seed
         if not model and pipe is None:
@@ -471,6 +475,12 @@ class LCMEngine:
         self.guidance_scale = DEFAULT_GUIDANCE[self.family] if guidance_scale is None else float(guidance_scale)
         self.keyframe_every_beats, self.tempo_bpm = float(keyframe_every_beats), float(tempo_bpm)
         self.keyframe_every_frames = keyframe_every_frames
+        # Keyframes on the beat grid (frame indices, e.g. bridge.mapping.sections.keyframe_frames)
+        # rather than every N frames: a constant N drifts off the beats of any song whose tempo is
+        # not a divisor of the frame rate. A frame whose mapped strength reaches
+        # ``hit_keyframe_strength`` (a drum hit, in the default preset) re-anchors too.
+        self.keyframes = None if keyframes is None else frozenset(int(k) for k in keyframes)
+        self.hit_keyframe_strength = float(hit_keyframe_strength)
         self.noise_jitter = float(noise_jitter)
         self.preview_long_side, self.export_long_side = int(preview_long_side), export_long_side
         self.max_batch = int(max_batch)
@@ -827,7 +837,10 @@ class LCMEngine:
             section_index = -1
         prev = self._chain
         cut = prev is None or (section_index != self._last_section and mix >= 1.0)
-        key = frame_index % self._key_every == 0
+        if self.keyframes is not None:
+            key = frame_index in self.keyframes or p["strength"] >= self.hit_keyframe_strength
+        else:
+            key = frame_index % self._key_every == 0
         if cut:
             init, strength = None, 1.0
         else:

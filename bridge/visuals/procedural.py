@@ -413,7 +413,9 @@ class ProceduralEngine:
             return pal
 
         pal_cur = palette_of(cur)
-        gain_boost = 0.55 * pulse + 0.6 * strength + 0.5 * flash
+        # ``strength`` (re-seeding) only clears the trails faster (above): brightening the pattern
+        # with it would have to go back after every hit, a second change one frame late.
+        gain_boost = 0.55 * pulse + 0.5 * flash
         for look, weight, pal in ((cur, mix, pal_cur), (prev, 1.0 - mix, None)):
             if weight <= 1e-3:
                 continue
