@@ -98,15 +98,18 @@ def _motion() -> list[schema.Mapping]:
 
 def _hits(ref: str, scale: float) -> list[schema.Mapping]:
     """A drum part's hits. The pattern *travels* forward by the stem's onset strength (an
-    integrated parameter: attack 0 and no release, so the picture steps on the frame that holds
-    the hit, by as much as the hit is strong, and stays still after it).
+    integrated parameter: attack 0 and a release of 25 ms, so the picture steps on the frame that
+    holds the hit, by as much as the hit is strong, and stays still after it).
 
     No white flash and no shape pulse by default: both have to go back after the hit, and that
     return is a second change one frame later — measured with benchmarks/av_sync.py the flash
     halved the onset–motion correlation (ρ 0.73 → 0.34 on the demo) and the pulse cost shared song
     01 a tenth of its beat alignment (BAS 0.96 → 0.86). The ``strobe`` preset has both."""
     return [
-        _m(f"{ref}.onset", "travel", 0.10 * scale, attack_ms=0, release_ms=0),
+        # release 25 ms: most of the step on the hit's frame, a little on the next (a detector
+        # that hears the hit a frame late — librosa's default onset envelope peaks 22–38 ms after
+        # the true onset — still sees the picture move with it; benchmarks/av_sync.py "naive").
+        _m(f"{ref}.onset", "travel", 0.10 * scale, attack_ms=0, release_ms=25),
         # Diffusion engines: a hit re-imagines more (img2img strength) and re-anchors the chain.
         _m(f"{ref}.onset", "strength", 0.4 * scale, attack_ms=0, release_ms=60),
     ]
@@ -127,7 +130,7 @@ def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
         out += _hits(_ref(s), 0.6)
     for s in parts["hats"]:
         out.append(_m(f"{_ref(s)}.onset", "detail", 0.6, attack_ms=0, release_ms=80))
-        out.append(_m(f"{_ref(s)}.onset", "travel", 0.02, attack_ms=0, release_ms=0))
+        out.append(_m(f"{_ref(s)}.onset", "travel", 0.02, attack_ms=0, release_ms=25))
     for s in parts["drums"]:
         r = _ref(s)
         out += _hits(r, 1.0 if not parts["kick"] else 0.5)
