@@ -287,3 +287,52 @@ def test_fuzz_midi_clock_parser(messages):
             assert math.isfinite(state.position_beats) and math.isfinite(state.position_seconds)
             assert math.isfinite(state.received_at)
             assert state.bar == math.floor(state.position_beats / 4) + 1
+
+
+def test_a_quick_stop_then_start_keeps_seconds_in_step_with_beats():
+    """Start, 48 clocks, Stop, 0.2 s of silence (under the pause threshold), Start, 8 beats at
+    120 BPM: seconds must follow the beats (8 beats = 4 s), not run ~4× fast (issue 17)."""
+    p = MidiClockParser()
+    period = 60.0 / (24 * 120.0)
+    t = 10.0
+    p.feed(START, t)
+    for _ in range(48):
+        t += period
+        p.feed(CLOCK, t)
+    p.feed(STOP, t + 0.001)
+    t += 0.2
+    p.feed(START, t)
+    state = None
+    for _ in range(8 * 24):
+        t += period
+        state = p.feed(CLOCK, t) or state
+    assert state.position_beats == pytest.approx(8.0 - 1 / 24, abs=1e-9)
+    assert state.position_seconds == pytest.approx(state.position_beats * 0.5, abs=0.01)
+    assert state.tempo_bpm == pytest.approx(120.0, abs=0.5)
+
+
+def test_one_far_future_timestamp_does_not_freeze_the_clock():
+    """A single absurd timestamp (1e300) must not pin every later clock to it (issue 17)."""
+    p = MidiClockParser()
+    period = 60.0 / (24 * 120.0)
+    t = 10.0
+    p.feed(START, t)
+    for _ in range(96):
+        t += period
+        p.feed(CLOCK, t)
+    p.feed(CLOCK, 1e300)
+    state = None
+    for _ in range(64 * 24):
+        t += period
+        state = p.feed(CLOCK, t) or state
+    assert state.tempo_bpm == pytest.approx(120.0, abs=0.5)
+    # around Stop / Start too: seconds keep moving
+    p.feed(STOP, t)
+    p.feed(CLOCK, 1e300)
+    t += 0.5
+    p.feed(START, t)
+    for _ in range(4 * 24):
+        t += period
+        state = p.feed(CLOCK, t) or state
+    assert state.position_seconds == pytest.approx(state.position_beats * 0.5, abs=0.02)
+    assert state.position_seconds > 1.5

@@ -28,6 +28,9 @@ from bridge.transport.state import TransportState
 PPQN = 24  #: MIDI clocks per quarter note
 CLOCKS_PER_SPP_UNIT = 6  #: a Song Position Pointer unit is a 16th note
 MIN_TEMPO_BPM = 20.0
+#: A clock stamped earlier than the previous one by more than this is a new time line (the previous
+#: stamp was bogus or the port clock was reset), not a reordering within the driver.
+REORDER_TOLERANCE_S = 0.05
 MAX_TEMPO_BPM = 999.0
 
 TIMING_CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
@@ -391,10 +394,18 @@ class MidiClockParser:
 
     def _on_clock(self, t: float) -> TransportState | None:
         last = self._last_clock_t
-        if last is not None and t < last:
-            t = last  # time never runs backwards; a reordered timestamp counts as simultaneous
-        self._last_clock_t = t
         phase, tempo = self._phase_dll, self._tempo_dll
+        if last is not None and t < last - REORDER_TOLERANCE_S:
+            # Time went back by more than a reordering: the previous stamp was bogus (a far-future
+            # value) or the port's clock was reset. Trust the new time line, keep the tempo, and
+            # re-find the phase — clamping to the outlier would pin every later clock to it.
+            phase.restart_phase()
+            tempo.restart_phase(max_gear=tempo.gear)
+            self._clear_drops()
+            last = None
+        elif last is not None and t < last:
+            t = last  # a reordered timestamp (within a few ms) counts as simultaneous
+        self._last_clock_t = t
         period = phase.period_s
         gap = None if last is None else t - last
         if gap is not None and gap > max(4.5 * period, 0.3) and phase.phase_s is not None:
@@ -478,7 +489,15 @@ class MidiClockParser:
         self._last_pos_ticks, self._last_seconds, self._last_x = float(pos), seconds, x
         return self._emit(pos, playing=True, t=x, seconds=seconds)
 
+    def _restart_clock_phase(self) -> None:
+        """After Start / Continue the clocks are a new stream: keep the tempo, re-find the phase.
+        (Without this a quick Stop → Start, under the pause threshold, fed the loops a gap of many
+        periods as one step and the seconds ran ~4× fast for the rest of the take.)"""
+        self._phase_dll.restart_phase()
+        self._tempo_dll.restart_phase(max_gear=self._tempo_dll.gear)
+
     def _on_start(self, t: float) -> TransportState | None:
+        self._restart_clock_phase()
         self._next_tick = 0
         self._running, self._playing, self._jumped = True, False, True
         self._clear_drops()
@@ -488,6 +507,7 @@ class MidiClockParser:
         if self._running and self._playing:
             return None  # Continue while playing means nothing
         self._running, self._playing = True, False
+        self._restart_clock_phase()
         self._clear_drops()
         if self._jumped:
             seconds = self._seconds_after_jump(self._next_tick)
