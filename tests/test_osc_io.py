@@ -237,7 +237,8 @@ def test_sink_errors_do_not_stop_the_listener(udp):
 
     with OscListener(make_dialect("reaper"), bad_sink, listen_port=0) as listener:
         udp.sendto(VALID_TEMPO, listener.address)
-        udp.sendto(VALID_TEMPO, listener.address)
+        assert wait_until(lambda: len(calls) == 1)
+        udp.sendto(VALID_TEMPO, listener.address)  # after the failing call (two at once coalesce)
         assert wait_until(lambda: len(calls) == 2)
         assert listener.running
 
@@ -256,3 +257,35 @@ def test_parse_host_port(text, expected):
 def test_parse_host_port_rejects(text):
     with pytest.raises(TransportError, match="HOST"):
         parse_host_port(text)
+
+
+def test_a_flood_is_coalesced_to_the_newest_position(udp):
+    """While the listener is busy, 2000 REAPER beat positions queue up; once free it must catch up
+    at once — hand over the newest position, not work through 2000 stale ones (issue 17)."""
+    release = threading.Event()
+    first = threading.Event()
+    states = []
+
+    def sink(state):
+        states.append(state)
+        if not first.is_set():
+            first.set()
+            release.wait(10.0)  # busy: the flood queues in the kernel
+
+    def beat_str(beats: float) -> bytes:  # REAPER's /beat/str "bar.beat.hundredths"
+        bar, beat = divmod(beats, 4.0)
+        text = f"{int(bar) + 1}.{int(beat) + 1}.{int(round((beat % 1) * 100)):02d}".encode()
+        return osc_string(b"/beat/str") + osc_string(b",s") + osc_string(text)
+
+    with OscListener(make_dialect("reaper"), sink, listen_port=0) as listener:
+        udp.sendto(VALID_TEMPO, listener.address)
+        assert first.wait(5.0)
+        n = 2000
+        for k in range(n):
+            udp.sendto(beat_str(k * 0.01), listener.address)
+        release.set()
+        assert wait_until(lambda: listener.datagrams >= n + 1)
+        assert listener.coalesced > n // 2  # most of the flood arrived behind a newer datagram
+        # the newest position was delivered, and far fewer states than datagrams
+        assert wait_until(lambda: any(abs(s.position_beats - (n - 1) * 0.01) < 0.011 for s in states[-3:]))
+        assert len(states) < n // 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import select
 import socket
 import threading
 import time
@@ -178,6 +179,9 @@ def is_well_formed_osc(data: bytes, *, _depth: int = 0) -> bool:
     return k == n and depth == 0
 
 
+#: At most this many queued datagrams are drained into one batch (bounds one pass of the loop).
+MAX_BATCH_DATAGRAMS = 4096
+
 class _Server(BlockingOSCUDPServer):
     """python-osc's blocking UDP server with our bind options and our own datagram handling."""
 
@@ -206,7 +210,19 @@ class _Server(BlockingOSCUDPServer):
     def finish_request(self, request, client_address) -> None:  # type: ignore[override]
         # Bypass python-osc's dispatcher: it lets UnicodeDecodeError escape on a bad address and
         # sleeps until a bundle's future time tag (blocking this thread), both driven by the sender.
-        self.listener._handle_datagram(request[0], client_address)
+        # Drain what else is queued and hand it over as one batch: under a flood, a position that a
+        # newer one has replaced is worthless, and serving the queue strictly first-in first-out fell
+        # a second behind the DAW on a busy machine (issue 17).
+        batch = [(request[0], client_address)]
+        while len(batch) < MAX_BATCH_DATAGRAMS:
+            try:
+                ready, _, _ = select.select([self.socket], [], [], 0.0)
+                if not ready:
+                    break
+                batch.append(self.socket.recvfrom(self.max_packet_size))
+            except (OSError, ValueError):
+                break
+        self.listener._handle_batch(batch)
 
     def service_actions(self) -> None:
         self.listener._service()
@@ -260,6 +276,7 @@ class OscListener:
         self.receive_buffer_bytes_granted: int | None = None
         self.time_fn = time_fn
         self.datagrams = 0
+        self.coalesced = 0  # datagrams that arrived behind another in one drained batch
         self.malformed = 0
         self.states = 0
         self.subscriptions_sent = 0
@@ -366,19 +383,32 @@ class OscListener:
         self.malformed += 1
 
     def _handle_datagram(self, data: bytes, client_address: object) -> None:
+        self._handle_batch([(data, client_address)])
+
+    def _handle_batch(self, batch: Sequence[tuple[bytes, object]]) -> None:
+        """Datagrams that arrived together (drained from the socket at once): every message is
+        parsed, and per OSC address only the newest is handed to the dialect, in the order of those
+        newest ones (a DAW's feedback addresses each carry a whole value: tempo, beat, playing)."""
         t = self.time_fn()
-        self.datagrams += 1
-        self.last_heard_at = t
-        if not is_well_formed_osc(data):
-            self._note_malformed(client_address, f"not a well-formed OSC packet ({len(data)} bytes)")
-            return
-        try:
-            messages = osc_packet.OscPacket(data).messages
-        except Exception as e:  # noqa: BLE001 - python-osc raises ParseError, but also UnicodeDecodeError etc.
-            self._note_malformed(client_address, f"{type(e).__name__}: {e}"[:200])
-            return
-        for timed in messages:  # bundle time tags are ignored: the arrival time is the truth here
-            state = self.dialect.handle(timed.message.address, tuple(timed.message.params), t)
+        newest: dict[str, tuple[object, ...]] = {}
+        for data, client_address in batch:
+            self.datagrams += 1
+            self.last_heard_at = t
+            if not is_well_formed_osc(data):
+                self._note_malformed(client_address, f"not a well-formed OSC packet ({len(data)} bytes)")
+                continue
+            try:
+                messages = osc_packet.OscPacket(data).messages
+            except Exception as e:  # noqa: BLE001 - python-osc raises ParseError, but also UnicodeDecodeError etc.
+                self._note_malformed(client_address, f"{type(e).__name__}: {e}"[:200])
+                continue
+            for timed in messages:  # bundle time tags are ignored: the arrival time is the truth here
+                address = timed.message.address
+                newest.pop(address, None)  # re-inserted last: dict order = order of the newest ones
+                newest[address] = tuple(timed.message.params)
+        self.coalesced += len(batch) - 1
+        for address, params in newest.items():
+            state = self.dialect.handle(address, params, t)
             if state is None:
                 continue
             self.states += 1
