@@ -289,3 +289,14 @@ def test_a_flood_is_coalesced_to_the_newest_position(udp):
         # the newest position was delivered, and far fewer states than datagrams
         assert wait_until(lambda: any(abs(s.position_beats - (n - 1) * 0.01) < 0.011 for s in states[-3:]))
         assert len(states) < n // 2
+
+
+def test_a_non_loopback_bind_warns_and_loopback_does_not(caplog):
+    with caplog.at_level("WARNING", logger="bridge.transport.osc_io"):
+        with OscListener(make_dialect("reaper"), lambda s: None, listen_port=0):
+            pass
+        assert not [r for r in caplog.records if "no authentication" in r.getMessage()]
+        with OscListener(make_dialect("reaper"), lambda s: None, listen_host="0.0.0.0", listen_port=0):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if "no authentication" in r.getMessage()]
+    assert len(warnings) == 1 and "0.0.0.0" in warnings[0]

@@ -321,6 +321,11 @@ class OscListener:
         self._thread.start()
         log.info("listening for %s on %s:%d (SO_RCVBUF %s)", self.dialect.source, *self.address,
                  self.receive_buffer_bytes_granted)
+        if not _is_loopback(self.listen_host):
+            # OSC has no authentication: anyone who can reach this address can move the transport.
+            log.warning("OSC for %s listens on %s, reachable from other machines (OSC has no "
+                        "authentication); use 127.0.0.1 unless the DAW runs on another computer",
+                        self.dialect.source, self.listen_host)
         self.subscribe()
         return self
 
