@@ -81,11 +81,14 @@ def test_invalid_fields_are_named_with_the_fix(tmp_path):
     ("[1, 2]", "JSON object"),
     ('{"name": "x"}', "schema_version"),
     ('{"schema_version": 99}', "newer"),
+    ("[" * 100_000 + "]" * 100_000, "nested or too large"),  # was a RecursionError traceback
+    ('{"schema_version": 1, "stems": ' + "[" * 5000 + "]" * 5000 + "}", "stembridge did not change it"),
 ])
 def test_broken_files_give_clear_errors(tmp_path, content, needle):
     (tmp_path / "stembridge.json").write_text(content)
     with pytest.raises(ProjectError, match=needle):
         load_project(tmp_path)
+    assert (tmp_path / "stembridge.json").read_text() == content  # the file is untouched
 
 
 def test_missing_project_says_how_to_create_one(tmp_path):

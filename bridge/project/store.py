@@ -81,13 +81,24 @@ def load_project(location: str | os.PathLike[str]) -> tuple[Project, Path]:
             f"{path} is not valid JSON ({e}). Restore it from a backup or fix it by hand; "
             "stembridge did not change it."
         ) from None
+    except (RecursionError, MemoryError, OSError) as e:
+        # Thousands of nested brackets exhaust the parser's stack: still a broken file, one line.
+        raise ProjectError(
+            f"{path} could not be read as a project ({type(e).__name__}: nested or too large); restore "
+            "it from a backup or fix it by hand; stembridge did not change it."
+        ) from None
     if not isinstance(data, dict):
         raise ProjectError(f"{path} must hold a JSON object, not {type(data).__name__}.")
-    data = _migrate(data, source=str(path))
     try:
+        data = _migrate(data, source=str(path))
         project = Project.model_validate(data)
     except ValidationError as e:
         raise ProjectError(format_validation_error(e, source=str(path))) from None
+    except (RecursionError, TypeError, AttributeError) as e:
+        raise ProjectError(
+            f"{path} does not have the shape of a stembridge project ({type(e).__name__}); restore it "
+            "from a backup or fix it by hand; stembridge did not change it."
+        ) from None
     return project, path.parent.resolve()
 
 
