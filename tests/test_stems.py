@@ -102,6 +102,14 @@ def test_bad_files_raise_clear_errors(tmp_path):
     (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
     _expect(tmp_path / "cut.wav", "truncated")
 
+    import soundfile as sf  # an independent encoder for the FLAC
+
+    sf.write(str(tmp_path / "whole.flac"), sine(440, 2.0, 44100).T, 44100, format="FLAC")
+    flac = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(flac[: len(flac) // 2])
+    msg = _expect(tmp_path / "cut.flac", "truncated")  # was: "is silent … was the track muted"
+    assert "muted" not in msg
+
     nan = sine(440, 0.5, 44100)
     nan[0, 100:110] = np.nan
     _expect(write_wav(tmp_path / "nan.wav", nan, 44100, subtype="FLOAT"), "NaN")

@@ -99,6 +99,23 @@ def _declared_vs_actual_data_bytes(path: Path) -> tuple[int, int] | None:
     return None
 
 
+def _decode_problem(path: Path) -> str | None:
+    """libsndfile's complaint when it decodes ``path`` to the end (e.g. "flac decoder lost sync"),
+    None when it reads cleanly or cannot open the format at all (then the first decoder's word
+    stands). Read in blocks: only a file that already looked silent pays for this second pass."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while len(f.read(1 << 16, dtype="float32", always_2d=True)):
+                pass
+    except sf.LibsndfileError as e:
+        return _short(e)
+    except (RuntimeError, TypeError, ValueError, OSError):
+        return None
+    return None
+
+
 def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
     """Rate, channels and length from the header, without decoding the samples."""
     path = Path(path)
@@ -168,6 +185,13 @@ def load_audio(
         )
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if not allow_silent and peak <= 10 ** (SILENCE_PEAK_DBFS / 20):
+        problem = _decode_problem(path)
+        if problem:
+            # JUCE's FLAC reader hands back zeros for a file cut off mid-stream; libsndfile says why.
+            raise AudioError(
+                f"{path}: the file is truncated or corrupt ({problem}): it decodes to silence. "
+                f"{_REEXPORT} (let the bounce finish)."
+            )
         raise SilentAudioError(
             f"{path}: is silent (peak below {SILENCE_PEAK_DBFS:.0f} dBFS). Was the track muted when it "
             "was bounced? Re-export it, or remove it from the project."
