@@ -502,3 +502,24 @@ def test_render_command_writes_a_video_with_audio(tiny, tmp_path):
     assert frames.shape == (30, 64, 64, 3)
     assert abs(audio.shape[1] / rate - 2.0) < 1 / 15 and np.abs(audio).max() > 0.05
     assert np.abs(np.diff(frames.astype(int), axis=0)).mean() > 1  # moving pictures, not a still
+
+
+def test_pickled_weights_are_refused_unless_the_user_opts_in(tmp_path, monkeypatch):
+    """.bin weights can run code when unpickled: safetensors only, unless STEMBRIDGE_ALLOW_PICKLE_WEIGHTS."""
+    from diffusers import LatentConsistencyModelPipeline
+
+    from bridge.visuals import lcm as lcm_module
+
+    src = build_tiny_lcm(tmp_path / "safe")
+    pickled = tmp_path / "pickled"
+    LatentConsistencyModelPipeline.from_pretrained(src).save_pretrained(pickled, safe_serialization=False)
+    assert list((pickled / "unet").glob("*.bin")) and not list((pickled / "unet").glob("*.safetensors"))
+    monkeypatch.delenv(lcm_module.PICKLE_OPT_IN_ENV, raising=False)
+    ctx = RenderContext(64, 64, Fraction(30), (SectionLook(0.0, 10.0, "a", prompt="x"),), seed=0)
+    with pytest.raises(RenderError, match="STEMBRIDGE_ALLOW_PICKLE_WEIGHTS=1"):
+        engine((pickled, None, None), model=str(pickled)).start(ctx)
+    monkeypatch.setenv(lcm_module.PICKLE_OPT_IN_ENV, "1")
+    e = engine((pickled, None, None), model=str(pickled))
+    e.start(ctx)  # loads the pickled weights now that the user opted in
+    assert e.render(0, {}, 0, 1.0).shape == (64, 64, 3)
+    e.close()

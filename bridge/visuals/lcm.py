@@ -82,6 +82,14 @@ FAMILIES: tuple[str, ...] = ("auto", "lcm", "lcm-lora", "turbo")
 #: Guidance when the user sets none: LCM embeds w (Dreamshaper-LCM is tuned for ~8); the LCM-LoRA
 #: and sd-turbo are distilled without classifier-free guidance (1.0 / 0.0 = none).
 DEFAULT_GUIDANCE: dict[str, float] = {"lcm": 8.0, "lcm-lora": 1.0, "turbo": 0.0}
+#: Environment variable that allows pickled (.bin) model weights (off: safetensors only).
+PICKLE_OPT_IN_ENV = "STEMBRIDGE_ALLOW_PICKLE_WEIGHTS"
+
+
+def allow_pickle_weights() -> bool:
+    import os
+
+    return os.environ.get(PICKLE_OPT_IN_ENV, "").strip().lower() in ("1", "true", "yes")
 #: Mapped ``strength`` at or above which a frame is a keyframe (re-anchored) when keyframes are
 #: given on the beat grid: the default preset maps drum hits to strength, so hits re-imagine.
 HIT_KEYFRAME_STRENGTH = 0.25
@@ -254,9 +262,18 @@ def load_model(path: str, *, family: Family, lora_path: str | None = None, devic
                                       requires_safety_checker=False, **_dtype_kwarg(dtype))
         if info["variant"]:
             kwargs["variant"] = info["variant"]
+        # Pickled .bin weights can run code when they load: safetensors only, unless the producer
+        # opts in for a model they trust (STEMBRIDGE_ALLOW_PICKLE_WEIGHTS=1).
+        kwargs["use_safetensors"] = None if allow_pickle_weights() else True
         try:
             pipe = cls.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            if kwargs["use_safetensors"] and any(Path(path).rglob("*.bin")):
+                raise RenderError(
+                    f"the diffusion model at {path} has pickled (.bin) weights, which can run code "
+                    f"when loaded; convert it to safetensors, or if you trust its source set "
+                    f"{PICKLE_OPT_IN_ENV}=1 to load it anyway"
+                ) from None
             raise RenderError(
                 f"could not load the diffusion model at {path}: {exc}. The folder may be incomplete or "
                 "not a Stable Diffusion 1.x/2.x diffusers folder; pull it again or pick another model"
