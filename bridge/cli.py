@@ -209,7 +209,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     with tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
-                              model=args.model, progress=progress)
+                              model=args.model, look=args.look, progress=progress)
     print(path)
     return 0
 
@@ -273,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fps", help="e.g. 30, 25, 30000/1001")
     r.add_argument("--start", type=float, metavar="S", help="start time in seconds")
     r.add_argument("--end", type=float, metavar="E", help="end time in seconds")
-    r.add_argument("--engine", choices=("procedural", "lcm"), help="visual engine (default: the project's)")
+    r.add_argument("--engine", choices=("procedural", "shader", "lcm"), help="visual engine (default: the project's)")
     r.add_argument("--model", metavar="ID_OR_PATH", help="model for the lcm engine")
+    r.add_argument("--look", metavar="NAME_OR_FILE.fs", help="look for the shader engine (stembridge looks list)")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_render)
 
@@ -283,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.visuals.models_cli import add_models_parser
 
     add_models_parser(sub)
+
+    from bridge.visuals.looks_cli import add_looks_parser
+
+    add_looks_parser(sub)
 
     from bridge.transport.listen import add_listen_parser
 

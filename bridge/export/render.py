@@ -102,6 +102,7 @@ def render_project(
     end_s: float | None = None,
     engine_name: str | None = None,
     model: str | None = None,
+    look: str | None = None,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
 ) -> Path:
@@ -140,6 +141,8 @@ def render_project(
     engine_settings = project.engine.model_dump(exclude={"name"}, exclude_unset=True)
     if model:
         engine_settings["model"] = model
+    if look:
+        engine_settings["look"] = look
     if key == "lcm":
         from bridge.mapping.sections import keyframe_frames
 
@@ -150,10 +153,13 @@ def render_project(
             engine_settings["keyframes"] = keyframe_frames(
                 analysis.beat_grid, fps=rate, n_frames=total,
                 every_beats=project.engine.keyframe_every_beats,
-                section_starts_s=[look.start_s for look in looks]).tolist()
+                section_starts_s=[sec.start_s for sec in looks]).tolist()
     engine = get_engine(key, **engine_settings)
+    grid = analysis.beat_grid
     engine.start(RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
-                               seed=project.engine.seed, mode="export"))
+                               seed=project.engine.seed, mode="export",
+                               beats_s=tuple(float(b) for b in grid.beats_s),
+                               downbeats_s=tuple(float(b) for b in grid.downbeats_s)))
 
     mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate,
                             duration_seconds=rng.start_seconds + rng.duration_seconds)

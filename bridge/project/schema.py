@@ -152,7 +152,9 @@ class RenderSettings(_Model):
 
 
 class EngineSettings(_Model):
-    name: Literal["procedural", "lcm"] = "procedural"
+    name: Literal["procedural", "shader", "lcm"] = "procedural"
+    #: shader engine: a look's name (`stembridge looks list`) or a path to an ISF .fs file
+    look: str | None = Field(default=None, min_length=1)
     model: str | None = Field(default=None, description="Hugging Face id or local folder (lcm)")
     steps: int = Field(default=4, ge=1, le=50)
     preview_steps: int = Field(default=1, ge=1, le=50)

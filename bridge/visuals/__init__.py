@@ -8,8 +8,9 @@ from typing import Any
 from bridge.errors import MissingDependency, RenderError
 from bridge.visuals.base import Engine, RenderContext, SectionLook
 
-#: Engines get_engine knows: procedural (CPU, no model) and lcm (diffusion; needs stembridge[ai]).
-ENGINE_NAMES: tuple[str, ...] = ("procedural", "lcm")
+#: Engines get_engine knows: procedural (CPU, no model), shader (ISF looks on OpenGL 3.3) and lcm
+#: (diffusion; needs stembridge[ai]).
+ENGINE_NAMES: tuple[str, ...] = ("procedural", "shader", "lcm")
 
 
 def get_engine(name: str, **settings: Any) -> Engine:
@@ -25,6 +26,10 @@ def get_engine(name: str, **settings: Any) -> Engine:
         from bridge.visuals.procedural import ProceduralEngine
 
         return ProceduralEngine(**settings)
+    if key == "shader":
+        from bridge.visuals.shader import ShaderEngine
+
+        return ShaderEngine(**settings)
     if key == "lcm":
         try:
             from bridge.visuals import lcm

@@ -38,6 +38,9 @@ class RenderContext:
     sections: tuple[SectionLook, ...] = field(default_factory=tuple)
     seed: int = 0
     mode: Literal["preview", "export"] = "export"
+    #: The song's beat grid (seconds), for engines that follow the beat and bar (shader uniforms).
+    beats_s: tuple[float, ...] = ()
+    downbeats_s: tuple[float, ...] = ()
 
 
 class Engine(Protocol):

@@ -428,9 +428,10 @@ class LCMEngine:
         noise_jitter: float = 0.3, preview_long_side: int = 384, export_long_side: int | None = None,
         max_batch: int = 4, cancel: CancelToken | None = None, callback_on_step_end: StepCallback | None = None,
         cache_dir: str | None = None, pipe: Any = None, keyframes: Sequence[int] | None = None,
+        look: str | None = None,
         hit_keyframe_strength: float = HIT_KEYFRAME_STRENGTH,
     ) -> None:
-        del seed, name  # shared project settings: the run seed is RenderContext.seed
+        del seed, name, look  # shared project settings: the run seed is RenderContext.seed
         if not model and pipe is None:
             raise RenderError(
                 "the lcm engine needs a model: set engine.model in the project or pass --model ID_OR_PATH, "

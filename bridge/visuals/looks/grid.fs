@@ -1,0 +1,29 @@
+/*{
+  "DESCRIPTION": "A neon floor grid to the horizon; every hit rolls it one tile on",
+  "CREDIT": "stembridge",
+  "ISFVSN": "2",
+  "CATEGORIES": ["Generator"],
+  "INPUTS": [
+    {"NAME": "horizon", "TYPE": "float", "DEFAULT": 0.55, "MIN": 0.3, "MAX": 0.8}
+  ]
+}*/
+void main() {
+    vec2 uv = isf_FragNormCoord;
+    vec3 sky = mix(vec3(0.02, 0.0, 0.06), vec3(0.35, 0.05, 0.3), pow(uv.y, 1.5));
+    vec3 col = sky;
+    float sunr = length((uv - vec2(0.5, horizon + 0.12)) * vec2(RENDERSIZE.x / RENDERSIZE.y, 1.0));
+    col += vec3(1.0, 0.55, 0.2) * smoothstep(0.16, 0.15, sunr) * step(0.0, sin(uv.y * 120.0 - 8.0 * travel) + 0.2);
+    if (uv.y < horizon) {
+        float d = (horizon - uv.y);
+        float z = 0.25 / d;
+        float x = (uv.x - 0.5) * z * (1.0 + 0.3 * warp * sin(z + TIME));
+        float zz = z + 8.0 * travel + 0.1 * TIME;
+        float lines = max(smoothstep(0.06, 0.0, abs(fract(x) - 0.5) - 0.44),
+                          smoothstep(0.06, 0.0, abs(fract(zz) - 0.5) - 0.44));
+        vec3 neon = 0.55 + 0.45 * cos(6.2831 * (hue + vec3(0.8, 0.95, 0.1)));
+        col = mix(vec3(0.0), neon, lines * (1.0 - smoothstep(0.0, 0.5, horizon - d)) + lines * 0.3);
+        col += neon * 0.15 * detail;
+    }
+    col = mix(col, vec3(1.0), flash);
+    gl_FragColor = vec4(col * (1.0 + brightness), 1.0);
+}

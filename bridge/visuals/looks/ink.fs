@@ -1,0 +1,30 @@
+/*{
+  "DESCRIPTION": "Ink in water: a feedback fluid that hits stir and the harmony colours",
+  "CREDIT": "stembridge",
+  "ISFVSN": "2",
+  "CATEGORIES": ["Generator", "Feedback"],
+  "INPUTS": [
+    {"NAME": "fade", "TYPE": "float", "DEFAULT": 0.965, "MIN": 0.8, "MAX": 0.995}
+  ],
+  "PASSES": [
+    {"TARGET": "fluid", "PERSISTENT": true, "FLOAT": true},
+    {}
+  ]
+}*/
+void main() {
+    vec2 uv = isf_FragNormCoord;
+    if (PASSINDEX == 0) {
+        vec2 c = uv - 0.5;
+        float ang = 3.0 * travel + 0.4 * warp * sin(8.0 * length(c) - TIME);
+        vec2 flow = 0.004 * vec2(cos(ang + c.y * 9.0), sin(ang + c.x * 9.0)) * (1.0 + 3.0 * strength);
+        vec4 prev = IMG_NORM_PIXEL(fluid, uv - flow);
+        float drop = smoothstep(0.09, 0.0, length(c - 0.25 * vec2(cos(7.0 * travel), sin(11.0 * travel))));
+        vec3 inkc = 0.5 + 0.5 * cos(6.2831 * (hue + vec3(0.0, 0.33, 0.67) + 3.0 * travel));
+        gl_FragColor = vec4(prev.rgb * fade + drop * inkc * (0.3 + strength), 1.0);
+    } else {
+        vec3 col = IMG_NORM_PIXEL(fluid, uv).rgb;
+        col = col / (1.0 + col);
+        col = mix(col, vec3(1.0), flash);
+        gl_FragColor = vec4(col * (1.0 + brightness) * 1.4, 1.0);
+    }
+}

@@ -1,0 +1,34 @@
+/*{
+  "DESCRIPTION": "Stars streaking past; hits jump the ship forward, the bass bends space",
+  "CREDIT": "stembridge",
+  "ISFVSN": "2",
+  "CATEGORIES": ["Generator"],
+  "INPUTS": [
+    {"NAME": "density", "TYPE": "float", "DEFAULT": 0.6, "MIN": 0.1, "MAX": 1.0}
+  ]
+}*/
+float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
+
+void main() {
+    vec2 p = (gl_FragCoord.xy - 0.5 * RENDERSIZE) / RENDERSIZE.y;
+    p += warp * 0.08 * vec2(sin(p.y * 6.0 + TIME), cos(p.x * 6.0 + TIME));
+    vec3 col = vec3(0.0);
+    float z0 = 6.0 * travel + 0.03 * TIME;
+    for (int layer = 0; layer < 6; layer++) {
+        float z = fract(float(layer) / 6.0 - z0);
+        float scale = mix(18.0, 0.6, z);
+        vec2 q = p * scale + float(layer) * 17.3;
+        vec2 cell = floor(q);
+        vec2 f = fract(q) - 0.5;
+        float h = hash(cell);
+        if (h < density) {
+            vec2 off = vec2(hash(cell + 1.3), hash(cell + 7.7)) - 0.5;
+            float d = length(f - off * 0.7);
+            float star = smoothstep(0.06 + 0.05 * detail, 0.0, d) * z * z;
+            vec3 tintc = 0.6 + 0.4 * cos(6.2831 * (h + hue + vec3(0.0, 0.3, 0.6)));
+            col += star * tintc * 1.8;
+        }
+    }
+    col = mix(col, vec3(1.0), flash);
+    gl_FragColor = vec4(col * (1.0 + brightness), 1.0);
+}

@@ -1,0 +1,34 @@
+"""`stembridge looks list|add`: the shader engine's looks (ISF .fs files)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_looks_list(args: argparse.Namespace) -> int:
+    from bridge.visuals.isf import load_isf
+    from bridge.visuals.shader import SHIPPED_LOOKS, available_looks
+
+    for name, path in available_looks().items():
+        shader = load_isf(path)
+        where = "" if path.parent == SHIPPED_LOOKS else f"  ({path})"
+        print(f"{name:<14} {shader.description}{where}")
+    return 0
+
+
+def cmd_looks_add(args: argparse.Namespace) -> int:
+    from bridge.visuals.shader import add_look
+
+    for path in add_look(args.source):
+        print(f"added look {path.stem!r}: {path}")
+    return 0
+
+
+def add_looks_parser(sub: argparse._SubParsersAction) -> None:
+    looks = sub.add_parser("looks", help="the shader engine's looks (ISF shaders): list, add your own")
+    lsub = looks.add_subparsers(dest="looks_command", required=True)
+    ls = lsub.add_parser("list", help="list the looks (shipped and yours) with a one-line description")
+    ls.set_defaults(func=cmd_looks_list)
+    add = lsub.add_parser("add", help="copy an ISF .fs file (or a folder of them) into your looks")
+    add.add_argument("source", metavar="FILE.fs|FOLDER")
+    add.set_defaults(func=cmd_looks_add)

@@ -1,0 +1,182 @@
+"""The shader engine (ISF 2.0 on OpenGL 3.3, headless): checked against shaders that write known
+values, pixel by pixel, and on a decoded export. Skips with the reason when no OpenGL 3.3 context
+can be created (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge.errors import RenderError
+from bridge.visuals import RenderContext, SectionLook, get_engine
+from bridge.visuals.isf import parse_isf, pass_size
+from bridge.visuals.shader import available_looks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def gl_available():
+    from bridge.visuals.shader import create_gl_context
+
+    try:
+        create_gl_context().release()
+    except RenderError as e:
+        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+
+
+def ctx(width=32, height=16, fps=Fraction(25), beats=(), downbeats=()):
+    return RenderContext(width, height, fps, (SectionLook(0.0, 100.0, "a"),), beats_s=tuple(beats),
+                         downbeats_s=tuple(downbeats))
+
+
+def write_look(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.fs"
+    path.write_text(text)
+    return path
+
+
+def test_uniforms_reach_the_shader_exactly(tmp_path):
+    """TIME is the song position (frame / fps), visual parameters and INPUT defaults are uniforms."""
+    look = write_look(tmp_path, "known", """/*{"ISFVSN": "2", "INPUTS": [
+        {"NAME": "level", "TYPE": "float", "DEFAULT": 0.25}]}*/
+    void main() {
+        // red: TIME / 4 s; green: the mapped 'flash'; blue: the INPUT's default; x-gradient check in alpha-free way
+        gl_FragColor = vec4(TIME / 4.0, flash, level, 1.0);
+    }""")
+    e = get_engine("shader", look=str(look))
+    e.start(ctx())
+    frame = e.render(50, {"flash": 0.6}, 0, 1.0)  # frame 50 at 25 fps = 2.0 s
+    e.close()
+    assert frame.shape == (16, 32, 3)
+    expected = np.round(np.array([2.0 / 4.0, 0.6, 0.25]) * 255)
+    assert np.all(np.abs(frame.reshape(-1, 3) - expected) <= 1)
+
+
+def test_frame_orientation_and_norm_coords(tmp_path):
+    """isf_FragNormCoord runs 0→1 left→right and bottom→top: row 0 of the frame is the top."""
+    look = write_look(tmp_path, "ramp", """/*{"ISFVSN": "2"}*/
+    void main() { gl_FragColor = vec4(isf_FragNormCoord.x, isf_FragNormCoord.y, 0.0, 1.0); }""")
+    e = get_engine("shader", look=str(look))
+    e.start(ctx(width=64, height=32))
+    f = e.render(0, {}, 0, 1.0).astype(float)
+    e.close()
+    assert f[0, 0, 1] > 240 and f[-1, 0, 1] < 15  # top row: y≈1; bottom row: y≈0
+    assert f[5, 0, 0] < 15 and f[5, -1, 0] > 240
+    np.testing.assert_allclose(f[10, :, 0], (np.arange(64) + 0.5) / 64 * 255, atol=1.5)
+
+
+def test_persistent_feedback_accumulates_and_float_buffers_keep_precision(tmp_path):
+    """A PERSISTENT FLOAT pass adds 0.01 per frame to its own previous value: after n frames the
+    output is n·0.01 (an 8-bit buffer could not hold 0.01 steps exactly)."""
+    look = write_look(tmp_path, "acc", """/*{"ISFVSN": "2", "PASSES": [
+        {"TARGET": "acc", "PERSISTENT": true, "FLOAT": true}, {}]}*/
+    void main() {
+        if (PASSINDEX == 0) gl_FragColor = IMG_NORM_PIXEL(acc, isf_FragNormCoord) + vec4(0.01);
+        else gl_FragColor = vec4(IMG_THIS_PIXEL(acc).rgb, 1.0);
+    }""")
+    e = get_engine("shader", look=str(look))
+    e.start(ctx())
+    for k in range(40):
+        frame = e.render(k, {}, 0, 1.0)
+    e.close()
+    assert np.all(np.abs(frame.astype(float) - 0.40 * 255) <= 1)
+
+
+def test_image_inputs_are_sampled(tmp_path):
+    import cv2
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[:, :4] = (0, 0, 255)   # left half red (BGR on disk)
+    img[:, 4:] = (255, 0, 0)   # right half blue
+    cv2.imwrite(str(tmp_path / "cover.png"), img)
+    look = write_look(tmp_path, "cover", """/*{"ISFVSN": "2", "INPUTS": [{"NAME": "cover", "TYPE": "image"}]}*/
+    void main() { gl_FragColor = IMG_NORM_PIXEL(cover, isf_FragNormCoord); }""")
+    e = get_engine("shader", look=str(look), images={"cover": str(tmp_path / "cover.png")})
+    e.start(ctx(width=16, height=8))
+    f = e.render(0, {}, 0, 1.0)
+    e.close()
+    assert tuple(f[4, 1]) == (255, 0, 0) and tuple(f[4, 14]) == (0, 0, 255)
+
+
+def test_a_broken_shader_names_the_file_and_line(tmp_path):
+    look = write_look(tmp_path, "broken", """/*{
+  "ISFVSN": "2"
+}*/
+void main() {
+    gl_FragColor = vec4(undefined_thing, 0.0, 0.0, 1.0);
+}""")
+    e = get_engine("shader", look=str(look))
+    with pytest.raises(RenderError) as err:
+        e.start(ctx())
+    assert f"{look}:5:" in str(err.value)  # line 5 of the file: the body's second line
+    with pytest.raises(RenderError, match="not valid JSON"):
+        parse_isf("/*{ nope }*/ void main(){}", name="x")
+    with pytest.raises(RenderError, match="TYPE 'vec9'"):
+        parse_isf('/*{"INPUTS": [{"NAME": "a", "TYPE": "vec9"}]}*/', name="x")
+
+
+def test_pass_sizes():
+    assert pass_size("$WIDTH/2", 640, 360) == 320
+    assert pass_size("floor($HEIGHT*0.25)", 640, 360) == 90
+    with pytest.raises(RenderError):
+        pass_size("__import__('os')", 640, 360)
+
+
+def test_every_shipped_look_compiles_renders_and_differs():
+    looks = available_looks()
+    assert len(looks) >= 6
+    means = {}
+    for name in looks:
+        e = get_engine("shader", look=name)
+        e.start(ctx(width=96, height=54, beats=np.arange(0, 10, 0.5), downbeats=np.arange(0, 10, 2.0)))
+        frames = [e.render(k, {"travel": 0.05 * k, "hue": 0.2, "strength": 0.5, "detail": 0.3}, 0, 1.0)
+                  for k in range(8)]
+        e.close()
+        last = frames[-1].astype(float)
+        assert last.max() > 40, f"{name} renders (nearly) black"
+        assert np.abs(last - frames[-2]).mean() > 0.05, f"{name} does not move with travel"
+        means[name] = last
+    # Different in structure, not only in colour: the grey pictures (structure at 24×14) of two
+    # looks must not correlate strongly.
+    import cv2
+
+    def structure(img):
+        g = cv2.resize(img.mean(axis=2), (24, 14), interpolation=cv2.INTER_AREA).ravel()
+        g = g - g.mean()
+        return g / (np.linalg.norm(g) + 1e-9)
+
+    names = list(means)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            corr = float(structure(means[a]) @ structure(means[b]))
+            assert corr < 0.8, f"{a} and {b} look alike (structure correlation {corr:.2f})"
+
+
+@pytest.mark.slow
+def test_render_with_the_shader_engine_gives_a_decodable_video_that_moves_on_hits(tmp_path):
+    import av
+
+    from bridge.demo.band import Segment, render_band_song
+    from bridge.export.render import render_project
+    from bridge.project import load_project
+    from bridge.project.create import new_project
+    from conftest import write_wav
+
+    fps = 30
+    song = render_band_song([Segment(3, 4, 4, 100.0)], style="four", seed=3, sample_rate=44100, jitter_ms=0.0,
+                            lead_in_s=9.5 / fps, with_bass=False, with_keys=False,
+                            options={"hat16": False, "fills": False, "crash": False})
+    write_wav(tmp_path / "stems" / "Drums.wav", song.stems["drums"], 44100)
+    new_project(tmp_path / "p", tmp_path / "stems")
+    project, project_dir = load_project(tmp_path / "p")
+    out = render_project(project, project_dir, tmp_path / "v.mp4", width=160, height=90, fps=str(fps),
+                         engine_name="shader", look="tunnel")
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="gray").astype(float) for f in c.decode(video=0)]
+    motion = np.array([0.0] + [np.abs(b - a).mean() for a, b in zip(frames, frames[1:], strict=False)])
+    beats = np.floor(song.beats_s * fps).astype(int)
+    beats = beats[(beats > 0) & (beats < len(motion))]
+    others = np.setdiff1d(np.arange(1, len(motion)), np.concatenate([beats, beats + 1, beats - 1]))
+    assert np.median(motion[beats]) > 3.0 * np.median(motion[others])
