@@ -157,12 +157,12 @@ def test_every_shipped_look_compiles_renders_and_differs():
 @pytest.mark.slow
 def test_render_with_the_shader_engine_gives_a_decodable_video_that_moves_on_hits(tmp_path):
     import av
+    from conftest import write_wav
 
     from bridge.demo.band import Segment, render_band_song
     from bridge.export.render import render_project
     from bridge.project import load_project
     from bridge.project.create import new_project
-    from conftest import write_wav
 
     fps = 30
     song = render_band_song([Segment(3, 4, 4, 100.0)], style="four", seed=3, sample_rate=44100, jitter_ms=0.0,
