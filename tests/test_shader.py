@@ -180,3 +180,44 @@ def test_render_with_the_shader_engine_gives_a_decodable_video_that_moves_on_hit
     beats = beats[(beats > 0) & (beats < len(motion))]
     others = np.setdiff1d(np.arange(1, len(motion)), np.concatenate([beats, beats + 1, beats - 1]))
     assert np.median(motion[beats]) > 3.0 * np.median(motion[others])
+
+
+def test_an_outside_isf_shader_with_an_input_feedback_and_an_audio_fft_follows_its_stem(tmp_path):
+    """An ISF shader written here (not a shipped look): a float INPUT, a PERSISTENT feedback pass and
+    an audioFFT input fed from one stem. The stem is silent for 1 s, then a 1 kHz sine: the
+    shader's FFT column at 1 kHz must light up only once the tone plays (the known signal is the
+    truth), and the feedback pass keeps a trail of it."""
+    sr, fps = 48000, Fraction(30)
+    bin_1k = (1000.0 / (sr / 1024) + 0.5) / 512  # the 1 kHz bin's centre, as a texture coordinate
+    look = write_look(tmp_path, "meter", """/*{
+      "ISFVSN": "2",
+      "INPUTS": [
+        {"NAME": "gain", "TYPE": "float", "DEFAULT": 1.0, "MIN": 0.0, "MAX": 2.0},
+        {"NAME": "probe_bin", "TYPE": "float", "DEFAULT": BIN},
+        {"NAME": "spectrum", "TYPE": "audioFFT"}
+      ],
+      "PASSES": [{"TARGET": "trail", "PERSISTENT": true}, {}]
+    }*/
+    void main() {
+        float level = IMG_NORM_PIXEL(spectrum, vec2(probe_bin, 0.5)).r * gain;
+        if (PASSINDEX == 0) {
+            vec4 prev = IMG_THIS_PIXEL(trail);
+            gl_FragColor = vec4(max(prev.r * 0.5, level), 0.0, 0.0, 1.0);
+        } else {
+            gl_FragColor = vec4(level, IMG_THIS_PIXEL(trail).r, 0.0, 1.0);
+        }
+    }""".replace("BIN", repr(bin_1k)))
+    t = np.arange(2 * sr) / sr
+    tone = np.where(t >= 1.0, 0.5 * np.sin(2 * np.pi * 1000.0 * t), 0.0).astype(np.float32)
+    silence = np.zeros_like(tone)
+    context = RenderContext(16, 8, fps, (SectionLook(0.0, 2.0, "a"),), audio={"mix": silence, "lead": tone},
+                            audio_sample_rate=sr)
+    e = get_engine("shader", look=str(look), audio_inputs={"spectrum": "lead"})
+    e.start(context)
+    before = [e.render(k, {}, 0, 1.0)[4, 8] for k in range(20, 29)]   # 0.67–0.93 s: silence
+    after = [e.render(k, {}, 0, 1.0)[4, 8] for k in range(33, 42)]    # 1.1–1.37 s: the tone
+    e.close()
+    assert max(p[0] for p in before) < 10
+    assert min(p[0] for p in after) > 150  # a 0.5 sine is −6 dB: (80 − 6) / 80 of full scale
+    assert min(p[1] for p in after) > 150  # the persistent trail holds it
+    # the mix (silent) was not used: the input reads its chosen stem

@@ -71,8 +71,12 @@ def section_looks(project: Project, analysis: SongAnalysis) -> tuple[SectionLook
     )
 
 
-def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float) -> np.ndarray:
-    """Mixdown of the un-muted stems, float32 (2, samples), covering song time [0, duration)."""
+def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float,
+                      stems_out: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Mixdown of the un-muted stems, float32 (2, samples), covering song time [0, duration).
+
+    ``stems_out``: when given, filled with each un-muted stem as placed in the song (mono float32,
+    before gain) — the shader engine's audio inputs read them."""
     from bridge.export.mixdown import mix_stems
     from bridge.stems.load import load_audio, place_in_song
 
@@ -84,6 +88,8 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
         audio = load_audio(resolve_stem_path(s.path, project_dir), sample_rate=sample_rate, allow_silent=True)
         stems.append(place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=sample_rate, total_samples=total))
         gains.append(s.gain_db)
+        if stems_out is not None:
+            stems_out[s.name] = stems[-1].mean(axis=0).astype(np.float32)
     if not stems:
         return np.zeros((2, total), dtype=np.float32)
     return mix_stems(stems, gains_db=gains, sample_rate=sample_rate)
@@ -155,14 +161,19 @@ def render_project(
                 every_beats=project.engine.keyframe_every_beats,
                 section_starts_s=[sec.start_s for sec in looks]).tolist()
     engine = get_engine(key, **engine_settings)
+    stem_audio: dict[str, np.ndarray] | None = {} if key == "shader" else None
+    mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate,
+                            duration_seconds=rng.start_seconds + rng.duration_seconds, stems_out=stem_audio)
+    audio_inputs = {}
+    if stem_audio is not None:  # the shader engine's audio / audioFFT inputs: the mix and each stem
+        audio_inputs = {"mix": mix.mean(axis=0).astype(np.float32), **stem_audio}
     grid = analysis.beat_grid
     engine.start(RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
                                seed=project.engine.seed, mode="export",
                                beats_s=tuple(float(b) for b in grid.beats_s),
-                               downbeats_s=tuple(float(b) for b in grid.downbeats_s)))
+                               downbeats_s=tuple(float(b) for b in grid.downbeats_s),
+                               audio=audio_inputs, audio_sample_rate=settings.sample_rate))
 
-    mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate,
-                            duration_seconds=rng.start_seconds + rng.duration_seconds)
     a0 = int(round(rng.start_seconds * settings.sample_rate))
     audio = mix[:, a0:a0 + int(round(rng.duration_seconds * settings.sample_rate))]
 

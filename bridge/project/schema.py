@@ -155,6 +155,10 @@ class EngineSettings(_Model):
     name: Literal["procedural", "shader", "lcm"] = "procedural"
     #: shader engine: a look's name (`stembridge looks list`) or a path to an ISF .fs file
     look: str | None = Field(default=None, min_length=1)
+    #: shader engine: the look's IMAGE inputs (name → picture file, e.g. cover art) and which stem
+    #: each audio / audioFFT input shows (name → stem name; "mix" when not set)
+    images: dict[str, str] = Field(default_factory=dict)
+    audio_inputs: dict[str, str] = Field(default_factory=dict)
     model: str | None = Field(default=None, description="Hugging Face id or local folder (lcm)")
     steps: int = Field(default=4, ge=1, le=50)
     preview_steps: int = Field(default=1, ge=1, le=50)

@@ -41,6 +41,10 @@ class RenderContext:
     #: The song's beat grid (seconds), for engines that follow the beat and bar (shader uniforms).
     beats_s: tuple[float, ...] = ()
     downbeats_s: tuple[float, ...] = ()
+    #: Song audio for engines that draw it (the shader engine's audio/audioFFT inputs): "mix" and
+    #: stem name → mono float32 from song time 0, at ``audio_sample_rate``. Empty: not given.
+    audio: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    audio_sample_rate: int = 0
 
 
 class Engine(Protocol):

@@ -431,7 +431,7 @@ class LCMEngine:
         look: str | None = None,
         hit_keyframe_strength: float = HIT_KEYFRAME_STRENGTH,
     ) -> None:
-        del seed, name, look  # shared project settings: the run seed is RenderContext.seed
+        del seed, name, look, images, audio_inputs  # shared project settings (the run seed is RenderContext.seed)
         if not model and pipe is None:
             raise RenderError(
                 "the lcm engine needs a model: set engine.model in the project or pass --model ID_OR_PATH, "

@@ -42,6 +42,9 @@ from bridge.visuals.isf import (
 
 SHIPPED_LOOKS = Path(__file__).resolve().parent / "looks"
 DEFAULT_LOOK = "tunnel"
+#: Samples an ``audio`` input shows, and the window of an ``audioFFT`` input (its bins: half).
+AUDIO_SAMPLES = 512
+AUDIO_FFT_SIZE = 1024
 #: DATE uniform: a fixed day (2000-01-01) so renders never depend on when they run.
 _DATE = (2000.0, 1.0, 1.0)
 
@@ -133,12 +136,17 @@ def _phase(times: tuple[float, ...], t: float) -> float:
 
 class ShaderEngine:
     """Renders an ISF look (see the module docstring). Settings: ``look`` (a name or a path);
-    ``images``: IMAGE input name → picture file (e.g. cover art; black when not given)."""
+    ``images``: IMAGE input name → picture file (e.g. cover art; black when not given);
+    ``audio_inputs``: audio/audioFFT input name → the stem it shows ("mix" when not given).
+
+    Audio inputs follow ISF: ``audio`` is the waveform (AUDIO_SAMPLES samples up to the frame's
+    time, 0.5 = silence), ``audioFFT`` the magnitude spectrum of the AUDIO_FFT_SIZE samples up to it
+    (AUDIO_FFT_SIZE / 2 bins, 0 Hz at the left, −80…0 dB mapped to 0…1)."""
 
     name = "shader"
 
     def __init__(self, *, look: str | None = None, images: Mapping[str, str] | None = None,
-                 **engine_settings: object) -> None:
+                 audio_inputs: Mapping[str, str] | None = None, **engine_settings: object) -> None:
         from bridge.project.schema import EngineSettings
 
         unknown = set(engine_settings) - set(EngineSettings.model_fields)
@@ -147,6 +155,8 @@ class ShaderEngine:
         self.look_path = resolve_look(look)
         self.shader: IsfShader = load_isf(self.look_path)
         self.images = dict(images or {})
+        #: audio / audioFFT input name → "mix" (the default) or a stem name
+        self.audio_inputs = dict(audio_inputs or {})
         self._gl = None
         self._thread: int | None = None
         self._ctx: RenderContext | None = None
@@ -201,7 +211,11 @@ class ShaderEngine:
             self._targets[p.target] = [texs[0], texs[1], fbos[0], fbos[1]]
         self._inputs: dict[str, object] = {}
         for item in self.shader.image_inputs:
-            self._inputs[item.name] = self._image_texture(item.name)
+            if item.type == "image":
+                self._inputs[item.name] = self._image_texture(item.name)
+            else:
+                width = AUDIO_SAMPLES if item.type == "audio" else AUDIO_FFT_SIZE // 2
+                self._inputs[item.name] = gl.texture((width, 1), 1, dtype="f4")
 
     def _image_texture(self, name: str):
         gl = self._gl
@@ -215,6 +229,40 @@ class ShaderEngine:
             rgba = cv2.cvtColor(img[::-1], cv2.COLOR_BGR2RGBA)  # GL rows start at the bottom
             return gl.texture((rgba.shape[1], rgba.shape[0]), 4, np.ascontiguousarray(rgba).tobytes())
         return gl.texture((1, 1), 4, bytes(4))
+
+    def _audio_source(self, name: str) -> np.ndarray | None:
+        ctx = self._ctx
+        want = self.audio_inputs.get(name, "mix")
+        audio = ctx.audio.get(want) if ctx is not None else None
+        if audio is None and ctx is not None and ctx.audio and want != "mix":
+            raise RenderError(f"audio input {name!r} asks for stem {want!r}, which the project does not have; "
+                              f"use one of {', '.join(ctx.audio)}")
+        return audio
+
+    def _update_audio(self, t: float) -> None:
+        """Fill the audio / audioFFT textures with the samples up to song time ``t``."""
+        ctx = self._ctx
+        for item in self.shader.image_inputs:
+            if item.type not in ("audio", "audioFFT"):
+                continue
+            tex = self._inputs[item.name]
+            audio = self._audio_source(item.name)
+            n = AUDIO_SAMPLES if item.type == "audio" else AUDIO_FFT_SIZE
+            window = np.zeros(n, dtype=np.float32)
+            if audio is not None and ctx.audio_sample_rate > 0:
+                end = int(round(t * ctx.audio_sample_rate))
+                start = max(0, end - n)
+                chunk = audio[start:end]
+                if chunk.size:
+                    window[n - chunk.size:] = chunk
+            if item.type == "audio":
+                values = 0.5 + 0.5 * np.clip(window, -1.0, 1.0)
+            else:
+                spectrum = np.abs(np.fft.rfft(window * np.hanning(n).astype(np.float32)))[: n // 2]
+                spectrum *= 2.0 / np.sum(np.hanning(n))  # a full-scale sine → 1.0 (0 dB)
+                db = 20.0 * np.log10(np.maximum(spectrum, 1e-6))
+                values = np.clip((db + 80.0) / 80.0, 0.0, 1.0)
+            tex.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
 
     def close(self) -> None:
         if self._gl is not None:
@@ -263,6 +311,7 @@ class ShaderEngine:
                 else:
                     value = float(value)
                 self._set(item.name, value)
+        self._update_audio(t)
         for index, p in enumerate(self.shader.passes):
             self._set("PASSINDEX", index)
             unit = 0

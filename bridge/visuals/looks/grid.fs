@@ -1,5 +1,5 @@
 /*{
-  "DESCRIPTION": "A neon floor grid to the horizon; every hit rolls it one tile on",
+  "DESCRIPTION": "A neon floor grid to the horizon that rolls on with every hit, under a striped sun",
   "CREDIT": "stembridge",
   "ISFVSN": "2",
   "CATEGORIES": ["Generator"],
@@ -12,12 +12,12 @@ void main() {
     vec3 sky = mix(vec3(0.02, 0.0, 0.06), vec3(0.35, 0.05, 0.3), pow(uv.y, 1.5));
     vec3 col = sky;
     float sunr = length((uv - vec2(0.5, horizon + 0.12)) * vec2(RENDERSIZE.x / RENDERSIZE.y, 1.0));
-    col += vec3(1.0, 0.55, 0.2) * smoothstep(0.16, 0.15, sunr) * step(0.0, sin(uv.y * 120.0 - 8.0 * travel) + 0.2);
+    col += vec3(1.0, 0.55, 0.2) * smoothstep(0.16, 0.15, sunr) * step(0.0, sin(uv.y * 120.0 - 6.2831 * travel) + 0.2);
     if (uv.y < horizon) {
         float d = (horizon - uv.y);
         float z = 0.25 / d;
         float x = (uv.x - 0.5) * z * (1.0 + 0.3 * warp * sin(z + TIME));
-        float zz = z + 8.0 * travel + 0.1 * TIME;
+        float zz = z + 2.0 * travel + 0.02 * TIME;
         float lines = max(smoothstep(0.06, 0.0, abs(fract(x) - 0.5) - 0.44),
                           smoothstep(0.06, 0.0, abs(fract(zz) - 0.5) - 0.44));
         vec3 neon = 0.55 + 0.45 * cos(6.2831 * (hue + vec3(0.8, 0.95, 0.1)));

@@ -14,7 +14,7 @@ void main() {
     float sector = 6.2831 / folds;
     a = abs(mod(a, sector) - 0.5 * sector);
     vec2 q = r * vec2(cos(a), sin(a));
-    float phase = 2.0 * log(r) + 3.0 * travel + 0.02 * TIME + 0.4 * warp * sin(q.x * 10.0);
+    float phase = 2.0 * log(r) + 2.0 * travel + 0.01 * TIME + 0.4 * warp * sin(q.x * 10.0);
     float v = pow(0.5 + 0.5 * sin(6.2831 * phase + 10.0 * q.y), 3.0);
     vec3 col = (0.5 + 0.5 * cos(6.2831 * (hue + phase * 0.2 + vec3(0.0, 0.25, 0.5)))) * v;
     col *= smoothstep(0.02, 0.3, r) * (1.0 - 0.4 * r);

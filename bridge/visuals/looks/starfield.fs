@@ -13,7 +13,7 @@ void main() {
     vec2 p = (gl_FragCoord.xy - 0.5 * RENDERSIZE) / RENDERSIZE.y;
     p += warp * 0.08 * vec2(sin(p.y * 6.0 + TIME), cos(p.x * 6.0 + TIME));
     vec3 col = vec3(0.0);
-    float z0 = 6.0 * travel + 0.03 * TIME;
+    float z0 = travel + 0.005 * TIME;
     for (int layer = 0; layer < 6; layer++) {
         float z = fract(float(layer) / 6.0 - z0);
         float scale = mix(18.0, 0.6, z);

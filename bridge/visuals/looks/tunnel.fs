@@ -1,5 +1,5 @@
 /*{
-  "DESCRIPTION": "Rings rushing out of a vanishing point; each hit pushes you one ring deeper",
+  "DESCRIPTION": "Rings rushing out of a vanishing point; each hit pushes you deeper",
   "CREDIT": "stembridge",
   "ISFVSN": "2",
   "CATEGORIES": ["Generator"],
@@ -19,7 +19,9 @@ void main() {
     float r = length(p) + 1e-3;
     float a = atan(p.y, p.x);
     // depth along the tunnel: the music's travel moves it, time alone barely does
-    float depth = 1.0 / r + 4.0 * travel + 0.05 * TIME;
+    // one unit of travel = one ring (seamless where travel wraps); a hit steps a fraction of a ring,
+    // so a harder hit always moves it more (a step near a whole ring would look like no step)
+    float depth = 1.0 / r + (4.0 / rings) * travel + 0.01 * TIME;
     float twist = a / TAU * 2.0 + 0.3 * warp * sin(depth * 0.7);
     float bands = 0.5 + 0.5 * cos(TAU * (depth * rings * 0.25 + twist));
     float ring = pow(bands, 6.0 - 4.0 * detail);
