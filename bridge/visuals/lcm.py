@@ -428,7 +428,7 @@ class LCMEngine:
         noise_jitter: float = 0.3, preview_long_side: int = 384, export_long_side: int | None = None,
         max_batch: int = 4, cancel: CancelToken | None = None, callback_on_step_end: StepCallback | None = None,
         cache_dir: str | None = None, pipe: Any = None, keyframes: Sequence[int] | None = None,
-        look: str | None = None,
+        look: str | None = None, images: Any = None, audio_inputs: Any = None,
         hit_keyframe_strength: float = HIT_KEYFRAME_STRENGTH,
     ) -> None:
         del seed, name, look, images, audio_inputs  # shared project settings (the run seed is RenderContext.seed)
