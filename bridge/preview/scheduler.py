@@ -392,7 +392,9 @@ def engine_spec_for(engine_settings: Any, *, long_side: int, lcm_options: Mappin
     ``lcm_options`` (e.g. ``{"device": "cpu", "tiny_vae": False}``) are passed to the LCM engine as
     well and are part of its keys (the procedural engine takes no options).
     """
-    s = engine_settings.model_dump()
+    # dict settings (the shader engine's images / audio_inputs) as sorted pairs: a spec is hashed,
+    # and the engines take either form
+    s = {k: (tuple(sorted(v.items())) if isinstance(v, dict) else v) for k, v in engine_settings.model_dump().items()}
     name = s.pop("name")
     settings = dict(s)
     if name == "procedural":
