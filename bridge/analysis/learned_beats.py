@@ -304,16 +304,15 @@ def track_beats_learned(mix, *, sample_rate: int, duration_seconds: float, check
 
 def project_mix(project, project_dir: Path, *, duration_seconds: float) -> np.ndarray:
     """The project's stems summed to mono at 22.05 kHz (gains applied, muted stems left out)."""
-    from bridge.analysis.project import stem_paths
+    from bridge.project.store import resolve_stem_path
     from bridge.stems.load import load_audio, place_in_song
 
     total = max(1, int(round(duration_seconds * SAMPLE_RATE)))
     mix = np.zeros(total, dtype=np.float32)
-    paths = stem_paths(project, project_dir)
     for s in project.stems:
         if s.muted:
             continue
-        audio = load_audio(paths[s.name], sample_rate=SAMPLE_RATE, mono=True)
+        audio = load_audio(resolve_stem_path(s.path, project_dir), sample_rate=SAMPLE_RATE, mono=True)
         placed = place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=SAMPLE_RATE, total_samples=total)
         mix += placed[0] * np.float32(10.0 ** (s.gain_db / 20.0))
     return mix
