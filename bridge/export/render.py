@@ -147,6 +147,10 @@ def render_project(
     engine_settings = project.engine.model_dump(exclude={"name"}, exclude_unset=True)
     if model:
         engine_settings["model"] = model
+    from bridge.visuals.character import effective_engine
+
+    run_seed, song_settings = effective_engine(project.engine, analysis)  # every song its own look
+    engine_settings.update({k: v for k, v in song_settings.items() if k not in engine_settings})
     if look:
         engine_settings["look"] = look
     if key == "lcm":
@@ -169,7 +173,7 @@ def render_project(
         audio_inputs = {"mix": mix.mean(axis=0).astype(np.float32), **stem_audio}
     grid = analysis.beat_grid
     engine.start(RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
-                               seed=project.engine.seed, mode="export",
+                               seed=run_seed, mode="export",
                                beats_s=tuple(float(b) for b in grid.beats_s),
                                downbeats_s=tuple(float(b) for b in grid.downbeats_s),
                                audio=audio_inputs, audio_sample_rate=settings.sample_rate))

@@ -386,7 +386,8 @@ def engine_code_version(name: str) -> str:
     return _CODE_VERSIONS[name]
 
 
-def engine_spec_for(engine_settings: Any, *, long_side: int, lcm_options: Mapping[str, Any] | None = None) -> EngineSpec:
+def engine_spec_for(engine_settings: Any, *, long_side: int, lcm_options: Mapping[str, Any] | None = None,
+                    song_settings: Mapping[str, Any] | None = None) -> EngineSpec:
     """EngineSpec from the project's :class:`~bridge.project.schema.EngineSettings`.
 
     ``lcm_options`` (e.g. ``{"device": "cpu", "tiny_vae": False}``) are passed to the LCM engine as
@@ -396,6 +397,9 @@ def engine_spec_for(engine_settings: Any, *, long_side: int, lcm_options: Mappin
     # and the engines take either form
     s = {k: (tuple(sorted(v.items())) if isinstance(v, dict) else v) for k, v in engine_settings.model_dump().items()}
     name = s.pop("name")
+    for k, v in (song_settings or {}).items():  # the song's own look/palette where the producer chose none
+        if s.get(k) in (None, {}, ()):
+            s[k] = v
     settings = dict(s)
     if name == "procedural":
         key = {"seed": s["seed"]}
@@ -896,9 +900,13 @@ class PreviewScheduler:
             self._keyframes_memo = (kf_args, keyframes)
         keyframes = self._keyframes_memo[1]
         width, height = preview_size(project.render.width, project.render.height, long_side=self.long_side)
-        spec = engine_spec_for(project.engine, long_side=self.long_side, lcm_options=self.lcm_options)
+        from bridge.visuals.character import effective_engine
+
+        run_seed, song_settings = effective_engine(project.engine, analysis)  # as the export does
+        spec = engine_spec_for(project.engine, long_side=self.long_side, lcm_options=self.lcm_options,
+                               song_settings=song_settings)
         plan = PreviewPlan(generation=gen, edit_time=inputs.edit_time, built_at=time.monotonic(), fps=fps,
-                           width=width, height=height, seed=project.engine.seed, params=params, looks=tuple(looks),
+                           width=width, height=height, seed=run_seed, params=params, looks=tuple(looks),
                            keyframes=keyframes, keys=(), engine=spec,
                            warmup_frames=0 if spec.batched else self.warmup_frames)
         return plan, problems, evaluate_ms

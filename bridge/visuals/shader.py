@@ -146,7 +146,8 @@ class ShaderEngine:
     name = "shader"
 
     def __init__(self, *, look: str | None = None, images: Mapping[str, str] | None = None,
-                 audio_inputs: Mapping[str, str] | None = None, **engine_settings: object) -> None:
+                 audio_inputs: Mapping[str, str] | None = None, base_hue: float = 0.0,
+                 **engine_settings: object) -> None:
         from bridge.project.schema import EngineSettings
 
         unknown = set(engine_settings) - set(EngineSettings.model_fields)
@@ -155,6 +156,7 @@ class ShaderEngine:
         self.look_path = resolve_look(look)
         self.shader: IsfShader = load_isf(self.look_path)
         self.images = dict(images or {})
+        self.base_hue = float(base_hue)  # the song's palette (bridge.visuals.character), added to `hue`
         #: audio / audioFFT input name → "mix" (the default) or a stem name
         self.audio_inputs = dict(audio_inputs or {})
         self._gl = None
@@ -294,7 +296,8 @@ class ShaderEngine:
         self._set("DATE", (*_DATE, t))
         for name, spec in PARAMETERS.items():
             v = float(params.get(name, spec.neutral))
-            self._set(name, v if math.isfinite(v) else spec.neutral)
+            v = v if math.isfinite(v) else spec.neutral
+            self._set(name, v + self.base_hue if name == "hue" else v)
         self._set("beat_phase", _phase(ctx.beats_s, t))
         self._set("bar_phase", _phase(ctx.downbeats_s, t))
         self._set("section_index", float(section_index))

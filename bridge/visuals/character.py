@@ -1,0 +1,101 @@
+"""Every song its own look: a song's musical character → the run seed and the default shader look.
+
+With all defaults, two songs used to render the same picture in different colours: looks were
+seeded by the section's name and seed and the project's run seed (0), which every new project
+shares. Now, unless the producer sets ``engine.seed`` or ``engine.look``, both come from the music:
+
+- **seed** (procedural looks: palette scheme, fold count, ring density, trails…): a hash of the
+  song's tempo, key and mode, brightness and energy, so different songs differ and the same song
+  always looks the same (preview, export and a re-render agree);
+- **shader look**: fast and bright music gets the starfield or the grid, mid-tempo the tunnel or
+  the kaleidoscope, slow songs the ink or the minimal look (the choice between the two by
+  brightness); the key sets the palette's hue (around the circle of fifths).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge.analysis.types import SongAnalysis
+
+#: Krumhansl–Kessler key profiles (major, minor), C first.
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+@dataclass(frozen=True)
+class SongCharacter:
+    tempo_bpm: float
+    key: int          # pitch class, C = 0
+    minor: bool
+    brightness_hz: float  # loudness-weighted mean spectral centroid
+    energy: float     # mean RMS of the mix of stems (linear)
+
+    @property
+    def hue(self) -> float:
+        """The key around the circle of fifths as a hue in turns (minor keys a little darker/cooler)."""
+        fifths = (self.key * 7) % 12
+        return (fifths / 12.0 + (0.55 if self.minor else 0.0)) % 1.0
+
+
+def song_character(analysis: SongAnalysis) -> SongCharacter:
+    chroma = np.zeros(12)
+    centroid_num = centroid_den = 0.0
+    energy = 0.0
+    for stem in analysis.stems.values():
+        rms = np.asarray(stem.curves["rms"], dtype=np.float64)
+        energy += float(np.mean(rms))
+        if stem.role != "drums":
+            c = np.asarray(stem.curves["chroma"], dtype=np.float64)
+            n = min(c.shape[1], rms.size)
+            chroma += c[:, :n] @ rms[:n]
+        cent = np.asarray(stem.curves["centroid"], dtype=np.float64)
+        n = min(cent.size, rms.size)
+        centroid_num += float(cent[:n] @ rms[:n])
+        centroid_den += float(np.sum(rms[:n]))
+    key, minor = 0, False
+    if chroma.sum() > 0:
+        z = (chroma - chroma.mean()) / (chroma.std() + 1e-12)
+        scores = []
+        for profile, is_minor in ((_MAJOR, False), (_MINOR, True)):
+            p = (profile - profile.mean()) / profile.std()
+            scores += [(float(np.dot(np.roll(p, k), z)), k, is_minor) for k in range(12)]
+        _, key, minor = max(scores)
+    return SongCharacter(
+        tempo_bpm=float(analysis.beat_grid.tempo_bpm), key=int(key), minor=bool(minor),
+        brightness_hz=centroid_num / centroid_den if centroid_den > 0 else 0.0, energy=energy,
+    )
+
+
+def song_seed(analysis: SongAnalysis) -> int:
+    """A run seed that is the same for a song every time and different between songs."""
+    ch = song_character(analysis)
+    text = (f"{round(ch.tempo_bpm)}|{ch.key}|{ch.minor}|{round(ch.brightness_hz / 250.0)}|"
+            f"{round(20 * np.log10(max(ch.energy, 1e-6)))}|{round(analysis.duration_seconds)}")
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") % (2**31)
+
+
+def default_look(analysis: SongAnalysis) -> str:
+    """The shader look for a song whose producer chose none (see the module docstring)."""
+    ch = song_character(analysis)
+    bright = ch.brightness_hz >= 2500.0
+    if ch.tempo_bpm >= 135:
+        return "starfield" if bright else "grid"
+    if ch.tempo_bpm >= 95:
+        return "tunnel" if bright or not ch.minor else "kaleidoscope"
+    return "ink" if ch.energy > 0.05 else "minimal"
+
+
+def effective_engine(engine_settings, analysis: SongAnalysis) -> tuple[int, dict]:
+    """(run seed, extra engine settings) for a project's engine block: the producer's seed and look
+    when set (a seed of 0 means "from the song"), else the song's own."""
+    seed = int(engine_settings.seed) or song_seed(analysis)
+    extra: dict = {}
+    if engine_settings.name == "shader":
+        if not engine_settings.look:
+            extra["look"] = default_look(analysis)
+        extra["base_hue"] = round(song_character(analysis).hue, 4)
+    return seed, extra
