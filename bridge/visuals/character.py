@@ -5,8 +5,8 @@ seeded by the section's name and seed and the project's run seed (0), which ever
 shares. Now, unless the producer sets ``engine.seed`` or ``engine.look``, both come from the music:
 
 - **seed** (procedural looks: palette scheme, fold count, ring density, trails…): a hash of the
-  song's tempo, key and mode, brightness and energy, so different songs differ and the same song
-  always looks the same (preview, export and a re-render agree);
+  song's tempo, meter and length, so different songs differ, the same song always looks the same
+  (preview, export and a re-render agree), and re-bouncing one stem does not change it;
 - **shader look**: fast and bright music gets the starfield or the grid, mid-tempo the tunnel or
   the kaleidoscope, slow songs the ink or the minimal look (the choice between the two by
   brightness); the key sets the palette's hue (around the circle of fifths).
@@ -71,10 +71,12 @@ def song_character(analysis: SongAnalysis) -> SongCharacter:
 
 
 def song_seed(analysis: SongAnalysis) -> int:
-    """A run seed that is the same for a song every time and different between songs."""
-    ch = song_character(analysis)
-    text = (f"{round(ch.tempo_bpm)}|{ch.key}|{ch.minor}|{round(ch.brightness_hz / 250.0)}|"
-            f"{round(20 * np.log10(max(ch.energy, 1e-6)))}|{round(analysis.duration_seconds)}")
+    """A run seed that is the same for a song every time and different between songs.
+
+    Only from what an edit of one part rarely changes — tempo, meter and the song's length (to
+    10 s) — so re-bouncing a stem or nudging a mix does not swap the whole video's look."""
+    grid = analysis.beat_grid
+    text = f"{round(grid.tempo_bpm)}|{grid.meter_label}|{round(analysis.duration_seconds / 10.0)}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") % (2**31)
 
 
