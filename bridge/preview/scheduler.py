@@ -754,6 +754,7 @@ class PreviewScheduler:
         self.evaluator = ParamEvaluator()
         self._keyframes_memo: tuple[tuple, np.ndarray] | None = None  # coordinator-owned
         self._looks_memo: tuple | None = None  # (analysis, sections, seed, looks), coordinator-owned
+        self._song_engine_memo: tuple | None = None  # (analysis, engine settings, (seed, settings))
 
         self._cond = threading.Condition()
         self._stop = False
@@ -902,7 +903,11 @@ class PreviewScheduler:
         width, height = preview_size(project.render.width, project.render.height, long_side=self.long_side)
         from bridge.visuals.character import effective_engine
 
-        run_seed, song_settings = effective_engine(project.engine, analysis)  # as the export does
+        # as the export does; memoised per analysis and engine block (a plan is built on every edit)
+        memo = self._song_engine_memo
+        if memo is None or memo[0] is not analysis or memo[1] != project.engine:
+            memo = self._song_engine_memo = (analysis, project.engine, effective_engine(project.engine, analysis))
+        run_seed, song_settings = memo[2]
         spec = engine_spec_for(project.engine, long_side=self.long_side, lcm_options=self.lcm_options,
                                song_settings=song_settings)
         plan = PreviewPlan(generation=gen, edit_time=inputs.edit_time, built_at=time.monotonic(), fps=fps,

@@ -80,9 +80,9 @@ def song_seed(analysis: SongAnalysis) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") % (2**31)
 
 
-def default_look(analysis: SongAnalysis) -> str:
+def default_look(analysis: SongAnalysis, character: SongCharacter | None = None) -> str:
     """The shader look for a song whose producer chose none (see the module docstring)."""
-    ch = song_character(analysis)
+    ch = character or song_character(analysis)
     bright = ch.brightness_hz >= 2500.0
     if ch.tempo_bpm >= 135:
         return "starfield" if bright else "grid"
@@ -97,7 +97,8 @@ def effective_engine(engine_settings, analysis: SongAnalysis) -> tuple[int, dict
     seed = int(engine_settings.seed) or song_seed(analysis)
     extra: dict = {}
     if engine_settings.name == "shader":
+        character = song_character(analysis)  # once: it reads every stem's chroma and centroid
         if not engine_settings.look:
-            extra["look"] = default_look(analysis)
-        extra["base_hue"] = round(song_character(analysis).hue, 4)
+            extra["look"] = default_look(analysis, character)
+        extra["base_hue"] = round(character.hue, 4)
     return seed, extra
