@@ -234,6 +234,16 @@ def _cross_correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> np.ndarray
     return xc * n / (n - np.arange(max_lag)) / norm
 
 
+def _window_max(values: np.ndarray, lag: float, tol: float, max_lag: float) -> float | None:
+    """Max of ``values`` over lags within ±``tol`` of ``lag``; None when that reaches below lag 1
+    or past ``max_lag`` (no evidence there)."""
+    lo = int(np.floor(lag * (1.0 - tol)))
+    hi = int(np.ceil(lag * (1.0 + tol))) + 1
+    if lo < 1 or lag * (1.0 + tol) > max_lag:
+        return None
+    return float(values[lo:hi].max())
+
+
 class _Comb:
     """Look-ups of the autocorrelation at (fractional) lags, tolerant to ±``tol`` of the lag.
 
@@ -260,23 +270,16 @@ class _Comb:
         equally well. 0 without a drums stem."""
         if self.xcorr is None:
             return 0.0
+        limit = self.xcorr.shape[0] - 1.0
 
         def look(lag: float) -> float:
-            lo = int(np.floor(lag * (1.0 - self.tol)))
-            hi = int(np.ceil(lag * (1.0 + self.tol))) + 1
-            if lo < 1 or hi > self.xcorr.shape[0]:
-                return 0.0
-            return float(self.xcorr[lo:hi].max())
+            value = _window_max(self.xcorr, lag, self.tol, limit)
+            return 0.0 if value is None else value
 
         return look(period) - max(look(period / 2.0), 0.0)
 
     def get(self, lag: float, tol: float | None = None) -> float | None:
-        tol = self.tol if tol is None else tol
-        lo = int(np.floor(lag * (1.0 - tol)))
-        hi = int(np.ceil(lag * (1.0 + tol))) + 1
-        if lo < 1 or lag * (1.0 + tol) > self.max_lag:
-            return None
-        return float(self.acf[lo:hi].max())
+        return _window_max(self.acf, lag, self.tol if tol is None else tol, self.max_lag)
 
     def __call__(self, lag: float, default: float = 0.0) -> float:
         value = self.get(lag)
@@ -338,7 +341,7 @@ def _compound_penalty(comb: _Comb, period: float) -> float:
     return worst
 
 
-def _comb_score(comb: _Comb, period: float, beats_per_bar: int, *, backbeat: bool = True) -> float:
+def _comb_score(comb: _Comb, period: float, beats_per_bar: int) -> float:
     fr = _frame_rate_hz()
     beat = comb(period)
     if beat < PULSE_FLOOR:
@@ -355,7 +358,7 @@ def _comb_score(comb: _Comb, period: float, beats_per_bar: int, *, backbeat: boo
         + SUBDIVISION_WEIGHT * comb(period / 2.0)
         - METER_PENALTY * _meter_penalty(comb, period, beats_per_bar)
         - COMPOUND_PENALTY * _compound_penalty(comb, period)
-        + (BACKBEAT_WEIGHT * comb.backbeat(period) if backbeat else 0.0)
+        + BACKBEAT_WEIGHT * comb.backbeat(period)
         + PRIOR_WEIGHT * _log_prior(60.0 * fr / period)
     )
 
@@ -514,12 +517,6 @@ def _refine(local: np.ndarray, frames: np.ndarray) -> np.ndarray:
             if denom < 0 and b >= a and b >= c:
                 out[i] = f + float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
     return out
-
-
-def _backbeat_xcorr(stems: Mapping[str, StemFeatures], n_frames: int, max_lag: int) -> np.ndarray | None:
-    """Cross-correlation of the drum stems' kick-band onsets with their snare-band onsets."""
-    pair = _kick_snare(stems, n_frames)
-    return None if pair is None else _cross_correlation(pair[0], pair[1], max_lag)
 
 
 def _kick_snare(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -795,7 +792,9 @@ def track_beats(
     # --- tempo and meter -------------------------------------------------------------------
     max_lag = int(np.ceil(60.0 * fr / MIN_TEMPO_BPM * 9))  # two 4-beat bars at the slowest tempo
     acf = _autocorrelation(envelope, max_lag)
-    comb = _Comb(acf, max_lag=n_frames / 2.0, backbeat=_backbeat_xcorr(stems, n_frames, max_lag))
+    kick_snare = _kick_snare(stems, n_frames)
+    comb = _Comb(acf, max_lag=n_frames / 2.0,
+                 backbeat=None if kick_snare is None else _cross_correlation(*kick_snare, max_lag))
     n_onsets = sum(stem.onsets_s.shape[0] for stem in stems.values() if _is_audible(stem))
     if tempo_hint_bpm is not None:
         period = 60.0 * fr / float(tempo_hint_bpm)
@@ -809,7 +808,7 @@ def track_beats(
             return empty  # nothing recurs at any beat period
         tightness = TIGHTNESS
         meters = (int(beats_per_bar),) if beats_per_bar else (4, 3)
-        varying = _local_periods(envelope, _kick_snare(stems, n_frames), period, meters)
+        varying = _local_periods(envelope, kick_snare, period, meters)
         periods = period if varying is None else varying
 
     # --- beats ---------------------------------------------------------------------------------
