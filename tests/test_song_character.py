@@ -69,3 +69,20 @@ def test_two_songs_with_all_defaults_do_not_look_alike_on_the_shader_engine(two_
     assert chosen[0] != chosen[1]
     corr = float(structure(frames[0]) @ structure(frames[1]))
     assert corr < 0.8, (chosen, corr)
+
+
+def test_a_saved_project_without_a_look_still_gets_the_songs_look(two_songs):
+    """A saved project holds ``look: null``: that is no choice, so the song's look applies (the
+    export once passed the null through and every song rendered the same tunnel)."""
+    import json
+
+    from bridge.visuals.character import default_look, with_song_settings
+
+    saved = json.loads(json.dumps(EngineSettings(name="shader").model_dump(mode="json")))
+    reloaded = EngineSettings.model_validate(saved)
+    settings = reloaded.model_dump(exclude={"name"}, exclude_unset=True)
+    assert "look" in settings and settings["look"] is None  # what the export reads from a saved file
+    _, song = effective_engine(reloaded, two_songs[1])
+    assert with_song_settings(settings, song)["look"] == default_look(two_songs[1])
+    chosen = EngineSettings(name="shader", look="ink").model_dump(exclude={"name"})
+    assert with_song_settings(chosen, song)["look"] == "ink"  # the producer's choice wins

@@ -147,10 +147,10 @@ def render_project(
     engine_settings = project.engine.model_dump(exclude={"name"}, exclude_unset=True)
     if model:
         engine_settings["model"] = model
-    from bridge.visuals.character import effective_engine
+    from bridge.visuals.character import effective_engine, with_song_settings
 
     run_seed, song_settings = effective_engine(project.engine, analysis)  # every song its own look
-    engine_settings.update({k: v for k, v in song_settings.items() if k not in engine_settings})
+    engine_settings = with_song_settings(engine_settings, song_settings)
     if look:
         engine_settings["look"] = look
     if key == "lcm":

@@ -397,9 +397,10 @@ def engine_spec_for(engine_settings: Any, *, long_side: int, lcm_options: Mappin
     # and the engines take either form
     s = {k: (tuple(sorted(v.items())) if isinstance(v, dict) else v) for k, v in engine_settings.model_dump().items()}
     name = s.pop("name")
-    for k, v in (song_settings or {}).items():  # the song's own look/palette where the producer chose none
-        if s.get(k) in (None, {}, ()):
-            s[k] = v
+    if song_settings:  # the song's own look/palette where the producer chose none
+        from bridge.visuals.character import with_song_settings
+
+        s = with_song_settings(s, song_settings)
     settings = dict(s)
     if name == "procedural":
         key = {"seed": s["seed"]}

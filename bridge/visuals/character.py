@@ -102,3 +102,14 @@ def effective_engine(engine_settings, analysis: SongAnalysis) -> tuple[int, dict
             extra["look"] = default_look(analysis, character)
         extra["base_hue"] = round(character.hue, 4)
     return seed, extra
+
+
+def with_song_settings(settings: dict, song_settings: dict) -> dict:
+    """``settings`` (an engine block as keyword arguments) with the song's own values filled in
+    wherever the producer chose nothing. A saved project holds every field (``look: null``,
+    ``images: {}``), so "not chosen" means empty, not absent."""
+    out = dict(settings)
+    for key, value in song_settings.items():
+        if out.get(key) in (None, {}, ()):
+            out[key] = value
+    return out
