@@ -16,10 +16,12 @@ void main() {
     if (uv.y < horizon) {
         float d = (horizon - uv.y);
         float z = 0.25 / d;
-        float x = (uv.x - 0.5) * z * (1.0 + 0.3 * warp * sin(z + TIME));
+        float x = 6.0 * (uv.x - 0.5) * z * (1.0 + 0.3 * warp * sin(z + TIME));
         float zz = z + 2.0 * travel + 0.02 * TIME;
-        float lines = max(smoothstep(0.06, 0.0, abs(fract(x) - 0.5) - 0.44),
-                          smoothstep(0.06, 0.0, abs(fract(zz) - 0.5) - 0.44));
+        // a line where the cell coordinate is near a whole number (|fract − 0.5| near 0.5)
+        float w = 0.44 - 0.1 * detail;
+        float lines = max(smoothstep(w, 0.49, abs(fract(x) - 0.5)),
+                          smoothstep(w, 0.49, abs(fract(zz) - 0.5)));
         vec3 neon = 0.55 + 0.45 * cos(6.2831 * (hue + vec3(0.8, 0.95, 0.1)));
         col = mix(vec3(0.0), neon, lines * (1.0 - smoothstep(0.0, 0.5, horizon - d)) + lines * 0.3);
         col += neon * 0.15 * detail;
