@@ -205,7 +205,7 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                     ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.25)
                     for ref in ready:
                         seg = pending.pop(ref)
-                        data = _result(ray, ref, seg)
+                        data = _result(ray, ref, seg, retries=max_retries)
                         atomic_write_bytes(work.part_path(seg), data)
                         work.mark_done(seg)
                         running.pop(seg.index, None)
@@ -232,7 +232,7 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
             ray.shutdown()
 
 
-def _result(ray: Any, ref: Any, seg: Segment) -> bytes:
+def _result(ray: Any, ref: Any, seg: Segment, *, retries: int) -> bytes:
     """A finished task's bytes; its error as the user would see it locally."""
     try:
         return ray.get(ref)
@@ -245,5 +245,5 @@ def _result(ray: Any, ref: Any, seg: Segment) -> bytes:
         raise RenderError(f"Segment {seg.index + 1} (frames {seg.start_frame}–{seg.end_frame - 1}) failed on the "
                           f"cluster: {cause or err}") from err
     except ray.exceptions.RayError as err:  # worker or node lost more than max_retries times
-        raise RenderError(f"Segment {seg.index + 1} could not be rendered on the cluster after {MAX_RETRIES} "
+        raise RenderError(f"Segment {seg.index + 1} could not be rendered on the cluster after {retries} "
                           f"retries: {err}. Finished segments are kept; run the render again to resume.") from err
