@@ -20,7 +20,7 @@ $(VENV)/.core-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[ai,dev,link]"
+	$(BIN)/python -m pip install --quiet -e ".[ai,dev,link,cluster]"
 	$(BIN)/python -m pip install --quiet -e ".[beatthis]" && $(BIN)/python -m pip install --quiet --no-deps "beat-this==1.1.0"
 	touch $@ $(VENV)/.core-installed
 

@@ -209,7 +209,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     with tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
-                              model=args.model, look=args.look, progress=progress)
+                              model=args.model, look=args.look, progress=progress,
+                              segments=args.segments, ray_address=args.ray, resume=not args.no_resume,
+                              log_message=lambda m: print(m, file=sys.stderr))
     print(path)
     return 0
 
@@ -277,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", metavar="ID_OR_PATH", help="model for the lcm engine")
     r.add_argument("--look", metavar="NAME_OR_FILE.fs", help="look for the shader engine (stembridge looks list)")
     r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("--segments", type=int, metavar="N",
+                   help="render in N segments (default: one per ~10 s; a killed render resumes from the last one)")
+    r.add_argument("--no-resume", action="store_true", help="start over instead of keeping finished segments")
+    r.add_argument("--ray", metavar="auto|HOST:PORT",
+                   help="render the segments in parallel on a Ray cluster (needs stembridge[cluster]): "
+                        "'auto' joins a running cluster or starts one here; HOST:PORT is a head's GCS address")
     r.set_defaults(func=cmd_render)
 
     add_separate_parser(sub)

@@ -168,7 +168,9 @@ def test_cancel_leaves_no_file_and_keeps_an_existing_one(demo, tmp_path):
         render_project(project, project_dir, out, analysis=analysis, width=160, height=90, fps=30,
                        progress=progress, cancel=token)
     assert out.read_bytes() == b"previous render"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+    # the finished segments stay in the hidden work folder for a resume; no half-written file anywhere
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["out.mp4"]
+    assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
 
 
 def test_bad_render_options_are_named(demo, tmp_path):

@@ -9,18 +9,23 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bridge.analysis.types import SongAnalysis
 from bridge.errors import RenderError
-from bridge.jobs import CancelToken, ProgressCallback, no_progress, prefetch
+from bridge.jobs import CancelToken, ProgressCallback, no_progress
 from bridge.project.schema import Project, RenderSettings, parse_fps
 from bridge.project.store import resolve_stem_path
 from bridge.visuals.base import RenderContext, SectionLook
+
+if TYPE_CHECKING:
+    from bridge.mapping.frame_params import FrameParams
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +116,84 @@ def render_project(
     look: str | None = None,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
+    resume: bool = True,
+    segments: int | None = None,
+    ray_address: str | None = None,
+    log_message: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Render ``project`` to ``out_path`` (MP4). Overrides replace the project's render settings.
+
+    The video is rendered in segments kept in a work folder beside the output
+    (``.OUT.mp4.parts/``, see :mod:`bridge.export.segments`): a killed or cancelled export run
+    again with the same project and settings continues from its last finished segment (and says so
+    through ``log_message``, e.g. "resuming at 2:41"); ``resume=False`` starts over. ``segments``:
+    how many pieces (default: about one per 10 s). ``ray_address`` ("auto" or a cluster's
+    HOST:PORT): render the segments in parallel on a Ray cluster (:mod:`bridge.export.cluster`).
 
     Raises RenderError / AudioError / Cancelled; on any failure no file is left at ``out_path``
     (an existing file there is kept).
     """
+    cancel = cancel or CancelToken()
+    job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
+                         start_s=start_s, end_s=end_s, engine_name=engine_name, model=model, look=look,
+                         cancel=cancel)
+    if ray_address:
+        from bridge.export.cluster import render_on_ray
+
+        return render_on_ray(job, out_path, address=ray_address, n_segments=segments, resume=resume,
+                             progress=progress, cancel=cancel, log_message=log_message)
+    from bridge.export.segments import render_segmented
+
+    return render_segmented(job, out_path, n_segments=segments, resume=resume, progress=progress,
+                            cancel=cancel, log_message=log_message)
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Everything a render needs, resolved from the project: a pure description of the frames.
+
+    Picklable (it is what a Ray task receives): the engine is named, not built; ``params`` covers
+    the render range plus the pre-roll before it; ``audio`` is the soundtrack of the range (the
+    driver muxes it; workers never need it).
+    """
+
+    engine_key: str
+    engine_settings: dict
+    context: RenderContext
+    params: FrameParams
+    range: RenderRange
+    settings: RenderSettings
+    audio: np.ndarray | None
+    #: Frames that may be rendered before a segment to re-warm feedback state.
+    preroll_frames: int
+    #: Candidate cut frames (section starts, downbeats, diffusion keyframes), ascending.
+    boundaries: tuple[int, ...] = ()
+
+    def without_audio(self) -> RenderJob:
+        from dataclasses import replace
+
+        return replace(self, audio=None)
+
+
+def prepare_render(
+    project: Project,
+    project_dir: str | os.PathLike[str],
+    *,
+    analysis: SongAnalysis | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    fps: object | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    engine_name: str | None = None,
+    model: str | None = None,
+    look: str | None = None,
+    cancel: CancelToken | None = None,
+) -> RenderJob:
+    """Resolve the project into a :class:`RenderJob` (analysis, mappings, engine settings, audio)."""
     from bridge.analysis.project import analyze_project
-    from bridge.export.video import write_video
     from bridge.mapping import evaluate_mappings
-    from bridge.visuals import get_engine
+    from bridge.visuals import ENGINE_NAMES, get_engine
 
     project_dir = Path(project_dir)
     cancel = cancel or CancelToken()
@@ -164,7 +237,8 @@ def render_project(
                 analysis.beat_grid, fps=rate, n_frames=total,
                 every_beats=project.engine.keyframe_every_beats,
                 section_starts_s=[sec.start_s for sec in looks]).tolist()
-    engine = get_engine(key, **engine_settings)
+    if key not in ENGINE_NAMES:
+        get_engine(key)  # raises the RenderError naming the engines
     stem_audio: dict[str, np.ndarray] | None = {} if key == "shader" else None
     mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate,
                             duration_seconds=rng.start_seconds + rng.duration_seconds, stems_out=stem_audio)
@@ -172,31 +246,19 @@ def render_project(
     if stem_audio is not None:  # the shader engine's audio / audioFFT inputs: the mix and each stem
         audio_inputs = {"mix": mix.mean(axis=0).astype(np.float32), **stem_audio}
     grid = analysis.beat_grid
-    engine.start(RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
-                               seed=run_seed, mode="export",
-                               beats_s=tuple(float(b) for b in grid.beats_s),
-                               downbeats_s=tuple(float(b) for b in grid.downbeats_s),
-                               audio=audio_inputs, audio_sample_rate=settings.sample_rate))
-
+    context = RenderContext(width=settings.width, height=settings.height, fps=rate, sections=looks,
+                            seed=run_seed, mode="export",
+                            beats_s=tuple(float(b) for b in grid.beats_s),
+                            downbeats_s=tuple(float(b) for b in grid.downbeats_s),
+                            audio=audio_inputs, audio_sample_rate=settings.sample_rate)
     a0 = int(round(rng.start_seconds * settings.sample_rate))
     audio = mix[:, a0:a0 + int(round(rng.duration_seconds * settings.sample_rate))]
-
-    def frames():
-        for i in range(len(params)):
-            frame = engine.render(params.start_frame + i, params.row(i), int(params.section_index[i]),
-                                  float(params.section_mix[i]))
-            if i >= preroll:
-                yield frame
-            else:
-                cancel.raise_if_cancelled("the render")
-
-    try:
-        return write_video(
-            out_path, prefetch(frames(), depth=4, name="render-frames"), n_frames=rng.n_frames,
-            width=settings.width, height=settings.height,
-            fps=rate, audio=audio, audio_sample_rate=settings.sample_rate, crf=settings.crf,
-            progress=progress, cancel=cancel,
-        )
-    finally:
-        engine.close()
+    cuts = {int(round(sec.start_s * rate)) for sec in looks}
+    cuts.update(int(round(b * rate)) for b in grid.downbeats_s)
+    cuts.update(int(k) for k in engine_settings.get("keyframes", ()) or ())
+    end_frame = rng.start_frame + rng.n_frames
+    return RenderJob(engine_key=key, engine_settings=engine_settings, context=context, params=params,
+                     range=rng, settings=settings, audio=np.ascontiguousarray(audio),
+                     preroll_frames=int(PREROLL_SECONDS * rate),
+                     boundaries=tuple(sorted(c for c in cuts if rng.start_frame < c < end_frame)))
 

@@ -1,0 +1,249 @@
+"""Segment-parallel export on a Ray cluster (``stembridge render --ray auto|HOST:PORT``).
+
+The driver (the machine with the project) resolves the project into a
+:class:`~bridge.export.render.RenderJob` — mapped parameters, sections, engine settings and, for
+the shader engine, the stems' audio — and puts it once into Ray's object store. Each segment of the
+plan (:func:`bridge.export.segments.plan_segments`, cut at sections / downbeats / keyframes) is a
+Ray task, a pure function of (job, segment): it starts the engine, renders the pre-roll and the
+segment, encodes it with the same codec parameters as every other segment and returns the file's
+bytes. Workers need stembridge installed (and the diffusion model for the lcm engine), never the
+project's files. The driver writes each returned segment into the work folder beside the output as
+it arrives (so a killed driver resumes with them), then joins them without re-encoding and muxes
+the audio once.
+
+Tasks ask for one CPU, or one GPU for the diffusion engine when the cluster has GPUs. A task whose
+worker dies is retried (``max_retries``) on any worker; an error in the render itself (a bad
+setting) is not retried and is reported as it would be locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import BridgeError, Cancelled, MissingDependency, RenderError
+from bridge.fsutil import atomic_write_bytes
+from bridge.jobs import CancelToken, ProgressCallback, no_progress
+
+if TYPE_CHECKING:
+    from bridge.export.render import RenderJob
+    from bridge.export.segments import Segment
+
+log = logging.getLogger(__name__)
+
+#: Times a segment is re-run after its worker died (node lost, process killed, out of memory).
+MAX_RETRIES = 3
+#: Seconds between progress reports from a running task.
+REPORT_INTERVAL_S = 0.5
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependency("ray", feature="Rendering on a Ray cluster (--ray)", extra="cluster") from exc
+    return ray
+
+
+def connect(address: str) -> bool:
+    """Connect this process to Ray. Returns True when this call started the connection.
+
+    ``auto``: a cluster already running on this machine (``ray start --head``), else a new local
+    one with a worker per CPU core. ``HOST:PORT``: the head's GCS address (``ray start --head``
+    prints it). A process already connected (``ray.init`` done by the caller) is left as it is.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    address = (address or "").strip()
+    if not address:
+        raise RenderError("--ray needs 'auto' or a cluster's HOST:PORT (as `ray start --head` prints it).")
+    kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address == "auto":
+        try:
+            ray.init(address="auto", **kwargs)
+        except ConnectionError:
+            ray.init(include_dashboard=False, **kwargs)  # no cluster yet: this machine's cores
+        return True
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RenderError(f"--ray {address!r} is not HOST:PORT; use e.g. --ray 10.0.0.5:6379 or --ray auto.")
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, TimeoutError, RuntimeError) as exc:
+        raise RenderError(f"Cannot reach the Ray cluster at {address}: {exc}. Check that `ray start --head` "
+                          "runs there and that the port is open from this machine.") from exc
+    return True
+
+
+def render_segment_bytes(job: RenderJob, index: int, start_frame: int, n_frames: int, *,
+                         report: Callable[[int, int], None] = lambda i, d: None,
+                         fault_marker: str | None = None) -> bytes:
+    """One segment as an encoded video-only MP4 (bytes): what a Ray task runs. Pure in its inputs.
+
+    ``fault_marker`` (tests): if that file does not exist yet, create it and kill this process half
+    way through the segment — a worker lost mid-render, which Ray then retries.
+    """
+    import tempfile
+
+    from bridge.export.segments import Segment, encode_segments
+
+    seg = Segment(index, start_frame, n_frames)
+    die = fault_marker is not None and not os.path.exists(fault_marker)
+    last = [0.0]
+
+    def progress(_seg: Segment, done: int) -> None:
+        if die and done >= max(1, n_frames // 2):
+            Path(fault_marker).touch()  # type: ignore[arg-type]
+            os.kill(os.getpid(), 9)  # SIGKILL: no cleanup, as when a node is lost
+        now = time.monotonic()
+        if now - last[0] >= REPORT_INTERVAL_S or done == n_frames:
+            last[0] = now
+            report(index, done)
+
+    with tempfile.TemporaryDirectory(prefix="stembridge-seg-") as tmp:
+        path = Path(tmp) / f"segment-{index:04d}.mp4"
+        encode_segments(job, [seg], lambda _s: path, progress=progress)
+        return path.read_bytes()
+
+
+_REMOTE: dict[str, Any] = {}
+
+
+def _remote_parts() -> tuple[Any, Any]:
+    """The Ray task and the progress board actor class (defined once, after ray is imported)."""
+    if not _REMOTE:
+        ray = import_ray()
+
+        @ray.remote
+        def render_segment_task(job, index, start_frame, n_frames, board, fault_marker):
+            def report(i: int, done: int) -> None:
+                board.report.remote(i, done)  # fire and forget
+
+            return render_segment_bytes(job, index, start_frame, n_frames, report=report,
+                                        fault_marker=fault_marker)
+
+        @ray.remote(num_cpus=0)
+        class ProgressBoard:
+            def __init__(self) -> None:
+                self.done: dict[int, int] = {}
+
+            def report(self, index: int, done: int) -> None:
+                self.done[index] = done
+
+            def snapshot(self) -> dict[int, int]:
+                return dict(self.done)
+
+        _REMOTE.update(task=render_segment_task, board=ProgressBoard)
+    return _REMOTE["task"], _REMOTE["board"]
+
+
+def _label(plan: tuple[Segment, ...], done: set[int], running: dict[int, int]) -> str:
+    parts = [f"{len(done)}/{len(plan)} segments done"]
+    if running:
+        parts.append("running " + " ".join(
+            f"#{i + 1}:{100 * d // max(1, plan[i].n_frames)}%" for i, d in sorted(running.items())))
+    return ", ".join(parts)
+
+
+def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: str = "auto",
+                  n_segments: int | None = None, resume: bool = True, progress: ProgressCallback = no_progress,
+                  cancel: CancelToken | None = None, log_message: Callable[[str], None] = lambda m: None,
+                  max_retries: int = MAX_RETRIES, _fault_marker: str | os.PathLike[str] | None = None) -> Path:
+    """Render ``job`` to ``out_path`` with one Ray task per segment; resumable like a local render.
+
+    ``n_segments``: default two per CPU (or GPU) the cluster offers, at least one per ~10 s.
+    Cancelling stops the running tasks; finished segments stay for a resume.
+    """
+    from bridge.export.segments import (
+        SEGMENT_SECONDS,
+        format_time,
+        join_parts,
+        open_work_folder,
+    )
+
+    cancel = cancel or CancelToken()
+    ray = import_ray()
+    started = connect(address)
+    try:
+        resources = ray.cluster_resources()
+        use_gpu = job.engine_key == "lcm" and resources.get("GPU", 0) >= 1
+        slots = int(resources.get("GPU" if use_gpu else "CPU", 1)) or 1
+        if n_segments is None:
+            n_segments = max(2 * slots, round(job.range.n_frames / (SEGMENT_SECONDS * float(job.context.fps))))
+        if job.engine_key == "lcm" and not use_gpu:
+            log_message("the Ray cluster has no GPU: the diffusion segments render on CPUs")
+        with open_work_folder(job, out_path, n_segments=n_segments, resume=resume, log_message=log_message) as work:
+            plan = work.plan
+            todo = [s for s in plan if not work.is_done(s)]
+            total = job.range.n_frames
+            if len(todo) < len(plan):
+                first = todo[0].start_frame if todo else job.range.start_frame + total
+                log_message(f"resuming at {format_time(float(first / job.context.fps))}: "
+                            f"{len(plan) - len(todo)} of {len(plan)} segments kept from the interrupted export")
+            log_message(f"rendering {len(todo)} segments on Ray ({slots} {'GPU' if use_gpu else 'CPU'} slots)")
+            task, board_cls = _remote_parts()
+            board = board_cls.remote()
+            job_ref = ray.put(job.without_audio())  # once into the object store; tasks share it
+            options = {"max_retries": max_retries, "retry_exceptions": False, "num_cpus": 1,
+                       "num_gpus": 1 if use_gpu else 0}
+            marker = None if _fault_marker is None else str(_fault_marker)
+            pending = {
+                task.options(**options).remote(job_ref, s.index, s.start_frame, s.n_frames, board, marker): s
+                for s in todo
+            }
+            done_frames = sum(s.n_frames for s in plan if work.is_done(s))
+            running: dict[int, int] = {}
+            progress(done_frames, total, _label(plan, work.done, running))
+            try:
+                while pending:
+                    cancel.raise_if_cancelled("the video export")
+                    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.25)
+                    for ref in ready:
+                        seg = pending.pop(ref)
+                        data = _result(ray, ref, seg, retries=max_retries)
+                        atomic_write_bytes(work.part_path(seg), data)
+                        work.mark_done(seg)
+                        running.pop(seg.index, None)
+                        done_frames += seg.n_frames
+                    try:
+                        snap = ray.get(board.snapshot.remote(), timeout=5)
+                    except Exception:  # noqa: BLE001 - progress is best effort
+                        snap = {}
+                    running = {i: d for i, d in snap.items() if i not in work.done}
+                    progress(done_frames + sum(running.values()), total, _label(plan, work.done, running))
+            except BaseException:
+                for ref in pending:  # stop what still runs; finished segments stay in the work folder
+                    ray.cancel(ref, force=True)
+                raise
+            finally:
+                ray.kill(board)
+            progress(total, total, "joining")
+            out = join_parts([work.part_path(s) for s in plan], out_path, fps=job.context.fps, n_frames=total,
+                             audio=job.audio, audio_sample_rate=job.settings.sample_rate)
+            work.remove()
+            return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _result(ray: Any, ref: Any, seg: Segment, *, retries: int) -> bytes:
+    """A finished task's bytes; its error as the user would see it locally."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        raise Cancelled("the video export") from None
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, BridgeError):
+            raise cause from None
+        raise RenderError(f"Segment {seg.index + 1} (frames {seg.start_frame}–{seg.end_frame - 1}) failed on the "
+                          f"cluster: {cause or err}") from err
+    except ray.exceptions.RayError as err:  # worker or node lost more than max_retries times
+        raise RenderError(f"Segment {seg.index + 1} could not be rendered on the cluster after {retries} "
+                          f"retries: {err}. Finished segments are kept; run the render again to resume.") from err

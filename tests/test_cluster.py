@@ -1,0 +1,118 @@
+"""Segment-parallel export on a real local Ray cluster (issue 18): two worker processes on this
+machine (ray.init(num_cpus=2)), shared by the module because Ray takes seconds to start.
+
+Material: the first 4 s of the synthetic 120 BPM project (tests/preview_project.py) at 160x90,
+procedural engine, rendered losslessly (CRF 0) so decoded frames compare bit for bit with the
+engine's own uninterrupted frames and with a local render.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from preview_project import built, project_dir  # noqa: F401  (fixtures)
+from segment_helpers import decoded, lossless, truth_hashes
+
+from bridge.errors import RenderError
+from bridge.export.render import render_project
+from bridge.export.segments import work_folder
+
+ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install 'stembridge[cluster]'")
+
+pytestmark = pytest.mark.slow
+END_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    """A local Ray cluster with two worker slots; its GCS address (what `ray start --head` prints)."""
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
+             logging_level="WARNING", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def test_cluster_render_equals_the_local_render(cluster: str, project_dir: Path) -> None:  # noqa: F811
+    project = lossless(project_dir)
+    local = render_project(project, project_dir, project_dir / "local.mp4", end_s=END_S, segments=1)
+    labels: list[str] = []
+    remote = render_project(project, project_dir, project_dir / "ray.mp4", end_s=END_S, segments=4,
+                            ray_address="auto", progress=lambda d, t, label="": labels.append(label))
+    got, want = decoded(remote), decoded(local)
+    assert got["pts"] == list(range(120))
+    assert got["hashes"] == want["hashes"] == truth_hashes(project, project_dir, end_s=END_S)
+    assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
+    assert any(re.match(r"\d/4 segments done", label) for label in labels), labels
+    assert ray.is_initialized()  # the caller's connection is left alone
+    assert not work_folder(remote).exists()
+
+
+def test_a_worker_killed_mid_segment_is_retried(cluster: str, project_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from bridge.export.cluster import render_on_ray
+    from bridge.export.render import prepare_render
+
+    project = lossless(project_dir)
+    job = prepare_render(project, project_dir, end_s=END_S)
+    marker = tmp_path / "worker-killed"
+    out = render_on_ray(job, project_dir / "ray.mp4", n_segments=3, _fault_marker=marker)
+    assert marker.exists()  # a worker process really died (SIGKILL half way through a segment)
+    got = decoded(out)
+    assert got["pts"] == list(range(120))  # no duplicated or missing frame
+    assert got["hashes"] == truth_hashes(project, project_dir, end_s=END_S)
+    assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
+
+
+def test_a_worker_lost_every_time_fails_with_a_clear_error(cluster: str, project_dir: Path,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    from bridge.export.cluster import render_on_ray
+    from bridge.export.render import prepare_render
+
+    job = prepare_render(lossless(project_dir), project_dir, end_s=1.0)
+    with pytest.raises(RenderError, match="run the render again to resume"):
+        # max_retries=0 and the marker recreated by every try: the segment never finishes
+        render_on_ray(job, project_dir / "ray.mp4", n_segments=1, max_retries=0, _fault_marker=tmp_path / "m")
+    assert not (project_dir / "ray.mp4").exists()
+
+
+def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> None:  # noqa: F811
+    project = lossless(project_dir, width=320, height=180)
+    out = project_dir / "ray.mp4"
+    cmd = [sys.executable, "-m", "bridge", "render", str(project_dir), "-o", str(out), "--end", str(END_S),
+           "--segments", "12", "--ray", cluster]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    manifest = work_folder(out) / "manifest.json"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            done = json.loads(manifest.read_text())["done"]
+        except (OSError, ValueError):
+            done = []
+        if len(done) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the driver finished before it could be killed"
+    assert not out.exists()
+
+    messages: list[str] = []
+    render_project(project, project_dir, out, end_s=END_S, segments=12, ray_address=cluster,
+                   log_message=messages.append)
+    assert any(re.match(r"resuming at 0:0\d: ([2-9]|1[01]) of 12 segments kept", m) for m in messages), messages
+    got = decoded(out)
+    assert got["pts"] == list(range(120))
+    assert got["hashes"] == truth_hashes(project, project_dir, end_s=END_S)
+    assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
+    assert not [p for p in project_dir.rglob("*") if ".partial" in p.name or p.name.endswith(".parts")]
