@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -84,14 +85,16 @@ def main() -> int:
         assert frame_hashes(base) == reference, "1-segment and N-segment renders differ"
         row["split_join_overhead"] = row["local_s"] / row["local_1seg_s"] - 1.0
 
-        # the join alone: keep the parts of a cancelled-at-the-end render, then join them
-        token = CancelToken()
-        try:
-            render_segmented(job, root / "parts.mp4", n_segments=n, cancel=token,
-                             progress=lambda d, t, label="": token.cancel() if label == "joining" else None)
-        except Cancelled:
-            pass
-        parts = sorted(work_folder(root / "parts.mp4").glob("segment-*.mp4"))
+        # the join alone: copy the parts of a render at the moment it starts joining, then join them
+        kept = root / "kept-parts"
+
+        def keep_parts(done: int, total: int, label: str = "") -> None:
+            if label == "joining":
+                shutil.copytree(work_folder(root / "parts.mp4"), kept)
+
+        render_segmented(job, root / "parts.mp4", n_segments=n, progress=keep_parts)
+        parts = sorted(kept.glob("segment-*.mp4"))
+        assert len(parts) == n, f"expected {n} kept segments, found {len(parts)}"
         row["join_s"], _ = timed(join_parts, parts, root / "joined.mp4", fps=job.context.fps,
                                  n_frames=job.range.n_frames, audio=job.audio,
                                  audio_sample_rate=job.settings.sample_rate)
