@@ -107,11 +107,6 @@ def dotted_eighth_waltz(tempo_bpm: float, seconds: float) -> tuple[np.ndarray, n
     return audio, sixteenths_s[::4]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "regressed by the backbeat evidence (kick, then snare one beat later) that fixed fast 4/4 "
-    "songs read at half tempo: this pattern's four evenly spaced kicks against three beats "
-    "leak into the snare band and read as a 72 BPM backbeat; the real song it models "
-    "(shared song 03) is still right. strict: the test fails once this passes again."))
 def test_waltz_with_a_dotted_eighth_kick_is_three_four():
     """Twelve 16ths grouped 3+3+3+3 by the kick: still 3 beats of four 16ths at 90 BPM, not 4 beats
     of three (120 BPM) nor 2 of six (60 BPM)."""

@@ -104,6 +104,10 @@ FAST_TATUM_SECONDS = 0.20
 SLOW_TATUM_SECONDS = 0.25
 #: Weight of the kick → snare backbeat evidence (``_Comb.backbeat``) in the comb score.
 BACKBEAT_WEIGHT = 1.0
+#: Periods (× the best period on periodicity alone) among which the backbeat chooses, and how
+#: far (relative) around each the search goes.
+BACKBEAT_RELATIVES = (0.5, 2.0 / 3.0, 1.0, 1.5, 2.0)
+BACKBEAT_FAMILY_TOL = 0.05
 #: Grid shifts (fractions of a beat) tried by ``_correct_phase`` and the margin a shift needs (set
 #: on the dev songs: shared 12's off-beat lock is +12 % off, shared 01's funk stays 7 % short of a
 #: wrong half-beat shift; both sides are within reach of this knob — see the README's table).
@@ -341,7 +345,7 @@ def _compound_penalty(comb: _Comb, period: float) -> float:
     return worst
 
 
-def _comb_score(comb: _Comb, period: float, beats_per_bar: int) -> float:
+def _comb_score(comb: _Comb, period: float, beats_per_bar: int, *, backbeat: bool = True) -> float:
     fr = _frame_rate_hz()
     beat = comb(period)
     if beat < PULSE_FLOOR:
@@ -358,7 +362,7 @@ def _comb_score(comb: _Comb, period: float, beats_per_bar: int) -> float:
         + SUBDIVISION_WEIGHT * comb(period / 2.0)
         - METER_PENALTY * _meter_penalty(comb, period, beats_per_bar)
         - COMPOUND_PENALTY * _compound_penalty(comb, period)
-        + BACKBEAT_WEIGHT * comb.backbeat(period)
+        + (BACKBEAT_WEIGHT * comb.backbeat(period) if backbeat else 0.0)
         + PRIOR_WEIGHT * _log_prior(60.0 * fr / period)
     )
 
@@ -369,8 +373,17 @@ def _estimate_period(comb: _Comb, *, beats_per_bar: int | None) -> tuple[float, 
     meters = (beats_per_bar,) if beats_per_bar else (4, 3)
     min_period = 60.0 * fr / MAX_TEMPO_BPM
     max_period = 60.0 * fr / MIN_TEMPO_BPM
+    grid = np.arange(min_period, max_period, 0.25)
+    # The backbeat (kick → snare one beat later) separates a tempo from its octaves and 3:2
+    # relatives; it says nothing about a period 5/4 of the beat, where a syncopated snare (kick on
+    # 1, snare on the "e" of 2) can line up better than on the beat. So the periodicity alone picks
+    # the tempo family, and the backbeat only chooses within it.
+    family = max(((float(p), m) for p in grid for m in meters),
+                 key=lambda pm: _comb_score(comb, pm[0], pm[1], backbeat=False))[0]
     best = (min_period, meters[0], -np.inf)
-    for period in np.arange(min_period, max_period, 0.25):
+    for period in grid:
+        if min(abs(period / (family * r) - 1.0) for r in BACKBEAT_RELATIVES) > BACKBEAT_FAMILY_TOL:
+            continue
         for meter in meters:
             score = _comb_score(comb, float(period), meter)
             if score > best[2]:
