@@ -45,6 +45,8 @@ from bridge.stems.roles import guess_role  # noqa: E402
 SR = ANALYSIS_SAMPLE_RATE
 DATA = REPO.parent / "shared" / "data"
 CACHE = Path.home() / ".cache" / "stembridge-bench" / "band"
+#: Cached renders are keyed by the generator's source, so a changed pattern is re-rendered.
+BAND_SOURCE_HASH = hashlib.sha1((Path(__file__).resolve().parents[1] / "bridge" / "demo" / "band.py").read_bytes()).hexdigest()[:12]
 
 #: Shared songs: which were looked at while developing (dev) and which were only checked (held).
 SHARED_SPLIT = {
@@ -82,6 +84,11 @@ BAND_SONGS: list[tuple[str, str, dict]] = [
     ("ramp_100_135", "held", dict(segments=[Segment(16, 4, 4, 100, 135)], style="rock", seed=28)),
     ("step_90_135", "held", dict(segments=[Segment(8, 4, 4, 90), Segment(10, 4, 4, 135)], style="four", seed=29)),
     ("swing_132", "held", dict(segments=[Segment(16, 4, 4, 132)], style="rock", seed=30, swing=0.2)),
+    ("push_98", "dev", dict(segments=[Segment(16, 4, 4, 98)], style="push", seed=32)),
+    ("push_swing_116", "dev", dict(segments=[Segment(16, 4, 4, 116)], style="push", seed=33, swing=0.17)),
+    ("push_108", "held", dict(segments=[Segment(16, 4, 4, 108)], style="push", seed=34)),
+    ("push_swing_88", "held", dict(segments=[Segment(12, 4, 4, 88)], style="push", seed=35, swing=0.2)),
+    ("push_131", "held", dict(segments=[Segment(18, 4, 4, 131)], style="push", seed=36)),
     ("late_drums_128", "held", dict(segments=[Segment(16, 4, 4, 128)], style="four", seed=31, drums_enter_bar=4)),
 ]
 
@@ -142,7 +149,7 @@ def band_items(split: str) -> list[Item]:
     for name, item_split, kwargs in BAND_SONGS:
         if split != "all" and item_split != split:
             continue
-        key = hashlib.sha1(repr((name, kwargs, SR, 2)).encode()).hexdigest()[:12]
+        key = hashlib.sha1(repr((name, kwargs, SR, BAND_SOURCE_HASH)).encode()).hexdigest()[:12]
         path = CACHE / f"{name}-{key}.npz"
         if path.exists():
             z = np.load(path, allow_pickle=False)

@@ -113,3 +113,15 @@ def test_swing_is_measured_and_straight_is_straight():
     straight = render_band_song([Segment(12, 4, 4, 104)], style="rock", seed=106, sample_rate=SR,
                                 options={"hat16": True})
     assert _analyse(straight).swing_level == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bpm, swing, seed", [(92.0, 0.17, 105), (100.0, 0.12, 107)])
+def test_beats_stay_on_the_beat_under_a_swung_push(bpm, swing, seed):
+    """Kick and bass anticipate the beats on the swung last 16th, louder than anything on the beat
+    (funk's "push", a latin tumbao): the beats are still the notated ones, not a swung 16th early."""
+    song = render_band_song([Segment(14, 4, 4, bpm)], style="push", seed=seed, sample_rate=SR, swing=swing)
+    grid = _analyse(song)
+    assert grid.tempo_bpm == pytest.approx(bpm, rel=0.04)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8

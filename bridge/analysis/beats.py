@@ -112,6 +112,18 @@ BACKBEAT_FAMILY_TOL = 0.05
 #: on the dev songs: shared 12's off-beat lock is +12 % off, shared 01's funk stays 7 % short of a
 #: wrong half-beat shift; both sides are within reach of this knob — see the README's table).
 PHASE_SHIFTS = (-0.25, 0.25, -1.0 / 3.0, 1.0 / 3.0, -1.0 / 6.0, 1.0 / 6.0, 0.5)
+#: Phase correction (:func:`_correct_phase`): window length in beats, the weight of salience
+#: beside drum presence, the cost of a change of phase between windows, the current phase's
+#: bonus, and how near a drum onset must be to count as on a beat.
+PHASE_WINDOW_BEATS = 8
+PHASE_SALIENCE_WEIGHT = 0.25
+PHASE_SNARE_WEIGHT = 0.5
+PHASE_CHANGE_COST = 0.3
+PHASE_STAY_BONUS = 0.05
+PRESENCE_TOLERANCE_S = 0.035
+#: Weight and tolerance of the long–short swing test in :func:`_correct_phase`.
+SWING_SHORT_WEIGHT = 0.5
+SWING_TOLERANCE_S = 0.025
 PHASE_SHIFT_MARGIN = 0.10
 #: Local tempo (``_local_periods``): window and hop (s), at most this many windows, candidates
 #: within ±LOCAL_OCTAVES of the global tempo on a LOCAL_STEP-octave grid, and the Viterbi cost of
@@ -592,16 +604,45 @@ def _harmonic_change(stems: Mapping[str, StemFeatures], n_frames: int, window: i
     return 1.0 - np.sum(before * after, axis=0)
 
 
+def _drum_presence(stems: Mapping[str, StemFeatures], positions_s: np.ndarray,
+                   tolerance_s: np.ndarray) -> np.ndarray | None:
+    """1 where a drums-stem onset lies within ``tolerance_s`` of each position, else 0; None
+    without an audible drums stem."""
+    onsets = [stem.onsets_s for stem in stems.values() if stem.role == "drums" and _is_audible(stem)]
+    if not onsets:
+        return None
+    on = np.sort(np.concatenate(onsets))
+    if on.size == 0:
+        return None
+    i = np.clip(np.searchsorted(on, positions_s), 1, max(1, on.size - 1))
+    dist = np.minimum(np.abs(on[np.minimum(i, on.size - 1)] - positions_s), np.abs(on[i - 1] - positions_s))
+    return (dist <= tolerance_s).astype(np.float64)
+
+
 def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envelope: np.ndarray,
                    n_frames: int) -> np.ndarray:
-    """Move the whole grid by a fraction of a beat when the beat salience says it sits off the beat.
+    """Move stretches of the grid by a fraction of a beat where the evidence says they sit off it.
 
-    The dynamic program follows the strongest chain of onsets one period apart, which on a busy
-    groove can be the off-beat 8th or a swung last 16th. Each shift in ``PHASE_SHIFTS`` of the local
-    beat length is scored by the mean salience (:func:`_beat_salience`) at the shifted beats; the
-    grid moves only when a shift beats the current phase by ``PHASE_SHIFT_MARGIN``.
+    The dynamic program follows the strongest chain of onsets one period apart. On a syncopated
+    groove that can be the anticipations: the off-beat 8th, the "a" before each beat, a swung
+    last 16th — and it can slip onto them part-way through a song when the pattern changes. Two
+    kinds of evidence decide, for windows of ``PHASE_WINDOW_BEATS`` beats, between the current
+    phase and each shift in ``PHASE_SHIFTS`` of the local beat length:
+
+    - **presence**: the share of beats with a drums-stem onset on them. The beat is the position
+      the drummer fills in (nearly) every bar; anticipations are louder but come and go. Measured
+      on songs 10 and 13 the annotated beat has a drum onset 95 % / 79 % of the time, the
+      anticipation the tracker locked onto 84 % / 60 %;
+    - **salience** (:func:`_beat_salience`, kick/snare, pitched onsets, harmonic change) as a share
+      of the window's best, weighted by ``PHASE_SALIENCE_WEIGHT``: it decides where presence ties
+      (a backbeat song has drums on the off-beat 8th as often as on the beat) and without drums.
+
+    A Viterbi path over windows × shifts pays ``PHASE_CHANGE_COST`` for each change of shift, so
+    a song keeps one phase unless a stretch clearly says otherwise, and the current phase gets
+    ``PHASE_STAY_BONUS`` (the tracker's own chain is evidence too).
     """
-    if beats_s.shape[0] < 8:
+    n_beats = beats_s.shape[0]
+    if n_beats < 8:
         return beats_s
     fr = _frame_rate_hz()
     ibi = np.diff(beats_s)
@@ -609,21 +650,77 @@ def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envel
     sal = _beat_salience(stems, envelope, n_frames, float(np.median(ibi)) * fr)
     half = max(1, int(round(float(np.median(ibi)) * fr / 12.0)))
     peak = scipy.ndimage.maximum_filter1d(sal, size=2 * half + 1, mode="constant")
-
+    # The off-beat 8th: drums sit on it as often as on the beat (hats, a backbeat's ghost notes),
+    # so presence cannot tell; the kick and snare can, song-wide, by PHASE_SHIFT_MARGIN. Decided first,
+    # on the tracker's own grid, before presence moves stretches of it by a 16th or a triplet.
     def value(shift: float) -> float:
-        idx = np.round((beats_s + shift * ibi) * fr).astype(int)
-        idx = idx[(idx >= 0) & (idx < n_frames)]
-        return float(peak[idx].mean()) if idx.size else -np.inf
+        at = np.round((beats_s + shift * ibi) * fr).astype(int)
+        at = at[(at >= 0) & (at < n_frames)]
+        return float(peak[at].mean()) if at.size else -np.inf
 
     base = value(0.0)
-    best_shift, best = 0.0, base
-    for shift in PHASE_SHIFTS:
-        v = value(shift)
-        if v > best:
-            best_shift, best = shift, v
-    if best_shift == 0.0 or best < base * (1.0 + PHASE_SHIFT_MARGIN) + 1e-9:
-        return beats_s
-    return beats_s + best_shift * ibi
+    if value(0.5) > base * (1.0 + PHASE_SHIFT_MARGIN) + 1e-9:
+        beats_s = beats_s + 0.5 * ibi
+
+    shifts = np.array((0.0,) + tuple(x for x in PHASE_SHIFTS if x != 0.5))
+    positions = beats_s[None, :] + shifts[:, None] * ibi[None, :]  # (shifts, beats)
+    idx = np.clip(np.round(positions * fr).astype(int), 0, n_frames - 1)
+    salience = peak[idx]
+    presence = _drum_presence(stems, positions.ravel(), np.minimum(PRESENCE_TOLERANCE_S, np.tile(ibi, shifts.size) / 8.0))
+    presence = None if presence is None else presence.reshape(shifts.size, n_beats)
+    # Swing is long–short: a swung groove's notes sit at 0, 1/3, 1/2, 5/6 (16ths) or 0, 2/3 (8ths)
+    # of the beat, never 1/6 after it; a grid on the swung last 16th (5/6) has the beat's own
+    # onset 1/6 after each of its beats. So onsets 1/6 of a beat after a candidate count against
+    # it (straight 16ths sit 1/12 of a beat away from there and, tolerance aside, do not).
+    short = _drum_presence(stems, (positions + ibi[None, :] / 6.0).ravel(),
+                           np.minimum(SWING_TOLERANCE_S, np.tile(ibi, shifts.size) / 12.0))
+    short = None if short is None else short.reshape(shifts.size, n_beats)
+
+    # The backbeat: whatever the kick and bass anticipate, the snare (or clap) on 2 and 4 sits on
+    # the beat in nearly every groove that has one.
+    kick_snare = _kick_snare(stems, n_frames)
+    snare = None
+    if kick_snare is not None:
+        snare = scipy.ndimage.maximum_filter1d(kick_snare[1], size=2 * half + 1, mode="constant")[idx]
+
+    win = PHASE_WINDOW_BEATS
+    starts = list(range(0, max(1, n_beats - win + 1), max(1, win // 2)))
+    if starts[-1] + win < n_beats:
+        starts.append(n_beats - win)
+    emission = np.zeros((len(starts), shifts.size))
+    for w, s0 in enumerate(starts):
+        seg = slice(s0, s0 + win)
+        sal_w = salience[:, seg].mean(axis=1)
+        sal_w = sal_w / max(float(sal_w.max()), 1e-9)
+        if presence is None:
+            emission[w] = sal_w  # no drums: salience alone
+        else:
+            emission[w] = (presence[:, seg].mean(axis=1) + PHASE_SALIENCE_WEIGHT * sal_w
+                           - SWING_SHORT_WEIGHT * short[:, seg].mean(axis=1))
+            if snare is not None:
+                sn = snare[:, seg].mean(axis=1)
+                emission[w] += PHASE_SNARE_WEIGHT * sn / max(float(sn.max()), 1e-9)
+        emission[w, 0] += PHASE_STAY_BONUS
+    trans = PHASE_CHANGE_COST * (1.0 - np.eye(shifts.size))
+    acc = emission[0].copy()
+    back = np.zeros(emission.shape, dtype=int)
+    for w in range(1, len(starts)):
+        tot = acc[:, None] - trans
+        back[w] = np.argmax(tot, axis=0)
+        acc = tot[back[w], np.arange(shifts.size)] + emission[w]
+    path = np.zeros(len(starts), dtype=int)
+    path[-1] = int(np.argmax(acc))
+    for w in range(len(starts) - 1, 0, -1):
+        path[w - 1] = back[w, path[w]]
+    if path.any():
+        # each beat takes the shift of the window whose centre is nearest
+        centres = np.asarray(starts, dtype=np.float64) + win / 2.0
+        nearest = np.abs(np.arange(n_beats)[:, None] + 0.5 - centres[None, :]).argmin(axis=1)
+        moved = beats_s + shifts[path[nearest]] * ibi
+        # a change of shift between neighbours must not reorder or double beats
+        keep = np.concatenate(([True], np.diff(moved) > 0.5 * ibi[:-1]))
+        beats_s, ibi = moved[keep], ibi[keep]
+    return beats_s
 
 
 def _music_span(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[int, int] | None:

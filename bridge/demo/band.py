@@ -157,6 +157,17 @@ def _pattern(style: str, seg: Segment, tick: int, bar: int, rng: np.random.Gener
             hits.append(("snare", 0.7 if opts["syncopate"] else 0.55))
         if sub % 2 == 0:
             hits.append(("hat", 0.4 if sub == 0 else 0.25))
+    elif style == "push":
+        # Funk/latin "push": kick and bass anticipate beats 2 and 3 (and, seeded, 1) on the last
+        # 16th before them, louder than anything on the beat; a soft kick on 1, snare on 2 and 4,
+        # 16th hats. The loudest, most regular low hits are a 16th early all song long.
+        if sub == 0 and beat == 0:
+            hits.append(("kick", 0.5))
+        if sub == tpb - 1 and (beat in (0, 1) or (beat == bpb - 1 and opts["syncopate"])):
+            hits.append(("kick", 1.0))
+        if sub == 0 and beat % 2 == 1:
+            hits.append(("snare", 0.9))
+        hits.append(("hat", 0.3 if sub == 0 else 0.22))
     else:  # rock
         if sub == 0 and beat % 2 == 0:
             hits.append(("kick", 1.0))
@@ -223,14 +234,22 @@ def render_band_song(
                 v = float(np.clip(vel * rng.uniform(0.85, 1.0), 0.05, 1.0))
                 hits.append(DrumHit(max(0.0, hit_t), kind, v))
         root = _ROOTS[bar % len(_ROOTS)]
-        # Bass: on the beat (and seeded off-beat 8ths), root or fifth.
-        if with_bass and (sub == 0 or (sub == tpb // 2 and tpb == 4 and opts["syncopate"])):
+        # Bass: on the beat (and seeded off-beat 8ths), root or fifth; with the kick in "push".
+        if style == "push":
+            bass_on = (sub == tpb - 1 and (beat in (0, 1) or (beat == seg.beats_per_bar - 1 and opts["syncopate"])))
+        else:
+            bass_on = sub == 0 or (sub == tpb // 2 and tpb == 4 and opts["syncopate"])
+        if with_bass and bass_on:
             pitch = root + (7 if (sub and rng.random() < 0.5) else 0)
             bass_notes.append(Note(hit_t, max(0.05, tick_len * tpb * 0.45), pitch, 0.9 if sub == 0 else 0.7))
-        if with_keys and tick == 0:
+        # Keys: a chord per bar, on the downbeat, or on the 16th before it in "push".
+        chord_tick = seg.beats_per_bar * tpb - 1 if style == "push" else 0
+        if with_keys and tick == chord_tick:
+            chord_bar = bar + 1 if chord_tick else bar
+            croot = _ROOTS[chord_bar % len(_ROOTS)]
             bar_len = grid[min(i + seg.beats_per_bar * tpb, len(grid) - 1)][0] - t
-            quality = _MINOR if bar % 4 in (0, 2) else _MAJOR
-            chords.append([Note(t, bar_len * 0.95, root + 24 + q, 0.5) for q in quality])
+            quality = _MINOR if chord_bar % 4 in (0, 2) else _MAJOR
+            chords.append([Note(hit_t if chord_tick else t, bar_len * 0.95, croot + 24 + q, 0.5) for q in quality])
     stems: dict[str, np.ndarray] = {}
     drum_rng = np.random.default_rng(seed + 1000)
     stems["drums"] = (0.7 * render_drums(hits, n, sample_rate, drum_rng)).astype(np.float32)
