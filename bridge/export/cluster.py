@@ -30,7 +30,7 @@ from bridge.fsutil import atomic_write_bytes
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 
 if TYPE_CHECKING:
-    from bridge.export.render import RenderJob
+    from bridge.export.job import RenderJob
     from bridge.export.segments import Segment
 
 log = logging.getLogger(__name__)

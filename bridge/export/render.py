@@ -7,11 +7,8 @@ the rendered range, so picture and sound line up frame for frame.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,49 +16,20 @@ import numpy as np
 
 from bridge.analysis.types import SongAnalysis
 from bridge.errors import RenderError
+from bridge.export.job import RenderJob, frame_range
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 from bridge.project.schema import Project, RenderSettings, parse_fps
 from bridge.project.store import resolve_stem_path
 from bridge.visuals.base import RenderContext, SectionLook
 
 if TYPE_CHECKING:
-    from bridge.mapping.frame_params import FrameParams
+    pass
 
 log = logging.getLogger(__name__)
 
 #: Seconds of frames rendered (and thrown away) before a range that starts mid-song, so feedback
 #: trails look as they would in the full render instead of starting from black.
 PREROLL_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class RenderRange:
-    start_frame: int
-    n_frames: int
-    fps: Fraction
-
-    @property
-    def start_seconds(self) -> float:
-        return self.start_frame / self.fps
-
-    @property
-    def duration_seconds(self) -> float:
-        return self.n_frames / self.fps
-
-
-def frame_range(duration_seconds: float, fps: Fraction, *, start_s: float | None = None,
-                end_s: float | None = None) -> RenderRange:
-    """Frames [start, end) at ``fps``; frame k shows song time k / fps. Raises RenderError on a bad range."""
-    start = 0.0 if start_s is None else float(start_s)
-    end = duration_seconds if end_s is None else min(float(end_s), duration_seconds)
-    if start < 0 or start >= end:
-        raise RenderError(
-            f"render range --start {start:g} --end {end:g} is empty or negative; the song is "
-            f"{duration_seconds:.2f} s long, pick 0 <= start < end <= {duration_seconds:.2f}."
-        )
-    first = math.floor(start * fps + Fraction(1, 1000))
-    last = math.ceil(end * fps - Fraction(1, 1000))
-    return RenderRange(first, max(1, last - first), fps)
 
 
 def section_looks(project: Project, analysis: SongAnalysis) -> tuple[SectionLook, ...]:
@@ -146,33 +114,6 @@ def render_project(
 
     return render_segmented(job, out_path, n_segments=segments, resume=resume, progress=progress,
                             cancel=cancel, log_message=log_message)
-
-
-@dataclass(frozen=True)
-class RenderJob:
-    """Everything a render needs, resolved from the project: a pure description of the frames.
-
-    Picklable (it is what a Ray task receives): the engine is named, not built; ``params`` covers
-    the render range plus the pre-roll before it; ``audio`` is the soundtrack of the range (the
-    driver muxes it; workers never need it).
-    """
-
-    engine_key: str
-    engine_settings: dict
-    context: RenderContext
-    params: FrameParams
-    range: RenderRange
-    settings: RenderSettings
-    audio: np.ndarray | None
-    #: Frames that may be rendered before a segment to re-warm feedback state.
-    preroll_frames: int
-    #: Candidate cut frames (section starts, downbeats, diffusion keyframes), ascending.
-    boundaries: tuple[int, ...] = ()
-
-    def without_audio(self) -> RenderJob:
-        from dataclasses import replace
-
-        return replace(self, audio=None)
 
 
 def prepare_render(

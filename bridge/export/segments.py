@@ -43,7 +43,7 @@ from bridge.fsutil import PendingFile, atomic_write_text
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 
 if TYPE_CHECKING:
-    from bridge.export.render import RenderJob
+    from bridge.export.job import RenderJob
 
 log = logging.getLogger(__name__)
 
