@@ -90,3 +90,49 @@ def test_beat_tick_is_one_frame_per_beat():
     travel = evaluate_mappings(maps, analysis, (), fps=Fraction(FPS)).column("travel")
     moved = np.flatnonzero(np.diff(np.concatenate([[0.0], travel])) > 1e-6)
     assert moved.tolist() == np.floor(beats * FPS).astype(int).tolist()
+
+
+def _plucks(times_s, seconds, sr, amplitude, freq_hz):
+    """Decaying sine plucks at known times (float32, (1, n))."""
+    n = int(seconds * sr)
+    out = np.zeros(n, dtype=np.float32)
+    t = np.arange(int(0.25 * sr)) / sr
+    note = (amplitude * np.sin(2 * np.pi * freq_hz * t) * np.exp(-t / 0.05)).astype(np.float32)
+    for s in times_s:
+        i = int(round(s * sr))
+        out[i:i + note.size] += note[: max(0, min(note.size, n - i))]
+    return out[None, :]
+
+
+def test_mix_onset_is_the_mix_as_heard_loud_stems_count_more(tmp_path):
+    """``mix.onset`` answers what the producer hears: a loud guitar's plucks are big events and a
+    shaker 34 dB below is small, while each stem's own ``onset`` is normalised to itself. Muting
+    the guitar in the project (or turning it down) makes the shaker the mix's loudest part."""
+    from bridge.analysis.project import analyze_project
+    from bridge.mapping.sources import resolve_source
+
+    sr, seconds = 22050, 8.0
+    loud_s = np.arange(0.5, 7.5, 1.0)    # guitar plucks
+    quiet_s = np.arange(1.0, 7.5, 1.0)   # shaker hits, half-way between
+    write_wav(tmp_path / "stems" / "Guitar.wav", _plucks(loud_s, seconds, sr, 0.5, 330.0), sr)
+    write_wav(tmp_path / "stems" / "Shaker.wav", _plucks(quiet_s, seconds, sr, 0.01, 2500.0), sr)
+    new_project(tmp_path / "p", tmp_path / "stems")
+    project, project_dir = load_project(tmp_path / "p")
+
+    def peaks_at(values, times_s, rate):
+        idx = np.round(np.asarray(times_s) * rate).astype(int)
+        return np.array([values[max(0, i - 3): i + 4].max() for i in idx])
+
+    analysis = analyze_project(project, project_dir)
+    mix = resolve_source("mix.onset", analysis)
+    loud, quiet = peaks_at(mix.values, loud_s, mix.rate_hz), peaks_at(mix.values, quiet_s, mix.rate_hz)
+    assert np.median(loud) > 4.0 * max(np.median(quiet), 1e-6)
+    shaker = resolve_source("Shaker.onset", analysis)
+    assert np.median(peaks_at(shaker.values, quiet_s, shaker.rate_hz)) > 0.5  # its own curve: full scale
+
+    muted = project.model_copy(update={"stems": [s.model_copy(update={"muted": s.name == "Guitar"})
+                                                 for s in project.stems]})
+    analysis = analyze_project(muted, project_dir)
+    mix = resolve_source("mix.onset", analysis)
+    assert np.median(peaks_at(mix.values, quiet_s, mix.rate_hz)) > 4.0 * max(
+        np.median(peaks_at(mix.values, loud_s, mix.rate_hz)), 1e-6)

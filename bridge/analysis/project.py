@@ -55,6 +55,32 @@ def _analyse_one(spec: StemSpec, path: Path, cancel: CancelToken) -> T.StemFeatu
     return features_for_stem(spec.name, spec.role, placed[0], cancel=cancel)
 
 
+def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken) -> T.StemFeatures | None:
+    """Features of the mix as heard: the unmuted stems, placed at their offsets, summed with their
+    gains. The visuals answer what the producer hears; a stem's own onset curve is normalised to
+    itself, so a quiet shaker and a loud guitar would otherwise count the same."""
+    from bridge.analysis.pipeline import features_for_stem
+
+    mix: np.ndarray | None = None
+    for s in project.stems:
+        if s.muted:
+            continue
+        cancel.raise_if_cancelled("the analysis")
+        audio = load_audio(paths[s.name], sample_rate=T.ANALYSIS_SAMPLE_RATE, mono=True)
+        end = max(1, int(round((s.offset_seconds + audio.shape[1] / T.ANALYSIS_SAMPLE_RATE) * T.ANALYSIS_SAMPLE_RATE)))
+        placed = place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=T.ANALYSIS_SAMPLE_RATE,
+                               total_samples=end)[0] * np.float32(10.0 ** (s.gain_db / 20.0))
+        if mix is None:
+            mix = placed.astype(np.float32)
+        else:
+            if placed.shape[0] > mix.shape[0]:
+                mix = np.pad(mix, (0, placed.shape[0] - mix.shape[0]))
+            mix[: placed.shape[0]] += placed
+    if mix is None:
+        return None
+    return features_for_stem("mix", "mix", mix, cancel=cancel)
+
+
 def _pad_to(features: T.StemFeatures, n_frames: int) -> T.StemFeatures:
     """Stems end at different times; consumers get every curve on the song's full grid."""
     curves = {}
@@ -162,7 +188,18 @@ def analyze_project(
                             beat_grid=beat_grid_for(project, project_dir, features, duration))
         grid, sections = song.beat_grid, song.sections
         cache.save_song(song_key, grid, sections)
+    mix = None
+    if len(project.stems) > 1:
+        mix_key = make_key("mix-features", sorted((keys[s.name], s.gain_db, s.muted) for s in project.stems), version)
+        mix = cache.load_stem(mix_key, name="mix", role="mix") if use_cache else None
+        if mix is None:
+            progress(total - 1, total, "analysing the mix")
+            mix = _analyse_mix(project, paths, cancel)
+            if mix is not None:
+                cache.save_stem(mix_key, mix)
+        mix = None if mix is None else _pad_to(mix, n_frames)
     progress(total, total, "analysis done")
     if not np.isfinite(grid.tempo_bpm) or grid.tempo_bpm <= 0:
         raise AnalysisError(f"Beat tracking gave tempo {grid.tempo_bpm}; set the tempo in the project (tempo.source='constant').")
-    return T.SongAnalysis(duration_seconds=duration, beat_grid=grid, sections=list(sections), stems=features)
+    return T.SongAnalysis(duration_seconds=duration, beat_grid=grid, sections=list(sections), stems=features,
+                          mix=mix)

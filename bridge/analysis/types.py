@@ -100,6 +100,9 @@ class SongAnalysis:
     beat_grid: BeatGrid
     sections: list[tuple[float, float]]
     stems: dict[str, StemFeatures] = field(default_factory=dict)
+    #: The same curves for the mix as heard (the unmuted stems summed with their gains): the
+    #: mapping source ``mix.FEATURE``. None where not computed (then ``mix.*`` combines the stems).
+    mix: StemFeatures | None = None
 
     @property
     def tempo_bpm(self) -> float:

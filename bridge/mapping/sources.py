@@ -280,6 +280,10 @@ def onset_impulses(onsets_s: np.ndarray, *, rate_hz: float, n: int) -> np.ndarra
     return out
 
 
+#: The source prefix for the mix as heard (``mix.onset``, ``mix.rms``…), unless a stem or role
+#: is named so.
+MIX = "mix"
+
 #: ``onset`` keeps only its local maxima within ±this many curve samples (±23 ms).
 ONSET_PEAK_HALF_WIDTH = 2
 
@@ -342,6 +346,8 @@ def valid_sources(analysis: SongAnalysis, *, stem_roles: Mapping[str, str] | Non
     names = list(analysis.stems)
     role_names = [r for r in dict.fromkeys(roles.values()) if r not in names]
     out = [f"{n}.{f}" for n in [*names, *role_names] for f in STEM_FEATURES]
+    if MIX not in names and MIX not in role_names:
+        out += [f"{MIX}.{f}" for f in STEM_FEATURES]
     return out + list(OSCILLATOR_SOURCES)
 
 
@@ -410,6 +416,13 @@ def _resolve_source(
         )
     roles = _roles(analysis, stem_roles)
     keys = _match_stems(stem_part, analysis, roles)
+    mix_stem = None
+    if not keys and stem_part.lower() == MIX and analysis.stems:
+        # The mix as heard; without its analysis (an older cache, a bare analyze_song), every stem.
+        if analysis.mix is not None:
+            mix_stem = analysis.mix
+        else:
+            keys = tuple(analysis.stems)
 
     if not keys and stem_part.lower() in OSCILLATOR_CLOCKS:
         shape = feature.lower()
@@ -420,7 +433,7 @@ def _resolve_source(
             )
         return OscillatorSource(source=text, clock=stem_part.lower(), shape=shape)  # type: ignore[arg-type]
 
-    if not keys:
+    if not keys and mix_stem is None:
         stem_list = ", ".join(analysis.stems) or "(none analysed)"
         role_list = ", ".join(dict.fromkeys(roles.values())) or "(none)"
         raise ProjectError(
@@ -435,7 +448,7 @@ def _resolve_source(
             f"valid features are {', '.join(STEM_FEATURES)} (e.g. '{stem_part}.onset')"
         )
 
-    stems = [analysis.stems[k] for k in keys]
+    stems = [mix_stem] if mix_stem is not None else [analysis.stems[k] for k in keys]
     rate = float(stems[0].frame_rate_hz)
     for s in stems[1:]:
         if abs(float(s.frame_rate_hz) - rate) > 1e-9:
