@@ -25,11 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from bridge.mapping.sources import MIX
 from bridge.project import schema
 
 KICK_WORDS = ("kick", "bd", "bassdrum", "bass drum", "808")
 SNARE_WORDS = ("snare", "clap", "sd", "rim")
 HAT_WORDS = ("hat", "hh", "cymbal", "ride", "crash", "perc", "shaker", "tamb")
+#: Travel per full-strength onset of the mix.
+MIX_TRAVEL = 0.10
 LEAD_ROLES = ("vocals", "vocal", "vox", "lead", "melody", "voice")
 
 
@@ -97,22 +100,15 @@ def _motion() -> list[schema.Mapping]:
 
 
 def _hits(ref: str, scale: float) -> list[schema.Mapping]:
-    """A drum part's hits. The pattern *travels* forward by the stem's onset strength (an
-    integrated parameter: attack 0 and a release of 25 ms, so the picture steps on the frame that
-    holds the hit, by as much as the hit is strong, and stays still after it).
+    """A drum part's hits, for the diffusion engines: a hit re-imagines more (img2img strength)
+    and re-anchors the chain. The picture's own step on each hit comes from ``mix.onset`` (see
+    :func:`default_mappings`), which holds the drums as loud as they are in the mix.
 
     No white flash and no shape pulse by default: both have to go back after the hit, and that
     return is a second change one frame later — measured with benchmarks/av_sync.py the flash
     halved the onset–motion correlation (ρ 0.73 → 0.34 on the demo) and the pulse cost shared song
     01 a tenth of its beat alignment (BAS 0.96 → 0.86). The ``strobe`` preset has both."""
-    return [
-        # release 25 ms: most of the step on the hit's frame, a little on the next (a detector
-        # that hears the hit a frame late — librosa's default onset envelope peaks 22–38 ms after
-        # the true onset — still sees the picture move with it; benchmarks/av_sync.py "naive").
-        _m(f"{ref}.onset", "travel", 0.10 * scale, attack_ms=0, release_ms=25),
-        # Diffusion engines: a hit re-imagines more (img2img strength) and re-anchors the chain.
-        _m(f"{ref}.onset", "strength", 0.4 * scale, attack_ms=0, release_ms=60),
-    ]
+    return [_m(f"{ref}.onset", "strength", 0.4 * scale, attack_ms=0, release_ms=60)]
 
 
 def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
@@ -158,6 +154,14 @@ def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
         melodic = (parts["harmony"] + parts["lead"] + parts["bass"])[:1]
         for s in melodic:
             out += _hits(_ref(s), 0.6)
+    # The picture travels forward by the onset strength of the mix as heard (an integrated
+    # parameter: attack 0, release 25 ms, so it steps on the frame that holds the hit, by as much
+    # as the hit is loud in the mix, and stays still after it). Every part's hits count as loud as
+    # they are: drums over a quiet pad, a loud rhythm guitar over quiet drums (shared song 11),
+    # a bass that carries the groove (song 12). A release of 25 ms puts a little of the step on
+    # the next frame too, so a detector that hears the hit a frame late (librosa's default onset
+    # envelope peaks 22–38 ms after it; benchmarks/av_sync.py "naive") still sees it move.
+    out.append(_m(f"{MIX}.onset", "travel", MIX_TRAVEL, attack_ms=0, release_ms=25))
     return out + _motion()
 
 

@@ -40,6 +40,9 @@ from bridge.visuals.base import RenderContext, SectionLook
 #: Above this many output pixels the engine works at half resolution and upscales once.
 HALF_RES_ABOVE_PIXELS = 640 * 360
 BASE_SATURATION = 0.75
+#: Periods of a shape's rotational symmetry one unit of ``travel`` turns it by (see _draw_shapes).
+SYMMETRY_TURNS_PER_TRAVEL = 2
+
 #: Share of a look's own flow (rings streaming, shapes spinning) that runs with time alone; the rest
 #: of the movement comes from the `travel` parameter, i.e. from the music (benchmarks/av_sync.py).
 AMBIENT_FLOW_SHARE = 0.1
@@ -324,11 +327,16 @@ class ProceduralEngine:
             return tuple(float(v) for v in np.clip(rgb[i] * 255.0 * weight * boost, 0, 255))
 
         # Star polygon: size and thickness follow the pulse.
-        # Spin: a slow ambient turn plus a step with every unit of travel (hits turn the star).
-        spin = radians(look.shape_spin_deg_per_s * AMBIENT_FLOW_SHARE * t
-                       + (1 if look.shape_spin_deg_per_s >= 0 else -1) * 360.0 * travel)
-        radius = unit * (0.10 + 0.55 * pulse)
+        # Spin: a slow ambient turn plus a step with every unit of travel (hits turn the star). An
+        # n-pointed star looks the same every 360/n degrees, so a hit that turned it by 360 × step
+        # (as this did) vanished when the step was near 1/n: a strong hit showed less motion than a
+        # ghost note. SYMMETRY_TURNS_PER_TRAVEL periods of its symmetry per unit of travel keep the
+        # visible change growing with the step up to a quarter unit, and seamless where travel wraps.
         n = look.shape_sides
+        direction = 1 if look.shape_spin_deg_per_s >= 0 else -1
+        spin = radians(look.shape_spin_deg_per_s * AMBIENT_FLOW_SHARE * t
+                       + direction * SYMMETRY_TURNS_PER_TRAVEL * 360.0 / n * travel)
+        radius = unit * (0.10 + 0.55 * pulse)
         angles = spin + np.arange(2 * n) * pi / n
         radii = np.where(np.arange(2 * n) % 2 == 0, radius, radius * (0.55 + 0.25 * sin(t * 1.3)))
         pts = np.stack([g.cx + radii * np.cos(angles), g.cy + radii * np.sin(angles)], axis=1)
@@ -340,8 +348,10 @@ class ProceduralEngine:
         k = look.folds
         orbit = unit * (0.35 + 0.25 * pulse + 0.1 * sin(t * 0.7))
         dot = max(1.0, unit * (0.012 + 0.03 * pulse))
+        orbit_spin = radians(-1.5 * look.shape_spin_deg_per_s * AMBIENT_FLOW_SHARE * t
+                             - direction * SYMMETRY_TURNS_PER_TRAVEL * 360.0 / k * travel)
         for i in range(k):
-            a = -spin * 1.5 + 2 * pi * i / k
+            a = orbit_spin + 2 * pi * i / k
             center = (int((g.cx + orbit * cos(a)) * f), int((g.cy + orbit * sin(a)) * f))
             cv2.circle(img, center, int(dot * f), colour(1 + (i % 2), 0.9), -1, cv2.LINE_AA, shift)
 
