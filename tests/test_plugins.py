@@ -337,3 +337,53 @@ def test_master_chain_is_heard_in_the_export_mix(tmp_path):
     project.stems[0].fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
     one = mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=2.0)
     assert 0.4 < _band_rms(one, 4000, 16000) / _band_rms(plain, 4000, 16000) < 0.6
+
+
+# --- command line --------------------------------------------------------------------------------
+
+@needs_zam
+def test_cli_scan_list_and_fx_editing(tmp_path, capsys):
+    from bridge.cli import main
+    from bridge.project import load_project
+
+    folder = tmp_path / "plugins"
+    garbage = fake_bundle(folder, "Garbage", b"\x7fELF garbage")
+    copy_zamcomp(folder)
+    project_dir = tmp_path / "song"
+    make_project(project_dir)
+
+    assert main(["plugins", "scan", "--no-standard", "--folder", str(folder), "--json"]) == 0
+    scanned = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in scanned["plugins"]] == ["ZamComp"]
+    assert [f["path"] for f in scanned["failures"]] == [str(garbage)]
+    assert main(["plugins", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in listed["plugins"]] == ["ZamComp"] and "LowpassFilter" in listed["builtins"]
+
+    # By scanned name, by built-in class name (any case); settings checked by loading the plugin.
+    assert main(["fx", "add", str(project_dir), "--stem", "Raw", "ZamComp", "--param", "threshold_db=-30"]) == 0
+    assert main(["fx", "add", str(project_dir), "--master", "lowpassfilter",
+                 "--param", "cutoff_frequency_hz=500", "--mix", "0.5"]) == 0
+    assert main(["fx", "set", str(project_dir), "--stem", "Raw", "1", "--param", "ratio=6"]) == 0
+    assert main(["fx", "bypass", str(project_dir), "--master", "1"]) == 0
+    project, _ = load_project(project_dir)
+    comp = project.stem("Raw").fx[0]
+    assert comp.name == "ZamComp" and comp.parameters == {"threshold_db": -30.0, "ratio": 6.0} and comp.raw_state
+    assert project.master_fx == [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 500.0},
+                                        mix=0.5, bypass=True)]
+    capsys.readouterr()
+    assert main(["fx", "list", str(project_dir), "--json"]) == 0
+    chains = json.loads(capsys.readouterr().out)
+    assert chains["stem 'Raw'"][0]["installed"] and chains["master"][0]["bypass"]
+
+    # Mistakes: one message naming the value and the fix, exit status 2, project unchanged.
+    before = (project_dir / "stembridge.json").read_bytes()
+    assert main(["fx", "set", str(project_dir), "--stem", "Raw", "1", "--param", "threshold_db=20"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["fx", "add", str(project_dir), "--stem", "Raw", "NoSuchPlugin"]) == 2
+    assert "plugins scan" in capsys.readouterr().err
+    assert main(["fx", "remove", str(project_dir), "--stem", "Raw", "5"]) == 2
+    assert "slot 5 does not exist" in capsys.readouterr().err
+    assert (project_dir / "stembridge.json").read_bytes() == before
+    assert main(["fx", "remove", str(project_dir), "--stem", "Raw", "1"]) == 0
+    assert load_project(project_dir)[0].stem("Raw").fx == []
