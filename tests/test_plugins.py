@@ -318,6 +318,33 @@ def test_lowpass_on_a_stem_cuts_its_high_band_in_the_analysis(tmp_path):
                                   hats["high"])
 
 
+@needs_zam
+def test_hosted_plugin_on_a_stem_runs_in_the_threaded_analysis(tmp_path, caplog):
+    """pedalboard loads VST3s on the main thread only; analysis runs stems on worker threads."""
+    import threading
+
+    from bridge.analysis.project import analyze_project
+
+    project = make_project(tmp_path)
+    comp = FxSlot(plugin=str(ZAMCOMP), parameters={"threshold_db": -40.0, "ratio": 20.0, "attack_ms": 1.0})
+    project.stems[0].fx = [comp]
+    with caplog.at_level("WARNING"):
+        analysis = analyze_project(project, tmp_path, max_workers=2)
+    assert not [r for r in caplog.records if "bypassed" in r.getMessage()]
+    hats, raw = analysis.stems["Hats"].curves, analysis.stems["Raw"].curves
+    # 20:1 above -40 dBFS on a stem at about -12 dBFS RMS: the level drops by well over 12 dB.
+    assert float(np.mean(hats["rms"])) < 0.25 * float(np.mean(raw["rms"]))
+
+    # From a worker thread the chain runs in a child process: same samples as on the main thread.
+    audio = noise(0.5, channels=2, seed=9)
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(r=apply_chain(audio, SR, [comp])))
+    worker.start()
+    worker.join()
+    assert box["r"].problems == []
+    np.testing.assert_array_equal(box["r"].audio, apply_chain(audio, SR, [comp]).audio)
+
+
 def test_master_chain_is_heard_in_the_export_mix(tmp_path):
     from bridge.export.render import mix_project_audio
 

@@ -11,6 +11,9 @@ Latency: pedalboard delays its output by each hosted plugin's ``reported_latency
 trims it again, so what comes back is aligned with the input (checked in tests/test_plugins.py
 with ZaMaximX2's 480-sample look-ahead); nothing is shifted here a second time.
 
+Threads: pedalboard loads hosted plugins on the main thread only; called from another thread,
+:func:`apply_chain` runs the chain on the main thread of a child process (spawned per call).
+
 Tempo: pedalboard hands hosted plugins no tempo or playhead (a tempo-synced plugin runs at its own
 default tempo). Tempo-synced built-in settings (``Delay.delay_beats``) are converted with the
 project's tempo instead.
@@ -193,6 +196,14 @@ def apply_chain(
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.ndim != 2:
         raise PluginError(f"audio of shape {audio.shape} is not (channels, samples); pass a 2-D array")
+    hosted = [s for s in active_slots(slots) if not s.is_builtin]
+    if hosted and threading.current_thread() is not threading.main_thread():
+        # pedalboard loads and resets hosted plugins on the main thread only ("must be reloaded on
+        # the main thread"); analysis and the app call this from worker threads, so the chain runs
+        # on the main thread of a child process — which also keeps a plugin that crashes while
+        # processing from taking the app down.
+        return _apply_in_child(audio, sample_rate, list(slots), tempo_bpm=tempo_bpm, where=where,
+                               cache_file=cache_file, labels=[s.label for s in hosted])
     problems = []
     for index, slot in enumerate(slots):
         if slot.bypass:
@@ -204,6 +215,23 @@ def apply_chain(
             log.warning("%s", msg)
             problems.append(msg)
     return ChainResult(audio=audio, problems=problems)
+
+
+def _apply_in_child(audio: np.ndarray, sample_rate: float, slots: list[FxSlot], *, tempo_bpm: float | None,
+                    where: str, cache_file: str | Path | None, labels: list[str]) -> ChainResult:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(apply_chain, audio, sample_rate, slots, tempo_bpm=tempo_bpm, where=where,
+                               cache_file=cache_file).result()
+    except BrokenProcessPool:
+        msg = (f"{where}: the plugin process crashed while running {', '.join(labels)}; the whole chain "
+               "is bypassed for this render (bypass the plugin that crashes, or update it)")
+        log.warning("%s", msg)
+        return ChainResult(audio=audio, problems=[msg])
 
 
 def chain_fingerprint(slots: Sequence[FxSlot], *, cache_file: str | Path | None = None) -> list:
