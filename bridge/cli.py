@@ -297,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_looks_parser(sub)
 
+    from bridge.plugins.cli import add_fx_parser, add_plugins_parser
+
+    add_plugins_parser(sub)
+    add_fx_parser(sub)
+
     from bridge.transport.listen import add_listen_parser
 
     add_listen_parser(sub)

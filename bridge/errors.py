@@ -9,6 +9,7 @@ offending value), *why* it matters, and *the fix*::
     ├── AnalysisError       analysis could not produce a result (e.g. no audio at all)
     ├── TransportError      a sync source could not be opened (port busy, no MIDI backend)
     ├── RenderError         video/audio could not be written
+    ├── PluginError         a plugin (VST3/AU or built-in) is missing, cannot load, or a setting is wrong
     ├── MissingDependency   an optional package (torch, diffusers, demucs…) is not installed
     └── Cancelled           the user cancelled a long job; nothing half-written was left behind
 """
@@ -38,6 +39,10 @@ class TransportError(BridgeError):
 
 class RenderError(BridgeError):
     """Rendering or encoding the output failed."""
+
+
+class PluginError(BridgeError):
+    """A plugin cannot be found or loaded, or a slot's setting is unknown or out of range."""
 
 
 class MissingDependency(BridgeError):

@@ -39,20 +39,66 @@ def song_duration_seconds(project: Project, project_dir: Path) -> float:
     return duration
 
 
-def _stem_key(spec: StemSpec, digest: str, version: str) -> str:
+def _stem_key(spec: StemSpec, digest: str, version: str, chain: list | None = None) -> str:
+    # A stem without an active effect chain keeps the key it had before chains existed.
+    extra = [chain] if chain else []
     return make_key("stem-features", digest, spec.offset_seconds, version,
-                    T.ANALYSIS_SAMPLE_RATE, T.ANALYSIS_HOP, T.ANALYSIS_N_FFT)
+                    T.ANALYSIS_SAMPLE_RATE, T.ANALYSIS_HOP, T.ANALYSIS_N_FFT, *extra)
 
 
-def _analyse_one(spec: StemSpec, path: Path, cancel: CancelToken) -> T.StemFeatures:
+def chain_tempo_bpm(project: Project) -> float | None:
+    """The tempo tempo-synced effects get before any beat tracking: the DAW's or the producer's."""
+    return project.tempo.tempo_bpm or project.rhythm.tempo_bpm
+
+
+def stem_chain_state(project: Project, spec: StemSpec) -> list:
+    """What of the stem's effect chain decides its analysis (empty: no active effect)."""
+    from bridge.plugins.chain import chain_fingerprint
+
+    fingerprint = chain_fingerprint(spec.fx)
+    if not fingerprint:
+        return []
+    return [fingerprint, project.sample_rate, chain_tempo_bpm(project)]
+
+
+def _analyse_one(spec: StemSpec, path: Path, cancel: CancelToken, *, fx_sample_rate: int = 44100,
+                 tempo_bpm: float | None = None) -> T.StemFeatures:
     from bridge.analysis.pipeline import features_for_stem
+    from bridge.plugins.chain import active_slots
 
     cancel.raise_if_cancelled("the analysis")
-    audio = load_audio(path, sample_rate=T.ANALYSIS_SAMPLE_RATE, mono=True)
-    end_s = spec.offset_seconds + audio.shape[1] / T.ANALYSIS_SAMPLE_RATE
-    placed = place_in_song(audio, offset_seconds=spec.offset_seconds, sample_rate=T.ANALYSIS_SAMPLE_RATE,
-                           total_samples=max(1, int(round(end_s * T.ANALYSIS_SAMPLE_RATE))))
-    return features_for_stem(spec.name, spec.role, placed[0], cancel=cancel)
+    if not active_slots(spec.fx):
+        audio = load_audio(path, sample_rate=T.ANALYSIS_SAMPLE_RATE, mono=True)
+        end_s = spec.offset_seconds + audio.shape[1] / T.ANALYSIS_SAMPLE_RATE
+        placed = place_in_song(audio, offset_seconds=spec.offset_seconds, sample_rate=T.ANALYSIS_SAMPLE_RATE,
+                               total_samples=max(1, int(round(end_s * T.ANALYSIS_SAMPLE_RATE))))
+        return features_for_stem(spec.name, spec.role, placed[0], cancel=cancel)
+    return features_for_stem(spec.name, spec.role,
+                             processed_stem(spec, path, fx_sample_rate=fx_sample_rate, tempo_bpm=tempo_bpm),
+                             cancel=cancel)
+
+
+def processed_stem(spec: StemSpec, path: Path, *, fx_sample_rate: int, tempo_bpm: float | None) -> np.ndarray:
+    """The stem as analysis hears it through its effect chain: MONO float32 (samples,) at
+    ANALYSIS_SAMPLE_RATE, in song time. The chain runs on the stem's own channels at the project
+    rate (as in the export: a filter's cutoff or a compressor's timing must not depend on the
+    analysis rate), then the result is folded to mono and resampled."""
+    import math
+
+    from scipy.signal import resample_poly
+
+    from bridge.plugins.chain import apply_chain
+
+    audio = load_audio(path, sample_rate=fx_sample_rate)
+    end_s = spec.offset_seconds + audio.shape[1] / fx_sample_rate
+    placed = place_in_song(audio, offset_seconds=spec.offset_seconds, sample_rate=fx_sample_rate,
+                           total_samples=max(1, int(round(end_s * fx_sample_rate))))
+    wet = apply_chain(placed, fx_sample_rate, spec.fx, tempo_bpm=tempo_bpm, where=f"stem {spec.name!r}").audio
+    mono = wet.mean(axis=0)
+    if fx_sample_rate != T.ANALYSIS_SAMPLE_RATE:
+        g = math.gcd(fx_sample_rate, T.ANALYSIS_SAMPLE_RATE)
+        mono = resample_poly(mono, T.ANALYSIS_SAMPLE_RATE // g, fx_sample_rate // g)
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken) -> T.StemFeatures | None:
@@ -146,7 +192,8 @@ def analyze_project(
     duration = song_duration_seconds(project, project_dir)
     n_frames = int(np.ceil(duration * T.ANALYSIS_SAMPLE_RATE / T.ANALYSIS_HOP)) + 1
 
-    keys = {s.name: _stem_key(s, file_digest(paths[s.name]), version) for s in project.stems}
+    keys = {s.name: _stem_key(s, file_digest(paths[s.name]), version, stem_chain_state(project, s))
+            for s in project.stems}
     features: dict[str, T.StemFeatures] = {}
     todo: list[StemSpec] = []
     for s in project.stems:
@@ -161,7 +208,9 @@ def analyze_project(
     if todo:
         log.info("analysing %d stem(s): %s", len(todo), ", ".join(s.name for s in todo))
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo)))) as pool:
-            futures = {s.name: pool.submit(_analyse_one, s, paths[s.name], cancel) for s in todo}
+            futures = {s.name: pool.submit(_analyse_one, s, paths[s.name], cancel,
+                                           fx_sample_rate=project.sample_rate,
+                                           tempo_bpm=chain_tempo_bpm(project)) for s in todo}
             try:
                 for s in todo:
                     cancel.raise_if_cancelled("the analysis")

@@ -17,7 +17,7 @@ Channel rules (applied per stem before the gains):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pedalboard
@@ -81,6 +81,7 @@ def mix_stems(
     limiter_threshold_db: float = -1.0,
     ceiling_dbfs: float = -0.3,
     release_ms: float = 100.0,
+    master_fx: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Sum aligned stems with gains, limit the peaks, and return a stereo mix.
 
@@ -100,6 +101,9 @@ def mix_stems(
         Hard ceiling in dBFS: no output sample exceeds it. Must be >= ``limiter_threshold_db``.
     release_ms : float
         Limiter release time in milliseconds.
+    master_fx : callable, optional
+        The master effect chain: float32 (2, samples) -> float32 (channels, samples), run on the
+        summed mix before the limiter (the limiter stays the last word on peaks).
 
     Returns
     -------
@@ -141,6 +145,8 @@ def mix_stems(
         mix += np.float32(db_to_gain(float(gain_db))) * stereo
     if n_samples == 0:
         return mix
+    if master_fx is not None:
+        mix = to_stereo(np.asarray(master_fx(mix), dtype=np.float32))
     # pedalboard.Limiter (JUCE dsp::Limiter) adds make-up gain and compresses from -10 dBFS up, which
     # would change every stem's level; BrickwallLimiter only acts above its ceiling and compensates
     # its look-ahead latency, so the mix stays sample-aligned with the video.

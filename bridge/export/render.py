@@ -45,27 +45,48 @@ def section_looks(project: Project, analysis: SongAnalysis) -> tuple[SectionLook
 
 
 def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float,
-                      stems_out: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                      stems_out: dict[str, np.ndarray] | None = None,
+                      problems: list[str] | None = None) -> np.ndarray:
     """Mixdown of the un-muted stems, float32 (2, samples), covering song time [0, duration).
 
-    ``stems_out``: when given, filled with each un-muted stem as placed in the song (mono float32,
-    before gain) — the shader engine's audio inputs read them."""
+    Each stem goes through its effect chain (``fx``) after being placed in the song, and the sum
+    through the master chain (``master_fx``) before the limiter; a slot that cannot run is bypassed
+    and reported through ``problems`` (and the log).
+
+    ``stems_out``: when given, filled with each un-muted stem as placed in the song, after its
+    effects (mono float32, before gain) — the shader engine's audio inputs read them."""
+    from bridge.analysis.project import chain_tempo_bpm
     from bridge.export.mixdown import mix_stems
+    from bridge.plugins.chain import active_slots, apply_chain
     from bridge.stems.load import load_audio, place_in_song
 
+    tempo_bpm = chain_tempo_bpm(project)
+    report = problems if problems is not None else []
     total = int(round(duration_seconds * sample_rate))
     stems, gains = [], []
     for s in project.stems:
         if s.muted:
             continue
         audio = load_audio(resolve_stem_path(s.path, project_dir), sample_rate=sample_rate, allow_silent=True)
-        stems.append(place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=sample_rate, total_samples=total))
+        placed = place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=sample_rate, total_samples=total)
+        if active_slots(s.fx):
+            chained = apply_chain(placed, sample_rate, s.fx, tempo_bpm=tempo_bpm, where=f"stem {s.name!r}")
+            placed = chained.audio
+            report.extend(chained.problems)
+        stems.append(placed)
         gains.append(s.gain_db)
         if stems_out is not None:
             stems_out[s.name] = stems[-1].mean(axis=0).astype(np.float32)
     if not stems:
         return np.zeros((2, total), dtype=np.float32)
-    return mix_stems(stems, gains_db=gains, sample_rate=sample_rate)
+
+    def master(mix: np.ndarray) -> np.ndarray:
+        chained = apply_chain(mix, sample_rate, project.master_fx, tempo_bpm=tempo_bpm, where="master")
+        report.extend(chained.problems)
+        return chained.audio
+
+    return mix_stems(stems, gains_db=gains, sample_rate=sample_rate,
+                     master_fx=master if active_slots(project.master_fx) else None)
 
 
 def render_project(

@@ -7,11 +7,13 @@ Versioned: ``schema_version`` is checked on load (older versions are migrated in
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import PurePath
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bridge.mapping.params import PARAMETER_NAMES
+from bridge.plugins.builtins import BUILTIN_EFFECTS, PLUGIN_BUNDLE_SUFFIXES
 
 SCHEMA_VERSION = 1
 PROJECT_FILENAME = "stembridge.json"
@@ -48,6 +50,75 @@ def parse_fps(value: object) -> Fraction:
     return fps
 
 
+#: What a plugin parameter may be set to: a number, a switch, or one of its named values ("Zero").
+ParamValue = float | bool | str
+
+
+class FxSlot(_Model):
+    """One effect in a chain (a stem's or the master's): a pedalboard built-in or a hosted plugin.
+
+    plugin: a built-in's class name (``LowpassFilter``, ``Compressor`` … see
+    :data:`bridge.plugins.builtins.BUILTIN_EFFECTS`) or the path of a VST3 / Audio Unit bundle.
+    name: the plugin's name inside the bundle (a bundle can hold several); also what is reported
+    when the plugin is missing on this machine.
+    raw_state: the hosted plugin's full state (``raw_state`` bytes) in base64; restored before
+    ``parameters``. A missing plugin is bypassed when the chain runs, never removed from the project.
+    """
+
+    plugin: str = Field(min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+    bypass: bool = False
+    mix: float = Field(default=1.0, ge=0, le=1, description="wet/dry: 1 = only the effect, 0 = dry")
+    raw_state: str | None = Field(default=None, description="plugin state, base64")
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+
+    @field_validator("raw_state")
+    @classmethod
+    def _base64(cls, v: str | None) -> str | None:
+        import base64
+        import binascii
+
+        if v is None:
+            return None
+        try:
+            base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("raw_state is not base64; remove it (the plugin then starts from its "
+                             "defaults plus 'parameters') or restore the project from a backup") from None
+        return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _finite(cls, v: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        import math
+
+        for key, value in v.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"parameter {key!r} = {value!r} is not a finite number")
+        return v
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.plugin in BUILTIN_EFFECTS
+
+    @property
+    def label(self) -> str:
+        """How the slot is named to the user: the plugin's name, else the file's or class's."""
+        if self.name:
+            return self.name
+        return self.plugin if self.is_builtin else PurePath(self.plugin.replace("\\", "/")).stem
+
+    @field_validator("plugin")
+    @classmethod
+    def _builtin_or_bundle(cls, v: str) -> str:
+        v = v.strip()
+        if v not in BUILTIN_EFFECTS and not v.rstrip("/\\").lower().endswith(PLUGIN_BUNDLE_SUFFIXES):
+            raise ValueError(
+                f"plugin {v!r} is neither a pedalboard built-in ({', '.join(BUILTIN_EFFECTS)}) nor the "
+                f"path of a plugin bundle ({' or '.join(PLUGIN_BUNDLE_SUFFIXES)}); check the spelling")
+        return v
+
+
 class StemSpec(_Model):
     name: str = Field(min_length=1, description="unique display name, e.g. 'Drums'")
     path: str = Field(min_length=1, description="audio file, relative to the project folder (POSIX)")
@@ -56,6 +127,7 @@ class StemSpec(_Model):
                                   description="where the file starts in song time (s)")
     gain_db: float = Field(default=0.0, ge=-96, le=24)
     muted: bool = False
+    fx: list[FxSlot] = Field(default_factory=list, description="effects before analysis and export, in order")
 
     @field_validator("role")
     @classmethod
@@ -277,6 +349,7 @@ class Project(_Model):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     tempo: TempoSettings = Field(default_factory=TempoSettings)
     rhythm: RhythmCorrection = Field(default_factory=RhythmCorrection)
+    master_fx: list[FxSlot] = Field(default_factory=list, description="effects on the export mix")
 
     @model_validator(mode="after")
     def _unique_stem_names(self) -> Project:

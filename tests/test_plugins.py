@@ -1,0 +1,416 @@
+"""Plugin hosting (issue 15): the scan in a child process, chains on stems and on the export mix.
+
+Real components only: Debian's zam-plugins VST3s in /usr/lib/vst3 (tests that need them skip when
+they are absent), pedalboard's built-ins, bundles built here with a garbage, crashing or hanging
+binary, and seeded synthetic signals whose answers come from physics or from pedalboard run directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge.errors import PluginError
+from bridge.plugins.chain import apply_chain, build_plugin, chain_fingerprint
+from bridge.plugins.scan import known_plugins, scan_plugins
+from bridge.project.schema import FxSlot
+
+ZAM = Path("/usr/lib/vst3")
+ZAMCOMP = ZAM / "ZamComp.vst3"
+needs_zam = pytest.mark.skipif(
+    not ZAMCOMP.exists(), reason="zam-plugins VST3s not installed (apt-get install zam-plugins puts them in /usr/lib/vst3)")
+SR = 44100
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own user cache folder (the scan cache lives there)."""
+    cache = tmp_path / "user-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
+def noise(seconds: float = 1.0, channels: int = 2, seed: int = 0, amplitude: float = 0.3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (amplitude * rng.standard_normal((channels, int(seconds * SR)))).astype(np.float32)
+
+
+def fake_bundle(folder: Path, name: str, binary: bytes) -> Path:
+    """A VST3 bundle laid out as on Linux (NAME.vst3/Contents/x86_64-linux/NAME.so)."""
+    so = folder / f"{name}.vst3" / "Contents" / "x86_64-linux" / f"{name}.so"
+    so.parent.mkdir(parents=True)
+    so.write_bytes(binary)
+    return so.parents[2]
+
+
+def compiled_bundle(folder: Path, name: str, constructor_body: str) -> Path:
+    """A bundle whose shared library runs ``constructor_body`` as soon as it is loaded."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (cc) to build a misbehaving plugin binary")
+    src = folder / f"{name}.c"
+    src.write_text("#include <signal.h>\n#include <unistd.h>\n"
+                   f"__attribute__((constructor)) static void on_load(void) {{ {constructor_body} }}\n")
+    bundle = fake_bundle(folder, name, b"")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(next(bundle.rglob("*.so"))), str(src)], check=True)
+    src.unlink()
+    return bundle
+
+
+def copy_zamcomp(folder: Path) -> Path:
+    return Path(shutil.copytree(ZAMCOMP, folder / "ZamComp.vst3"))
+
+
+# --- scan ----------------------------------------------------------------------------------------
+
+@needs_zam
+def test_scan_finds_the_zam_vst3s(tmp_path):
+    cache = tmp_path / "plugins.json"
+    # ZamVerb needs minutes to load (it builds its convolution at load time): with a short timeout
+    # it is the scan's real "hanging plugin", blocklisted while every other bundle is still found.
+    result = scan_plugins([ZAM], standard=False, timeout_s=6, cache_file=cache)
+    names = {p.name for p in result.plugins}
+    assert {"ZamComp", "ZamCompX2", "ZamDelay", "ZamGEQ31"} <= names
+    assert len(result.plugins) + len(result.failures) >= 15
+    comp = next(p for p in result.plugins if p.name == "ZamComp")
+    assert comp.path == str(ZAMCOMP) and comp.format == "VST3" and comp.manufacturer
+    threshold = next(d for d in comp.parameters if d["name"] == "threshold_db")
+    assert threshold["units"] == "dB" and threshold["min"] == -80.0 and threshold["max"] == 0.0
+    for failure in result.failures:
+        assert failure.reason  # every skipped bundle says why
+    # The cache answers the next scan without loading anything, and `known_plugins` reads it.
+    again = scan_plugins([ZAM], standard=False, timeout_s=6, cache_file=cache)
+    assert again.probed == 0 and {p.name for p in again.plugins} == names
+    assert {p.name for p in known_plugins(cache).plugins} == names
+
+
+@needs_zam
+def test_garbage_bundle_is_reported_blocklisted_and_the_scan_continues(tmp_path):
+    folder = tmp_path / "plugins"
+    rng = np.random.default_rng(3)
+    garbage = fake_bundle(folder, "Garbage", rng.integers(0, 256, 8192, dtype=np.uint8).tobytes())
+    copy_zamcomp(folder)
+    cache = tmp_path / "plugins.json"
+
+    result = scan_plugins([folder], standard=False, timeout_s=10, cache_file=cache)
+    assert [p.name for p in result.plugins] == ["ZamComp"]
+    assert [f.path for f in result.failures] == [str(garbage)]
+    assert "could not load" in result.failures[0].reason
+
+    # Blocklisted: an unchanged bundle is not loaded again ...
+    again = scan_plugins([folder], standard=False, timeout_s=10, cache_file=cache)
+    assert again.probed == 0 and [f.path for f in again.failures] == [str(garbage)]
+    # ... until it changes, or a rescan is asked for.
+    so = next(garbage.rglob("*.so"))
+    os.utime(so, ns=(so.stat().st_mtime_ns + 10**9,) * 2)
+    assert scan_plugins([folder], standard=False, timeout_s=10, cache_file=cache).probed == 1
+    assert scan_plugins([folder], standard=False, timeout_s=10, cache_file=cache, rescan=True).probed == 2
+
+
+@needs_zam
+def test_crashing_and_hanging_plugins_do_not_take_the_scan_down(tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    crash = compiled_bundle(folder, "Crash", "raise(SIGSEGV);")
+    hang = compiled_bundle(folder, "Hang", "sleep(600);")
+    copy_zamcomp(folder)
+    result = scan_plugins([folder], standard=False, timeout_s=3, workers=1, cache_file=tmp_path / "p.json")
+    reasons = {f.path: f.reason for f in result.failures}
+    assert "crashed" in reasons[str(crash)] and "SIGSEGV" in reasons[str(crash)]
+    assert "hung" in reasons[str(hang)]
+    assert [p.name for p in result.plugins] == ["ZamComp"]  # found by a fresh child after both
+
+
+def test_user_folders_are_remembered(tmp_path):
+    folder = tmp_path / "mine"
+    garbage = fake_bundle(folder, "Garbage", b"not a plugin")
+    cache = tmp_path / "plugins.json"
+    scan_plugins([folder], standard=False, cache_file=cache)
+    # A later scan includes the folder added before.
+    result = scan_plugins(standard=False, cache_file=cache)
+    assert str(garbage) in {f.path for f in result.failures}
+    assert str(folder.resolve()) in json.loads(cache.read_text())["user_folders"]
+
+
+# --- chains --------------------------------------------------------------------------------------
+
+@needs_zam
+def test_zamcomp_chain_equals_pedalboard_run_directly():
+    import pedalboard
+
+    audio = noise(seconds=1.0, channels=2, seed=1)
+    slot = FxSlot(plugin=str(ZAMCOMP), parameters={"threshold_db": -30.0, "ratio": 8.0, "attack_ms": 2.0})
+    result = apply_chain(audio, SR, [slot])
+    assert result.problems == []
+
+    direct = pedalboard.load_plugin(str(ZAMCOMP))
+    direct.threshold_db, direct.ratio, direct.attack_ms = -30.0, 8.0, 2.0
+    # ZamComp is a mono plugin: a DAW runs it dual-mono on a stereo track, each side on its own.
+    expected = np.concatenate([direct.process(audio[c:c + 1], SR, reset=True) for c in range(2)])
+    np.testing.assert_array_equal(result.audio, expected)
+    # and it compresses: 8:1 above -30 dBFS on noise at about -10 dBFS RMS
+    assert np.sqrt(np.mean(result.audio**2)) < 0.5 * np.sqrt(np.mean(audio**2))
+
+
+@needs_zam
+def test_captured_raw_state_restores_the_plugin():
+    from bridge.plugins.edit import make_slot
+
+    slot = make_slot(str(ZAMCOMP), parameters={"threshold_db": -40.0, "ratio": 10.0})
+    assert slot.name == "ZamComp" and slot.raw_state
+    # The state alone (no named parameters) brings the settings back.
+    rebuilt = build_plugin(slot.model_copy(update={"parameters": {}}))
+    assert rebuilt.threshold_db == pytest.approx(-40.0) and rebuilt.ratio == pytest.approx(10.0, abs=0.01)
+
+
+@needs_zam
+def test_plugin_latency_is_compensated():
+    import pedalboard
+
+    maxim = ZAM / "ZaMaximX2.vst3"
+    if not maxim.exists():
+        pytest.skip("ZaMaximX2.vst3 not installed")
+    assert pedalboard.load_plugin(str(maxim)).reported_latency_samples > 0  # a look-ahead limiter
+    audio = np.zeros((2, SR // 2), dtype=np.float32)
+    audio[:, 5000] = 0.25
+    out = apply_chain(audio, SR, [FxSlot(plugin=str(maxim))]).audio
+    assert int(np.argmax(np.abs(out[0]))) == 5000
+
+
+def test_failing_slots_are_bypassed_and_named():
+    audio = noise(seconds=0.5)
+    slots = [
+        FxSlot(plugin="/nowhere/GoneEQ.vst3", name="GoneEQ"),           # not installed here
+        FxSlot(plugin="Gain", parameters={"gain_db": 1000.0}),          # overflows to inf
+        FxSlot(plugin="LowpassFilter", parameters={"no_such": 1.0}),    # unknown parameter
+        FxSlot(plugin="Gain", parameters={"gain_db": -6.0}),            # the one that runs
+    ]
+    result = apply_chain(audio, SR, slots, where="stem 'Bass'")
+    assert len(result.problems) == 3
+    assert "GoneEQ" in result.problems[0] and "not installed" in result.problems[0]
+    assert "'Gain'" in result.problems[1] and "NaN or infinite" in result.problems[1]
+    assert "no_such" in result.problems[2] and "cutoff_frequency_hz" in result.problems[2]
+    assert all(p.startswith("stem 'Bass'") for p in result.problems)
+    np.testing.assert_allclose(result.audio, audio * 10 ** (-6 / 20), rtol=1e-5, atol=1e-7)
+
+
+def test_wet_dry_and_bypass():
+    audio = noise(seconds=0.5)
+    half = apply_chain(audio, SR, [FxSlot(plugin="Gain", parameters={"gain_db": -120.0}, mix=0.25)]).audio
+    np.testing.assert_allclose(half, 0.75 * audio, atol=1e-6)
+    same = apply_chain(audio, SR, [FxSlot(plugin="Gain", parameters={"gain_db": -20.0}, bypass=True)]).audio
+    np.testing.assert_array_equal(same, audio)
+    assert chain_fingerprint([FxSlot(plugin="Gain", bypass=True)]) == []
+
+
+def test_tempo_synced_delay_uses_the_song_tempo():
+    audio = np.zeros((1, SR), dtype=np.float32)
+    audio[0, 100] = 1.0
+    slot = FxSlot(plugin="Delay", parameters={"delay_beats": 0.5, "feedback": 0.0, "mix": 1.0})
+    out = apply_chain(audio, SR, [slot], tempo_bpm=120.0).audio  # half a beat at 120 BPM = 0.25 s
+    assert int(np.argmax(np.abs(out[0]))) == 100 + SR // 4
+    assert "tempo" in apply_chain(audio, SR, [slot]).problems[0]
+
+
+def test_slot_validation_names_the_fix():
+    with pytest.raises(ValueError, match="neither a pedalboard built-in"):
+        FxSlot(plugin="Lowpassfilter")
+    with pytest.raises(ValueError, match="not base64"):
+        FxSlot(plugin="/x/Y.vst3", raw_state="@@@")
+    with pytest.raises(PluginError, match="not installed"):
+        build_plugin(FxSlot(plugin="/x/Y.vst3"))
+
+
+# --- chains in the project: save/load, analysis, export mix ---------------------------------------
+
+def make_project(folder: Path, *, seconds: float = 3.0, **fields):
+    """Two stems holding the SAME seeded noise + a kick-like low thump ("Hats" and "Raw"), tempo 120."""
+    from bridge.project import StemSpec, TempoSettings, save_project
+    from bridge.project.schema import Project
+    from tests.conftest import write_wav
+
+    rng = np.random.default_rng(11)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    thump = (0.4 * np.sin(2 * np.pi * 60 * t) * np.exp(-8 * (t % 0.5))).astype(np.float32)
+    audio = np.stack([thump + 0.2 * rng.standard_normal(n).astype(np.float32)] * 2)
+    write_wav(folder / "stems" / "hats.wav", audio, SR)
+    write_wav(folder / "stems" / "raw.wav", audio, SR)
+    project = Project(name="fx", sample_rate=SR, tempo=TempoSettings(source="constant", tempo_bpm=120.0),
+                      stems=[StemSpec(name="Hats", path="stems/hats.wav", role="drums"),
+                             StemSpec(name="Raw", path="stems/raw.wav", role="other")], **fields)
+    save_project(project, folder)
+    return project
+
+
+def test_missing_plugin_is_kept_in_the_project_and_reported(tmp_path):
+    from bridge.project import load_project, save_project
+
+    gone = FxSlot(plugin="/Library/Audio/Plug-Ins/VST3/FabFilter Pro-Q 3.vst3", name="Pro-Q 3",
+                  raw_state="AAEC", parameters={"output_gain_db": -1.5})
+    project = make_project(tmp_path, master_fx=[gone])
+    loaded, _ = load_project(tmp_path)
+    assert loaded.master_fx == [gone]           # never dropped
+    save_project(loaded, tmp_path)
+    assert json.loads((tmp_path / "stembridge.json").read_text())["master_fx"][0]["name"] == "Pro-Q 3"
+    result = apply_chain(noise(0.2), SR, loaded.master_fx, where="master")
+    assert "Pro-Q 3" in result.problems[0] and "not installed" in result.problems[0]
+    assert project.master_fx == loaded.master_fx
+
+
+@needs_zam
+def test_raw_state_survives_save_and_reopen_byte_identically(tmp_path):
+    import base64
+
+    from bridge.plugins.edit import make_slot
+    from bridge.project import load_project, save_project
+
+    slot = make_slot(str(ZAMCOMP), parameters={"threshold_db": -25.0, "ratio": 6.0, "makeup_db": 3.0})
+    project = make_project(tmp_path)
+    project.stems[0].fx = [slot]
+    save_project(project, tmp_path)
+    reopened, _ = load_project(tmp_path)
+    again = reopened.stems[0].fx[0]
+    assert base64.b64decode(again.raw_state) == base64.b64decode(slot.raw_state)
+    # ... and renders identically: the state alone gives the same audio as the settings.
+    audio = noise(0.5, channels=1, seed=4)
+    from_state = apply_chain(audio, SR, [again.model_copy(update={"parameters": {}})]).audio
+    from_params = apply_chain(audio, SR, [FxSlot(plugin=str(ZAMCOMP), parameters=slot.parameters)]).audio
+    np.testing.assert_allclose(from_state, from_params, atol=1e-6)
+
+
+def _band_rms(audio: np.ndarray, lo_hz: float, hi_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(np.asarray(audio, dtype=np.float64).mean(axis=0))) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[-1], 1 / SR)
+    return float(np.sqrt(spectrum[(freqs >= lo_hz) & (freqs < hi_hz)].sum()))
+
+
+def test_lowpass_on_a_stem_cuts_its_high_band_in_the_analysis(tmp_path):
+    from bridge.analysis.features import HIGH_BAND_HZ, LOW_BAND_HZ
+    from bridge.analysis.project import analyze_project
+    from bridge.project import load_project, save_project
+
+    project = make_project(tmp_path)
+    project.stems[0].fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
+    save_project(project, tmp_path)
+    project, folder = load_project(tmp_path)
+    analysis = analyze_project(project, folder, max_workers=1)
+    hats, raw = analysis.stems["Hats"].curves, analysis.stems["Raw"].curves
+    # Same file: only the chain differs. A one-pole low-pass at 300 Hz (6 dB/octave) leaves the 60 Hz
+    # thump and is already 16 dB down at the high band's lower edge (2 kHz, 2.7 octaves up); white
+    # noise puts most of that band's energy further up, so the band loses well over 20 dB.
+    assert HIGH_BAND_HZ[0] >= 6 * 300.0 and LOW_BAND_HZ[1] <= 300.0
+    assert float(np.mean(hats["high"])) < 0.1 * float(np.mean(raw["high"]))
+    assert float(np.mean(hats["low"])) > 0.7 * float(np.mean(raw["low"]))
+
+    # The cache key holds the chain: bypassing the filter brings back the raw stem's analysis ...
+    project.stems[0].fx[0].bypass = True
+    bypassed = analyze_project(project, folder, max_workers=1).stems["Hats"].curves
+    np.testing.assert_allclose(bypassed["high"], raw["high"], rtol=1e-5)
+    # ... and un-bypassing serves the filtered one again (from the cache, unchanged).
+    project.stems[0].fx[0].bypass = False
+    np.testing.assert_array_equal(analyze_project(project, folder, max_workers=1).stems["Hats"].curves["high"],
+                                  hats["high"])
+
+
+@needs_zam
+def test_hosted_plugin_on_a_stem_runs_in_the_threaded_analysis(tmp_path, caplog):
+    """pedalboard loads VST3s on the main thread only; analysis runs stems on worker threads."""
+    import threading
+
+    from bridge.analysis.project import analyze_project
+
+    project = make_project(tmp_path)
+    comp = FxSlot(plugin=str(ZAMCOMP), parameters={"threshold_db": -40.0, "ratio": 20.0, "attack_ms": 1.0})
+    project.stems[0].fx = [comp]
+    with caplog.at_level("WARNING"):
+        analysis = analyze_project(project, tmp_path, max_workers=2)
+    assert not [r for r in caplog.records if "bypassed" in r.getMessage()]
+    hats, raw = analysis.stems["Hats"].curves, analysis.stems["Raw"].curves
+    # 20:1 above -40 dBFS on a stem at about -12 dBFS RMS: the level drops by well over 12 dB.
+    assert float(np.mean(hats["rms"])) < 0.25 * float(np.mean(raw["rms"]))
+
+    # From a worker thread the chain runs in a child process: same samples as on the main thread.
+    audio = noise(0.5, channels=2, seed=9)
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(r=apply_chain(audio, SR, [comp])))
+    worker.start()
+    worker.join()
+    assert box["r"].problems == []
+    np.testing.assert_array_equal(box["r"].audio, apply_chain(audio, SR, [comp]).audio)
+
+
+def test_master_chain_is_heard_in_the_export_mix(tmp_path):
+    from bridge.export.render import mix_project_audio
+
+    project = make_project(tmp_path, seconds=2.0)
+    for stem in project.stems:
+        stem.gain_db = -12.0  # keep the sum under the export limiter, so what is measured is the chain
+    plain = mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=2.0)
+    project.master_fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
+    problems: list[str] = []
+    filtered = mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=2.0, problems=problems)
+    assert problems == [] and filtered.shape == plain.shape
+    assert _band_rms(filtered, 4000, 16000) < 0.1 * _band_rms(plain, 4000, 16000)
+    assert _band_rms(filtered, 40, 100) > 0.7 * _band_rms(plain, 40, 100)
+    # A stem chain acts on that stem only: the stems are the same noise, so filtering "Hats" halves
+    # the amplitude of the mix's highs.
+    project.master_fx = []
+    project.stems[0].fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
+    one = mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=2.0)
+    assert 0.4 < _band_rms(one, 4000, 16000) / _band_rms(plain, 4000, 16000) < 0.6
+
+
+# --- command line --------------------------------------------------------------------------------
+
+@needs_zam
+def test_cli_scan_list_and_fx_editing(tmp_path, capsys):
+    from bridge.cli import main
+    from bridge.project import load_project
+
+    folder = tmp_path / "plugins"
+    garbage = fake_bundle(folder, "Garbage", b"\x7fELF garbage")
+    copy_zamcomp(folder)
+    project_dir = tmp_path / "song"
+    make_project(project_dir)
+
+    assert main(["plugins", "scan", "--no-standard", "--folder", str(folder), "--json"]) == 0
+    scanned = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in scanned["plugins"]] == ["ZamComp"]
+    assert [f["path"] for f in scanned["failures"]] == [str(garbage)]
+    assert main(["plugins", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in listed["plugins"]] == ["ZamComp"] and "LowpassFilter" in listed["builtins"]
+
+    # By scanned name, by built-in class name (any case); settings checked by loading the plugin.
+    assert main(["fx", "add", str(project_dir), "--stem", "Raw", "ZamComp", "--param", "threshold_db=-30"]) == 0
+    assert main(["fx", "add", str(project_dir), "--master", "lowpassfilter",
+                 "--param", "cutoff_frequency_hz=500", "--mix", "0.5"]) == 0
+    assert main(["fx", "set", str(project_dir), "--stem", "Raw", "1", "--param", "ratio=6"]) == 0
+    assert main(["fx", "bypass", str(project_dir), "--master", "1"]) == 0
+    project, _ = load_project(project_dir)
+    comp = project.stem("Raw").fx[0]
+    assert comp.name == "ZamComp" and comp.parameters == {"threshold_db": -30.0, "ratio": 6.0} and comp.raw_state
+    assert project.master_fx == [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 500.0},
+                                        mix=0.5, bypass=True)]
+    capsys.readouterr()
+    assert main(["fx", "list", str(project_dir), "--json"]) == 0
+    chains = json.loads(capsys.readouterr().out)
+    assert chains["stem 'Raw'"][0]["installed"] and chains["master"][0]["bypass"]
+
+    # Mistakes: one message naming the value and the fix, exit status 2, project unchanged.
+    before = (project_dir / "stembridge.json").read_bytes()
+    assert main(["fx", "set", str(project_dir), "--stem", "Raw", "1", "--param", "threshold_db=20"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["fx", "add", str(project_dir), "--stem", "Raw", "NoSuchPlugin"]) == 2
+    assert "plugins scan" in capsys.readouterr().err
+    assert main(["fx", "remove", str(project_dir), "--stem", "Raw", "5"]) == 2
+    assert "slot 5 does not exist" in capsys.readouterr().err
+    assert (project_dir / "stembridge.json").read_bytes() == before
+    assert main(["fx", "remove", str(project_dir), "--stem", "Raw", "1"]) == 0
+    assert load_project(project_dir)[0].stem("Raw").fx == []
