@@ -376,7 +376,7 @@ def test_presets_only_use_present_stems_and_valid_targets(stem_set, preset):
     specs = [StemSpec(name=n, path=f"{n}.wav", role=r) for n, r in stem_set]
     maps = PRESETS[preset](specs)
     assert maps
-    stem_refs = {n for n, _ in stem_set} | {r for _, r in stem_set} | {"beat", "bar"}
+    stem_refs = {n for n, _ in stem_set} | {r for _, r in stem_set} | {"beat", "bar", "mix"}
     for m in maps:
         assert m.target in PARAMETER_NAMES
         assert m.source.rpartition(".")[0] in stem_refs, m.source
@@ -392,8 +392,11 @@ def test_default_preset_is_musical_for_a_split_kit():
     specs = [StemSpec(name=n, path=f"{n}.wav", role=r) for n, r in STEM_SETS[1]]
     maps = default_mappings(specs)
     kick = [m for m in maps if m.source.startswith("Kick.")]
-    assert {m.target for m in kick} >= {"travel", "strength"}
+    assert {m.target for m in kick} >= {"strength"}
     assert all(m.attack_ms == 0 for m in kick)
+    # the picture steps with the mix's hits (the kit as loud as it is in the mix), no attack lag
+    travel = [m for m in maps if m.target == "travel" and m.source == "mix.onset"]
+    assert travel and all(m.attack_ms == 0 for m in travel)
     assert any(m.source.startswith("Hats.") and m.target == "detail" for m in maps)
     slow = [m for m in maps if m.source.startswith(("Sub.", "Pads."))]
     assert any(m.source == "Sub.low" and m.target == "warp" for m in slow)

@@ -55,7 +55,7 @@ def test_project_guesses_demo_roles(demo):
     assert {s.name: s.role for s in project.stems} == {
         "Drums": "drums", "Bass": "bass", "Other": "other", "Vocals": "vocals"}
     # default mappings only use stems that exist and valid parameters
-    assert project.mappings and all(m.source.split(".")[0] in {"drums", "bass", "other", "vocals", "beat", "bar",
+    assert project.mappings and all(m.source.split(".")[0] in {"drums", "bass", "other", "vocals", "beat", "bar", "mix",
                                                                "Drums", "Bass", "Other", "Vocals"}
                                     for m in project.mappings)
 

@@ -61,20 +61,28 @@ def stem_chain_state(project: Project, spec: StemSpec) -> list:
     return [fingerprint, project.sample_rate, chain_tempo_bpm(project)]
 
 
+def stem_mono(spec: StemSpec, path: Path, *, fx_sample_rate: int = 44100,
+              tempo_bpm: float | None = None) -> np.ndarray:
+    """The stem as analysis hears it: MONO float32 (samples,) at ANALYSIS_SAMPLE_RATE in song
+    time, through its effect chain when it has an active one (:func:`processed_stem`)."""
+    from bridge.plugins.chain import active_slots
+
+    if active_slots(spec.fx):
+        return processed_stem(spec, path, fx_sample_rate=fx_sample_rate, tempo_bpm=tempo_bpm)
+    audio = load_audio(path, sample_rate=T.ANALYSIS_SAMPLE_RATE, mono=True)
+    end_s = spec.offset_seconds + audio.shape[1] / T.ANALYSIS_SAMPLE_RATE
+    placed = place_in_song(audio, offset_seconds=spec.offset_seconds, sample_rate=T.ANALYSIS_SAMPLE_RATE,
+                           total_samples=max(1, int(round(end_s * T.ANALYSIS_SAMPLE_RATE))))
+    return placed[0]
+
+
 def _analyse_one(spec: StemSpec, path: Path, cancel: CancelToken, *, fx_sample_rate: int = 44100,
                  tempo_bpm: float | None = None) -> T.StemFeatures:
     from bridge.analysis.pipeline import features_for_stem
-    from bridge.plugins.chain import active_slots
 
     cancel.raise_if_cancelled("the analysis")
-    if not active_slots(spec.fx):
-        audio = load_audio(path, sample_rate=T.ANALYSIS_SAMPLE_RATE, mono=True)
-        end_s = spec.offset_seconds + audio.shape[1] / T.ANALYSIS_SAMPLE_RATE
-        placed = place_in_song(audio, offset_seconds=spec.offset_seconds, sample_rate=T.ANALYSIS_SAMPLE_RATE,
-                               total_samples=max(1, int(round(end_s * T.ANALYSIS_SAMPLE_RATE))))
-        return features_for_stem(spec.name, spec.role, placed[0], cancel=cancel)
     return features_for_stem(spec.name, spec.role,
-                             processed_stem(spec, path, fx_sample_rate=fx_sample_rate, tempo_bpm=tempo_bpm),
+                             stem_mono(spec, path, fx_sample_rate=fx_sample_rate, tempo_bpm=tempo_bpm),
                              cancel=cancel)
 
 
@@ -102,8 +110,8 @@ def processed_stem(spec: StemSpec, path: Path, *, fx_sample_rate: int, tempo_bpm
 
 
 def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken) -> T.StemFeatures | None:
-    """Features of the mix as heard: the unmuted stems, placed at their offsets, summed with their
-    gains. The visuals answer what the producer hears; a stem's own onset curve is normalised to
+    """Features of the mix as heard: the unmuted stems, placed at their offsets and through their
+    effect chains, summed with their gains. The visuals answer what the producer hears; a stem's own onset curve is normalised to
     itself, so a quiet shaker and a loud guitar would otherwise count the same."""
     from bridge.analysis.pipeline import features_for_stem
 
@@ -112,10 +120,8 @@ def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken) 
         if s.muted:
             continue
         cancel.raise_if_cancelled("the analysis")
-        audio = load_audio(paths[s.name], sample_rate=T.ANALYSIS_SAMPLE_RATE, mono=True)
-        end = max(1, int(round((s.offset_seconds + audio.shape[1] / T.ANALYSIS_SAMPLE_RATE) * T.ANALYSIS_SAMPLE_RATE)))
-        placed = place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=T.ANALYSIS_SAMPLE_RATE,
-                               total_samples=end)[0] * np.float32(10.0 ** (s.gain_db / 20.0))
+        placed = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate,
+                           tempo_bpm=chain_tempo_bpm(project)) * np.float32(10.0 ** (s.gain_db / 20.0))
         if mix is None:
             mix = placed.astype(np.float32)
         else:

@@ -95,7 +95,7 @@ def _motion() -> list[schema.Mapping]:
     still between hits."""
     return [
         _m("beat.tick", "travel", 0.04, attack_ms=0, release_ms=0),
-        _m("bar.sin", "rotation", 0.3, offset=-0.15, attack_ms=0, release_ms=0),
+        _m("bar.sin", "rotation", 0.1, offset=-0.05, attack_ms=0, release_ms=0),
     ]
 
 
