@@ -1,0 +1,57 @@
+/*{
+  "DESCRIPTION": "Datamosh: colour blocks smeared along their own motion vectors; every hit tears the picture into shifted slices",
+  "CREDIT": "stembridge",
+  "ISFVSN": "2",
+  "CATEGORIES": ["Generator", "Glitch", "Feedback"],
+  "INPUTS": [
+    {"NAME": "blocks", "TYPE": "float", "DEFAULT": 20.0, "MIN": 4.0, "MAX": 64.0},
+    {"NAME": "smear", "TYPE": "float", "DEFAULT": 0.8, "MIN": 0.0, "MAX": 0.97},
+    {"NAME": "tear", "TYPE": "float", "DEFAULT": 5.0, "MIN": 0.0, "MAX": 20.0}
+  ],
+  "PASSES": [
+    {"TARGET": "mosh", "PERSISTENT": true},
+    {}
+  ]
+}*/
+const float TAU = 6.28318530718;
+
+float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
+
+vec3 palette(float t) { return 0.5 + 0.5 * cos(TAU * (t + hue + vec3(0.0, 0.33, 0.67))); }
+
+// The clean picture: colour fields in a coarse grid, each row of slices shifted sideways by
+// travel (a hit steps travel, so every hit tears the rows by an amount that grows with it).
+vec3 fresh(vec2 uv) {
+    float slice = floor(uv.y * 14.0);
+    float x = uv.x + (hash(vec2(slice, 3.1)) - 0.5) * tear * travel;
+    vec2 cell = floor(vec2(x * 5.0, uv.y * 3.0));
+    float h = hash(cell);
+    vec3 c = palette(h * 0.6 + 0.15 * floor(travel * 4.0));
+    float bars = step(0.5, fract(x * 40.0 * (0.2 + h)));
+    return c * (0.55 + 0.45 * bars) * (0.35 + 0.65 * step(0.3, h));
+}
+
+void main() {
+    vec2 uv = isf_FragNormCoord;
+    if (PASSINDEX == 0) {
+        vec2 b = floor(uv * vec2(blocks, blocks * RENDERSIZE.y / RENDERSIZE.x));
+        // motion vectors per block: the bass (warp) drags the held blocks, a hit reseeds which hold
+        vec2 mv = (vec2(hash(b + 0.5), hash(b + 9.2)) - 0.5) * 0.012 * (0.2 + warp);
+        float hold = step(0.55, hash(b + floor(travel * 10.0)));
+        vec3 prev = IMG_NORM_PIXEL(mosh, uv - mv).rgb;
+        vec3 now = fresh(uv);
+        gl_FragColor = vec4(mix(now, prev, smear * hold), 1.0);
+    } else {
+        // chroma split: red and blue read the moshed buffer a little apart (more on a pulse)
+        float split = 0.003 + 0.02 * pulse + 0.004 * detail;
+        vec3 col;
+        col.r = IMG_NORM_PIXEL(mosh, uv + vec2(split, 0.0)).r;
+        col.g = IMG_NORM_PIXEL(mosh, uv).g;
+        col.b = IMG_NORM_PIXEL(mosh, uv - vec2(split, 0.0)).b;
+        col *= 0.85 + 0.15 * step(0.5, fract(gl_FragCoord.y * 0.5));  // scanlines
+        col *= 0.8 + 0.25 * (1.0 + saturation);
+        col = mix(col, vec3(1.0) - col, step(0.5, flash));  // a full flash inverts, like a dropped frame
+        col = mix(col, vec3(1.0), flash * 0.5);
+        gl_FragColor = vec4(col * (1.0 + brightness), 1.0);
+    }
+}

@@ -1,0 +1,57 @@
+/*{
+  "DESCRIPTION": "Oscilloscope: the music's waveform as glowing phosphor traces; each hit throws the beam to a new angle",
+  "CREDIT": "stembridge",
+  "ISFVSN": "2",
+  "CATEGORIES": ["Generator", "Audio Reactive"],
+  "INPUTS": [
+    {"NAME": "wave", "TYPE": "audio"},
+    {"NAME": "gain", "TYPE": "float", "DEFAULT": 0.35, "MIN": 0.0, "MAX": 1.0},
+    {"NAME": "traces", "TYPE": "float", "DEFAULT": 5.0, "MIN": 1.0, "MAX": 12.0},
+    {"NAME": "beam", "TYPE": "color", "DEFAULT": [0.3, 1.0, 0.55, 1.0]}
+  ],
+  "PASSES": [
+    {"TARGET": "phosphor", "PERSISTENT": true},
+    {}
+  ]
+}*/
+// The picture only turns when `travel` steps (a hit); the waveform (`wave`, fed from the mix or
+// the stem engine.audio_inputs names) wiggles the traces, and the phosphor pass keeps a short glow.
+const float TAU = 6.28318530718;
+
+float traceAt(vec2 p) {
+    float n = floor(traces + 0.5);
+    float glow = 0.0;
+    for (int i = 0; i < 12; i++) {
+        if (float(i) >= n) break;
+        float y0 = (float(i) + 0.5) / n * 1.6 - 0.8;
+        float u = fract(p.x * 0.45 + 0.5 + float(i) * 0.137);
+        float w = IMG_NORM_PIXEL(wave, vec2(u, 0.5)).r - 0.5;
+        // without audio (a preview) the beam still draws a line that each hit bends anew
+        float y = y0 + 2.0 * gain * w + 0.05 * sin(p.x * 7.0 + TAU * 3.0 * travel + float(i));
+        float d = abs(p.y - y);
+        glow += smoothstep(0.012 + 0.01 * pulse, 0.0, d) + 0.25 * smoothstep(0.06, 0.0, d);
+    }
+    return glow;
+}
+
+void main() {
+    vec2 p = (gl_FragCoord.xy - 0.5 * RENDERSIZE) / (0.5 * RENDERSIZE.y);
+    if (PASSINDEX == 0) {
+        float ang = TAU * 1.5 * travel + 0.02 * sin(TIME * 0.5);
+        mat2 rot = mat2(cos(ang), -sin(ang), sin(ang), cos(ang));
+        vec2 q = rot * p;
+        q.x += 0.25 * warp * sin(q.y * 3.0 + TIME);
+        float g = traceAt(q);
+        vec3 prev = IMG_THIS_NORM_PIXEL(phosphor).rgb;
+        vec3 tintc = beam.rgb * (0.75 + 0.25 * cos(TAU * (hue + vec3(0.0, 0.33, 0.67))));
+        gl_FragColor = vec4(prev * 0.55 + g * tintc, 1.0);
+    } else {
+        vec3 col = IMG_THIS_NORM_PIXEL(phosphor).rgb;
+        // a faint graticule, as on a scope's screen
+        vec2 cell = abs(fract(p * 2.5) - 0.5);
+        col += vec3(0.03, 0.06, 0.05) * step(0.48, max(cell.x, cell.y)) * (0.5 + detail);
+        col *= 1.0 - 0.35 * dot(p, p) * 0.25;
+        col = mix(col, vec3(1.0), flash);
+        gl_FragColor = vec4(col * (1.0 + brightness), 1.0);
+    }
+}
