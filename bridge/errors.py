@@ -9,6 +9,7 @@ offending value), *why* it matters, and *the fix*::
     ├── AnalysisError       analysis could not produce a result (e.g. no audio at all)
     ├── TransportError      a sync source could not be opened (port busy, no MIDI backend)
     ├── RenderError         video/audio could not be written
+    ├── PlaybackError       no audio output (PortAudio missing, no output device, stream failed)
     ├── MissingDependency   an optional package (torch, diffusers, demucs…) is not installed
     └── Cancelled           the user cancelled a long job; nothing half-written was left behind
 """
@@ -38,6 +39,11 @@ class TransportError(BridgeError):
 
 class RenderError(BridgeError):
     """Rendering or encoding the output failed."""
+
+
+class PlaybackError(BridgeError):
+    """Audio playback cannot start: no PortAudio, no output device, or the device refused the
+    stream. The app keeps working without sound; the message says how to get sound back."""
 
 
 class MissingDependency(BridgeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -77,18 +77,22 @@ def section_looks(project: Project, analysis: SongAnalysis) -> tuple[SectionLook
 
 
 def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float,
-                      stems_out: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                      stems_out: dict[str, np.ndarray] | None = None, solo: Collection[str] = (),
+                      skip: Collection[str] = ()) -> np.ndarray:
     """Mixdown of the un-muted stems, float32 (2, samples), covering song time [0, duration).
 
     ``stems_out``: when given, filled with each un-muted stem as placed in the song (mono float32,
-    before gain) — the shader engine's audio inputs read them."""
+    before gain) — the shader engine's audio inputs read them.
+    ``solo``: stem names; when any is given, only those stems sound (a muted stem stays muted, as in
+    a DAW's solo-in-place). ``skip``: stem names left out (e.g. files gone missing: playback goes on
+    without them)."""
     from bridge.export.mixdown import mix_stems
     from bridge.stems.load import load_audio, place_in_song
 
     total = int(round(duration_seconds * sample_rate))
     stems, gains = [], []
     for s in project.stems:
-        if s.muted:
+        if s.muted or s.name in skip or (solo and s.name not in solo):
             continue
         audio = load_audio(resolve_stem_path(s.path, project_dir), sample_rate=sample_rate, allow_silent=True)
         stems.append(place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=sample_rate, total_samples=total))
