@@ -485,10 +485,10 @@ class PlaybackController:
         self._lock = threading.Lock()
 
     def configure(self, *, enabled: bool | None = None, device: Any = ...,
-                  blocksize: int | None = None) -> None:
+                  blocksize: int | None = None) -> bool:
         """Turn playback on/off, pick the output device (index, name or label; None = default) and
         the buffer size (frames; 0 = automatic). A new device or buffer size takes effect at the
-        next :meth:`start` (the open stream is closed now)."""
+        next :meth:`start` (the open stream is closed now). Returns whether the player was closed."""
         if blocksize is not None and blocksize < 0:
             raise PlaybackError(f"Audio buffer size {blocksize} is negative; use 0 (automatic) or e.g. 256, 512.")
         reopen = (device is not ... and device != self.device) or (blocksize is not None and blocksize != self.blocksize)
@@ -498,8 +498,10 @@ class PlaybackController:
             self.device = device
         if blocksize is not None:
             self.blocksize = int(blocksize)
-        if reopen or not self.enabled:
+        if (reopen or not self.enabled) and self.player is not None:
             self._close_player()
+            return True
+        return False
 
     # -- transport ---------------------------------------------------------------------------------
     def start(self, position_s: float) -> bool:

@@ -916,13 +916,13 @@ class Session:
     def set_audio(self, *, enabled: bool | None = None, device: Any = ..., blocksize: int | None = None) -> None:
         """Audio playback on/off, the output device (PortAudio index, name or label; None = the
         default) and buffer size (frames; 0 = automatic). Takes effect at the next :meth:`play`."""
-        was_playing = self.audio.active
-        heard = self.audio.stop() if was_playing else None
+        player = self.audio.player
+        heard = player.position_s() if self.audio.active and player is not None else None
         try:
-            self.audio.configure(enabled=enabled, device=device, blocksize=blocksize)
+            closed = self.audio.configure(enabled=enabled, device=device, blocksize=blocksize)
         except BridgeError as e:
             raise ProjectError(str(e)) from None
-        if heard is not None:
+        if closed and heard is not None:  # it was playing: go on where it was, on the new device
             self._set_transport(seconds=heard)
             if self.audio.enabled and self._audio_allowed():
                 self.audio.start(heard)

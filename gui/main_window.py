@@ -1,5 +1,6 @@
 """The main window: transport bar, message bar, timeline beside the preview, and the editors
-(mappings, sections, stems) in tabs below. Keyboard: Space play/pause, Home to start,
+(mappings, sections, stems) in tabs below. Keyboard: Space play/pause (with sound: the
+playhead follows the audio device), Home to start,
 Ctrl+= / Ctrl+- zoom, Ctrl+0 whole song, Ctrl+Z / Ctrl+Shift+Z undo/redo, Ctrl+E export."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from gui.panels.export import ExportDialog
 from gui.panels.mappings import MappingEditor
+from gui.panels.preferences import PreferencesDialog, restore_audio_preferences
 from gui.panels.preview import PreviewPane
 from gui.panels.sections import SectionEditor
 from gui.panels.stems import StemsPanel
@@ -154,6 +156,8 @@ class MainWindow(QMainWindow):
         self.redo_action = self._action(e, "Redo", "Ctrl+Shift+Z", lambda: self.adapter.command("redo"))
         self.undo_action.setEnabled(False)
         self.redo_action.setEnabled(False)
+        e.addSeparator()
+        self._action(e, "Preferences…", "Ctrl+,", self.open_preferences)
         v = bar.addMenu("&View")
         self._action(v, "Zoom in", "Ctrl+=", lambda: self.timeline.zoom(1.5))
         self._action(v, "Zoom out", "Ctrl+-", lambda: self.timeline.zoom(1 / 1.5))
@@ -193,6 +197,11 @@ class MainWindow(QMainWindow):
             self.messages.show_message("error", "Open a project before exporting.")
             return None
         dlg = ExportDialog(self.adapter, self)
+        dlg.show()
+        return dlg
+
+    def open_preferences(self) -> PreferencesDialog:
+        dlg = PreferencesDialog(self.adapter, self.settings, self)
         dlg.show()
         return dlg
 
@@ -270,6 +279,7 @@ class MainWindow(QMainWindow):
             if state is not None:
                 split.restoreState(state)
         self.transport.restore_settings(self.settings)
+        restore_audio_preferences(self.settings, self.adapter)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
