@@ -864,7 +864,8 @@ class Session:
         loop = self.audio.loop
         if loop is not None and state is not None and state.source == "free":
             position, playing = self.clock.position()
-            if playing and position >= loop[1]:
+            # as the audio does: wrap on crossing the end (read at >= 30 Hz), never from past it
+            if playing and loop[1] <= position < loop[1] + 0.5:
                 self._set_transport(seconds=loop[0] + (position - loop[1]) % (loop[1] - loop[0]))
 
     def _audio_allowed(self) -> bool:

@@ -109,3 +109,29 @@ def test_with_a_device_the_playhead_follows_the_audio(qtbot, project_dir, tmp_pa
         finally:
             sd._terminate()  # let go of the server before it stops (PortAudio aborts otherwise)
     sd._initialize()
+
+
+def test_loop_the_section_at_the_playhead_and_solo_a_stem(qtbot, project_dir, tmp_path, monkeypatch):
+
+    monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
+    w = _window(qtbot, project_dir, tmp_path / "settings.ini")
+    try:
+        s = w.adapter.session
+        qtbot.waitUntil(lambda: len(w.timeline.sections) == 2, timeout=10_000)  # intro 0–4 s, verse 4 s–end
+        s.seek(3.5)
+        w.toggle_loop()  # Transport ▸ Loop the section at the playhead (Ctrl+L)
+        assert s.audio.loop == (0.0, 4.0) and "Looping intro" in w.messages.text
+        s.set_audio(enabled=False)  # the playhead loops with or without sound
+        w.transport.play_button.click()
+        qtbot.waitUntil(lambda: w.timeline.playhead_s < 1.0 and s.transport().playing, timeout=5_000)
+        w.transport.play_button.click()
+        w.toggle_loop()  # Transport ▸ Loop the section at the playhead (Ctrl+L)
+        assert s.audio.loop is None and w.messages.text == "Loop off"
+        # solo in the stems panel: only the playback hears it, the project is unchanged
+        solo_column = 5
+        w.stems.table.cellWidget(1, solo_column).setChecked(True)
+        assert s.audio.solo == {s.project.stems[1].name} and not s.dirty
+        w.stems.table.cellWidget(1, solo_column).setChecked(False)
+        assert s.audio.solo == frozenset()
+    finally:
+        w.close()
