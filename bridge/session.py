@@ -685,6 +685,7 @@ class Session:
         if change.kind == "changed" and stem is not None:
             self._emit(StemFileChanged(stem.name, change.path))
             self._request_analysis(f"{stem.name} changed on disk")
+            self.audio.refresh_mix()  # hear the new bounce
         elif change.kind == "removed" and stem is not None:
             # Keep the stem and its last analysis: a producer deleting a bounce usually re-bounces it.
             with self._lock:
@@ -695,6 +696,7 @@ class Session:
                 self._missing.discard(stem.name)
             self._emit(StemFileReturned(stem.name, change.path))
             self._request_analysis(f"{stem.name} is back")
+            self.audio.refresh_mix()
         elif change.kind == "added" and stem is None:
             try:
                 name, role = self._add_stem_file(change.path, origin="watcher")
