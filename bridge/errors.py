@@ -10,6 +10,7 @@ offending value), *why* it matters, and *the fix*::
     ├── TransportError      a sync source could not be opened (port busy, no MIDI backend)
     ├── RenderError         video/audio could not be written
     ├── PluginError         a plugin (VST3/AU or built-in) is missing, cannot load, or a setting is wrong
+    ├── PlaybackError       no audio output (PortAudio missing, no output device, stream failed)
     ├── MissingDependency   an optional package (torch, diffusers, demucs…) is not installed
     └── Cancelled           the user cancelled a long job; nothing half-written was left behind
 """
@@ -43,6 +44,11 @@ class RenderError(BridgeError):
 
 class PluginError(BridgeError):
     """A plugin cannot be found or loaded, or a slot's setting is unknown or out of range."""
+
+
+class PlaybackError(BridgeError):
+    """Audio playback cannot start: no PortAudio, no output device, or the device refused the
+    stream. The app keeps working without sound; the message says how to get sound back."""
 
 
 class MissingDependency(BridgeError):

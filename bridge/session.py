@@ -33,6 +33,7 @@ sections and prompts          :meth:`add_section`, :meth:`update_section`, :meth
 settings                      :meth:`set_engine`, :meth:`set_render`, :meth:`set_tempo`
 history                       :meth:`undo`, :meth:`redo` (``can_undo``, ``undo_label``…)
 transport                     :meth:`play`, :meth:`pause`, :meth:`seek`, :meth:`transport`
+audio playback                :meth:`set_audio`, :meth:`set_solo`, :meth:`set_loop`
 preview                       :meth:`frame_at`, :meth:`preview_status`, :meth:`wait_idle`
 ============================  ==================================================================
 
@@ -51,7 +52,14 @@ Events (plain frozen dataclasses) are drained with :meth:`poll_events` — the G
 * :class:`StemFileChanged`, :class:`StemFileAdded`, :class:`StemFileMissing`,
   :class:`StemFileReturned`, :class:`StemFileUnreadable`;
 * :class:`ParamsUpdated`, :class:`PreviewPassStarted`, :class:`PreviewPassFinished`,
-  :class:`KeyframeRendered`, :class:`MappingProblem`, :class:`PreviewError`.
+  :class:`KeyframeRendered`, :class:`MappingProblem`, :class:`PreviewError`;
+* :class:`AudioUnavailable`, :class:`MixReady`, :class:`MixFailed` (from :mod:`bridge.playback`).
+
+Audio (``audio=True``, off by default for scripts and tests): :meth:`play` also plays the project's
+mix through PortAudio (:mod:`bridge.playback`) and the transport then follows the audio device's
+clock (the sample reaching the speaker), so the playhead, the preview and the sound agree. With a
+DAW as the sync source the session stays silent. No device: an :class:`AudioUnavailable` event
+and the playhead runs silently, as before.
 
 ``import bridge.session`` imports neither torch nor OpenCV (numpy and pydantic only): analysis,
 engines and OpenCV are imported when a Session starts.
@@ -74,6 +82,9 @@ from pydantic import BaseModel, ValidationError
 
 from bridge.errors import BridgeError, Cancelled, ProjectError
 from bridge.jobs import CancelToken
+
+# Playback's events are part of the Session's event API too (bridge.playback imports no sounddevice).
+from bridge.playback import AudioUnavailable, MixFailed, MixReady, PlaybackController  # noqa: F401
 
 # The preview's events are part of the Session's event API (numpy + pydantic only: no OpenCV, no torch).
 from bridge.preview.scheduler import (
@@ -320,7 +331,8 @@ class Session:
                  engine_factory: Callable[[str, Mapping[str, Any]], Any] | None = None,
                  lcm_options: Mapping[str, Any] | None = None, frame_cache_bytes: int | None = None,
                  clock: TransportClock | None = None, analyse: bool = True, analysis_workers: int = 2,
-                 undo_limit: int = DEFAULT_UNDO_LIMIT) -> None:
+                 undo_limit: int = DEFAULT_UNDO_LIMIT, audio: bool = False,
+                 audio_device: int | str | None = None, audio_blocksize: int = 0) -> None:
         if autosave_delay_s < 0 or autosave_max_delay_s < autosave_delay_s:
             raise ValueError("autosave_delay_s must be >= 0 and autosave_max_delay_s >= autosave_delay_s")
         self.project_dir = Path(project_dir).resolve()
@@ -353,6 +365,12 @@ class Session:
             tempo = project.tempo.tempo_bpm or 120.0
             self.clock.update(TransportState(playing=False, tempo_bpm=tempo, source="free",
                                              received_at=time.monotonic()))
+
+        # audio playback (the player opens at the first play)
+        self.audio = PlaybackController(
+            submit=self._cpu.submit, emit=self._emit, enabled=audio, device=audio_device,
+            blocksize=audio_blocksize,
+            project_source=lambda: (self._project, self.project_dir, frozenset(self._missing)))
 
         # autosave
         self._autosave = autosave
@@ -442,6 +460,7 @@ class Session:
             t.join(timeout=10.0)
         if self._analysis_token is not None:
             self._analysis_token.cancel()
+        self.audio.close()
         if self._scheduler is not None:
             self._scheduler.stop()
         self._cpu.shutdown(wait=True, cancel_futures=True)
@@ -545,6 +564,8 @@ class Session:
         self._mark_unsaved(now)
         if "stems" in parts and self._watcher is not None:
             self._watcher.set_stems(self._stem_files(new))
+        if "stems" in parts:
+            self.audio.refresh_mix()
         same_inputs = new.stems == old.stems and new.tempo == old.tempo  # a mapping/section/render edit
         same_inputs = same_inputs and new.rhythm == old.rhythm  # …not a rhythm correction
         if not same_inputs and _analysis_signature(new, self._missing) != _analysis_signature(old, self._missing):
@@ -664,6 +685,7 @@ class Session:
         if change.kind == "changed" and stem is not None:
             self._emit(StemFileChanged(stem.name, change.path))
             self._request_analysis(f"{stem.name} changed on disk")
+            self.audio.refresh_mix()  # hear the new bounce
         elif change.kind == "removed" and stem is not None:
             # Keep the stem and its last analysis: a producer deleting a bounce usually re-bounces it.
             with self._lock:
@@ -674,6 +696,7 @@ class Session:
                 self._missing.discard(stem.name)
             self._emit(StemFileReturned(stem.name, change.path))
             self._request_analysis(f"{stem.name} is back")
+            self.audio.refresh_mix()
         elif change.kind == "added" and stem is None:
             try:
                 name, role = self._add_stem_file(change.path, origin="watcher")
@@ -795,6 +818,7 @@ class Session:
             self._scheduler.update(PreviewInputs(project=project, analysis=analysis, edit_time=edit_time))
 
     def _playhead(self) -> tuple[float, bool]:
+        self._follow_audio()
         return self.clock.position()
 
     def frame_at(self, t_seconds: float) -> np.ndarray:
@@ -824,10 +848,34 @@ class Session:
 
     # -- transport ---------------------------------------------------------------------------
     def transport(self) -> TransportState:
-        """Where the transport is now (extrapolated)."""
+        """Where the transport is now (extrapolated; while our audio plays, the sample heard now)."""
+        self._follow_audio()
         return self.clock.now()
 
-    def _set_transport(self, *, playing: bool | None = None, seconds: float | None = None) -> None:
+    def _follow_audio(self) -> None:
+        """While the audio plays, put the clock where the device is (the GUI timer and the preview
+        both read through here; a loop region loops the silent clock too)."""
+        state = self.clock.state
+        if self.audio.active and state is not None and state.source != "free":
+            self.audio.stop()  # a DAW took over the transport: it is the one making sound
+            return
+        heard = self.audio.follow()
+        if heard is not None:
+            self._set_transport(playing=heard[1], seconds=heard[0], wake=False)
+            return
+        loop = self.audio.loop
+        if loop is not None and state is not None and state.source == "free":
+            position, playing = self.clock.position()
+            # as the audio does: wrap on crossing the end (read at >= 30 Hz), never from past it
+            if playing and loop[1] <= position < loop[1] + 0.5:
+                self._set_transport(seconds=loop[0] + (position - loop[1]) % (loop[1] - loop[0]))
+
+    def _audio_allowed(self) -> bool:
+        state = self.clock.state
+        return state is None or state.source == "free"  # with a DAW as the source, stay silent
+
+    def _set_transport(self, *, playing: bool | None = None, seconds: float | None = None,
+                       wake: bool = True) -> None:
         s = self.clock.now()
         position_seconds = s.position_seconds if seconds is None else float(seconds)
         tmap = self.clock.tempo_map
@@ -841,21 +889,62 @@ class Session:
             playing=s.playing if playing is None else playing, tempo_bpm=s.tempo_bpm, position_beats=beats,
             position_seconds=position_seconds, time_signature=s.time_signature,
             source=s.source if not self._owns_clock else "free", received_at=s.received_at))
-        if self._scheduler is not None:
+        if wake and self._scheduler is not None:
             self._scheduler.wakeup()
 
     def play(self) -> None:
-        """Start the session's own clock (with a DAW source, the DAW's next message wins)."""
-        self._set_transport(playing=True)
+        """Start the session's own clock (with a DAW source, the DAW's next message wins) and, with
+        audio on and no DAW source, the mix from the playhead (an :class:`AudioUnavailable` event
+        when it cannot sound)."""
+        if self.audio.active:
+            return
+        position = self.clock.position()[0]
+        if self._audio_allowed() and self.audio.start(position):
+            self._set_transport(playing=True, seconds=position)
+        else:
+            self._set_transport(playing=True)
 
     def pause(self) -> None:
-        self._set_transport(playing=False)
+        heard = self.audio.stop()
+        self._set_transport(playing=False, seconds=heard)
 
     def seek(self, seconds: float) -> None:
         """Move the playhead to song time ``seconds`` (keeps playing or stopped)."""
         if not (seconds == seconds) or seconds < 0:  # NaN or negative
             raise ProjectError(f"seek position {seconds!r} must be a number of seconds >= 0")
+        self.audio.seek(seconds)
         self._set_transport(seconds=seconds)
+
+    # -- audio playback ------------------------------------------------------------------------------
+    def set_audio(self, *, enabled: bool | None = None, device: Any = ..., blocksize: int | None = None) -> None:
+        """Audio playback on/off, the output device (PortAudio index, name or label; None = the
+        default) and buffer size (frames; 0 = automatic). Takes effect at the next :meth:`play`."""
+        player = self.audio.player
+        heard = player.position_s() if self.audio.active and player is not None else None
+        try:
+            closed = self.audio.configure(enabled=enabled, device=device, blocksize=blocksize)
+        except BridgeError as e:
+            raise ProjectError(str(e)) from None
+        if closed and heard is not None:  # it was playing: go on where it was, on the new device
+            self._set_transport(seconds=heard)
+            if self.audio.enabled and self._audio_allowed():
+                self.audio.start(heard)
+
+    def set_solo(self, names: Iterable[str]) -> None:
+        """Only these stems sound in playback (monitoring: not saved, no undo, not in the export)."""
+        names = frozenset(names)
+        unknown = names - {s.name for s in self._project.stems}
+        if unknown:
+            raise ProjectError(f"solo: no stem named {sorted(unknown)}; stems are "
+                               f"{[s.name for s in self._project.stems]}")
+        self.audio.set_solo(names)
+
+    def set_loop(self, start_s: float | None, end_s: float | None = None) -> None:
+        """Loop song time [start_s, end_s) while playing (sound and playhead); None ends it."""
+        try:
+            self.audio.set_loop(start_s, end_s)
+        except BridgeError as e:
+            raise ProjectError(str(e)) from None
 
     # =============================================================================================
     # Commands

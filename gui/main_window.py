@@ -1,6 +1,7 @@
 """The main window: transport bar, message bar, timeline beside the preview, and the editors
-(mappings, sections, stems) in tabs below. Keyboard: Space play/pause, Home to start,
-Ctrl+= / Ctrl+- zoom, Ctrl+0 whole song, Ctrl+Z / Ctrl+Shift+Z undo/redo, Ctrl+E export."""
+(mappings, sections, stems) in tabs below. Keyboard: Space play/pause (with sound: the
+playhead follows the audio device), Home to start,
+Ctrl+L loop the section at the playhead, Ctrl+= / Ctrl+- zoom, Ctrl+0 whole song, Ctrl+Z / Ctrl+Shift+Z undo/redo, Ctrl+E export."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from gui.panels.export import ExportDialog
 from gui.panels.mappings import MappingEditor
+from gui.panels.preferences import PreferencesDialog, restore_audio_preferences
 from gui.panels.preview import PreviewPane
 from gui.panels.sections import SectionEditor
 from gui.panels.stems import StemsPanel
@@ -154,6 +156,8 @@ class MainWindow(QMainWindow):
         self.redo_action = self._action(e, "Redo", "Ctrl+Shift+Z", lambda: self.adapter.command("redo"))
         self.undo_action.setEnabled(False)
         self.redo_action.setEnabled(False)
+        e.addSeparator()
+        self._action(e, "Preferences…", "Ctrl+,", self.open_preferences)
         v = bar.addMenu("&View")
         self._action(v, "Zoom in", "Ctrl+=", lambda: self.timeline.zoom(1.5))
         self._action(v, "Zoom out", "Ctrl+-", lambda: self.timeline.zoom(1 / 1.5))
@@ -161,6 +165,28 @@ class MainWindow(QMainWindow):
         t = bar.addMenu("&Transport")
         self._action(t, "Play / pause", "Space", self.transport.toggle_play)
         self._action(t, "Return to start", "Home", self.transport.stop)
+        self._action(t, "Loop the section at the playhead", "Ctrl+L", self.toggle_loop)
+
+    def toggle_loop(self) -> None:
+        """Loop the section under the playhead (sound and playhead); again: stop looping."""
+        s = self.adapter.session
+        if s is None:
+            return
+        if s.audio.loop is not None:
+            self.adapter.command("set_loop", None)
+            self.messages.show_message("info", "Loop off")
+            return
+        t = max(0.0, s.transport().position_seconds)
+        block = next((b for b in self.timeline.sections if b[0] <= t < b[1]), None)
+        if block is None:
+            self.messages.show_message("error", "No section under the playhead to loop: wait for the analysis "
+                                       "or add a section (Sections ▸ + Section at playhead).")
+            return
+        start, end, name = block[0], block[1], block[2]
+        self.adapter.command("set_loop", start, end)
+        if s.audio.loop is not None:
+            self.messages.show_message("info", f"Looping {name or 'the section'} {start:.2f}–{end:.2f} s "
+                                       "(Ctrl+L again to stop)")
 
     def fit_song(self) -> None:
         self.timeline.view_span_s = max(1.0, self.timeline.duration_seconds)
@@ -193,6 +219,11 @@ class MainWindow(QMainWindow):
             self.messages.show_message("error", "Open a project before exporting.")
             return None
         dlg = ExportDialog(self.adapter, self)
+        dlg.show()
+        return dlg
+
+    def open_preferences(self) -> PreferencesDialog:
+        dlg = PreferencesDialog(self.adapter, self.settings, self)
         dlg.show()
         return dlg
 
@@ -270,6 +301,7 @@ class MainWindow(QMainWindow):
             if state is not None:
                 split.restoreState(state)
         self.transport.restore_settings(self.settings)
+        restore_audio_preferences(self.settings, self.adapter)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -79,6 +79,11 @@ class SessionAdapter(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(int(round(1000.0 / tick_hz)))
         self._timer.timeout.connect(self._on_timer)
+        #: The producer's audio preferences (gui/panels/preferences.py keeps them in QSettings):
+        #: playback on/off, output device (label or None = default), buffer size (0 = automatic).
+        self.audio_enabled = True
+        self.audio_device: str | None = None
+        self.audio_blocksize = 0
 
     # -- lifetime -----------------------------------------------------------------------------
     def open(self, project_dir: str | Path, **session_options: Any) -> None:
@@ -86,6 +91,9 @@ class SessionAdapter(QObject):
         from bridge.session import Session
 
         self.close()
+        session_options.setdefault("audio", self.audio_enabled)
+        session_options.setdefault("audio_device", self.audio_device)
+        session_options.setdefault("audio_blocksize", self.audio_blocksize)
         self.session = Session.open(project_dir, **session_options)
         self._timer.start()
         self.projectChanged.emit(None)
@@ -132,6 +140,13 @@ class SessionAdapter(QObject):
             return None
 
     def connect_sync(self, label: str, value: str | None = None, *, link: bool | None = None) -> list[object]:
+        """Follow a DAW (see :meth:`_connect_sync`); the app's own audio plays only with the local clock."""
+        try:
+            return self._connect_sync(label, value, link=link)
+        finally:
+            self._apply_audio()
+
+    def _connect_sync(self, label: str, value: str | None = None, *, link: bool | None = None) -> list[object]:
         """Follow a DAW: ``label`` is a key of :data:`SYNC_SOURCES`; ``value`` overrides its
         [HOST:]PORT (OSC) or names the MIDI input port (MIDI clock, MTC). ``link`` adds Ableton
         Link (None: keep the current choice, :attr:`link_enabled`). Sources feed the session's
@@ -212,6 +227,19 @@ class SessionAdapter(QObject):
         self._sync_stack = None
         self.sync_sources = []
 
+    def set_audio_preferences(self, *, enabled: bool, device: str | None, blocksize: int) -> None:
+        """Apply the audio preferences (now, to the open session, and to every session opened later)."""
+        self.audio_enabled, self.audio_device, self.audio_blocksize = bool(enabled), device or None, int(blocksize)
+        self._apply_audio()
+
+    def _apply_audio(self) -> None:
+        """Sound only with the local clock: when a DAW is the sync source, the DAW plays the song."""
+        if self.session is None:
+            return
+        local = self.sync_label == LOCAL_LABEL
+        self.command("set_audio", enabled=self.audio_enabled and local, device=self.audio_device,
+                     blocksize=self.audio_blocksize)
+
     def set_latency_ms(self, value: float) -> None:
         if self.session is not None:
             self.session.clock.latency_ms = value
@@ -242,6 +270,8 @@ class SessionAdapter(QObject):
                 self.message.emit("info", f"{e.name} was re-bounced; re-analysing")
             elif isinstance(e, S.StemFileAdded):
                 self.message.emit("info", f"New stem {e.name} ({e.role}) from {e.path.name}")
+            elif isinstance(e, (S.AudioUnavailable, S.MixFailed)):
+                self.message.emit("error", e.message)
             elif isinstance(e, S.StemFileMissing):
                 self.message.emit("error", f"{e.name}: {e.path} is gone; bring it back or remove the stem")
         if changed is not None:

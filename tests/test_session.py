@@ -135,7 +135,8 @@ def test_coalesced_slider_drag_is_one_undo_step(project_dir):
         before = s.project
         for k in range(10):
             s.update_mapping(2, amount=0.1 * k, coalesce=True)
-        s.update_mapping(2, curve="linear")  # a different edit: its own step
+        other_curve = "smoothstep" if before.mappings[2].curve == "linear" else "linear"
+        s.update_mapping(2, curve=other_curve)  # a different edit: its own step
         assert s.undo() and s.project.mappings[2].amount == pytest.approx(0.9)
         assert s.undo() and s.project == before and not s.can_undo
         changed = [e for e in s.poll_events() if isinstance(e, ProjectChanged)]

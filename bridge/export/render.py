@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +46,8 @@ def section_looks(project: Project, analysis: SongAnalysis) -> tuple[SectionLook
 
 def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float,
                       stems_out: dict[str, np.ndarray] | None = None,
-                      problems: list[str] | None = None) -> np.ndarray:
+                      problems: list[str] | None = None, solo: Collection[str] = (),
+                      skip: Collection[str] = ()) -> np.ndarray:
     """Mixdown of the un-muted stems, float32 (2, samples), covering song time [0, duration).
 
     Each stem goes through its effect chain (``fx``) after being placed in the song, and the sum
@@ -54,7 +55,10 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
     and reported through ``problems`` (and the log).
 
     ``stems_out``: when given, filled with each un-muted stem as placed in the song, after its
-    effects (mono float32, before gain) — the shader engine's audio inputs read them."""
+    effects (mono float32, before gain) — the shader engine's audio inputs read them.
+    ``solo``: stem names; when any is given, only those stems sound (a muted stem stays muted, as in
+    a DAW's solo-in-place). ``skip``: stem names left out (e.g. files gone missing: playback goes on
+    without them)."""
     from bridge.analysis.project import chain_tempo_bpm
     from bridge.export.mixdown import mix_stems
     from bridge.plugins.chain import active_slots, apply_chain
@@ -65,7 +69,7 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
     total = int(round(duration_seconds * sample_rate))
     stems, gains = [], []
     for s in project.stems:
-        if s.muted:
+        if s.muted or s.name in skip or (solo and s.name not in solo):
             continue
         audio = load_audio(resolve_stem_path(s.path, project_dir), sample_rate=sample_rate, allow_silent=True)
         placed = place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=sample_rate, total_samples=total)

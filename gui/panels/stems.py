@@ -1,4 +1,4 @@
-"""Stems panel: one row per stem (name, role, gain, offset, mute, status badge); drop audio files or
+"""Stems panel: one row per stem (name, role, gain, offset, mute, solo, status badge); drop audio files or
 a folder onto it to add stems. A file that does not decode shows an error and changes nothing (the
 Session validates before it edits)."""
 
@@ -25,7 +25,7 @@ from gui.panels import double_spin
 from gui.session_adapter import SessionAdapter
 
 AUDIO_SUFFIXES = {".wav", ".aif", ".aiff", ".flac", ".mp3", ".ogg", ".m4a"}
-COLUMNS = ("Stem", "Role", "Gain", "Offset", "Mute", "Status")
+COLUMNS = ("Stem", "Role", "Gain", "Offset", "Mute", "Solo", "Status")
 
 
 class StemsPanel(QWidget):
@@ -112,6 +112,14 @@ class StemsPanel(QWidget):
         if s is not None and 0 <= r < len(s.project.stems):
             self.adapter.command("remove_stem", s.project.stems[r].name)
 
+    def set_solo(self, name: str, on: bool) -> None:
+        s = self.adapter.session
+        if s is None:
+            return
+        names = {st.name for st in s.project.stems}
+        solo = (set(s.audio.solo) & names) | {name} if on else (set(s.audio.solo) & names) - {name}
+        self.adapter.command("set_solo", solo)
+
     # -- showing ------------------------------------------------------------------------------
     def refresh(self, event=None) -> None:
         s = self.adapter.session
@@ -135,8 +143,12 @@ class StemsPanel(QWidget):
             mute = QCheckBox()
             mute.setChecked(st.muted)
             mute.toggled.connect(lambda v, n=st.name: self.adapter.command("set_stem_muted", n, v))
+            solo = QCheckBox()
+            solo.setChecked(st.name in s.audio.solo)
+            solo.setToolTip("Hear only the soloed stems while playing (not saved, not in the export)")
+            solo.toggled.connect(lambda v, n=st.name: self.set_solo(n, v))
             badge = QLabel("missing" if st.name in missing else ("re-bounced" if st.name in self.rebounced else "ok"))
             badge.setObjectName("BadgeBad" if st.name in missing else ("Badge" if st.name in self.rebounced else "Dim"))
             badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            for c, w in enumerate((name, role, gain, offset, mute, badge)):
+            for c, w in enumerate((name, role, gain, offset, mute, solo, badge)):
                 self.table.setCellWidget(r, c, w)

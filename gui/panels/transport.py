@@ -41,7 +41,7 @@ class TransportBar(QWidget):
 
         self.play_button = QToolButton(text="▶")
         self.play_button.setObjectName("PlayButton")
-        self.play_button.setToolTip("Play / pause the local clock (Space)")
+        self.play_button.setToolTip("Play / pause the song with its sound (Space); silent while following a DAW")
         self.play_button.clicked.connect(self.toggle_play)
         self.stop_button = QToolButton(text="■")
         self.stop_button.setToolTip("Stop and return to the start (Home)")
