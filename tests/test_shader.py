@@ -54,6 +54,21 @@ def test_uniforms_reach_the_shader_exactly(tmp_path):
     assert np.all(np.abs(frame.reshape(-1, 3) - expected) <= 1)
 
 
+def test_beat_and_bar_counters_follow_the_grid(tmp_path):
+    """beat_index, bar_index and beat_in_bar count from 0 on the song's grid (3/4 at 120 BPM with a
+    pickup beat before the first downbeat), for title-card and step-sequenced looks."""
+    look = write_look(tmp_path, "counts", """/*{"ISFVSN": "2"}*/
+    void main() { gl_FragColor = vec4(beat_index / 255.0, bar_index / 255.0, beat_in_bar / 255.0, 1.0); }""")
+    beats = [0.5 * k for k in range(40)]
+    downbeats = beats[1::3]  # a pickup on beat 0, bars of 3 from 0.5 s
+    e = get_engine("shader", look=str(look))
+    e.start(ctx(beats=beats, downbeats=downbeats))
+    for frame_index, (beat, bar, in_bar) in {25: (2, 0, 1), 88: (7, 2, 0), 101: (8, 2, 1)}.items():
+        frame = e.render(frame_index, {}, 0, 1.0)  # 25 fps: frame 25 = 1.0 s, 88 = 3.52 s, 101 = 4.04 s
+        assert tuple(int(v) for v in frame[0, 0]) == (beat, bar, in_bar), frame_index
+    e.close()
+
+
 def test_frame_orientation_and_norm_coords(tmp_path):
     """isf_FragNormCoord runs 0→1 left→right and bottom→top: row 0 of the frame is the top."""
     look = write_look(tmp_path, "ramp", """/*{"ISFVSN": "2"}*/

@@ -33,7 +33,8 @@ from bridge.mapping.params import PARAMETER_NAMES
 INPUT_TYPES = {"float": "float", "bool": "bool", "long": "int", "event": "bool", "color": "vec4",
                "point2D": "vec2", "image": "sampler2D", "audio": "sampler2D", "audioFFT": "sampler2D"}
 #: Uniforms stembridge gives every shader besides ISF's own and the visual parameters.
-MUSIC_UNIFORMS = ("beat_phase", "bar_phase", "section_index", "section_progress")
+MUSIC_UNIFORMS = ("beat_phase", "bar_phase", "section_index", "section_progress", "beat_index", "bar_index",
+                  "beat_in_bar")
 
 VERTEX_SHADER = """#version 330
 in vec2 in_position;

@@ -11,6 +11,7 @@ Deterministic: ``TIME`` is the song position (frame / fps), ``DATE`` a fixed day
 never the wall clock, so preview, export and a re-render give the same frames. Every visual
 parameter of :mod:`bridge.mapping.params` (``travel``, ``flash``, ``hue`` …) is a float uniform, and
 so are ``beat_phase``, ``bar_phase`` (0→1 through the beat / bar, from the song's beat grid),
+``beat_index``, ``bar_index``, ``beat_in_bar`` (counts from 0 on that grid),
 ``section_index`` and ``section_progress``.
 
 Looks: ``bridge/visuals/looks/*.fs`` ship with the package; ``stembridge looks add FILE.fs`` copies
@@ -118,6 +119,16 @@ def create_gl_context():
         "the shader engine needs OpenGL 3.3, and no context could be created (" + "; ".join(errors) + "). "
         "On Linux install Mesa's EGL (Debian/Ubuntu: apt install libegl1 libegl-mesa0 libgl1-mesa-dri), "
         "or use --engine procedural")
+
+
+def _counts(beats: tuple[float, ...], downbeats: tuple[float, ...], t: float) -> tuple[int, int, int]:
+    """(beat index, bar index, beat in the bar) at ``t``, all from 0; 0 before the first beat/bar."""
+    beat = max(0, int(np.searchsorted(np.asarray(beats), t, side="right")) - 1)
+    bar = max(0, int(np.searchsorted(np.asarray(downbeats), t, side="right")) - 1)
+    if not downbeats or not beats:
+        return beat, bar, 0
+    first = int(np.searchsorted(np.asarray(beats), downbeats[bar] - 1e-6, side="left"))
+    return beat, bar, max(0, beat - first)
 
 
 def _phase(times: tuple[float, ...], t: float) -> float:
@@ -300,6 +311,10 @@ class ShaderEngine:
             self._set(name, v + self.base_hue if name == "hue" else v)
         self._set("beat_phase", _phase(ctx.beats_s, t))
         self._set("bar_phase", _phase(ctx.downbeats_s, t))
+        beat, bar, in_bar = _counts(ctx.beats_s, ctx.downbeats_s, t)
+        self._set("beat_index", float(beat))
+        self._set("bar_index", float(bar))
+        self._set("beat_in_bar", float(in_bar))
         self._set("section_index", float(section_index))
         self._set("section_progress", float(section_mix) if math.isfinite(section_mix) else 1.0)
         for item in self.shader.inputs:
