@@ -186,7 +186,7 @@ def test_a_burst_of_20_edits_makes_one_regeneration_pass(project_dir):
     # Debounce 0.5 s so a loaded test machine pausing this thread mid-burst cannot split it.
     with open_session(project_dir, preview_debounce_s=0.5) as s:
         assert s.wait_idle(30)
-        i = mapping_index(s.project, "Drums.onset", "travel")
+        i = mapping_index(s.project, "mix.onset", "travel")
         drain(s)
         t0 = time.monotonic()
         for k in range(20):
@@ -217,7 +217,7 @@ def test_an_edit_mid_pass_cancels_the_stale_pass(project_dir):
             events += drain(s)
             time.sleep(0.005)
         first = next(e for e in events if isinstance(e, PreviewPassStarted))
-        s.update_mapping(mapping_index(s.project, "Drums.onset", "travel"), amount=0.03)
+        s.update_mapping(mapping_index(s.project, "mix.onset", "travel"), amount=0.03)
         assert s.wait_idle(30)
         events += drain(s)
         finished = next(e for e in events if isinstance(e, PreviewPassFinished) and e.pass_id == first.pass_id)
@@ -515,3 +515,41 @@ def test_preview_cli_writes_a_frame_and_a_status_line(project_dir, tmp_path, cap
     assert status["position_seconds"] == pytest.approx(5.0) and status["frame_source"] in ("exact", "blend")
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert lines and lines[-1]["keyframes_done"] == status["keyframes_done"]
+
+
+def test_preview_follows_a_new_mix_analysis(tmp_path):
+    """mix.onset is keyed by the mix's own curves: after a gain change re-analyses the mix, the
+    preview's parameters change too (a content cache that ignored the mix would keep the old)."""
+    from fractions import Fraction
+
+    from conftest import write_wav
+
+    from bridge.analysis.project import analyze_project
+    from bridge.mapping import evaluate_mappings
+    from bridge.preview.scheduler import ParamEvaluator
+    from bridge.project import load_project
+    from bridge.project.create import new_project
+    from bridge.project.schema import Mapping
+
+    sr = 22050
+    t = np.arange(4 * sr) / sr
+    clicks = np.zeros_like(t)
+    for k in range(8):
+        clicks[int((0.25 + 0.5 * k) * sr):int((0.25 + 0.5 * k) * sr) + 200] = 0.8
+    pad = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 0.7 * t))
+    write_wav(tmp_path / "stems" / "Clicks.wav", clicks[None, :].astype(np.float32), sr)
+    write_wav(tmp_path / "stems" / "Pad.wav", pad[None, :].astype(np.float32), sr)
+    new_project(tmp_path / "p", tmp_path / "stems")
+    project, project_dir = load_project(tmp_path / "p")
+    mappings = [Mapping(source="mix.rms", target="zoom", amount=1.0)]
+    table = ParamEvaluator()
+    a1 = analyze_project(project, project_dir)
+    p1, problems = table.evaluate(mappings, a1, (), fps=Fraction(30))
+    assert not problems
+    quieter = project.model_copy(update={"stems": [s.model_copy(update={"gain_db": -30.0 if s.name == "Pad" else 0.0})
+                                                   for s in project.stems]})
+    a2 = analyze_project(quieter, project_dir)
+    p2, _ = table.evaluate(mappings, a2, (), fps=Fraction(30))
+    direct = evaluate_mappings(mappings, a2, (), fps=Fraction(30))
+    assert not np.allclose(p1.column("zoom"), p2.column("zoom"))
+    np.testing.assert_allclose(p2.column("zoom"), direct.column("zoom"), atol=1e-6)

@@ -32,7 +32,7 @@ KICK_WORDS = ("kick", "bd", "bassdrum", "bass drum", "808")
 SNARE_WORDS = ("snare", "clap", "sd", "rim")
 HAT_WORDS = ("hat", "hh", "cymbal", "ride", "crash", "perc", "shaker", "tamb")
 #: Travel per full-strength onset of the mix.
-MIX_TRAVEL = 0.10
+MIX_TRAVEL = 0.07
 LEAD_ROLES = ("vocals", "vocal", "vox", "lead", "melody", "voice")
 
 
@@ -95,7 +95,7 @@ def _motion() -> list[schema.Mapping]:
     still between hits."""
     return [
         _m("beat.tick", "travel", 0.04, attack_ms=0, release_ms=0),
-        _m("bar.sin", "rotation", 0.1, offset=-0.05, attack_ms=0, release_ms=0),
+        _m("bar.sin", "rotation", 0.3, offset=-0.15, attack_ms=0, release_ms=0),
     ]
 
 

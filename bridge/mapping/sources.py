@@ -327,6 +327,13 @@ def hit_impulses(stem: StemFeatures) -> np.ndarray:
     return out
 
 
+def source_stem(analysis: SongAnalysis, key: str) -> StemFeatures:
+    """The features a resolved source's ``stems`` entry names: a stem, or the mix (``mix``)."""
+    if key == MIX and key not in analysis.stems and analysis.mix is not None:
+        return analysis.mix
+    return analysis.stems[key]
+
+
 # ---------------------------------------------------------------------------------------------
 # Resolving a source string
 # ---------------------------------------------------------------------------------------------
@@ -421,6 +428,7 @@ def _resolve_source(
         # The mix as heard; without its analysis (an older cache, a bare analyze_song), every stem.
         if analysis.mix is not None:
             mix_stem = analysis.mix
+            keys = (MIX,)  # SongAnalysis.mix, not a stem: consumers look it up with source_stem()
         else:
             keys = tuple(analysis.stems)
 
@@ -433,7 +441,7 @@ def _resolve_source(
             )
         return OscillatorSource(source=text, clock=stem_part.lower(), shape=shape)  # type: ignore[arg-type]
 
-    if not keys and mix_stem is None:
+    if not keys:
         stem_list = ", ".join(analysis.stems) or "(none analysed)"
         role_list = ", ".join(dict.fromkeys(roles.values())) or "(none)"
         raise ProjectError(

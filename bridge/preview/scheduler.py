@@ -251,7 +251,7 @@ class ParamEvaluator:
         dragged back to where it was, is not computed again either.
         """
         from bridge.mapping import evaluate as ev
-        from bridge.mapping.sources import OscillatorSource, resolve_source
+        from bridge.mapping.sources import OscillatorSource, resolve_source, source_stem
 
         got = self._parts.get(id(m))
         if got is not None and got[0] is m and got[1] is analysis and got[2] == roles and got[3] == base:
@@ -264,7 +264,7 @@ class ParamEvaluator:
             if isinstance(src, OscillatorSource):
                 dep: tuple = ("grid", self._grid_token(analysis.beat_grid))
             else:
-                dep = ("stems",) + tuple((s, self._stem_token(analysis.stems[s])) for s in src.stems)
+                dep = ("stems",) + tuple((s, self._stem_token(source_stem(analysis, s))) for s in src.stems)
             key = (m.model_dump_json(), dep, base)
             contribution = self._memo_get(key)
             if contribution is None:
