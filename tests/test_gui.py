@@ -448,3 +448,24 @@ def test_lane_envelope_keeps_a_short_hit_visible_when_zoomed_out():
     hit = int(np.argmax(values))
     assert abs(centres[hit] - 73_210 / 100_000) < 1.0 / 1000
     assert np.count_nonzero(values) == 1
+
+
+def test_a_shader_looks_inputs_are_mapping_targets_in_the_editor(window, qtbot):
+    """With the shader engine and the glitch look, its inputs are targets (shader:tear …); picking one
+    changes the mapping, and the level meter copes with a target that is not a visual parameter."""
+    session = window.adapter.session
+    session.set_engine(name="shader", look="glitch")
+    editor = window.mappings
+    editor.stem.setCurrentText("Drums")
+    editor.rebuild()
+    assert editor.rows, "the demo maps the drums"
+    row = editor.rows[0]
+    items = [row.target.itemText(i) for i in range(row.target.count())]
+    assert {"shader:tear", "shader:smear", "shader:blocks"} <= set(items) and "travel" in items
+    i = items.index("shader:tear")
+    row.target.setCurrentIndex(i)
+    row.target.activated.emit(i)
+    assert session.project.mappings[row.index].target == "shader:tear"
+    qtbot.waitUntil(lambda: session.params is not None and "shader:tear" in session.params.names, timeout=30_000)
+    qtbot.wait(300)  # meters refresh on the timer: must not raise on shader:NAME
+    window.undo_action.trigger()

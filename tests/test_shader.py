@@ -236,3 +236,29 @@ def test_an_outside_isf_shader_with_an_input_feedback_and_an_audio_fft_follows_i
     assert min(p[0] for p in after) > 150  # a 0.5 sine is −6 dB: (80 − 6) / 80 of full scale
     assert min(p[1] for p in after) > 150  # the persistent trail holds it
     # the mix (silent) was not used: the input reads its chosen stem
+
+
+def test_a_mapping_drives_a_shader_input_within_its_range(tmp_path):
+    """``shader:NAME`` targets: the mapped value is added to the INPUT's DEFAULT and clamped to its
+    MIN/MAX, through evaluate_mappings (a click track at known times) into the pixels."""
+    from test_mapping import make_analysis, make_stem
+
+    from bridge.mapping import evaluate_mappings
+    from bridge.project.schema import Mapping
+
+    look = write_look(tmp_path, "glowing", """/*{"ISFVSN": "2", "INPUTS": [
+        {"NAME": "glow", "TYPE": "float", "DEFAULT": 0.2, "MIN": 0.0, "MAX": 0.7}]}*/
+    void main() { gl_FragColor = vec4(glow, 0.0, 0.0, 1.0); }""")
+    dur = 4.0
+    analysis = make_analysis([make_stem("Drums", "drums", dur, onsets_s=[1.0, 3.0])], dur)
+    maps = [Mapping(source="Drums.onsets", target="shader:glow", amount=1.0, attack_ms=0, release_ms=0)]
+    params = evaluate_mappings(maps, analysis, (), fps=Fraction(25))
+    e = get_engine("shader", look=str(look))
+    e.start(ctx())
+    quiet = e.render(12, params.row(12), 0, 1.0)    # 0.48 s: no hit → DEFAULT 0.2
+    hit = e.render(25, params.row(25), 0, 1.0)      # 1.00 s: the hit → 0.2 + 1.0, clamped to MAX 0.7
+    e.close()
+    assert abs(int(quiet[0, 0, 0]) - round(0.2 * 255)) <= 1
+    assert abs(int(hit[0, 0, 0]) - round(0.7 * 255)) <= 1
+    with pytest.raises(ValueError, match="not a shader input name"):
+        Mapping(source="Drums.onset", target="shader:2bad")

@@ -33,7 +33,7 @@ import numpy as np
 from bridge.analysis.types import SongAnalysis
 from bridge.errors import ProjectError
 from bridge.mapping.frame_params import FrameParams
-from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS
+from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS, is_shader_target
 from bridge.mapping.sections import section_timeline
 from bridge.mapping.sources import OscillatorSource, StemSource, oscillator_values, resolve_source
 from bridge.project import schema
@@ -230,6 +230,14 @@ def scale_contribution(m: schema.Mapping, shaped: np.ndarray) -> np.ndarray:
     return contribution
 
 
+def column_names(mappings: Sequence[schema.Mapping]) -> tuple[str, ...]:
+    """FrameParams columns for these mappings: every visual parameter, then the ``shader:NAME``
+    targets that enabled mappings drive (sorted; neutral 0, not clipped: the shader engine adds them
+    to the input's DEFAULT and clamps to its MIN/MAX)."""
+    extra = sorted({m.target for m in mappings if m.enabled and is_shader_target(m.target)})
+    return PARAMETER_NAMES + tuple(extra)
+
+
 def evaluate_mappings(
     mappings: Sequence[schema.Mapping],
     analysis: SongAnalysis,
@@ -271,12 +279,13 @@ def evaluate_mappings(
         raise ProjectError(f"n_frames {n_frames} must be >= 0")
 
     edges = frame_times(fps, start_frame, n_frames)
-    values = np.empty((n_frames, len(PARAMETER_NAMES)), dtype=np.float64)
+    names = column_names(mappings)
+    values = np.zeros((n_frames, len(names)), dtype=np.float64)
     for j, name in enumerate(PARAMETER_NAMES):
         values[:, j] = PARAMETERS[name].neutral
     # Integrated parameters need their rate from the song's first frame: the window's rows hold
     # the running sum, which must equal the whole-song evaluation's.
-    integrated = {m.target for m in mappings if m.enabled and PARAMETERS[m.target].integrated}
+    integrated = {m.target for m in mappings if m.enabled and m.target in PARAMETERS and PARAMETERS[m.target].integrated}
     head_edges = frame_times(fps, 0, start_frame) if integrated and start_frame > 0 else None
     heads: dict[str, np.ndarray] = {t: np.full(start_frame, PARAMETERS[t].neutral) for t in integrated}
 
@@ -284,7 +293,7 @@ def evaluate_mappings(
         if not m.enabled:
             continue
         src = resolve_source(m.source, analysis, stem_roles=stem_roles)
-        values[:, PARAMETER_NAMES.index(m.target)] += mapping_contribution(
+        values[:, names.index(m.target)] += mapping_contribution(
             m, src, analysis, fps=fps, start_frame=start_frame, edges_s=edges)
         if head_edges is not None and m.target in heads:
             heads[m.target] += mapping_contribution(m, src, analysis, fps=fps, start_frame=0, edges_s=head_edges)
@@ -304,4 +313,5 @@ def evaluate_mappings(
         values=values.astype(np.float32),
         section_index=section_index,
         section_mix=section_mix,
+        names=names,
     )

@@ -7,6 +7,7 @@ the range (and to the mapping's own clamp range, if any).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -50,3 +51,22 @@ PARAMETERS: dict[str, VisualParameter] = {
 }
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(PARAMETERS)
+
+#: Mapping targets ``shader:NAME`` drive a float/long/bool INPUT of the shader look (e.g.
+#: ``drums.onset → shader:glow``): the mapping's value is added to the input's DEFAULT and the
+#: engine clamps the sum to the input's MIN/MAX. Other engines ignore them.
+SHADER_TARGET_PREFIX = "shader:"
+_SHADER_INPUT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_shader_target(target: str) -> bool:
+    return target.startswith(SHADER_TARGET_PREFIX)
+
+
+def shader_input_name(target: str) -> str:
+    """``shader:glow`` → ``glow``; ValueError (naming the fix) when NAME is not a GLSL identifier."""
+    name = target[len(SHADER_TARGET_PREFIX):]
+    if not _SHADER_INPUT.fullmatch(name):
+        raise ValueError(f"mapping target {target!r}: {name!r} is not a shader input name; use "
+                         "'shader:NAME' with the NAME of a float input of the look (stembridge looks list --inputs)")
+    return name

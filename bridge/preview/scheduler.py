@@ -211,7 +211,7 @@ class ParamEvaluator:
         self._timeline: tuple[tuple[SectionLook, ...], np.ndarray, np.ndarray] | None = None
         self._parts: dict[int, tuple] = {}
         #: (n_frames, per-mapping (column, contribution) parts, the clipped float32 table) of the last call.
-        self._last_table: tuple[int, list, np.ndarray] | None = None
+        self._last_table: tuple[tuple, list, np.ndarray] | None = None
 
     def _stem_token(self, f: StemFeatures) -> str:
         tok = self._stem_tokens.get(f)
@@ -242,8 +242,8 @@ class ParamEvaluator:
             self._memo.popitem(last=False)
 
     def _part(self, m: Any, analysis: SongAnalysis, roles: tuple, base: tuple, edges: np.ndarray,
-              fps: Fraction) -> tuple[int, np.ndarray] | ProjectError:
-        """(column, contribution) of enabled mapping ``m``, or the error resolving its source.
+              fps: Fraction) -> tuple[str, np.ndarray] | ProjectError:
+        """(target, contribution) of enabled mapping ``m``, or the error resolving its source.
 
         Kept per mapping object: a Session edit replaces the edited mapping and keeps the others'
         objects, so after an edit only the new mapping is looked at again. Its contribution is then
@@ -279,7 +279,7 @@ class ParamEvaluator:
                 contribution = ev.scale_contribution(m, shaped)
                 self._memo_put(key, contribution)
                 self.evaluated += 1
-            result = (_ORD_COL[m.target], contribution)
+            result = (m.target, contribution)
         if len(self._parts) > 4 * self._max_entries:
             self._parts.clear()
         self._parts[id(m)] = (m, analysis, roles, base, result)  # holds m: its id stays unique
@@ -302,6 +302,8 @@ class ParamEvaluator:
         problems: list[MappingProblem] = []
         base = (str(fps), n_frames, repr(analysis.duration_seconds))
         roles = tuple(sorted((stem_roles or {}).items()))
+        names = ev.column_names(mappings)
+        col_of = {name: i for i, name in enumerate(names)}
         # One (column, contribution) per mapping, None where it is disabled or failed.
         parts: list[tuple[int, np.ndarray] | None] = []
         for index, m in enumerate(mappings):
@@ -309,9 +311,9 @@ class ParamEvaluator:
             if isinstance(part, ProjectError):
                 problems.append(MappingProblem(index, m.source, str(part)))
                 part = None
-            parts.append(part)
+            parts.append(None if part is None else (col_of[part[0]], part[1]))
         last = self._last_table
-        if last is not None and last[0] == n_frames and len(last[1]) == len(parts):
+        if last is not None and last[0] == (n_frames, names) and len(last[1]) == len(parts):
             # Only the columns whose contributions changed are summed again, in mapping order as
             # evaluate_mappings sums them (so the table stays bit-identical to it); the others are
             # copied from the last table. After a one-mapping edit that is one column of ~20.
@@ -320,26 +322,29 @@ class ParamEvaluator:
                        for c in (a[0] if a else None, b[0] if b else None) if c is not None}
             table = last[2].copy()
         else:
-            columns = set(range(len(PARAMETER_NAMES)))
-            table = np.empty((n_frames, len(PARAMETER_NAMES)), dtype=np.float32)
+            columns = set(range(len(names)))
+            table = np.empty((n_frames, len(names)), dtype=np.float32)
+        n_params = len(PARAMETER_NAMES)
         for c in columns:
-            col = np.full(n_frames, _NEUTRAL_ROW[c], dtype=np.float64)
+            # shader:NAME columns (after the parameters) start at 0 and are not clipped here
+            col = np.full(n_frames, _NEUTRAL_ROW[c] if c < n_params else 0.0, dtype=np.float64)
             for part in parts:
                 if part is not None and part[0] == c:
                     col += part[1]
-            np.clip(col, _MIN_ROW[c], _MAX_ROW[c], out=col)
-            if PARAMETERS[PARAMETER_NAMES[c]].integrated:
-                col = ev.integrate_rate(col)  # the table starts at frame 0, as evaluate_mappings' sum
+            if c < n_params:
+                np.clip(col, _MIN_ROW[c], _MAX_ROW[c], out=col)
+                if PARAMETERS[PARAMETER_NAMES[c]].integrated:
+                    col = ev.integrate_rate(col)  # the table starts at frame 0, as evaluate_mappings' sum
             table[:, c] = col
         table.flags.writeable = False
-        self._last_table = (n_frames, parts, table)
+        self._last_table = ((n_frames, names), parts, table)
         looks = tuple(sections)
         if self._timeline is None or self._timeline[0] != looks:
             index_, mix_ = section_timeline(looks, edges[:-1])
             index_.flags.writeable = mix_.flags.writeable = False
             self._timeline = (looks, index_, mix_)
         params = FrameParams(fps=fps, start_frame=0, values=table,
-                             section_index=self._timeline[1], section_mix=self._timeline[2])
+                             section_index=self._timeline[1], section_mix=self._timeline[2], names=names)
         return params, problems
 
 
@@ -496,7 +501,8 @@ def compute_keys(params: FrameParams, looks: Sequence[SectionLook], keyframes: n
     reuse: dict[int, str] = {}
     if (previous is not None and previous.looks == tuple(looks) and previous.engine == engine
             and (previous.width, previous.height, previous.seed, previous.warmup_frames) == (width, height, seed, warmup_frames)
-            and previous.fps == params.fps and len(previous.params) == len(params) and previous.params.start_frame == params.start_frame):
+            and previous.fps == params.fps and len(previous.params) == len(params) and previous.params.start_frame == params.start_frame
+            and previous.params.names == params.names):
         old = previous.params
         changed = (np.any(old.values != values, axis=1) | (old.section_index != sec) | (old.section_mix != mix))
         if not engine.batched and warmup_frames > 0:  # a keyframe also reads the rows before it
@@ -1386,8 +1392,8 @@ def _diff_plans(old: PreviewPlan | None, new: PreviewPlan) -> tuple[int, list[in
         return new.n_frames, new.keyframes.tolist()
     old_keys = dict(zip(old.keyframes.tolist(), old.keys, strict=True))
     changed_kf = [k for k, key in zip(new.keyframes.tolist(), new.keys, strict=True) if old_keys.get(k) != key]
-    if len(old.params) != len(new.params):
-        return new.n_frames, changed_kf
+    if len(old.params) != len(new.params) or old.params.names != new.params.names:
+        return new.n_frames, changed_kf  # another length, or a shader:NAME column came or went
     a, b = old.params, new.params
     rows = (np.any(a.values != b.values, axis=1) | (a.section_index != b.section_index)
             | (a.section_mix != b.section_mix))

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bridge.mapping.params import PARAMETER_NAMES
+from bridge.mapping.params import PARAMETER_NAMES, is_shader_target, shader_input_name
 from bridge.plugins.builtins import BUILTIN_EFFECTS, PLUGIN_BUNDLE_SUFFIXES
 
 SCHEMA_VERSION = 1
@@ -186,8 +186,13 @@ class Mapping(_Model):
     @field_validator("target")
     @classmethod
     def _known_target(cls, v: str) -> str:
+        v = v.strip()
+        if is_shader_target(v):
+            shader_input_name(v)
+            return v
         if v not in PARAMETER_NAMES:
-            raise ValueError(f"mapping target {v!r} is not a visual parameter; use one of {', '.join(PARAMETER_NAMES)}")
+            raise ValueError(f"mapping target {v!r} is not a visual parameter; use one of {', '.join(PARAMETER_NAMES)}, "
+                             "or 'shader:NAME' for an input of the shader look")
         return v
 
     @field_validator("clamp")

@@ -7,12 +7,18 @@ import argparse
 
 def cmd_looks_list(args: argparse.Namespace) -> int:
     from bridge.visuals.isf import load_isf
-    from bridge.visuals.shader import SHIPPED_LOOKS, available_looks
+    from bridge.visuals.shader import MAPPABLE_INPUT_TYPES, SHIPPED_LOOKS, available_looks
 
     for name, path in available_looks().items():
         shader = load_isf(path)
         where = "" if path.parent == SHIPPED_LOOKS else f"  ({path})"
         print(f"{name:<14} {shader.description}{where}")
+        if args.inputs:
+            for item in shader.inputs:
+                if item.type in MAPPABLE_INPUT_TYPES:
+                    lo = "" if item.minimum is None else f" min {item.minimum}"
+                    hi = "" if item.maximum is None else f" max {item.maximum}"
+                    print(f"{'':<14}   shader:{item.name:<12} {item.type}, default {item.default}{lo}{hi}")
     return 0
 
 
@@ -28,6 +34,8 @@ def add_looks_parser(sub: argparse._SubParsersAction) -> None:
     looks = sub.add_parser("looks", help="the shader engine's looks (ISF shaders): list, add your own")
     lsub = looks.add_subparsers(dest="looks_command", required=True)
     ls = lsub.add_parser("list", help="list the looks (shipped and yours) with a one-line description")
+    ls.add_argument("--inputs", action="store_true",
+                    help="also list each look's inputs that mappings can drive (targets shader:NAME)")
     ls.set_defaults(func=cmd_looks_list)
     add = lsub.add_parser("add", help="copy an ISF .fs file (or a folder of them) into your looks")
     add.add_argument("source", metavar="FILE.fs|FOLDER")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.errors import MissingDependency, RenderError
-from bridge.mapping.params import PARAMETERS
+from bridge.mapping.params import PARAMETERS, SHADER_TARGET_PREFIX
 from bridge.visuals.base import RenderContext
 from bridge.visuals.isf import (
     INPUT_TYPES,
@@ -64,6 +64,20 @@ def available_looks() -> dict[str, Path]:
             for path in sorted(folder.glob("*.fs")):
                 looks[path.stem] = path
     return looks
+
+
+#: ISF input types a mapping can drive through a ``shader:NAME`` target.
+MAPPABLE_INPUT_TYPES = ("float", "long", "bool")
+
+
+def shader_targets(look: str | None) -> list[str]:
+    """The ``shader:NAME`` mapping targets of a look (its float/long/bool inputs); [] when the
+    look cannot be read (the render reports why)."""
+    try:
+        shader = load_isf(resolve_look(look))
+    except (RenderError, OSError, ValueError):
+        return []
+    return [SHADER_TARGET_PREFIX + i.name for i in shader.inputs if i.type in MAPPABLE_INPUT_TYPES]
 
 
 def resolve_look(look: str | None) -> Path:
@@ -119,6 +133,15 @@ def create_gl_context():
         "the shader engine needs OpenGL 3.3, and no context could be created (" + "; ".join(errors) + "). "
         "On Linux install Mesa's EGL (Debian/Ubuntu: apt install libegl1 libegl-mesa0 libgl1-mesa-dri), "
         "or use --engine procedural")
+
+
+def _clamp_input(item, value: float) -> float:
+    """``value`` within the ISF input's MIN/MAX (either may be absent)."""
+    if item.minimum is not None:
+        value = max(float(item.minimum), value)
+    if item.maximum is not None:
+        value = min(float(item.maximum), value)
+    return value
 
 
 def _counts(beats: tuple[float, ...], downbeats: tuple[float, ...], t: float) -> tuple[int, int, int]:
@@ -322,12 +345,17 @@ class ShaderEngine:
                 value = item.default
                 if item.type == "color" or item.type == "point2D":
                     value = tuple(float(x) for x in value)
-                elif item.type == "long":
-                    value = int(value)
-                elif item.type in ("bool", "event"):
-                    value = bool(value)
                 else:
-                    value = float(value)
+                    # a mapping to shader:NAME adds to the input's DEFAULT, clamped to MIN/MAX
+                    mapped = params.get(SHADER_TARGET_PREFIX + item.name)
+                    if mapped is not None and math.isfinite(float(mapped)):
+                        value = _clamp_input(item, float(value) + float(mapped))
+                    if item.type == "long":
+                        value = int(round(float(value)))
+                    elif item.type in ("bool", "event"):
+                        value = bool(value >= 0.5) if mapped is not None else bool(value)
+                    else:
+                        value = float(value)
                 self._set(item.name, value)
         self._update_audio(t)
         for index, p in enumerate(self.shader.passes):

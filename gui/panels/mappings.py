@@ -48,7 +48,7 @@ class MappingRow:
         self.enabled = QCheckBox()
         self.source = QComboBox()
         self.target = QComboBox()
-        self.target.addItems(PARAMETER_NAMES)
+        self.target.addItems(editor.current_targets)
         self.amount = _spin(-100, 100, 0.05, 3)
         self.curve = QComboBox()
         self.curve.addItems(CURVES)
@@ -99,6 +99,8 @@ class MappingRow:
             self.source.addItem(mapping.source, mapping.source)
             i = self.source.count() - 1
         self.source.setCurrentIndex(i)
+        if self.target.findText(mapping.target) < 0:  # e.g. shader:NAME of another look
+            self.target.addItem(mapping.target)
         self.target.setCurrentText(mapping.target)
         self.amount.setValue(mapping.amount)
         self.curve.setCurrentText(mapping.curve)
@@ -119,6 +121,7 @@ class MappingEditor(QWidget):
         super().__init__(parent)
         self.adapter = adapter
         self.rows: list[MappingRow] = []
+        self.current_targets: list[str] = list(PARAMETER_NAMES)
         col = QVBoxLayout(self)
         col.setContentsMargins(8, 8, 8, 8)
         top = QHBoxLayout()
@@ -181,12 +184,23 @@ class MappingEditor(QWidget):
                 self.stem.setCurrentText(current)
         self.rebuild(force=False)
 
+    @property
+    def targets(self) -> list[str]:
+        """Visual parameters, then the inputs of the project's shader look (``shader:NAME``)."""
+        s = self.adapter.session
+        extra: list[str] = []
+        if s is not None and s.project.engine.name == "shader":
+            from bridge.visuals.shader import shader_targets
+
+            extra = shader_targets(s.project.engine.look)
+        return [*PARAMETER_NAMES, *extra]
+
     def rebuild(self, *, force: bool = True) -> None:
         s = self.adapter.session
         if s is None:
             return
         indices = self._indices()
-        structure = (self.stem.currentText(), tuple(indices))
+        structure = (self.stem.currentText(), tuple(indices), s.project.engine.name, s.project.engine.look)
         if force or structure != self._structure:
             self._structure = structure
             body = QWidget()
@@ -197,6 +211,7 @@ class MappingEditor(QWidget):
                 lab = QLabel(h.upper())
                 lab.setObjectName("Header")
                 grid.addWidget(lab, 0, c)
+            self.current_targets = self.targets  # read the look once per rebuild, not per row
             self.rows = [MappingRow(self, i, grid, r + 1) for r, i in enumerate(indices)]
             if not indices:
                 grid.addWidget(QLabel("No mappings from this stem yet: “+ Mapping” adds one."), 1, 0, 1, len(HEADERS))
@@ -237,8 +252,14 @@ class MappingEditor(QWidget):
             m = s.project.mappings[row.index] if row.index < len(s.project.mappings) else None
             if m is None:
                 continue
-            spec = PARAMETERS[m.target]
+            if m.target not in params.names:  # disabled: not evaluated
+                row.meter.setValue(0)
+                continue
             value = float(params.column(m.target)[j])
-            frac = (value - spec.minimum) / ((spec.maximum - spec.minimum) or 1.0)
+            spec = PARAMETERS.get(m.target)
+            if spec is None:  # shader:NAME: what is added to the input's default
+                frac = min(1.0, abs(value))
+            else:
+                frac = (value - spec.minimum) / ((spec.maximum - spec.minimum) or 1.0)
             row.meter.setValue(int(np.clip(frac, 0, 1) * 1000))
             row.meter.setToolTip(f"{m.target} = {value:.3f} at the playhead")
