@@ -13,7 +13,7 @@ On the demo song (analysis cached first, so only rendering is timed), for one en
 Usage: python benchmarks/cluster_render.py [--seconds 20] [--size 640x360] [--workers 1 2]
        [--segments 8] [--engine procedural] [--json]
 On a multi-GPU box or a cloud cluster: --address HOST:PORT measures that cluster instead of local
-ones (--workers is then ignored; see docs/cluster.md).
+ones (--workers is then ignored; see the README's "Rendering on a Ray cluster").
 """
 
 from __future__ import annotations

@@ -116,3 +116,38 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
     assert got["hashes"] == truth_hashes(project, project_dir, end_s=END_S)
     assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
     assert not [p for p in project_dir.rglob("*") if ".partial" in p.name or p.name.endswith(".parts")]
+
+
+def test_a_shared_song_with_the_shader_engine_renders_the_same_on_the_cluster(cluster: str, tmp_path: Path) -> None:  # noqa: F811
+    """A real song (shared song 12, four stems) through the shader engine (GL in each Ray worker):
+    the cluster's frames equal the local render's, bit for bit (CRF 0)."""
+    from conftest import shared_data
+
+    from bridge.errors import RenderError as _RenderError
+    from bridge.project import load_project, save_project
+    from bridge.project.create import new_project
+    from bridge.visuals.shader import create_gl_context
+
+    try:
+        create_gl_context().release()
+    except _RenderError as e:
+        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+    song = shared_data("songs", "12_freedoom_map15_backpack_of_shells_105")
+    stems = tmp_path / "stems"
+    stems.mkdir()
+    for f in song.glob("*.flac"):
+        (stems / f.name).symlink_to(f)
+    new_project(tmp_path / "p", stems)
+    project, project_dir = load_project(tmp_path / "p")
+    project = project.model_copy(update={
+        "engine": project.engine.model_copy(update={"name": "shader", "look": "tunnel"}),
+        "render": project.render.model_copy(update={"crf": 0, "width": 160, "height": 90})})
+    save_project(project, project_dir)
+    project, _ = load_project(project_dir)
+    local = render_project(project, project_dir, project_dir / "local.mp4", start_s=10.0, end_s=13.0, segments=1)
+    remote = render_project(project, project_dir, project_dir / "ray.mp4", start_s=10.0, end_s=13.0, segments=3,
+                            ray_address="auto")
+    got, want = decoded(remote), decoded(local)
+    assert len(got["hashes"]) == 90
+    assert got["hashes"] == want["hashes"]
+    assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
