@@ -138,14 +138,14 @@ def test_a_shared_song_with_the_shader_engine_renders_the_same_on_the_cluster(cl
     for f in song.glob("*.flac"):
         (stems / f.name).symlink_to(f)
     new_project(tmp_path / "p", stems)
-    project, project_dir = load_project(tmp_path / "p")
+    project, song_dir = load_project(tmp_path / "p")
     project = project.model_copy(update={
         "engine": project.engine.model_copy(update={"name": "shader", "look": "tunnel"}),
         "render": project.render.model_copy(update={"crf": 0, "width": 160, "height": 90})})
-    save_project(project, project_dir)
-    project, _ = load_project(project_dir)
-    local = render_project(project, project_dir, project_dir / "local.mp4", start_s=10.0, end_s=13.0, segments=1)
-    remote = render_project(project, project_dir, project_dir / "ray.mp4", start_s=10.0, end_s=13.0, segments=3,
+    save_project(project, song_dir)
+    project, _ = load_project(song_dir)
+    local = render_project(project, song_dir, song_dir / "local.mp4", start_s=10.0, end_s=13.0, segments=1)
+    remote = render_project(project, song_dir, song_dir / "ray.mp4", start_s=10.0, end_s=13.0, segments=3,
                             ray_address="auto")
     got, want = decoded(remote), decoded(local)
     assert len(got["hashes"]) == 90
