@@ -12,42 +12,13 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from bridge import __version__
-from bridge.errors import BridgeError, Cancelled
+from bridge.cli_support import run_command, tqdm_progress
+from bridge.errors import BridgeError
 
 log = logging.getLogger("stembridge")
-
-
-@contextmanager
-def tqdm_progress(desc: str, unit: str, *, quiet: bool = False):
-    """A ``progress(done, total, label)`` callback drawing a tqdm bar on stderr."""
-    from tqdm import tqdm
-
-    bar = None
-    last_label = ""
-
-    def update(done: int, total: int, label: str = "") -> None:
-        nonlocal bar, last_label
-        if quiet:
-            return
-        if bar is None:
-            bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=True, file=sys.stderr)
-        if bar.total != total:
-            bar.total = total
-        if label and label != last_label:
-            last_label = label
-            bar.set_postfix_str(label, refresh=False)
-        if done > bar.n:
-            bar.update(done - bar.n)  # update() honours tqdm's mininterval: no redraw per frame
-
-    try:
-        yield update
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _meter(grid) -> str:
@@ -326,18 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gui.cli import run_gui_command
 
         return run_gui_command(None)
-    try:
-        return int(args.func(args) or 0)
-    except Cancelled as e:
-        print(f"stembridge: {e}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("stembridge: interrupted; nothing half-written was kept.", file=sys.stderr)
-        return 130
-    except BridgeError as e:
-        print(f"stembridge: error: {e}", file=sys.stderr)
-        return 2
-
+    return run_command(args.func, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -50,7 +50,7 @@ def separation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
-    from bridge.cli import tqdm_progress
+    from bridge.cli_support import tqdm_progress
     from bridge.separation.demucs_runner import separate_mix_to_folder
 
     quiet = getattr(args, "quiet", False)
@@ -79,9 +79,12 @@ def add_separate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``separate`` on its own: the same as ``stembridge separate …`` (exit 2 user error, 130 cancelled)."""
-    from bridge.cli import main as stembridge_main
+    from bridge.cli_support import run_command
 
-    return stembridge_main(["separate", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="stembridge")
+    add_separate_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["separate", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":
