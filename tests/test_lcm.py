@@ -566,3 +566,29 @@ def test_a_segmented_diffusion_render_stays_within_its_documented_bound_of_the_s
     project = load_project(project_dir)[0]
     unrelated = frames("other.mp4", segments=1)
     assert np.abs(unrelated - straight).mean() > 2 * LCM_SEGMENT_BOUND
+
+
+def test_two_engines_sharing_a_model_do_not_share_a_schedule(tiny):
+    """The preview's engine and an export's share the loaded model (one per process) and run on
+    their own threads. Here the export engine (4 steps) renders a frame in the middle of the
+    preview engine's denoising loop (2 steps), as a thread switch could make it: the preview frame
+    must still equal the one rendered alone (a shared scheduler's timesteps were overwritten)."""
+    alone = engine(tiny, steps=3)
+    alone.start(ctx())
+    want = run(alone, 2, start=26)
+
+    other = engine(tiny, steps=4)
+    other.start(ctx())
+    hits = []
+
+    def interleave(e, i, t, state):
+        if i == 0:
+            hits.append(i)
+            other.render(40, {"zoom": 0.0, "rotation": 0.0, "strength": 0.5}, 1, 1.0)
+        return state
+
+    a = engine(tiny, steps=3, callback_on_step_end=interleave)
+    a.start(ctx())
+    got = run(a, 2, start=26)
+    assert hits, "the callback ran"
+    np.testing.assert_array_equal(got, want)

@@ -456,6 +456,7 @@ class LCMEngine:
             raise RenderError(f"family {family!r} is unknown; use one of {', '.join(FAMILIES)}")
 
         self._pipe = pipe
+        self._scheduler: Any = None  # this engine's own copy of the model's scheduler (start())
         self._tiny_path = None
         self._tiny_given = None
         self._model_path = self._lora_path = None
@@ -567,6 +568,10 @@ class LCMEngine:
             if tiny_scale != m.vae_scale_factor or self._tiny.config.latent_channels != m.latent_channels:
                 raise RenderError(f"the tiny autoencoder {self._tiny_path or 'given'} does not match the model's "
                                   f"latents (×{tiny_scale} vs ×{m.vae_scale_factor}); use {DEFAULT_TINY_VAE} for SD 1.x/2.x")
+        # The loaded model is shared by every engine in the process (the preview's and an export's,
+        # each on its own thread), but a scheduler is mutable (set_timesteps, its step index): each
+        # engine steps its own copy, or two renders interleaving would corrupt each other's schedule.
+        self._scheduler = type(m.pipe.scheduler).from_config(m.pipe.scheduler.config)
         self._ctx = ctx
         self._preview = preview
         self._run_steps = self.preview_steps if preview else self.steps
@@ -743,7 +748,7 @@ class LCMEngine:
 
     def _timesteps(self, work: _Work):
         m = self._model
-        sched = m.pipe.scheduler
+        sched = self._scheduler
         if self.family == "turbo":
             n_total, run = work.schedule
             sched.set_timesteps(n_total, device=m.device)
@@ -759,7 +764,7 @@ class LCMEngine:
         import torch
 
         m = self._model
-        pipe, sched = m.pipe, m.pipe.scheduler
+        pipe, sched = m.pipe, self._scheduler
         with torch.inference_mode():
             timesteps = self._timesteps(group[0])
             noise = torch.cat([self._noise(w.job) for w in group]).to(m.device, m.dtype)
