@@ -1,5 +1,5 @@
 """The main window: transport bar, message bar, timeline beside the preview, and the editors
-(mappings, sections, stems) in tabs below. Keyboard: Space play/pause (with sound: the
+(mappings, sections, stems, looks) in tabs below. Keyboard: Space play/pause (with sound: the
 playhead follows the audio device), Home to start,
 Ctrl+L loop the section at the playhead, Ctrl+= / Ctrl+- zoom, Ctrl+0 whole song, Ctrl+Z / Ctrl+Shift+Z undo/redo, Ctrl+E export."""
 
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui.panels.export import ExportDialog
+from gui.panels.looks import LookBrowser
 from gui.panels.mappings import MappingEditor
 from gui.panels.preferences import PreferencesDialog, restore_audio_preferences
 from gui.panels.preview import PreviewPane
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self.mappings = MappingEditor(self.adapter)
         self.sections = SectionEditor(self.adapter)
         self.stems = StemsPanel(self.adapter)
+        self.looks = LookBrowser(self.adapter)
         self.tempo_bar = TempoBar(self.adapter)
 
         self.top_split = QSplitter(Qt.Orientation.Horizontal)
@@ -100,6 +102,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.mappings, "Mappings")
         self.tabs.addTab(self.sections, "Sections")
         self.tabs.addTab(self.stems, "Stems")
+        self.tabs.addTab(self.looks, "Looks")
         self.main_split = QSplitter(Qt.Orientation.Vertical)
         self.main_split.addWidget(self.top_split)
         self.main_split.addWidget(self.tabs)
@@ -162,6 +165,7 @@ class MainWindow(QMainWindow):
         self._action(v, "Zoom in", "Ctrl+=", lambda: self.timeline.zoom(1.5))
         self._action(v, "Zoom out", "Ctrl+-", lambda: self.timeline.zoom(1 / 1.5))
         self._action(v, "Whole song", "Ctrl+0", self.fit_song)
+        self._action(v, "Looks", "Ctrl+Shift+L", lambda: self.tabs.setCurrentWidget(self.looks))
         t = bar.addMenu("&Transport")
         self._action(t, "Play / pause", "Space", self.transport.toggle_play)
         self._action(t, "Return to start", "Home", self.transport.stop)
@@ -312,5 +316,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.save_layout()
+        self.looks.shutdown()
         self.adapter.close()
         super().closeEvent(event)

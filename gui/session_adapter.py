@@ -110,7 +110,7 @@ class SessionAdapter(QObject):
                 self.session = None
 
     # -- commands -----------------------------------------------------------------------------
-    def command(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def command(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``session.<name>(*args, **kwargs)``; a BridgeError becomes an error message (returns None)."""
         from bridge.errors import BridgeError
 

@@ -42,9 +42,18 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def thumbnail_cache(tmp_path_factory) -> Path:
+    """One thumbnail cache for the module's windows (the look browser renders into it)."""
+    return tmp_path_factory.mktemp("thumbnails")
+
+
 @pytest.fixture
-def window(qtbot, demo_root, tmp_path, monkeypatch):
+def window(qtbot, demo_root, tmp_path, monkeypatch, thumbnail_cache):
     monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
+    # the look browser: thumbnails in a test cache, the user's own looks in an empty test folder
+    monkeypatch.setattr("bridge.visuals.thumbnails.thumbnail_cache_dir", lambda: thumbnail_cache)
+    monkeypatch.setattr("bridge.visuals.shader.user_looks_dir", lambda: tmp_path / "user_looks")
     from gui.app import create_app
     from gui.main_window import MainWindow
 
@@ -469,3 +478,113 @@ def test_a_shader_looks_inputs_are_mapping_targets_in_the_editor(window, qtbot):
     qtbot.waitUntil(lambda: session.params is not None and "shader:tear" in session.params.names, timeout=30_000)
     qtbot.wait(300)  # meters refresh on the timer: must not raise on shader:NAME
     window.undo_action.trigger()
+
+
+def _gl_problem() -> str | None:
+    from bridge.errors import RenderError
+    from bridge.visuals.shader import create_gl_context
+
+    try:
+        create_gl_context().release()
+    except RenderError as e:
+        return str(e)
+    return None
+
+
+def _click_item(qtbot, grid, item) -> None:
+    grid.scrollToItem(item)
+    qtbot.mouseClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=grid.visualItemRect(item).center())
+
+
+def test_look_browser_lists_every_look_and_a_click_sets_it_undoably(window, qtbot):
+    """Every shipped look is listed (name and ISF description) after the song's own look; thumbnails
+    arrive from the worker; clicking a look switches to the shader engine with it, undo restores."""
+    from bridge.visuals.isf import load_isf
+    from bridge.visuals.shader import SHIPPED_LOOKS
+    from gui.panels.looks import AUTO, AUTO_LABEL
+
+    browser = window.looks
+    window.tabs.setCurrentWidget(browser)
+    shipped = sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))
+    assert list(browser.items) == [AUTO, *shipped]
+    assert browser.grid.item(0).text().startswith(AUTO_LABEL)
+    for name in shipped:
+        text = browser.items[name].text()
+        assert text.startswith(name) and load_isf(SHIPPED_LOOKS / f"{name}.fs").description in text
+    session = window.adapter.session
+    before = session.project.engine
+    assert before.name == "procedural" and browser.current_key() is None
+    qtbot.waitUntil(browser.thumbnails_done, timeout=30_000)
+    if _gl_problem() is None:
+        assert set(browser.pixmaps) == set(shipped)
+        assert all(browser.pixmaps[n].width() == 192 for n in shipped)
+        # the automatic entry shows the thumbnail of the look the song's analysis picks
+        assert browser.song_look in shipped and browser.song_look in browser.items[AUTO].text()
+
+    _click_item(qtbot, browser.grid, browser.items["glitch"])
+    engine = session.project.engine
+    assert (engine.name, engine.look) == ("shader", "glitch")
+    assert browser.current_key() == "glitch" and browser.grid.currentItem() is browser.items["glitch"]
+    assert browser.items["glitch"].font().bold()
+    _click_item(qtbot, browser.grid, browser.items[AUTO])
+    assert (session.project.engine.name, session.project.engine.look) == ("shader", None)
+    qtbot.waitUntil(window.undo_action.isEnabled, timeout=5_000)  # the edits reach the window on its tick
+    window.undo_action.trigger()
+    assert session.project.engine.look == "glitch"
+    window.undo_action.trigger()
+    assert session.project.engine == before
+    qtbot.waitUntil(lambda: browser.current_key() is None and not browser.grid.selectedItems(), timeout=5_000)
+
+
+def test_adding_a_broken_look_shows_the_compiler_message_and_changes_nothing(window, qtbot, tmp_path):
+    from bridge.project import PROJECT_FILENAME
+    from bridge.visuals.shader import user_looks_dir
+
+    if _gl_problem() is not None:
+        pytest.skip("compiling a look needs OpenGL 3.3")
+    browser = window.looks
+    session = window.adapter.session
+    saved = session.project_dir / PROJECT_FILENAME
+    saved_before = saved.read_bytes()
+    before, listed = session.project, list(browser.items)
+    broken = tmp_path / "broken.fs"
+    broken.write_text('/*{"ISFVSN": "2", "DESCRIPTION": "does not compile"}*/\nvoid main() {\n'
+                      "  gl_FragColor = vec4(undefined_thing, 1.0);\n}\n")
+    assert not browser.add_look_file(broken)
+    assert window.messages.level == "error"
+    assert "broken.fs:3" in window.messages.text and "undefined_thing" in window.messages.text
+    assert session.project == before and list(browser.items) == listed
+    assert not window.undo_action.isEnabled()
+    assert not user_looks_dir().exists() or not list(user_looks_dir().iterdir())
+    qtbot.wait(300)
+    assert saved.read_bytes() == saved_before
+
+    good = tmp_path / "mine.fs"
+    good.write_text('/*{"ISFVSN": "2", "DESCRIPTION": "plain red"}*/\n'
+                    "void main() { gl_FragColor = vec4(1.0, 0.0, 0.0, 1.0); }\n")
+    assert browser.add_look_file(good)
+    assert list(browser.items)[-1] == "mine" and "plain red" in browser.items["mine"].text()
+    assert (session.project.engine.name, session.project.engine.look) == ("shader", "mine")
+    qtbot.waitUntil(lambda: "mine" in browser.pixmaps, timeout=30_000)
+    qtbot.waitUntil(window.undo_action.isEnabled, timeout=5_000)
+    window.undo_action.trigger()
+    assert session.project == before
+
+
+def test_look_browser_without_opengl_says_so_and_still_lists_the_looks(window, qtbot, monkeypatch):
+    from bridge.errors import RenderError
+    from bridge.visuals.shader import SHIPPED_LOOKS
+    from gui.panels.looks import AUTO
+
+    def no_gl():
+        raise RenderError("the shader engine needs OpenGL 3.3, and no context could be created (test)")
+
+    monkeypatch.setattr("bridge.visuals.shader.create_gl_context", no_gl)
+    browser = window.looks
+    browser.pixmaps.clear()
+    browser.reload()
+    qtbot.waitUntil(lambda: not browser.notice.isHidden(), timeout=10_000)
+    assert "OpenGL 3.3" in browser.notice.text()
+    assert list(browser.items) == [AUTO, *sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))]
+    _click_item(qtbot, browser.grid, browser.items["tunnel"])  # choosing still works
+    assert window.adapter.session.project.engine.look == "tunnel"

@@ -262,3 +262,18 @@ def test_a_mapping_drives_a_shader_input_within_its_range(tmp_path):
     assert abs(int(hit[0, 0, 0]) - round(0.7 * 255)) <= 1
     with pytest.raises(ValueError, match="not a shader input name"):
         Mapping(source="Drums.onset", target="shader:2bad")
+
+
+def test_looks_add_refuses_a_shader_that_does_not_compile(tmp_path, monkeypatch):
+    """`stembridge looks add` compiles the look first: a GLSL error names the file and line and
+    nothing is installed; a good look is copied into the user's looks and listed."""
+    from bridge.visuals.shader import add_look, user_looks_dir
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    broken = write_look(tmp_path, "broken", '/*{"ISFVSN": "2"}*/\nvoid main() {\n  gl_FragColor = nope;\n}\n')
+    with pytest.raises(RenderError, match=r"broken\.fs:3"):
+        add_look(broken)
+    assert not user_looks_dir().exists() or not list(user_looks_dir().iterdir())
+    good = write_look(tmp_path, "mine", '/*{"ISFVSN": "2"}*/\nvoid main() { gl_FragColor = vec4(1.0); }\n')
+    assert add_look(good) == [user_looks_dir() / "mine.fs"]
+    assert available_looks()["mine"] == user_looks_dir() / "mine.fs"

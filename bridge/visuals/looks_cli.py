@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def cmd_looks_list(args: argparse.Namespace) -> int:
@@ -19,7 +21,31 @@ def cmd_looks_list(args: argparse.Namespace) -> int:
                     lo = "" if item.minimum is None else f" min {item.minimum}"
                     hi = "" if item.maximum is None else f" max {item.maximum}"
                     print(f"{'':<14}   shader:{item.name:<12} {item.type}, default {item.default}{lo}{hi}")
+    if args.thumbnails:
+        return _write_thumbnails(Path(args.thumbnails))
     return 0
+
+
+def _write_thumbnails(folder: Path) -> int:
+    """NAME.png for every look in ``folder`` (from the thumbnail cache, rendered when missing).
+    A look that does not compile is reported and skipped; no OpenGL stops at once (with the fix)."""
+    import shutil
+
+    from bridge.errors import RenderError
+    from bridge.visuals.shader import available_looks, create_gl_context
+    from bridge.visuals.thumbnails import thumbnail
+
+    create_gl_context().release()  # no OpenGL: one clear error, not one per look
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name, path in available_looks().items():
+        try:
+            shutil.copyfile(thumbnail(path), folder / f"{name}.png")
+        except RenderError as e:
+            failed += 1
+            print(f"{name}: no thumbnail: {e}", file=sys.stderr)
+    print(f"wrote {len(available_looks()) - failed} thumbnails to {folder}")
+    return 1 if failed else 0
 
 
 def cmd_looks_add(args: argparse.Namespace) -> int:
@@ -36,6 +62,8 @@ def add_looks_parser(sub: argparse._SubParsersAction) -> None:
     ls = lsub.add_parser("list", help="list the looks (shipped and yours) with a one-line description")
     ls.add_argument("--inputs", action="store_true",
                     help="also list each look's inputs that mappings can drive (targets shader:NAME)")
+    ls.add_argument("--thumbnails", metavar="DIR",
+                    help="also write a thumbnail of each look, DIR/NAME.png (192x108; cached per .fs content)")
     ls.set_defaults(func=cmd_looks_list)
     add = lsub.add_parser("add", help="copy an ISF .fs file (or a folder of them) into your looks")
     add.add_argument("source", metavar="FILE.fs|FOLDER")

@@ -96,13 +96,23 @@ def resolve_look(look: str | None) -> Path:
 
 def add_look(source: str | Path) -> list[Path]:
     """Copy an .fs file (or every .fs in a folder) into the user's looks, after checking that each
-    parses as ISF. Returns the installed paths."""
+    parses as ISF and, where OpenGL is available, that it compiles (RenderError with the compiler's
+    message, FILE:LINE, and nothing is copied). Returns the installed paths."""
     source = Path(source).expanduser()
     files = sorted(source.glob("*.fs")) if source.is_dir() else [source]
     if not files or not all(f.is_file() for f in files):
         raise RenderError(f"{source}: no ISF .fs shader there; pass an .fs file or a folder of them")
-    for f in files:
-        load_isf(f)  # a broken header is reported now, not at render time
+    shaders = [load_isf(f) for f in files]  # a broken header is reported now, not at render time
+    try:
+        gl = create_gl_context()
+    except RenderError:
+        gl = None  # no OpenGL here: the header is checked, the render reports a compile error
+    if gl is not None:
+        try:
+            for shader in shaders:
+                compile_program(gl, shader).release()
+        finally:
+            gl.release()
     target = user_looks_dir()
     target.mkdir(parents=True, exist_ok=True)
     out = []
@@ -111,6 +121,16 @@ def add_look(source: str | Path) -> list[Path]:
         shutil.copyfile(f, dest)
         out.append(dest)
     return out
+
+
+def compile_program(gl, shader: IsfShader):
+    """The look's GL program in context ``gl``; RenderError with the compiler's message (FILE:LINE)."""
+    import moderngl
+
+    try:
+        return gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=fragment_source(shader))
+    except moderngl.Error as e:
+        raise RenderError(compiler_message(shader, str(e))) from None
 
 
 def create_gl_context():
@@ -212,12 +232,7 @@ class ShaderEngine:
             gl.release()
 
     def _compile(self, gl):
-        import moderngl
-
-        try:
-            return gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=fragment_source(self.shader))
-        except moderngl.Error as e:
-            raise RenderError(compiler_message(self.shader, str(e))) from None
+        return compile_program(gl, self.shader)
 
     def _setup_gl(self) -> None:
         ctx = self._ctx
