@@ -258,7 +258,8 @@ def test_position_follows_the_device_clock(jack, project_dir):
         time.sleep(1.0)
         p1, s1, w1 = player.position_s(), player._stream.time, time.monotonic()
         # one second of the device's clock is one second of song: the position is the device's
-        assert p1 - p0 == pytest.approx(s1 - s0, abs=2e-3)
+        # (within one audio block: on a loaded machine the callback that stamps the block runs late)
+        assert p1 - p0 == pytest.approx(s1 - s0, abs=512 / RATE)
         assert p1 - p0 == pytest.approx(w1 - w0, rel=0.03)  # the dummy backend runs near real time
         # the speaker lags the callback by the output latency: the position is behind what was written
         written = player._frame / RATE
