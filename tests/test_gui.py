@@ -466,7 +466,7 @@ def test_a_shader_looks_inputs_are_mapping_targets_in_the_editor(window, qtbot):
     row.target.setCurrentIndex(i)
     row.target.activated.emit(i)
     assert session.project.mappings[row.index].target == "shader:tear"
-    qtbot.waitUntil(lambda: row.amount.suffix() == "" and "shader input" in row.amount.toolTip(), timeout=5_000)
+    qtbot.waitUntil(lambda: row.unit.text() == "" and "shader input" in row.amount.toolTip(), timeout=5_000)
     qtbot.waitUntil(lambda: session.params is not None and "shader:tear" in session.params.names, timeout=30_000)
     qtbot.wait(300)  # meters refresh on the timer: must not raise on shader:NAME
     window.undo_action.trigger()
@@ -507,7 +507,7 @@ def test_mapping_editor_add_edit_solo_mute_and_curve_view_against_the_beats(wind
     m = session.project.mappings[n0]
     assert (m.source, m.target, m.amount, m.offset, m.attack_ms, m.release_ms) == ("beat.saw", "rotation", 12.0, -3.0, 0, 0)
     qtbot.waitUntil(lambda: window.undo_action.text() == "Undo change beat.saw → rotation offset", timeout=5_000)
-    qtbot.waitUntil(lambda: row.amount.suffix() == " °/frame" and row.offset.suffix() == " °/frame", timeout=5_000)
+    qtbot.waitUntil(lambda: row.unit.text() == "°/frame", timeout=5_000)
     assert "-30 … 30 °/frame" in row.amount.toolTip()
 
     # solo: the preview evaluates only this mapping — rotation is the saw, everything else neutral

@@ -1,5 +1,5 @@
 """Mapping editor: per stem, each mapping as one row — mute, solo, source feature → target parameter,
-amount and offset in the target's unit, curve, attack/release, range (clamp), duplicate, delete — with
+amount and offset (in the target's unit, shown beside them), curve, attack/release, range (clamp), duplicate, delete — with
 a live meter of the target parameter at the playhead, a plot of the selected mapping's output over
 the seconds around the playhead, and the mapping presets. Every change is a Session command (slider
 drags coalesce into one undo step); solo is monitoring (Session.set_mapping_solo: the preview
@@ -35,7 +35,7 @@ FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets"
 OSC_FEATURES = ("sin", "saw", "square", "tri", "pulse")
 CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
-HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "curve", "attack", "release",
+HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
            "range min", "range max", "value", "", "")
 #: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
 CURVE_BEFORE_S = 1.0
@@ -49,6 +49,7 @@ def _spin(lo: float, hi: float, step: float, decimals: int, suffix: str = "") ->
     s.setDecimals(decimals)
     s.setSuffix(suffix)
     s.setKeyboardTracking(False)
+    s.setMaximumWidth(96)  # a row of sixteen columns fits a 1280-px window
     return s
 
 
@@ -59,11 +60,6 @@ def _tool(text: str, tip: str, *, checkable: bool = False) -> QToolButton:
     b.setCheckable(checkable)
     b.setAutoRaise(True)
     return b
-
-
-def _unit_suffix(target: str) -> str:
-    unit = unit_of(target)
-    return f" {unit}" if unit else ""
 
 
 def _target_tip(target: str) -> str:
@@ -84,12 +80,14 @@ class MappingRow:
         self.mute = _tool("M", "Mute this mapping (saved: the mapping's 'enabled' is off)", checkable=True)
         self.solo = _tool("S", "Solo: the preview shows only the soloed mappings (monitoring, not saved)",
                           checkable=True)
+        self.mute.setStyleSheet("QToolButton:checked { background: #d9534f; color: #111; }")
+        self.solo.setStyleSheet("QToolButton:checked { background: #e8c547; color: #111; }")
         self.source = QComboBox()
         self.target = QComboBox()
         self.target.addItems(editor.current_targets)
         self.amount = _spin(-100, 100, 0.05, 3)
         self.offset = _spin(-100, 100, 0.05, 3)
-        self.offset.setToolTip("Added to the mapping's output (amount × curve + offset), in the target's unit")
+        self.unit = QLabel("")  # the unit of amount, offset and range: the target's
         self.curve = QComboBox()
         self.curve.addItems(CURVES)
         self.attack = _spin(0, 10000, 5, 0, " ms")
@@ -103,10 +101,10 @@ class MappingRow:
         self.meter.setTextVisible(False)
         self.meter.setMaximumHeight(10)
         self.meter.setMinimumWidth(60)
-        self.duplicate = _tool("⧉", "Duplicate this mapping (Ctrl+D)")
+        self.duplicate = _tool("Dup", "Duplicate this mapping (Ctrl+D)")
         self.delete = _tool("✕", "Delete this mapping (Delete)")
         self.widgets = (self.marker, self.mute, self.solo, self.source, QLabel("→"), self.target, self.amount,
-                        self.offset, self.curve, self.attack, self.release, self.lo, self.hi, self.meter,
+                        self.offset, self.unit, self.curve, self.attack, self.release, self.lo, self.hi, self.meter,
                         self.duplicate, self.delete)
         for c, w in enumerate(self.widgets):
             grid.addWidget(w, r, c)
@@ -155,10 +153,13 @@ class MappingRow:
         if self.target.findText(mapping.target) < 0:  # e.g. shader:NAME of another look
             self.target.addItem(mapping.target)
         self.target.setCurrentText(mapping.target)
-        suffix, tip = _unit_suffix(mapping.target), _target_tip(mapping.target)
-        for w in (self.amount, self.offset, self.lo, self.hi):
-            w.setSuffix(suffix)
+        tip = _target_tip(mapping.target)
+        self.unit.setText(unit_of(mapping.target))
+        self.unit.setToolTip(tip)
+        for w in (self.lo, self.hi):
+            w.setToolTip(f"The mapping's output is kept in this range (— = none). {tip}")
         self.amount.setToolTip(f"Amount: the output at full source level. {tip}")
+        self.offset.setToolTip(f"Offset: added to the output (amount × curve + offset). {tip}")
         self.target.setToolTip(tip)
         self.amount.setValue(mapping.amount)
         self.offset.setValue(mapping.offset)
@@ -228,7 +229,8 @@ class MappingCurve(QWidget):
         x = (self.times - t0) / ((t1 - t0) or 1.0) * (w - 1)
         y = bottom - (self.values - lo) / (hi - lo) * (bottom - top)
         p.setPen(QColor(90, 95, 105))
-        p.drawText(w - 80, 14, f"{lo:.3g} … {hi:.3g}")
+        span = f"{lo:.3g} … {hi:.3g}"
+        p.drawText(w - 6 - p.fontMetrics().horizontalAdvance(span), 14, span)
         colour = QColor(120, 120, 120) if self.muted else QColor(90, 200, 255)
         p.setPen(QPen(colour, 1.5))
         p.drawPolyline(QPolygonF([QPointF(a, b) for a, b in zip(x.tolist(), y.tolist(), strict=True)]))
@@ -348,7 +350,7 @@ class MappingEditor(QWidget):
             if not indices:
                 grid.addWidget(QLabel("No mappings from this stem yet: “+ Mapping” adds one."), 1, 0, 1, len(HEADERS))
             grid.setRowStretch(len(indices) + 2, 1)
-            grid.setColumnStretch(len(HEADERS) - 1, 1)
+            grid.setColumnStretch(HEADERS.index("value"), 1)
             self.area.setWidget(body)
         items = self._source_items()
         solo = s.mapping_solo
@@ -470,7 +472,7 @@ class MappingEditor(QWidget):
         name = self.preset.itemText(i)
         self.preset.setCurrentIndex(0)
         self.adapter.command("set_mappings", PRESETS[name](self.adapter.session.project.stems),
-                             label=f"preset {name}")
+                             label=f"apply preset {name}")
 
     # -- live meters --------------------------------------------------------------------------
     def on_tick(self, state) -> None:
@@ -478,6 +480,12 @@ class MappingEditor(QWidget):
         if s is None or not self.rows or not self.isVisible():
             return
         self.curve_view.playhead_s = state.position_seconds
+        solo = s.mapping_solo  # a solo is not a project change: follow one made elsewhere
+        for row in self.rows:
+            if row.solo.isChecked() != (row.index in solo):
+                row.solo.blockSignals(True)
+                row.solo.setChecked(row.index in solo)
+                row.solo.blockSignals(False)
         if self._curve_key is not None and s.analysis is not None:
             t0, t1 = self.curve_window(state.position_seconds, s.analysis.duration_seconds)
             _, start, n, fps, _, _ = self._curve_key
