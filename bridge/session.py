@@ -26,7 +26,7 @@ stems                         :meth:`add_stem`, :meth:`remove_stem`, :meth:`rena
                               :meth:`set_stem_role`, :meth:`set_stem_gain`,
                               :meth:`set_stem_offset`, :meth:`set_stem_muted`
 mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth:`remove_mapping`,
-                              :meth:`duplicate_mapping`, :meth:`set_mappings`,
+                              :meth:`duplicate_mapping`, :meth:`move_mapping`, :meth:`set_mappings`,
                               :meth:`set_mapping_solo` (monitoring, not saved)
 sections and prompts          :meth:`add_section`, :meth:`update_section`, :meth:`set_prompt`,
                               :meth:`split_section`, :meth:`move_section`, :meth:`remove_section`,
@@ -237,6 +237,24 @@ def mapping_words(m: MappingSpec) -> str:
     return f"{m.source} → {m.target}"
 
 
+def _follow_solo(solo: frozenset[int], old: Sequence[MappingSpec], new: Sequence[MappingSpec]) -> frozenset[int]:
+    """The indices in ``new`` of the soloed mappings of ``old``. Edits keep untouched mappings as the
+    same objects (a delete, move or duplicate, and undo, which restores the earlier list), so a solo
+    follows its object (the first of a duplicate's two); a mapping edited in place (the only item
+    that differs, same length) keeps its index; one that is gone loses its solo."""
+    edited_in_place = len(old) == len(new) and sum(a is not b for a, b in zip(old, new, strict=True)) == 1
+    out = set()
+    for k in solo:
+        if k >= len(old):
+            continue
+        j = next((j for j, m in enumerate(new) if m is old[k]), None)
+        if j is not None:
+            out.add(j)
+        elif edited_in_place and new[k] is not old[k]:
+            out.add(k)
+    return frozenset(out)
+
+
 @dataclass
 class _UndoEntry:
     label: str
@@ -356,7 +374,6 @@ class Session:
         self._redo: list[_UndoEntry] = []
         self._undo_limit = int(undo_limit)
         self._mapping_solo: frozenset[int] = frozenset()
-        self._next_mapping_solo: frozenset[int] | None = None  # set by remove/duplicate_mapping
         self._closed = False
         self._last_edit_time: float | None = None
         self._missing: set[str] = set()
@@ -574,10 +591,8 @@ class Session:
         self._last_edit_time = now
         parts = _changed_parts(old, new)
         self._missing &= {s.name for s in new.stems}
-        if self._next_mapping_solo is not None:
-            self._mapping_solo = self._next_mapping_solo
-        elif len(new.mappings) != len(old.mappings):
-            self._mapping_solo = frozenset()  # the indices no longer name the same mappings
+        if self._mapping_solo and new.mappings is not old.mappings:
+            self._mapping_solo = _follow_solo(self._mapping_solo, old.mappings, new.mappings)
         self._emit(ProjectChanged(label, origin, parts, bool(self._undo), bool(self._redo),
                                   self.undo_label, self.redo_label))
         self._mark_unsaved(now)
@@ -1109,13 +1124,7 @@ class Session:
             return p.model_copy(update={"mappings": [m for j, m in enumerate(p.mappings) if j != i]})
 
         with self._lock:
-            words = self._mapping_words(index)
-            i = index % len(self._project.mappings) if self._project.mappings and isinstance(index, int) else index
-            self._next_mapping_solo = frozenset(j - (j > i) for j in self._mapping_solo if j != i)
-            try:
-                self._edit(f"delete mapping {words}", change)
-            finally:
-                self._next_mapping_solo = None
+            self._edit(f"delete mapping {self._mapping_words(index)}", change)
 
     def duplicate_mapping(self, index: int) -> int:
         """Copy mapping ``index`` to just after it. Returns the copy's index."""
@@ -1126,12 +1135,24 @@ class Session:
         with self._lock:
             words = self._mapping_words(index)
             i = self._check_index(self._project.mappings, index, "mapping")
-            self._next_mapping_solo = frozenset(j + (j > i) for j in self._mapping_solo)
-            try:
-                self._edit(f"duplicate mapping {words}", change)
-            finally:
-                self._next_mapping_solo = None
+            self._edit(f"duplicate mapping {words}", change)
             return i + 1
+
+    def move_mapping(self, index: int, to: int) -> None:
+        """Move mapping ``index`` to position ``to`` (the others keep their order; a solo follows its
+        mapping). Order matters where it shows: the editor's rows and the file."""
+        def change(p: Project) -> Project:
+            i = self._check_index(p.mappings, index, "mapping")
+            j = self._check_index(p.mappings, to, "mapping")
+            mappings = list(p.mappings)
+            mappings.insert(j, mappings.pop(i))
+            return p.model_copy(update={"mappings": mappings})
+
+        with self._lock:
+            words = self._mapping_words(index)
+            i = self._check_index(self._project.mappings, index, "mapping")
+            j = self._check_index(self._project.mappings, to, "mapping")
+            self._edit(f"move mapping {words} {'up' if j < i else 'down'}", change)
 
     @property
     def mapping_solo(self) -> frozenset[int]:
@@ -1140,8 +1161,8 @@ class Session:
 
     def set_mapping_solo(self, indices: Iterable[int]) -> None:
         """Only these mappings drive the preview (monitoring, like a stem's solo: not saved, no undo,
-        not in the export). Muted (disabled) mappings stay off. A delete or duplicate keeps each solo
-        on its mapping; any other change in the number of mappings (undo, a preset) clears it."""
+        not in the export). Muted (disabled) mappings stay off. Each solo follows its mapping through
+        edits, deletes, duplicates, moves and their undo; a preset replacing the mappings clears it."""
         with self._lock:
             solo = frozenset(self._check_index(self._project.mappings, i, "mapping") for i in indices)
             if solo == self._mapping_solo:

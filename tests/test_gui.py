@@ -612,3 +612,29 @@ def test_mapping_editor_duplicate_and_delete_with_buttons_and_the_delete_key(win
         window.undo_action.trigger()
     assert session.project.mappings == before
     qtbot.waitUntil(lambda: [r.index for r in editor.rows] == shown, timeout=5_000)
+
+
+def test_mapping_editor_moves_and_duplicates_with_buttons_and_keys(window, qtbot):
+    session = window.adapter.session
+    editor = window.mappings
+    editor.stem.setCurrentText("Drums")
+    editor.rebuild()
+    before = list(session.project.mappings)
+    first = editor.rows[0].index
+    editor.rows[0].amount.setFocus()
+    qtbot.keyClick(editor.rows[0].amount, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)  # duplicate
+    qtbot.waitUntil(lambda: len(session.project.mappings) == len(before) + 1, timeout=5_000)
+    assert editor.selected == first + 1
+    editor.rows[1].amount.setValue(0.2)  # tell the copy from the original
+    copy = session.project.mappings[first + 1]
+    up = next(r for r in editor.rows if r.index == first + 1)
+    qtbot.mouseClick(up.up, Qt.MouseButton.LeftButton)
+    assert session.project.mappings[first] == copy and session.project.mappings[first + 1] == before[first]
+    assert editor.selected == first and editor.rows[0].amount.value() == 0.2
+    qtbot.waitUntil(lambda: window.undo_action.text().startswith("Undo move mapping"), timeout=5_000)
+    editor.rows[0].amount.setFocus()
+    qtbot.keyClick(editor.rows[0].amount, Qt.Key.Key_Down, Qt.KeyboardModifier.AltModifier)
+    assert session.project.mappings[first + 1] == copy and editor.selected == first + 1
+    for _ in range(4):  # move, move, amount, duplicate
+        window.undo_action.trigger()
+    assert session.project.mappings == before

@@ -173,8 +173,19 @@ def test_mapping_delete_duplicate_solo_and_undo_labels_in_words(project_dir):
         assert s.mapping_solo == {3} and s.project.mappings[3] == soloed
         s.save()
         assert load_project(project_dir)[0] == s.project  # no trace of the solo in the file
-        s.undo()  # any other change in the number of mappings clears it
+        s.move_mapping(3, 0)  # the soloed one to the top
+        assert s.project.mappings[0] == soloed and s.mapping_solo == {0}
+        assert s.undo_label == f"move mapping {soloed.source} → {soloed.target} up"
+        s.move_mapping(0, 3)
+        assert s.project.mappings[3] == soloed and s.mapping_solo == {3}
+        s.update_mapping(3, amount=0.75)  # edited in place: still soloed
+        assert s.mapping_solo == {3}
+        for k in (3, 0, 3, 2, 3):  # undo the edit, the two moves, the duplicate, the delete
+            s.undo()
+            assert s.project.mappings[k].source == soloed.source and s.mapping_solo == {k}
+        s.set_mappings([{**m.model_dump(), "amount": 0.01} for m in s.project.mappings])  # a preset
         assert s.mapping_solo == frozenset()
+        s.undo()
         with pytest.raises(ProjectError, match="index 99"):
             s.set_mapping_solo([99])
         with pytest.raises(ProjectError, match="index 99"):

@@ -30,10 +30,10 @@ PARAMETERS: dict[str, VisualParameter] = {
     p.name: p
     for p in (
         VisualParameter("zoom", 0.0, -0.5, 0.5,
-                        "feedback zoom per frame, as a fraction: 0.02 = previous frame scaled by 1.02", unit="× size/frame"),
+                        "feedback zoom per frame, as a fraction: 0.02 = previous frame scaled by 1.02", unit="size/frame"),
         VisualParameter("rotation", 0.0, -30.0, 30.0, "feedback rotation per frame, degrees", unit="°/frame"),
-        VisualParameter("translate_x", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of width", unit="× width/frame"),
-        VisualParameter("translate_y", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of height", unit="× height/frame"),
+        VisualParameter("translate_x", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of width", unit="width/frame"),
+        VisualParameter("translate_y", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of height", unit="height/frame"),
         VisualParameter("hue", 0.0, -10.0, 10.0, "palette hue rotation in turns (wraps; 0.5 = opposite colour)", unit="turns"),
         VisualParameter("saturation", 0.0, -1.0, 1.0, "added to the base saturation (0.75)"),
         VisualParameter("brightness", 0.0, -1.0, 1.0, "added to the base brightness (1.0 = unchanged)"),

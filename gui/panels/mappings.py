@@ -4,7 +4,7 @@ a live meter of the target parameter at the playhead, a plot of the selected map
 the seconds around the playhead, and the mapping presets. Every change is a Session command (slider
 drags coalesce into one undo step); solo is monitoring (Session.set_mapping_solo: the preview
 evaluates only the soloed mappings; not saved). Keys: Delete removes the selected mapping, Ctrl+D
-duplicates it.
+duplicates it, Alt+Up/Down move it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from math import ceil, floor
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
+from PySide6.QtGui import QColor, QKeySequence, QPainter, QPen, QPolygonF, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -36,7 +36,7 @@ OSC_FEATURES = ("sin", "saw", "square", "tri", "pulse")
 CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
 HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
-           "range min", "range max", "value", "", "")
+           "range min", "range max", "value", "", "", "", "")
 #: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
 CURVE_BEFORE_S = 1.0
 CURVE_SPAN_S = 5.0
@@ -80,8 +80,6 @@ class MappingRow:
         self.mute = _tool("M", "Mute this mapping (saved: the mapping's 'enabled' is off)", checkable=True)
         self.solo = _tool("S", "Solo: the preview shows only the soloed mappings (monitoring, not saved)",
                           checkable=True)
-        self.mute.setStyleSheet("QToolButton:checked { background: #d9534f; color: #111; }")
-        self.solo.setStyleSheet("QToolButton:checked { background: #e8c547; color: #111; }")
         self.source = QComboBox()
         self.target = QComboBox()
         self.target.addItems(editor.current_targets)
@@ -94,18 +92,26 @@ class MappingRow:
         self.release = _spin(0, 10000, 10, 0, " ms")
         self.lo = _spin(-1000, 1000, 0.05, 2)
         self.hi = _spin(-1000, 1000, 0.05, 2)
+        for w in (self.lo, self.hi, self.attack, self.release):
+            w.setMaximumWidth(80)
         self.lo.setSpecialValueText("—")
         self.hi.setSpecialValueText("—")
         self.meter = QProgressBar()
         self.meter.setRange(0, 1000)
         self.meter.setTextVisible(False)
         self.meter.setMaximumHeight(10)
-        self.meter.setMinimumWidth(60)
+        self.meter.setMinimumWidth(40)
+        self.up = _tool("▲", "Move up (Alt+Up)")
+        self.down = _tool("▼", "Move down (Alt+Down)")
+        for b in (self.up, self.down, self.mute, self.solo):
+            on = {"M": "#d9534f", "S": "#e8c547"}.get(b.text(), "#3ddc97")  # mute red, solo yellow
+            b.setStyleSheet("QToolButton { padding: 3px 5px; }"
+                            f"QToolButton:checked {{ background: {on}; color: #111; }}")
         self.duplicate = _tool("Dup", "Duplicate this mapping (Ctrl+D)")
         self.delete = _tool("✕", "Delete this mapping (Delete)")
         self.widgets = (self.marker, self.mute, self.solo, self.source, QLabel("→"), self.target, self.amount,
                         self.offset, self.unit, self.curve, self.attack, self.release, self.lo, self.hi, self.meter,
-                        self.duplicate, self.delete)
+                        self.up, self.down, self.duplicate, self.delete)
         for c, w in enumerate(self.widgets):
             grid.addWidget(w, r, c)
             w.installEventFilter(editor.selector)
@@ -120,6 +126,8 @@ class MappingRow:
         self.release.valueChanged.connect(lambda v: self._set(coalesce=True, release_ms=v))
         self.lo.valueChanged.connect(self._clamp_changed)
         self.hi.valueChanged.connect(self._clamp_changed)
+        self.up.clicked.connect(lambda: editor.move_mapping(self.index, -1))
+        self.down.clicked.connect(lambda: editor.move_mapping(self.index, +1))
         self.duplicate.clicked.connect(lambda: editor.duplicate_mapping(self.index))
         self.delete.clicked.connect(lambda: editor.delete_mapping(self.index))
 
@@ -274,6 +282,10 @@ class MappingEditor(QWidget):
         self.curve_view = MappingCurve()
         col.addWidget(self.curve_view)
         self._structure: tuple | None = None
+        for keys, slot in (("Ctrl+D", self.duplicate_mapping), ("Alt+Up", lambda: self.move_mapping(None, -1)),
+                           ("Alt+Down", lambda: self.move_mapping(None, 1))):
+            QShortcut(QKeySequence(keys), self, context=Qt.ShortcutContext.WidgetWithChildrenShortcut,
+                      activated=slot)
         adapter.projectChanged.connect(self.on_project_changed)
         adapter.analysisChanged.connect(self.refresh_curve)
         adapter.tick.connect(self.on_tick)
@@ -396,6 +408,21 @@ class MappingEditor(QWidget):
         if copy is not None:
             self.select(copy)
 
+    def move_mapping(self, index: int | None, step: int) -> None:
+        """Move a mapping (the selected one by default) one row up (step −1) or down among this
+        stem's rows: to the project position of the row it passes."""
+        index = self.selected if index is None else index
+        shown = [r.index for r in self.rows]
+        if index not in shown:
+            return
+        pos = shown.index(index) + step
+        if not 0 <= pos < len(shown):
+            return
+        to = shown[pos]
+        self.adapter.command("move_mapping", index, to)
+        self.selected = to
+        self.rebuild(force=False)
+
     def set_solo(self, index: int, on: bool) -> None:
         s = self.adapter.session
         if s is None:
@@ -405,12 +432,10 @@ class MappingEditor(QWidget):
         self.adapter.command("set_mapping_solo", sorted(solo))
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt)
-        """Delete/Backspace delete the selected mapping, Ctrl+D duplicates it (keys a spin box does not
-        use for its text reach the editor)."""
+        """Delete/Backspace delete the selected mapping (when the focus is not in a spin box's text:
+        keys it does not use reach the editor)."""
         if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.selected is not None:
             self.delete_mapping()
-        elif event.key() == Qt.Key.Key_D and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            self.duplicate_mapping()
         else:
             super().keyPressEvent(event)
 
