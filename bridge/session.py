@@ -26,7 +26,8 @@ stems                         :meth:`add_stem`, :meth:`remove_stem`, :meth:`rena
                               :meth:`set_stem_role`, :meth:`set_stem_gain`,
                               :meth:`set_stem_offset`, :meth:`set_stem_muted`
 mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth:`remove_mapping`,
-                              :meth:`set_mappings`
+                              :meth:`duplicate_mapping`, :meth:`move_mapping`, :meth:`set_mappings`,
+                              :meth:`set_mapping_solo` (monitoring, not saved)
 sections and prompts          :meth:`add_section`, :meth:`update_section`, :meth:`set_prompt`,
                               :meth:`split_section`, :meth:`move_section`, :meth:`remove_section`,
                               :meth:`adopt_detected_sections`
@@ -227,12 +228,41 @@ class StemFileUnreadable:
 # Helpers
 # =================================================================================================
 
+#: How undo labels name a mapping's fields.
+MAPPING_FIELD_WORDS = {"attack_ms": "attack", "release_ms": "release", "clamp": "range", "enabled": "on/off"}
+
+
+def mapping_words(m: MappingSpec) -> str:
+    """A mapping in words, for undo labels and messages: ``Drums.onset → travel``."""
+    return f"{m.source} → {m.target}"
+
+
+def _follow_solo(solo: frozenset[int], old: Sequence[MappingSpec], new: Sequence[MappingSpec]) -> frozenset[int]:
+    """The indices in ``new`` of the soloed mappings of ``old``. Edits keep untouched mappings as the
+    same objects (a delete, move or duplicate, and undo, which restores the earlier list), so a solo
+    follows its object (the first of a duplicate's two); a mapping edited in place (the only item
+    that differs, same length) keeps its index; one that is gone loses its solo."""
+    edited_in_place = len(old) == len(new) and sum(a is not b for a, b in zip(old, new, strict=True)) == 1
+    out = set()
+    for k in solo:
+        if k >= len(old):
+            continue
+        j = next((j for j, m in enumerate(new) if m is old[k]), None)
+        if j is not None:
+            out.add(j)
+        elif edited_in_place and new[k] is not old[k]:
+            out.add(k)
+    return frozenset(out)
+
+
 @dataclass
 class _UndoEntry:
     label: str
     project: Project
     at: float
     coalesce: bool = False
+    #: What a coalesced gesture edits (e.g. one mapping's amount); None → the label.
+    key: str | None = None
 
 
 def _validated(project: Project, *, what: str, base: Project | None = None) -> Project:
@@ -343,6 +373,7 @@ class Session:
         self._undo: list[_UndoEntry] = []
         self._redo: list[_UndoEntry] = []
         self._undo_limit = int(undo_limit)
+        self._mapping_solo: frozenset[int] = frozenset()
         self._closed = False
         self._last_edit_time: float | None = None
         self._missing: set[str] = set()
@@ -533,7 +564,7 @@ class Session:
 
     # -- editing machinery -------------------------------------------------------------------
     def _edit(self, label: str, change: Callable[[Project], Project], *, origin: Origin = "edit",
-              coalesce: bool = False) -> bool:
+              coalesce: bool = False, key: str | None = None) -> bool:
         """Apply ``change`` to the current project as one undoable step. Returns False for a no-op."""
         with self._lock:
             self._check_open()
@@ -543,10 +574,11 @@ class Session:
                 return False
             now = time.monotonic()
             top = self._undo[-1] if self._undo else None
-            if coalesce and top is not None and top.coalesce and top.label == label and now - top.at < COALESCE_WINDOW_S:
+            key = key or label
+            if coalesce and top is not None and top.coalesce and top.key == key and now - top.at < COALESCE_WINDOW_S:
                 top.at = now  # the same gesture continues: keep the snapshot from before it began
             else:
-                self._undo.append(_UndoEntry(label, old, now, coalesce))
+                self._undo.append(_UndoEntry(label, old, now, coalesce, key))
                 del self._undo[:-self._undo_limit]
             self._redo.clear()
             self._set_project(new, label, origin)
@@ -559,6 +591,8 @@ class Session:
         self._last_edit_time = now
         parts = _changed_parts(old, new)
         self._missing &= {s.name for s in new.stems}
+        if self._mapping_solo and new.mappings is not old.mappings:
+            self._mapping_solo = _follow_solo(self._mapping_solo, old.mappings, new.mappings)
         self._emit(ProjectChanged(label, origin, parts, bool(self._undo), bool(self._redo),
                                   self.undo_label, self.redo_label))
         self._mark_unsaved(now)
@@ -814,6 +848,10 @@ class Session:
             # Current = analysed for these stems (a stem whose file went missing since keeps its
             # last analysis: it is compared with the set left out back then, not with today's).
             current = analysis is not None and self._analysis_sig == _analysis_signature(project, self._analysis_missing)
+            if self._mapping_solo:  # monitoring: the preview evaluates only the soloed mappings
+                project = project.model_copy(update={"mappings": [
+                    m if i in self._mapping_solo else m.model_copy(update={"enabled": False})
+                    for i, m in enumerate(project.mappings)]})
         if current:
             self._scheduler.update(PreviewInputs(project=project, analysis=analysis, edit_time=edit_time))
 
@@ -1044,6 +1082,13 @@ class Session:
             raise ProjectError(f"{what} index {index!r} does not exist; the project has {len(items)} ({span})")
         return index % len(items)
 
+    def _mapping_words(self, index: int) -> str:
+        """``Drums.onset → travel``: how undo labels name mapping ``index`` (its index when it has none)."""
+        mappings = self._project.mappings
+        if isinstance(index, int) and -len(mappings) <= index < len(mappings):
+            return mapping_words(mappings[index])
+        return f"mapping {index}"
+
     def add_mapping(self, source: str, target: str, **fields: Any) -> int:
         """Add a mapping (``source`` → ``target``; other Mapping fields as keywords). Returns its index."""
         try:
@@ -1051,27 +1096,79 @@ class Session:
         except ValidationError as e:
             raise ProjectError(format_validation_error(e, source="the new mapping")) from None
         with self._lock:
-            self._edit(f"add mapping {source} → {target}",
+            self._edit(f"add mapping {mapping_words(mapping)}",
                        lambda p: p.model_copy(update={"mappings": [*p.mappings, mapping]}))
             return len(self._project.mappings) - 1
 
     def update_mapping(self, index: int, *, coalesce: bool = False, **changes: Any) -> None:
         """Change fields of mapping ``index`` (amount, offset, curve, attack_ms, release_ms, clamp,
-        enabled, source, target)."""
+        enabled, source, target). The undo label names it in words: "change Drums.onset → travel amount"."""
         def change(p: Project) -> Project:
             i = self._check_index(p.mappings, index, "mapping")
             mappings = list(p.mappings)
             mappings[i] = _replace(mappings[i], changes, what=f"mapping {i}")
             return p.model_copy(update={"mappings": mappings})
 
-        self._edit(f"mapping {index} {', '.join(sorted(changes))}", change, coalesce=coalesce)
+        with self._lock:
+            words = self._mapping_words(index)
+            if set(changes) == {"enabled"}:
+                label = f"{'unmute' if changes['enabled'] else 'mute'} mapping {words}"
+            else:
+                label = f"change {words} {', '.join(MAPPING_FIELD_WORDS.get(k, k) for k in sorted(changes))}"
+            self._edit(label, change, coalesce=coalesce, key=f"mapping {index} {sorted(changes)}")
 
     def remove_mapping(self, index: int) -> None:
+        """Delete mapping ``index`` (the later ones move up by one; a solo follows its mapping)."""
         def change(p: Project) -> Project:
             i = self._check_index(p.mappings, index, "mapping")
             return p.model_copy(update={"mappings": [m for j, m in enumerate(p.mappings) if j != i]})
 
-        self._edit(f"remove mapping {index}", change)
+        with self._lock:
+            self._edit(f"delete mapping {self._mapping_words(index)}", change)
+
+    def duplicate_mapping(self, index: int) -> int:
+        """Copy mapping ``index`` to just after it. Returns the copy's index."""
+        def change(p: Project) -> Project:
+            i = self._check_index(p.mappings, index, "mapping")
+            return p.model_copy(update={"mappings": [*p.mappings[:i + 1], p.mappings[i], *p.mappings[i + 1:]]})
+
+        with self._lock:
+            words = self._mapping_words(index)
+            i = self._check_index(self._project.mappings, index, "mapping")
+            self._edit(f"duplicate mapping {words}", change)
+            return i + 1
+
+    def move_mapping(self, index: int, to: int) -> None:
+        """Move mapping ``index`` to position ``to`` (the others keep their order; a solo follows its
+        mapping). Order matters where it shows: the editor's rows and the file."""
+        def change(p: Project) -> Project:
+            i = self._check_index(p.mappings, index, "mapping")
+            j = self._check_index(p.mappings, to, "mapping")
+            mappings = list(p.mappings)
+            mappings.insert(j, mappings.pop(i))
+            return p.model_copy(update={"mappings": mappings})
+
+        with self._lock:
+            words = self._mapping_words(index)
+            i = self._check_index(self._project.mappings, index, "mapping")
+            j = self._check_index(self._project.mappings, to, "mapping")
+            self._edit(f"move mapping {words} {'up' if j < i else 'down'}", change)
+
+    @property
+    def mapping_solo(self) -> frozenset[int]:
+        """The soloed mappings' indices (empty: none soloed, every enabled mapping plays)."""
+        return self._mapping_solo
+
+    def set_mapping_solo(self, indices: Iterable[int]) -> None:
+        """Only these mappings drive the preview (monitoring, like a stem's solo: not saved, no undo,
+        not in the export). Muted (disabled) mappings stay off. Each solo follows its mapping through
+        edits, deletes, duplicates, moves and their undo; a preset replacing the mappings clears it."""
+        with self._lock:
+            solo = frozenset(self._check_index(self._project.mappings, i, "mapping") for i in indices)
+            if solo == self._mapping_solo:
+                return
+            self._mapping_solo = solo
+        self._push_preview(edit_time=time.monotonic())
 
     def set_mappings(self, mappings: Sequence[MappingSpec | Mapping[str, Any]], *, label: str = "replace mappings") -> None:
         """Replace every mapping (a preset, a paste)."""

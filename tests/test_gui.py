@@ -475,6 +475,7 @@ def test_a_shader_looks_inputs_are_mapping_targets_in_the_editor(window, qtbot):
     row.target.setCurrentIndex(i)
     row.target.activated.emit(i)
     assert session.project.mappings[row.index].target == "shader:tear"
+    qtbot.waitUntil(lambda: row.unit.text() == "" and "shader input" in row.amount.toolTip(), timeout=5_000)
     qtbot.waitUntil(lambda: session.params is not None and "shader:tear" in session.params.names, timeout=30_000)
     qtbot.wait(300)  # meters refresh on the timer: must not raise on shader:NAME
     window.undo_action.trigger()
@@ -588,3 +589,171 @@ def test_look_browser_without_opengl_says_so_and_still_lists_the_looks(window, q
     assert list(browser.items) == [AUTO, *sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))]
     _click_item(qtbot, browser.grid, browser.items["tunnel"])  # choosing still works
     assert window.adapter.session.project.engine.look == "tunnel"
+
+
+# --- the mapping editor: delete / duplicate, offset and units, solo / mute, curve view, undo words ----
+
+def _saw_expectation(analysis, times_s, amount, offset):
+    """beat.saw with no smoothing, linear: amount · (fraction of the way from one beat to the next) +
+    offset, computed here from the analysed beats (not with bridge.mapping)."""
+    beats = np.asarray(analysis.beat_grid.beats_s, dtype=np.float64)
+    pos = np.interp(times_s, beats, np.arange(beats.size, dtype=np.float64))
+    return amount * (pos - np.floor(pos)) + offset
+
+
+def test_mapping_editor_add_edit_solo_mute_and_curve_view_against_the_beats(window, qtbot):
+    from bridge.mapping import PARAMETER_NAMES, PARAMETERS, evaluate_mappings
+    from bridge.project import load_project
+
+    session = window.adapter.session
+    editor = window.mappings
+    editor.stem.setCurrentText("Oscillators (beat / bar)")
+    editor.rebuild()
+    n0 = len(session.project.mappings)
+    qtbot.mouseClick(editor.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(editor.rows) and editor.rows[-1].index == n0, timeout=5_000)
+    row = editor.rows[-1]
+    i = row.source.findData("beat.saw")
+    row.source.setCurrentIndex(i)
+    row.source.activated.emit(i)
+    i = row.target.findText("rotation")
+    row.target.setCurrentIndex(i)
+    row.target.activated.emit(i)
+    row.attack.setValue(0.0)
+    row.release.setValue(0.0)
+    row.amount.setValue(12.0)
+    row.offset.setValue(-3.0)
+    m = session.project.mappings[n0]
+    assert (m.source, m.target, m.amount, m.offset, m.attack_ms, m.release_ms) == ("beat.saw", "rotation", 12.0, -3.0, 0, 0)
+    qtbot.waitUntil(lambda: window.undo_action.text() == "Undo change beat.saw → rotation offset", timeout=5_000)
+    qtbot.waitUntil(lambda: row.unit.text() == "°/frame", timeout=5_000)
+    assert "-30 … 30 °/frame" in row.amount.toolTip()
+
+    # solo: the preview evaluates only this mapping — rotation is the saw, everything else neutral
+    qtbot.mouseClick(row.solo, Qt.MouseButton.LeftButton)
+    assert session.mapping_solo == {n0}
+    analysis, fps = session.analysis, session.project.render.fps_fraction
+    frames = np.arange(int(10 * fps), int(14 * fps))
+    expected = np.clip(_saw_expectation(analysis, frames / float(fps), 12.0, -3.0), -30, 30)
+
+    def params_rows():
+        p = session.params
+        return None if p is None else (p, frames - p.start_frame)
+
+    def soloed() -> bool:
+        got = params_rows()
+        return got is not None and np.allclose(got[0].column("rotation")[got[1]], expected, atol=1e-4)
+
+    qtbot.waitUntil(soloed, timeout=30_000)
+    p, rows = params_rows()
+    for name in PARAMETER_NAMES:
+        if name != "rotation":
+            assert np.allclose(p.column(name)[rows], PARAMETERS[name].neutral), name
+
+    # the curve view: the selected mapping over the seconds around the playhead, updated on edits
+    session.seek(12.0)
+    qtbot.waitUntil(lambda: editor.curve_view.times.size and abs(editor.curve_view.times[0] - 11.0) < 0.05,
+                    timeout=5_000)
+    view = editor.curve_view
+    assert view.times[-1] == pytest.approx(16.0, abs=0.05)
+    assert np.allclose(view.values, np.clip(_saw_expectation(analysis, view.times, 12.0, -3.0), -30, 30), atol=1e-4)
+    row.amount.setValue(6.0)
+    qtbot.waitUntil(lambda: np.allclose(view.values, _saw_expectation(analysis, view.times, 6.0, -3.0), atol=1e-4),
+                    timeout=5_000)
+    assert "beat.saw → rotation (°/frame)" in view.title
+
+    # mute (the saved 'enabled') while soloed: nothing drives rotation
+    qtbot.mouseClick(row.mute, Qt.MouseButton.LeftButton)
+    assert session.project.mappings[n0].enabled is False
+    qtbot.waitUntil(lambda: window.undo_action.text() == "Undo mute mapping beat.saw → rotation", timeout=5_000)
+    qtbot.waitUntil(lambda: params_rows() is not None and np.allclose(
+        params_rows()[0].column("rotation")[params_rows()[1]], 0.0), timeout=30_000)
+    qtbot.mouseClick(row.mute, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(row.solo, Qt.MouseButton.LeftButton)  # unsolo: every enabled mapping again
+    assert session.mapping_solo == frozenset()
+    project = session.project
+    whole = evaluate_mappings(project.mappings, analysis, editor._looks_memo[3], fps=fps,
+                              stem_roles={s.name: s.role for s in project.stems})
+    qtbot.waitUntil(lambda: params_rows() is not None and all(
+        np.allclose(params_rows()[0].column(n)[params_rows()[1]], whole.column(n)[frames], atol=1e-5)
+        for n in PARAMETER_NAMES), timeout=30_000)
+
+    # saved as edited, with no trace of the solo
+    session.save()
+    saved = load_project(session.project_dir)[0]
+    assert saved.mappings == session.project.mappings and saved.mappings[n0].enabled
+
+
+def test_mapping_editor_duplicate_and_delete_with_buttons_and_the_delete_key(window, qtbot):
+    from bridge.project import load_project
+
+    session = window.adapter.session
+    editor = window.mappings
+    editor.stem.setCurrentText("Drums")
+    editor.rebuild()
+    before = list(session.project.mappings)
+    shown = [r.index for r in editor.rows]
+    assert shown, "the demo maps the drums"
+    first = editor.rows[0]
+    words = f"{before[first.index].source} → {before[first.index].target}"
+    qtbot.mouseClick(first.duplicate, Qt.MouseButton.LeftButton)
+    after = session.project.mappings
+    assert after == [*before[:first.index + 1], before[first.index], *before[first.index + 1:]]
+    qtbot.waitUntil(lambda: window.undo_action.text() == f"Undo duplicate mapping {words}", timeout=5_000)
+    assert editor.selected == first.index + 1 and len(editor.rows) == len(shown) + 1
+    # the copy is a mapping of its own: editing it leaves the original as it was
+    copy = next(r for r in editor.rows if r.index == first.index + 1)
+    copy.amount.setValue(0.125)
+    assert session.project.mappings[first.index + 1].amount == 0.125
+    assert session.project.mappings[first.index] == before[first.index]
+    qtbot.waitUntil(lambda: window.undo_action.text() == f"Undo change {words} amount", timeout=5_000)
+
+    # the delete button on the original's row
+    orig = next(r for r in editor.rows if r.index == first.index)
+    qtbot.mouseClick(orig.delete, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.undo_action.text() == f"Undo delete mapping {words}", timeout=5_000)
+    expected = [*before[:first.index], before[first.index].model_copy(update={"amount": 0.125}),
+                *before[first.index + 1:]]
+    assert session.project.mappings == expected
+
+    # the Delete key on a selected row (focus in its curve box; the key reaches the editor)
+    last = editor.rows[-1]
+    qtbot.mouseClick(last.curve, Qt.MouseButton.LeftButton)
+    last.curve.hidePopup()
+    assert editor.selected == last.index
+    gone = last.index
+    qtbot.keyClick(last.curve, Qt.Key.Key_Delete)
+    assert session.project.mappings == [m for j, m in enumerate(expected) if j != gone]
+    session.save()
+    assert load_project(session.project_dir)[0].mappings == session.project.mappings
+
+    for _ in range(4):  # delete, delete, amount, duplicate
+        window.undo_action.trigger()
+    assert session.project.mappings == before
+    qtbot.waitUntil(lambda: [r.index for r in editor.rows] == shown, timeout=5_000)
+
+
+def test_mapping_editor_moves_and_duplicates_with_buttons_and_keys(window, qtbot):
+    session = window.adapter.session
+    editor = window.mappings
+    editor.stem.setCurrentText("Drums")
+    editor.rebuild()
+    before = list(session.project.mappings)
+    first = editor.rows[0].index
+    editor.rows[0].amount.setFocus()
+    qtbot.keyClick(editor.rows[0].amount, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)  # duplicate
+    qtbot.waitUntil(lambda: len(session.project.mappings) == len(before) + 1, timeout=5_000)
+    assert editor.selected == first + 1
+    editor.rows[1].amount.setValue(0.2)  # tell the copy from the original
+    copy = session.project.mappings[first + 1]
+    up = next(r for r in editor.rows if r.index == first + 1)
+    qtbot.mouseClick(up.up, Qt.MouseButton.LeftButton)
+    assert session.project.mappings[first] == copy and session.project.mappings[first + 1] == before[first]
+    assert editor.selected == first and editor.rows[0].amount.value() == 0.2
+    qtbot.waitUntil(lambda: window.undo_action.text().startswith("Undo move mapping"), timeout=5_000)
+    editor.rows[0].amount.setFocus()
+    qtbot.keyClick(editor.rows[0].amount, Qt.Key.Key_Down, Qt.KeyboardModifier.AltModifier)
+    assert session.project.mappings[first + 1] == copy and editor.selected == first + 1
+    for _ in range(4):  # move, move, amount, duplicate
+        window.undo_action.trigger()
+    assert session.project.mappings == before

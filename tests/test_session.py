@@ -143,6 +143,58 @@ def test_coalesced_slider_drag_is_one_undo_step(project_dir):
         assert [e.origin for e in changed].count("edit") == 11
 
 
+def test_mapping_delete_duplicate_solo_and_undo_labels_in_words(project_dir):
+    with Session.open(project_dir, **QUIET) as s:
+        before = s.project
+        m1 = before.mappings[1]
+        words = f"{m1.source} → {m1.target}"
+        s.update_mapping(1, amount=0.3, coalesce=True)
+        s.update_mapping(1, amount=0.4, coalesce=True)
+        assert s.undo_label == f"change {words} amount"
+        s.update_mapping(1, attack_ms=12.0, release_ms=90.0)
+        assert s.undo_label == f"change {words} attack, release"
+        s.update_mapping(1, enabled=False)
+        assert s.undo_label == f"mute mapping {words}"
+        # two mappings with the same words are still two coalescing gestures
+        j = s.duplicate_mapping(1)
+        assert j == 2 and s.undo_label == f"duplicate mapping {words}"
+        assert s.project.mappings[2] == s.project.mappings[1] and len(s.project.mappings) == len(before.mappings) + 1
+        s.update_mapping(1, amount=0.5, coalesce=True)
+        s.update_mapping(2, amount=0.6, coalesce=True)
+        assert s.undo() and s.project.mappings[1].amount == 0.5 and s.project.mappings[2].amount == 0.4
+        assert s.redo()
+        # a solo follows its mapping through a delete and a duplicate; it is not saved
+        s.set_mapping_solo([3])
+        soloed = s.project.mappings[3]
+        s.remove_mapping(0)
+        assert s.undo_label == f"delete mapping {before.mappings[0].source} → {before.mappings[0].target}"
+        assert s.mapping_solo == {2} and s.project.mappings[2] == soloed
+        s.duplicate_mapping(0)
+        assert s.mapping_solo == {3} and s.project.mappings[3] == soloed
+        s.save()
+        assert load_project(project_dir)[0] == s.project  # no trace of the solo in the file
+        s.move_mapping(3, 0)  # the soloed one to the top
+        assert s.project.mappings[0] == soloed and s.mapping_solo == {0}
+        assert s.undo_label == f"move mapping {soloed.source} → {soloed.target} up"
+        s.move_mapping(0, 3)
+        assert s.project.mappings[3] == soloed and s.mapping_solo == {3}
+        s.update_mapping(3, amount=0.75)  # edited in place: still soloed
+        assert s.mapping_solo == {3}
+        for k in (3, 0, 3, 2, 3):  # undo the edit, the two moves, the duplicate, the delete
+            s.undo()
+            assert s.project.mappings[k].source == soloed.source and s.mapping_solo == {k}
+        s.set_mappings([{**m.model_dump(), "amount": 0.01} for m in s.project.mappings])  # a preset
+        assert s.mapping_solo == frozenset()
+        s.undo()
+        with pytest.raises(ProjectError, match="index 99"):
+            s.set_mapping_solo([99])
+        with pytest.raises(ProjectError, match="index 99"):
+            s.duplicate_mapping(99)
+        while s.undo():
+            pass
+        assert s.project == before
+
+
 def test_autosave_is_debounced_atomic_and_bounded(project_dir):
     path = project_dir / "stembridge.json"
     with Session.open(project_dir, analyse=False, preview=False, watch=False,

@@ -22,17 +22,19 @@ class VisualParameter:
     #: running sum from the song's first frame (a position that only moves when driven: a hit
     #: steps it forward and it stays there, so the picture moves on the hit and not after it).
     integrated: bool = False
+    #: The unit of its values (and so of a mapping's amount, offset and range): what the editor shows.
+    unit: str = ""
 
 
 PARAMETERS: dict[str, VisualParameter] = {
     p.name: p
     for p in (
         VisualParameter("zoom", 0.0, -0.5, 0.5,
-                        "feedback zoom per frame, as a fraction: 0.02 = previous frame scaled by 1.02"),
-        VisualParameter("rotation", 0.0, -30.0, 30.0, "feedback rotation per frame, degrees"),
-        VisualParameter("translate_x", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of width"),
-        VisualParameter("translate_y", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of height"),
-        VisualParameter("hue", 0.0, -10.0, 10.0, "palette hue rotation in turns (wraps; 0.5 = opposite colour)"),
+                        "feedback zoom per frame, as a fraction: 0.02 = previous frame scaled by 1.02", unit="size/frame"),
+        VisualParameter("rotation", 0.0, -30.0, 30.0, "feedback rotation per frame, degrees", unit="°/frame"),
+        VisualParameter("translate_x", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of width", unit="width/frame"),
+        VisualParameter("translate_y", 0.0, -0.25, 0.25, "feedback shift per frame, fraction of height", unit="height/frame"),
+        VisualParameter("hue", 0.0, -10.0, 10.0, "palette hue rotation in turns (wraps; 0.5 = opposite colour)", unit="turns"),
         VisualParameter("saturation", 0.0, -1.0, 1.0, "added to the base saturation (0.75)"),
         VisualParameter("brightness", 0.0, -1.0, 1.0, "added to the base brightness (1.0 = unchanged)"),
         VisualParameter("flash", 0.0, 0.0, 1.0, "white flash amount (kicks, hits)"),
@@ -46,7 +48,7 @@ PARAMETERS: dict[str, VisualParameter] = {
                         "blend toward the next section's prompt (diffusion engines); procedural: palette blend"),
         VisualParameter("travel", 0.0, 0.0, 0.5,
                         "forward travel through the pattern per frame, in turns (integrated: the column is "
-                        "the position reached; a hit steps it and it stays)", integrated=True),
+                        "the position reached; a hit steps it and it stays)", integrated=True, unit="turns/frame"),
     )
 }
 
@@ -57,6 +59,13 @@ PARAMETER_NAMES: tuple[str, ...] = tuple(PARAMETERS)
 #: engine clamps the sum to the input's MIN/MAX. Other engines ignore them.
 SHADER_TARGET_PREFIX = "shader:"
 _SHADER_INPUT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def unit_of(target: str) -> str:
+    """The unit of a mapping target's values ("°/frame" for rotation, "turns" for hue); "" for a
+    0..1 level, a ``shader:NAME`` input (its own scale) or an unknown name."""
+    p = PARAMETERS.get(target)
+    return p.unit if p is not None else ""
 
 
 def is_shader_target(target: str) -> bool:

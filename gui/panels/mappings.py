@@ -1,13 +1,20 @@
-"""Mapping editor: per stem, each mapping as one row — source feature → target parameter, amount,
-curve, attack/release, range (clamp) — with a live meter of the target parameter at the playhead,
-and the mapping presets. Every change is a Session command (slider drags coalesce into one undo step).
+"""Mapping editor: per stem, each mapping as one row — mute, solo, source feature → target parameter,
+amount and offset (in the target's unit, shown beside them), curve, attack/release, range (clamp), duplicate, delete — with
+a live meter of the target parameter at the playhead, a plot of the selected mapping's output over
+the seconds around the playhead, and the mapping presets. Every change is a Session command (slider
+drags coalesce into one undo step); solo is monitoring (Session.set_mapping_solo: the preview
+evaluates only the soloed mappings; not saved). Keys: Delete removes the selected mapping, Ctrl+D
+duplicates it, Alt+Up/Down move it.
 """
 
 from __future__ import annotations
 
+from math import ceil, floor
+
 import numpy as np
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QColor, QKeySequence, QPainter, QPen, QPolygonF, QShortcut
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
@@ -16,18 +23,23 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS
+from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS, unit_of
 from gui.session_adapter import SessionAdapter
 
 FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets")
 OSC_FEATURES = ("sin", "saw", "square", "tri", "pulse")
 CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
-HEADERS = ("on", "source", "", "target", "amount", "curve", "attack", "release", "range min", "range max", "value")
+HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
+           "range min", "range max", "value", "", "", "", "")
+#: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
+CURVE_BEFORE_S = 1.0
+CURVE_SPAN_S = 5.0
 
 
 def _spin(lo: float, hi: float, step: float, decimals: int, suffix: str = "") -> QDoubleSpinBox:
@@ -37,7 +49,25 @@ def _spin(lo: float, hi: float, step: float, decimals: int, suffix: str = "") ->
     s.setDecimals(decimals)
     s.setSuffix(suffix)
     s.setKeyboardTracking(False)
+    s.setMaximumWidth(96)  # a row of sixteen columns fits a 1280-px window
     return s
+
+
+def _tool(text: str, tip: str, *, checkable: bool = False) -> QToolButton:
+    b = QToolButton()
+    b.setText(text)
+    b.setToolTip(tip)
+    b.setCheckable(checkable)
+    b.setAutoRaise(True)
+    return b
+
+
+def _target_tip(target: str) -> str:
+    spec = PARAMETERS.get(target)
+    if spec is None:
+        return f"{target}: added to the shader input's default (in the input's own scale)"
+    unit = f" {spec.unit}" if spec.unit else ""
+    return f"{target}: {spec.doc}. Range {spec.minimum:g} … {spec.maximum:g}{unit}."
 
 
 class MappingRow:
@@ -45,39 +75,64 @@ class MappingRow:
 
     def __init__(self, editor: MappingEditor, index: int, grid: QGridLayout, r: int) -> None:
         self.editor, self.index = editor, index
-        self.enabled = QCheckBox()
+        self.marker = QLabel("")
+        self.marker.setFixedWidth(12)
+        self.mute = _tool("M", "Mute this mapping (saved: the mapping's 'enabled' is off)", checkable=True)
+        self.solo = _tool("S", "Solo: the preview shows only the soloed mappings (monitoring, not saved)",
+                          checkable=True)
         self.source = QComboBox()
         self.target = QComboBox()
         self.target.addItems(editor.current_targets)
         self.amount = _spin(-100, 100, 0.05, 3)
+        self.offset = _spin(-100, 100, 0.05, 3)
+        self.unit = QLabel("")  # the unit of amount, offset and range: the target's
         self.curve = QComboBox()
         self.curve.addItems(CURVES)
         self.attack = _spin(0, 10000, 5, 0, " ms")
         self.release = _spin(0, 10000, 10, 0, " ms")
         self.lo = _spin(-1000, 1000, 0.05, 2)
         self.hi = _spin(-1000, 1000, 0.05, 2)
+        for w in (self.lo, self.hi, self.attack, self.release):
+            w.setMaximumWidth(80)
         self.lo.setSpecialValueText("—")
         self.hi.setSpecialValueText("—")
         self.meter = QProgressBar()
         self.meter.setRange(0, 1000)
         self.meter.setTextVisible(False)
         self.meter.setMaximumHeight(10)
-        self.meter.setMinimumWidth(60)
-        self.widgets = (self.enabled, self.source, QLabel("→"), self.target, self.amount, self.curve,
-                        self.attack, self.release, self.lo, self.hi, self.meter)
+        self.meter.setMinimumWidth(40)
+        self.up = _tool("▲", "Move up (Alt+Up)")
+        self.down = _tool("▼", "Move down (Alt+Down)")
+        for b in (self.up, self.down, self.mute, self.solo):
+            on = {"M": "#d9534f", "S": "#e8c547"}.get(b.text(), "#3ddc97")  # mute red, solo yellow
+            b.setStyleSheet("QToolButton { padding: 3px 5px; }"
+                            f"QToolButton:checked {{ background: {on}; color: #111; }}")
+        self.duplicate = _tool("Dup", "Duplicate this mapping (Ctrl+D)")
+        self.delete = _tool("✕", "Delete this mapping (Delete)")
+        self.widgets = (self.marker, self.mute, self.solo, self.source, QLabel("→"), self.target, self.amount,
+                        self.offset, self.unit, self.curve, self.attack, self.release, self.lo, self.hi, self.meter,
+                        self.up, self.down, self.duplicate, self.delete)
         for c, w in enumerate(self.widgets):
             grid.addWidget(w, r, c)
-        self.enabled.toggled.connect(lambda v: self._set(enabled=v))
+            w.installEventFilter(editor.selector)
+        self.mute.toggled.connect(lambda v: self._set(enabled=not v))
+        self.solo.toggled.connect(lambda v: editor.set_solo(self.index, v))
         self.source.activated.connect(lambda i: self._set(source=self.source.itemData(i)))
         self.target.activated.connect(lambda i: self._set(target=self.target.itemText(i)))
         self.amount.valueChanged.connect(lambda v: self._set(coalesce=True, amount=v))
+        self.offset.valueChanged.connect(lambda v: self._set(coalesce=True, offset=v))
         self.curve.activated.connect(lambda i: self._set(curve=self.curve.itemText(i)))
         self.attack.valueChanged.connect(lambda v: self._set(coalesce=True, attack_ms=v))
         self.release.valueChanged.connect(lambda v: self._set(coalesce=True, release_ms=v))
         self.lo.valueChanged.connect(self._clamp_changed)
         self.hi.valueChanged.connect(self._clamp_changed)
+        self.up.clicked.connect(lambda: editor.move_mapping(self.index, -1))
+        self.down.clicked.connect(lambda: editor.move_mapping(self.index, +1))
+        self.duplicate.clicked.connect(lambda: editor.duplicate_mapping(self.index))
+        self.delete.clicked.connect(lambda: editor.delete_mapping(self.index))
 
     def _set(self, *, coalesce: bool = False, **changes) -> None:
+        self.editor.select(self.index)
         self.editor.adapter.command("update_mapping", self.index, coalesce=coalesce, **changes)
 
     def _clamp_changed(self) -> None:
@@ -87,10 +142,14 @@ class MappingRow:
         elif lo <= hi:
             self._set(coalesce=True, clamp=(lo, hi))
 
-    def show(self, mapping, source_items: list[tuple[str, str]]) -> None:
+    def set_selected(self, on: bool) -> None:
+        self.marker.setText("▶" if on else "")
+
+    def show(self, mapping, source_items: list[tuple[str, str]], soloed: bool) -> None:
         for w in self.widgets:
             w.blockSignals(True)
-        self.enabled.setChecked(mapping.enabled)
+        self.mute.setChecked(not mapping.enabled)
+        self.solo.setChecked(soloed)
         self.source.clear()
         for label, value in source_items:
             self.source.addItem(label, value)
@@ -102,7 +161,16 @@ class MappingRow:
         if self.target.findText(mapping.target) < 0:  # e.g. shader:NAME of another look
             self.target.addItem(mapping.target)
         self.target.setCurrentText(mapping.target)
+        tip = _target_tip(mapping.target)
+        self.unit.setText(unit_of(mapping.target))
+        self.unit.setToolTip(tip)
+        for w in (self.lo, self.hi):
+            w.setToolTip(f"The mapping's output is kept in this range (— = none). {tip}")
+        self.amount.setToolTip(f"Amount: the output at full source level. {tip}")
+        self.offset.setToolTip(f"Offset: added to the output (amount × curve + offset). {tip}")
+        self.target.setToolTip(tip)
         self.amount.setValue(mapping.amount)
+        self.offset.setValue(mapping.offset)
         self.curve.setCurrentText(mapping.curve)
         self.attack.setValue(mapping.attack_ms)
         self.release.setValue(mapping.release_ms)
@@ -116,11 +184,79 @@ class MappingRow:
             w.blockSignals(False)
 
 
+class _RowSelector(QObject):
+    """Clicking or focusing any widget of a row selects its mapping (for the curve view and Delete)."""
+
+    def __init__(self, editor: MappingEditor) -> None:
+        super().__init__(editor)
+        self.editor = editor
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt)
+        if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.FocusIn):
+            for row in self.editor.rows:
+                if obj in row.widgets:
+                    self.editor.select(row.index)
+                    break
+        return False
+
+
+class MappingCurve(QWidget):
+    """The selected mapping's output (its target column, evaluated with that mapping alone) over
+    ``times`` (seconds): a QPainter plot with the playhead as a vertical line."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(90)
+        self.times = np.zeros(0)
+        self.values = np.zeros(0)
+        self.title = "Select a mapping to see its curve"
+        self.playhead_s = 0.0
+        self.muted = False
+
+    def set_curve(self, times: np.ndarray, values: np.ndarray, title: str, *, muted: bool = False) -> None:
+        self.times, self.values, self.title, self.muted = times, values, title, muted
+        self.update()
+
+    def clear(self, title: str) -> None:
+        self.set_curve(np.zeros(0), np.zeros(0), title)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h = self.width(), self.height()
+        p.fillRect(0, 0, w, h, QColor(18, 20, 26))
+        p.setPen(QColor(170, 175, 185))
+        p.drawText(6, 14, self.title)
+        if self.times.size < 2:
+            return
+        top, bottom = 20.0, h - 6.0
+        t0, t1 = float(self.times[0]), float(self.times[-1])
+        lo, hi = float(np.min(self.values)), float(np.max(self.values))
+        if hi - lo < 1e-9:
+            lo, hi = lo - 0.5, hi + 0.5
+        x = (self.times - t0) / ((t1 - t0) or 1.0) * (w - 1)
+        y = bottom - (self.values - lo) / (hi - lo) * (bottom - top)
+        p.setPen(QColor(90, 95, 105))
+        span = f"{lo:.3g} … {hi:.3g}"
+        p.drawText(w - 6 - p.fontMetrics().horizontalAdvance(span), 14, span)
+        colour = QColor(120, 120, 120) if self.muted else QColor(90, 200, 255)
+        p.setPen(QPen(colour, 1.5))
+        p.drawPolyline(QPolygonF([QPointF(a, b) for a, b in zip(x.tolist(), y.tolist(), strict=True)]))
+        if t0 <= self.playhead_s <= t1:
+            px = (self.playhead_s - t0) / ((t1 - t0) or 1.0) * (w - 1)
+            p.setPen(QPen(QColor(255, 200, 80), 1.0))
+            p.drawLine(QPointF(px, top), QPointF(px, bottom))
+
+
 class MappingEditor(QWidget):
     def __init__(self, adapter: SessionAdapter, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.adapter = adapter
         self.rows: list[MappingRow] = []
+        self.selected: int | None = None  # index into project.mappings
+        self.selector = _RowSelector(self)
+        self._curve_key: tuple | None = None  # what the curve view shows (mapping, window)
+        self._looks_memo: tuple | None = None
         self.current_targets: list[str] = list(PARAMETER_NAMES)
         col = QVBoxLayout(self)
         col.setContentsMargins(8, 8, 8, 8)
@@ -143,8 +279,15 @@ class MappingEditor(QWidget):
         self.area.setWidgetResizable(True)
         self.area.setFrameShape(QScrollArea.Shape.NoFrame)
         col.addWidget(self.area, 1)
+        self.curve_view = MappingCurve()
+        col.addWidget(self.curve_view)
         self._structure: tuple | None = None
+        for keys, slot in (("Ctrl+D", self.duplicate_mapping), ("Alt+Up", lambda: self.move_mapping(None, -1)),
+                           ("Alt+Down", lambda: self.move_mapping(None, 1))):
+            QShortcut(QKeySequence(keys), self, context=Qt.ShortcutContext.WidgetWithChildrenShortcut,
+                      activated=slot)
         adapter.projectChanged.connect(self.on_project_changed)
+        adapter.analysisChanged.connect(self.refresh_curve)
         adapter.tick.connect(self.on_tick)
 
     # -- structure ----------------------------------------------------------------------------
@@ -183,6 +326,7 @@ class MappingEditor(QWidget):
             if current in names:
                 self.stem.setCurrentText(current)
         self.rebuild(force=False)
+        self.refresh_curve()
 
     @property
     def targets(self) -> list[str]:
@@ -213,20 +357,137 @@ class MappingEditor(QWidget):
                 grid.addWidget(lab, 0, c)
             self.current_targets = self.targets  # read the look once per rebuild, not per row
             self.rows = [MappingRow(self, i, grid, r + 1) for r, i in enumerate(indices)]
+            if self.selected not in indices:
+                self.selected = indices[0] if indices else None
             if not indices:
                 grid.addWidget(QLabel("No mappings from this stem yet: “+ Mapping” adds one."), 1, 0, 1, len(HEADERS))
             grid.setRowStretch(len(indices) + 2, 1)
-            grid.setColumnStretch(len(HEADERS) - 1, 1)
+            grid.setColumnStretch(HEADERS.index("value"), 1)
             self.area.setWidget(body)
         items = self._source_items()
+        solo = s.mapping_solo
         for row in self.rows:
-            row.show(s.project.mappings[row.index], items)
+            row.show(s.project.mappings[row.index], items, row.index in solo)
+            row.set_selected(row.index == self.selected)
+        self.refresh_curve()
 
     # -- actions ------------------------------------------------------------------------------
     def add_mapping(self) -> None:
         stem = self.stem.currentText()
         source = "beat.sin" if stem == OSCILLATORS else f"{stem}.rms"
         self.adapter.command("add_mapping", source, "pulse", amount=0.5)
+
+    def select(self, index: int | None) -> None:
+        if index == self.selected:
+            return
+        self.selected = index
+        for row in self.rows:
+            row.set_selected(row.index == index)
+        self.refresh_curve()
+
+    def delete_mapping(self, index: int | None = None) -> None:
+        """Delete a mapping (the selected one by default); the row that takes its place is selected."""
+        index = self.selected if index is None else index
+        if index is None:
+            return
+        shown = [r.index for r in self.rows]
+        pos = shown.index(index) if index in shown else 0
+        self.selected = None
+        self.adapter.command("remove_mapping", index)
+        self.rebuild(force=False)
+        if self.rows:
+            self.select(self.rows[min(pos, len(self.rows) - 1)].index)
+
+    def duplicate_mapping(self, index: int | None = None) -> None:
+        """Duplicate a mapping (the selected one by default) and select the copy."""
+        index = self.selected if index is None else index
+        if index is None:
+            return
+        copy = self.adapter.command("duplicate_mapping", index)
+        self.rebuild(force=False)
+        if copy is not None:
+            self.select(copy)
+
+    def move_mapping(self, index: int | None, step: int) -> None:
+        """Move a mapping (the selected one by default) one row up (step −1) or down among this
+        stem's rows: to the project position of the row it passes."""
+        index = self.selected if index is None else index
+        shown = [r.index for r in self.rows]
+        if index not in shown:
+            return
+        pos = shown.index(index) + step
+        if not 0 <= pos < len(shown):
+            return
+        to = shown[pos]
+        self.adapter.command("move_mapping", index, to)
+        self.selected = to
+        self.rebuild(force=False)
+
+    def set_solo(self, index: int, on: bool) -> None:
+        s = self.adapter.session
+        if s is None:
+            return
+        solo = set(s.mapping_solo)
+        solo = solo | {index} if on else solo - {index}
+        self.adapter.command("set_mapping_solo", sorted(solo))
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt)
+        """Delete/Backspace delete the selected mapping (when the focus is not in a spin box's text:
+        keys it does not use reach the editor)."""
+        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.selected is not None:
+            self.delete_mapping()
+        else:
+            super().keyPressEvent(event)
+
+    # -- curve view ---------------------------------------------------------------------------
+    def curve_window(self, playhead_s: float, duration_s: float) -> tuple[float, float]:
+        t0 = max(0.0, min(playhead_s - CURVE_BEFORE_S, duration_s - CURVE_SPAN_S))
+        return t0, min(duration_s, t0 + CURVE_SPAN_S)
+
+    def refresh_curve(self, *, force: bool = False) -> None:
+        """Evaluate the selected mapping alone (bridge.mapping.evaluate_mappings) over the curve
+        window around the playhead; the view is redrawn when the mapping or the window changed."""
+        s = self.adapter.session
+        view = self.curve_view
+        if s is None or self.selected is None or self.selected >= len(s.project.mappings):
+            self._curve_key = None
+            view.clear("Select a mapping to see its curve")
+            return
+        analysis = s.analysis
+        m = s.project.mappings[self.selected]
+        if analysis is None:
+            self._curve_key = None
+            view.clear(f"{m.source} → {m.target}: waiting for the analysis")
+            return
+        project = s.project
+        fps = project.render.fps_fraction
+        t0, t1 = self.curve_window(s.transport().position_seconds, analysis.duration_seconds)
+        start = int(floor(t0 * fps))
+        n = max(2, int(ceil(t1 * fps)) - start)
+        key = (m, start, n, fps, id(analysis), project.stems)
+        if key == self._curve_key and not force:
+            return
+        self._curve_key = key
+        from bridge.errors import BridgeError
+        from bridge.export.render import section_looks
+        from bridge.mapping import evaluate_mappings
+
+        memo = self._looks_memo
+        if memo is None or memo[0] is not analysis or memo[1] != project.sections or memo[2] != project.engine.seed:
+            memo = self._looks_memo = (analysis, project.sections, project.engine.seed,
+                                       section_looks(project, analysis))
+        try:
+            params = evaluate_mappings([m.model_copy(update={"enabled": True})], analysis, memo[3], fps=fps,
+                                       start_frame=start, n_frames=n,
+                                       stem_roles={st.name: st.role for st in project.stems})
+        except BridgeError as e:
+            view.clear(f"{m.source} → {m.target}: {e}")
+            return
+        times = (start + np.arange(n)) / float(fps)
+        unit = unit_of(m.target)
+        title = (f"{m.source} → {m.target}{f' ({unit})' if unit else ''}"
+                 f"{'  — muted' if not m.enabled else ''}   {times[0]:.1f}–{times[-1]:.1f} s")
+        view.set_curve(times, params.column(m.target).astype(np.float64), title, muted=not m.enabled)
 
     def apply_preset(self, i: int) -> None:
         if i <= 0 or self.adapter.session is None:
@@ -236,13 +497,26 @@ class MappingEditor(QWidget):
         name = self.preset.itemText(i)
         self.preset.setCurrentIndex(0)
         self.adapter.command("set_mappings", PRESETS[name](self.adapter.session.project.stems),
-                             label=f"preset {name}")
+                             label=f"apply preset {name}")
 
     # -- live meters --------------------------------------------------------------------------
     def on_tick(self, state) -> None:
         s = self.adapter.session
         if s is None or not self.rows or not self.isVisible():
             return
+        self.curve_view.playhead_s = state.position_seconds
+        solo = s.mapping_solo  # a solo is not a project change: follow one made elsewhere
+        for row in self.rows:
+            if row.solo.isChecked() != (row.index in solo):
+                row.solo.blockSignals(True)
+                row.solo.setChecked(row.index in solo)
+                row.solo.blockSignals(False)
+        if self._curve_key is not None and s.analysis is not None:
+            t0, t1 = self.curve_window(state.position_seconds, s.analysis.duration_seconds)
+            _, start, n, fps, _, _ = self._curve_key
+            if abs(start - int(floor(t0 * fps))) > fps // 2:  # the playhead moved on: follow it
+                self.refresh_curve()
+        self.curve_view.update()
         params = s.params
         if params is None or len(params) == 0:
             return
