@@ -757,3 +757,25 @@ def test_mapping_editor_moves_and_duplicates_with_buttons_and_keys(window, qtbot
     for _ in range(4):  # move, move, amount, duplicate
         window.undo_action.trigger()
     assert session.project.mappings == before
+
+
+def test_the_mix_is_a_source_in_the_mapping_editor(window, qtbot):
+    """The default preset moves the picture by the mix's hits (mix.onset → travel): the editor
+    lists the mix beside the stems, shows that mapping there, and adds mappings from the mix."""
+    from gui.panels.mappings import MIX_ENTRY
+
+    session = window.adapter.session
+    editor = window.mappings
+    names = [editor.stem.itemText(i) for i in range(editor.stem.count())]
+    assert MIX_ENTRY in names
+    editor.stem.setCurrentText(MIX_ENTRY)
+    editor.rebuild()
+    shown = [session.project.mappings[r.index] for r in editor.rows]
+    assert any(m.source == "mix.onset" and m.target == "travel" for m in shown)
+    before = len(session.project.mappings)
+    editor.add_mapping()
+    assert len(session.project.mappings) == before + 1
+    assert session.project.mappings[-1].source == "mix.rms"
+    qtbot.waitUntil(lambda: "mix.rms" in window.undo_action.text(), timeout=5_000)  # the menu follows
+    window.undo_action.trigger()
+    assert len(session.project.mappings) == before

@@ -29,12 +29,15 @@ from PySide6.QtWidgets import (
 )
 
 from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS, unit_of
+from bridge.mapping.sources import MIX
 from gui.session_adapter import SessionAdapter
 
 FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets")
 OSC_FEATURES = ("sin", "saw", "square", "tri", "pulse")
 CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
+#: The stem picker's entry for the mix as heard (mapping sources ``mix.FEATURE``).
+MIX_ENTRY = "Mix (all stems, as heard)"
 HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
            "range min", "range max", "value", "", "", "", "")
 #: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
@@ -293,7 +296,16 @@ class MappingEditor(QWidget):
     # -- structure ----------------------------------------------------------------------------
     def _stem_names(self) -> list[str]:
         s = self.adapter.session
-        return [st.name for st in s.project.stems] + [OSCILLATORS] if s else []
+        if not s:
+            return []
+        names = [st.name for st in s.project.stems]
+        mix = [] if any(n.casefold() == MIX for n in names) else [MIX_ENTRY]
+        return names + mix + [OSCILLATORS]
+
+    def _prefix(self) -> str:
+        """The source prefix of the picked entry: a stem's name, or ``mix``."""
+        stem = self.stem.currentText()
+        return MIX if stem == MIX_ENTRY else stem
 
     def _indices(self) -> list[int]:
         s = self.adapter.session
@@ -302,13 +314,14 @@ class MappingEditor(QWidget):
         stem = self.stem.currentText()
         if stem == OSCILLATORS:
             return [i for i, m in enumerate(s.project.mappings) if m.source.split(".")[0] in ("beat", "bar")]
-        return [i for i, m in enumerate(s.project.mappings) if m.source.split(".")[0] == stem]
+        prefix = self._prefix()
+        return [i for i, m in enumerate(s.project.mappings) if m.source.split(".")[0] == prefix]
 
     def _source_items(self) -> list[tuple[str, str]]:
         stem = self.stem.currentText()
         if stem == OSCILLATORS:
             return [(f"{c}.{f}", f"{c}.{f}") for c in ("beat", "bar") for f in OSC_FEATURES]
-        return [(f, f"{stem}.{f}") for f in FEATURES]
+        return [(f, f"{self._prefix()}.{f}") for f in FEATURES]
 
     def on_project_changed(self, event) -> None:
         s = self.adapter.session
@@ -374,7 +387,7 @@ class MappingEditor(QWidget):
     # -- actions ------------------------------------------------------------------------------
     def add_mapping(self) -> None:
         stem = self.stem.currentText()
-        source = "beat.sin" if stem == OSCILLATORS else f"{stem}.rms"
+        source = "beat.sin" if stem == OSCILLATORS else f"{self._prefix()}.rms"
         self.adapter.command("add_mapping", source, "pulse", amount=0.5)
 
     def select(self, index: int | None) -> None:
