@@ -18,7 +18,13 @@ from conftest import jack_server as _jack_server
 from bridge.errors import TransportError
 from bridge.transport.clock import TransportClock
 from bridge.transport.midi_clock import MidiClockParser
-from bridge.transport.midi_io import MidiCallback, MidiInput, MidiOutput, list_midi_ports
+from bridge.transport.midi_io import (
+    MidiCallback,
+    MidiInput,
+    MidiOutput,
+    jack_cycle_seconds,
+    list_midi_ports,
+)
 from bridge.transport.mtc import (
     MtcParser,
     full_frame_message,
@@ -126,6 +132,70 @@ def test_midi_clock_with_spp_and_continue_over_jack(jack_server):
     truth_beats = 16.0 + (now - t_first) * tempo_bpm / 60.0
     # JACK delivers once per 5.3 ms period with up to two periods of latency: 20 ms
     assert state.position_beats == pytest.approx(truth_beats, abs=0.04)
+
+
+def test_midi_clock_has_no_constant_lag_over_jack(jack_server):
+    """Issue 17: the position lagged by a constant −1.4…−2.7 ms over JACK. rtmidi stamps a JACK
+    message with the process cycle that delivers it, and a message sent between cycles waits for
+    the next one: stamps were late by half a period on average. Clocks are sent at known
+    instants (120 BPM with 1 ms of random timing jitter); each tick's stamp as the parser smoothed
+    it must match the sender's clock line: |median| ≤ 0.5 ms, p99 ≤ 2 ms."""
+    period = jack_cycle_seconds()
+    assert period == pytest.approx(256 / 48000)  # the fixture's server: -p 256 -r 48000
+    tick_s = 60.0 / (24 * 120.0)
+    rng = np.random.default_rng(17)
+    rec = _Recorder(MidiClockParser())
+    stamps: list[float] = []
+    orig_feed = rec.feed
+
+    def feed(message, timestamp_s):
+        state = orig_feed(message, timestamp_s)
+        if bytes(message) == b"\xf8":
+            stamps.append(rec.parser.state.received_at)  # the smoothed time of this tick
+        return state
+
+    rec.feed = feed
+    n_ticks = 240  # 10 beats, 5 s
+    with MidiOutput(api="jack", virtual_name="daw-clock-lag") as out:
+        with MidiInput("daw-clock-lag", rec, TransportClock(), api="jack") as inp:
+            assert inp.callback.offset_s == pytest.approx(-period / 2)
+            time.sleep(0.1)
+            out.send([0xFA])
+            t_start = time.monotonic() + 0.02
+            sent = []
+            for k in range(n_ticks):
+                _wait_until(t_start + k * tick_s + rng.uniform(-1e-3, 1e-3))
+                out.send([0xF8])
+                sent.append(time.monotonic())  # the known instant it went out
+            _wait_for(lambda: inp.callback.messages >= n_ticks + 1)
+    _skip_if_lost(inp.callback.messages, n_ticks + 1)
+    fed = [t for m, t in rec.fed if m == b"\xf8"]
+    jitter_ms = _link_jitter_ms(fed, sent)
+    if jitter_ms > 2.5:
+        pytest.skip(f"JACK delivered the clocks with {jitter_ms:.1f} ms RMS jitter (machine overloaded)")
+    k = np.arange(n_ticks)
+    slope, intercept = np.polyfit(k, sent, 1)  # the sender's clock: its ticks without the jitter
+    err_ms = 1000 * (np.asarray(stamps) - (intercept + slope * k))[96:]  # after four beats of lock-in
+    assert abs(np.median(err_ms)) <= 0.5, f"median {np.median(err_ms):+.2f} ms"
+    # the spread is judged only when JACK itself delivered every clock within its cycle (under load
+    # the dummy backend runs late by whole periods, which no receiver can undo)
+    # and only when the sender kept its own schedule (±1 ms as asked; a sleep that overslept by
+    # many milliseconds on a loaded machine is a tempo wobble the loop rightly follows)
+    late_ms = 1000 * (np.asarray(fed) - np.asarray(sent) - period)
+    off_schedule_ms = 1000 * np.abs(np.asarray(sent) - (intercept + slope * k))
+    if np.percentile(late_ms, 99) <= 0.5 and off_schedule_ms.max() <= 1.5:
+        assert np.percentile(np.abs(err_ms), 99) <= 2.0, f"p99 {np.percentile(np.abs(err_ms), 99):.2f} ms"
+
+
+def test_stamp_offset_is_added_to_every_stamp():
+    now = [10.0]
+    cb = MidiCallback(MidiClockParser(), TransportClock(), offset_s=-0.002, time_fn=lambda: now[0])
+    seen = []
+    cb.parser = type("P", (), {"feed": lambda self, m, t: seen.append(t)})()
+    cb(([0xF8], 0.0))
+    now[0] = 10.03
+    cb(([0xF8], 0.02))
+    assert seen == [pytest.approx(9.998), pytest.approx(10.018)]
 
 
 def test_mtc_quarter_frames_and_full_frame_over_jack(jack_server):

@@ -457,7 +457,7 @@ class TransportClock:
         max_elapsed = self._max_extra.get(s.source)
         if max_elapsed is not None and elapsed > max_elapsed:
             elapsed = max_elapsed  # hold (the latency offset still applies on top)
-        return True, elapsed + self._latency_s
+        return True, (elapsed + self._latency_s) * s.clock_ratio
 
     @staticmethod
     def _seconds_at(s: TransportState, tmap: TempoMap) -> float:

@@ -164,13 +164,47 @@ def _open_port(kind: str, port: str | int, api: str | None, client_name: str) ->
     return client, api_id, name
 
 
+def jack_cycle_seconds(client_name: str = "stembridge-probe") -> float | None:
+    """The running JACK server's period (buffer size / sample rate, seconds), or None.
+
+    Asked through libjack directly (ctypes; rtmidi does not expose its client): a short-lived
+    client that never starts a server.
+    """
+    import ctypes
+    import ctypes.util
+
+    lib_name = ctypes.util.find_library("jack") or "libjack.so.0"
+    try:
+        jack = ctypes.CDLL(lib_name)
+    except OSError:
+        return None
+    jack.jack_client_open.restype = ctypes.c_void_p
+    jack.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+    jack.jack_get_buffer_size.restype = ctypes.c_uint32
+    jack.jack_get_buffer_size.argtypes = [ctypes.c_void_p]
+    jack.jack_get_sample_rate.restype = ctypes.c_uint32
+    jack.jack_get_sample_rate.argtypes = [ctypes.c_void_p]
+    jack.jack_client_close.argtypes = [ctypes.c_void_p]
+    status = ctypes.c_int(0)
+    jack_no_start_server = 0x01
+    client = jack.jack_client_open(client_name.encode(), jack_no_start_server, ctypes.byref(status))
+    if not client:
+        return None
+    try:
+        frames, rate = jack.jack_get_buffer_size(client), jack.jack_get_sample_rate(client)
+    finally:
+        jack.jack_client_close(client)
+    return frames / rate if frames and rate else None
+
+
 class MidiCallback:
     """rtmidi's input callback: driver deltas → monotonic timestamps → parser → clock.
 
     Kept apart from the port so it can be tested without one. ``max_lag_s``: the accumulated
     driver time may trail the callback's monotonic time by at most this much (a stalled Python
     thread delivers late, with correct deltas); beyond it (driver clock drift) it is re-anchored.
-    It never runs ahead of the callback time. Nothing raised inside escapes (a malformed message
+    It never runs ahead of the callback time. ``offset_s`` is added to every stamp (see
+    :class:`MidiInput`'s ``stamp_offset_s``). Nothing raised inside escapes (a malformed message
     must not kill the MIDI thread): ``errors`` counts it and ``last_error`` says what it was.
     """
 
@@ -181,12 +215,14 @@ class MidiCallback:
         *,
         on_state: Callable[[TransportState], None] | None = None,
         max_lag_s: float = 0.5,
+        offset_s: float = 0.0,
         time_fn: Callable[[], float] = time.monotonic,
     ) -> None:
         self.parser = parser
         self.clock = clock
         self.on_state = on_state
         self.max_lag_s = max_lag_s
+        self.offset_s = float(offset_s)
         self._time_fn = time_fn
         self._t: float | None = None
         self._lock = threading.Lock()
@@ -212,7 +248,7 @@ class MidiCallback:
         try:
             message, delta = event
             with self._lock:
-                t = self.timestamp(float(delta))
+                t = self.timestamp(float(delta)) + self.offset_s
                 state = self.parser.feed(message, t)
                 self.messages += 1
             if state is not None:
@@ -243,6 +279,16 @@ class MidiInput:
         Called with each new state, on the callback thread (keep it short; never touch Qt).
     max_lag_s : float
         See :class:`MidiCallback`.
+    stamp_offset_s : float or None
+        Added to every timestamp. None (default): 0, except on JACK, where rtmidi stamps each
+        message with the time of the process cycle that delivers it (``jack_get_time()`` in its
+        process callback; the event's frame offset is dropped). A message handed to JACK between
+        two cycles — by rtmidi, a2jmidid or any client that queues for the next cycle — waits for
+        that next cycle, so its stamp is late by 0…1 period, half a period on average: that was
+        the constant MIDI clock lag (−2.7 ms at 256 frames / 48 kHz). The default there is
+        −period/2. A JACK-native DAW that places its clocks at frame offsets inside the cycle
+        is stamped early by as much instead: pass ``+period/2`` for it (see
+        :func:`jack_cycle_seconds`).
 
     Raises TransportError when no backend exists (saying which to install) or the port is absent.
     """
@@ -257,10 +303,17 @@ class MidiInput:
         client_name: str = "stembridge",
         on_state: Callable[[TransportState], None] | None = None,
         max_lag_s: float = 0.5,
+        stamp_offset_s: float | None = None,
         time_fn: Callable[[], float] = time.monotonic,
     ) -> None:
         self.callback = MidiCallback(parser, clock, on_state=on_state, max_lag_s=max_lag_s, time_fn=time_fn)
         self._midi, self._api_id, self.port_name = _open_port("in", port, api, client_name)
+        if stamp_offset_s is None:
+            stamp_offset_s = 0.0
+            if self._api_id == _rtmidi().API_UNIX_JACK:
+                period = jack_cycle_seconds(f"{client_name}-period")
+                stamp_offset_s = -0.5 * period if period is not None else 0.0
+        self.callback.offset_s = float(stamp_offset_s)
         self._midi.ignore_types(sysex=False, timing=False, active_sense=True)
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()

@@ -122,39 +122,66 @@ def _last(args: Sequence[object]) -> object:
 # --- position smoothing -----------------------------------------------------------------------
 
 class PositionLoop:
-    """First-order phase-locked loop on a coarse stream of song positions.
+    """Position estimate from a coarse, block-quantised stream of song positions.
 
-    The rate (position units per wall-clock second: tempo/60 for beats, play rate for seconds) is
-    known, so only the phase is estimated. Each fix moves the estimate ``gain`` of the way towards
-    the measurement; a fix further off than ``jump_s`` seconds of song time is a real jump (locate,
-    loop wrap, the DAW restarted) and is taken as is; a fix behind the estimate moves it back by at
-    most ``max_step_back_s`` so the extrapolated playhead does not visibly step backwards — the
-    remaining error is worked off over the next fixes.
+    A DAW reports the position of the start of the audio block it is processing (or last
+    processed), and the message then takes some time to arrive: every fix is at or *behind* the
+    true position at its arrival time, by anything from 0 to about one block (plus delivery delay).
+    Averaging the fixes therefore lags by about half a block (5.8 ms at 512 samples / 44.1 kHz).
+    Instead this fits the **upper envelope** of (arrival time, position) over a sliding window:
 
-    gain 0.3 settles in ~5 fixes (~0.5 s at AbletonOSC's rate) and divides the fix-to-fix jitter
-    by ~2.5; jumps below 150 ms of song time are indistinguishable from jitter at these rates.
+    * the slope is the nominal rate (``rate_per_s``: tempo/60 beats per second, or the play rate
+      in seconds per second) times ``clock_ratio``, the DAW's sample clock against ours (a DAW's
+      audio clock runs up to ~0.5 % off the system clock), estimated by a least-squares line
+      through the window and smoothed across windows (it survives jumps and tempo changes: it is a
+      property of the audio interface);
+    * the offset is the largest of the fixes' positions carried to now along that slope (the fix
+      that arrived least late), plus the expected gap between the sample maximum and the true
+      envelope, ``span / (n + 1)`` for ``n`` fixes whose lateness spreads uniformly over ``span``
+      (learned from full windows): so even the first fix after a jump is unbiased on average.
+
+    A fix further off than ``jump_s`` seconds of song time is a jump (locate, loop wrap, a restart)
+    and restarts the window there; a tempo change of more than 1 % (``relock()``) does the same. A
+    small rate change (``set_rate``) keeps the window, each fix's lateness preserved. The reported
+    position never steps back by more than ``max_step_back_s`` per fix (the rest is worked off over
+    the next fixes) so the playhead does not visibly jump backwards; forward corrections are taken
+    at once. ``gain`` is the weight of each window's clock-ratio measurement.
     """
 
-    def __init__(self, *, gain: float = 0.3, jump_s: float = 0.15, max_step_back_s: float = 0.002) -> None:
+    #: bounds of a believable DAW-clock / system-clock ratio; measurements outside are ignored
+    MAX_CLOCK_DEVIATION = 0.02
+
+    def __init__(self, *, gain: float = 0.1, jump_s: float = 0.15, max_step_back_s: float = 0.002,
+                 window: int = 32, window_s: float = 4.0) -> None:
         self.gain = gain
         self.jump_s = jump_s
         self.max_step_back_s = max_step_back_s
-        self.rate_per_s = 0.0  # position units per second while playing
+        self.window = int(window)
+        self.window_s = float(window_s)
+        self.rate_per_s = 0.0  # nominal position units per second while playing
         self.playing = False
-        self._anchor_t: float | None = None
+        self.clock_ratio = 1.0  # DAW clock / our clock, estimated while playing
+        self.span_s: float | None = None  # learned spread of the fixes' lateness (wall seconds)
+        self._fixes: deque[tuple[float, float]] = deque()  # (arrival t, value) on the current rate
+        self._anchor_t: float | None = None  # the reported line: position _anchor_pos at _anchor_t
         self._anchor_pos = 0.0
-        self._relock = True  # next fix is taken as is (first fix, or transport just started)
+        self._relock = True  # next fix restarts the window (first fix, or transport just started)
 
     @property
     def has_position(self) -> bool:
         return self._anchor_t is not None
+
+    @property
+    def slope_per_s(self) -> float:
+        """Position units per second of our clock while playing (nominal rate × clock ratio)."""
+        return self.rate_per_s * self.clock_ratio
 
     def position_at(self, t: float) -> float | None:
         if self._anchor_t is None:
             return None
         if not self.playing:
             return self._anchor_pos
-        return self._anchor_pos + self.rate_per_s * (t - self._anchor_t)
+        return self._anchor_pos + self.slope_per_s * (t - self._anchor_t)
 
     def _rebase(self, t: float) -> None:
         pos = self.position_at(t)
@@ -165,36 +192,81 @@ class PositionLoop:
         """Change the rate from time ``t`` on (positions before ``t`` keep the old rate)."""
         if rate_per_s != self.rate_per_s:
             self._rebase(t)
+            d = (rate_per_s - self.rate_per_s) * self.clock_ratio
+            # keep each fix's lateness: move it onto the new slope through time t
+            self._fixes = deque((tk, vk + d * (tk - t)) for tk, vk in self._fixes)
             self.rate_per_s = rate_per_s
 
     def set_playing(self, t: float, playing: bool) -> None:
         if playing != self.playing:
             self._rebase(t)
             self.playing = playing
+            self._fixes.clear()
             if playing:
                 self._relock = True
 
     def reset(self) -> None:
         self._anchor_t = None
+        self._fixes.clear()
         self._relock = True
 
     def relock(self) -> None:
-        """Take the next fix as is (the rate was wrong until now, so the estimate may be far off)."""
+        """Restart the window at the next fix (the rate was wrong until now, so the old fixes no
+        longer line up with the new ones)."""
         self._relock = True
 
+    def _envelope(self, t: float, *, learn: bool = False) -> float:
+        """The upper-envelope position at ``t`` from the fixes in the window (``learn``: update
+        the lateness span from it)."""
+        slope = self.slope_per_s
+        n = len(self._fixes)
+        at_t = [vk + slope * (t - tk) for tk, vk in self._fixes]
+        top = max(at_t)
+        if learn and n >= 8 and self.rate_per_s > 0.0:
+            spread = (top - min(at_t)) / self.rate_per_s
+            span = spread * (n + 1) / (n - 1)  # unbiased width of a uniform spread
+            self.span_s = span if self.span_s is None else self.span_s + 0.1 * (span - self.span_s)
+        if self.span_s is not None and self.span_s > 1e-6:  # (exact fixes: nothing to add)
+            top += self.span_s * self.rate_per_s / (n + 1)
+        return top
+
+    def _update_clock_ratio(self) -> None:
+        fixes = self._fixes
+        n = len(fixes)
+        if n < 8 or self.rate_per_s <= 0.0 or fixes[-1][0] - fixes[0][0] < 1.0:
+            return
+        t0 = fixes[0][0]
+        mt = sum(tk - t0 for tk, _ in fixes) / n
+        mv = sum(vk for _, vk in fixes) / n
+        sxx = sum((tk - t0 - mt) ** 2 for tk, _ in fixes)
+        sxy = sum((tk - t0 - mt) * (vk - mv) for tk, vk in fixes)
+        ratio = sxy / sxx / self.rate_per_s
+        if abs(ratio - 1.0) <= self.MAX_CLOCK_DEVIATION:
+            self.clock_ratio += self.gain * (ratio - self.clock_ratio)
+
     def measure(self, value: float, t: float) -> float:
-        """Feed one fix (``value`` was the DAW's position at about ``t``); returns the estimate at t."""
-        predicted = self.position_at(t)
-        if predicted is None or self._relock or not self.playing or self.rate_per_s <= 0.0:
-            estimate = value
+        """Feed one fix (``value`` was the DAW's position at or before ``t``); returns the
+        reported position at ``t``."""
+        reported = self.position_at(t)
+        fixes = self._fixes
+        if reported is None or self._relock or not self.playing or self.rate_per_s <= 0.0:
+            fixes.clear()
+            jumped = True
         else:
-            error = value - predicted
-            if abs(error) > self.jump_s * self.rate_per_s:
-                estimate = value
-            else:
-                estimate = predicted + self.gain * error
-                estimate = max(estimate, predicted - self.max_step_back_s * self.rate_per_s)
+            jumped = abs(value - self._envelope(t)) > self.jump_s * self.rate_per_s if fixes else False
+            if jumped:
+                fixes.clear()
         self._relock = not self.playing  # while stopped every fix is exact (nothing moves)
+        if not self.playing or self.rate_per_s <= 0.0:
+            self._anchor_t, self._anchor_pos = t, value
+            return value
+        fixes.append((t, value))
+        while len(fixes) > self.window or (len(fixes) > 2 and t - fixes[0][0] > self.window_s):
+            fixes.popleft()
+        self._update_clock_ratio()
+        estimate = self._envelope(t, learn=True)
+        if not jumped and reported is not None:
+            estimate = max(estimate, reported - self.max_step_back_s * self.rate_per_s)
         self._anchor_t, self._anchor_pos = t, estimate
         return estimate
 
@@ -215,6 +287,7 @@ class _MeterFromBars:
         self._fixes: deque[tuple[float, int, float]] = deque()
         self.beats_per_bar: int | None = None
         self.beats_per_second: float | None = None
+        self._off_line = 0  # consecutive fixes off the fitted line (see _check_tempo_change)
 
     def reset_window(self) -> None:
         self._fixes.clear()
@@ -228,14 +301,35 @@ class _MeterFromBars:
             # Not one continuous play: a locate, loop wrap or a long gap starts a new window.
             if ds <= 0.0 or ds > 1.0 or bar < b0 or bar > b0 + 1 or (bar == b0 and beat < x0):
                 self._fixes.clear()
-            elif bar == b0 + 1 and self.beats_per_second:
-                bpb = x0 + self.beats_per_second * ds - beat
-                if 0.5 < bpb < P.MAX_SIGNATURE_NUMERATOR + 0.5 and abs(bpb - round(bpb)) < 0.15:
-                    self.beats_per_bar = int(round(bpb))
+                self._off_line = 0
+            else:
+                if bar == b0 + 1 and self.beats_per_second:
+                    bpb = x0 + self.beats_per_second * ds - beat
+                    if 0.5 < bpb < P.MAX_SIGNATURE_NUMERATOR + 0.5 and abs(bpb - round(bpb)) < 0.15:
+                        self.beats_per_bar = int(round(bpb))
+                self._check_tempo_change(ds, bar - b0, beat - x0)
         self._fixes.append((seconds, bar, beat))
         while self._fixes and seconds - self._fixes[0][0] > self.window_s:
             self._fixes.popleft()
         self._update_rate()
+
+    def _check_tempo_change(self, ds: float, bars: int, dbeat: float) -> None:
+        """Two fixes in a row off the line by more than the DAW's rounding: the tempo changed
+        (Ardour sends none). Keep only the fixes since, and measure the rate from them at once
+        instead of letting the window's old fixes drag it for ``window_s``."""
+        rate = self.beats_per_second
+        if rate is None or (bars and self.beats_per_bar is None):
+            return
+        off = dbeat + bars * (self.beats_per_bar or 0) - rate * ds
+        if abs(off) <= max(0.02, 0.05 * rate * ds):
+            self._off_line = 0
+            return
+        self._off_line += 1
+        if self._off_line >= 2:
+            while len(self._fixes) > 1:
+                self._fixes.popleft()
+            self.beats_per_second = None  # the next fit is taken as is
+            self._off_line = 0
 
     def _segments(self) -> list[list[tuple[float, float]]]:
         """The window as runs of (seconds, continuous beat count); a bar change splits a run while
@@ -380,6 +474,7 @@ class OscDialect:
         elif seconds is None:
             seconds = beats * spb
         bar, beat = bar_beat(beats, self.time_signature)
+        loop = self._beats if self._beats.has_position else self._seconds
         return TransportState(
             playing=self.playing,
             tempo_bpm=self.tempo_bpm,
@@ -390,6 +485,7 @@ class OscDialect:
             time_signature=self.time_signature,
             source=self.source,
             received_at=t,
+            clock_ratio=loop.clock_ratio,
         )
 
 
@@ -562,6 +658,7 @@ class _BarsAndSecondsDialect(OscDialect):
         self._meter = _MeterFromBars()
         self._last_seconds_fix: tuple[float, float, int] | None = None  # (arrival t, seconds, quality)
         self._pending: list | None = None  # [t, bar, beat, seconds or None, quality] of this update
+        self._offset_bounds: tuple[float, float, float] | None = None  # see _refine_quarters
         self._have_explicit_tempo = False
 
     def _quarters(self, bar: int, beat: float) -> float:
@@ -581,7 +678,28 @@ class _BarsAndSecondsDialect(OscDialect):
         if p is not None and abs(t - p[0]) <= self.pair_window_s and quality >= p[4]:
             p[3], p[4] = seconds, quality
 
-    def _bbt_fix(self, bar: int, beat: float, t: float) -> None:
+    def _refine_quarters(self, quarters: float, resolution_q: float, t: float) -> float:
+        """A bar/beat fix truncated to ``resolution_q`` quarters (REAPER: 1/100 beat, ~5 ms),
+        made exact with the seconds fix of the same update: at one tempo, quarters − seconds·
+        tempo/60 is the same for every update, and each truncated fix bounds it to an interval of
+        one resolution step; the intersection of successive intervals narrows to the true value.
+        An empty intersection (tempo change, jump) starts again from the fix at hand."""
+        last = self._last_seconds_fix
+        if last is None or not 0.0 <= t - last[0] <= self.pair_window_s or not self._have_explicit_tempo:
+            self._offset_bounds = None
+            return quarters
+        k = self.tempo_bpm / 60.0
+        lo, hi = quarters - last[1] * k, quarters + resolution_q - last[1] * k
+        bounds = self._offset_bounds
+        if bounds is not None and bounds[2] == k:
+            lo2, hi2 = max(lo, bounds[0]), min(hi, bounds[1])
+            if lo2 < hi2 + 1e-9:
+                lo, hi = lo2, max(lo2, hi2)
+        self._offset_bounds = (lo, hi, k)
+        return last[1] * k + 0.5 * (lo + hi)
+
+    def _bbt_fix(self, bar: int, beat: float, t: float, *, resolution: float | None = None) -> None:
+        """``resolution``: the step of ``beat`` when the DAW truncates it (meter beats)."""
         self._flush_pair(t)
         last = self._last_seconds_fix
         if self.seconds_may_precede_bars and last is not None and abs(t - last[0]) <= self.pair_window_s:
@@ -593,7 +711,10 @@ class _BarsAndSecondsDialect(OscDialect):
             sig = _signature(bpb, self.time_signature[1])
             if sig is not None:
                 self.time_signature = sig
-        self._beats.measure(self._quarters(bar, beat), t)
+        quarters = self._quarters(bar, beat)
+        if resolution is not None and self.playing:
+            quarters = self._refine_quarters(quarters, resolution * 4.0 / self.time_signature[1], t)
+        self._beats.measure(quarters, t)
 
     def _flush_pair(self, t: float) -> None:
         pending, self._pending = self._pending, None
@@ -634,10 +755,14 @@ class ReaperOscDialect(_BarsAndSecondsDialect):
             self._seconds_fix(seconds, t)
             return True
         if address == P.REAPER_BEAT_STR:
-            parsed = _parse_reaper_beats(_text(value))
+            text = _text(value)
+            parsed = _parse_reaper_beats(text)
             if parsed is None:
                 return False
-            self._bbt_fix(parsed[0], parsed[1], t)
+            fields = (text or "").strip().split(".")
+            digits = len(fields[2]) if len(fields) > 2 and fields[2].isdigit() else 0
+            # REAPER truncates the hundredths (as its display does): the beat lies in [x, x + 1/100)
+            self._bbt_fix(parsed[0], parsed[1], t, resolution=10.0 ** -digits if digits else None)
             return True
         if address == P.REAPER_TEMPO_RAW:
             tempo = _tempo(value)

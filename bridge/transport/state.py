@@ -23,6 +23,9 @@ class TransportState:
     source: which source produced it: "midi_clock", "mtc", "ableton_osc", "reaper_osc",
         "bitwig_osc", "ardour_osc", "stembridge_osc", "link", "free" (the app's own clock).
     received_at: time.monotonic() seconds at which the position above was true.
+    clock_ratio: how fast the source's clock runs against ours (DAW seconds per monotonic second,
+        estimated by the OSC dialects: a DAW's audio clock drifts up to ~0.5 %); the transport
+        clock extrapolates the position at ``clock_ratio`` times the tempo.
     """
 
     playing: bool = False
@@ -34,6 +37,7 @@ class TransportState:
     time_signature: tuple[int, int] = (4, 4)
     source: str = "free"
     received_at: float = 0.0
+    clock_ratio: float = 1.0
 
     def with_(self, **changes: object) -> TransportState:
         return replace(self, **changes)
