@@ -213,3 +213,35 @@ def test_the_shader_engine_renders_a_round_disc_at_the_presets_size(project_dir:
     assert lit.sum() == pytest.approx(np.pi * (expected / 2) ** 2, rel=0.02)  # a disc, not a box
     assert (xs.min() + xs.max()) / 2 == pytest.approx(p.width / 2, abs=2)
     assert (ys.min() + ys.max()) / 2 == pytest.approx(p.height / 2, abs=2)
+
+
+def _shader_frame(look: str, width: int, height: int, params: dict) -> np.ndarray:
+    engine = get_engine("shader", look=look)
+    engine.start(RenderContext(width, height, Fraction(30), (SectionLook(0.0, 100.0, "a"),), seed=3))
+    try:
+        return engine.render(0, params, 0, 1.0).astype(int)
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("size", [(192, 108), (108, 192), (108, 108)])
+def test_shipped_looks_compose_for_narrow_frames(size: tuple[int, int]) -> None:
+    """The looks that placed things in 0–1 frame coordinates: the ink drop (the first frame shows
+    only it) is round, and the titles' counter box fits across a vertical or square frame."""
+    from bridge.visuals.shader import create_gl_context
+
+    try:
+        create_gl_context().release()
+    except RenderError as e:
+        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+    width, height = size
+    ink = _shader_frame("ink", width, height, {"travel": 0.0, "strength": 0.5})
+    ys, xs = np.nonzero(ink.max(axis=2) > 20)
+    assert xs.max() - xs.min() == ys.max() - ys.min()  # round: as wide as high, in any frame
+    titles = _shader_frame("titles", width, height, {})
+    row = titles[height // 2].mean(axis=1)
+    text = row > 200  # the numerals (ink) on the dark box
+    box = text | (row < 12)
+    assert box.sum() < 0.9 * width and not box[:3].any() and not box[-3:].any()  # the card shows either side
+    cols = np.nonzero(text)[0]
+    assert cols.min() >= 0.05 * width and cols.max() < 0.95 * width and cols.max() - cols.min() > 0.4 * width
