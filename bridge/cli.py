@@ -170,21 +170,39 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from bridge.analysis.project import analyze_project
+    from bridge.export.presets import get_codec
     from bridge.export.render import render_project
     from bridge.project import load_project
 
     project, project_dir = load_project(args.project_dir)
-    out = Path(args.output) if args.output else project_dir / "render.mp4"
+    codec = get_codec(args.codec or project.render.video_codec)
+    out = Path(args.output) if args.output else project_dir / f"render{codec.default_suffix}"
     with tqdm_progress("analysing", "stem", quiet=args.quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
     with tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
-                              model=args.model, look=args.look, progress=progress,
+                              model=args.model, look=args.look, preset=args.preset, codec=args.codec,
+                              crf=args.crf, bitrate=_bitrate(args.bitrate), section=args.section,
+                              progress=progress,
                               segments=args.segments, ray_address=args.ray, resume=not args.no_resume,
                               log_message=lambda m: print(m, file=sys.stderr))
     print(path)
     return 0
+
+
+def _bitrate(text: str | None) -> int | None:
+    """'8M', '2500k', '8000000' → bits per second."""
+    if text is None:
+        return None
+    from bridge.errors import RenderError
+
+    t = text.strip().lower().removesuffix("b/s").removesuffix("bps")
+    scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if scale > 1 else t) * scale)
+    except ValueError:
+        raise RenderError(f"--bitrate {text!r} is not a bit rate; write e.g. 8M, 2500k or 8000000") from None
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -238,14 +256,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rhythm_arguments(a)
 
-    r = sub.add_parser("render", help="render a project to a video file (H.264 + AAC)")
+    from bridge.export.presets import CODECS, PRESETS
+
+    r = sub.add_parser("render", help="render a project to a video file (H.264 / HEVC / ProRes + AAC)")
     r.add_argument("project_dir", metavar="PROJECT_DIR")
-    r.add_argument("-o", "--output", metavar="OUT.mp4", help="default: PROJECT_DIR/render.mp4")
+    r.add_argument("-o", "--output", metavar="OUT.mp4",
+                   help="default: PROJECT_DIR/render.mp4 (render.mov for ProRes)")
+    r.add_argument("--preset", choices=tuple(PRESETS), type=str.lower,
+                   help="size and fps for where the video goes: " + "; ".join(
+                       f"{p.name} = {p.width}x{p.height} {p.fps} fps" for p in PRESETS.values())
+                   + " (--width/--height/--fps override it)")
     r.add_argument("--width", type=int)
     r.add_argument("--height", type=int)
     r.add_argument("--fps", help="e.g. 30, 25, 30000/1001")
-    r.add_argument("--start", type=float, metavar="S", help="start time in seconds")
-    r.add_argument("--end", type=float, metavar="E", help="end time in seconds")
+    r.add_argument("--codec", choices=tuple(CODECS), type=str.lower,
+                   help="video codec (default: the project's, h264); prores writes a .mov")
+    quality = r.add_mutually_exclusive_group()
+    quality.add_argument("--crf", type=int, metavar="N",
+                         help="constant quality for h264/hevc, 0-51, lower = better (default: H.264 20, HEVC 24)")
+    quality.add_argument("--bitrate", metavar="RATE", help="average video bit rate instead of CRF, e.g. 8M or 2500k")
+    region = r.add_argument_group("region (default: the whole song)")
+    region.add_argument("--start", type=float, metavar="S", help="start time in seconds")
+    region.add_argument("--end", type=float, metavar="E", help="end time in seconds")
+    region.add_argument("--section", metavar="N|NAME", help="render one section: its number (from 1) or name")
     r.add_argument("--engine", choices=("procedural", "shader", "lcm"), help="visual engine (default: the project's)")
     r.add_argument("--model", metavar="ID_OR_PATH", help="model for the lcm engine")
     r.add_argument("--look", metavar="NAME_OR_FILE.fs", help="look for the shader engine (stembridge looks list)")

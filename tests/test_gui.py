@@ -20,7 +20,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QUrl, Slot  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -370,6 +370,102 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     assert len(frames) == 18  # 1.5 s at 12 fps
     assert frames[0].shape == (64, 96, 3)
     assert max(float(f.std()) for f in frames) > 5.0  # pictures, not a blank clip
+    dlg.close()
+
+
+class _UrlCatcher(QObject):
+    """Stands in for the desktop (player, file manager): QDesktopServices hands it the URLs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url)
+
+
+def test_export_dialog_vertical_preset_exports_a_vertical_video_and_shows_it(window, qtbot, tmp_path):
+    """Pick "Vertical 9:16" in the dialog, export one second, read the file back; then Open video
+    and Show in folder hand the file and its folder to the desktop, and say why when they cannot."""
+    import av
+    from PySide6.QtGui import QDesktopServices
+
+    dlg = window.open_export()
+    dlg.preset.setCurrentIndex(dlg.preset.findData("vertical-1080"))
+    assert (dlg.width_spin.value(), dlg.height_spin.value(), dlg.fps.currentText()) == (1080, 1920, "30")
+    assert dlg.region.currentText() == "Whole song"
+    assert dlg.region.count() >= 3  # the song's sections are regions too
+    dlg.region.setCurrentIndex(1)  # section 1
+    assert dlg.start.value() == 0.0 and dlg.end.value() > 0
+    dlg.end.setValue(1.0)
+    assert dlg.region.currentText() == "Custom"
+    dlg.quality_mode.setCurrentIndex(dlg.quality_mode.findData("bitrate"))
+    assert dlg.bitrate.isVisibleTo(dlg) and not dlg.crf.isVisibleTo(dlg)
+    dlg.bitrate.setValue(4.0)
+    out = tmp_path / "reel.mp4"
+    dlg.out.setText(str(out))
+    assert dlg.options()["bitrate"] == 4_000_000 and "crf" not in dlg.options()
+    dlg.export_button.click()
+    qtbot.waitUntil(lambda: dlg.result_path is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
+        assert (v.codec_context.name, v.codec_context.width, v.codec_context.height) == ("h264", 1080, 1920)
+        assert v.average_rate == 30 and float(c.duration / av.time_base) == pytest.approx(1.0, abs=0.05)
+    assert len(frames) == 30 and max(float(f.std()) for f in frames) > 5.0
+
+    catcher = _UrlCatcher()
+    QDesktopServices.setUrlHandler("file", catcher, "open")
+    try:
+        assert dlg.open_button.isEnabled() and dlg.folder_button.isEnabled()
+        dlg.open_button.click()
+        if sys.platform.startswith("linux"):
+            dlg.folder_button.click()
+            assert [Path(u.toLocalFile()) for u in catcher.urls] == [out, out.parent]
+        else:
+            assert [Path(u.toLocalFile()) for u in catcher.urls] == [out]
+        out.unlink()  # moved away: the buttons say so instead of doing nothing
+        dlg.open_button.click()
+        assert window.messages.level == "error" and "no longer at" in window.messages.text
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
+    dlg.close()
+
+
+def test_export_dialog_codec_quality_and_a_failed_open_are_explained(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtGui import QDesktopServices
+
+    from bridge.export.presets import available_codecs
+
+    dlg = window.open_export()
+    dlg.out.setText(str(tmp_path / "clip.mp4"))
+    if "prores" in available_codecs():
+        dlg.codec.setCurrentIndex(dlg.codec.findData("prores"))
+        assert dlg.out.text().endswith("clip.mov")  # ProRes goes in a MOV
+        assert not dlg.crf.isEnabled() and "profile" in dlg.quality_note.text()
+        assert "crf" not in dlg.options() and "bitrate" not in dlg.options()
+    if "hevc" in available_codecs():
+        dlg.codec.setCurrentIndex(dlg.codec.findData("hevc"))
+        assert dlg.out.text().endswith("clip.mov") and dlg.crf.isEnabled() and dlg.crf.value() == 24
+        assert dlg.options()["codec"] == "hevc" and dlg.options()["crf"] == 24
+    dlg.width_spin.setValue(1080)
+    dlg.height_spin.setValue(1080)
+    dlg.fps.setCurrentText("30")
+    assert dlg.preset.currentData() == "square-1080"  # typing a preset's size shows the preset
+    dlg.width_spin.setValue(1000)
+    assert dlg.preset.currentText() == "Custom"
+    # a file that exists, but nothing on this desktop opens it: the message bar says so
+    video = tmp_path / "done.mp4"
+    video.write_bytes(b"\0")
+    dlg.result_path = video
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: False)
+    assert dlg.open_result() is False
+    assert window.messages.level == "error" and "no application" in window.messages.text
+    assert str(video) in window.messages.text
+    if sys.platform.startswith("linux"):
+        assert dlg.show_in_folder() is False and "file manager" in window.messages.text
     dlg.close()
 
 

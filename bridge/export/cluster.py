@@ -106,7 +106,9 @@ def render_segment_bytes(job: RenderJob, index: int, start_frame: int, n_frames:
             report(index, done)
 
     with tempfile.TemporaryDirectory(prefix="stembridge-seg-") as tmp:
-        path = Path(tmp) / f"segment-{index:04d}.mp4"
+        from bridge.export.segments import part_suffix
+
+        path = Path(tmp) / f"segment-{index:04d}{part_suffix(job.settings.video_codec)}"
         encode_segments(job, [seg], lambda _s: path, progress=progress)
         return path.read_bytes()
 

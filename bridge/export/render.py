@@ -1,4 +1,4 @@
-"""Render a project to a video file: analysis → FrameParams → engine → H.264/AAC MP4.
+"""Render a project to a video file: analysis → FrameParams → engine → H.264/HEVC/ProRes + AAC.
 
 The audio is the mixdown of the stems (gains, mutes, offsets) through a limiter, cut to exactly
 the rendered range, so picture and sound line up frame for frame.
@@ -93,6 +93,54 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
                      master_fx=master if active_slots(project.master_fx) else None)
 
 
+def render_settings(project: Project, *, width: int | None = None, height: int | None = None,
+                    fps: object | None = None, preset: str | None = None, codec: str | None = None,
+                    crf: int | None = None, bitrate: int | None = None) -> RenderSettings:
+    """The project's render settings with the overrides applied: a preset first, then explicit values.
+    A bit rate replaces the CRF and a CRF the bit rate; ProRes drops both (a fixed data rate)."""
+    from bridge.export.presets import get_codec, get_preset
+
+    base = project.render
+    if preset is not None:
+        p = get_preset(preset)
+        width, height = width or p.width, height or p.height
+        fps = fps if fps is not None else p.fps
+    video_codec = get_codec(codec).key if codec is not None else base.video_codec
+    if bitrate is not None and crf is not None:
+        raise RenderError("give a CRF or a bit rate, not both")
+    if bitrate is not None:
+        quality = {"crf": None, "video_bitrate": int(bitrate)}
+    elif crf is not None:
+        quality = {"crf": int(crf), "video_bitrate": None}
+    else:
+        quality = {"crf": base.crf, "video_bitrate": base.video_bitrate}
+    if not get_codec(video_codec).has_quality:
+        if bitrate is not None:
+            raise RenderError(f"{get_codec(video_codec).label} has a fixed data rate (set by its profile); "
+                              "export it without a bit rate, or pick H.264 / HEVC for a bit rate.")
+        quality = {"crf": None, "video_bitrate": None}
+    try:
+        return RenderSettings(
+            width=width or base.width, height=height or base.height,
+            fps=str(parse_fps(fps)) if fps is not None else base.fps,
+            sample_rate=base.sample_rate, video_codec=video_codec, **quality,
+        )
+    except ValueError as e:
+        raise RenderError(str(e).split("\n", 1)[-1].strip()) from None
+
+
+def find_section(looks: tuple[SectionLook, ...], section: str | int) -> SectionLook:
+    """A section by its 1-based number (1, "2") or its name (case-insensitive); RenderError listing them."""
+    text = str(section).strip()
+    if text.isdigit() and 1 <= int(text) <= len(looks):
+        return looks[int(text) - 1]
+    for look in looks:
+        if look.name.strip().lower() == text.lower():
+            return look
+    names = ", ".join(f"{i + 1} ({look.name})" for i, look in enumerate(looks)) or "none"
+    raise RenderError(f"section {section!r} is not in the song; its sections are {names}")
+
+
 def render_project(
     project: Project,
     project_dir: str | os.PathLike[str],
@@ -107,6 +155,11 @@ def render_project(
     engine_name: str | None = None,
     model: str | None = None,
     look: str | None = None,
+    preset: str | None = None,
+    codec: str | None = None,
+    crf: int | None = None,
+    bitrate: int | None = None,
+    section: str | int | None = None,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
     resume: bool = True,
@@ -114,7 +167,12 @@ def render_project(
     ray_address: str | None = None,
     log_message: Callable[[str], None] = lambda message: None,
 ) -> Path:
-    """Render ``project`` to ``out_path`` (MP4). Overrides replace the project's render settings.
+    """Render ``project`` to ``out_path`` (MP4/MOV). Overrides replace the project's render settings.
+
+    ``preset``: where the video goes (:data:`bridge.export.presets.PRESETS`: 1080p30, 1080p60, 4k30,
+    vertical-1080, square-1080) — its size and fps, unless ``width``/``height``/``fps`` are given.
+    ``codec`` (h264 / hevc / prores), ``crf`` or ``bitrate`` (b/s): the encoding. ``section``: render
+    one section (its 1-based number or name) instead of ``start_s``/``end_s``.
 
     The video is rendered in segments kept in a work folder beside the output
     (``.OUT.mp4.parts/``, see :mod:`bridge.export.segments`): a killed or cancelled export run
@@ -129,7 +187,7 @@ def render_project(
     cancel = cancel or CancelToken()
     job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
                          start_s=start_s, end_s=end_s, engine_name=engine_name, model=model, look=look,
-                         cancel=cancel)
+                         preset=preset, codec=codec, crf=crf, bitrate=bitrate, section=section, cancel=cancel)
     if ray_address:
         from bridge.export.cluster import render_on_ray
 
@@ -154,6 +212,11 @@ def prepare_render(
     engine_name: str | None = None,
     model: str | None = None,
     look: str | None = None,
+    preset: str | None = None,
+    codec: str | None = None,
+    crf: int | None = None,
+    bitrate: int | None = None,
+    section: str | int | None = None,
     cancel: CancelToken | None = None,
 ) -> RenderJob:
     """Resolve the project into a :class:`RenderJob` (analysis, mappings, engine settings, audio)."""
@@ -163,19 +226,18 @@ def prepare_render(
 
     project_dir = Path(project_dir)
     cancel = cancel or CancelToken()
-    try:
-        settings = RenderSettings(
-            width=width or project.render.width, height=height or project.render.height,
-            fps=str(parse_fps(fps)) if fps is not None else project.render.fps,
-            sample_rate=project.render.sample_rate, crf=project.render.crf,
-        )
-    except ValueError as e:
-        raise RenderError(str(e).split("\n", 1)[-1].strip()) from None
+    settings = render_settings(project, width=width, height=height, fps=fps, preset=preset, codec=codec,
+                               crf=crf, bitrate=bitrate)
     if analysis is None:
         analysis = analyze_project(project, project_dir, cancel=cancel)
     rate = settings.fps_fraction
-    rng = frame_range(analysis.duration_seconds, rate, start_s=start_s, end_s=end_s)
     looks = section_looks(project, analysis)
+    if section is not None:
+        if start_s is not None or end_s is not None:
+            raise RenderError("give a section or a start/end time, not both")
+        picked = find_section(looks, section)
+        start_s, end_s = picked.start_s, picked.end_s
+    rng = frame_range(analysis.duration_seconds, rate, start_s=start_s, end_s=end_s)
     preroll = min(rng.start_frame, int(PREROLL_SECONDS * rate))
     params = evaluate_mappings(
         project.mappings, analysis, looks, fps=rate, start_frame=rng.start_frame - preroll,

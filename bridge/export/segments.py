@@ -2,9 +2,9 @@
 
 A render is cut into segments (at section starts, downbeats or diffusion keyframes near an even
 split). Each segment is encoded on its own into ``.OUT.mp4.parts/segment-NNNN.mp4`` (video only,
-the same codec parameters for all) and recorded in ``manifest.json`` under a key that hashes
+the same codec parameters for all; ``.mov`` parts for ProRes) and recorded in ``manifest.json`` under a key that hashes
 everything the frames depend on (engine, its settings, the mapped parameters, sections, size, fps,
-quality). When all segments exist they are joined into ``OUT.mp4`` by copying their H.264 packets
+quality). When all segments exist they are joined into ``OUT.mp4`` by copying their H.264 / HEVC / ProRes packets
 (no re-encoding: each segment starts with an IDR frame and x264's GOPs are closed) while the AAC
 soundtrack is encoded once, in step with the video; then the work folder is removed.
 
@@ -114,6 +114,7 @@ def job_key(job: RenderJob) -> str:
         "engine_settings": job.engine_settings,
         "size": [ctx.width, ctx.height], "fps": str(ctx.fps), "seed": ctx.seed, "mode": ctx.mode,
         "sections": [asdict(s) for s in ctx.sections], "crf": job.settings.crf,
+        "codec": job.settings.video_codec, "bitrate": job.settings.video_bitrate,
         "range": [job.range.start_frame, job.range.n_frames], "preroll": job.preroll_frames,
         "params_start": job.params.start_frame, "names": list(job.params.names),
         "audio_sample_rate": ctx.audio_sample_rate,
@@ -140,11 +141,24 @@ def format_time(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def check_output_path(out_path: str | os.PathLike[str]) -> Path:
+def part_suffix(codec: str) -> str:
+    """The part files' extension: MP4 for H.264 / HEVC, MOV for ProRes (MP4 cannot hold it)."""
+    from bridge.export.presets import get_codec
+
+    return get_codec(codec).default_suffix
+
+
+def check_output_path(out_path: str | os.PathLike[str], codec: str = "h264") -> Path:
+    from bridge.export.presets import get_codec
+
     out = Path(out_path)
+    spec = get_codec(codec)
     if out.suffix.lower() not in _CONTAINER_FORMATS:
         raise RenderError(f"Output '{out}' has the extension '{out.suffix}', which the writer does not make; "
-                          "name it '.mp4'.")
+                          f"name it '{spec.default_suffix}'.")
+    if out.suffix.lower() not in spec.suffixes:
+        raise RenderError(f"{spec.label} cannot go in a '{out.suffix}' file; name the output "
+                          f"'{out.with_suffix(spec.default_suffix).name}'.")
     if not out.parent.is_dir():
         raise RenderError(f"Folder '{out.parent}' for the output '{out.name}' does not exist; create it or "
                           "choose another output path.")
@@ -155,8 +169,9 @@ class WorkFolder:
     """The parts folder of one output: manifest, finished segments, a lock against a second writer."""
 
     def __init__(self, out_path: Path, *, key: str, plan: tuple[Segment, ...], resume: bool = True,
-                 log_message: Callable[[str], None] = lambda m: None) -> None:
+                 log_message: Callable[[str], None] = lambda m: None, suffix: str = ".mp4") -> None:
         self.out = Path(out_path)
+        self.suffix = suffix
         self.path = work_folder(self.out)
         self.key = key
         self._lock_fh = None
@@ -173,7 +188,7 @@ class WorkFolder:
         else:
             if manifest is not None:
                 log.info("work folder %s is for another render (or --no-resume): starting over", self.path)
-            for part in self.path.glob("segment-*.mp4"):
+            for part in (*self.path.glob("segment-*.mp4"), *self.path.glob("segment-*.mov")):
                 part.unlink(missing_ok=True)
             self.plan, self.done = plan, set()
             self._write_manifest()
@@ -181,7 +196,7 @@ class WorkFolder:
     # -- state ----------------------------------------------------------------------------------
 
     def part_path(self, seg: Segment) -> Path:
-        return self.path / f"segment-{seg.index:04d}.mp4"
+        return self.path / f"segment-{seg.index:04d}{self.suffix}"
 
     def is_done(self, seg: Segment) -> bool:
         return seg.index in self.done
@@ -249,10 +264,11 @@ class WorkFolder:
 
 def open_work_folder(job: RenderJob, out_path: str | os.PathLike[str], *, n_segments: int | None = None,
                      resume: bool = True, log_message: Callable[[str], None] = lambda m: None) -> WorkFolder:
-    out = check_output_path(out_path)
+    out = check_output_path(out_path, job.settings.video_codec)
     plan = plan_segments(job.range.start_frame, job.range.n_frames, job.context.fps, n_segments=n_segments,
                          boundaries=job.boundaries)
-    return WorkFolder(out, key=job_key(job), plan=plan, resume=resume, log_message=log_message)
+    return WorkFolder(out, key=job_key(job), plan=plan, resume=resume, log_message=log_message,
+                      suffix=part_suffix(job.settings.video_codec))
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -313,6 +329,7 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
         for seg in segments:
             write_video(part_path(seg), frames, n_frames=seg.n_frames, width=job.context.width,
                         height=job.context.height, fps=job.context.fps, audio=None, crf=job.settings.crf,
+                        codec=job.settings.video_codec, bitrate=job.settings.video_bitrate,
                         progress=lambda done, _total, _label, seg=seg: progress(seg, done), cancel=cancel)
             on_done(seg)
     finally:
@@ -441,6 +458,8 @@ def join_parts(parts: Sequence[str | os.PathLike[str]], out_path: str | os.PathL
                     reference = signature
                     vout = container.add_stream_from_template(vin)
                     vout.time_base = vin.time_base
+                    if vin.codec_tag:  # e.g. HEVC's "hvc1" (Apple players refuse the muxer's "hev1")
+                        vout.codec_tag = vin.codec_tag
                     if audio is not None:
                         astream = container.add_stream("aac", rate=audio_sample_rate, layout="stereo")
                         astream.bit_rate = audio_bitrate or DEFAULT_AUDIO_BITRATE

@@ -1,4 +1,4 @@
-"""The MP4 writer: H.264 video + AAC audio through PyAV, written atomically.
+"""The video writer: H.264 / HEVC / ProRes 422 video + AAC audio through PyAV, written atomically.
 
 :class:`VideoWriter` takes RGB frames one at a time and the whole audio track up front; it feeds the
 audio to the AAC encoder in step with the video (so the mux is interleaved and memory stays flat),
@@ -6,7 +6,7 @@ trims or pads the audio to the video's duration, and only renames its temporary 
 path once everything is flushed. Any exception (``Cancelled``, ``KeyboardInterrupt``…) removes the
 temporary file and leaves an existing output untouched.
 
-Colour: frames are converted to limited-range BT.709 YUV 4:2:0 and tagged BT.709 (primaries,
+Colour: frames are converted to limited-range BT.709 YUV (4:2:0; 10-bit 4:2:2 for ProRes) and tagged BT.709 (primaries,
 transfer, matrix), which is what players assume for HD video and what sRGB renders map to.
 """
 
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from bridge.errors import RenderError
+from bridge.export.presets import get_codec, pick_encoder
 from bridge.fsutil import PendingFile
 from bridge.jobs import CancelToken, ProgressCallback
 
@@ -50,18 +51,6 @@ AAC_SAMPLE_RATES = (
     12000,
     11025,
     8000,
-)
-#: Fallback H.264 encoders, tried in order when libx264 is missing (hardware ones may be listed
-#: by FFmpeg and still fail to open, so each one is opened once to check).
-_H264_ENCODERS = (
-    "libx264",
-    "h264_videotoolbox",
-    "h264_mf",
-    "h264_nvenc",
-    "h264_qsv",
-    "h264_amf",
-    "h264_vaapi",
-    "h264_v4l2m2m",
 )
 _CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
 _AVCOL_BT709 = 1  # AVCOL_PRI_BT709 == AVCOL_TRC_BT709 == AVCOL_SPC_BT709 == 1 in FFmpeg
@@ -128,30 +117,6 @@ def _as_fraction(fps: Fraction | int | float) -> Fraction:
     return rate
 
 
-def _pick_h264_encoder(width: int, height: int, fps: Fraction) -> str:
-    """The best usable H.264 encoder: libx264 when FFmpeg has it, else one that actually opens."""
-    available = av.codecs_available
-    for name in _H264_ENCODERS:
-        if name not in available:
-            continue
-        if name == "libx264":
-            return name
-        try:  # hardware encoders are compiled in everywhere but only open with the hardware present
-            context = av.CodecContext.create(name, "w")
-            context.width, context.height, context.pix_fmt = width, height, "yuv420p"
-            context.time_base = 1 / fps
-            context.framerate = fps
-            context.open()
-            return name
-        except (av.FFmpegError, ValueError):
-            continue
-    raise RenderError(
-        "No H.264 encoder is available in PyAV's FFmpeg (libx264 is missing and no hardware "
-        "encoder opened); install the PyAV wheel from PyPI (pip install --force-reinstall av), "
-        "which includes libx264."
-    )
-
-
 class VideoWriter:
     """Write an MP4 (H.264 + AAC) frame by frame; a context manager that writes atomically.
 
@@ -169,8 +134,15 @@ class VideoWriter:
         It is trimmed or zero-padded to the video's duration, ``n_frames / fps``.
     audio_sample_rate : int
         In Hz; one of :data:`AAC_SAMPLE_RATES`.
+    codec : str
+        "h264" (default), "hevc" or "prores" (see :data:`bridge.export.presets.CODECS`); the first
+        encoder of it that opens here is used (RenderError naming the available codecs otherwise).
+        ProRes needs a ``.mov`` output.
     crf, preset : int, str
-        x264 quality (lower = better, 18 visually lossless, 23 x264's default) and speed preset.
+        Constant quality (lower = better; x264: 18 visually lossless, 23 its default; x265's scale
+        sits ~4 higher) and the x264/x265 speed preset. ``crf=None``: the codec's default.
+    bitrate : int, optional
+        Average video bit rate in bits per second instead of CRF (H.264 / HEVC; not ProRes).
     audio_bitrate : int
         AAC bit rate in bits per second.
 
@@ -190,16 +162,26 @@ class VideoWriter:
         fps: Fraction | int,
         audio: np.ndarray | None = None,
         audio_sample_rate: int = 48000,
-        crf: int = DEFAULT_CRF,
+        crf: int | None = DEFAULT_CRF,
         preset: str = DEFAULT_PRESET,
         audio_bitrate: int = DEFAULT_AUDIO_BITRATE,
+        codec: str = "h264",
+        bitrate: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.fps = _as_fraction(fps)
         self.audio_sample_rate = int(audio_sample_rate)
         self.frames_written = 0
+        self.codec = get_codec(codec)
+        crf = self.codec.default_crf if crf is None else int(crf)
         self._check_options(crf)
+        if bitrate is not None and not self.codec.has_quality:
+            raise RenderError(f"{self.codec.label} has a fixed data rate (set by its profile); export "
+                              "it without a bit rate, or pick H.264 / HEVC for a bit rate.")
+        if bitrate is not None and not 100_000 <= int(bitrate) <= 2_000_000_000:
+            raise RenderError(f"bit rate {bitrate} b/s is out of range; use 100 kb/s to 2 Gb/s "
+                              "(e.g. 8000000 for 8 Mb/s).")
         self._audio = self._checked_audio(audio)
         self._audio_samples_sent = 0
         self._closed = False
@@ -208,14 +190,19 @@ class VideoWriter:
         if suffix not in _CONTAINER_FORMATS:
             raise RenderError(
                 f"Output '{self.path}' has the extension '{suffix}', which the writer does not "
-                "make; name it '.mp4'."
+                f"make; name it '{self.codec.default_suffix}'."
+            )
+        if suffix not in self.codec.suffixes:
+            raise RenderError(
+                f"{self.codec.label} cannot go in a '{suffix}' file; name the output "
+                f"'{self.path.with_suffix(self.codec.default_suffix).name}'."
             )
         if not self.path.parent.is_dir():
             raise RenderError(
                 f"Folder '{self.path.parent}' for the output '{self.path.name}' does not exist; "
                 "create it or choose another output path."
             )
-        encoder = _pick_h264_encoder(self.width, self.height, self.fps)
+        encoder = pick_encoder(self.codec, self.width, self.height, self.fps)
         self._pending = PendingFile(self.path)
         self._temp_path = self._pending.tmp
         try:
@@ -232,7 +219,8 @@ class VideoWriter:
                 "folder is writable and the disk is not full."
             ) from err
         try:
-            self._open_streams(encoder, crf=crf, preset=preset, audio_bitrate=audio_bitrate)
+            self._open_streams(encoder, crf=crf, preset=preset, audio_bitrate=audio_bitrate,
+                               bitrate=None if bitrate is None else int(bitrate))
         except BaseException:
             self._abort()
             raise
@@ -242,7 +230,7 @@ class VideoWriter:
     def _check_options(self, crf: int) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
             raise RenderError(
-                f"Frame size {self.width}x{self.height} is not allowed: H.264 4:2:0 needs positive "
+                f"Frame size {self.width}x{self.height} is not allowed: 4:2:0 video needs positive "
                 f"even sizes; use {max(2, self.width - self.width % 2)}x"
                 f"{max(2, self.height - self.height % 2)} (round down to even numbers)."
             )
@@ -272,10 +260,21 @@ class VideoWriter:
             audio = np.repeat(audio, 2, axis=0)
         return audio
 
-    def _open_streams(self, encoder: str, *, crf: int, preset: str, audio_bitrate: int) -> None:
-        options = {"crf": str(crf), "preset": preset} if encoder == "libx264" else {}
+    def _open_streams(self, encoder: str, *, crf: int, preset: str, audio_bitrate: int,
+                      bitrate: int | None) -> None:
+        spec = self.codec
+        options = dict(spec.options)
+        constant_quality = encoder in spec.crf_encoders and bitrate is None
+        if encoder in spec.crf_encoders:
+            options["preset"] = preset
+            if constant_quality:
+                options["crf"] = str(crf)
+            elif bitrate is not None:  # keep the rate near the average (VBV), as platforms expect
+                options["maxrate"], options["bufsize"] = str(int(bitrate * 1.5)), str(int(bitrate * 2))
         video = self._container.add_stream(encoder, rate=self.fps, options=options)
-        video.width, video.height, video.pix_fmt = self.width, self.height, "yuv420p"
+        video.width, video.height, video.pix_fmt = self.width, self.height, spec.pix_fmt
+        if spec.codec_tag:
+            video.codec_tag = spec.codec_tag
         # Time base 1/fps: frame k has pts k, so the frame rate stays an exact rational.
         video.time_base = 1 / self.fps
         video.codec_context.time_base = 1 / self.fps
@@ -283,7 +282,10 @@ class VideoWriter:
         context = video.codec_context
         context.color_primaries = context.color_trc = context.colorspace = _AVCOL_BT709
         context.color_range = _AVCOL_RANGE_MPEG
-        if encoder != "libx264":  # hardware encoders have no CRF; give them a generous bit rate
+        if bitrate is not None:
+            context.bit_rate = bitrate
+        elif spec.has_quality and not constant_quality:
+            # hardware encoders have no CRF; give them a generous bit rate
             context.bit_rate = int(0.15 * self.width * self.height * float(self.fps))
         self._video = video
         self._audio_stream = None
@@ -325,7 +327,11 @@ class VideoWriter:
                 f"({self.height}, {self.width}, 3) (convert floats with "
                 "(np.clip(x, 0, 1) * 255).astype(np.uint8) and drop any alpha channel)."
             )
-        video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+        if self.codec.pix_fmt == "yuv420p":
+            video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+        else:  # e.g. ProRes' 10-bit 4:2:2: swscale, BT.709 limited range as for 4:2:0
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+                format=self.codec.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
         video_frame.pts = self.frames_written
         video_frame.time_base = self._video.codec_context.time_base
         try:
@@ -455,7 +461,7 @@ def write_video(
         Checked before every frame; cancelling raises :class:`~bridge.errors.Cancelled` and
         removes the partial file.
     **encoder_opts
-        ``crf``, ``preset``, ``audio_bitrate`` for :class:`VideoWriter`.
+        ``codec``, ``crf``, ``bitrate``, ``preset``, ``audio_bitrate`` for :class:`VideoWriter`.
 
     Returns
     -------

@@ -208,8 +208,13 @@ class RenderSettings(_Model):
     height: int = Field(default=720, ge=16, le=4320)
     fps: Annotated[str, Field(description="exact rational, e.g. '30' or '30000/1001'")] = "30"
     sample_rate: int = Field(default=48000, ge=8000, le=192000, description="audio rate of the export")
-    video_codec: Literal["h264"] = "h264"
-    crf: int = Field(default=20, ge=0, le=51, description="x264 quality: 18 ≈ visually lossless, 23 = x264 default")
+    video_codec: Literal["h264", "hevc", "prores"] = Field(
+        default="h264", description="h264 / hevc (MP4 or MOV) or prores (ProRes 422, MOV); see bridge.export.presets")
+    crf: int | None = Field(default=None, ge=0, le=51, description=(
+        "constant quality for h264/hevc (lower = better; x264: 18 ≈ visually lossless, 23 = its default); "
+        "None: the codec's default (H.264 20, HEVC 24)"))
+    video_bitrate: int | None = Field(default=None, ge=100_000, le=2_000_000_000, description=(
+        "average video bit rate in b/s instead of crf (h264/hevc only)"))
 
     @field_validator("fps", mode="before")
     @classmethod
@@ -222,6 +227,21 @@ class RenderSettings(_Model):
         if v % 2:
             raise ValueError(f"{v} is odd; H.264 (yuv420p) needs even frame sizes, use {v + 1}")
         return v
+
+    @field_validator("video_codec", mode="before")
+    @classmethod
+    def _codec_alias(cls, v: object) -> object:
+        if isinstance(v, str):
+            key = v.strip().lower().replace(".", "").replace("-", "")
+            return {"h265": "hevc", "prores422": "prores", "avc": "h264"}.get(key, key)
+        return v
+
+    @model_validator(mode="after")
+    def _quality_fits_codec(self) -> RenderSettings:
+        if self.video_codec == "prores" and self.video_bitrate is not None:
+            raise ValueError("ProRes 422 has a fixed data rate (set by its profile); remove video_bitrate "
+                             "or use h264 / hevc")
+        return self
 
     @property
     def fps_fraction(self) -> Fraction:

@@ -1,13 +1,16 @@
-"""Export dialog: engine, model, resolution, fps, codec, range → MP4 via ``render_project`` on a
-worker thread, with progress, ETA, cancel and "open the result"."""
+"""Export dialog: where the video goes (a size/fps preset), engine, model, resolution, fps, codec and
+quality (CRF or bit rate), region (whole song, the loop region, a section, start/end) → a video via
+``render_project`` on a worker thread, with progress, ETA, cancel, "Open video" and "Show in folder"
+(which say in the message bar why when they cannot)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QThread, QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QProcess, QThread, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -23,8 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bridge.export.presets import CODECS, PRESETS
 from gui.panels import double_spin, int_spin
 from gui.session_adapter import SessionAdapter
+
+CUSTOM = "Custom"
 
 
 def _row(*widgets: QWidget) -> QHBoxLayout:
@@ -84,8 +90,12 @@ class ExportDialog(QDialog):
         project = s.project if s is not None else None
 
         form = QFormLayout()
+        self.preset = QComboBox()
+        self.preset.addItem(CUSTOM, None)
+        for p in PRESETS.values():
+            self.preset.addItem(p.label, p.name)
         self.engine = QComboBox()
-        self.engine.addItems(["procedural", "lcm"])
+        self.engine.addItems(["procedural", "shader", "lcm"])
         self.model = QLineEdit()
         self.model.setPlaceholderText("Hugging Face id or folder (lcm only)")
         self.width_spin = int_spin(16, 7680, step=2)
@@ -95,7 +105,18 @@ class ExportDialog(QDialog):
         self.fps.setEditable(True)
         self.fps.addItems(["24", "25", "30", "30000/1001", "60"])
         self.codec = QComboBox()
-        self.codec.addItems(["H.264 (MP4)"])
+        self._fill_codecs()
+        self.quality_mode = QComboBox()
+        self.quality_mode.addItem("Constant quality (CRF)", "crf")
+        self.quality_mode.addItem("Bit rate", "bitrate")
+        self.crf = int_spin(0, 51, value=20)
+        self.crf.setToolTip("Lower = better and bigger: H.264 18 ≈ visually lossless, 23 its default; "
+                            "HEVC looks the same about 4 higher")
+        self.bitrate = double_spin(0.1, 2000, value=12.0, decimals=1, suffix=" Mb/s")
+        self.quality_note = QLabel("")
+        self.quality_note.setObjectName("Dim")
+        quality = _row(self.quality_mode, self.crf, self.bitrate, self.quality_note)
+        self.region = QComboBox()
         self.start = double_spin(0, 1e5, suffix=" s")
         self.end = double_spin(0, 1e5, suffix=" s", special="song end")
         rng = _row(self.start, QLabel("to"), self.end)
@@ -103,12 +124,15 @@ class ExportDialog(QDialog):
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
         out_row = _row(self.out, browse)
+        form.addRow("For", self.preset)
         form.addRow("Engine", self.engine)
         form.addRow("Model", self.model)
         form.addRow("Resolution", size)
         form.addRow("Frame rate", self.fps)
         form.addRow("Codec", self.codec)
-        form.addRow("Range", rng)
+        form.addRow("Quality", quality)
+        form.addRow("Region", self.region)
+        form.addRow("", rng)
         form.addRow("Output", out_row)
         if project is not None:
             self.engine.setCurrentText(project.engine.name)
@@ -117,6 +141,26 @@ class ExportDialog(QDialog):
             self.height_spin.setValue(project.render.height)
             self.fps.setCurrentText(project.render.fps)
             self.out.setText(str(s.project_dir / "exports" / f"{project.name or 'render'}.mp4"))
+            index = self.codec.findData(project.render.video_codec)
+            if index >= 0 and self._codec_enabled(index):
+                self.codec.setCurrentIndex(index)
+            if project.render.video_bitrate:
+                self.quality_mode.setCurrentIndex(1)
+                self.bitrate.setValue(project.render.video_bitrate / 1e6)
+            if project.render.crf is not None:
+                self.crf.setValue(project.render.crf)
+        self._fill_regions()
+        self._match_preset()
+        self._codec_changed()
+        self.preset.currentIndexChanged.connect(self._preset_picked)
+        for spin in (self.width_spin, self.height_spin):
+            spin.valueChanged.connect(self._match_preset)
+        self.fps.currentTextChanged.connect(self._match_preset)
+        self.codec.currentIndexChanged.connect(self._codec_changed)
+        self.quality_mode.currentIndexChanged.connect(self._quality_mode_changed)
+        self.region.currentIndexChanged.connect(self._region_picked)
+        self.start.valueChanged.connect(self._match_region)
+        self.end.valueChanged.connect(self._match_region)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -128,6 +172,9 @@ class ExportDialog(QDialog):
         self.cancel_button = self.buttons.addButton("Cancel", QDialogButtonBox.ButtonRole.RejectRole)
         self.open_button = self.buttons.addButton("Open video", QDialogButtonBox.ButtonRole.ActionRole)
         self.open_button.setEnabled(False)
+        self.folder_button = self.buttons.addButton("Show in folder", QDialogButtonBox.ButtonRole.ActionRole)
+        self.folder_button.setEnabled(False)
+        self.folder_button.clicked.connect(self.show_in_folder)
         self.export_button.clicked.connect(self.start_export)
         self.cancel_button.clicked.connect(self.cancel_or_close)
         self.open_button.clicked.connect(self.open_result)
@@ -139,14 +186,133 @@ class ExportDialog(QDialog):
         col.addWidget(self.buttons)
         self._t0 = 0.0
 
+    # -- presets, codecs, quality, region ------------------------------------------------------
+    def _fill_codecs(self) -> None:
+        """Every codec, those without an encoder in this FFmpeg build greyed out and saying so."""
+        from bridge.export.presets import available_codecs
+
+        try:
+            available = set(available_codecs())
+        except Exception:  # noqa: BLE001 - no PyAV at all: the export itself will say so
+            available = set()
+        model = self.codec.model()
+        for key, spec in CODECS.items():
+            suffix = spec.default_suffix.lstrip(".").upper()
+            self.codec.addItem(f"{spec.label} ({suffix})" if key in available
+                               else f"{spec.label} — not in this FFmpeg build", key)
+            if key not in available and isinstance(model, QStandardItemModel):
+                item = model.item(self.codec.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip("PyAV's FFmpeg has no encoder for it here; install the PyAV wheel from PyPI "
+                                "(pip install --force-reinstall av), which includes libx264 and libx265")
+
+    def _codec_enabled(self, index: int) -> bool:
+        model = self.codec.model()
+        return not isinstance(model, QStandardItemModel) or model.item(index).isEnabled()
+
+    def _fill_regions(self) -> None:
+        self.region.blockSignals(True)
+        self.region.clear()
+        self.region.addItem("Whole song", (0.0, 0.0))
+        s = self.adapter.session
+        loop = getattr(getattr(s, "audio", None), "loop", None) if s is not None else None
+        if loop is not None:
+            self.region.addItem(f"Loop region ({loop[0]:.2f} – {loop[1]:.2f} s)", (float(loop[0]), float(loop[1])))
+        if s is not None and s.analysis is not None:
+            from bridge.export.render import section_looks
+
+            for i, sec in enumerate(section_looks(s.project, s.analysis)):
+                self.region.addItem(f"Section {i + 1}: {sec.name} ({sec.start_s:.2f} – {sec.end_s:.2f} s)",
+                                    (float(sec.start_s), float(sec.end_s)))
+        self.region.addItem(CUSTOM, None)
+        self.region.blockSignals(False)
+        self._match_region()
+
+    def _preset_picked(self) -> None:
+        name = self.preset.currentData()
+        if name is None:
+            return
+        p = PRESETS[name]
+        for w in (self.width_spin, self.height_spin, self.fps):
+            w.blockSignals(True)
+        self.width_spin.setValue(p.width)
+        self.height_spin.setValue(p.height)
+        self.fps.setCurrentText(p.fps)
+        for w in (self.width_spin, self.height_spin, self.fps):
+            w.blockSignals(False)
+
+    def _match_preset(self) -> None:
+        """Show the preset the size and fps are (Custom when none)."""
+        size = (self.width_spin.value(), self.height_spin.value(), self.fps.currentText().strip())
+        index = 0
+        for i in range(1, self.preset.count()):
+            p = PRESETS[self.preset.itemData(i)]
+            if (p.width, p.height, p.fps) == size:
+                index = i
+                break
+        self.preset.blockSignals(True)
+        self.preset.setCurrentIndex(index)
+        self.preset.blockSignals(False)
+
+    def _codec_changed(self) -> None:
+        spec = CODECS[self.codec.currentData()]
+        for w in (self.quality_mode, self.crf, self.bitrate):
+            w.setEnabled(spec.has_quality)
+        self.quality_note.setText("" if spec.has_quality else "set by the ProRes 422 profile")
+        if spec.has_quality and self.quality_mode.currentData() == "crf" and not self._crf_touched():
+            self.crf.setValue(spec.default_crf)
+        self._quality_mode_changed()
+        out = Path(self.out.text()) if self.out.text().strip() else None
+        if out is not None and out.suffix.lower() not in spec.suffixes:
+            self.out.setText(str(out.with_suffix(spec.default_suffix)))
+
+    def _crf_touched(self) -> bool:
+        return self.crf.value() not in {c.default_crf for c in CODECS.values()}
+
+    def _quality_mode_changed(self) -> None:
+        by_rate = self.quality_mode.currentData() == "bitrate"
+        self.crf.setVisible(not by_rate)
+        self.bitrate.setVisible(by_rate)
+
+    def _region_picked(self) -> None:
+        span = self.region.currentData()
+        if span is None:
+            return
+        for w in (self.start, self.end):
+            w.blockSignals(True)
+        self.start.setValue(span[0])
+        self.end.setValue(span[1])
+        for w in (self.start, self.end):
+            w.blockSignals(False)
+
+    def _match_region(self) -> None:
+        span = (round(self.start.value(), 2), round(self.end.value(), 2))
+        index = self.region.count() - 1
+        for i in range(self.region.count() - 1):
+            data = self.region.itemData(i)
+            if data is not None and (round(data[0], 2), round(data[1], 2)) == span:
+                index = i
+                break
+        self.region.blockSignals(True)
+        self.region.setCurrentIndex(index)
+        self.region.blockSignals(False)
+
     def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export video", self.out.text(), "MP4 video (*.mp4)")
+        spec = CODECS[self.codec.currentData()]
+        kinds = " ".join(f"*{x}" for x in spec.suffixes)
+        path, _ = QFileDialog.getSaveFileName(self, "Export video", self.out.text(), f"{spec.label} video ({kinds})")
         if path:
             self.out.setText(path)
 
     def options(self) -> dict:
         opts: dict = {"width": self.width_spin.value(), "height": self.height_spin.value(),
-                      "fps": self.fps.currentText(), "engine_name": self.engine.currentText()}
+                      "fps": self.fps.currentText(), "engine_name": self.engine.currentText(),
+                      "codec": self.codec.currentData()}
+        if CODECS[opts["codec"]].has_quality:
+            if self.quality_mode.currentData() == "bitrate":
+                opts["bitrate"] = int(round(self.bitrate.value() * 1e6))
+            else:
+                opts["crf"] = self.crf.value()
         if self.model.text().strip():
             opts["model"] = self.model.text().strip()
         if self.start.value() > 0:
@@ -163,6 +329,7 @@ class ExportDialog(QDialog):
         out.parent.mkdir(parents=True, exist_ok=True)
         self.result_path = None
         self.open_button.setEnabled(False)
+        self.folder_button.setEnabled(False)
         self.export_button.setEnabled(False)
         self.eta.setText("Starting…")
         self._t0 = time.monotonic()
@@ -186,6 +353,8 @@ class ExportDialog(QDialog):
         self.progress.setValue(self.progress.maximum())
         self.eta.setText(f"Done in {time.monotonic() - self._t0:.1f} s: {path}")
         self.open_button.setEnabled(True)
+        self.folder_button.setEnabled(True)
+        self.adapter.message.emit("info", f"Exported {path}")
         self.finished_path.emit(path)
 
     def _on_failed(self, message: str) -> None:
@@ -204,9 +373,46 @@ class ExportDialog(QDialog):
         else:
             self.reject()
 
-    def open_result(self) -> None:
-        if self.result_path is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.result_path)))
+    def _result_or_say_why(self) -> Path | None:
+        path = self.result_path
+        if path is None:
+            self.adapter.message.emit("error", "Nothing exported yet: press Export first.")
+            return None
+        if not path.is_file():
+            self.adapter.message.emit("error", f"The exported video is no longer at {path} (moved or deleted); "
+                                               "export again.")
+            return None
+        return path
+
+    def open_result(self) -> bool:
+        """Open the video in the system's player; says in the message bar why when it cannot."""
+        path = self._result_or_say_why()
+        if path is None:
+            return False
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            self.adapter.message.emit("error", f"Could not open {path.name}: no application is set to play "
+                                               f"{path.suffix} files on this system. The video is at {path}.")
+            return False
+        return True
+
+    def show_in_folder(self) -> bool:
+        """Show the video in the file manager (selected where the platform allows); or say why not."""
+        path = self._result_or_say_why()
+        if path is None:
+            return False
+        if sys.platform == "darwin":
+            ok = QProcess.startDetached("open", ["-R", str(path)])
+        elif sys.platform == "win32":
+            ok = QProcess.startDetached("explorer", [f"/select,{path}"])
+        else:  # freedesktop: open the folder (selecting the file needs the file manager's D-Bus API)
+            ok = QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.parent)))
+        if isinstance(ok, tuple):  # PySide6 returns (ok, pid) for startDetached
+            ok = ok[0]
+        if not ok:
+            self.adapter.message.emit("error", f"Could not show the folder: no file manager answered here. "
+                                               f"The video is at {path}.")
+            return False
+        return True
 
     def closeEvent(self, event) -> None:
         if self.worker is not None:

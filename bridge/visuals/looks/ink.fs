@@ -18,7 +18,9 @@ void main() {
         float ang = 6.2831 * travel + 0.4 * warp * sin(8.0 * length(c) - TIME);
         vec2 flow = 0.004 * vec2(cos(ang + c.y * 9.0), sin(ang + c.x * 9.0)) * (1.0 + 3.0 * strength);
         vec4 prev = IMG_NORM_PIXEL(fluid, uv - flow);
-        float drop = smoothstep(0.09, 0.0, length(c - 0.25 * vec2(cos(6.2831 * travel), sin(12.566 * travel))));
+        // the drop is round in any frame: its distance measured in units of the shorter side
+        vec2 square = RENDERSIZE / min(RENDERSIZE.x, RENDERSIZE.y);
+        float drop = smoothstep(0.09, 0.0, length((c - 0.25 * vec2(cos(6.2831 * travel), sin(12.566 * travel))) * square));
         vec3 inkc = 0.5 + 0.5 * cos(6.2831 * (hue + vec3(0.0, 0.33, 0.67) + travel));
         gl_FragColor = vec4(prev.rgb * fade + drop * inkc * (0.3 + strength), 1.0);
     } else {

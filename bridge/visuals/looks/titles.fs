@@ -25,7 +25,9 @@ int digitOf(float n, int k) { return int(mod(floor(n / pow(10.0, float(k))), 10.
 void main() {
     vec2 px = gl_FragCoord.xy;
     vec2 uv = isf_FragNormCoord;
-    float unit = RENDERSIZE.y * 0.075 * (1.0 + 0.25 * pulse);
+    // numerals sized by the height, but narrow frames (vertical, square) by the width: the counter
+    // box (18 units wide) always fits (16:9 and wider: the height decides, as before)
+    float unit = min(RENDERSIZE.y * 0.075, RENDERSIZE.x * 0.0425) * (1.0 + 0.25 * pulse);
     // Counter "BBB.b": bar (1-based, 3 digits), a dot, beat in the bar (1-based)
     vec2 g = (px - 0.5 * RENDERSIZE) / unit + vec2(9.5, 2.5);
     float slot = floor(g.x / 4.0);
