@@ -254,9 +254,13 @@ def test_position_follows_the_device_clock(jack, project_dir):
         # nothing has reached the speaker yet: the position is still the seek position
         assert player.position_s() == pytest.approx(0.5, abs=0.02)
         time.sleep(0.2)
-        p0, s0, w0 = player.position_s(), player._stream.time, time.monotonic()
+        p0, s0, w0, x0 = player.position_s(), player._stream.time, time.monotonic(), player.xruns
         time.sleep(1.0)
         p1, s1, w1 = player.position_s(), player._stream.time, time.monotonic()
+        if player.xruns > x0:
+            # JACK's dummy backend runs without real-time priority: on a loaded machine blocks are
+            # dropped, the device clock runs on while the song does not (as a listener would hear).
+            pytest.skip(f"{player.xruns - x0} xruns on the dummy JACK backend (machine overloaded); timing not judged")
         # one second of the device's clock is one second of song: the position is the device's
         # (within one audio block: on a loaded machine the callback that stamps the block runs late)
         assert p1 - p0 == pytest.approx(s1 - s0, abs=512 / RATE)
