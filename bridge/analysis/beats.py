@@ -625,9 +625,11 @@ def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envel
 
     The dynamic program follows the strongest chain of onsets one period apart. On a syncopated
     groove that can be the anticipations: the off-beat 8th, the "a" before each beat, a swung
-    last 16th — and it can slip onto them part-way through a song when the pattern changes. Two
-    kinds of evidence decide, for windows of ``PHASE_WINDOW_BEATS`` beats, between the current
-    phase and each shift in ``PHASE_SHIFTS`` of the local beat length:
+    last 16th — and it can slip onto them part-way through a song when the pattern changes.
+
+    The half-beat shift is decided first, song-wide, by kick/snare salience (``PHASE_SHIFT_MARGIN``).
+    Then, for windows of ``PHASE_WINDOW_BEATS`` beats, the current phase and each 16th / triplet
+    shift in ``PHASE_SHIFTS`` of the local beat length are scored by:
 
     - **presence**: the share of beats with a drums-stem onset on them. The beat is the position
       the drummer fills in (nearly) every bar; anticipations are louder but come and go. Measured
@@ -635,7 +637,12 @@ def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envel
       anticipation the tracker locked onto 84 % / 60 %;
     - **salience** (:func:`_beat_salience`, kick/snare, pitched onsets, harmonic change) as a share
       of the window's best, weighted by ``PHASE_SALIENCE_WEIGHT``: it decides where presence ties
-      (a backbeat song has drums on the off-beat 8th as often as on the beat) and without drums.
+      (a backbeat song has drums on the off-beat 8th as often as on the beat) and without drums;
+    - **the backbeat**: the snare band at the shifted beats, as a share of the window's best,
+      weighted by ``PHASE_SNARE_WEIGHT`` (whatever kick and bass anticipate, the snare on 2 and 4
+      sits on the beat);
+    - **swing's grammar**: drum onsets 1/6 of a beat after a candidate count against it
+      (``SWING_SHORT_WEIGHT``): swing is long–short, never short–long.
 
     A Viterbi path over windows × shifts pays ``PHASE_CHANGE_COST`` for each change of shift, so
     a song keeps one phase unless a stretch clearly says otherwise, and the current phase gets
