@@ -114,9 +114,11 @@ def _hits(ref: str, scale: float) -> list[schema.Mapping]:
 def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
     """The default mapping set for these stems (only parts that are present get mappings).
 
-    Designed to hit (benchmarks/av_sync.py): drums move the picture on the frame of each hit, in
-    proportion to the hit; bass and harmony drive slow dimensions (warp, colour) with long
-    attack/release so they never blur the hits; the camera barely moves between hits.
+    Designed to hit (benchmarks/av_sync.py): the mix's hits (``mix.onset``: every part as loud as
+    it is in the mix) move the picture on the frame of each hit, in proportion to the hit; drum
+    hits also drive the diffusion engines' strength; bass and harmony drive slow dimensions (warp,
+    colour) with long attack/release so they never blur the hits; the camera barely moves between
+    hits.
     """
     parts = classify_stems(stems)
     out: list[schema.Mapping] = []
