@@ -121,7 +121,9 @@ def install_daw_script(daw: str, dest: str | Path | None = None) -> Installed:
     folder, created if missing); an existing copy is replaced."""
     script = script_for(daw)
     folder = Path(dest).expanduser() if dest else default_destination(script.name)
-    src = daw_scripts_root().joinpath(*script.source)
+    src = daw_scripts_root()
+    for part in script.source:  # one part at a time: 3.11's MultiplexedPath.joinpath takes one
+        src = src / part
     target = folder / script.source[-1]
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -55,8 +55,14 @@ def test_the_scripts_are_found_as_package_data_of_an_installed_package(tmp_path,
     root = daw_scripts_root("stembridge_wheel.daw_scripts")
     assert Path(str(root.joinpath("README.md"))).resolve() == \
         (site / "stembridge_wheel" / "daw_scripts" / "README.md").resolve()
-    assert root.joinpath("reaper", "stembridge.ReaperOSC").read_bytes() == \
+    assert (root / "reaper" / "stembridge.ReaperOSC").read_bytes() == \
         (REPO_SCRIPTS / "reaper" / "stembridge.ReaperOSC").read_bytes()
+    from bridge import daw_install
+
+    monkeypatch.setattr(daw_install, "SCRIPTS_PACKAGE", "stembridge_wheel.daw_scripts")
+    monkeypatch.setattr(daw_install.daw_scripts_root, "__defaults__", ("stembridge_wheel.daw_scripts",))
+    installed = daw_install.install_daw_script("live", tmp_path / "dest")
+    assert _tree(installed.path) == _tree(REPO_SCRIPTS / "ableton" / "StemBridge")
     # a source checkout has no bridge/daw_scripts: the repository's folder is used
     assert Path(str(daw_scripts_root("no_such_package.daw_scripts"))) == REPO_SCRIPTS
 
