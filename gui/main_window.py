@@ -170,6 +170,8 @@ class MainWindow(QMainWindow):
         self._action(t, "Play / pause", "Space", self.transport.toggle_play)
         self._action(t, "Return to start", "Home", self.transport.stop)
         self._action(t, "Loop the section at the playhead", "Ctrl+L", self.toggle_loop)
+        t.addSeparator()
+        self._action(t, "Connect to your DAW…", "Ctrl+Shift+D", self.open_connect_daw)
 
     def toggle_loop(self) -> None:
         """Loop the section under the playhead (sound and playhead); again: stop looping."""
@@ -224,6 +226,17 @@ class MainWindow(QMainWindow):
             return None
         dlg = ExportDialog(self.adapter, self)
         dlg.show()
+        return dlg
+
+    def open_connect_daw(self):
+        """Transport ▸ Connect to your DAW…: one dialog, raised again if already open."""
+        from gui.panels.connect import ConnectDawDialog
+
+        dlg = getattr(self, "_connect_dialog", None)
+        if dlg is None:
+            dlg = self._connect_dialog = ConnectDawDialog(self.adapter, self.transport, self)
+        dlg.show()
+        dlg.raise_()
         return dlg
 
     def open_preferences(self) -> PreferencesDialog:

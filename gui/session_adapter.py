@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ class SessionAdapter(QObject):
         self.link_enabled = False
         self.sync_sources: list[object] = []
         self._sync_stack: ExitStack | None = None
+        #: What the followed source has sent since :meth:`connect_sync` (see :meth:`sync_status`).
+        self._sync_what = ""  # "REAPER via OSC + Ableton Link"; "" with the local clock
+        self._sync_since = 0.0  # time.monotonic() at connect
+        self._sync_seen = 0  # distinct states received since then
+        self._sync_last_at: float | None = None  # received_at of the latest
         self._timer = QTimer(self)
         self._timer.setInterval(int(round(1000.0 / tick_hz)))
         self._timer.timeout.connect(self._on_timer)
@@ -192,10 +198,11 @@ class SessionAdapter(QObject):
         what = [label] if option is not None else []
         if self.link_enabled:
             what.append("Ableton Link")
+        self._sync_what = " + ".join(what)
         if link_problem is not None:  # the last word, so the message bar keeps showing it
-            self.message.emit("error", f"{link_problem} (following {label} without Link)")
-        else:
-            self.message.emit("info", f"Following {' + '.join(what)}")
+            self.message.emit("error", f"{link_problem} (waiting for {label} without Link)")
+        else:  # "Following …" only once a message has arrived (_update_sync_status)
+            self.message.emit("info", f"Waiting for {self._sync_what}… (nothing received yet)")
         return sources
 
     def set_link(self, enabled: bool) -> bool:
@@ -226,6 +233,47 @@ class SessionAdapter(QObject):
             self._sync_stack.close()
         self._sync_stack = None
         self.sync_sources = []
+        self._sync_what, self._sync_since, self._sync_seen, self._sync_last_at = "", time.monotonic(), 0, None
+
+    #: A source is "locked" once this many states arrived and the latest is younger than LOCKED_AGE_S.
+    LOCKED_AFTER = 3
+    LOCKED_AGE_S = 1.0
+
+    def _update_sync_status(self) -> None:
+        """Count the states the followed source sent since it was connected (called every tick);
+        the first one turns the message bar's "Waiting for …" into "Following …"."""
+        if not self._sync_what or self.session is None:
+            return
+        state = self.session.clock.state
+        if state is None or state.received_at < self._sync_since or state.received_at == self._sync_last_at:
+            return
+        self._sync_seen += 1
+        self._sync_last_at = state.received_at
+        if self._sync_seen == 1:
+            self.message.emit("info", f"Following {self._sync_what}")
+
+    def sync_status(self) -> tuple[str, float | None]:
+        """("off" | "waiting" | "receiving" | "locked", seconds since the last message or None).
+        waiting: nothing arrived since connecting; receiving: messages came, but not a steady stream
+        now (a stopped DAW may go quiet); locked: several arrived, the latest under a second ago."""
+        if not self._sync_what:
+            return "off", None
+        self._update_sync_status()
+        if self._sync_last_at is None:
+            return "waiting", None
+        age = max(0.0, time.monotonic() - self._sync_last_at)
+        locked = self._sync_seen >= self.LOCKED_AFTER and age < self.LOCKED_AGE_S
+        return ("locked" if locked else "receiving"), age
+
+    def sync_status_text(self) -> str:
+        """One line for the status light: "Locked to REAPER via OSC · last message 0.04 s ago"."""
+        phase, age = self.sync_status()
+        if phase == "off":
+            return "Not following a DAW (local clock)"
+        if phase == "waiting":
+            return f"Waiting for {self._sync_what}… nothing received yet"
+        verb = "Locked to" if phase == "locked" else "Receiving from"
+        return f"{verb} {self._sync_what} · last message {age:.1f} s ago"
 
     def set_audio_preferences(self, *, enabled: bool, device: str | None, blocksize: int) -> None:
         """Apply the audio preferences (now, to the open session, and to every session opened later)."""
@@ -280,6 +328,7 @@ class SessionAdapter(QObject):
             self.analysisChanged.emit()
         if preview:
             self.previewChanged.emit()
+        self._update_sync_status()
         self.tick.emit(self.session.transport())
 
     def status_text(self, state) -> str:

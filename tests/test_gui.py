@@ -875,3 +875,66 @@ def test_the_mix_is_a_source_in_the_mapping_editor(window, qtbot):
     qtbot.waitUntil(lambda: "mix.rms" in window.undo_action.text(), timeout=5_000)  # the menu follows
     window.undo_action.trigger()
     assert len(session.project.mappings) == before
+
+
+# --- Connect to your DAW (issue 14 item 4) ------------------------------------------------------
+
+def test_connect_dialog_lists_every_daw_and_protocol(window, qtbot):
+    dlg = window.open_connect_daw()
+    names = [dlg.choices.item(i).text() for i in range(dlg.choices.count())]
+    assert names == ["Ableton Live", "Logic Pro", "REAPER", "Bitwig Studio", "Ardour",
+                     "MIDI clock", "MTC", "Ableton Link"]
+    dlg.select("Logic Pro")  # Logic: MIDI clock through the IAC bus, with Logic's own settings
+    text = dlg.steps.toPlainText()
+    assert "IAC Driver" in text and "Synchronization ▸ MIDI" in text and "Clock" in text
+    assert not dlg.install_button.isVisibleTo(dlg)
+    dlg.select("REAPER")
+    assert dlg.install_button.isVisibleTo(dlg)
+    assert dlg.status.text().endswith("Not following a DAW (local clock)")
+    assert window.open_connect_daw() is dlg
+
+
+@pytest.mark.parametrize("daw, installed, original", [
+    ("REAPER", "stembridge.ReaperOSC", "daw_scripts/reaper/stembridge.ReaperOSC"),
+    ("Ableton Live", "StemBridge", "daw_scripts/ableton/StemBridge"),
+])
+def test_connect_dialog_installs_the_script(window, qtbot, tmp_path, monkeypatch, daw, installed, original):
+    from gui.panels.connect import ConnectDawDialog
+
+    monkeypatch.setattr(ConnectDawDialog, "install_dest", tmp_path / "dest")
+    dlg = window.open_connect_daw()
+    dlg.select(daw)
+    qtbot.mouseClick(dlg.install_button, Qt.MouseButton.LeftButton)
+    src, dst = REPO / original, tmp_path / "dest" / installed
+    files = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
+        if src.is_dir() else [Path()]
+    assert files and all((dst / f).read_bytes() == (src / f).read_bytes() for f in files)
+    assert str(dst) in dlg.result.text() and "Next:" in dlg.result.text()
+
+
+def test_banner_waits_for_the_first_osc_message_then_follows(window, qtbot):
+    from bridge.transport import osc_protocol as P
+    from bridge.transport.osc_io import build_osc_message
+
+    dlg = window.open_connect_daw()
+    dlg.select("REAPER")
+    window.transport._osc_values["REAPER via OSC"] = "127.0.0.1:0"  # any free port
+    qtbot.mouseClick(dlg.follow_button, Qt.MouseButton.LeftButton)
+    sources = window.adapter.sync_sources
+    assert sources, "the REAPER listener did not start"
+    host, port = sources[0].address
+    qtbot.wait(300)  # nothing sent yet: still waiting, whatever the ticks do
+    assert window.messages.text.startswith("Waiting for REAPER via OSC")
+    assert "Following" not in window.messages.text
+    assert "Waiting for REAPER via OSC" in dlg.status.text()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(build_osc_message(P.REAPER_TIME, [12.0]), (host, port))
+        qtbot.waitUntil(lambda: window.messages.text == "Following REAPER via OSC", timeout=5_000)
+        qtbot.waitUntil(lambda: "Receiving from REAPER via OSC" in dlg.status.text(), timeout=2_000)
+        assert "last message" in dlg.status.text()
+        for t in (12.1, 12.2, 12.3):  # a steady stream: locked
+            sock.sendto(build_osc_message(P.REAPER_TIME, [t]), (host, port))
+            qtbot.wait(60)
+        qtbot.waitUntil(lambda: "Locked to REAPER via OSC" in dlg.status.text(), timeout=2_000)
+    window.adapter.disconnect_sync()
+    qtbot.waitUntil(lambda: "Not following" in dlg.status.text(), timeout=2_000)

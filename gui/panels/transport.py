@@ -52,7 +52,7 @@ class TransportBar(QWidget):
 
         self.source = QComboBox()
         self.source.addItems(list(SYNC_SOURCES))
-        self.source.setToolTip("Which DAW the timeline follows (daw_scripts/README.md says what to enable in the DAW)")
+        self.source.setToolTip("Which DAW the timeline follows (Transport ▸ Connect to your DAW… says what to enable in the DAW)")
         self.source.activated.connect(lambda i: self.choose_source(self.source.itemText(i)))
         # the chosen entry's value: an OSC [HOST:]PORT (editable) or a MIDI input port (picked)
         self.osc_address = QLineEdit()
