@@ -22,6 +22,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QUrl, Slot  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -875,3 +876,76 @@ def test_the_mix_is_a_source_in_the_mapping_editor(window, qtbot):
     qtbot.waitUntil(lambda: "mix.rms" in window.undo_action.text(), timeout=5_000)  # the menu follows
     window.undo_action.trigger()
     assert len(session.project.mappings) == before
+
+
+def _dialogs(monkeypatch, *, folders=(), save=None):
+    """File dialogs answer from ``folders`` (in order) and ``save``, without showing."""
+    answers = list(folders)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(answers.pop(0)))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(save), ""))
+
+
+def test_file_new_from_stems_then_recent_projects_survive_a_new_window(window, qtbot, tmp_path, monkeypatch):
+    from bridge.project import load_project, resolve_stem_path
+    from gui.main_window import MainWindow
+
+    stems = tmp_path / "demo" / "stems"
+    target = tmp_path / "fresh project"
+    _dialogs(monkeypatch, folders=[stems, target])
+    window.new_action.trigger()
+    project, project_dir = load_project(target)
+    assert project_dir == target.resolve()
+    assert sorted(resolve_stem_path(s.path, project_dir) for s in project.stems) == sorted(
+        p.resolve() for p in stems.iterdir())
+    assert project.mappings, "a new project gets the default mappings"
+    assert window.adapter.session.project_dir == target.resolve()
+    assert window.windowTitle().startswith("fresh project")
+    assert window.recent_projects()[:2] == [str(target.resolve()), str((tmp_path / "demo" / "project").resolve())]
+    window.close_project_action.trigger()
+    assert window.adapter.session is None and window.status_label.text() == "No project"
+
+    # a later window lists both; a project that has gone is greyed and can be removed with a message
+    shutil.rmtree(target)
+    w2 = MainWindow(settings=QSettings(window.settings.fileName(), QSettings.Format.IniFormat))
+    qtbot.addWidget(w2)
+    w2.rebuild_recent_menu()
+    entries = {a.data(): a for a in w2.recent_menu.actions() if a.data()}
+    assert list(entries) == [str(target.resolve()), str((tmp_path / "demo" / "project").resolve())]
+    assert not entries[str(target.resolve())].isEnabled()
+    assert "(missing)" in entries[str(target.resolve())].text()
+    assert entries[str((tmp_path / "demo" / "project").resolve())].isEnabled()
+    w2.remove_missing_action.trigger()
+    assert w2.recent_projects() == [str((tmp_path / "demo" / "project").resolve())]
+    assert "Removed 1 missing" in w2.messages.text
+    assert not w2.open_recent(str(target))
+    entries[str((tmp_path / "demo" / "project").resolve())].trigger()
+    assert w2.adapter.session is not None and w2.adapter.session.project.name == "stembridge demo"
+    w2.close()
+
+
+def test_file_save_as_copies_the_project_and_leaves_the_original_untouched(window, qtbot, tmp_path, monkeypatch):
+    from bridge.project import load_project, resolve_stem_path
+
+    original = tmp_path / "demo" / "project"
+    before = (original / "stembridge.json").read_text()
+    old_stems = [resolve_stem_path(s.path, original) for s in window.adapter.session.project.stems]
+    dest = tmp_path / "saved" / "my song"
+    _dialogs(monkeypatch, save=dest)
+    window.save_as_action.trigger()
+    s = window.adapter.session
+    assert s.project_dir == dest.resolve()
+    # the copy opens with its analysis from the copied cache and the same stem files
+    assert [resolve_stem_path(x.path, dest) for x in s.project.stems] == old_stems
+    assert (dest / ".stembridge" / "cache").is_dir()
+    qtbot.waitUntil(lambda: s.analysis is not None and len(window.timeline.lanes) == 4, timeout=10_000)
+    # edits now go to the copy; the original stays as it was
+    window.adapter.command("rename_project", "the copy")
+    window.adapter.command("save")
+    assert load_project(dest)[0].name == "the copy"
+    assert (original / "stembridge.json").read_text() == before
+    assert window.recent_projects()[0] == str(dest.resolve())
+    # Save As onto a folder with files in it says why not and changes nothing
+    _dialogs(monkeypatch, save=original)
+    assert not window.save_project_as()
+    assert "not an empty folder" in window.messages.text or "itself" in window.messages.text
+    assert window.adapter.session.project_dir == dest.resolve()
