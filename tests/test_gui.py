@@ -949,3 +949,45 @@ def test_file_save_as_copies_the_project_and_leaves_the_original_untouched(windo
     assert not window.save_project_as()
     assert "not an empty folder" in window.messages.text or "itself" in window.messages.text
     assert window.adapter.session.project_dir == dest.resolve()
+
+
+def test_layout_at_960x640_shows_every_main_widget_and_window_state_is_remembered(window, qtbot, tmp_path):
+    from PySide6.QtCore import QRect
+
+    from gui.app import grab_screenshot
+    from gui.main_window import MainWindow
+
+    window.resize(960, 640)
+    qtbot.waitUntil(lambda: window.size().width() == 960 and window.size().height() == 640, timeout=3_000)
+    assert window.minimumSizeHint().width() <= 960 and window.minimumSizeHint().height() <= 640
+    area = window.rect()
+    for name in ("transport", "tempo_bar", "timeline", "preview", "tabs", "mappings"):
+        w = getattr(window, name)
+        assert w.isVisible(), name
+        assert w.width() > 40 and w.height() > 20, (name, w.size())
+        top_left = w.mapTo(window, w.rect().topLeft())
+        assert area.contains(QRect(top_left, w.size())), (name, top_left, w.size())
+    # the transport's controls all fit (the status line gives way, its text in the tooltip)
+    for w in (window.transport.play_button, window.transport.source, window.transport.latency):
+        assert window.rect().contains(QRect(w.mapTo(window, w.rect().topLeft()), w.size()))
+    shot = grab_screenshot(window, tmp_path / "960x640.png", wait_s=5.0)
+    from PySide6.QtGui import QImage
+
+    assert QImage(str(shot)).size().toTuple() == (960, 640)
+
+    # geometry and splitters come back in the next window (offscreen's screen is 800×800 and Qt
+    # fits a restored window to the screen, so the height — under 800 — is the exact check)
+    window.resize(1100, 700)
+    window.main_split.setSizes([250, 350])
+    window.top_split.setSizes([300, 700])
+    qtbot.wait(50)
+    main_sizes, top_sizes = window.main_split.sizes(), window.top_split.sizes()
+    window.save_layout()
+    w2 = MainWindow(settings=QSettings(window.settings.fileName(), QSettings.Format.IniFormat))
+    qtbot.addWidget(w2)
+    w2.show()
+    qtbot.waitUntil(lambda: w2.size().height() == 700, timeout=3_000)
+    assert w2.main_split.sizes() == main_sizes  # same height: the same pixels
+    top = w2.top_split.sizes()
+    assert top[0] / sum(top) == pytest.approx(top_sizes[0] / sum(top_sizes), abs=0.08)
+    w2.close()
