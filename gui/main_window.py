@@ -167,6 +167,7 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         self._action(f, "Export video…", "Ctrl+E", self.open_export)
         f.addSeparator()
+        self._set_project_open(False)
         self._action(f, "Quit", QKeySequence.StandardKey.Quit, self.close)
         e = bar.addMenu("&Edit")
         self.undo_action = self._action(e, "Undo", QKeySequence.StandardKey.Undo, lambda: self.adapter.command("undo"))
@@ -223,6 +224,7 @@ class MainWindow(QMainWindow):
         s = self.adapter.session
         self.settings.setValue("last_project", str(s.project_dir))
         self.add_recent(s.project_dir)
+        self._set_project_open(True)
         self.setWindowTitle(f"{s.project.name} — stembridge")
         self._on_project_changed(None)
         self.refresh_timeline()
@@ -359,6 +361,14 @@ class MainWindow(QMainWindow):
         self.status_label.setText("No project")
         self.undo_action.setEnabled(False)
         self.redo_action.setEnabled(False)
+        self._set_project_open(False)
+
+    def _set_project_open(self, is_open: bool) -> None:
+        """Save As, Close and the editors work on an open project; without one they are greyed."""
+        self.save_as_action.setEnabled(is_open)
+        self.close_project_action.setEnabled(is_open)
+        self.tabs.setEnabled(is_open)
+        self.tempo_bar.setEnabled(is_open)
 
     def open_export(self) -> ExportDialog | None:
         if self.adapter.session is None:

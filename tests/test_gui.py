@@ -903,6 +903,7 @@ def test_file_new_from_stems_then_recent_projects_survive_a_new_window(window, q
     assert window.recent_projects()[:2] == [str(target.resolve()), str((tmp_path / "demo" / "project").resolve())]
     window.close_project_action.trigger()
     assert window.adapter.session is None and window.status_label.text() == "No project"
+    assert not window.tabs.isEnabled() and not window.save_as_action.isEnabled()
 
     # a later window lists both; a project that has gone is greyed and can be removed with a message
     shutil.rmtree(target)
@@ -920,6 +921,7 @@ def test_file_new_from_stems_then_recent_projects_survive_a_new_window(window, q
     assert not w2.open_recent(str(target))
     entries[str((tmp_path / "demo" / "project").resolve())].trigger()
     assert w2.adapter.session is not None and w2.adapter.session.project.name == "stembridge demo"
+    assert w2.tabs.isEnabled() and w2.save_as_action.isEnabled()
     w2.close()
 
 
