@@ -11,6 +11,7 @@ import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -34,6 +35,9 @@ from gui.panels.tempo import TempoBar, tempo_text
 from gui.panels.transport import TransportBar
 from gui.session_adapter import SessionAdapter
 from gui.widgets.timeline import TimelineWidget
+
+#: How many projects File ▸ Open Recent keeps.
+RECENT_MAX = 8
 
 
 class MessageBar(QFrame):
@@ -151,8 +155,19 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         bar = self.menuBar()
         f = bar.addMenu("&File")
-        self._action(f, "Open project…", QKeySequence.StandardKey.Open, self.choose_project)
+        self.new_action = self._action(f, "New project from stems…", QKeySequence.StandardKey.New,
+                                       self.new_project_from_stems)
+        self.open_action = self._action(f, "Open project…", QKeySequence.StandardKey.Open, self.choose_project)
+        self.recent_menu = f.addMenu("Open Recent")
+        self.recent_menu.aboutToShow.connect(self.rebuild_recent_menu)
+        self.rebuild_recent_menu()
+        self.save_as_action = self._action(f, "Save project as…", QKeySequence.StandardKey.SaveAs, self.save_project_as)
+        self.close_project_action = self._action(f, "Close project", QKeySequence.StandardKey.Close,
+                                                 self.close_project)
+        f.addSeparator()
         self._action(f, "Export video…", "Ctrl+E", self.open_export)
+        f.addSeparator()
+        self._set_project_open(False)
         self._action(f, "Quit", QKeySequence.StandardKey.Quit, self.close)
         e = bar.addMenu("&Edit")
         self.undo_action = self._action(e, "Undo", QKeySequence.StandardKey.Undo, lambda: self.adapter.command("undo"))
@@ -210,6 +225,8 @@ class MainWindow(QMainWindow):
         self.transport.reconnect()  # the new session follows the DAW the picker names
         s = self.adapter.session
         self.settings.setValue("last_project", str(s.project_dir))
+        self.add_recent(s.project_dir)
+        self._set_project_open(True)
         self.setWindowTitle(f"{s.project.name} — stembridge")
         self._on_project_changed(None)
         self.refresh_timeline()
@@ -219,6 +236,141 @@ class MainWindow(QMainWindow):
         d = QFileDialog.getExistingDirectory(self, "Open a stembridge project folder")
         if d:
             self.open_project(d)
+
+    # -- File menu: new, recent, save as, close ------------------------------------------------
+    def recent_projects(self) -> list[str]:
+        value = self.settings.value("recent_projects") or []
+        return [value] if isinstance(value, str) else [str(v) for v in value]
+
+    def _set_recent(self, paths: list[str]) -> None:
+        if paths:
+            self.settings.setValue("recent_projects", paths[:RECENT_MAX])
+        else:
+            self.settings.remove("recent_projects")
+        self.settings.sync()
+
+    def add_recent(self, project_dir: str | Path) -> None:
+        path = str(Path(project_dir).resolve())
+        self._set_recent([path] + [p for p in self.recent_projects() if p != path])
+
+    def rebuild_recent_menu(self) -> None:
+        """The last projects, newest first; one whose folder is gone is shown greyed ("missing")."""
+        from bridge.project.store import project_file
+
+        m = self.recent_menu
+        m.clear()
+        recent = self.recent_projects()
+        missing = []
+        for path in recent:
+            ok = project_file(path).is_file()
+            act = m.addAction(f"{Path(path).name} — {path}" + ("" if ok else "  (missing)"))
+            act.setData(path)
+            act.setEnabled(ok)
+            if ok:
+                act.triggered.connect(lambda _=False, p=path: self.open_recent(p))
+            else:
+                act.setToolTip(f"{project_file(path)} no longer exists")
+                missing.append(path)
+        if not recent:
+            m.addAction("No recent projects").setEnabled(False)
+        m.addSeparator()
+        self.remove_missing_action = m.addAction("Remove missing projects", self.remove_missing_recent)
+        self.remove_missing_action.setEnabled(bool(missing))
+        m.addAction("Clear recent projects", lambda: self._set_recent([])).setEnabled(bool(recent))
+
+    def open_recent(self, path: str) -> bool:
+        from bridge.project.store import project_file
+
+        if not project_file(path).is_file():
+            self._set_recent([p for p in self.recent_projects() if p != path])
+            self.messages.show_message("error", f"{path} is gone (no {project_file(path).name} there); "
+                                       "removed it from Open Recent.")
+            return False
+        return self.open_project(path)
+
+    def remove_missing_recent(self) -> list[str]:
+        from bridge.project.store import project_file
+
+        recent = self.recent_projects()
+        gone = [p for p in recent if not project_file(p).is_file()]
+        self._set_recent([p for p in recent if p not in gone])
+        if gone:
+            self.messages.show_message("info", f"Removed {len(gone)} missing project(s) from Open Recent: "
+                                       + ", ".join(gone))
+        return gone
+
+    def new_project_from_stems(self) -> bool:
+        """Pick a folder of stems, then the (new or empty) project folder; create the project and open it."""
+        from bridge.errors import BridgeError
+        from bridge.project.create import new_project
+
+        stems = QFileDialog.getExistingDirectory(self, "New project: pick the folder of stems (WAV/FLAC/AIFF…)")
+        if not stems:
+            return False
+        target = QFileDialog.getExistingDirectory(self, "New project: pick a new or empty folder for the project")
+        if not target:
+            return False
+        self.statusBar().showMessage(f"Reading the stems in {stems}…")
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            result = new_project(target, stems)
+        except BridgeError as e:
+            self.messages.show_message("error", str(e))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+            self.statusBar().clearMessage()
+        if not self.open_project(result.project_dir):
+            return False
+        if result.skipped:
+            self.messages.show_message("warning", f"Skipped {len(result.skipped)} file(s): " + "; ".join(result.skipped))
+        return True
+
+    def save_project_as(self) -> bool:
+        """Copy the open project (stembridge.json + its analysis cache) to a new folder and open the copy;
+        the original stays as it was saved."""
+        from bridge.errors import BridgeError
+        from bridge.project.store import copy_project
+
+        s = self.adapter.session
+        if s is None:
+            self.messages.show_message("error", "Open a project before saving it under another name.")
+            return False
+        suggestion = str(Path(s.project_dir).with_name(Path(s.project_dir).name + " copy"))
+        target, _ = QFileDialog.getSaveFileName(self, "Save the project as (a new folder)", suggestion)
+        if not target:
+            return False
+        try:
+            s.save()  # the copy carries the edits made so far
+            dest = copy_project(s.project_dir, target)
+        except BridgeError as e:
+            self.messages.show_message("error", str(e))
+            return False
+        if not self.open_project(dest):
+            return False
+        self.messages.show_message("info", f"Saved as {dest}; editing the copy now.")
+        return True
+
+    def close_project(self) -> None:
+        """Close the project (edits are saved); the window stays, empty, until one is opened."""
+        if self.adapter.session is None:
+            return
+        self.adapter.close()
+        self.settings.remove("last_project")
+        self.timeline.set_lanes([], duration_seconds=0.0)
+        self.timeline.set_sections([])
+        self.setWindowTitle("stembridge")
+        self.status_label.setText("No project")
+        self.undo_action.setEnabled(False)
+        self.redo_action.setEnabled(False)
+        self._set_project_open(False)
+
+    def _set_project_open(self, is_open: bool) -> None:
+        """Save As, Close and the editors work on an open project; without one they are greyed."""
+        self.save_as_action.setEnabled(is_open)
+        self.close_project_action.setEnabled(is_open)
+        self.tabs.setEnabled(is_open)
+        self.tempo_bar.setEnabled(is_open)
 
     def open_export(self) -> ExportDialog | None:
         if self.adapter.session is None:

@@ -22,6 +22,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QUrl, Slot  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
+from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -938,3 +939,120 @@ def test_banner_waits_for_the_first_osc_message_then_follows(window, qtbot):
         qtbot.waitUntil(lambda: "Locked to REAPER via OSC" in dlg.status.text(), timeout=2_000)
     window.adapter.disconnect_sync()
     qtbot.waitUntil(lambda: "Not following" in dlg.status.text(), timeout=2_000)
+
+
+def _dialogs(monkeypatch, *, folders=(), save=None):
+    """File dialogs answer from ``folders`` (in order) and ``save``, without showing."""
+    answers = list(folders)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(answers.pop(0)))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(save), ""))
+
+
+def test_file_new_from_stems_then_recent_projects_survive_a_new_window(window, qtbot, tmp_path, monkeypatch):
+    from bridge.project import load_project, resolve_stem_path
+    from gui.main_window import MainWindow
+
+    stems = tmp_path / "demo" / "stems"
+    target = tmp_path / "fresh project"
+    _dialogs(monkeypatch, folders=[stems, target])
+    window.new_action.trigger()
+    project, project_dir = load_project(target)
+    assert project_dir == target.resolve()
+    assert sorted(resolve_stem_path(s.path, project_dir) for s in project.stems) == sorted(
+        p.resolve() for p in stems.iterdir())
+    assert project.mappings, "a new project gets the default mappings"
+    assert window.adapter.session.project_dir == target.resolve()
+    assert window.windowTitle().startswith("fresh project")
+    assert window.recent_projects()[:2] == [str(target.resolve()), str((tmp_path / "demo" / "project").resolve())]
+    window.close_project_action.trigger()
+    assert window.adapter.session is None and window.status_label.text() == "No project"
+    assert not window.tabs.isEnabled() and not window.save_as_action.isEnabled()
+
+    # a later window lists both; a project that has gone is greyed and can be removed with a message
+    shutil.rmtree(target)
+    w2 = MainWindow(settings=QSettings(window.settings.fileName(), QSettings.Format.IniFormat))
+    qtbot.addWidget(w2)
+    w2.rebuild_recent_menu()
+    entries = {a.data(): a for a in w2.recent_menu.actions() if a.data()}
+    assert list(entries) == [str(target.resolve()), str((tmp_path / "demo" / "project").resolve())]
+    assert not entries[str(target.resolve())].isEnabled()
+    assert "(missing)" in entries[str(target.resolve())].text()
+    assert entries[str((tmp_path / "demo" / "project").resolve())].isEnabled()
+    w2.remove_missing_action.trigger()
+    assert w2.recent_projects() == [str((tmp_path / "demo" / "project").resolve())]
+    assert "Removed 1 missing" in w2.messages.text
+    assert not w2.open_recent(str(target))
+    entries[str((tmp_path / "demo" / "project").resolve())].trigger()
+    assert w2.adapter.session is not None and w2.adapter.session.project.name == "stembridge demo"
+    assert w2.tabs.isEnabled() and w2.save_as_action.isEnabled()
+    w2.close()
+
+
+def test_file_save_as_copies_the_project_and_leaves_the_original_untouched(window, qtbot, tmp_path, monkeypatch):
+    from bridge.project import load_project, resolve_stem_path
+
+    original = tmp_path / "demo" / "project"
+    before = (original / "stembridge.json").read_text()
+    old_stems = [resolve_stem_path(s.path, original) for s in window.adapter.session.project.stems]
+    dest = tmp_path / "saved" / "my song"
+    _dialogs(monkeypatch, save=dest)
+    window.save_as_action.trigger()
+    s = window.adapter.session
+    assert s.project_dir == dest.resolve()
+    # the copy opens with its analysis from the copied cache and the same stem files
+    assert [resolve_stem_path(x.path, dest) for x in s.project.stems] == old_stems
+    assert (dest / ".stembridge" / "cache").is_dir()
+    qtbot.waitUntil(lambda: s.analysis is not None and len(window.timeline.lanes) == 4, timeout=10_000)
+    # edits now go to the copy; the original stays as it was
+    window.adapter.command("rename_project", "the copy")
+    window.adapter.command("save")
+    assert load_project(dest)[0].name == "the copy"
+    assert (original / "stembridge.json").read_text() == before
+    assert window.recent_projects()[0] == str(dest.resolve())
+    # Save As onto a folder with files in it says why not and changes nothing
+    _dialogs(monkeypatch, save=original)
+    assert not window.save_project_as()
+    assert "not an empty folder" in window.messages.text or "itself" in window.messages.text
+    assert window.adapter.session.project_dir == dest.resolve()
+
+
+def test_layout_at_960x640_shows_every_main_widget_and_window_state_is_remembered(window, qtbot, tmp_path):
+    from PySide6.QtCore import QRect
+
+    from gui.app import grab_screenshot
+    from gui.main_window import MainWindow
+
+    window.resize(960, 640)
+    qtbot.waitUntil(lambda: window.size().width() == 960 and window.size().height() == 640, timeout=3_000)
+    assert window.minimumSizeHint().width() <= 960 and window.minimumSizeHint().height() <= 640
+    area = window.rect()
+    for name in ("transport", "tempo_bar", "timeline", "preview", "tabs", "mappings"):
+        w = getattr(window, name)
+        assert w.isVisible(), name
+        assert w.width() > 40 and w.height() > 20, (name, w.size())
+        top_left = w.mapTo(window, w.rect().topLeft())
+        assert area.contains(QRect(top_left, w.size())), (name, top_left, w.size())
+    # the transport's controls all fit (the status line gives way, its text in the tooltip)
+    for w in (window.transport.play_button, window.transport.source, window.transport.latency):
+        assert window.rect().contains(QRect(w.mapTo(window, w.rect().topLeft()), w.size()))
+    shot = grab_screenshot(window, tmp_path / "960x640.png", wait_s=5.0)
+    from PySide6.QtGui import QImage
+
+    assert QImage(str(shot)).size().toTuple() == (960, 640)
+
+    # geometry and splitters come back in the next window (offscreen's screen is 800×800 and Qt
+    # fits a restored window to the screen, so the height — under 800 — is the exact check)
+    window.resize(1100, 700)
+    window.main_split.setSizes([250, 350])
+    window.top_split.setSizes([300, 700])
+    qtbot.wait(50)
+    main_sizes, top_sizes = window.main_split.sizes(), window.top_split.sizes()
+    window.save_layout()
+    w2 = MainWindow(settings=QSettings(window.settings.fileName(), QSettings.Format.IniFormat))
+    qtbot.addWidget(w2)
+    w2.show()
+    qtbot.waitUntil(lambda: w2.size().height() == 700, timeout=3_000)
+    assert w2.main_split.sizes() == main_sizes  # same height: the same pixels
+    top = w2.top_split.sizes()
+    assert top[0] / sum(top) == pytest.approx(top_sizes[0] / sum(top_sizes), abs=0.08)
+    w2.close()

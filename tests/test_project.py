@@ -17,6 +17,7 @@ from bridge.project import (
     StemSpec,
     load_project,
     parse_fps,
+    resolve_stem_path,
     save_project,
 )
 
@@ -124,3 +125,43 @@ def test_mapping_source_and_section_checks():
         Section(start=10, end=5)
     with pytest.raises(ValueError, match="clamp"):
         Mapping(source="drums.rms", target="zoom", clamp=(1.0, 0.0))
+
+
+def test_copy_project_keeps_stems_and_cache_and_leaves_the_original(tmp_path):
+    from bridge.project.store import copy_project
+
+    (tmp_path / "stems").mkdir()
+    (tmp_path / "stems" / "drums.wav").write_bytes(b"RIFF-drums")
+    src = tmp_path / "song"
+    (src / "inside").mkdir(parents=True)
+    (src / "inside" / "bass.wav").write_bytes(b"RIFF-bass")
+    (src / "tempo.mid").write_bytes(b"MThd")
+    project = Project(
+        name="song",
+        stems=[StemSpec(name="Drums", path="../stems/drums.wav", role="drums"),
+               StemSpec(name="Bass", path="inside/bass.wav", role="bass")],
+        tempo={"source": "midi_file", "midi_file": "tempo.mid"},
+    )
+    save_project(project, src)
+    analysis = src / ".stembridge" / "cache" / "analysis"
+    analysis.mkdir(parents=True)
+    (analysis / "stem.npz").write_bytes(b"features")
+    before = (src / "stembridge.json").read_text()
+
+    dest = copy_project(src, tmp_path / "elsewhere" / "song copy")
+
+    copied, copied_dir = load_project(dest)
+    assert copied_dir == (tmp_path / "elsewhere" / "song copy").resolve()
+    assert [resolve_stem_path(s.path, copied_dir) for s in copied.stems] == [
+        (tmp_path / "stems" / "drums.wav").resolve(), (src / "inside" / "bass.wav").resolve()]
+    assert resolve_stem_path(copied.tempo.midi_file, copied_dir) == (src / "tempo.mid").resolve()
+    assert (dest / ".stembridge" / "cache" / "analysis" / "stem.npz").read_bytes() == b"features"
+    assert copied.model_dump(exclude={"stems", "tempo"}) == project.model_dump(exclude={"stems", "tempo"})
+    # the original is untouched
+    assert (src / "stembridge.json").read_text() == before
+    assert load_project(src)[0] == project
+    # never into the project itself, nor over files
+    with pytest.raises(ProjectError, match="itself"):
+        copy_project(src, src)
+    with pytest.raises(ProjectError, match="not an empty folder"):
+        copy_project(src, dest)

@@ -14,6 +14,7 @@ from bridge.project.schema import (
 )
 from bridge.project.store import (
     cache_dir,
+    copy_project,
     load_project,
     project_file,
     relative_stem_path,
@@ -23,6 +24,6 @@ from bridge.project.store import (
 
 __all__ = [
     "PROJECT_FILENAME", "SCHEMA_VERSION", "EngineSettings", "Mapping", "Project", "RenderSettings",
-    "Section", "StemSpec", "TempoSettings", "parse_fps", "cache_dir", "load_project", "project_file",
+    "Section", "StemSpec", "TempoSettings", "parse_fps", "cache_dir", "copy_project", "load_project", "project_file",
     "relative_stem_path", "resolve_stem_path", "save_project",
 ]

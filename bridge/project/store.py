@@ -123,3 +123,42 @@ def relative_stem_path(audio_path: Path, project_dir: Path) -> str:
 
 def resolve_stem_path(stored: str, project_dir: Path) -> Path:
     return (Path(project_dir) / Path(*PurePosixPath(stored).parts)).resolve()
+
+
+def _rebase(stored: str, old_dir: Path, new_dir: Path) -> str:
+    """A project-relative path, rewritten so it names the same file from ``new_dir``."""
+    if Path(stored).is_absolute():
+        return stored
+    return relative_stem_path(resolve_stem_path(stored, old_dir), new_dir)
+
+
+def copy_project(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Save As: copy a project (``stembridge.json`` and its ``.stembridge`` analysis cache) to
+    ``dest``, a new or empty folder, rewriting the stem paths (and a tempo MIDI file's) so they
+    name the same files from there. The source is only read. Returns the new project folder.
+
+    Raises ProjectError when the source is not a valid project, ``dest`` is the source, lies
+    inside its cache, or already holds a project or other files."""
+    import shutil
+
+    project, src_dir = load_project(source)
+    dest_dir = Path(dest).resolve()
+    if dest_dir == src_dir:
+        raise ProjectError(f"{dest_dir} is the project itself; Save As needs another folder.")
+    if dest_dir.is_relative_to(src_dir / CACHE_DIRNAME):
+        raise ProjectError(f"{dest_dir} is inside the project's cache; pick a folder outside {src_dir / CACHE_DIRNAME}.")
+    if dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir())):
+        raise ProjectError(f"{dest_dir} is not an empty folder; Save As writes into a new or empty folder "
+                           "and never replaces files.")
+    stems = [s.model_copy(update={"path": _rebase(s.path, src_dir, dest_dir)}) for s in project.stems]
+    update: dict[str, object] = {"stems": stems}
+    if project.tempo.midi_file:
+        update["tempo"] = project.tempo.model_copy(
+            update={"midi_file": _rebase(project.tempo.midi_file, src_dir, dest_dir)})
+    copied = project.model_copy(update=update)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    cache = src_dir / CACHE_DIRNAME
+    if cache.is_dir():
+        shutil.copytree(cache, dest_dir / CACHE_DIRNAME, symlinks=True)
+    save_project(copied, dest_dir)
+    return dest_dir

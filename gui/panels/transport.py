@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QSizePolicy,
     QToolButton,
     QWidget,
 )
@@ -76,6 +77,10 @@ class TransportBar(QWidget):
         self.status = QLabel("Local clock · 120.00 BPM · 1.1.1 · stopped")
         self.status.setObjectName("SyncStatus")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a narrow window (960 px) cuts the status line short instead of widening the window;
+        # the whole line stays in its tooltip
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setMinimumWidth(60)
 
         self.latency = QDoubleSpinBox()
         self.latency.setRange(-500.0, 500.0)
@@ -213,3 +218,4 @@ class TransportBar(QWidget):
         text = self.adapter.status_text(state)
         if text != self.status.text():
             self.status.setText(text)
+            self.status.setToolTip(text)
