@@ -87,6 +87,9 @@ from bridge.jobs import CancelToken
 # Playback's events are part of the Session's event API too (bridge.playback imports no sounddevice).
 from bridge.playback import AudioUnavailable, MixFailed, MixReady, PlaybackController  # noqa: F401
 
+# The preview's disk-cache cap the app offers by default (Preferences ▸ Preview cache).
+from bridge.preview.cache import DEFAULT_DISK_BUDGET_BYTES as DEFAULT_PREVIEW_CACHE_BYTES  # noqa: F401
+
 # The preview's events are part of the Session's event API (numpy + pydantic only: no OpenCV, no torch).
 from bridge.preview.scheduler import (
     KeyframeRendered,
