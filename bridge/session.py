@@ -87,6 +87,9 @@ from bridge.jobs import CancelToken
 # Playback's events are part of the Session's event API too (bridge.playback imports no sounddevice).
 from bridge.playback import AudioUnavailable, MixFailed, MixReady, PlaybackController  # noqa: F401
 
+# The preview's disk-cache cap the app offers by default (Preferences ▸ Preview cache).
+from bridge.preview.cache import DEFAULT_DISK_BUDGET_BYTES as DEFAULT_PREVIEW_CACHE_BYTES  # noqa: F401
+
 # The preview's events are part of the Session's event API (numpy + pydantic only: no OpenCV, no torch).
 from bridge.preview.scheduler import (
     KeyframeRendered,
@@ -344,6 +347,9 @@ class Session:
     preview, preview_long_side, preview_debounce_s, preview_warmup_frames, preview_probe,
     engine_factory, lcm_options, frame_cache_bytes:
         The preview scheduler's options (:class:`~bridge.preview.scheduler.PreviewScheduler`).
+    preview_disk_cache_bytes:
+        Cap on the preview's disk cache of rendered frames (least recently used files go first;
+        default 2 GiB; None = the default). Change it with :meth:`set_preview_cache_limit`.
     clock:
         A TransportClock fed by a DAW source; default a free-running clock driven by
         :meth:`play` / :meth:`pause` / :meth:`seek`.
@@ -360,6 +366,7 @@ class Session:
                  preview_warmup_frames: int | None = None, preview_probe: bool = True,
                  engine_factory: Callable[[str, Mapping[str, Any]], Any] | None = None,
                  lcm_options: Mapping[str, Any] | None = None, frame_cache_bytes: int | None = None,
+                 preview_disk_cache_bytes: int | None = None,
                  clock: TransportClock | None = None, analyse: bool = True, analysis_workers: int = 2,
                  undo_limit: int = DEFAULT_UNDO_LIMIT, audio: bool = False,
                  audio_device: int | str | None = None, audio_blocksize: int = 0) -> None:
@@ -419,7 +426,11 @@ class Session:
         self._scheduler: PreviewScheduler | None = None
         self._cache = None
         if preview:
-            from bridge.preview.cache import DEFAULT_MEMORY_BUDGET_BYTES, FrameCache
+            from bridge.preview.cache import (
+                DEFAULT_DISK_BUDGET_BYTES,
+                DEFAULT_MEMORY_BUDGET_BYTES,
+                FrameCache,
+            )
             from bridge.preview.scheduler import (
                 DEFAULT_DEBOUNCE_S,
                 DEFAULT_PREVIEW_LONG_SIDE,
@@ -428,7 +439,9 @@ class Session:
             )
 
             self._cache = FrameCache(cache_dir(self.project_dir) / "preview",
-                                     memory_budget_bytes=frame_cache_bytes or DEFAULT_MEMORY_BUDGET_BYTES)
+                                     memory_budget_bytes=frame_cache_bytes or DEFAULT_MEMORY_BUDGET_BYTES,
+                                     disk_budget_bytes=DEFAULT_DISK_BUDGET_BYTES if preview_disk_cache_bytes is None
+                                     else _check_cache_limit(preview_disk_cache_bytes))
             self._scheduler = PreviewScheduler(
                 cache=self._cache, emit=self._emit, playhead=self._playhead, engine_factory=engine_factory,
                 long_side=preview_long_side or DEFAULT_PREVIEW_LONG_SIDE,
@@ -953,6 +966,24 @@ class Session:
         self.audio.seek(seconds)
         self._set_transport(seconds=seconds)
 
+    # -- the preview's disk cache -------------------------------------------------------------------
+    def preview_cache_usage(self) -> tuple[int, int | None]:
+        """(bytes the preview's disk cache holds now, its cap); (0, None) without a preview."""
+        if self._cache is None:
+            return 0, None
+        return self._cache.disk_usage(), self._cache.disk_budget_bytes
+
+    def set_preview_cache_limit(self, limit_bytes: int) -> None:
+        """Cap the preview's disk cache; a smaller cap deletes least-recently-used frames at once."""
+        limit = _check_cache_limit(limit_bytes)
+        if self._cache is not None:
+            self._cache.set_disk_budget(limit)
+
+    def clear_preview_cache(self) -> None:
+        """Delete the preview's rendered frames on disk (those in memory stay until they are dropped)."""
+        if self._cache is not None:
+            self._cache.clear_disk()
+
     # -- audio playback ------------------------------------------------------------------------------
     def set_audio(self, *, enabled: bool | None = None, device: Any = ..., blocksize: int | None = None) -> None:
         """Audio playback on/off, the output device (PortAudio index, name or label; None = the
@@ -1385,3 +1416,9 @@ __all__ = [
     "KeyframeRendered", "MappingProblem", "ParamsUpdated", "PreviewError", "PreviewPassFinished",
     "PreviewPassStarted", "PreviewStatus",
 ]
+
+
+def _check_cache_limit(limit_bytes: int) -> int:
+    if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, int) or limit_bytes < 0:
+        raise ProjectError(f"preview cache limit {limit_bytes!r} must be a whole number of bytes >= 0")
+    return limit_bytes

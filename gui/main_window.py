@@ -27,7 +27,11 @@ from PySide6.QtWidgets import (
 from gui.panels.export import ExportDialog
 from gui.panels.looks import LookBrowser
 from gui.panels.mappings import MappingEditor
-from gui.panels.preferences import PreferencesDialog, restore_audio_preferences
+from gui.panels.preferences import (
+    PreferencesDialog,
+    restore_audio_preferences,
+    restore_preview_preferences,
+)
 from gui.panels.preview import PreviewPane
 from gui.panels.sections import SectionEditor
 from gui.panels.stems import StemsPanel
@@ -471,6 +475,7 @@ class MainWindow(QMainWindow):
                 split.restoreState(state)
         self.transport.restore_settings(self.settings)
         restore_audio_preferences(self.settings, self.adapter)
+        restore_preview_preferences(self.settings, self.adapter)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -90,6 +90,10 @@ class SessionAdapter(QObject):
         self.audio_enabled = True
         self.audio_device: str | None = None
         self.audio_blocksize = 0
+        #: The cap on the preview's disk cache of rendered frames, in bytes (Preferences).
+        from bridge.session import DEFAULT_PREVIEW_CACHE_BYTES
+
+        self.preview_cache_bytes = DEFAULT_PREVIEW_CACHE_BYTES
 
     # -- lifetime -----------------------------------------------------------------------------
     def open(self, project_dir: str | Path, **session_options: Any) -> None:
@@ -100,6 +104,7 @@ class SessionAdapter(QObject):
         session_options.setdefault("audio", self.audio_enabled)
         session_options.setdefault("audio_device", self.audio_device)
         session_options.setdefault("audio_blocksize", self.audio_blocksize)
+        session_options.setdefault("preview_disk_cache_bytes", self.preview_cache_bytes)
         self.session = Session.open(project_dir, **session_options)
         self._timer.start()
         self.projectChanged.emit(None)
@@ -279,6 +284,20 @@ class SessionAdapter(QObject):
         """Apply the audio preferences (now, to the open session, and to every session opened later)."""
         self.audio_enabled, self.audio_device, self.audio_blocksize = bool(enabled), device or None, int(blocksize)
         self._apply_audio()
+
+    def set_preview_cache_limit(self, limit_bytes: int) -> None:
+        """Cap the preview's disk cache (now, for the open project, and for projects opened later)."""
+        self.preview_cache_bytes = max(0, int(limit_bytes))
+        if self.session is not None:
+            self.command("set_preview_cache_limit", self.preview_cache_bytes)
+
+    def preview_cache_usage(self) -> int | None:
+        """Bytes the open project's preview cache holds on disk; None when no project is open."""
+        return None if self.session is None else self.session.preview_cache_usage()[0]
+
+    def clear_preview_cache(self) -> None:
+        if self.session is not None:
+            self.command("clear_preview_cache")
 
     def _apply_audio(self) -> None:
         """Sound only with the local clock: when a DAW is the sync source, the DAW plays the song."""

@@ -135,3 +135,44 @@ def test_loop_the_section_at_the_playhead_and_solo_a_stem(qtbot, project_dir, tm
         assert s.audio.solo == frozenset()
     finally:
         w.close()
+
+
+def test_preferences_show_cap_and_clear_the_preview_disk_cache(qtbot, project_dir, tmp_path, monkeypatch):
+    import numpy as np
+
+    from bridge.project import cache_dir
+
+    monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
+    folder = cache_dir(project_dir) / "preview"
+    paths = []
+    for i in range(3):  # frames an earlier run left
+        key = f"{i:02x}" * 16
+        path = folder / key[:2] / f"{key}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.zeros((216, 384, 3), np.uint8), allow_pickle=False)
+        paths.append(path)
+    w = _window(qtbot, project_dir, tmp_path / "settings.ini")
+    try:
+        dlg = w.open_preferences()
+        assert dlg.cache_size.value() == 2.0  # GB, the default
+        used = w.adapter.preview_cache_usage()
+        assert used >= 3 * 384 * 216 * 3
+        assert dlg.cache_use.text() == f"This project uses {used / 1024 ** 2:.1f} MB"
+        dlg.clear_cache.click()
+        assert not any(p.exists() for p in paths)
+        assert "uses" in dlg.cache_use.text() and w.adapter.preview_cache_usage() < used
+        dlg.cache_size.setValue(0.5)
+        dlg.accept()
+        assert w.adapter.session.preview_cache_usage()[1] == 1024 ** 3 // 2
+    finally:
+        w.close()
+    again = _window(qtbot, project_dir, tmp_path / "settings.ini")
+    try:
+        assert again.adapter.preview_cache_bytes == 1024 ** 3 // 2
+        assert again.adapter.session.preview_cache_usage()[1] == 1024 ** 3 // 2
+        again.adapter.close()
+        dlg = again.open_preferences()
+        assert dlg.cache_use.text() == "No project open" and not dlg.clear_cache.isEnabled()
+        dlg.reject()
+    finally:
+        again.close()

@@ -427,6 +427,72 @@ def test_frame_cache_memory_budget_disk_store_and_damaged_files(tmp_path, rng):
     cache.close()
 
 
+def _folder_bytes(folder) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_frame_cache_disk_budget_evicts_least_recently_used_files(tmp_path, rng):
+    folder = tmp_path / "preview"
+    frames = {f"{i:02x}" * 16: rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for i in range(12)}
+    keys = list(frames)
+    one = 36 * 64 * 3 + 128  # pixels + the .npy header
+    # memory holds nothing, so every read below is a disk read
+    cache = FrameCache(folder, memory_budget_bytes=0, disk_budget_bytes=6 * one, write_behind=False)
+    for key in keys[:6]:
+        cache.put(key, frames[key])
+        assert _folder_bytes(folder) <= 6 * one
+    assert cache.disk_frames() == 6 and cache.disk_usage() == _folder_bytes(folder) == 6 * one
+    for key in keys[:2]:  # the two oldest become the most recently used
+        assert np.array_equal(cache.get(key), frames[key])
+    for key in keys[6:9]:  # three more: the three least recently used (2, 3, 4) go, oldest first
+        cache.put(key, frames[key])
+        assert _folder_bytes(folder) <= 6 * one and cache.disk_usage() == _folder_bytes(folder)
+    on_disk = {p.stem for p in folder.rglob("*.npy")}
+    assert on_disk == {keys[i] for i in (0, 1, 5, 6, 7, 8)} and cache.evicted == 3
+    assert cache.get(keys[2]) is None and cache.misses == 1  # evicted: a miss, not an error
+    assert not cache.contains(keys[3])
+    # the order lives on in the files' mtimes: a new cache over the folder evicts the same way
+    cache.close()
+    again = FrameCache(folder, memory_budget_bytes=0, disk_budget_bytes=6 * one, write_behind=False)
+    assert again.disk_usage() == 6 * one
+    again.put(keys[9], frames[keys[9]])
+    assert {p.stem for p in folder.rglob("*.npy")} == {keys[i] for i in (0, 1, 6, 7, 8, 9)}
+    # a smaller cap takes effect at once; a frame larger than the cap stays in memory only
+    again.set_disk_budget(2 * one)
+    assert _folder_bytes(folder) <= 2 * one and again.disk_frames() == 2
+    assert {p.stem for p in folder.rglob("*.npy")} == {keys[8], keys[9]}
+    again.set_disk_budget(one - 1)
+    assert again.disk_usage() == 0 and _folder_bytes(folder) == 0
+    again.put(keys[10], frames[keys[10]])
+    assert again.disk_usage() == 0 and not again.path_for(keys[10]).exists()
+    # a larger cap lets frames accumulate again; clearing empties the folder
+    again.set_disk_budget(None)
+    for key in keys:
+        again.put(key, frames[key])
+    assert again.disk_frames() == 12 and _folder_bytes(folder) == 12 * one
+    again.clear_disk()
+    assert again.disk_usage() == 0 and not list(folder.rglob("*"))
+    assert again.get(keys[0]) is None
+    with pytest.raises(ValueError):
+        again.set_disk_budget(-1)
+    again.close()
+
+
+def test_frame_cache_write_behind_respects_the_disk_budget(tmp_path, rng):
+    folder = tmp_path / "preview"
+    one = 36 * 64 * 3 + 128
+    cache = FrameCache(folder, disk_budget_bytes=4 * one)  # writes behind, on its thread
+    frames = [rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for _ in range(10)]
+    keys = [f"{i:02x}" * 16 for i in range(10)]
+    for key, frame in zip(keys, frames, strict=True):
+        cache.put(key, frame)
+    cache.flush()
+    assert {p.stem for p in folder.rglob("*.npy")} == set(keys[6:])
+    assert cache.disk_usage() == _folder_bytes(folder) == 4 * one
+    assert np.array_equal(cache.get(keys[0]), frames[0])  # memory still has the evicted frame
+    cache.close()
+
+
 def test_frame_cache_finds_frames_an_earlier_cache_wrote_and_survives_deleted_files(tmp_path, rng):
     frame = rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)
     key = "ab" * 16

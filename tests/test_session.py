@@ -8,6 +8,7 @@ bridge.mapping.evaluate_mappings.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -312,3 +313,37 @@ def test_new_file_becomes_a_stem_and_a_deleted_one_is_reported(project_dir):
         missing = wait_for(s, lambda e: isinstance(e, StemFileMissing))
         assert missing.name == "Bass"
         assert "Bass" in s.missing_stems and s.project.stem("Bass")  # reported, not dropped
+
+
+def test_preview_disk_cache_is_capped_reported_and_cleared(project_dir):
+    from bridge.project import cache_dir
+
+    folder = cache_dir(project_dir) / "preview"
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(4):  # frames an earlier run left, oldest first
+        key = f"{i:02x}" * 16
+        path = folder / key[:2] / f"{key}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, rng.integers(0, 256, (36, 64, 3), dtype=np.uint8), allow_pickle=False)
+        stamp = time.time() - 100 + i
+        os.utime(path, (stamp, stamp))
+        paths.append(path)
+    one = paths[0].stat().st_size
+    with Session.open(project_dir, analyse=False, watch=False, autosave=False, preview_probe=False,
+                      preview_disk_cache_bytes=10 * one) as s:
+        used, cap = s.preview_cache_usage()
+        assert cap == 10 * one and used >= 4 * one
+        s.set_preview_cache_limit(2 * one)  # the least recently used go at once
+        used, cap = s.preview_cache_usage()
+        assert cap == 2 * one and used <= 2 * one
+        assert not paths[0].exists() and not paths[1].exists()
+        with pytest.raises(ProjectError):
+            s.set_preview_cache_limit(-1)
+        s.clear_preview_cache()
+        assert not any(p.exists() for p in paths)
+        assert s.preview_cache_usage()[0] <= 2 * one  # at most what the preview wrote since
+    with Session.open(project_dir, **QUIET) as s:  # no preview: nothing to report
+        assert s.preview_cache_usage() == (0, None)
+        s.set_preview_cache_limit(one)
+        s.clear_preview_cache()

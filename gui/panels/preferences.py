@@ -1,5 +1,6 @@
 """Preferences (the producer's, kept across runs in QSettings, not in the project): audio playback
-on/off, the output device and the buffer size."""
+on/off, the output device and the buffer size; the size cap of the preview's disk cache (with the
+open project's current use and a Clear button)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -18,6 +22,8 @@ from PySide6.QtWidgets import (
 from gui.session_adapter import SessionAdapter
 
 DEFAULT_DEVICE = "System default"
+MIB = 1024 ** 2
+GIB = 1024 ** 3
 
 
 def restore_audio_preferences(settings: QSettings, adapter: SessionAdapter) -> None:
@@ -29,6 +35,27 @@ def restore_audio_preferences(settings: QSettings, adapter: SessionAdapter) -> N
     except (TypeError, ValueError):
         blocksize = 0  # a hand-edited entry: automatic
     adapter.audio_enabled, adapter.audio_device, adapter.audio_blocksize = enabled, device, blocksize
+
+
+def restore_preview_preferences(settings: QSettings, adapter: SessionAdapter) -> None:
+    """Put the remembered preview-cache cap on the adapter (a hand-edited bad entry: the default)."""
+    value = settings.value("preview/cache_bytes")
+    if value is None:
+        return
+    try:
+        adapter.preview_cache_bytes = max(0, int(value))
+    except (TypeError, ValueError):
+        pass
+
+
+def save_preview_preferences(settings: QSettings, adapter: SessionAdapter) -> None:
+    settings.setValue("preview/cache_bytes", adapter.preview_cache_bytes)
+
+
+def format_bytes(n: int) -> str:
+    if n >= GIB:
+        return f"{n / GIB:.2f} GB"
+    return f"{n / MIB:.1f} MB"
 
 
 def save_audio_preferences(settings: QSettings, adapter: SessionAdapter) -> None:
@@ -63,6 +90,26 @@ class PreferencesDialog(QDialog):
             self.buffer.addItem("Automatic" if size == 0 else f"{size} samples", size)
         self.buffer.setCurrentIndex(max(0, self.buffer.findData(adapter.audio_blocksize)))
         form.addRow("Buffer size", self.buffer)
+        self.cache_size = QDoubleSpinBox()
+        self.cache_size.setObjectName("PreviewCacheSize")
+        self.cache_size.setRange(0.0, 1024.0)
+        self.cache_size.setDecimals(1)
+        self.cache_size.setSingleStep(0.5)
+        self.cache_size.setSuffix(" GB")
+        self.cache_size.setToolTip("Rendered preview frames kept on disk per project (about 250 kB each); "
+                                   "above this the least recently used are deleted and rendered again "
+                                   "when needed. 0 keeps none on disk.")
+        self.cache_size.setValue(adapter.preview_cache_bytes / GIB)
+        form.addRow("Preview cache", self.cache_size)
+        cache_row = QHBoxLayout()
+        self.cache_use = QLabel()
+        self.cache_use.setObjectName("PreviewCacheUse")
+        cache_row.addWidget(self.cache_use, 1)
+        self.clear_cache = QPushButton("Clear")
+        self.clear_cache.setToolTip("Delete this project's rendered preview frames on disk now")
+        self.clear_cache.clicked.connect(self.on_clear_cache)
+        cache_row.addWidget(self.clear_cache)
+        form.addRow("", cache_row)
         col.addLayout(form)
         self.status = QLabel()
         self.status.setObjectName("Dim")
@@ -73,6 +120,16 @@ class PreferencesDialog(QDialog):
         buttons.rejected.connect(self.reject)
         col.addWidget(buttons)
         self.fill_devices()
+        self.show_cache_use()
+
+    def show_cache_use(self) -> None:
+        used = self.adapter.preview_cache_usage()
+        self.clear_cache.setEnabled(used is not None)
+        self.cache_use.setText("No project open" if used is None else f"This project uses {format_bytes(used)}")
+
+    def on_clear_cache(self) -> None:
+        self.adapter.clear_preview_cache()
+        self.show_cache_use()
 
     def fill_devices(self) -> None:
         """List the outputs PortAudio sees now (or say why there are none)."""
@@ -106,4 +163,8 @@ class PreferencesDialog(QDialog):
         self.adapter.set_audio_preferences(enabled=self.play_audio.isChecked(), device=self.device.currentData(),
                                            blocksize=int(self.buffer.currentData()))
         save_audio_preferences(self.settings, self.adapter)
+        limit = int(round(self.cache_size.value() * GIB))
+        if abs(limit - self.adapter.preview_cache_bytes) >= 0.05 * GIB:  # not just the 0.1 GB display rounding
+            self.adapter.set_preview_cache_limit(limit)
+            save_preview_preferences(self.settings, self.adapter)
         super().accept()
