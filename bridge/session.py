@@ -25,6 +25,8 @@ project                       :meth:`open`, :meth:`new`, :meth:`save`, :meth:`cl
 stems                         :meth:`add_stem`, :meth:`remove_stem`, :meth:`rename_stem`,
                               :meth:`set_stem_role`, :meth:`set_stem_gain`,
                               :meth:`set_stem_offset`, :meth:`set_stem_muted`
+effect chains                 :meth:`add_fx`, :meth:`remove_fx`, :meth:`set_fx` (stem None: the
+                              master chain), :meth:`fx_chain`
 mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth:`remove_mapping`,
                               :meth:`duplicate_mapping`, :meth:`move_mapping`, :meth:`set_mappings`,
                               :meth:`set_mapping_solo` (monitoring, not saved)
