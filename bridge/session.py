@@ -25,6 +25,8 @@ project                       :meth:`open`, :meth:`new`, :meth:`save`, :meth:`cl
 stems                         :meth:`add_stem`, :meth:`remove_stem`, :meth:`rename_stem`,
                               :meth:`set_stem_role`, :meth:`set_stem_gain`,
                               :meth:`set_stem_offset`, :meth:`set_stem_muted`
+effect chains                 :meth:`add_fx`, :meth:`remove_fx`, :meth:`set_fx` (stem None: the
+                              master chain), :meth:`fx_chain`
 mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth:`remove_mapping`,
                               :meth:`duplicate_mapping`, :meth:`move_mapping`, :meth:`set_mappings`,
                               :meth:`set_mapping_solo` (monitoring, not saved)
@@ -100,8 +102,8 @@ from bridge.preview.scheduler import (
     PreviewPassStarted,
     PreviewStatus,
 )
+from bridge.project.schema import FxSlot, Project, Section, StemSpec
 from bridge.project.schema import Mapping as MappingSpec
-from bridge.project.schema import Project, Section, StemSpec
 from bridge.project.store import (
     cache_dir,
     format_validation_error,
@@ -313,10 +315,16 @@ def _changed_parts(old: Project, new: Project) -> frozenset[str]:
     return frozenset(name for name in Project.model_fields if getattr(old, name) != getattr(new, name))
 
 
+def _active_fx(slots: Sequence[Any]) -> str:
+    """A stem chain's active slots (what its analysis hears) as text; bypassed slots change nothing."""
+    return "|".join(s.model_dump_json() for s in slots if not s.bypass)
+
+
 def _analysis_signature(project: Project, missing: Iterable[str]) -> tuple:
-    """What the analysis depends on: the present stems' names, files and offsets, and the tempo."""
+    """What the analysis depends on: the present stems' names, files, offsets and active effects, and
+    the tempo."""
     gone = set(missing)
-    return (tuple((s.name, s.path, s.offset_seconds) for s in project.stems if s.name not in gone),
+    return (tuple((s.name, s.path, s.offset_seconds, _active_fx(s.fx)) for s in project.stems if s.name not in gone),
             project.tempo.model_dump_json(), project.rhythm.model_dump_json())
 
 
@@ -1104,6 +1112,72 @@ class Session:
 
     def set_stem_muted(self, name: str, muted: bool) -> None:
         self._update_stem(f"{'mute' if muted else 'unmute'} stem {name}", name, {"muted": muted})
+
+    # -- effect chains (a stem's, or the master's when ``stem`` is None) ------------------------
+    def _chain_words(self, stem: str | None) -> str:
+        return "master" if stem is None else f"stem {stem}"
+
+    def fx_chain(self, stem: str | None) -> list[FxSlot]:
+        """A stem's effect chain, or the master chain (``stem=None``)."""
+        from bridge.plugins.edit import chain_of
+
+        return chain_of(self.project, stem)
+
+    def _set_chain(self, label: str, stem: str | None, change: Callable[[list[FxSlot]], list[FxSlot]], *,
+                   coalesce: bool = False, key: str | None = None) -> None:
+        from bridge.plugins.edit import chain_of, with_chain
+
+        self._edit(label, lambda p: with_chain(p, stem, change(chain_of(p, stem))), coalesce=coalesce, key=key)
+
+    def _fx_tempo(self) -> float:
+        from bridge.analysis.project import chain_tempo_bpm
+
+        return chain_tempo_bpm(self.project) or 120.0
+
+    def add_fx(self, stem: str | None, plugin: str | FxSlot, *, name: str | None = None,
+               parameters: Mapping[str, Any] | None = None, mix: float = 1.0, position: int | None = None) -> int:
+        """Add an effect to a stem's chain (the master chain when ``stem`` is None): ``plugin`` is a
+        built-in's class name, a scanned plugin's name, a bundle path (as `stembridge fx add`), or a
+        ready FxSlot. Returns its index in the chain. PluginError when it cannot be used."""
+        from bridge.plugins.edit import chain_of, make_slot
+
+        chain_of(self.project, stem)  # an unknown stem fails before a plugin is loaded
+        slot = plugin if isinstance(plugin, FxSlot) else make_slot(
+            plugin, name=name, parameters=dict(parameters or {}), mix=mix, tempo_bpm=self._fx_tempo())
+        at = len(chain_of(self.project, stem)) if position is None else position
+        at = max(0, min(at, len(chain_of(self.project, stem))))
+        self._set_chain(f"add {slot.label} to {self._chain_words(stem)}", stem,
+                        lambda slots: [*slots[:at], slot, *slots[at:]])
+        return at
+
+    def remove_fx(self, stem: str | None, index: int) -> None:
+        """Remove slot ``index`` (0-based) from a stem's chain or the master chain."""
+        slots = self.fx_chain(stem)
+        i = self._check_index(slots, index, f"{self._chain_words(stem)} effect")
+        label = f"remove {slots[i].label} from {self._chain_words(stem)}"
+        self._set_chain(label, stem, lambda s: [x for j, x in enumerate(s) if j != i])
+
+    def set_fx(self, stem: str | None, index: int, *, parameters: Mapping[str, Any] | None = None,
+               mix: float | None = None, bypass: bool | None = None, coalesce: bool = False) -> None:
+        """Change slot ``index``: parameters merged in (checked by loading the plugin, whose full state
+        is re-captured), wet/dry ``mix`` 0..1, ``bypass``."""
+        from bridge.plugins.edit import update_slot
+
+        slots = self.fx_chain(stem)
+        i = self._check_index(slots, index, f"{self._chain_words(stem)} effect")
+        new = update_slot(slots[i], parameters=dict(parameters) if parameters else None, mix=mix,
+                          bypass=bypass, tempo_bpm=self._fx_tempo())
+        what = ("bypass" if bypass else "enable") if bypass is not None and parameters is None and mix is None \
+            else ("wet/dry" if mix is not None and not parameters else
+                  f"{', '.join(parameters)}" if parameters else "settings")
+        label = f"{self._chain_words(stem)} {slots[i].label} {what}"
+
+        def change(s: list[FxSlot]) -> list[FxSlot]:
+            s = list(s)
+            s[i] = new
+            return s
+
+        self._set_chain(label, stem, change, coalesce=coalesce, key=f"fx {stem} {i} {what}")
 
     # -- mappings ----------------------------------------------------------------------------
     @staticmethod

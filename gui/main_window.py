@@ -1,5 +1,5 @@
 """The main window: transport bar, message bar, timeline beside the preview, and the editors
-(mappings, sections, stems, looks) in tabs below. Keyboard: Space play/pause (with sound: the
+(mappings, sections, stems, effects, looks) in tabs below. Keyboard: Space play/pause (with sound: the
 playhead follows the audio device), Home to start,
 Ctrl+L loop the section at the playhead, Ctrl+= / Ctrl+- zoom, Ctrl+0 whole song, Ctrl+Z / Ctrl+Shift+Z undo/redo, Ctrl+E export."""
 
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.panels.effects import EffectsPanel
 from gui.panels.export import ExportDialog
 from gui.panels.looks import LookBrowser
 from gui.panels.mappings import MappingEditor
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         self.mappings = MappingEditor(self.adapter)
         self.sections = SectionEditor(self.adapter)
         self.stems = StemsPanel(self.adapter)
+        self.effects = EffectsPanel(self.adapter)
         self.looks = LookBrowser(self.adapter)
         self.tempo_bar = TempoBar(self.adapter)
 
@@ -110,6 +112,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.mappings, "Mappings")
         self.tabs.addTab(self.sections, "Sections")
         self.tabs.addTab(self.stems, "Stems")
+        self.tabs.addTab(self.effects, "Effects")
         self.tabs.addTab(self.looks, "Looks")
         self.main_split = QSplitter(Qt.Orientation.Vertical)
         self.main_split.addWidget(self.top_split)

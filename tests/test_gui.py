@@ -1056,3 +1056,69 @@ def test_layout_at_960x640_shows_every_main_widget_and_window_state_is_remembere
     top = w2.top_split.sizes()
     assert top[0] / sum(top) == pytest.approx(top_sizes[0] / sum(top_sizes), abs=0.08)
     w2.close()
+
+
+def test_effects_tab_adds_sets_bypasses_and_removes_a_lowpass_with_undo_and_save(window, qtbot):
+    from bridge.project.schema import FxSlot
+
+    session = window.adapter.session
+    tab = window.effects
+    window.tabs.setCurrentWidget(tab)
+    stem = session.project.stems[0].name
+    tab.target.setCurrentText(stem)
+    assert tab.stem() == stem
+    assert [tab.target.itemText(i) for i in range(tab.target.count())][-1] == "Master (export mix)"
+    saved = session.project_dir / "stembridge.json"
+
+    def on_disk() -> list:
+        session.save()
+        return json.loads(saved.read_text())["stems"][0]["fx"]
+
+    # add, through the Add picker
+    tab.plugin.setCurrentIndex(tab.plugin.findText("LowpassFilter"))
+    qtbot.mouseClick(tab.add_button, Qt.MouseButton.LeftButton)
+    assert session.project.stems[0].fx == [FxSlot(plugin="LowpassFilter")]
+    qtbot.waitUntil(lambda: tab.table.rowCount() == 1 and "cutoff_frequency_hz" in tab.param_rows, timeout=5_000)
+    assert tab.current_index() == 0
+    assert on_disk() == [FxSlot(plugin="LowpassFilter").model_dump(mode="json")]
+
+    # the generic parameter panel: the cutoff with its unit, typed into the spin box
+    row = tab.param_rows["cutoff_frequency_hz"]
+    assert row.spin.suffix() == " Hz" and row.spin.maximum() >= 20000
+    row.spin.setValue(800.0)
+    assert session.project.stems[0].fx[0].parameters == {"cutoff_frequency_hz": 800.0}
+    assert on_disk()[0]["parameters"] == {"cutoff_frequency_hz": 800.0}
+    # the slider follows on a log scale: 800 Hz is past the middle of 20 Hz–20 kHz's octaves
+    assert row.slider.maximum() / 2 < row.slider.value() < row.slider.maximum()
+
+    # bypass, from the chain list
+    tab.table.cellWidget(0, 1).setChecked(True)
+    assert session.project.stems[0].fx[0].bypass is True
+    assert on_disk()[0]["bypass"] is True
+    window.undo_action.trigger()
+    assert session.project.stems[0].fx[0].bypass is False
+    qtbot.waitUntil(lambda: not tab.table.cellWidget(0, 1).isChecked(), timeout=5_000)  # the list follows undo
+    tab.table.cellWidget(0, 1).setChecked(True)
+
+    # remove
+    tab.table.setCurrentCell(0, 0)
+    qtbot.mouseClick(tab.remove_button, Qt.MouseButton.LeftButton)
+    assert session.project.stems[0].fx == []
+    assert on_disk() == []
+    qtbot.waitUntil(lambda: tab.table.rowCount() == 0, timeout=5_000)
+
+    # undo walks back: removed → bypassed → cutoff → added → nothing
+    window.undo_action.trigger()
+    assert session.project.stems[0].fx == [FxSlot(plugin="LowpassFilter", bypass=True,
+                                                  parameters={"cutoff_frequency_hz": 800.0})]
+    window.undo_action.trigger()
+    assert session.project.stems[0].fx[0].bypass is False
+    window.undo_action.trigger()
+    assert session.project.stems[0].fx == [FxSlot(plugin="LowpassFilter")]
+    qtbot.waitUntil(lambda: tab.table.rowCount() == 1 and "cutoff_frequency_hz" in tab.param_rows, timeout=5_000)
+    qtbot.waitUntil(lambda: tab.param_rows["cutoff_frequency_hz"].spin.value() == pytest.approx(50.0),
+                    timeout=5_000)  # the panel follows
+    window.undo_action.trigger()
+    assert session.project.stems[0].fx == []
+    assert on_disk() == []
+    assert session.project.master_fx == []

@@ -414,3 +414,54 @@ def test_cli_scan_list_and_fx_editing(tmp_path, capsys):
     assert (project_dir / "stembridge.json").read_bytes() == before
     assert main(["fx", "remove", str(project_dir), "--stem", "Raw", "1"]) == 0
     assert load_project(project_dir)[0].stem("Raw").fx == []
+
+
+@needs_zam
+def test_session_fx_commands_are_undoable_saved_and_reanalyse_only_on_active_changes(tmp_path):
+    import base64
+
+    from bridge.plugins.params import describe_parameters
+    from bridge.session import AnalysisStarted, Session
+
+    def analyses(s) -> list:
+        assert s.wait_for_analysis(60)
+        return [e.reason for e in s.poll_events() if isinstance(e, AnalysisStarted)]
+
+    make_project(tmp_path)
+    with Session.open(tmp_path, watch=False) as s:
+        analyses(s)
+        assert s.add_fx(None, str(ZAMCOMP), parameters={"threshold_db": -20.0}) == 0
+        slot = s.project.master_fx[0]
+        assert slot.name == "ZamComp" and slot.raw_state
+        s.set_fx(None, 0, parameters={"ratio": 8.0})
+        assert s.project.master_fx[0].parameters == {"threshold_db": -20.0, "ratio": 8.0}
+        assert base64.b64decode(s.project.master_fx[0].raw_state) != base64.b64decode(slot.raw_state)
+        info = {p.name: p for p in describe_parameters(s.project.master_fx[0])}
+        assert info["ratio"].value == pytest.approx(8.0) and info["threshold_db"].unit == "dB"
+        assert (info["threshold_db"].minimum, info["threshold_db"].maximum) == (-80.0, 0.0)
+        with pytest.raises(PluginError):
+            s.set_fx(None, 0, parameters={"no_such_knob": 1.0})
+        assert analyses(s) == []  # the master chain is the export mix's: no re-analysis
+        s.add_fx("Hats", "lowpassfilter", parameters={"cutoff_frequency_hz": 500.0})
+        assert analyses(s) == ["add LowpassFilter to stem Hats"]
+        s.set_fx("Hats", 0, bypass=True)
+        assert len(analyses(s)) == 1  # the stem's analysis hears the raw stem again
+        s.undo()
+        analyses(s)
+        assert s.project.stem("Hats").fx == [FxSlot(plugin="LowpassFilter",
+                                                    parameters={"cutoff_frequency_hz": 500.0})]
+        s.set_fx("Hats", 0, mix=0.5, coalesce=True)
+        s.set_fx("Hats", 0, mix=0.25, coalesce=True)  # one gesture: one undo step
+        s.save()
+        on_disk = json.loads((tmp_path / "stembridge.json").read_text())
+        assert on_disk["stems"][0]["fx"][0]["mix"] == 0.25 and on_disk["master_fx"][0]["name"] == "ZamComp"
+        s.undo()
+        assert s.project.stem("Hats").fx[0].mix == 1.0
+        s.remove_fx("Hats", 0)
+        assert s.project.stem("Hats").fx == []
+        s.undo()
+        s.undo()
+        assert s.project.stem("Hats").fx == []
+        s.undo()
+        s.undo()
+        assert s.project.master_fx == []

@@ -1,0 +1,324 @@
+"""Effects tab: the effect chain of one stem (or the master, the export mix) and a generic parameter
+panel for the selected slot.
+
+Every change is a Session command (add_fx / remove_fx / set_fx), so it is undoable and saved; the
+panel rebuilds from the project after each change, undo included.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bridge.plugins.builtins import BUILTIN_EFFECTS
+from gui.panels import double_spin
+from gui.session_adapter import SessionAdapter
+
+MASTER = "Master (export mix)"
+#: Built-ins offered first in the Add menu (the rest follow).
+COMMON = ("LowpassFilter", "HighpassFilter", "Compressor", "Gain", "Reverb", "Delay", "Limiter")
+COLUMNS = ("Effect", "Bypass", "Wet/dry")
+SLIDER_STEPS = 1000
+
+
+def _add_choices() -> list[tuple[str, tuple[str, str | None]]]:
+    """(label, (plugin, name) as add_fx takes them): the built-ins, then the scanned plugins."""
+    out = [(n, (n, None)) for n in COMMON] + [(n, (n, None)) for n in BUILTIN_EFFECTS if n not in COMMON]
+    try:
+        from bridge.plugins.scan import known_plugins
+
+        out += [(f"{p.name} ({p.format})", (p.path, p.name)) for p in known_plugins().plugins]
+    except Exception:  # noqa: BLE001 - an unreadable cache only hides the scanned plugins
+        pass
+    return out
+
+
+class ParamRow(QWidget):
+    """One float parameter: a slider (log for frequencies) and a spin box with its unit."""
+
+    def __init__(self, info, commit, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.info = info
+        self.commit = commit
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SLIDER_STEPS)
+        span = abs(info.maximum - info.minimum)
+        decimals = 0 if span >= 1000 else 1 if span >= 50 else 2 if span >= 2 else 3
+        self.spin = double_spin(info.minimum, info.maximum, value=info.value, decimals=decimals,
+                                step=info.step or span / 100 or 0.01, suffix=f" {info.unit}" if info.unit else "")
+        self.slider.setValue(self._to_slider(info.value))
+        self.slider.valueChanged.connect(self._slid)
+        self.spin.valueChanged.connect(self._typed)
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.spin)
+
+    def _to_slider(self, v: float) -> int:
+        lo, hi = self.info.minimum, self.info.maximum
+        if hi <= lo:
+            return 0
+        if self.info.log and lo > 0:
+            f = (math.log(max(v, lo)) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        else:
+            f = (v - lo) / (hi - lo)
+        return round(min(1.0, max(0.0, f)) * SLIDER_STEPS)
+
+    def _from_slider(self, pos: int) -> float:
+        lo, hi, f = self.info.minimum, self.info.maximum, pos / SLIDER_STEPS
+        if self.info.log and lo > 0:
+            return math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo)))
+        return lo + f * (hi - lo)
+
+    def show_value(self, v: float) -> None:
+        """Show ``v`` (from the project: after an edit elsewhere, or undo) without a command."""
+        for w in (self.spin, self.slider):
+            w.blockSignals(True)
+        if abs(self.spin.value() - v) > 10 ** -self.spin.decimals() / 2:
+            self.spin.setValue(v)
+            self.slider.setValue(self._to_slider(v))
+        for w in (self.spin, self.slider):
+            w.blockSignals(False)
+
+    def _slid(self, pos: int) -> None:
+        self.spin.blockSignals(True)
+        self.spin.setValue(self._from_slider(pos))
+        self.spin.blockSignals(False)
+        self.commit(self.info.name, self.spin.value(), True)
+
+    def _typed(self, v: float) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(self._to_slider(v))
+        self.slider.blockSignals(False)
+        self.commit(self.info.name, v, False)
+
+
+class EffectsPanel(QWidget):
+    def __init__(self, adapter: SessionAdapter, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.adapter = adapter
+        self.param_rows: dict[str, QWidget] = {}
+        self._shown: tuple | None = None  # (stem, index, plugin, name) the parameter panel shows
+        self._table_shape: tuple | None = None
+        col = QVBoxLayout(self)
+        col.setContentsMargins(8, 8, 8, 8)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Chain of"))
+        self.target = QComboBox()
+        self.target.setToolTip("A stem's chain is applied before analysis and in playback/export; the "
+                               "master chain on the export mix")
+        self.target.currentIndexChanged.connect(lambda _i: self.refresh())
+        top.addWidget(self.target)
+        self.plugin = QComboBox()
+        self.plugin.setToolTip("Pedalboard's built-in effects, then your scanned plugins "
+                               "(stembridge plugins scan)")
+        top.addWidget(self.plugin)
+        self.add_button = QPushButton("+ Add")
+        self.add_button.clicked.connect(self.add_selected)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self.remove_selected)
+        top.addWidget(self.add_button)
+        top.addWidget(self.remove_button)
+        top.addStretch(1)
+        col.addLayout(top)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.currentCellChanged.connect(lambda *_: self.show_params())
+        split.addWidget(self.table)
+        right = QWidget()
+        rcol = QVBoxLayout(right)
+        rcol.setContentsMargins(0, 0, 0, 0)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search parameters")
+        self.search.textChanged.connect(self._filter)
+        rcol.addWidget(self.search)
+        self.title = QLabel("Select an effect to edit its parameters")
+        self.title.setObjectName("Dim")
+        rcol.addWidget(self.title)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        self.params = QWidget()
+        self.form = QFormLayout(self.params)
+        scroll.setWidget(self.params)
+        rcol.addWidget(scroll, 1)
+        split.addWidget(right)
+        split.setSizes([300, 500])
+        col.addWidget(split, 1)
+        for label, what in _add_choices():
+            self.plugin.addItem(label, what)
+        adapter.projectChanged.connect(self._on_project)
+
+    # -- where ---------------------------------------------------------------------------------
+    def stem(self) -> str | None:
+        """The chain being edited: a stem's name, None for the master."""
+        text = self.target.currentText()
+        return None if text == MASTER or not text else text
+
+    def _chain(self) -> list:
+        s = self.adapter.session
+        if s is None:
+            return []
+        stem = self.stem()
+        if stem is not None and stem not in {st.name for st in s.project.stems}:
+            return []
+        return s.fx_chain(stem)
+
+    def current_index(self) -> int | None:
+        r = self.table.currentRow()
+        return r if 0 <= r < len(self._chain()) else None
+
+    # -- commands ------------------------------------------------------------------------------
+    def add_effect(self, plugin: str, name: str | None = None) -> int | None:
+        index = self.adapter.command("add_fx", self.stem(), plugin, name=name)
+        if index is not None:
+            self.table.setCurrentCell(index, 0)
+        return index
+
+    def add_selected(self) -> None:
+        what = self.plugin.currentData()
+        if what:
+            self.add_effect(*what)
+
+    def remove_selected(self) -> None:
+        i = self.current_index()
+        if i is not None:
+            self.adapter.command("remove_fx", self.stem(), i)
+
+    def set_param(self, name: str, value, coalesce: bool = False) -> None:
+        i = self.current_index()
+        if i is not None:
+            self.adapter.command("set_fx", self.stem(), i, parameters={name: value}, coalesce=coalesce)
+
+    # -- showing -------------------------------------------------------------------------------
+    def _on_project(self, event=None) -> None:
+        if event is None or {"stems", "master_fx"} & set(event.parts):
+            self.refresh()
+
+    def refresh(self) -> None:
+        s = self.adapter.session
+        if s is None:
+            return
+        names = [st.name for st in s.project.stems] + [MASTER]
+        if [self.target.itemText(i) for i in range(self.target.count())] != names:
+            keep = self.target.currentText()
+            self.target.blockSignals(True)
+            self.target.clear()
+            self.target.addItems(names)
+            self.target.setCurrentIndex(max(0, names.index(keep)) if keep in names else 0)
+            self.target.blockSignals(False)
+        stem = self.stem()
+        chain = self._chain()
+        row = self.table.currentRow()
+        self.table.blockSignals(True)
+        shape = (stem, [slot.label for slot in chain])
+        if shape != self._table_shape:  # a different chain: new rows
+            self._table_shape = shape
+            self.table.setRowCount(len(chain))
+            for r, slot in enumerate(chain):
+                name = QLabel(slot.label)
+                name.setToolTip(slot.plugin)
+                bypass = QCheckBox()
+                bypass.toggled.connect(lambda v, i=r: self.adapter.command("set_fx", stem, i, bypass=v))
+                mix = double_spin(0, 100, decimals=0, step=5, suffix=" % wet")
+                mix.valueChanged.connect(lambda v, i=r: self.adapter.command("set_fx", stem, i, mix=v / 100,
+                                                                              coalesce=True))
+                for c, w in enumerate((name, bypass, mix)):
+                    self.table.setCellWidget(r, c, w)
+        for r, slot in enumerate(chain):  # the values, in place (a row being edited keeps its widgets)
+            bypass, mix = self.table.cellWidget(r, 1), self.table.cellWidget(r, 2)
+            for w in (bypass, mix):
+                w.blockSignals(True)
+            bypass.setChecked(slot.bypass)
+            mix.setValue(slot.mix * 100)
+            for w in (bypass, mix):
+                w.blockSignals(False)
+        if chain:
+            self.table.setCurrentCell(min(max(row, 0), len(chain) - 1), 0)
+        self.table.blockSignals(False)
+        self.show_params()
+
+    def show_params(self) -> None:
+        """Rebuild the parameter panel for the selected slot (unless it already shows that slot)."""
+        from bridge.errors import BridgeError
+        from bridge.plugins.params import describe_parameters
+
+        i = self.current_index()
+        slot = self._chain()[i] if i is not None else None
+        key = (self.stem(), i, None if slot is None else (slot.plugin, slot.name))
+        if key == self._shown and slot is not None:  # the same slot: its values, in place
+            self.title.setText(f"{slot.label}" + ("  (bypassed)" if slot.bypass else ""))
+            try:
+                for info in describe_parameters(slot):
+                    self._show_value(info.name, info.value)
+            except BridgeError:
+                pass
+            return
+        self._shown = key
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.param_rows = {}
+        if slot is None:
+            self.title.setText("Select an effect to edit its parameters")
+            return
+        self.title.setText(f"{slot.label}" + ("  (bypassed)" if slot.bypass else ""))
+        try:
+            infos = describe_parameters(slot)
+        except BridgeError as e:
+            self.title.setText(f"{slot.label}: {e}")
+            return
+        for info in infos:
+            if info.kind == "bool":
+                w = QCheckBox()
+                w.setChecked(bool(info.value))
+                w.toggled.connect(lambda v, n=info.name: self.set_param(n, v))
+            elif info.kind == "choice":
+                w = QComboBox()
+                w.addItems(info.choices)
+                w.setCurrentText(str(info.value))
+                w.activated.connect(lambda _i, n=info.name, c=w: self.set_param(n, c.currentText()))
+            else:
+                w = ParamRow(info, self.set_param)
+            label = info.name.replace("_", " ")
+            self.form.addRow(label, w)
+            self.param_rows[info.name] = w
+        self._filter(self.search.text())
+
+    def _show_value(self, name: str, value) -> None:
+        w = self.param_rows.get(name)
+        if w is None:
+            return
+        w.blockSignals(True)
+        if isinstance(w, ParamRow):
+            w.show_value(float(value))
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, QComboBox):
+            w.setCurrentText(str(value))
+        w.blockSignals(False)
+
+    def _filter(self, text: str) -> None:
+        text = text.strip().lower()
+        for name, w in self.param_rows.items():
+            shown = not text or text in name.lower()
+            self.form.setRowVisible(w, shown)
