@@ -114,13 +114,26 @@ def test_fix_a_wrong_reading_with_the_tempo_bar(window, qtbot, click_root):
     qtbot.waitUntil(lambda: bar.meter.currentIndex() == 0, timeout=5_000)
 
 
-def test_tap_tempo_sets_the_tapped_tempo(window, qtbot):
+def test_tap_tempo_sets_the_tapped_tempo(window, qtbot, monkeypatch):
+    """Taps on the button land at known times: the session's clock is stepped by one beat per tap
+    (waiting for real between clicks measured the test machine's load, not the tapping)."""
+    import time
+    import types
+
+    import bridge.session
+
     w = window
     bar = w.tempo_bar
-    period_ms = int(round(60_000 / TEMPO_BPM))
+    now = [1000.0]
+    # only bridge.session's view of the clock: the rest of the process keeps the real one
+    clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    clock.monotonic = lambda: now[0]
+    monkeypatch.setattr(bridge.session, "time", clock)
     for _ in range(7):
         qtbot.mouseClick(bar.tap, Qt.MouseButton.LeftButton)
-        qtbot.wait(period_ms)
+        qtbot.wait(20)
+        now[0] += 60.0 / TEMPO_BPM
+    monkeypatch.undo()
     tapped = w.adapter.session.project.rhythm.tempo_bpm
     assert tapped == pytest.approx(TEMPO_BPM, rel=0.05)
     assert w.adapter.session.undo_label == "tap tempo"
