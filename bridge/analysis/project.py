@@ -77,13 +77,15 @@ def stem_mono(spec: StemSpec, path: Path, *, fx_sample_rate: int = 44100,
 
 
 def _analyse_one(spec: StemSpec, path: Path, cancel: CancelToken, *, fx_sample_rate: int = 44100,
-                 tempo_bpm: float | None = None) -> T.StemFeatures:
+                 tempo_bpm: float | None = None, keep: dict[str, np.ndarray] | None = None) -> T.StemFeatures:
+    """The stem's features; with ``keep``, its decoded mono audio is kept there for the mix."""
     from bridge.analysis.pipeline import features_for_stem
 
     cancel.raise_if_cancelled("the analysis")
-    return features_for_stem(spec.name, spec.role,
-                             stem_mono(spec, path, fx_sample_rate=fx_sample_rate, tempo_bpm=tempo_bpm),
-                             cancel=cancel)
+    audio = stem_mono(spec, path, fx_sample_rate=fx_sample_rate, tempo_bpm=tempo_bpm)
+    if keep is not None:
+        keep[spec.name] = audio
+    return features_for_stem(spec.name, spec.role, audio, cancel=cancel)
 
 
 def processed_stem(spec: StemSpec, path: Path, *, fx_sample_rate: int, tempo_bpm: float | None) -> np.ndarray:
@@ -109,7 +111,8 @@ def processed_stem(spec: StemSpec, path: Path, *, fx_sample_rate: int, tempo_bpm
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken) -> T.StemFeatures | None:
+def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken,
+                 decoded: dict[str, np.ndarray] | None = None) -> T.StemFeatures | None:
     """Features of the mix as heard: the unmuted stems, placed at their offsets and through their
     effect chains, summed with their gains. The visuals answer what the producer hears; a stem's own onset curve is normalised to
     itself, so a quiet shaker and a loud guitar would otherwise count the same."""
@@ -120,8 +123,10 @@ def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken) 
         if s.muted:
             continue
         cancel.raise_if_cancelled("the analysis")
-        placed = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate,
-                           tempo_bpm=chain_tempo_bpm(project)) * np.float32(10.0 ** (s.gain_db / 20.0))
+        audio = (decoded or {}).get(s.name)
+        if audio is None:  # not decoded by this analysis (its features came from the cache)
+            audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=chain_tempo_bpm(project))
+        placed = audio * np.float32(10.0 ** (s.gain_db / 20.0))
         if mix is None:
             mix = placed.astype(np.float32)
         else:
@@ -208,6 +213,15 @@ def analyze_project(
             features[s.name] = hit
         else:
             todo.append(s)
+    # The mix as heard (mapping sources mix.*): cached by the stems' keys, gains and mutes. When it
+    # must be computed, the stems analysed below keep their decoded audio for it (one decode each).
+    mix: T.StemFeatures | None = None
+    mix_key = make_key("mix-features", sorted((keys[s.name], s.gain_db, s.muted) for s in project.stems), version)
+    need_mix = len(project.stems) > 1
+    if need_mix and use_cache:
+        mix = cache.load_stem(mix_key, name="mix", role="mix")
+        need_mix = mix is None
+    decoded: dict[str, np.ndarray] | None = {} if need_mix else None
     total = len(project.stems) + 1
     done = len(features)
     progress(done, total, "analysing stems")
@@ -216,7 +230,8 @@ def analyze_project(
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo)))) as pool:
             futures = {s.name: pool.submit(_analyse_one, s, paths[s.name], cancel,
                                            fx_sample_rate=project.sample_rate,
-                                           tempo_bpm=chain_tempo_bpm(project)) for s in todo}
+                                           tempo_bpm=chain_tempo_bpm(project),
+                                           keep=decoded) for s in todo}
             try:
                 for s in todo:
                     cancel.raise_if_cancelled("the analysis")
@@ -243,16 +258,13 @@ def analyze_project(
                             beat_grid=beat_grid_for(project, project_dir, features, duration))
         grid, sections = song.beat_grid, song.sections
         cache.save_song(song_key, grid, sections)
-    mix = None
-    if len(project.stems) > 1:
-        mix_key = make_key("mix-features", sorted((keys[s.name], s.gain_db, s.muted) for s in project.stems), version)
-        mix = cache.load_stem(mix_key, name="mix", role="mix") if use_cache else None
-        if mix is None:
-            progress(total - 1, total, "analysing the mix")
-            mix = _analyse_mix(project, paths, cancel)
-            if mix is not None:
-                cache.save_stem(mix_key, mix)
-        mix = None if mix is None else _pad_to(mix, n_frames)
+    if need_mix:
+        progress(total - 1, total, "analysing the mix")
+        mix = _analyse_mix(project, paths, cancel, decoded)
+        decoded = None  # the stems' audio is not kept past this point
+        if mix is not None:
+            cache.save_stem(mix_key, mix)
+    mix = None if mix is None else _pad_to(mix, n_frames)
     progress(total, total, "analysis done")
     if not np.isfinite(grid.tempo_bpm) or grid.tempo_bpm <= 0:
         raise AnalysisError(f"Beat tracking gave tempo {grid.tempo_bpm}; set the tempo in the project (tempo.source='constant').")
