@@ -463,6 +463,23 @@ def _dp_beats(local: np.ndarray, period: float | np.ndarray, tightness: float) -
     return np.asarray(beats[::-1], dtype=int)
 
 
+def _viterbi(scores: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, float]:
+    """Best state path through ``scores`` (steps, states) with transition costs ``trans``
+    (from, to) subtracted; returns (path, its total score)."""
+    acc = scores[0].copy()
+    back = np.zeros(scores.shape, dtype=int)
+    states = np.arange(scores.shape[1])
+    for w in range(1, scores.shape[0]):
+        tot = acc[:, None] - trans
+        back[w] = np.argmax(tot, axis=0)
+        acc = tot[back[w], states] + scores[w]
+    path = np.zeros(scores.shape[0], dtype=int)
+    path[-1] = int(np.argmax(acc))
+    for w in range(scores.shape[0] - 1, 0, -1):
+        path[w - 1] = back[w, path[w]]
+    return path, float(acc.max())
+
+
 def _local_periods(envelope: np.ndarray, kick_snare: tuple[np.ndarray, np.ndarray] | None,
                    period: float, meters: tuple[int, ...]) -> np.ndarray | None:
     """Per-frame beat period when the tempo changes during the song, else None.
@@ -509,21 +526,12 @@ def _local_periods(envelope: np.ndarray, kick_snare: tuple[np.ndarray, np.ndarra
     # Viterbi over windows: transition cost proportional to the tempo change in octaves.
     log_r = np.log2(ratios)
     trans = LOCAL_CHANGE_COST * np.abs(log_r[:, None] - log_r[None, :])  # (from, to)
-    acc = scores[0].copy()
-    back = np.zeros(scores.shape, dtype=int)
-    for w in range(1, len(starts)):
-        tot = acc[:, None] - trans
-        back[w] = np.argmax(tot, axis=0)
-        acc = tot[back[w], np.arange(cands.size)] + scores[w]
-    path = np.zeros(len(starts), dtype=int)
-    path[-1] = int(np.argmax(acc))
-    for w in range(len(starts) - 1, 0, -1):
-        path[w - 1] = back[w, path[w]]
+    path, best_total = _viterbi(scores, trans)
     local = cands[path]
     # Model selection: a changing tempo must explain the song clearly better than the best single
     # tempo (by LOCAL_MIN_GAIN, about one window's comb evidence), or a syncopated groove whose
     # 8-s windows are ambiguous would wander between readings.
-    if float(acc.max()) - float(scores.sum(axis=0).max()) < LOCAL_MIN_GAIN:
+    if best_total - float(scores.sum(axis=0).max()) < LOCAL_MIN_GAIN:
         return None
     if np.all(np.abs(local / period - 1.0) <= 0.04):
         return None
@@ -709,16 +717,7 @@ def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envel
                 emission[w] += PHASE_SNARE_WEIGHT * sn / max(float(sn.max()), 1e-9)
         emission[w, 0] += PHASE_STAY_BONUS
     trans = PHASE_CHANGE_COST * (1.0 - np.eye(shifts.size))
-    acc = emission[0].copy()
-    back = np.zeros(emission.shape, dtype=int)
-    for w in range(1, len(starts)):
-        tot = acc[:, None] - trans
-        back[w] = np.argmax(tot, axis=0)
-        acc = tot[back[w], np.arange(shifts.size)] + emission[w]
-    path = np.zeros(len(starts), dtype=int)
-    path[-1] = int(np.argmax(acc))
-    for w in range(len(starts) - 1, 0, -1):
-        path[w - 1] = back[w, path[w]]
+    path, _ = _viterbi(emission, trans)
     if path.any():
         # each beat takes the shift of the window whose centre is nearest
         centres = np.asarray(starts, dtype=np.float64) + win / 2.0
