@@ -124,3 +124,22 @@ def write_midi(path: Path, events, tpq: int = 480) -> Path:
         last = tick
     mid.save(str(path))
     return path
+
+
+def gl_problem() -> str | None:
+    """Why no OpenGL 3.3 context can be made here (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri), or None."""
+    from bridge.errors import RenderError
+    from bridge.visuals.shader import create_gl_context
+
+    try:
+        create_gl_context().release()
+    except RenderError as e:
+        return str(e)
+    return None
+
+
+def require_gl() -> None:
+    """Skip the calling test, with the reason, when no OpenGL 3.3 context can be made."""
+    problem = gl_problem()
+    if problem is not None:
+        pytest.skip(f"no OpenGL 3.3 context here: {problem}")

@@ -121,17 +121,12 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
 def test_a_shared_song_with_the_shader_engine_renders_the_same_on_the_cluster(cluster: str, tmp_path: Path) -> None:  # noqa: F811
     """A real song (shared song 12, four stems) through the shader engine (GL in each Ray worker):
     the cluster's frames equal the local render's, bit for bit (CRF 0)."""
-    from conftest import shared_data
+    from conftest import require_gl, shared_data
 
-    from bridge.errors import RenderError as _RenderError
     from bridge.project import load_project, save_project
     from bridge.project.create import new_project
-    from bridge.visuals.shader import create_gl_context
 
-    try:
-        create_gl_context().release()
-    except _RenderError as e:
-        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+    require_gl()
     song = shared_data("songs", "12_freedoom_map15_backpack_of_shells_105")
     stems = tmp_path / "stems"
     stems.mkdir()

@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import require_gl
 from preview_project import built, project_dir  # noqa: F401  (fixtures)
 
 from bridge.errors import RenderError
@@ -190,12 +191,7 @@ void main() {
 
 @pytest.mark.parametrize("preset", ["vertical-1080", "square-1080"])
 def test_the_shader_engine_renders_a_round_disc_at_the_presets_size(project_dir: Path, preset: str) -> None:  # noqa: F811
-    from bridge.visuals.shader import create_gl_context
-
-    try:
-        create_gl_context().release()
-    except RenderError as e:
-        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+    require_gl()
     look = project_dir / "disc.fs"
     look.write_text(CIRCLE_ISF)
     project, _ = load_project(project_dir)
@@ -228,12 +224,7 @@ def _shader_frame(look: str, width: int, height: int, params: dict) -> np.ndarra
 def test_shipped_looks_compose_for_narrow_frames(size: tuple[int, int]) -> None:
     """The looks that placed things in 0–1 frame coordinates: the ink drop (the first frame shows
     only it) is round, and the titles' counter box fits across a vertical or square frame."""
-    from bridge.visuals.shader import create_gl_context
-
-    try:
-        create_gl_context().release()
-    except RenderError as e:
-        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+    require_gl()
     width, height = size
     ink = _shader_frame("ink", width, height, {"travel": 0.0, "strength": 0.5})
     ys, xs = np.nonzero(ink.max(axis=2) > 20)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import jack_server
+from conftest import gl_problem, jack_server
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
@@ -578,17 +578,6 @@ def test_a_shader_looks_inputs_are_mapping_targets_in_the_editor(window, qtbot):
     window.undo_action.trigger()
 
 
-def _gl_problem() -> str | None:
-    from bridge.errors import RenderError
-    from bridge.visuals.shader import create_gl_context
-
-    try:
-        create_gl_context().release()
-    except RenderError as e:
-        return str(e)
-    return None
-
-
 def _click_item(qtbot, grid, item) -> None:
     grid.scrollToItem(item)
     qtbot.mouseClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=grid.visualItemRect(item).center())
@@ -613,7 +602,7 @@ def test_look_browser_lists_every_look_and_a_click_sets_it_undoably(window, qtbo
     before = session.project.engine
     assert before.name == "procedural" and browser.current_key() is None
     qtbot.waitUntil(browser.thumbnails_done, timeout=30_000)
-    if _gl_problem() is None:
+    if gl_problem() is None:
         assert set(browser.pixmaps) == set(shipped)
         assert all(browser.pixmaps[n].width() == 192 for n in shipped)
         # the automatic entry shows the thumbnail of the look the song's analysis picks
@@ -638,7 +627,7 @@ def test_adding_a_broken_look_shows_the_compiler_message_and_changes_nothing(win
     from bridge.project import PROJECT_FILENAME
     from bridge.visuals.shader import user_looks_dir
 
-    if _gl_problem() is not None:
+    if gl_problem() is not None:
         pytest.skip("compiling a look needs OpenGL 3.3")
     browser = window.looks
     session = window.adapter.session

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_gl
 
 from bridge.errors import RenderError
 from bridge.visuals import RenderContext, SectionLook, get_engine
@@ -18,12 +19,7 @@ from bridge.visuals.shader import available_looks
 
 @pytest.fixture(scope="module", autouse=True)
 def gl_available():
-    from bridge.visuals.shader import create_gl_context
-
-    try:
-        create_gl_context().release()
-    except RenderError as e:
-        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+    require_gl()
 
 
 def ctx(width=32, height=16, fps=Fraction(25), beats=(), downbeats=()):

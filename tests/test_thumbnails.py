@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_gl
 
 from bridge.errors import RenderError
 
@@ -24,12 +25,7 @@ void main() { gl_FragColor = vec4(level, isf_FragNormCoord.x, pulse, 1.0); }
 
 @pytest.fixture(scope="module", autouse=True)
 def gl_available():
-    from bridge.visuals.shader import create_gl_context
-
-    try:
-        create_gl_context().release()
-    except RenderError as e:
-        pytest.skip(f"no OpenGL 3.3 context here: {e}")
+    require_gl()
 
 
 @pytest.fixture
