@@ -36,7 +36,8 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    reported is the least-squares slope of beat time against beat index.
 4. **Meter and downbeats** from beat-synchronous accents: drum kick-band onsets (+), drum snare-band
    onsets (−, the backbeat is rarely on 1), harmonic change (chroma of the pitched stems, bass
-   included, beat to beat) and loudness, each z-scored. For each bar phase the weighted mean accent of
+   included, beat to beat), loudness and beat-level novelty (``_novelty``: how different the two
+   beats before are from the two after, over chroma, drum bands and levels), each z-scored. For each bar phase the weighted mean accent of
    its beats is taken; the best phase gives the downbeats, and unless ``beats_per_bar`` is given the
    meter is the one (3 or 4) whose bar-level ACF evidence plus best-phase contrast is larger.
 
@@ -157,7 +158,9 @@ PHASE_CONTRAST_WEIGHT = 0.5
 #: Weights of the beat-synchronous accents that find the downbeat (each accent is z-scored):
 #: kick-band onsets of drum stems, their snare-band onsets (negative: the backbeat), harmonic
 #: change (chroma of the pitched stems, beat to beat) and loudness.
-ACCENT_WEIGHTS = {"kick": 1.0, "snare": -0.5, "harmony": 1.2, "loudness": 0.3}
+ACCENT_WEIGHTS = {"kick": 1.0, "snare": -0.5, "harmony": 1.2, "loudness": 0.3, "novelty": 1.0}
+#: Half-width (beats) of the checkerboard kernel of the beat-level novelty accent (``_novelty``).
+NOVELTY_HALF_BEATS = 2
 #: Share of the total stream weight given to drum-role stems when there are any.
 DRUM_WEIGHT = 0.75
 #: DP tightness: how strongly successive beats are held to the period (Ellis' α; librosa uses 100).
@@ -793,12 +796,52 @@ def _accent_features(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray,
         change = np.zeros(n_beats)
         change[1 : 1 + cos.shape[0]] = 1.0 - cos
         feats.append((ACCENT_WEIGHTS["harmony"], change))
+    if n_beats > 2 * NOVELTY_HALF_BEATS + 1:
+        feats.append((ACCENT_WEIGHTS["novelty"], _novelty(stems, beat_frames, n_frames)))
     out = []
     for weight, values in feats:
         std = float(np.std(values))
         if std > 1e-9:
             out.append((weight, (values - values.mean()) / std))
     return out
+
+
+def _novelty(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frames: int) -> np.ndarray:
+    """Per-beat novelty (Foote 2000): how much the music before a beat differs from the music after.
+
+    Things change at bar lines: a fill gives way to the groove, a crash and a new chord land, a
+    part enters or drops out. The beat-synchronous features (each pitched stem's loudness-weighted
+    chroma, each drum stem's band onsets, every stem's level in dB; each row z-scored) give a
+    cosine self-similarity matrix; a checkerboard kernel of ``NOVELTY_HALF_BEATS`` beats a side
+    slides along its diagonal. Unlike the beat-to-beat harmonic change it also sees drums and
+    parts entering, and it looks two beats either way, so one anticipated chord does not decide.
+    Shape (n_beats,); 0 where the kernel does not fit.
+    """
+    rows = []
+    for stem in stems.values():
+        if not _is_audible(stem):
+            continue
+        rms = _fit_length(stem.curves["rms"], n_frames)
+        if stem.role == "drums":
+            rows += [_fit_length(stem.curves[b], n_frames)[None, :]
+                     for b in ("onset_low", "onset_mid", "onset_high") if b in stem.curves]
+        else:
+            rows.append(_fit_length(stem.curves["chroma"], n_frames) * rms[None, :])
+        rows.append(np.maximum(librosa.amplitude_to_db(rms, ref=1.0, top_db=None), -80.0)[None, :])
+    n_beats = beat_frames.shape[0]
+    novelty = np.zeros(n_beats)
+    if not rows:
+        return novelty
+    # column j: beat j to beat j + 1
+    sync = librosa.util.sync(np.concatenate(rows, axis=0), beat_frames, aggregate=np.mean, pad=False)
+    sync = (sync - sync.mean(axis=1, keepdims=True)) / (sync.std(axis=1, keepdims=True) + 1e-9)
+    unit = sync / (np.linalg.norm(sync, axis=0) + 1e-9)
+    ssm = unit.T @ unit
+    k = NOVELTY_HALF_BEATS
+    for i in range(k, ssm.shape[0] - k + 1):
+        before, after = ssm[i - k:i, i - k:i], ssm[i:i + k, i:i + k]
+        novelty[i] = before.mean() + after.mean() - 2.0 * ssm[i - k:i, i:i + k].mean()
+    return novelty
 
 
 def _phase_scores(accents: list[tuple[float, np.ndarray]], n_beats: int, meter: int) -> np.ndarray:
