@@ -301,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_looks_parser(sub)
 
+    from bridge.project.sections_cli import add_sections_parser
+
+    add_sections_parser(sub)
+
     from bridge.plugins.cli import add_fx_parser, add_plugins_parser
 
     add_plugins_parser(sub)
