@@ -115,7 +115,8 @@ def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
     with tqdm_progress("analysing", "stem", quiet=quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
     if not project.sections:
-        project = project.model_copy(update={"sections": sections_from_analysis(analysis.sections)})
+        project = project.model_copy(update={"sections": sections_from_analysis(analysis.sections,
+                                                                                analysis=analysis)})
         save_project(project, project_dir)
     grid = analysis.beat_grid
     if not quiet:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_gl
+from preview_project import built, project_dir  # noqa: F401  (fixtures)
 
 from bridge.analysis.pipeline import analyze_stems
 from bridge.analysis.types import ANALYSIS_SAMPLE_RATE as SR
@@ -283,3 +284,49 @@ def test_the_section_editor_sets_a_look_and_a_transition_undoably(tmp_path, qtbo
         assert (s.project.sections[1].look, s.project.sections[1].transition) == (None, "crossfade")
     finally:
         adapter.close()
+
+
+def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  # noqa: F811
+    """A segment that starts inside a melt (or a crossfade) is drawn exactly as a render from the
+    song start: its pre-roll reaches back to the melt's start (a fixed 2 s does not: the melt is
+    feedback of the old picture). Material: the synthetic 8 s, 120 BPM project, two stateless
+    shipped looks, the verse melting in over 8 beats (4–8 s) and hitting harder (hit 1.5)."""
+    from segment_helpers import lossless
+
+    from bridge.export.render import PREROLL_SECONDS, prepare_render
+    from bridge.export.segments import segment_preroll
+    from bridge.project import load_project, save_project
+
+    require_gl()
+    project = lossless(project_dir)
+    project = project.model_copy(update={
+        "engine": project.engine.model_copy(update={"name": "shader"}),
+        "sections": [project.sections[0].model_copy(update={"look": "kaleidoscope"}),
+                     project.sections[1].model_copy(update={"look": "tunnel", "transition": "melt",
+                                                            "transition_beats": 8})]})
+    save_project(project, project_dir)
+    project, _ = load_project(project_dir)
+    job = prepare_render(project, project_dir)
+    sections = tuple(dataclasses.replace(s, hit=1.5) for s in job.context.sections)
+    job = dataclasses.replace(job, context=dataclasses.replace(job.context, sections=sections))
+    assert [(s.look, s.transition) for s in sections] == [("kaleidoscope", "crossfade"), ("tunnel", "melt")]
+    p = job.params
+
+    def run(first: int, last: int) -> list[np.ndarray]:
+        engine = get_engine(job.engine_key, **job.engine_settings)
+        engine.start(job.context)
+        try:
+            return [engine.render(f, p.row(f), int(p.section_index[f]), float(p.section_mix[f]))
+                    for f in range(first, last)]
+        finally:
+            engine.close()
+
+    straight = run(0, len(p))
+    fixed = int(PREROLL_SECONDS * job.context.fps)
+    for start in (125, 210):  # in the melt's first second, and 3 s into it
+        preroll = segment_preroll(job, start)
+        assert preroll >= start - 119  # back to the frame before the melt (it starts on frame 120)
+        alone = run(start - preroll, len(p))[preroll:]
+        assert all(np.array_equal(a, b) for a, b in zip(straight[start:], alone, strict=True)), start
+    short = run(210 - fixed, 230)[fixed:]
+    assert any(not np.array_equal(a, b) for a, b in zip(straight[210:230], short, strict=True))

@@ -258,9 +258,11 @@ def prepare_render(
     preroll = min(rng.start_frame, int(PREROLL_SECONDS * rate))
     if key == "shader":
         from bridge.mapping.sections import feedback_transition_preroll
+        from bridge.visuals.shader import HIT_WINDOW_S
 
         # a range that starts inside a melt renders it from its start (the melt is feedback)
-        preroll = min(rng.start_frame, max(preroll, feedback_transition_preroll(looks, rate, rng.start_frame)))
+        preroll = min(rng.start_frame, max(preroll, feedback_transition_preroll(
+            looks, rate, rng.start_frame, history_s=HIT_WINDOW_S)))
     params = evaluate_mappings(
         project.mappings, analysis, looks, fps=rate, start_frame=rng.start_frame - preroll,
         n_frames=rng.n_frames + preroll, stem_roles={s.name: s.role for s in project.stems},

@@ -278,9 +278,11 @@ def segment_preroll(job: RenderJob, start_frame: int) -> int:
     wanted = job.preroll_frames
     if job.engine_key == "shader":
         from bridge.mapping.sections import feedback_transition_preroll
+        from bridge.visuals.shader import HIT_WINDOW_S
 
         # a cut inside a melt renders the melt from its start (it is feedback of the old picture)
-        wanted = max(wanted, feedback_transition_preroll(job.context.sections, job.context.fps, start_frame))
+        wanted = max(wanted, feedback_transition_preroll(job.context.sections, job.context.fps, start_frame,
+                                                         history_s=HIT_WINDOW_S))
     return max(0, min(wanted, start_frame - job.params.start_frame))
 
 

@@ -108,10 +108,12 @@ def section_timeline(sections: Sequence[SectionLook], times_s: np.ndarray,
     return index, mix
 
 
-def feedback_transition_preroll(sections: Sequence[SectionLook], fps: Fraction, frame: int) -> int:
+def feedback_transition_preroll(sections: Sequence[SectionLook], fps: Fraction, frame: int, *,
+                                history_s: float = 0.0) -> int:
     """Frames to render before ``frame`` so that a feedback transition ("melt") in progress there
     is drawn exactly as in a render from the song start: back to the frame before the melt began
-    (its picture is what melts). 0 when ``frame`` is in no melt."""
+    (its picture is what melts), and ``history_s`` more (what the engine needs to draw that frame
+    exactly, e.g. the shader engine's hit envelope). 0 when ``frame`` is in no melt."""
     fps_f = float(fps)
     for i, s in enumerate(sections):
         if i == 0 or s.transition != "melt" or s.transition_seconds <= 0:
@@ -119,7 +121,7 @@ def feedback_transition_preroll(sections: Sequence[SectionLook], fps: Fraction, 
         first = math.floor(s.start_s * fps_f + 1e-6)  # the frame that holds the start (section_timeline)
         done = math.ceil((s.start_s + s.transition_seconds) * fps_f - 1e-9)  # mix is 1 from here
         if first <= frame < done:
-            return frame - first + 1
+            return frame - first + 1 + math.ceil(history_s * fps_f)
     return 0
 
 

@@ -161,7 +161,8 @@ def check_section_look(look: str | None) -> str | None:
         yours = sorted(set(looks) - set(shipped))
         raise ValueError(f"look {name!r} is unknown; use one of the shipped looks ({', '.join(shipped)})"
                          + (f" or yours ({', '.join(yours)})" if yours else "")
-                         + ", a path to an ISF .fs file, or null to have it chosen from the music")
+                         + ", a path to an ISF .fs file, or none (null in the file, auto in the app and CLI) to have "
+                         "it chosen from the music")
     return name
 
 

@@ -64,7 +64,6 @@ def cmd_sections_set(args: argparse.Namespace) -> int:
 
     from bridge.project import load_project, save_project
     from bridge.project.schema import Section
-    from bridge.project.store import format_validation_error
 
     project, project_dir = load_project(args.project_dir)
     i = _section_index(project, args.number)
@@ -93,7 +92,9 @@ def cmd_sections_set(args: argparse.Namespace) -> int:
     try:
         sections[i] = Section.model_validate({**sections[i].model_dump(), **changes})
     except ValidationError as e:
-        raise ProjectError(format_validation_error(e, source=f"section {args.number}")) from None
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg'].removeprefix('Value error, ')}"
+                             for x in e.errors())
+        raise ProjectError(f"section {args.number} was not changed: {problems}") from None
     save_project(project.model_copy(update={"sections": sections}), project_dir)
     s = sections[i]
     print(f"section {args.number} ({s.name or 'unnamed'}): look {s.look or 'auto'}, {s.transition}"
@@ -110,9 +111,8 @@ def cmd_sections_adopt(args: argparse.Namespace) -> int:
         raise ProjectError(f"the project already has {len(project.sections)} sections of its own; pass "
                            "--force to replace them with the detected ones")
     analysis = _analysis(project, project_dir, args.quiet)
-    sections = sections_from_analysis(analysis.sections, seed=project.engine.seed)
-    # detected boundaries sit on downbeats: a cut there lands on the beat
-    sections = [s.model_copy(update={"transition": "cut"}) for s in sections]
+    # detected boundaries sit on downbeats: into a louder section the picture cuts there
+    sections = sections_from_analysis(analysis.sections, seed=project.engine.seed, analysis=analysis)
     save_project(project.model_copy(update={"sections": sections}), project_dir)
     print(f"{len(sections)} sections adopted")
     return 0
@@ -139,7 +139,8 @@ def add_sections_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--beats", type=float, metavar="B", help="transition length in beats (0–64)")
     st.add_argument("--name")
     st.set_defaults(func=cmd_sections_set)
-    ad = ssub.add_parser("adopt", help="make the detected sections (on downbeats) the project's own, with cuts")
+    ad = ssub.add_parser("adopt", help="make the detected sections (on downbeats) the project's own: a cut into a "
+                                       "louder section, a crossfade otherwise")
     ad.add_argument("project_dir", metavar="PROJECT_DIR")
     ad.add_argument("--force", action="store_true", help="replace sections the project already has")
     ad.add_argument("-q", "--quiet", action="store_true")

@@ -223,3 +223,11 @@ def auto_section_looks(sections, analysis: SongAnalysis, base_look: str) -> tupl
             look, hit = pick[tier]
             out.append(replace(s, look=look, hit=hit))
     return tuple(out)
+
+
+def section_transitions(analysis: SongAnalysis, spans_s: list[tuple[float, float]]) -> list[str]:
+    """A transition per section from the music: "cut" into a section at least LOUD_DB louder than
+    the one before (the drop lands on its downbeat — detected sections start on one), "crossfade"
+    otherwise (the first section's is never shown)."""
+    levels = section_levels_db(analysis, spans_s)
+    return ["cut" if i and levels[i] >= levels[i - 1] + LOUD_DB else "crossfade" for i in range(len(levels))]
