@@ -549,7 +549,7 @@ class ShaderEngine:
     def _melt_buffers(self) -> list:
         if self._melt is None:
             gl, ctx = self._gl, self._ctx
-            texs = [gl.texture((ctx.width, ctx.height), 4, dtype="f4") for _ in range(2)]
+            texs = [gl.texture((ctx.width, ctx.height), 4, dtype="f2") for _ in range(2)]  # alpha fades finely
             for t in texs:
                 t.repeat_x = t.repeat_y = False
             self._melt = [texs[0], texs[1], *(gl.framebuffer(color_attachments=[t]) for t in texs)]
