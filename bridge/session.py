@@ -1285,7 +1285,7 @@ class Session:
 
     # -- sections ----------------------------------------------------------------------------
     def add_section(self, start: float, *, end: float | None = None, unit: str = "seconds", **fields: Any) -> int:
-        """Add a section (prompt, negative_prompt, seed, style, name, transition_beats as keywords).
+        """Add a section (prompt, negative_prompt, seed, style, name, transition_beats, look, transition as keywords).
         Returns its index."""
         try:
             section = Section(start=start, end=end, unit=unit, **fields)
