@@ -115,7 +115,8 @@ def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
     with tqdm_progress("analysing", "stem", quiet=quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
     if not project.sections:
-        project = project.model_copy(update={"sections": sections_from_analysis(analysis.sections)})
+        project = project.model_copy(update={"sections": sections_from_analysis(analysis.sections,
+                                                                                analysis=analysis)})
         save_project(project, project_dir)
     grid = analysis.beat_grid
     if not quiet:
@@ -300,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.visuals.looks_cli import add_looks_parser
 
     add_looks_parser(sub)
+
+    from bridge.project.sections_cli import add_sections_parser
+
+    add_sections_parser(sub)
 
     from bridge.plugins.cli import add_fx_parser, add_plugins_parser
 

@@ -1285,7 +1285,7 @@ class Session:
 
     # -- sections ----------------------------------------------------------------------------
     def add_section(self, start: float, *, end: float | None = None, unit: str = "seconds", **fields: Any) -> int:
-        """Add a section (prompt, negative_prompt, seed, style, name, transition_beats as keywords).
+        """Add a section (prompt, negative_prompt, seed, style, name, transition_beats, look, transition as keywords).
         Returns its index."""
         try:
             section = Section(start=start, end=end, unit=unit, **fields)
@@ -1358,7 +1358,7 @@ class Session:
         analysis = self._analysis
         if analysis is None:
             raise ProjectError("the stems are not analysed yet; wait for the analysis, then adopt its sections")
-        sections = sections_from_analysis(analysis.sections, seed=self._project.engine.seed)
+        sections = sections_from_analysis(analysis.sections, seed=self._project.engine.seed, analysis=analysis)
         self._edit("adopt detected sections", lambda p: p.model_copy(update={"sections": sections}))
         return len(sections)
 

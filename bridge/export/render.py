@@ -32,16 +32,32 @@ log = logging.getLogger(__name__)
 PREROLL_SECONDS = 2.0
 
 
-def section_looks(project: Project, analysis: SongAnalysis) -> tuple[SectionLook, ...]:
-    """The project's sections resolved to seconds; the detected sections when the project has none."""
+def section_looks(project: Project, analysis: SongAnalysis, *, engine_name: str | None = None,
+                  look: str | None = None) -> tuple[SectionLook, ...]:
+    """The project's sections resolved to seconds; the detected sections when the project has none.
+
+    For the shader engine (the project's, or ``engine_name``) each section without a look of its own
+    gets one from the music (:func:`bridge.visuals.character.auto_section_looks`) unless the
+    project sets one look for the song (``engine.look``). ``look`` (the render's ``--look``): that
+    one look for every section."""
+    from dataclasses import replace
+
     from bridge.mapping.sections import resolve_sections
 
     if project.sections:
-        return resolve_sections(project.sections, analysis.beat_grid, duration_seconds=analysis.duration_seconds)
-    return tuple(
-        SectionLook(start_s=a, end_s=b, name=f"Section {i + 1}", seed=project.engine.seed + i)
-        for i, (a, b) in enumerate(analysis.sections)
-    )
+        looks = resolve_sections(project.sections, analysis.beat_grid, duration_seconds=analysis.duration_seconds)
+    else:
+        looks = tuple(
+            SectionLook(start_s=a, end_s=b, name=f"Section {i + 1}", seed=project.engine.seed + i)
+            for i, (a, b) in enumerate(analysis.sections)
+        )
+    if look:
+        return tuple(replace(s, look="") for s in looks)
+    if (engine_name or project.engine.name).strip().lower() == "shader" and not project.engine.look:
+        from bridge.visuals.character import auto_section_looks, default_look
+
+        looks = auto_section_looks(looks, analysis, default_look(analysis))
+    return looks
 
 
 def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float,
@@ -231,7 +247,8 @@ def prepare_render(
     if analysis is None:
         analysis = analyze_project(project, project_dir, cancel=cancel)
     rate = settings.fps_fraction
-    looks = section_looks(project, analysis)
+    key = (engine_name or project.engine.name).strip().lower()
+    looks = section_looks(project, analysis, engine_name=key, look=look)
     if section is not None:
         if start_s is not None or end_s is not None:
             raise RenderError("give a section or a start/end time, not both")
@@ -239,11 +256,17 @@ def prepare_render(
         start_s, end_s = picked.start_s, picked.end_s
     rng = frame_range(analysis.duration_seconds, rate, start_s=start_s, end_s=end_s)
     preroll = min(rng.start_frame, int(PREROLL_SECONDS * rate))
+    if key == "shader":
+        from bridge.mapping.sections import feedback_transition_preroll
+        from bridge.visuals.shader import HIT_WINDOW_S
+
+        # a range that starts inside a melt renders it from its start (the melt is feedback)
+        preroll = min(rng.start_frame, max(preroll, feedback_transition_preroll(
+            looks, rate, rng.start_frame, history_s=HIT_WINDOW_S)))
     params = evaluate_mappings(
         project.mappings, analysis, looks, fps=rate, start_frame=rng.start_frame - preroll,
         n_frames=rng.n_frames + preroll, stem_roles={s.name: s.role for s in project.stems},
     )
-    key = (engine_name or project.engine.name).strip().lower()
     # only what the producer set: schema defaults (e.g. guidance 1.0) must not override an engine's own
     engine_settings = project.engine.model_dump(exclude={"name"}, exclude_unset=True)
     if model:
@@ -281,7 +304,7 @@ def prepare_render(
                             audio=audio_inputs, audio_sample_rate=settings.sample_rate)
     a0 = int(round(rng.start_seconds * settings.sample_rate))
     audio = mix[:, a0:a0 + int(round(rng.duration_seconds * settings.sample_rate))]
-    cuts = {int(round(sec.start_s * rate)) for sec in looks}
+    cuts = {int(np.floor(sec.start_s * float(rate) + 1e-6)) for sec in looks}  # a section's first frame
     cuts.update(int(round(b * rate)) for b in grid.downbeats_s)
     cuts.update(int(k) for k in engine_settings.get("keyframes", ()) or ())
     end_frame = rng.start_frame + rng.n_frames

@@ -275,7 +275,15 @@ def open_work_folder(job: RenderJob, out_path: str | os.PathLike[str], *, n_segm
 
 def segment_preroll(job: RenderJob, start_frame: int) -> int:
     """Frames rendered (and dropped) before ``start_frame`` when a run of frames starts there."""
-    return max(0, min(job.preroll_frames, start_frame - job.params.start_frame))
+    wanted = job.preroll_frames
+    if job.engine_key == "shader":
+        from bridge.mapping.sections import feedback_transition_preroll
+        from bridge.visuals.shader import HIT_WINDOW_S
+
+        # a cut inside a melt renders the melt from its start (it is feedback of the old picture)
+        wanted = max(wanted, feedback_transition_preroll(job.context.sections, job.context.fps, start_frame,
+                                                         history_s=HIT_WINDOW_S))
+    return max(0, min(wanted, start_frame - job.params.start_frame))
 
 
 def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: int, *, preroll: int,

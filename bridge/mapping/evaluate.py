@@ -306,7 +306,7 @@ def evaluate_mappings(
             offset = float(np.sum(np.clip(head, p.minimum, p.maximum))) if head is not None else 0.0
             values[:, j] = integrate_rate(values[:, j], offset=offset)
 
-    section_index, section_mix = section_timeline(sections, edges[:-1])
+    section_index, section_mix = section_timeline(sections, edges[:-1], edges[1:])
     return FrameParams(
         fps=fps,
         start_frame=start_frame,

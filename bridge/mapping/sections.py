@@ -57,6 +57,8 @@ def resolve_sections(
         start_beat = float(beat_position(np.array([start_s]), beat_grid)[0])
         trans_end = float(beat_time(np.array([start_beat + s.transition_beats]), beat_grid)[0])
         transition_s = min(max(0.0, trans_end - start_s), end_s - start_s)
+        if s.transition == "cut":
+            transition_s = 0.0  # a cut switches on the frame that holds the section start
         looks.append(
             SectionLook(
                 start_s=start_s,
@@ -67,17 +69,23 @@ def resolve_sections(
                 seed=s.seed,
                 style=s.style,
                 transition_seconds=transition_s,
+                look=s.look or "",
+                transition=s.transition,
             )
         )
     return tuple(looks)
 
 
-def section_timeline(sections: Sequence[SectionLook], times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def section_timeline(sections: Sequence[SectionLook], times_s: np.ndarray,
+                     frame_ends_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Section shown at each time, and the transition progress into it.
 
-    times_s: shape (n,) seconds. Returns ``section_index`` int32 (n,), −1 outside every section,
-    and ``section_mix`` float32 (n,): 0 at the section start rising linearly to 1 after its
-    ``transition_seconds`` (1.0 for the first section, for cuts and outside sections).
+    times_s: shape (n,) seconds. ``frame_ends_s`` (shape (n,)): when given, each time is a frame
+    covering [times_s, frame_ends_s), and the frame that holds a section's start already shows that
+    section (a cut on a downbeat lands on the frame of the downbeat, as a hit does). Returns
+    ``section_index`` int32 (n,), −1 outside every section, and ``section_mix`` float32 (n,): 0 at
+    the section start rising linearly to 1 after its ``transition_seconds`` (1.0 for the first
+    section, for cuts and outside sections).
     """
     t = np.asarray(times_s, dtype=np.float64)
     index = np.full(t.shape, -1, dtype=np.int32)
@@ -87,13 +95,34 @@ def section_timeline(sections: Sequence[SectionLook], times_s: np.ndarray) -> tu
     starts = np.array([s.start_s for s in sections], dtype=np.float64)
     ends = np.array([s.end_s for s in sections], dtype=np.float64)
     trans = np.array([s.transition_seconds for s in sections], dtype=np.float64)
-    i = np.searchsorted(starts, t, side="right") - 1
+    if frame_ends_s is None:
+        i = np.searchsorted(starts, t, side="right") - 1
+    else:
+        # the last section starting before the frame ends (1 ns of slack for k / fps rounding)
+        i = np.searchsorted(starts, np.asarray(frame_ends_s, dtype=np.float64) - 1e-9, side="left") - 1
     inside = (i >= 0) & (t < ends[np.clip(i, 0, None)])
     index[inside] = i[inside]
     fading = inside & (i > 0) & (trans[np.clip(i, 0, None)] > 0)
     ii = i[fading]
     mix[fading] = np.clip((t[fading] - starts[ii]) / trans[ii], 0.0, 1.0)
     return index, mix
+
+
+def feedback_transition_preroll(sections: Sequence[SectionLook], fps: Fraction, frame: int, *,
+                                history_s: float = 0.0) -> int:
+    """Frames to render before ``frame`` so that a feedback transition ("melt") in progress there
+    is drawn exactly as in a render from the song start: back to the frame before the melt began
+    (its picture is what melts), and ``history_s`` more (what the engine needs to draw that frame
+    exactly, e.g. the shader engine's hit envelope). 0 when ``frame`` is in no melt."""
+    fps_f = float(fps)
+    for i, s in enumerate(sections):
+        if i == 0 or s.transition != "melt" or s.transition_seconds <= 0:
+            continue
+        first = math.floor(s.start_s * fps_f + 1e-6)  # the frame that holds the start (section_timeline)
+        done = math.ceil((s.start_s + s.transition_seconds) * fps_f - 1e-9)  # mix is 1 from here
+        if first <= frame < done:
+            return frame - first + 1 + math.ceil(history_s * fps_f)
+    return 0
 
 
 def keyframe_frames(beat_grid: BeatGrid, *, fps: Fraction, n_frames: int, every_beats: float,
@@ -115,7 +144,8 @@ def keyframe_frames(beat_grid: BeatGrid, *, fps: Fraction, n_frames: int, every_
     positions = np.arange(k0, k1 + 1, dtype=np.float64) * every_beats
     times = beat_time(positions, beat_grid) if positions.size else np.zeros(0)
     frames = np.floor(times * fps_f + 0.5).astype(np.int64)
-    starts = np.ceil(np.asarray(section_starts_s, dtype=np.float64) * fps_f - 1e-6).astype(np.int64)
+    # the frame that holds a section start is that section's first (section_timeline)
+    starts = np.floor(np.asarray(section_starts_s, dtype=np.float64) * fps_f + 1e-6).astype(np.int64)
     frames = np.concatenate([frames, starts, [0, n_frames - 1]])
     frames = frames[(frames >= 0) & (frames < n_frames)]
     return np.unique(frames)

@@ -340,7 +340,7 @@ class ParamEvaluator:
         self._last_table = ((n_frames, names), parts, table)
         looks = tuple(sections)
         if self._timeline is None or self._timeline[0] != looks:
-            index_, mix_ = section_timeline(looks, edges[:-1])
+            index_, mix_ = section_timeline(looks, edges[:-1], edges[1:])
             index_.flags.writeable = mix_.flags.writeable = False
             self._timeline = (looks, index_, mix_)
         params = FrameParams(fps=fps, start_frame=0, values=table,
@@ -472,7 +472,7 @@ class PreviewPlan:
 def _section_cond(looks: Sequence[SectionLook], i: int) -> str:
     if 0 <= i < len(looks):
         s = looks[i]
-        return repr((i, s.name, s.prompt, s.negative_prompt, s.seed, s.style))
+        return repr((i, s.name, s.prompt, s.negative_prompt, s.seed, s.style, s.look, s.transition, s.hit))
     return "-"
 
 
@@ -890,12 +890,14 @@ class PreviewScheduler:
         looks = inputs.sections
         if looks is None:
             memo = self._looks_memo
+            # the shader engine's section looks also follow the engine and its look
+            engine_key = (project.engine.seed, project.engine.name, project.engine.look)
             if (memo is not None and memo[0] is analysis and memo[1] == project.sections
-                    and memo[2] == project.engine.seed):
+                    and memo[2] == engine_key):
                 looks = memo[3]
             else:
                 looks = section_looks(project, analysis)
-                self._looks_memo = (analysis, project.sections, project.engine.seed, looks)
+                self._looks_memo = (analysis, project.sections, engine_key, looks)
         params, problems = self.evaluator.evaluate(
             project.mappings, analysis, looks, fps=fps, stem_roles={s.name: s.role for s in project.stems})
         evaluate_ms = (time.perf_counter() - t0) * 1000.0

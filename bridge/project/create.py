@@ -90,9 +90,19 @@ def new_project(
     return NewProjectResult(project, project_dir, skipped)
 
 
-def sections_from_analysis(bounds: list[tuple[float, float]], *, seed: int = 0) -> list[Section]:
-    """Editable project sections from detected boundaries (seconds), one seed each."""
+def sections_from_analysis(bounds: list[tuple[float, float]], *, seed: int = 0, analysis=None) -> list[Section]:
+    """Editable project sections from detected boundaries (seconds), one seed each.
+
+    ``analysis`` (the SongAnalysis the bounds come from): each section's transition from the music
+    (:func:`bridge.visuals.character.section_transitions`: a cut on the downbeat into a louder
+    section, a crossfade otherwise); without it every transition is the default."""
+    transitions = ["crossfade"] * len(bounds)
+    if analysis is not None:
+        from bridge.visuals.character import section_transitions
+
+        transitions = section_transitions(analysis, list(bounds))
     return [
-        Section(name=f"Section {i + 1}", start=round(a, 4), end=round(b, 4), seed=seed + i + 1)
+        Section(name=f"Section {i + 1}", start=round(a, 4), end=round(b, 4), seed=seed + i + 1,
+                transition=transitions[i])
         for i, (a, b) in enumerate(bounds)
     ]

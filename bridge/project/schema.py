@@ -138,6 +138,34 @@ class StemSpec(_Model):
         return v
 
 
+#: How a section's picture enters (Section.transition).
+SectionTransition = Literal["cut", "crossfade", "melt"]
+SECTION_TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "melt")
+
+
+def check_section_look(look: str | None) -> str | None:
+    """A section's look: None, an .fs path (checked when rendering: the file may live on another
+    machine), or the name of an installed look; ValueError naming the look and listing them."""
+    if look is None:
+        return None
+    name = look.strip()
+    if not name:
+        raise ValueError("a section's look must not be empty; leave it out (null) to have it chosen from the music")
+    if name.lower().endswith(".fs") or "/" in name or "\\" in name:
+        return name
+    from bridge.visuals.shader import SHIPPED_LOOKS, available_looks
+
+    looks = available_looks()
+    if name not in looks:
+        shipped = sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))
+        yours = sorted(set(looks) - set(shipped))
+        raise ValueError(f"look {name!r} is unknown; use one of the shipped looks ({', '.join(shipped)})"
+                         + (f" or yours ({', '.join(yours)})" if yours else "")
+                         + ", a path to an ISF .fs file, or none (null in the file, auto in the app and CLI) to have "
+                         "it chosen from the music")
+    return name
+
+
 class Section(_Model):
     name: str = ""
     start: float = Field(ge=0)
@@ -148,6 +176,18 @@ class Section(_Model):
     seed: int = Field(default=0, ge=0, lt=2**32)
     style: str = ""
     transition_beats: float = Field(default=4.0, ge=0, le=64)
+    #: shader engine: this section's look (a name from `stembridge looks list` or an ISF .fs path);
+    #: None = chosen from the music (bridge.visuals.character.auto_section_looks)
+    look: str | None = Field(default=None, min_length=1)
+    #: how the picture enters this section from the one before: "cut" on the section start (put it
+    #: on a downbeat), "crossfade" of the two looks over transition_beats, or "melt" (the old
+    #: picture drips away in feedback, revealing the new look, over transition_beats)
+    transition: SectionTransition = "crossfade"
+
+    @field_validator("look")
+    @classmethod
+    def _known_look(cls, v: str | None) -> str | None:
+        return check_section_look(v)
 
     @model_validator(mode="after")
     def _end_after_start(self) -> Section:

@@ -28,6 +28,14 @@ class SectionLook:
     #: Length of the transition into this section from the previous one (seconds; 0 = a cut).
     #: Added for bridge.mapping.sections: Section.transition_beats resolved at the local tempo.
     transition_seconds: float = 0.0
+    #: The shader engine's look for this section (a name or an .fs path); "" = the engine's own
+    #: ``look``. Filled from the music where the producer chose none (bridge.visuals.character).
+    look: str = ""
+    #: "cut", "crossfade" or "melt" (bridge.project.schema.Section.transition).
+    transition: str = "cut"
+    #: How hard hits land in this section (1 = as mapped): the shader engine scales ``flash`` and
+    #: ``pulse`` by it and, above 1, adds a zoom punch on each hit (the drop hits harder).
+    hit: float = 1.0
 
 
 @dataclass(frozen=True)

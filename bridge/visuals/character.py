@@ -113,3 +113,121 @@ def with_song_settings(settings: dict, song_settings: dict) -> dict:
         if out.get(key) in (None, {}, ()):
             out[key] = value
     return out
+
+
+# --- every section its own look ----------------------------------------------------------------
+#
+# A song's sections move through *related* looks: the song's base look (default_look) for its
+# average sections, a harder-hitting relative for its loudest ones (chorus, drop) and a calmer one
+# for its quiet ones (intro, breakdown). Relatives share the base look's kind of motion, so the
+# video stays one piece: the rushing looks (tunnel → starfield), the folded/geometric ones
+# (kaleidoscope ↔ tunnel ↔ grid), the fast ones (grid/starfield → glitch) and the fluid ones
+# (minimal ↔ ink → oscilloscope). `titles` and `cover` are never chosen (they need the producer's
+# text or picture). A base look outside LOOK_FAMILIES (a producer's own) is kept for every section.
+
+#: Look families: base look (what default_look picks) → (calm relative, base, hard relative).
+LOOK_FAMILIES: dict[str, tuple[str, str, str]] = {
+    "tunnel": ("kaleidoscope", "tunnel", "starfield"),
+    "kaleidoscope": ("ink", "kaleidoscope", "tunnel"),
+    "grid": ("tunnel", "grid", "glitch"),
+    "starfield": ("tunnel", "starfield", "glitch"),
+    "ink": ("minimal", "ink", "oscilloscope"),
+    "minimal": ("ink", "minimal", "oscilloscope"),
+}
+#: A section at least this many dB above the song's typical level (the duration-weighted median of
+#: its sections' levels), and within LOUDEST_DB of its loudest section, is "loud" (chorus, drop);
+#: one at least QUIET_DB below it is "quiet" (intro, breakdown).
+LOUD_DB = 1.0
+LOUDEST_DB = 1.5
+QUIET_DB = 3.0
+#: The hit response (SectionLook.hit) of loud, average and quiet sections.
+HIT_LOUD = 1.5
+HIT_QUIET = 0.7
+
+
+def _level_curve(analysis: SongAnalysis) -> tuple[np.ndarray, float]:
+    """The mix's RMS curve (linear) and its frame rate: the analysed mix where there is one, else the
+    stems' power sum (uncorrelated parts add in power)."""
+    if analysis.mix is not None:
+        return np.asarray(analysis.mix.curves["rms"], dtype=np.float64), float(analysis.mix.frame_rate_hz)
+    stems = list(analysis.stems.values())
+    if not stems:
+        return np.zeros(0), 1.0
+    n = max(s.n_frames for s in stems)
+    power = np.zeros(n)
+    for s in stems:
+        r = np.asarray(s.curves["rms"], dtype=np.float64)
+        power[: r.size] += r ** 2
+    return np.sqrt(power), float(stems[0].frame_rate_hz)
+
+
+def section_levels_db(analysis: SongAnalysis, spans_s: list[tuple[float, float]]) -> list[float]:
+    """Each span's level in dB: 20·log10 of the mean-square RMS of the mix over the span (an energy
+    mean, so a quiet bar inside a loud section counts for little)."""
+    rms, rate = _level_curve(analysis)
+    if rms.size == 0:
+        return [-120.0] * len(spans_s)
+
+    def level(a: float, b: float) -> float:
+        lo = min(int(round(a * rate)), rms.size - 1)
+        hi = max(lo + 1, min(int(round(b * rate)), rms.size))
+        return 10.0 * float(np.log10(max(float(np.mean(rms[lo:hi] ** 2)), 1e-12)))
+
+    return [level(a, b) for a, b in spans_s]
+
+
+def section_tiers(levels_db: list[float], durations_s: list[float]) -> list[str]:
+    """"loud", "average" or "quiet" per section, against the song's typical level: the level reached
+    by half of the song's time, counted from the quietest section (so of a verse and a chorus of
+    equal length the verse is typical and the chorus loud)."""
+    if not levels_db:
+        return []
+    order = sorted(range(len(levels_db)), key=lambda i: (levels_db[i], i))
+    weights = np.maximum(np.asarray(durations_s, dtype=np.float64), 0.0)
+    total = float(weights.sum())
+    typical = levels_db[order[-1]]
+    done = 0.0
+    for i in order:
+        done += float(weights[i])
+        if done >= 0.5 * total - 1e-9:
+            typical = levels_db[i]
+            break
+    top = max(levels_db)
+    out = []
+    for db in levels_db:
+        if db >= typical + LOUD_DB and db >= top - LOUDEST_DB:
+            out.append("loud")
+        elif db <= typical - QUIET_DB:
+            out.append("quiet")
+        else:
+            out.append("average")
+    return out
+
+
+def auto_section_looks(sections, analysis: SongAnalysis, base_look: str) -> tuple:
+    """``sections`` (resolved :class:`~bridge.visuals.base.SectionLook`) with a look and a hit
+    response for every section whose producer chose no look: ``base_look`` for average sections,
+    its hard relative and HIT_LOUD for the loudest, its calm relative and HIT_QUIET for quiet ones.
+    Deterministic: from the sections' levels in the song (mix RMS), nothing random."""
+    from dataclasses import replace
+
+    sections = tuple(sections)
+    levels = section_levels_db(analysis, [(s.start_s, s.end_s) for s in sections])
+    calm, _, hard = LOOK_FAMILIES.get(base_look, (base_look, base_look, base_look))
+    pick = {"loud": (hard, HIT_LOUD), "quiet": (calm, HIT_QUIET), "average": (base_look, 1.0)}
+    out = []
+    for s, tier in zip(sections, section_tiers(levels, [s.end_s - s.start_s for s in sections]), strict=True):
+        if s.look:
+            out.append(s)  # the producer's choice
+        else:
+            look, hit = pick[tier]
+            out.append(replace(s, look=look, hit=hit))
+    return tuple(out)
+
+
+def section_transitions(analysis: SongAnalysis, spans_s: list[tuple[float, float]]) -> list[str]:
+    """A transition per section from the music: "cut" into a section at least LOUD_DB louder than
+    the one before (the drop lands on its downbeat — detected sections start on one), "crossfade"
+    otherwise (the first section's is never shown)."""
+    levels = section_levels_db(analysis, spans_s)
+    return ["cut" if i and levels[i] >= levels[i - 1] + LOUD_DB else "crossfade" for i in range(len(levels))]

@@ -188,10 +188,187 @@ def _phase(times: tuple[float, ...], t: float) -> float:
     return float((t - arr[i]) / (arr[i + 1] - arr[i]))
 
 
+#: The hit response of a section (SectionLook.hit) above 1 adds a zoom punch on each hit: the
+#: picture is scaled up by PUNCH_ZOOM × (hit − 1) × the hit's strength, falling back to size over
+#: HIT_WINDOW_S (a square taper that reaches exactly 0, so a segment's pre-roll rebuilds it exactly).
+PUNCH_ZOOM = 0.16
+HIT_WINDOW_S = 0.25
+#: A frame's hit strength: its step of ``travel`` (the mappings move the picture on hits) over this
+#: step, clipped to 1 (the default mappings step ~0.04 on a beat and up to ~0.13 on a loud hit).
+HIT_TRAVEL_STEP = 0.12
+#: Parameters a section's hit response scales (levels whose neutral value is 0).
+HIT_PARAMETERS = ("flash", "pulse")
+
+#: The section transitions and the hit punch, drawn from the looks' own output textures.
+_COMPOSITE_SHADER = """#version 330
+uniform sampler2D tex_a;      // the old look (crossfade) / the melt buffer (melt)
+uniform sampler2D tex_b;      // the new look
+uniform int mode;             // 0: b (with the punch), 1: crossfade a -> b, 2: melt step, 3: melt shown over b,
+                              // 4: b copied as it is, fully covering (the melt's first picture)
+uniform float progress;       // the transition's progress 0 -> 1
+uniform float punch;          // zoom punch (0: none)
+uniform float dt;             // seconds per frame
+in vec2 isf_FragNormCoord;
+out vec4 fragColor;
+
+float hash(float x) { return fract(sin(x * 127.1) * 43758.5453); }
+float noise(float x) { float i = floor(x); float f = fract(x); return mix(hash(i), hash(i + 1.0), f * f * (3.0 - 2.0 * f)); }
+
+vec4 look(sampler2D tex) {
+    if (punch <= 0.0) return texelFetch(tex, ivec2(gl_FragCoord.xy), 0);  // exactly the look's pixels
+    return texture(tex, 0.5 + (isf_FragNormCoord - 0.5) / (1.0 + punch));
+}
+
+void main() {
+    vec2 uv = isf_FragNormCoord;
+    if (mode == 1) {
+        fragColor = vec4(mix(look(tex_a).rgb, look(tex_b).rgb, progress), 1.0);
+    } else if (mode == 2) {
+        // the old picture drips down in columns of varying speed (faster as the melt goes on),
+        // wobbling sideways; what runs off the top is gone (alpha: how much old picture is left)
+        float speed = (0.15 + 0.85 * noise(uv.x * 23.0)) * (0.25 + 1.75 * progress);
+        vec2 src = uv + vec2(0.004 * progress * sin(uv.y * 31.0 + 9.0 * progress), speed * dt);
+        vec4 m = src.y > 1.0 ? vec4(0.0) : texture(tex_a, src);
+        fragColor = vec4(m.rgb, m.a * (1.0 - 0.6 * dt * progress));
+    } else if (mode == 4) {
+        fragColor = vec4(texelFetch(tex_b, ivec2(gl_FragCoord.xy), 0).rgb, 1.0);
+    } else if (mode == 3) {
+        vec4 m = texture(tex_a, uv);
+        float cover = m.a * (1.0 - smoothstep(0.5, 1.0, progress));
+        fragColor = vec4(mix(look(tex_b).rgb, m.rgb, cover), 1.0);
+    } else {
+        fragColor = vec4(look(tex_b).rgb, 1.0);
+    }
+}
+"""
+
+
+class _LookRun:
+    """One look's GL objects in the engine's context (compiled once per run): its program, the
+    pass buffers (PERSISTENT feedback), its image/audio inputs and the texture it draws into."""
+
+    def __init__(self, engine: ShaderEngine, shader: IsfShader) -> None:
+        ctx = engine._ctx
+        gl = engine._gl
+        assert ctx is not None and gl is not None
+        self.engine = engine
+        self.shader = shader
+        self.program = compile_program(gl, shader)
+        self.vao = gl.vertex_array(self.program, [(engine._vbo, "2f", "in_position")])
+        self.out_tex = gl.texture((ctx.width, ctx.height), 4)
+        self.out = gl.framebuffer(color_attachments=[self.out_tex])
+        #: the frame last drawn: a look that was not drawn on the frame before starts from clear
+        #: buffers, so what it shows never depends on when it was shown last (or on seeks)
+        self.last_frame: int | None = None
+        self.targets: dict[str, list] = {}  # name -> [front texture, back texture, fbo front, fbo back]
+        for p in shader.passes:
+            if not p.target or p.target in self.targets:
+                continue
+            size = (pass_size(p.width, ctx.width, ctx.height) or ctx.width,
+                    pass_size(p.height, ctx.width, ctx.height) or ctx.height)
+            dtype = "f4" if p.float_buffer else "f1"
+            texs = [gl.texture(size, 4, dtype=dtype) for _ in range(2)]
+            fbos = [gl.framebuffer(color_attachments=[t]) for t in texs]
+            for t in texs:
+                t.repeat_x = t.repeat_y = False
+            self.targets[p.target] = [texs[0], texs[1], fbos[0], fbos[1]]
+        self.inputs: dict[str, object] = {}
+        for item in shader.image_inputs:
+            if item.type == "image":
+                self.inputs[item.name] = engine._image_texture(item.name)
+            else:
+                width = AUDIO_SAMPLES if item.type == "audio" else AUDIO_FFT_SIZE // 2
+                self.inputs[item.name] = gl.texture((width, 1), 1, dtype="f4")
+
+    def _set(self, name: str, value: object) -> None:
+        if name in self.program:
+            self.program[name].value = value
+
+    def clear(self) -> None:
+        gl = self.engine._gl
+        for entry in self.targets.values():
+            for fbo in entry[2:]:
+                fbo.use()
+                gl.clear(0.0, 0.0, 0.0, 0.0)
+
+    def draw(self, frame_index: int, params: Mapping[str, float], section_index: int, progress: float) -> None:
+        """Run the look's passes for ``frame_index``; the picture lands in ``out``."""
+        engine = self.engine
+        ctx = engine._ctx
+        if self.last_frame != frame_index - 1:
+            self.clear()
+        self.last_frame = frame_index
+        fps = float(ctx.fps)
+        t = frame_index / fps
+        self._set("TIME", t)
+        self._set("TIMEDELTA", 1.0 / fps)
+        self._set("RENDERSIZE", (float(ctx.width), float(ctx.height)))
+        self._set("FRAMEINDEX", int(frame_index))
+        self._set("DATE", (*_DATE, t))
+        for name, spec in PARAMETERS.items():
+            v = float(params.get(name, spec.neutral))
+            v = v if math.isfinite(v) else spec.neutral
+            self._set(name, v + engine.base_hue if name == "hue" else v)
+        self._set("beat_phase", _phase(ctx.beats_s, t))
+        self._set("bar_phase", _phase(ctx.downbeats_s, t))
+        beat, bar, in_bar = _counts(ctx.beats_s, ctx.downbeats_s, t)
+        self._set("beat_index", float(beat))
+        self._set("bar_index", float(bar))
+        self._set("beat_in_bar", float(in_bar))
+        self._set("section_index", float(section_index))
+        self._set("section_progress", float(progress) if math.isfinite(progress) else 1.0)
+        for item in self.shader.inputs:
+            if INPUT_TYPES[item.type] != "sampler2D" and item.default is not None:
+                value = item.default
+                if item.type == "color" or item.type == "point2D":
+                    value = tuple(float(x) for x in value)
+                else:
+                    # a mapping to shader:NAME adds to the input's DEFAULT, clamped to MIN/MAX
+                    mapped = params.get(SHADER_TARGET_PREFIX + item.name)
+                    if mapped is not None and math.isfinite(float(mapped)):
+                        value = _clamp_input(item, float(value) + float(mapped))
+                    if item.type == "long":
+                        value = int(round(float(value)))
+                    elif item.type in ("bool", "event"):
+                        value = bool(value >= 0.5) if mapped is not None else bool(value)
+                    else:
+                        value = float(value)
+                self._set(item.name, value)
+        engine._update_audio(self, t)
+        for index, p in enumerate(self.shader.passes):
+            self._set("PASSINDEX", index)
+            unit = 0
+            for name, tex in self.inputs.items():
+                tex.use(location=unit)
+                self._set(name, unit)
+                unit += 1
+            for name, (front, _back, _ff, _bf) in self.targets.items():
+                front.use(location=unit)
+                self._set(name, unit)
+                unit += 1
+            if p.target:
+                entry = self.targets[p.target]
+                fbo, size = entry[3], entry[1].size
+            else:
+                fbo, size = self.out, (ctx.width, ctx.height)
+            fbo.use()
+            engine._gl.viewport = (0, 0, *size)
+            self.vao.render(5)  # moderngl.TRIANGLE_STRIP
+            if p.target:
+                entry[0], entry[1], entry[2], entry[3] = entry[1], entry[0], entry[3], entry[2]
+
+
 class ShaderEngine:
-    """Renders an ISF look (see the module docstring). Settings: ``look`` (a name or a path);
-    ``images``: IMAGE input name → picture file (e.g. cover art; black when not given);
-    ``audio_inputs``: audio/audioFFT input name → the stem it shows ("mix" when not given).
+    """Renders ISF looks (see the module docstring). Settings: ``look`` (a name or a path: the look
+    of sections that have none of their own, :attr:`SectionLook.look`); ``images``: IMAGE input
+    name → picture file (e.g. cover art; black when not given); ``audio_inputs``: audio/audioFFT
+    input name → the stem it shows ("mix" when not given).
+
+    Sections: each section shows its own look (compiled once per run); into a section the picture
+    cuts (on the frame that holds the section start), crossfades the two looks' pictures over the
+    transition, or melts (the old picture drips away in feedback, revealing the new look). Outside
+    a transition only one look is drawn. A section's ``hit`` above 1 scales ``flash``/``pulse`` and
+    adds a zoom punch on each hit (a step of ``travel``); below 1 it only scales them down.
 
     Audio inputs follow ISF: ``audio`` is the waveform (AUDIO_SAMPLES samples up to the frame's
     time, 0.5 = silence), ``audioFFT`` the magnitude spectrum of the AUDIO_FFT_SIZE samples up to it
@@ -216,57 +393,60 @@ class ShaderEngine:
         self._gl = None
         self._thread: int | None = None
         self._ctx: RenderContext | None = None
+        self._shaders: dict[Path, IsfShader] = {self.look_path: self.shader}
+        self._section_paths: tuple[Path, ...] = ()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, ctx: RenderContext) -> None:
-        """Check the look compiles (a broken shader fails here, before any frame) and reset.
+        """Check every look the sections use compiles (a broken or unknown one fails here, before
+        any frame, naming the section) and reset.
 
         The GL context itself is made on the first ``render``, in the thread that renders: a GL
         context is current in one thread, and the export renders in a worker thread."""
         self.close()
         self._ctx = ctx
+        paths = []
+        for i, sec in enumerate(ctx.sections):
+            if not sec.look:
+                paths.append(self.look_path)
+                continue
+            try:
+                path = resolve_look(sec.look)
+            except RenderError as e:
+                raise RenderError(f"section {i + 1} ({sec.name or 'unnamed'}): {e}") from None
+            if path not in self._shaders:
+                self._shaders[path] = load_isf(path)
+            paths.append(path)
+        self._section_paths = tuple(paths)
         gl = create_gl_context()
         try:
-            self._compile(gl).release()
+            for path in dict.fromkeys([self.look_path, *paths]):
+                compile_program(gl, self._shaders[path]).release()
         finally:
             gl.release()
-
-    def _compile(self, gl):
-        return compile_program(gl, self.shader)
 
     def _setup_gl(self) -> None:
         ctx = self._ctx
         assert ctx is not None
         gl = self._gl = create_gl_context()
         self._thread = threading.get_ident()
-        self._program = self._compile(gl)
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4")
         self._vbo = gl.buffer(quad.tobytes())
-        self._vao = gl.vertex_array(self._program, [(self._vbo, "2f", "in_position")])
+        self._runs: dict[Path, _LookRun] = {}
+        self._composite = None  # compiled on the first transition or punch
         self._out_tex = gl.texture((ctx.width, ctx.height), 4)
         self._out = gl.framebuffer(color_attachments=[self._out_tex])
-        self._targets: dict[str, list] = {}  # name -> [front texture, back texture, fbo front, fbo back]
-        for p in self.shader.passes:
-            if not p.target or p.target in self._targets:
-                continue
-            size = (pass_size(p.width, ctx.width, ctx.height) or ctx.width,
-                    pass_size(p.height, ctx.width, ctx.height) or ctx.height)
-            dtype = "f4" if p.float_buffer else "f1"
-            texs = [gl.texture(size, 4, dtype=dtype) for _ in range(2)]
-            fbos = [gl.framebuffer(color_attachments=[t]) for t in texs]
-            for t in texs:
-                t.repeat_x = t.repeat_y = False
-            for f in fbos:
-                f.use()
-                gl.clear(0.0, 0.0, 0.0, 0.0)
-            self._targets[p.target] = [texs[0], texs[1], fbos[0], fbos[1]]
-        self._inputs: dict[str, object] = {}
-        for item in self.shader.image_inputs:
-            if item.type == "image":
-                self._inputs[item.name] = self._image_texture(item.name)
-            else:
-                width = AUDIO_SAMPLES if item.type == "audio" else AUDIO_FFT_SIZE // 2
-                self._inputs[item.name] = gl.texture((width, 1), 1, dtype="f4")
+        self._melt = None  # [front tex, back tex, front fbo, back fbo], made on the first melt
+        self._melt_section: int | None = None
+        self._last_tex = None  # the texture that holds the last frame's picture
+        self._last_frame: int | None = None
+        self._travel: list[tuple[int, float]] = []  # (frame, travel) of the last frames: the hit envelope
+
+    def _run(self, path: Path) -> _LookRun:
+        run = self._runs.get(path)
+        if run is None:
+            run = self._runs[path] = _LookRun(self, self._shaders[path])
+        return run
 
     def _image_texture(self, name: str):
         gl = self._gl
@@ -290,13 +470,13 @@ class ShaderEngine:
                               f"use one of {', '.join(ctx.audio)}")
         return audio
 
-    def _update_audio(self, t: float) -> None:
-        """Fill the audio / audioFFT textures with the samples up to song time ``t``."""
+    def _update_audio(self, run: _LookRun, t: float) -> None:
+        """Fill a look's audio / audioFFT textures with the samples up to song time ``t``."""
         ctx = self._ctx
-        for item in self.shader.image_inputs:
+        for item in run.shader.image_inputs:
             if item.type not in ("audio", "audioFFT"):
                 continue
-            tex = self._inputs[item.name]
+            tex = run.inputs[item.name]
             audio = self._audio_source(item.name)
             n = AUDIO_SAMPLES if item.type == "audio" else AUDIO_FFT_SIZE
             window = np.zeros(n, dtype=np.float32)
@@ -322,9 +502,58 @@ class ShaderEngine:
         self._thread = None
 
     # -- the frame ---------------------------------------------------------------------------
-    def _set(self, name: str, value: object) -> None:
-        if name in self._program:
-            self._program[name].value = value
+    def _path(self, section_index: int) -> Path:
+        if 0 <= section_index < len(self._section_paths):
+            return self._section_paths[section_index]
+        return self.look_path
+
+    def _hit_envelope(self, frame_index: int, params: Mapping[str, float]) -> float:
+        """How hard the picture is being hit now, 0…1: the strongest recent step of ``travel``
+        (HIT_TRAVEL_STEP = 1), tapered to 0 over HIT_WINDOW_S. Needs the frames before (a render
+        from the song start or a segment's pre-roll has them); a jump starts over."""
+        travel = float(params.get("travel", 0.0))
+        travel = travel if math.isfinite(travel) else 0.0
+        hist = self._travel
+        if hist and hist[-1][0] != frame_index - 1:
+            hist.clear()
+        hist.append((frame_index, travel))
+        window = max(1, math.ceil(HIT_WINDOW_S * float(self._ctx.fps)))
+        del hist[:-(window + 1)]
+        env = 0.0
+        for j in range(1, len(hist)):
+            age = len(hist) - 1 - j  # frames since that step
+            step = min(1.0, max(0.0, (hist[j][1] - hist[j - 1][1]) / HIT_TRAVEL_STEP))
+            env = max(env, step * (1.0 - age / window) ** 2)
+        return env
+
+    def _composite_pass(self, mode: int, *, a=None, b=None, progress: float = 1.0, punch: float = 0.0,
+                        fbo=None) -> None:
+        gl = self._gl
+        ctx = self._ctx
+        if self._composite is None:
+            program = gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=_COMPOSITE_SHADER)
+            self._composite = (program, gl.vertex_array(program, [(self._vbo, "2f", "in_position")]))
+        program, vao = self._composite
+        if a is not None:
+            a.use(location=0)
+        if b is not None:
+            b.use(location=1)
+        for name, value in (("tex_a", 0), ("tex_b", 1), ("mode", mode), ("progress", float(progress)),
+                            ("punch", float(punch)), ("dt", 1.0 / float(ctx.fps))):
+            if name in program:
+                program[name].value = value
+        (fbo or self._out).use()
+        gl.viewport = (0, 0, ctx.width, ctx.height)
+        vao.render(5)
+
+    def _melt_buffers(self) -> list:
+        if self._melt is None:
+            gl, ctx = self._gl, self._ctx
+            texs = [gl.texture((ctx.width, ctx.height), 4, dtype="f2") for _ in range(2)]  # alpha fades finely
+            for t in texs:
+                t.repeat_x = t.repeat_y = False
+            self._melt = [texs[0], texs[1], *(gl.framebuffer(color_attachments=[t]) for t in texs)]
+        return self._melt
 
     def render(self, frame_index: int, params: Mapping[str, float], section_index: int,
                section_mix: float) -> np.ndarray:
@@ -336,64 +565,60 @@ class ShaderEngine:
             # buffers) belong to the thread that renders.
             self.close()
             self._setup_gl()
-        fps = float(ctx.fps)
-        t = frame_index / fps
-        self._set("TIME", t)
-        self._set("TIMEDELTA", 1.0 / fps)
-        self._set("RENDERSIZE", (float(ctx.width), float(ctx.height)))
-        self._set("FRAMEINDEX", int(frame_index))
-        self._set("DATE", (*_DATE, t))
-        for name, spec in PARAMETERS.items():
-            v = float(params.get(name, spec.neutral))
-            v = v if math.isfinite(v) else spec.neutral
-            self._set(name, v + self.base_hue if name == "hue" else v)
-        self._set("beat_phase", _phase(ctx.beats_s, t))
-        self._set("bar_phase", _phase(ctx.downbeats_s, t))
-        beat, bar, in_bar = _counts(ctx.beats_s, ctx.downbeats_s, t)
-        self._set("beat_index", float(beat))
-        self._set("bar_index", float(bar))
-        self._set("beat_in_bar", float(in_bar))
-        self._set("section_index", float(section_index))
-        self._set("section_progress", float(section_mix) if math.isfinite(section_mix) else 1.0)
-        for item in self.shader.inputs:
-            if INPUT_TYPES[item.type] != "sampler2D" and item.default is not None:
-                value = item.default
-                if item.type == "color" or item.type == "point2D":
-                    value = tuple(float(x) for x in value)
-                else:
-                    # a mapping to shader:NAME adds to the input's DEFAULT, clamped to MIN/MAX
-                    mapped = params.get(SHADER_TARGET_PREFIX + item.name)
-                    if mapped is not None and math.isfinite(float(mapped)):
-                        value = _clamp_input(item, float(value) + float(mapped))
-                    if item.type == "long":
-                        value = int(round(float(value)))
-                    elif item.type in ("bool", "event"):
-                        value = bool(value >= 0.5) if mapped is not None else bool(value)
-                    else:
-                        value = float(value)
-                self._set(item.name, value)
-        self._update_audio(t)
-        for index, p in enumerate(self.shader.passes):
-            self._set("PASSINDEX", index)
-            unit = 0
-            for name, tex in self._inputs.items():
-                tex.use(location=unit)
-                self._set(name, unit)
-                unit += 1
-            for name, (front, _back, _ff, _bf) in self._targets.items():
-                front.use(location=unit)
-                self._set(name, unit)
-                unit += 1
-            if p.target:
-                entry = self._targets[p.target]
-                fbo, size = entry[3], entry[1].size
-            else:
-                fbo, size = self._out, (ctx.width, ctx.height)
-            fbo.use()
-            self._gl.viewport = (0, 0, *size)
-            self._vao.render(5)  # moderngl.TRIANGLE_STRIP
-            if p.target:
-                entry[0], entry[1], entry[2], entry[3] = entry[1], entry[0], entry[3], entry[2]
-        data = self._out.read(components=3, alignment=1)
+        mix = float(section_mix) if math.isfinite(section_mix) else 1.0
+        sections = ctx.sections
+        sec = sections[section_index] if 0 <= section_index < len(sections) else None
+        prev = sections[section_index - 1] if sec is not None and section_index > 0 else None
+        transition = "cut"
+        if prev is not None and mix < 1.0 and sec.transition_seconds > 0:
+            transition = sec.transition
+        hit = 1.0 if sec is None else float(sec.hit)
+        if transition != "cut":
+            hit = float(prev.hit) + (hit - float(prev.hit)) * mix
+        if hit != 1.0:
+            params = dict(params)
+            for name in HIT_PARAMETERS:
+                spec = PARAMETERS[name]
+                v = float(params.get(name, spec.neutral))
+                params[name] = min(spec.maximum, max(spec.minimum, v * hit))
+        punch = PUNCH_ZOOM * max(0.0, hit - 1.0) * self._hit_envelope(frame_index, params)
+        consecutive = self._last_frame == frame_index - 1
+        path = self._path(section_index)
+        run = self._run(path)
+        if transition == "crossfade" and self._path(section_index - 1) != path:
+            old = self._run(self._path(section_index - 1))
+            old.draw(frame_index, params, section_index - 1, 1.0)
+            run.draw(frame_index, params, section_index, mix)
+            self._composite_pass(1, a=old.out_tex, b=run.out_tex, progress=mix, punch=punch)
+            out = self._out
+        elif transition == "melt":
+            melt = self._melt_buffers()
+            if self._melt_section != section_index or not consecutive:
+                # the melt starts from the picture before it (drawn now when there is none)
+                source = self._last_tex if consecutive else None
+                if source is None:
+                    old = self._run(self._path(section_index - 1))
+                    old.draw(frame_index, params, section_index - 1, 1.0)
+                    source = old.out_tex
+                self._composite_pass(4, b=source, fbo=melt[2])
+                self._melt_section = section_index
+            run.draw(frame_index, params, section_index, mix)
+            self._composite_pass(2, a=melt[0], progress=mix, fbo=melt[3])  # the drip step
+            melt[0], melt[1], melt[2], melt[3] = melt[1], melt[0], melt[3], melt[2]
+            self._composite_pass(3, a=melt[0], b=run.out_tex, progress=mix, punch=punch)
+            out = self._out
+        else:
+            run.draw(frame_index, params, section_index, mix)
+            out, out_tex = run.out, run.out_tex
+            if punch > 0.0:
+                self._composite_pass(0, b=run.out_tex, punch=punch)
+                out = self._out
+        if out is self._out:
+            out_tex = self._out_tex
+        if transition != "melt":
+            self._melt_section = None
+        self._last_tex = out_tex
+        self._last_frame = frame_index
+        data = out.read(components=3, alignment=1)
         frame = np.frombuffer(data, dtype=np.uint8).reshape(ctx.height, ctx.width, 3)
         return np.ascontiguousarray(frame[::-1])

@@ -1,8 +1,10 @@
-"""Section editor: one row per section — name, start/end, prompt, seed, transition length."""
+"""Section editor: one row per section — name, start/end, prompt, seed, transition (cut / crossfade /
+melt) and its length, and the shader look (auto: chosen from the music)."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -13,10 +15,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bridge.project.schema import SECTION_TRANSITIONS
+from bridge.visuals.shader import available_looks
 from gui.panels import double_spin, int_spin
 from gui.session_adapter import SessionAdapter
 
-COLUMNS = ("Name", "Start", "End", "Prompt", "Seed", "Transition")
+COLUMNS = ("Name", "Start", "End", "Prompt", "Seed", "Transition", "Beats", "Look")
+#: The Look column's first entry: the section's look is chosen from the music.
+AUTO_LOOK = "auto"
 
 
 class SectionEditor(QWidget):
@@ -52,6 +58,7 @@ class SectionEditor(QWidget):
             return
         sections = list(s.project.sections)
         self._shown = sections
+        looks = list(available_looks())
         self.table.setRowCount(len(sections))
         for r, sec in enumerate(sections):
             unit = " s" if sec.unit == "seconds" else " beats"
@@ -65,9 +72,23 @@ class SectionEditor(QWidget):
             prompt.editingFinished.connect(lambda r=r, w=prompt: self._prompt(r, w.text()))
             seed = int_spin(0, 2**31 - 1, value=sec.seed)
             seed.valueChanged.connect(lambda v, r=r: self._update(r, seed=v))
+            kind = QComboBox()
+            kind.addItems(SECTION_TRANSITIONS)
+            kind.setCurrentText(sec.transition)
+            kind.setToolTip("How the picture enters this section: cut on its start, crossfade the looks, "
+                            "or melt the old picture away (over the beats beside)")
+            kind.currentTextChanged.connect(lambda v, r=r: self._update(r, transition=v))
             trans = double_spin(0, 64, value=sec.transition_beats, suffix=" beats")
             trans.valueChanged.connect(lambda v, r=r: self._update(r, transition_beats=v))
-            for c, w in enumerate((name, start, end, prompt, seed, trans)):
+            look = QComboBox()
+            look.addItems([AUTO_LOOK, *looks])
+            if sec.look and sec.look not in looks:
+                look.addItem(sec.look)  # a file of the producer's
+            look.setCurrentText(sec.look or AUTO_LOOK)
+            look.setToolTip("The shader engine's look in this section; auto: chosen from the music "
+                            "(a related look per section, the loudest hit harder)")
+            look.currentTextChanged.connect(lambda v, r=r: self._update(r, look=None if v == AUTO_LOOK else v))
+            for c, w in enumerate((name, start, end, prompt, seed, kind, trans, look)):
                 self.table.setCellWidget(r, c, w)
 
     def _update(self, index: int, **changes) -> None:

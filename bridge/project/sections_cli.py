@@ -1,0 +1,147 @@
+"""`stembridge sections list|set|adopt`: the project's sections, their looks and transitions.
+
+``list`` shows what a shader render uses: each section's look (``auto``: chosen from the music,
+:func:`bridge.visuals.character.auto_section_looks`), its transition and the hit response.
+``set N`` changes section N (from 1): ``--look NAME|FILE.fs|auto``, ``--transition
+cut|crossfade|melt``, ``--beats`` (transition length), ``--name``. ``adopt`` makes the detected
+sections the project's own, so they can be edited.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bridge.errors import ProjectError
+
+
+def _analysis(project, project_dir: Path, quiet: bool):
+    from bridge.analysis.project import analyze_project
+    from bridge.cli_support import tqdm_progress
+
+    with tqdm_progress("analysing", "stem", quiet=quiet) as progress:
+        return analyze_project(project, project_dir, progress=progress)
+
+
+def cmd_sections_list(args: argparse.Namespace) -> int:
+    from bridge.export.render import section_looks
+    from bridge.project import load_project
+
+    project, project_dir = load_project(args.project_dir)
+    analysis = _analysis(project, project_dir, args.quiet)
+    looks = section_looks(project, analysis, engine_name="shader")
+    own = project.sections
+    if not own:
+        print("(detected sections; `stembridge sections adopt` makes them the project's own to edit)")
+    if project.engine.look:
+        print(f"(the project sets one look for the song: {project.engine.look}; sections without a look use it)")
+    by_start = sorted(range(len(own)), key=lambda i: own[i].start)  # section_looks sorts by start
+    for rank, look in enumerate(looks):
+        spec = own[by_start[rank]] if own else None
+        number = by_start[rank] + 1 if own else rank + 1
+        chosen = look.look or project.engine.look or "(engine look)"
+        origin = "" if spec is not None and spec.look else "  (auto)" if not project.engine.look else ""
+        transition = look.transition if rank else "-"
+        if rank and look.transition != "cut":
+            transition += f" {spec.transition_beats:g} beats" if spec is not None else ""
+        print(f"{number:>3}  {look.name or '-':<16} {look.start_s:8.2f} – {look.end_s:8.2f} s  "
+              f"{chosen:<14}{origin:<9} {transition:<22} hit ×{look.hit:g}")
+    return 0
+
+
+def _section_index(project, number: int) -> int:
+    if not project.sections:
+        raise ProjectError("the project has no sections of its own yet; run `stembridge sections adopt "
+                           "PROJECT_DIR` to make the detected ones editable, then set them")
+    if not 1 <= number <= len(project.sections):
+        raise ProjectError(f"section {number} is not in the project; its sections are numbered 1 to "
+                           f"{len(project.sections)} (`stembridge sections list`)")
+    return number - 1
+
+
+def cmd_sections_set(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from bridge.project import load_project, save_project
+    from bridge.project.schema import Section
+
+    project, project_dir = load_project(args.project_dir)
+    i = _section_index(project, args.number)
+    changes: dict = {}
+    if args.look is not None:
+        look = args.look.strip()
+        if look.lower() == "auto":
+            changes["look"] = None
+        elif look.lower().endswith(".fs"):
+            path = Path(look).expanduser().resolve()
+            if not path.is_file():
+                raise ProjectError(f"--look {look!r}: no such file; give an ISF .fs file, a look name "
+                                   "(`stembridge looks list`) or auto")
+            changes["look"] = str(path)  # absolute: renders run from any folder
+        else:
+            changes["look"] = look
+    if args.transition is not None:
+        changes["transition"] = args.transition
+    if args.beats is not None:
+        changes["transition_beats"] = args.beats
+    if args.name is not None:
+        changes["name"] = args.name
+    if not changes:
+        raise ProjectError("nothing to set; give --look, --transition, --beats or --name")
+    sections = list(project.sections)
+    try:
+        sections[i] = Section.model_validate({**sections[i].model_dump(), **changes})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg'].removeprefix('Value error, ')}"
+                             for x in e.errors())
+        raise ProjectError(f"section {args.number} was not changed: {problems}") from None
+    save_project(project.model_copy(update={"sections": sections}), project_dir)
+    s = sections[i]
+    print(f"section {args.number} ({s.name or 'unnamed'}): look {s.look or 'auto'}, {s.transition}"
+          + (f" over {s.transition_beats:g} beats" if s.transition != "cut" else ""))
+    return 0
+
+
+def cmd_sections_adopt(args: argparse.Namespace) -> int:
+    from bridge.project import load_project, save_project
+    from bridge.project.create import sections_from_analysis
+
+    project, project_dir = load_project(args.project_dir)
+    if project.sections and not args.force:
+        raise ProjectError(f"the project already has {len(project.sections)} sections of its own; pass "
+                           "--force to replace them with the detected ones")
+    analysis = _analysis(project, project_dir, args.quiet)
+    # detected boundaries sit on downbeats: into a louder section the picture cuts there
+    sections = sections_from_analysis(analysis.sections, seed=project.engine.seed, analysis=analysis)
+    save_project(project.model_copy(update={"sections": sections}), project_dir)
+    print(f"{len(sections)} sections adopted")
+    return 0
+
+
+def add_sections_parser(sub: argparse._SubParsersAction) -> None:
+    from bridge.project.schema import SECTION_TRANSITIONS
+
+    p = sub.add_parser("sections", help="the project's sections: list them with their looks and transitions, "
+                                        "set a section's look or transition, adopt the detected ones")
+    ssub = p.add_subparsers(dest="sections_command", required=True)
+    ls = ssub.add_parser("list", help="each section with the look a shader render gives it (auto: from the "
+                                      "music), its transition and hit response")
+    ls.add_argument("project_dir", metavar="PROJECT_DIR")
+    ls.add_argument("-q", "--quiet", action="store_true")
+    ls.set_defaults(func=cmd_sections_list)
+    st = ssub.add_parser("set", help="change section N (from 1, as `sections list` numbers them)")
+    st.add_argument("project_dir", metavar="PROJECT_DIR")
+    st.add_argument("number", type=int, metavar="N")
+    st.add_argument("--look", metavar="NAME|FILE.fs|auto",
+                    help="the section's look (`stembridge looks list`), an ISF file, or auto (from the music)")
+    st.add_argument("--transition", choices=SECTION_TRANSITIONS, type=str.lower,
+                    help="how the section enters: cut on its start, crossfade or melt over --beats")
+    st.add_argument("--beats", type=float, metavar="B", help="transition length in beats (0–64)")
+    st.add_argument("--name")
+    st.set_defaults(func=cmd_sections_set)
+    ad = ssub.add_parser("adopt", help="make the detected sections (on downbeats) the project's own: a cut into a "
+                                       "louder section, a crossfade otherwise")
+    ad.add_argument("project_dir", metavar="PROJECT_DIR")
+    ad.add_argument("--force", action="store_true", help="replace sections the project already has")
+    ad.add_argument("-q", "--quiet", action="store_true")
+    ad.set_defaults(func=cmd_sections_adopt)

@@ -1,0 +1,332 @@
+"""Every section its own look (issue 13 item 4): per-section looks and transitions in the shader
+engine, looks chosen from the music, and editing them.
+
+Truth: two tiny ISF shaders written here, one pure red and one pure blue, so every pixel says which
+look (or which blend of the two) the engine drew; synthetic songs whose quiet and loud halves are
+loud or quiet by construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_gl
+from preview_project import built, project_dir  # noqa: F401  (fixtures)
+
+from bridge.analysis.pipeline import analyze_stems
+from bridge.analysis.types import ANALYSIS_SAMPLE_RATE as SR
+from bridge.analysis.types import BeatGrid, SongAnalysis
+from bridge.errors import ProjectError, RenderError
+from bridge.mapping import evaluate_mappings, resolve_sections
+from bridge.project.schema import Project, Section
+from bridge.visuals import RenderContext, SectionLook, get_engine
+from bridge.visuals.character import LOOK_FAMILIES, auto_section_looks, default_look, song_character
+
+FPS = Fraction(25)
+W, H = 32, 18
+RED = """/*{"ISFVSN": "2"}*/
+void main() { gl_FragColor = vec4(1.0, 0.0, 0.0, 1.0); }"""
+BLUE = """/*{"ISFVSN": "2"}*/
+void main() { gl_FragColor = vec4(0.0, 0.0, 1.0, 1.0); }"""
+
+
+@pytest.fixture()
+def looks(tmp_path: Path) -> tuple[str, str]:
+    red, blue = tmp_path / "red.fs", tmp_path / "blue.fs"
+    red.write_text(RED)
+    blue.write_text(BLUE)
+    return str(red), str(blue)
+
+
+def grid_120(seconds: float = 8.0) -> BeatGrid:
+    beats = np.arange(0.0, seconds, 0.5)
+    return BeatGrid(120.0, beats, beats[::4], 4)
+
+
+def render_song(sections: list[Section], *, seconds: float = 8.0, base_look: str) -> list[np.ndarray]:
+    """Every frame of a ``seconds`` song with these project sections, through the real pipeline:
+    sections resolved on a 120 BPM grid, section index/mix from evaluate_mappings, the shader engine."""
+    require_gl()
+    grid = grid_120(seconds)
+    resolved = resolve_sections(sections, grid, duration_seconds=seconds)
+    analysis = SongAnalysis(duration_seconds=seconds, beat_grid=grid, sections=[])
+    params = evaluate_mappings([], analysis, resolved, fps=FPS)
+    engine = get_engine("shader", look=base_look)
+    engine.start(RenderContext(W, H, FPS, resolved, beats_s=tuple(grid.beats_s),
+                               downbeats_s=tuple(grid.downbeats_s)))
+    try:
+        return [engine.render(k, params.row(k), int(params.section_index[k]), float(params.section_mix[k]))
+                for k in range(len(params))]
+    finally:
+        engine.close()
+
+
+def colour(frame: np.ndarray) -> tuple[float, float]:
+    """Mean red and blue (0–255) of a frame."""
+    return float(frame[..., 0].mean()), float(frame[..., 2].mean())
+
+
+def test_a_cut_switches_on_the_frame_that_holds_the_section_start(looks):
+    red, blue = looks
+    # 2.01 s lies inside frame 50 (2.00–2.04 s at 25 fps): that frame is the new look's first
+    frames = render_song([Section(name="verse", start=0, look=red),
+                          Section(name="drop", start=2.01, look=blue, transition="cut")], seconds=4.0,
+                         base_look=red)
+    assert colour(frames[49]) == (255.0, 0.0)
+    assert colour(frames[50]) == (0.0, 255.0)
+    assert all(colour(f) == (255.0, 0.0) for f in frames[:50])
+    assert all(colour(f) == (0.0, 255.0) for f in frames[50:])
+
+
+def test_a_crossfade_goes_from_one_look_to_the_other_over_its_beats(looks):
+    red, blue = looks
+    # 4 beats at 120 BPM: 2 s = 50 frames, from the section start at 2 s (frame 50)
+    frames = render_song([Section(name="a", start=0, look=red),
+                          Section(name="b", start=2.0, look=blue, transition="crossfade", transition_beats=4)],
+                         seconds=6.0, base_look=red)
+    reds = [colour(f)[0] for f in frames]
+    blues = [colour(f)[1] for f in frames]
+    assert all(r == 255.0 for r in reds[:50])
+    fade = reds[50:100]
+    assert fade[0] == 255.0 and fade[-1] <= 255.0 * 2 / 50 + 1  # linear: ~5 code values per frame
+    assert all(a >= b for a, b in zip(fade[:-1], fade[1:], strict=True))  # monotonic
+    assert sum(a > b for a, b in zip(fade[:-1], fade[1:], strict=True)) >= 45  # and it really moves
+    assert all(abs(r + b - 255.0) <= 1.0 for r, b in zip(reds[50:100], blues[50:100], strict=True))  # a blend
+    assert 100 < reds[75] < 155  # half way: half of each
+    assert all(colour(f) == (0.0, 255.0) for f in frames[100:])
+
+
+def test_a_melt_drips_the_old_picture_away_and_ends_fully_in_the_new_look(looks):
+    red, blue = looks
+    frames = render_song([Section(name="a", start=0, look=red),
+                          Section(name="b", start=2.0, look=blue, transition="melt", transition_beats=4)],
+                         seconds=6.0, base_look=red)
+    assert colour(frames[49]) == (255.0, 0.0)
+    assert colour(frames[50])[0] > 240  # the melt starts from the old picture
+    # not a crossfade: half way through, some pixels are still (almost) the old red while others
+    # show the new blue, and the old picture runs off downwards (GL rows: the top goes first)
+    mid = frames[72].astype(int)
+    is_red = (mid[..., 0] > 200) & (mid[..., 2] < 55)
+    is_blue = (mid[..., 2] > 200) & (mid[..., 0] < 55)
+    assert is_red.any() and is_blue.any()
+    assert is_blue[: H // 2].mean() > is_blue[H // 2:].mean()  # image rows from the top
+    red_share = [float((f[..., 0] > 127).mean()) for f in frames[50:100]]
+    assert red_share[0] == 1.0 and red_share[-1] == 0.0
+    assert all(colour(f) == (0.0, 255.0) for f in frames[100:])  # fully the new look after it
+
+
+def test_sections_without_a_look_show_the_engine_look_and_gaps_too(looks):
+    red, blue = looks
+    frames = render_song([Section(name="a", start=0, end=1.0),
+                          Section(name="b", start=2.0, look=blue, transition="cut")], seconds=3.0,
+                         base_look=red)
+    assert colour(frames[10]) == (255.0, 0.0)  # no look of its own: the engine's
+    assert colour(frames[30]) == (255.0, 0.0)  # a gap between sections: the engine's
+    assert colour(frames[60]) == (0.0, 255.0)
+
+
+def test_a_loud_section_punches_on_hits_and_a_quiet_one_does_not(tmp_path):
+    """hit > 1 zooms the picture on a step of travel (a hit), back to size within HIT_WINDOW_S."""
+    require_gl()
+    target = tmp_path / "target.fs"
+    # a white square of half the frame's height in the middle, on black
+    target.write_text("""/*{"ISFVSN": "2"}*/
+    void main() { vec2 p = abs(gl_FragCoord.xy - 0.5 * RENDERSIZE) / RENDERSIZE.y;
+                  gl_FragColor = vec4(vec3(step(max(p.x, p.y), 0.25)), 1.0); }""")
+
+    def lit(hit: float) -> list[float]:
+        engine = get_engine("shader", look=str(target))
+        engine.start(RenderContext(96, 96, FPS, (SectionLook(0.0, 10.0, "s", hit=hit),)))
+        travel, out = 0.0, []
+        for k in range(20):
+            travel += 0.12 if k == 5 else 0.0  # one hard hit on frame 5
+            out.append(float(engine.render(k, {"travel": travel}, 0, 1.0)[..., 0].mean()))
+        engine.close()
+        return out
+
+    calm, loud = lit(0.7), lit(1.5)
+    assert len(set(calm)) == 1  # no punch: the square never changes
+    assert loud[4] == calm[4] and loud[5] > calm[5] * 1.1  # the hit frame zooms in
+    assert loud[5] > loud[7] > loud[11] and loud[15:] == calm[15:]  # and settles back exactly
+
+
+def synthetic_song(parts: list[tuple[float, float]], *, tempo_bpm: float = 120.0, bright: bool = False,
+                   seed: int = 0) -> SongAnalysis:
+    """A drum loop (noise clicks on the beat) and a chord pad, in parts of (seconds, level dB)."""
+    rng = np.random.default_rng(seed)
+    seconds = sum(d for d, _ in parts)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    beat = 60.0 / tempo_bpm
+    clicks = np.exp(-(t % beat) / 0.03) * rng.standard_normal(n) * (0.6 if bright else 0.3)
+    pad = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3
+    if bright:
+        pad = pad + 0.5 * rng.standard_normal(n) * np.exp(-(t % (beat / 2)) / 0.02)
+    gain = np.zeros(n)
+    start = 0.0
+    for d, db in parts:
+        gain[(t >= start) & (t < start + d)] = 10 ** (db / 20)
+        start += d
+    drums = (clicks * gain).astype(np.float32)
+    keys = (0.4 * pad * gain).astype(np.float32)
+    return analyze_stems([("drums", "drums", drums), ("keys", "synth", keys)], duration_seconds=seconds)
+
+
+@pytest.fixture(scope="module")
+def quiet_then_loud() -> SongAnalysis:
+    return synthetic_song([(8.0, -18.0), (8.0, -4.0)])
+
+
+def test_a_quiet_and_a_loud_section_get_different_related_looks(quiet_then_loud):
+    sections = (SectionLook(0.0, 8.0, "verse"), SectionLook(8.0, 16.0, "drop"))
+    base = default_look(quiet_then_loud)
+    verse, drop = auto_section_looks(sections, quiet_then_loud, base)
+    assert verse.look != drop.look
+    assert drop.hit > verse.hit >= 0.7  # the drop hits harder
+    assert {verse.look, drop.look} <= set(LOOK_FAMILIES[base])  # related looks, from the base's family
+    assert verse.look == base and drop.look == LOOK_FAMILIES[base][2]  # the verse is typical, the drop hard
+    # deterministic, and the producer's own look is kept
+    assert auto_section_looks(sections, quiet_then_loud, base) == (verse, drop)
+    mine = (sections[0], dataclasses.replace(sections[1], look="ink"))
+    assert auto_section_looks(mine, quiet_then_loud, base)[1].look == "ink"
+    # a quiet intro before a verse and a louder chorus: the intro gets the calm relative
+    song = synthetic_song([(4.0, -30.0), (8.0, -12.0), (8.0, -6.0)])
+    intro, verse, chorus = auto_section_looks(
+        (SectionLook(0.0, 4.0, "intro"), SectionLook(4.0, 12.0, "verse"), SectionLook(12.0, 20.0, "chorus")),
+        song, base)
+    assert (intro.look, verse.look, chorus.look) == LOOK_FAMILIES[base]
+    assert intro.hit < verse.hit == 1.0 < chorus.hit
+
+
+def test_two_songs_of_different_character_get_different_base_looks(quiet_then_loud):
+    slow = synthetic_song([(10.0, -20.0)], tempo_bpm=70.0, seed=1)
+    fast = synthetic_song([(10.0, -6.0)], tempo_bpm=150.0, bright=True, seed=2)
+    assert song_character(slow).tempo_bpm < 100 < song_character(fast).tempo_bpm
+    assert default_look(slow) != default_look(fast)
+    assert set(LOOK_FAMILIES[default_look(slow)]).isdisjoint({default_look(fast)})
+
+
+def test_section_look_and_transition_are_validated_and_old_projects_load():
+    old = Project.model_validate({"sections": [{"name": "a", "start": 0.0, "transition_beats": 2}]})
+    assert old.sections[0].look is None and old.sections[0].transition == "crossfade"
+    assert Section(start=0, look="tunnel", transition="melt").look == "tunnel"
+    assert Section(start=0, look="/somewhere/mine.fs").look == "/somewhere/mine.fs"  # checked at render
+    with pytest.raises(ValueError, match=r"look 'tunel' is unknown; use one of the shipped looks \(.*tunnel"):
+        Section(start=0, look="tunel")
+    with pytest.raises(ValueError, match="transition"):
+        Section(start=0, transition="wipe")
+
+
+def test_a_missing_section_look_file_fails_before_any_frame_naming_the_section(tmp_path, looks):
+    require_gl()
+    red, _ = looks
+    engine = get_engine("shader", look=red)
+    sections = (SectionLook(0.0, 1.0, "a"), SectionLook(1.0, 2.0, "Drop", look=str(tmp_path / "gone.fs")))
+    with pytest.raises(RenderError, match=r"section 2 \(Drop\): look .*gone.fs.* is unknown"):
+        engine.start(RenderContext(W, H, FPS, sections))
+
+
+def test_section_look_edits_are_undoable_through_the_session(tmp_path):
+    from conftest import click_track, write_wav
+
+    from bridge.session import Session
+
+    stems = tmp_path / "stems"
+    audio, _ = click_track(120.0, 4.0, 22050)
+    write_wav(stems / "Drums.wav", audio, 22050)
+    with Session.new(tmp_path / "p", stems, analyse=False, preview=False, watch=False, autosave=False) as session:
+        session.add_section(0.0, name="verse")
+        session.add_section(2.0, name="drop")
+        session.update_section(1, look="starfield", transition="cut")
+        assert (session.project.sections[1].look, session.project.sections[1].transition) == ("starfield", "cut")
+        with pytest.raises(ProjectError, match="look 'nope' is unknown"):
+            session.update_section(1, look="nope")
+        session.undo()
+        assert (session.project.sections[1].look, session.project.sections[1].transition) == (None, "crossfade")
+        session.redo()
+        assert session.project.sections[1].look == "starfield"
+
+
+def test_the_section_editor_sets_a_look_and_a_transition_undoably(tmp_path, qtbot):
+    pytest.importorskip("PySide6")
+    from conftest import click_track, write_wav
+
+    from bridge.project.create import new_project
+    from bridge.project.schema import Section as S
+    from bridge.project.store import save_project
+    from gui.panels.sections import AUTO_LOOK, COLUMNS, SectionEditor
+    from gui.session_adapter import SessionAdapter
+
+    audio, _ = click_track(120.0, 4.0, 22050)
+    write_wav(tmp_path / "stems" / "Drums.wav", audio, 22050)
+    result = new_project(tmp_path / "p", tmp_path / "stems")
+    save_project(result.project.model_copy(update={"sections": [S(name="a", start=0.0), S(name="b", start=2.0)]}),
+                 result.project_dir)
+    adapter = SessionAdapter()
+    adapter.open(result.project_dir, analyse=False, preview=False, watch=False, autosave=False, audio=False)
+    try:
+        editor = SectionEditor(adapter)
+        qtbot.addWidget(editor)
+        editor.refresh()
+        look = editor.table.cellWidget(1, COLUMNS.index("Look"))
+        kind = editor.table.cellWidget(1, COLUMNS.index("Transition"))
+        assert look.currentText() == AUTO_LOOK and kind.currentText() == "crossfade"
+        look.setCurrentText("glitch")
+        kind.setCurrentText("melt")
+        s = adapter.session
+        assert (s.project.sections[1].look, s.project.sections[1].transition) == ("glitch", "melt")
+        s.undo()
+        s.undo()
+        assert (s.project.sections[1].look, s.project.sections[1].transition) == (None, "crossfade")
+    finally:
+        adapter.close()
+
+
+def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  # noqa: F811
+    """A segment that starts inside a melt (or a crossfade) is drawn exactly as a render from the
+    song start: its pre-roll reaches back to the melt's start (a fixed 2 s does not: the melt is
+    feedback of the old picture). Material: the synthetic 8 s, 120 BPM project, two stateless
+    shipped looks, the verse melting in over 8 beats (4–8 s) and hitting harder (hit 1.5)."""
+    from segment_helpers import lossless
+
+    from bridge.export.render import PREROLL_SECONDS, prepare_render
+    from bridge.export.segments import segment_preroll
+    from bridge.project import load_project, save_project
+
+    require_gl()
+    project = lossless(project_dir)
+    project = project.model_copy(update={
+        "engine": project.engine.model_copy(update={"name": "shader"}),
+        "sections": [project.sections[0].model_copy(update={"look": "kaleidoscope"}),
+                     project.sections[1].model_copy(update={"look": "tunnel", "transition": "melt",
+                                                            "transition_beats": 8})]})
+    save_project(project, project_dir)
+    project, _ = load_project(project_dir)
+    job = prepare_render(project, project_dir)
+    sections = tuple(dataclasses.replace(s, hit=1.5) for s in job.context.sections)
+    job = dataclasses.replace(job, context=dataclasses.replace(job.context, sections=sections))
+    assert [(s.look, s.transition) for s in sections] == [("kaleidoscope", "crossfade"), ("tunnel", "melt")]
+    p = job.params
+
+    def run(first: int, last: int) -> list[np.ndarray]:
+        engine = get_engine(job.engine_key, **job.engine_settings)
+        engine.start(job.context)
+        try:
+            return [engine.render(f, p.row(f), int(p.section_index[f]), float(p.section_mix[f]))
+                    for f in range(first, last)]
+        finally:
+            engine.close()
+
+    straight = run(0, len(p))
+    fixed = int(PREROLL_SECONDS * job.context.fps)
+    for start in (125, 210):  # in the melt's first second, and 3 s into it
+        preroll = segment_preroll(job, start)
+        assert preroll >= start - 119  # back to the frame before the melt (it starts on frame 120)
+        alone = run(start - preroll, len(p))[preroll:]
+        assert all(np.array_equal(a, b) for a, b in zip(straight[start:], alone, strict=True)), start
+    short = run(210 - fixed, 230)[fixed:]
+    assert any(not np.array_equal(a, b) for a, b in zip(straight[210:230], short, strict=True))
