@@ -32,7 +32,7 @@ mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth
                               :meth:`set_mapping_solo` (monitoring, not saved)
 sections and prompts          :meth:`add_section`, :meth:`update_section`, :meth:`set_prompt`,
                               :meth:`split_section`, :meth:`move_section`, :meth:`remove_section`,
-                              :meth:`adopt_detected_sections`
+                              :meth:`adopt_detected_sections`, :meth:`import_daw_markers`
 settings                      :meth:`set_engine`, :meth:`set_render`, :meth:`set_tempo`
 history                       :meth:`undo`, :meth:`redo` (``can_undo``, ``undo_label``…)
 transport                     :meth:`play`, :meth:`pause`, :meth:`seek`, :meth:`transport`
@@ -1361,6 +1361,33 @@ class Session:
         sections = sections_from_analysis(analysis.sections, seed=self._project.engine.seed)
         self._edit("adopt detected sections", lambda p: p.model_copy(update={"sections": sections}))
         return len(sections)
+
+    def import_daw_markers(self, markers: Sequence[Any], *, mode: str = "replace", daw: str = "the DAW") -> int:
+        """The DAW's markers (:class:`bridge.transport.markers.DawMarker`, from
+        :func:`bridge.transport.osc_io.fetch_daw_markers`) become the sections, names kept, as one
+        undoable edit. ``mode`` "replace" (a marker named like a section keeps its prompt and seed)
+        or "merge" (existing sections stay; markers add sections where none starts). Live's cue
+        points stay in beats (quarter notes, as the transport maps Live's position through the
+        beat grid), REAPER's in seconds. Returns how many sections the project has after it."""
+        from bridge.transport.markers import markers_to_sections
+
+        if not markers:
+            raise ProjectError(
+                f"{daw} sent no markers, so the sections were left as they are. Add markers (Live: Set Locator; "
+                "REAPER: Insert marker, with the stembridge pattern file) and import again")
+        if mode not in ("replace", "merge"):
+            raise ProjectError(f"marker import mode {mode!r} must be 'replace' or 'merge'")
+
+        def change(p: Project) -> Project:
+            try:
+                sections = markers_to_sections(markers, p.sections, mode=mode, seed=p.engine.seed)
+            except (ValueError, ValidationError) as e:
+                raise ProjectError(f"the markers from {daw} do not make valid sections: {e}") from None
+            return p.model_copy(update={"sections": sections})
+
+        with self._lock:
+            self._edit(f"import {len(markers)} markers from {daw}", change)
+            return len(self._project.sections)
 
     # -- settings ----------------------------------------------------------------------------
     def set_engine(self, *, coalesce: bool = False, **changes: Any) -> None:

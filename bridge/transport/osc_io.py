@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
@@ -35,12 +36,16 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 
 from bridge.errors import TransportError
 from bridge.transport import osc_protocol as P
-from bridge.transport.osc_dialects import OscDialect
+from bridge.transport.osc_dialects import OscDialect, make_dialect
 from bridge.transport.state import TransportState
+
+if TYPE_CHECKING:
+    from bridge.transport.markers import DawMarker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OscListener", "build_osc_message", "is_well_formed_osc", "local_address_for", "parse_host_port"]
+__all__ = ["OscListener", "build_osc_message", "fetch_daw_markers", "is_well_formed_osc", "local_address_for",
+           "parse_host_port"]
 
 
 def build_osc_message(address: str, args: Sequence[object] = ()) -> bytes:
@@ -425,3 +430,62 @@ class OscListener:
                 self._sink_errors += 1
         if self.dialect.resubscribe_requested:
             self.subscribe()
+
+
+def fetch_daw_markers(
+    daw: str,
+    *,
+    listener: OscListener | None = None,
+    listen: tuple[str, int] | None = None,
+    daw_address: tuple[str, int] | None = None,
+    window_s: float = 3.0,
+    quiet_s: float = 0.5,
+) -> list[DawMarker]:
+    """The DAW's markers (cue points, markers, regions) over OSC: ask where the protocol can be
+    asked, then collect what arrives.
+
+    ``daw``: a dialect name ("ableton", "reaper"). ``listener``: a running listener for that DAW
+    (the app's sync source: REAPER sends its markers to the same port as the transport, and
+    AbletonOSC always replies to port 11001, which the sync listener holds); else one is opened on
+    ``listen`` (host, port) for the call. ``daw_address``: where the DAW listens, for the request
+    (``/live/song/get/cue_points``; REAPER: ``/device/marker/count``); default the listener's.
+
+    Returns as soon as a whole list arrived (Live's reply), or once the DAW was quiet for
+    ``quiet_s`` after sending markers (REAPER has no end-of-list message), or after ``window_s``
+    with what came (possibly nothing: the caller says why). Raises TransportError when the port
+    cannot be opened or the dialect reports no markers.
+    """
+    own = listener is None
+    if listener is None:
+        if listen is None:
+            raise TransportError(f"fetch_daw_markers({daw!r}): give a listener or a (host, port) to listen on")
+        listener = OscListener(make_dialect(daw), lambda state: None, listen_host=listen[0],
+                               listen_port=listen[1], resubscribe_after_s=None)
+        listener.start()
+    try:
+        collector = listener.dialect.markers
+        if collector is None:
+            raise TransportError(
+                f"{listener.dialect.source} reports no markers over OSC; use Ableton Live via AbletonOSC or "
+                "REAPER (its markers and regions), or add the sections in stembridge")
+        start = listener.time_fn()
+        target = daw_address or listener.daw_address
+        asked = False
+        for address, args in collector.requests():
+            if target is not None:
+                asked = listener.send(address, args, to=target) or asked
+        deadline = start + max(0.0, window_s)
+        while True:
+            now = listener.time_fn()
+            last = collector.last_at
+            if collector.complete and last is not None and (last >= start or not asked):
+                break
+            if not collector.complete and last is not None and now - last >= quiet_s and collector.markers():
+                break
+            if now >= deadline:
+                break
+            time.sleep(0.01)
+        return collector.markers()
+    finally:
+        if own:
+            listener.stop()
