@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OscListener", "build_osc_message", "fetch_daw_markers", "is_well_formed_osc", "local_address_for",
+__all__ = ["MarkerRequest", "OscListener", "build_osc_message", "fetch_daw_markers", "is_well_formed_osc", "local_address_for",
            "parse_host_port"]
 
 
@@ -432,6 +432,42 @@ class OscListener:
             self.subscribe()
 
 
+class MarkerRequest:
+    """Ask a running listener's DAW for its markers (where the protocol has a request) and tell
+    when they are in, without blocking: the app polls :meth:`ready` from its timer.
+
+    ready: a whole list arrived since the request (Live's reply; or before it, when the DAW could
+    not be asked), or marker messages came and then ``quiet_s`` of quiet (REAPER sends no
+    end-of-list). Raises TransportError when the listener's dialect reports no markers.
+    """
+
+    def __init__(self, listener: OscListener, *, daw_address: tuple[str, int] | None = None,
+                 quiet_s: float = 0.5) -> None:
+        collector = listener.dialect.markers
+        if collector is None:
+            raise TransportError(
+                f"{listener.dialect.source} reports no markers over OSC; use Ableton Live via AbletonOSC or "
+                "REAPER (its markers and regions), or add the sections in stembridge")
+        self.listener, self.collector, self.quiet_s = listener, collector, quiet_s
+        self.started_at = listener.time_fn()
+        target = daw_address or listener.daw_address
+        self.asked = False
+        for address, args in collector.requests():
+            if target is not None:
+                self.asked = listener.send(address, args, to=target) or self.asked
+
+    def ready(self) -> bool:
+        c, last = self.collector, self.collector.last_at
+        if last is None:
+            return False
+        if c.complete:
+            return last >= self.started_at or not self.asked
+        return self.listener.time_fn() - last >= self.quiet_s and bool(c.markers())
+
+    def markers(self) -> list[DawMarker]:
+        return self.collector.markers()
+
+
 def fetch_daw_markers(
     daw: str,
     *,
@@ -463,29 +499,11 @@ def fetch_daw_markers(
                                listen_port=listen[1], resubscribe_after_s=None)
         listener.start()
     try:
-        collector = listener.dialect.markers
-        if collector is None:
-            raise TransportError(
-                f"{listener.dialect.source} reports no markers over OSC; use Ableton Live via AbletonOSC or "
-                "REAPER (its markers and regions), or add the sections in stembridge")
-        start = listener.time_fn()
-        target = daw_address or listener.daw_address
-        asked = False
-        for address, args in collector.requests():
-            if target is not None:
-                asked = listener.send(address, args, to=target) or asked
-        deadline = start + max(0.0, window_s)
-        while True:
-            now = listener.time_fn()
-            last = collector.last_at
-            if collector.complete and last is not None and (last >= start or not asked):
-                break
-            if not collector.complete and last is not None and now - last >= quiet_s and collector.markers():
-                break
-            if now >= deadline:
-                break
+        request = MarkerRequest(listener, daw_address=daw_address, quiet_s=quiet_s)
+        deadline = request.started_at + max(0.0, window_s)
+        while not request.ready() and listener.time_fn() < deadline:
             time.sleep(0.01)
-        return collector.markers()
+        return request.markers()
     finally:
         if own:
             listener.stop()
