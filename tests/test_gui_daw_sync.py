@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import pytest
 
@@ -73,4 +74,54 @@ def test_import_daw_markers_button_over_the_reaper_connection(adapter, qtbot):
     assert [s.name for s in load_project(adapter.session.project_dir)[0].sections] == ["Intro", "Verse", "Outro"]
     adapter.session.undo()
     assert [s.name for s in adapter.session.project.sections] == ["Verse"]
+    adapter.disconnect_sync()
+
+
+def test_calibration_dialog_nudges_saves_per_daw_and_moves_the_followed_position(adapter, qtbot):
+    from bridge.transport import osc_protocol as P
+    from bridge.transport.calibration import load_latencies
+    from gui.panels.calibrate import CalibrationDialog
+    from gui.panels.transport import TransportBar
+
+    bar = TransportBar(adapter)
+    qtbot.addWidget(bar)
+    bar._osc_values["REAPER via OSC"] = "127.0.0.1:0"  # as typed in its field: any free port
+    bar.choose_source("REAPER via OSC")
+    host, port = adapter.sync_sources[0].address
+    clock = adapter.session.clock
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daw:
+        for address, value in ((P.REAPER_TEMPO_RAW, 120.0), (P.REAPER_PLAY, 1.0), (P.REAPER_TIME, 10.0)):
+            daw.sendto(msg(address, value), (host, port))
+        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: clock.state is not None and clock.state.playing
+                        and clock.state.position_seconds >= 10.0, timeout=5_000)
+        at = clock.state.received_at + 0.01  # one instant, asked of the clock before and after
+        before = clock.position(at)[0]
+        dlg = CalibrationDialog(adapter, bar)
+        qtbot.addWidget(dlg)
+        dlg.slider.setValue(80)  # nudge: applies at once
+        assert clock.latency_ms == pytest.approx(80.0)
+        # the same REAPER report, read at the same instant: 80 ms further on
+        assert clock.position(at)[0] - before == pytest.approx(0.080 * clock.state.clock_ratio, abs=1e-9)
+        # it flashes on REAPER's beats (REAPER keeps reporting its time, as it does while playing)
+        started = time.monotonic()
+        while dlg.level == 0.0 and time.monotonic() - started < 5.0:
+            daw.sendto(msg(P.REAPER_TIME, 10.0 + (time.monotonic() - t0)), (host, port))
+            qtbot.wait(50)
+        assert dlg.level > 0.0
+        dlg.save()
+    assert load_latencies() == {"reaper-osc": 80.0}
+    assert bar.latency.value() == 80.0
+    # another DAW has its own offset (none yet); coming back brings REAPER's again
+    bar.choose_source("Local clock (no DAW)")
+    assert bar.latency.value() == 0.0 and adapter.session.clock.latency_ms == 0.0
+    bar.choose_source("REAPER via OSC")
+    assert bar.latency.value() == 80.0 and adapter.session.clock.latency_ms == pytest.approx(80.0)
+    # Cancel puts the saved offset back
+    dlg = CalibrationDialog(adapter, bar)
+    qtbot.addWidget(dlg)
+    dlg.value.setValue(-40.0)
+    assert adapter.session.clock.latency_ms == pytest.approx(-40.0)
+    dlg.reject()
+    assert adapter.session.clock.latency_ms == pytest.approx(80.0) and load_latencies() == {"reaper-osc": 80.0}
     adapter.disconnect_sync()

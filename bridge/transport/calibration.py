@@ -31,7 +31,8 @@ from bridge.errors import TransportError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_LATENCY_MS", "beat_flash", "calibration_file", "latency_for", "load_latencies", "save_latency",
+__all__ = ["MAX_LATENCY_MS", "beat_flash", "calibration_file", "latency_for", "load_latencies", "save_latencies",
+           "save_latency",
            "setup_key"]
 
 #: The offsets the app offers (a DAW with a 4096-sample buffer at 44.1 kHz is ~93 ms, plus display).
@@ -97,12 +98,17 @@ def latency_for(key: str, path: str | os.PathLike[str] | None = None) -> float |
 
 def save_latency(key: str, latency_ms: float, path: str | os.PathLike[str] | None = None) -> Path:
     """Store the offset for one setup (the others are kept); written atomically. Returns the file."""
+    return save_latencies({key: latency_ms}, path)
+
+
+def save_latencies(changes: dict[str, float], path: str | os.PathLike[str] | None = None) -> Path:
+    """Store several setups' offsets at once (the others are kept); all are checked before anything
+    is written (TransportError names the bad one). Returns the file."""
     from bridge.fsutil import atomic_write_text
 
-    value = _check(key, latency_ms)
+    checked = {str(k): round(_check(str(k), v), 3) for k, v in changes.items()}
     p = Path(path) if path is not None else calibration_file()
-    entries = load_latencies(p)
-    entries[key] = round(value, 3)
+    entries = {**load_latencies(p), **checked}
     p.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(p, json.dumps({"version": _VERSION, "latency_ms": dict(sorted(entries.items()))}, indent=2))
     return p
