@@ -227,7 +227,9 @@ class SessionAdapter(QObject):
         args = parser.parse_args(argv)
         stack = ExitStack()
         try:
-            self.sync_sources = stack.enter_context(build_sources_from_args(args, self.session.clock))
+            # every state also feeds the session's capture of the DAW's tempo map (adopt_daw_tempo)
+            self.sync_sources = stack.enter_context(build_sources_from_args(
+                args, self.session.clock, on_state=self.session.record_daw_state))
         except BaseException:
             stack.close()
             raise
