@@ -329,8 +329,8 @@ class SessionAdapter(QObject):
         listener = next((src for src in self.sync_sources
                          if getattr(getattr(src, "dialect", None), "markers", None) is not None), None)
         if listener is None:
-            self.message.emit("error", "The DAW's markers come over its sync connection: follow Ableton Live via "
-                              "AbletonOSC or REAPER via OSC first (Transport ▸ Connect to your DAW…), then import.")
+            self.message.emit("error", "The DAW's markers come over its sync connection: follow Ableton Live (StemBridge "
+                              "script or AbletonOSC) or REAPER via OSC first (Transport ▸ Connect to your DAW…), then import.")
             return False
         try:
             request = MarkerRequest(listener)

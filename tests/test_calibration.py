@@ -115,6 +115,9 @@ def test_stored_offset_moves_the_preview_position_by_exactly_that_amount(tmp_pat
     ratio = calibrated.state.clock_ratio  # 1.0 until the DAW's clock drift is measured (needs seconds of fixes)
     assert seen - uncalibrated == pytest.approx(offset_ms / 1000.0 * ratio, abs=1e-9)
     assert state.position_seconds == pytest.approx(seen, abs=1e-9)
-    # and against REAPER's own clock: where the song is at `at`, plus the offset (slack: UDP under load)
+    # and against REAPER's own clock: where the song is at `at`, plus the offset. The report is taken
+    # as true when it arrived, after it was sent: behind by the delivery time, never ahead (generous
+    # slack for a loaded machine's UDP delivery and thread scheduling)
     truth = 10.0 + (at - sent_at)
-    assert seen - truth == pytest.approx(offset_ms / 1000.0, abs=0.05)
+    late = truth + offset_ms / 1000.0 - seen
+    assert -1e-3 <= late <= 0.25

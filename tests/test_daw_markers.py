@@ -8,6 +8,7 @@ built with python-osc's builder or by hand with struct), and the project file re
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import struct
@@ -81,7 +82,9 @@ class FakeDaw:
     def __init__(self, reply) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(5.0)
+        # the request comes once the command line has imported and opened the project: seconds on a
+        # loaded machine, so wait long (the thread is a daemon; close() does not wait for it)
+        self.sock.settimeout(120.0)
         self.reply = reply
         self.requests: list[tuple[str, list]] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -92,18 +95,21 @@ class FakeDaw:
         return f"127.0.0.1:{self.sock.getsockname()[1]}"
 
     def _run(self) -> None:
-        try:
-            data, sender = self.sock.recvfrom(65536)
-        except OSError:
-            return
-        m = osc_packet.OscPacket(data).messages[0].message
-        self.requests.append((m.address, list(m.params)))
-        for datagram in self.reply(m.address):
-            self.sock.sendto(datagram, sender)  # AbletonOSC / REAPER answer the sender's port
+        with self.sock:
+            try:
+                data, sender = self.sock.recvfrom(65536)
+            except OSError:
+                return
+            m = osc_packet.OscPacket(data).messages[0].message
+            self.requests.append((m.address, list(m.params)))
+            for datagram in self.reply(m.address):
+                self.sock.sendto(datagram, sender)  # AbletonOSC / REAPER answer the sender's port
 
     def close(self) -> None:
         self.thread.join(timeout=5.0)
-        self.sock.close()
+        if self.thread.is_alive():  # no request came (the test failed before): wake the thread up
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
 
 
 def live_reply(address: str) -> list[bytes]:

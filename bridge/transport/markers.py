@@ -15,6 +15,8 @@ What each DAW reports (checked against the DAWs' own sources, see PROTOCOLS.md):
   listener takes what arrived once the DAW has been quiet for a moment. A slot whose number string
   is empty is taken as unused (REAPER clears the slots past the last marker; unverified on a real
   REAPER, so a slot without a number string is still kept).
+* **Ableton Live via our StemBridge script** pushes the same pairs as ``/stembridge/cue_points``
+  (on load, on every added or removed locator, and every 2 s).
 * **Ardour**'s OSC surface sends no list of locations (only the name of the marker at the playhead),
   so Ardour is not supported here.
 
@@ -92,17 +94,22 @@ class MarkerCollector:
 
 
 class AbletonCueCollector(MarkerCollector):
+    """Live's cue points as ``name time name time …`` in one message: AbletonOSC's reply to
+    ``/live/song/get/cue_points`` (``address``, asked for), or what our Live script pushes
+    (``/stembridge/cue_points``, ``ask=False``)."""
+
     unit = "beats"
 
-    def __init__(self) -> None:
+    def __init__(self, *, address: str = P.ABLETON_CUE_POINTS, ask: bool = True) -> None:
         super().__init__()
+        self.address, self.ask = address, ask
         self._markers: list[DawMarker] = []
 
     def requests(self) -> list[tuple[str, tuple]]:
-        return [(P.ABLETON_CUE_POINTS, ())]
+        return [(self.address, ())] if self.ask else []
 
     def handle(self, address: str, args: Sequence[object], t: float) -> bool:
-        if address != P.ABLETON_CUE_POINTS:
+        if address != self.address:
             return False
         found: list[DawMarker] = []
         # pairs stay aligned: a bad pair is skipped whole, a trailing odd value is ignored

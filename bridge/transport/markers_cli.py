@@ -2,6 +2,8 @@
 
 Live (AbletonOSC): asks ``/live/song/get/cue_points`` at ``--daw-address`` (default
 127.0.0.1:11000) and reads the reply on ``--port`` (AbletonOSC always replies to port 11001).
+Live with our StemBridge script (``--daw live-script``): listens on ``--port`` (default 9031) for
+the locator list the script sends every 2 s.
 REAPER: listens on ``--port`` (REAPER's device port, default 9032) for the marker and region
 feedback of the stembridge pattern file; with ``--daw-address`` (REAPER's own listen port) it also
 asks REAPER to send them again. The project's sections are replaced (``--merge``: kept, markers
@@ -19,8 +21,10 @@ from bridge.transport import osc_protocol as P
 #: --daw → (dialect, default listen port, default DAW address or None)
 DAWS = {
     "live": ("ableton", P.ABLETON_OSC_REPLY_PORT, f"127.0.0.1:{P.ABLETON_OSC_LIVE_PORT}"),
+    "live-script": ("stembridge", P.STEMBRIDGE_OSC_PORT, None),  # our script pushes them every 2 s
     "reaper": ("reaper", P.REAPER_OSC_SUGGESTED_PORT, None),
 }
+NAMES = {"live": "Ableton Live", "live-script": "Ableton Live", "reaper": "REAPER"}
 
 
 def add_sections_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -31,9 +35,10 @@ def add_sections_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         description="Ask the DAW for its markers over OSC (or listen for them) and make them the project's "
         "sections, names kept. Ardour's OSC sends no marker list: add Ardour's sections in stembridge.")
     i.add_argument("project_dir", metavar="PROJECT")
-    i.add_argument("--daw", required=True, choices=(*DAWS, "ardour"), help="which DAW sends the markers")
+    i.add_argument("--daw", required=True, choices=(*DAWS, "ardour"), help="which DAW sends the markers (live: via AbletonOSC; live-script: via our StemBridge script)")
     i.add_argument("--port", type=int, metavar="N", help="local UDP port the DAW replies / sends to "
-                   f"(live: {P.ABLETON_OSC_REPLY_PORT}, reaper: {P.REAPER_OSC_SUGGESTED_PORT})")
+                   f"(live: {P.ABLETON_OSC_REPLY_PORT}, live-script: {P.STEMBRIDGE_OSC_PORT}, "
+                   f"reaper: {P.REAPER_OSC_SUGGESTED_PORT})")
     i.add_argument("--daw-address", metavar="HOST:PORT", help="where the DAW listens, to ask it for the markers "
                    f"(live default 127.0.0.1:{P.ABLETON_OSC_LIVE_PORT}; reaper: optional)")
     i.add_argument("--merge", action="store_true", help="keep the existing sections, add the markers between them")
@@ -61,7 +66,7 @@ def run_import_daw(args: argparse.Namespace) -> int:
     with Session.open(args.project_dir, analyse=False, preview=False, watch=False, autosave=False) as session:
         markers = fetch_daw_markers(dialect, listen=(P.DEFAULT_LISTEN_HOST, port), daw_address=daw_address,
                                     window_s=args.window)
-        name = {"live": "Ableton Live", "reaper": "REAPER"}[args.daw]
+        name = NAMES[args.daw]
         count = session.import_daw_markers(markers, mode="merge" if args.merge else "replace", daw=name)
         session.save()
         for s in session.project.sections:

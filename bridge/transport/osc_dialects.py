@@ -584,6 +584,7 @@ class StembridgeOscDialect(OscDialect):
 
     def __init__(self) -> None:
         super().__init__()
+        self.markers = AbletonCueCollector(address=P.STEMBRIDGE_CUE_POINTS_ADDRESS, ask=False)
         self.loop_on = False
         self.loop_start_beats = 0.0
         self.loop_length_beats = 0.0

@@ -446,7 +446,7 @@ class MarkerRequest:
         collector = listener.dialect.markers
         if collector is None:
             raise TransportError(
-                f"{listener.dialect.source} reports no markers over OSC; use Ableton Live via AbletonOSC or "
+                f"{listener.dialect.source} reports no markers over OSC; use Ableton Live (StemBridge script or AbletonOSC) or "
                 "REAPER (its markers and regions), or add the sections in stembridge")
         self.listener, self.collector, self.quiet_s = listener, collector, quiet_s
         self.started_at = listener.time_fn()

@@ -202,6 +202,11 @@ STEMBRIDGE_TRANSPORT_ARGS: tuple[tuple[str, str], ...] = (
 STEMBRIDGE_TRANSPORT_TYPETAGS = "," + "".join(t for _, t in STEMBRIDGE_TRANSPORT_ARGS)
 #: How often the Live script sends while nothing changes (it rides Live's ~100 ms display tick).
 STEMBRIDGE_SEND_INTERVAL_S = 0.1
+#: The song's cue points (locators): ``name time name time …`` (OSC 's' and 'd', time in beats),
+#: the whole list, sent when the script loads, when a locator is added or removed, and every
+#: STEMBRIDGE_CUE_INTERVAL_S (a rename or move has no listener on the list). No arguments: none.
+STEMBRIDGE_CUE_POINTS_ADDRESS = "/stembridge/cue_points"
+STEMBRIDGE_CUE_INTERVAL_S = 2.0
 
 # --- sanity ranges shared by every parser -------------------------------------------------------
 

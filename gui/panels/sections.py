@@ -31,7 +31,7 @@ class SectionEditor(QWidget):
         self.adopt.clicked.connect(lambda: self.adapter.command("adopt_detected_sections"))
         self.import_daw = QPushButton("Import DAW markers")
         self.import_daw.setToolTip("Make the followed DAW's markers the sections, names kept (Live's locators via "
-                                   "AbletonOSC, REAPER's markers and regions); a section named like a marker "
+                                   "the StemBridge script or AbletonOSC, REAPER's markers and regions); a section named like a marker "
                                    "keeps its prompt. Undo restores the old sections.")
         self.import_daw.clicked.connect(lambda: self.adapter.import_daw_markers())
         self.add = QPushButton("+ Section at playhead")
