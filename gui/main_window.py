@@ -195,6 +195,7 @@ class MainWindow(QMainWindow):
         t.addSeparator()
         self._action(t, "Connect to your DAW…", "Ctrl+Shift+D", self.open_connect_daw)
         self._action(t, "Calibrate speaker time…", None, self.open_calibration)
+        self._action(t, "Use the DAW's tempo as the grid", None, self.tempo_bar.use_daw_tempo)
 
     def toggle_loop(self) -> None:
         """Loop the section under the playhead (sound and playhead); again: stop looping."""

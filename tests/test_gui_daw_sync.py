@@ -127,21 +127,24 @@ def test_calibration_dialog_nudges_saves_per_daw_and_moves_the_followed_position
     adapter.disconnect_sync()
 
 
-def test_use_daw_tempo_button_makes_the_followed_tempo_the_grid(adapter, qtbot):
+def test_use_daw_tempo_makes_the_followed_tempo_the_grid(adapter, qtbot):
     from bridge.transport import osc_protocol as P
     from gui.panels.tempo import TempoBar
 
     bar = TempoBar(adapter)
     qtbot.addWidget(bar)
-    qtbot.waitUntil(lambda: not bar.use_daw.isEnabled(), timeout=5_000)  # the local clock has no DAW tempo
+    messages = []
+    adapter.message.connect(lambda level, text: messages.append((level, text)))
+    bar.use_daw_tempo()  # the local clock has no DAW tempo: said, nothing changes
+    assert messages[-1][0] == "error" and "no DAW" in messages[-1][1]
+    assert adapter.session.project.tempo.source == "detect"
     sources = adapter.connect_sync("REAPER via OSC", "127.0.0.1:0")
     host, port = sources[0].address
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daw:
         for address, value in ((P.REAPER_TEMPO_RAW, 97.5), (P.REAPER_PLAY, 1.0), (P.REAPER_TIME, 1.0)):
             daw.sendto(msg(address, value), (host, port))
-        qtbot.waitUntil(bar.use_daw.isEnabled, timeout=5_000)
         qtbot.waitUntil(lambda: adapter.session.clock.state.tempo_bpm == 97.5, timeout=5_000)
-        bar.use_daw.click()
+        bar.use_daw_tempo()
     tempo = adapter.session.project.tempo
     assert (tempo.source, tempo.tempo_bpm, tempo.beats_per_bar) == ("constant", 97.5, 4)
     adapter.disconnect_sync()

@@ -73,15 +73,10 @@ class TempoBar(QWidget):
                                 "tap_tempo")
         self.reset = self._button("Reset", "Forget the tempo corrections (back to the detected rhythm)",
                                   "reset_rhythm")
-        self.use_daw = QToolButton(text="Use DAW tempo")
-        self.use_daw.setToolTip("Make the followed DAW's tempo and meter the project's beat grid (its tempo changes "
-                                "too, once the DAW has played through them), so the analysis counts the DAW's bars. "
-                                "Undo goes back.")
-        self.use_daw.clicked.connect(self._use_daw_tempo)
 
         row.addWidget(QLabel("Tempo"))
         row.addWidget(self.readout)
-        for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset, self.use_daw):
+        for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset):
             row.addWidget(w)
         row.addStretch(1)
 
@@ -121,7 +116,8 @@ class TempoBar(QWidget):
         if current is None or abs(current[0] - self.tempo.value()) >= 0.005:
             self.adapter.command("set_tempo_bpm", self.tempo.value())
 
-    def _use_daw_tempo(self) -> None:
+    def use_daw_tempo(self) -> None:
+        """Transport ▸ Use the DAW's tempo as the grid (Session.adopt_daw_tempo; undoable)."""
         what = self.adapter.command("adopt_daw_tempo")
         if what is not None:
             self.adapter.message.emit("info", f"The beat grid is now {what}")
@@ -130,12 +126,7 @@ class TempoBar(QWidget):
         self.adapter.command("set_meter", None if index == 0 else self.meter.itemText(index))
 
     def _refresh_readout(self) -> None:
-        s = self.adapter.session
-        state = None if s is None else s.clock.state
-        following = state is not None and state.source not in ("free", "mtc")
-        if self.use_daw.isEnabled() != following:
-            self.use_daw.setEnabled(following)
-        text = tempo_text(s)
+        text = tempo_text(self.adapter.session)
         if text != self.readout.text():
             self.readout.setText(text)
 
