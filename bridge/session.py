@@ -1518,7 +1518,9 @@ class Session:
         with self._daw_tempo_lock:
             tempos = sorted(self._daw_tempos)
             recorded = self._daw_tempo.recorded_beats
-            tmap = self._daw_tempo.to_tempo_map() if len(tempos) > 1 and recorded >= 8 else None
+            # several tempos: more than 0.5 % apart (Ardour's tempo, derived from its position, wobbles)
+            changes = len(tempos) > 1 and tempos[-1] > tempos[0] * 1.005
+            tmap = self._daw_tempo.to_tempo_map() if changes and recorded >= 8 else None
         if tmap is None:
             bpm = round(float(state.tempo_bpm), 3)
             self.set_tempo(source="constant", tempo_bpm=bpm, beats_per_bar=beats_per_bar,

@@ -92,3 +92,23 @@ def test_a_daw_tempo_change_becomes_a_tempo_map_file(tmp_path):
     tmap = TempoMap.from_midi_file(d / "daw_tempo.mid")
     for b in (8.0, 16.0, 24.0, 36.0):
         assert float(tmap.beats_to_seconds(b)) == pytest.approx(seconds_at(b), abs=0.01)
+
+
+def test_a_wobbling_derived_tempo_is_one_tempo_not_a_map(tmp_path):
+    from bridge.project.schema import Project
+    from bridge.project.store import save_project
+
+    d = tmp_path / "proj"
+    d.mkdir()
+    save_project(Project(name="t"), d)
+    clock = TransportClock()
+    with Session.open(d, analyse=False, preview=False, watch=False, autosave=False, clock=clock) as s:
+        for k in range(200):  # Ardour: a tempo derived from its position, ±0.2 % around 120 BPM
+            beat = k * 0.1
+            state = TransportState(playing=True, tempo_bpm=120.0 + (0.24 if k % 2 else -0.24), position_beats=beat,
+                                   position_seconds=beat / 2, source="ardour_osc", received_at=50.0 + beat / 2)
+            clock.update(state)
+            s.record_daw_state(state)
+        s.adopt_daw_tempo()
+        assert s.project.tempo.source == "constant" and abs(s.project.tempo.tempo_bpm - 120.0) < 0.5
+        assert not (d / "daw_tempo.mid").exists()
