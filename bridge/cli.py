@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_listen_parser(sub)
 
+    from bridge.transport.markers_cli import add_sections_parser
+
+    add_sections_parser(sub)
+
     from bridge.daw_install import add_daw_scripts_parser
 
     add_daw_scripts_parser(sub)

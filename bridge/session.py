@@ -32,8 +32,10 @@ mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth
                               :meth:`set_mapping_solo` (monitoring, not saved)
 sections and prompts          :meth:`add_section`, :meth:`update_section`, :meth:`set_prompt`,
                               :meth:`split_section`, :meth:`move_section`, :meth:`remove_section`,
-                              :meth:`adopt_detected_sections`
-settings                      :meth:`set_engine`, :meth:`set_render`, :meth:`set_tempo`
+                              :meth:`adopt_detected_sections`, :meth:`import_daw_markers`
+settings                      :meth:`set_engine`, :meth:`set_render`, :meth:`set_tempo`,
+                              :meth:`adopt_daw_tempo` (with :meth:`record_daw_state` as the sync
+                              sources' ``on_state``)
 history                       :meth:`undo`, :meth:`redo` (``can_undo``, ``undo_label``…)
 transport                     :meth:`play`, :meth:`pause`, :meth:`seek`, :meth:`transport`
 audio playback                :meth:`set_audio`, :meth:`set_solo`, :meth:`set_loop`
@@ -411,6 +413,12 @@ class Session:
             tempo = project.tempo.tempo_bpm or 120.0
             self.clock.update(TransportState(playing=False, tempo_bpm=tempo, source="free",
                                              received_at=time.monotonic()))
+        # the followed DAW's tempo map, captured while it plays (record_daw_state, adopt_daw_tempo)
+        from bridge.transport.clock import TempoMapRecorder
+
+        self._daw_tempo = TempoMapRecorder()
+        self._daw_tempo_lock = threading.Lock()
+        self._daw_tempos: set[float] = set()  # distinct tempos the DAW reported while playing
 
         # audio playback (the player opens at the first play)
         self.audio = PlaybackController(
@@ -1362,6 +1370,33 @@ class Session:
         self._edit("adopt detected sections", lambda p: p.model_copy(update={"sections": sections}))
         return len(sections)
 
+    def import_daw_markers(self, markers: Sequence[Any], *, mode: str = "replace", daw: str = "the DAW") -> int:
+        """The DAW's markers (:class:`bridge.transport.markers.DawMarker`, from
+        :func:`bridge.transport.osc_io.fetch_daw_markers`) become the sections, names kept, as one
+        undoable edit. ``mode`` "replace" (a marker named like a section keeps its prompt and seed)
+        or "merge" (existing sections stay; markers add sections where none starts). Live's cue
+        points stay in beats (quarter notes, as the transport maps Live's position through the
+        beat grid), REAPER's in seconds. Returns how many sections the project has after it."""
+        from bridge.transport.markers import markers_to_sections
+
+        if not markers:
+            raise ProjectError(
+                f"{daw} sent no markers, so the sections were left as they are. Add markers (Live: Set Locator; "
+                "REAPER: Insert marker, with the stembridge pattern file) and import again")
+        if mode not in ("replace", "merge"):
+            raise ProjectError(f"marker import mode {mode!r} must be 'replace' or 'merge'")
+
+        def change(p: Project) -> Project:
+            try:
+                sections = markers_to_sections(markers, p.sections, mode=mode, seed=p.engine.seed)
+            except (ValueError, ValidationError) as e:
+                raise ProjectError(f"the markers from {daw} do not make valid sections: {e}") from None
+            return p.model_copy(update={"sections": sections})
+
+        with self._lock:
+            self._edit(f"import {len(markers)} markers from {daw}", change)
+            return len(self._project.sections)
+
     # -- settings ----------------------------------------------------------------------------
     def set_engine(self, *, coalesce: bool = False, **changes: Any) -> None:
         """Engine settings: name, model, steps, preview_steps, base_strength, guidance_scale,
@@ -1455,6 +1490,48 @@ class Session:
         from bridge.project.schema import RhythmCorrection
 
         self._edit("reset rhythm", lambda p: p.model_copy(update={"rhythm": RhythmCorrection()}))
+
+    # -- the DAW's tempo as the project's grid ---------------------------------------------------
+    def record_daw_state(self, state: TransportState) -> None:
+        """Capture the followed DAW's tempo map (``on_state`` of the sync sources; any thread)."""
+        if state.source in ("free", "mtc") or not state.playing:
+            return
+        with self._daw_tempo_lock:
+            self._daw_tempo.record(state)
+            if len(self._daw_tempos) < 1000:
+                self._daw_tempos.add(round(float(state.tempo_bpm), 2))
+
+    def adopt_daw_tempo(self) -> str:
+        """Make the followed DAW's tempo and meter the project's beat grid, so the analysis, the
+        preview and the export count the DAW's bars (beat 0 = the DAW's song start, which is also
+        how the transport maps the DAW's beats to seconds). The DAW sent several tempos while it
+        played: the tempo map captured then (:class:`~bridge.transport.clock.TempoMapRecorder`),
+        saved as ``daw_tempo.mid`` in the project folder (``tempo.source`` "midi_file"); one tempo:
+        that tempo as a constant. The meter is the DAW's (its numerator, for x/4). One undo step;
+        the beat grid is analysed again. Returns what was adopted, in words."""
+        state = self.clock.state
+        if state is None or state.source in ("free", "mtc"):
+            raise ProjectError("no DAW that sends its tempo is followed (MTC and the local clock carry none): "
+                               "follow the DAW (Transport ▸ Connect to your DAW…), then adopt its tempo")
+        num, den = state.time_signature
+        beats_per_bar = num if den == 4 else max(1, round(num * 4 / den))
+        with self._daw_tempo_lock:
+            tempos = sorted(self._daw_tempos)
+            recorded = self._daw_tempo.recorded_beats
+            # several tempos: more than 0.5 % apart (Ardour's tempo, derived from its position, wobbles)
+            changes = len(tempos) > 1 and tempos[-1] > tempos[0] * 1.005
+            tmap = self._daw_tempo.to_tempo_map() if changes and recorded >= 8 else None
+        if tmap is None:
+            bpm = round(float(state.tempo_bpm), 3)
+            self.set_tempo(source="constant", tempo_bpm=bpm, beats_per_bar=beats_per_bar,
+                           first_downbeat_seconds=0.0, midi_file=None)
+            return f"{bpm:g} BPM, {num}/{den} from the DAW"
+        path = self.project_dir / "daw_tempo.mid"
+        tmap.save_midi(path)
+        self.set_tempo(source="midi_file", midi_file=path.name, beats_per_bar=beats_per_bar,
+                       first_downbeat_seconds=0.0, tempo_bpm=None)
+        return (f"the DAW's tempo map ({len(tempos)} tempos, {tempos[0]:g}–{tempos[-1]:g} BPM, "
+                f"{recorded:.0f} beats heard) saved as {path.name}")
 
     def tempo_readout(self) -> tuple[float, str] | None:
         """The one BPM the app shows, and where it comes from: the DAW's own tempo while following

@@ -194,6 +194,8 @@ class MainWindow(QMainWindow):
         self._action(t, "Loop the section at the playhead", "Ctrl+L", self.toggle_loop)
         t.addSeparator()
         self._action(t, "Connect to your DAW…", "Ctrl+Shift+D", self.open_connect_daw)
+        self._action(t, "Calibrate speaker time…", None, self.open_calibration)
+        self._action(t, "Use the DAW's tempo as the grid", None, self.tempo_bar.use_daw_tempo)
 
     def toggle_loop(self) -> None:
         """Loop the section under the playhead (sound and playhead); again: stop looping."""
@@ -396,6 +398,14 @@ class MainWindow(QMainWindow):
             dlg = self._connect_dialog = ConnectDawDialog(self.adapter, self.transport, self)
         dlg.show()
         dlg.raise_()
+        return dlg
+
+    def open_calibration(self):
+        """Transport ▸ Calibrate speaker time…: flash on the beat, nudge, save per sync setup."""
+        from gui.panels.calibrate import CalibrationDialog
+
+        dlg = CalibrationDialog(self.adapter, self.transport, self)
+        dlg.show()
         return dlg
 
     def open_preferences(self) -> PreferencesDialog:

@@ -82,6 +82,7 @@ class SessionAdapter(QObject):
         self._sync_since = 0.0  # time.monotonic() at connect
         self._sync_seen = 0  # distinct states received since then
         self._sync_last_at: float | None = None  # received_at of the latest
+        self._marker_request: tuple | None = None  # (MarkerRequest, mode, deadline, DAW label) in flight
         self._timer = QTimer(self)
         self._timer.setInterval(int(round(1000.0 / tick_hz)))
         self._timer.timeout.connect(self._on_timer)
@@ -226,7 +227,9 @@ class SessionAdapter(QObject):
         args = parser.parse_args(argv)
         stack = ExitStack()
         try:
-            self.sync_sources = stack.enter_context(build_sources_from_args(args, self.session.clock))
+            # every state also feeds the session's capture of the DAW's tempo map (adopt_daw_tempo)
+            self.sync_sources = stack.enter_context(build_sources_from_args(
+                args, self.session.clock, on_state=self.session.record_daw_state))
         except BaseException:
             stack.close()
             raise
@@ -234,6 +237,7 @@ class SessionAdapter(QObject):
         return self.sync_sources
 
     def disconnect_sync(self) -> None:
+        self._marker_request = None  # its listener closes now
         if self._sync_stack is not None:
             self._sync_stack.close()
         self._sync_stack = None
@@ -307,6 +311,49 @@ class SessionAdapter(QObject):
         self.command("set_audio", enabled=self.audio_enabled and local, device=self.audio_device,
                      blocksize=self.audio_blocksize)
 
+    # -- the DAW's markers → sections ------------------------------------------------------------
+    #: How long to wait for the followed DAW's markers before importing what came.
+    MARKER_WINDOW_S = 3.0
+
+    def import_daw_markers(self, mode: str = "replace") -> bool:
+        """Ask the followed DAW for its markers (Live's cue points via AbletonOSC, REAPER's markers
+        and regions) over the sync connection; they become the sections (one undo step) as soon as
+        they are in, polled from the tick (the GUI never waits on the network). Returns whether a
+        request started; otherwise a message says what to do."""
+        from bridge.errors import BridgeError
+        from bridge.transport.osc_io import MarkerRequest
+
+        if self.session is None:
+            self.message.emit("error", "No project is open: open a project folder first (File ▸ Open).")
+            return False
+        listener = next((src for src in self.sync_sources
+                         if getattr(getattr(src, "dialect", None), "markers", None) is not None), None)
+        if listener is None:
+            self.message.emit("error", "The DAW's markers come over its sync connection: follow Ableton Live (StemBridge "
+                              "script or AbletonOSC) or REAPER via OSC first (Transport ▸ Connect to your DAW…), then import.")
+            return False
+        try:
+            request = MarkerRequest(listener)
+        except BridgeError as e:
+            self.message.emit("error", str(e))
+            return False
+        self._marker_request = (request, mode, time.monotonic() + self.MARKER_WINDOW_S, self.sync_label)
+        self.message.emit("info", f"Asking {self.sync_label} for its markers…")
+        return True
+
+    def _poll_marker_request(self) -> None:
+        pending = self._marker_request
+        if pending is None:
+            return
+        request, mode, deadline, label = pending
+        if not request.ready() and time.monotonic() < deadline:
+            return
+        self._marker_request = None
+        markers = request.markers()
+        count = self.command("import_daw_markers", markers, mode=mode, daw=label)
+        if count is not None:
+            self.message.emit("info", f"{len(markers)} markers from {label} are the sections now (Undo restores them)")
+
     def set_latency_ms(self, value: float) -> None:
         if self.session is not None:
             self.session.clock.latency_ms = value
@@ -348,6 +395,7 @@ class SessionAdapter(QObject):
         if preview:
             self.previewChanged.emit()
         self._update_sync_status()
+        self._poll_marker_request()
         self.tick.emit(self.session.transport())
 
     def status_text(self, state) -> str:

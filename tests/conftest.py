@@ -17,6 +17,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 #: The synthetic Session / preview project's fixtures (``built``, ``project_dir``).
 pytest_plugins = ("preview_project",)
 
+
+
+@pytest.fixture(autouse=True)
+def _own_calibration_file(tmp_path_factory, monkeypatch):
+    """Latency offsets calibrated on this machine must not reach the tests (nor tests write there)."""
+    monkeypatch.setenv("STEMBRIDGE_CALIBRATION_FILE",
+                       str(tmp_path_factory.mktemp("calibration") / "sync_latency.json"))
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

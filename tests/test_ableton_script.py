@@ -29,7 +29,7 @@ class FakeSong:
     """Live's Song as the script uses it: properties plus add_/remove_<prop>_listener."""
 
     PROPS = ("is_playing", "tempo", "signature_numerator", "signature_denominator", "loop", "loop_start",
-             "loop_length", "current_song_time")
+             "loop_length", "current_song_time", "cue_points")
 
     def __init__(self) -> None:
         self.is_playing = False
@@ -40,6 +40,7 @@ class FakeSong:
         self.loop_start = 0.0
         self.loop_length = 16.0
         self.current_song_time = 0.0
+        self.cue_points: list = []  # Live's CuePoint objects: .name, .time (beats)
         self.listeners: dict[str, list] = {p: [] for p in self.PROPS}
         for prop in self.PROPS:
             setattr(self, f"add_{prop}_listener", self._adder(prop))
@@ -154,6 +155,8 @@ def decode(datagrams, dialect, t):
     for data in datagrams:
         assert is_well_formed_osc(data)
         for timed in osc_packet.OscPacket(data).messages:
+            if timed.message.address == P.STEMBRIDGE_CUE_POINTS_ADDRESS:
+                continue  # the locators: see test_script_sends_the_locators
             assert timed.message.address == P.STEMBRIDGE_TRANSPORT_ADDRESS
             state = dialect.handle(timed.message.address, tuple(timed.message.params), t)
             if state is not None:
@@ -168,6 +171,8 @@ def test_script_constants_match_the_app(script):
     assert config.PROTOCOL_VERSION == P.STEMBRIDGE_PROTOCOL_VERSION
     assert config.TYPETAGS == P.STEMBRIDGE_TRANSPORT_TYPETAGS
     assert config.SEND_INTERVAL_S == P.STEMBRIDGE_SEND_INTERVAL_S
+    assert config.CUE_ADDRESS == P.STEMBRIDGE_CUE_POINTS_ADDRESS
+    assert config.CUE_INTERVAL_S == P.STEMBRIDGE_CUE_INTERVAL_S
     assert importlib.reload(config).PORT == P.STEMBRIDGE_OSC_PORT  # the shipped file, not the patched one
     assert config.HOST == "127.0.0.1"
 
@@ -256,3 +261,37 @@ def test_hand_written_encoder_matches_python_osc(script):
     assert list(timed.message.params) == [7, 1.5, 2.25, "héllo"]
     with pytest.raises(ValueError):
         encode("/x", ",i", (1, 2))
+
+
+def test_script_sends_the_locators_and_the_app_makes_them_markers(script, receiver):
+    from bridge.transport.markers import DawMarker
+
+    package, clock = script
+    song = FakeSong()
+    song.cue_points = [types.SimpleNamespace(name="Intro", time=0.0), types.SimpleNamespace(name="Drop", time=64.0)]
+    surface = package.create_instance(FakeCInstance(song))
+    dialect = StembridgeOscDialect()
+
+    def cues():
+        got = None
+        for data in receive_all(receiver):
+            m = osc_packet.OscPacket(data).messages[0].message
+            assert dialect.handle(m.address, tuple(m.params), clock.t) is None or m.address != P.STEMBRIDGE_CUE_POINTS_ADDRESS
+            if m.address == P.STEMBRIDGE_CUE_POINTS_ADDRESS:
+                got = dialect.markers.markers()
+        return got
+
+    assert cues() == [DawMarker("Intro", 0.0, None, "beats"), DawMarker("Drop", 64.0, None, "beats")]  # on load
+    song.cue_points.append(types.SimpleNamespace(name="Break", time=32.5))
+    song.change("cue_points", song.cue_points)  # a locator added: sent at once
+    assert [m.name for m in cues()] == ["Intro", "Break", "Drop"]
+    song.cue_points[2].name = "Breakdown"  # a rename has no list listener: the next resend carries it
+    clock.t += P.STEMBRIDGE_CUE_INTERVAL_S
+    surface.update_display()
+    assert [m.name for m in cues()] == ["Intro", "Breakdown", "Drop"]
+    song.cue_points.clear()
+    song.change("cue_points", song.cue_points)
+    assert cues() == [] and dialect.markers.complete  # none left: an empty list, not silence
+    assert dialect.internal_errors == 0
+    surface.disconnect()
+    assert all(not cbs for cbs in song.listeners.values())

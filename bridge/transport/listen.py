@@ -45,6 +45,7 @@ __all__ = [
     "main",
     "make_clock_from_args",
     "run_listen",
+    "sync_setup_key",
 ]
 
 #: JSON lines per second while playing (the issue asks for ≥ 20).
@@ -99,9 +100,10 @@ def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
                    "Alone, bar 1 is where the session starts playing (enable Start Stop Sync in the DAW)")
     g.add_argument("--link-quantum", type=float, default=4.0, metavar="BEATS",
                    help="Link quantum in quarter notes (default 4 = one 4/4 bar)")
-    g.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+    g.add_argument("--latency-ms", type=float, default=None, metavar="MS",
                    help="show a position this many ms later (positive) or earlier (negative) than the DAW "
-                   "reports, to line up with what you hear (default 0)")
+                   "reports, to line up with what you hear (default: the offset calibrated in the app for "
+                   "this sync source, else 0)")
 
 
 def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,13 +127,26 @@ def add_listen_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     return p
 
 
+def sync_setup_key(args: argparse.Namespace) -> str:
+    """The calibration key of the sync setup these options name (bridge.transport.calibration)."""
+    from bridge.transport.calibration import setup_key
+
+    chosen = _chosen_position_options(args)
+    option = "--" + chosen[0].replace("_", "-") if len(chosen) == 1 else None
+    return setup_key(option, link=bool(getattr(args, "link", False)))
+
+
 def make_clock_from_args(args: argparse.Namespace) -> TransportClock:
-    """A TransportClock with the user's latency offset; OSC sources go stale after 1 s of silence."""
+    """A TransportClock with the user's latency offset (``--latency-ms``, else the one calibrated for
+    this sync setup, else 0); OSC sources go stale after 1 s of silence."""
+    from bridge.transport.calibration import latency_for
     from bridge.transport.clock import DEFAULT_STALE_AFTER_S, TransportClock
 
+    latency_ms = getattr(args, "latency_ms", None)
+    if latency_ms is None:
+        latency_ms = latency_for(sync_setup_key(args)) or 0.0
     try:
-        return TransportClock(latency_ms=getattr(args, "latency_ms", 0.0) or 0.0,
-                              stale_after_s={**DEFAULT_STALE_AFTER_S, **P.OSC_STALE_AFTER_S})
+        return TransportClock(latency_ms=latency_ms, stale_after_s={**DEFAULT_STALE_AFTER_S, **P.OSC_STALE_AFTER_S})
     except ValueError as e:
         raise TransportError(f"--latency-ms: {e}") from None
 

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from bridge.transport import osc_protocol as P
 from bridge.transport.clock import bar_beat
+from bridge.transport.markers import AbletonCueCollector, MarkerCollector, ReaperMarkerCollector
 from bridge.transport.state import TransportState
 
 log = logging.getLogger(__name__)
@@ -406,6 +407,9 @@ class OscDialect:
         self._beats.rate_per_s = self.tempo_bpm / 60.0
         self._seconds.rate_per_s = 1.0
         self._state = TransportState(source=self.source)
+        #: The DAW's markers / cue points as they arrive (None: this dialect reports none); see
+        #: :mod:`bridge.transport.markers`. Marker messages never change the transport state.
+        self.markers: MarkerCollector | None = None
 
     # public ----------------------------------------------------------------------------------
     @property
@@ -430,6 +434,8 @@ class OscDialect:
                 return None
             if not isinstance(args, (tuple, list)):
                 args = (args,) if args is not None else ()
+            if self.markers is not None and self.markers.handle(address, tuple(args), t):
+                return None
             if not self._handle(address, tuple(args), t):
                 return None
             self._state = self._build_state(t)
@@ -507,6 +513,7 @@ class AbletonOscDialect(OscDialect):
         self.loop_start_beats = 0.0
         self.loop_length_beats = 0.0
         self._last_song_time_at = -math.inf
+        self.markers = AbletonCueCollector()
 
     def subscriptions(self) -> list[tuple[str, tuple]]:
         return P.ableton_subscriptions()
@@ -577,6 +584,7 @@ class StembridgeOscDialect(OscDialect):
 
     def __init__(self) -> None:
         super().__init__()
+        self.markers = AbletonCueCollector(address=P.STEMBRIDGE_CUE_POINTS_ADDRESS, ask=False)
         self.loop_on = False
         self.loop_start_beats = 0.0
         self.loop_length_beats = 0.0
@@ -745,6 +753,7 @@ class ReaperOscDialect(_BarsAndSecondsDialect):
         super().__init__()
         self._play = False
         self._pause = False
+        self.markers = ReaperMarkerCollector()
 
     def _handle(self, address: str, args: tuple, t: float) -> bool:
         value = args[0] if args else None

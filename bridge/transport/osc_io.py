@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from pythonosc import osc_packet
 from pythonosc.dispatcher import Dispatcher
@@ -35,12 +36,16 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 
 from bridge.errors import TransportError
 from bridge.transport import osc_protocol as P
-from bridge.transport.osc_dialects import OscDialect
+from bridge.transport.osc_dialects import OscDialect, make_dialect
 from bridge.transport.state import TransportState
+
+if TYPE_CHECKING:
+    from bridge.transport.markers import DawMarker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OscListener", "build_osc_message", "is_well_formed_osc", "local_address_for", "parse_host_port"]
+__all__ = ["MarkerRequest", "OscListener", "build_osc_message", "fetch_daw_markers", "is_well_formed_osc", "local_address_for",
+           "parse_host_port"]
 
 
 def build_osc_message(address: str, args: Sequence[object] = ()) -> bytes:
@@ -425,3 +430,80 @@ class OscListener:
                 self._sink_errors += 1
         if self.dialect.resubscribe_requested:
             self.subscribe()
+
+
+class MarkerRequest:
+    """Ask a running listener's DAW for its markers (where the protocol has a request) and tell
+    when they are in, without blocking: the app polls :meth:`ready` from its timer.
+
+    ready: a whole list arrived since the request (Live's reply; or before it, when the DAW could
+    not be asked), or marker messages came and then ``quiet_s`` of quiet (REAPER sends no
+    end-of-list). Raises TransportError when the listener's dialect reports no markers.
+    """
+
+    def __init__(self, listener: OscListener, *, daw_address: tuple[str, int] | None = None,
+                 quiet_s: float = 0.5) -> None:
+        collector = listener.dialect.markers
+        if collector is None:
+            raise TransportError(
+                f"{listener.dialect.source} reports no markers over OSC; use Ableton Live (StemBridge script or AbletonOSC) or "
+                "REAPER (its markers and regions), or add the sections in stembridge")
+        self.listener, self.collector, self.quiet_s = listener, collector, quiet_s
+        self.started_at = listener.time_fn()
+        target = daw_address or listener.daw_address
+        self.asked = False
+        for address, args in collector.requests():
+            if target is not None:
+                self.asked = listener.send(address, args, to=target) or self.asked
+
+    def ready(self) -> bool:
+        c, last = self.collector, self.collector.last_at
+        if last is None:
+            return False
+        if c.complete:
+            return last >= self.started_at or not self.asked
+        return self.listener.time_fn() - last >= self.quiet_s and bool(c.markers())
+
+    def markers(self) -> list[DawMarker]:
+        return self.collector.markers()
+
+
+def fetch_daw_markers(
+    daw: str,
+    *,
+    listener: OscListener | None = None,
+    listen: tuple[str, int] | None = None,
+    daw_address: tuple[str, int] | None = None,
+    window_s: float = 3.0,
+    quiet_s: float = 0.5,
+) -> list[DawMarker]:
+    """The DAW's markers (cue points, markers, regions) over OSC: ask where the protocol can be
+    asked, then collect what arrives.
+
+    ``daw``: a dialect name ("ableton", "reaper"). ``listener``: a running listener for that DAW
+    (the app's sync source: REAPER sends its markers to the same port as the transport, and
+    AbletonOSC always replies to port 11001, which the sync listener holds); else one is opened on
+    ``listen`` (host, port) for the call. ``daw_address``: where the DAW listens, for the request
+    (``/live/song/get/cue_points``; REAPER: ``/device/marker/count``); default the listener's.
+
+    Returns as soon as a whole list arrived (Live's reply), or once the DAW was quiet for
+    ``quiet_s`` after sending markers (REAPER has no end-of-list message), or after ``window_s``
+    with what came (possibly nothing: the caller says why). Raises TransportError when the port
+    cannot be opened or the dialect reports no markers.
+    """
+    own = listener is None
+    if listener is None:
+        if listen is None:
+            raise TransportError(f"fetch_daw_markers({daw!r}): give a listener or a (host, port) to listen on")
+        listener = OscListener(make_dialect(daw), lambda state: None, listen_host=listen[0],
+                               listen_port=listen[1], resubscribe_after_s=None)
+        listener.start()
+    try:
+        request = MarkerRequest(listener, daw_address=daw_address, quiet_s=quiet_s)
+        deadline = request.started_at + max(0.0, window_s)
+        while not request.ready() and listener.time_fn() < deadline:
+            time.sleep(0.01)
+        return request.markers()
+    finally:
+        if own:
+            listener.stop()

@@ -64,6 +64,9 @@ ABLETON_SIG_DENOMINATOR = ABLETON_GET_PREFIX + "signature_denominator"
 ABLETON_LOOP = ABLETON_GET_PREFIX + "loop"
 ABLETON_LOOP_START = ABLETON_GET_PREFIX + "loop_start"
 ABLETON_LOOP_LENGTH = ABLETON_GET_PREFIX + "loop_length"
+#: ``/live/song/get/cue_points`` (no args) → the same address with ``name0 time0 name1 time1 …``
+#: (AbletonOSC ``song.py`` ``song_get_cue_points``; times in beats). Asked for, not listened to.
+ABLETON_CUE_POINTS = ABLETON_GET_PREFIX + "cue_points"
 #: ``/live/song/start_listen/beat`` → ``/live/song/get/beat <int>`` whenever int(song time) increments
 #: or time goes backwards; old AbletonOSC versions sent ``/live/song/beat``.
 ABLETON_START_LISTEN_BEAT = ABLETON_START_LISTEN_PREFIX + "beat"
@@ -100,6 +103,12 @@ REAPER_PLAY = "/play"  # t: 1/0
 REAPER_STOP = "/stop"  # t: 1/0
 REAPER_PAUSE = "/pause"  # t: 1/0
 REAPER_RECORD = "/record"  # t: 1/0 (REAPER also lights /play while recording)
+#: Markers and regions (Default.ReaperOSC MARKER_* / REGION_*): ``/marker/N/name s``,
+#: ``/marker/N/time f`` (seconds), ``/marker/N/number/str s``; regions add ``/region/N/length f``.
+#: REAPER sends the first DEVICE_MARKER_COUNT / DEVICE_REGION_COUNT of them (0 in Default.ReaperOSC).
+REAPER_MARKER_BANK = 64
+REAPER_DEVICE_MARKER_COUNT = "/device/marker/count"  # i, sent to REAPER: how many markers we show
+REAPER_DEVICE_REGION_COUNT = "/device/region/count"
 #: Patterns the trimmed ``daw_scripts/reaper/stembridge.ReaperOSC`` must define (checked by tests).
 REAPER_PATTERN_ACTIONS = {
     "TIME": ("f" + REAPER_TIME,),
@@ -110,6 +119,13 @@ REAPER_PATTERN_ACTIONS = {
     "STOP": ("t" + REAPER_STOP,),
     "PAUSE": ("t" + REAPER_PAUSE,),
     "RECORD": ("t" + REAPER_RECORD,),
+    "MARKER_NAME": ("s/marker/@/name",),
+    "MARKER_NUMBER": ("s/marker/@/number/str",),
+    "MARKER_TIME": ("f/marker/@/time",),
+    "REGION_NAME": ("s/region/@/name",),
+    "REGION_NUMBER": ("s/region/@/number/str",),
+    "REGION_TIME": ("f/region/@/time",),
+    "REGION_LENGTH": ("f/region/@/length",),
 }
 
 # --- Bitwig via DrivenByMoss "Open Sound Control" extension --------------------------------------
@@ -186,6 +202,11 @@ STEMBRIDGE_TRANSPORT_ARGS: tuple[tuple[str, str], ...] = (
 STEMBRIDGE_TRANSPORT_TYPETAGS = "," + "".join(t for _, t in STEMBRIDGE_TRANSPORT_ARGS)
 #: How often the Live script sends while nothing changes (it rides Live's ~100 ms display tick).
 STEMBRIDGE_SEND_INTERVAL_S = 0.1
+#: The song's cue points (locators): ``name time name time …`` (OSC 's' and 'd', time in beats),
+#: the whole list, sent when the script loads, when a locator is added or removed, and every
+#: STEMBRIDGE_CUE_INTERVAL_S (a rename or move has no listener on the list). No arguments: none.
+STEMBRIDGE_CUE_POINTS_ADDRESS = "/stembridge/cue_points"
+STEMBRIDGE_CUE_INTERVAL_S = 2.0
 
 # --- sanity ranges shared by every parser -------------------------------------------------------
 

@@ -35,11 +35,17 @@ class SectionEditor(QWidget):
         self.adopt = QPushButton("Use detected sections")
         self.adopt.setToolTip("Make the sections found in the music the project's editable sections")
         self.adopt.clicked.connect(lambda: self.adapter.command("adopt_detected_sections"))
+        self.import_daw = QPushButton("Import DAW markers")
+        self.import_daw.setToolTip("Make the followed DAW's markers the sections, names kept (Live's locators via "
+                                   "the StemBridge script or AbletonOSC, REAPER's markers and regions); a section named like a marker "
+                                   "keeps its prompt. Undo restores the old sections.")
+        self.import_daw.clicked.connect(lambda: self.adapter.import_daw_markers())
         self.add = QPushButton("+ Section at playhead")
         self.add.clicked.connect(self.add_at_playhead)
         self.remove = QPushButton("Remove")
         self.remove.clicked.connect(self.remove_selected)
         top.addWidget(self.adopt)
+        top.addWidget(self.import_daw)
         top.addWidget(self.add)
         top.addWidget(self.remove)
         top.addStretch(1)

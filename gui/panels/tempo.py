@@ -116,6 +116,12 @@ class TempoBar(QWidget):
         if current is None or abs(current[0] - self.tempo.value()) >= 0.005:
             self.adapter.command("set_tempo_bpm", self.tempo.value())
 
+    def use_daw_tempo(self) -> None:
+        """Transport ▸ Use the DAW's tempo as the grid (Session.adopt_daw_tempo; undoable)."""
+        what = self.adapter.command("adopt_daw_tempo")
+        if what is not None:
+            self.adapter.message.emit("info", f"The beat grid is now {what}")
+
     def _meter_chosen(self, index: int) -> None:
         self.adapter.command("set_meter", None if index == 0 else self.meter.itemText(index))
 

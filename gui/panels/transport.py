@@ -1,6 +1,8 @@
 """Transport bar: sync source picker (with its OSC [HOST:]PORT or MIDI input port, and an Ableton Link
 checkbox) + status line, latency offset, local play/pause, position. The sync setup is remembered
-across runs (QSettings) and followed again whenever a project opens."""
+across runs (QSettings) and followed again whenever a project opens. The latency offset is kept per
+sync setup (bridge.transport.calibration, shared with the command line): switching the DAW brings
+back that DAW's offset (Transport ▸ Calibrate speaker time… measures it)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bridge.errors import BridgeError
+from bridge.transport.calibration import load_latencies, save_latencies, save_latency, setup_key
 from gui.session_adapter import LOCAL_LABEL, MIDI_SOURCES, SYNC_SOURCES, SessionAdapter
 
 #: OSC entries whose value is where the DAW listens (we send subscriptions there); the others
@@ -88,7 +92,8 @@ class TransportBar(QWidget):
         self.latency.setSingleStep(5.0)
         self.latency.setSuffix(" ms")
         self.latency.setToolTip("Latency offset: positive shows a later position, to line up with what you hear")
-        self.latency.valueChanged.connect(self.adapter.set_latency_ms)
+        self.latency.valueChanged.connect(self._on_latency_changed)
+        self._latencies: dict[str, float] = load_latencies()  # setup key → ms (calibration file)
 
         for w in (self.play_button, self.stop_button, self.position):
             row.addWidget(w)
@@ -155,10 +160,37 @@ class TransportBar(QWidget):
                  else self.osc_address.text() if SYNC_SOURCES[label][0] is not None else None)
         self.adapter.connect_sync(label, value, link=checked)
         self._show_link()
+        self._show_latency()
 
     def _connect(self, label: str, value: str | None) -> None:
         self.adapter.connect_sync(label, value)
         self._show_link()
+        self._show_latency()
+
+    # -- latency offset, per sync setup ---------------------------------------------------------------
+    def setup_key(self) -> str:
+        """The calibration key of the setup the picker shows (its source, plus Link when ticked)."""
+        label = self.source.currentText()
+        return setup_key(SYNC_SOURCES.get(label, (None, None))[0], link=self.link.isChecked())
+
+    def _on_latency_changed(self, value: float) -> None:
+        self.adapter.set_latency_ms(value)
+        self._latencies[self.setup_key()] = float(value)
+
+    def _show_latency(self) -> None:
+        """The offset stored for the setup now followed (0 when it was never set)."""
+        value = self._latencies.get(self.setup_key(), 0.0)
+        self.latency.blockSignals(True)
+        self.latency.setValue(value)
+        self.latency.blockSignals(False)
+        self.adapter.set_latency_ms(self.latency.value())
+
+    def store_latency(self, value: float) -> None:
+        """Keep ``value`` as this setup's offset now (the calibration dialog's Save)."""
+        key = self.setup_key()
+        save_latency(key, value)
+        self._latencies[key] = float(value)
+        self._show_latency()
 
     def _show_link(self) -> None:
         """The checkbox says whether Link is really on (it is dropped when aalink is missing)."""
@@ -168,9 +200,8 @@ class TransportBar(QWidget):
             self.link.blockSignals(False)
 
     def reconnect(self) -> None:
-        """Follow the picker's current choice again, with the latency offset shown (a project was
-        opened: its session and clock are new)."""
-        self.adapter.set_latency_ms(self.latency.value())
+        """Follow the picker's current choice again, with its latency offset (a project was opened:
+        its session and clock are new)."""
         self.adapter.link_enabled = self.link.isChecked()
         self.choose_source(self.source.currentText())
 
@@ -180,7 +211,10 @@ class TransportBar(QWidget):
         settings.setValue("sync/osc_values", json.dumps(self._osc_values))
         settings.setValue("sync/midi_port", self.midi_port.currentText() or self._preferred_midi_port)
         settings.setValue("sync/link", self.link.isChecked())
-        settings.setValue("sync/latency_ms", float(self.latency.value()))
+        try:  # the calibration file, shared with the command line
+            save_latencies(self._latencies)
+        except (BridgeError, OSError) as e:  # a read-only config folder, or a value the file refuses
+            self.adapter.message.emit("error", f"The latency offsets were not saved: {e}")
 
     def restore_settings(self, settings: QSettings) -> None:
         """Put back the last run's sync setup; it connects when a project opens (:meth:`reconnect`)."""
@@ -195,10 +229,15 @@ class TransportBar(QWidget):
         self.link.blockSignals(True)
         self.link.setChecked(str(settings.value("sync/link", "false")).lower() == "true")
         self.link.blockSignals(False)
-        try:
-            self.latency.setValue(float(settings.value("sync/latency_ms", 0.0)))
+        self._latencies = load_latencies()
+        try:  # before per-setup offsets there was one, for whatever was followed: keep it for that
+            old = settings.value("sync/latency_ms", None)
+            if old is not None:
+                self._latencies.setdefault(self.setup_key(), float(old))
+                settings.remove("sync/latency_ms")
         except (TypeError, ValueError):
             pass
+        self._show_latency()
 
     # -- local transport ----------------------------------------------------------------------------
     def toggle_play(self) -> None:

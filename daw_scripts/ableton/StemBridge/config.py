@@ -18,3 +18,10 @@ TYPETAGS = ",iiiddiiidd"
 
 # Also sent on every change; this is the periodic resend, riding Live's ~100 ms display tick.
 SEND_INTERVAL_S = 0.1
+
+# The song's cue points (locators), as name/time pairs (time in beats): on load, when one is added
+# or removed, and every CUE_INTERVAL_S (renames and moves have no listener on the list).
+CUE_ADDRESS = "/stembridge/cue_points"
+CUE_INTERVAL_S = 2.0
+# at most this many locators per message (a datagram stays far below the 64 KiB limit)
+MAX_CUES = 500

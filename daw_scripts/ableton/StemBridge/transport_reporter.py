@@ -1,4 +1,5 @@
-"""Reads Live's song transport and sends it as /stembridge/transport. No Live imports here.
+"""Reads Live's song transport and sends it as /stembridge/transport, and its locators as
+/stembridge/cue_points. No Live imports here.
 
 Live runs Remote Scripts on its main thread and hangs if a script starts threads or blocks, so
 this class only reacts: Live calls the property listeners on changes, and the surface calls
@@ -46,6 +47,7 @@ class TransportReporter:
         self._listeners = {}
         self._sequence = 0
         self._last = None  # (sent_at, song_time, tempo, playing) of the last message sent
+        self._cues_sent_at = None
         self.sent = 0
         self.dropped = 0
 
@@ -54,7 +56,13 @@ class TransportReporter:
             callback = self._make_listener(prop)
             getattr(self._song, f"add_{prop}_listener")(callback)
             self._listeners[prop] = callback
+        try:  # the locator list (a set that Live is still loading may refuse it: the tick resends)
+            self._song.add_cue_points_listener(self.send_cues)
+            self._listeners["cue_points"] = self.send_cues
+        except (RuntimeError, AttributeError):
+            pass
         self.send_now()
+        self.send_cues()
 
     def detach(self):
         for prop, callback in self._listeners.items():
@@ -87,6 +95,25 @@ class TransportReporter:
         """Called from the surface's update_display (~every 100 ms)."""
         if self._last is None or self._now() - self._last[0] >= 0.5 * self._interval_s:
             self.send_now()
+        if self._cues_sent_at is None or self._now() - self._cues_sent_at >= config.CUE_INTERVAL_S:
+            self.send_cues()
+
+    def cue_message(self):
+        """The /stembridge/cue_points datagram: name, time (beats) per locator."""
+        args = []
+        for cue in list(self._song.cue_points)[:config.MAX_CUES]:
+            args += [str(cue.name), float(cue.time)]
+        return encode_message(config.CUE_ADDRESS, "," + "sd" * (len(args) // 2), tuple(args))
+
+    def send_cues(self):
+        self._cues_sent_at = self._now()
+        try:
+            datagram = self.cue_message()
+        except Exception as e:  # a locator Live refuses to read mid-load: the next tick tries again
+            self._note(f"StemBridge: could not read the locators ({e})")
+            return
+        if not self._send(datagram):
+            self.dropped += 1
 
     def message(self):
         """The /stembridge/transport datagram for the song as it is now."""
