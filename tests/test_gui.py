@@ -349,6 +349,48 @@ def test_separate_without_the_model_says_how_to_get_it_and_adds_nothing(window, 
     assert not (window.adapter.session.project_dir / "separated" / "Demo Mix").exists()
 
 
+def test_new_project_from_a_mix_separates_and_opens_it(window, qtbot, tmp_path):
+    pytest.importorskip("demucs")
+    import soundfile as sf
+
+    mix = _demo_mix(window, tmp_path)
+    target = tmp_path / "From Mix"
+    # demucs's own small test model (random weights, built by demucs.pretrained, no download)
+    worker = window.new_project_from_mix(mix, target, model="demucs_unittest", cache_dir=tmp_path / "cache")
+    assert worker is not None and worker.dialog.windowTitle() == "New project from a mix"
+    qtbot.waitUntil(lambda: window.adapter.session.project_dir == target.resolve(), timeout=120_000)
+    project = window.adapter.session.project
+    assert sorted(s.role for s in project.stems) == ["bass", "drums", "other", "vocals"]
+    on_disk = sorted((target / "stems").glob("*.wav"))
+    assert [p.name for p in on_disk] == sorted(f"Demo Mix - {r}.wav" for r in ("bass", "drums", "other", "vocals"))
+    assert all(sf.info(p).frames == sf.info(mix).frames for p in on_disk)  # each stem spans the whole mix
+    assert (target / "stembridge.json").is_file() and window.windowTitle().startswith("Demo Mix")
+    assert window.messages.level == "info" and "Demo Mix.wav" in window.messages.text
+    qtbot.waitUntil(lambda: len(window.timeline.lanes) == 4, timeout=60_000)
+
+
+def test_new_project_from_a_mix_without_weights_says_how_to_get_them_and_makes_nothing(
+        window, qtbot, tmp_path, monkeypatch):
+    pytest.importorskip("demucs")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = window.adapter.session.project_dir
+    mix = _demo_mix(window, tmp_path)
+    target = tmp_path / "Never Made"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(mix), ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(target))
+    window.new_from_mix_action.trigger()  # File ▸ New project from a mix…, the released htdemucs
+    qtbot.waitUntil(lambda: window.messages.level == "error", timeout=60_000)
+    text = window.messages.text
+    assert "'htdemucs'" in text and "HF_HUB_OFFLINE" in text and "--model-repo" in text
+    assert str(tmp_path / "hf") in text  # where it looked
+    assert not target.exists()  # no half-made project
+    assert window.adapter.session.project_dir == before  # the open project stays open
+
+
 def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     import av
 
