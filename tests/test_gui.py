@@ -1153,3 +1153,44 @@ def test_effects_tab_adds_sets_bypasses_and_removes_a_lowpass_with_undo_and_save
     assert session.project.stems[0].fx == []
     assert on_disk() == []
     assert session.project.master_fx == []
+
+
+def test_mapping_presets_save_apply_elsewhere_undo_and_delete(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from bridge.project.store import copy_project
+
+    folder = tmp_path / "config" / "mapping_presets"
+    monkeypatch.setattr("bridge.mapping.user_presets.user_presets_dir", lambda: folder)
+    editor, session = window.mappings, window.adapter.session
+    editor.refresh_presets()
+    assert not editor.delete_preset_button.isEnabled()  # nothing of the user's yet
+
+    def pick(name: str) -> None:
+        editor.preset.setCurrentIndex(editor.preset.findData(name))
+        editor.preset.activated.emit(editor.preset.currentIndex())
+
+    pick("strobe")
+    saved = list(window.adapter.session.project.mappings)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Club night", True))
+    editor.save_preset_button.click()
+    assert [p.name for p in folder.glob("*.json")] == ["club_night.json"]
+    assert editor.preset_names()[-1] == "Club night" and editor.preset.findText("Club night  (yours)") > 0
+    pick("default")
+    default = list(session.project.mappings)
+    assert default != saved
+    pick("Club night")
+    assert session.project.mappings == saved
+    qtbot.waitUntil(lambda: window.undo_action.text() == "Undo apply preset Club night", timeout=5_000)
+    window.undo_action.trigger()  # one undo step back to what was there
+    assert session.project.mappings == default
+    # another project (a copy made before the preset was applied) gets the same mappings
+    other = copy_project(session.project_dir, tmp_path / "other")
+    assert window.open_project(other, watch=False)
+    assert window.adapter.session.project.mappings == default
+    pick("Club night")
+    assert window.adapter.session.project.mappings == saved
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Club night", True))
+    editor.delete_preset_button.click()
+    assert list(folder.glob("*.json")) == [] and "Club night" not in editor.preset_names()
+    assert not editor.delete_preset_button.isEnabled()
