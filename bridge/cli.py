@@ -177,7 +177,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
                               model=args.model, look=args.look, preset=args.preset, codec=args.codec,
                               crf=args.crf, bitrate=_bitrate(args.bitrate), section=args.section,
-                              progress=progress,
+                              fade_in_s=args.fade_in, fade_out_s=args.fade_out, progress=progress,
                               segments=args.segments, ray_address=args.ray, resume=not args.no_resume,
                               log_message=lambda m: print(m, file=sys.stderr))
     print(path)
@@ -272,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     region.add_argument("--start", type=float, metavar="S", help="start time in seconds")
     region.add_argument("--end", type=float, metavar="E", help="end time in seconds")
     region.add_argument("--section", metavar="N|NAME", help="render one section: its number (from 1) or name")
+    region.add_argument("--fade-in", type=float, default=0.0, metavar="S",
+                        help="fade the picture in from black and the sound in from silence over S seconds")
+    region.add_argument("--fade-out", type=float, default=0.0, metavar="S",
+                        help="fade the picture out to black and the sound out to silence over the last S seconds")
     r.add_argument("--engine", choices=("procedural", "shader", "lcm"), help="visual engine (default: the project's)")
     r.add_argument("--model", metavar="ID_OR_PATH", help="model for the lcm engine")
     r.add_argument("--look", metavar="NAME_OR_FILE.fs", help="look for the shader engine (stembridge looks list)")

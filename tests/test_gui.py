@@ -400,6 +400,8 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     dlg.fps.setCurrentText("12")
     dlg.start.setValue(1.0)
     dlg.end.setValue(2.5)
+    dlg.fade_in.setValue(0.5)
+    dlg.fade_out.setValue(0.5)
     out = tmp_path / "clip.mp4"
     dlg.out.setText(str(out))
     dlg.export_button.click()
@@ -410,9 +412,19 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
         v = c.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
         assert c.streams.audio, "the export has no audio stream"
+    with av.open(str(out)) as c:
+        audio = np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1)
+        rate = c.streams.audio[0].codec_context.sample_rate
     assert len(frames) == 18  # 1.5 s at 12 fps
     assert frames[0].shape == (64, 96, 3)
     assert max(float(f.std()) for f in frames) > 5.0  # pictures, not a blank clip
+    # the 0.5 s fades: black first and last frames, sound rising from silence and back
+    assert frames[0].max() <= 20 and frames[-1].max() <= 20 and frames[9].mean() > 25
+
+    def rms(a: float, b: float) -> float:
+        return float(np.sqrt(np.mean(audio[:, int(a * rate):int(b * rate)] ** 2)))
+
+    assert rms(0.0, 0.1) < 0.3 * rms(0.6, 0.9) and rms(1.4, 1.5) < 0.3 * rms(0.6, 0.9)
     dlg.close()
 
 

@@ -1,5 +1,5 @@
 """Export dialog: where the video goes (a size/fps preset), engine, model, resolution, fps, codec and
-quality (CRF or bit rate), region (whole song, the loop region, a section, start/end) → a video via
+quality (CRF or bit rate), region (whole song, the loop region, a section, start/end), fades → a video via
 ``render_project`` on a worker thread, with progress, ETA, cancel, "Open video" and "Show in folder"
 (which say in the message bar why when they cannot)."""
 
@@ -120,6 +120,11 @@ class ExportDialog(QDialog):
         self.start = double_spin(0, 1e5, suffix=" s")
         self.end = double_spin(0, 1e5, suffix=" s", special="song end")
         rng = _row(self.start, QLabel("to"), self.end)
+        self.fade_in = double_spin(0, 60, value=0.0, decimals=1, step=0.5, suffix=" s", special="none")
+        self.fade_in.setToolTip("Picture from black and sound from silence at the start of the video")
+        self.fade_out = double_spin(0, 60, value=0.0, decimals=1, step=0.5, suffix=" s", special="none")
+        self.fade_out.setToolTip("Picture to black and sound to silence at the end of the video")
+        fades = _row(QLabel("in"), self.fade_in, QLabel("out"), self.fade_out)
         self.out = QLineEdit()
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
@@ -133,6 +138,7 @@ class ExportDialog(QDialog):
         form.addRow("Quality", quality)
         form.addRow("Region", self.region)
         form.addRow("", rng)
+        form.addRow("Fades", fades)
         form.addRow("Output", out_row)
         if project is not None:
             self.engine.setCurrentText(project.engine.name)
@@ -319,6 +325,10 @@ class ExportDialog(QDialog):
             opts["start_s"] = self.start.value()
         if self.end.value() > 0:
             opts["end_s"] = self.end.value()
+        if self.fade_in.value() > 0:
+            opts["fade_in_s"] = self.fade_in.value()
+        if self.fade_out.value() > 0:
+            opts["fade_out_s"] = self.fade_out.value()
         return opts
 
     def start_export(self) -> None:
