@@ -1401,9 +1401,10 @@ class Session:
                    lambda p: p.model_copy(update={"engine": _replace(p.engine, changes, what="engine settings")}),
                    coalesce=coalesce)
 
-    def set_render(self, *, coalesce: bool = False, **changes: Any) -> None:
-        """Render settings: width, height, fps, sample_rate, crf."""
-        self._edit(f"render {', '.join(sorted(changes))}",
+    def set_render(self, *, coalesce: bool = False, label: str | None = None, **changes: Any) -> None:
+        """Render settings: width, height, fps, sample_rate, crf. The preview follows the size's
+        aspect (what you see is the frame you export, never stretched)."""
+        self._edit(label or f"render {', '.join(sorted(changes))}",
                    lambda p: p.model_copy(update={"render": _replace(p.render, changes, what="render settings")}),
                    coalesce=coalesce)
 

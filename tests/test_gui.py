@@ -1206,3 +1206,39 @@ def test_mapping_presets_save_apply_elsewhere_undo_and_delete(window, qtbot, tmp
     editor.delete_preset_button.click()
     assert list(folder.glob("*.json")) == [] and "Club night" not in editor.preset_names()
     assert not editor.delete_preset_button.isEnabled()
+
+
+def test_preview_takes_the_export_presets_aspect_without_stretching(window, qtbot):
+    """Picking "Vertical 9:16" in the export dialog makes the preview a vertical frame, drawn at
+    its own aspect with bars beside it; undo brings the wide frame back."""
+    from gui.panels.preview import BACKGROUND
+
+    session = window.adapter.session
+    wide = preview_frame(window).shape
+    assert wide[1] > wide[0]
+    dlg = window.open_export()
+    dlg.preset.setCurrentIndex(dlg.preset.findData("vertical-1080"))
+    assert (session.project.render.width, session.project.render.height) == (1080, 1920)
+    qtbot.waitUntil(lambda: preview_frame(window).shape[0] > preview_frame(window).shape[1], timeout=30_000)
+    h, w, _ = preview_frame(window).shape
+    assert h / w == pytest.approx(1920 / 1080, abs=0.02)
+    view = window.preview.view
+    qtbot.waitUntil(lambda: view.image is not None and view.image.height() > view.image.width(), timeout=5_000)
+    rect = view.image_rect()
+    assert rect.height() / rect.width() == pytest.approx(1920 / 1080, abs=0.02)
+    # the painted widget: background bars left and right of the picture, the picture inside
+    shot = view.grab().toImage()
+    bg = np.array([int(BACKGROUND[i:i + 2], 16) for i in (1, 3, 5)])
+
+    def column(x: int) -> np.ndarray:
+        return np.array([[shot.pixelColor(x, y).red(), shot.pixelColor(x, y).green(), shot.pixelColor(x, y).blue()]
+                         for y in range(0, shot.height(), 7)])
+
+    assert rect.left() >= 4  # the pane is wider than a vertical picture: pillarbox bars
+    assert (np.abs(column(int(rect.left()) - 2) - bg).max(axis=1) <= 2).all()
+    assert (np.abs(column(int(rect.right()) + 2) - bg).max(axis=1) <= 2).all()
+    assert (np.abs(column(int(rect.center().x())) - bg).max(axis=1) > 2).any()
+    dlg.close()
+    qtbot.waitUntil(lambda: window.undo_action.text() == "Undo export for vertical-1080", timeout=5_000)
+    window.undo_action.trigger()
+    qtbot.waitUntil(lambda: preview_frame(window).shape == wide, timeout=30_000)

@@ -161,6 +161,7 @@ class ExportDialog(QDialog):
         self.preset.currentIndexChanged.connect(self._preset_picked)
         for spin in (self.width_spin, self.height_spin):
             spin.valueChanged.connect(self._match_preset)
+            spin.valueChanged.connect(self._size_changed)
         self.fps.currentTextChanged.connect(self._match_preset)
         self.codec.currentIndexChanged.connect(self._codec_changed)
         self.quality_mode.currentIndexChanged.connect(self._quality_mode_changed)
@@ -246,6 +247,17 @@ class ExportDialog(QDialog):
         self.fps.setCurrentText(p.fps)
         for w in (self.width_spin, self.height_spin, self.fps):
             w.blockSignals(False)
+        self._size_changed(label=f"export for {p.name}")
+
+    def _size_changed(self, *_: object, label: str | None = None) -> None:
+        """The project's output size follows the dialog, so the preview shows the frame being
+        exported (a vertical preset: a vertical preview, letterboxed, never stretched). One undo step."""
+        s = self.adapter.session
+        size = (self.width_spin.value(), self.height_spin.value())
+        if s is None or (s.project.render.width, s.project.render.height) == size:
+            return
+        self.adapter.command("set_render", width=size[0], height=size[1],
+                             label=label or f"export size {size[0]}×{size[1]}")
 
     def _match_preset(self) -> None:
         """Show the preset the size and fps are (Custom when none)."""
