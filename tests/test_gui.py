@@ -1242,3 +1242,57 @@ def test_preview_takes_the_export_presets_aspect_without_stretching(window, qtbo
     qtbot.waitUntil(lambda: window.undo_action.text() == "Undo export for vertical-1080", timeout=5_000)
     window.undo_action.trigger()
     qtbot.waitUntil(lambda: preview_frame(window).shape == wide, timeout=30_000)
+
+
+def test_layout_at_3840x2160_keeps_rows_together_and_gives_the_room_to_the_views(window, qtbot, tmp_path):
+    """On a 4K screen (at 100 %) a mapping row's buttons stay beside its meter (not 2,000 px away),
+    the curve view and the preview grow with the window, and every main widget is inside it."""
+    from PySide6.QtCore import QRect
+
+    from gui.app import grab_screenshot
+    from gui.panels.mappings import METER_MAX_WIDTH
+
+    window.tabs.setCurrentWidget(window.mappings)
+    small_curve = window.mappings.curve_view.height()
+    window.resize(3840, 2160)
+    qtbot.waitUntil(lambda: window.size().toTuple() == (3840, 2160), timeout=3_000)
+    qtbot.wait(100)
+    area = window.rect()
+    for name in ("transport", "tempo_bar", "timeline", "preview", "tabs", "mappings"):
+        w = getattr(window, name)
+        assert w.isVisible() and area.contains(QRect(w.mapTo(window, w.rect().topLeft()), w.size())), name
+    row = window.mappings.rows[0]
+    assert row.meter.width() <= METER_MAX_WIDTH
+    meter_right = row.meter.mapTo(window, row.meter.rect().topRight()).x()
+    delete_left = row.delete.mapTo(window, row.delete.rect().topLeft()).x()
+    assert 0 < delete_left - meter_right < 250  # ▲ ▼ Dup ✕ right after the meter
+    assert window.mappings.curve_view.height() > max(small_curve, 120)
+    assert window.preview.view.image_rect().width() > 1000  # the picture is drawn large, not a thumbnail
+    shot = grab_screenshot(window, tmp_path / "4k.png", wait_s=5.0)
+    from PySide6.QtGui import QImage
+
+    assert QImage(str(shot)).size().toTuple() == (3840, 2160)
+
+
+def test_screenshot_with_a_dialog_draws_it_over_the_dimmed_window(window, qtbot, tmp_path):
+    """`stembridge gui --screenshot OUT.png --dialog connect|export` (the README's dialog images):
+    the dialog in the middle of the window, the window around it dimmed, the dialog closed after."""
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication, QDialog
+
+    from gui.app import grab_screenshot
+
+    plain = QImage(str(grab_screenshot(window, tmp_path / "plain.png", wait_s=5.0)))
+
+    def lightness(img, points) -> np.ndarray:
+        return np.array([img.pixelColor(x, y).lightness() for x, y in points], dtype=float)
+
+    corner = [(x, y) for x in range(5, 200, 13) for y in range(60, 300, 11)]
+    cx, cy = plain.width() // 2, plain.height() // 2
+    middle = [(x, y) for x in range(cx - 150, cx + 150, 9) for y in range(cy - 100, cy + 100, 9)]
+    for dialog in ("connect", "export"):
+        shot = QImage(str(grab_screenshot(window, tmp_path / f"{dialog}.png", wait_s=5.0, dialog=dialog)))
+        assert shot.size() == plain.size() == window.size()
+        assert lightness(shot, corner).mean() < 0.75 * lightness(plain, corner).mean()  # the same corner, darker
+        assert np.abs(lightness(shot, middle) - lightness(plain, middle)).mean() > 3  # the dialog's own pixels
+        assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible()]

@@ -42,6 +42,8 @@ OSCILLATORS = "Oscillators (beat / bar)"
 MIX_ENTRY = "Mix (all stems, as heard)"
 HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
            "range min", "range max", "value", "", "", "", "")
+#: The value meter's widest (px): past it a wide window's room goes after the row, not into the meter.
+METER_MAX_WIDTH = 420
 #: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
 CURVE_BEFORE_S = 1.0
 CURVE_SPAN_S = 5.0
@@ -106,6 +108,7 @@ class MappingRow:
         self.meter.setTextVisible(False)
         self.meter.setMaximumHeight(10)
         self.meter.setMinimumWidth(40)
+        self.meter.setMaximumWidth(METER_MAX_WIDTH)  # on a 4K screen the row's buttons stay beside it
         self.up = _tool("▲", "Move up (Alt+Up)")
         self.down = _tool("▼", "Move down (Alt+Down)")
         for b in (self.up, self.down, self.mute, self.solo):
@@ -212,6 +215,7 @@ class MappingCurve(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setMinimumHeight(90)
+        self.setMaximumHeight(360)
         self.times = np.zeros(0)
         self.values = np.zeros(0)
         self.title = "Select a mapping to see its curve"
@@ -293,9 +297,9 @@ class MappingEditor(QWidget):
         self.area = QScrollArea()
         self.area.setWidgetResizable(True)
         self.area.setFrameShape(QScrollArea.Shape.NoFrame)
-        col.addWidget(self.area, 1)
+        col.addWidget(self.area, 3)
         self.curve_view = MappingCurve()
-        col.addWidget(self.curve_view)
+        col.addWidget(self.curve_view, 1)  # a tall editor (a 4K screen) gives the curve room too
         self._structure: tuple | None = None
         for keys, slot in (("Ctrl+D", self.duplicate_mapping), ("Alt+Up", lambda: self.move_mapping(None, -1)),
                            ("Alt+Down", lambda: self.move_mapping(None, 1))):
@@ -386,6 +390,7 @@ class MappingEditor(QWidget):
                 grid.addWidget(QLabel("No mappings from this stem yet: “+ Mapping” adds one."), 1, 0, 1, len(HEADERS))
             grid.setRowStretch(len(indices) + 2, 1)
             grid.setColumnStretch(HEADERS.index("value"), 1)
+            grid.setColumnStretch(len(HEADERS), 1)  # room past METER_MAX_WIDTH goes after the row's buttons
             self.area.setWidget(body)
         items = self._source_items()
         solo = s.mapping_solo

@@ -67,6 +67,7 @@ class PreviewPane(QWidget):
         self.fps = QLabel("— fps")
         self.fps.setObjectName("Dim")
         self.keyframes = QProgressBar()
+        self.keyframes.setObjectName("KeyframeBar")  # a darker fill: its light text must read on it
         self.keyframes.setTextVisible(True)
         self.keyframes.setFormat("keyframes %v/%m")
         self.keyframes.setMaximumHeight(14)
