@@ -360,9 +360,13 @@ class MainWindow(QMainWindow):
         worker = NewProjectFromMixWorker(mix, Path(project_dir), separation)
 
         def done(paths: list) -> None:
-            if self.open_project(paths[0]):
-                self.messages.show_message("info", f"New project from {mix.name}: "
-                                           f"{len(self.adapter.session.project.stems)} stems separated by Demucs")
+            if not self.open_project(paths[0]):
+                return
+            skipped = getattr(worker, "skipped", [])
+            self.messages.show_message(
+                "warning" if skipped else "info",
+                f"New project from {mix.name}: {len(self.adapter.session.project.stems)} stems separated by Demucs"
+                + (f"; left out {len(skipped)}: " + "; ".join(skipped) if skipped else ""))
 
         self._mix_worker = worker  # kept alive while it runs
         return start_with_progress(worker, self, "New project from a mix", f"Separating {mix.name}", done,

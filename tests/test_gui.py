@@ -345,6 +345,8 @@ def test_separate_without_the_model_says_how_to_get_it_and_adds_nothing(window, 
     separate_mix_dialog(window.stems, _demo_mix(window, tmp_path), cache_dir=tmp_path / "cache")
     qtbot.waitUntil(lambda: window.messages.level == "error", timeout=60_000)
     assert "htdemucs" in window.messages.text and "HF_HUB_OFFLINE" in window.messages.text
+    assert "In the app: connect to the internet" in window.messages.text  # and the terminal way, for this case:
+    assert "stembridge separate MIX_FILE -o STEMS_DIR --model-repo DIR" in window.messages.text
     assert window.adapter.session.project.stems == before
     assert not (window.adapter.session.project_dir / "separated" / "Demo Mix").exists()
 
@@ -386,6 +388,7 @@ def test_new_project_from_a_mix_without_weights_says_how_to_get_them_and_makes_n
     qtbot.waitUntil(lambda: window.messages.level == "error", timeout=60_000)
     text = window.messages.text
     assert "'htdemucs'" in text and "HF_HUB_OFFLINE" in text and "--model-repo" in text
+    assert "In the app: connect to the internet" in text and "stembridge new PROJECT_DIR --mix MIX_FILE" in text
     assert str(tmp_path / "hf") in text  # where it looked
     assert not target.exists()  # no half-made project
     assert window.adapter.session.project_dir == before  # the open project stays open

@@ -10,12 +10,17 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
 
+#: Added to "model not available" in the app, whose user may never have typed a command.
+_ONLINE_HINT = "\n  In the app: connect to the internet and try again (the weights download once, then work offline)"
+
 
 class SeparateWorker(QThread):
     progressed = Signal(int, int, str)
     succeeded = Signal(list)
     failed = Signal(str)
     cancelled_text = "Separation cancelled; nothing was written."
+    model_hint = (_ONLINE_HINT + ", or split the mix in a terminal with the model files you copied: stembridge "
+                  "separate MIX_FILE -o STEMS_DIR --model-repo DIR, then drop the stems on the Stems tab.")
 
     def __init__(self, mix_path: Path, out_dir: Path, options: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -40,7 +45,9 @@ class SeparateWorker(QThread):
         except Cancelled:
             self.failed.emit(self.cancelled_text)
         except BridgeError as e:
-            self.failed.emit(str(e))
+            from bridge.separation import ModelNotAvailable
+
+            self.failed.emit(str(e) + (self.model_hint if isinstance(e, ModelNotAvailable) else ""))
         except Exception as e:  # noqa: BLE001 - shown to the user, logged
             import logging
 
@@ -112,6 +119,8 @@ class NewProjectFromMixWorker(SeparateWorker):
     (:func:`bridge.project.create.new_project_from_mix`: all or nothing)."""
 
     cancelled_text = "New project cancelled; nothing was written."
+    model_hint = (_ONLINE_HINT + ", or make the project in a terminal with the model files you copied: stembridge "
+                  "new PROJECT_DIR --mix MIX_FILE --model-repo DIR, then File ▸ Open project.")
 
     def work(self, progress) -> list[Path]:
         from bridge.project.create import new_project_from_mix
