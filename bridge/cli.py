@@ -65,17 +65,18 @@ def cmd_new(args: argparse.Namespace) -> int:
             fields["render"] = RenderSettings(**render)
     except ValueError as e:
         raise BridgeError(str(e)) from None
+    if args.mix is not None and args.stems is not None:
+        raise BridgeError("stembridge new takes --stems STEMS_DIR or --mix MIX_FILE, not both.")
     if args.mix is not None:
-        if args.stems is not None:
-            raise BridgeError("stembridge new takes --stems STEMS_DIR or --mix MIX_FILE, not both.")
-        args.stems = str(_separate_for_new(args))
-    if args.stems is None:
+        result = _new_from_mix(args, fields)
+    elif args.stems is None:
         raise BridgeError(
             "stembridge new needs --stems STEMS_DIR (the folder your DAW exported the stems into) "
             "or --mix MIX_FILE (a full mix to split into stems with Demucs)."
         )
-    result = new_project(args.project_dir, args.stems, name=args.name, roles=_parse_roles(args.role),
-                         overwrite=args.force, **fields)
+    else:
+        result = new_project(args.project_dir, args.stems, name=args.name, roles=_parse_roles(args.role),
+                             overwrite=args.force, **fields)
     for msg in result.skipped:
         print(f"skipped: {msg}", file=sys.stderr)
     for s in result.project.stems:
@@ -86,24 +87,16 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _separate_for_new(args: argparse.Namespace) -> Path:
-    """`new --mix`: split the mix into PROJECT_DIR/stems first (fails before minutes of work if
-    the project already exists)."""
-    from bridge.errors import ProjectError
-    from bridge.project.schema import PROJECT_FILENAME
-    from bridge.separation import separate_mix_to_folder
+def _new_from_mix(args: argparse.Namespace, fields: dict[str, object]):
+    """`new --mix`: split the mix into PROJECT_DIR/stems, then create the project (the same call as
+    the app's File ▸ New project from a mix; nothing is left behind when it fails)."""
+    from bridge.project.create import new_project_from_mix
     from bridge.separation.cli import separation_kwargs
 
-    target = Path(args.project_dir) / PROJECT_FILENAME
-    if target.exists() and not args.force:
-        raise ProjectError(
-            f"{target} already exists; stembridge will not replace a saved project. Pick another folder, "
-            "or pass --force to start it over."
-        )
-    stems_dir = Path(args.project_dir) / "stems"
     with tqdm_progress("separating", "segment", quiet=args.quiet) as progress:
-        separate_mix_to_folder(args.mix, stems_dir, progress=progress, **separation_kwargs(args))
-    return stems_dir
+        return new_project_from_mix(args.project_dir, args.mix, name=args.name, overwrite=args.force,
+                                    separation=separation_kwargs(args), progress=progress,
+                                    roles=_parse_roles(args.role), **fields)
 
 
 def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
@@ -185,7 +178,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
                               model=args.model, look=args.look, preset=args.preset, codec=args.codec,
                               crf=args.crf, bitrate=_bitrate(args.bitrate), section=args.section,
-                              progress=progress,
+                              fade_in_s=args.fade_in, fade_out_s=args.fade_out, progress=progress,
                               segments=args.segments, ray_address=args.ray, resume=not args.no_resume,
                               log_message=lambda m: print(m, file=sys.stderr))
     print(path)
@@ -280,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     region.add_argument("--start", type=float, metavar="S", help="start time in seconds")
     region.add_argument("--end", type=float, metavar="E", help="end time in seconds")
     region.add_argument("--section", metavar="N|NAME", help="render one section: its number (from 1) or name")
+    region.add_argument("--fade-in", type=float, default=0.0, metavar="S",
+                        help="fade the picture in from black and the sound in from silence over S seconds")
+    region.add_argument("--fade-out", type=float, default=0.0, metavar="S",
+                        help="fade the picture out to black and the sound out to silence over the last S seconds")
     r.add_argument("--engine", choices=("procedural", "shader", "lcm"), help="visual engine (default: the project's)")
     r.add_argument("--model", metavar="ID_OR_PATH", help="model for the lcm engine")
     r.add_argument("--look", metavar="NAME_OR_FILE.fs", help="look for the shader engine (stembridge looks list)")

@@ -1291,6 +1291,37 @@ class Session:
             raise ProjectError(format_validation_error(e, source="the mappings")) from None
         self._edit(label, lambda p: p.model_copy(update={"mappings": items}))
 
+    # -- mapping presets: the shipped ones and the producer's own ----------------------------
+    def mapping_presets(self) -> tuple[list[str], list[str]]:
+        """(shipped preset names, the producer's saved preset names)."""
+        from bridge.mapping.presets import PRESETS
+        from bridge.mapping.user_presets import list_user_presets
+
+        return list(PRESETS), list_user_presets()
+
+    def apply_mapping_preset(self, name: str) -> None:
+        """Replace the mappings with a shipped preset (built for this project's stems) or a saved one;
+        one undo step ("apply preset NAME")."""
+        from bridge.mapping.presets import PRESETS
+        from bridge.mapping.user_presets import load_user_preset
+
+        stems = self.project.stems
+        mappings = PRESETS[name](stems) if name in PRESETS else load_user_preset(name, stems)
+        self.set_mappings(mappings, label=f"apply preset {name}")
+
+    def save_mapping_preset(self, name: str, *, overwrite: bool = False) -> Path:
+        """Save this project's mappings as the producer's preset ``name`` (user config folder)."""
+        from bridge.mapping.user_presets import save_user_preset
+
+        project = self.project
+        return save_user_preset(name, project.mappings, project.stems, overwrite=overwrite)
+
+    def delete_mapping_preset(self, name: str) -> Path:
+        """Delete the producer's saved preset ``name`` (shipped presets cannot be deleted)."""
+        from bridge.mapping.user_presets import delete_user_preset
+
+        return delete_user_preset(name)
+
     # -- sections ----------------------------------------------------------------------------
     def add_section(self, start: float, *, end: float | None = None, unit: str = "seconds", **fields: Any) -> int:
         """Add a section (prompt, negative_prompt, seed, style, name, transition_beats, look, transition as keywords).
@@ -1405,9 +1436,10 @@ class Session:
                    lambda p: p.model_copy(update={"engine": _replace(p.engine, changes, what="engine settings")}),
                    coalesce=coalesce)
 
-    def set_render(self, *, coalesce: bool = False, **changes: Any) -> None:
-        """Render settings: width, height, fps, sample_rate, crf."""
-        self._edit(f"render {', '.join(sorted(changes))}",
+    def set_render(self, *, coalesce: bool = False, label: str | None = None, **changes: Any) -> None:
+        """Render settings: width, height, fps, sample_rate, crf. The preview follows the size's
+        aspect (what you see is the frame you export, never stretched)."""
+        self._edit(label or f"render {', '.join(sorted(changes))}",
                    lambda p: p.model_copy(update={"render": _replace(p.render, changes, what="render settings")}),
                    coalesce=coalesce)
 

@@ -52,6 +52,7 @@ QHeaderView::section { background: #16181d; color: #8b95a3; border: none; border
 QProgressBar { background: #121418; border: 1px solid #2a2e36; border-radius: 3px; color: #cfd5de;
                text-align: center; font-size: 8pt; }
 QProgressBar::chunk { background: #3ddc97; border-radius: 2px; }
+#KeyframeBar::chunk { background: #23654b; }
 #MessageBar { background: #24303f; border-bottom: 1px solid #2f4b7c; }
 #MessageBar[level="error"] { background: #3b1f24; border-bottom: 1px solid #d9434f; }
 #MessageBar QLabel { color: #f2f4f8; }
@@ -145,9 +146,16 @@ def create_app(argv: list[str] | None = None, *, install_error_hook: bool = True
     return app
 
 
-def grab_screenshot(window, out_path: str | Path, *, wait_s: float = 20.0, at_fraction: float = 0.42) -> Path:
+#: Dialogs ``--screenshot`` can show over the window: name → the MainWindow method that opens it.
+SCREENSHOT_DIALOGS = {"connect": "open_connect_daw", "export": "open_export", "preferences": "open_preferences"}
+
+
+def grab_screenshot(window, out_path: str | Path, *, wait_s: float = 20.0, at_fraction: float = 0.42,
+                    dialog: str | None = None) -> Path:
     """Wait (events running) until the analysis and preview are ready, put the playhead at
-    ``at_fraction`` of the song, then save the window as a PNG."""
+    ``at_fraction`` of the song, then save the window as a PNG. ``dialog`` (a key of
+    :data:`SCREENSHOT_DIALOGS`): open that dialog and draw it over the middle of the window, as a
+    user sees it (a top-level dialog is not part of the window's own grab)."""
     from bridge.fsutil import atomic_output
 
     app = QApplication.instance()
@@ -166,23 +174,63 @@ def grab_screenshot(window, out_path: str | Path, *, wait_s: float = 20.0, at_fr
             if st is None or (st.keyframes_total and not st.pass_active and st.keyframes_pending == 0):
                 break
             time.sleep(0.02)
-        end = time.monotonic() + 0.3
-        while time.monotonic() < end:  # a few ticks so every panel shows the final state
-            app.processEvents()
-            time.sleep(0.01)
+    opened = None
+    if dialog is not None:
+        if dialog not in SCREENSHOT_DIALOGS:
+            raise ValueError(f"--dialog {dialog!r}: pick one of {', '.join(SCREENSHOT_DIALOGS)}")
+        opened = getattr(window, SCREENSHOT_DIALOGS[dialog])()
+        if opened is None:  # e.g. export without a project: the message bar says why
+            raise RuntimeError(f"the {dialog} dialog could not be opened: {window.messages.text}")
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # a few ticks so every panel shows the final state
+        app.processEvents()
+        time.sleep(0.01)
+    image = window.grab()
+    if opened is not None:
+        _draw_dialog_over(image, opened)
+        opened.close()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out) as tmp:
-        if not window.grab().save(str(tmp), "PNG"):
+        if not image.save(str(tmp), "PNG"):
             raise OSError(f"could not write a PNG to {out}")
     os.chmod(out, 0o644)  # atomic_output's temp file is private (mkstemp); a README image is not
     return out
 
 
+def _draw_dialog_over(image, dialog) -> None:
+    """Paint ``dialog`` centred on ``image`` (a grab of the window, dimmed), with the title bar a
+    window manager would draw (offscreen there is none)."""
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QPainter, QPen
+
+    # at least a comfortable size, as a user would open it up (its steps and forms unscrolled)
+    dialog.resize(max(dialog.width(), 720), max(dialog.height(), 420))
+    QApplication.instance().processEvents()
+    shot = dialog.grab()
+    dpr = image.devicePixelRatio() or 1.0
+    sw, sh = shot.width() / (shot.devicePixelRatio() or 1.0), shot.height() / (shot.devicePixelRatio() or 1.0)
+    title_h = 30
+    x = int(max(0, (image.width() / dpr - sw) / 2))
+    y = int(max(title_h, (image.height() / dpr - sh - title_h) / 2 + title_h))
+    painter = QPainter(image)
+    painter.fillRect(image.rect(), QColor(0, 0, 0, 120))  # the window dimmed behind the dialog
+    bar = QRect(x, y - title_h, int(sw), title_h)
+    painter.fillRect(bar, QColor("#2a2e36"))
+    painter.setPen(QColor("#e6e9ee"))
+    painter.drawText(bar.adjusted(12, 0, 0, 0), int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
+                     dialog.windowTitle())
+    painter.drawPixmap(x, y, shot)
+    painter.setPen(QPen(QColor("#4a5160"), 1))
+    painter.drawRect(QRect(x - 1, y - title_h - 1, int(sw) + 1, int(sh) + title_h + 1))
+    painter.end()
+
+
 def run_gui(project_dir: str | Path | None = None, *, screenshot: str | Path | None = None,
-            size: tuple[int, int] = (1600, 980)) -> int:
+            size: tuple[int, int] = (1600, 980), dialog: str | None = None) -> int:
     """Open the app (on ``project_dir``, else the last project). With ``screenshot``, save the main
-    window as a PNG and exit (works with ``QT_QPA_PLATFORM=offscreen``). Returns the exit code."""
+    window (``size`` pixels; with ``dialog``, that dialog open over it) as a PNG and exit (works with
+    ``QT_QPA_PLATFORM=offscreen``). Returns the exit code."""
     t0 = time.perf_counter()
     app = create_app()
     from gui.main_window import MainWindow
@@ -213,7 +261,7 @@ def run_gui(project_dir: str | Path | None = None, *, screenshot: str | Path | N
             QTimer.singleShot(30, open_it)
     if screenshot is not None:
         try:
-            path = grab_screenshot(window, screenshot)
+            path = grab_screenshot(window, screenshot, dialog=dialog)
             print(path)
         finally:
             window.close()

@@ -14,8 +14,23 @@ def add_gui_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("project_dir", nargs="?", metavar="PROJECT_DIR", help="project folder (holding stembridge.json)")
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="render the main window to a PNG and exit (works headless with QT_QPA_PLATFORM=offscreen)")
+    p.add_argument("--size", metavar="WxH", default="1600x980", type=_size,
+                   help="with --screenshot: the window's size in pixels (default 1600x980; e.g. 3840x2160)")
+    p.add_argument("--dialog", choices=("connect", "export", "preferences"),
+                   help="with --screenshot: open this dialog over the window (Connect to your DAW, Export video, "
+                        "Preferences)")
     p.set_defaults(func=run_gui_command)
     return p
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write WIDTHxHEIGHT, e.g. 3840x2160") from None
+    if not (320 <= w <= 16384 and 240 <= h <= 16384):
+        raise argparse.ArgumentTypeError(f"{text!r}: pick 320x240 to 16384x16384")
+    return w, h
 
 
 def run_gui_command(args: argparse.Namespace | None = None) -> int:
@@ -35,4 +50,5 @@ def run_gui_command(args: argparse.Namespace | None = None) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
     from gui.app import run_gui
 
-    return run_gui(getattr(args, "project_dir", None), screenshot=screenshot)
+    return run_gui(getattr(args, "project_dir", None), screenshot=screenshot,
+                   size=getattr(args, "size", None) or (1600, 980), dialog=getattr(args, "dialog", None))

@@ -164,6 +164,8 @@ class MainWindow(QMainWindow):
         f = bar.addMenu("&File")
         self.new_action = self._action(f, "New project from stems…", QKeySequence.StandardKey.New,
                                        self.new_project_from_stems)
+        self.new_from_mix_action = self._action(f, "New project from a mix…", "Ctrl+Shift+N",
+                                                lambda: self.new_project_from_mix())
         self.open_action = self._action(f, "Open project…", QKeySequence.StandardKey.Open, self.choose_project)
         self.recent_menu = f.addMenu("Open Recent")
         self.recent_menu.aboutToShow.connect(self.rebuild_recent_menu)
@@ -334,6 +336,43 @@ class MainWindow(QMainWindow):
         if result.skipped:
             self.messages.show_message("warning", f"Skipped {len(result.skipped)} file(s): " + "; ".join(result.skipped))
         return True
+
+    def new_project_from_mix(self, mix_path: str | Path | None = None, project_dir: str | Path | None = None,
+                             **separation):
+        """Pick one audio file (a full mix) and a new or empty project folder; split the mix into
+        ``<project>/stems`` with Demucs on a worker (progress, Cancel) and open the new project.
+        ``separation``: options for :func:`bridge.separation.separate_mix_to_folder` (model,
+        model_repo, cache_dir…; default the released htdemucs). Without the model's weights the
+        message bar says what is missing and how to get it, and nothing is left on disk.
+        Returns the running worker (None when the user backed out)."""
+        from gui.panels.separate import NewProjectFromMixWorker, start_with_progress
+
+        if mix_path is None:
+            name, _ = QFileDialog.getOpenFileName(self, "New project from a mix: pick the full mix", "",
+                                                  "Audio (*.wav *.aif *.aiff *.flac *.mp3 *.ogg)")
+            if not name:
+                return None
+            mix_path = name
+        if project_dir is None:
+            project_dir = QFileDialog.getExistingDirectory(
+                self, "New project from a mix: pick a new or empty folder for the project")
+            if not project_dir:
+                return None
+        mix = Path(mix_path)
+        worker = NewProjectFromMixWorker(mix, Path(project_dir), separation)
+
+        def done(paths: list) -> None:
+            if not self.open_project(paths[0]):
+                return
+            skipped = getattr(worker, "skipped", [])
+            self.messages.show_message(
+                "warning" if skipped else "info",
+                f"New project from {mix.name}: {len(self.adapter.session.project.stems)} stems separated by Demucs"
+                + (f"; left out {len(skipped)}: " + "; ".join(skipped) if skipped else ""))
+
+        self._mix_worker = worker  # kept alive while it runs
+        return start_with_progress(worker, self, "New project from a mix", f"Separating {mix.name}", done,
+                                   lambda message: self.messages.show_message("error", message))
 
     def save_project_as(self) -> bool:
         """Copy the open project (stembridge.json + its analysis cache) to a new folder and open the copy;

@@ -144,6 +144,55 @@ def test_cli_renders_the_vertical_preset(project_dir: Path, capsys) -> None:  # 
     assert "8M" in capsys.readouterr().err
 
 
+def _decoded(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(frames (n, h, w, 3) uint8, audio (channels, samples) float32, sample rate) as a player decodes them."""
+    with av.open(str(path)) as c:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        audio = np.concatenate([f.to_ndarray() for f in c.decode(stream)], axis=1).astype(np.float32)
+        rate = stream.codec_context.sample_rate
+    return frames, audio, rate
+
+
+def test_fades_darken_the_picture_and_ramp_the_sound(project_dir: Path, capsys) -> None:  # noqa: F811
+    """A 3 s clip with 1 s fades, against the same clip without them, both decoded with PyAV: the
+    first and last frames are black, a frame a third into the fade-in is about a third as bright,
+    the middle is untouched; the sound's RMS ramps with the fades (AAC adds ~1 % noise)."""
+    from bridge.cli import main
+
+    project, _ = load_project(project_dir)
+    plain, faded = project_dir / "plain.mp4", project_dir / "faded.mp4"
+    region = {"width": 96, "height": 160, "fps": 15, "start_s": 1.0, "end_s": 4.0}
+    render_project(project, project_dir, plain, **region)
+    render_project(project, project_dir, faded, fade_in_s=1.0, fade_out_s=1.0, **region)
+    pv, pa, rate = _decoded(plain)
+    fv, fa, _ = _decoded(faded)
+    assert len(pv) == len(fv) == 45
+    bright = pv.reshape(45, -1).mean(axis=1)
+    ratio = fv.reshape(45, -1).mean(axis=1) / bright
+    assert bright.min() > 20  # the plain clip is a picture throughout
+    assert fv[0].max() <= 20 and fv[-1].max() <= 20  # black (limited range: 16)
+    assert ratio[5] == pytest.approx(5 / 15, abs=0.07)  # frame 5 of a 15-frame fade
+    assert ratio[22] == pytest.approx(1.0, abs=0.03)  # the middle is as rendered
+    assert ratio[39] == pytest.approx(5 / 15, abs=0.07)  # 5 frames before the last one
+
+    def rms(audio: np.ndarray, t: float) -> float:
+        a = audio[:, int((t - 0.05) * rate):int((t + 0.05) * rate)]
+        return float(np.sqrt(np.mean(a ** 2)))
+
+    for t, expected in ((0.25, 0.25), (0.5, 0.5), (0.75, 0.75), (1.5, 1.0), (2.25, 0.75), (2.75, 0.25)):
+        assert rms(fa, t) / rms(pa, t) == pytest.approx(expected, abs=0.06), t
+    # the command line takes the same fades, and refuses fades longer than the clip
+    assert main(["render", str(project_dir), "--start", "1", "--end", "2", "--fade-in", "0.6",
+                 "--fade-out", "0.6", "-o", str(project_dir / "cli.mp4"), "-q"]) == 2
+    assert "longer than the 1.00 s" in capsys.readouterr().err
+    assert main(["render", str(project_dir), "--width", "64", "--height", "64", "--fps", "10", "--end", "1",
+                 "--fade-in", "0.5", "-o", str(project_dir / "cli.mp4"), "-q"]) == 0
+    frames, _, _ = _decoded(project_dir / "cli.mp4")
+    assert frames[0].max() <= 20 and frames[-1].mean() > 20
+
+
 def _procedural_frame(width: int, height: int, params: dict, frames: int = 8) -> np.ndarray:
     engine = get_engine("procedural", working_scale=1.0)
     engine.start(RenderContext(width, height, Fraction(30), (SectionLook(0.0, 100.0, "a"),), seed=3))

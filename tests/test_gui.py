@@ -345,8 +345,53 @@ def test_separate_without_the_model_says_how_to_get_it_and_adds_nothing(window, 
     separate_mix_dialog(window.stems, _demo_mix(window, tmp_path), cache_dir=tmp_path / "cache")
     qtbot.waitUntil(lambda: window.messages.level == "error", timeout=60_000)
     assert "htdemucs" in window.messages.text and "HF_HUB_OFFLINE" in window.messages.text
+    assert "In the app: connect to the internet" in window.messages.text  # and the terminal way, for this case:
+    assert "stembridge separate MIX_FILE -o STEMS_DIR --model-repo DIR" in window.messages.text
     assert window.adapter.session.project.stems == before
     assert not (window.adapter.session.project_dir / "separated" / "Demo Mix").exists()
+
+
+def test_new_project_from_a_mix_separates_and_opens_it(window, qtbot, tmp_path):
+    pytest.importorskip("demucs")
+    import soundfile as sf
+
+    mix = _demo_mix(window, tmp_path)
+    target = tmp_path / "From Mix"
+    # demucs's own small test model (random weights, built by demucs.pretrained, no download)
+    worker = window.new_project_from_mix(mix, target, model="demucs_unittest", cache_dir=tmp_path / "cache")
+    assert worker is not None and worker.dialog.windowTitle() == "New project from a mix"
+    qtbot.waitUntil(lambda: window.adapter.session.project_dir == target.resolve(), timeout=120_000)
+    project = window.adapter.session.project
+    assert sorted(s.role for s in project.stems) == ["bass", "drums", "other", "vocals"]
+    on_disk = sorted((target / "stems").glob("*.wav"))
+    assert [p.name for p in on_disk] == sorted(f"Demo Mix - {r}.wav" for r in ("bass", "drums", "other", "vocals"))
+    assert all(sf.info(p).frames == sf.info(mix).frames for p in on_disk)  # each stem spans the whole mix
+    assert (target / "stembridge.json").is_file() and window.windowTitle().startswith("Demo Mix")
+    assert window.messages.level == "info" and "Demo Mix.wav" in window.messages.text
+    qtbot.waitUntil(lambda: len(window.timeline.lanes) == 4, timeout=60_000)
+
+
+def test_new_project_from_a_mix_without_weights_says_how_to_get_them_and_makes_nothing(
+        window, qtbot, tmp_path, monkeypatch):
+    pytest.importorskip("demucs")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = window.adapter.session.project_dir
+    mix = _demo_mix(window, tmp_path)
+    target = tmp_path / "Never Made"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(mix), ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(target))
+    window.new_from_mix_action.trigger()  # File ▸ New project from a mix…, the released htdemucs
+    qtbot.waitUntil(lambda: window.messages.level == "error", timeout=60_000)
+    text = window.messages.text
+    assert "'htdemucs'" in text and "HF_HUB_OFFLINE" in text and "--model-repo" in text
+    assert "In the app: connect to the internet" in text and "stembridge new PROJECT_DIR --mix MIX_FILE" in text
+    assert str(tmp_path / "hf") in text  # where it looked
+    assert not target.exists()  # no half-made project
+    assert window.adapter.session.project_dir == before  # the open project stays open
 
 
 def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
@@ -358,6 +403,8 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     dlg.fps.setCurrentText("12")
     dlg.start.setValue(1.0)
     dlg.end.setValue(2.5)
+    dlg.fade_in.setValue(0.5)
+    dlg.fade_out.setValue(0.5)
     out = tmp_path / "clip.mp4"
     dlg.out.setText(str(out))
     dlg.export_button.click()
@@ -368,9 +415,19 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
         v = c.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
         assert c.streams.audio, "the export has no audio stream"
+    with av.open(str(out)) as c:
+        audio = np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1)
+        rate = c.streams.audio[0].codec_context.sample_rate
     assert len(frames) == 18  # 1.5 s at 12 fps
     assert frames[0].shape == (64, 96, 3)
     assert max(float(f.std()) for f in frames) > 5.0  # pictures, not a blank clip
+    # the 0.5 s fades: black first and last frames, sound rising from silence and back
+    assert frames[0].max() <= 20 and frames[-1].max() <= 20 and frames[9].mean() > 25
+
+    def rms(a: float, b: float) -> float:
+        return float(np.sqrt(np.mean(audio[:, int(a * rate):int(b * rate)] ** 2)))
+
+    assert rms(0.0, 0.1) < 0.3 * rms(0.6, 0.9) and rms(1.4, 1.5) < 0.3 * rms(0.6, 0.9)
     dlg.close()
 
 
@@ -1111,3 +1168,134 @@ def test_effects_tab_adds_sets_bypasses_and_removes_a_lowpass_with_undo_and_save
     assert session.project.stems[0].fx == []
     assert on_disk() == []
     assert session.project.master_fx == []
+
+
+def test_mapping_presets_save_apply_elsewhere_undo_and_delete(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from bridge.project.store import copy_project
+
+    folder = tmp_path / "config" / "mapping_presets"
+    monkeypatch.setattr("bridge.mapping.user_presets.user_presets_dir", lambda: folder)
+    editor, session = window.mappings, window.adapter.session
+    editor.refresh_presets()
+    assert not editor.delete_preset_button.isEnabled()  # nothing of the user's yet
+
+    def pick(name: str) -> None:
+        editor.preset.setCurrentIndex(editor.preset.findData(name))
+        editor.preset.activated.emit(editor.preset.currentIndex())
+
+    pick("strobe")
+    saved = list(window.adapter.session.project.mappings)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Club night", True))
+    editor.save_preset_button.click()
+    assert [p.name for p in folder.glob("*.json")] == ["club_night.json"]
+    assert editor.preset_names()[-1] == "Club night" and editor.preset.findText("Club night  (yours)") > 0
+    pick("default")
+    default = list(session.project.mappings)
+    assert default != saved
+    pick("Club night")
+    assert session.project.mappings == saved
+    qtbot.waitUntil(lambda: window.undo_action.text() == "Undo apply preset Club night", timeout=5_000)
+    window.undo_action.trigger()  # one undo step back to what was there
+    assert session.project.mappings == default
+    # another project (a copy made before the preset was applied) gets the same mappings
+    other = copy_project(session.project_dir, tmp_path / "other")
+    assert window.open_project(other, watch=False)
+    assert window.adapter.session.project.mappings == default
+    pick("Club night")
+    assert window.adapter.session.project.mappings == saved
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Club night", True))
+    editor.delete_preset_button.click()
+    assert list(folder.glob("*.json")) == [] and "Club night" not in editor.preset_names()
+    assert not editor.delete_preset_button.isEnabled()
+
+
+def test_preview_takes_the_export_presets_aspect_without_stretching(window, qtbot):
+    """Picking "Vertical 9:16" in the export dialog makes the preview a vertical frame, drawn at
+    its own aspect with bars beside it; undo brings the wide frame back."""
+    from gui.panels.preview import BACKGROUND
+
+    session = window.adapter.session
+    wide = preview_frame(window).shape
+    assert wide[1] > wide[0]
+    dlg = window.open_export()
+    dlg.preset.setCurrentIndex(dlg.preset.findData("vertical-1080"))
+    assert (session.project.render.width, session.project.render.height) == (1080, 1920)
+    qtbot.waitUntil(lambda: preview_frame(window).shape[0] > preview_frame(window).shape[1], timeout=30_000)
+    h, w, _ = preview_frame(window).shape
+    assert h / w == pytest.approx(1920 / 1080, abs=0.02)
+    view = window.preview.view
+    qtbot.waitUntil(lambda: view.image is not None and view.image.height() > view.image.width(), timeout=5_000)
+    rect = view.image_rect()
+    assert rect.height() / rect.width() == pytest.approx(1920 / 1080, abs=0.02)
+    # the painted widget: background bars left and right of the picture, the picture inside
+    shot = view.grab().toImage()
+    bg = np.array([int(BACKGROUND[i:i + 2], 16) for i in (1, 3, 5)])
+
+    def column(x: int) -> np.ndarray:
+        return np.array([[shot.pixelColor(x, y).red(), shot.pixelColor(x, y).green(), shot.pixelColor(x, y).blue()]
+                         for y in range(0, shot.height(), 7)])
+
+    assert rect.left() >= 4  # the pane is wider than a vertical picture: pillarbox bars
+    assert (np.abs(column(int(rect.left()) - 2) - bg).max(axis=1) <= 2).all()
+    assert (np.abs(column(int(rect.right()) + 2) - bg).max(axis=1) <= 2).all()
+    assert (np.abs(column(int(rect.center().x())) - bg).max(axis=1) > 2).any()
+    dlg.close()
+    qtbot.waitUntil(lambda: window.undo_action.text() == "Undo export for vertical-1080", timeout=5_000)
+    window.undo_action.trigger()
+    qtbot.waitUntil(lambda: preview_frame(window).shape == wide, timeout=30_000)
+
+
+def test_layout_at_3840x2160_keeps_rows_together_and_gives_the_room_to_the_views(window, qtbot, tmp_path):
+    """On a 4K screen (at 100 %) a mapping row's buttons stay beside its meter (not 2,000 px away),
+    the curve view and the preview grow with the window, and every main widget is inside it."""
+    from PySide6.QtCore import QRect
+
+    from gui.app import grab_screenshot
+    from gui.panels.mappings import METER_MAX_WIDTH
+
+    window.tabs.setCurrentWidget(window.mappings)
+    small_curve = window.mappings.curve_view.height()
+    window.resize(3840, 2160)
+    qtbot.waitUntil(lambda: window.size().toTuple() == (3840, 2160), timeout=3_000)
+    qtbot.wait(100)
+    area = window.rect()
+    for name in ("transport", "tempo_bar", "timeline", "preview", "tabs", "mappings"):
+        w = getattr(window, name)
+        assert w.isVisible() and area.contains(QRect(w.mapTo(window, w.rect().topLeft()), w.size())), name
+    row = window.mappings.rows[0]
+    assert row.meter.width() <= METER_MAX_WIDTH
+    meter_right = row.meter.mapTo(window, row.meter.rect().topRight()).x()
+    delete_left = row.delete.mapTo(window, row.delete.rect().topLeft()).x()
+    assert 0 < delete_left - meter_right < 250  # ▲ ▼ Dup ✕ right after the meter
+    assert window.mappings.curve_view.height() > max(small_curve, 120)
+    assert window.preview.view.image_rect().width() > 1000  # the picture is drawn large, not a thumbnail
+    shot = grab_screenshot(window, tmp_path / "4k.png", wait_s=5.0)
+    from PySide6.QtGui import QImage
+
+    assert QImage(str(shot)).size().toTuple() == (3840, 2160)
+
+
+def test_screenshot_with_a_dialog_draws_it_over_the_dimmed_window(window, qtbot, tmp_path):
+    """`stembridge gui --screenshot OUT.png --dialog connect|export` (the README's dialog images):
+    the dialog in the middle of the window, the window around it dimmed, the dialog closed after."""
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication, QDialog
+
+    from gui.app import grab_screenshot
+
+    plain = QImage(str(grab_screenshot(window, tmp_path / "plain.png", wait_s=5.0)))
+
+    def lightness(img, points) -> np.ndarray:
+        return np.array([img.pixelColor(x, y).lightness() for x, y in points], dtype=float)
+
+    corner = [(x, y) for x in range(5, 200, 13) for y in range(60, 300, 11)]
+    cx, cy = plain.width() // 2, plain.height() // 2
+    middle = [(x, y) for x in range(cx - 150, cx + 150, 9) for y in range(cy - 100, cy + 100, 9)]
+    for dialog in ("connect", "export"):
+        shot = QImage(str(grab_screenshot(window, tmp_path / f"{dialog}.png", wait_s=5.0, dialog=dialog)))
+        assert shot.size() == plain.size() == window.size()
+        assert lightness(shot, corner).mean() < 0.75 * lightness(plain, corner).mean()  # the same corner, darker
+        assert np.abs(lightness(shot, middle) - lightness(plain, middle)).mean() > 3  # the dialog's own pixels
+        assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible()]

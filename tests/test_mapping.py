@@ -404,3 +404,39 @@ def test_default_preset_is_musical_for_a_split_kit():
     assert all(m.target in ("warp", "hue", "saturation") and m.attack_ms >= 100 for m in slow)
     assert any(m.source.startswith("bar.") and m.target == "rotation" for m in maps)
     assert not any(m.source.startswith(("vocals", "Vocals")) for m in maps)
+
+
+def test_user_presets_save_list_apply_elsewhere_and_delete(tmp_path):
+    """A saved preset round-trips through its JSON file; on a project whose drum stem has another
+    name the drum sources move to it by role; deleting removes the file."""
+    from bridge.mapping.user_presets import (
+        delete_user_preset,
+        list_user_presets,
+        load_user_preset,
+        save_user_preset,
+    )
+
+    folder = tmp_path / "presets"
+    stems = [StemSpec(name="Drums", path="d.wav", role="drums"), StemSpec(name="Bass", path="b.wav", role="bass")]
+    mappings = [Mapping(source="Drums.onset", target="zoom", amount=0.3, attack_ms=5, release_ms=120, offset=-0.1),
+                Mapping(source="Bass.low", target="warp", amount=0.5, curve="smoothstep"),
+                Mapping(source="beat.saw", target="hue", amount=0.2, enabled=False)]
+    assert list_user_presets(folder=folder) == []
+    path = save_user_preset("My Club Look", mappings, stems, folder=folder)
+    assert path.parent == folder and path.is_file()
+    assert list_user_presets(folder=folder) == ["My Club Look"]
+    assert load_user_preset("my club look", stems, folder=folder) == mappings  # same project: identical
+    other = [StemSpec(name="Kit", path="k.wav", role="drums"), StemSpec(name="Bass", path="b.wav", role="bass")]
+    moved = load_user_preset("My Club Look", other, folder=folder)
+    assert [m.source for m in moved] == ["Kit.onset", "Bass.low", "beat.saw"]
+    assert [m.model_dump(exclude={"source"}) for m in moved] == [m.model_dump(exclude={"source"}) for m in mappings]
+    with pytest.raises(ProjectError, match="already exists"):
+        save_user_preset("my club look", mappings[:1], stems, folder=folder)
+    save_user_preset("my club look", mappings[:1], stems, folder=folder, overwrite=True)
+    assert load_user_preset("My Club Look", stems, folder=folder) == mappings[:1]
+    with pytest.raises(ProjectError, match="shipped preset"):
+        save_user_preset("Strobe", mappings, stems, folder=folder)
+    assert delete_user_preset("My Club Look", folder=folder) == path
+    assert list_user_presets(folder=folder) == [] and not path.exists()
+    with pytest.raises(ProjectError, match="no saved mapping preset"):
+        load_user_preset("My Club Look", stems, folder=folder)

@@ -542,3 +542,32 @@ def test_new_project_from_a_mix_separates_then_creates_it(tiny_repo, mix_wav, tm
     assert main(["new", str(tmp_path / "p2"), "--mix", str(mix_wav), "--stems", str(proj / "stems")]) == 2
     assert main(["new", str(proj), "--mix", str(mix_wav), "--model-repo", str(tiny_repo), "-q"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_new_project_from_a_mix_cancelled_leaves_nothing_and_keeps_what_was_there(tiny_repo, mix_wav, tmp_path):
+    """All or nothing: a cancel after the first segment removes the folders the call made, and a
+    folder that existed keeps its own files."""
+    from bridge.project.create import new_project_from_mix
+
+    token = CancelToken()
+
+    def progress(done, total, label=""):
+        if done >= 1:
+            token.cancel()
+
+    options = {"model_repo": tiny_repo, "cache_dir": tmp_path / "cache", "shifts": 0}
+    with pytest.raises(Cancelled):
+        new_project_from_mix(tmp_path / "new", mix_wav, separation=options, progress=progress, cancel=token)
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        new_project_from_mix(existing, mix_wav, separation=options, progress=progress, cancel=token)
+    assert _no_leftovers(existing) == ["notes.txt"]
+    # uncancelled: the stems land in PROJECT/stems and the project is named after the mix
+    result = new_project_from_mix(existing, mix_wav, separation=options)
+    assert result.project.name == "My Song"
+    assert sorted(s.role for s in result.project.stems) == sorted(SIX)
+    assert (existing / "stembridge.json").is_file() and (existing / "notes.txt").read_text() == "mine"

@@ -196,6 +196,30 @@ def test_mapping_delete_duplicate_solo_and_undo_labels_in_words(project_dir):
         assert s.project == before
 
 
+def test_mapping_presets_shipped_and_saved_apply_as_one_undo_step(project_dir, tmp_path, monkeypatch):
+    from bridge.mapping.presets import PRESETS
+
+    monkeypatch.setattr("bridge.mapping.user_presets.user_presets_dir", lambda: tmp_path / "presets")
+    with Session.open(project_dir, **QUIET) as s:
+        before = s.project.mappings
+        assert s.mapping_presets() == (list(PRESETS), [])
+        s.apply_mapping_preset("strobe")
+        strobe = s.project.mappings
+        assert strobe == PRESETS["strobe"](s.project.stems) and s.undo_label == "apply preset strobe"
+        s.save_mapping_preset("Mine")
+        assert s.mapping_presets()[1] == ["Mine"]
+        s.undo()
+        assert s.project.mappings == before
+        s.apply_mapping_preset("Mine")
+        assert s.project.mappings == strobe and s.undo_label == "apply preset Mine"
+        with pytest.raises(ProjectError, match="already exists"):
+            s.save_mapping_preset("mine")
+        s.delete_mapping_preset("Mine")
+        assert s.mapping_presets()[1] == []
+        with pytest.raises(ProjectError, match="no saved mapping preset"):
+            s.apply_mapping_preset("Mine")
+
+
 def test_autosave_is_debounced_atomic_and_bounded(project_dir):
     path = project_dir / "stembridge.json"
     with Session.open(project_dir, analyse=False, preview=False, watch=False,

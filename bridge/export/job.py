@@ -20,7 +20,7 @@ from bridge.visuals.base import RenderContext
 if TYPE_CHECKING:
     from bridge.mapping.frame_params import FrameParams
 
-__all__ = ["RenderJob", "RenderRange", "frame_range"]
+__all__ = ["RenderJob", "RenderRange", "apply_fade", "check_fades", "fade_envelope", "frame_range"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,40 @@ def frame_range(duration_seconds: float, fps: Fraction, *, start_s: float | None
     return RenderRange(first, max(1, last - first), fps)
 
 
+def check_fades(fade_in_s: float, fade_out_s: float, duration_seconds: float) -> tuple[float, float]:
+    """The fade lengths as floats; RenderError when one is negative or not a number, or both together
+    are longer than the rendered range."""
+    fades = (float(fade_in_s or 0.0), float(fade_out_s or 0.0))
+    duration_seconds = float(duration_seconds)
+    for name, value in zip(("--fade-in", "--fade-out"), fades, strict=True):
+        if not math.isfinite(value) or value < 0:
+            raise RenderError(f"{name} {value:g} must be 0 or more seconds")
+    if sum(fades) > duration_seconds + 1e-9:
+        raise RenderError(f"--fade-in {fades[0]:g} s + --fade-out {fades[1]:g} s is longer than the "
+                          f"{duration_seconds:.2f} s being rendered; shorten the fades or render more.")
+    return fades
+
+
+def fade_envelope(n: int, rate: float, fade_in_s: float, fade_out_s: float, *,
+                  index: np.ndarray | None = None) -> np.ndarray:
+    """Gain per frame or sample, float32 (n,): a linear ramp from 0 (the first one) to 1 over
+    ``fade_in_s`` and from 1 down to 0 (the last one) over ``fade_out_s``; 1 elsewhere. ``rate``:
+    frames or samples per second. ``index``: only these positions (0..n-1) instead of all n."""
+    idx = np.arange(n, dtype=np.float64) if index is None else np.asarray(index, dtype=np.float64)
+    gain = np.ones(idx.shape, dtype=np.float64)
+    if fade_in_s > 0:
+        gain = np.minimum(gain, idx / (fade_in_s * rate))
+    if fade_out_s > 0:
+        gain = np.minimum(gain, (n - 1 - idx) / (fade_out_s * rate))
+    return np.clip(gain, 0.0, 1.0).astype(np.float32)
+
+
+def apply_fade(image: np.ndarray, gain: float) -> np.ndarray:
+    """An RGB uint8 frame scaled towards black by ``gain`` (0..1); the frame itself when gain is 1."""
+    if gain >= 1.0:
+        return image
+    return (image.astype(np.float32) * np.float32(gain) + np.float32(0.5)).astype(np.uint8)
+
 
 @dataclass(frozen=True)
 class RenderJob:
@@ -74,6 +108,16 @@ class RenderJob:
     preroll_frames: int
     #: Candidate cut frames (section starts, downbeats, diffusion keyframes), ascending.
     boundaries: tuple[int, ...] = ()
+    #: Fade from and to black (picture; the audio in ``audio`` is already faded), seconds.
+    fade_in_s: float = 0.0
+    fade_out_s: float = 0.0
+
+    def frame_gain(self, frame: int) -> float:
+        """How bright frame ``frame`` (absolute index) is after the fades: 0 = black, 1 = as rendered."""
+        if not (self.fade_in_s or self.fade_out_s):
+            return 1.0
+        return float(fade_envelope(self.range.n_frames, float(self.range.fps), self.fade_in_s, self.fade_out_s,
+                                   index=np.array([frame - self.range.start_frame]))[0])
 
     def without_audio(self) -> RenderJob:
         from dataclasses import replace

@@ -16,7 +16,7 @@ import numpy as np
 
 from bridge.analysis.types import SongAnalysis
 from bridge.errors import RenderError
-from bridge.export.job import RenderJob, frame_range
+from bridge.export.job import RenderJob, check_fades, fade_envelope, frame_range
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 from bridge.project.schema import Project, RenderSettings, parse_fps
 from bridge.project.store import resolve_stem_path
@@ -176,6 +176,8 @@ def render_project(
     crf: int | None = None,
     bitrate: int | None = None,
     section: str | int | None = None,
+    fade_in_s: float = 0.0,
+    fade_out_s: float = 0.0,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
     resume: bool = True,
@@ -188,7 +190,8 @@ def render_project(
     ``preset``: where the video goes (:data:`bridge.export.presets.PRESETS`: 1080p30, 1080p60, 4k30,
     vertical-1080, square-1080) — its size and fps, unless ``width``/``height``/``fps`` are given.
     ``codec`` (h264 / hevc / prores), ``crf`` or ``bitrate`` (b/s): the encoding. ``section``: render
-    one section (its 1-based number or name) instead of ``start_s``/``end_s``.
+    one section (its 1-based number or name) instead of ``start_s``/``end_s``. ``fade_in_s`` /
+    ``fade_out_s``: picture from/to black and sound from/to silence (linear), at the range's edges.
 
     The video is rendered in segments kept in a work folder beside the output
     (``.OUT.mp4.parts/``, see :mod:`bridge.export.segments`): a killed or cancelled export run
@@ -203,7 +206,8 @@ def render_project(
     cancel = cancel or CancelToken()
     job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
                          start_s=start_s, end_s=end_s, engine_name=engine_name, model=model, look=look,
-                         preset=preset, codec=codec, crf=crf, bitrate=bitrate, section=section, cancel=cancel)
+                         preset=preset, codec=codec, crf=crf, bitrate=bitrate, section=section,
+                         fade_in_s=fade_in_s, fade_out_s=fade_out_s, cancel=cancel)
     if ray_address:
         from bridge.export.cluster import render_on_ray
 
@@ -233,6 +237,8 @@ def prepare_render(
     crf: int | None = None,
     bitrate: int | None = None,
     section: str | int | None = None,
+    fade_in_s: float = 0.0,
+    fade_out_s: float = 0.0,
     cancel: CancelToken | None = None,
 ) -> RenderJob:
     """Resolve the project into a :class:`RenderJob` (analysis, mappings, engine settings, audio)."""
@@ -255,6 +261,7 @@ def prepare_render(
         picked = find_section(looks, section)
         start_s, end_s = picked.start_s, picked.end_s
     rng = frame_range(analysis.duration_seconds, rate, start_s=start_s, end_s=end_s)
+    fade_in_s, fade_out_s = check_fades(fade_in_s, fade_out_s, rng.duration_seconds)
     preroll = min(rng.start_frame, int(PREROLL_SECONDS * rate))
     if key == "shader":
         from bridge.mapping.sections import feedback_transition_preroll
@@ -304,6 +311,8 @@ def prepare_render(
                             audio=audio_inputs, audio_sample_rate=settings.sample_rate)
     a0 = int(round(rng.start_seconds * settings.sample_rate))
     audio = mix[:, a0:a0 + int(round(rng.duration_seconds * settings.sample_rate))]
+    if fade_in_s or fade_out_s:
+        audio = audio * fade_envelope(audio.shape[1], settings.sample_rate, fade_in_s, fade_out_s)
     cuts = {int(np.floor(sec.start_s * float(rate) + 1e-6)) for sec in looks}  # a section's first frame
     cuts.update(int(round(b * rate)) for b in grid.downbeats_s)
     cuts.update(int(k) for k in engine_settings.get("keyframes", ()) or ())
@@ -311,5 +320,6 @@ def prepare_render(
     return RenderJob(engine_key=key, engine_settings=engine_settings, context=context, params=params,
                      range=rng, settings=settings, audio=np.ascontiguousarray(audio),
                      preroll_frames=int(PREROLL_SECONDS * rate),
-                     boundaries=tuple(sorted(c for c in cuts if rng.start_frame < c < end_frame)))
+                     boundaries=tuple(sorted(c for c in cuts if rng.start_frame < c < end_frame)),
+                     fade_in_s=fade_in_s, fade_out_s=fade_out_s)
 

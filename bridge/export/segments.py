@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bridge.errors import RenderError
+from bridge.export.job import apply_fade
 from bridge.fsutil import PendingFile, atomic_write_text
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 
@@ -117,7 +118,7 @@ def job_key(job: RenderJob) -> str:
         "codec": job.settings.video_codec, "bitrate": job.settings.video_bitrate,
         "range": [job.range.start_frame, job.range.n_frames], "preroll": job.preroll_frames,
         "params_start": job.params.start_frame, "names": list(job.params.names),
-        "audio_sample_rate": ctx.audio_sample_rate,
+        "audio_sample_rate": ctx.audio_sample_rate, "fades": [job.fade_in_s, job.fade_out_s],
     }
     h = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode())
     for arr in (job.params.values, job.params.section_index, job.params.section_mix,
@@ -297,7 +298,7 @@ def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: in
                               f"({params.start_frame}…{params.start_frame + len(params) - 1}); re-run the render.")
         image = engine.render(frame, params.row(i), int(params.section_index[i]), float(params.section_mix[i]))
         if frame >= start_frame:
-            yield image
+            yield apply_fade(image, job.frame_gain(frame))
         elif cancel is not None:
             cancel.raise_if_cancelled("the render")
 

@@ -1,4 +1,4 @@
-"""Create a project from a folder of stems exported by a DAW."""
+"""Create a project from a folder of stems exported by a DAW, or from a full mix split by Demucs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.errors import AudioError, ProjectError
+from bridge.jobs import CancelToken, ProgressCallback
 from bridge.project.schema import PROJECT_FILENAME, Project, Section, StemSpec
 from bridge.project.store import relative_stem_path, save_project
 
@@ -106,3 +107,55 @@ def sections_from_analysis(bounds: list[tuple[float, float]], *, seed: int = 0, 
                 transition=transitions[i])
         for i, (a, b) in enumerate(bounds)
     ]
+
+
+def new_project_from_mix(
+    project_dir: str | os.PathLike[str],
+    mix_path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    overwrite: bool = False,
+    separation: Mapping[str, object] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    **project_fields: object,
+) -> NewProjectResult:
+    """Split a full mix into stems with Demucs (into ``PROJECT_DIR/stems``), then :func:`new_project`.
+
+    ``separation``: keyword arguments for :func:`bridge.separation.separate_mix_to_folder` (model,
+    model_repo, device, shifts, cache_dir…). Checks for an existing project before minutes of work.
+    All or nothing: on any error, cancel or Ctrl-C (missing Demucs weights raise ModelNotAvailable,
+    which says where we looked and how to get them) the folders and files this call made are
+    removed, and a folder that was already there is left as it was.
+
+    Raises ProjectError, SeparationError / ModelNotAvailable, MissingDependency, AudioError, Cancelled.
+    """
+    import shutil
+
+    from bridge.separation import separate_mix_to_folder
+
+    project_dir = Path(project_dir).resolve()
+    target = project_dir / PROJECT_FILENAME
+    if target.exists() and not overwrite:
+        raise ProjectError(
+            f"{target} already exists; stembridge will not replace a saved project. Pick another folder, "
+            "or pass --force to start it over."
+        )
+    stems_dir = project_dir / "stems"
+    # What was there before, so a failure removes only what this call made.
+    made_dirs = [d for d in (project_dir, stems_dir) if not d.exists()]
+    written: list[Path] = []
+    try:
+        written = separate_mix_to_folder(mix_path, stems_dir, progress=progress, cancel=cancel,
+                                         **dict(separation or {}))
+        if cancel is not None:
+            cancel.raise_if_cancelled("creating the project")
+        return new_project(project_dir, stems_dir, name=name or Path(mix_path).stem, overwrite=overwrite,
+                           **project_fields)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        for d in reversed(made_dirs):  # the stems folder first, then the project folder
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+        raise

@@ -1,5 +1,5 @@
 """Export dialog: where the video goes (a size/fps preset), engine, model, resolution, fps, codec and
-quality (CRF or bit rate), region (whole song, the loop region, a section, start/end) → a video via
+quality (CRF or bit rate), region (whole song, the loop region, a section, start/end), fades → a video via
 ``render_project`` on a worker thread, with progress, ETA, cancel, "Open video" and "Show in folder"
 (which say in the message bar why when they cannot)."""
 
@@ -120,6 +120,11 @@ class ExportDialog(QDialog):
         self.start = double_spin(0, 1e5, suffix=" s")
         self.end = double_spin(0, 1e5, suffix=" s", special="song end")
         rng = _row(self.start, QLabel("to"), self.end)
+        self.fade_in = double_spin(0, 60, value=0.0, decimals=1, step=0.5, suffix=" s", special="none")
+        self.fade_in.setToolTip("Picture from black and sound from silence at the start of the video")
+        self.fade_out = double_spin(0, 60, value=0.0, decimals=1, step=0.5, suffix=" s", special="none")
+        self.fade_out.setToolTip("Picture to black and sound to silence at the end of the video")
+        fades = _row(QLabel("in"), self.fade_in, QLabel("out"), self.fade_out)
         self.out = QLineEdit()
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
@@ -133,6 +138,7 @@ class ExportDialog(QDialog):
         form.addRow("Quality", quality)
         form.addRow("Region", self.region)
         form.addRow("", rng)
+        form.addRow("Fades", fades)
         form.addRow("Output", out_row)
         if project is not None:
             self.engine.setCurrentText(project.engine.name)
@@ -155,6 +161,7 @@ class ExportDialog(QDialog):
         self.preset.currentIndexChanged.connect(self._preset_picked)
         for spin in (self.width_spin, self.height_spin):
             spin.valueChanged.connect(self._match_preset)
+            spin.valueChanged.connect(self._size_changed)
         self.fps.currentTextChanged.connect(self._match_preset)
         self.codec.currentIndexChanged.connect(self._codec_changed)
         self.quality_mode.currentIndexChanged.connect(self._quality_mode_changed)
@@ -240,6 +247,17 @@ class ExportDialog(QDialog):
         self.fps.setCurrentText(p.fps)
         for w in (self.width_spin, self.height_spin, self.fps):
             w.blockSignals(False)
+        self._size_changed(label=f"export for {p.name}")
+
+    def _size_changed(self, *_: object, label: str | None = None) -> None:
+        """The project's output size follows the dialog, so the preview shows the frame being
+        exported (a vertical preset: a vertical preview, letterboxed, never stretched). One undo step."""
+        s = self.adapter.session
+        size = (self.width_spin.value(), self.height_spin.value())
+        if s is None or (s.project.render.width, s.project.render.height) == size:
+            return
+        self.adapter.command("set_render", width=size[0], height=size[1],
+                             label=label or f"export size {size[0]}×{size[1]}")
 
     def _match_preset(self) -> None:
         """Show the preset the size and fps are (Custom when none)."""
@@ -319,6 +337,10 @@ class ExportDialog(QDialog):
             opts["start_s"] = self.start.value()
         if self.end.value() > 0:
             opts["end_s"] = self.end.value()
+        if self.fade_in.value() > 0:
+            opts["fade_in_s"] = self.fade_in.value()
+        if self.fade_out.value() > 0:
+            opts["fade_out_s"] = self.fade_out.value()
         return opts
 
     def start_export(self) -> None:

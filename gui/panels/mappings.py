@@ -19,7 +19,9 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -40,6 +42,8 @@ OSCILLATORS = "Oscillators (beat / bar)"
 MIX_ENTRY = "Mix (all stems, as heard)"
 HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
            "range min", "range max", "value", "", "", "", "")
+#: The value meter's widest (px): past it a wide window's room goes after the row, not into the meter.
+METER_MAX_WIDTH = 420
 #: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
 CURVE_BEFORE_S = 1.0
 CURVE_SPAN_S = 5.0
@@ -104,6 +108,7 @@ class MappingRow:
         self.meter.setTextVisible(False)
         self.meter.setMaximumHeight(10)
         self.meter.setMinimumWidth(40)
+        self.meter.setMaximumWidth(METER_MAX_WIDTH)  # on a 4K screen the row's buttons stay beside it
         self.up = _tool("▲", "Move up (Alt+Up)")
         self.down = _tool("▼", "Move down (Alt+Down)")
         for b in (self.up, self.down, self.mute, self.solo):
@@ -210,6 +215,7 @@ class MappingCurve(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setMinimumHeight(90)
+        self.setMaximumHeight(360)
         self.times = np.zeros(0)
         self.values = np.zeros(0)
         self.title = "Select a mapping to see its curve"
@@ -271,19 +277,29 @@ class MappingEditor(QWidget):
         self.add_button.clicked.connect(self.add_mapping)
         self.preset = QComboBox()
         self.preset.addItem("Apply preset…")
+        self.preset.setToolTip("Replace the mappings with a preset (undo with Ctrl+Z); your own presets "
+                               "are listed after the shipped ones")
         self.preset.activated.connect(self.apply_preset)
+        self.save_preset_button = QPushButton("Save preset…")
+        self.save_preset_button.setToolTip("Save these mappings as your own preset (kept for every project)")
+        self.save_preset_button.clicked.connect(lambda: self.save_preset())
+        self.delete_preset_button = QPushButton("Delete preset…")
+        self.delete_preset_button.setToolTip("Delete one of your own presets")
+        self.delete_preset_button.clicked.connect(lambda: self.delete_preset())
         top.addWidget(QLabel("Stem"))
         top.addWidget(self.stem)
         top.addWidget(self.add_button)
         top.addStretch(1)
         top.addWidget(self.preset)
+        top.addWidget(self.save_preset_button)
+        top.addWidget(self.delete_preset_button)
         col.addLayout(top)
         self.area = QScrollArea()
         self.area.setWidgetResizable(True)
         self.area.setFrameShape(QScrollArea.Shape.NoFrame)
-        col.addWidget(self.area, 1)
+        col.addWidget(self.area, 3)
         self.curve_view = MappingCurve()
-        col.addWidget(self.curve_view)
+        col.addWidget(self.curve_view, 1)  # a tall editor (a 4K screen) gives the curve room too
         self._structure: tuple | None = None
         for keys, slot in (("Ctrl+D", self.duplicate_mapping), ("Alt+Up", lambda: self.move_mapping(None, -1)),
                            ("Alt+Down", lambda: self.move_mapping(None, 1))):
@@ -328,9 +344,7 @@ class MappingEditor(QWidget):
         if s is None:
             return
         if self.preset.count() == 1:
-            from bridge.mapping.presets import PRESETS
-
-            self.preset.addItems(list(PRESETS))
+            self.refresh_presets()
         names = self._stem_names()
         if [self.stem.itemText(i) for i in range(self.stem.count())] != names:
             current = self.stem.currentText()
@@ -376,6 +390,7 @@ class MappingEditor(QWidget):
                 grid.addWidget(QLabel("No mappings from this stem yet: “+ Mapping” adds one."), 1, 0, 1, len(HEADERS))
             grid.setRowStretch(len(indices) + 2, 1)
             grid.setColumnStretch(HEADERS.index("value"), 1)
+            grid.setColumnStretch(len(HEADERS), 1)  # room past METER_MAX_WIDTH goes after the row's buttons
             self.area.setWidget(body)
         items = self._source_items()
         solo = s.mapping_solo
@@ -502,15 +517,69 @@ class MappingEditor(QWidget):
                  f"{'  — muted' if not m.enabled else ''}   {times[0]:.1f}–{times[-1]:.1f} s")
         view.set_curve(times, params.column(m.target).astype(np.float64), title, muted=not m.enabled)
 
-    def apply_preset(self, i: int) -> None:
-        if i <= 0 or self.adapter.session is None:
+    # -- presets ------------------------------------------------------------------------------
+    def refresh_presets(self) -> None:
+        """The picker lists the shipped presets, then the producer's own (item data: the name)."""
+        presets = self.adapter.command("mapping_presets")
+        if presets is None:
             return
-        from bridge.mapping.presets import PRESETS
+        shipped, own = presets
+        self.preset.clear()
+        self.preset.addItem("Apply preset…")
+        for name in shipped:
+            self.preset.addItem(name, name)
+        if own:
+            self.preset.insertSeparator(self.preset.count())
+            for name in own:
+                self.preset.addItem(f"{name}  (yours)", name)
+        self.delete_preset_button.setEnabled(bool(own))
 
-        name = self.preset.itemText(i)
+    def preset_names(self) -> list[str]:
+        return [self.preset.itemData(i) for i in range(self.preset.count()) if self.preset.itemData(i)]
+
+    def apply_preset(self, i: int) -> None:
+        name = self.preset.itemData(i)
         self.preset.setCurrentIndex(0)
-        self.adapter.command("set_mappings", PRESETS[name](self.adapter.session.project.stems),
-                             label=f"apply preset {name}")
+        if name and self.adapter.session is not None:
+            self.adapter.command("apply_mapping_preset", name)
+
+    def save_preset(self, name: str | None = None) -> bool:
+        """Save the project's mappings as the producer's own preset (asks for a name; asks before
+        replacing one of the same name)."""
+        if self.adapter.session is None:
+            return False
+        if name is None:
+            name, ok = QInputDialog.getText(self, "Save mapping preset", "Name for these mappings:")
+            if not ok or not name.strip():
+                return False
+        _, own = self.adapter.command("mapping_presets") or ([], [])
+        overwrite = any(n.casefold() == name.strip().casefold() for n in own)
+        if overwrite and QMessageBox.question(
+                self, "Replace preset", f"Replace your preset {name.strip()!r} with these mappings?"
+        ) != QMessageBox.StandardButton.Yes:
+            return False
+        path = self.adapter.command("save_mapping_preset", name, overwrite=overwrite)
+        if path is None:
+            return False
+        self.refresh_presets()
+        self.adapter.message.emit("info", f"Saved mapping preset {name.strip()!r} ({path})")
+        return True
+
+    def delete_preset(self, name: str | None = None) -> bool:
+        """Delete one of the producer's own presets (picked from a list)."""
+        _, own = self.adapter.command("mapping_presets") or ([], [])
+        if not own:
+            self.adapter.message.emit("info", "You have no saved mapping presets to delete.")
+            return False
+        if name is None:
+            name, ok = QInputDialog.getItem(self, "Delete mapping preset", "Delete your preset:", own, 0, False)
+            if not ok:
+                return False
+        if self.adapter.command("delete_mapping_preset", name) is None:
+            return False
+        self.refresh_presets()
+        self.adapter.message.emit("info", f"Deleted mapping preset {name!r}")
+        return True
 
     # -- live meters --------------------------------------------------------------------------
     def on_tick(self, state) -> None:

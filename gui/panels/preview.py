@@ -12,6 +12,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QV
 
 from gui.session_adapter import SessionAdapter
 
+#: What shows around the frame (letterbox/pillarbox bars).
+BACKGROUND = "#0b0c0f"
+
 
 class FrameView(QWidget):
     """Paints one RGB frame letterboxed into the widget."""
@@ -29,15 +32,22 @@ class FrameView(QWidget):
         self.image = QImage(data.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
         self.update()
 
+    def image_rect(self) -> QRectF:
+        """Where the frame is drawn: as large as fits, centred, at the frame's own aspect (a vertical
+        export shows as a vertical picture with bars beside it, never stretched)."""
+        if self.image is None:
+            return QRectF()
+        iw, ih = self.image.width(), self.image.height()
+        scale = min(self.width() / iw, self.height() / ih)
+        w, h = iw * scale, ih * scale
+        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+
     def paintEvent(self, event) -> None:
         p = QPainter(self)
-        p.fillRect(self.rect(), QColor("#0b0c0f"))
+        p.fillRect(self.rect(), QColor(BACKGROUND))
         if self.image is not None:
-            iw, ih = self.image.width(), self.image.height()
-            scale = min(self.width() / iw, self.height() / ih)
-            w, h = iw * scale, ih * scale
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.drawImage(QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h), self.image)
+            p.drawImage(self.image_rect(), self.image)
         p.end()
 
 
@@ -57,6 +67,7 @@ class PreviewPane(QWidget):
         self.fps = QLabel("— fps")
         self.fps.setObjectName("Dim")
         self.keyframes = QProgressBar()
+        self.keyframes.setObjectName("KeyframeBar")  # a darker fill: its light text must read on it
         self.keyframes.setTextVisible(True)
         self.keyframes.setFormat("keyframes %v/%m")
         self.keyframes.setMaximumHeight(14)

@@ -1,5 +1,6 @@
-""""Separate a mix…": Demucs on a worker thread (torch is imported there, never at startup), with a
-progress dialog and cancel; the separated stems are then added to the project like dropped files."""
+""""Separate a mix…" and File ▸ "New project from a mix…": Demucs on a worker thread (torch is imported
+there, never at startup), with a progress dialog and cancel. Separated stems are added to the open project
+like dropped files; a new project from a mix is opened once it is made."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
 
+#: Added to "model not available" in the app, whose user may never have typed a command.
+_ONLINE_HINT = "\n  In the app: connect to the internet and try again (the weights download once, then work offline)"
+
 
 class SeparateWorker(QThread):
     progressed = Signal(int, int, str)
     succeeded = Signal(list)
     failed = Signal(str)
+    cancelled_text = "Separation cancelled; nothing was written."
+    model_hint = (_ONLINE_HINT + ", or split the mix in a terminal with the model files you copied: stembridge "
+                  "separate MIX_FILE -o STEMS_DIR --model-repo DIR, then drop the stems on the Stems tab.")
 
     def __init__(self, mix_path: Path, out_dir: Path, options: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -23,19 +30,24 @@ class SeparateWorker(QThread):
         self.options = dict(options or {})  # separate_mix_to_folder's: model, model_repo, cache_dir…
         self.cancel = CancelToken()
 
+    def work(self, progress) -> list[Path]:
+        """The job (on this thread); returns the paths to hand to ``succeeded``."""
+        from bridge.separation import separate_mix_to_folder
+
+        return separate_mix_to_folder(self.mix_path, self.out_dir, cancel=self.cancel, progress=progress,
+                                      **self.options)
+
     def run(self) -> None:
         from bridge.errors import BridgeError, Cancelled
 
         try:
-            from bridge.separation import separate_mix_to_folder
-
-            paths = separate_mix_to_folder(self.mix_path, self.out_dir, cancel=self.cancel,
-                                           progress=lambda d, t, label="": self.progressed.emit(int(d), int(t), label),
-                                           **self.options)
+            paths = self.work(lambda d, t, label="": self.progressed.emit(int(d), int(t), label))
         except Cancelled:
-            self.failed.emit("Separation cancelled; nothing was written.")
+            self.failed.emit(self.cancelled_text)
         except BridgeError as e:
-            self.failed.emit(str(e))
+            from bridge.separation import ModelNotAvailable
+
+            self.failed.emit(str(e) + (self.model_hint if isinstance(e, ModelNotAvailable) else ""))
         except Exception as e:  # noqa: BLE001 - shown to the user, logged
             import logging
 
@@ -61,30 +73,59 @@ def separate_mix_dialog(panel: QWidget, mix_path: Path | None = None, **options:
         mix_path = Path(name)
     out_dir = adapter.session.project_dir / "separated" / mix_path.stem
     worker = SeparateWorker(mix_path, out_dir, options)
-    dialog = QProgressDialog(f"Separating {mix_path.name}…", "Cancel", 0, 0, panel)
-    dialog.setWindowTitle("Separate a mix")
-    dialog.setMinimumDuration(0)
-    dialog.canceled.connect(worker.cancel.cancel)
-
-    def progress(done: int, total: int, label: str) -> None:
-        dialog.setMaximum(max(1, total))
-        dialog.setValue(done)
-        if label:
-            dialog.setLabelText(f"Separating {mix_path.name}: {label}")
 
     def done(paths: list) -> None:
-        dialog.close()
         added = panel.add_files([Path(p) for p in paths])
         adapter.message.emit("info", f"Separated {mix_path.name}: added {', '.join(added) or 'no new stems'}")
 
-    def failed(message: str) -> None:
+    panel._separate_worker = worker  # keep it alive while it runs
+    return start_with_progress(worker, panel, "Separate a mix", f"Separating {mix_path.name}", done,
+                               lambda message: adapter.message.emit("error", message))
+
+
+def start_with_progress(worker: SeparateWorker, parent: QWidget, title: str, text: str, done, failed) -> SeparateWorker:
+    """Start ``worker`` behind a progress dialog whose Cancel cancels it; ``done(paths)`` or
+    ``failed(message)`` run on the GUI thread once it ends (the dialog closed first)."""
+    dialog = QProgressDialog(f"{text}…", "Cancel", 0, 0, parent)
+    dialog.setWindowTitle(title)
+    dialog.setMinimumDuration(0)
+    dialog.canceled.connect(worker.cancel.cancel)
+    worker.dialog = dialog
+
+    def progress(done_units: int, total: int, label: str) -> None:
+        dialog.setMaximum(max(1, total))
+        dialog.setValue(done_units)
+        if label:
+            dialog.setLabelText(f"{text}: {label}")
+
+    def succeeded(paths: list) -> None:
         dialog.close()
-        adapter.message.emit("error", message)
+        done(paths)
+
+    def on_failed(message: str) -> None:
+        dialog.close()
+        failed(message)
 
     worker.progressed.connect(progress)
-    worker.succeeded.connect(done)
-    worker.failed.connect(failed)
-    panel._separate_worker = worker  # keep it alive while it runs
+    worker.succeeded.connect(succeeded)
+    worker.failed.connect(on_failed)
     worker.start()
     dialog.show()
     return worker
+
+
+class NewProjectFromMixWorker(SeparateWorker):
+    """Separate a mix into ``<project>/stems`` and create the project there
+    (:func:`bridge.project.create.new_project_from_mix`: all or nothing)."""
+
+    cancelled_text = "New project cancelled; nothing was written."
+    model_hint = (_ONLINE_HINT + ", or make the project in a terminal with the model files you copied: stembridge "
+                  "new PROJECT_DIR --mix MIX_FILE --model-repo DIR, then File ▸ Open project.")
+
+    def work(self, progress) -> list[Path]:
+        from bridge.project.create import new_project_from_mix
+
+        result = new_project_from_mix(self.out_dir, self.mix_path, separation=self.options, progress=progress,
+                                      cancel=self.cancel)
+        self.skipped = list(result.skipped)
+        return [result.project_dir]
