@@ -37,7 +37,7 @@ from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS, is_shader_target
 from bridge.mapping.sections import section_timeline
 from bridge.mapping.sources import OscillatorSource, StemSource, oscillator_values, resolve_source
 from bridge.project import schema
-from bridge.visuals.base import SectionLook
+from bridge.vocab import SectionLook
 
 #: ``exp`` curve: (e^(k·x) − 1) / (e^k − 1), k = EXP_CURVE_K (slow start, steep end).
 EXP_CURVE_K = 4.0

@@ -25,6 +25,10 @@ import numpy as np
 from bridge.analysis.types import BeatGrid, SongAnalysis, StemFeatures
 from bridge.errors import AnalysisError, ProjectError
 
+# MIX (the source prefix for the mix as heard: ``mix.onset``, ``mix.rms``…, unless a stem or role
+# is named so) is defined in bridge.vocab: project presets need it below this layer.
+from bridge.vocab import MIX
+
 #: Features of a stem a mapping can read. ``chroma`` becomes a hue-like scalar (circular mean of
 #: the pitch-class vector, C = 0.0, C# = 1/12, …); ``onsets`` is the onset event list as impulses;
 #: ``hits`` the same impulses sized by how strong each onset is (the onset curve's peak there,
@@ -279,10 +283,6 @@ def onset_impulses(onsets_s: np.ndarray, *, rate_hz: float, n: int) -> np.ndarra
     out[idx] = 1.0
     return out
 
-
-#: The source prefix for the mix as heard (``mix.onset``, ``mix.rms``…), unless a stem or role
-#: is named so.
-MIX = "mix"
 
 #: ``onset`` keeps only its local maxima within ±this many curve samples (±23 ms).
 ONSET_PEAK_HALF_WIDTH = 2
