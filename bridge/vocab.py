@@ -3,7 +3,7 @@
 Layer order (lowest first; a module imports only from its own package or from lower layers —
 ``tests/test_layers.py`` checks it): errors → fsutil, jobs, cli_support, daw_install →
 **timebase, vocab** → transport → stems → separation → project → plugins → analysis → mapping →
-visuals → export → playback → preview → session → demo, commands → cli.
+visuals → export → playback → preview → session → demo, commands → cli → __main__.
 
 What lives here and why it is not in the package that uses it most:
 
