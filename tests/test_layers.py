@@ -30,7 +30,8 @@ lower package depend on the higher one.
 ==  ==================================  ==============================================================
 
 The graph is read from the source with :mod:`ast` (nothing is imported, so the test is fast and sees
-imports a code path might never run). The self-checks at the bottom run the same walker over tiny
+imports a code path might never run); module names in lazy-export tables resolved with
+``importlib.import_module`` count as imports too. The self-checks at the bottom run the same walker over tiny
 fake packages to show it can fail.
 """
 
@@ -96,12 +97,15 @@ def _unit(module: str) -> str:
 
 
 def import_edges(root: Path, package: str = "bridge") -> list[Edge]:
-    """Every import (module level and inside functions) from one module of ``package`` to another."""
+    """Every import from one module of ``package`` to another: module level, inside functions, and
+    module names given as strings in a file that calls ``importlib.import_module`` (lazy exports)."""
     files = {_module_name(root, p): p for p in sorted((root / package).rglob("*.py"))}
     edges: list[Edge] = []
     for module, path in files.items():
         is_pkg = path.name == "__init__.py"
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text, filename=str(path))
+        dynamic = "import_module" in text
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -114,6 +118,12 @@ def import_edges(root: Path, package: str = "bridge") -> list[Edge]:
                     name = node.module or ""
                 # ``from bridge.x import y``: y is a submodule or a name defined in bridge.x.
                 names = [f"{name}.{a.name}" for a in node.names] + [name]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and dynamic:
+                # A lazy-export table (``{"Name": "bridge.x.y"}`` + importlib.import_module): the
+                # string is an import too. Only exact module names count.
+                if node.value not in files:
+                    continue
+                names = [node.value]
             else:
                 continue
             targets = set()
@@ -258,6 +268,12 @@ _CASES = {
                "high.py": "Y = 3\n"},
         cycles=[], bad=["fake/mid/part.py:1: fake.mid.part imports fake.high: upward, from mid (layer 1) "
                         "to high (layer 2)"]),
+    "lazy export table": dict(
+        files={"low.py": '_EXPORTS = {"Y": "fake.high"}\n\n\ndef __getattr__(name):\n'
+                         '    import importlib\n\n    return getattr(importlib.import_module(_EXPORTS[name]), name)\n',
+               "mid/__init__.py": "",
+               "high.py": "Y = 5\n"},
+        cycles=[], bad=["fake/low.py:1: fake.low imports fake.high: upward, from low (layer 0) to high (layer 2)"]),
     "submodule import": dict(
         files={"low.py": "",
                "mid/__init__.py": "",
