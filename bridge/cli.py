@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_daw_scripts_parser(sub)
 
-    from bridge.preview.cli import add_preview_parser
+    from bridge.commands.preview import add_preview_parser
 
     add_preview_parser(sub)
 

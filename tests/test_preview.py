@@ -568,7 +568,7 @@ def test_preview_cli_writes_a_frame_and_a_status_line(project_dir, tmp_path, cap
 
     import cv2
 
-    from bridge.preview.cli import main
+    from bridge.commands.preview import main
 
     out = tmp_path / "out"
     rc = main([str(project_dir), "--out-dir", str(out), "--duration", "0.2", "--fps", "10", "--start", "5",

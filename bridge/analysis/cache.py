@@ -20,7 +20,8 @@ from bridge.fsutil import atomic_output, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-_CODE_FILES = ("types.py", "features.py", "beats.py", "sections.py")
+# ../timebase.py holds BeatGrid (part of every cached result), moved there from types.py.
+_CODE_FILES = ("types.py", "features.py", "beats.py", "sections.py", "../timebase.py")
 
 
 def code_version() -> str:

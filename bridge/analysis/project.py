@@ -1,5 +1,8 @@
 """Analyse a whole project: every stem's features (in parallel, cached per stem) + the beat grid
-and sections (cached per song). Reopening an unchanged project decodes no audio at all."""
+and sections (cached per song). Reopening an unchanged project decodes no audio at all.
+
+Layer: :mod:`bridge.analysis` sits above project and plugins (it reads the project and runs each
+stem's effect chain before analysing it) and below mapping (see :mod:`bridge.vocab`)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ from bridge.analysis import types as T
 from bridge.analysis.cache import AnalysisCache, code_version, make_key
 from bridge.errors import AnalysisError, ProjectError
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
+
+# Defined beside the effect chains (plugins layer, below this one); re-exported from here.
+from bridge.plugins.chain import chain_tempo_bpm
 from bridge.project.schema import Project, StemSpec
 from bridge.project.store import cache_dir, resolve_stem_path
 from bridge.stems.load import file_digest, load_audio, place_in_song, probe_audio
@@ -44,11 +50,6 @@ def _stem_key(spec: StemSpec, digest: str, version: str, chain: list | None = No
     extra = [chain] if chain else []
     return make_key("stem-features", digest, spec.offset_seconds, version,
                     T.ANALYSIS_SAMPLE_RATE, T.ANALYSIS_HOP, T.ANALYSIS_N_FFT, *extra)
-
-
-def chain_tempo_bpm(project: Project) -> float | None:
-    """The tempo tempo-synced effects get before any beat tracking: the DAW's or the producer's."""
-    return project.tempo.tempo_bpm or project.rhythm.tempo_bpm
 
 
 def stem_chain_state(project: Project, spec: StemSpec) -> list:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from bridge.analysis.types import BeatGrid
+from bridge.timebase import BeatGrid, TempoMap
 
 
 def beat_grid_from_midi(
@@ -20,9 +20,7 @@ def beat_grid_from_midi(
     time-signature change. The grid continues at the last tempo until ``duration_seconds``.
     ``offset_seconds`` is the song time of MIDI time 0. tempo_bpm is the median quarter-note tempo.
     """
-    # One MIDI tempo-map reader in the project: the transport's TempoMap (exact through tempo
+    # One MIDI tempo-map reader in the project: bridge.timebase.TempoMap (exact through tempo
     # changes in the middle of a beat); this function only turns it into the analysis BeatGrid.
-    from bridge.transport.clock import TempoMap
-
     tmap = TempoMap.from_midi_file(path, offset_seconds=offset_seconds)
     return tmap.to_beat_grid(duration_seconds=duration_seconds, source="midi")

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# BeatGrid is part of the time base (bridge.timebase, bottom layer: the transport uses it too);
+# re-exported here, where analysis results have always had it.
+from bridge.timebase import BeatGrid
+
 #: Sample rate all stems are analysed at (Hz). Mono, float32.
 ANALYSIS_SAMPLE_RATE = 22050
 #: STFT hop (samples at ANALYSIS_SAMPLE_RATE) → curve rate = 22050 / 256 ≈ 86.13 Hz.
@@ -53,43 +57,6 @@ class StemFeatures:
     def times_s(self) -> np.ndarray:
         """Time of each curve sample in seconds, shape (n_frames,)."""
         return np.arange(self.n_frames, dtype=np.float64) / self.frame_rate_hz
-
-
-@dataclass(frozen=True, eq=False)
-class BeatGrid:
-    """Song-level rhythm: tempo, beats and downbeats in seconds from song start.
-
-    beats_s: shape (n_beats,), sorted. downbeats_s: subset of beats_s (first beat of each bar).
-    beats_per_bar: beats in a bar as a listener taps them (3 for 3/4, 4 for 4/4, 2 for 6/8, 4 for
-        12/8).
-    source: "detected", "project" (constant tempo from the project/DAW) or "midi" (tempo map file).
-    beat_division: 2 for simple meter (a beat divides into two 8ths), 3 for compound meter (6/8,
-        12/8: the beat is a dotted quarter of three 8ths).
-    swing_ratio, swing_level: how the off-beat 8th or 16th is delayed (detected; see beats.py).
-    """
-
-    tempo_bpm: float
-    beats_s: np.ndarray
-    downbeats_s: np.ndarray
-    beats_per_bar: int
-    source: str = "detected"
-    beat_division: int = 2
-    #: Long : short ratio of swung pairs (1.0 straight, 2.0 triplet swing) at ``swing_level``
-    #: (8 = swung 8ths, 16 = swung 16ths, 0 = straight).
-    swing_ratio: float = 1.0
-    swing_level: int = 0
-
-    @property
-    def time_signature(self) -> tuple[int, int]:
-        """(numerator, denominator) as notated: (4, 4), (3, 4), (6, 8), (12, 8)…"""
-        if self.beat_division == 3:
-            return self.beats_per_bar * 3, 8
-        return self.beats_per_bar, 4
-
-    @property
-    def meter_label(self) -> str:
-        num, den = self.time_signature
-        return f"{num}/{den}"
 
 
 @dataclass(frozen=True, eq=False)

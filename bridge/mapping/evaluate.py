@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from math import ceil, exp
+from math import exp
 
 import numpy as np
 
@@ -37,7 +37,11 @@ from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS, is_shader_target
 from bridge.mapping.sections import section_timeline
 from bridge.mapping.sources import OscillatorSource, StemSource, oscillator_values, resolve_source
 from bridge.project import schema
-from bridge.visuals.base import SectionLook
+
+# Frame index <-> song seconds is part of the time base (bridge.timebase); re-exported here.
+from bridge.timebase import frame_times as frame_times
+from bridge.timebase import song_frame_count as song_frame_count
+from bridge.vocab import SectionLook
 
 #: ``exp`` curve: (e^(k·x) − 1) / (e^k − 1), k = EXP_CURVE_K (slow start, steep end).
 EXP_CURVE_K = 4.0
@@ -95,18 +99,6 @@ def apply_curve(x: np.ndarray, curve: str) -> np.ndarray:
     if curve == "smoothstep":
         return x * x * (3.0 - 2.0 * x)
     raise ProjectError(f"mapping curve {curve!r} is unknown; use linear, exp or smoothstep")
-
-
-def frame_times(fps: Fraction, start_frame: int, n_frames: int) -> np.ndarray:
-    """Song time (s) of frames start_frame … start_frame+n_frames (inclusive, n_frames+1 values:
-    the last is the end of the last frame's interval). k/fps computed as (k·den)/num, one rounding."""
-    k = np.arange(start_frame, start_frame + n_frames + 1, dtype=np.int64)
-    return (k * fps.denominator) / float(fps.numerator)
-
-
-def song_frame_count(duration_seconds: float, fps: Fraction) -> int:
-    """ceil(duration · fps), exact (a song of exactly 10 s at 30 fps has 300 frames)."""
-    return max(0, ceil(Fraction(duration_seconds) * fps))
 
 
 def _pool_to_frames(y: np.ndarray, rate_hz: float, edges_s: np.ndarray, *, transient: bool) -> np.ndarray:

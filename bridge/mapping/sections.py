@@ -17,7 +17,7 @@ from bridge.analysis.types import BeatGrid
 from bridge.errors import ProjectError
 from bridge.mapping.sources import beat_position, beat_time
 from bridge.project import schema
-from bridge.visuals.base import SectionLook
+from bridge.vocab import SectionLook
 
 
 def _to_seconds(value: float, unit: str, beat_grid: BeatGrid) -> float:

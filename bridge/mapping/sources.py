@@ -22,8 +22,21 @@ from typing import Literal
 
 import numpy as np
 
-from bridge.analysis.types import BeatGrid, SongAnalysis, StemFeatures
+from bridge.analysis.types import SongAnalysis, StemFeatures
 from bridge.errors import AnalysisError, ProjectError
+
+# Re-exported from the bottom layer, where mappings have always found them: song time <-> beat (or
+# bar) position on a beat grid (bridge.timebase), and MIX, the source prefix for the mix as heard
+# (``mix.onset``, ``mix.rms``…, unless a stem or role is named so; in bridge.vocab because project
+# presets need it below this layer).
+from bridge.timebase import DEFAULT_TEMPO_BPM as DEFAULT_TEMPO_BPM
+from bridge.timebase import BeatGrid
+from bridge.timebase import _grid_points as _grid_points
+from bridge.timebase import _period_s as _period_s
+from bridge.timebase import _position as _position
+from bridge.timebase import beat_position as beat_position
+from bridge.timebase import beat_time as beat_time
+from bridge.vocab import MIX
 
 #: Features of a stem a mapping can read. ``chroma`` becomes a hue-like scalar (circular mean of
 #: the pitch-class vector, C = 0.0, C# = 1/12, …); ``onsets`` is the onset event list as impulses;
@@ -49,7 +62,6 @@ PULSE_DECAY_PER_PHASE = 4.0
 #: Minimum span (octaves) of the centroid normalisation, so a stem of steady timbre does not have its
 #: tiny centroid jitter stretched over the whole 0..1 range.
 CENTROID_MIN_SPAN_OCTAVES = 2.0
-DEFAULT_TEMPO_BPM = 120.0
 
 
 @dataclass(frozen=True)
@@ -91,73 +103,8 @@ Source = StemSource | OscillatorSource
 
 
 # ---------------------------------------------------------------------------------------------
-# Beat grid: song time <-> beat (or bar) position
+# Beat-locked oscillators (song time <-> beat position: bridge.timebase)
 # ---------------------------------------------------------------------------------------------
-
-
-def _period_s(beat_grid: BeatGrid) -> float:
-    tempo = float(beat_grid.tempo_bpm)
-    if not np.isfinite(tempo) or tempo <= 0:
-        tempo = DEFAULT_TEMPO_BPM
-    return 60.0 / tempo
-
-
-def _grid_points(beat_grid: BeatGrid, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float]:
-    """Times of the clock's ticks (seconds, sorted) and the period used to extrapolate past them."""
-    beats = np.sort(np.asarray(beat_grid.beats_s, dtype=np.float64).ravel())
-    period = _period_s(beat_grid)
-    if clock == "beat":
-        return beats, period
-    bar_period = period * max(1, int(beat_grid.beats_per_bar))
-    downbeats = np.sort(np.asarray(beat_grid.downbeats_s, dtype=np.float64).ravel())
-    if downbeats.size == 0 and beats.size:
-        # No downbeats detected: count bars from the first beat.
-        downbeats = beats[:: max(1, int(beat_grid.beats_per_bar))]
-    return downbeats, bar_period
-
-
-def _position(times_s: np.ndarray, ticks_s: np.ndarray, period_s: float) -> np.ndarray:
-    """Fractional tick index at each time: tick i at ticks_s[i], linear in between, and
-    extrapolated at ``period_s`` before the first and after the last tick."""
-    t = np.asarray(times_s, dtype=np.float64)
-    if ticks_s.size == 0:
-        return t / period_s
-    if ticks_s.size == 1:
-        return (t - ticks_s[0]) / period_s
-    n = ticks_s.size
-    pos = np.interp(t, ticks_s, np.arange(n, dtype=np.float64))
-    before = t < ticks_s[0]
-    after = t > ticks_s[-1]
-    pos[before] = (t[before] - ticks_s[0]) / period_s
-    pos[after] = (n - 1) + (t[after] - ticks_s[-1]) / period_s
-    return pos
-
-
-def beat_position(times_s: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
-    """Beat (or bar) position at song times: 0.0 at the grid's first beat (downbeat), 1.0 at the
-    next one, linear in between; extrapolated at ``tempo_bpm`` outside the detected beats.
-
-    times_s: shape (n,) seconds → shape (n,) float64 positions (negative before the first beat).
-    """
-    ticks, period = _grid_points(beat_grid, clock)
-    return _position(np.atleast_1d(times_s), ticks, period)
-
-
-def beat_time(positions: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
-    """Inverse of :func:`beat_position`: song time (seconds) of fractional beat (bar) positions."""
-    b = np.atleast_1d(np.asarray(positions, dtype=np.float64))
-    ticks, period = _grid_points(beat_grid, clock)
-    if ticks.size == 0:
-        return b * period
-    if ticks.size == 1:
-        return ticks[0] + b * period
-    n = ticks.size
-    t = np.interp(b, np.arange(n, dtype=np.float64), ticks)
-    before = b < 0
-    after = b > n - 1
-    t[before] = ticks[0] + b[before] * period
-    t[after] = ticks[-1] + (b[after] - (n - 1)) * period
-    return t
 
 
 def oscillator_values(
@@ -279,10 +226,6 @@ def onset_impulses(onsets_s: np.ndarray, *, rate_hz: float, n: int) -> np.ndarra
     out[idx] = 1.0
     return out
 
-
-#: The source prefix for the mix as heard (``mix.onset``, ``mix.rms``…), unless a stem or role
-#: is named so.
-MIX = "mix"
 
 #: ``onset`` keeps only its local maxima within ±this many curve samples (±23 ms).
 ONSET_PEAK_HALF_WIDTH = 2

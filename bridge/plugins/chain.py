@@ -33,7 +33,7 @@ import numpy as np
 
 from bridge.errors import PluginError
 from bridge.plugins.builtins import TEMPO_SYNCED
-from bridge.project.schema import FxSlot
+from bridge.project.schema import FxSlot, Project
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,14 @@ class ChainResult:
     audio: np.ndarray
     #: one sentence per slot that was bypassed for this render (names the plugin and why)
     problems: list[str] = field(default_factory=list)
+
+
+def chain_tempo_bpm(project: Project) -> float | None:
+    """The tempo tempo-synced effects get before any beat tracking: the DAW's or the producer's.
+
+    Here, beside the chains that use it, so ``stembridge fx`` (plugins layer) can ask for it
+    without importing analysis; :mod:`bridge.analysis.project` re-exports it."""
+    return project.tempo.tempo_bpm or project.rhythm.tempo_bpm
 
 
 def active_slots(slots: Sequence[FxSlot]) -> list[FxSlot]:

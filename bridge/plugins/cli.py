@@ -70,7 +70,7 @@ def _edit(args: argparse.Namespace, change) -> int:
 
 
 def cmd_fx_add(args: argparse.Namespace) -> int:
-    from bridge.analysis.project import chain_tempo_bpm
+    from bridge.plugins.chain import chain_tempo_bpm
     from bridge.plugins.edit import make_slot
 
     def change(slots, where, project):
@@ -105,7 +105,7 @@ def cmd_fx_bypass(args: argparse.Namespace) -> int:
 
 
 def cmd_fx_set(args: argparse.Namespace) -> int:
-    from bridge.analysis.project import chain_tempo_bpm
+    from bridge.plugins.chain import chain_tempo_bpm
     from bridge.plugins.edit import slot_index, update_slot
 
     def change(slots, where, project):

@@ -2,7 +2,7 @@
 worker, ``frame_at(t)`` for playback, and the stems-folder watcher.
 
 The application model that ties them together is :class:`bridge.session.Session`; the headless
-entry point is ``stembridge preview`` (:mod:`bridge.preview.cli`). Names are imported lazily so
+entry point is ``stembridge preview`` (:mod:`bridge.commands.preview`, above the session). Names are imported lazily so
 ``import bridge.preview`` stays cheap (no OpenCV, no torch).
 """
 
@@ -22,7 +22,6 @@ _EXPORTS = {
     "preview_size": "bridge.preview.scheduler",
     "StemWatcher": "bridge.preview.watcher",
     "FileChange": "bridge.preview.watcher",
-    "add_preview_parser": "bridge.preview.cli",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -46,7 +46,7 @@ def new_project(
     Unusable files (corrupt, empty, silent…) are skipped and reported in ``skipped``; if none is
     usable, AudioError lists why. An existing stembridge.json is never replaced unless ``overwrite``.
     """
-    from bridge.mapping.presets import default_mappings
+    from bridge.project.presets import default_mappings
     from bridge.stems import discover_stems, display_names, guess_role, load_audio, probe_audio
 
     project_dir = Path(project_dir).resolve()

@@ -12,8 +12,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bridge.mapping.params import PARAMETER_NAMES, is_shader_target, shader_input_name
-from bridge.plugins.builtins import BUILTIN_EFFECTS, PLUGIN_BUNDLE_SUFFIXES
+from bridge.vocab import (
+    BUILTIN_EFFECTS,
+    PARAMETER_NAMES,
+    PLUGIN_BUNDLE_SUFFIXES,
+    is_shader_target,
+    shader_input_name,
+)
 
 SCHEMA_VERSION = 1
 PROJECT_FILENAME = "stembridge.json"

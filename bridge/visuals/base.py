@@ -2,6 +2,9 @@
 
 An engine is stateful (feedback buffer, previous frame for img2img chaining): ``start`` resets it,
 then ``render`` is called for consecutive frames. Engines never touch files or the clock.
+
+Layer: :mod:`bridge.visuals` sits above mapping and analysis and below export and preview (see
+:mod:`bridge.vocab` for the whole order).
 """
 
 from __future__ import annotations
@@ -13,29 +16,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class SectionLook:
-    """What an engine needs to know of a section (resolved to seconds)."""
-
-    start_s: float
-    end_s: float
-    name: str = ""
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    style: str = ""
-    #: Length of the transition into this section from the previous one (seconds; 0 = a cut).
-    #: Added for bridge.mapping.sections: Section.transition_beats resolved at the local tempo.
-    transition_seconds: float = 0.0
-    #: The shader engine's look for this section (a name or an .fs path); "" = the engine's own
-    #: ``look``. Filled from the music where the producer chose none (bridge.visuals.character).
-    look: str = ""
-    #: "cut", "crossfade" or "melt" (bridge.project.schema.Section.transition).
-    transition: str = "cut"
-    #: How hard hits land in this section (1 = as mapped): the shader engine scales ``flash`` and
-    #: ``pulse`` by it and, above 1, adds a zoom punch on each hit (the drop hits harder).
-    hit: float = 1.0
+# SectionLook lives at the bottom layer (bridge.vocab): mapping resolves sections into it and
+# mapping sits below visuals. Re-exported here, where engines have always found it.
+from bridge.vocab import SectionLook
 
 
 @dataclass(frozen=True)
@@ -66,7 +49,7 @@ class Engine(Protocol):
     ) -> np.ndarray:
         """Render one frame: RGB uint8, shape (height, width, 3), C-contiguous.
 
-        ``params`` has one value per name in bridge.mapping.params.PARAMETERS. ``section_index``
+        ``params`` has one value per name in bridge.vocab.PARAMETERS. ``section_index``
         indexes ``ctx.sections`` (-1: none); ``section_mix`` in [0, 1] is the progress of the
         transition from section_index - 1 into section_index.
         """

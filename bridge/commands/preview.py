@@ -13,6 +13,9 @@ clock, and ``--fps`` times a second writes
 
 Edits made to ``stembridge.json`` by a script while it runs are picked up (and re-rendered
 incrementally), as are re-bounced stems. Wire it into the CLI with ``add_preview_parser(sub)``.
+
+Top layer (it opens a Session, which owns the preview package), so it lives in
+:mod:`bridge.commands` and not in :mod:`bridge.preview` (it was ``bridge.preview.cli``).
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bridge.preview.cli PROJECT_DIR …`` until the lead wires ``stembridge preview``."""
+    """``python -m bridge.commands.preview PROJECT_DIR …`` until the lead wires ``stembridge preview``."""
     parser = argparse.ArgumentParser(prog="stembridge preview")
     add_preview_arguments(parser)
     args = parser.parse_args(argv)
