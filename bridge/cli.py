@@ -108,8 +108,11 @@ def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
     with tqdm_progress("analysing", "stem", quiet=quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
     if not project.sections:
+        from bridge.visuals.character import section_transitions
+
+        transitions = section_transitions(analysis, list(analysis.sections))
         project = project.model_copy(update={"sections": sections_from_analysis(analysis.sections,
-                                                                                analysis=analysis)})
+                                                                                transitions=transitions)})
         save_project(project, project_dir)
     grid = analysis.beat_grid
     if not quiet:
@@ -299,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_looks_parser(sub)
 
-    from bridge.project.sections_cli import add_sections_parser
+    from bridge.commands.sections import add_sections_parser
 
     add_sections_parser(sub)
 
@@ -311,10 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.transport.listen import add_listen_parser
 
     add_listen_parser(sub)
-
-    from bridge.transport.markers_cli import add_sections_parser
-
-    add_sections_parser(sub)
 
     from bridge.daw_install import add_daw_scripts_parser
 

@@ -1336,6 +1336,14 @@ class Session:
             return len(self._project.sections) - 1
 
     def update_section(self, index: int, *, coalesce: bool = False, **changes: Any) -> None:
+        if changes.get("look"):
+            from bridge.visuals.shader import check_look_name
+
+            try:
+                changes["look"] = check_look_name(str(changes["look"]))
+            except ValueError as e:
+                raise ProjectError(f"section {index}: {e}") from None
+
         def change(p: Project) -> Project:
             i = self._check_index(p.sections, index, "section")
             sections = list(p.sections)
@@ -1393,11 +1401,13 @@ class Session:
     def adopt_detected_sections(self) -> int:
         """Make the detected sections the project's editable sections. Returns how many."""
         from bridge.project.create import sections_from_analysis
+        from bridge.visuals.character import section_transitions
 
         analysis = self._analysis
         if analysis is None:
             raise ProjectError("the stems are not analysed yet; wait for the analysis, then adopt its sections")
-        sections = sections_from_analysis(analysis.sections, seed=self._project.engine.seed, analysis=analysis)
+        sections = sections_from_analysis(analysis.sections, seed=self._project.engine.seed,
+                                          transitions=section_transitions(analysis, list(analysis.sections)))
         self._edit("adopt detected sections", lambda p: p.model_copy(update={"sections": sections}))
         return len(sections)
 
@@ -1408,7 +1418,7 @@ class Session:
         or "merge" (existing sections stay; markers add sections where none starts). Live's cue
         points stay in beats (quarter notes, as the transport maps Live's position through the
         beat grid), REAPER's in seconds. Returns how many sections the project has after it."""
-        from bridge.transport.markers import markers_to_sections
+        from bridge.project.markers import markers_to_sections
 
         if not markers:
             raise ProjectError(

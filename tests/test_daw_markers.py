@@ -25,7 +25,8 @@ from bridge.project.schema import Project, Section
 from bridge.project.store import save_project
 from bridge.session import Session
 from bridge.transport import osc_protocol as P
-from bridge.transport.markers import DawMarker, markers_to_sections
+from bridge.project.markers import markers_to_sections
+from bridge.transport.markers import DawMarker
 from bridge.transport.osc_dialects import make_dialect
 from bridge.transport.osc_io import OscListener, fetch_daw_markers
 

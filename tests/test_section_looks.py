@@ -215,8 +215,14 @@ def test_section_look_and_transition_are_validated_and_old_projects_load():
     assert old.sections[0].look is None and old.sections[0].transition == "crossfade"
     assert Section(start=0, look="tunnel", transition="melt").look == "tunnel"
     assert Section(start=0, look="/somewhere/mine.fs").look == "/somewhere/mine.fs"  # checked at render
+    # a look missing on this machine does not stop the project from opening (nothing saved is lost);
+    # choosing it (app, CLI) and rendering it say what is wrong and what to choose instead
+    assert Section(start=0, look="tunel").look == "tunel"
+    from bridge.visuals.shader import check_look_name
+
     with pytest.raises(ValueError, match=r"look 'tunel' is unknown; use one of the shipped looks \(.*tunnel"):
-        Section(start=0, look="tunel")
+        check_look_name("tunel")
+    assert check_look_name("tunnel") == "tunnel"
     with pytest.raises(ValueError, match="transition"):
         Section(start=0, transition="wipe")
 

@@ -41,6 +41,11 @@ def test_the_seed_comes_from_the_song_and_is_stable(two_songs):
     assert song_seed(a) != song_seed(b)
     assert effective_engine(EngineSettings(), a)[0] == song_seed(a)
     assert effective_engine(EngineSettings(seed=7), a)[0] == 7  # the producer's seed wins
+    # `render --engine shader` on a procedural project: the song still gets its look and palette
+    from bridge.visuals.character import default_look
+
+    assert "look" not in effective_engine(EngineSettings(), a)[1]
+    assert effective_engine(EngineSettings(), a, "shader")[1]["look"] == default_look(a)
     ch = song_character(a)
     assert ch.tempo_bpm == pytest.approx(96, rel=0.04) and 0 <= ch.key < 12
 

@@ -280,7 +280,7 @@ def prepare_render(
         engine_settings["model"] = model
     from bridge.visuals.character import effective_engine, with_song_settings
 
-    run_seed, song_settings = effective_engine(project.engine, analysis)  # every song its own look
+    run_seed, song_settings = effective_engine(project.engine, analysis, key)  # every song its own look
     engine_settings = with_song_settings(engine_settings, song_settings)
     if look:
         engine_settings["look"] = look

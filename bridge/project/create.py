@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,17 +91,15 @@ def new_project(
     return NewProjectResult(project, project_dir, skipped)
 
 
-def sections_from_analysis(bounds: list[tuple[float, float]], *, seed: int = 0, analysis=None) -> list[Section]:
+def sections_from_analysis(bounds: list[tuple[float, float]], *, seed: int = 0,
+                           transitions: Sequence[str] | None = None) -> list[Section]:
     """Editable project sections from detected boundaries (seconds), one seed each.
 
-    ``analysis`` (the SongAnalysis the bounds come from): each section's transition from the music
+    ``transitions``: one per section, from the music
     (:func:`bridge.visuals.character.section_transitions`: a cut on the downbeat into a louder
-    section, a crossfade otherwise); without it every transition is the default."""
-    transitions = ["crossfade"] * len(bounds)
-    if analysis is not None:
-        from bridge.visuals.character import section_transitions
-
-        transitions = section_transitions(analysis, list(bounds))
+    section, a crossfade otherwise; the callers, above the visuals layer, compute it); without it
+    every transition is the default."""
+    transitions = list(transitions) if transitions is not None else ["crossfade"] * len(bounds)
     return [
         Section(name=f"Section {i + 1}", start=round(a, 4), end=round(b, 4), seed=seed + i + 1,
                 transition=transitions[i])

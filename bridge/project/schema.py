@@ -149,25 +149,17 @@ SECTION_TRANSITIONS: tuple[str, ...] = ("cut", "crossfade", "melt")
 
 
 def check_section_look(look: str | None) -> str | None:
-    """A section's look: None, an .fs path (checked when rendering: the file may live on another
-    machine), or the name of an installed look; ValueError naming the look and listing them."""
+    """A section's look: None (chosen from the music), an .fs path or a look's name.
+
+    Only the form is checked here: whether a name is installed depends on the machine (a look the
+    producer added may be missing on another one), so that is checked where a look is chosen (the
+    app, ``stembridge sections set``: :func:`bridge.visuals.shader.check_look_name`) and when a
+    render compiles it; a project naming a missing look still opens."""
     if look is None:
         return None
     name = look.strip()
     if not name:
         raise ValueError("a section's look must not be empty; leave it out (null) to have it chosen from the music")
-    if name.lower().endswith(".fs") or "/" in name or "\\" in name:
-        return name
-    from bridge.visuals.shader import SHIPPED_LOOKS, available_looks
-
-    looks = available_looks()
-    if name not in looks:
-        shipped = sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))
-        yours = sorted(set(looks) - set(shipped))
-        raise ValueError(f"look {name!r} is unknown; use one of the shipped looks ({', '.join(shipped)})"
-                         + (f" or yours ({', '.join(yours)})" if yours else "")
-                         + ", a path to an ISF .fs file, or none (null in the file, auto in the app and CLI) to have "
-                         "it chosen from the music")
     return name
 
 

@@ -91,12 +91,14 @@ def default_look(analysis: SongAnalysis, character: SongCharacter | None = None)
     return "ink" if ch.energy > 0.05 else "minimal"
 
 
-def effective_engine(engine_settings, analysis: SongAnalysis) -> tuple[int, dict]:
+def effective_engine(engine_settings, analysis: SongAnalysis, engine_name: str | None = None) -> tuple[int, dict]:
     """(run seed, extra engine settings) for a project's engine block: the producer's seed and look
-    when set (a seed of 0 means "from the song"), else the song's own."""
+    when set (a seed of 0 means "from the song"), else the song's own. ``engine_name``: the engine
+    actually used when it is not the project's (``render --engine shader`` on a procedural
+    project still gets the song's look and palette)."""
     seed = int(engine_settings.seed) or song_seed(analysis)
     extra: dict = {}
-    if engine_settings.name == "shader":
+    if (engine_name or engine_settings.name).strip().lower() == "shader":
         character = song_character(analysis)  # once: it reads every stem's chroma and centroid
         if not engine_settings.look:
             extra["look"] = default_look(analysis, character)

@@ -66,6 +66,23 @@ def available_looks() -> dict[str, Path]:
     return looks
 
 
+def check_look_name(look: str) -> str:
+    """``look`` when it is an .fs path or an installed look's name, else ValueError naming it and
+    listing the shipped and the user's looks (what to choose instead)."""
+    name = look.strip()
+    if name.lower().endswith(".fs") or "/" in name or "\\" in name:
+        return name
+    looks = available_looks()
+    if name not in looks:
+        shipped = sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))
+        yours = sorted(set(looks) - set(shipped))
+        raise ValueError(f"look {name!r} is unknown; use one of the shipped looks ({', '.join(shipped)})"
+                         + (f" or yours ({', '.join(yours)})" if yours else "")
+                         + ", a path to an ISF .fs file, or none (null in the file, auto in the app and CLI) to have "
+                         "it chosen from the music")
+    return name
+
+
 #: ISF input types a mapping can drive through a ``shader:NAME`` target.
 MAPPABLE_INPUT_TYPES = ("float", "long", "bool")
 
