@@ -21,11 +21,11 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from bridge.cli import main as cli_main
 from bridge.errors import ProjectError
 from bridge.project import load_project
+from bridge.project.markers import markers_to_sections
 from bridge.project.schema import Project, Section
 from bridge.project.store import save_project
 from bridge.session import Session
 from bridge.transport import osc_protocol as P
-from bridge.project.markers import markers_to_sections
 from bridge.transport.markers import DawMarker
 from bridge.transport.osc_dialects import make_dialect
 from bridge.transport.osc_io import OscListener, fetch_daw_markers
