@@ -465,3 +465,132 @@ def test_session_fx_commands_are_undoable_saved_and_reanalyse_only_on_active_cha
         s.undo()
         s.undo()
         assert s.project.master_fx == []
+
+
+def test_reordering_a_chain_changes_the_sound_is_undoable_and_reanalyses(tmp_path, capsys):
+    """Order matters (a gain before a clipper is not a gain after it): `fx move` and Session.move_fx."""
+    from bridge.cli import main
+    from bridge.project import load_project
+    from bridge.session import AnalysisStarted, Session
+
+    make_project(tmp_path)
+    boost = FxSlot(plugin="Gain", parameters={"gain_db": 12.0})
+    clip = FxSlot(plugin="Clipping", parameters={"threshold_db": -6.0})
+    cut = FxSlot(plugin="Gain", parameters={"gain_db": -12.0})
+    audio = noise(0.3)
+    ceiling = 10 ** (-6 / 20)
+    # boost → clip → cut peaks at the ceiling −12 dB; moving the cut first lets the clipper see less
+    before = apply_chain(audio, SR, [boost, clip, cut]).audio
+    assert np.max(np.abs(before)) == pytest.approx(ceiling * 10 ** (-12 / 20), rel=1e-3)
+
+    project, _ = load_project(tmp_path)
+    from bridge.project import save_project
+
+    save_project(project.model_copy(update={"master_fx": [boost, clip, cut]}), tmp_path)
+    assert main(["fx", "move", str(tmp_path), "--master", "3", "1"]) == 0
+    assert "1. Gain, 2. Gain, 3. Clipping" in capsys.readouterr().out
+    moved = load_project(tmp_path)[0].master_fx
+    assert moved == [cut, boost, clip]
+    after = apply_chain(audio, SR, moved).audio  # −12 +12 then clip: the noise's own peaks, clipped
+    np.testing.assert_allclose(after, np.clip(audio, -ceiling, ceiling), atol=1e-5)
+    assert main(["fx", "move", str(tmp_path), "--master", "1", "4"]) == 2
+    assert "slot 4 does not exist" in capsys.readouterr().err
+
+    with Session.open(tmp_path, watch=False) as s:
+        assert s.wait_for_analysis(60)
+        s.poll_events()
+        s.add_fx("Hats", boost)
+        s.add_fx("Hats", clip)
+        assert s.wait_for_analysis(60)
+        s.poll_events()
+        s.move_fx("Hats", 1, 0)
+        assert s.fx_chain("Hats") == [clip, boost]
+        assert s.wait_for_analysis(60)
+        assert [e.reason for e in s.poll_events() if isinstance(e, AnalysisStarted)] == \
+            ["move Clipping up in stem Hats"]
+        s.undo()
+        assert s.fx_chain("Hats") == [boost, clip]
+        with pytest.raises(Exception, match="index 2 does not exist"):
+            s.move_fx("Hats", 0, 2)
+
+
+def test_plugin_window_needs_a_display_and_says_so(tmp_path, capsys):
+    from bridge.cli import main
+    from bridge.plugins.editor import display_problem, editor_problem, open_editor
+
+    assert display_problem("darwin", {}) is None and display_problem("win32", {}) is None
+    assert display_problem("linux", {"DISPLAY": ":0"}) is None
+    problem = display_problem("linux", {})
+    assert "DISPLAY is not set" in problem and "fx set" in problem
+    assert "X11" in display_problem("linux", {"WAYLAND_DISPLAY": "wayland-0"})
+    assert "built-in" in editor_problem(FxSlot(plugin="Compressor"))
+    assert "not installed" in editor_problem(FxSlot(plugin="/nowhere/Gone.vst3", name="Gone"))
+    with pytest.raises(PluginError, match="no window of its own"):
+        open_editor(FxSlot(plugin="Reverb"))
+
+    make_project(tmp_path, master_fx=[FxSlot(plugin="Limiter")])
+    before = (tmp_path / "stembridge.json").read_bytes()
+    assert main(["fx", "editor", str(tmp_path), "--master", "1"]) == 2
+    assert "no window of its own" in capsys.readouterr().err
+    assert (tmp_path / "stembridge.json").read_bytes() == before
+
+
+@needs_zam
+def test_plugin_window_state_comes_back_as_one_undo_step(tmp_path, monkeypatch):
+    """What the producer does in the plugin's window (here: pedalboard's show_editor replaced by one
+    that turns ZamComp's ratio knob, as a click would) comes back as the plugin's full state."""
+    import base64
+    import io
+
+    import pedalboard
+
+    from bridge.plugins import _editor
+    from bridge.plugins.edit import make_slot
+    from bridge.session import Session
+
+    slot = make_slot(str(ZAMCOMP), parameters={"threshold_db": -30.0})
+    seen = {}
+
+    def turn_the_ratio_knob(self, close_event=None):
+        seen["threshold"] = self.threshold_db  # the window shows the slot's settings
+        self.ratio = 8.0
+
+    monkeypatch.setattr(pedalboard.VST3Plugin, "show_editor", turn_the_ratio_knob)
+    out = io.StringIO()
+    _editor.run({"path": slot.plugin, "name": slot.name, "raw_state": slot.raw_state,
+                 "parameters": slot.parameters}, out, commands=io.StringIO("close\n"))
+    opened, done = (json.loads(line) for line in out.getvalue().splitlines())
+    assert opened == {"open": True} and seen["threshold"] == pytest.approx(-30.0)
+    assert done["changed"] == ["ratio"]
+    assert done["parameters"] == {"threshold_db": pytest.approx(-30.0), "ratio": pytest.approx(8.0)}
+    assert base64.b64decode(done["raw_state"]) != base64.b64decode(slot.raw_state)
+
+    make_project(tmp_path)
+    with Session.open(tmp_path, watch=False) as s:
+        s.add_fx("Raw", slot)
+        s.set_fx_state("Raw", 0, done["raw_state"], done["parameters"])
+        edited = s.fx_chain("Raw")[0]
+        assert s.undo_label == "stem Raw ZamComp edited in its window"
+        # the state alone renders what pedalboard renders with threshold −30 and ratio 8
+        audio = noise(0.5, channels=1, seed=5)
+        direct = pedalboard.load_plugin(str(ZAMCOMP))
+        direct.threshold_db, direct.ratio = -30.0, 8.0
+        np.testing.assert_allclose(apply_chain(audio, SR, [edited.model_copy(update={"parameters": {}})]).audio,
+                                   direct.process(audio, SR, reset=True), atol=1e-6)
+        s.undo()
+        assert s.fx_chain("Raw") == [slot]
+
+
+@needs_zam
+def test_plugin_window_runs_in_a_child_that_reports_failures():
+    """The window's child process: the app gets an answer (here pedalboard's refusal without a
+    display) instead of being blocked or taken down."""
+    from bridge.plugins.editor import EditorWindow
+
+    slot = FxSlot(plugin=str(ZAMCOMP), name="ZamComp")
+    box = []
+    window = EditorWindow(slot, box.append, env={"DISPLAY": ""})
+    result = window.wait(60)
+    assert result is not None and box == [result]
+    assert result.error.startswith("ZamComp's window failed") and "display" in result.error
+    assert not window.running
