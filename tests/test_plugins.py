@@ -319,6 +319,58 @@ def test_lowpass_on_a_stem_cuts_its_high_band_in_the_analysis(tmp_path):
 
 
 @needs_zam
+def test_zamgeq31_on_a_stem_cuts_the_analysis_high_band_by_its_fader_settings(tmp_path):
+    """A graphic EQ with every fader from 2.5 kHz up at −12 dB (the stem: noise + a 60 Hz thump)."""
+    import pedalboard
+    import soundfile as sf
+
+    from bridge.analysis.features import compute_stem_features
+    from bridge.analysis.project import analyze_project, processed_stem
+
+    geq = ZAM / "ZamGEQ31.vst3"
+    if not geq.exists():
+        pytest.skip("ZamGEQ31.vst3 not installed")
+    project = make_project(tmp_path)
+    faders = {k: -12.0 for k in pedalboard.load_plugin(str(geq)).parameters
+              if k.endswith("hz_db") and int(k[:-len("hz_db")]) >= 2514}
+    assert len(faders) == 10  # 2514 Hz … 20801 Hz
+    project.stems[0].fx = [FxSlot(plugin=str(geq), parameters=faders)]
+    analysis = analyze_project(project, tmp_path, max_workers=1)
+    hats, raw = analysis.stems["Hats"].curves, analysis.stems["Raw"].curves
+
+    # The same EQ run through pedalboard directly (dual-mono, as the chain runs a mono plugin), then
+    # the same fold-to-mono, resampling and features: the very same high-band curve.
+    direct = pedalboard.load_plugin(str(geq))
+    for k, v in faders.items():
+        setattr(direct, k, v)
+    audio = sf.read(tmp_path / "stems" / "hats.wav", dtype="float32", always_2d=True)[0].T
+    wet = np.concatenate([direct.process(audio[c:c + 1], SR, reset=True) for c in range(audio.shape[0])])
+    via_chain = processed_stem(project.stems[0], tmp_path / "stems" / "hats.wav", fx_sample_rate=SR,
+                               tempo_bpm=120.0)
+    np.testing.assert_allclose(via_chain, _resampled_mono(wet), atol=1e-6)
+    expected = compute_stem_features(_resampled_mono(wet), name="Hats", role="drums").curves["high"]
+    assert 0 <= len(hats["high"]) - len(expected) <= 1  # the song's frame count: a frame of padding at most
+    np.testing.assert_allclose(hats["high"][:len(expected)], expected, rtol=1e-4, atol=1e-7)
+
+    # Physics: white noise's energy in the high band (2–11 kHz) lies almost all above the 2.5 kHz
+    # fader, where it is 12 dB down; the 2.0–2.5 kHz slice is cut less, so the band drops 10–12.5 dB.
+    # Below 2 kHz nothing was touched: the low band (the thump) keeps its level.
+    drop_db = 20 * np.log10(float(np.mean(hats["high"])) / float(np.mean(raw["high"])))
+    assert -12.5 < drop_db < -9.5
+    assert float(np.mean(hats["low"])) == pytest.approx(float(np.mean(raw["low"])), rel=0.03)
+
+
+def _resampled_mono(audio: np.ndarray) -> np.ndarray:
+    import math
+
+    from scipy.signal import resample_poly
+
+    from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
+    g = math.gcd(SR, ANALYSIS_SAMPLE_RATE)
+    return resample_poly(audio.mean(axis=0), ANALYSIS_SAMPLE_RATE // g, SR // g).astype(np.float32)
+
+
+@needs_zam
 def test_hosted_plugin_on_a_stem_runs_in_the_threaded_analysis(tmp_path, caplog):
     """pedalboard loads VST3s on the main thread only; analysis runs stems on worker threads."""
     import threading
@@ -364,6 +416,42 @@ def test_master_chain_is_heard_in_the_export_mix(tmp_path):
     project.stems[0].fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
     one = mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=2.0)
     assert 0.4 < _band_rms(one, 4000, 16000) / _band_rms(plain, 4000, 16000) < 0.6
+
+
+def _decoded_audio(path: Path) -> tuple[np.ndarray, int]:
+    """The exported file's audio as a player decodes it: float (channels, samples), its rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [frame.to_ndarray().astype(np.float64) for frame in container.decode(stream)]
+        return np.concatenate(chunks, axis=1), stream.rate
+
+
+def test_master_chain_is_heard_in_the_exported_mp4(tmp_path):
+    """The master chain reaches the file: a 300 Hz low-pass on the master, measured in the AAC audio
+    decoded from the exported MP4 against the same export without the chain."""
+    from bridge.export.render import render_project
+
+    project = make_project(tmp_path, seconds=2.0)
+    for stem in project.stems:
+        stem.gain_db = -12.0  # under the export limiter: what is measured is the chain
+    plain_mp4 = render_project(project, tmp_path, tmp_path / "plain.mp4", width=64, height=64, fps=10)
+    project.master_fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
+    lp_mp4 = render_project(project, tmp_path, tmp_path / "lowpass.mp4", width=64, height=64, fps=10)
+    plain, rate = _decoded_audio(plain_mp4)
+    filtered, rate_lp = _decoded_audio(lp_mp4)
+    assert rate == rate_lp and filtered.shape == plain.shape and plain.shape[1] >= 1.9 * rate
+
+    def band(audio, lo, hi):
+        spectrum = np.abs(np.fft.rfft(audio.mean(axis=0))) ** 2
+        freqs = np.fft.rfftfreq(audio.shape[1], 1 / rate)
+        return float(np.sqrt(spectrum[(freqs >= lo) & (freqs < hi)].sum()))
+
+    # one pole at 300 Hz: ≥ 22 dB down from 4 kHz up (more further up), the 60 Hz thump untouched
+    assert band(filtered, 4000, 12000) < 0.08 * band(plain, 4000, 12000)
+    assert band(filtered, 40, 100) == pytest.approx(band(plain, 40, 100), rel=0.1)
+    assert band(plain, 4000, 12000) > 0.3 * band(plain, 40, 100)  # the plain export does have highs
 
 
 # --- command line --------------------------------------------------------------------------------
