@@ -14,6 +14,8 @@ def add_gui_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("project_dir", nargs="?", metavar="PROJECT_DIR", help="project folder (holding stembridge.json)")
     p.add_argument("--screenshot", metavar="OUT.png",
                    help="render the main window to a PNG and exit (works headless with QT_QPA_PLATFORM=offscreen)")
+    p.add_argument("--tab", metavar="NAME",
+                   help="start on this editor tab (Mappings, Sections, Stems, Effects, Looks …; any case)")
     p.set_defaults(func=run_gui_command)
     return p
 
@@ -35,4 +37,4 @@ def run_gui_command(args: argparse.Namespace | None = None) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
     from gui.app import run_gui
 
-    return run_gui(getattr(args, "project_dir", None), screenshot=screenshot)
+    return run_gui(getattr(args, "project_dir", None), screenshot=screenshot, tab=getattr(args, "tab", None))
