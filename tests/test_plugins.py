@@ -222,6 +222,48 @@ def test_tempo_synced_delay_uses_the_song_tempo():
     assert "tempo" in apply_chain(audio, SR, [slot]).problems[0]
 
 
+def test_tempo_synced_delay_gets_the_detected_tempo_when_the_project_sets_none(tmp_path, caplog):
+    """Most projects detect their tempo: a delay in beats must get it (not be bypassed for want of
+    one), in the analysis and in the export mix alike — the tempo detected with the delay off."""
+    from bridge.analysis.project import analyze_project, fx_tempo_bpm
+    from bridge.export.render import mix_project_audio
+    from bridge.project import StemSpec, TempoSettings, save_project
+    from bridge.project.schema import Project
+    from bridge.stems.load import load_audio
+    from tests.conftest import write_wav
+
+    # 120 BPM: a kick on every beat (0.5 s), a noise snare on beats 2 and 4
+    n = 8 * SR
+    t = np.arange(n) / SR
+    kick = 0.6 * np.sin(2 * np.pi * 55 * t) * np.exp(-12 * (t % 0.5))
+    snare = 0.4 * np.random.default_rng(2).standard_normal(n) * np.exp(-25 * ((t - 0.5) % 1.0))
+    write_wav(tmp_path / "stems" / "kick.wav", np.stack([kick] * 2).astype(np.float32), SR)
+    write_wav(tmp_path / "stems" / "snare.wav", np.stack([snare] * 2).astype(np.float32), SR)
+    echo = FxSlot(plugin="Delay", parameters={"delay_beats": 0.5, "feedback": 0.0, "mix": 0.5})
+    project = Project(name="echo", sample_rate=SR, tempo=TempoSettings(source="detect"),
+                      stems=[StemSpec(name="Hats", path="stems/snare.wav", role="drums", fx=[echo]),
+                             StemSpec(name="Raw", path="stems/kick.wav", role="drums")])
+    save_project(project, tmp_path)
+    assert fx_tempo_bpm(project.model_copy(update={"stems": [project.stems[1]]}), tmp_path) is None  # none needed
+    with caplog.at_level("WARNING"):
+        analysis = analyze_project(project, tmp_path, max_workers=1)
+        bpm = fx_tempo_bpm(project, tmp_path)
+        out: dict = {}
+        mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=8.0, stems_out=out)
+    assert not [r for r in caplog.records if "bypassed" in r.getMessage()]
+    assert bpm == pytest.approx(120.0, rel=0.02) and analysis.beat_grid.tempo_bpm == pytest.approx(bpm, rel=0.02)
+    # the echo half a beat later, at that tempo, in the export mix's stem …
+    raw = load_audio(tmp_path / "stems" / "snare.wav", sample_rate=SR)
+    import pedalboard
+
+    delay = pedalboard.Delay(delay_seconds=30.0 / bpm, feedback=0.0, mix=0.5)
+    np.testing.assert_allclose(out["Hats"], delay.process(raw, SR).mean(axis=0), atol=1e-5)
+    # … and in the analysis: the echo, half a beat after each snare hit, is an onset there too
+    onsets = np.asarray(analysis.stems["Hats"].onsets_s)
+    hits = np.arange(0.5, 7.5, 1.0)
+    assert all(np.min(np.abs(onsets - (h + 30.0 / bpm))) < 0.03 for h in hits)
+
+
 def test_slot_validation_names_the_fix():
     with pytest.raises(ValueError, match="neither a pedalboard built-in"):
         FxSlot(plugin="Lowpassfilter")

@@ -159,7 +159,7 @@ class _Child:
                 self.kill()
                 raise _ProbeDied(
                     f"no answer in {timeout_s:g} s: it hung while loading, or is very slow to load (some "
-                    "reverbs build their tables then); blocklisted. If it is only slow: stembridge plugins "
+                    "reverbs build their tables then). If it is only slow: stembridge plugins "
                     f"scan --rescan --timeout {max(300, int(4 * timeout_s))}") from None
             if line is None:
                 raise _ProbeDied(self._death("while loading"))
