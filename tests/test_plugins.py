@@ -582,6 +582,7 @@ def test_session_fx_commands_are_undoable_saved_and_reanalyse_only_on_active_cha
         info = {p.name: p for p in describe_parameters(s.project.master_fx[0])}
         assert info["ratio"].value == pytest.approx(8.0) and info["threshold_db"].unit == "dB"
         assert (info["threshold_db"].minimum, info["threshold_db"].maximum) == (-80.0, 0.0)
+        assert "buffer_size_frames" not in info and "sample_rate_frames" not in info  # the host's, not knobs
         with pytest.raises(PluginError):
             s.set_fx(None, 0, parameters={"no_such_knob": 1.0})
         assert analyses(s) == []  # the master chain is the export mix's: no re-analysis

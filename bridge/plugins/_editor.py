@@ -24,6 +24,9 @@ import os
 import sys
 import threading
 
+#: The host's settings some plugins expose as parameters (bridge.plugins.params.HOST_PARAMETERS).
+_HOST_PARAMETERS = frozenset({"buffer_size_frames", "sample_rate_frames"})
+
 
 def _value(plugin, key: str):
     v = getattr(plugin, key)
@@ -76,7 +79,7 @@ def run(request: dict, out, commands=None) -> None:
     plugin.show_editor(close)
     _settle(plugin)
     after = {key: _value(plugin, key) for key in plugin.parameters}
-    changed = [key for key in after if after[key] != before[key]]
+    changed = [key for key in after if after[key] != before[key] and key not in _HOST_PARAMETERS]
     parameters = {key: after[key] for key in [*named, *changed] if key in after}
     out.write(json.dumps({"done": True, "raw_state": base64.b64encode(bytes(plugin.raw_state)).decode("ascii"),
                           "parameters": parameters, "changed": changed}) + "\n")
