@@ -207,7 +207,11 @@ class EffectsPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()  # the effect's name gets the room, not the wet/dry box
+        header.setSectionResizeMode(0, header.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, header.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, header.ResizeMode.Fixed)  # cell widgets do not size their column
+        header.resizeSection(2, double_spin(0, 100, value=100, decimals=0, suffix=" % wet").sizeHint().width() + 8)
         self.table.currentCellChanged.connect(lambda *_: self.show_params())
         split.addWidget(self.table)
         right = QWidget()
