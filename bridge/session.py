@@ -25,8 +25,8 @@ project                       :meth:`open`, :meth:`new`, :meth:`save`, :meth:`cl
 stems                         :meth:`add_stem`, :meth:`remove_stem`, :meth:`rename_stem`,
                               :meth:`set_stem_role`, :meth:`set_stem_gain`,
                               :meth:`set_stem_offset`, :meth:`set_stem_muted`
-effect chains                 :meth:`add_fx`, :meth:`remove_fx`, :meth:`set_fx` (stem None: the
-                              master chain), :meth:`fx_chain`
+effect chains                 :meth:`add_fx`, :meth:`remove_fx`, :meth:`set_fx`, :meth:`move_fx`,
+                              :meth:`set_fx_state` (stem None: the master chain), :meth:`fx_chain`
 mappings                      :meth:`add_mapping`, :meth:`update_mapping`, :meth:`remove_mapping`,
                               :meth:`duplicate_mapping`, :meth:`move_mapping`, :meth:`set_mappings`,
                               :meth:`set_mapping_solo` (monitoring, not saved)
@@ -1186,6 +1186,41 @@ class Session:
             return s
 
         self._set_chain(label, stem, change, coalesce=coalesce, key=f"fx {stem} {i} {what}")
+
+    def move_fx(self, stem: str | None, index: int, to: int) -> None:
+        """Move slot ``index`` to position ``to`` (0-based; the others keep their order). Order is what
+        the audio goes through, so a stem's move re-analyses that stem (unless only bypassed slots move)."""
+        slots = self.fx_chain(stem)
+        i = self._check_index(slots, index, f"{self._chain_words(stem)} effect")
+        j = self._check_index(slots, to, f"{self._chain_words(stem)} effect")
+
+        def change(s: list[FxSlot]) -> list[FxSlot]:
+            s = list(s)
+            s.insert(j, s.pop(i))
+            return s
+
+        self._set_chain(f"move {slots[i].label} {'up' if j < i else 'down'} in {self._chain_words(stem)}",
+                        stem, change)
+
+    def set_fx_state(self, stem: str | None, index: int, raw_state: str | None,
+                     parameters: Mapping[str, Any] | None = None) -> None:
+        """Slot ``index`` takes a state made outside the chain editor (the plugin's own window):
+        ``raw_state`` (base64) and the named ``parameters`` read back with it, replacing the old ones.
+        One undo step; a no-op when nothing changed."""
+        slots = self.fx_chain(stem)
+        i = self._check_index(slots, index, f"{self._chain_words(stem)} effect")
+        try:
+            new = FxSlot.model_validate({**slots[i].model_dump(), "raw_state": raw_state,
+                                         "parameters": dict(parameters or {})})
+        except ValueError as e:
+            raise ProjectError(f"{slots[i].label}: the state from its window was refused ({e})") from None
+
+        def change(s: list[FxSlot]) -> list[FxSlot]:
+            s = list(s)
+            s[i] = new
+            return s
+
+        self._set_chain(f"{self._chain_words(stem)} {slots[i].label} edited in its window", stem, change)
 
     # -- mappings ----------------------------------------------------------------------------
     @staticmethod

@@ -227,10 +227,11 @@ def _draw_dialog_over(image, dialog) -> None:
 
 
 def run_gui(project_dir: str | Path | None = None, *, screenshot: str | Path | None = None,
-            size: tuple[int, int] = (1600, 980), dialog: str | None = None) -> int:
+            size: tuple[int, int] = (1600, 980), dialog: str | None = None, tab: str | None = None) -> int:
     """Open the app (on ``project_dir``, else the last project). With ``screenshot``, save the main
     window (``size`` pixels; with ``dialog``, that dialog open over it) as a PNG and exit (works with
-    ``QT_QPA_PLATFORM=offscreen``). Returns the exit code."""
+    ``QT_QPA_PLATFORM=offscreen``). ``tab``: the editor tab to show (its title, any case). Returns
+    the exit code."""
     t0 = time.perf_counter()
     app = create_app()
     from gui.main_window import MainWindow
@@ -246,6 +247,14 @@ def run_gui(project_dir: str | Path | None = None, *, screenshot: str | Path | N
     window = MainWindow(settings=settings)
     if screenshot is not None:
         window.resize(*size)
+    if tab is not None:
+        titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+        matches = [i for i, t in enumerate(titles) if t.replace("&", "").lower() == tab.lower()]
+        if not matches:
+            from bridge.errors import BridgeError
+
+            raise BridgeError(f"no tab {tab!r}; the tabs are: {', '.join(t.replace('&', '') for t in titles)}")
+        window.tabs.setCurrentIndex(matches[0])
     window.show()
     QTimer.singleShot(0, lambda: log.info("first paint after %.2f s", time.perf_counter() - t0))
     target = project_dir or settings.value("last_project")

@@ -19,6 +19,8 @@ def add_gui_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("--dialog", choices=("connect", "export", "preferences"),
                    help="with --screenshot: open this dialog over the window (Connect to your DAW, Export video, "
                         "Preferences)")
+    p.add_argument("--tab", metavar="NAME",
+                   help="start on this editor tab (Mappings, Sections, Stems, Effects, Looks …; any case)")
     p.set_defaults(func=run_gui_command)
     return p
 
@@ -51,4 +53,5 @@ def run_gui_command(args: argparse.Namespace | None = None) -> int:
     from gui.app import run_gui
 
     return run_gui(getattr(args, "project_dir", None), screenshot=screenshot,
-                   size=getattr(args, "size", None) or (1600, 980), dialog=getattr(args, "dialog", None))
+                   size=getattr(args, "size", None) or (1600, 980), dialog=getattr(args, "dialog", None),
+                   tab=getattr(args, "tab", None))

@@ -539,5 +539,6 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         self.save_layout()
         self.looks.shutdown()
+        self.effects.close_editors()
         self.adapter.close()
         super().closeEvent(event)

@@ -1132,7 +1132,8 @@ def test_effects_tab_adds_sets_bypasses_and_removes_a_lowpass_with_undo_and_save
     row = tab.param_rows["cutoff_frequency_hz"]
     assert row.spin.suffix() == " Hz" and row.spin.maximum() >= 20000
     row.spin.setValue(800.0)
-    assert session.project.stems[0].fx[0].parameters == {"cutoff_frequency_hz": 800.0}
+    qtbot.waitUntil(lambda: session.project.stems[0].fx[0].parameters == {"cutoff_frequency_hz": 800.0},
+                    timeout=5_000)  # sent once the typing/arrows pause
     assert on_disk()[0]["parameters"] == {"cutoff_frequency_hz": 800.0}
     # the slider follows on a log scale: 800 Hz is past the middle of 20 Hz–20 kHz's octaves
     assert row.slider.maximum() / 2 < row.slider.value() < row.slider.maximum()
@@ -1299,3 +1300,72 @@ def test_screenshot_with_a_dialog_draws_it_over_the_dimmed_window(window, qtbot,
         assert lightness(shot, corner).mean() < 0.75 * lightness(plain, corner).mean()  # the same corner, darker
         assert np.abs(lightness(shot, middle) - lightness(plain, middle)).mean() > 3  # the dialog's own pixels
         assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible()]
+
+
+def test_effects_slider_drag_is_one_command_one_analysis_one_undo_step(window, qtbot, monkeypatch):
+    """A drag sends nothing until release: each command re-captures a plugin's state and re-analyses
+    the stem, so one a tick would queue dozens of analyses."""
+    from bridge.project.schema import FxSlot
+
+    session = window.adapter.session
+    tab = window.effects
+    window.tabs.setCurrentWidget(tab)
+    stem = session.project.stems[0].name
+    tab.target.setCurrentText(stem)
+    tab.add_effect("LowpassFilter")
+    tab.add_effect("Gain")
+    assert session.wait_for_analysis(60)
+    commands, analyses = [], []
+    set_fx, request = session.set_fx, session._request_analysis
+    monkeypatch.setattr(session, "set_fx", lambda *a, **k: (commands.append((a, k)), set_fx(*a, **k))[1])
+    monkeypatch.setattr(session, "_request_analysis", lambda reason: (analyses.append(reason), request(reason))[1])
+
+    tab.table.setCurrentCell(0, 0)
+    qtbot.waitUntil(lambda: "cutoff_frequency_hz" in tab.param_rows, timeout=5_000)
+    row = tab.param_rows["cutoff_frequency_hz"]
+    undo_before = session.undo_label
+    row.slider.setSliderDown(True)  # the mouse grabs the handle …
+    for pos in range(100, 700, 10):  # … and drags across 60 positions
+        row.slider.setValue(pos)
+    assert commands == [] and session.project.stems[0].fx[0].parameters == {}
+    assert row.spin.value() == pytest.approx(row._from_slider(690), rel=1e-3)  # the number follows the drag
+    row.slider.setSliderDown(False)  # release
+    assert len(commands) == 1 and len(analyses) == 1
+    hz = session.project.stems[0].fx[0].parameters["cutoff_frequency_hz"]
+    # the log scale: position 690 of 1000 between 20 Hz and 20 kHz
+    assert hz == pytest.approx(20.0 * 1000 ** 0.69, rel=1e-2)
+    window.undo_action.trigger()
+    assert session.project.stems[0].fx[0].parameters == {} and session.undo_label == undo_before
+
+    # arrow keys / the wheel (no drag): a burst of steps is one command after it pauses
+    for _ in range(5):
+        row.slider.triggerAction(row.slider.SliderAction.SliderSingleStepAdd)
+    assert commands[1:] == []
+    qtbot.waitUntil(lambda: len(commands) == 2, timeout=5_000)
+    assert len(analyses) == 3  # the undo, then the burst
+    # a step still waiting when another slot is selected goes to the slot it was made on
+    row.slider.triggerAction(row.slider.SliderAction.SliderSingleStepAdd)
+    tab.table.setCurrentCell(1, 0)
+    qtbot.waitUntil(lambda: "gain_db" in tab.param_rows, timeout=5_000)
+    assert commands[-1][0][:2] == (stem, 0) and len(commands) == 3
+
+    # reorder: ▲ moves the Gain before the filter (one undo step), the selection follows it
+    qtbot.mouseClick(tab.up_button, Qt.MouseButton.LeftButton)
+    assert [s.plugin for s in session.project.stems[0].fx] == ["Gain", "LowpassFilter"]
+    assert tab.current_index() == 0 and session.undo_label == f"move Gain up in stem {stem}"
+    qtbot.waitUntil(lambda: tab.table.cellWidget(0, 0).text() == "Gain", timeout=5_000)
+    window.undo_action.trigger()
+    assert [s.plugin for s in session.project.stems[0].fx] == ["LowpassFilter", "Gain"]
+
+    # a built-in has no window of its own: the button is off; without a display the sentence says so
+    assert not tab.editor_button.isEnabled()
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setattr("bridge.plugins.chain.locate_plugin", lambda slot, **k: Path("/usr/lib/vst3/X.vst3"))
+    tab.target.setCurrentText("Master (export mix)")
+    session.add_fx(None, FxSlot(plugin="/usr/lib/vst3/X.vst3", name="X"))  # a hosted plugin, "installed"
+    qtbot.waitUntil(lambda: tab.table.rowCount() == 1, timeout=5_000)
+    tab.table.setCurrentCell(0, 0)
+    assert tab.editor_button.isEnabled()
+    tab.open_editor()
+    assert window.messages.level == "error" and "DISPLAY is not set" in window.messages.text
+    assert tab.editors == {}

@@ -83,6 +83,11 @@ def test_scan_finds_the_zam_vst3s(tmp_path):
     assert threshold["units"] == "dB" and threshold["min"] == -80.0 and threshold["max"] == 0.0
     for failure in result.failures:
         assert failure.reason  # every skipped bundle says why
+        if "no answer" in failure.reason:  # a slow one is told how to get in
+            assert "hung while loading, or is very slow" in failure.reason
+            assert "stembridge plugins scan --rescan --timeout 300" in failure.reason
+    if (ZAM / "ZamVerb.vst3").exists():  # found, or skipped with a reason: never silently lost
+        assert "ZamVerb" in names or str(ZAM / "ZamVerb.vst3") in {f.path for f in result.failures}
     # The cache answers the next scan without loading anything, and `known_plugins` reads it.
     again = scan_plugins([ZAM], standard=False, timeout_s=6, cache_file=cache)
     assert again.probed == 0 and {p.name for p in again.plugins} == names
@@ -217,6 +222,48 @@ def test_tempo_synced_delay_uses_the_song_tempo():
     assert "tempo" in apply_chain(audio, SR, [slot]).problems[0]
 
 
+def test_tempo_synced_delay_gets_the_detected_tempo_when_the_project_sets_none(tmp_path, caplog):
+    """Most projects detect their tempo: a delay in beats must get it (not be bypassed for want of
+    one), in the analysis and in the export mix alike — the tempo detected with the delay off."""
+    from bridge.analysis.project import analyze_project, fx_tempo_bpm
+    from bridge.export.render import mix_project_audio
+    from bridge.project import StemSpec, TempoSettings, save_project
+    from bridge.project.schema import Project
+    from bridge.stems.load import load_audio
+    from tests.conftest import write_wav
+
+    # 120 BPM: a kick on every beat (0.5 s), a noise snare on beats 2 and 4
+    n = 8 * SR
+    t = np.arange(n) / SR
+    kick = 0.6 * np.sin(2 * np.pi * 55 * t) * np.exp(-12 * (t % 0.5))
+    snare = 0.4 * np.random.default_rng(2).standard_normal(n) * np.exp(-25 * ((t - 0.5) % 1.0))
+    write_wav(tmp_path / "stems" / "kick.wav", np.stack([kick] * 2).astype(np.float32), SR)
+    write_wav(tmp_path / "stems" / "snare.wav", np.stack([snare] * 2).astype(np.float32), SR)
+    echo = FxSlot(plugin="Delay", parameters={"delay_beats": 0.5, "feedback": 0.0, "mix": 0.5})
+    project = Project(name="echo", sample_rate=SR, tempo=TempoSettings(source="detect"),
+                      stems=[StemSpec(name="Hats", path="stems/snare.wav", role="drums", fx=[echo]),
+                             StemSpec(name="Raw", path="stems/kick.wav", role="drums")])
+    save_project(project, tmp_path)
+    assert fx_tempo_bpm(project.model_copy(update={"stems": [project.stems[1]]}), tmp_path) is None  # none needed
+    with caplog.at_level("WARNING"):
+        analysis = analyze_project(project, tmp_path, max_workers=1)
+        bpm = fx_tempo_bpm(project, tmp_path)
+        out: dict = {}
+        mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=8.0, stems_out=out)
+    assert not [r for r in caplog.records if "bypassed" in r.getMessage()]
+    assert bpm == pytest.approx(120.0, rel=0.02) and analysis.beat_grid.tempo_bpm == pytest.approx(bpm, rel=0.02)
+    # the echo half a beat later, at that tempo, in the export mix's stem …
+    raw = load_audio(tmp_path / "stems" / "snare.wav", sample_rate=SR)
+    import pedalboard
+
+    delay = pedalboard.Delay(delay_seconds=30.0 / bpm, feedback=0.0, mix=0.5)
+    np.testing.assert_allclose(out["Hats"], delay.process(raw, SR).mean(axis=0), atol=1e-5)
+    # … and in the analysis: the echo, half a beat after each snare hit, is an onset there too
+    onsets = np.asarray(analysis.stems["Hats"].onsets_s)
+    hits = np.arange(0.5, 7.5, 1.0)
+    assert all(np.min(np.abs(onsets - (h + 30.0 / bpm))) < 0.03 for h in hits)
+
+
 def test_slot_validation_names_the_fix():
     with pytest.raises(ValueError, match="neither a pedalboard built-in"):
         FxSlot(plugin="Lowpassfilter")
@@ -277,7 +324,15 @@ def test_raw_state_survives_save_and_reopen_byte_identically(tmp_path):
     reopened, _ = load_project(tmp_path)
     again = reopened.stems[0].fx[0]
     assert base64.b64decode(again.raw_state) == base64.b64decode(slot.raw_state)
-    # ... and renders identically: the state alone gives the same audio as the settings.
+    # ... and renders byte-identically: the stem through its chain before saving and after reopening
+    from bridge.analysis.project import processed_stem
+
+    rendered = [processed_stem(p.stems[0], tmp_path / p.stems[0].path, fx_sample_rate=SR, tempo_bpm=120.0)
+                for p in (project, reopened)]
+    assert rendered[0].tobytes() == rendered[1].tobytes()
+    assert np.sqrt(np.mean(rendered[0] ** 2)) < 0.8 * np.sqrt(np.mean(processed_stem(
+        project.stems[1], tmp_path / project.stems[1].path, fx_sample_rate=SR, tempo_bpm=120.0) ** 2))
+    # The state alone gives the same audio as the settings.
     audio = noise(0.5, channels=1, seed=4)
     from_state = apply_chain(audio, SR, [again.model_copy(update={"parameters": {}})]).audio
     from_params = apply_chain(audio, SR, [FxSlot(plugin=str(ZAMCOMP), parameters=slot.parameters)]).audio
@@ -316,6 +371,58 @@ def test_lowpass_on_a_stem_cuts_its_high_band_in_the_analysis(tmp_path):
     project.stems[0].fx[0].bypass = False
     np.testing.assert_array_equal(analyze_project(project, folder, max_workers=1).stems["Hats"].curves["high"],
                                   hats["high"])
+
+
+@needs_zam
+def test_zamgeq31_on_a_stem_cuts_the_analysis_high_band_by_its_fader_settings(tmp_path):
+    """A graphic EQ with every fader from 2.5 kHz up at −12 dB (the stem: noise + a 60 Hz thump)."""
+    import pedalboard
+    import soundfile as sf
+
+    from bridge.analysis.features import compute_stem_features
+    from bridge.analysis.project import analyze_project, processed_stem
+
+    geq = ZAM / "ZamGEQ31.vst3"
+    if not geq.exists():
+        pytest.skip("ZamGEQ31.vst3 not installed")
+    project = make_project(tmp_path)
+    faders = {k: -12.0 for k in pedalboard.load_plugin(str(geq)).parameters
+              if k.endswith("hz_db") and int(k[:-len("hz_db")]) >= 2514}
+    assert len(faders) == 10  # 2514 Hz … 20801 Hz
+    project.stems[0].fx = [FxSlot(plugin=str(geq), parameters=faders)]
+    analysis = analyze_project(project, tmp_path, max_workers=1)
+    hats, raw = analysis.stems["Hats"].curves, analysis.stems["Raw"].curves
+
+    # The same EQ run through pedalboard directly (dual-mono, as the chain runs a mono plugin), then
+    # the same fold-to-mono, resampling and features: the very same high-band curve.
+    direct = pedalboard.load_plugin(str(geq))
+    for k, v in faders.items():
+        setattr(direct, k, v)
+    audio = sf.read(tmp_path / "stems" / "hats.wav", dtype="float32", always_2d=True)[0].T
+    wet = np.concatenate([direct.process(audio[c:c + 1], SR, reset=True) for c in range(audio.shape[0])])
+    via_chain = processed_stem(project.stems[0], tmp_path / "stems" / "hats.wav", fx_sample_rate=SR,
+                               tempo_bpm=120.0)
+    np.testing.assert_allclose(via_chain, _resampled_mono(wet), atol=1e-6)
+    expected = compute_stem_features(_resampled_mono(wet), name="Hats", role="drums").curves["high"]
+    assert 0 <= len(hats["high"]) - len(expected) <= 1  # the song's frame count: a frame of padding at most
+    np.testing.assert_allclose(hats["high"][:len(expected)], expected, rtol=1e-4, atol=1e-7)
+
+    # Physics: white noise's energy in the high band (2–11 kHz) lies almost all above the 2.5 kHz
+    # fader, where it is 12 dB down; the 2.0–2.5 kHz slice is cut less, so the band drops 10–12.5 dB.
+    # Below 2 kHz nothing was touched: the low band (the thump) keeps its level.
+    drop_db = 20 * np.log10(float(np.mean(hats["high"])) / float(np.mean(raw["high"])))
+    assert -12.5 < drop_db < -9.5
+    assert float(np.mean(hats["low"])) == pytest.approx(float(np.mean(raw["low"])), rel=0.03)
+
+
+def _resampled_mono(audio: np.ndarray) -> np.ndarray:
+    import math
+
+    from scipy.signal import resample_poly
+
+    from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
+    g = math.gcd(SR, ANALYSIS_SAMPLE_RATE)
+    return resample_poly(audio.mean(axis=0), ANALYSIS_SAMPLE_RATE // g, SR // g).astype(np.float32)
 
 
 @needs_zam
@@ -364,6 +471,42 @@ def test_master_chain_is_heard_in_the_export_mix(tmp_path):
     project.stems[0].fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
     one = mix_project_audio(project, tmp_path, sample_rate=SR, duration_seconds=2.0)
     assert 0.4 < _band_rms(one, 4000, 16000) / _band_rms(plain, 4000, 16000) < 0.6
+
+
+def _decoded_audio(path: Path) -> tuple[np.ndarray, int]:
+    """The exported file's audio as a player decodes it: float (channels, samples), its rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        chunks = [frame.to_ndarray().astype(np.float64) for frame in container.decode(stream)]
+        return np.concatenate(chunks, axis=1), stream.rate
+
+
+def test_master_chain_is_heard_in_the_exported_mp4(tmp_path):
+    """The master chain reaches the file: a 300 Hz low-pass on the master, measured in the AAC audio
+    decoded from the exported MP4 against the same export without the chain."""
+    from bridge.export.render import render_project
+
+    project = make_project(tmp_path, seconds=2.0)
+    for stem in project.stems:
+        stem.gain_db = -12.0  # under the export limiter: what is measured is the chain
+    plain_mp4 = render_project(project, tmp_path, tmp_path / "plain.mp4", width=64, height=64, fps=10)
+    project.master_fx = [FxSlot(plugin="LowpassFilter", parameters={"cutoff_frequency_hz": 300.0})]
+    lp_mp4 = render_project(project, tmp_path, tmp_path / "lowpass.mp4", width=64, height=64, fps=10)
+    plain, rate = _decoded_audio(plain_mp4)
+    filtered, rate_lp = _decoded_audio(lp_mp4)
+    assert rate == rate_lp and filtered.shape == plain.shape and plain.shape[1] >= 1.9 * rate
+
+    def band(audio, lo, hi):
+        spectrum = np.abs(np.fft.rfft(audio.mean(axis=0))) ** 2
+        freqs = np.fft.rfftfreq(audio.shape[1], 1 / rate)
+        return float(np.sqrt(spectrum[(freqs >= lo) & (freqs < hi)].sum()))
+
+    # one pole at 300 Hz: ≥ 22 dB down from 4 kHz up (more further up), the 60 Hz thump untouched
+    assert band(filtered, 4000, 12000) < 0.08 * band(plain, 4000, 12000)
+    assert band(filtered, 40, 100) == pytest.approx(band(plain, 40, 100), rel=0.1)
+    assert band(plain, 4000, 12000) > 0.3 * band(plain, 40, 100)  # the plain export does have highs
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -439,6 +582,7 @@ def test_session_fx_commands_are_undoable_saved_and_reanalyse_only_on_active_cha
         info = {p.name: p for p in describe_parameters(s.project.master_fx[0])}
         assert info["ratio"].value == pytest.approx(8.0) and info["threshold_db"].unit == "dB"
         assert (info["threshold_db"].minimum, info["threshold_db"].maximum) == (-80.0, 0.0)
+        assert "buffer_size_frames" not in info and "sample_rate_frames" not in info  # the host's, not knobs
         with pytest.raises(PluginError):
             s.set_fx(None, 0, parameters={"no_such_knob": 1.0})
         assert analyses(s) == []  # the master chain is the export mix's: no re-analysis
@@ -465,3 +609,132 @@ def test_session_fx_commands_are_undoable_saved_and_reanalyse_only_on_active_cha
         s.undo()
         s.undo()
         assert s.project.master_fx == []
+
+
+def test_reordering_a_chain_changes_the_sound_is_undoable_and_reanalyses(tmp_path, capsys):
+    """Order matters (a gain before a clipper is not a gain after it): `fx move` and Session.move_fx."""
+    from bridge.cli import main
+    from bridge.project import load_project
+    from bridge.session import AnalysisStarted, Session
+
+    make_project(tmp_path)
+    boost = FxSlot(plugin="Gain", parameters={"gain_db": 12.0})
+    clip = FxSlot(plugin="Clipping", parameters={"threshold_db": -6.0})
+    cut = FxSlot(plugin="Gain", parameters={"gain_db": -12.0})
+    audio = noise(0.3)
+    ceiling = 10 ** (-6 / 20)
+    # boost → clip → cut peaks at the ceiling −12 dB; moving the cut first lets the clipper see less
+    before = apply_chain(audio, SR, [boost, clip, cut]).audio
+    assert np.max(np.abs(before)) == pytest.approx(ceiling * 10 ** (-12 / 20), rel=1e-3)
+
+    project, _ = load_project(tmp_path)
+    from bridge.project import save_project
+
+    save_project(project.model_copy(update={"master_fx": [boost, clip, cut]}), tmp_path)
+    assert main(["fx", "move", str(tmp_path), "--master", "3", "1"]) == 0
+    assert "1. Gain, 2. Gain, 3. Clipping" in capsys.readouterr().out
+    moved = load_project(tmp_path)[0].master_fx
+    assert moved == [cut, boost, clip]
+    after = apply_chain(audio, SR, moved).audio  # −12 +12 then clip: the noise's own peaks, clipped
+    np.testing.assert_allclose(after, np.clip(audio, -ceiling, ceiling), atol=1e-5)
+    assert main(["fx", "move", str(tmp_path), "--master", "1", "4"]) == 2
+    assert "slot 4 does not exist" in capsys.readouterr().err
+
+    with Session.open(tmp_path, watch=False) as s:
+        assert s.wait_for_analysis(60)
+        s.poll_events()
+        s.add_fx("Hats", boost)
+        s.add_fx("Hats", clip)
+        assert s.wait_for_analysis(60)
+        s.poll_events()
+        s.move_fx("Hats", 1, 0)
+        assert s.fx_chain("Hats") == [clip, boost]
+        assert s.wait_for_analysis(60)
+        assert [e.reason for e in s.poll_events() if isinstance(e, AnalysisStarted)] == \
+            ["move Clipping up in stem Hats"]
+        s.undo()
+        assert s.fx_chain("Hats") == [boost, clip]
+        with pytest.raises(Exception, match="index 2 does not exist"):
+            s.move_fx("Hats", 0, 2)
+
+
+def test_plugin_window_needs_a_display_and_says_so(tmp_path, capsys):
+    from bridge.cli import main
+    from bridge.plugins.editor import display_problem, editor_problem, open_editor
+
+    assert display_problem("darwin", {}) is None and display_problem("win32", {}) is None
+    assert display_problem("linux", {"DISPLAY": ":0"}) is None
+    problem = display_problem("linux", {})
+    assert "DISPLAY is not set" in problem and "fx set" in problem
+    assert "X11" in display_problem("linux", {"WAYLAND_DISPLAY": "wayland-0"})
+    assert "built-in" in editor_problem(FxSlot(plugin="Compressor"))
+    assert "not installed" in editor_problem(FxSlot(plugin="/nowhere/Gone.vst3", name="Gone"))
+    with pytest.raises(PluginError, match="no window of its own"):
+        open_editor(FxSlot(plugin="Reverb"))
+
+    make_project(tmp_path, master_fx=[FxSlot(plugin="Limiter")])
+    before = (tmp_path / "stembridge.json").read_bytes()
+    assert main(["fx", "editor", str(tmp_path), "--master", "1"]) == 2
+    assert "no window of its own" in capsys.readouterr().err
+    assert (tmp_path / "stembridge.json").read_bytes() == before
+
+
+@needs_zam
+def test_plugin_window_state_comes_back_as_one_undo_step(tmp_path, monkeypatch):
+    """What the producer does in the plugin's window (here: pedalboard's show_editor replaced by one
+    that turns ZamComp's ratio knob, as a click would) comes back as the plugin's full state."""
+    import base64
+    import io
+
+    import pedalboard
+
+    from bridge.plugins import _editor
+    from bridge.plugins.edit import make_slot
+    from bridge.session import Session
+
+    slot = make_slot(str(ZAMCOMP), parameters={"threshold_db": -30.0})
+    seen = {}
+
+    def turn_the_ratio_knob(self, close_event=None):
+        seen["threshold"] = self.threshold_db  # the window shows the slot's settings
+        self.ratio = 8.0
+
+    monkeypatch.setattr(pedalboard.VST3Plugin, "show_editor", turn_the_ratio_knob)
+    out = io.StringIO()
+    _editor.run({"path": slot.plugin, "name": slot.name, "raw_state": slot.raw_state,
+                 "parameters": slot.parameters}, out, commands=io.StringIO("close\n"))
+    opened, done = (json.loads(line) for line in out.getvalue().splitlines())
+    assert opened == {"open": True} and seen["threshold"] == pytest.approx(-30.0)
+    assert done["changed"] == ["ratio"]
+    assert done["parameters"] == {"threshold_db": pytest.approx(-30.0), "ratio": pytest.approx(8.0)}
+    assert base64.b64decode(done["raw_state"]) != base64.b64decode(slot.raw_state)
+
+    make_project(tmp_path)
+    with Session.open(tmp_path, watch=False) as s:
+        s.add_fx("Raw", slot)
+        s.set_fx_state("Raw", 0, done["raw_state"], done["parameters"])
+        edited = s.fx_chain("Raw")[0]
+        assert s.undo_label == "stem Raw ZamComp edited in its window"
+        # the state alone renders what pedalboard renders with threshold −30 and ratio 8
+        audio = noise(0.5, channels=1, seed=5)
+        direct = pedalboard.load_plugin(str(ZAMCOMP))
+        direct.threshold_db, direct.ratio = -30.0, 8.0
+        np.testing.assert_allclose(apply_chain(audio, SR, [edited.model_copy(update={"parameters": {}})]).audio,
+                                   direct.process(audio, SR, reset=True), atol=1e-6)
+        s.undo()
+        assert s.fx_chain("Raw") == [slot]
+
+
+@needs_zam
+def test_plugin_window_runs_in_a_child_that_reports_failures():
+    """The window's child process: the app gets an answer (here pedalboard's refusal without a
+    display) instead of being blocked or taken down."""
+    from bridge.plugins.editor import EditorWindow
+
+    slot = FxSlot(plugin=str(ZAMCOMP), name="ZamComp")
+    box = []
+    window = EditorWindow(slot, box.append, env={"DISPLAY": ""})
+    result = window.wait(60)
+    assert result is not None and box == [result]
+    assert result.error.startswith("ZamComp's window failed") and "display" in result.error
+    assert not window.running

@@ -52,14 +52,42 @@ def _stem_key(spec: StemSpec, digest: str, version: str, chain: list | None = No
                     T.ANALYSIS_SAMPLE_RATE, T.ANALYSIS_HOP, T.ANALYSIS_N_FFT, *extra)
 
 
-def stem_chain_state(project: Project, spec: StemSpec) -> list:
-    """What of the stem's effect chain decides its analysis (empty: no active effect)."""
+def _tempo_synced(slots) -> bool:
+    from bridge.plugins.builtins import TEMPO_SYNCED
+
+    return any(not s.bypass and any((s.plugin, k) in TEMPO_SYNCED for k in s.parameters) for s in slots)
+
+
+def fx_tempo_bpm(project: Project, project_dir: str | os.PathLike[str], *,
+                 cancel: CancelToken | None = None) -> float | None:
+    """The tempo tempo-synced effects (``Delay.delay_beats``) get: the project's own (the DAW's or
+    the producer's, :func:`chain_tempo_bpm`), else the tempo detected from the song with those
+    effects bypassed — an echo must not decide the tempo it is timed by. None when no active slot
+    is tempo-synced and the project sets no tempo (nothing needs one).
+
+    The detection is the project's analysis with those slots bypassed (cached like any analysis:
+    usually the one from before the delay was added)."""
+    explicit = chain_tempo_bpm(project)
+    if explicit or not (_tempo_synced(project.master_fx) or any(_tempo_synced(s.fx) for s in project.stems)):
+        return explicit
+
+    def off(slots):
+        return [s.model_copy(update={"bypass": True}) if _tempo_synced([s]) else s for s in slots]
+
+    raw = project.model_copy(update={"master_fx": off(project.master_fx),
+                                     "stems": [s.model_copy(update={"fx": off(s.fx)}) for s in project.stems]})
+    return float(analyze_project(raw, project_dir, cancel=cancel).beat_grid.tempo_bpm)
+
+
+def stem_chain_state(project: Project, spec: StemSpec, tempo_bpm: float | None = None) -> list:
+    """What of the stem's effect chain decides its analysis (empty: no active effect); ``tempo_bpm``:
+    what its tempo-synced effects get (:func:`fx_tempo_bpm`)."""
     from bridge.plugins.chain import chain_fingerprint
 
     fingerprint = chain_fingerprint(spec.fx)
     if not fingerprint:
         return []
-    return [fingerprint, project.sample_rate, chain_tempo_bpm(project)]
+    return [fingerprint, project.sample_rate, tempo_bpm if _tempo_synced(spec.fx) else chain_tempo_bpm(project)]
 
 
 def stem_mono(spec: StemSpec, path: Path, *, fx_sample_rate: int = 44100,
@@ -204,7 +232,8 @@ def analyze_project(
     duration = song_duration_seconds(project, project_dir)
     n_frames = int(np.ceil(duration * T.ANALYSIS_SAMPLE_RATE / T.ANALYSIS_HOP)) + 1
 
-    keys = {s.name: _stem_key(s, file_digest(paths[s.name]), version, stem_chain_state(project, s))
+    tempo_fx = fx_tempo_bpm(project, project_dir, cancel=cancel)
+    keys = {s.name: _stem_key(s, file_digest(paths[s.name]), version, stem_chain_state(project, s, tempo_fx))
             for s in project.stems}
     features: dict[str, T.StemFeatures] = {}
     todo: list[StemSpec] = []
@@ -231,7 +260,7 @@ def analyze_project(
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(todo)))) as pool:
             futures = {s.name: pool.submit(_analyse_one, s, paths[s.name], cancel,
                                            fx_sample_rate=project.sample_rate,
-                                           tempo_bpm=chain_tempo_bpm(project),
+                                           tempo_bpm=tempo_fx,
                                            keep=decoded) for s in todo}
             try:
                 for s in todo:

@@ -75,12 +75,12 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
     ``solo``: stem names; when any is given, only those stems sound (a muted stem stays muted, as in
     a DAW's solo-in-place). ``skip``: stem names left out (e.g. files gone missing: playback goes on
     without them)."""
-    from bridge.analysis.project import chain_tempo_bpm
+    from bridge.analysis.project import fx_tempo_bpm
     from bridge.export.mixdown import mix_stems
     from bridge.plugins.chain import active_slots, apply_chain
     from bridge.stems.load import load_audio, place_in_song
 
-    tempo_bpm = chain_tempo_bpm(project)
+    tempo_bpm = fx_tempo_bpm(project, project_dir)  # for tempo-synced effects
     report = problems if problems is not None else []
     total = int(round(duration_seconds * sample_rate))
     stems, gains = [], []

@@ -16,7 +16,7 @@ Threads: pedalboard loads hosted plugins on the main thread only; called from an
 
 Tempo: pedalboard hands hosted plugins no tempo or playhead (a tempo-synced plugin runs at its own
 default tempo). Tempo-synced built-in settings (``Delay.delay_beats``) are converted with the
-project's tempo instead.
+project's tempo instead (``tempo_bpm``; callers pass :func:`bridge.analysis.project.fx_tempo_bpm`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`stembridge plugins scan|list` and `stembridge fx add|list|remove|bypass|set`."""
+"""`stembridge plugins scan|list` and `stembridge fx add|list|remove|bypass|set|move|editor`."""
 
 from __future__ import annotations
 
@@ -93,6 +93,42 @@ def cmd_fx_remove(args: argparse.Namespace) -> int:
     return _edit(args, change)
 
 
+def cmd_fx_move(args: argparse.Namespace) -> int:
+    from bridge.plugins.edit import slot_index
+
+    def change(slots, where, project):
+        i = slot_index(slots, args.slot, where=where)
+        j = slot_index(slots, args.to, where=where)
+        slot = slots.pop(i)
+        slots.insert(j, slot)
+        order = ", ".join(f"{n}. {s.label}" for n, s in enumerate(slots, 1))
+        return f"moved {slot.label} to slot {args.to} of {where}: {order}"
+
+    return _edit(args, change)
+
+
+def cmd_fx_editor(args: argparse.Namespace) -> int:
+    from bridge.plugins.edit import slot_index
+    from bridge.plugins.editor import open_editor
+
+    def change(slots, where, project):
+        i = slot_index(slots, args.slot, where=where)
+        window = open_editor(slots[i])  # PluginError (built-in, not installed, no display) before it opens
+        print(f"{slots[i].label}'s window is open; close it to save its settings", file=sys.stderr)
+        try:
+            result = window.wait()
+        except KeyboardInterrupt:
+            window.close()
+            result = window.wait(10)
+        if result is None or result.error is not None:
+            raise PluginError(result.error if result is not None else f"{slots[i].label}'s window did not close")
+        slots[i] = slots[i].model_copy(update={"raw_state": result.raw_state, "parameters": result.parameters})
+        changed = ", ".join(result.changed) or "nothing"
+        return f"{where}, slot {args.slot} ({slots[i].label}): changed in its window: {changed}"
+
+    return _edit(args, change)
+
+
 def cmd_fx_bypass(args: argparse.Namespace) -> int:
     from bridge.plugins.edit import slot_index, update_slot
 
@@ -179,7 +215,8 @@ def _chain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_fx_parser(sub: argparse._SubParsersAction) -> None:
-    fx = sub.add_parser("fx", help="effect chains per stem and on the master: add, list, remove, bypass, set")
+    fx = sub.add_parser("fx", help="effect chains per stem and on the master: add, list, remove, bypass, set, "
+                                   "move, editor")
     fsub = fx.add_subparsers(dest="fx_command", required=True)
     add = fsub.add_parser("add", help="append an effect: a built-in (LowpassFilter, Compressor …), a "
                                       "scanned plugin's name, or a .vst3/.component path")
@@ -207,6 +244,18 @@ def add_fx_parser(sub: argparse._SubParsersAction) -> None:
     by.add_argument("slot", type=int, metavar="N")
     by.add_argument("--off", action="store_true", help="un-bypass")
     by.set_defaults(func=cmd_fx_bypass)
+
+    mv = fsub.add_parser("move", help="move slot N to position TO (the audio runs through the slots in order)")
+    _chain_arguments(mv)
+    mv.add_argument("slot", type=int, metavar="N")
+    mv.add_argument("to", type=int, metavar="TO")
+    mv.set_defaults(func=cmd_fx_move)
+
+    ed = fsub.add_parser("editor", help="open slot N's own plugin window (needs a display); its settings are "
+                                        "saved when you close it")
+    _chain_arguments(ed)
+    ed.add_argument("slot", type=int, metavar="N")
+    ed.set_defaults(func=cmd_fx_editor)
 
     st = fsub.add_parser("set", help="change slot N's parameters or wet/dry")
     _chain_arguments(st)

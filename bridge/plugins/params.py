@@ -53,6 +53,12 @@ BUILTIN_RANGES: dict[tuple[str, str], tuple[float, float, str, bool]] = {
 }
 
 
+#: Parameters some plugin frameworks expose that belong to the host, not the producer: DPF plugins
+#: (the Zam ones) report the host's block size and sample rate as parameters. Setting them by hand
+#: would break processing, so the editor leaves them out.
+HOST_PARAMETERS = frozenset({"buffer_size_frames", "sample_rate_frames"})
+
+
 def _by_name(name: str) -> tuple[float, float, str, bool]:
     """A built-in setting's range from its name."""
     if name.endswith("_hz"):
@@ -100,6 +106,8 @@ def describe_parameters(slot: FxSlot, *, plugin=None, tempo_bpm: float | None = 
     plugin = plugin if plugin is not None else build_plugin(slot, tempo_bpm=tempo_bpm)
     out = []
     for name, p in plugin.parameters.items():
+        if name in HOST_PARAMETERS:
+            continue
         value = slot.parameters.get(name, getattr(plugin, name))
         unit = (getattr(p, "label", None) or getattr(p, "units", None) or "").strip()
         if p.type is bool:

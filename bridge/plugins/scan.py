@@ -157,7 +157,10 @@ class _Child:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.kill()
-                raise _ProbeDied(f"hung while loading (no answer in {timeout_s:g} s)") from None
+                raise _ProbeDied(
+                    f"no answer in {timeout_s:g} s: it hung while loading, or is very slow to load (some "
+                    "reverbs build their tables then). If it is only slow: stembridge plugins "
+                    f"scan --rescan --timeout {max(300, int(4 * timeout_s))}") from None
             if line is None:
                 raise _ProbeDied(self._death("while loading"))
             try:

@@ -1,15 +1,23 @@
 """Effects tab: the effect chain of one stem (or the master, the export mix) and a generic parameter
 panel for the selected slot.
 
-Every change is a Session command (add_fx / remove_fx / set_fx), so it is undoable and saved; the
-panel rebuilds from the project after each change, undo included.
+Every change is a Session command (add_fx / remove_fx / set_fx / move_fx / set_fx_state), so it is
+undoable and saved; the panel rebuilds from the project after each change, undo included.
+
+A slider drag is one command, sent on release (while it moves only the number beside it follows):
+each command re-captures a hosted plugin's state and a stem's change re-analyses the stem, so one a
+tick would queue dozens of analyses. Arrow keys, the wheel and the wet/dry spin boxes are coalesced
+the same way: one command :data:`DEBOUNCE_MS` after the last step.
+
+"Plugin window" opens a hosted plugin's own editor in a child process (bridge.plugins.editor): the
+app keeps running while it is open; its state comes back as one undo step when it closes.
 """
 
 from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,6 +43,37 @@ MASTER = "Master (export mix)"
 COMMON = ("LowpassFilter", "HighpassFilter", "Compressor", "Gain", "Reverb", "Delay", "Limiter")
 COLUMNS = ("Effect", "Bypass", "Wet/dry")
 SLIDER_STEPS = 1000
+#: Quiet time after the last arrow/wheel/spin step before the change is sent as a command.
+DEBOUNCE_MS = 300
+
+
+class Debouncer(QObject):
+    """Holds the latest value and calls ``send(value)`` once, ``ms`` after the last :meth:`push`
+    (or at once on :meth:`flush`)."""
+
+    def __init__(self, send, ms: int = DEBOUNCE_MS, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.send = send
+        self._value = None
+        self._pending = False
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(ms)
+        self.timer.timeout.connect(self.flush)
+
+    def push(self, value) -> None:
+        self._value, self._pending = value, True
+        self.timer.start()
+
+    def cancel(self) -> None:
+        self.timer.stop()
+        self._pending = False
+
+    def flush(self) -> None:
+        self.timer.stop()
+        if self._pending:
+            self._pending = False
+            self.send(self._value)
 
 
 def _add_choices() -> list[tuple[str, tuple[str, str | None]]]:
@@ -66,7 +105,9 @@ class ParamRow(QWidget):
                                 step=info.step or span / 100 or 0.01, suffix=f" {info.unit}" if info.unit else "")
         self.slider.setValue(self._to_slider(info.value))
         self.slider.valueChanged.connect(self._slid)
+        self.slider.sliderReleased.connect(self._released)
         self.spin.valueChanged.connect(self._typed)
+        self.debounce = Debouncer(lambda v: self.commit(self.info.name, v, True), parent=self)
         row.addWidget(self.slider, 1)
         row.addWidget(self.spin)
 
@@ -88,6 +129,8 @@ class ParamRow(QWidget):
 
     def show_value(self, v: float) -> None:
         """Show ``v`` (from the project: after an edit elsewhere, or undo) without a command."""
+        if self.slider.isSliderDown() or self.debounce.timer.isActive():
+            return  # the producer is moving it: their value wins until it is sent
         for w in (self.spin, self.slider):
             w.blockSignals(True)
         if abs(self.spin.value() - v) > 10 ** -self.spin.decimals() / 2:
@@ -100,19 +143,30 @@ class ParamRow(QWidget):
         self.spin.blockSignals(True)
         self.spin.setValue(self._from_slider(pos))
         self.spin.blockSignals(False)
-        self.commit(self.info.name, self.spin.value(), True)
+        if not self.slider.isSliderDown():  # arrow keys, page steps, the wheel: coalesced
+            self.debounce.push(self.spin.value())
+
+    def _released(self) -> None:
+        """The end of a drag: its one command."""
+        self.debounce.cancel()
+        self.commit(self.info.name, self.spin.value(), False)
 
     def _typed(self, v: float) -> None:
         self.slider.blockSignals(True)
         self.slider.setValue(self._to_slider(v))
         self.slider.blockSignals(False)
-        self.commit(self.info.name, v, False)
+        self.debounce.push(v)  # Enter commits once; held spin arrows become one command
 
 
 class EffectsPanel(QWidget):
+    #: (stem or None, slot index, slot when opened, EditorResult): a plugin window closed (from its reader thread)
+    editorClosed = Signal(object, int, object, object)
+
     def __init__(self, adapter: SessionAdapter, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.adapter = adapter
+        self.editors: dict[tuple, object] = {}  # (stem, index) -> EditorWindow, while open
+        self.editorClosed.connect(self._editor_closed, Qt.ConnectionType.QueuedConnection)
         self.param_rows: dict[str, QWidget] = {}
         self._shown: tuple | None = None  # (stem, index, plugin, name) the parameter panel shows
         self._table_shape: tuple | None = None
@@ -133,8 +187,18 @@ class EffectsPanel(QWidget):
         self.add_button.clicked.connect(self.add_selected)
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(self.remove_selected)
-        top.addWidget(self.add_button)
-        top.addWidget(self.remove_button)
+        self.up_button = QPushButton("▲")
+        self.up_button.setToolTip("Move the selected effect earlier in the chain (the audio runs top to bottom)")
+        self.up_button.clicked.connect(lambda: self.move_selected(-1))
+        self.down_button = QPushButton("▼")
+        self.down_button.setToolTip("Move the selected effect later in the chain")
+        self.down_button.clicked.connect(lambda: self.move_selected(1))
+        self.editor_button = QPushButton("Plugin window")
+        self.editor_button.setToolTip("Open the selected plugin's own editor window (the app keeps running; "
+                                      "its settings come back when you close it)")
+        self.editor_button.clicked.connect(self.open_editor)
+        for b in (self.add_button, self.remove_button, self.up_button, self.down_button, self.editor_button):
+            top.addWidget(b)
         top.addStretch(1)
         col.addLayout(top)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -143,7 +207,11 @@ class EffectsPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()  # the effect's name gets the room, not the wet/dry box
+        header.setSectionResizeMode(0, header.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, header.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, header.ResizeMode.Fixed)  # cell widgets do not size their column
+        header.resizeSection(2, double_spin(0, 100, value=100, decimals=0, suffix=" % wet").sizeHint().width() + 8)
         self.table.currentCellChanged.connect(lambda *_: self.show_params())
         split.addWidget(self.table)
         right = QWidget()
@@ -205,10 +273,74 @@ class EffectsPanel(QWidget):
         if i is not None:
             self.adapter.command("remove_fx", self.stem(), i)
 
-    def set_param(self, name: str, value, coalesce: bool = False) -> None:
+    def move_selected(self, step: int) -> None:
         i = self.current_index()
+        if i is None or not 0 <= i + step < len(self._chain()):
+            return
+        self.adapter.command("move_fx", self.stem(), i, i + step)
+        self.table.setCurrentCell(i + step, 0)
+
+    def open_editor(self) -> None:
+        """The selected plugin's own window, in a child process; a sentence instead when it cannot open."""
+        from bridge.errors import BridgeError
+        from bridge.plugins.editor import open_editor
+
+        i = self.current_index()
+        if i is None:
+            return
+        stem, slot = self.stem(), self._chain()[i]
+        key = (stem, i)
+        if key in self.editors and self.editors[key][0].running:
+            self.adapter.message.emit("info", f"{slot.label}'s window is already open")
+            return
+        try:
+            editor = open_editor(
+                slot, lambda result, stem=stem, i=i, slot=slot: self.editorClosed.emit(stem, i, slot, result))
+        except BridgeError as e:
+            self.adapter.message.emit("error", str(e))
+            return
+        self.editors[key] = (editor, slot)
+        self.adapter.message.emit("info", f"{slot.label}'s window is open; close it to keep its settings")
+
+    def _editor_closed(self, stem, index: int, opened, result) -> None:
+        if self.editors.pop((stem, index), None) is None:
+            return  # applied by close_editors already
+        self._apply_editor_result(stem, index, opened, result)
+
+    def _apply_editor_result(self, stem, index: int, opened, result) -> None:
+        if result.error is not None:
+            self.adapter.message.emit("error", result.error)
+            return
+        s = self.adapter.session
+        if s is None:
+            return
+        chain = s.fx_chain(stem) if stem is None or stem in {x.name for x in s.project.stems} else []
+        now = chain[index] if index < len(chain) else None
+        if now is None or (now.plugin, now.name) != (opened.plugin, opened.name):
+            self.adapter.message.emit("error", f"{opened.label} was moved or removed while its window was open; "
+                                               "what was set in the window is not kept")
+            return
+        self.adapter.command("set_fx_state", stem, index, result.raw_state, result.parameters)
+
+    def close_editors(self, wait_s: float = 5.0) -> None:
+        """Close every open plugin window and keep what was set in it (the app is quitting: the
+        results are applied here, before the session closes, not from the event loop)."""
+        for editor, _slot in self.editors.values():
+            editor.close()
+        for (stem, index), (editor, slot) in list(self.editors.items()):
+            result = editor.wait(wait_s)
+            if result is None:
+                editor.kill()
+            else:
+                self._apply_editor_result(stem, index, slot, result)
+        self.editors.clear()
+
+    def set_param(self, name: str, value, coalesce: bool = False, *, target: tuple | None = None) -> None:
+        """Set a parameter of the selected slot, or of ``target`` = (stem, index): the slot a panel row
+        was built for (a debounced change may arrive after the selection moved on)."""
+        stem, i = target if target is not None else (self.stem(), self.current_index())
         if i is not None:
-            self.adapter.command("set_fx", self.stem(), i, parameters={name: value}, coalesce=coalesce)
+            self.adapter.command("set_fx", stem, i, parameters={name: value}, coalesce=coalesce)
 
     # -- showing -------------------------------------------------------------------------------
     def _on_project(self, event=None) -> None:
@@ -241,8 +373,9 @@ class EffectsPanel(QWidget):
                 bypass = QCheckBox()
                 bypass.toggled.connect(lambda v, i=r: self.adapter.command("set_fx", stem, i, bypass=v))
                 mix = double_spin(0, 100, decimals=0, step=5, suffix=" % wet")
-                mix.valueChanged.connect(lambda v, i=r: self.adapter.command("set_fx", stem, i, mix=v / 100,
-                                                                              coalesce=True))
+                mix.debounce = Debouncer(lambda v, i=r: self.adapter.command("set_fx", stem, i, mix=v / 100,
+                                                                              coalesce=True), parent=mix)
+                mix.valueChanged.connect(mix.debounce.push)
                 for c, w in enumerate((name, bypass, mix)):
                     self.table.setCellWidget(r, c, w)
         for r, slot in enumerate(chain):  # the values, in place (a row being edited keeps its widgets)
@@ -250,7 +383,8 @@ class EffectsPanel(QWidget):
             for w in (bypass, mix):
                 w.blockSignals(True)
             bypass.setChecked(slot.bypass)
-            mix.setValue(slot.mix * 100)
+            if not mix.debounce.timer.isActive():
+                mix.setValue(slot.mix * 100)
             for w in (bypass, mix):
                 w.blockSignals(False)
         if chain:
@@ -274,7 +408,13 @@ class EffectsPanel(QWidget):
             except BridgeError:
                 pass
             return
+        for w in list(self.param_rows.values()):  # a change still waiting goes to the slot it was made on
+            if isinstance(w, ParamRow):
+                w.debounce.flush()
+        if self._shown == key:  # …whose refresh has built this panel already
+            return
         self._shown = key
+        self.editor_button.setEnabled(slot is not None and not slot.is_builtin)
         while self.form.rowCount():
             self.form.removeRow(0)
         self.param_rows = {}
@@ -287,18 +427,19 @@ class EffectsPanel(QWidget):
         except BridgeError as e:
             self.title.setText(f"{slot.label}: {e}")
             return
+        target = (self.stem(), i)
         for info in infos:
             if info.kind == "bool":
                 w = QCheckBox()
                 w.setChecked(bool(info.value))
-                w.toggled.connect(lambda v, n=info.name: self.set_param(n, v))
+                w.toggled.connect(lambda v, n=info.name: self.set_param(n, v, target=target))
             elif info.kind == "choice":
                 w = QComboBox()
                 w.addItems(info.choices)
                 w.setCurrentText(str(info.value))
-                w.activated.connect(lambda _i, n=info.name, c=w: self.set_param(n, c.currentText()))
+                w.activated.connect(lambda _i, n=info.name, c=w: self.set_param(n, c.currentText(), target=target))
             else:
-                w = ParamRow(info, self.set_param)
+                w = ParamRow(info, lambda n, v, c, t=target: self.set_param(n, v, c, target=t))
             label = info.name.replace("_", " ")
             self.form.addRow(label, w)
             self.param_rows[info.name] = w
