@@ -19,18 +19,19 @@ void main() {
         float x = 6.0 * (uv.x - 0.5) * z * (1.0 + 0.1 * warp * sin(z + 6.2831 * travel));
         float zz = z + 0.8 * travel;  // near the viewer a bigger roll would pass a whole line
         // a line where the cell coordinate is near a whole number (|fract − 0.5| near 0.5)
-        float w = 0.44 - 0.04 * detail;
+        float w = 0.40;
         float lines = max(smoothstep(w, 0.49, abs(fract(x) - 0.5)),
                           smoothstep(w, 0.49, abs(fract(zz) - 0.5)));
         vec3 neon = 0.55 + 0.45 * cos(6.2831 * (hue + vec3(0.8, 0.95, 0.1)));
+        // as bright in every hue: a chord change recolours the floor without flashing it
+        neon *= 0.75 / max(dot(neon, vec3(0.299, 0.587, 0.114)), 0.05);
         // lines fade out towards the horizon, where they are finer than a pixel and would flicker
         // on any step whatever its size; a hit rolls the floor by as much as the hit is strong
         float near = smoothstep(0.0, 0.12, d);
-        col = mix(vec3(0.0), neon, near * (lines * (1.0 - smoothstep(0.0, 0.5, horizon - d)) + lines * 0.3));
+        col = mix(vec3(0.0), neon, 0.7 * near * (lines * (1.0 - smoothstep(0.0, 0.5, horizon - d)) + lines * 0.3));
         // a soft glow across each tile (brightest at its lines): the floor's roll shows in proportion
         float glow = pow(2.0 * max(abs(fract(x) - 0.5), abs(fract(zz) - 0.5)), 2.0);
-        col += neon * near * 0.5 * glow;
-        col += neon * 0.05 * detail;
+        col += neon * near * 0.8 * glow;
     }
     col = mix(col, vec3(1.0), flash);
     gl_FragColor = vec4(col * (1.0 + brightness), 1.0);
