@@ -23,7 +23,7 @@ void main() {
         vec2 square = RENDERSIZE / min(RENDERSIZE.x, RENDERSIZE.y);
         float drop = smoothstep(0.09, 0.0, length((c - 0.25 * vec2(cos(6.2831 * travel), sin(12.566 * travel))) * square));
         vec3 inkc = 0.5 + 0.5 * cos(6.2831 * (hue + vec3(0.0, 0.33, 0.67) + travel));
-        gl_FragColor = vec4(prev.rgb * fade + drop * inkc * (0.03 + 0.5 * strength), 1.0);
+        gl_FragColor = vec4(prev.rgb * fade + drop * inkc * (0.1 + 0.5 * strength), 1.0);
     } else {
         // the water turns with every hit, as far as the hit is strong (and rests between hits)
         float turn = 6.2831 * 0.5 * travel;
