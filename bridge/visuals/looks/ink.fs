@@ -1,5 +1,5 @@
 /*{
-  "DESCRIPTION": "Ink in water: a feedback fluid that hits stir and the harmony colours",
+  "DESCRIPTION": "Ink in water: a feedback fluid; each hit turns the water and stirs in a burst of ink, the harmony colours it",
   "CREDIT": "stembridge",
   "ISFVSN": "2",
   "CATEGORIES": ["Generator", "Feedback"],

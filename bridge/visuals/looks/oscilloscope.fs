@@ -1,5 +1,5 @@
 /*{
-  "DESCRIPTION": "Oscilloscope: the music's waveform as glowing phosphor traces; each hit throws the beam to a new angle",
+  "DESCRIPTION": "Oscilloscope: the music's waveform as glowing phosphor traces; each hit rolls the traces on and turns the beam, a drum hit jolts it",
   "CREDIT": "stembridge",
   "ISFVSN": "2",
   "CATEGORIES": ["Generator", "Audio Reactive"],
@@ -14,8 +14,9 @@
     {}
   ]
 }*/
-// The picture only turns when `travel` steps (a hit); the waveform (`wave`, fed from the mix or
-// the stem engine.audio_inputs names) wiggles the traces, and the phosphor pass keeps a short glow.
+// The picture only rolls and turns when `travel` steps (a hit); the waveform (`wave`, fed from the
+// mix or the stem engine.audio_inputs names) wiggles the traces, mostly on drum hits (`strength`),
+// and the phosphor pass keeps a short glow.
 const float TAU = 6.28318530718;
 
 float traceAt(vec2 p) {
