@@ -17,6 +17,7 @@ void main() {
     float ang = 6.2831 * 1.5 * travel;
     float dot_ = smoothstep(0.012, 0.0, length(p - radius * vec2(cos(ang), sin(ang))));
     vec3 ink = 0.75 + 0.25 * cos(6.2831 * (hue + vec3(0.0, 0.33, 0.67)));
+    ink *= 0.8 / dot(ink, vec3(0.299, 0.587, 0.114));  // as bright in every hue (the harmony recolours, never flashes)
     vec3 col = ink * (ring + dot_) * (0.85 + brightness);
     col = mix(col, vec3(1.0), flash);
     gl_FragColor = vec4(col, 1.0);
