@@ -165,6 +165,42 @@ def test_every_shipped_look_compiles_renders_and_differs():
             assert corr < 0.8, f"{a} and {b} look alike (structure correlation {corr:.2f})"
 
 
+def test_every_shipped_look_moves_on_a_hit_by_its_size_and_rests_between_hits():
+    """What benchmarks/av_sync.py needs of a look (BAS and onset–motion ρ on the decoded video):
+    the frame that holds a hit (travel steps, strength jumps and decays as the default mapping makes
+    them) changes the picture, a bigger hit changes it more, and the frames between hits, while the
+    harmony slowly turns the hue and the bass swells, change far less than a hit does. The looks as
+    they were before (main, 2026-12-04) fail this: glitch, grid, minimal, oscilloscope and starfield
+    moved about as much for a small hit as for a big one (minimal 0.64 vs 0.68)."""
+    require_gl()
+    shipped = Path(__file__).resolve().parents[1] / "bridge" / "visuals" / "looks"
+    looks = sorted(p.stem for p in shipped.glob("*.fs"))
+    assert len(looks) >= 10
+    small_hit, big_hit = 12, 24
+    for name in looks:
+        e = get_engine("shader", look=str(shipped / f"{name}.fs"))
+        e.start(ctx(width=96, height=54, fps=Fraction(30), beats=np.arange(0, 10, 0.5),
+                    downbeats=np.arange(0, 10, 2.0)))
+        travel, frames = 0.0, []
+        for k in range(36):
+            step = {small_hit: 0.015, big_hit: 0.07}.get(k, 0.0)
+            travel += step
+            struck = [h for h in (small_hit, big_hit) if k >= h]  # strength: release 60 ms
+            strength = {small_hit: 0.1, big_hit: 0.4}[struck[-1]] * np.exp(-(k - struck[-1]) / 30 / 0.06) \
+                if struck else 0.0
+            params = {"travel": travel, "strength": strength, "hue": 0.3 + 0.004 * k,
+                      "warp": 0.2 + 0.01 * k, "brightness": 0.0, "saturation": 0.0}
+            frames.append(e.render(k, params, 0, 1.0).mean(axis=2))
+        e.close()
+        motion = np.array([0.0] + [np.abs(frames[k] - frames[k - 1]).mean() for k in range(1, 36)])
+        between = motion[big_hit + 4:].max()  # after the hit's own short decay
+        # the big hit steps travel 4.7× as far (and strikes 4× as hard): at least twice the motion
+        assert motion[big_hit] > 2.0 * motion[small_hit], (
+            f"{name}: a big hit moves it {motion[big_hit]:.2f}, a small one {motion[small_hit]:.2f}")
+        assert between < 0.35 * motion[big_hit], (
+            f"{name}: moves {between:.2f} between hits against {motion[big_hit]:.2f} on a hit")
+
+
 @pytest.mark.slow
 def test_render_with_the_shader_engine_gives_a_decodable_video_that_moves_on_hits(tmp_path):
     import av

@@ -5,8 +5,8 @@
   "CATEGORIES": ["Generator", "Glitch", "Feedback"],
   "INPUTS": [
     {"NAME": "blocks", "TYPE": "float", "DEFAULT": 20.0, "MIN": 4.0, "MAX": 64.0},
-    {"NAME": "smear", "TYPE": "float", "DEFAULT": 0.8, "MIN": 0.0, "MAX": 0.97},
-    {"NAME": "tear", "TYPE": "float", "DEFAULT": 5.0, "MIN": 0.0, "MAX": 20.0}
+    {"NAME": "smear", "TYPE": "float", "DEFAULT": 0.95, "MIN": 0.0, "MAX": 0.97},
+    {"NAME": "tear", "TYPE": "float", "DEFAULT": 0.8, "MIN": 0.0, "MAX": 20.0}
   ],
   "PASSES": [
     {"TARGET": "mosh", "PERSISTENT": true},
@@ -17,7 +17,11 @@ const float TAU = 6.28318530718;
 
 float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
 
-vec3 palette(float t) { return 0.5 + 0.5 * cos(TAU * (t + hue + vec3(0.0, 0.33, 0.67))); }
+// as bright in every hue: the harmony and the hits recolour the blocks without flashing them
+vec3 palette(float t) {
+    vec3 c = 0.5 + 0.5 * cos(TAU * (t + hue + vec3(0.0, 0.33, 0.67)));
+    return c * 0.55 / max(dot(c, vec3(0.299, 0.587, 0.114)), 0.05);
+}
 
 // The clean picture: colour fields in a coarse grid, each row of slices shifted sideways by
 // travel (a hit steps travel, so every hit tears the rows by an amount that grows with it).
@@ -26,8 +30,9 @@ vec3 fresh(vec2 uv) {
     float x = uv.x + (hash(vec2(slice, 3.1)) - 0.5) * tear * travel;
     vec2 cell = floor(vec2(x * 5.0, uv.y * 3.0));
     float h = hash(cell);
-    vec3 c = palette(h * 0.6 + 0.15 * floor(travel * 4.0));
-    float bars = step(0.5, fract(x * 40.0 * (0.2 + h)));
+    vec3 c = palette(h * 0.6 + 0.6 * travel);  // the colours turn on by as much as each hit
+    // soft-edged bars: a slice torn a little changes a little (hard edges change as much for any tear)
+    float bars = smoothstep(0.15, 0.35, abs(fract(x * 16.0 * (0.2 + h)) - 0.5));
     return c * (0.55 + 0.45 * bars) * (0.35 + 0.65 * step(0.3, h));
 }
 
@@ -36,8 +41,8 @@ void main() {
     if (PASSINDEX == 0) {
         vec2 b = floor(uv * vec2(blocks, blocks * RENDERSIZE.y / RENDERSIZE.x));
         // motion vectors per block: the bass (warp) drags the held blocks, a hit reseeds which hold
-        vec2 mv = (vec2(hash(b + 0.5), hash(b + 9.2)) - 0.5) * 0.012 * (0.2 + warp);
-        float hold = step(0.55, hash(b + floor(travel * 10.0)));
+        vec2 mv = (vec2(hash(b + 0.5), hash(b + 9.2)) - 0.5) * (0.0002 * (0.2 + warp) + 0.08 * strength);
+        float hold = step(0.55, hash(b + floor(travel)));
         vec3 prev = IMG_NORM_PIXEL(mosh, uv - mv).rgb;
         vec3 now = fresh(uv);
         gl_FragColor = vec4(mix(now, prev, smear * hold), 1.0);

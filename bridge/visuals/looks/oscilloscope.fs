@@ -1,5 +1,5 @@
 /*{
-  "DESCRIPTION": "Oscilloscope: the music's waveform as glowing phosphor traces; each hit throws the beam to a new angle",
+  "DESCRIPTION": "Oscilloscope: the music's waveform as glowing phosphor traces; each hit rolls the traces on and turns the beam, a drum hit jolts it",
   "CREDIT": "stembridge",
   "ISFVSN": "2",
   "CATEGORIES": ["Generator", "Audio Reactive"],
@@ -14,8 +14,9 @@
     {}
   ]
 }*/
-// The picture only turns when `travel` steps (a hit); the waveform (`wave`, fed from the mix or
-// the stem engine.audio_inputs names) wiggles the traces, and the phosphor pass keeps a short glow.
+// The picture only rolls and turns when `travel` steps (a hit); the waveform (`wave`, fed from the
+// mix or the stem engine.audio_inputs names) wiggles the traces, mostly on drum hits (`strength`),
+// and the phosphor pass keeps a short glow.
 const float TAU = 6.28318530718;
 
 float traceAt(vec2 p) {
@@ -27,9 +28,13 @@ float traceAt(vec2 p) {
         float u = fract(p.x * 0.45 + 0.5 + float(i) * 0.137);
         float w = IMG_NORM_PIXEL(wave, vec2(u, 0.5)).r - 0.5;
         // without audio (a preview) the beam still draws a line that each hit bends anew
-        float y = y0 + 2.0 * gain * w + 0.05 * sin(p.x * 7.0 + TAU * 3.0 * travel + float(i));
-        float d = abs(p.y - y);
-        glow += smoothstep(0.012 + 0.01 * pulse, 0.0, d) + 0.25 * smoothstep(0.06, 0.0, d);
+        // the waveform jolts the beam on a drum hit (by as much as the hit, falling off fast) and
+        // only hums between hits: a loud mix would otherwise redraw it every frame
+        float y = y0 + 2.0 * gain * w * (0.02 + 2.0 * strength * strength) + 0.05 * sin(p.x * 7.0 + TAU * 1.2 * travel + float(i));
+        float d = abs(mod(p.y - 0.5 * travel + 0.8, 1.6) - 0.8 - y);  // and rolls the traces on
+        // a thin core in a wide glow: the glow moves in proportion to the step, a 1-pixel core
+        // alone would change as much for any step
+        glow += 0.4 * smoothstep(0.012 + 0.01 * pulse, 0.0, d) + 0.6 * smoothstep(0.18, 0.0, d);
     }
     return glow;
 }
@@ -37,14 +42,16 @@ float traceAt(vec2 p) {
 void main() {
     vec2 p = (gl_FragCoord.xy - 0.5 * RENDERSIZE) / (0.5 * RENDERSIZE.y);
     if (PASSINDEX == 0) {
-        float ang = TAU * 1.5 * travel + 0.02 * sin(TIME * 0.5);
+        float ang = TAU * 0.05 * travel;
         mat2 rot = mat2(cos(ang), -sin(ang), sin(ang), cos(ang));
         vec2 q = rot * p;
-        q.x += 0.25 * warp * sin(q.y * 3.0 + TIME);
+        q.x += 0.08 * warp * sin(q.y * 3.0 + TAU * travel);  // the bass bends it (gently: it swells between hits)
         float g = traceAt(q);
         vec3 prev = IMG_THIS_NORM_PIXEL(phosphor).rgb;
         vec3 tintc = beam.rgb * (0.75 + 0.25 * cos(TAU * (hue + vec3(0.0, 0.33, 0.67))));
-        gl_FragColor = vec4(prev * 0.55 + g * tintc, 1.0);
+        // as bright in every hue: the harmony recolours the beam without flashing it
+        tintc *= dot(beam.rgb, vec3(0.299, 0.587, 0.114)) / max(dot(tintc, vec3(0.299, 0.587, 0.114)), 0.02);
+        gl_FragColor = vec4(prev * 0.12 + 0.88 * g * tintc, 1.0);
     } else {
         vec3 col = IMG_THIS_NORM_PIXEL(phosphor).rgb;
         // a faint graticule, as on a scope's screen

@@ -9,11 +9,21 @@
 }*/
 float hash(vec2 p) { return fract(sin(dot(p, vec2(127.1, 311.7))) * 43758.5453); }
 
+float nebula(vec2 q) {
+    q *= 5.0;
+    return 0.5 + 0.25 * sin(q.x * 2.1 + sin(q.y * 1.7)) + 0.25 * sin(q.y * 2.6 + cos(q.x * 1.3));
+}
+
 void main() {
     vec2 p = (gl_FragCoord.xy - 0.5 * RENDERSIZE) / RENDERSIZE.y;
-    p += warp * 0.08 * vec2(sin(p.y * 6.0 + TIME), cos(p.x * 6.0 + TIME));
-    vec3 col = vec3(0.0);
-    float z0 = travel + 0.005 * TIME;
+    p += warp * 0.08 * vec2(sin(p.y * 6.0 + 6.2831 * travel), cos(p.x * 6.0 + 6.2831 * travel));
+    // a soft nebula the ship flies through: it zooms in by as much as each hit jumps the ship
+    // (smooth, so its change is sized by the jump; the stars alone are too small to show that)
+    // (two octaves cross-faded, so it zooms on for ever without a seam)
+    float f = fract(2.5 * travel);
+    float neb = mix(nebula(p * exp(-f)), nebula(p * exp(1.0 - f)), f);
+    vec3 col = (0.45 + 0.35 * cos(6.2831 * (hue + 0.6 + vec3(0.0, 0.3, 0.6)))) * neb * neb * 0.6;
+    float z0 = travel;
     for (int layer = 0; layer < 6; layer++) {
         float z = fract(float(layer) / 6.0 - z0);
         float scale = mix(18.0, 0.6, z);
@@ -24,7 +34,8 @@ void main() {
         if (h < density) {
             vec2 off = vec2(hash(cell + 1.3), hash(cell + 7.7)) - 0.5;
             float d = length(f - off * 0.7);
-            float star = smoothstep(0.06 + 0.05 * detail, 0.0, d) * z * z;
+            // near stars fade out before their layer wraps round to the far end (no pop between hits)
+            float star = smoothstep(0.06 + 0.05 * detail, 0.0, d) * z * z * smoothstep(1.0, 0.85, z);
             vec3 tintc = 0.6 + 0.4 * cos(6.2831 * (h + hue + vec3(0.0, 0.3, 0.6)));
             col += star * tintc * 1.8;
         }
