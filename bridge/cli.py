@@ -63,6 +63,10 @@ def cmd_new(args: argparse.Namespace) -> int:
         render = {k: v for k, v in (("width", args.width), ("height", args.height), ("fps", args.fps)) if v}
         if render:
             fields["render"] = RenderSettings(**render)
+        if getattr(args, "engine", None):
+            from bridge.project.schema import EngineSettings
+
+            fields["engine"] = EngineSettings(name=args.engine)
     except ValueError as e:
         raise BridgeError(str(e)) from None
     if args.mix is not None and args.stems is not None:
@@ -237,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--width", type=int)
     n.add_argument("--height", type=int)
     n.add_argument("--fps", help="e.g. 30, 25, 30000/1001")
+    n.add_argument("--engine", choices=("shader", "procedural", "lcm"), type=str.lower,
+                   help="visual engine (default: shader — a look per song and per section — where OpenGL 3.3 "
+                        "is available here, else procedural)")
     n.add_argument("--no-analyze", action="store_true", help="don't analyse now (done on first render)")
     n.add_argument("--force", action="store_true", help="replace an existing stembridge.json")
     n.add_argument("-q", "--quiet", action="store_true")

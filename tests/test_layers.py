@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(names) for names in (
     {"errors"},
+    {"gl"},
     {"fsutil", "jobs", "cli_support", "daw_install"},
     {"timebase", "vocab"},
     {"transport"},

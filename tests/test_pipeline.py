@@ -263,3 +263,23 @@ def test_new_refuses_bad_role_override(demo, tmp_path):
     stems_dir = (project_dir / project.stems[0].path).parent
     with pytest.raises(ProjectError, match="match no stem"):
         new_project(tmp_path / "q", stems_dir, roles={"Tuba": "bass"})
+
+
+def test_a_new_project_takes_the_shader_engine_where_opengl_works_else_the_procedural(demo, tmp_path, monkeypatch):
+    """Every song its own look by default: the shader engine where this machine can draw it (OpenGL
+    3.3, checked here independently of the code under test), the procedural engine where it cannot,
+    and the producer's choice always."""
+    from conftest import gl_problem
+
+    import bridge.gl
+
+    _, project, project_dir, _ = demo
+    stems_dir = (project_dir / project.stems[0].path).parent
+    made = new_project(tmp_path / "a", stems_dir).project
+    assert made.engine.name == ("procedural" if gl_problem() else "shader")
+    monkeypatch.setattr(bridge.gl, "opengl_problem", lambda: "no EGL here (test)")
+    assert new_project(tmp_path / "b", stems_dir).project.engine.name == "procedural"
+    from bridge.project.schema import EngineSettings
+
+    chosen = new_project(tmp_path / "c", stems_dir, engine=EngineSettings(name="procedural")).project
+    assert chosen.engine.name == "procedural"

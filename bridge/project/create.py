@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bridge.errors import AudioError, ProjectError
 from bridge.jobs import CancelToken, ProgressCallback
-from bridge.project.schema import PROJECT_FILENAME, Project, Section, StemSpec
+from bridge.project.schema import PROJECT_FILENAME, EngineSettings, Project, Section, StemSpec
 from bridge.project.store import relative_stem_path, save_project
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ def new_project(
             f"--role names {', '.join(repr(u) for u in unknown)}, which match no stem; use a file name "
             f"or a stem name: {', '.join(names)}."
         )
+    if "engine" not in project_fields:
+        project_fields["engine"] = default_engine()
     project = Project(
         name=name or project_dir.name, stems=stems, mappings=default_mappings(stems), **project_fields
     )
@@ -89,6 +91,20 @@ def new_project(
     for msg in skipped:
         log.warning("skipped: %s", msg)
     return NewProjectResult(project, project_dir, skipped)
+
+
+def default_engine() -> EngineSettings:
+    """A new project's engine: the shader engine (a look and palette chosen from the song, a look per
+    section) where this machine can create an OpenGL 3.3 context, else the procedural engine, with
+    a warning that says why and how to get the shader engine. Saved in the project, so the project
+    renders the same way on any machine it is opened on."""
+    from bridge.gl import opengl_problem
+
+    problem = opengl_problem()
+    if problem is None:
+        return EngineSettings(name="shader")
+    log.warning("new project: procedural engine (%s)", problem)
+    return EngineSettings(name="procedural")
 
 
 def sections_from_analysis(bounds: list[tuple[float, float]], *, seed: int = 0,

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.errors import MissingDependency, RenderError
+from bridge.errors import RenderError
+from bridge.gl import create_gl_context
 from bridge.mapping.params import PARAMETERS, SHADER_TARGET_PREFIX
 from bridge.visuals.base import RenderContext
 from bridge.visuals.isf import (
@@ -148,28 +149,6 @@ def compile_program(gl, shader: IsfShader):
         return gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=fragment_source(shader))
     except moderngl.Error as e:
         raise RenderError(compiler_message(shader, str(e))) from None
-
-
-def create_gl_context():
-    """A standalone OpenGL ≥ 3.3 context: EGL on Linux (headless), the default elsewhere."""
-    try:
-        import moderngl
-    except ImportError as exc:
-        raise MissingDependency("moderngl", feature="The shader engine") from exc
-    import sys
-
-    attempts = [dict(backend="egl")] if sys.platform.startswith("linux") else []
-    attempts.append({})
-    errors = []
-    for kwargs in attempts:
-        try:
-            return moderngl.create_standalone_context(require=330, **kwargs)
-        except Exception as e:  # noqa: BLE001 - moderngl/glcontext raise several types
-            errors.append(f"{kwargs.get('backend', 'default')}: {e}")
-    raise RenderError(
-        "the shader engine needs OpenGL 3.3, and no context could be created (" + "; ".join(errors) + "). "
-        "On Linux install Mesa's EGL (Debian/Ubuntu: apt install libegl1 libegl-mesa0 libgl1-mesa-dri), "
-        "or use --engine procedural")
 
 
 def _clamp_input(item, value: float) -> float:
