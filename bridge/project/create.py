@@ -81,7 +81,7 @@ def new_project(
             f"or a stem name: {', '.join(names)}."
         )
     project = Project(
-        name=name or project_dir.name, stems=stems, mappings=default_mappings(stems), **project_fields
+        name=name or project_dir.name, stems=stems, stems_dir=relative_stem_path(Path(stems_dir), project_dir), mappings=default_mappings(stems), **project_fields
     )
     project_dir.mkdir(parents=True, exist_ok=True)
     save_project(project, project_dir)
