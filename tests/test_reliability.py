@@ -1,0 +1,81 @@
+"""Fast versions of ``benchmarks/reliability.py``: the same seeded corpora (``fuzz_corpus``), a few
+thousand inputs instead of 10⁶, and a SIGKILL during a save. The benchmark runs the full sizes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fuzz_corpus import run_midi_fuzz, run_osc_fuzz, state_problems
+
+from bridge.transport.state import TransportState
+
+DIALECTS = ("ableton", "stembridge", "reaper", "bitwig", "ardour")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_sanity_check_can_fail():
+    """state_problems must reject what the parsers must never produce, or the fuzz tests prove nothing."""
+    good = TransportState(tempo_bpm=120.0, position_beats=4.0, position_seconds=2.0, bar=2, beat=1.0)
+    assert state_problems(good) == []
+    assert state_problems(TransportState(tempo_bpm=float("nan")))
+    assert state_problems(TransportState(tempo_bpm=5000.0))
+    assert state_problems(TransportState(position_seconds=3.1e7))
+    assert state_problems(TransportState(time_signature=(4, 3)))
+
+
+@pytest.mark.parametrize("name", DIALECTS)
+def test_a_seeded_osc_corpus_never_escapes_and_leaves_a_sane_state(name, caplog):
+    caplog.set_level(logging.ERROR)  # the listener's one "malformed datagram" warning per run
+    res = run_osc_fuzz(name, seed=7, n=3000)
+    assert res.inputs == 3000 and res.states > 0, "the corpus must reach the parser's state changes"
+    assert res.failures == 0, res.first
+
+
+def test_a_seeded_midi_corpus_never_escapes_and_leaves_sane_states():
+    results = run_midi_fuzz(seed=7, n=5000, chunk=500)
+    for name, res in results.items():
+        assert res.states > 0, name
+        assert res.failures == 0, (name, res.first)
+
+
+_SAVER = """
+import sys
+from bridge.project import Project, Section, load_project, save_project
+project, folder = load_project(sys.argv[1])
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    sections = [Section(name=f"take {i} part {k}", start=k, end=k + 1, prompt="x" * 200) for k in range(200)]
+    save_project(project.model_copy(update={"name": f"take {i}", "sections": sections}), folder)
+"""
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_sigkill_during_saves_never_loses_the_project(tmp_path, trial):
+    """A process saving a project over and over is killed at a random moment: the file under the final
+    name always loads (the old or a new version), and saving again works."""
+    import random
+
+    from bridge.project import Project, load_project, save_project
+
+    save_project(Project(name="original"), tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(random.Random(trial).uniform(0.05, 0.4))  # where in the save loop it dies is the point
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    project, _ = load_project(tmp_path)
+    assert project.name == "original" or project.name.startswith("take ")
+    save_project(project.model_copy(update={"name": "after"}), tmp_path)
+    assert load_project(tmp_path)[0].name == "after"
