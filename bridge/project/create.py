@@ -68,6 +68,8 @@ def new_project(
         except AudioError as e:
             skipped.append(str(e))
     if not usable:
+        if len(skipped) == 1:  # one file: one line, it already names the file and the fix
+            raise AudioError(f"No usable stems in {stems_dir}: {skipped[0]}")
         raise AudioError(f"No usable stems in {stems_dir}:\n  " + "\n  ".join(skipped))
     names = display_names(usable)
     stems = []
