@@ -245,3 +245,18 @@ def test_a_stem_the_user_adds_from_elsewhere_is_marked_and_reloads(tmp_path):
     project, _ = load_project(tmp_path / "song")
     assert {Path(st.path).name: st.external for st in project.stems} == {
         "Song Drums.wav": False, "Pads.wav": True, "Song Bass.wav": False}
+
+
+def test_a_save_removes_temporary_files_left_by_a_killed_save(tmp_path):
+    """benchmarks/reliability.py: a SIGKILL mid-save never harms stembridge.json but left its
+    temporary file beside it, one per kill. The next save removes old ones (not a fresh one, which
+    may be another process's save in progress)."""
+    save_project(_project(), tmp_path)
+    old = tmp_path / ".stembridge.json.k1ll3d.partial.json"
+    old.write_text('{"half": ')
+    os.utime(old, (1.0e9, 1.0e9))
+    fresh = tmp_path / ".stembridge.json.wr1t1ng.partial.json"
+    fresh.write_text('{"half": ')
+    save_project(_project(), tmp_path)
+    assert not old.exists() and fresh.exists()
+    assert load_project(tmp_path)[0] == _project()

@@ -141,7 +141,26 @@ def save_project(project: Project, location: str | os.PathLike[str]) -> Path:
         raise ProjectError(format_validation_error(e, source="the project being saved")) from None
     text = json.dumps(project.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     atomic_write_text(path, text)
+    _remove_stale_partials(path)
     return path
+
+
+#: A save takes milliseconds: a temporary file this old was left by a process that was killed.
+STALE_PARTIAL_S = 60.0
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Temporary files of saves that never finished (the app was killed mid-save: the project itself
+    is safe, see :mod:`bridge.fsutil`) would pile up beside the project; remove the old ones."""
+    import time
+
+    now = time.time()
+    for stale in path.parent.glob(f".{path.name}.*.partial{path.suffix}"):
+        try:
+            if now - stale.stat().st_mtime > STALE_PARTIAL_S:
+                stale.unlink()
+        except OSError:
+            pass
 
 
 def relative_stem_path(audio_path: Path, project_dir: Path) -> str:
