@@ -106,3 +106,29 @@ def test_stems_of_different_lengths_analyse_without_a_traceback(tmp_path):
     assert analysis.duration_seconds == pytest.approx(3.0, abs=0.01)
     assert np.isfinite(grid.tempo_bpm) and grid.tempo_bpm > 0 and grid.beats_s.size >= 2
     assert np.all(np.diff(grid.beats_s) > 0) and 0.0 <= grid.beats_s[0] and grid.beats_s[-1] <= 3.0
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "nan"])
+def test_new_with_one_bad_file_says_why_on_one_line(tmp_path, kind, capsys):
+    """The bad-audio rows of the benchmark, through the command line: exit 2, one line that names the
+    file and the fix, no traceback (before: "No usable stems in …:" and the reason on a second line)."""
+    from conftest import write_wav
+
+    from bridge.cli import main
+
+    path = tmp_path / "stems" / "Ünïcødé Drums.wav"
+    path.parent.mkdir()
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("lyrics, not audio\n" * 20)
+    else:
+        x = _pulsed_tone(1.0, 110.0)
+        x[:, 100] = np.nan
+        write_wav(path, x, 44100, subtype="FLOAT")
+    rc = main(["new", str(tmp_path / "song"), "--stems", str(path.parent), "--no-analyze", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert str(path) in err and ("Re-export" in err or "Re-bounce" in err)
+    assert not (tmp_path / "song" / "stembridge.json").exists()
