@@ -21,8 +21,9 @@ Cases, each a row of one table (case, trials, crashes, lost projects, peak memor
   (analysis: same beats; export: same frame count, a video that decodes). Lost project = any of
   those failing.
 
-Run: ``python benchmarks/reliability.py [--quick] [--json] [--seed S]``. ``--quick``: 2·10⁴ fuzz
-inputs, a 10 s flood, 3 kill trials each (a minute or two on a laptop).
+Run: ``python benchmarks/reliability.py [--quick] [--json] [--seed S] [--only fuzz|flood|audio|kill]``.
+``--quick``: 2·10⁴ fuzz inputs, a 10 s flood, 10 minutes of silence, 3 kill trials each (a few minutes);
+``--fuzz-inputs``, ``--trials``, ``--flood-seconds``, ``--silence-seconds`` set each size.
 """
 
 from __future__ import annotations
@@ -595,9 +596,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--only", choices=("fuzz", "flood", "audio", "kill"), action="append",
                     help="run only these parts (repeatable)")
+    ap.add_argument("--fuzz-inputs", type=int, metavar="N", help="fuzz inputs per dialect / parser (default 10⁶)")
+    ap.add_argument("--trials", type=int, metavar="N", help="SIGKILL trials per case (default 20)")
+    ap.add_argument("--flood-seconds", type=float, metavar="S", help="OSC flood length (default 60)")
+    ap.add_argument("--silence-seconds", type=float, metavar="S", help="the long silent file (default 3600)")
     args = ap.parse_args(argv)
     parts = set(args.only or ("fuzz", "flood", "audio", "kill"))
-    n = 20_000 if args.quick else 1_000_000
+    n = args.fuzz_inputs or (20_000 if args.quick else 1_000_000)
+    trials = args.trials or (3 if args.quick else 20)
+    flood_s = args.flood_seconds or (10.0 if args.quick else 60.0)
+    silence_s = args.silence_seconds or (600.0 if args.quick else 3600.0)
     rows: list[Row] = []
     logging.getLogger("bridge").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="stembridge-reliability-") as tmp:
@@ -606,16 +614,18 @@ def main(argv: list[str] | None = None) -> int:
             rows += fuzz_rows(n, args.seed)
         if "flood" in parts:
             t0 = time.perf_counter()
-            row = flood_row(10.0 if args.quick else 60.0, 10_000.0)
+            row = flood_row(flood_s, 10_000.0)
             row.seconds = time.perf_counter() - t0
             rows.append(row)
         if "audio" in parts:
-            rows += bad_audio_rows(work, 600.0 if args.quick else 3600.0)
+            rows += bad_audio_rows(work, silence_s)
         if "kill" in parts:
-            rows += kill_rows(work, 3 if args.quick else 20, args.seed)
+            rows += kill_rows(work, trials, args.seed)
     if args.json:
         print(json.dumps({"rows": [asdict(r) for r in rows], "crashes": sum(r.crashes for r in rows),
-                          "lost_projects": sum(r.lost_projects for r in rows), "quick": args.quick}))
+                          "lost_projects": sum(r.lost_projects for r in rows), "quick": args.quick,
+                          "sizes": {"fuzz_inputs": n, "trials": trials, "flood_seconds": flood_s,
+                                    "silence_seconds": silence_s}}))
     else:
         print_table(rows)
     return 0 if not any(r.crashes or r.lost_projects for r in rows) else 1
