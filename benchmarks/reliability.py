@@ -158,8 +158,16 @@ def flood_row(seconds: float, rate_hz: float) -> Row:
         for line in proc.stdout:
             lines.append((time.monotonic(), line))
 
+    errors: list[str] = []
+
+    def read_errors() -> None:  # an undrained stderr pipe fills (64 KiB) and blocks the child's logging
+        for line in proc.stderr:
+            errors.append(line)
+
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    err_reader = threading.Thread(target=read_errors, daemon=True)
+    err_reader.start()
     _wait_until_bound(port, proc)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     cpu0 = _cpu_s(proc.pid)
@@ -208,7 +216,13 @@ def flood_row(seconds: float, rate_hz: float) -> Row:
         if proc.poll() is None:
             proc.kill()
     reader.join(timeout=2.0)
-    err = proc.stderr.read()
+    err_reader.join(timeout=2.0)
+    err = "".join(errors)
+    if len(errors) > 2:
+        from collections import Counter
+
+        common, count = Counter(line.strip()[:120] for line in errors).most_common(1)[0]
+        row.notes.append(f"listen wrote {len(errors)} stderr lines ({count}× {common!r})")
     if rc != 0 or "Traceback" in err:
         row.crashes += 1
         row.notes.append(f"exit {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}"[:200])
