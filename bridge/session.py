@@ -114,6 +114,7 @@ from bridge.project.store import (
     relative_stem_path,
     resolve_stem_path,
     save_project,
+    stem_path_is_inside,
 )
 from bridge.transport.clock import TransportClock
 from bridge.transport.state import TransportState
@@ -1073,8 +1074,11 @@ class Session:
                 while name in taken:
                     name, n = f"{base} {n}", n + 1
             role = role or guess_role(path.name)
+            # the user picked this file: if it lies outside the project and stems folders, say so
+            # in the file, so loading it later is not refused as a path planted by someone else
+            external = not stem_path_is_inside(path, project, self.project_dir)
             spec = StemSpec(name=name, path=relative_stem_path(path, self.project_dir), role=role,
-                            offset_seconds=offset_seconds, gain_db=gain_db)
+                            offset_seconds=offset_seconds, gain_db=gain_db, external=external)
             self._edit(f"add stem {name}", lambda p: p.model_copy(update={"stems": [*p.stems, spec]}), origin=origin)
             return name, spec.role
 

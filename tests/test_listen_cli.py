@@ -337,3 +337,34 @@ def test_a_playing_osc_source_that_goes_silent_is_reported_stopped():
                                 received_at=100.0))
     assert clock.now(100.5).playing and clock.now(100.5).position_beats == pytest.approx(9.0)
     assert not clock.now(101.5).playing  # a second of silence while "playing": the DAW went away
+
+
+def test_ctrl_c_stops_the_loop_without_interrupting_it_mid_call(monkeypatch, capsys):
+    """Ctrl-C sets a flag the output loop checks. Before, the KeyboardInterrupt landed in whatever the
+    main thread was running, e.g. inside the transport clock (holding its lock): after a 60 s OSC flood
+    `stembridge listen` then never exited (benchmarks/reliability.py). Here the signal arrives while
+    the main thread is inside ``clock.now``: that call must finish, and the command return 0."""
+    from bridge.transport.clock import TransportClock
+
+    real_now = TransportClock.now
+    calls: list[int] = []
+    interrupted: list[bool] = []
+
+    def now_then_ctrl_c(self, *a, **k):
+        calls.append(1)
+        try:
+            if len(calls) == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs during this sleep
+            return real_now(self, *a, **k)
+        except KeyboardInterrupt:
+            interrupted.append(True)
+            raise
+
+    monkeypatch.setattr(TransportClock, "now", now_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    rc = main(["--osc", f"127.0.0.1:{free_udp_port()}", "--json", "--duration", "20"])
+    assert rc == 0
+    assert not interrupted, "KeyboardInterrupt was raised inside the clock"
+    assert 5 <= len(calls) <= 7, "the loop stops at its next turn"
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back

@@ -37,6 +37,8 @@ def assert_sane(state: TransportState) -> None:
     for v in (state.tempo_bpm, state.position_beats, state.position_seconds, state.beat, state.received_at):
         assert math.isfinite(v)
     assert P.MIN_TEMPO_BPM <= state.tempo_bpm <= P.MAX_TEMPO_BPM
+    assert abs(state.position_beats) <= P.MAX_ABS_POSITION_BEATS
+    assert abs(state.position_seconds) <= P.MAX_ABS_POSITION_SECONDS
     num, den = state.time_signature
     assert 1 <= num <= P.MAX_SIGNATURE_NUMERATOR and den in P.SIGNATURE_DENOMINATORS
     assert isinstance(state.bar, int) and isinstance(state.playing, bool)
@@ -372,6 +374,22 @@ def test_fuzzed_messages_never_raise_and_keep_state_sane(name, messages):
             assert state.received_at == t
     assert d.internal_errors == 0
     assert_sane(d.state)
+
+
+@pytest.mark.parametrize(("name", "messages"), [
+    ("ableton", [(P.ABLETON_TEMPO, (1.0,)), (P.ABLETON_SONG_TIME, (524423.0,))]),
+    ("reaper", [(P.REAPER_TEMPO_RAW, (1.0,)), (P.REAPER_BEAT_STR, ("500000.1.00",))]),
+])
+def test_positions_derived_at_extreme_tempi_stay_in_the_protocol_range(name, messages):
+    """Found by benchmarks/reliability.py: each fix is inside the range, but converted at 1 BPM the
+    seconds were 3.1e7 / 1.2e8, past MAX_ABS_POSITION_SECONDS (state no longer sane)."""
+    d = make_dialect(name)
+    for i, (address, args) in enumerate(messages):
+        state = d.handle(address, args, 1.0 + i)
+    assert state is not None and state.tempo_bpm == 1.0
+    assert abs(state.position_seconds) <= P.MAX_ABS_POSITION_SECONDS
+    assert abs(state.position_beats) <= P.MAX_ABS_POSITION_BEATS
+    assert_sane(state)
 
 
 def test_reaper_pattern_file_defines_what_the_parser_reads():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -140,6 +141,7 @@ def test_copy_project_keeps_stems_and_cache_and_leaves_the_original(tmp_path):
         name="song",
         stems=[StemSpec(name="Drums", path="../stems/drums.wav", role="drums"),
                StemSpec(name="Bass", path="inside/bass.wav", role="bass")],
+        stems_dir="../stems",
         tempo={"source": "midi_file", "midi_file": "tempo.mid"},
     )
     save_project(project, src)
@@ -155,8 +157,11 @@ def test_copy_project_keeps_stems_and_cache_and_leaves_the_original(tmp_path):
     assert [resolve_stem_path(s.path, copied_dir) for s in copied.stems] == [
         (tmp_path / "stems" / "drums.wav").resolve(), (src / "inside" / "bass.wav").resolve()]
     assert resolve_stem_path(copied.tempo.midi_file, copied_dir) == (src / "tempo.mid").resolve()
+    assert resolve_stem_path(copied.stems_dir, copied_dir) == (tmp_path / "stems").resolve()
     assert (dest / ".stembridge" / "cache" / "analysis" / "stem.npz").read_bytes() == b"features"
-    assert copied.model_dump(exclude={"stems", "tempo"}) == project.model_dump(exclude={"stems", "tempo"})
+    assert [s.external for s in copied.stems] == [False, True]  # bass was inside the old project
+    assert (copied.model_dump(exclude={"stems", "stems_dir", "tempo"})
+            == project.model_dump(exclude={"stems", "stems_dir", "tempo"}))
     # the original is untouched
     assert (src / "stembridge.json").read_text() == before
     assert load_project(src)[0] == project
@@ -165,3 +170,93 @@ def test_copy_project_keeps_stems_and_cache_and_leaves_the_original(tmp_path):
         copy_project(src, src)
     with pytest.raises(ProjectError, match="not an empty folder"):
         copy_project(src, dest)
+
+
+def _write_project(folder, stems, **fields) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = Project(name="shared", **fields).model_dump(mode="json")
+    data["stems"] = stems
+    (folder / "stembridge.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "outside the stems folder"])
+def test_stem_paths_that_leave_the_project_and_stems_folders_are_refused(tmp_path, kind):
+    """A shared project must not make stembridge decode (and mux into a video) any file on this
+    machine: the path is resolved (symlinks followed) and reported, with the fix. Before: every
+    one of these loaded, and analysis read the file."""
+    secret = tmp_path / "home" / "private" / "unreleased.wav"
+    secret.parent.mkdir(parents=True)
+    secret.write_bytes(b"RIFF-private")
+    project_dir = tmp_path / "downloads" / "shared song"
+    project_dir.mkdir(parents=True)
+    fields: dict = {}
+    if kind == "dotdot":
+        path = "../../home/private/unreleased.wav"
+    elif kind == "absolute":
+        path = str(secret)
+    elif kind == "symlink":
+        (project_dir / "stems").mkdir()
+        (project_dir / "stems" / "drums.wav").symlink_to(secret)
+        path = "stems/drums.wav"
+    else:
+        (tmp_path / "downloads" / "stems").mkdir()
+        fields["stems_dir"] = "../stems"
+        path = "../stems/../../home/private/unreleased.wav"
+    _write_project(project_dir, [{"name": "Drums", "path": path}], **fields)
+    with pytest.raises(ProjectError) as err:
+        load_project(project_dir)
+    msg = str(err.value)
+    assert "\n" not in msg and "stems[0]" in msg and str(secret.resolve()) in msg
+    assert '"external": true' in msg  # the fix, when the user did choose the file
+    # the explicit field (the user's choice, visible in the file) lets it load
+    _write_project(project_dir, [{"name": "Drums", "path": path, "external": True}], **fields)
+    project, _ = load_project(project_dir)
+    assert resolve_stem_path(project.stems[0].path, project_dir) == secret.resolve()
+
+
+def test_stems_inside_the_project_or_the_stems_folder_load(tmp_path):
+    from conftest import sine, write_wav
+
+    from bridge.project.create import new_project
+
+    stems = tmp_path / "bounces"
+    write_wav(stems / "Song Drums.wav", sine(110, 0.5, 44100), 44100)
+    result = new_project(tmp_path / "projects" / "song", stems, name="song")
+    assert result.project.stems_dir == "../../bounces"
+    project, project_dir = load_project(tmp_path / "projects" / "song")
+    assert not project.stems[0].external
+    assert resolve_stem_path(project.stems[0].path, project_dir) == (stems / "Song Drums.wav").resolve()
+
+
+def test_a_stem_the_user_adds_from_elsewhere_is_marked_and_reloads(tmp_path):
+    from conftest import sine, write_wav
+
+    from bridge.project.create import new_project
+    from bridge.session import Session
+
+    write_wav(tmp_path / "stems" / "Song Drums.wav", sine(110, 0.5, 44100), 44100)
+    new_project(tmp_path / "song", tmp_path / "stems", name="song")
+    elsewhere = write_wav(tmp_path / "library" / "Pads.wav", sine(220, 0.5, 44100), 44100)
+    inside = write_wav(tmp_path / "stems" / "Song Bass.wav", sine(55, 0.5, 44100), 44100)
+    with Session.open(tmp_path / "song", analyse=False, preview=False, autosave=False) as s:
+        s.add_stem(elsewhere)
+        s.add_stem(inside)
+        s.save()
+    project, _ = load_project(tmp_path / "song")
+    assert {Path(st.path).name: st.external for st in project.stems} == {
+        "Song Drums.wav": False, "Pads.wav": True, "Song Bass.wav": False}
+
+
+def test_a_save_removes_temporary_files_left_by_a_killed_save(tmp_path):
+    """benchmarks/reliability.py: a SIGKILL mid-save never harms stembridge.json but left its
+    temporary file beside it, one per kill. The next save removes old ones (not a fresh one, which
+    may be another process's save in progress)."""
+    save_project(_project(), tmp_path)
+    old = tmp_path / ".stembridge.json.k1ll3d.partial.json"
+    old.write_text('{"half": ')
+    os.utime(old, (1.0e9, 1.0e9))
+    fresh = tmp_path / ".stembridge.json.wr1t1ng.partial.json"
+    fresh.write_text('{"half": ')
+    save_project(_project(), tmp_path)
+    assert not old.exists() and fresh.exists()
+    assert load_project(tmp_path)[0] == _project()

@@ -315,7 +315,10 @@ class _Comb:
             a, b, c = self.acf[i - 1], self.acf[i], self.acf[i + 1]
             denom = a - 2 * b + c
             if denom < 0:
-                return i + 0.5 * (a - c) / denom
+                # At the window's edge the neighbour can be higher than acf[i]: the vertex then
+                # lies outside [i-1, i+1] (and a near-flat ACF put it at -17 frames, a negative
+                # beat period). The peak is between the neighbours, whatever the parabola says.
+                return i + float(np.clip(0.5 * (a - c) / denom, -1.0, 1.0))
         return float(i)
 
 
@@ -411,12 +414,17 @@ def _estimate_period(comb: _Comb, *, beats_per_bar: int | None) -> tuple[float, 
         value = comb.get(k * period)
         if value is None:
             break
-        if value <= 0:
+        weight = k * comb(k * period)
+        # The weight must be positive too: np.average with mixed-sign weights can land anywhere,
+        # even below zero (a 3 s song with a 1.3 s stem gave a period of -17 frames and a crash).
+        if value <= 0 or not weight > 0:
             continue
         estimates.append(comb.peak(k * period) / k)
-        weights.append(k * comb(k * period))
+        weights.append(weight)
     if estimates:
-        period = float(np.average(estimates, weights=weights))
+        refined = float(np.average(estimates, weights=weights))
+        if abs(refined / period - 1.0) <= 0.1:  # a refinement, never a different tempo
+            period = refined
     return period, meter, score
 
 

@@ -69,6 +69,8 @@ def new_project(
         except AudioError as e:
             skipped.append(str(e))
     if not usable:
+        if len(skipped) == 1:  # one file: one line, it already names the file and the fix
+            raise AudioError(f"No usable stems in {stems_dir}: {skipped[0]}")
         raise AudioError(f"No usable stems in {stems_dir}:\n  " + "\n  ".join(skipped))
     names = display_names(usable)
     stems = []
@@ -84,7 +86,7 @@ def new_project(
     if "engine" not in project_fields:
         project_fields["engine"] = default_engine()
     project = Project(
-        name=name or project_dir.name, stems=stems, mappings=default_mappings(stems), **project_fields
+        name=name or project_dir.name, stems=stems, stems_dir=relative_stem_path(Path(stems_dir), project_dir), mappings=default_mappings(stems), **project_fields
     )
     project_dir.mkdir(parents=True, exist_ok=True)
     save_project(project, project_dir)

@@ -133,6 +133,9 @@ class StemSpec(_Model):
     gain_db: float = Field(default=0.0, ge=-96, le=24)
     muted: bool = False
     fx: list[FxSlot] = Field(default_factory=list, description="effects before analysis and export, in order")
+    external: bool = Field(default=False, description=(
+        "the user chose this file outside the project folder and the stems folder (Add stem, or by "
+        "hand); a path that leaves both folders without it is refused on load"))
 
     @field_validator("role")
     @classmethod
@@ -405,6 +408,9 @@ class Project(_Model):
     name: str = "Untitled"
     sample_rate: int = Field(default=44100, ge=8000, le=192000, description="rate stems are loaded at")
     stems: list[StemSpec] = Field(default_factory=list)
+    stems_dir: str | None = Field(default=None, description=(
+        "the folder `new --stems` read, relative to the project folder (POSIX): stems inside it or "
+        "inside the project folder need no 'external'"))
     sections: list[Section] = Field(default_factory=list)
     mappings: list[Mapping] = Field(default_factory=list)
     render: RenderSettings = Field(default_factory=RenderSettings)

@@ -99,7 +99,36 @@ def load_project(location: str | os.PathLike[str]) -> tuple[Project, Path]:
             f"{path} does not have the shape of a stembridge project ({type(e).__name__}); restore it "
             "from a backup or fix it by hand; stembridge did not change it."
         ) from None
+    _check_stem_paths(project, path.parent.resolve(), source=path)
     return project, path.parent.resolve()
+
+
+def stem_path_is_inside(audio_path: Path, project: Project, project_dir: Path) -> bool:
+    """Whether ``audio_path`` (resolved, symlinks followed) lies in the project folder or the
+    project's stems folder: the places a project may read without the user's say-so."""
+    resolved = Path(audio_path).resolve()
+    roots = [Path(project_dir).resolve()]
+    if project.stems_dir:
+        roots.append(resolve_stem_path(project.stems_dir, project_dir))
+    return any(resolved.is_relative_to(root) for root in roots)
+
+
+def _check_stem_paths(project: Project, project_dir: Path, *, source: Path) -> None:
+    """A shared project file could name any file on this machine ("../../.ssh/id_rsa", an unreleased
+    track in ~/Music) and have it decoded and muxed into a video. Stems must resolve inside the
+    project or stems folder unless the stem says the user chose it (``external``)."""
+    for i, s in enumerate(project.stems):
+        if s.external:
+            continue
+        resolved = resolve_stem_path(s.path, project_dir)
+        if not stem_path_is_inside(resolved, project, project_dir):
+            where = f"the project folder {project_dir}" + (
+                f" and its stems folder {resolve_stem_path(project.stems_dir, project_dir)}" if project.stems_dir else "")
+            raise ProjectError(
+                f"{source}: stems[{i}] ({s.name!r}) points at {resolved}, outside {where}; stembridge only "
+                "reads files elsewhere that you chose. Move the file into the project folder, or, if you "
+                f'chose it, add "external": true to stems[{i}] (or re-add it with Add stem).'
+            )
 
 
 def save_project(project: Project, location: str | os.PathLike[str]) -> Path:
@@ -112,7 +141,26 @@ def save_project(project: Project, location: str | os.PathLike[str]) -> Path:
         raise ProjectError(format_validation_error(e, source="the project being saved")) from None
     text = json.dumps(project.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     atomic_write_text(path, text)
+    _remove_stale_partials(path)
     return path
+
+
+#: A save takes milliseconds: a temporary file this old was left by a process that was killed.
+STALE_PARTIAL_S = 60.0
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Temporary files of saves that never finished (the app was killed mid-save: the project itself
+    is safe, see :mod:`bridge.fsutil`) would pile up beside the project; remove the old ones."""
+    import time
+
+    now = time.time()
+    for stale in path.parent.glob(f".{path.name}.*.partial{path.suffix}"):
+        try:
+            if now - stale.stat().st_mtime > STALE_PARTIAL_S:
+                stale.unlink()
+        except OSError:
+            pass
 
 
 def relative_stem_path(audio_path: Path, project_dir: Path) -> str:
@@ -152,10 +200,17 @@ def copy_project(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -
                            "and never replaces files.")
     stems = [s.model_copy(update={"path": _rebase(s.path, src_dir, dest_dir)}) for s in project.stems]
     update: dict[str, object] = {"stems": stems}
+    if project.stems_dir:
+        update["stems_dir"] = _rebase(project.stems_dir, src_dir, dest_dir)
     if project.tempo.midi_file:
         update["tempo"] = project.tempo.model_copy(
             update={"midi_file": _rebase(project.tempo.midi_file, src_dir, dest_dir)})
     copied = project.model_copy(update=update)
+    # Save As is the user's choice: stems that were inside the old project folder stay where they are,
+    # so from the copy they are files the user chose outside it.
+    copied = copied.model_copy(update={"stems": [
+        s if s.external or stem_path_is_inside(resolve_stem_path(s.path, dest_dir), copied, dest_dir)
+        else s.model_copy(update={"external": True}) for s in copied.stems]})
     dest_dir.mkdir(parents=True, exist_ok=True)
     cache = src_dir / CACHE_DIRNAME
     if cache.is_dir():

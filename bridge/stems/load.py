@@ -144,6 +144,11 @@ def _check_header(info: AudioInfo) -> None:
         )
 
 
+#: Frames decoded per block (~6 s at 44.1 kHz): a long silent or broken file is judged block by
+#: block, so it is rejected holding one block, not the whole decoded file, in memory.
+BLOCK_FRAMES = 1 << 18
+
+
 def load_audio(
     path: str | os.PathLike[str], *, sample_rate: int, mono: bool = False, allow_silent: bool = False
 ) -> np.ndarray:
@@ -152,39 +157,38 @@ def load_audio(
     mono: average the channels → shape (1, samples).
     Raises AudioError (missing, empty, not audio, truncated, >8 channels, NaN/Inf) and
     SilentAudioError (peak below -90 dBFS) unless ``allow_silent``.
+
+    Decoded in blocks of :data:`BLOCK_FRAMES`: NaN/Inf stops at the first bad block, and leading
+    digital silence is only counted (the output is allocated at the first block with sound), so a
+    one-hour silent bounce is rejected in constant memory.
     """
     path = Path(path)
+    threshold = 10 ** (SILENCE_PEAK_DBFS / 20)
     with _open(path) as f:
         info = AudioInfo(path, int(round(f.samplerate)), int(f.num_channels), int(f.frames))
         _check_header(info)
         try:
             if info.sample_rate != sample_rate:
-                with f.resampled_to(float(sample_rate)) as r:
-                    audio = r.read(r.frames)
                 expected = int(round(info.num_frames * sample_rate / info.sample_rate))
+                with f.resampled_to(float(sample_rate)) as r:
+                    audio, n_read, peak = _read_blocks(r, path, info.num_channels, expected, sample_rate,
+                                                       keep_silent=allow_silent, threshold=threshold)
             else:
-                audio = f.read(info.num_frames)
                 expected = info.num_frames
+                audio, n_read, peak = _read_blocks(f, path, info.num_channels, expected, sample_rate,
+                                                   keep_silent=allow_silent, threshold=threshold)
         except (ValueError, RuntimeError, OSError) as e:
             raise AudioError(
                 f"{path}: decoding failed part-way ({_short(e)}); the file looks truncated or corrupt. "
                 f"{_REEXPORT}."
             ) from None
-    audio = np.asarray(audio, dtype=np.float32)
     # A header that promises more samples than the file holds: the render was cut off.
-    if audio.shape[1] < expected - max(64, expected // 1000):
+    if n_read < expected - max(64, expected // 1000):
         raise AudioError(
             f"{path}: the file is truncated: its header promises {info.duration_seconds:.2f} s but only "
-            f"{audio.shape[1] / sample_rate:.2f} s could be read. {_REEXPORT} (let the bounce finish)."
+            f"{n_read / sample_rate:.2f} s could be read. {_REEXPORT} (let the bounce finish)."
         )
-    if audio.size and not np.isfinite(audio).all():
-        bad = int(np.count_nonzero(~np.isfinite(audio)))
-        raise AudioError(
-            f"{path}: contains {bad} NaN/Inf samples (a broken plug-in or render). Re-bounce the stem "
-            "after fixing the track, or bounce it with a limiter on the track."
-        )
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    if not allow_silent and peak <= 10 ** (SILENCE_PEAK_DBFS / 20):
+    if not allow_silent and peak <= threshold:
         problem = _decode_problem(path)
         if problem:
             # JUCE's FLAC reader hands back zeros for a file cut off mid-stream; libsndfile says why.
@@ -196,9 +200,52 @@ def load_audio(
             f"{path}: is silent (peak below {SILENCE_PEAK_DBFS:.0f} dBFS). Was the track muted when it "
             "was bounced? Re-export it, or remove it from the project."
         )
+    if audio is None:  # silent and allowed: n_read zeros
+        audio = np.zeros((info.num_channels, n_read), dtype=np.float32)
     if mono and audio.shape[0] > 1:
         audio = audio.mean(axis=0, keepdims=True)
     return np.ascontiguousarray(audio)
+
+
+def _read_blocks(reader, path: Path, channels: int, expected: int, sample_rate: int, *,
+                 keep_silent: bool, threshold: float) -> tuple[np.ndarray | None, int, float]:
+    """Read ``reader`` to the end in blocks → (audio or None, frames read, peak).
+
+    audio is None while every block was at or below ``threshold`` and ``keep_silent`` is False:
+    quiet blocks that are not exact zeros are kept aside (so the samples returned are exact), blocks
+    of exact zeros are only counted.
+    """
+    out: np.ndarray | None = None
+    quiet: list[tuple[int, np.ndarray]] = []  # (position, block) of non-zero blocks below threshold
+    pos, peak = 0, 0.0
+    while True:
+        block = np.asarray(reader.read(BLOCK_FRAMES), dtype=np.float32)
+        n = block.shape[1] if block.ndim == 2 else 0
+        if n == 0:
+            break
+        finite = np.isfinite(block)
+        if not finite.all():
+            first = pos + int(np.argmin(finite.all(axis=0)))
+            raise AudioError(
+                f"{path}: contains NaN/Inf samples (the first at {first / sample_rate:.2f} s; a broken "
+                "plug-in or render). Re-bounce the stem after fixing the track, or bounce it with a "
+                "limiter on the track."
+            )
+        block_peak = float(np.max(np.abs(block)))
+        peak = max(peak, block_peak)
+        if out is None and (keep_silent or block_peak > threshold):
+            out = np.zeros((channels, max(expected, pos + n)), dtype=np.float32)
+            for at, q in quiet:
+                out[:, at:at + q.shape[1]] = q
+            quiet.clear()
+        if out is not None:
+            if pos + n > out.shape[1]:  # the decoder gave more than the header said
+                out = np.concatenate([out, np.zeros((channels, pos + n - out.shape[1]), np.float32)], axis=1)
+            out[:, pos:pos + n] = block
+        elif block_peak > 0.0:
+            quiet.append((pos, block.copy()))
+        pos += n
+    return (out[:, :pos] if out is not None else None), pos, peak
 
 
 def place_in_song(audio: np.ndarray, *, offset_seconds: float, sample_rate: int, total_samples: int) -> np.ndarray:

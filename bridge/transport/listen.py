@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -304,6 +305,19 @@ def run_listen(args: argparse.Namespace) -> int:
     tty = (not as_json) and out.isatty()
     period_s = 1.0 / OUTPUT_RATE_HZ
     human_period_s = 0.25  # human-readable lines: a few per second is plenty
+    # Ctrl-C sets a flag the loop checks, instead of a KeyboardInterrupt raised at whatever bytecode
+    # the main thread is on: raised inside the clock's lock (or a `with` block's entry), it left the
+    # lock held, the OSC thread blocked in clock.update, and stopping the listener waited forever
+    # (benchmarks/reliability.py: SIGINT after a 60 s OSC flood, no exit within 30 s).
+    stop = threading.Event()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        def _on_sigint(signum, frame) -> None:
+            stop.set()
+            woken.set()
+            signal.signal(signal.SIGINT, previous_handler)  # a second Ctrl-C interrupts at once
+
+        previous_handler = signal.signal(signal.SIGINT, _on_sigint)
     try:
         with build_sources_from_args(args, clock, on_state=lambda s: woken.set()) as sources:
             print(f"stembridge listen: following {', '.join(_describe(s) for s in sources)}"
@@ -312,7 +326,7 @@ def run_listen(args: argparse.Namespace) -> int:
             deadline = None if duration is None else start + duration
             last: TransportState | None = None
             next_tick = start
-            while True:
+            while not stop.is_set():
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
@@ -322,6 +336,8 @@ def run_listen(args: argparse.Namespace) -> int:
                 if wait_s > 0:
                     woken.wait(wait_s)
                 woken.clear()
+                if stop.is_set():
+                    break
                 now = time.monotonic()
                 state = clock.now(now)
                 periodic = now >= next_tick
@@ -346,6 +362,9 @@ def run_listen(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    finally:
+        if previous_handler is not None and signal.getsignal(signal.SIGINT) is not previous_handler:
+            signal.signal(signal.SIGINT, previous_handler)
     if tty:
         out.write("\n")
     return 0

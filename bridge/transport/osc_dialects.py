@@ -479,6 +479,10 @@ class OscDialect:
             beats = seconds / spb
         elif seconds is None:
             seconds = beats * spb
+        # A fix inside the limits can still convert to one outside them (500 000 bars at 1 BPM is
+        # 1.2e8 s): hold every state inside the protocol's range, as each fix is checked against it.
+        beats = min(max(beats, -P.MAX_ABS_POSITION_BEATS), P.MAX_ABS_POSITION_BEATS)
+        seconds = min(max(seconds, -P.MAX_ABS_POSITION_SECONDS), P.MAX_ABS_POSITION_SECONDS)
         bar, beat = bar_beat(beats, self.time_signature)
         loop = self._beats if self._beats.has_position else self._seconds
         return TransportState(
