@@ -214,6 +214,20 @@ def test_stem_paths_that_leave_the_project_and_stems_folders_are_refused(tmp_pat
     assert resolve_stem_path(project.stems[0].path, project_dir) == secret.resolve()
 
 
+def test_a_project_saved_before_stems_dir_keeps_its_stems_beside_it(tmp_path):
+    """`new --stems ../exports` used to save "../exports/…" without stems_dir: those projects must
+    still open after the update (nothing saved is lost) — but only the folder that holds the
+    project counts, never the rest of the disk."""
+    project_dir = tmp_path / "songs" / "my song"
+    project_dir.mkdir(parents=True)
+    _write_project(project_dir, [{"name": "Drums", "path": "../exports/drums.wav"}])
+    project, _ = load_project(project_dir)
+    assert resolve_stem_path(project.stems[0].path, project_dir) == (tmp_path / "songs" / "exports" / "drums.wav").resolve()
+    _write_project(project_dir, [{"name": "Drums", "path": "../../elsewhere/drums.wav"}])
+    with pytest.raises(ProjectError, match="outside"):
+        load_project(project_dir)
+
+
 def test_stems_inside_the_project_or_the_stems_folder_load(tmp_path):
     from conftest import sine, write_wav
 

@@ -110,6 +110,11 @@ def stem_path_is_inside(audio_path: Path, project: Project, project_dir: Path) -
     roots = [Path(project_dir).resolve()]
     if project.stems_dir:
         roots.append(resolve_stem_path(project.stems_dir, project_dir))
+    else:
+        # A project saved before stems_dir was recorded: `stembridge new --stems ../exports` put its
+        # stems beside the project folder. Those must keep opening (nothing saved may be lost), so
+        # the folder that holds the project counts — still not the rest of the disk.
+        roots.append(Path(project_dir).resolve().parent)
     return any(resolved.is_relative_to(root) for root in roots)
 
 
