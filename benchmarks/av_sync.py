@@ -223,7 +223,7 @@ def make_project(song: Song, tmp: Path):
         if f.suffix.lower() in (".flac", ".wav") and f.stem != "mixture":
             target = stems / f.name
             if not target.exists():
-                target.symlink_to(f.resolve())
+                shutil.copy2(f, target)  # copies: a symlink out of the project is refused on load
     project_dir = tmp / f"{song.name}-project"
     new_project(project_dir, stems, overwrite=True)
     return load_project(project_dir)

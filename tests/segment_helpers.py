@@ -20,11 +20,14 @@ from bridge.project import load_project, save_project
 from bridge.visuals import get_engine
 
 
-def lossless(project_dir: Path, *, width: int = 160, height: int = 90):
-    """Set the project's render quality to CRF 0 (lossless) and size; returns the saved project."""
+def lossless(project_dir: Path, *, width: int = 160, height: int = 90, engine: str = "procedural"):
+    """Set the project's render quality to CRF 0 (lossless), size and engine; returns the saved
+    project. The procedural engine by default: its feedback trails (state carried over many frames)
+    are what segment pre-roll and resume must rebuild exactly."""
     project, _ = load_project(project_dir)
     project = project.model_copy(update={"render": project.render.model_copy(
-        update={"crf": 0, "width": width, "height": height})})
+        update={"crf": 0, "width": width, "height": height}),
+        "engine": project.engine.model_copy(update={"name": engine})})
     save_project(project, project_dir)
     return load_project(project_dir)[0]
 

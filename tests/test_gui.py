@@ -422,7 +422,7 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     assert frames[0].shape == (64, 96, 3)
     assert max(float(f.std()) for f in frames) > 5.0  # pictures, not a blank clip
     # the 0.5 s fades: black first and last frames, sound rising from silence and back
-    assert frames[0].max() <= 20 and frames[-1].max() <= 20 and frames[9].mean() > 25
+    assert frames[0].max() <= 20 and frames[-1].max() <= 20 and frames[9].mean() > frames[0].mean() + 8
 
     def rms(a: float, b: float) -> float:
         return float(np.sqrt(np.mean(audio[:, int(a * rate):int(b * rate)] ** 2)))
@@ -657,7 +657,10 @@ def test_look_browser_lists_every_look_and_a_click_sets_it_undoably(window, qtbo
         assert text.startswith(name) and load_isf(SHIPPED_LOOKS / f"{name}.fs").description in text
     session = window.adapter.session
     before = session.project.engine
-    assert before.name == "procedural" and browser.current_key() is None
+    # a new project takes the shader engine with the song's own look where OpenGL works here
+    assert before.name == ("shader" if gl_problem() is None else "procedural") and not before.look
+    start_key = AUTO if before.name == "shader" else None
+    assert browser.current_key() == start_key
     qtbot.waitUntil(browser.thumbnails_done, timeout=30_000)
     if gl_problem() is None:
         assert set(browser.pixmaps) == set(shipped)
@@ -677,7 +680,7 @@ def test_look_browser_lists_every_look_and_a_click_sets_it_undoably(window, qtbo
     assert session.project.engine.look == "glitch"
     window.undo_action.trigger()
     assert session.project.engine == before
-    qtbot.waitUntil(lambda: browser.current_key() is None and not browser.grid.selectedItems(), timeout=5_000)
+    qtbot.waitUntil(lambda: browser.current_key() == start_key, timeout=5_000)
 
 
 def test_adding_a_broken_look_shows_the_compiler_message_and_changes_nothing(window, qtbot, tmp_path):

@@ -275,6 +275,13 @@ def test_rebounced_stem_is_reanalysed_once_and_only_dependent_keyframes_rerender
         return real(spec, *args, **kwargs)
 
     monkeypatch.setattr(analysis_project, "_analyse_one", counting)
+    # the procedural engine, whose keyframes depend on the mapped parameters alone (the shader
+    # engine's song palette also follows every stem's chroma, so a re-bounce may change them all)
+    from bridge.project import load_project, save_project
+
+    project, _ = load_project(project_dir)
+    save_project(project.model_copy(update={"engine": project.engine.model_copy(update={"name": "procedural"})}),
+                 project_dir)
     vocals = project_dir.parent / "stems" / "Song Vocals.wav"
     new_bytes = wav_bytes(vocals_audio((0.5, 2.5), freq_hz=440.0))
     with Session.open(project_dir, preview_long_side=64, autosave=False, watch_interval_s=0.05,
