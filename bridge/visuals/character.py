@@ -120,8 +120,8 @@ def with_song_settings(settings: dict, song_settings: dict) -> dict:
 # --- every section its own look ----------------------------------------------------------------
 #
 # A song's sections move through *related* looks: the song's base look (default_look) for its
-# average sections, a harder-hitting relative for its loudest ones (chorus, drop) and a calmer one
-# for its quiet ones (intro, breakdown). Relatives share the base look's kind of motion, so the
+# average and quiet sections and a harder-hitting relative for its loudest ones (chorus, drop); the
+# calm relatives are kept for quiet sections but not used by default (see auto_section_looks). Relatives share the base look's kind of motion, so the
 # video stays one piece: the rushing looks (tunnel → starfield), the folded/geometric ones
 # (kaleidoscope ↔ tunnel ↔ grid), the fast ones (grid/starfield → glitch) and the fluid ones
 # (minimal ↔ ink → oscilloscope). `titles` and `cover` are never chosen (they need the producer's
@@ -130,7 +130,7 @@ def with_song_settings(settings: dict, song_settings: dict) -> dict:
 #: Look families: base look (what default_look picks) → (calm relative, base, hard relative).
 LOOK_FAMILIES: dict[str, tuple[str, str, str]] = {
     "tunnel": ("kaleidoscope", "tunnel", "starfield"),
-    "kaleidoscope": ("ink", "kaleidoscope", "tunnel"),
+    "kaleidoscope": ("tunnel", "kaleidoscope", "grid"),
     "grid": ("tunnel", "grid", "glitch"),
     "starfield": ("tunnel", "starfield", "glitch"),
     "ink": ("minimal", "ink", "oscilloscope"),
@@ -142,9 +142,14 @@ LOOK_FAMILIES: dict[str, tuple[str, str, str]] = {
 LOUD_DB = 1.0
 LOUDEST_DB = 1.5
 QUIET_DB = 3.0
-#: The hit response (SectionLook.hit) of loud, average and quiet sections.
+#: The hit response (SectionLook.hit) of loud, average and quiet sections. Quiet sections hit as
+#: hard as average ones: their hits are no weaker to the ear (onset strength is relative), and a
+#: softer response there broke the song-wide onset–motion correlation (benchmarks/av_sync.py,
+#: shared song 11, a loud guitar intro before the drums: ρ 0.27 with 0.7 and ink, 0.66 with one look).
+#: For the same reason kaleidoscope's calm relative is the tunnel, not ink (ink moves 3× less per
+#: unit of onset where there are no drums: measured slope 0.33 vs 1.96 in 11's intro).
 HIT_LOUD = 1.5
-HIT_QUIET = 0.7
+HIT_QUIET = 1.0
 
 
 def _level_curve(analysis: SongAnalysis) -> tuple[np.ndarray, float]:
@@ -209,14 +214,18 @@ def section_tiers(levels_db: list[float], durations_s: list[float]) -> list[str]
 def auto_section_looks(sections, analysis: SongAnalysis, base_look: str) -> tuple:
     """``sections`` (resolved :class:`~bridge.visuals.base.SectionLook`) with a look and a hit
     response for every section whose producer chose no look: ``base_look`` for average sections,
-    its hard relative and HIT_LOUD for the loudest, its calm relative and HIT_QUIET for quiet ones.
+    its hard relative and HIT_LOUD for the loudest, the base look and HIT_QUIET for quiet ones.
     Deterministic: from the sections' levels in the song (mix RMS), nothing random."""
     from dataclasses import replace
 
     sections = tuple(sections)
     levels = section_levels_db(analysis, [(s.start_s, s.end_s) for s in sections])
-    calm, _, hard = LOOK_FAMILIES.get(base_look, (base_look, base_look, base_look))
-    pick = {"loud": (hard, HIT_LOUD), "quiet": (calm, HIT_QUIET), "average": (base_look, 1.0)}
+    _, _, hard = LOOK_FAMILIES.get(base_look, (base_look, base_look, base_look))
+    # Quiet sections keep the base look: a look moves by its own amount per unit of onset, so a
+    # calmer look there made an intro's hits look weaker than they sound (av_sync, shared song 11:
+    # ρ 0.47 with the tunnel intro before the kaleidoscope, 0.66 with one look). The calm relative
+    # in LOOK_FAMILIES is not used by default.
+    pick = {"loud": (hard, HIT_LOUD), "quiet": (base_look, HIT_QUIET), "average": (base_look, 1.0)}
     out = []
     for s, tier in zip(sections, section_tiers(levels, [s.end_s - s.start_s for s in sections]), strict=True):
         if s.look:
