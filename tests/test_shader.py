@@ -309,3 +309,36 @@ def test_looks_add_refuses_a_shader_that_does_not_compile(tmp_path, monkeypatch)
     good = write_look(tmp_path, "mine", '/*{"ISFVSN": "2"}*/\nvoid main() { gl_FragColor = vec4(1.0); }\n')
     assert add_look(good) == [user_looks_dir() / "mine.fs"]
     assert available_looks()["mine"] == user_looks_dir() / "mine.fs"
+
+
+def test_each_song_varies_a_looks_structure_within_its_range(tmp_path, monkeypatch):
+    """Two songs that get the same look still differ in shape: the song's seed picks the look's
+    structural inputs (SONG_VARIATIONS) inside their ranges, the same song always the same; without a
+    seed (or for a look not in the table) the DEFAULT holds. Read back from the pixels."""
+    import bridge.visuals.shader as shader_module
+
+    look = write_look(tmp_path, "probe", """/*{"ISFVSN": "2", "INPUTS": [
+        {"NAME": "level", "TYPE": "float", "DEFAULT": 0.5, "MIN": 0.0, "MAX": 1.0}]}*/
+    void main() { gl_FragColor = vec4(level, 0.0, 0.0, 1.0); }""")
+    monkeypatch.setitem(shader_module.SONG_VARIATIONS, "probe", {"level": (0.1, 0.3, False)})
+
+    def level(seed):
+        e = get_engine("shader", look=str(look), variation_seed=seed)
+        e.start(ctx())
+        frame = e.render(0, {}, 0, 1.0)
+        e.close()
+        return int(frame[0, 0, 0])
+
+    assert abs(level(None) - round(0.5 * 255)) <= 1  # the DEFAULT
+    values = [level(seed) for seed in (11, 12, 13, 11)]
+    assert all(round(0.1 * 255) - 1 <= v <= round(0.3 * 255) + 1 for v in values)
+    assert values[0] == values[3] and len(set(values[:3])) >= 2  # a song keeps its value; songs differ
+    shipped = {p.stem for p in shader_module.SHIPPED_LOOKS.glob("*.fs")}
+    assert set(shader_module.SONG_VARIATIONS) - {"probe"} <= shipped
+    for name, ranges in shader_module.SONG_VARIATIONS.items():  # every range lies inside its input's
+        if name == "probe":
+            continue
+        inputs = {i.name: i for i in parse_isf((shader_module.SHIPPED_LOOKS / f"{name}.fs").read_text()).inputs}
+        for input_name, (lo, hi, _) in ranges.items():
+            item = inputs[input_name]
+            assert item.minimum <= lo <= item.default <= hi <= item.maximum, (name, input_name)

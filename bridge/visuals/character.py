@@ -103,6 +103,7 @@ def effective_engine(engine_settings, analysis: SongAnalysis, engine_name: str |
         if not engine_settings.look:
             extra["look"] = default_look(analysis, character)
         extra["base_hue"] = round(character.hue, 4)
+        extra["variation_seed"] = seed  # each look's structure varies by song (SONG_VARIATIONS)
     return seed, extra
 
 

@@ -239,6 +239,37 @@ void main() {
 """
 
 
+#: Every song its own look, within a look too: the inputs that set a look's structure (how many
+#: folds, rings, traces; where the horizon lies; how dense the stars) vary from song to song, so two
+#: songs that get the same look (similar tempo and brightness) still differ in shape, not only in
+#: hue. (low, high, whole numbers?) per look name; the song's seed picks the value, so a song always
+#: gets the same one. Only structure: nothing here changes how a look answers a hit (its sync was
+#: measured with the DEFAULTs, which lie inside every range).
+SONG_VARIATIONS: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "kaleidoscope": {"folds": (4.0, 9.0, True)},
+    "tunnel": {"rings": (4.0, 9.0, True)},
+    "grid": {"horizon": (0.45, 0.65, False)},
+    "starfield": {"density": (0.4, 0.8, False)},
+    "glitch": {"blocks": (12.0, 32.0, True)},
+    "oscilloscope": {"traces": (3.0, 7.0, True)},
+    "titles": {"stripes": (6.0, 14.0, True)},
+    "cover": {"slices": (6.0, 16.0, True)},
+}
+
+
+def song_variation(shader: IsfShader, seed: int | None) -> dict[str, float]:
+    """The song's values of ``shader``'s structural inputs (SONG_VARIATIONS, by the look's file
+    name); {} without a seed or for a look with none (a producer's own look keeps its DEFAULTs)."""
+    name = Path(shader.path).stem if shader.path is not None else ""
+    ranges = SONG_VARIATIONS.get(name, {}) if seed is not None else {}
+    out: dict[str, float] = {}
+    for i, (input_name, (lo, hi, whole)) in enumerate(sorted(ranges.items())):
+        u = np.random.default_rng([int(seed) % 2**32, i]).random()
+        value = lo + u * (hi - lo)
+        out[input_name] = float(round(value)) if whole else round(value, 3)
+    return out
+
+
 class _LookRun:
     """One look's GL objects in the engine's context (compiled once per run): its program, the
     pass buffers (PERSISTENT feedback), its image/audio inputs and the texture it draws into."""
@@ -269,6 +300,8 @@ class _LookRun:
                 t.repeat_x = t.repeat_y = False
             self.targets[p.target] = [texs[0], texs[1], fbos[0], fbos[1]]
         self.inputs: dict[str, object] = {}
+        #: the song's own values of the look's structural inputs (in place of their DEFAULTs)
+        self.defaults = song_variation(shader, engine.variation_seed)
         for item in shader.image_inputs:
             if item.type == "image":
                 self.inputs[item.name] = engine._image_texture(item.name)
@@ -315,7 +348,7 @@ class _LookRun:
         self._set("section_progress", float(progress) if math.isfinite(progress) else 1.0)
         for item in self.shader.inputs:
             if INPUT_TYPES[item.type] != "sampler2D" and item.default is not None:
-                value = item.default
+                value = self.defaults.get(item.name, item.default)
                 if item.type == "color" or item.type == "point2D":
                     value = tuple(float(x) for x in value)
                 else:
@@ -374,7 +407,7 @@ class ShaderEngine:
 
     def __init__(self, *, look: str | None = None, images: Mapping[str, str] | None = None,
                  audio_inputs: Mapping[str, str] | None = None, base_hue: float = 0.0,
-                 **engine_settings: object) -> None:
+                 variation_seed: int | None = None, **engine_settings: object) -> None:
         from bridge.project.schema import EngineSettings
 
         unknown = set(engine_settings) - set(EngineSettings.model_fields)
@@ -384,6 +417,8 @@ class ShaderEngine:
         self.shader: IsfShader = load_isf(self.look_path)
         self.images = dict(images or {})
         self.base_hue = float(base_hue)  # the song's palette (bridge.visuals.character), added to `hue`
+        #: the song's variation of each look's structure (SONG_VARIATIONS); None: the DEFAULTs
+        self.variation_seed = None if variation_seed is None else int(variation_seed)
         #: audio / audioFFT input name → "mix" (the default) or a stem name
         self.audio_inputs = dict(audio_inputs or {})
         self._gl = None
