@@ -31,6 +31,15 @@ def _role_override(overrides: Mapping[str, str], path: Path, name: str) -> str |
     return None
 
 
+def _refuse_to_replace(project_dir: Path, overwrite: bool) -> None:
+    target = project_dir / PROJECT_FILENAME
+    if target.exists() and not overwrite:
+        raise ProjectError(
+            f"{target} already exists; stembridge will not replace a saved project. Pick another folder, "
+            "or pass --force to start it over."
+        )
+
+
 def new_project(
     project_dir: str | os.PathLike[str],
     stems_dir: str | os.PathLike[str],
@@ -50,12 +59,7 @@ def new_project(
     from bridge.stems import discover_stems, display_names, guess_role, load_audio, probe_audio
 
     project_dir = Path(project_dir).resolve()
-    target = project_dir / PROJECT_FILENAME
-    if target.exists() and not overwrite:
-        raise ProjectError(
-            f"{target} already exists; stembridge will not replace a saved project. Pick another folder, "
-            "or pass --force to start it over."
-        )
+    _refuse_to_replace(project_dir, overwrite)
     roles = dict(roles or {})
     files = discover_stems(stems_dir)
     usable: list[Path] = []
@@ -151,12 +155,7 @@ def new_project_from_mix(
     from bridge.separation import separate_mix_to_folder
 
     project_dir = Path(project_dir).resolve()
-    target = project_dir / PROJECT_FILENAME
-    if target.exists() and not overwrite:
-        raise ProjectError(
-            f"{target} already exists; stembridge will not replace a saved project. Pick another folder, "
-            "or pass --force to start it over."
-        )
+    _refuse_to_replace(project_dir, overwrite)
     stems_dir = project_dir / "stems"
     # What was there before, so a failure removes only what this call made.
     made_dirs = [d for d in (project_dir, stems_dir) if not d.exists()]
