@@ -140,7 +140,9 @@ def test_frames_look_like_visuals_not_a_flat_colour(rendered):
     _, (frames, _, _, _), _ = rendered
     mid = frames[len(frames) // 2]
     assert mid.std() > 10  # structure inside a frame
-    assert np.mean([f.mean() for f in frames]) > 20  # not black
+    # not black (a black frame decodes to 0): the default looks are lines and glows on a dark ground,
+    # about 20 of 255 on average
+    assert np.mean([f.mean() for f in frames]) > 8
 
 
 def test_partial_range_and_ntsc_rate(demo, tmp_path):
