@@ -256,7 +256,8 @@ def run_gui(project_dir: str | Path | None = None, *, screenshot: str | Path | N
             raise BridgeError(f"no tab {tab!r}; the tabs are: {', '.join(t.replace('&', '') for t in titles)}")
         window.tabs.setCurrentIndex(matches[0])
     window.show()
-    QTimer.singleShot(0, lambda: log.info("first paint after %.2f s", time.perf_counter() - t0))
+    QTimer.singleShot(0, lambda: log.info("first paint after %.2f s (Qt platform %s)", time.perf_counter() - t0,
+                                          QApplication.platformName()))
     target = project_dir or settings.value("last_project")
     if target:
         # after the first paint: opening a project starts threads and reads files
