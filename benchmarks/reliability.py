@@ -52,7 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-from fuzz_corpus import run_midi_fuzz, run_osc_fuzz  # noqa: E402
+from fuzz_corpus import SAVER_SCRIPT, run_midi_fuzz, run_osc_fuzz  # noqa: E402
 
 DIALECTS = ("ableton", "stembridge", "reaper", "bitwig", "ardour")
 SR = 44100
@@ -443,19 +443,6 @@ def _video_note(path: Path) -> str:
 
 # --- SIGKILL -------------------------------------------------------------------------------------
 
-_SAVER = """
-import sys
-from bridge.project import Section, load_project, save_project
-project, folder = load_project(sys.argv[1])
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    sections = [Section(name=f"take {i} part {k}", start=k, end=k + 1, prompt="x" * 200) for k in range(300)]
-    save_project(project.model_copy(update={"name": f"take {i}", "sections": sections}), folder)
-"""
-
-
 def _song(folder: Path, seconds: float) -> Path:
     """Drums (clicks at 120 BPM) and bass stems: something to analyse and render."""
     rng = np.random.default_rng(1)
@@ -515,7 +502,7 @@ def kill_rows(work: Path, trials: int, seed: int) -> list[Row]:
     row = Row("SIGKILL during save", trials)
     t0 = time.perf_counter()
     for _ in range(trials):
-        _kill_after([sys.executable, "-c", _SAVER, str(proj)], rng.uniform(0.02, 0.6), ready=True)
+        _kill_after([sys.executable, "-c", SAVER_SCRIPT, str(proj), "300"], rng.uniform(0.02, 0.6), ready=True)
         problem = _loads(proj)
         if problem:
             row.lost_projects += 1

@@ -341,3 +341,19 @@ def run_midi_fuzz(*, seed: int, n: int, chunk: int = 1000) -> dict[str, FuzzResu
             results[name].insane += 1
             results[name].note(f"final state: {', '.join(problems)}")
     return results
+
+
+#: A process that saves a project over and over (``python -c SAVER_SCRIPT PROJECT_DIR N_SECTIONS``),
+#: printing "ready" first: the suite and the benchmark kill it at random moments mid-save.
+SAVER_SCRIPT = """
+import sys
+from bridge.project import Section, load_project, save_project
+project, folder = load_project(sys.argv[1])
+n = int(sys.argv[2])
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    sections = [Section(name=f"take {i} part {k}", start=k, end=k + 1, prompt="x" * 200) for k in range(n)]
+    save_project(project.model_copy(update={"name": f"take {i}", "sections": sections}), folder)
+"""

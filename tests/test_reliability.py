@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzz_corpus import run_midi_fuzz, run_osc_fuzz, state_problems
+from fuzz_corpus import SAVER_SCRIPT, run_midi_fuzz, run_osc_fuzz, state_problems
 
 from bridge.transport.state import TransportState
 
@@ -46,19 +46,6 @@ def test_a_seeded_midi_corpus_never_escapes_and_leaves_sane_states():
         assert res.failures == 0, (name, res.first)
 
 
-_SAVER = """
-import sys
-from bridge.project import Project, Section, load_project, save_project
-project, folder = load_project(sys.argv[1])
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    sections = [Section(name=f"take {i} part {k}", start=k, end=k + 1, prompt="x" * 200) for k in range(200)]
-    save_project(project.model_copy(update={"name": f"take {i}", "sections": sections}), folder)
-"""
-
-
 @pytest.mark.parametrize("trial", range(2))
 def test_sigkill_during_saves_never_loses_the_project(tmp_path, trial):
     """A process saving a project over and over is killed at a random moment: the file under the final
@@ -69,7 +56,7 @@ def test_sigkill_during_saves_never_loses_the_project(tmp_path, trial):
 
     save_project(Project(name="original"), tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", SAVER_SCRIPT, str(tmp_path), "200"], stdout=subprocess.PIPE, env=env)
     try:
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(random.Random(trial).uniform(0.05, 0.4))  # where in the save loop it dies is the point
