@@ -27,6 +27,11 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    ``A(T/3) − max(A(T/2), PULSE_FLOOR)`` when ``T/3`` is faster than ``FAST_TATUM_SECONDS`` (fading out by
    ``SLOW_TATUM_SECONDS``), and the same at the level ``T/2`` (else a beat of two dotted 8ths, half
    the 3/4 bar, takes over). Slow compound beats (6/8, 12/8) are not penalised.
+   Within the winning tempo family, the drums decide between octaves: the kick → snare lag
+   (:meth:`_Comb.backbeat`) and the snare's alternation, ``ALTERNATION_WEIGHT`` ×
+   ``S(2T) − S(T)`` on the snare band's ACF (a backbeat recurs every two beats, not every beat).
+   A compound beat (``A(T/3) > A(T/2)``) must also have onsets on its thirds
+   (:func:`_has_thirds`), which a dense straight-16th texture lacks.
 3. **Beats** by dynamic programming (Ellis 2007, "Beat tracking by dynamic programming"): the best
    chain of frames that sit on strong onsets, spaced about one period apart. Written here rather
    than calling ``librosa.beat.beat_track`` because librosa rounds the period to whole frames (a
@@ -105,6 +110,10 @@ FAST_TATUM_SECONDS = 0.20
 SLOW_TATUM_SECONDS = 0.25
 #: Weight of the kick → snare backbeat evidence (``_Comb.backbeat``) in the comb score.
 BACKBEAT_WEIGHT = 1.0
+#: Weight of the snare's alternation (:meth:`_Comb.alternation`: snare every two beats, not every
+#: beat) in the tempo score. Set on the dev songs (Freedoom 1 renders, shared dev songs): it fixed
+#: three octave errors there (E1M2, E1M3, the half-time band song) and cost one (E2M4).
+ALTERNATION_WEIGHT = 0.3
 #: Periods (× the best period on periodicity alone) among which the backbeat chooses, and how
 #: far (relative) around each the search goes.
 BACKBEAT_RELATIVES = (0.5, 2.0 / 3.0, 1.0, 1.5, 2.0)
@@ -145,7 +154,9 @@ TRIPLE_METER_MARGIN = 0.05
 COMPOUND_MARGIN = 0.05
 COMPOUND_BAR_CONTRAST = 0.5
 #: Cost (in units of the per-beat accent's standard deviation) of moving the bar phase mid-song.
-BAR_RESET_COST = 4.0
+#: Raised from 4 on the Freedoom dev renders: the phase jumped on fills and lost half a song's
+#: downbeats (E3M4, E3M5); a real change of bar (the tempo-step band songs) still moves it.
+BAR_RESET_COST = 8.0
 #: Swing (``_swing``): height of the off-beat 16th's peak (share of the off-beat 8th's) for 16th swing,
 #: positions per beat of the profile, and the
 #: smallest long : short ratio reported as swing (60 : 40; a lighter push reads as straight, and
@@ -153,6 +164,9 @@ BAR_RESET_COST = 4.0
 SWING_MIN_SHARE = 0.4
 SWING_BINS = 96
 SWING_MIN_RATIO = 1.5
+#: A compound beat's thirds must each stand this far (unit-std onset envelope) above the beat
+#: profile's median (:func:`_has_thirds`).
+THIRDS_MIN = 0.1
 #: Weight of the downbeat-phase contrast (beat-synchronous accents) in the meter decision.
 PHASE_CONTRAST_WEIGHT = 0.5
 #: Weights of the beat-synchronous accents that find the downbeat (each accent is z-scored):
@@ -277,6 +291,7 @@ class _Comb:
         self.tol = tol
         self.max_lag = min(float(max_lag), acf.shape[0] - 2.0)
         self.xcorr = backbeat
+        self.snare_acf: np.ndarray | None = None
 
     def backbeat(self, period: float) -> float:
         """Kick → snare evidence that ``period`` is the beat: the drums' kick-band onsets followed
@@ -296,6 +311,18 @@ class _Comb:
             return 0.0 if value is None else value
 
         return look(period) - max(look(period / 2.0), 0.0)
+
+    def alternation(self, period: float) -> float:
+        """Snare-band evidence that ``period`` is the beat: the snare recurs every two beats
+        (S(2T)) and not every beat (S(T)). 0 without a drums stem or past the song's evidence."""
+        if self.snare_acf is None:
+            return 0.0
+        limit = min(self.max_lag, self.snare_acf.shape[0] - 2.0)
+        two = _window_max(self.snare_acf, 2.0 * period, self.tol, limit)
+        one = _window_max(self.snare_acf, period, self.tol, limit)
+        if two is None or one is None:
+            return 0.0
+        return two - max(one, 0.0)
 
     def get(self, lag: float, tol: float | None = None) -> float | None:
         return _window_max(self.acf, lag, self.tol if tol is None else tol, self.max_lag)
@@ -380,7 +407,7 @@ def _comb_score(comb: _Comb, period: float, beats_per_bar: int, *, backbeat: boo
         + SUBDIVISION_WEIGHT * comb(period / 2.0)
         - METER_PENALTY * _meter_penalty(comb, period, beats_per_bar)
         - COMPOUND_PENALTY * _compound_penalty(comb, period)
-        + (BACKBEAT_WEIGHT * comb.backbeat(period) if backbeat else 0.0)
+        + (BACKBEAT_WEIGHT * comb.backbeat(period) + ALTERNATION_WEIGHT * comb.alternation(period) if backbeat else 0.0)
         + PRIOR_WEIGHT * _log_prior(60.0 * fr / period)
     )
 
@@ -579,7 +606,7 @@ def _kick_snare(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[np.nd
 
 
 def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_frames: int,
-                   period: float) -> np.ndarray:
+                   period: float, drum_bands: tuple[str, ...] = ("onset_low", "onset_mid")) -> np.ndarray:
     """Where beats (not just onsets) are: the sum, each part at unit std, of the drums' kick- and
     snare-band onsets, the pitched stems' onsets, and their harmonic change
     (:func:`_harmonic_change`, ``period / 4`` frames either side); the whole onset envelope when
@@ -593,7 +620,7 @@ def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_fr
             continue
         active = _fit_length(stem.curves["rms"], n_frames) >= SILENCE_RMS
         if stem.role == "drums":
-            for band in ("onset_low", "onset_mid"):
+            for band in drum_bands:
                 drums += _normalise(_fit_length(stem.curves.get(band, stem.curves["onset"]), n_frames), active)
         else:
             pitched += _normalise(_fit_length(stem.curves["onset"], n_frames), active)
@@ -962,6 +989,8 @@ def track_beats(
     kick_snare = _kick_snare(stems, n_frames)
     comb = _Comb(acf, max_lag=n_frames / 2.0,
                  backbeat=None if kick_snare is None else _cross_correlation(*kick_snare, max_lag))
+    if kick_snare is not None:
+        comb.snare_acf = _autocorrelation(kick_snare[1], max_lag)
     n_onsets = sum(stem.onsets_s.shape[0] for stem in stems.values() if _is_audible(stem))
     if tempo_hint_bpm is not None:
         period = 60.0 * fr / float(tempo_hint_bpm)
@@ -1006,6 +1035,8 @@ def track_beats(
     else:
         meter = _choose_meter(comb, period, accents, frames.shape[0])
     division = _beat_division(comb, period) if tempo_hint_bpm is None or not beats_per_bar else 2
+    if division == 3 and not _has_thirds(stems, beats_s):
+        division = 2
     phases = _phase_scores(accents, frames.shape[0], meter)
     if division == 3 and not beats_per_bar and meter == 4:
         meter = _compound_bar(phases)
@@ -1022,6 +1053,45 @@ def track_beats(
     )
 
 
+def _beat_profile(stems: Mapping[str, StemFeatures], beats_s: np.ndarray) -> np.ndarray | None:
+    """The rhythm section's onset envelope averaged over every beat, on ``SWING_BINS`` positions
+    per beat (bin 0 = the beat). Drums and bass (all stems when there are neither; pads smear)."""
+    fr = _frame_rate_hz()
+    rhythm = [st for st in stems.values() if st.role in ("drums", "bass") and _is_audible(st)]
+    rhythm = rhythm or [st for st in stems.values() if _is_audible(st)]
+    if not rhythm or beats_s.shape[0] < 2:
+        return None
+    n = max(st.n_frames for st in rhythm)
+    env = np.zeros(n)
+    for st in rhythm:
+        env += _normalise(_fit_length(st.curves["onset"], n), _fit_length(st.curves["rms"], n) >= SILENCE_RMS)
+    grid = np.linspace(0.0, 1.0, SWING_BINS, endpoint=False)
+    starts, ends = beats_s[:-1], beats_s[1:]
+    times = starts[:, None] + grid[None, :] * (ends - starts)[:, None]  # (beats, bins)
+    return np.interp(times * fr, np.arange(n), env).mean(axis=0)
+
+
+def _has_thirds(stems: Mapping[str, StemFeatures], beats_s: np.ndarray) -> bool:
+    """Whether the tracked beats have onsets on their thirds (both 1/3 and 2/3 of the beat).
+
+    A compound beat (6/8, 12/8) is three 8ths: its thirds are played. The ACF test of
+    :func:`_beat_division` can be fooled by a dense, reverberant 16th-note texture whose ACF is
+    high at every short lag (Freedoom's E1M3 at 80 BPM: A(T/3) 0.21 > A(T/2) 0.10 with not one
+    note on a third). Each third must stand ``THIRDS_MIN`` above the profile's median.
+    """
+    profile = _beat_profile(stems, beats_s)
+    if profile is None:
+        return True
+    base = float(np.median(profile))
+    width = max(1, SWING_BINS // 48)
+
+    def at(x: float) -> float:
+        k = int(round(x * SWING_BINS))
+        return float(profile[k - width: k + width + 1].max()) - base
+
+    return min(at(1.0 / 3.0), at(2.0 / 3.0)) > THIRDS_MIN
+
+
 def _swing(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, division: int) -> dict:
     """Swing of the off-beat 16th or 8th from the rhythm section's beat-synchronous onset profile.
 
@@ -1036,19 +1106,9 @@ def _swing(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, division: int
     straight = {"swing_ratio": 1.0, "swing_level": 0}
     if division != 2 or beats_s.shape[0] < 8:
         return straight
-    fr = _frame_rate_hz()
-    rhythm = [st for st in stems.values() if st.role in ("drums", "bass") and _is_audible(st)]
-    rhythm = rhythm or [st for st in stems.values() if _is_audible(st)]
-    if not rhythm:
+    profile = _beat_profile(stems, beats_s)
+    if profile is None:
         return straight
-    n = max(st.n_frames for st in rhythm)
-    env = np.zeros(n)
-    for st in rhythm:
-        env += _normalise(_fit_length(st.curves["onset"], n), _fit_length(st.curves["rms"], n) >= SILENCE_RMS)
-    grid = np.linspace(0.0, 1.0, SWING_BINS, endpoint=False)
-    starts, ends = beats_s[:-1], beats_s[1:]
-    times = starts[:, None] + grid[None, :] * (ends - starts)[:, None]  # (beats, bins)
-    profile = np.interp(times * fr, np.arange(n), env).mean(axis=0)
     profile = np.roll(profile, SWING_BINS // 8)  # so the on-beat peak (−1/8 … +1/8) is not split
     pos = (np.arange(SWING_BINS) - SWING_BINS // 8) / SWING_BINS
 
