@@ -40,6 +40,10 @@ history                       :meth:`undo`, :meth:`redo` (``can_undo``, ``undo_l
 transport                     :meth:`play`, :meth:`pause`, :meth:`seek`, :meth:`transport`
 audio playback                :meth:`set_audio`, :meth:`set_solo`, :meth:`set_loop`
 preview                       :meth:`frame_at`, :meth:`preview_status`, :meth:`wait_idle`
+DAW sync                      :meth:`connect_sync` (a :class:`SyncSpec`), :meth:`disconnect_sync`,
+                              :meth:`request_daw_markers`, ``sync_sources``, ``sync_spec``
+what the app draws            :meth:`timeline_sections`, :meth:`mapping_curve`,
+                              :meth:`mapping_indices`, ``rebounced_stems``
 ============================  ==================================================================
 
 Edits that a GUI makes continuously (a slider drag) pass ``coalesce=True``: consecutive edits with
@@ -95,7 +99,9 @@ from bridge.preview.scheduler import (
     PreviewPassStarted,
     PreviewStatus,
 )
+from bridge.session import api
 from bridge.session._helpers import MAPPING_FIELD_WORDS, _validated, mapping_words
+from bridge.session.api import check_link_available, midi_input_ports, stem_files  # noqa: F401 (in __all__ via api)
 from bridge.session.core import COALESCE_WINDOW_S, DEFAULT_UNDO_LIMIT, Session
 from bridge.session.events import (
     AnalysisFailed,
@@ -122,4 +128,13 @@ __all__ = [
     "PreviewPassStarted", "PreviewStatus",
     # playback events (from bridge.playback)
     "AudioUnavailable", "MixFailed", "MixReady",
+    # the public types and functions of bridge.session.api (errors, vocabularies, looks, presets…)
+    *api.__all__,
 ]
+
+
+def __getattr__(name: str):
+    """The names of :mod:`bridge.session.api`, looked up lazily in their home modules."""
+    if name in api.EXPORTS:
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,6 +39,8 @@ from bridge.session.events import ProjectChanged, ProjectSaved, SaveFailed
 from bridge.session.live import LiveMixin
 from bridge.session.settings import SettingsMixin
 from bridge.session.stems import StemsMixin
+from bridge.session.sync import SyncMixin
+from bridge.session.views import ViewsMixin
 from bridge.session.watching import WatchingMixin
 from bridge.transport.clock import TransportClock
 from bridge.transport.state import TransportState
@@ -55,7 +57,8 @@ log = logging.getLogger(__name__)
 # The session
 # =================================================================================================
 
-class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin):
+class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, SyncMixin,
+              ViewsMixin):
     """One open project with its analysis, transport, preview and watcher (see the module docstring).
 
     Build it with :meth:`open` or :meth:`new`; close it with :meth:`close` (or use it as a context
@@ -107,6 +110,7 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin):
         self._closed = False
         self._last_edit_time: float | None = None
         self._missing: set[str] = set()
+        self._rebounced: set[str] = set()  # stems whose file changed on disk (rebounced_stems)
 
         # analysis
         self._cpu = ThreadPoolExecutor(max_workers=max(1, analysis_workers), thread_name_prefix="stembridge-cpu")
@@ -227,6 +231,7 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin):
             return
         self._closed = True
         self._stop.set()
+        self.disconnect_sync()
         with self._save_cond:
             self._save_cond.notify_all()
         for t in self._threads:

@@ -99,6 +99,10 @@ class StemsMixin:
             return p.model_copy(update={"stems": stems, "mappings": mappings})
 
         self._edit(f"rename stem {name}", change)
+        with self._lock:  # the re-bounced badge follows the stem
+            if name in self._rebounced:
+                self._rebounced.discard(name)
+                self._rebounced.add(new_name)
 
     def set_stem_role(self, name: str, role: str) -> None:
         self._update_stem(f"stem {name} role", name, {"role": role})

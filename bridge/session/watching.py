@@ -62,6 +62,8 @@ class WatchingMixin:
         """Called on the watcher thread for each settled change."""
         stem = self._stem_by_path(change.path)
         if change.kind == "changed" and stem is not None:
+            with self._lock:
+                self._rebounced.add(stem.name)
             self._emit(StemFileChanged(stem.name, change.path))
             self._request_analysis(f"{stem.name} changed on disk")
             self.audio.refresh_mix()  # hear the new bounce
