@@ -156,7 +156,7 @@ def grab_screenshot(window, out_path: str | Path, *, wait_s: float = 20.0, at_fr
     ``at_fraction`` of the song, then save the window as a PNG. ``dialog`` (a key of
     :data:`SCREENSHOT_DIALOGS`): open that dialog and draw it over the middle of the window, as a
     user sees it (a top-level dialog is not part of the window's own grab)."""
-    from bridge.fsutil import atomic_output
+    from bridge.session import atomic_output
 
     app = QApplication.instance()
     deadline = time.monotonic() + wait_s
@@ -251,7 +251,7 @@ def run_gui(project_dir: str | Path | None = None, *, screenshot: str | Path | N
         titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
         matches = [i for i, t in enumerate(titles) if t.replace("&", "").lower() == tab.lower()]
         if not matches:
-            from bridge.errors import BridgeError
+            from bridge.session import BridgeError
 
             raise BridgeError(f"no tab {tab!r}; the tabs are: {', '.join(t.replace('&', '') for t in titles)}")
         window.tabs.setCurrentIndex(matches[0])

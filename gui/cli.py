@@ -40,7 +40,7 @@ def run_gui_command(args: argparse.Namespace | None = None) -> int:
     try:
         import PySide6  # noqa: F401
     except ImportError:
-        from bridge.errors import MissingDependency
+        from bridge.session import MissingDependency
 
         raise MissingDependency("PySide6-Essentials", feature="The stembridge app") from None
     import os

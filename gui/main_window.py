@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -226,7 +225,7 @@ class MainWindow(QMainWindow):
 
     # -- project ------------------------------------------------------------------------------
     def open_project(self, project_dir: str | Path, **session_options) -> bool:
-        from bridge.errors import BridgeError
+        from bridge.session import BridgeError
 
         try:
             self.adapter.open(project_dir, **session_options)
@@ -266,7 +265,7 @@ class MainWindow(QMainWindow):
 
     def rebuild_recent_menu(self) -> None:
         """The last projects, newest first; one whose folder is gone is shown greyed ("missing")."""
-        from bridge.project.store import project_file
+        from bridge.session import project_file
 
         m = self.recent_menu
         m.clear()
@@ -290,7 +289,7 @@ class MainWindow(QMainWindow):
         m.addAction("Clear recent projects", lambda: self._set_recent([])).setEnabled(bool(recent))
 
     def open_recent(self, path: str) -> bool:
-        from bridge.project.store import project_file
+        from bridge.session import project_file
 
         if not project_file(path).is_file():
             self._set_recent([p for p in self.recent_projects() if p != path])
@@ -300,7 +299,7 @@ class MainWindow(QMainWindow):
         return self.open_project(path)
 
     def remove_missing_recent(self) -> list[str]:
-        from bridge.project.store import project_file
+        from bridge.session import project_file
 
         recent = self.recent_projects()
         gone = [p for p in recent if not project_file(p).is_file()]
@@ -312,8 +311,7 @@ class MainWindow(QMainWindow):
 
     def new_project_from_stems(self) -> bool:
         """Pick a folder of stems, then the (new or empty) project folder; create the project and open it."""
-        from bridge.errors import BridgeError
-        from bridge.project.create import new_project
+        from bridge.session import BridgeError, new_project
 
         stems = QFileDialog.getExistingDirectory(self, "New project: pick the folder of stems (WAV/FLAC/AIFF…)")
         if not stems:
@@ -377,8 +375,7 @@ class MainWindow(QMainWindow):
     def save_project_as(self) -> bool:
         """Copy the open project (stembridge.json + its analysis cache) to a new folder and open the copy;
         the original stays as it was saved."""
-        from bridge.errors import BridgeError
-        from bridge.project.store import copy_project
+        from bridge.session import BridgeError, copy_project
 
         s = self.adapter.session
         if s is None:
@@ -492,29 +489,14 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def refresh_sections(self) -> None:
+        """Draw the sections as bridge resolves them (Session.timeline_sections: the export's own
+        resolution on the beat grid), or the detected ones when the project has none."""
         s = self.adapter.session
-        if s is None or s.analysis is None:
+        resolved = None if s is None else s.timeline_sections()
+        if resolved is None:
             return
-        a = s.analysis
-        beats = np.asarray(a.beat_grid.beats_s, dtype=np.float64)
-
-        def seconds(x: float, unit: str) -> float:
-            if unit == "seconds" or beats.size < 2:
-                return float(x)
-            return float(np.interp(x, np.arange(beats.size), beats))
-
-        secs = s.project.sections
-        if secs:
-            starts = [seconds(x.start, x.unit) for x in secs]
-            blocks = []
-            for i, x in enumerate(secs):
-                end = seconds(x.end, x.unit) if x.end is not None else (
-                    min([t for t in starts if t > starts[i]], default=a.duration_seconds))
-                blocks.append((starts[i], end, x.name, x.prompt))
-            self.timeline.set_sections(blocks)
-        else:
-            self.timeline.set_sections([(a0, b0, f"Part {i + 1}", "") for i, (a0, b0) in enumerate(a.sections)],
-                                       detected=True)
+        looks, detected = resolved
+        self.timeline.set_sections([(x.start_s, x.end_s, x.name, x.prompt) for x in looks], detected=detected)
 
     # -- layout persistence -------------------------------------------------------------------
     def _restore_layout(self) -> None:

@@ -12,34 +12,35 @@ an exception in a slot).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from bridge.transport import osc_protocol as P
+from bridge.session import DEFAULT_ADDRESSES, DEFAULT_PREVIEW_CACHE_BYTES, BridgeError, SyncSpec
+from bridge.session import MIDI_SOURCES as BRIDGE_MIDI_SOURCES
 
 log = logging.getLogger(__name__)
 
-#: Sync sources offered in the transport bar: label → (add_sync_arguments option, default value).
-#: The MIDI entries have no default: their value is a MIDI input port the producer picks.
+#: Sync sources offered in the transport bar: label → (SyncSpec.source, default address). The MIDI
+#: entries have no default: their address is a MIDI input port the producer picks.
 SYNC_SOURCES: dict[str, tuple[str | None, str | None]] = {
-    "Local clock (no DAW)": (None, None),
-    "Ableton Live via AbletonOSC": ("--ableton-osc", f"127.0.0.1:{P.ABLETON_OSC_LIVE_PORT}"),
-    "Ableton Live via StemBridge script": ("--osc", str(P.STEMBRIDGE_OSC_PORT)),
-    "REAPER via OSC": ("--reaper-osc", str(P.REAPER_OSC_SUGGESTED_PORT)),
-    "Bitwig via DrivenByMoss": ("--bitwig-osc", str(P.BITWIG_DBM_SEND_PORT)),
-    "Ardour via OSC": ("--ardour-osc", f"127.0.0.1:{P.ARDOUR_OSC_PORT}"),
-    "MIDI clock…": ("--midi", None),
-    "MTC…": ("--mtc", None),
+    label: (source, DEFAULT_ADDRESSES.get(source) if source else None) for label, source in (
+        ("Local clock (no DAW)", None),
+        ("Ableton Live via AbletonOSC", "ableton_osc"),
+        ("Ableton Live via StemBridge script", "osc"),
+        ("REAPER via OSC", "reaper_osc"),
+        ("Bitwig via DrivenByMoss", "bitwig_osc"),
+        ("Ardour via OSC", "ardour_osc"),
+        ("MIDI clock…", "midi"),
+        ("MTC…", "mtc"),
+    )
 }
 LOCAL_LABEL = "Local clock (no DAW)"
 #: Entries whose value is a MIDI input port name (the rest take an OSC [HOST:]PORT).
-MIDI_SOURCES = frozenset(label for label, (option, _) in SYNC_SOURCES.items() if option in ("--midi", "--mtc"))
+MIDI_SOURCES = frozenset(label for label, (source, _) in SYNC_SOURCES.items() if source in BRIDGE_MIDI_SOURCES)
 
 #: TransportState.source → how the transport bar names it.
 SOURCE_LABELS = {
@@ -61,6 +62,7 @@ class SessionAdapter(QObject):
     analysisChanged()       a new analysis is in (timeline lanes, meters).
     previewChanged()        keyframes rendered / params updated since the last tick.
     message(str, str)       (level, text): "info" | "error"; shown in the non-blocking message bar.
+    stemFilesChanged()      a stem's file was re-bounced, added, went missing or came back.
     """
 
     tick = Signal(object)
@@ -68,6 +70,7 @@ class SessionAdapter(QObject):
     analysisChanged = Signal()
     previewChanged = Signal()
     message = Signal(str, str)
+    stemFilesChanged = Signal()
 
     def __init__(self, parent: QObject | None = None, *, tick_hz: float = TICK_HZ) -> None:
         super().__init__(parent)
@@ -75,8 +78,6 @@ class SessionAdapter(QObject):
         self.sync_label = LOCAL_LABEL
         self.sync_value: str | None = None  # the [HOST:]PORT or MIDI port in use
         self.link_enabled = False
-        self.sync_sources: list[object] = []
-        self._sync_stack: ExitStack | None = None
         #: What the followed source has sent since :meth:`connect_sync` (see :meth:`sync_status`).
         self._sync_what = ""  # "REAPER via OSC + Ableton Link"; "" with the local clock
         self._sync_since = 0.0  # time.monotonic() at connect
@@ -92,11 +93,14 @@ class SessionAdapter(QObject):
         self.audio_device: str | None = None
         self.audio_blocksize = 0
         #: The cap on the preview's disk cache of rendered frames, in bytes (Preferences).
-        from bridge.session import DEFAULT_PREVIEW_CACHE_BYTES
-
         self.preview_cache_bytes = DEFAULT_PREVIEW_CACHE_BYTES
 
     # -- lifetime -----------------------------------------------------------------------------
+    @property
+    def sync_sources(self) -> list[object]:
+        """The open sync sources of the session (empty with the local clock)."""
+        return [] if self.session is None else list(self.session.sync_sources)
+
     def open(self, project_dir: str | Path, **session_options: Any) -> None:
         """Open a project (closing any open one). Raises BridgeError (ProjectError) when it cannot."""
         from bridge.session import Session
@@ -124,8 +128,6 @@ class SessionAdapter(QObject):
     # -- commands -----------------------------------------------------------------------------
     def command(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``session.<name>(*args, **kwargs)``; a BridgeError becomes an error message (returns None)."""
-        from bridge.errors import BridgeError
-
         if self.session is None:
             self.message.emit("error", "No project is open: open a project folder first (File ▸ Open).")
             return None
@@ -135,15 +137,21 @@ class SessionAdapter(QObject):
             self.message.emit("error", str(e))
             return None
 
+    def call(self, fn, /, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` (a bridge.session function); a BridgeError becomes an error message (returns None)."""
+        try:
+            return fn(*args, **kwargs)
+        except BridgeError as e:
+            self.message.emit("error", str(e))
+            return None
+
     # -- sync ---------------------------------------------------------------------------------
     def midi_input_ports(self) -> list[str] | None:
         """MIDI input port names, or None (after an error message) when no MIDI backend works."""
-        from bridge.errors import BridgeError
+        from bridge.session import midi_input_ports
 
         try:
-            from bridge.transport import midi_io
-
-            return list(midi_io.list_midi_ports())
+            return midi_input_ports()
         except BridgeError as e:  # TransportError (no ALSA/JACK…) or MissingDependency (no rtmidi)
             self.message.emit("error", f"MIDI: {e}")
             return None
@@ -162,46 +170,45 @@ class SessionAdapter(QObject):
         """Follow a DAW: ``label`` is a key of :data:`SYNC_SOURCES`; ``value`` overrides its
         [HOST:]PORT (OSC) or names the MIDI input port (MIDI clock, MTC). ``link`` adds Ableton
         Link (None: keep the current choice, :attr:`link_enabled`). Sources feed the session's
-        clock through the CLI's own ``build_sources_from_args``. Returns the started sources
-        (empty for the local clock). Errors become a message; the local clock stays then, except
-        that a missing aalink only drops Link and keeps the DAW source."""
-        from bridge.errors import BridgeError
-
+        clock through :meth:`Session.connect_sync` with a :class:`SyncSpec`. Returns the started
+        sources (empty for the local clock). Errors become a message; the local clock stays then,
+        except that a missing aalink only drops Link and keeps the DAW source."""
         self.disconnect_sync()
         if link is not None:
             self.link_enabled = link
-        option, default = SYNC_SOURCES[label]
+        source, default = SYNC_SOURCES[label]
         value = value or default
-        if self.session is None or (option is None and not self.link_enabled):
+        if self.session is None or (source is None and not self.link_enabled):
             self.sync_label, self.sync_value = LOCAL_LABEL, None
             return []
-        if option is not None and not value:
+        if source is not None and not value:
             self.message.emit("error", f"{label}: pick a MIDI input port first.")
             self.sync_label, self.sync_value = LOCAL_LABEL, None
             return []
         link_problem = None
         if self.link_enabled:
-            from bridge.transport.link import import_aalink
+            from bridge.session import check_link_available
 
             try:
-                import_aalink()
+                check_link_available()
             except BridgeError as e:  # MissingDependency: say how to install it, follow the DAW anyway
                 link_problem = f"Ableton Link: {e}"
                 self.link_enabled = False
-                if option is None:
+                if source is None:
                     self.message.emit("error", link_problem)
                     self.sync_label, self.sync_value = LOCAL_LABEL, None
                     return []
         try:
-            sources = self._start_sources(option, value, link=self.link_enabled)
+            # every state also feeds the session's capture of the DAW's tempo map (adopt_daw_tempo)
+            sources = self.session.connect_sync(SyncSpec(source=source, address=value, link=self.link_enabled))
         except BridgeError as e:
             self.message.emit("error", f"{label}{' + Ableton Link' if self.link_enabled else ''}: {e}")
             self.link_enabled = False
             self.sync_label, self.sync_value = LOCAL_LABEL, None
             return []
-        self.sync_label = label if option is not None else LOCAL_LABEL
-        self.sync_value = value if option is not None else None
-        what = [label] if option is not None else []
+        self.sync_label = label if source is not None else LOCAL_LABEL
+        self.sync_value = value if source is not None else None
+        what = [label] if source is not None else []
         if self.link_enabled:
             what.append("Ableton Link")
         self._sync_what = " + ".join(what)
@@ -216,32 +223,10 @@ class SessionAdapter(QObject):
         self.connect_sync(self.sync_label, self.sync_value, link=enabled)
         return self.link_enabled
 
-    def _start_sources(self, option: str | None, value: str | None, *, link: bool) -> list[object]:
-        """Parse the same options the CLI takes and open them; raises BridgeError, leaving nothing open."""
-        from bridge.transport.listen import add_sync_arguments, build_sources_from_args
-
-        parser = argparse.ArgumentParser(add_help=False)
-        add_sync_arguments(parser)
-        # "--opt=value": a port name or value starting with "-" must not read as another option
-        argv = ([f"{option}={value}"] if option is not None else []) + (["--link"] if link else [])
-        args = parser.parse_args(argv)
-        stack = ExitStack()
-        try:
-            # every state also feeds the session's capture of the DAW's tempo map (adopt_daw_tempo)
-            self.sync_sources = stack.enter_context(build_sources_from_args(
-                args, self.session.clock, on_state=self.session.record_daw_state))
-        except BaseException:
-            stack.close()
-            raise
-        self._sync_stack = stack
-        return self.sync_sources
-
     def disconnect_sync(self) -> None:
         self._marker_request = None  # its listener closes now
-        if self._sync_stack is not None:
-            self._sync_stack.close()
-        self._sync_stack = None
-        self.sync_sources = []
+        if self.session is not None:
+            self.session.disconnect_sync()
         self._sync_what, self._sync_since, self._sync_seen, self._sync_last_at = "", time.monotonic(), 0, None
 
     #: A source is "locked" once this many states arrived and the latest is younger than LOCKED_AGE_S.
@@ -320,20 +305,11 @@ class SessionAdapter(QObject):
         and regions) over the sync connection; they become the sections (one undo step) as soon as
         they are in, polled from the tick (the GUI never waits on the network). Returns whether a
         request started; otherwise a message says what to do."""
-        from bridge.errors import BridgeError
-        from bridge.transport.osc_io import MarkerRequest
-
         if self.session is None:
             self.message.emit("error", "No project is open: open a project folder first (File ▸ Open).")
             return False
-        listener = next((src for src in self.sync_sources
-                         if getattr(getattr(src, "dialect", None), "markers", None) is not None), None)
-        if listener is None:
-            self.message.emit("error", "The DAW's markers come over its sync connection: follow Ableton Live (StemBridge "
-                              "script or AbletonOSC) or REAPER via OSC first (Transport ▸ Connect to your DAW…), then import.")
-            return False
         try:
-            request = MarkerRequest(listener)
+            request = self.session.request_daw_markers()
         except BridgeError as e:
             self.message.emit("error", str(e))
             return False
@@ -361,13 +337,15 @@ class SessionAdapter(QObject):
     # -- the tick -----------------------------------------------------------------------------
     def _on_timer(self) -> None:
         """Drain every queued event, then emit each kind of signal at most once."""
-        from bridge import session as S
+        import bridge.session as S
 
         if self.session is None:
             return
         changed = None
-        analysis = preview = False
+        analysis = preview = files = False
         for e in self.session.poll_events():
+            if isinstance(e, (S.StemFileChanged, S.StemFileAdded, S.StemFileMissing, S.StemFileReturned)):
+                files = True
             if isinstance(e, S.ProjectChanged):
                 changed = e
             elif isinstance(e, S.AnalysisFinished):
@@ -392,6 +370,8 @@ class SessionAdapter(QObject):
             self.projectChanged.emit(changed)
         if analysis:
             self.analysisChanged.emit()
+        if files:
+            self.stemFilesChanged.emit()
         if preview:
             self.previewChanged.emit()
         self._update_sync_status()

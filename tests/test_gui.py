@@ -748,6 +748,7 @@ def _saw_expectation(analysis, times_s, amount, offset):
 
 
 def test_mapping_editor_add_edit_solo_mute_and_curve_view_against_the_beats(window, qtbot):
+    from bridge.export.render import section_looks
     from bridge.mapping import PARAMETER_NAMES, PARAMETERS, evaluate_mappings
     from bridge.project import load_project
 
@@ -818,7 +819,7 @@ def test_mapping_editor_add_edit_solo_mute_and_curve_view_against_the_beats(wind
     qtbot.mouseClick(row.solo, Qt.MouseButton.LeftButton)  # unsolo: every enabled mapping again
     assert session.mapping_solo == frozenset()
     project = session.project
-    whole = evaluate_mappings(project.mappings, analysis, editor._looks_memo[3], fps=fps,
+    whole = evaluate_mappings(project.mappings, analysis, section_looks(project, analysis), fps=fps,
                               stem_roles={s.name: s.role for s in project.stems})
     qtbot.waitUntil(lambda: params_rows() is not None and all(
         np.allclose(params_rows()[0].column(n)[params_rows()[1]], whole.column(n)[frames], atol=1e-5)

@@ -120,7 +120,8 @@ def test_tap_tempo_sets_the_tapped_tempo(window, qtbot, monkeypatch):
     import time
     import types
 
-    import bridge.session
+    import bridge.session.core
+    import bridge.session.settings
 
     w = window
     bar = w.tempo_bar
@@ -128,7 +129,8 @@ def test_tap_tempo_sets_the_tapped_tempo(window, qtbot, monkeypatch):
     # only bridge.session's view of the clock: the rest of the process keeps the real one
     clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
     clock.monotonic = lambda: now[0]
-    monkeypatch.setattr(bridge.session, "time", clock)
+    monkeypatch.setattr(bridge.session.settings, "time", clock)  # tap_tempo
+    monkeypatch.setattr(bridge.session.core, "time", clock)  # undo coalescing
     for _ in range(7):
         qtbot.mouseClick(bar.tap, Qt.MouseButton.LeftButton)
         qtbot.wait(20)

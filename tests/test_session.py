@@ -8,17 +8,20 @@ bridge.mapping.evaluate_mappings.
 
 from __future__ import annotations
 
+import argparse
 import os
+import socket
 import threading
 import time
 
 import numpy as np
 import pytest
-from preview_project import vocals_audio, wav_bytes
+from preview_project import TEMPO_BPM, vocals_audio, wav_bytes
 
 import bridge.analysis.project as analysis_project
-from bridge.errors import ProjectError
-from bridge.project import load_project
+from bridge.errors import ProjectError, TransportError
+from bridge.project import load_project, save_project
+from bridge.project.schema import Mapping, Section
 from bridge.session import (
     AnalysisFinished,
     KeyframeRendered,
@@ -28,6 +31,7 @@ from bridge.session import (
     StemFileAdded,
     StemFileChanged,
     StemFileMissing,
+    SyncSpec,
 )
 
 QUIET = dict(analyse=False, preview=False, watch=False, autosave=False)
@@ -290,6 +294,7 @@ def test_rebounced_stem_is_reanalysed_once_and_only_dependent_keyframes_rerender
         assert calls == {}  # everything came from the analysis cache
         old_analysis, old_plan = s.analysis, s.scheduler.plan
         s.poll_events()
+        assert s.rebounced_stems == frozenset()
 
         # The DAW re-bounces the vocals: the file is truncated and rewritten in 6 chunks over ~1.5 s.
         chunks = np.array_split(np.frombuffer(new_bytes, dtype=np.uint8), 6)
@@ -307,6 +312,7 @@ def test_rebounced_stem_is_reanalysed_once_and_only_dependent_keyframes_rerender
 
         assert calls == {"Vocals": 1}
         assert sum(isinstance(e, StemFileChanged) for e in events) == 1
+        assert s.rebounced_stems == {"Vocals"}  # the file this test rewrote, as state (the stems badge)
         assert sum(isinstance(e, AnalysisFinished) for e in events) == 1
         new_analysis = s.analysis
         assert new_analysis.stems["Drums"].curves["rms"].tobytes() == old_analysis.stems["Drums"].curves["rms"].tobytes()
@@ -378,3 +384,133 @@ def test_preview_disk_cache_is_capped_reported_and_cleared(project_dir):
         assert s.preview_cache_usage() == (0, None)
         s.set_preview_cache_limit(one)
         s.clear_preview_cache()
+
+
+# --- what the GUI draws, computed by the Session (issue 16: the GUI kept its own rules) ------------
+# Truth from outside the code under test: the analysis' own detected beats (data, not the resolver),
+# the project's constant 120 BPM, hand-written expectations for source strings, and real OSC
+# datagrams over UDP from a socket the test owns.
+
+def _edit_file(project_dir, **update):
+    project, _ = load_project(project_dir)
+    save_project(project.model_copy(update=update), project_dir)
+
+
+def test_timeline_sections_follow_the_beat_grid_as_the_export_does(project_dir):
+    # given out of order, in beats; 16 beats fit in the 8 s song
+    _edit_file(project_dir, sections=[
+        Section(name="C", start=8.0, unit="beats"),
+        Section(name="A", start=0.0, unit="beats"),
+        Section(name="B", start=4.0, end=100.0, unit="beats"),  # its end runs past C's start
+        Section(name="D", start=20.0, unit="beats"),  # past the last beat of the grid
+    ])
+    with Session.open(project_dir, **{**QUIET, "analyse": True}) as s:
+        assert s.timeline_sections() is None or s.analysis is not None
+        assert s.wait_for_analysis(60), "the analysis did not finish"
+        looks, detected = s.timeline_sections()
+        beats = s.analysis.beat_grid.beats_s
+    assert not detected
+    assert [x.name for x in looks] == ["A", "B", "C", "D"]
+    by = {x.name: x for x in looks}
+    assert by["A"].start_s == 0.0  # beat 0 is the top of the song, not the first detected beat
+    assert by["B"].start_s == pytest.approx(beats[4], abs=1e-6)  # beat 4 = the 5th detected beat
+    assert by["C"].start_s == pytest.approx(beats[8], abs=1e-6)
+    assert by["A"].end_s == by["B"].start_s and by["B"].end_s == by["C"].start_s  # cut at the next start
+    last = len(beats) - 1
+    assert last < 20
+    # past the grid: on at the song's tempo (a clamped interpolation would put D on the last beat)
+    assert by["D"].start_s == pytest.approx(beats[-1] + (20 - last) * 60.0 / TEMPO_BPM, abs=1e-3)
+    assert by["C"].end_s == by["D"].start_s
+
+
+def test_detected_sections_when_the_project_has_none(project_dir):
+    _edit_file(project_dir, sections=[])
+    with Session.open(project_dir, **{**QUIET, "analyse": True}) as s:
+        assert s.wait_for_analysis(60)
+        looks, detected = s.timeline_sections()
+        assert detected
+        assert [(x.start_s, x.end_s) for x in looks] == [tuple(map(float, ab)) for ab in s.analysis.sections]
+
+
+def test_mapping_indices_read_sources_as_the_resolver_does(project_dir):
+    project, _ = load_project(project_dir)
+    rename = {"Drums": "Kick & Snare", "Vocals": "Vox 1.2"}
+    stems = [st.model_copy(update={"name": rename.get(st.name, st.name)}) for st in project.stems]
+    assert {st.name: st.role for st in stems} == {"Kick & Snare": "drums", "Bass": "bass", "Vox 1.2": "vocals"}
+    sources = ["drums.onset",         # 0: by role
+               "Vox 1.2.rms",         # 1: a stem name with a dot
+               "BASS.low",            # 2: another case
+               "mix.rms",             # 3: the mix
+               "beat.saw",            # 4: an oscillator
+               "Kick & Snare.onset",  # 5: by name
+               "guitar.rms"]          # 6: nothing (reported by the preview, listed nowhere)
+    save_project(project.model_copy(update={
+        "stems": stems, "mappings": [Mapping(source=src, target="zoom") for src in sources]}), project_dir)
+    with Session.open(project_dir, **QUIET) as s:
+        assert s.mapping_indices("Kick & Snare") == [0, 5]
+        assert s.mapping_indices("Vox 1.2") == [1]
+        assert s.mapping_indices("Bass") == [2]
+        assert s.mapping_indices("mix") == [3]
+        assert s.mapping_indices(oscillators=True) == [4]
+
+
+def _sync_args(*argv: str) -> argparse.Namespace:
+    from bridge.transport.listen import add_sync_arguments
+
+    parser = argparse.ArgumentParser()
+    add_sync_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_sync_spec_from_cli_options_and_its_errors():
+    assert SyncSpec.from_args(_sync_args("--reaper-osc", "9100", "--link")) == SyncSpec(
+        source="reaper_osc", address="9100", link=True)
+    # an option without a value takes the DAW's usual port, written once in bridge
+    assert SyncSpec.from_args(_sync_args("--ableton-osc")) == SyncSpec(source="ableton_osc")
+    assert SyncSpec(source="ableton_osc").address == "127.0.0.1:11000"  # AbletonOSC's documented port
+    assert SyncSpec.from_args(_sync_args("--midi", "IAC Bus 1", "--latency-ms", "-12")) == SyncSpec(
+        source="midi", address="IAC Bus 1", latency_ms=-12.0)
+    with pytest.raises(TransportError, match="--reaper-osc, --bitwig-osc: choose one"):
+        SyncSpec.from_args(_sync_args("--reaper-osc", "1", "--bitwig-osc", "2"))
+    with pytest.raises(TransportError, match="'reaper' is unknown: use one of midi, mtc, osc"):
+        SyncSpec(source="reaper")
+    with pytest.raises(TransportError, match="--mtc needs a MIDI input port name"):
+        SyncSpec(source="mtc")
+    with pytest.raises(TransportError, match="no sync source given"):
+        SyncSpec()
+    with pytest.raises(TransportError, match="latency_ms nan"):
+        SyncSpec(link=True, latency_ms=float("nan"))
+
+
+def _osc(address: str, value: float) -> bytes:
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    b = OscMessageBuilder(address=address)
+    b.add_arg(value)
+    return b.build().dgram
+
+
+def test_session_follows_a_daw_from_a_sync_spec_over_real_udp(project_dir):
+    from bridge.transport import osc_protocol as P
+
+    with Session.open(project_dir, **QUIET) as s:
+        sources = s.connect_sync(SyncSpec(source="reaper_osc", address="127.0.0.1:0", latency_ms=25.0))
+        assert len(sources) == 1 and s.sync_sources == tuple(sources)
+        assert s.clock.latency_ms == 25.0
+        host, port = sources[0].address
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daw:
+            for address, value in ((P.REAPER_TEMPO_RAW, 97.0), (P.REAPER_PLAY, 1.0), (P.REAPER_TIME, 3.0)):
+                daw.sendto(_osc(address, value), (host, port))
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and not (s.clock.state is not None and s.clock.state.playing
+                                                       and s.clock.state.source == "reaper_osc"):
+                time.sleep(0.01)
+        state = s.clock.state
+        assert state.source == "reaper_osc" and state.playing and state.tempo_bpm == pytest.approx(97.0)
+        with pytest.raises(TransportError, match="markers come over its sync connection"):
+            s.disconnect_sync()
+            s.request_daw_markers()
+        assert s.sync_sources == () and s.sync_spec is None
+        # the port is free again once the session stopped following
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            again.bind((host, port))

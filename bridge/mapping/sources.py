@@ -16,7 +16,7 @@ song), so one loud hit does not squash the rest of the song into the bottom of t
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -301,20 +301,28 @@ def valid_sources(analysis: SongAnalysis, *, stem_roles: Mapping[str, str] | Non
     return out + list(OSCILLATOR_SOURCES)
 
 
-def _match_stems(
-    stem_part: str, analysis: SongAnalysis, roles: dict[str, str]
-) -> tuple[str, ...]:
-    stems = analysis.stems
-    if stem_part in stems:
+def match_stems(stem_part: str, stems: Sequence[tuple[str, str, str]]) -> tuple[str, ...]:
+    """Which stems the ``<stem>`` part of a source names; ``stems``: (key, name, role) triples, role
+    stripped and lower-case. A key or name as written wins, then one ignoring case, then every stem
+    with that role (several: the source combines them). Empty: no stem (``mix``, an oscillator, or a
+    typo). The GUI's per-stem mapping list uses the same rules (Session.mapping_indices)."""
+    keys = [k for k, _, _ in stems]
+    if stem_part in keys:
         return (stem_part,)
-    by_name = [k for k, s in stems.items() if s.name == stem_part]
+    by_name = [k for k, name, _ in stems if name == stem_part]
     if by_name:
         return (by_name[0],)
     folded = stem_part.casefold()
-    by_name = [k for k, s in stems.items() if k.casefold() == folded or s.name.casefold() == folded]
+    by_name = [k for k, name, _ in stems if k.casefold() == folded or name.casefold() == folded]
     if by_name:
         return (by_name[0],)
-    return tuple(k for k, r in roles.items() if r == folded)
+    return tuple(k for k, _, role in stems if role == folded)
+
+
+def _match_stems(
+    stem_part: str, analysis: SongAnalysis, roles: dict[str, str]
+) -> tuple[str, ...]:
+    return match_stems(stem_part, [(k, s.name, roles[k]) for k, s in analysis.stems.items()])
 
 
 #: Resolved sources per analysis object (analyses are immutable): editing one mapping in the GUI

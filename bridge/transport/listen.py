@@ -2,8 +2,11 @@
 
 Also the shared plumbing for every command that follows a DAW: :func:`add_sync_arguments` adds the
 source options (``--midi``, ``--mtc``, ``--osc``, ``--ableton-osc``, ``--reaper-osc``,
-``--bitwig-osc``, ``--ardour-osc``, ``--link``, ``--latency-ms``) to any parser and
-:func:`build_sources_from_args` opens what they name around a :class:`TransportClock`.
+``--bitwig-osc``, ``--ardour-osc``, ``--link``, ``--latency-ms``) to any parser;
+:meth:`SyncSpec.from_args <bridge.transport.sync_spec.SyncSpec.from_args>` turns them into a
+:class:`~bridge.transport.sync_spec.SyncSpec` (the value the app builds directly) and
+:func:`open_sync_sources` opens what a SyncSpec names around a :class:`TransportClock`
+(:func:`build_sources_from_args` does both).
 
 With ``--json`` one object per line (``TransportState.to_json()`` of ``clock.now()``): every
 1/50 s while playing, and at once on every change (start/stop, tempo, meter, a locate or loop jump,
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING
 from bridge.errors import BridgeError, TransportError
 from bridge.transport import osc_protocol as P
 from bridge.transport.state import TransportState
+from bridge.transport.sync_spec import DEFAULT_ADDRESSES, POSITION_SOURCES, SyncSpec
 
 if TYPE_CHECKING:  # the clock pulls in numpy: not needed to build the CLI parser
     from bridge.transport.clock import TransportClock
@@ -45,6 +49,7 @@ __all__ = [
     "build_sources_from_args",
     "main",
     "make_clock_from_args",
+    "open_sync_sources",
     "run_listen",
     "sync_setup_key",
 ]
@@ -54,7 +59,7 @@ OUTPUT_RATE_HZ = 50.0
 #: A printed position further than this from where the last line extrapolates to is "a change".
 JUMP_BEATS = 0.05
 
-_POSITION_OPTIONS = ("midi", "mtc", "osc", "ableton_osc", "reaper_osc", "bitwig_osc", "ardour_osc")
+_POSITION_OPTIONS = POSITION_SOURCES
 
 
 class _Sink:
@@ -75,23 +80,23 @@ def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mtc", metavar="PORT", help="MIDI Time Code from this MIDI input")
     g.add_argument("--midi-api", choices=("alsa", "jack", "coremidi", "winmm"),
                    help="MIDI backend for --midi/--mtc/--list-ports (default: the first that works)")
-    g.add_argument("--osc", nargs="?", const=str(P.STEMBRIDGE_OSC_PORT), metavar="[HOST:]PORT",
+    g.add_argument("--osc", nargs="?", const=DEFAULT_ADDRESSES["osc"], metavar="[HOST:]PORT",
                    help="our own /stembridge/transport messages (the StemBridge Live script) on this local "
                    f"port (default {P.STEMBRIDGE_OSC_PORT})")
-    g.add_argument("--ableton-osc", nargs="?", const=f"127.0.0.1:{P.ABLETON_OSC_LIVE_PORT}", metavar="[HOST:]PORT",
+    g.add_argument("--ableton-osc", nargs="?", const=DEFAULT_ADDRESSES["ableton_osc"], metavar="[HOST:]PORT",
                    help="subscribe to AbletonOSC in Live at HOST:PORT (default 127.0.0.1:"
                    f"{P.ABLETON_OSC_LIVE_PORT}); replies arrive on --ableton-reply-port")
     g.add_argument("--ableton-reply-port", type=int, default=P.ABLETON_OSC_REPLY_PORT, metavar="PORT",
                    help=f"local port AbletonOSC replies to (fixed at {P.ABLETON_OSC_REPLY_PORT} in AbletonOSC)")
-    g.add_argument("--reaper-osc", nargs="?", const=str(P.REAPER_OSC_SUGGESTED_PORT), metavar="[HOST:]PORT",
+    g.add_argument("--reaper-osc", nargs="?", const=DEFAULT_ADDRESSES["reaper_osc"], metavar="[HOST:]PORT",
                    help="REAPER's OSC feedback on this local port (REAPER's 'device port'; default "
                    f"{P.REAPER_OSC_SUGGESTED_PORT})")
-    g.add_argument("--bitwig-osc", nargs="?", const=str(P.BITWIG_DBM_SEND_PORT), metavar="[HOST:]PORT",
+    g.add_argument("--bitwig-osc", nargs="?", const=DEFAULT_ADDRESSES["bitwig_osc"], metavar="[HOST:]PORT",
                    help="Bitwig's DrivenByMoss OSC feedback on this local port (default "
                    f"{P.BITWIG_DBM_SEND_PORT})")
     g.add_argument("--bitwig-receive-port", type=int, default=P.BITWIG_DBM_RECEIVE_PORT, metavar="PORT",
                    help=f"port DrivenByMoss listens on, for /refresh (default {P.BITWIG_DBM_RECEIVE_PORT})")
-    g.add_argument("--ardour-osc", nargs="?", const=f"127.0.0.1:{P.ARDOUR_OSC_PORT}", metavar="HOST:PORT",
+    g.add_argument("--ardour-osc", nargs="?", const=DEFAULT_ADDRESSES["ardour_osc"], metavar="HOST:PORT",
                    help=f"register with Ardour's OSC surface at HOST:PORT (default 127.0.0.1:{P.ARDOUR_OSC_PORT})")
     g.add_argument("--ardour-reply-port", type=int, default=0, metavar="PORT",
                    help="local port for Ardour's feedback when its OSC reply port mode is Manual "
@@ -189,41 +194,42 @@ def build_sources_from_args(
     *,
     on_state: Callable[[TransportState], None] | None = None,
 ) -> Iterator[list[object]]:
-    """Open the sources named by :func:`add_sync_arguments` options, feeding ``clock``.
+    """Open the sources named by :func:`add_sync_arguments` options (through
+    :meth:`SyncSpec.from_args` and :func:`open_sync_sources`), feeding ``clock``."""
+    with open_sync_sources(SyncSpec.from_args(args), clock, on_state=on_state) as sources:
+        yield sources
+
+
+@contextmanager
+def open_sync_sources(
+    spec: SyncSpec,
+    clock: TransportClock,
+    *,
+    on_state: Callable[[TransportState], None] | None = None,
+) -> Iterator[list[object]]:
+    """Open the sources a :class:`SyncSpec` names, feeding ``clock``.
 
     Yields the started sources (OscListener, MidiInput, LinkSource objects); closes them all on
     exit, also on Ctrl-C. ``on_state`` is called after every ``clock.update`` (from the source
-    threads). Raises TransportError (bad option, port busy, no MIDI backend) or MissingDependency
-    (``--link`` without aalink) before anything is left open.
+    threads). Raises TransportError (bad address, port busy, no MIDI backend) or MissingDependency
+    (Link without aalink) before anything is left open.
     """
     from bridge.transport.osc_io import local_address_for, parse_host_port
-
-    chosen = _chosen_position_options(args)
-    if len(chosen) > 1:
-        names = ", ".join("--" + c.replace("_", "-") for c in chosen)
-        raise TransportError(
-            f"{names}: choose one source of song position; several would overwrite each other's "
-            "position. --link can be added to any one of them."
-        )
-    if not chosen and not getattr(args, "link", False):
-        raise TransportError(
-            "no sync source given: add one of --midi PORT, --mtc PORT, --osc, --ableton-osc, --reaper-osc, "
-            "--bitwig-osc, --ardour-osc or --link (daw_scripts/README.md says which to use for your DAW)."
-        )
 
     def to_clock(state: TransportState) -> None:
         clock.update(state)
         if on_state is not None:
             on_state(state)
 
+    source, address, option = spec.source, spec.address, spec.option
     with ExitStack() as stack:
         sources: list[object] = []
         link = None
         position_sink: Callable[[TransportState], None] = to_clock
-        if getattr(args, "link", False):
+        if spec.link:
             from bridge.transport.link import LinkSource
 
-            link = LinkSource(to_clock, quantum_beats=args.link_quantum)
+            link = LinkSource(to_clock, quantum_beats=spec.link_quantum_beats)
             position_sink = link.update
             stack.enter_context(link)  # first: positions from the other source need its timeline
             sources.append(link)
@@ -231,28 +237,26 @@ def build_sources_from_args(
         def listen(name: str, bind: tuple[str, int], daw: tuple[str, int] | None, **kw) -> None:
             sources.append(stack.enter_context(_osc_listener(name, position_sink, bind=bind, daw=daw, **kw)))
 
-        if args.osc is not None:
-            listen("stembridge", parse_host_port(args.osc, option="--osc"), None)
-        if args.ableton_osc is not None:
-            live = parse_host_port(args.ableton_osc, default_port=P.ABLETON_OSC_LIVE_PORT, option="--ableton-osc")
-            listen("ableton", (local_address_for(live[0]), args.ableton_reply_port), live)
-        if args.reaper_osc is not None:
-            listen("reaper", parse_host_port(args.reaper_osc, option="--reaper-osc"), None)
-        if args.bitwig_osc is not None:
-            bind = parse_host_port(args.bitwig_osc, option="--bitwig-osc")
+        if source == "osc":
+            listen("stembridge", parse_host_port(address, option=option), None)
+        elif source == "ableton_osc":
+            live = parse_host_port(address, default_port=P.ABLETON_OSC_LIVE_PORT, option=option)
+            listen("ableton", (local_address_for(live[0]), spec.ableton_reply_port), live)
+        elif source == "reaper_osc":
+            listen("reaper", parse_host_port(address, option=option), None)
+        elif source == "bitwig_osc":
+            bind = parse_host_port(address, option=option)
             # DrivenByMoss only sends what changes: ask for everything once at start (no periodic
             # refresh: a full dump includes every track and clip).
-            listen("bitwig", bind, ("127.0.0.1" if bind[0] in ("0.0.0.0", "") else bind[0], args.bitwig_receive_port),
+            listen("bitwig", bind, ("127.0.0.1" if bind[0] in ("0.0.0.0", "") else bind[0], spec.bitwig_receive_port),
                    resubscribe_after_s=None)
-        if args.ardour_osc is not None:
-            ardour = parse_host_port(args.ardour_osc, default_port=P.ARDOUR_OSC_PORT, option="--ardour-osc")
-            reply_port = args.ardour_reply_port
+        elif source == "ardour_osc":
+            ardour = parse_host_port(address, default_port=P.ARDOUR_OSC_PORT, option=option)
+            reply_port = spec.ardour_reply_port
             listen("ardour", (local_address_for(ardour[0]), reply_port), ardour, reply_port=reply_port)
-        for kind in ("midi", "mtc"):
-            port = getattr(args, kind, None)
-            if port is not None:
-                sources.append(stack.enter_context(
-                    _midi_input(kind, port, _Sink(position_sink), api=getattr(args, "midi_api", None))))
+        elif source in ("midi", "mtc"):
+            sources.append(stack.enter_context(
+                _midi_input(source, address, _Sink(position_sink), api=spec.midi_api)))
         yield sources
 
 

@@ -22,8 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from bridge.errors import BridgeError
-from bridge.transport.calibration import MAX_LATENCY_MS, beat_flash
+from bridge.session import MAX_LATENCY_MS, BridgeError, beat_flash
 
 SLIDER_RANGE_MS = 300
 

@@ -143,8 +143,7 @@ class ConnectDawDialog(QDialog):
         self.result.clear()
 
     def install(self) -> None:
-        from bridge.daw_install import install_daw_script
-        from bridge.errors import BridgeError
+        from bridge.session import BridgeError, install_daw_script
 
         c = self.choice()
         if c.install is None:

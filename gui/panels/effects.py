@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.plugins.builtins import BUILTIN_EFFECTS
+from bridge.session import BUILTIN_EFFECTS
 from gui.panels import double_spin
 from gui.session_adapter import SessionAdapter
 
@@ -80,7 +80,7 @@ def _add_choices() -> list[tuple[str, tuple[str, str | None]]]:
     """(label, (plugin, name) as add_fx takes them): the built-ins, then the scanned plugins."""
     out = [(n, (n, None)) for n in COMMON] + [(n, (n, None)) for n in BUILTIN_EFFECTS if n not in COMMON]
     try:
-        from bridge.plugins.scan import known_plugins
+        from bridge.session import known_plugins
 
         out += [(f"{p.name} ({p.format})", (p.path, p.name)) for p in known_plugins().plugins]
     except Exception:  # noqa: BLE001 - an unreadable cache only hides the scanned plugins
@@ -282,8 +282,7 @@ class EffectsPanel(QWidget):
 
     def open_editor(self) -> None:
         """The selected plugin's own window, in a child process; a sentence instead when it cannot open."""
-        from bridge.errors import BridgeError
-        from bridge.plugins.editor import open_editor
+        from bridge.session import BridgeError, open_editor
 
         i = self.current_index()
         if i is None:
@@ -394,8 +393,7 @@ class EffectsPanel(QWidget):
 
     def show_params(self) -> None:
         """Rebuild the parameter panel for the selected slot (unless it already shows that slot)."""
-        from bridge.errors import BridgeError
-        from bridge.plugins.params import describe_parameters
+        from bridge.session import BridgeError, describe_parameters
 
         i = self.current_index()
         slot = self._chain()[i] if i is not None else None

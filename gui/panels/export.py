@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.export.presets import CODECS, PRESETS
+from bridge.session import CODECS, PRESETS
 from gui.panels import double_spin, int_spin
 from gui.session_adapter import SessionAdapter
 
@@ -49,15 +49,14 @@ class RenderWorker(QThread):
 
     def __init__(self, project, project_dir: Path, out_path: Path, *, analysis, options: dict) -> None:
         super().__init__()
-        from bridge.jobs import CancelToken
+        from bridge.session import CancelToken
 
         self.project, self.project_dir, self.out_path = project, project_dir, out_path
         self.analysis, self.options = analysis, options
         self.cancel = CancelToken()
 
     def run(self) -> None:
-        from bridge.errors import BridgeError, Cancelled
-        from bridge.export.render import render_project
+        from bridge.session import BridgeError, Cancelled, render_project
 
         try:
             path = render_project(self.project, self.project_dir, self.out_path, analysis=self.analysis,
@@ -196,7 +195,7 @@ class ExportDialog(QDialog):
     # -- presets, codecs, quality, region ------------------------------------------------------
     def _fill_codecs(self) -> None:
         """Every codec, those without an encoder in this FFmpeg build greyed out and saying so."""
-        from bridge.export.presets import available_codecs
+        from bridge.session import available_codecs
 
         try:
             available = set(available_codecs())
@@ -225,10 +224,9 @@ class ExportDialog(QDialog):
         loop = getattr(getattr(s, "audio", None), "loop", None) if s is not None else None
         if loop is not None:
             self.region.addItem(f"Loop region ({loop[0]:.2f} – {loop[1]:.2f} s)", (float(loop[0]), float(loop[1])))
-        if s is not None and s.analysis is not None:
-            from bridge.export.render import section_looks
-
-            for i, sec in enumerate(section_looks(s.project, s.analysis)):
+        resolved = None if s is None else s.timeline_sections()
+        if resolved is not None:
+            for i, sec in enumerate(resolved[0]):
                 self.region.addItem(f"Section {i + 1}: {sec.name} ({sec.start_s:.2f} – {sec.end_s:.2f} s)",
                                     (float(sec.start_s), float(sec.end_s)))
         self.region.addItem(CUSTOM, None)

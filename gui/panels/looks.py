@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.visuals.thumbnails import THUMBNAIL_SIZE
+from bridge.session import THUMBNAIL_SIZE
 from gui.session_adapter import SessionAdapter
 
 #: The key of the first entry: no look chosen, the song's own (``engine.look`` None).
@@ -51,9 +51,7 @@ class ThumbnailWorker(QThread):
         self._stop = True
 
     def run(self) -> None:
-        from bridge.errors import BridgeError
-        from bridge.visuals.shader import create_gl_context
-        from bridge.visuals.thumbnails import thumbnail
+        from bridge.session import BridgeError, create_gl_context, thumbnail
 
         try:
             create_gl_context().release()
@@ -132,9 +130,7 @@ class LookBrowser(QWidget):
     # -- the list ------------------------------------------------------------------------------
     def reload(self) -> None:
         """List the looks (shipped and the user's) and start their thumbnails."""
-        from bridge.errors import BridgeError
-        from bridge.visuals.isf import load_isf
-        from bridge.visuals.shader import available_looks
+        from bridge.session import BridgeError, available_looks, load_isf
 
         self.grid.clear()
         self.items.clear()
@@ -213,7 +209,7 @@ class LookBrowser(QWidget):
         s = self.adapter.session
         look = None
         if s is not None and s.analysis is not None:
-            from bridge.visuals.character import default_look
+            from bridge.session import default_look
 
             try:
                 look = default_look(s.analysis)
@@ -279,8 +275,7 @@ class LookBrowser(QWidget):
     def add_look_file(self, path: str | Path) -> bool:
         """Import an .fs file into the user's looks and use it. A shader that does not parse or
         compile shows why (the compiler's FILE:LINE message) and changes nothing."""
-        from bridge.errors import BridgeError
-        from bridge.visuals.shader import add_look
+        from bridge.session import BridgeError, add_look
 
         try:
             installed = add_look(path)

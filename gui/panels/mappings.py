@@ -30,8 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.mapping.params import PARAMETER_NAMES, PARAMETERS, unit_of
-from bridge.mapping.sources import MIX
+from bridge.session import MIX, PARAMETER_NAMES, PARAMETERS, unit_of
 from gui.session_adapter import SessionAdapter
 
 FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets")
@@ -265,7 +264,6 @@ class MappingEditor(QWidget):
         self.selected: int | None = None  # index into project.mappings
         self.selector = _RowSelector(self)
         self._curve_key: tuple | None = None  # what the curve view shows (mapping, window)
-        self._looks_memo: tuple | None = None
         self.current_targets: list[str] = list(PARAMETER_NAMES)
         col = QVBoxLayout(self)
         col.setContentsMargins(8, 8, 8, 8)
@@ -324,14 +322,14 @@ class MappingEditor(QWidget):
         return MIX if stem == MIX_ENTRY else stem
 
     def _indices(self) -> list[int]:
+        """The mappings of the picked entry, as bridge reads their sources (Session.mapping_indices:
+        by stem name in any case or by role; the mix; the oscillators)."""
         s = self.adapter.session
         if s is None:
             return []
-        stem = self.stem.currentText()
-        if stem == OSCILLATORS:
-            return [i for i, m in enumerate(s.project.mappings) if m.source.split(".")[0] in ("beat", "bar")]
-        prefix = self._prefix()
-        return [i for i, m in enumerate(s.project.mappings) if m.source.split(".")[0] == prefix]
+        if self.stem.currentText() == OSCILLATORS:
+            return s.mapping_indices(oscillators=True)
+        return s.mapping_indices(self._prefix())
 
     def _source_items(self) -> list[tuple[str, str]]:
         stem = self.stem.currentText()
@@ -361,7 +359,7 @@ class MappingEditor(QWidget):
         s = self.adapter.session
         extra: list[str] = []
         if s is not None and s.project.engine.name == "shader":
-            from bridge.visuals.shader import shader_targets
+            from bridge.session import shader_targets
 
             extra = shader_targets(s.project.engine.look)
         return [*PARAMETER_NAMES, *extra]
@@ -473,7 +471,7 @@ class MappingEditor(QWidget):
         return t0, min(duration_s, t0 + CURVE_SPAN_S)
 
     def refresh_curve(self, *, force: bool = False) -> None:
-        """Evaluate the selected mapping alone (bridge.mapping.evaluate_mappings) over the curve
+        """Evaluate the selected mapping alone (Session.mapping_curve) over the curve
         window around the playhead; the view is redrawn when the mapping or the window changed."""
         s = self.adapter.session
         view = self.curve_view
@@ -496,18 +494,10 @@ class MappingEditor(QWidget):
         if key == self._curve_key and not force:
             return
         self._curve_key = key
-        from bridge.errors import BridgeError
-        from bridge.export.render import section_looks
-        from bridge.mapping import evaluate_mappings
+        from bridge.session import BridgeError
 
-        memo = self._looks_memo
-        if memo is None or memo[0] is not analysis or memo[1] != project.sections or memo[2] != project.engine.seed:
-            memo = self._looks_memo = (analysis, project.sections, project.engine.seed,
-                                       section_looks(project, analysis))
         try:
-            params = evaluate_mappings([m.model_copy(update={"enabled": True})], analysis, memo[3], fps=fps,
-                                       start_frame=start, n_frames=n,
-                                       stem_roles={st.name: st.role for st in project.stems})
+            values = s.mapping_curve(self.selected, start_frame=start, n_frames=n)
         except BridgeError as e:
             view.clear(f"{m.source} → {m.target}: {e}")
             return
@@ -515,7 +505,7 @@ class MappingEditor(QWidget):
         unit = unit_of(m.target)
         title = (f"{m.source} → {m.target}{f' ({unit})' if unit else ''}"
                  f"{'  — muted' if not m.enabled else ''}   {times[0]:.1f}–{times[-1]:.1f} s")
-        view.set_curve(times, params.column(m.target).astype(np.float64), title, muted=not m.enabled)
+        view.set_curve(times, values, title, muted=not m.enabled)
 
     # -- presets ------------------------------------------------------------------------------
     def refresh_presets(self) -> None:

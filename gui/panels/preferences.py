@@ -66,7 +66,7 @@ def save_audio_preferences(settings: QSettings, adapter: SessionAdapter) -> None
 
 class PreferencesDialog(QDialog):
     def __init__(self, adapter: SessionAdapter, settings: QSettings, parent: QWidget | None = None) -> None:
-        from bridge.playback import BUFFER_SIZES
+        from bridge.session import BUFFER_SIZES
 
         super().__init__(parent)
         self.adapter = adapter
@@ -133,8 +133,7 @@ class PreferencesDialog(QDialog):
 
     def fill_devices(self) -> None:
         """List the outputs PortAudio sees now (or say why there are none)."""
-        from bridge.errors import BridgeError
-        from bridge.playback import output_devices
+        from bridge.session import BridgeError, output_devices
 
         self.device.clear()
         self.device.addItem(DEFAULT_DEVICE, None)

@@ -15,8 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.project.schema import SECTION_TRANSITIONS
-from bridge.visuals.shader import available_looks
+from bridge.session import SECTION_TRANSITIONS, available_looks
 from gui.panels import double_spin, int_spin
 from gui.session_adapter import SessionAdapter
 

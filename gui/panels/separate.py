@@ -24,7 +24,7 @@ class SeparateWorker(QThread):
 
     def __init__(self, mix_path: Path, out_dir: Path, options: dict[str, Any] | None = None) -> None:
         super().__init__()
-        from bridge.jobs import CancelToken
+        from bridge.session import CancelToken
 
         self.mix_path, self.out_dir = mix_path, out_dir
         self.options = dict(options or {})  # separate_mix_to_folder's: model, model_repo, cache_dir…
@@ -32,20 +32,20 @@ class SeparateWorker(QThread):
 
     def work(self, progress) -> list[Path]:
         """The job (on this thread); returns the paths to hand to ``succeeded``."""
-        from bridge.separation import separate_mix_to_folder
+        from bridge.session import separate_mix_to_folder
 
         return separate_mix_to_folder(self.mix_path, self.out_dir, cancel=self.cancel, progress=progress,
                                       **self.options)
 
     def run(self) -> None:
-        from bridge.errors import BridgeError, Cancelled
+        from bridge.session import BridgeError, Cancelled
 
         try:
             paths = self.work(lambda d, t, label="": self.progressed.emit(int(d), int(t), label))
         except Cancelled:
             self.failed.emit(self.cancelled_text)
         except BridgeError as e:
-            from bridge.separation import ModelNotAvailable
+            from bridge.session import ModelNotAvailable
 
             self.failed.emit(str(e) + (self.model_hint if isinstance(e, ModelNotAvailable) else ""))
         except Exception as e:  # noqa: BLE001 - shown to the user, logged
@@ -123,7 +123,7 @@ class NewProjectFromMixWorker(SeparateWorker):
                   "new PROJECT_DIR --mix MIX_FILE --model-repo DIR, then File ▸ Open project.")
 
     def work(self, progress) -> list[Path]:
-        from bridge.project.create import new_project_from_mix
+        from bridge.session import new_project_from_mix
 
         result = new_project_from_mix(self.out_dir, self.mix_path, separation=self.options, progress=progress,
                                       cancel=self.cancel)

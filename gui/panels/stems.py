@@ -20,11 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.project.schema import STANDARD_ROLES
+from bridge.session import STANDARD_ROLES
 from gui.panels import double_spin
 from gui.session_adapter import SessionAdapter
 
-AUDIO_SUFFIXES = {".wav", ".aif", ".aiff", ".flac", ".mp3", ".ogg", ".m4a"}
 COLUMNS = ("Stem", "Role", "Gain", "Offset", "Mute", "Solo", "Status")
 
 
@@ -33,7 +32,6 @@ class StemsPanel(QWidget):
         super().__init__(parent)
         self.adapter = adapter
         self.setAcceptDrops(True)
-        self.rebounced: set[str] = set()
         col = QVBoxLayout(self)
         col.setContentsMargins(8, 8, 8, 8)
         top = QHBoxLayout()
@@ -58,25 +56,23 @@ class StemsPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         col.addWidget(self.table, 1)
         adapter.projectChanged.connect(self.refresh)
-        adapter.message.connect(self._on_message)
+        adapter.stemFilesChanged.connect(self.refresh)
 
-    def _on_message(self, level: str, text: str) -> None:
-        if text.endswith("re-analysing"):
-            self.rebounced.add(text.split(" was re-bounced")[0])
-            self.refresh()
+    @property
+    def rebounced(self) -> frozenset[str]:
+        """Stems the DAW re-bounced since the project was opened (Session.rebounced_stems)."""
+        s = self.adapter.session
+        return frozenset() if s is None else s.rebounced_stems
 
     # -- adding -------------------------------------------------------------------------------
     def add_files(self, paths: list[Path]) -> list[str]:
         """Add each audio file (a folder: the audio files in it) as a stem. Returns the names added;
         a file that fails shows the Session's error and is skipped."""
-        files: list[Path] = []
-        for p in map(Path, paths):
-            if p.is_dir():
-                files += sorted(f for f in p.iterdir() if f.suffix.lower() in AUDIO_SUFFIXES)
-            else:
-                files.append(p)
+        from bridge.session import stem_files
+
+        files = self.adapter.call(stem_files, paths)  # a folder: the stems in it, as bridge.stems finds them
         added = []
-        for f in files:
+        for f in files or []:
             name = self.adapter.command("add_stem", f)
             if name is not None:
                 added.append(name)

@@ -21,8 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.errors import BridgeError
-from bridge.transport.calibration import load_latencies, save_latencies, save_latency, setup_key
+from bridge.session import (
+    BridgeError,
+    load_latencies,
+    option_name,
+    save_latencies,
+    save_latency,
+    setup_key,
+)
 from gui.session_adapter import LOCAL_LABEL, MIDI_SOURCES, SYNC_SOURCES, SessionAdapter
 
 #: OSC entries whose value is where the DAW listens (we send subscriptions there); the others
@@ -171,7 +177,8 @@ class TransportBar(QWidget):
     def setup_key(self) -> str:
         """The calibration key of the setup the picker shows (its source, plus Link when ticked)."""
         label = self.source.currentText()
-        return setup_key(SYNC_SOURCES.get(label, (None, None))[0], link=self.link.isChecked())
+        source = SYNC_SOURCES.get(label, (None, None))[0]
+        return setup_key(None if source is None else option_name(source), link=self.link.isChecked())
 
     def _on_latency_changed(self, value: float) -> None:
         self.adapter.set_latency_ms(value)
