@@ -74,12 +74,12 @@ def edit_latency(session: Session, *, edits: int, playhead_s: float,
     assert session.wait_idle(600)
     debounce = session.scheduler.debounce_s
     session.scheduler.debounce_s = 5.0
-    # The beat oscillator → zoom mapping: changing it changes every frame's row, so the keyframe at
+    # The bar oscillator → rotation mapping: changing it changes every frame's row, so the keyframe at
     # the playhead is always among the changed ones. The edits cycle through offset and amount
     # (slider drags: the shaped signal is reused) and release_ms (the signal is computed again),
     # each to a value never seen before (a seen one would be a cache hit, not a render).
     index = next(i for i, m in enumerate(session.project.mappings)
-                 if m.target == "zoom" and m.source.startswith("beat."))
+                 if m.source.split(".")[0] in ("beat", "bar") and m.target in ("zoom", "rotation"))
     frame_ms, model_ms, params = [], [], []
     plan = session.scheduler.plan
     playhead_keyframe = int(plan.keyframes[np.argmin(np.abs(plan.keyframes - playhead_s * float(plan.fps)))])
@@ -209,6 +209,10 @@ def main() -> int:
         write_demo_stems(generate_demo_song(), root / "stems")
         new_project(root / "p", root / "stems")
         project, project_dir = load_project(root / "p")
+        # The procedural engine (a new project gets the shader engine where OpenGL works): the
+        # feedback engine whose keyframes compete with frame_at for the GIL.
+        project = project.model_copy(update={"engine": project.engine.model_copy(update={"name": "procedural"})})
+        save_project(project, project_dir)
         analyze_project(project, project_dir)  # warm the analysis cache: only the preview is timed
 
         with Session.open(project_dir, watch=False, autosave=False) as s:

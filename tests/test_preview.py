@@ -31,6 +31,7 @@ from bridge.preview.scheduler import (
     preview_size,
 )
 from bridge.preview.watcher import StemWatcher
+from bridge.visuals.procedural import flash_affine
 from bridge.session import KeyframeRendered, PreviewPassFinished, PreviewPassStarted, Session
 
 
@@ -282,11 +283,12 @@ def test_after_an_edit_frame_at_modulates_the_old_keyframes_until_new_ones_arriv
             k = int(next(k for k in new_plan.keyframes if old_plan.params.values[k, col] > 0.05))
             frame = s.frame_at((k + 0.5) / FPS)
             assert s.scheduler.last_frame_source == "stale"  # not the procedural fallback
-            # Independently: the keyframe (flat 100) was shown with flash f0; without the flash it is
-            # the unflashed 100, i.e. (100 − 255·f0) / (1 − f0), clipped to 0…255.
-            f0 = 0.85 * float(old_plan.params.values[k, col])
-            assert new_plan.params.values[k, col] == 0.0
-            expected = np.clip((100 - 255 * f0) / (1 - f0), 0, 255)
+            # The keyframe (flat 100) was shown with the old flash, as the engines apply it
+            # (y = alpha·x + beta); without the flash it is the x that the engine would have lifted
+            # to 100, clipped to 0…255.
+            alpha, beta = flash_affine(float(old_plan.params.values[k, col]))
+            assert new_plan.params.values[k, col] == 0.0 and beta > 0
+            expected = np.clip((100 - beta) / alpha, 0, 255)
             assert abs(float(frame.mean()) - expected) <= 2.0
         finally:
             engine.open.set()
@@ -389,9 +391,9 @@ def test_in_between_frames_follow_the_zoom_and_flash_of_their_instant():
     expected_x = cx + (int(cx + 10) - cx) * 1.05 ** 10
     row = out[int(cy)].astype(float).mean(axis=1)
     assert abs(int(np.argmax(row)) - expected_x) <= 1.0
-    # Colour: flash f = 0.85·0.5 lifts grey 60 to 60·(1 − f) + 255·f.
-    f = 0.85 * 0.5
-    assert abs(float(np.median(out)) - (60 * (1 - f) + 255 * f)) <= 2.0
+    # Colour: the instant's flash, as the engines apply it (their own function), lifts grey 60.
+    alpha, beta = flash_affine(0.5)
+    assert beta > 0 and abs(float(np.median(out)) - (60 * alpha + beta)) <= 2.0
     # The frame before the kick has no flash and less zoom.
     out9 = compose_frame(plan, 9, [(0, key0)])
     assert abs(float(np.median(out9)) - 60) <= 2.0
