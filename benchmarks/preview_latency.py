@@ -26,6 +26,7 @@ Usage: python benchmarks/preview_latency.py [--edits 10] [--lcm-edits 9] [--no-l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -195,6 +196,170 @@ def scrub_hit_rate(session: Session, *, from_s: float, to_s: float) -> float:
     return (d["exact"] + d["blend"]) / total if total else 0.0
 
 
+def _median_ms(fn: Callable[[], object], repeats: int = 15) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def cache_report(session: Session) -> list[dict[str, object]]:
+    """What each of the preview's caches saves, measured on the live plan: for each, the work it
+    spares when it hits (timed here by doing that work without it), how often it hits on the
+    benchmark's workload, and so the ms saved per edit (coordinator: evaluate + plan + keys) or per
+    frame_at call. A cache that saves < 0.05 ms per edit (0.3 % of an edit → frame) or < 0.01 ms per
+    frame_at call does not pay for its code.
+
+    The evaluator's caches are measured by ablation: the same sequence of edits evaluated with one
+    cache emptied before every call, against all of them kept.
+    """
+    import weakref
+
+    from bridge.export.render import section_looks
+    from bridge.mapping.sections import keyframe_frames
+    from bridge.preview import compose
+    from bridge.preview import plan as plan_mod
+    from bridge.preview.evaluator import ParamEvaluator, _hash_arrays
+    from bridge.visuals.character import effective_engine
+
+    sched = session.scheduler
+    plan = sched.plan
+    project, analysis = session.project, session.analysis
+    roles = {s.name: s.role for s in project.stems}
+    fps = project.render.fps_fraction
+    rows: list[dict[str, object]] = []
+
+    def row(name: str, where: str, miss_ms: float, hits_per_use: float, note: str) -> None:
+        rows.append({"cache": name, "where": where, "miss_ms": round(miss_ms, 4),
+                     "hit_rate": round(hits_per_use, 3), "saved_ms": round(miss_ms * hits_per_use, 4), "note": note})
+
+    # -- ParamEvaluator, by ablation over the benchmark's kind of edits (a slider drag on an
+    #    oscillator mapping and on a stem mapping: offset, amount, release) ----------------------------
+    osc = next(i for i, m in enumerate(project.mappings) if m.source.split(".")[0] in ("beat", "bar"))
+    stem = next(i for i, m in enumerate(project.mappings) if m.source.split(".")[0] not in ("beat", "bar", "mix"))
+    edits = []
+    mappings = list(project.mappings)
+    for n in range(12):
+        i = (osc, stem)[n % 2]
+        change = ({"offset": 0.00113 * n}, {"amount": 0.2 + 0.003 * n}, {"release_ms": 80.0 + 11.0 * n})[n // 2 % 3]
+        mappings = list(mappings)
+        mappings[i] = mappings[i].model_copy(update=change)
+        edits.append(mappings)
+
+    def evaluate_edits(clear: Callable[[ParamEvaluator], None] | None) -> float:
+        e = ParamEvaluator()
+        e.evaluate(project.mappings, analysis, plan.looks, fps=fps, stem_roles=roles)
+        times = []
+        for ms in edits:
+            if clear is not None:
+                clear(e)
+            t0 = time.perf_counter()
+            e.evaluate(ms, analysis, plan.looks, fps=fps, stem_roles=roles)
+            times.append((time.perf_counter() - t0) * 1000)
+        return float(np.median(times))
+
+    def no_tokens(e: ParamEvaluator) -> None:
+        e._stem_tokens, e._grid_tokens = weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
+
+    def no_parts(e: ParamEvaluator) -> None:
+        e._parts.clear()
+
+    def no_parts_memo(e: ParamEvaluator) -> None:
+        e._parts.clear()
+        e._memo.clear()
+
+    def no_last_table(e: ParamEvaluator) -> None:
+        e._last_table = None
+
+    def no_edges(e: ParamEvaluator) -> None:
+        e._edges_key = None  # also drops the section timeline (it is per frame grid)
+
+    def none(e: ParamEvaluator) -> None:
+        e.__init__()
+
+    base = min(evaluate_edits(None) for _ in range(3))
+    for name, clear, note in (
+            ("evaluator.stem/grid tokens", no_tokens, "content hash of the stems' curves / beat grid a mapping reads"),
+            ("evaluator.parts (per mapping object)", no_parts, "unchanged mappings skip resolve + key"),
+            ("evaluator.memo (contribution, signal)", no_parts_memo, "with parts off too: the memo is what is left"),
+            ("evaluator.last_table (per column)", no_last_table, "only the edited column summed again"),
+            ("evaluator.edges + section timeline", no_edges, "frame times and section index/mix per frame"),
+            ("evaluator: all of the above", none, "= evaluate_mappings from scratch")):
+        without = min(evaluate_edits(clear) for _ in range(2))
+        row(name, "edit", without - base, 1.0, note)
+
+    # -- the coordinator's memos and the key helpers (hit on every mapping edit) ---------------------
+    row("scheduler.looks memo", "edit", _median_ms(lambda: section_looks(project, analysis), 5), 1.0,
+        "section_looks(project, analysis)")
+    row("scheduler.song engine memo", "edit", _median_ms(lambda: effective_engine(project.engine, analysis), 5), 1.0,
+        "visuals.character.effective_engine")
+    grid = analysis.beat_grid
+    starts = tuple(s.start_s for s in plan.looks)
+    row("scheduler.keyframes memo", "edit", _median_ms(lambda: keyframe_frames(
+        grid, fps=fps, n_frames=plan.n_frames, every_beats=project.engine.keyframe_every_beats,
+        section_starts_s=starts)), 1.0, "mapping.sections.keyframe_frames")
+
+    def code_version() -> str:
+        plan_mod._CODE_VERSIONS.pop(plan.engine.name, None)
+        return plan_mod.engine_code_version(plan.engine.name)
+
+    row("plan.engine code version", "edit", _median_ms(code_version), 1.0, "find_spec + read + hash the engine's file")
+    row("plan.key head (lru_cache)", "edit", _median_ms(lambda: plan_mod._key_head.__wrapped__(
+        plan.engine, plan.width, plan.height, plan.fps, plan.seed)), 1.0, "hash of the key's shared head fields")
+    # compute_keys' reuse of the previous plan's keys: the share of keyframes whose rows an edit kept
+    # (stem mappings change only where their stem plays), times the cost of hashing a keyframe.
+    full = _median_ms(lambda: plan_mod.compute_keys(
+        plan.params, plan.looks, plan.keyframes, engine=plan.engine, width=plan.width, height=plan.height,
+        seed=plan.seed, warmup_frames=plan.warmup_frames), 5)
+    e = ParamEvaluator()
+    reused = []
+    prev_params, _ = e.evaluate(project.mappings, analysis, plan.looks, fps=fps, stem_roles=roles)
+    prev = dataclasses.replace(plan, params=prev_params)
+    for ms in edits:
+        params, _ = e.evaluate(ms, analysis, plan.looks, fps=fps, stem_roles=roles)
+        keys = plan_mod.compute_keys(params, plan.looks, plan.keyframes, engine=plan.engine, width=plan.width,
+                                     height=plan.height, seed=plan.seed, warmup_frames=plan.warmup_frames)
+        reused.append(np.mean([a == b for a, b in zip(keys, prev.keys, strict=True)]) if prev.keys else 0.0)
+        prev = dataclasses.replace(plan, params=params, keys=keys)
+    row("plan.keys reused from the previous plan", "edit", full, float(np.mean(reused[1:])),
+        "keyframes whose rows an edit left as they were")
+
+    # -- frame_at's ---------------------------------------------------------------------------------
+    fresh = dataclasses.replace(plan, motion_cache={})
+    i = max(0, plan.keyframes.size // 2 - 1)
+    interval = int(plan.keyframes[i + 1] - plan.keyframes[i])
+
+    def motion() -> None:
+        fresh.motion_cache.clear()
+        compose.segment_motion(fresh, i)
+
+    # without it each in-between frame builds its interval's prefix again: hits = all but the first
+    row("plan.motion cache (per interval)", "frame_at", _median_ms(motion), 1.0 - 1.0 / max(1, interval),
+        f"feedback motion of a {interval}-frame interval")
+    src = sched.frames
+    total = src.recomposed_hits + src.composed
+    img = np.zeros((plan.height, plan.width, 3), dtype=np.uint8)
+    j = int(plan.keyframes[i]) + interval // 2
+    row("frames.last composed frame", "frame_at",
+        _median_ms(lambda: compose.compose_frame(plan, j, [(int(plan.keyframes[i]), img),
+                                                            (int(plan.keyframes[i + 1]), img)])),
+        src.recomposed_hits / total if total else 0.0, "a 60 Hz display asks twice per 30 fps frame")
+    row("plan.key_index (cached_property)", "frame_at",
+        _median_ms(lambda: {int(k): n for n, k in enumerate(plan.keyframes.tolist())}), 1.0,
+        "keyframe → position, per blended frame and worker item")
+    row("frames.blank frame", "frame_at", _median_ms(lambda: np.zeros((plan.height, plan.width, 3), np.uint8)),
+        0.0, "only before the first plan")
+    stems = [analysis.stems[k] for k in sorted(analysis.stems)] if isinstance(analysis.stems, dict) else []
+    if stems:
+        f = stems[0]
+        names = sorted(f.curves)
+        rows[0]["note"] += f" (one stem: {_median_ms(lambda: _hash_arrays(*(f.curves[n] for n in names))):.3f} ms)"
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--edits", type=int, default=10)
@@ -232,6 +397,7 @@ def main() -> int:
             out["frame_at_worker_busy_share"] = round(busy["worker_busy_share"], 3)
             out["frame_at_p99_ms_worker_idle"] = round(idle["p99_ms"], 3)
             out["scrub_hit_rate"] = round(scrub_hit_rate(s, from_s=20.0, to_s=4.0), 4)
+            out["caches"] = cache_report(s)
             out["keyframes"] = int(s.scheduler.plan.keyframes.size)
             out["preview_size"] = [s.scheduler.plan.width, s.scheduler.plan.height]
 
@@ -296,7 +462,12 @@ def main() -> int:
         print(json.dumps(out))
     else:
         for k, v in out.items():
+            if k == "caches":
+                continue
             print(f"{k:32s} {v}")
+        print(f"\n{'cache':42s} {'where':8s} {'miss ms':>8s} {'hit rate':>8s} {'saved ms':>8s}  what a hit spares")
+        for r in out["caches"]:
+            print(f"{r['cache']:42s} {r['where']:8s} {r['miss_ms']:8.3f} {r['hit_rate']:8.3f} {r['saved_ms']:8.3f}  {r['note']}")
     return 0
 
 
