@@ -232,8 +232,8 @@ def cache_report(session: Session) -> list[dict[str, object]]:
     fps = project.render.fps_fraction
     rows: list[dict[str, object]] = []
 
-    def row(name: str, where: str, miss_ms: float, hits_per_use: float, note: str) -> None:
-        rows.append({"cache": name, "where": where, "miss_ms": round(miss_ms, 4),
+    def row(name: str, where: str, miss_ms: float, hits_per_use: float, note: str, *, kept: bool = True) -> None:
+        rows.append({"cache": name, "where": where, "miss_ms": round(miss_ms, 4), "kept": kept,
                      "hit_rate": round(hits_per_use, 3), "saved_ms": round(miss_ms * hits_per_use, 4), "note": note})
 
     # -- ParamEvaluator, by ablation over the benchmark's kind of edits (a slider drag on an
@@ -264,11 +264,7 @@ def cache_report(session: Session) -> list[dict[str, object]]:
     def no_tokens(e: ParamEvaluator) -> None:
         e._stem_tokens, e._grid_tokens = weakref.WeakKeyDictionary(), weakref.WeakKeyDictionary()
 
-    def no_parts(e: ParamEvaluator) -> None:
-        e._parts.clear()
-
-    def no_parts_memo(e: ParamEvaluator) -> None:
-        e._parts.clear()
+    def no_memo(e: ParamEvaluator) -> None:
         e._memo.clear()
 
     def no_last_table(e: ParamEvaluator) -> None:
@@ -283,8 +279,7 @@ def cache_report(session: Session) -> list[dict[str, object]]:
     base = min(evaluate_edits(None) for _ in range(3))
     for name, clear, note in (
             ("evaluator.stem/grid tokens", no_tokens, "content hash of the stems' curves / beat grid a mapping reads"),
-            ("evaluator.parts (per mapping object)", no_parts, "unchanged mappings skip resolve + key"),
-            ("evaluator.memo (contribution, signal)", no_parts_memo, "with parts off too: the memo is what is left"),
+            ("evaluator.memo (contribution, signal)", no_memo, "unchanged mappings, undo, slider drags"),
             ("evaluator.last_table (per column)", no_last_table, "only the edited column summed again"),
             ("evaluator.edges + section timeline", no_edges, "frame times and section index/mix per frame"),
             ("evaluator: all of the above", none, "= evaluate_mappings from scratch")):
@@ -292,23 +287,29 @@ def cache_report(session: Session) -> list[dict[str, object]]:
         row(name, "edit", without - base, 1.0, note)
 
     # -- the coordinator's memos and the key helpers (hit on every mapping edit) ---------------------
-    row("scheduler.looks memo", "edit", _median_ms(lambda: section_looks(project, analysis), 5), 1.0,
-        "section_looks(project, analysis)")
-    row("scheduler.song engine memo", "edit", _median_ms(lambda: effective_engine(project.engine, analysis), 5), 1.0,
-        "visuals.character.effective_engine")
+    # the shader engine (a new project's default) resolves looks from the music: the costlier case
+    for engine_name in ("procedural", "shader"):
+        row(f"scheduler.looks memo ({engine_name})", "edit", _median_ms(
+            lambda n=engine_name: section_looks(project, analysis, engine_name=n), 5), 1.0,
+            "section_looks(project, analysis)", kept=engine_name == "shader")
+        row(f"scheduler.song engine memo ({engine_name})", "edit", _median_ms(
+            lambda n=engine_name: effective_engine(project.engine, analysis, n), 5), 1.0,
+            "visuals.character.effective_engine", kept=engine_name == "shader")
     grid = analysis.beat_grid
     starts = tuple(s.start_s for s in plan.looks)
     row("scheduler.keyframes memo", "edit", _median_ms(lambda: keyframe_frames(
         grid, fps=fps, n_frames=plan.n_frames, every_beats=project.engine.keyframe_every_beats,
-        section_starts_s=starts)), 1.0, "mapping.sections.keyframe_frames")
+        section_starts_s=starts)), 1.0, "mapping.sections.keyframe_frames", kept=False)
 
     def code_version() -> str:
         plan_mod._CODE_VERSIONS.pop(plan.engine.name, None)
         return plan_mod.engine_code_version(plan.engine.name)
 
-    row("plan.engine code version", "edit", _median_ms(code_version), 1.0, "find_spec + read + hash the engine's file")
-    row("plan.key head (lru_cache)", "edit", _median_ms(lambda: plan_mod._key_head.__wrapped__(
-        plan.engine, plan.width, plan.height, plan.fps, plan.seed)), 1.0, "hash of the key's shared head fields")
+    row("plan.engine code version", "edit", _median_ms(code_version), 1.0,
+        "find_spec + read + hash the engine's file; kept: the code running is the one imported, not the file now")
+    row("plan.key head (lru_cache)", "edit", _median_ms(lambda: plan_mod._key_head(
+        plan.engine, plan.width, plan.height, plan.fps, plan.seed)), 1.0, "hash of the key's shared head fields",
+        kept=False)
     # compute_keys' reuse of the previous plan's keys: the share of keyframes whose rows an edit kept
     # (stem mappings change only where their stem plays), times the cost of hashing a keyframe.
     full = _median_ms(lambda: plan_mod.compute_keys(
@@ -325,7 +326,7 @@ def cache_report(session: Session) -> list[dict[str, object]]:
         reused.append(np.mean([a == b for a, b in zip(keys, prev.keys, strict=True)]) if prev.keys else 0.0)
         prev = dataclasses.replace(plan, params=params, keys=keys)
     row("plan.keys reused from the previous plan", "edit", full, float(np.mean(reused[1:])),
-        "keyframes whose rows an edit left as they were")
+        "keyframes whose rows (and warm-up rows) an edit left as they were", kept=False)
 
     # -- frame_at's ---------------------------------------------------------------------------------
     fresh = dataclasses.replace(plan, motion_cache={})
@@ -349,9 +350,9 @@ def cache_report(session: Session) -> list[dict[str, object]]:
         src.recomposed_hits / total if total else 0.0, "a 60 Hz display asks twice per 30 fps frame")
     row("plan.key_index (cached_property)", "frame_at",
         _median_ms(lambda: {int(k): n for n, k in enumerate(plan.keyframes.tolist())}), 1.0,
-        "keyframe → position, per blended frame and worker item")
+        "keyframe → position (now np.searchsorted: no state)", kept=False)
     row("frames.blank frame", "frame_at", _median_ms(lambda: np.zeros((plan.height, plan.width, 3), np.uint8)),
-        0.0, "only before the first plan")
+        0.0, "only before the first plan", kept=False)
     stems = [analysis.stems[k] for k in sorted(analysis.stems)] if isinstance(analysis.stems, dict) else []
     if stems:
         f = stems[0]
@@ -465,9 +466,10 @@ def main() -> int:
             if k == "caches":
                 continue
             print(f"{k:32s} {v}")
-        print(f"\n{'cache':42s} {'where':8s} {'miss ms':>8s} {'hit rate':>8s} {'saved ms':>8s}  what a hit spares")
+        print(f"\n{'cache':42s} {'where':8s} {'miss ms':>8s} {'hit rate':>8s} {'saved ms':>8s} {'kept':5s} what a hit spares")
         for r in out["caches"]:
-            print(f"{r['cache']:42s} {r['where']:8s} {r['miss_ms']:8.3f} {r['hit_rate']:8.3f} {r['saved_ms']:8.3f}  {r['note']}")
+            print(f"{r['cache']:42s} {r['where']:8s} {r['miss_ms']:8.3f} {r['hit_rate']:8.3f} {r['saved_ms']:8.3f} "
+                  f"{'yes' if r['kept'] else 'no':5s} {r['note']}")
     return 0
 
 

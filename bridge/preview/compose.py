@@ -106,7 +106,8 @@ def compose_frame(plan: PreviewPlan, j: int,
         if k == j:
             motion, inverse_map = np.eye(3), False
         else:
-            i = plan.key_index[k] if k < j else plan.key_index[k] - 1  # the interval j lies in
+            pos = plan.keyframe_position(k)
+            i = pos if k < j else pos - 1  # the interval j lies in
             prefix, whole = segment_motion(plan, i)
             q = prefix[j - int(plan.keyframes[i])]
             if k < j:

@@ -61,7 +61,6 @@ class ParamEvaluator:
         self._edges: np.ndarray = np.zeros(0)
         self._edges_key: tuple[Fraction, int] | None = None
         self._timeline: tuple[tuple[SectionLook, ...], np.ndarray, np.ndarray] | None = None
-        self._parts: dict[int, tuple] = {}
         #: (n_frames, per-mapping (column, contribution) parts, the clipped float32 table) of the last call.
         self._last_table: tuple[tuple, list, np.ndarray] | None = None
 
@@ -97,17 +96,12 @@ class ParamEvaluator:
               fps: Fraction) -> tuple[str, np.ndarray] | ProjectError:
         """(target, contribution) of enabled mapping ``m``, or the error resolving its source.
 
-        Kept per mapping object: a Session edit replaces the edited mapping and keeps the others'
-        objects, so after an edit only the new mapping is looked at again. Its contribution is then
-        looked up by content (the mapping's fields and what it reads), so an undo, or a value
-        dragged back to where it was, is not computed again either.
+        Looked up by content (the mapping's fields and what it reads), so the mappings an edit did
+        not touch, an undo, or a value dragged back to where it was, are not computed again.
         """
         from bridge.mapping import evaluate as ev
         from bridge.mapping.sources import OscillatorSource, resolve_source, source_stem
 
-        got = self._parts.get(id(m))
-        if got is not None and got[0] is m and got[1] is analysis and got[2] == roles and got[3] == base:
-            return got[4]
         try:
             src = resolve_source(m.source, analysis, stem_roles=dict(roles))
         except (ProjectError, KeyError, ValueError) as e:
@@ -132,9 +126,6 @@ class ParamEvaluator:
                 self._memo_put(key, contribution)
                 self.evaluated += 1
             result = (m.target, contribution)
-        if len(self._parts) > 4 * self._max_entries:
-            self._parts.clear()
-        self._parts[id(m)] = (m, analysis, roles, base, result)  # holds m: its id stays unique
         return result
 
     def evaluate(self, mappings: Sequence[Any], analysis: SongAnalysis, sections: Sequence[SectionLook], *,

@@ -48,7 +48,6 @@ class FrameSource:
         self._last_good: dict[int, tuple[str, np.ndarray, int]] = {}
         #: What the last frame_at returned: "exact", "blend", "stale", "fallback" or "blank".
         self.last_frame_source = "blank"
-        self._blank: np.ndarray | None = None
         #: the last composed frame: (plan, frame index, [(keyframe, image)…], frame).
         self._composed: tuple[PreviewPlan, int, list[tuple[int, np.ndarray]], np.ndarray] | None = None
         #: composed frames served again from ``_composed`` / composed (benchmarks/preview_latency.py).
@@ -170,9 +169,8 @@ class FrameSource:
             fb.lock.release()
 
     def _blank_frame(self, plan: PreviewPlan | None) -> np.ndarray:
+        # made each time: 3 µs, and only before the first plan (benchmarks/preview_latency.py)
         w, h = (plan.width, plan.height) if plan is not None else (self.long_side, max(16, self.long_side * 9 // 16))
-        if self._blank is None or self._blank.shape[:2] != (h, w):
-            blank = np.zeros((h, w, 3), dtype=np.uint8)
-            blank.flags.writeable = False
-            self._blank = blank
-        return self._blank
+        blank = np.zeros((h, w, 3), dtype=np.uint8)
+        blank.flags.writeable = False
+        return blank

@@ -7,7 +7,6 @@ preview size; :func:`compute_keys` gives each keyframe its content key (see
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,10 +146,10 @@ class PreviewPlan:
     def n_frames(self) -> int:
         return len(self.params)
 
-    @functools.cached_property
-    def key_index(self) -> dict[int, int]:
-        """keyframe frame index → position in ``keyframes`` / ``keys``."""
-        return {int(k): i for i, k in enumerate(self.keyframes.tolist())}
+    def keyframe_position(self, k: int) -> int | None:
+        """Position of keyframe ``k`` (a frame index) in ``keyframes`` / ``keys``; None if it is none."""
+        i = int(np.searchsorted(self.keyframes, k))
+        return i if i < self.keyframes.size and int(self.keyframes[i]) == k else None
 
     def render_context(self) -> RenderContext:
         return RenderContext(width=self.width, height=self.height, fps=self.fps, sections=self.looks,
@@ -164,42 +163,24 @@ def _section_cond(looks: Sequence[SectionLook], i: int) -> str:
     return "-"
 
 
-@functools.lru_cache(maxsize=16)
 def _key_head(engine: EngineSpec, width: int, height: int, fps: Fraction, seed: int) -> Any:
-    """The blake2b state after the key's head fields (copy it before use: it is shared)."""
+    """The blake2b state after the key's head fields, copied per keyframe (cheaper than hashing
+    them again for each)."""
     head = frame_key(_KEY_VERSION, engine.name, engine.code_version, repr(engine.key_settings), "preview",
                      width, height, str(fps), seed)
     return hashlib.blake2b(head.encode(), digest_size=16)
 
 
 def compute_keys(params: FrameParams, looks: Sequence[SectionLook], keyframes: np.ndarray, *,
-                 engine: EngineSpec, width: int, height: int, seed: int, warmup_frames: int,
-                 previous: PreviewPlan | None = None) -> tuple[str, ...]:
+                 engine: EngineSpec, width: int, height: int, seed: int, warmup_frames: int) -> tuple[str, ...]:
     """One content key per keyframe (see :mod:`bridge.preview.cache`).
 
     A frame's conditioning is its section's (index, name, prompt, negative prompt, seed, style),
     plus the previous section's while it transitions in (mix < 1) and the next one's when
     ``prompt_mix`` > 0 — exactly what the engines read. Sequential (feedback) engines add the
     warm-up rows before the keyframe as its anchor.
-
-    ``previous``: the last plan; where everything but some rows is the same, the keys of
-    keyframes whose rows (and warm-up rows) did not change are taken from it instead of hashed.
     """
     values, sec, mix = params.values, params.section_index, params.section_mix
-    reuse: dict[int, str] = {}
-    if (previous is not None and previous.looks == tuple(looks) and previous.engine == engine
-            and (previous.width, previous.height, previous.seed, previous.warmup_frames) == (width, height, seed, warmup_frames)
-            and previous.fps == params.fps and len(previous.params) == len(params) and previous.params.start_frame == params.start_frame
-            and previous.params.names == params.names):
-        old = previous.params
-        changed = (np.any(old.values != values, axis=1) | (old.section_index != sec) | (old.section_mix != mix))
-        if not engine.batched and warmup_frames > 0:  # a keyframe also reads the rows before it
-            c = np.concatenate([[0], np.cumsum(changed)])
-            idx = np.arange(changed.size)
-            changed = (c[idx + 1] - c[np.maximum(0, idx - warmup_frames)]) > 0
-        for k, key in zip(previous.keyframes.tolist(), previous.keys, strict=True):
-            if not changed[k - params.start_frame]:
-                reuse[k] = key
     pm_col = _ORD_COL["prompt_mix"]
     cond_memo: dict[tuple[int, bool, bool], str] = {}
 
@@ -223,9 +204,6 @@ def compute_keys(params: FrameParams, looks: Sequence[SectionLook], keyframes: n
     base = _key_head(engine, width, height, params.fps, seed)
     keys = []
     for k in keyframes.tolist():
-        if k in reuse:
-            keys.append(reuse[k])
-            continue
         j = k - params.start_frame
         c = cond(j).encode()
         h = base.copy()

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-from bridge.analysis.types import BeatGrid
 from bridge.errors import BridgeError, Cancelled
 from bridge.jobs import CancelToken
 from bridge.mapping.sections import keyframe_frames  # noqa: F401  (re-exported: bridge.preview.keyframe_frames)
@@ -91,11 +90,6 @@ DEFAULT_WARMUP_FRAMES = 4
 PROBE_HANDOVER_S = 0.002
 #: While playing, a keyframe behind the playhead ranks as if it were this many times further away.
 BEHIND_PENALTY = 3.0
-
-
-def _same_args(a: tuple, b: tuple) -> bool:
-    """Element-wise: the same object (a beat grid is compared by identity), or equal values."""
-    return len(a) == len(b) and all(x is y or (not isinstance(x, BeatGrid) and x == y) for x, y in zip(a, b, strict=True))
 
 
 EngineFactory = Callable[[str, Mapping[str, Any]], Any]
@@ -161,7 +155,6 @@ class PreviewScheduler:
         self.lcm_options = dict(lcm_options or {})
         self.fallback_working_scale = fallback_working_scale
         self.evaluator = ParamEvaluator()
-        self._keyframes_memo: tuple[tuple, np.ndarray] | None = None  # coordinator-owned
         self._looks_memo: tuple | None = None  # (analysis, sections, seed, looks), coordinator-owned
         self._song_engine_memo: tuple | None = None  # (analysis, engine settings, (seed, settings))
 
@@ -295,14 +288,11 @@ class PreviewScheduler:
         params, problems = self.evaluator.evaluate(
             project.mappings, analysis, looks, fps=fps, stem_roles={s.name: s.role for s in project.stems})
         evaluate_ms = (time.perf_counter() - t0) * 1000.0
-        kf_args = (analysis.beat_grid, fps, len(params), project.engine.keyframe_every_beats,
-                   tuple(s.start_s for s in looks))
-        if self._keyframes_memo is None or not _same_args(self._keyframes_memo[0], kf_args):
-            keyframes = keyframe_frames(kf_args[0], fps=fps, n_frames=kf_args[2], every_beats=kf_args[3],
-                                        section_starts_s=kf_args[4])
-            keyframes.flags.writeable = False
-            self._keyframes_memo = (kf_args, keyframes)
-        keyframes = self._keyframes_memo[1]
+        # computed again on every edit: 0.04 ms, less than a memo saves (benchmarks/preview_latency.py)
+        keyframes = keyframe_frames(analysis.beat_grid, fps=fps, n_frames=len(params),
+                                    every_beats=project.engine.keyframe_every_beats,
+                                    section_starts_s=tuple(s.start_s for s in looks))
+        keyframes.flags.writeable = False
         width, height = preview_size(project.render.width, project.render.height, long_side=self.long_side)
         from bridge.visuals.character import effective_engine
 
@@ -320,11 +310,10 @@ class PreviewScheduler:
         return plan, problems, evaluate_ms
 
     @staticmethod
-    def _with_keys(draft: PreviewPlan, previous: PreviewPlan | None) -> PreviewPlan:
-        """The draft with every keyframe's key (reusing ``previous``'s where the rows did not change)."""
+    def _with_keys(draft: PreviewPlan) -> PreviewPlan:
+        """The draft with every keyframe's key."""
         keys = compute_keys(draft.params, draft.looks, draft.keyframes, engine=draft.engine, width=draft.width,
-                            height=draft.height, seed=draft.seed, warmup_frames=draft.warmup_frames,
-                            previous=previous)
+                            height=draft.height, seed=draft.seed, warmup_frames=draft.warmup_frames)
         return dataclasses.replace(draft, keys=keys)
 
     def _probe_for(self, draft: PreviewPlan, old: PreviewPlan | None) -> tuple[PreviewPlan, int, str] | None:
@@ -342,7 +331,7 @@ class PreviewScheduler:
         key = compute_keys(draft.params, draft.looks, draft.keyframes[i[:1]], engine=draft.engine,
                            width=draft.width, height=draft.height, seed=draft.seed,
                            warmup_frames=draft.warmup_frames)[0]
-        old_i = None if old is None else old.key_index.get(k)
+        old_i = None if old is None else old.keyframe_position(k)
         if old_i is not None and old.keys[old_i] == key:
             return None
         return draft, k, key
@@ -376,7 +365,7 @@ class PreviewScheduler:
             # instead of before it (without this the worker waits for this thread's time slice).
             self._probe_taken.wait(PROBE_HANDOVER_S)
         try:
-            plan = self._with_keys(draft, old)
+            plan = self._with_keys(draft)
         except Exception as e:  # noqa: BLE001 - as above
             log.exception("building the preview plan failed")
             self._emit(PreviewError(f"the preview could not be updated ({type(e).__name__}: {e})"))
@@ -471,8 +460,7 @@ class PreviewScheduler:
             if p is not None and not p.finished and p.pending:
                 seconds, playing = self._playhead()
                 frames = np.fromiter(p.pending, dtype=np.int64, count=len(p.pending))
-                index = p.plan.key_index
-                cand = np.array([index[int(f)] for f in frames], dtype=np.int64)
+                cand = np.searchsorted(p.plan.keyframes, frames)  # positions (every pending frame is a keyframe)
                 n = self._batch_size() if p.plan.engine.batched else 1
                 best = self._ranked(p.plan, cand, seconds, playing, n)
                 items = [(int(p.plan.keyframes[i]), p.plan.keys[i]) for i in best]
