@@ -179,9 +179,17 @@ def frame_at_timings(session: Session, *, seconds: float, start_s: float, busy: 
             invalidate()  # keep the worker rendering for the whole measurement
         k += 1
         time.sleep(max(0.0, 1 / 60 - (time.perf_counter() - a)))
+    return {"times": times, "cpu_times": cpu_times, "busy_samples": busy_samples}
+
+
+def _pool(runs: list[dict[str, object]]) -> dict[str, float]:
+    """Percentiles over the calls of several frame_at_timings runs."""
+    times = np.concatenate([r["times"] for r in runs])
+    cpu = np.concatenate([r["cpu_times"] for r in runs])
+    busy = sum(r["busy_samples"] for r in runs)
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
-            "max_ms": float(np.max(times)), "cpu_p99_ms": float(np.percentile(cpu_times, 99)),
-            "calls": len(times), "worker_busy_share": busy_samples / max(1, len(times))}
+            "max_ms": float(np.max(times)), "cpu_p99_ms": float(np.percentile(cpu, 99)),
+            "calls": int(times.size), "worker_busy_share": busy / max(1, times.size)}
 
 
 def scrub_hit_rate(session: Session, *, from_s: float, to_s: float) -> float:
@@ -367,9 +375,17 @@ def main() -> int:
     ap.add_argument("--no-lcm", action="store_true", help="skip the tiny-LCM measurement")
     ap.add_argument("--lcm-edits", type=int, default=30, help="edits (and baseline runs) at 128 px; a fifth at 384")
     ap.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for the tiny LCM")
+    ap.add_argument("--rounds", type=int, default=2, help="frame_at rounds (3 s each: idle, in-thread, process)")
+    ap.add_argument("--keyframe-nice", type=int, default=None,
+                    help="niceness of the keyframe process (default: bridge.preview.offload.KEYFRAME_NICE)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     out: dict[str, object] = {}
+    from bridge.preview import offload
+
+    if args.keyframe_nice is not None:
+        offload.KEYFRAME_NICE = args.keyframe_nice
+    out["keyframe_nice"] = offload.KEYFRAME_NICE
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_demo_stems(generate_demo_song(), root / "stems")
@@ -383,12 +399,26 @@ def main() -> int:
 
         with Session.open(project_dir, watch=False, autosave=False) as s:
             assert s.wait_idle(600)
+            s.scheduler.keyframe_process = False
+            r_thread = edit_latency(s, edits=max(3, args.edits // 2), playhead_s=12.0)
+            s.scheduler.keyframe_process = True
             r = edit_latency(s, edits=args.edits, playhead_s=12.0)
             out["edit_to_frame_ms_procedural"] = round(r["edit_to_frame_ms"], 2)
+            out["edit_to_frame_ms_procedural_keyframes_in_thread"] = round(r_thread["edit_to_frame_ms"], 2)
             out["evaluate_ms"] = round(r["evaluate_ms"], 2)
             out["procedural_keyframe_ms"] = round(r["render_ms"], 2)
-            idle = frame_at_timings(s, seconds=6.0, start_s=4.0, busy=False)
-            busy = frame_at_timings(s, seconds=6.0, start_s=4.0, busy=True)
+            # The keyframes rendered in a child process (the default) and, as the baseline in the
+            # same run, on the worker thread (sharing the GIL with frame_at); alternating rounds, so
+            # both see the same machine load; the worker idle as the floor the machine allows.
+            runs: dict[str, list[dict[str, object]]] = {"idle": [], "process": [], "thread": []}
+            for _ in range(args.rounds):
+                runs["idle"].append(frame_at_timings(s, seconds=3.0, start_s=4.0, busy=False))
+                for mode in ("thread", "process"):
+                    s.scheduler.keyframe_process = mode == "process"
+                    runs[mode].append(frame_at_timings(s, seconds=3.0, start_s=4.0, busy=True))
+            s.scheduler.keyframe_process = True
+            pooled = {mode: _pool(r) for mode, r in runs.items()}
+            busy, idle = pooled["process"], pooled["idle"]
             out["frame_at_p99_ms"] = round(busy["p99_ms"], 3)
             out["frame_at_p50_ms"] = round(busy["p50_ms"], 3)
             out["frame_at_max_ms"] = round(busy["max_ms"], 3)
@@ -396,7 +426,11 @@ def main() -> int:
             # the core to other processes (wall p99 on a loaded 2-core machine is mostly that).
             out["frame_at_cpu_p99_ms"] = round(busy["cpu_p99_ms"], 3)
             out["frame_at_worker_busy_share"] = round(busy["worker_busy_share"], 3)
+            out["frame_at_p99_ms_keyframes_in_thread"] = round(pooled["thread"]["p99_ms"], 3)
+            out["frame_at_cpu_p99_ms_keyframes_in_thread"] = round(pooled["thread"]["cpu_p99_ms"], 3)
             out["frame_at_p99_ms_worker_idle"] = round(idle["p99_ms"], 3)
+            out["frame_at_cpu_p99_ms_worker_idle"] = round(idle["cpu_p99_ms"], 3)
+            out["machine_load_1min"] = round(os.getloadavg()[0], 2)
             out["scrub_hit_rate"] = round(scrub_hit_rate(s, from_s=20.0, to_s=4.0), 4)
             out["caches"] = cache_report(s)
             out["keyframes"] = int(s.scheduler.plan.keyframes.size)
@@ -455,7 +489,7 @@ def main() -> int:
                         out[f"lcm_worker_render_ms{suffix}"] = round(r["render_ms"], 2)
                         out[f"lcm_preview_size{suffix}"] = [s.scheduler.plan.width, s.scheduler.plan.height]
                         if not suffix:
-                            busy = frame_at_timings(s, seconds=3.0, start_s=4.0, busy=True)
+                            busy = _pool([frame_at_timings(s, seconds=3.0, start_s=4.0, busy=True)])
                             out["frame_at_p99_ms_lcm_busy"] = round(busy["p99_ms"], 3)
                 out["lcm_note"] = ("tiny random LCM (tests/lcm_tiny.py), CPU, TAESD decode; model time = the "
                                    "same keyframe rendered by a separate engine alone, median")

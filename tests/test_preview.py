@@ -31,8 +31,8 @@ from bridge.preview.scheduler import (
     preview_size,
 )
 from bridge.preview.watcher import StemWatcher
-from bridge.visuals.procedural import flash_affine
 from bridge.session import KeyframeRendered, PreviewPassFinished, PreviewPassStarted, Session
+from bridge.visuals.procedural import flash_affine
 
 
 def open_session(project_dir: Path, **options) -> Session:
@@ -306,6 +306,41 @@ def test_an_engine_that_cannot_load_is_reported_and_frames_keep_coming(project_d
         assert len(errors) == 1 and "no-such-model" in errors[0].message
         frame = s.frame_at(2.0)
         assert frame.shape == (36, 64, 3) and s.scheduler.last_frame_source in ("stale", "fallback")
+
+
+def test_keyframes_render_in_a_child_process_and_equal_the_engine_run_here(project_dir):
+    """By default a feedback engine's keyframes are rendered in a child process (off the GIL that
+    frame_at needs); the picture must be the engine's own, as rendered directly in this process."""
+    import os
+
+    from bridge.jobs import CancelToken
+    from bridge.preview.render import render_sequential
+    from bridge.visuals import get_engine
+
+    with open_session(project_dir) as s:
+        assert s.wait_idle(60)
+        plan = s.scheduler.plan
+        assert not plan.engine.batched and plan.warmup_frames > 0
+        child = s.scheduler._engine
+        assert child.pid() != os.getpid()  # rendered elsewhere
+        i = plan.keyframes.size // 2
+        got = s.scheduler.cache.peek(plan.keys[i])
+        engine = get_engine(plan.engine.name, **dict(plan.engine.settings))
+        try:
+            engine.start(plan.render_context())
+            want = render_sequential(engine, plan, int(plan.keyframes[i]), CancelToken())
+        finally:
+            engine.close()
+    assert got is not None and float(want.std()) > 1.0  # a picture, not black
+    np.testing.assert_array_equal(got, want)
+
+
+def test_an_engine_error_in_the_keyframe_process_comes_back_as_itself():
+    from bridge.errors import RenderError
+    from bridge.preview.offload import KeyframeProcess
+
+    with pytest.raises(RenderError, match="no_such_setting"):
+        KeyframeProcess("procedural", {"no_such_setting": 1}, nice=0)
 
 
 @pytest.fixture

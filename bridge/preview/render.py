@@ -28,9 +28,16 @@ def reset_feedback(engine: Any, plan: PreviewPlan) -> None:
 def render_sequential(engine: Any, plan: PreviewPlan, k: int, token: CancelToken) -> np.ndarray:
     """Keyframe ``k`` of a feedback engine: reset, then the warm-up rows and the keyframe's own."""
     params = plan.params
+    first = max(0, k - plan.warmup_frames)
+    render_keyframe = getattr(engine, "render_keyframe", None)
+    if callable(render_keyframe):  # in a child process (bridge.preview.offload): the rows in one call
+        token.raise_if_cancelled("the preview pass")
+        frames = range(first, k + 1)
+        return render_keyframe(first, [params.row(j) for j in frames], [int(params.section_index[j]) for j in frames],
+                               [float(params.section_mix[j]) for j in frames])
     reset_feedback(engine, plan)
     frame = None
-    for j in range(max(0, k - plan.warmup_frames), k + 1):
+    for j in range(first, k + 1):
         token.raise_if_cancelled("the preview pass")
         frame = engine.render(j, params.row(j), int(params.section_index[j]), float(params.section_mix[j]))
     return np.ascontiguousarray(frame)

@@ -65,6 +65,7 @@ from bridge.preview.events import (  # noqa: F401
     PreviewStatus,
 )
 from bridge.preview.frames import FrameSource
+from bridge.preview.offload import KeyframeProcess
 from bridge.preview.plan import (  # noqa: F401
     DEFAULT_PREVIEW_LONG_SIDE,
     EngineSpec,
@@ -130,6 +131,9 @@ class PreviewScheduler:
     warmup_frames : warm-up frames before each keyframe of a sequential (feedback) engine.
     probe : render the playhead's keyframe at once after an edit (before the debounced pass).
     lcm_options : extra LCM engine settings (e.g. ``{"device": "cpu", "tiny_vae": False}``).
+    keyframe_process : render the keyframes of a feedback engine (procedural, shader) in a child
+        process, off the GIL that ``frame_at`` needs (:mod:`bridge.preview.offload`); default: yes
+        with the default engine factory.
     fallback_working_scale : the procedural fallback of ``frame_at`` works at this fraction of the
         preview size (0.25 ≈ 2 ms a frame at 384×216) so a frame is always there in time.
     """
@@ -139,12 +143,16 @@ class PreviewScheduler:
                  engine_factory: EngineFactory | None = None, long_side: int = DEFAULT_PREVIEW_LONG_SIDE,
                  debounce_s: float = DEFAULT_DEBOUNCE_S, warmup_frames: int = DEFAULT_WARMUP_FRAMES,
                  probe: bool = True, lcm_options: Mapping[str, Any] | None = None,
-                 fallback_working_scale: float = 0.25, start: bool = True) -> None:
+                 fallback_working_scale: float = 0.25, keyframe_process: bool | None = None,
+                 start: bool = True) -> None:
         if long_side < 16:
             raise ValueError(f"long_side {long_side} must be at least 16 pixels")
         if debounce_s < 0 or warmup_frames < 0:
             raise ValueError("debounce_s and warmup_frames must be >= 0")
         self.cache = cache
+        #: render feedback-engine keyframes in a child process (None: when the engines are the
+        #: default ones; a custom factory's engines may not be importable in another process)
+        self.keyframe_process = engine_factory is None if keyframe_process is None else bool(keyframe_process)
         self._emit = emit
         self._playhead = playhead
         self._factory = engine_factory or default_engine_factory
@@ -578,33 +586,50 @@ class PreviewScheduler:
 
     def _ensure_engine(self, plan: PreviewPlan) -> Any:
         spec = plan.engine
-        if self._engine is None or self._engine_spec != spec:
-            if self._engine is not None:
-                try:
-                    self._engine.close()
-                except Exception:  # noqa: BLE001
-                    log.exception("closing the previous preview engine failed")
-            self._engine = None
-            self._engine_ctx = None
+        use_process = self.keyframe_process and not spec.batched
+        in_process = isinstance(self._engine, KeyframeProcess)
+        if self._engine is not None and (self._engine_spec != spec or in_process != use_process):
+            if use_process and in_process:
+                try:  # the same child, another engine or seed: no new process (≈0.5 s to spawn)
+                    self._engine.configure(spec.name, dict(spec.settings))
+                    self._engine_spec, self._engine_ctx, self._engine_failed = spec, None, None
+                except Exception as e:  # noqa: BLE001 - BridgeError, or a broken engine: same report
+                    return self._engine_unavailable(spec, plan, f"is not available for the preview: {e}")
+            else:
+                self._close_engine()
+        if self._engine is None:
             try:
-                self._engine = self._factory(spec.name, dict(spec.settings))
+                if use_process:
+                    self._engine = KeyframeProcess(spec.name, dict(spec.settings))
+                else:
+                    self._engine = self._factory(spec.name, dict(spec.settings))
             except Exception as e:  # noqa: BLE001 - BridgeError, or a broken engine: same report
-                self._engine_failed = (spec, plan.generation)
-                self._emit(PreviewError(f"the {spec.name} engine is not available for the preview: {e}"))
-                return None
-            self._engine_spec = spec
-            self._engine_failed = None
+                return self._engine_unavailable(spec, plan, f"is not available for the preview: {e}")
+            self._engine_spec, self._engine_ctx, self._engine_failed = spec, None, None
         ctx = plan.render_context()
         if self._engine_ctx != ctx:
             try:
                 self._engine.start(ctx)
             except Exception as e:  # noqa: BLE001
-                self._engine_failed = (spec, plan.generation)
-                self._engine = None
-                self._emit(PreviewError(f"the {spec.name} engine could not start: {e}"))
-                return None
+                return self._engine_unavailable(spec, plan, f"could not start: {e}")
             self._engine_ctx = ctx
         return self._engine
+
+    def _engine_unavailable(self, spec: EngineSpec, plan: PreviewPlan, why: str) -> None:
+        """Report once per edit (retried on the next); the engine is closed."""
+        self._engine_failed = (spec, plan.generation)
+        self._close_engine()
+        self._emit(PreviewError(f"the {spec.name} engine {why}"))
+
+    def _close_engine(self) -> None:
+        if self._engine is not None:
+            try:
+                self._engine.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing the previous preview engine failed")
+        self._engine = None
+        self._engine_spec = None
+        self._engine_ctx = None
 
     # -- frame_at ----------------------------------------------------------------------------
     def frame_at(self, t_seconds: float) -> np.ndarray:
