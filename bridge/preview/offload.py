@@ -28,9 +28,10 @@ from bridge.visuals.base import RenderContext
 
 log = logging.getLogger(__name__)
 
-#: Scheduling niceness of the child: keyframes are background work, and on a busy machine the
-#: app's own threads (frame_at on the GUI timer) should get a core first (benchmarks/preview_latency.py).
-KEYFRAME_NICE = 10
+#: Scheduling niceness added to the child. 0: on the shared 2-core machine at load 8–14, nice 10
+#: doubled edit → frame (the keyframe the producer waits for: 92 vs 46 ms) and its effect on frame_at's
+#: p99 was lost in the noise (benchmarks/preview_latency.py --keyframe-nice N to measure it again).
+KEYFRAME_NICE = 0
 
 # -- in the child ----------------------------------------------------------------------------------
 _CHILD: dict[str, Any] = {}
