@@ -5,7 +5,8 @@ run:
 
   - edit_to_frame_ms_procedural: a mapping edit → the keyframe at the playhead re-rendered and in
     the cache (procedural engine, 384×216 preview, 4 warm-up frames), median of --edits edits —
-    goal ≤ 50 ms. Also evaluate_ms (the coordinator's FrameParams re-evaluation after the edit).
+    goal ≤ 50 ms; keyframes in the child process (the default) and, in the same run, on the worker
+    thread (…_keyframes_in_thread). Also evaluate_ms (the coordinator's FrameParams re-evaluation).
   - lcm_overhead_pct: the same with the tiny random LCM of tests/lcm_tiny.py (a keyframe per bar,
     TAESD decode, CPU): (edit→frame − model time) / model time — goal ≤ 5 %. Model time is the
     baseline taken in the same run: the same keyframe rendered by a separate engine with the same
@@ -13,14 +14,30 @@ run:
     At a 128×72 preview (the tiny model then renders in tens of ms, as a real one does on a GPU,
     so the fixed cost per edit weighs as it would there) and at the app's default 384×216
     (…_default_preview). Also the overhead in ms.
-  - frame_at_p99_ms: frame_at at 60 calls/s for 6 s (360 calls), playing through the song, while the model worker
-    re-renders every keyframe (procedural: the worker competes for the GIL and the cores) — goal
-    ≤ 5 ms; with the worker idle as the baseline in the same run, and frame_at_cpu_p99_ms (the
-    calling thread's CPU time, free of preemption by other processes).
+  - frame_at_p99_ms: frame_at at 60 calls/s, playing through the song, while the model worker
+    re-renders every keyframe — goal ≤ 5 ms. --rounds rounds of 3 s each, alternating: the worker
+    idle (…_worker_idle: the floor the machine allows now), keyframes on the worker thread sharing
+    the GIL with frame_at (…_keyframes_in_thread), keyframes in the child process (the default,
+    bridge/preview/offload.py); each with frame_at_cpu_p99_ms (the calling thread's CPU time, free
+    of preemption by other processes) and the machine's load average beside them.
   - scrub_hit_rate: share of frame_at calls served from cached keyframes (exact or blended) when
     scrubbing back over bars already rendered.
+  - caches: for each cache the preview keeps (and those it dropped, kept = no), the work a hit
+    spares (timed without the cache), its hit rate on this workload and the ms saved per edit or
+    per frame_at call; a cache that saves < 0.05 ms per edit or < 0.01 ms per frame_at call does
+    not pay for its code. Dropped after this table (2026-12, demo song, shared 2-core machine):
+    the keyframes memo (0.04 ms), the key-head lru_cache (0.004 ms), reusing the previous plan's
+    keys (hit on 0.7 % of keyframes: 0.004 ms), the evaluator's per-mapping-object parts (0.03 ms,
+    measured A/B before it went: the content memo does the same), the keyframe → position dict
+    (0.007 ms; np.searchsorted) and the blank frame (0.003 ms). Kept: the evaluator's content memo
+    (3–9 ms), stem/grid tokens (0.3–3 ms), per-column table (0.1–0.4 ms), frame grid + section
+    timeline (0.07–0.14 ms), the looks and song-engine memos (0.4 + 0.3 ms with the shader engine;
+    nothing with the procedural one), the engine code version (0.04 ms; kept because the code
+    running is the one imported, whatever the file says now), frame_at's motion cache (0.06 ms a
+    call) and last composed frame (0.1 ms a call).
 
-Usage: python benchmarks/preview_latency.py [--edits 10] [--lcm-edits 9] [--no-lcm] [--json]
+Usage: python benchmarks/preview_latency.py [--edits 10] [--rounds 2] [--lcm-edits 30] [--no-lcm]
+       [--keyframe-nice N] [--json]
 """
 
 from __future__ import annotations

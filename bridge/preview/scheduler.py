@@ -65,7 +65,6 @@ from bridge.preview.events import (  # noqa: F401
     PreviewStatus,
 )
 from bridge.preview.frames import FrameSource
-from bridge.preview.offload import KeyframeProcess
 from bridge.preview.plan import (  # noqa: F401
     DEFAULT_PREVIEW_LONG_SIDE,
     EngineSpec,
@@ -77,8 +76,13 @@ from bridge.preview.plan import (  # noqa: F401
     engine_spec_for,
     preview_size,
 )
-from bridge.preview.render import render_batch, render_sequential
-from bridge.visuals.base import RenderContext
+from bridge.preview.render import (  # noqa: F401  (default_engine_factory: re-exported)
+    EngineFactory,
+    KeyframeEngines,
+    default_engine_factory,
+    render_batch,
+    render_sequential,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +95,6 @@ DEFAULT_WARMUP_FRAMES = 4
 PROBE_HANDOVER_S = 0.002
 #: While playing, a keyframe behind the playhead ranks as if it were this many times further away.
 BEHIND_PENALTY = 3.0
-
-
-EngineFactory = Callable[[str, Mapping[str, Any]], Any]
-
-
-def default_engine_factory(name: str, settings: Mapping[str, Any]) -> Any:
-    from bridge.visuals import get_engine
-
-    return get_engine(name, **dict(settings))
 
 
 @dataclass
@@ -150,12 +145,10 @@ class PreviewScheduler:
         if debounce_s < 0 or warmup_frames < 0:
             raise ValueError("debounce_s and warmup_frames must be >= 0")
         self.cache = cache
-        #: render feedback-engine keyframes in a child process (None: when the engines are the
-        #: default ones; a custom factory's engines may not be importable in another process)
-        self.keyframe_process = engine_factory is None if keyframe_process is None else bool(keyframe_process)
         self._emit = emit
         self._playhead = playhead
-        self._factory = engine_factory or default_engine_factory
+        #: the keyframe engine, owned by the model worker thread
+        self.engines = KeyframeEngines(engine_factory, emit=emit, keyframe_process=keyframe_process)
         self.long_side = int(long_side)
         self.debounce_s = float(debounce_s)
         self.warmup_frames = int(warmup_frames)
@@ -187,11 +180,6 @@ class PreviewScheduler:
         self.frames = FrameSource(cache, long_side=self.long_side, fallback_working_scale=fallback_working_scale)
         self._idle = threading.Event()
         self._idle.set()
-        # Worker-owned (never touched by other threads):
-        self._engine: Any = None
-        self._engine_spec: EngineSpec | None = None
-        self._engine_ctx: RenderContext | None = None
-        self._engine_failed: tuple[EngineSpec, int] | None = None
         self._threads: list[threading.Thread] = []
         if start:
             self.start()
@@ -212,18 +200,11 @@ class PreviewScheduler:
             if self._pass is not None:
                 self._pass.token.cancel()
             self._cond.notify_all()
-        cancel = getattr(self._engine, "cancel", None)
-        if callable(cancel):
-            cancel()
+        self.engines.cancel()
         for t in self._threads:
             t.join(timeout_s)
         self._threads = []
-        if self._engine is not None:
-            try:
-                self._engine.close()
-            except Exception:  # noqa: BLE001 - closing must not raise at shutdown
-                log.exception("closing the preview engine failed")
-            self._engine = None
+        self.engines.close()
 
     # -- inputs ------------------------------------------------------------------------------
     def update(self, inputs: PreviewInputs) -> int:
@@ -385,9 +366,7 @@ class PreviewScheduler:
             self._cancel_pass()
             wanted = set(plan.keys)
             if self._in_flight and not set(self._in_flight) <= wanted:
-                cancel = getattr(self._engine, "cancel", None)
-                if callable(cancel):
-                    cancel()  # the frame being rendered is stale: stop it within one model step
+                self.engines.cancel()  # the frame being rendered is stale: stop it within one model step
             self._pass_due = time.monotonic() + self.debounce_s
             self._cond.notify_all()
         changed_frames, changed_keyframes = _diff_plans(old, plan)
@@ -477,7 +456,7 @@ class PreviewScheduler:
             self._cond.wait()
 
     def _batch_size(self) -> int:
-        return max(1, int(getattr(self._engine, "max_batch", 1) or 1))
+        return max(1, int(getattr(self.engines.engine, "max_batch", 1) or 1))
 
     def _worker_loop(self) -> None:
         while True:
@@ -546,13 +525,8 @@ class PreviewScheduler:
                 todo.append((k, key))
         if not todo:
             return
-        if self._engine_failed == (plan.engine, plan.generation):  # reported once; retried on the next edit
-            with self._cond:
-                if p is not None:
-                    for k, _ in todo:
-                        p.pending.pop(k, None)
-            return
-        engine = self._ensure_engine(plan)
+        # None: it failed to load or start (reported once; retried on the next edit)
+        engine = self.engines.ensure(plan)
         if engine is None:
             with self._cond:
                 if p is not None:
@@ -567,7 +541,7 @@ class PreviewScheduler:
                 frames = [render_sequential(engine, plan, k, token) for k, _ in todo[:1]]
                 todo = todo[:1]
         except Cancelled:
-            self._engine_ctx = None  # an engine-level cancel sticks until the next start()
+            self.engines.restart_next_time()  # an engine-level cancel sticks until the next start()
             return
         except BridgeError as e:
             self._emit(PreviewError(f"keyframe(s) {[k for k, _ in todo]} failed to render: {e}"))
@@ -575,7 +549,7 @@ class PreviewScheduler:
                 if p is not None:
                     for k, _ in todo:
                         p.pending.pop(k, None)
-            self._engine_ctx = None
+            self.engines.restart_next_time()
             return
         render_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(todo))
         for (k, key), frame in zip(todo, frames, strict=True):
@@ -584,52 +558,14 @@ class PreviewScheduler:
         for _, key in todo:  # disk copies after the frames are reported (off the edit → frame path)
             self.cache.persist(key)
 
-    def _ensure_engine(self, plan: PreviewPlan) -> Any:
-        spec = plan.engine
-        use_process = self.keyframe_process and not spec.batched
-        in_process = isinstance(self._engine, KeyframeProcess)
-        if self._engine is not None and (self._engine_spec != spec or in_process != use_process):
-            if use_process and in_process:
-                try:  # the same child, another engine or seed: no new process (≈0.5 s to spawn)
-                    self._engine.configure(spec.name, dict(spec.settings))
-                    self._engine_spec, self._engine_ctx, self._engine_failed = spec, None, None
-                except Exception as e:  # noqa: BLE001 - BridgeError, or a broken engine: same report
-                    return self._engine_unavailable(spec, plan, f"is not available for the preview: {e}")
-            else:
-                self._close_engine()
-        if self._engine is None:
-            try:
-                if use_process:
-                    self._engine = KeyframeProcess(spec.name, dict(spec.settings))
-                else:
-                    self._engine = self._factory(spec.name, dict(spec.settings))
-            except Exception as e:  # noqa: BLE001 - BridgeError, or a broken engine: same report
-                return self._engine_unavailable(spec, plan, f"is not available for the preview: {e}")
-            self._engine_spec, self._engine_ctx, self._engine_failed = spec, None, None
-        ctx = plan.render_context()
-        if self._engine_ctx != ctx:
-            try:
-                self._engine.start(ctx)
-            except Exception as e:  # noqa: BLE001
-                return self._engine_unavailable(spec, plan, f"could not start: {e}")
-            self._engine_ctx = ctx
-        return self._engine
+    @property
+    def keyframe_process(self) -> bool:
+        """Whether feedback-engine keyframes render in a child process (see :class:`KeyframeEngines`)."""
+        return self.engines.keyframe_process
 
-    def _engine_unavailable(self, spec: EngineSpec, plan: PreviewPlan, why: str) -> None:
-        """Report once per edit (retried on the next); the engine is closed."""
-        self._engine_failed = (spec, plan.generation)
-        self._close_engine()
-        self._emit(PreviewError(f"the {spec.name} engine {why}"))
-
-    def _close_engine(self) -> None:
-        if self._engine is not None:
-            try:
-                self._engine.close()
-            except Exception:  # noqa: BLE001
-                log.exception("closing the previous preview engine failed")
-        self._engine = None
-        self._engine_spec = None
-        self._engine_ctx = None
+    @keyframe_process.setter
+    def keyframe_process(self, value: bool) -> None:
+        self.engines.keyframe_process = bool(value)  # takes effect at the next keyframe
 
     # -- frame_at ----------------------------------------------------------------------------
     def frame_at(self, t_seconds: float) -> np.ndarray:
