@@ -15,7 +15,7 @@ run:
     so the fixed cost per edit weighs as it would there) and at the app's default 384×216
     (…_default_preview). Also the overhead in ms.
   - frame_at_p99_ms: frame_at at 60 calls/s, playing through the song, while the model worker
-    re-renders every keyframe — goal ≤ 5 ms. --rounds rounds of 3 s each, alternating: the worker
+    re-renders every keyframe — goal ≤ 5 ms. --rounds rounds of 2 s each, alternating: the worker
     idle (…_worker_idle: the floor the machine allows now), keyframes on the worker thread sharing
     the GIL with frame_at (…_keyframes_in_thread), keyframes in the child process (the default,
     bridge/preview/offload.py); each with frame_at_cpu_p99_ms (the calling thread's CPU time, free
@@ -392,7 +392,7 @@ def main() -> int:
     ap.add_argument("--no-lcm", action="store_true", help="skip the tiny-LCM measurement")
     ap.add_argument("--lcm-edits", type=int, default=30, help="edits (and baseline runs) at 128 px; a fifth at 384")
     ap.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for the tiny LCM")
-    ap.add_argument("--rounds", type=int, default=2, help="frame_at rounds (3 s each: idle, in-thread, process)")
+    ap.add_argument("--rounds", type=int, default=6, help="frame_at rounds (2 s each: idle, in-thread, process)")
     ap.add_argument("--keyframe-nice", type=int, default=None,
                     help="niceness of the keyframe process (default: bridge.preview.offload.KEYFRAME_NICE)")
     ap.add_argument("--json", action="store_true")
@@ -429,10 +429,10 @@ def main() -> int:
             # both see the same machine load; the worker idle as the floor the machine allows.
             runs: dict[str, list[dict[str, object]]] = {"idle": [], "process": [], "thread": []}
             for _ in range(args.rounds):
-                runs["idle"].append(frame_at_timings(s, seconds=3.0, start_s=4.0, busy=False))
+                runs["idle"].append(frame_at_timings(s, seconds=2.0, start_s=4.0, busy=False))
                 for mode in ("thread", "process"):
                     s.scheduler.keyframe_process = mode == "process"
-                    runs[mode].append(frame_at_timings(s, seconds=3.0, start_s=4.0, busy=True))
+                    runs[mode].append(frame_at_timings(s, seconds=2.0, start_s=4.0, busy=True))
             s.scheduler.keyframe_process = True
             pooled = {mode: _pool(r) for mode, r in runs.items()}
             busy, idle = pooled["process"], pooled["idle"]

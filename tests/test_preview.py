@@ -322,7 +322,7 @@ def test_keyframes_render_in_a_child_process_and_equal_the_engine_run_here(proje
         plan = s.scheduler.plan
         assert not plan.engine.batched and plan.warmup_frames > 0
         child = s.scheduler.engines.engine
-        assert child.pid() != os.getpid()  # rendered elsewhere
+        assert child.pid != os.getpid()  # rendered elsewhere
         i = plan.keyframes.size // 2
         got = s.scheduler.cache.peek(plan.keys[i])
         engine = get_engine(plan.engine.name, **dict(plan.engine.settings))

@@ -6,10 +6,13 @@ model worker thread that Python competes with ``frame_at`` (the GUI timer's thre
 paths in one run). Here the worker thread only hands a keyframe's rows to one child process and
 waits on a pipe (the GIL released) for the picture.
 
-The child is a plain ``concurrent.futures`` process pool of one worker (started from a fork server,
-never forked from the threaded app): jobs are plain data (the render context, the rows), the engine is built and
-started in the child from the same factory and settings, and an engine's exception comes back as
-itself. Determinism is the engine's: a keyframe rendered here equals one rendered in-thread.
+The child is one ``multiprocessing`` process (started from a fork server, never forked from the
+threaded app) on one pipe: the worker thread sends a call and waits for its answer, with no thread
+in between (a ``concurrent.futures`` pool hops over two more threads of the app per call, each an
+OS wake-up: under load that made edit → frame 1.6× slower than rendering in-thread). Calls are
+plain data (the render context, the rows); the engine is built and started in the child from the
+same factory and settings, and an engine's exception comes back as itself. Determinism is the
+engine's: a keyframe rendered there equals one rendered here.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -37,12 +38,30 @@ KEYFRAME_NICE = 0
 _CHILD: dict[str, Any] = {}
 
 
-def _child_init(nice: int) -> None:
+def _child_main(conn: Any, nice: int) -> None:
+    """The child's loop: (function, args) in, ("ok", result) or ("error", exception) out; None or a
+    closed pipe ends it."""
     if nice and hasattr(os, "nice"):
         try:
             os.nice(nice)
         except OSError:  # not allowed here: the child runs at the app's priority
             pass
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        fn, args = msg
+        try:
+            answer: tuple[str, Any] = ("ok", fn(*args))
+        except Exception as e:  # noqa: BLE001 - handed back to the caller, who raises it
+            answer = ("error", e)
+        try:
+            conn.send(answer)
+        except Exception as e:  # noqa: BLE001 - an exception that does not pickle: its text then
+            conn.send(("error", RenderError(f"{type(answer[1]).__name__}: {answer[1]} ({e})")))
 
 
 def _child_build(name: str, settings: tuple) -> None:
@@ -98,8 +117,13 @@ class KeyframeProcess:
     """
 
     def __init__(self, name: str, settings: Mapping[str, Any], *, nice: int | None = None) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=_mp_context(), initializer=_child_init,
-                                         initargs=(KEYFRAME_NICE if nice is None else nice,))
+        ctx = _mp_context()
+        self._conn, child_conn = ctx.Pipe()
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, KEYFRAME_NICE if nice is None else nice),
+                                 name="stembridge-keyframes", daemon=True)
+        self._proc.start()
+        child_conn.close()
+        self.pid = self._proc.pid
         self._started = False
         try:
             self.configure(name, settings)
@@ -109,20 +133,20 @@ class KeyframeProcess:
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:
-            # waits on a pipe: the GIL is free for frame_at meanwhile
-            return self._pool.submit(fn, *args).result()
-        except BrokenProcessPool as e:
-            raise RenderError(f"the preview's keyframe process stopped ({e}); the next edit starts a new one") from e
+            self._conn.send((fn, args))
+            status, value = self._conn.recv()  # waits on the pipe: the GIL is free for frame_at meanwhile
+        except (EOFError, OSError) as e:
+            raise RenderError(f"the preview's keyframe process stopped (exit code {self._proc.exitcode}); "
+                              "the next edit starts a new one") from e
+        if status == "error":
+            raise value
+        return value
 
     def configure(self, name: str, settings: Mapping[str, Any]) -> None:
         """Another engine or settings in the same child (it stays up: spawning costs ≈0.5 s)."""
         self.name = name
         self._started = False
         self._call(_child_build, name, tuple(sorted(settings.items())))
-
-    def pid(self) -> int:
-        """The child's process id."""
-        return self._call(os.getpid)
 
     def start(self, ctx: RenderContext) -> None:
         self._call(_child_start, ctx)
@@ -137,4 +161,12 @@ class KeyframeProcess:
         return self._call(_child_keyframe, first, rows, sections, mixes)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._conn.send(None)
+        except OSError:
+            pass  # gone already
+        self._conn.close()
+        self._proc.join(timeout=1.0)  # a keyframe in progress finishes first (≤ 0.1 s)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=1.0)
