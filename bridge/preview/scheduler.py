@@ -19,6 +19,12 @@ Pipeline (DESIGN.md "Threads")::
                                          hence torch): probe first, then the pass, nearest the
                                          playhead first (ahead of it while playing), re-ranked
                                          after every keyframe; disk hits are loaded, misses rendered
+                                         (a feedback engine's in a child process by default, off
+                                         frame_at's GIL: bridge.preview.offload)
+
+Modules: events (what the Session forwards), evaluator (FrameParams, incrementally), plan (a
+generation's plan and keyframe keys), render (the keyframe engine on the worker), offload (its child
+process), compose + frames (frame_at), cache (the frames), this one (the threads that tie them).
 
 ``frame_at(t)`` runs on the caller's thread (GUI timer, CLI loop) and shares no lock with the
 worker except the frame cache's dictionary lock, which is never held while rendering.
