@@ -91,7 +91,8 @@ def edit_latency(session: Session, *, edits: int, playhead_s: float,
     session.seek(playhead_s)
     assert session.wait_idle(600)
     debounce = session.scheduler.debounce_s
-    session.scheduler.debounce_s = 5.0
+    # (longer than any model call: a pass keyframe in flight when an edit comes would delay its probe)
+    session.scheduler.debounce_s = 3600.0
     # The bar oscillator → rotation mapping: changing it changes every frame's row, so the keyframe at
     # the playhead is always among the changed ones. The edits cycle through offset and amount
     # (slider drags: the shaped signal is reused) and release_ms (the signal is computed again),
