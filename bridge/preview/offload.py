@@ -4,7 +4,10 @@ The procedural and shader engines render keyframes with Python between their nat
 model worker thread that Python competes with ``frame_at`` (the GUI timer's thread) for the GIL, and
 ``frame_at``'s p99 under load missed its 5 ms goal (benchmarks/preview_latency.py measures both
 paths in one run). Here the worker thread only hands a keyframe's rows to one child process and
-waits on a pipe (the GIL released) for the picture.
+waits on a pipe (the GIL released) for the picture. Measured on a shared 2-core machine at load
+7–16: edit → frame 23 ms vs 27–68 ms in-thread; frame_at's wall p99 stayed above 5 ms either way,
+as it did with the worker idle (8–20 ms there: the OS's scheduling, not the GIL), its CPU-time
+p99 1.9–2.5 ms.
 
 The child is one ``multiprocessing`` process (started from a fork server, never forked from the
 threaded app) on one pipe: the worker thread sends a call and waits for its answer, with no thread
