@@ -434,6 +434,33 @@ def test_in_between_frames_follow_the_zoom_and_flash_of_their_instant():
     assert abs(float(np.median(out9)) - 60) <= 2.0
 
 
+def test_colour_correction_turns_one_rows_grade_into_anothers_as_the_engines_apply_them(rng):
+    """A picture x shown with row a's grade and flash (the engines' display_affine), corrected from a
+    to b, must be x shown with row b's — for hue, saturation, brightness and flash together."""
+    from bridge.preview.compose import colour_correction
+    from bridge.visuals.procedural import display_affine
+
+    col = {n: i for i, n in enumerate(PARAMETER_NAMES)}
+
+    def row(**v):
+        r = np.zeros(len(PARAMETER_NAMES))
+        for k, x in v.items():
+            r[col[k]] = x
+        return r
+
+    def shown(x, r):
+        m = display_affine(hue=r[col["hue"]], saturation=r[col["saturation"]], brightness=r[col["brightness"]],
+                           flash=r[col["flash"]])
+        return x @ m[:, :3].T + m[:, 3]
+
+    x = rng.uniform(40, 200, size=(500, 3))
+    a = row(hue=0.1, saturation=0.2, brightness=-0.2, flash=0.3)
+    b = row(hue=-0.15, saturation=-0.3, brightness=0.25, flash=0.1)
+    c = colour_correction(a, b)
+    np.testing.assert_allclose(shown(x, a) @ c[:, :3].T + c[:, 3], shown(x, b), atol=1e-6)
+    assert np.abs(shown(x, a) - shown(x, b)).mean() > 10  # the two rows do look different
+
+
 def test_in_between_frames_cross_fade_the_neighbouring_keyframes_by_distance():
     values = np.zeros((31, len(PARAMETER_NAMES)))
     plan = _plan_with(values, [0, 30])
