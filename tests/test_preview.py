@@ -32,6 +32,7 @@ from bridge.preview.scheduler import (
 )
 from bridge.preview.watcher import StemWatcher
 from bridge.session import KeyframeRendered, PreviewPassFinished, PreviewPassStarted, Session
+from bridge.visuals.procedural import flash_affine
 
 
 def open_session(project_dir: Path, **options) -> Session:
@@ -282,11 +283,12 @@ def test_after_an_edit_frame_at_modulates_the_old_keyframes_until_new_ones_arriv
             k = int(next(k for k in new_plan.keyframes if old_plan.params.values[k, col] > 0.05))
             frame = s.frame_at((k + 0.5) / FPS)
             assert s.scheduler.last_frame_source == "stale"  # not the procedural fallback
-            # Independently: the keyframe (flat 100) was shown with flash f0; without the flash it is
-            # the unflashed 100, i.e. (100 − 255·f0) / (1 − f0), clipped to 0…255.
-            f0 = 0.85 * float(old_plan.params.values[k, col])
-            assert new_plan.params.values[k, col] == 0.0
-            expected = np.clip((100 - 255 * f0) / (1 - f0), 0, 255)
+            # The keyframe (flat 100) was shown with the old flash, as the engines apply it
+            # (y = alpha·x + beta); without the flash it is the x that the engine would have lifted
+            # to 100, clipped to 0…255.
+            alpha, beta = flash_affine(float(old_plan.params.values[k, col]))
+            assert new_plan.params.values[k, col] == 0.0 and beta > 0
+            expected = np.clip((100 - beta) / alpha, 0, 255)
             assert abs(float(frame.mean()) - expected) <= 2.0
         finally:
             engine.open.set()
@@ -304,6 +306,41 @@ def test_an_engine_that_cannot_load_is_reported_and_frames_keep_coming(project_d
         assert len(errors) == 1 and "no-such-model" in errors[0].message
         frame = s.frame_at(2.0)
         assert frame.shape == (36, 64, 3) and s.scheduler.last_frame_source in ("stale", "fallback")
+
+
+def test_keyframes_render_in_a_child_process_and_equal_the_engine_run_here(project_dir):
+    """By default a feedback engine's keyframes are rendered in a child process (off the GIL that
+    frame_at needs); the picture must be the engine's own, as rendered directly in this process."""
+    import os
+
+    from bridge.jobs import CancelToken
+    from bridge.preview.render import render_sequential
+    from bridge.visuals import get_engine
+
+    with open_session(project_dir) as s:
+        assert s.wait_idle(60)
+        plan = s.scheduler.plan
+        assert not plan.engine.batched and plan.warmup_frames > 0
+        child = s.scheduler.engines.engine
+        assert child.pid != os.getpid()  # rendered elsewhere
+        i = plan.keyframes.size // 2
+        got = s.scheduler.cache.peek(plan.keys[i])
+        engine = get_engine(plan.engine.name, **dict(plan.engine.settings))
+        try:
+            engine.start(plan.render_context())
+            want = render_sequential(engine, plan, int(plan.keyframes[i]), CancelToken())
+        finally:
+            engine.close()
+    assert got is not None and float(want.std()) > 1.0  # a picture, not black
+    np.testing.assert_array_equal(got, want)
+
+
+def test_an_engine_error_in_the_keyframe_process_comes_back_as_itself():
+    from bridge.errors import RenderError
+    from bridge.preview.offload import KeyframeProcess
+
+    with pytest.raises(RenderError, match="no_such_setting"):
+        KeyframeProcess("procedural", {"no_such_setting": 1}, nice=0)
 
 
 @pytest.fixture
@@ -389,12 +426,39 @@ def test_in_between_frames_follow_the_zoom_and_flash_of_their_instant():
     expected_x = cx + (int(cx + 10) - cx) * 1.05 ** 10
     row = out[int(cy)].astype(float).mean(axis=1)
     assert abs(int(np.argmax(row)) - expected_x) <= 1.0
-    # Colour: flash f = 0.85·0.5 lifts grey 60 to 60·(1 − f) + 255·f.
-    f = 0.85 * 0.5
-    assert abs(float(np.median(out)) - (60 * (1 - f) + 255 * f)) <= 2.0
+    # Colour: the instant's flash, as the engines apply it (their own function), lifts grey 60.
+    alpha, beta = flash_affine(0.5)
+    assert beta > 0 and abs(float(np.median(out)) - (60 * alpha + beta)) <= 2.0
     # The frame before the kick has no flash and less zoom.
     out9 = compose_frame(plan, 9, [(0, key0)])
     assert abs(float(np.median(out9)) - 60) <= 2.0
+
+
+def test_colour_correction_turns_one_rows_grade_into_anothers_as_the_engines_apply_them(rng):
+    """A picture x shown with row a's grade and flash (the engines' display_affine), corrected from a
+    to b, must be x shown with row b's — for hue, saturation, brightness and flash together."""
+    from bridge.preview.compose import colour_correction
+    from bridge.visuals.procedural import display_affine
+
+    col = {n: i for i, n in enumerate(PARAMETER_NAMES)}
+
+    def row(**v):
+        r = np.zeros(len(PARAMETER_NAMES))
+        for k, x in v.items():
+            r[col[k]] = x
+        return r
+
+    def shown(x, r):
+        m = display_affine(hue=r[col["hue"]], saturation=r[col["saturation"]], brightness=r[col["brightness"]],
+                           flash=r[col["flash"]])
+        return x @ m[:, :3].T + m[:, 3]
+
+    x = rng.uniform(40, 200, size=(500, 3))
+    a = row(hue=0.1, saturation=0.2, brightness=-0.2, flash=0.3)
+    b = row(hue=-0.15, saturation=-0.3, brightness=0.25, flash=0.1)
+    c = colour_correction(a, b)
+    np.testing.assert_allclose(shown(x, a) @ c[:, :3].T + c[:, 3], shown(x, b), atol=1e-6)
+    assert np.abs(shown(x, a) - shown(x, b)).mean() > 10  # the two rows do look different
 
 
 def test_in_between_frames_cross_fade_the_neighbouring_keyframes_by_distance():

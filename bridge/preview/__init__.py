@@ -13,13 +13,13 @@ from typing import Any
 _EXPORTS = {
     "FrameCache": "bridge.preview.cache",
     "frame_key": "bridge.preview.cache",
-    "ParamEvaluator": "bridge.preview.scheduler",
+    "ParamEvaluator": "bridge.preview.evaluator",
     "PreviewScheduler": "bridge.preview.scheduler",
-    "PreviewInputs": "bridge.preview.scheduler",
-    "PreviewPlan": "bridge.preview.scheduler",
-    "PreviewStatus": "bridge.preview.scheduler",
+    "PreviewInputs": "bridge.preview.plan",
+    "PreviewPlan": "bridge.preview.plan",
+    "PreviewStatus": "bridge.preview.events",
     "keyframe_frames": "bridge.preview.scheduler",
-    "preview_size": "bridge.preview.scheduler",
+    "preview_size": "bridge.preview.plan",
     "StemWatcher": "bridge.preview.watcher",
     "FileChange": "bridge.preview.watcher",
 }

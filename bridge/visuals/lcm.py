@@ -73,7 +73,7 @@ from bridge.visuals.models import (
     split_model_spec,
     torch_dtype,
 )
-from bridge.visuals.procedural import hue_rotation_matrix, saturation_matrix, warp_feedback
+from bridge.visuals.procedural import flash_affine, post_colour_matrix, warp_feedback
 
 log = logging.getLogger(__name__)
 
@@ -832,11 +832,11 @@ class LCMEngine:
             img = cv2.resize(img, (ctx.width, ctx.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         hue, sat, bright, flash = p["hue"], p["saturation"], p["brightness"], p["flash"]
         if hue or sat or bright:
-            m = (1.0 + bright) * (hue_rotation_matrix(hue * 360.0) @ saturation_matrix(1.0 + sat))
+            m = post_colour_matrix(hue=hue, saturation=sat, brightness=bright)
             img = cv2.transform(img, m.astype(np.float32))
         if flash > 0:
-            f = 0.85 * flash
-            img = cv2.convertScaleAbs(img, alpha=1.0 - f, beta=255.0 * f)
+            alpha, beta = flash_affine(flash)
+            img = cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
         # Never hand out the chain buffer itself: a caller drawing on the frame would change the next one.
         return img.copy() if img is chain else np.ascontiguousarray(img)
 

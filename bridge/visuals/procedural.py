@@ -147,6 +147,41 @@ def saturation_matrix(amount: float) -> np.ndarray:
     return (amount * np.eye(3, dtype=np.float32) + (1.0 - amount) * np.tile(luma, (3, 1))).astype(np.float32)
 
 
+#: Share of white a full flash mixes in: a frame x becomes x·(1 − f) + 255·f with f = this × flash
+#: (both the procedural and the LCM engine; the preview undoes and redoes it between keyframes).
+FLASH_WHITE_SHARE = 0.85
+
+
+def flash_affine(flash: float) -> tuple[float, float]:
+    """(alpha, beta) of the white flash on uint8 levels: ``y = alpha·x + beta`` for ``flash`` 0..1."""
+    f = FLASH_WHITE_SHARE * float(flash)
+    return 1.0 - f, 255.0 * f
+
+
+def brightness_gain(brightness: float) -> float:
+    """The gain ``brightness`` (−1..1, 0 = unchanged) applies to the finished frame (0..2)."""
+    return float(np.clip(1.0 + brightness, 0.0, 2.0))
+
+
+def post_colour_matrix(*, hue: float, saturation: float, brightness: float) -> np.ndarray:
+    """3×3 RGB matrix of the colour grade a frame's ``hue`` (turns), ``saturation`` and
+    ``brightness`` apply to a finished picture (the LCM engine's post; the procedural engine applies
+    hue and saturation to its palette before drawing, which this matches on greys and primaries
+    up to the palette's own curve, and brightness as this gain)."""
+    return brightness_gain(brightness) * (hue_rotation_matrix(hue * 360.0).astype(np.float64)
+                                          @ saturation_matrix(1.0 + saturation).astype(np.float64))
+
+
+def display_affine(*, hue: float, saturation: float, brightness: float, flash: float) -> np.ndarray:
+    """3×4 affine colour map (uint8 levels) a parameter row's colour grade then white flash apply
+    to a picture: ``y = M[:, :3] @ x + M[:, 3]``."""
+    alpha, beta = flash_affine(flash)
+    m = np.empty((3, 4))
+    m[:, :3] = alpha * post_colour_matrix(hue=hue, saturation=saturation, brightness=brightness)
+    m[:, 3] = beta
+    return m
+
+
 def feedback_matrix(*, width: int, height: int, zoom: float, rotation_deg: float,
                     translate_x: float, translate_y: float) -> np.ndarray:
     """2×3 forward affine matrix of the feedback step: scale by (1 + zoom) and rotate about the
@@ -462,11 +497,10 @@ class ProceduralEngine:
         self._buf = buf
 
         # 5. post: vignette × brightness, flash, upscale.
-        gain = float(np.clip(1.0 + p("brightness"), 0.0, 2.0))
-        out = cv2.multiply(buf, self._geo.vignette, scale=gain / 255.0)
+        out = cv2.multiply(buf, self._geo.vignette, scale=brightness_gain(p("brightness")) / 255.0)
         if flash > 0:
-            f = 0.85 * flash
-            out = cv2.convertScaleAbs(out, alpha=1.0 - f, beta=255.0 * f)
+            alpha, beta = flash_affine(flash)
+            out = cv2.convertScaleAbs(out, alpha=alpha, beta=beta)
         if (self._ww, self._wh) != (ctx.width, ctx.height):
             out = cv2.resize(out, (ctx.width, ctx.height), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(out)
