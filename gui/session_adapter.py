@@ -95,6 +95,9 @@ class SessionAdapter(QObject):
         from bridge.session import DEFAULT_PREVIEW_CACHE_BYTES
 
         self.preview_cache_bytes = DEFAULT_PREVIEW_CACHE_BYTES
+        #: A local Demucs model folder for "Separate a mix…" / "New project from a mix…" (Preferences;
+        #: None: the released htdemucs, downloaded once).
+        self.separation_model_repo: str | None = None
 
     # -- lifetime -----------------------------------------------------------------------------
     def open(self, project_dir: str | Path, **session_options: Any) -> None:
