@@ -168,6 +168,11 @@ def walk(project: Path, out: Path, size: tuple[int, int], work: Path) -> int:
     combo = table.cellWidget(1, look_col)
     choices = [combo.itemText(i) for i in range(combo.count())]
     new_look = next(c for c in choices[1:] if c != combo.currentText())
+    section = s.project.sections[1]
+    start_s = section.start if section.unit == "seconds" else None
+    if start_s is not None:  # watch it where it plays: the middle of the section
+        end_s = section.end if section.end is not None else s.analysis.duration_seconds
+        s.seek((start_s + end_s) / 2)
     combo.setCurrentText(new_look)
     wait_until(preview_settled, 120, "the preview after the look")
     got = s.project.sections[1].look

@@ -40,7 +40,8 @@ CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
 #: The stem picker's entry for the mix as heard (mapping sources ``mix.FEATURE``).
 MIX_ENTRY = "Mix (all stems, as heard)"
-HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
+#: Column headers; none over mute and solo: the M and S buttons name themselves (as in a DAW).
+HEADERS = ("", "", "", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
            "range", "", "value", "", "", "", "")
 #: Widest amount/offset spin box (px; "-100.000" and its arrows) and attack/release/range one: with
 #: these and the grid's spacing a mapping row fits a 1280-px window without a scrollbar.
