@@ -198,10 +198,27 @@ def walk(project: Path, out: Path, size: tuple[int, int], work: Path) -> int:
         editor = window.effects.editors[(stem, index)][0]
         wait_until(lambda: editor.opened.is_set(), 60, "the plugin window")
         pump(2.5)
-        shot("plugin-window", f"ZamComp on {stem}: window {'open' if editor.running else 'closed: ' + str(editor.wait(1))}",
-             editor.running)
+        turned = ""
+        if shutil.which("xdotool") and editor.running:  # turn its Ratio knob up with the mouse
+            def xdo(*a: str) -> str:
+                return subprocess.run(["xdotool", *a], capture_output=True, text=True).stdout.strip()
+
+            wid = (xdo("search", "--onlyvisible", "--name", "Pedalboard").split() or [""])[0]
+            if wid:
+                xdo("mousemove", "--window", wid, "291", "65")
+                xdo("mousedown", "1")
+                for dy in range(8, 88, 8):
+                    xdo("mousemove", "--window", wid, "291", str(65 - dy))
+                xdo("mouseup", "1")
+                turned = "; Ratio knob dragged up"
+        pump(0.5)
+        shot("plugin-window", f"ZamComp on {stem}: window {'open' if editor.running else 'closed: ' + str(editor.wait(1))}"
+                              f"{turned}", editor.running)
         editor.close()
-        editor.wait(30)
+        wait_until(lambda: "edited in its window" in window.undo_action.text(), 60, "the window's state in the project")
+        ratio = s.fx_chain(stem)[index].parameters.get("ratio")
+        shot("plugin-closed", f"Edit menu says {window.undo_action.text()!r}; the slot's ratio is {ratio}",
+             not turned or (ratio is not None and ratio > 4.5))
 
     # 8. export a 3-second clip
     dlg = window.open_export()
