@@ -31,6 +31,8 @@ from gui.panels.preferences import (
     PreferencesDialog,
     restore_audio_preferences,
     restore_preview_preferences,
+    restore_separation_preferences,
+    separation_options,
 )
 from gui.panels.preview import PreviewPane
 from gui.panels.sections import SectionEditor
@@ -340,7 +342,7 @@ class MainWindow(QMainWindow):
         """Pick one audio file (a full mix) and a new or empty project folder; split the mix into
         ``<project>/stems`` with Demucs on a worker (progress, Cancel) and open the new project.
         ``separation``: options for :func:`bridge.separation.separate_mix_to_folder` (model,
-        model_repo, cache_dir…; default the released htdemucs). Without the model's weights the
+        model_repo, cache_dir…; default: the model chosen in Preferences, else the released htdemucs). Without the model's weights the
         message bar says what is missing and how to get it, and nothing is left on disk.
         Returns the running worker (None when the user backed out)."""
         from gui.panels.separate import NewProjectFromMixWorker, start_with_progress
@@ -357,6 +359,8 @@ class MainWindow(QMainWindow):
             if not project_dir:
                 return None
         mix = Path(mix_path)
+        if "model" not in separation and "model_repo" not in separation:
+            separation.update(separation_options(self.adapter))
         worker = NewProjectFromMixWorker(mix, Path(project_dir), separation)
 
         def done(paths: list) -> None:
@@ -510,6 +514,7 @@ class MainWindow(QMainWindow):
         self.transport.restore_settings(self.settings)
         restore_audio_preferences(self.settings, self.adapter)
         restore_preview_preferences(self.settings, self.adapter)
+        restore_separation_preferences(self.settings, self.adapter)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -94,6 +94,9 @@ class SessionAdapter(QObject):
         self.audio_blocksize = 0
         #: The cap on the preview's disk cache of rendered frames, in bytes (Preferences).
         self.preview_cache_bytes = DEFAULT_PREVIEW_CACHE_BYTES
+        #: A local Demucs model folder for "Separate a mix…" / "New project from a mix…" (Preferences;
+        #: None: the released htdemucs, downloaded once).
+        self.separation_model_repo: str | None = None
 
     # -- lifetime -----------------------------------------------------------------------------
     @property

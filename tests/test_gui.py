@@ -394,6 +394,71 @@ def test_new_project_from_a_mix_without_weights_says_how_to_get_them_and_makes_n
     assert window.adapter.session.project_dir == before  # the open project stays open
 
 
+def test_a_demucs_model_folder_chosen_in_preferences_makes_the_new_project_offline(window, qtbot, tmp_path,
+                                                                                   monkeypatch):
+    """Edit ▸ Preferences ▸ Separation model ▸ Choose folder…: a folder without a Demucs model is refused
+    with the reason; a folder with one (a tiny random HTDemucs saved the way demucs packages its models)
+    is remembered, and File ▸ New project from a mix… then separates with it, offline, where the
+    released htdemucs is not on this machine."""
+    pytest.importorskip("demucs")
+    from fractions import Fraction
+
+    import soundfile as sf
+    import torch
+    from demucs.htdemucs import HTDemucs
+    from huggingface_hub import constants
+
+    from bridge.separation import save_model_to_repo
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # no released weights, no network
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        model = HTDemucs(sources=["drums", "bass", "other", "vocals"], channels=4, depth=4, t_layers=1, t_heads=2,
+                         bottom_channels=0, dconv_comp=2, segment=Fraction(3, 1)).eval()
+    repo = tmp_path / "My Demucs"
+    save_model_to_repo(model, repo, name="mine", fmt="th")
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    (downloads / "notes.txt").write_text("not a model")
+
+    dlg = window.open_preferences()
+    assert "htdemucs" in dlg.model_label.text()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(downloads))
+    dlg.choose_model.click()
+    text = dlg.status.text()
+    assert "Not a Demucs model folder" in text and str(downloads) in text and ".th" in text, text
+    assert "htdemucs" in dlg.model_label.text()  # the choice stayed as it was
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(repo))
+    dlg.choose_model.click()
+    assert dlg.status.text() == "" and str(repo) in dlg.model_label.text()
+    dlg.accept()
+    assert window.settings.value("separation/model_repo") == str(repo)  # remembered across runs
+
+    mix = _demo_mix(window, tmp_path, seconds=1.5)
+    target = tmp_path / "From My Model"
+    # shifts=0: no random time shift, so demucs's apply_model below is the exact reference
+    worker = window.new_project_from_mix(mix, target, shifts=0, cache_dir=tmp_path / "cache")
+    assert worker.options["model_repo"] == str(repo)
+    qtbot.waitUntil(lambda: window.adapter.session.project_dir == target.resolve() or window.messages.level == "error",
+                    timeout=120_000)
+    assert window.adapter.session.project_dir == target.resolve(), window.messages.text
+    # the stems are this model's: demucs's own apply_model with it, on the same mix, gives the same audio
+    from demucs.apply import apply_model
+
+    audio, sr = sf.read(mix, dtype="float32", always_2d=True)
+    wav = torch.from_numpy(audio.T.copy())
+    ref = wav.mean(0)
+    with torch.no_grad():
+        expected = apply_model(model, ((wav - ref.mean()) / ref.std())[None], shifts=0, split=True, overlap=0.25,
+                               progress=False)[0] * ref.std() + ref.mean()
+    for i, source in enumerate(model.sources):
+        got, rate = sf.read(target / "stems" / f"Demo Mix - {source}.wav", dtype="float32", always_2d=True)
+        assert rate == sr and got.shape == audio.shape
+        assert np.corrcoef(got.T.ravel(), expected[i].numpy().ravel())[0, 1] > 0.99, source
+
+
 def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     import av
 
@@ -1280,6 +1345,37 @@ def test_layout_at_3840x2160_keeps_rows_together_and_gives_the_room_to_the_views
     from PySide6.QtGui import QImage
 
     assert QImage(str(shot)).size().toTuple() == (3840, 2160)
+
+
+def test_layout_at_1280x800_every_mapping_row_fits_without_scrolling(window, qtbot):
+    """A 1280-px laptop window: each mapping row of every stem lies inside the Mappings panel's
+    visible area (no horizontal scrollbar, the ✕ at the end not cut off), with the spin boxes wide
+    enough to show their values."""
+    from PySide6.QtCore import QRect
+
+    editor = window.mappings
+    window.tabs.setCurrentWidget(editor)
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.size().toTuple() == (1280, 800), timeout=3_000)
+    seen = 0
+    for i in range(editor.stem.count()):
+        editor.stem.setCurrentIndex(i)
+        editor.rebuild()
+        qtbot.wait(50)  # the new rows are laid out
+        viewport = editor.area.viewport()
+        visible = QRect(viewport.mapTo(window, viewport.rect().topLeft()), viewport.size())
+        assert editor.area.horizontalScrollBar().maximum() == 0, editor.stem.currentText()
+        for row in editor.rows[:3]:  # a row below the fold scrolls vertically; only its x matters here
+            for w in row.widgets:
+                left = w.mapTo(window, w.rect().topLeft()).x()
+                assert visible.left() <= left and left + w.width() <= visible.right() + 1, \
+                    (editor.stem.currentText(), type(w).__name__, left, w.width(), visible)
+            # the values are readable: each spin box's text fits its field
+            for spin in (row.amount, row.offset, row.attack, row.release):
+                text_w = spin.fontMetrics().horizontalAdvance(spin.text())
+                assert text_w < spin.lineEdit().width(), (spin.text(), spin.lineEdit().width())
+            seen += 1
+    assert seen >= 4  # the demo's stems have mappings
 
 
 def test_screenshot_with_a_dialog_draws_it_over_the_dimmed_window(window, qtbot, tmp_path):

@@ -114,6 +114,19 @@ def test_fix_a_wrong_reading_with_the_tempo_bar(window, qtbot, click_root):
     qtbot.waitUntil(lambda: bar.meter.currentIndex() == 0, timeout=5_000)
 
 
+def test_fixing_the_tempo_keeps_the_playhead_where_it_is_in_the_song(window, qtbot):
+    """×2 and ÷2 change where the beats are, not where the producer is in the song: the playhead stays
+    at the same second (it jumped to half its time on ×2, into another section)."""
+    w = window
+    s = w.adapter.session
+    s.seek(6.0)
+    for button, bpm in ((w.tempo_bar.double, 2 * grid(w).tempo_bpm), (w.tempo_bar.half, grid(w).tempo_bpm)):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        wait_tempo(qtbot, w, bpm)
+        assert s.clock.position()[0] == pytest.approx(6.0, abs=1e-3)
+        qtbot.waitUntil(lambda: w.transport.position.text() == "0:06.00", timeout=5_000)  # what the producer reads
+
+
 def test_tap_tempo_sets_the_tapped_tempo(window, qtbot, monkeypatch):
     """Taps on the button land at known times: the session's clock is stepped by one beat per tap
     (waiting for real between clicks measured the test machine's load, not the tapping)."""

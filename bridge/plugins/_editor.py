@@ -51,6 +51,51 @@ def _settle(plugin) -> None:
         plugin.process(np.zeros((1, 256), dtype=np.float32), 48000, reset=True)
 
 
+def tolerate_x_errors() -> list[tuple[int, int, int]] | None:
+    """On X11, report X protocol errors instead of exiting; returns the list they are added to.
+
+    Xlib's default error handler prints "X Error of failed request" and exits the process. Inside
+    ``show_editor`` pedalboard's JUCE asks for a property of window 0 before its window exists
+    (BadWindow, X_GetProperty; pedalboard issue #444 is the same family), so every plugin window died
+    at once, with or without a window manager. JUCE's own handler, where it installs one, logs and
+    carries on, which is what this does: the window then opens and works. Written with ctypes because
+    no maintained binding exposes XSetErrorHandler alone; None where there is no libX11 (macOS, Windows).
+    """
+    import ctypes
+    import ctypes.util
+
+    if sys.platform == "darwin" or sys.platform.startswith("win"):
+        return None
+    name = ctypes.util.find_library("X11")
+    if name is None:
+        return None
+    xlib = ctypes.CDLL(name)
+
+    class XErrorEvent(ctypes.Structure):
+        _fields_ = [("type", ctypes.c_int), ("display", ctypes.c_void_p), ("resourceid", ctypes.c_ulong),
+                    ("serial", ctypes.c_ulong), ("error_code", ctypes.c_ubyte), ("request_code", ctypes.c_ubyte),
+                    ("minor_code", ctypes.c_ubyte)]
+
+    errors: list[tuple[int, int, int]] = []
+
+    def on_error(_display, event) -> int:
+        e = event.contents
+        if len(errors) < 100:  # a window that errs on every repaint must not grow this forever
+            errors.append((int(e.error_code), int(e.request_code), int(e.resourceid)))
+            print(f"X error {e.error_code} (request {e.request_code}, resource {e.resourceid:#x}) ignored",
+                  file=sys.stderr)
+        return 0
+
+    handler = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(XErrorEvent))(on_error)
+    xlib.XSetErrorHandler.restype = ctypes.c_void_p
+    xlib.XSetErrorHandler(handler)
+    _KEEP_ALIVE.append(handler)  # Xlib keeps the pointer: the callback must outlive this function
+    return errors
+
+
+_KEEP_ALIVE: list = []
+
+
 def run(request: dict, out, commands=None) -> None:
     """Show the window; ``commands``: the parent's lines (default stdin), ``close`` or EOF closes it."""
     import pedalboard
@@ -92,6 +137,7 @@ def main() -> int:
     sys.stdout = sys.stderr
     try:
         request = json.loads(sys.stdin.readline())
+        tolerate_x_errors()
         run(request, out)
     except Exception as e:  # noqa: BLE001 - every failure is reported to the parent
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -6,6 +6,10 @@ child process, which loads the plugin with the slot's state and shows its window
 closes (by the producer, or :meth:`EditorWindow.close`), the child reads back the plugin's full state
 and the named values, and ``on_done`` gets them as an :class:`EditorResult`.
 
+On X11 the child reports X protocol errors instead of letting Xlib exit on the first one: pedalboard's
+``show_editor`` raises a harmless BadWindow before its window exists, which killed every plugin window
+(``_editor.tolerate_x_errors``; tests/test_plugin_window.py opens ZamComp on Xvfb and turns a knob).
+
 Without a display (Linux with no ``DISPLAY``: a server or SSH session) there is no window to show;
 :func:`display_problem` says so in a sentence and :func:`open_editor` raises PluginError with it.
 Built-in effects have no window of their own: the generic parameter panel edits them.

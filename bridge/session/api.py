@@ -64,6 +64,8 @@ EXPORTS: dict[str, str] = {
     # separation (Demucs; torch only when it runs)
     "separate_mix_to_folder": "bridge.separation",
     "ModelNotAvailable": "bridge.separation",
+    "SeparationError": "bridge.separation",
+    "resolve_model_spec": "bridge.separation",
     # DAW sync
     "SyncSpec": "bridge.transport.sync_spec",
     "POSITION_SOURCES": "bridge.transport.sync_spec",

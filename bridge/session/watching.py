@@ -172,13 +172,19 @@ class WatchingMixin:
         self._analysis_done.set()
 
     def _use_tempo_map(self, analysis: SongAnalysis) -> None:
-        """Beats from the DAW (or our own clock) map to song seconds through the project's beat grid."""
+        """Beats from the DAW (or our own clock) map to song seconds through the project's beat grid.
+        Our own clock keeps its place in the song: a corrected grid (×2, a new downbeat) must not move
+        the playhead (it jumped to half its time on ×2); a DAW's beats stay the DAW's."""
         from bridge.transport.clock import TempoMap
 
+        state = self.clock.state
+        keep_s = self.clock.position()[0] if state is not None and state.source == "free" else None
         try:
             self.clock.tempo_map = TempoMap.from_beat_grid(analysis.beat_grid)
         except ValueError:
             self.clock.tempo_map = None
+        if keep_s is not None:
+            self._set_transport(seconds=keep_s, wake=False)
 
     def wait_for_analysis(self, timeout_s: float | None = None) -> bool:
         """Block until the latest requested analysis finished (or failed). For scripts and tests."""

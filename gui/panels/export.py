@@ -37,6 +37,10 @@ def _row(*widgets: QWidget) -> QHBoxLayout:
     row = QHBoxLayout()
     for w in widgets:
         row.addWidget(w, 1 if isinstance(w, QLineEdit) else 0)
+    if not any(isinstance(w, QLineEdit) for w in widgets):
+        # spin boxes and their labels side by side at their own size: without this the room left went
+        # to the labels and "640 ×" stood 200 px from "360" (seen in the real-window walk-through)
+        row.addStretch(1)
     return row
 
 

@@ -39,8 +39,14 @@ CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
 #: The stem picker's entry for the mix as heard (mapping sources ``mix.FEATURE``).
 MIX_ENTRY = "Mix (all stems, as heard)"
-HEADERS = ("", "mute", "solo", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
-           "range min", "range max", "value", "", "", "", "")
+#: Column headers; none over mute and solo: the M and S buttons name themselves (as in a DAW).
+HEADERS = ("", "", "", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
+           "range", "", "value", "", "", "", "")
+#: Widest amount/offset spin box (px; "-100.000" and its arrows) and attack/release/range one: with
+#: these and the grid's spacing a mapping row fits a 1280-px window without a scrollbar.
+ROW_SPIN_WIDTH = 80
+ROW_SMALL_SPIN_WIDTH = 70
+ROW_SPACING = 4
 #: The value meter's widest (px): past it a wide window's room goes after the row, not into the meter.
 METER_MAX_WIDTH = 420
 #: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
@@ -55,7 +61,7 @@ def _spin(lo: float, hi: float, step: float, decimals: int, suffix: str = "") ->
     s.setDecimals(decimals)
     s.setSuffix(suffix)
     s.setKeyboardTracking(False)
-    s.setMaximumWidth(96)  # a row of sixteen columns fits a 1280-px window
+    s.setMaximumWidth(ROW_SPIN_WIDTH)  # a row of nineteen columns fits a 1280-px window
     return s
 
 
@@ -99,7 +105,7 @@ class MappingRow:
         self.lo = _spin(-1000, 1000, 0.05, 2)
         self.hi = _spin(-1000, 1000, 0.05, 2)
         for w in (self.lo, self.hi, self.attack, self.release):
-            w.setMaximumWidth(80)
+            w.setMaximumWidth(ROW_SMALL_SPIN_WIDTH)
         self.lo.setSpecialValueText("—")
         self.hi.setSpecialValueText("—")
         self.meter = QProgressBar()
@@ -375,11 +381,15 @@ class MappingEditor(QWidget):
             body = QWidget()
             grid = QGridLayout(body)
             grid.setContentsMargins(0, 4, 0, 4)
-            grid.setHorizontalSpacing(8)
+            grid.setHorizontalSpacing(ROW_SPACING)
             for c, h in enumerate(HEADERS):
                 lab = QLabel(h.upper())
                 lab.setObjectName("Header")
-                grid.addWidget(lab, 0, c)
+                if h == "range":  # one header over min and max: two headers would widen both columns
+                    lab.setToolTip("The mapping's output is kept between min and max (— = no limit)")
+                    grid.addWidget(lab, 0, c, 1, 2)
+                elif h:
+                    grid.addWidget(lab, 0, c)
             self.current_targets = self.targets  # read the look once per rebuild, not per row
             self.rows = [MappingRow(self, i, grid, r + 1) for r, i in enumerate(indices)]
             if self.selected not in indices:

@@ -1,6 +1,7 @@
 """Preferences (the producer's, kept across runs in QSettings, not in the project): audio playback
 on/off, the output device and the buffer size; the size cap of the preview's disk cache (with the
-open project's current use and a Clear button)."""
+open project's current use and a Clear button); the Demucs model that splits a mix into stems (the
+released htdemucs, or a folder of model files copied to this machine, checked when picked)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -50,6 +52,34 @@ def restore_preview_preferences(settings: QSettings, adapter: SessionAdapter) ->
 
 def save_preview_preferences(settings: QSettings, adapter: SessionAdapter) -> None:
     settings.setValue("preview/cache_bytes", adapter.preview_cache_bytes)
+
+
+def restore_separation_preferences(settings: QSettings, adapter: SessionAdapter) -> None:
+    """Put the remembered Demucs model folder on the adapter (an empty entry: the released model)."""
+    adapter.separation_model_repo = str(settings.value("separation/model_repo", "") or "") or None
+
+
+def save_separation_preferences(settings: QSettings, adapter: SessionAdapter) -> None:
+    settings.setValue("separation/model_repo", adapter.separation_model_repo or "")
+
+
+def separation_options(adapter: SessionAdapter) -> dict:
+    """The model options for :func:`bridge.separation.separate_mix_to_folder` from the preferences."""
+    return {"model_repo": adapter.separation_model_repo} if adapter.separation_model_repo else {}
+
+
+def check_model_folder(folder: str) -> str | None:
+    """None when ``folder`` holds one Demucs model (or one bag of them); else what is wrong and the fix,
+    in the app's words. Reads file names only: no torch, nothing loaded."""
+    from bridge.session.api import SeparationError, resolve_model_spec
+
+    try:
+        resolve_model_spec(model_repo=folder)
+    except SeparationError as e:
+        why = str(e).replace("--model-repo ", "", 1).replace("pick one with --model NAME",
+                                                              "keep one model (or one bag) per folder")
+        return f"Not a Demucs model folder: {why}"
+    return None
 
 
 def format_bytes(n: int) -> str:
@@ -110,6 +140,23 @@ class PreferencesDialog(QDialog):
         self.clear_cache.clicked.connect(self.on_clear_cache)
         cache_row.addWidget(self.clear_cache)
         form.addRow("", cache_row)
+        model_row = QHBoxLayout()
+        self.model_repo = adapter.separation_model_repo
+        self.model_label = QLabel()
+        self.model_label.setObjectName("SeparationModel")
+        self.model_label.setWordWrap(True)
+        model_row.addWidget(self.model_label, 1)
+        self.choose_model = QPushButton("Choose folder…")
+        self.choose_model.setToolTip("A folder with a Demucs model's files copied to this machine (<signature>.th "
+                                     "or .safetensors, plus <name>.yaml for a bag of models): separation then "
+                                     "needs no download")
+        self.choose_model.clicked.connect(lambda: self.on_choose_model())
+        model_row.addWidget(self.choose_model)
+        self.released_model = QPushButton("Use htdemucs")
+        self.released_model.setToolTip("The released htdemucs model (downloaded once, then kept)")
+        self.released_model.clicked.connect(lambda: self.set_model_repo(None))
+        model_row.addWidget(self.released_model)
+        form.addRow("Separation model", model_row)
         col.addLayout(form)
         self.status = QLabel()
         self.status.setObjectName("Dim")
@@ -121,6 +168,29 @@ class PreferencesDialog(QDialog):
         col.addWidget(buttons)
         self.fill_devices()
         self.show_cache_use()
+        self.set_model_repo(self.model_repo)
+
+    def set_model_repo(self, folder: str | None) -> None:
+        self.model_repo = folder
+        self.model_label.setText(f"Local folder: {folder}" if folder else
+                                 "htdemucs (released; downloaded once, then works offline)")
+        self.released_model.setEnabled(folder is not None)
+
+    def on_choose_model(self, folder: str | None = None) -> bool:
+        """Pick a Demucs model folder (asked for unless given); a folder that holds no Demucs model is
+        refused with the reason in the dialog, and the choice stays as it was. True when taken."""
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Choose the folder with the Demucs model files",
+                                                      self.model_repo or "")
+            if not folder:
+                return False
+        problem = check_model_folder(folder)
+        if problem is not None:
+            self.status.setText(problem)
+            return False
+        self.status.setText("")
+        self.set_model_repo(folder)
+        return True
 
     def show_cache_use(self) -> None:
         used = self.adapter.preview_cache_usage()
@@ -162,6 +232,8 @@ class PreferencesDialog(QDialog):
         self.adapter.set_audio_preferences(enabled=self.play_audio.isChecked(), device=self.device.currentData(),
                                            blocksize=int(self.buffer.currentData()))
         save_audio_preferences(self.settings, self.adapter)
+        self.adapter.separation_model_repo = self.model_repo
+        save_separation_preferences(self.settings, self.adapter)
         limit = int(round(self.cache_size.value() * GIB))
         if abs(limit - self.adapter.preview_cache_bytes) >= 0.05 * GIB:  # not just the 0.1 GB display rounding
             self.adapter.set_preview_cache_limit(limit)

@@ -11,7 +11,9 @@ from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
 
 #: Added to "model not available" in the app, whose user may never have typed a command.
-_ONLINE_HINT = "\n  In the app: connect to the internet and try again (the weights download once, then work offline)"
+_ONLINE_HINT = ("\n  In the app: connect to the internet and try again (the weights download once, then work "
+                "offline), or choose a folder with model files you copied in Edit ▸ Preferences ▸ Separation "
+                "model")
 
 
 class SeparateWorker(QThread):
@@ -60,7 +62,7 @@ class SeparateWorker(QThread):
 def separate_mix_dialog(panel: QWidget, mix_path: Path | None = None, **options: Any) -> SeparateWorker | None:
     """Ask for a mix (unless given), separate it into ``<project>/separated/<mix name>/`` and add the
     stems through ``panel.add_files``. ``options`` go to :func:`bridge.separation.separate_mix_to_folder`
-    (default: the released htdemucs). Returns the running worker."""
+    (default: the model chosen in Preferences, else the released htdemucs). Returns the running worker."""
     adapter = panel.adapter
     if adapter.session is None:
         adapter.message.emit("error", "Open a project before separating a mix into it.")
@@ -72,6 +74,10 @@ def separate_mix_dialog(panel: QWidget, mix_path: Path | None = None, **options:
             return None
         mix_path = Path(name)
     out_dir = adapter.session.project_dir / "separated" / mix_path.stem
+    if "model" not in options and "model_repo" not in options:
+        from gui.panels.preferences import separation_options
+
+        options.update(separation_options(adapter))
     worker = SeparateWorker(mix_path, out_dir, options)
 
     def done(paths: list) -> None:
