@@ -149,6 +149,17 @@ def test_silence_gives_an_empty_grid_not_an_error():
     assert track_beats({}, duration_seconds=5.0).beats_s.shape == (0,)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_white_noise_gets_no_tempo(seed):
+    """Noise has no beat: its random onsets must not be chained into a confident grid (it used to
+    read 112–192 BPM). A click track at the same level right after it still gets its tempo."""
+    noise = np.random.default_rng(seed).standard_normal(20 * SR).astype(np.float32) * 0.1
+    grid = track_beats({"hiss": compute_stem_features(noise, name="hiss", role="other")}, duration_seconds=20.0)
+    assert grid.beats_s.shape == (0,), f"noise got {grid.beats_s.shape[0]} beats at {grid.tempo_bpm:.1f} BPM"
+    stems, beats = click_stems(112.0, 20.0, 4)
+    assert abs(track_beats(stems, duration_seconds=20.0).tempo_bpm - 112.0) < 1.0
+
+
 @pytest.mark.parametrize("kwargs, word", [
     ({"duration_seconds": 0.0}, "duration_seconds"),
     ({"duration_seconds": 5.0, "tempo_hint_bpm": -3.0}, "tempo_hint_bpm"),
