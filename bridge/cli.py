@@ -59,7 +59,8 @@ def cmd_new(args: argparse.Namespace) -> int:
             fields["tempo"] = TempoSettings(source="constant", tempo_bpm=args.tempo,
                                             beats_per_bar=args.beats_per_bar)
         elif args.tempo_map:
-            fields["tempo"] = TempoSettings(source="midi_file", midi_file=str(Path(args.tempo_map).resolve()))
+            fields["tempo"] = TempoSettings(source="midi_file", midi_file=str(Path(args.tempo_map).resolve()),
+                                            midi_file_external=True)  # the user named it
         render = {k: v for k, v in (("width", args.width), ("height", args.height), ("fps", args.fps)) if v}
         if render:
             fields["render"] = RenderSettings(**render)

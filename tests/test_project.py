@@ -214,6 +214,28 @@ def test_stem_paths_that_leave_the_project_and_stems_folders_are_refused(tmp_pat
     assert resolve_stem_path(project.stems[0].path, project_dir) == secret.resolve()
 
 
+def test_a_tempo_map_path_that_leaves_the_project_is_refused(tmp_path):
+    """tempo.midi_file is read like a stem: a shared project must not point it at any file on the
+    machine. Refused with the path and the fix; the explicit flag lets a file the user chose load."""
+    secret = tmp_path / "home" / "private" / "session.mid"
+    secret.parent.mkdir(parents=True)
+    secret.write_bytes(b"MThd")
+    project_dir = tmp_path / "downloads" / "shared song"
+    tempo = {"source": "midi_file", "midi_file": "../../home/private/session.mid"}
+    _write_project(project_dir, [], tempo=tempo)
+    with pytest.raises(ProjectError) as err:
+        load_project(project_dir)
+    assert "tempo.midi_file" in str(err.value) and str(secret.resolve()) in str(err.value)
+    assert '"midi_file_external": true' in str(err.value)
+    _write_project(project_dir, [], tempo={**tempo, "midi_file_external": True})
+    project, _ = load_project(project_dir)
+    assert resolve_stem_path(project.tempo.midi_file, project_dir) == secret.resolve()
+    # inside the project folder: no flag needed
+    (project_dir / "daw_tempo.mid").write_bytes(b"MThd")
+    _write_project(project_dir, [], tempo={"source": "midi_file", "midi_file": "daw_tempo.mid"})
+    assert load_project(project_dir)[0].tempo.midi_file == "daw_tempo.mid"
+
+
 def test_a_project_saved_before_stems_dir_keeps_its_stems_beside_it(tmp_path):
     """`new --stems ../exports` used to save "../exports/…" without stems_dir: those projects must
     still open after the update (nothing saved is lost) — but only the folder that holds the

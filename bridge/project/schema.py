@@ -315,6 +315,9 @@ class TempoSettings(_Model):
     beats_per_bar: int | None = Field(default=None, ge=1, le=16)
     first_downbeat_seconds: float = Field(default=0.0, ge=0)
     midi_file: str | None = None
+    midi_file_external: bool = Field(default=False, description=(
+        "true when the user chose a tempo-map MIDI file outside the project and stems folders; "
+        "such a path without it is refused on load, as for stems"))
 
     @model_validator(mode="after")
     def _complete(self) -> TempoSettings:

@@ -121,7 +121,8 @@ def stem_path_is_inside(audio_path: Path, project: Project, project_dir: Path) -
 def _check_stem_paths(project: Project, project_dir: Path, *, source: Path) -> None:
     """A shared project file could name any file on this machine ("../../.ssh/id_rsa", an unreleased
     track in ~/Music) and have it decoded and muxed into a video. Stems must resolve inside the
-    project or stems folder unless the stem says the user chose it (``external``)."""
+    project or stems folder unless the stem says the user chose it (``external``); the same for the
+    tempo map's MIDI file (``tempo.midi_file_external``)."""
     for i, s in enumerate(project.stems):
         if s.external:
             continue
@@ -133,6 +134,15 @@ def _check_stem_paths(project: Project, project_dir: Path, *, source: Path) -> N
                 f"{source}: stems[{i}] ({s.name!r}) points at {resolved}, outside {where}; stembridge only "
                 "reads files elsewhere that you chose. Move the file into the project folder, or, if you "
                 f'chose it, add "external": true to stems[{i}] (or re-add it with Add stem).'
+            )
+    tempo = project.tempo
+    if tempo.midi_file and not tempo.midi_file_external:
+        resolved = resolve_stem_path(tempo.midi_file, project_dir)
+        if not stem_path_is_inside(resolved, project, project_dir):
+            raise ProjectError(
+                f"{source}: tempo.midi_file points at {resolved}, outside the project folder "
+                f"{project_dir}; stembridge only reads files elsewhere that you chose. Move the .mid "
+                'into the project folder, or, if you chose it, add "midi_file_external": true to tempo.'
             )
 
 
@@ -216,6 +226,9 @@ def copy_project(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -
     copied = copied.model_copy(update={"stems": [
         s if s.external or stem_path_is_inside(resolve_stem_path(s.path, dest_dir), copied, dest_dir)
         else s.model_copy(update={"external": True}) for s in copied.stems]})
+    tempo = copied.tempo
+    if tempo.midi_file and not stem_path_is_inside(resolve_stem_path(tempo.midi_file, dest_dir), copied, dest_dir):
+        copied = copied.model_copy(update={"tempo": tempo.model_copy(update={"midi_file_external": True})})
     dest_dir.mkdir(parents=True, exist_ok=True)
     cache = src_dir / CACHE_DIRNAME
     if cache.is_dir():
