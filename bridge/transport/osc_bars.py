@@ -29,11 +29,20 @@ class _MeterFromBars:
         self.beats_per_bar: int | None = None
         self.beats_per_second: float | None = None
         self._off_line = 0  # consecutive fixes off the fitted line (see _check_tempo_change)
+        self._drop_first = False
+
+    @property
+    def run_length(self) -> int:
+        """Fixes in the window since it last restarted (a locate, a loop wrap, a tempo change)."""
+        return len(self._fixes)
 
     def reset_window(self) -> None:
         self._fixes.clear()
+        self._drop_first = False
 
-    def add(self, seconds: float, bar: int, beat: float) -> None:
+    def add(self, seconds: float, bar: int, beat: float, *, exact: bool = False) -> None:
+        """One (song seconds, bar, beat) fix; ``exact``: the seconds are the DAW's sample count of the
+        same update (not a rounded clock string), so one fix off the line is a tempo change."""
         if self._fixes:
             s0, b0, x0 = self._fixes[-1]
             ds = seconds - s0
@@ -48,15 +57,20 @@ class _MeterFromBars:
                     bpb = x0 + self.beats_per_second * ds - beat
                     if 0.5 < bpb < P.MAX_SIGNATURE_NUMERATOR + 0.5 and abs(bpb - round(bpb)) < 0.15:
                         self.beats_per_bar = int(round(bpb))
-                self._check_tempo_change(ds, bar - b0, beat - x0)
+                self._check_tempo_change(ds, bar - b0, beat - x0, needed=1 if exact else 2)
         self._fixes.append((seconds, bar, beat))
         while self._fixes and seconds - self._fixes[0][0] > self.window_s:
             self._fixes.popleft()
+        if self._drop_first and len(self._fixes) >= 3:
+            self._fixes.popleft()
+            self._drop_first = False
+            self.beats_per_second = None  # the line without it is taken as is
         self._update_rate()
 
-    def _check_tempo_change(self, ds: float, bars: int, dbeat: float) -> None:
-        """Two fixes in a row off the line by more than the DAW's rounding: the tempo changed
-        (Ardour sends none). Keep only the fixes since, and measure the rate from them at once
+    def _check_tempo_change(self, ds: float, bars: int, dbeat: float, *, needed: int = 2) -> None:
+        """``needed`` fixes in a row off the line by more than the DAW's rounding (two, unless the
+        seconds are exact: one could be a seconds value paired with the wrong update): the tempo
+        changed (Ardour sends none). Keep only the fixes since, and measure the rate from them at once
         instead of letting the window's old fixes drag it for ``window_s``."""
         rate = self.beats_per_second
         if rate is None or (bars and self.beats_per_bar is None):
@@ -66,11 +80,14 @@ class _MeterFromBars:
             self._off_line = 0
             return
         self._off_line += 1
-        if self._off_line >= 2:
+        if self._off_line >= needed:
             while len(self._fixes) > 1:
                 self._fixes.popleft()
             self.beats_per_second = None  # the next fit is taken as is
             self._off_line = 0
+            # the fix kept may predate the change: it gives a first rate with this one, and goes
+            # once two fixes after it give the new rate alone
+            self._drop_first = True
 
     def _segments(self) -> list[list[tuple[float, float]]]:
         """The window as runs of (seconds, continuous beat count); a bar change splits a run while
@@ -163,13 +180,18 @@ class _BarsAndSecondsDialect(OscDialect):
     """
 
     pair_window_s = 0.03
+    #: a seconds fix of this quality is exact (Ardour's /position/samples): see _seconds_fix
+    EXACT_QUALITY = 3
     seconds_may_precede_bars = True  # REAPER: order not documented; Ardour: bars always first
 
     def __init__(self) -> None:
         super().__init__()
         self._meter = _MeterFromBars()
+        # the bar/beat fixes come from the same audio blocks as the seconds, whose block grid does
+        # not hang on the derived tempo (Ardour: exact sample counts)
+        self._beats.grid_source = self._seconds
         self._last_seconds_fix: tuple[float, float, int] | None = None  # (arrival t, seconds, quality)
-        self._pending: list | None = None  # [t, bar, beat, seconds or None, quality] of this update
+        self._pending: list | None = None  # [t, bar, beat, seconds or None, quality, quarters] of this update
         self._offset_bounds: tuple[float, float, float] | None = None  # see _refine_quarters
         self._have_explicit_tempo = False
 
@@ -189,6 +211,11 @@ class _BarsAndSecondsDialect(OscDialect):
         p = self._pending
         if p is not None and abs(t - p[0]) <= self.pair_window_s and quality >= p[4]:
             p[3], p[4] = seconds, quality
+            if quality >= self.EXACT_QUALITY:
+                # Nothing better comes for this update (Ardour's sample count is its last word):
+                # use the pair now rather than at the next update, so a tempo change is taken one
+                # update (~100 ms) sooner.
+                self._flush_pair(t)
 
     def _refine_quarters(self, quarters: float, resolution_q: float, t: float) -> float:
         """A bar/beat fix truncated to ``resolution_q`` quarters (REAPER: 1/100 beat, ~5 ms),
@@ -215,9 +242,9 @@ class _BarsAndSecondsDialect(OscDialect):
         self._flush_pair(t)
         last = self._last_seconds_fix
         if self.seconds_may_precede_bars and last is not None and abs(t - last[0]) <= self.pair_window_s:
-            self._pending = [t, bar, beat, last[1], last[2]]
+            self._pending = [t, bar, beat, last[1], last[2], None]
         else:
-            self._pending = [t, bar, beat, None, 0]
+            self._pending = [t, bar, beat, None, 0, None]
         bpb = self._meter.beats_per_bar
         if bpb is not None and bpb != self.time_signature[0]:
             sig = _signature(bpb, self.time_signature[1])
@@ -226,6 +253,9 @@ class _BarsAndSecondsDialect(OscDialect):
         quarters = self._quarters(bar, beat)
         if resolution is not None and self.playing:
             quarters = self._refine_quarters(quarters, resolution * 4.0 / self.time_signature[1], t)
+        self._pending[5] = quarters
+        # a tempo derived from fewer than two fixes of this run (just after a jump) is a guess
+        self._beats.hold_checks = not self._have_explicit_tempo and self._meter.run_length < 2
         self._beats.measure(quarters, t)
 
     def _flush_pair(self, t: float) -> None:
@@ -235,12 +265,18 @@ class _BarsAndSecondsDialect(OscDialect):
         if not self.playing:
             self._meter.reset_window()
             return
-        self._meter.add(pending[3], pending[1], pending[2])
+        self._meter.add(pending[3], pending[1], pending[2], exact=pending[4] >= self.EXACT_QUALITY)
         rate = self._meter.beats_per_second
         if rate is not None and not self._have_explicit_tempo:
             tempo = rate * 60.0 * 4.0 / self.time_signature[1]
             if abs(tempo - self.tempo_bpm) > 0.005:
+                before = self.tempo_bpm
                 self._set_tempo(t, tempo)
+                if abs(tempo / before - 1.0) > 0.01 and pending[5] is not None:
+                    # a tempo change found from this update's own fix: place that fix again at the
+                    # new tempo now (the position loop relocks on it) instead of at the next one
+                    self._beats.forget(pending[0])
+                    self._beats.measure(pending[5], pending[0])
 
 
 class ReaperOscDialect(_BarsAndSecondsDialect):
