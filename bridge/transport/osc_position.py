@@ -84,6 +84,7 @@ class PositionLoop:
         self._block_s: float | None = None
         self._grid_t: float | None = None  # wall time of the latest fix's block start
         self._carry_t, self._carry_checks = -math.inf, 0  # the last carried jump (see _check_carry)
+        self._carry_lift = 0.0  # how far _check_carry levelled the carried fixes up so far
         self._grid_run = False  # the window's fixes are one run on the grid (≥ 8, or carried over)
         # a longer history of the same fixes (shifted and rotated with the window) for the clock ratio
         self._history: deque[tuple[float, float]] = deque(maxlen=self.HISTORY_FIXES)
@@ -234,7 +235,7 @@ class PositionLoop:
         if lateness is None:
             return False
         self._shift(value + self.slope_per_s * lateness - self._envelope(t))
-        self._carry_t, self._carry_checks = t, 4
+        self._carry_t, self._carry_checks, self._carry_lift = t, 4, 0.0
         return True
 
     def _shift(self, by: float, *, before: float = math.inf) -> None:
@@ -248,7 +249,9 @@ class PositionLoop:
         """The few fixes after a carried jump: the carrying fix may have arrived after the next block
         had begun (late by more than a block, or within the grid's margin of that), and then the
         carried fixes sit one block behind the new run's: the new run's envelope clearly above
-        theirs shows it. They move up one block. Rarely (the grid's phase off by more than its
+        theirs by at least half a block shows it (or the grid placing a new fix that far
+        above them), and they move up one block. Less than that is the carried window's own lag: they are levelled up to the new run (never past
+        it), and a block shown later counts what was levelled. Rarely (the grid's phase off by more than its
         margin, and the carrying fix early in its block) they sit one block ahead: every later fix
         then lies at least a block less one margin below them; they move down one block."""
         self._carry_checks -= 1
@@ -264,10 +267,18 @@ class PositionLoop:
         margin = self._grid_margin(block_wall) * slope
         gap = max(new) - max(old)
         block_pos = block * self.rate_per_s
-        if gap > margin:
-            self._shift(block_pos, before=cut)
+        # where the grid places the newest fix, against the carried window's top
+        lateness = self._grid_lateness(t)
+        on_grid = -math.inf if lateness is None else self._fixes[-1][1] + slope * lateness - max(old)
+        if max(gap, on_grid) + self._carry_lift >= 0.5 * block_pos:
+            self._shift(block_pos - self._carry_lift, before=cut)
             self._carry_checks = 0
-        elif len(later) >= 2 and max(later) - max(old) < margin - block_wall * slope:
+        elif gap > margin:
+            # less than half a block: the carried window's own lag, not a block; level it up to what
+            # the new run shows (never past it), remembering how far, should a block show later
+            self._shift(gap, before=cut)
+            self._carry_lift += gap
+        elif self._carry_lift == 0.0 and len(later) >= 2 and max(later) - max(old) < margin - block_wall * slope:
             self._shift(-block_pos, before=cut)
             self._carry_checks = 0
 
