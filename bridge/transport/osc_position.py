@@ -18,9 +18,10 @@ class PositionLoop:
 
     * the slope is the nominal rate (``rate_per_s``: tempo/60 beats per second, or the play rate
       in seconds per second) times ``clock_ratio``, the DAW's sample clock against ours (a DAW's
-      audio clock runs up to ~0.5 % off the system clock), estimated by a least-squares line
-      through the window and smoothed across windows (it survives jumps and tempo changes: it is a
-      property of the audio interface);
+      audio clock runs up to ~0.5 % off the system clock), a least-squares line through up to
+      ``HISTORY_S`` seconds of fixes (kept across carried jumps and tempo changes: it is a property
+      of the audio interface); the window reaches back as far as that ratio is known well enough
+      (:meth:`_reach_s`), from about a second at first to tens of seconds;
     * the offset is the largest of the fixes' positions carried to now along that slope (the fix
       that arrived least late), plus the expected gap between the sample maximum and the true
       envelope, ``span / (n + 1)`` for ``n`` fixes whose lateness spreads uniformly over ``span``
@@ -37,7 +38,9 @@ class PositionLoop:
     no grid shows (positions not block-quantised, too coarse, or too few fixes yet) the window
     restarts at the jump. The lateness is taken within the current block, never one block more,
     so a fix that arrived after the next block had begun gives a position one block behind until
-    the next fix corrects it forwards: an error behind, never an overshoot. A
+    the next fixes show it (:meth:`_check_carry`). Limit: a host whose blocks restart at a locate
+    breaks the grid; the carried window is then off by part of a block (at most half a block
+    ahead) until the new run has ``window`` fixes of its own. A
     small rate change (``set_rate``) keeps the window, each fix's lateness preserved. The reported
     position never steps back by more than ``max_step_back_s`` per fix (the rest is worked off over
     the next fixes) so the playhead does not visibly jump backwards; forward corrections are taken
