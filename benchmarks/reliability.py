@@ -11,6 +11,11 @@ Cases, each a row of one table (case, trials, crashes, lost projects, peak memor
 - **OSC flood**: ``stembridge listen --reaper-osc --json`` in its own process fed 10 k msg/s for 60 s
   by a simulated REAPER: RSS (bounded: the last 10 s versus the first), JSON lines per second
   (the 50 Hz position output keeps its rate), then SIGINT (exit 0, no traceback, within 5 s).
+  Twice in the same run: on the machine as it is, and with two CPU-bound processes running
+  beside it. Each reports the **printed-position lag**: for each line, the instant it was printed
+  (its ``t``: the same monotonic clock) less the song position it prints, against the
+  simulated REAPER's song time (sent as ``/time``) — the goal is p99 ≤ one 30 fps frame (33 ms)
+  under load, as idle.
 - **bad audio** through ``new`` / ``analyze`` / ``render`` (in this process, as ``main(argv)``):
   empty, 0 samples, truncated WAV and FLAC, text named .wav, NaN, inf, 9 channels → one error line
   naming the file and the fix; 8 channels, 8 kHz, 192 kHz, DC, mismatched lengths, a unicode name →
@@ -68,6 +73,7 @@ class Row:
     peak_memory_mb: float | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    lag_ms: dict | None = None  # OSC flood: printed-position lag (p50, p99, max)
 
 
 def _rss_mb(pid: int | str = "self") -> float:
@@ -141,12 +147,23 @@ def _wait_until_bound(port: int, proc: subprocess.Popen, timeout_s: float = 60.0
     raise RuntimeError(f"stembridge listen did not bind 127.0.0.1:{port}")
 
 
-def flood_row(seconds: float, rate_hz: float) -> Row:
+#: the printed position may lag the DAW by at most one video frame at 30 fps (issue 17)
+FLOOD_LAG_GOAL_MS = 1000.0 / 30.0
+
+
+def _busy_processes(n: int) -> list[subprocess.Popen]:
+    """``n`` CPU-bound processes (a busy machine: a render, a compile) until killed."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def flood_row(seconds: float, rate_hz: float, *, busy: int = 0) -> Row:
     """A simulated REAPER at 120 BPM sends /time, /beat/str, /tempo/raw and /play round-robin at
-    ``rate_hz`` messages per second to ``stembridge listen``."""
+    ``rate_hz`` messages per second to ``stembridge listen``; ``busy`` CPU-bound processes run
+    meanwhile."""
     from bridge.transport import osc_protocol as P
 
-    row = Row(f"OSC flood {rate_hz / 1000:.0f}k msg/s × {seconds:.0f} s", 1)
+    label = f"OSC flood {rate_hz / 1000:.0f}k msg/s × {seconds:.0f} s" + (f", {busy} busy processes" if busy else "")
+    row = Row(label, 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -169,6 +186,7 @@ def flood_row(seconds: float, rate_hz: float) -> Row:
     err_reader = threading.Thread(target=read_errors, daemon=True)
     err_reader.start()
     _wait_until_bound(port, proc)
+    hogs = _busy_processes(busy)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     cpu0 = _cpu_s(proc.pid)
     start = time.monotonic()
@@ -213,6 +231,9 @@ def flood_row(seconds: float, rate_hz: float) -> Row:
             row.crashes += 1
     finally:
         sock.close()
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         if proc.poll() is None:
             proc.kill()
     reader.join(timeout=2.0)
@@ -244,6 +265,28 @@ def flood_row(seconds: float, rate_hz: float) -> Row:
         row.crashes += 1
     if not grew < 20.0:
         row.notes.append("memory kept growing")
+        row.crashes += 1
+    # printed-position lag: the song time at the instant of printing is that instant − start (the
+    # sender's /time is its send instant − start); after the first second (the listener locks on)
+    lags = []
+    for _, line in lines:
+        try:
+            obj = json.loads(line)
+            at, pos = float(obj["t"]), float(obj["position_seconds"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if start + 1.0 <= at <= end and obj.get("playing"):
+            lags.append(((at - start) - pos) * 1000.0)
+    if lags:
+        lag = np.asarray(lags)
+        row.lag_ms = {"p50": round(float(np.median(lag)), 2), "p99": round(float(np.percentile(lag, 99)), 2),
+                      "max": round(float(lag.max()), 2), "lines": int(lag.size)}
+        row.notes.append(f"printed-position lag p50 {row.lag_ms['p50']:.1f} ms, p99 {row.lag_ms['p99']:.1f} ms, "
+                         f"max {row.lag_ms['max']:.1f} ms (goal p99 ≤ {FLOOD_LAG_GOAL_MS:.0f} ms)")
+        if row.lag_ms["p99"] > FLOOD_LAG_GOAL_MS:
+            row.notes.append("printed-position lag p99 over one frame")
+    else:
+        row.notes.append("no playing positions printed")
         row.crashes += 1
     try:
         positions = [json.loads(line) for _, line in lines[-50:]]
@@ -619,10 +662,11 @@ def main(argv: list[str] | None = None) -> int:
         if "fuzz" in parts:
             rows += fuzz_rows(n, args.seed)
         if "flood" in parts:
-            t0 = time.perf_counter()
-            row = flood_row(flood_s, 10_000.0)
-            row.seconds = time.perf_counter() - t0
-            rows.append(row)
+            for busy in (0, 2):  # the idle baseline and the loaded machine, in the same run
+                t0 = time.perf_counter()
+                row = flood_row(flood_s, 10_000.0, busy=busy)
+                row.seconds = time.perf_counter() - t0
+                rows.append(row)
         if "audio" in parts:
             rows += bad_audio_rows(work, silence_s)
         if "kill" in parts:

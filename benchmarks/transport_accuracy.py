@@ -27,7 +27,10 @@ tempo change, two loop wraps and a relocation while playing. The dialects' estim
 a naive listener (the last message's position, extrapolated at the tempo) on the same messages;
 errors exclude only the instants nobody can know (from a jump until the first fix after it) and are
 read through the song's tempo map (``with_map``) and without one (``no_map``). Goal: median ≤ 1.5 ms,
-p99 ≤ 6 ms.
+p99 ≤ 6 ms. ``p99_settled_ms`` beside it leaves out the first 2 s of play (the estimator learns the
+DAW's clock ratio and block grid) and, after each jump and the tempo change, the time until the
+second fix after it (the first can only be placed by its block, and is a block behind when it
+arrived after the next block began); the table lists it for any setting over the goal.
 
 Run: ``python benchmarks/transport_accuracy.py [--json] [--queries N] [--seed S] [--only osc|midi]``
 """
@@ -345,6 +348,7 @@ def osc_accuracy(name: str, sample_rate: int, block: int, drift: float, seed: in
     msgs = daw.messages(name, rng)
     q = np.sort(rng.uniform(daw.t_start + 0.3, daw.t_end, n_queries))
     seen = ~daw.blind(q)
+    settled = settled_mask(daw, q)
     truth = daw.truth_beats(q)
     ms_per_beat = 60000.0 / daw.tempo_at(q)
     out: dict = {}
@@ -360,10 +364,33 @@ def osc_accuracy(name: str, sample_rate: int, block: int, drift: float, seed: in
         a = np.abs(err[seen])
         out[label] = {"median_ms": round(float(np.median(a)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
                       "signed_median_ms": round(float(np.median(err[seen])), 3),
-                      "p99_all_ms": round(float(np.percentile(np.abs(err), 99)), 3)}
+                      "p99_all_ms": round(float(np.percentile(np.abs(err), 99)), 3),
+                      "p99_settled_ms": round(float(np.percentile(np.abs(err[settled]), 99)), 3)}
         if not naive and tmap is not None:
             out["clock_ratio_error_pct"] = round(100 * (getattr(dialect._beats, "clock_ratio", 1.0) / (1.0 + drift) - 1.0), 4)
     out["blind_fraction"] = round(float(1.0 - seen.mean()), 4)
+    return out
+
+
+#: the first seconds of play, while the estimator learns the DAW's clock ratio and block grid
+LOCK_IN_S = 2.0
+
+
+def settled_mask(daw: SimDaw, q: np.ndarray) -> np.ndarray:
+    """Instants after the lock-in (LOCK_IN_S after the transport starts) and outside each jump's
+    first fix period: from each discontinuity (loop wraps, the relocation, the tempo change) until
+    the *second* fix sent after it has arrived. The first fix after a jump can only place the new
+    position by the block it came from, and when it arrived after the next block had begun it is
+    a block behind until the next fix shows it."""
+    t_emit, arrive = daw._emitted
+    block_s = daw.block / daw.sample_rate / (1.0 + daw.drift)
+    grid = np.linspace(daw.t_start, daw.t_end, 200_001)
+    crossing = grid[np.argmax(daw.truth_beats(grid) >= 40.0)]  # the tempo change (beat 40)
+    out = q >= daw.t_start + LOCK_IN_S
+    for td in [*daw.discontinuities, float(crossing)]:
+        later = np.sort(arrive[t_emit >= td + block_s])
+        t1 = later[1] if later.size > 1 else np.inf
+        out &= ~((q >= td) & (q <= t1))
     return out
 
 
@@ -375,6 +402,13 @@ def osc_table(osc: dict) -> str:
             cells = [f"{r[k]['median_ms']:6.2f} / {r[k]['p99_ms']:6.2f}" for k in
                      ("estimator_with_map", "estimator_no_map", "naive_with_map", "naive_no_map")]
             lines.append(f"{name:11s} {key:>11s}  {cells[0]:>17s}  {cells[1]:>18s}  {cells[2]:>15s}  {cells[3]:>15s}")
+    misses = [f"{name} {key} {label}: p99 {r[label]['p99_ms']:.2f} ms, settled {r[label]['p99_settled_ms']:.2f} ms"
+              for name, runs in osc.items() for key, r in runs.items()
+              for label in ("estimator_with_map", "estimator_no_map") if r[label]["p99_ms"] > OSC_GOAL["p99_ms"]]
+    if misses:
+        lines.append(f"p99 over the goal; 'settled' leaves out the first {LOCK_IN_S:g} s of play and each jump's "
+                     "first fix period:")
+        lines += [f"  {m}" for m in misses]
     return "\n".join(lines)
 
 

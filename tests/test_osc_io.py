@@ -301,3 +301,34 @@ def test_a_non_loopback_bind_warns_and_loopback_does_not(caplog):
             pass
     warnings = [r.getMessage() for r in caplog.records if "no authentication" in r.getMessage()]
     assert len(warnings) == 1 and "0.0.0.0" in warnings[0]
+
+
+def test_superseded_datagrams_in_a_batch_are_not_parsed(monkeypatch):
+    """Under a flood on a busy machine parsing every datagram made the listener fall ~1 s behind
+    (issue 17): in a drained batch only the newest message per address is parsed and delivered;
+    the rest are counted, in arrival order of the newest ones."""
+    from bridge.transport import osc_io
+
+    parsed = []
+    real_packet = osc_io.osc_packet.OscPacket
+
+    def counting_packet(data):
+        parsed.append(data)
+        return real_packet(data)
+
+    monkeypatch.setattr(osc_io.osc_packet, "OscPacket", counting_packet)
+    states = []
+    listener = OscListener(make_dialect("reaper"), states.append, listen_port=0)
+
+    def message(address: bytes, tag: bytes, payload: bytes) -> bytes:
+        return osc_string(address) + osc_string(b"," + tag) + payload
+
+    batch = [(message(b"/play", b"f", struct.pack(">f", 1.0)), ("127.0.0.1", 5))]
+    for k in range(1000):
+        batch.append((message(b"/tempo/raw", b"f", struct.pack(">f", 100.0 + k * 0.01)), ("127.0.0.1", 5)))
+        batch.append((message(b"/time", b"f", struct.pack(">f", k * 0.01)), ("127.0.0.1", 5)))
+    listener._handle_batch(batch)
+    assert len(parsed) == 3  # /play, the newest /tempo/raw and the newest /time
+    assert listener.datagrams == 2001 and listener.coalesced == 2000
+    assert states[-1].tempo_bpm == pytest.approx(100.0 + 999 * 0.01, abs=1e-3)
+    assert states[-1].playing and states[-1].position_seconds == pytest.approx(9.99, abs=1e-3)

@@ -47,6 +47,20 @@ def test_block_quantised_positions_meet_the_goal(name, sample_rate, block, drift
         f"median {np.median(a):.2f} ms, p99 {np.percentile(a, 99):.2f} ms, signed median {np.median(err):+.2f} ms")
 
 
+@pytest.mark.parametrize("name", ["ableton", "stembridge", "reaper", "ardour"])
+@pytest.mark.parametrize(("sample_rate", "drift"), [(44100, 0.005), (48000, -0.005)])
+def test_big_blocks_meet_the_goal_through_jumps_and_the_tempo_change(name, sample_rate, drift):
+    """1024-sample blocks (21-23 ms): the first fix after a loop wrap, the relocation or the tempo
+    change is placed by its lateness on the DAW's block grid, so p99 holds there too (it was
+    7-12 ms when each jump restarted the envelope from one fix)."""
+    err, daw, dialect = _errors_ms(name, sample_rate=sample_rate, block=1024, drift=drift)
+    a = np.abs(err)
+    assert np.median(a) <= MEDIAN_GOAL_MS and np.percentile(a, 99) <= P99_GOAL_MS, (
+        f"median {np.median(a):.2f} ms, p99 {np.percentile(a, 99):.2f} ms, signed median {np.median(err):+.2f} ms")
+    # the grid it used is the DAW's own block (independent truth: the simulated DAW's block length)
+    assert dialect._beats.block_s == pytest.approx(1024 / sample_rate, rel=1e-3)
+
+
 @pytest.mark.parametrize("name", ["ableton", "reaper"])
 def test_big_blocks_are_unbiased(name):
     """1024-sample blocks (21-23 ms): a mean would lag ~11 ms; the envelope stays within 1.5 ms."""
@@ -68,26 +82,48 @@ def test_without_a_tempo_map_only_the_tempo_change_costs():
     assert np.median(a) <= MEDIAN_GOAL_MS and np.percentile(a, 98) <= P99_GOAL_MS
 
 
-def test_jump_is_reanchored_at_the_first_fix_without_overshoot():
+def _jump_errors_ms(*, blocks_restart: bool, fixes_after: int) -> tuple[list[float], float]:
+    """Errors (ms) of the fixes after a loop wrap to beat 4, 20 ms after 3 s of play at 120 BPM
+    (truth = 2 beats/s · t, reported at block starts of 512 samples at 48 kHz). ``blocks_restart``:
+    the DAW starts a fresh block at the locate instead of its audio clock running on."""
     d = AbletonOscDialect()
     d.handle(P.ABLETON_TEMPO, (120.0,), 0.0)
     d.handle(P.ABLETON_IS_PLAYING, (1,), 0.0)
     block_s = 512 / 48000
     rng = np.random.default_rng(3)
     t = 0.0
-    for _ in range(60):  # 3 s at 50 ms; truth = 2 beats/s · t, reported at block starts
+    for _ in range(60):  # 3 s at 50 ms
         t += 0.05 + rng.uniform(0, 0.01)
         d.handle(P.ABLETON_SONG_TIME, (2.0 * np.floor(t / block_s) * block_s,), t)
-    t_jump = t + 0.02  # loop wrap back to beat 4 at t_jump
+    t_jump = t + 0.02
     errs = []
-    for _ in range(30):
+    for _ in range(fixes_after):
         t += 0.05 + rng.uniform(0, 0.01)
-        reported = 4.0 + 2.0 * np.floor((t - t_jump) / block_s) * block_s
-        s = d.handle(P.ABLETON_SONG_TIME, (reported,), t)
+        if blocks_restart:
+            block_start = t_jump + np.floor((t - t_jump) / block_s) * block_s
+        else:
+            block_start = np.floor(t / block_s) * block_s
+        s = d.handle(P.ABLETON_SONG_TIME, (4.0 + 2.0 * (block_start - t_jump),), t)
         errs.append((s.position_beats - (4.0 + 2.0 * (t - t_jump))) * 500.0)
-    assert max(abs(e) for e in errs) <= block_s * 1000.0  # within one block at once
-    assert max(errs) <= 0.6 * block_s * 1000.0  # never runs ahead by more than the expected half block
-    assert np.median(np.abs(errs[10:])) <= MEDIAN_GOAL_MS  # and the envelope re-forms after it
+    return errs, block_s * 1000.0
+
+
+def test_jump_is_placed_on_the_block_grid_at_the_first_fix():
+    """The DAW's audio clock runs on through a locate: the first fix after it is placed by its
+    lateness on the block grid learned before, to within a millisecond (restarting the envelope
+    from that one fix left it anywhere within half a block: 1.7 ms here, up to 11 ms at 1024)."""
+    errs, _ = _jump_errors_ms(blocks_restart=False, fixes_after=30)
+    assert max(abs(e) for e in errs) <= 1.0, [round(e, 2) for e in errs[:5]]
+
+
+def test_jump_where_the_blocks_restart_stays_bounded_and_settles():
+    """A host that starts a fresh block at the locate breaks the grid: the carried window is off
+    by a fraction of a block. It stays within one block, never more than half a block ahead, and
+    once the new run has its own window the carried fixes give way."""
+    errs, block_ms = _jump_errors_ms(blocks_restart=True, fixes_after=90)
+    assert max(abs(e) for e in errs) <= block_ms
+    assert max(errs) <= 0.6 * block_ms
+    assert np.median(np.abs(errs[40:])) <= MEDIAN_GOAL_MS
 
 
 class _Recording(AbletonOscDialect):

@@ -186,6 +186,7 @@ def is_well_formed_osc(data: bytes, *, _depth: int = 0) -> bool:
 
 #: At most this many queued datagrams are drained into one batch (bounds one pass of the loop).
 MAX_BATCH_DATAGRAMS = 4096
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 class _Server(BlockingOSCUDPServer):
     """python-osc's blocking UDP server with our bind options and our own datagram handling."""
@@ -219,14 +220,16 @@ class _Server(BlockingOSCUDPServer):
         # newer one has replaced is worthless, and serving the queue strictly first-in first-out fell
         # a second behind the DAW on a busy machine (issue 17).
         batch = [(request[0], client_address)]
-        while len(batch) < MAX_BATCH_DATAGRAMS:
-            try:
-                ready, _, _ = select.select([self.socket], [], [], 0.0)
-                if not ready:
-                    break
-                batch.append(self.socket.recvfrom(self.max_packet_size))
-            except (OSError, ValueError):
-                break
+        sock, size = self.socket, self.max_packet_size
+        try:
+            if _DONTWAIT:  # one non-blocking read per datagram, no select() call before each
+                while len(batch) < MAX_BATCH_DATAGRAMS:
+                    batch.append(sock.recvfrom(size, _DONTWAIT))
+            else:  # Windows has no MSG_DONTWAIT
+                while len(batch) < MAX_BATCH_DATAGRAMS and select.select([sock], [], [], 0.0)[0]:
+                    batch.append(sock.recvfrom(size))
+        except (OSError, ValueError):  # BlockingIOError: drained
+            pass
         self.listener._handle_batch(batch)
 
     def service_actions(self) -> None:
@@ -396,14 +399,31 @@ class OscListener:
         self._handle_batch([(data, client_address)])
 
     def _handle_batch(self, batch: Sequence[tuple[bytes, object]]) -> None:
-        """Datagrams that arrived together (drained from the socket at once): every message is
-        parsed, and per OSC address only the newest is handed to the dialect, in the order of those
-        newest ones (a DAW's feedback addresses each carry a whole value: tempo, beat, playing)."""
+        """Datagrams that arrived together (drained from the socket at once): per OSC address only
+        the newest message is handed to the dialect, in the order of those newest ones (a DAW's
+        feedback addresses each carry a whole value: tempo, beat, playing).
+
+        Under a flood this is most of the listener's work, and on a busy machine it gets only a
+        slice of a core: so a plain message that a newer one to the same address supersedes is
+        not even parsed (its address is the bytes before its first NUL; looking newest-first, it
+        is skipped once that address was seen) — nor checked, so a malformed one of those is not
+        counted. Bundles are always parsed (their addresses are inside).
+        """
         t = self.time_fn()
+        self.datagrams += len(batch)
+        self.last_heard_at = t
+        seen: set[bytes] = set()
+        keep: list[tuple[bytes, object]] = []
+        for data, client_address in reversed(batch):
+            if data[:1] == b"/":
+                end = data.find(b"\0")
+                key = data if end < 0 else data[:end]
+                if key in seen:
+                    continue
+                seen.add(key)
+            keep.append((data, client_address))
         newest: dict[str, tuple[object, ...]] = {}
-        for data, client_address in batch:
-            self.datagrams += 1
-            self.last_heard_at = t
+        for data, client_address in reversed(keep):
             if not is_well_formed_osc(data):
                 self._note_malformed(client_address, f"not a well-formed OSC packet ({len(data)} bytes)")
                 continue
