@@ -90,12 +90,13 @@ def read_framebuffer(fbo, width: int, height: int, components: int, *, gil_free:
 #: (the Y plane top row first, then U, then V, each chroma value the mean of a 2×2 block, BT.709
 #: limited range), four bytes per RGBA8 texel of a (width / 4) × (height × 3 / 2) target, so the
 #: read-back *is* the frame ``av.VideoFrame.from_ndarray(format="yuv420p")`` takes (no flip, no
-#: swscale). Row r of the target: Y row r (r < height); after that each row holds two chroma rows
-#: (U rows first, height / 4 target rows of them, then V). No integer division: llvmpipe runs it
-#: one lane at a time (a version that divided per byte cost 26 ms a 720p frame; this one ~2 ms).
-#: Each byte is rounded, then written as (v + 0.25) / 255, so a driver that truncates instead of
-#: rounding when it stores unorm8 still stores v.
-YUV420_SHADER = f"""#version 330
+#: swscale). Rows [0, height) of the target: the Y plane (drawn with PLANE 0); after that each row
+#: holds two chroma rows, U (height / 4 target rows) then V (PLANE 1). Two draws of two programs
+#: and no integer division, because llvmpipe runs every branch of a shader and divides one lane at
+#: a time (a single program that divided per byte cost 26 ms a 720p frame). Each byte is rounded,
+#: then written as (v + 0.25) / 255, so a driver that truncates instead of rounding when it stores
+#: unorm8 still stores v.
+YUV420_SHADER = f"""
 uniform sampler2D src;
 uniform int width;
 uniform int height;
@@ -117,26 +118,49 @@ vec3 block(int cx, int cy) {{  // the mean of the 2x2 pixels under chroma sample
 void main() {{
     ivec2 p = ivec2(gl_FragCoord.xy);
     int x = 4 * p.x;
-    vec4 bytes;
-    if (p.y < height) {{
-        bytes = 16.0 + 255.0 * vec4(dot(rgb(x, p.y), KY), dot(rgb(x + 1, p.y), KY),
-                                    dot(rgb(x + 2, p.y), KY), dot(rgb(x + 3, p.y), KY));
-    }} else {{
-        int row = p.y - height;
-        int quarter = height / 4;
-        bool v = row >= quarter;
-        row -= v ? quarter : 0;
-        int cw = width / 2;
-        int second = x >= cw ? 1 : 0;  // the second chroma row in this target row
-        int cx = x - second * cw;
-        int cy = 2 * row + second;
-        vec3 k = v ? KV : KU;
-        bytes = 128.0 + 255.0 * vec4(dot(block(cx, cy), k), dot(block(cx + 1, cy), k),
-                                     dot(block(cx + 2, cy), k), dot(block(cx + 3, cy), k));
-    }}
+#if PLANE == 0
+    vec4 bytes = 16.0 + 255.0 * vec4(dot(rgb(x, p.y), KY), dot(rgb(x + 1, p.y), KY),
+                                     dot(rgb(x + 2, p.y), KY), dot(rgb(x + 3, p.y), KY));
+#else
+    int row = p.y - height;
+    int quarter = height / 4;
+    bool v = row >= quarter;
+    row -= v ? quarter : 0;
+    int cw = width / 2;
+    int second = x >= cw ? 1 : 0;  // the second chroma row in this target row
+    int cx = x - second * cw;
+    int cy = 2 * row + second;
+    vec3 k = v ? KV : KU;
+    vec4 bytes = 128.0 + 255.0 * vec4(dot(block(cx, cy), k), dot(block(cx + 1, cy), k),
+                                      dot(block(cx + 2, cy), k), dot(block(cx + 3, cy), k));
+#endif
     fragColor = (floor(clamp(bytes, 0.0, 255.0) + 0.5) + 0.25) / 255.0;
 }}
 """
+
+
+def yuv420_programs(gl, vbo, vertex_shader: str, width: int, height: int) -> list:
+    """[(program, vertex array)] for the Y plane and the chroma planes of a width × height picture."""
+    out = []
+    for plane in (0, 1):
+        program = gl.program(vertex_shader=vertex_shader,
+                             fragment_shader=f"#version 330\n#define PLANE {plane}\n{YUV420_SHADER}")
+        for name, value in (("width", width), ("height", height), ("src", 0)):
+            if name in program:  # a plane's program may not use every uniform
+                program[name].value = value
+        out.append((program, gl.vertex_array(program, [(vbo, "2f", "in_position")])))
+    return out
+
+
+def draw_yuv420(gl, programs: list, target_fbo, src_texture, width: int, height: int) -> None:
+    """Convert ``src_texture`` into ``target_fbo`` ((width / 4) × (height × 3 / 2), RGBA8)."""
+    src_texture.use(location=0)
+    target_fbo.use()
+    gl.viewport = (0, 0, width // 4, height * 3 // 2)
+    for (_program, vao), rows in zip(programs, ((0, height), (height, height // 2)), strict=True):
+        gl.scissor = (0, rows[0], width // 4, rows[1])
+        vao.render(5)
+    gl.scissor = None
 
 
 def yuv420_supported(width: int, height: int) -> bool:

@@ -42,9 +42,10 @@ from bridge.visuals.isf import (
     pass_size,
 )
 from bridge.visuals.readback import (
-    YUV420_SHADER,
+    draw_yuv420,
     gil_free_readback,
     read_framebuffer,
+    yuv420_programs,
     yuv420_supported,
 )
 
@@ -201,14 +202,17 @@ HIT_TRAVEL_STEP = 0.12
 #: Parameters a section's hit response scales (levels whose neutral value is 0).
 HIT_PARAMETERS = ("flash", "pulse")
 
-#: The section transitions and the hit punch, drawn from the looks' own output textures.
-_COMPOSITE_SHADER = """#version 330
+#: The section transitions and the hit punch, drawn from the looks' own output textures. One program
+#: per MODE (and with or without the punch), each holding only its own code: llvmpipe runs every
+#: branch of a shader, uniform or not, so the one shader with all the modes cost ~7 CPU-ms a pass
+#: at 640×360 where a copy alone costs ~1.3 (benchmarks/section_transitions.py).
+#: MODE 0: b with the punch; 1: crossfade a -> b; 2: melt step; 3: melt shown over b;
+#: 4: b copied as it is, fully covering (the melt's first picture).
+_COMPOSITE_SHADER = """
 uniform sampler2D tex_a;      // the old look (crossfade) / the melt buffer (melt)
 uniform sampler2D tex_b;      // the new look
-uniform int mode;             // 0: b (with the punch), 1: crossfade a -> b, 2: melt step, 3: melt shown over b,
-                              // 4: b copied as it is, fully covering (the melt's first picture)
 uniform float progress;       // the transition's progress 0 -> 1
-uniform float punch;          // zoom punch (0: none)
+uniform float punch;          // zoom punch (PUNCH 1: above 0)
 uniform float dt;             // seconds per frame
 in vec2 isf_FragNormCoord;
 out vec4 fragColor;
@@ -217,30 +221,33 @@ float hash(float x) { return fract(sin(x * 127.1) * 43758.5453); }
 float noise(float x) { float i = floor(x); float f = fract(x); return mix(hash(i), hash(i + 1.0), f * f * (3.0 - 2.0 * f)); }
 
 vec4 look(sampler2D tex) {
-    if (punch <= 0.0) return texelFetch(tex, ivec2(gl_FragCoord.xy), 0);  // exactly the look's pixels
+#if PUNCH
     return texture(tex, 0.5 + (isf_FragNormCoord - 0.5) / (1.0 + punch));
+#else
+    return texelFetch(tex, ivec2(gl_FragCoord.xy), 0);  // exactly the look's pixels
+#endif
 }
 
 void main() {
     vec2 uv = isf_FragNormCoord;
-    if (mode == 1) {
-        fragColor = vec4(mix(look(tex_a).rgb, look(tex_b).rgb, progress), 1.0);
-    } else if (mode == 2) {
-        // the old picture drips down in columns of varying speed (faster as the melt goes on),
-        // wobbling sideways; what runs off the top is gone (alpha: how much old picture is left)
-        float speed = (0.15 + 0.85 * noise(uv.x * 23.0)) * (0.25 + 1.75 * progress);
-        vec2 src = uv + vec2(0.004 * progress * sin(uv.y * 31.0 + 9.0 * progress), speed * dt);
-        vec4 m = src.y > 1.0 ? vec4(0.0) : texture(tex_a, src);
-        fragColor = vec4(m.rgb, m.a * (1.0 - 0.6 * dt * progress));
-    } else if (mode == 4) {
-        fragColor = vec4(texelFetch(tex_b, ivec2(gl_FragCoord.xy), 0).rgb, 1.0);
-    } else if (mode == 3) {
-        vec4 m = texture(tex_a, uv);
-        float cover = m.a * (1.0 - smoothstep(0.5, 1.0, progress));
-        fragColor = vec4(mix(look(tex_b).rgb, m.rgb, cover), 1.0);
-    } else {
-        fragColor = vec4(look(tex_b).rgb, 1.0);
-    }
+#if MODE == 1
+    fragColor = vec4(mix(look(tex_a).rgb, look(tex_b).rgb, progress), 1.0);
+#elif MODE == 2
+    // the old picture drips down in columns of varying speed (faster as the melt goes on),
+    // wobbling sideways; what runs off the top is gone (alpha: how much old picture is left)
+    float speed = (0.15 + 0.85 * noise(uv.x * 23.0)) * (0.25 + 1.75 * progress);
+    vec2 src = uv + vec2(0.004 * progress * sin(uv.y * 31.0 + 9.0 * progress), speed * dt);
+    vec4 m = src.y > 1.0 ? vec4(0.0) : texture(tex_a, src);
+    fragColor = vec4(m.rgb, m.a * (1.0 - 0.6 * dt * progress));
+#elif MODE == 4
+    fragColor = vec4(texelFetch(tex_b, ivec2(gl_FragCoord.xy), 0).rgb, 1.0);
+#elif MODE == 3
+    vec4 m = texture(tex_a, uv);
+    float cover = m.a * (1.0 - smoothstep(0.5, 1.0, progress));
+    fragColor = vec4(mix(look(tex_b).rgb, m.rgb, cover), 1.0);
+#else
+    fragColor = vec4(look(tex_b).rgb, 1.0);
+#endif
 }
 """
 
@@ -475,7 +482,7 @@ class ShaderEngine:
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4")
         self._vbo = gl.buffer(quad.tobytes())
         self._runs: dict[Path, _LookRun] = {}
-        self._composite = None  # compiled on the first transition or punch
+        self._composite: dict = {}  # (mode, punch) -> program: compiled on the first use
         self._out_tex = gl.texture((ctx.width, ctx.height), 4)
         self._out = gl.framebuffer(color_attachments=[self._out_tex])
         self._melt = None  # [front tex, back tex, front fbo, back fbo], made on the first melt
@@ -576,15 +583,17 @@ class ShaderEngine:
                         fbo=None) -> None:
         gl = self._gl
         ctx = self._ctx
-        if self._composite is None:
-            program = gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=_COMPOSITE_SHADER)
-            self._composite = (program, gl.vertex_array(program, [(self._vbo, "2f", "in_position")]))
-        program, vao = self._composite
+        key = (mode, punch > 0.0)
+        if key not in self._composite:
+            source = f"#version 330\n#define MODE {mode}\n#define PUNCH {int(punch > 0.0)}\n{_COMPOSITE_SHADER}"
+            program = gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=source)
+            self._composite[key] = (program, gl.vertex_array(program, [(self._vbo, "2f", "in_position")]))
+        program, vao = self._composite[key]
         if a is not None:
             a.use(location=0)
         if b is not None:
             b.use(location=1)
-        for name, value in (("tex_a", 0), ("tex_b", 1), ("mode", mode), ("progress", float(progress)),
+        for name, value in (("tex_a", 0), ("tex_b", 1), ("progress", float(progress)),
                             ("punch", float(punch)), ("dt", 1.0 / float(ctx.fps))):
             if name in program:
                 program[name].value = value
@@ -635,17 +644,11 @@ class ShaderEngine:
         _out, tex = self._draw_frame(frame_index, params, section_index, section_mix)
         gl = self._gl
         if self._yuv is None:
-            program = gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=YUV420_SHADER)
             target = gl.texture((ctx.width // 4, ctx.height * 3 // 2), 4)
-            self._yuv = (program, gl.vertex_array(program, [(self._vbo, "2f", "in_position")]),
+            self._yuv = (yuv420_programs(gl, self._vbo, VERTEX_SHADER, ctx.width, ctx.height),
                          gl.framebuffer(color_attachments=[target]))
-            program["width"].value, program["height"].value = ctx.width, ctx.height
-        program, vao, fbo = self._yuv
-        tex.use(location=0)
-        program["src"].value = 0
-        fbo.use()
-        gl.viewport = (0, 0, ctx.width // 4, ctx.height * 3 // 2)
-        vao.render(5)
+        programs, fbo = self._yuv
+        draw_yuv420(gl, programs, fbo, tex, ctx.width, ctx.height)
         planes = read_framebuffer(fbo, ctx.width // 4, ctx.height * 3 // 2, 4, gil_free=self._gil_free)
         return planes.reshape(ctx.height * 3 // 2, ctx.width)
 
