@@ -660,6 +660,11 @@ class ShaderEngine:
             # buffers) belong to the thread that renders.
             self.close()
             self._setup_gl()
+        # Current in this thread for this frame: a thread holds one current context, and another
+        # engine drawing in the same thread (a look browser, a test) makes its own current; then
+        # this engine's GL names would land in that one's context (seen: a crossfade's old look
+        # drawn with the other engine's objects). Not undone after the frame (cheap to repeat).
+        self._gl.__enter__()
 
     def _draw_frame(self, frame_index: int, params: Mapping[str, float], section_index: int,
                     section_mix: float):
