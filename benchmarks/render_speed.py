@@ -16,9 +16,11 @@ reports, in one run:
     the GIL held, against the engine's RGBA read without it), RGB flip, CPU RGB→yuv420p, the GPU
     yuv420p pass, x264 encode.
 
-``--against REF``: the same benchmark on git revision REF (checked out in a temporary worktree) and
-on this tree, in child processes taking turns (so both see the same machine load), with the ratio
-this/REF of each figure: the before/after of a change, from one run.
+``--against REF``: this script measuring git revision REF's code (checked out in a temporary
+worktree) and this tree's, in child processes taking turns ``--repeat`` times on one demo project
+(so both see the same machine load; the best turn of each counts), with the ratio this/REF of each
+figure: the before/after of a change, from one run. CPU figures (all threads of the process) are
+given beside wall-clock ones: on a machine shared with other work they move less.
 
 Usage: python benchmarks/render_speed.py [--seconds 10] [--sizes 1280x720 1920x1080]
        [--engines procedural shader] [--stages] [--against main] [--json]
@@ -37,7 +39,8 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+#: the code measured: this tree, or (a --against child) the revision's worktree
+sys.path.insert(0, os.environ.get("RENDER_SPEED_CODE", str(ROOT)))
 
 from bridge.analysis.project import analyze_project  # noqa: E402
 from bridge.demo.song import generate_demo_song, write_demo_stems  # noqa: E402
@@ -57,11 +60,11 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
     prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps, start_s=start,
                    end_s=start + seconds, engine_name=engine_name, look=look)
     prepare_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     render_project(project, project_dir, root / f"out-{engine_name}.mp4", analysis=analysis, width=width,
                    height=height, fps=fps, start_s=start, end_s=start + seconds, engine_name=engine_name,
                    look=look)
-    render_s = time.perf_counter() - t0
+    render_s, render_cpu_s = time.perf_counter() - t0, time.process_time() - c0
 
     n = int(round(seconds * fps))
     start_frame = int(round(start * fps))
@@ -72,16 +75,16 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
     engine.start(RenderContext(width=width, height=height, fps=fps, sections=looks))
     frames = []
     engine.render(start_frame, params.row(0), int(params.section_index[0]), float(params.section_mix[0]))  # warm
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         frames.append(engine.render(start_frame + i, params.row(i), int(params.section_index[i]),
                                     float(params.section_mix[i])))
-    engine_s = time.perf_counter() - t0
+    engine_s, engine_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     engine.close()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     write_video(root / "enc.mp4", iter(frames), n_frames=n, width=width, height=height, fps=fps)
-    encode_s = time.perf_counter() - t0
+    encode_s, encode_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     loop_s = max(1e-9, render_s - prepare_s)
     return {
         "engine": engine_name, "look": look, "width": width, "height": height, "fps": str(fps), "seconds": seconds,
@@ -92,6 +95,10 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
         "engine_fps": round(n / engine_s, 1),
         "encode_fps": round(n / encode_s, 2),
         "render_vs_encode_only": round(render_s / encode_s, 3),
+        "render_cpu_ms_per_frame": round(1000 * render_cpu_s / n, 1),
+        "export_loop_fps": round(n / loop_s, 2),
+        "engine_cpu_ms_per_frame": round(1000 * engine_cpu_s / n, 2),
+        "encode_cpu_ms_per_frame": round(1000 * encode_cpu_s / n, 2),
         # the export's frame loop renders its pre-roll too (up to 2 s), counted as frames here
         "overlap": round((engine_s + encode_s) / n * (n + min(start_frame, int(2 * fps))) / loop_s, 2),
     }
@@ -168,9 +175,10 @@ def run_here(args) -> list[dict]:
     fps = Fraction(args.fps)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_demo_stems(generate_demo_song(), root / "stems")
-        new_project(root / "p", root / "stems")
+        root = Path(args.workdir or tmp)
+        if not (root / "p").is_dir():  # a --workdir keeps the demo project (and its analysis cache)
+            write_demo_stems(generate_demo_song(), root / "stems")
+            new_project(root / "p", root / "stems")
         project, project_dir = load_project(root / "p")
         analysis = analyze_project(project, project_dir)
         for size in args.sizes:
@@ -196,41 +204,56 @@ def run_here(args) -> list[dict]:
     return rows
 
 
-def child(tree: Path, args, sizes: list[str]) -> list[dict]:
-    cmd = [sys.executable, str(tree / "benchmarks" / "render_speed.py"), "--json", "--seconds", str(args.seconds),
-           "--start", str(args.start), "--fps", args.fps, "--sizes", *sizes, "--engines", *args.engines]
+def child(code: Path, args, sizes: list[str], workdir: Path) -> list[dict]:
+    """This script, measuring the code in ``code``, in a child process."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--json", "--seconds", str(args.seconds),
+           "--start", str(args.start), "--fps", args.fps, "--sizes", *sizes, "--engines", *args.engines,
+           "--workdir", str(workdir)]
     if args.look:
         cmd += ["--look", args.look]
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "RENDER_SPEED_CODE": str(code), "PYTHONPATH": str(code)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"{tree}: {' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{code}: {' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_against(args) -> list[dict]:
-    """This tree and ``args.against`` in child processes, taking turns per size; ratios this/REF."""
-    keys = ("render_x_realtime", "engine_fps", "encode_fps", "prepare_s")
+    """REF's code and this tree's in child processes, taking turns per size; ratios this/REF."""
+    higher = ("render_x_realtime", "export_loop_fps", "engine_fps", "encode_fps")
+    lower = ("render_cpu_ms_per_frame", "engine_cpu_ms_per_frame", "encode_cpu_ms_per_frame", "prepare_s")
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
+        workdir = Path(tmp) / "work"
+        workdir.mkdir()
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.against],
                        check=True, capture_output=True)
         try:
+            child(ROOT, args, [args.sizes[0]], workdir)  # the demo project and its analysis, once
             for size in args.sizes:
-                before = child(base, args, [size])
-                after = child(ROOT, args, [size])
-                for b, a in zip(before, after, strict=True):
-                    row = {"engine": a["engine"], "size": size, "against": args.against,
-                           **{f"{k}_before": b.get(k) for k in keys}, **{f"{k}_after": a.get(k) for k in keys},
-                           **{f"{k}_ratio": round(a[k] / b[k], 2) for k in keys if b.get(k) and a.get(k)}}
+                turns: dict[str, list[list[dict]]] = {"before": [], "after": []}
+                for _ in range(args.repeat):
+                    turns["before"].append(child(base, args, [size], workdir))
+                    turns["after"].append(child(ROOT, args, [size], workdir))
+                for i, engine_name in enumerate(args.engines):
+                    best = {}
+                    for when, runs in turns.items():
+                        rows = [r[i] for r in runs]
+                        best[when] = {**{k: max(r[k] for r in rows) for k in higher},
+                                      **{k: min(r[k] for r in rows) for k in lower}}
+                    b, a = best["before"], best["after"]
+                    row = {"engine": engine_name, "size": size, "against": args.against, "turns": args.repeat,
+                           "before": b, "after": a, "ratio": {k: round(a[k] / b[k], 2) for k in b if b[k]}}
                     out.append(row)
                     if not args.json:
-                        print(f"{size} {row['engine']:10s} × real time {b['render_x_realtime']:.2f} → "
-                              f"{a['render_x_realtime']:.2f} (×{row.get('render_x_realtime_ratio', 0):.2f}); engine "
-                              f"{b['engine_fps']:.0f} → {a['engine_fps']:.0f} fps; encode {b['encode_fps']:.0f} → "
-                              f"{a['encode_fps']:.0f} fps; prepare {b.get('prepare_s', '?')} → {a['prepare_s']} s",
-                              flush=True)
+                        print(f"{size} {engine_name:10s} export × real time {b['render_x_realtime']:.2f} → "
+                              f"{a['render_x_realtime']:.2f} (×{row['ratio']['render_x_realtime']:.2f}); frame loop "
+                              f"{b['export_loop_fps']:.0f} → {a['export_loop_fps']:.0f} fps; CPU "
+                              f"{b['render_cpu_ms_per_frame']:.0f} → {a['render_cpu_ms_per_frame']:.0f} ms/frame; "
+                              f"engine {b['engine_fps']:.0f} → {a['engine_fps']:.0f} fps; encode "
+                              f"{b['encode_fps']:.0f} → {a['encode_fps']:.0f} fps; prepare {b['prepare_s']} → "
+                              f"{a['prepare_s']} s", flush=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False,
                            capture_output=True)
@@ -247,6 +270,8 @@ def main() -> int:
     ap.add_argument("--fps", default="30")
     ap.add_argument("--stages", action="store_true", help="also time each stage of a shader frame")
     ap.add_argument("--against", metavar="REF", help="also run git revision REF, taking turns; print ratios")
+    ap.add_argument("--repeat", type=int, default=2, help="turns each of REF and this tree take (--against)")
+    ap.add_argument("--workdir", help="folder for the demo project, kept between runs (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = run_against(args) if args.against else run_here(args)
