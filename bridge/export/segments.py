@@ -18,7 +18,8 @@ throws them away, so feedback trails are rebuilt. For the procedural engine the 
 exact black within that time (persistence ≤ 0.95 per frame and a −1.5 offset per frame), so the
 frames are bit-identical to an uninterrupted render: measured on the synthetic 120 BPM test project
 at 160x90, the largest difference after a pre-roll of 10 / 20 / 30 / 45 frames was 39 / 5 / 1 / 0
-code values, 0 from 45 frames (1.5 s) on. Shader looks without PERSISTENT buffers need no pre-roll;
+code values, 0 from 45 frames (1.5 s) on. Shader looks without feedback buffers (no pass with a
+TARGET) need only the hit envelope's frames (:func:`engine_preroll_frames`);
 the diffusion engine's img2img chain never fully forgets its past, so its segments match a
 sequential render only approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
 """

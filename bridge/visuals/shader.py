@@ -119,6 +119,19 @@ def resolve_look(look: str | None) -> Path:
                       "a path to an ISF .fs file, or add yours with `stembridge looks add FILE.fs`")
 
 
+def looks_keep_state(look: str | None, sections) -> bool:
+    """Whether a render with engine look ``look`` and these sections (:class:`SectionLook`) draws a
+    look that carries pictures from frame to frame (a pass with a TARGET: feedback buffers). Without
+    one, a frame depends only on its own parameters and the hit envelope's last frames, so a run of
+    frames that starts mid-song needs no long pre-roll. True when a look cannot be read (the render
+    reports why, and the long pre-roll is the safe side)."""
+    names = [look, *(s.look for s in sections if s.look)]
+    try:
+        return any(p.target for name in dict.fromkeys(names) for p in load_isf(resolve_look(name)).passes)
+    except (RenderError, OSError, ValueError):
+        return True
+
+
 def add_look(source: str | Path) -> list[Path]:
     """Copy an .fs file (or every .fs in a folder) into the user's looks, after checking that each
     parses as ISF and, where OpenGL is available, that it compiles (RenderError with the compiler's
