@@ -2,15 +2,16 @@
 
 Runs the real pipeline on the demo song (analysis done first, so only the export is timed) and
 reports, in one run:
-  - render_x_realtime: song seconds exported per wall second for render_project (mixdown, mapping
-    evaluation, engine, encode, mux, join; a range that starts mid-song pre-rolls 2 s) — goal ≥ 2
-    for the shader engine at 720p30 (issue 13);
+  - render_x_realtime: song seconds exported per wall second for what render_project does here
+    (prepare_render, then render_segmented: mixdown, mapping evaluation, engine, encode, mux, join;
+    a range that starts mid-song pre-rolls) — goal ≥ 2 for the shader engine at 720p30 (issue 13);
   - prepare_s: of that, the time before the first frame (stems loaded and resampled, mixdown,
-    mappings evaluated);
+    mappings evaluated); export_loop_fps: frames per second of the rest (the frame loop, join);
+    loop_cpu_ms_per_frame: CPU time of the frame loop (all threads) per exported frame;
   - engine_ms_per_frame: the engine alone (RGB frames, as the export gets them);
   - encode_fps: the encoder alone on the same frames (the baseline the full render is compared to);
-  - overlap: (engine alone + encode alone) / (frame loop of the export): 1 = engine and encoder run
-    one after the other, 2 = fully side by side;
+  - overlap: (engine alone + encode alone) / (frame loop of the export): below 1 the export loop
+    costs more than its parts one after the other, 2 = engine and encoder fully side by side;
   - stages (``--stages``, shader engine): where a frame's time goes, one stage at a time, wall and
     CPU ms per frame: mapping row, look drawn (to the finish), read-back (moderngl's RGB read with
     the GIL held, against the engine's RGBA read without it), RGB flip, CPU RGB→yuv420p, the GPU
@@ -44,7 +45,8 @@ sys.path.insert(0, os.environ.get("RENDER_SPEED_CODE", str(ROOT)))
 
 from bridge.analysis.project import analyze_project  # noqa: E402
 from bridge.demo.song import generate_demo_song, write_demo_stems  # noqa: E402
-from bridge.export.render import prepare_render, render_project, section_looks  # noqa: E402
+from bridge.export.render import prepare_render, section_looks  # noqa: E402
+from bridge.export.segments import render_segmented  # noqa: E402
 from bridge.export.video import write_video  # noqa: E402
 from bridge.mapping import evaluate_mappings  # noqa: E402
 from bridge.project import load_project  # noqa: E402
@@ -56,15 +58,15 @@ from bridge.visuals.base import RenderContext  # noqa: E402
 def measure(project, project_dir, analysis, root: Path, *, engine_name: str, width: int, height: int,
             fps: Fraction, start: float, seconds: float, look: str | None = None) -> dict:
     """Full render, engine alone and encoder alone on the same frames, for one engine and size."""
-    t0 = time.perf_counter()
-    prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps, start_s=start,
-                   end_s=start + seconds, engine_name=engine_name, look=look)
-    prepare_s = time.perf_counter() - t0
+    # what render_project does on one machine, in its two steps
     t0, c0 = time.perf_counter(), time.process_time()
-    render_project(project, project_dir, root / f"out-{engine_name}.mp4", analysis=analysis, width=width,
-                   height=height, fps=fps, start_s=start, end_s=start + seconds, engine_name=engine_name,
-                   look=look)
-    render_s, render_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
+                         start_s=start, end_s=start + seconds, engine_name=engine_name, look=look)
+    t1, c1 = time.perf_counter(), time.process_time()
+    render_segmented(job, root / f"out-{engine_name}.mp4")
+    t2, c2 = time.perf_counter(), time.process_time()
+    prepare_s, loop_s, render_s = t1 - t0, t2 - t1, t2 - t0
+    loop_cpu_s = c2 - c1
 
     n = int(round(seconds * fps))
     start_frame = int(round(start * fps))
@@ -85,7 +87,6 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
     t0, c0 = time.perf_counter(), time.process_time()
     write_video(root / "enc.mp4", iter(frames), n_frames=n, width=width, height=height, fps=fps)
     encode_s, encode_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    loop_s = max(1e-9, render_s - prepare_s)
     return {
         "engine": engine_name, "look": look, "width": width, "height": height, "fps": str(fps), "seconds": seconds,
         "render_x_realtime": round(seconds / render_s, 3),
@@ -95,12 +96,11 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
         "engine_fps": round(n / engine_s, 1),
         "encode_fps": round(n / encode_s, 2),
         "render_vs_encode_only": round(render_s / encode_s, 3),
-        "render_cpu_ms_per_frame": round(1000 * render_cpu_s / n, 1),
+        "loop_cpu_ms_per_frame": round(1000 * loop_cpu_s / n, 1),
         "export_loop_fps": round(n / loop_s, 2),
         "engine_cpu_ms_per_frame": round(1000 * engine_cpu_s / n, 2),
         "encode_cpu_ms_per_frame": round(1000 * encode_cpu_s / n, 2),
-        # the export's frame loop renders its pre-roll too (up to 2 s), counted as frames here
-        "overlap": round((engine_s + encode_s) / n * (n + min(start_frame, int(2 * fps))) / loop_s, 2),
+        "overlap": round((engine_s + encode_s) / loop_s, 2),
     }
 
 
@@ -192,7 +192,8 @@ def run_here(args) -> list[dict]:
                     print(f"{width}×{height} @ {fps} fps, {args.seconds:g} s of the demo, {engine_name}: full render "
                           f"{r['render_fps']:.1f} fps = {r['render_x_realtime']:.2f}× real time (prepare "
                           f"{r['prepare_s']:.1f} s); engine alone {r['engine_ms_per_frame']:.1f} ms/frame "
-                          f"({r['engine_fps']:.0f} fps); encode alone {r['encode_fps']:.1f} fps; overlap "
+                          f"({r['engine_fps']:.0f} fps); encode alone {r['encode_fps']:.1f} fps; frame loop "
+                          f"{r['export_loop_fps']:.1f} fps, {r['loop_cpu_ms_per_frame']:.0f} CPU-ms/frame; overlap "
                           f"{r['overlap']:.2f}", flush=True)
             if args.stages and "shader" in args.engines:
                 rows.append(stages(width, height, fps, look=args.look or "tunnel", n=min(60, int(args.seconds * fps)),
@@ -221,7 +222,7 @@ def child(code: Path, args, sizes: list[str], workdir: Path) -> list[dict]:
 def run_against(args) -> list[dict]:
     """REF's code and this tree's in child processes, taking turns per size; ratios this/REF."""
     higher = ("render_x_realtime", "export_loop_fps", "engine_fps", "encode_fps")
-    lower = ("render_cpu_ms_per_frame", "engine_cpu_ms_per_frame", "encode_cpu_ms_per_frame", "prepare_s")
+    lower = ("loop_cpu_ms_per_frame", "engine_cpu_ms_per_frame", "encode_cpu_ms_per_frame", "prepare_s")
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
@@ -250,7 +251,7 @@ def run_against(args) -> list[dict]:
                         print(f"{size} {engine_name:10s} export × real time {b['render_x_realtime']:.2f} → "
                               f"{a['render_x_realtime']:.2f} (×{row['ratio']['render_x_realtime']:.2f}); frame loop "
                               f"{b['export_loop_fps']:.0f} → {a['export_loop_fps']:.0f} fps; CPU "
-                              f"{b['render_cpu_ms_per_frame']:.0f} → {a['render_cpu_ms_per_frame']:.0f} ms/frame; "
+                              f"{b['loop_cpu_ms_per_frame']:.0f} → {a['loop_cpu_ms_per_frame']:.0f} ms/frame; "
                               f"engine {b['engine_fps']:.0f} → {a['engine_fps']:.0f} fps; encode "
                               f"{b['encode_fps']:.0f} → {a['encode_fps']:.0f} fps; prepare {b['prepare_s']} → "
                               f"{a['prepare_s']} s", flush=True)
