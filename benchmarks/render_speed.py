@@ -117,11 +117,15 @@ def stages(width: int, height: int, fps: Fraction, *, look: str, n: int, root: P
 
     out: dict[str, list[float]] = {}
 
-    def timed(name: str, fn) -> list:
+    def timed(name: str, fn, *, keep: bool = False) -> list:
+        # results are dropped unless kept: 60 kept 1080p frames would time the OS handing out fresh
+        # pages (the export frees each frame once encoded), not the stage
         results = []
         w, c = time.perf_counter(), time.process_time()
         for k in range(n):
-            results.append(fn(k))
+            result = fn(k)
+            if keep:
+                results.append(result)
         out[name] = [round(1000 * (time.perf_counter() - w) / n, 2), round(1000 * (time.process_time() - c) / n, 2)]
         return results
 
@@ -129,7 +133,7 @@ def stages(width: int, height: int, fps: Fraction, *, look: str, n: int, root: P
     table = FrameParams(names=names, values=np.random.default_rng(0).random((n, len(names))).astype(np.float32),
                         start_frame=1, fps=fps, section_index=np.zeros(n, dtype=np.int32),
                         section_mix=np.ones(n, dtype=np.float32))
-    rows = timed("mapping row", table.row)
+    rows = timed("mapping row", table.row, keep=True)
     engine = get_engine("shader", look=look)
     engine.start(RenderContext(width, height, fps, (SectionLook(0.0, 1e6, "a"),)))
     engine.render(0, rows[0], 0, 1.0)  # context, programs, buffers
@@ -143,7 +147,17 @@ def stages(width: int, height: int, fps: Fraction, *, look: str, n: int, root: P
     rgb = np.frombuffer(fbo.read(components=3, alignment=1), np.uint8).reshape(height, width, 3)
     timed("flip RGB (numpy copy)", lambda k: np.ascontiguousarray(rgb[::-1]))
     timed("RGBA -> RGB + flip (OpenCV)", lambda k: cv2.flip(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), 0))
-    yuv = timed("RGB -> yuv420p (OpenCV, CPU)", lambda k: rgb_to_yuv420p(rgb))
+    timed("RGB -> yuv420p (OpenCV, CPU)", lambda k: rgb_to_yuv420p(rgb))
+    # the encoder gets the look's own frames (x264 codes a repeated frame almost for free)
+    yuv = [rgb_to_yuv420p(engine.render(n + 10 + k, rows[k], 0, 1.0)) for k in range(n)]
+    fbo, tex = engine._draw_frame(2 * n + 20, rows[-1], 0, 1.0)
+    gl.finish()
+    for label, read in (("moderngl RGB read", lambda: fbo.read(components=3, alignment=1)),
+                        ("ctypes RGBA read", lambda: read_framebuffer(fbo, width, height, 4,
+                                                                      gil_free=engine._gil_free))):
+        share = _other_thread_share(lambda read=read: [(engine.advance(2 * n + 21 + j, rows[j], 0, 1.0), read())
+                                                       for j in range(10)])
+        out[f"another thread's progress (% of idle), draw + {label}"] = [round(100 * share, 1), float("nan")]
     engine.yuv_on_gpu = True
     if engine.render_yuv420p(n + 2, rows[-1], 0, 1.0) is not None:
         programs, target = engine._yuv
@@ -169,6 +183,36 @@ def stages(width: int, height: int, fps: Fraction, *, look: str, n: int, root: P
     container.mux(stream.encode(None))
     container.close()
     return {"engine": "shader", "look": look, "width": width, "height": height, "stages_ms_wall_cpu": out}
+
+
+def _other_thread_share(work) -> float:
+    """How much a busy pure-Python thread gets done while ``work()`` runs, as a share of what it
+    does while this thread sleeps: near 0 when ``work`` holds the GIL while it waits (every other
+    thread, e.g. the export's encoder, stands still); on 2 cores shared with llvmpipe's own
+    threads it cannot reach 1 either way."""
+    import threading
+
+    count, stop = [0], threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    def rate(fn) -> float:
+        count[0] = 0
+        t0 = time.perf_counter()
+        fn()
+        return count[0] / (time.perf_counter() - t0)
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        idle = rate(lambda: time.sleep(0.3))
+        busy = rate(work)
+    finally:
+        stop.set()
+        thread.join()
+    return busy / idle if idle else float("nan")
 
 
 def run_here(args) -> list[dict]:
@@ -201,7 +245,7 @@ def run_here(args) -> list[dict]:
                 if not args.json:
                     print(f"  stages, {width}×{height}, look {rows[-1]['look']} (wall / CPU ms per frame):")
                     for name, (wall, cpu) in rows[-1]["stages_ms_wall_cpu"].items():
-                        print(f"    {name:38s} {wall:7.2f} {cpu:7.2f}", flush=True)
+                        print(f"    {name:52s} {wall:7.2f} {cpu:7.2f}", flush=True)
     return rows
 
 

@@ -431,9 +431,9 @@ class ShaderEngine:
 
     name = "shader"
     #: Whether :meth:`render_yuv420p` converts on the GPU. None (auto): only on a hardware GPU. On
-    #: a software rasteriser (llvmpipe) the pass costs more than the CPU conversion it replaces
-    #: (measured at 1280×720 on 2 cores: ~12 CPU-ms against ~1.5 ms for OpenCV's conversion; its
-    #: texture fetches run one lane at a time), so there the export converts on the CPU.
+    #: a software rasteriser (llvmpipe) the pass costs more than the CPU work it replaces (measured,
+    #: benchmarks/render_speed.py --stages, 1280×720 on 2 cores: the pass 4.2 CPU-ms against 1.5 for
+    #: the RGBA read, RGB and OpenCV's conversion), so there the export converts on the CPU.
     yuv_on_gpu: bool | None = None
 
     def __init__(self, *, look: str | None = None, images: Mapping[str, str] | None = None,
