@@ -18,6 +18,7 @@ from bridge.export import (
     to_stereo,
     write_video,
 )
+from bridge.export.presets import available_codecs
 from bridge.jobs import CancelToken
 
 SAMPLE_RATE = 48000
@@ -270,7 +271,26 @@ def test_bad_sizes_and_frames_are_named(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match=r"shape \(90, 160, 4\)"):
         with VideoWriter(tmp_path / "bad.mp4", width=WIDTH, height=HEIGHT, fps=30) as writer:
             writer.write(np.zeros((HEIGHT, WIDTH, 4), dtype=np.uint8))
+    # yuv420p planes (what the shader engine converts on a GPU) suit a yuv420p codec only
+    if "prores" in available_codecs():
+        with pytest.raises(RenderError, match=r"yuv420p planes.*RGB uint8 of shape \(90, 160, 3\)"):
+            with VideoWriter(tmp_path / "bad.mov", width=WIDTH, height=HEIGHT, fps=30, codec="prores") as writer:
+                writer.write(np.zeros((HEIGHT * 3 // 2, WIDTH), dtype=np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_yuv420p_planes_are_encoded_as_they_are(tmp_path: Path) -> None:
+    """Planes handed over already converted come back from a lossless file byte for byte (a luma
+    ramp, then chroma bytes of two levels)."""
+    planes = np.empty((HEIGHT * 3 // 2, WIDTH), dtype=np.uint8)
+    planes[:HEIGHT] = np.arange(WIDTH, dtype=np.uint8)[None] // 2 + 30  # a luma ramp
+    planes[HEIGHT:HEIGHT + HEIGHT // 4] = 90  # U
+    planes[HEIGHT + HEIGHT // 4:] = 170  # V
+    path = write_video(tmp_path / "planes.mp4", iter([planes] * 3), n_frames=3, width=WIDTH, height=HEIGHT,
+                       fps=30, crf=0)
+    with av.open(str(path)) as container:
+        got = [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+    assert len(got) == 3 and all(np.array_equal(g, planes) for g in got)
 
 
 def test_missing_h264_encoder_is_a_render_error(

@@ -296,13 +296,15 @@ def test_the_section_editor_sets_a_look_and_a_transition_undoably(tmp_path, qtbo
 def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  # noqa: F811
     """A segment that starts inside a melt (or a crossfade) is drawn exactly as a render from the
     song start: its pre-roll reaches back to the melt's start (a fixed 2 s does not: the melt is
-    feedback of the old picture). Material: the synthetic 8 s, 120 BPM project, two stateless
+    feedback of the old picture); outside it, the short pre-roll of stateless looks is enough.
+    Material: the synthetic 8 s, 120 BPM project, two stateless
     shipped looks, the verse melting in over 8 beats (4–8 s) and hitting harder (hit 1.5)."""
     from segment_helpers import lossless
 
     from bridge.export.render import PREROLL_SECONDS, prepare_render
     from bridge.export.segments import segment_preroll
     from bridge.project import load_project, save_project
+    from bridge.visuals.shader import HIT_TRAVEL_STEP
 
     require_gl()
     project = lossless(project_dir)
@@ -337,3 +339,13 @@ def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  #
         assert all(np.array_equal(a, b) for a, b in zip(straight[start:], alone, strict=True)), start
     short = run(210 - fixed, 230)[fixed:]
     assert any(not np.array_equal(a, b) for a, b in zip(straight[210:230], short, strict=True))
+    # outside the melt two stateless looks need only the hit envelope's frames, not 2 s: two frames
+    # after a hit in the loud verse, a segment equals the straight render, and without a pre-roll
+    # (no hit history: no punch) it does not
+    travel = p.column("travel")
+    hit = next(f for f in range(fixed, 110) if travel[f] - travel[f - 1] > 0.5 * HIT_TRAVEL_STEP)
+    preroll = segment_preroll(job, hit + 2)
+    assert preroll < fixed
+    alone = run(hit + 2 - preroll, 120)[preroll:]
+    assert all(np.array_equal(a, b) for a, b in zip(straight[hit + 2:120], alone, strict=True))
+    assert not np.array_equal(run(hit + 2, hit + 3)[0], straight[hit + 2])

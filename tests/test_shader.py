@@ -342,3 +342,141 @@ def test_each_song_varies_a_looks_structure_within_its_range(tmp_path, monkeypat
         for input_name, (lo, hi, _) in ranges.items():
             item = inputs[input_name]
             assert item.minimum <= lo <= item.default <= hi <= item.maximum, (name, input_name)
+
+
+# -- the export path: read-back, conversion, encoder thread ----------------------------------------
+
+def export_job(width: int, height: int, n_frames: int, *, look: str = "tunnel"):
+    """A shader export of ``n_frames`` frames at CRF 0 (lossless: only 4:2:0 and rounding are lost),
+    with the picture moving a ring's fraction every frame (so neighbouring frames differ clearly)."""
+    from bridge.export.job import RenderJob, RenderRange
+    from bridge.mapping.frame_params import FrameParams
+    from bridge.project.schema import RenderSettings
+
+    fps = Fraction(30)
+    k = np.arange(n_frames, dtype=np.float32)
+    params = FrameParams(fps=fps, start_frame=0, values=np.stack([0.35 * k, 0.03 * k], axis=1),
+                         section_index=np.zeros(n_frames, dtype=np.int32),
+                         section_mix=np.ones(n_frames, dtype=np.float32), names=("travel", "hue"))
+    return RenderJob(engine_key="shader", engine_settings={"look": look},
+                     context=RenderContext(width, height, fps, (SectionLook(0.0, 100.0, "a"),)),
+                     params=params, range=RenderRange(0, n_frames, fps),
+                     settings=RenderSettings(width=width, height=height, fps="30", crf=0), audio=None,
+                     preroll_frames=0)
+
+
+def bt709_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.709 limited range Y'CbCr 4:2:0 written from the standard (Kr 0.2126, Kb 0.0722; Y'
+    16–235, C 16–240; chroma: the mean of each 2×2 block): the truth for both conversions."""
+    x = rgb.astype(np.float64)
+    kr, kb = 0.2126, 0.0722
+    y = kr * x[..., 0] + (1 - kr - kb) * x[..., 1] + kb * x[..., 2]
+    cb, cr = (x[..., 2] - y) / (2 * (1 - kb)), (x[..., 0] - y) / (2 * (1 - kr))
+    h, w = y.shape
+
+    def half(c):
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [16 + 219 / 255 * y, 128 + 224 / 255 * half(cb), 128 + 224 / 255 * half(cr)]
+    return np.concatenate([np.clip(np.round(p), 0, 255).ravel() for p in planes]).reshape(h * 3 // 2, w)
+
+
+@pytest.mark.parametrize("size", [(96, 64), (200, 120)])
+def test_the_gpu_yuv420p_pass_matches_bt709_and_the_cpu_conversion(size, monkeypatch):
+    from bridge.export.video import rgb_to_yuv420p
+    from bridge.visuals.shader import ShaderEngine
+
+    monkeypatch.setattr(ShaderEngine, "yuv_on_gpu", True)
+    width, height = size
+    looks = []
+    for _ in range(2):  # one engine reads RGB, the other converts on the GPU: the same frames
+        engine = get_engine("shader", look="kaleidoscope" if size == (96, 64) else "tunnel")
+        engine.start(ctx(width, height))
+        looks.append(engine)
+    try:
+        for k in range(3):
+            params = {"travel": 0.3 * k, "hue": 0.2 * k, "flash": 0.1 * k}
+            rgb = looks[0].render(k, params, 0, 1.0)
+            planes = looks[1].render_yuv420p(k, params, 0, 1.0)
+            assert planes is not None and planes.shape == (height * 3 // 2, width) and planes.dtype == np.uint8
+            assert np.abs(planes.astype(int) - bt709_yuv420p(rgb)).max() <= 1
+            assert np.abs(planes.astype(int) - rgb_to_yuv420p(rgb)).max() <= 1
+            assert planes[height:].std() > 2  # colour, not grey: the chroma planes carry something
+    finally:
+        for engine in looks:
+            engine.close()
+    # a size the pass cannot pack converts on the CPU: None, and nothing drawn
+    engine = get_engine("shader", look="tunnel")
+    engine.start(ctx(160, 90))
+    try:
+        assert engine.render_yuv420p(0, {}, 0, 1.0) is None
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("on_gpu", [False, True], ids=["convert-on-cpu", "convert-on-gpu"])
+def test_the_export_decodes_to_the_frames_the_engine_draws_alone(tmp_path, monkeypatch, on_gpu):
+    """The export (render thread → queue → VideoWriter, GIL-free read-back, the conversion on the
+    CPU or on the GPU) decoded by FFmpeg equals the engine's own frames, each in its place: a frame
+    shifted by the pipeline, or a wrong colour conversion, fails."""
+    import av
+
+    from bridge.export.segments import Segment, encode_segments
+    from bridge.visuals.shader import ShaderEngine
+
+    monkeypatch.setattr(ShaderEngine, "yuv_on_gpu", on_gpu)
+    converted_on_gpu = []
+    original = ShaderEngine.render_yuv420p
+
+    def spy(self, *args):
+        planes = original(self, *args)
+        converted_on_gpu.append(planes is not None)
+        return planes
+
+    monkeypatch.setattr(ShaderEngine, "render_yuv420p", spy)
+    n = 16
+    job = export_job(96, 64, n)
+    path = tmp_path / "v.mp4"
+    encode_segments(job, [Segment(0, 0, n)], lambda _s: path)
+    assert converted_on_gpu == [on_gpu] * n
+
+    engine = get_engine("shader", look="tunnel")
+    engine.start(job.context)
+    try:  # the truth: each frame drawn alone, converted by the standard's formula (not our code)
+        truth = [bt709_yuv420p(engine.render(k, job.params.row(k), 0, 1.0)) for k in range(n)]
+    finally:
+        engine.close()
+    with av.open(str(path)) as c:
+        got = [f.to_ndarray(format="yuv420p").astype(int) for f in c.decode(video=0)]
+    assert len(got) == n
+    for k, planes in enumerate(got):
+        errors = [np.abs(planes - t).mean() for t in truth]
+        assert int(np.argmin(errors)) == k, f"decoded frame {k} is engine frame {int(np.argmin(errors))}"
+        # lossless: what was encoded comes back; the conversions round within 1 of the formula
+        assert np.abs(planes - truth[k]).max() <= 1, f"frame {k}: off by {np.abs(planes - truth[k]).max()}"
+        assert min(e for j, e in enumerate(errors) if j != k) > 2.0  # the frames really differ
+
+
+def test_a_crossfade_of_two_moving_looks_is_the_blend_of_each_drawn_alone():
+    """The transition pass blends the two looks' pictures of *this* frame (both still move)."""
+    fps = Fraction(25)
+    a, b = "kaleidoscope", "tunnel"
+    sections = (SectionLook(0.0, 1.0, "a", look=a),
+                SectionLook(1.0, 100.0, "b", look=b, transition="crossfade", transition_seconds=1.0))
+    cut = (SectionLook(0.0, 1.0, "a", look=a), SectionLook(1.0, 100.0, "b", look=b))
+    engines = [get_engine("shader", look=a) for _ in range(3)]
+    for engine, secs in zip(engines, (sections, cut, cut), strict=True):
+        engine.start(RenderContext(48, 32, fps, secs))
+    fade, alone_a, alone_b = engines
+    try:
+        for k in range(25, 33):
+            params = {"travel": 0.2 * k, "hue": 0.1}
+            mix = (k - 25 + 0.5) / 25
+            got = fade.render(k, params, 1, mix).astype(float)
+            old = alone_a.render(k, params, 0, 1.0).astype(float)
+            new = alone_b.render(k, params, 1, mix).astype(float)
+            assert np.abs(old - new).mean() > 20  # two different pictures
+            assert np.abs(got - ((1 - mix) * old + mix * new)).max() <= 1.0
+    finally:
+        for engine in engines:
+            engine.close()

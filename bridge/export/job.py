@@ -7,6 +7,7 @@ segment and cluster renderers depend on the job, not on the dispatcher that call
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -15,12 +16,17 @@ import numpy as np
 
 from bridge.errors import RenderError
 from bridge.project.schema import RenderSettings
-from bridge.visuals.base import RenderContext
+from bridge.visuals.base import RenderContext, SectionLook
 
 if TYPE_CHECKING:
     from bridge.mapping.frame_params import FrameParams
 
-__all__ = ["RenderJob", "RenderRange", "apply_fade", "check_fades", "fade_envelope", "frame_range"]
+__all__ = ["PREROLL_SECONDS", "RenderJob", "RenderRange", "apply_fade", "check_fades", "engine_preroll_frames",
+           "fade_envelope", "frame_range"]
+
+#: Seconds of frames rendered (and thrown away) before a range that starts mid-song, so feedback
+#: trails look as they would in the full render instead of starting from black.
+PREROLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -123,3 +129,19 @@ class RenderJob:
         from dataclasses import replace
 
         return replace(self, audio=None)
+
+
+def engine_preroll_frames(engine_key: str, engine_settings: dict, sections: Sequence[SectionLook], fps: Fraction) -> int:
+    """Frames an engine renders (and drops) before a run of frames that starts mid-song, so that
+    run shows what a render from the song start shows: PREROLL_SECONDS of frames (feedback trails,
+    img2img chains); for shader looks without feedback (no pass with a TARGET) only the hit
+    envelope's history (at 30 fps 9 frames instead of 60: each segment of a cluster or resumed
+    export, and a range that starts mid-song, renders 51 frames less). A melt in progress adds its
+    own (:func:`segment_preroll`)."""
+    frames = int(PREROLL_SECONDS * fps)
+    if engine_key == "shader":
+        from bridge.visuals.shader import HIT_WINDOW_S, looks_keep_state
+
+        if not looks_keep_state(engine_settings.get("look"), sections):
+            frames = min(frames, math.ceil(HIT_WINDOW_S * float(fps)) + 1)
+    return frames

@@ -16,7 +16,14 @@ import numpy as np
 
 from bridge.analysis.types import SongAnalysis
 from bridge.errors import RenderError
-from bridge.export.job import RenderJob, check_fades, fade_envelope, frame_range
+from bridge.export.job import (
+    PREROLL_SECONDS,
+    RenderJob,
+    check_fades,
+    engine_preroll_frames,
+    fade_envelope,
+    frame_range,
+)
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 from bridge.project.schema import Project, RenderSettings, parse_fps
 from bridge.project.store import resolve_stem_path
@@ -27,9 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds of frames rendered (and thrown away) before a range that starts mid-song, so feedback
-#: trails look as they would in the full render instead of starting from black.
-PREROLL_SECONDS = 2.0
 
 
 def section_looks(project: Project, analysis: SongAnalysis, *, engine_name: str | None = None,
@@ -319,7 +323,7 @@ def prepare_render(
     end_frame = rng.start_frame + rng.n_frames
     return RenderJob(engine_key=key, engine_settings=engine_settings, context=context, params=params,
                      range=rng, settings=settings, audio=np.ascontiguousarray(audio),
-                     preroll_frames=int(PREROLL_SECONDS * rate),
+                     preroll_frames=engine_preroll_frames(key, engine_settings, looks, rate),
                      boundaries=tuple(sorted(c for c in cuts if rng.start_frame < c < end_frame)),
                      fade_in_s=fade_in_s, fade_out_s=fade_out_s)
 

@@ -18,7 +18,8 @@ throws them away, so feedback trails are rebuilt. For the procedural engine the 
 exact black within that time (persistence ≤ 0.95 per frame and a −1.5 offset per frame), so the
 frames are bit-identical to an uninterrupted render: measured on the synthetic 120 BPM test project
 at 160x90, the largest difference after a pre-roll of 10 / 20 / 30 / 45 frames was 39 / 5 / 1 / 0
-code values, 0 from 45 frames (1.5 s) on. Shader looks without PERSISTENT buffers need no pre-roll;
+code values, 0 from 45 frames (1.5 s) on. Shader looks without feedback buffers (no pass with a
+TARGET) need only the hit envelope's frames (:func:`engine_preroll_frames`);
 the diffusion engine's img2img chain never fully forgets its past, so its segments match a
 sequential render only approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
 """
@@ -289,16 +290,36 @@ def segment_preroll(job: RenderJob, start_frame: int) -> int:
 
 def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: int, *, preroll: int,
                   cancel: CancelToken | None = None) -> Iterator[np.ndarray]:
-    """Frames ``start_frame …`` from a started engine, after ``preroll`` frames rendered and dropped."""
+    """Frames ``start_frame …`` from a started engine, after ``preroll`` frames rendered and dropped.
+
+    For a yuv420p codec, an engine that converts on its own (the shader engine, on the GPU:
+    ``render_yuv420p``) hands over yuv420p planes (:meth:`VideoWriter.write` takes either), except
+    on faded frames (the fade is applied to RGB); pre-roll frames of an engine with ``advance`` are
+    drawn but not read back."""
+    from bridge.export.presets import get_codec
+
     params = job.params
+    planar = getattr(engine, "render_yuv420p", None)
+    advance = getattr(engine, "advance", None)
+    if get_codec(job.settings.video_codec).pix_fmt != "yuv420p":
+        planar = None
     for frame in range(start_frame - preroll, start_frame + n_frames):
         i = frame - params.start_frame
         if not 0 <= i < len(params):
             raise RenderError(f"frame {frame} is outside the prepared parameters "
                               f"({params.start_frame}…{params.start_frame + len(params) - 1}); re-run the render.")
-        image = engine.render(frame, params.row(i), int(params.section_index[i]), float(params.section_mix[i]))
+        args = (frame, params.row(i), int(params.section_index[i]), float(params.section_mix[i]))
+        if frame < start_frame and advance is not None:
+            advance(*args)  # a pre-roll frame: its picture is thrown away, so it is not read back
+            if cancel is not None:
+                cancel.raise_if_cancelled("the render")
+            continue
+        gain = job.frame_gain(frame) if frame >= start_frame else 1.0
+        image = planar(*args) if planar is not None and gain >= 1.0 else None
+        if image is None:
+            image = apply_fade(engine.render(*args), gain)
         if frame >= start_frame:
-            yield apply_fade(image, job.frame_gain(frame))
+            yield image
         elif cancel is not None:
             cancel.raise_if_cancelled("the render")
 

@@ -304,15 +304,23 @@ class VideoWriter:
     # -- writing --------------------------------------------------------------------------------
 
     def write(self, frame: np.ndarray) -> None:
-        """Encode one RGB frame.
+        """Encode one frame: RGB, or (for a yuv420p codec) the planes of a yuv420p frame already
+        converted (e.g. by the shader engine on the GPU: :meth:`ShaderEngine.render_yuv420p`).
 
         Parameters
         ----------
-        frame : uint8 array, shape (height, width, 3)
+        frame : uint8 array, shape (height, width, 3) (RGB), or (height * 3 // 2, width) (the Y
+            plane, then U, then V, BT.709 limited range: what :func:`rgb_to_yuv420p` returns)
         """
         if self._closed:
             raise RenderError(f"VideoWriter for '{self.path}' is closed; open a new one to write.")
-        if (
+        planar = (isinstance(frame, np.ndarray) and frame.dtype == np.uint8
+                  and frame.shape == (self.height * 3 // 2, self.width))
+        if planar and self.codec.pix_fmt != "yuv420p":
+            raise RenderError(
+                f"Frame {self.frames_written} is yuv420p planes, but {self.codec.label} is encoded from "
+                f"{self.codec.pix_fmt}; pass RGB uint8 of shape ({self.height}, {self.width}, 3).")
+        if not planar and (
             not isinstance(frame, np.ndarray)
             or frame.dtype != np.uint8
             or frame.shape != (self.height, self.width, 3)
@@ -327,7 +335,9 @@ class VideoWriter:
                 f"({self.height}, {self.width}, 3) (convert floats with "
                 "(np.clip(x, 0, 1) * 255).astype(np.uint8) and drop any alpha channel)."
             )
-        if self.codec.pix_fmt == "yuv420p":
+        if planar:
+            video_frame = av.VideoFrame.from_ndarray(frame, format="yuv420p")
+        elif self.codec.pix_fmt == "yuv420p":
             video_frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
         else:  # e.g. ProRes' 10-bit 4:2:2: swscale, BT.709 limited range as for 4:2:0
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(

@@ -41,6 +41,13 @@ from bridge.visuals.isf import (
     load_isf,
     pass_size,
 )
+from bridge.visuals.readback import (
+    draw_yuv420,
+    gil_free_readback,
+    read_framebuffer,
+    yuv420_programs,
+    yuv420_supported,
+)
 
 SHIPPED_LOOKS = Path(__file__).resolve().parent / "looks"
 DEFAULT_LOOK = "tunnel"
@@ -110,6 +117,19 @@ def resolve_look(look: str | None) -> Path:
         return looks[name]
     raise RenderError(f"look {name!r} is unknown; use one of {', '.join(looks) or '(none installed)'}, "
                       "a path to an ISF .fs file, or add yours with `stembridge looks add FILE.fs`")
+
+
+def looks_keep_state(look: str | None, sections) -> bool:
+    """Whether a render with engine look ``look`` and these sections (:class:`SectionLook`) draws a
+    look that carries pictures from frame to frame (a pass with a TARGET: feedback buffers). Without
+    one, a frame depends only on its own parameters and the hit envelope's last frames, so a run of
+    frames that starts mid-song needs no long pre-roll. True when a look cannot be read (the render
+    reports why, and the long pre-roll is the safe side)."""
+    names = [look, *(s.look for s in sections if s.look)]
+    try:
+        return any(p.target for name in dict.fromkeys(names) for p in load_isf(resolve_look(name)).passes)
+    except (RenderError, OSError, ValueError):
+        return True
 
 
 def add_look(source: str | Path) -> list[Path]:
@@ -195,14 +215,17 @@ HIT_TRAVEL_STEP = 0.12
 #: Parameters a section's hit response scales (levels whose neutral value is 0).
 HIT_PARAMETERS = ("flash", "pulse")
 
-#: The section transitions and the hit punch, drawn from the looks' own output textures.
-_COMPOSITE_SHADER = """#version 330
+#: The section transitions and the hit punch, drawn from the looks' own output textures. One program
+#: per MODE (and with or without the punch), each holding only its own code: llvmpipe runs every
+#: branch of a shader, uniform or not, so the one shader with all the modes cost ~7 CPU-ms a pass
+#: at 640×360 where a copy alone costs ~1.3 (benchmarks/section_transitions.py).
+#: MODE 0: b with the punch; 1: crossfade a -> b; 2: melt step; 3: melt shown over b;
+#: 4: b copied as it is, fully covering (the melt's first picture).
+_COMPOSITE_SHADER = """
 uniform sampler2D tex_a;      // the old look (crossfade) / the melt buffer (melt)
 uniform sampler2D tex_b;      // the new look
-uniform int mode;             // 0: b (with the punch), 1: crossfade a -> b, 2: melt step, 3: melt shown over b,
-                              // 4: b copied as it is, fully covering (the melt's first picture)
 uniform float progress;       // the transition's progress 0 -> 1
-uniform float punch;          // zoom punch (0: none)
+uniform float punch;          // zoom punch (PUNCH 1: above 0)
 uniform float dt;             // seconds per frame
 in vec2 isf_FragNormCoord;
 out vec4 fragColor;
@@ -211,30 +234,33 @@ float hash(float x) { return fract(sin(x * 127.1) * 43758.5453); }
 float noise(float x) { float i = floor(x); float f = fract(x); return mix(hash(i), hash(i + 1.0), f * f * (3.0 - 2.0 * f)); }
 
 vec4 look(sampler2D tex) {
-    if (punch <= 0.0) return texelFetch(tex, ivec2(gl_FragCoord.xy), 0);  // exactly the look's pixels
+#if PUNCH
     return texture(tex, 0.5 + (isf_FragNormCoord - 0.5) / (1.0 + punch));
+#else
+    return texelFetch(tex, ivec2(gl_FragCoord.xy), 0);  // exactly the look's pixels
+#endif
 }
 
 void main() {
     vec2 uv = isf_FragNormCoord;
-    if (mode == 1) {
-        fragColor = vec4(mix(look(tex_a).rgb, look(tex_b).rgb, progress), 1.0);
-    } else if (mode == 2) {
-        // the old picture drips down in columns of varying speed (faster as the melt goes on),
-        // wobbling sideways; what runs off the top is gone (alpha: how much old picture is left)
-        float speed = (0.15 + 0.85 * noise(uv.x * 23.0)) * (0.25 + 1.75 * progress);
-        vec2 src = uv + vec2(0.004 * progress * sin(uv.y * 31.0 + 9.0 * progress), speed * dt);
-        vec4 m = src.y > 1.0 ? vec4(0.0) : texture(tex_a, src);
-        fragColor = vec4(m.rgb, m.a * (1.0 - 0.6 * dt * progress));
-    } else if (mode == 4) {
-        fragColor = vec4(texelFetch(tex_b, ivec2(gl_FragCoord.xy), 0).rgb, 1.0);
-    } else if (mode == 3) {
-        vec4 m = texture(tex_a, uv);
-        float cover = m.a * (1.0 - smoothstep(0.5, 1.0, progress));
-        fragColor = vec4(mix(look(tex_b).rgb, m.rgb, cover), 1.0);
-    } else {
-        fragColor = vec4(look(tex_b).rgb, 1.0);
-    }
+#if MODE == 1
+    fragColor = vec4(mix(look(tex_a).rgb, look(tex_b).rgb, progress), 1.0);
+#elif MODE == 2
+    // the old picture drips down in columns of varying speed (faster as the melt goes on),
+    // wobbling sideways; what runs off the top is gone (alpha: how much old picture is left)
+    float speed = (0.15 + 0.85 * noise(uv.x * 23.0)) * (0.25 + 1.75 * progress);
+    vec2 src = uv + vec2(0.004 * progress * sin(uv.y * 31.0 + 9.0 * progress), speed * dt);
+    vec4 m = src.y > 1.0 ? vec4(0.0) : texture(tex_a, src);
+    fragColor = vec4(m.rgb, m.a * (1.0 - 0.6 * dt * progress));
+#elif MODE == 4
+    fragColor = vec4(texelFetch(tex_b, ivec2(gl_FragCoord.xy), 0).rgb, 1.0);
+#elif MODE == 3
+    vec4 m = texture(tex_a, uv);
+    float cover = m.a * (1.0 - smoothstep(0.5, 1.0, progress));
+    fragColor = vec4(mix(look(tex_b).rgb, m.rgb, cover), 1.0);
+#else
+    fragColor = vec4(look(tex_b).rgb, 1.0);
+#endif
 }
 """
 
@@ -404,6 +430,11 @@ class ShaderEngine:
     (AUDIO_FFT_SIZE / 2 bins, 0 Hz at the left, −80…0 dB mapped to 0…1)."""
 
     name = "shader"
+    #: Whether :meth:`render_yuv420p` converts on the GPU. None (auto): only on a hardware GPU. On
+    #: a software rasteriser (llvmpipe) the pass costs more than the CPU work it replaces (measured,
+    #: benchmarks/render_speed.py --stages, 1280×720 on 2 cores: the pass 4.2 CPU-ms against 1.5 for
+    #: the RGBA read, RGB and OpenCV's conversion), so there the export converts on the CPU.
+    yuv_on_gpu: bool | None = None
 
     def __init__(self, *, look: str | None = None, images: Mapping[str, str] | None = None,
                  audio_inputs: Mapping[str, str] | None = None, base_hue: float = 0.0,
@@ -464,7 +495,7 @@ class ShaderEngine:
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4")
         self._vbo = gl.buffer(quad.tobytes())
         self._runs: dict[Path, _LookRun] = {}
-        self._composite = None  # compiled on the first transition or punch
+        self._composite: dict = {}  # (mode, punch) -> program: compiled on the first use
         self._out_tex = gl.texture((ctx.width, ctx.height), 4)
         self._out = gl.framebuffer(color_attachments=[self._out_tex])
         self._melt = None  # [front tex, back tex, front fbo, back fbo], made on the first melt
@@ -472,6 +503,10 @@ class ShaderEngine:
         self._last_tex = None  # the texture that holds the last frame's picture
         self._last_frame: int | None = None
         self._travel: list[tuple[int, float]] = []  # (frame, travel) of the last frames: the hit envelope
+        self._yuv = None  # the yuv420p conversion pass, made on the first render_yuv420p
+        self._gil_free = gil_free_readback()  # asked here: the context is current in this thread
+        renderer = str(gl.info.get("GL_RENDERER", "")).lower()
+        self._software_gl = any(name in renderer for name in ("llvmpipe", "softpipe", "swiftshader"))
 
     def _run(self, path: Path) -> _LookRun:
         run = self._runs.get(path)
@@ -561,15 +596,17 @@ class ShaderEngine:
                         fbo=None) -> None:
         gl = self._gl
         ctx = self._ctx
-        if self._composite is None:
-            program = gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=_COMPOSITE_SHADER)
-            self._composite = (program, gl.vertex_array(program, [(self._vbo, "2f", "in_position")]))
-        program, vao = self._composite
+        key = (mode, punch > 0.0)
+        if key not in self._composite:
+            source = f"#version 330\n#define MODE {mode}\n#define PUNCH {int(punch > 0.0)}\n{_COMPOSITE_SHADER}"
+            program = gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=source)
+            self._composite[key] = (program, gl.vertex_array(program, [(self._vbo, "2f", "in_position")]))
+        program, vao = self._composite[key]
         if a is not None:
             a.use(location=0)
         if b is not None:
             b.use(location=1)
-        for name, value in (("tex_a", 0), ("tex_b", 1), ("mode", mode), ("progress", float(progress)),
+        for name, value in (("tex_a", 0), ("tex_b", 1), ("progress", float(progress)),
                             ("punch", float(punch)), ("dt", 1.0 / float(ctx.fps))):
             if name in program:
                 program[name].value = value
@@ -588,14 +625,65 @@ class ShaderEngine:
 
     def render(self, frame_index: int, params: Mapping[str, float], section_index: int,
                section_mix: float) -> np.ndarray:
+        import cv2
+
         ctx = self._ctx
-        if ctx is None:
+        out, _tex = self._draw_frame(frame_index, params, section_index, section_mix)
+        # RGBA, then RGB on the CPU: llvmpipe reads RGBA8 as a copy and RGB through a slow
+        # per-pixel conversion (720p: 0.1 ms + 0.2 ms here, against 1.0 ms + a 0.1 ms flip)
+        rgba = read_framebuffer(out, ctx.width, ctx.height, 4, gil_free=self._gil_free)
+        return cv2.flip(cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB), 0)  # GL's rows start at the bottom
+
+    def advance(self, frame_index: int, params: Mapping[str, float], section_index: int,
+                section_mix: float) -> None:
+        """Draw frame ``frame_index`` as :meth:`render` does (feedback and transitions move on the
+        same) without reading the picture back: a pre-roll frame, which the export throws away."""
+        self._draw_frame(frame_index, params, section_index, section_mix)
+
+    def render_yuv420p(self, frame_index: int, params: Mapping[str, float], section_index: int,
+                       section_mix: float) -> np.ndarray | None:
+        """The frame :meth:`render` gives, as the planes of a yuv420p video frame (BT.709 limited
+        range, as :func:`bridge.export.video.rgb_to_yuv420p` converts on the CPU, within ±1 code
+        value): uint8 (height × 3 / 2, width), converted by a shader pass before the read-back
+        (half the bytes to read, no CPU conversion). None, without drawing anything, for sizes the
+        pass cannot pack (:func:`bridge.visuals.readback.yuv420_supported`) and where the pass does
+        not pay (:attr:`yuv_on_gpu`): call :meth:`render` then."""
+        ctx = self._ctx
+        if ctx is not None and not yuv420_supported(ctx.width, ctx.height):
+            return None
+        self._ensure_gl()
+        if not (not self._software_gl if self.yuv_on_gpu is None else self.yuv_on_gpu):
+            return None  # nothing drawn: the caller renders the frame with render()
+        _out, tex = self._draw_frame(frame_index, params, section_index, section_mix)
+        gl = self._gl
+        if self._yuv is None:
+            target = gl.texture((ctx.width // 4, ctx.height * 3 // 2), 4)
+            self._yuv = (yuv420_programs(gl, self._vbo, VERTEX_SHADER, ctx.width, ctx.height),
+                         gl.framebuffer(color_attachments=[target]))
+        programs, fbo = self._yuv
+        draw_yuv420(gl, programs, fbo, tex, ctx.width, ctx.height)
+        planes = read_framebuffer(fbo, ctx.width // 4, ctx.height * 3 // 2, 4, gil_free=self._gil_free)
+        return planes.reshape(ctx.height * 3 // 2, ctx.width)
+
+    def _ensure_gl(self) -> None:
+        if self._ctx is None:
             raise RenderError("ShaderEngine.render was called before start(ctx); call start first")
         if self._gl is None or self._thread != threading.get_ident():
             # First frame, or frames now come from another thread: the context (and the feedback
             # buffers) belong to the thread that renders.
             self.close()
             self._setup_gl()
+        # Current in this thread for this frame: a thread holds one current context, and another
+        # engine drawing in the same thread (a look browser, a test) makes its own current; then
+        # this engine's GL names would land in that one's context (seen: a crossfade's old look
+        # drawn with the other engine's objects). Not undone after the frame (cheap to repeat).
+        self._gl.__enter__()
+
+    def _draw_frame(self, frame_index: int, params: Mapping[str, float], section_index: int,
+                    section_mix: float):
+        """Draw frame ``frame_index``: (the framebuffer, the texture) that hold its picture."""
+        ctx = self._ctx
+        self._ensure_gl()
         mix = float(section_mix) if math.isfinite(section_mix) else 1.0
         sections = ctx.sections
         sec = sections[section_index] if 0 <= section_index < len(sections) else None
@@ -650,6 +738,4 @@ class ShaderEngine:
             self._melt_section = None
         self._last_tex = out_tex
         self._last_frame = frame_index
-        data = out.read(components=3, alignment=1)
-        frame = np.frombuffer(data, dtype=np.uint8).reshape(ctx.height, ctx.width, 3)
-        return np.ascontiguousarray(frame[::-1])
+        return out, out_tex
