@@ -6,7 +6,9 @@ Material (each item says which split it belongs to, so tuning never silently use
   (a mix with hand-annotated beats);
 - the built-in demo song;
 - synthetic band songs (:mod:`bridge.demo.band`): fast and slow 4/4, 3/4, 6/8 and 12/8, ramps,
-  tempo steps, swing, late drums — rendered once and cached in ``~/.cache/stembridge-bench``.
+  tempo steps, swing, late drums — rendered once and cached in ``~/.cache/stembridge-bench``;
+- with ``--freedoom``: 50 Freedoom songs × 3 excerpts rendered with FluidSynth, ground truth from
+  their MIDI (:mod:`freedoom_songs`); Freedoom 1 songs are dev, Freedoom 2 songs held.
 
 Splits: ``dev`` items were used while developing the tracker; ``held`` items were only ever
 checked (their seeds and tempi differ from every dev item). ``--split dev|held|all``.
@@ -35,6 +37,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bridge.analysis.beats import track_beats  # noqa: E402
 from bridge.analysis.pipeline import features_for_stem  # noqa: E402
@@ -168,6 +171,18 @@ def band_items(split: str) -> list[Item]:
     return items
 
 
+def freedoom_items(split: str) -> list[Item]:
+    """Excerpts of the Freedoom set with drums and a notated grid (see benchmarks/freedoom_songs.py)."""
+    from freedoom_songs import build
+
+    out = []
+    for d in build(SR, progress=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        if d["has_drums"] and d["has_grid"] and split in ("all", d["split"]):
+            mix = np.sum([a for _, _, a in d["stems"]], axis=0)
+            out.append(Item(d["name"], d["split"], d["stems"], mix, d["beats"], d["downbeats"], d["meter"]))
+    return out
+
+
 def _tempo(beats: np.ndarray) -> float:
     return float(60.0 / np.median(np.diff(beats))) if len(beats) > 1 else float("nan")
 
@@ -252,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="item names (substring match)")
     ap.add_argument("--no-shared", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--freedoom", action="store_true",
+                    help="also the Freedoom set (benchmarks/freedoom_songs.py: 50 songs × 3 excerpts "
+                         "rendered with FluidSynth; needs apt packages freedoom fluidsynth fluid-soundfont-gm)")
     ap.add_argument("--sensitivity", action="store_true",
                     help="move each tracker weight ±30 %% and list the items whose pass/fail changes")
     args = ap.parse_args(argv)
@@ -261,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.split in ("all", "dev"):
         items.append(demo_item())
     items += band_items(args.split)
+    if args.freedoom:
+        items += freedoom_items(args.split)
     if args.only:
         items = [i for i in items if any(o in i.name for o in args.only)]
     if args.sensitivity:
@@ -280,13 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=float))
     else:
-        for split in ("dev", "held"):
-            sel = [r for r in rows if r["split"] == split]
-            if not sel:
-                continue
-            ok = sum(1 for r in sel if _meets(r))
-            print(f"{split}: {ok}/{len(sel)} items meet all goals; mean F ours {np.mean([r['ours_F'] for r in sel]):.3f} "
-                  f"librosa {np.mean([r['librosa_F'] for r in sel]):.3f}")
+        for group, in_group in (("", lambda r: not r["item"].startswith("fd:")),
+                                ("freedoom ", lambda r: r["item"].startswith("fd:"))):
+            for split in ("dev", "held"):
+                sel = [r for r in rows if r["split"] == split and in_group(r)]
+                if not sel:
+                    continue
+                ok = sum(1 for r in sel if _meets(r))
+                tempo_ok = sum(1 for r in sel if r["ours_tempo_err_pct"] <= 4.0)
+                print(f"{group}{split}: {ok}/{len(sel)} items meet all goals, tempo right on {tempo_ok}; "
+                      f"mean F ours {np.mean([r['ours_F'] for r in sel]):.3f} "
+                      f"librosa {np.mean([r['librosa_F'] for r in sel]):.3f}")
     return 0
 
 
