@@ -90,7 +90,7 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
     project = lossless(project_dir, width=320, height=180)
     out = project_dir / "ray.mp4"
     cmd = [sys.executable, "-m", "bridge", "render", str(project_dir), "-o", str(out), "--end", str(END_S),
-           "--segments", "12", "--ray", cluster]
+           "--segments", "12", "--ray", cluster, "--ray-cpus", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     manifest = work_folder(out) / "manifest.json"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -107,6 +107,7 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the driver finished before it could be killed"
     assert not out.exists()
+    kept = set(json.loads(manifest.read_text())["done"])  # what the killed driver had finished
 
     messages: list[str] = []
     render_project(project, project_dir, out, end_s=END_S, segments=12, ray_address=cluster,
@@ -117,7 +118,9 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
     assert got["hashes"] == truth_hashes(project, project_dir, end_s=END_S)
     assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
     assert not [p for p in project_dir.rglob("*") if ".partial" in p.name or p.name.endswith(".parts")]
-    assert _x264_threads(out) == [1] * 12  # one CPU per task by default: one encoder thread per segment
+    # x264's own record, per segment: the kept ones were encoded by the first run (--ray-cpus 2:
+    # two threads), the rest by the resume (one CPU per task by default: one thread); none redone
+    assert _x264_threads(out) == [2 if i in kept else 1 for i in range(12)]
 
 
 def test_a_shared_song_with_the_shader_engine_renders_the_same_on_the_cluster(cluster: str, tmp_path: Path) -> None:  # noqa: F811
@@ -157,8 +160,9 @@ def _x264_threads(path: Path) -> list[int]:
 
 
 def test_each_task_renders_and_encodes_with_the_cpus_it_asked_for(cluster: str, project_dir: Path) -> None:  # noqa: F811
-    """--ray-cpus 2: every segment's encoder ran with two threads (x264's own SEI in the output says
-    so; the default, one, is checked in the resume test), and the picture does not depend on it."""
+    """cpus_per_task=2: every segment's encoder ran with two threads (x264's own SEI in the output
+    says so; the CLI's --ray-cpus and the default, one, are checked in the resume test), and the
+    picture does not depend on it."""
     from bridge.export.cluster import render_on_ray
     from bridge.export.render import prepare_render
 
