@@ -175,6 +175,7 @@ def main() -> int:
                 row[key] = wall_s
                 if cpu_s is not None:
                     row[key[:-2] + "_cores"] = cpu_s / wall_s
+                    row[key[:-2] + "_cpu_s"] = cpu_s  # the work done: flat in K when nothing is wasted
 
         def run_local() -> None:
             wall, cpu = render_in_fresh_process(job, base, n_segments=1, n_threads=1)
