@@ -187,7 +187,8 @@ def cmd_render(args: argparse.Namespace) -> int:
                               model=args.model, look=args.look, preset=args.preset, codec=args.codec,
                               crf=args.crf, bitrate=_bitrate(args.bitrate), section=args.section,
                               fade_in_s=args.fade_in, fade_out_s=args.fade_out, progress=progress,
-                              segments=args.segments, ray_address=args.ray, resume=not args.no_resume,
+                              segments=args.segments, ray_address=args.ray,
+                              ray_cpus_per_task=args.ray_cpus, resume=not args.no_resume,
                               log_message=lambda m: print(m, file=sys.stderr))
     print(path)
     return 0
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", metavar="auto|HOST:PORT",
                    help="render the segments in parallel on a Ray cluster (needs stembridge[cluster]): "
                         "'auto' joins a running cluster or starts one here; HOST:PORT is a head's GCS address")
+    r.add_argument("--ray-cpus", type=int, default=1, metavar="N",
+                   help="CPUs per Ray task (default 1): each segment renders and encodes with N threads, and "
+                        "the cluster runs (its CPUs / N) segments at once")
     r.set_defaults(func=cmd_render)
 
     add_separate_parser(sub)

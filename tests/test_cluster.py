@@ -90,7 +90,7 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
     project = lossless(project_dir, width=320, height=180)
     out = project_dir / "ray.mp4"
     cmd = [sys.executable, "-m", "bridge", "render", str(project_dir), "-o", str(out), "--end", str(END_S),
-           "--segments", "12", "--ray", cluster]
+           "--segments", "12", "--ray", cluster, "--ray-cpus", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     manifest = work_folder(out) / "manifest.json"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -107,6 +107,7 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the driver finished before it could be killed"
     assert not out.exists()
+    kept = set(json.loads(manifest.read_text())["done"])  # what the killed driver had finished
 
     messages: list[str] = []
     render_project(project, project_dir, out, end_s=END_S, segments=12, ray_address=cluster,
@@ -117,6 +118,9 @@ def test_resume_after_the_driver_is_killed(cluster: str, project_dir: Path) -> N
     assert got["hashes"] == truth_hashes(project, project_dir, end_s=END_S)
     assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
     assert not [p for p in project_dir.rglob("*") if ".partial" in p.name or p.name.endswith(".parts")]
+    # x264's own record, per segment: the kept ones were encoded by the first run (--ray-cpus 2:
+    # two threads), the rest by the resume (one CPU per task by default: one thread); none redone
+    assert _x264_threads(out) == [2 if i in kept else 1 for i in range(12)]
 
 
 def test_a_shared_song_with_the_shader_engine_renders_the_same_on_the_cluster(cluster: str, tmp_path: Path) -> None:  # noqa: F811
@@ -147,3 +151,80 @@ def test_a_shared_song_with_the_shader_engine_renders_the_same_on_the_cluster(cl
     assert len(got["hashes"]) == 90
     assert got["hashes"] == want["hashes"]
     assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
+
+
+def _x264_threads(path: Path) -> list[int]:
+    """The thread count x264 wrote into each segment's settings SEI ("… threads=2 …"): the encoder's
+    own record of how it ran, read from the joined file (one SEI per segment; packets are copied)."""
+    return [int(n) for n in re.findall(rb" threads=(\d+) lookahead_threads=", path.read_bytes())]
+
+
+def test_each_task_renders_and_encodes_with_the_cpus_it_asked_for(cluster: str, project_dir: Path) -> None:  # noqa: F811
+    """cpus_per_task=2: every segment's encoder ran with two threads (x264's own SEI in the output
+    says so; the CLI's --ray-cpus and the default, one, are checked in the resume test), and the
+    picture does not depend on it."""
+    from bridge.export.cluster import render_on_ray
+    from bridge.export.render import prepare_render
+
+    # 320x180: x264 runs smaller pictures in one thread whatever it is allowed
+    project = lossless(project_dir, width=320, height=180)
+    job = prepare_render(project, project_dir, end_s=1.0)
+    truth = truth_hashes(project, project_dir, end_s=1.0)
+    out = render_on_ray(job, project_dir / "ray.mp4", n_segments=2, cpus_per_task=2)
+    assert _x264_threads(out) == [2, 2]
+    assert decoded(out)["hashes"] == truth
+
+
+def test_a_task_gets_its_thread_limits_before_the_gl_driver_loads(cluster: str) -> None:
+    """llvmpipe sizes its rasterizer pool once per process, so the limit travels in the task's
+    runtime_env (a worker started with it), and tasks with different allotments never share a worker."""
+    from conftest import require_gl
+
+    from bridge.export.cluster import task_options
+
+    require_gl()
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("counting threads by name needs Linux's /proc")
+
+    def gl_threads() -> tuple[str, int]:
+        """In a Ray worker (pickled by value): the GL renderer, and llvmpipe's rasterizer threads
+        once a context has drawn."""
+        import glob
+
+        from bridge.gl import create_gl_context
+
+        ctx = create_gl_context()
+        try:
+            fbo = ctx.simple_framebuffer((64, 64))
+            fbo.use()
+            ctx.clear(1.0, 0.0, 0.0, 1.0)
+            fbo.read()
+            names = []
+            for comm in glob.glob("/proc/self/task/*/comm"):
+                try:
+                    names.append(Path(comm).read_text())
+                except OSError:  # a thread that just ended
+                    pass
+            return ctx.info["GL_RENDERER"], sum(n.startswith("llvmpipe") for n in names)
+        finally:
+            ctx.release()
+
+    probe = ray.remote(gl_threads)
+    renderer, with_two = ray.get(probe.options(**task_options(2)).remote())
+    _, with_one = ray.get(probe.options(**task_options(1)).remote())
+    if "llvmpipe" not in renderer:
+        pytest.skip(f"the GL driver here is {renderer}, not Mesa's llvmpipe (a GPU's threads are not ours to size)")
+    assert with_one == 0  # rasterizes in the calling thread
+    assert with_two == 2
+
+
+def test_bad_cpus_per_task_are_refused_with_the_fix(cluster: str, project_dir: Path) -> None:  # noqa: F811
+    from bridge.export.cluster import render_on_ray
+    from bridge.export.render import prepare_render
+
+    job = prepare_render(lossless(project_dir), project_dir, end_s=1.0)
+    with pytest.raises(RenderError, match=r"--ray-cpus 0 is not a whole number ≥ 1; use e\.g\. --ray-cpus 1"):
+        render_on_ray(job, project_dir / "ray.mp4", cpus_per_task=0)
+    with pytest.raises(RenderError, match=r"--ray-cpus 3 asks for more CPUs per task than the Ray cluster has \(2\)"):
+        render_on_ray(job, project_dir / "ray.mp4", cpus_per_task=3)
+    assert not work_folder(project_dir / "ray.mp4").exists()

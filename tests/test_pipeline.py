@@ -285,3 +285,28 @@ def test_a_new_project_takes_the_shader_engine_where_opengl_works_else_the_proce
 
     chosen = new_project(tmp_path / "c", stems_dir, engine=EngineSettings(name="procedural")).project
     assert chosen.engine.name == "procedural"
+
+
+@pytest.mark.slow
+def test_the_demo_renders_the_same_on_a_ray_cluster(demo, tmp_path):
+    """Issue 18's "done when": the demo (its default engine and look) rendered on a real local Ray
+    cluster, cut at the drop, equals the local straight render frame for frame (CRF 0, lossless)."""
+    ray = pytest.importorskip("ray", reason="Ray is the cluster extra: pip install 'stembridge[cluster]'")
+    from segment_helpers import decoded
+
+    song, project, project_dir, analysis = demo
+    drop_s = song.sections[1][0]
+    options = dict(analysis=analysis, start_s=drop_s - 1.0, end_s=drop_s + 1.0, width=160, height=90, crf=0)
+    local = render_project(project, project_dir, tmp_path / "local.mp4", segments=1, **options)
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
+             logging_level="WARNING", log_to_driver=False)
+    try:
+        remote = render_project(project, project_dir, tmp_path / "ray.mp4", segments=2, ray_address="auto",
+                                **options)
+    finally:
+        ray.shutdown()
+    got, want = decoded(remote), decoded(local)
+    assert len(got["hashes"]) == len(want["hashes"]) >= 60  # 2 s at 30 fps (±1 for the rounding of the drop)
+    assert got["hashes"] == want["hashes"]
+    assert len(set(got["hashes"])) > 30  # a moving picture, not one frame repeated
+    assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)

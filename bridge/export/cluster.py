@@ -11,7 +11,11 @@ project's files. The driver writes each returned segment into the work folder be
 it arrives (so a killed driver resumes with them), then joins them without re-encoding and muxes
 the audio once.
 
-Tasks ask for one CPU, or one GPU for the diffusion engine when the cluster has GPUs. A task whose
+Each task asks for ``cpus_per_task`` CPUs (default one; plus one GPU for the diffusion engine when
+the cluster has GPUs) and renders with exactly that many threads: OpenCV, llvmpipe, x264 and the
+BLAS pools are sized to the allotment in the worker before the engine starts
+(:func:`bridge.export.threads.limit_cpu_threads`). Without that, every task would use all of its
+machine's cores, and N tasks on one machine could not be faster than one. A task whose
 worker dies is retried (``max_retries``) on any worker; an error in the render itself (a bad
 setting) is not retried and is reported as it would be locally.
 """
@@ -82,8 +86,11 @@ def connect(address: str) -> bool:
 
 def render_segment_bytes(job: RenderJob, index: int, start_frame: int, n_frames: int, *,
                          report: Callable[[int, int], None] = lambda i, d: None,
-                         fault_marker: str | None = None) -> bytes:
+                         fault_marker: str | None = None, n_threads: int = 0) -> bytes:
     """One segment as an encoded video-only MP4 (bytes): what a Ray task runs. Pure in its inputs.
+
+    ``n_threads``: the task's CPU allotment; this process's render thread pools are sized to it
+    first (0: left as they are).
 
     ``fault_marker`` (tests): if that file does not exist yet, create it and kill this process half
     way through the segment — a worker lost mid-render, which Ray then retries.
@@ -91,7 +98,10 @@ def render_segment_bytes(job: RenderJob, index: int, start_frame: int, n_frames:
     import tempfile
 
     from bridge.export.segments import Segment, encode_segments
+    from bridge.export.threads import limit_cpu_threads
 
+    if n_threads:
+        limit_cpu_threads(n_threads)
     seg = Segment(index, start_frame, n_frames)
     die = fault_marker is not None and not os.path.exists(fault_marker)
     last = [0.0]
@@ -122,12 +132,12 @@ def _remote_parts() -> tuple[Any, Any]:
         ray = import_ray()
 
         @ray.remote
-        def render_segment_task(job, index, start_frame, n_frames, board, fault_marker):
+        def render_segment_task(job, index, start_frame, n_frames, board, fault_marker, n_threads):
             def report(i: int, done: int) -> None:
                 board.report.remote(i, done)  # fire and forget
 
             return render_segment_bytes(job, index, start_frame, n_frames, report=report,
-                                        fault_marker=fault_marker)
+                                        fault_marker=fault_marker, n_threads=n_threads)
 
         @ray.remote(num_cpus=0)
         class ProgressBoard:
@@ -144,6 +154,19 @@ def _remote_parts() -> tuple[Any, Any]:
     return _REMOTE["task"], _REMOTE["board"]
 
 
+def task_options(cpus_per_task: int, *, use_gpu: bool = False, max_retries: int = MAX_RETRIES) -> dict[str, Any]:
+    """The Ray options of a segment task: its CPUs (and GPU), retries, and the thread variables.
+
+    The variables go in the task's ``runtime_env``, so Ray runs it in worker processes started with
+    them (one pool of workers per distinct environment): llvmpipe sizes its rasterizer threads once
+    per process, before any task code could change them (see :mod:`bridge.export.threads`).
+    """
+    from bridge.export.threads import thread_env
+
+    return {"max_retries": max_retries, "retry_exceptions": False, "num_cpus": cpus_per_task,
+            "num_gpus": 1 if use_gpu else 0, "runtime_env": {"env_vars": thread_env(cpus_per_task)}}
+
+
 def _label(plan: tuple[Segment, ...], done: set[int], running: dict[int, int]) -> str:
     parts = [f"{len(done)}/{len(plan)} segments done"]
     if running:
@@ -155,10 +178,13 @@ def _label(plan: tuple[Segment, ...], done: set[int], running: dict[int, int]) -
 def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: str = "auto",
                   n_segments: int | None = None, resume: bool = True, progress: ProgressCallback = no_progress,
                   cancel: CancelToken | None = None, log_message: Callable[[str], None] = lambda m: None,
-                  max_retries: int = MAX_RETRIES, _fault_marker: str | os.PathLike[str] | None = None) -> Path:
+                  max_retries: int = MAX_RETRIES, cpus_per_task: int = 1,
+                  _fault_marker: str | os.PathLike[str] | None = None) -> Path:
     """Render ``job`` to ``out_path`` with one Ray task per segment; resumable like a local render.
 
-    ``n_segments``: default two per CPU (or GPU) the cluster offers, at least one per ~10 s.
+    ``n_segments``: default two per task slot (the cluster's CPUs / ``cpus_per_task``, or its
+    GPUs for the diffusion engine), at least one per ~10 s. ``cpus_per_task``: CPUs each task
+    asks Ray for, and the threads its render and encoder use.
     Cancelling stops the running tasks; finished segments stay for a resume.
     """
     from bridge.export.segments import (
@@ -168,13 +194,20 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
         open_work_folder,
     )
 
+    if isinstance(cpus_per_task, bool) or not isinstance(cpus_per_task, int) or cpus_per_task < 1:
+        raise RenderError(f"--ray-cpus {cpus_per_task!r} is not a whole number ≥ 1; use e.g. --ray-cpus 1 (one CPU "
+                          "and one thread per segment task) or --ray-cpus 4.")
     cancel = cancel or CancelToken()
     ray = import_ray()
     started = connect(address)
     try:
         resources = ray.cluster_resources()
         use_gpu = job.engine_key == "lcm" and resources.get("GPU", 0) >= 1
-        slots = int(resources.get("GPU" if use_gpu else "CPU", 1)) or 1
+        cpus = resources.get("CPU", 1)
+        if cpus_per_task > cpus:
+            raise RenderError(f"--ray-cpus {cpus_per_task} asks for more CPUs per task than the Ray cluster has "
+                              f"({cpus:g}); use --ray-cpus {max(1, int(cpus))} or fewer.")
+        slots = max(1, int(resources.get("GPU", 1) if use_gpu else cpus // cpus_per_task))
         if n_segments is None:
             n_segments = max(2 * slots, round(job.range.n_frames / (SEGMENT_SECONDS * float(job.context.fps))))
         if job.engine_key == "lcm" and not use_gpu:
@@ -187,15 +220,16 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                 first = todo[0].start_frame if todo else job.range.start_frame + total
                 log_message(f"resuming at {format_time(float(first / job.context.fps))}: "
                             f"{len(plan) - len(todo)} of {len(plan)} segments kept from the interrupted export")
-            log_message(f"rendering {len(todo)} segments on Ray ({slots} {'GPU' if use_gpu else 'CPU'} slots)")
+            log_message(f"rendering {len(todo)} segments on Ray ({slots} {'GPU' if use_gpu else 'task'} slots, "
+                        f"{cpus_per_task} CPU{'s' if cpus_per_task > 1 else ''} per task)")
             task, board_cls = _remote_parts()
             board = board_cls.remote()
             job_ref = ray.put(job.without_audio())  # once into the object store; tasks share it
-            options = {"max_retries": max_retries, "retry_exceptions": False, "num_cpus": 1,
-                       "num_gpus": 1 if use_gpu else 0}
+            options = task_options(cpus_per_task, use_gpu=use_gpu, max_retries=max_retries)
             marker = None if _fault_marker is None else str(_fault_marker)
             pending = {
-                task.options(**options).remote(job_ref, s.index, s.start_frame, s.n_frames, board, marker): s
+                task.options(**options).remote(job_ref, s.index, s.start_frame, s.n_frames, board, marker,
+                                             cpus_per_task): s
                 for s in todo
             }
             done_frames = sum(s.n_frames for s in plan if work.is_done(s))

@@ -187,6 +187,7 @@ def render_project(
     resume: bool = True,
     segments: int | None = None,
     ray_address: str | None = None,
+    ray_cpus_per_task: int = 1,
     log_message: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Render ``project`` to ``out_path`` (MP4/MOV). Overrides replace the project's render settings.
@@ -202,7 +203,8 @@ def render_project(
     again with the same project and settings continues from its last finished segment (and says so
     through ``log_message``, e.g. "resuming at 2:41"); ``resume=False`` starts over. ``segments``:
     how many pieces (default: about one per 10 s). ``ray_address`` ("auto" or a cluster's
-    HOST:PORT): render the segments in parallel on a Ray cluster (:mod:`bridge.export.cluster`).
+    HOST:PORT): render the segments in parallel on a Ray cluster (:mod:`bridge.export.cluster`),
+    each task with ``ray_cpus_per_task`` CPUs (and as many threads).
 
     Raises RenderError / AudioError / Cancelled; on any failure no file is left at ``out_path``
     (an existing file there is kept).
@@ -216,7 +218,8 @@ def render_project(
         from bridge.export.cluster import render_on_ray
 
         return render_on_ray(job, out_path, address=ray_address, n_segments=segments, resume=resume,
-                             progress=progress, cancel=cancel, log_message=log_message)
+                             progress=progress, cancel=cancel, log_message=log_message,
+                             cpus_per_task=ray_cpus_per_task)
     from bridge.export.segments import render_segmented
 
     return render_segmented(job, out_path, n_segments=segments, resume=resume, progress=progress,

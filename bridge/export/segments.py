@@ -341,6 +341,7 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
     Each part is written atomically (a temporary name, renamed when complete), so a part file that
     exists is whole.
     """
+    from bridge.export.threads import cpu_threads
     from bridge.export.video import write_video
     from bridge.jobs import prefetch
 
@@ -352,9 +353,10 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
     first = segments[0]
     total = sum(s.n_frames for s in segments)
     engine = start_engine(job)
-    frames = prefetch(engine_frames(engine, job, first.start_frame, total,
-                                    preroll=segment_preroll(job, first.start_frame), cancel=cancel),
-                      depth=4, name="render-frames")
+    frames = engine_frames(engine, job, first.start_frame, total, preroll=segment_preroll(job, first.start_frame),
+                           cancel=cancel)
+    if cpu_threads() != 1:  # render and encode overlap in two threads, unless held to one thread
+        frames = prefetch(frames, depth=4, name="render-frames")
     try:
         for seg in segments:
             write_video(part_path(seg), frames, n_frames=seg.n_frames, width=job.context.width,

@@ -27,6 +27,7 @@ import numpy as np
 
 from bridge.errors import RenderError
 from bridge.export.presets import get_codec, pick_encoder
+from bridge.export.threads import cpu_threads
 from bridge.fsutil import PendingFile
 from bridge.jobs import CancelToken, ProgressCallback
 
@@ -278,7 +279,7 @@ class VideoWriter:
         # Time base 1/fps: frame k has pts k, so the frame rate stays an exact rational.
         video.time_base = 1 / self.fps
         video.codec_context.time_base = 1 / self.fps
-        video.codec_context.thread_count = 0  # auto: one per core
+        video.codec_context.thread_count = cpu_threads()  # 0: auto, one per core; else the render's budget
         context = video.codec_context
         context.color_primaries = context.color_trc = context.colorspace = _AVCOL_BT709
         context.color_range = _AVCOL_RANGE_MPEG

@@ -14,26 +14,27 @@ Public API::
     bss_eval_v4 / sdr_per_stem                        # quality, as museval computes it
 """
 
+from bridge.separation.blocks import BlockPlan, plan_blocks
 from bridge.separation.demucs_runner import (
-    DEFAULT_MODEL,
-    MODEL_CHOICES,
-    TEST_MODEL,
-    BlockPlan,
     DemucsSeparator,
-    ModelNotAvailable,
-    ModelSpec,
-    SeparationError,
     SeparationResult,
     export_stems,
-    load_model,
-    network_reachable,
-    pick_device,
-    plan_blocks,
-    resolve_model_spec,
-    save_model_to_repo,
     separate_mix,
     separate_mix_to_folder,
     stem_filename,
+)
+from bridge.separation.models import (
+    DEFAULT_MODEL,
+    MODEL_CHOICES,
+    TEST_MODEL,
+    ModelNotAvailable,
+    ModelSpec,
+    SeparationError,
+    load_model,
+    network_reachable,
+    pick_device,
+    resolve_model_spec,
+    save_model_to_repo,
 )
 
 _SDR_NAMES = frozenset({"BssEvalScores", "bss_eval_v4", "sdr_per_stem", "utterance_sdr"})
