@@ -249,14 +249,20 @@ def sensitivity(items: list[Item]) -> None:
 
     base = passes()
     print(f"baseline: {sum(base)}/{len(base)} items meet all goals")
+    from bridge.analysis import bars, beat_phase, periodicity
+
     for name in SENSITIVE:
-        original = getattr(beats, name)
+        # the tracker's modules hold their weights (a shared one is imported by value): patch every copy
+        homes = [m for m in (beats, bars, beat_phase, periodicity) if name in vars(m)]
+        original = getattr(homes[0], name)
         for factor in (0.7, 1.3):
-            setattr(beats, name, original * factor)
+            for home in homes:
+                setattr(home, name, original * factor)
             try:
                 now = passes()
             finally:
-                setattr(beats, name, original)
+                for home in homes:
+                    setattr(home, name, original)
             changed = [f"{it.name}:{'+' if n else '-'}" for it, b, n in zip(items, base, now, strict=True) if b != n]
             print(f"{name:24s} x{factor}: {sum(now)}/{len(now)} {' '.join(changed)}", flush=True)
 
