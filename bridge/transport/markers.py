@@ -119,6 +119,11 @@ class AbletonCueCollector(MarkerCollector):
             found.append(DawMarker(name, beats, None, "beats"))
             if len(found) >= MAX_MARKERS:
                 break
+        if args and not found:
+            # Not one pair parsed: a malformed reply, not "no cue points" (that is an empty list).
+            # Keep waiting for a well-formed one rather than end the request with nothing (a garbled
+            # datagram handled before the real reply emptied the import, 1 run in ~6).
+            return True
         self._markers = sorted(found, key=lambda m: m.start)
         self.complete = True
         self.last_at = t
