@@ -510,7 +510,7 @@ def test_pickled_weights_are_refused_unless_the_user_opts_in(tmp_path, monkeypat
     """.bin weights can run code when unpickled: safetensors only, unless STEMBRIDGE_ALLOW_PICKLE_WEIGHTS."""
     from diffusers import LatentConsistencyModelPipeline
 
-    from bridge.visuals import lcm as lcm_module
+    from bridge.visuals import lcm_models as lcm_module
 
     src = build_tiny_lcm(tmp_path / "safe")
     pickled = tmp_path / "pickled"
