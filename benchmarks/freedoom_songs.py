@@ -30,6 +30,7 @@ returns [] and says why. Nothing here is used by the test suite.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import struct
 import subprocess
@@ -231,7 +232,7 @@ def build(sample_rate: int, *, only: tuple[str, ...] = (), progress=print) -> li
         path = CACHE / f"{name}-{key}.npz"
         if not path.exists():
             progress(f"rendering {name} ({n + 1}/{len(lumps)})")
-            mid = mido.MidiFile(file=__import__("io").BytesIO(data))
+            mid = mido.MidiFile(file=io.BytesIO(data))
             stems = {}
             with tempfile.TemporaryDirectory() as tmp:
                 for role, stem_mid in split_stems(mid, RENDER_S).items():

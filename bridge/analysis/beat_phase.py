@@ -87,31 +87,34 @@ def _harmonic_change(stems: Mapping[str, StemFeatures], n_frames: int, window: i
     return 1.0 - np.sum(before * after, axis=0)
 
 
+def _onset_presence(stems: Mapping[str, StemFeatures], positions_s: np.ndarray, tolerance_s,
+                    *, drums_only: bool) -> np.ndarray | None:
+    """1 where an onset of an audible stem (a drums stem with ``drums_only``) lies within
+    ``tolerance_s`` of each position, else 0; None without such an onset."""
+    onsets = [stem.onsets_s for stem in stems.values()
+              if _is_audible(stem) and (stem.role == "drums" or not drums_only)]
+    on = np.sort(np.concatenate(onsets)) if onsets else np.zeros(0)
+    if on.size == 0:
+        return None
+    i = np.clip(np.searchsorted(on, positions_s), 1, max(1, on.size - 1))
+    dist = np.minimum(np.abs(on[np.minimum(i, on.size - 1)] - positions_s), np.abs(on[i - 1] - positions_s))
+    return (dist <= tolerance_s).astype(np.float64)
+
+
 def _beat_presence(stems: Mapping[str, StemFeatures], beats_s: np.ndarray) -> float:
     """Share of the beats with an onset of any audible stem within max(70 ms, 1/8 beat)."""
-    onsets = [stem.onsets_s for stem in stems.values() if _is_audible(stem)]
-    on = np.sort(np.concatenate(onsets)) if onsets else np.zeros(0)
-    if on.size == 0 or beats_s.shape[0] < 2:
+    if beats_s.shape[0] < 2:
         return 0.0
-    tolerance_s = max(0.07, float(np.median(np.diff(beats_s))) / 8.0)
-    i = np.clip(np.searchsorted(on, beats_s), 1, max(1, on.size - 1))
-    dist = np.minimum(np.abs(on[np.minimum(i, on.size - 1)] - beats_s), np.abs(on[i - 1] - beats_s))
-    return float(np.mean(dist <= tolerance_s))
+    present = _onset_presence(stems, beats_s, max(0.07, float(np.median(np.diff(beats_s))) / 8.0),
+                              drums_only=False)
+    return 0.0 if present is None else float(present.mean())
 
 
 def _drum_presence(stems: Mapping[str, StemFeatures], positions_s: np.ndarray,
                    tolerance_s: np.ndarray) -> np.ndarray | None:
     """1 where a drums-stem onset lies within ``tolerance_s`` of each position, else 0; None
     without an audible drums stem."""
-    onsets = [stem.onsets_s for stem in stems.values() if stem.role == "drums" and _is_audible(stem)]
-    if not onsets:
-        return None
-    on = np.sort(np.concatenate(onsets))
-    if on.size == 0:
-        return None
-    i = np.clip(np.searchsorted(on, positions_s), 1, max(1, on.size - 1))
-    dist = np.minimum(np.abs(on[np.minimum(i, on.size - 1)] - positions_s), np.abs(on[i - 1] - positions_s))
-    return (dist <= tolerance_s).astype(np.float64)
+    return _onset_presence(stems, positions_s, tolerance_s, drums_only=True)
 
 
 def _correct_phase(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, envelope: np.ndarray,
