@@ -268,7 +268,7 @@ def render_song(song: Song, tmp: Path, *, engine: str | None, width: int, height
 
 
 def shipped_looks() -> list[str]:
-    from bridge.visuals.shader import SHIPPED_LOOKS
+    from bridge.visuals.shader_looks import SHIPPED_LOOKS
 
     return sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))
 

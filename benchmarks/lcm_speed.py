@@ -161,7 +161,7 @@ def measure(pipe, tiny, *, size: int, steps: int, decoder: str, frames: int, war
     start_image = cv2_blur(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
     engine.resume_from(start_image, section_index=0)
     coder = tiny if use_tiny else pipe.vae
-    embeds = engine._embeddings(0)[0]
+    embeds = engine._cond.embeddings(0)[0]
     w_emb = engine._w_embedding
     strength = min(1.0, engine.base_strength + PARAMS["strength"])
     f = pipe.vae_scale_factor

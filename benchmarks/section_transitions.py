@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bridge.gl import create_gl_context  # noqa: E402
 from bridge.visuals import RenderContext, SectionLook, get_engine  # noqa: E402
-from bridge.visuals.shader import create_gl_context  # noqa: E402
 
 
 def timed(a: str, b: str, width: int, height: int, frames: int, *, transition: str, mix_of, hit: float = 1.0) -> float:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bridge.gl import create_gl_context  # noqa: E402
 from bridge.visuals import RenderContext, SectionLook, get_engine  # noqa: E402
-from bridge.visuals.shader import available_looks, create_gl_context  # noqa: E402
+from bridge.visuals.shader_looks import available_looks  # noqa: E402
 
 
 def main() -> int:

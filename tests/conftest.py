@@ -138,7 +138,7 @@ def write_midi(path: Path, events, tpq: int = 480) -> Path:
 def gl_problem() -> str | None:
     """Why no OpenGL 3.3 context can be made here (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri), or None."""
     from bridge.errors import RenderError
-    from bridge.visuals.shader import create_gl_context
+    from bridge.gl import create_gl_context
 
     try:
         create_gl_context().release()

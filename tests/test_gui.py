@@ -54,7 +54,7 @@ def window(qtbot, demo_root, tmp_path, monkeypatch, thumbnail_cache):
     monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
     # the look browser: thumbnails in a test cache, the user's own looks in an empty test folder
     monkeypatch.setattr("bridge.visuals.thumbnails.thumbnail_cache_dir", lambda: thumbnail_cache)
-    monkeypatch.setattr("bridge.visuals.shader.user_looks_dir", lambda: tmp_path / "user_looks")
+    monkeypatch.setattr("bridge.visuals.shader_looks.user_looks_dir", lambda: tmp_path / "user_looks")
     from gui.app import create_app
     from gui.main_window import MainWindow
 
@@ -709,7 +709,7 @@ def test_look_browser_lists_every_look_and_a_click_sets_it_undoably(window, qtbo
     """Every shipped look is listed (name and ISF description) after the song's own look; thumbnails
     arrive from the worker; clicking a look switches to the shader engine with it, undo restores."""
     from bridge.visuals.isf import load_isf
-    from bridge.visuals.shader import SHIPPED_LOOKS
+    from bridge.visuals.shader_looks import SHIPPED_LOOKS
     from gui.panels.looks import AUTO, AUTO_LABEL
 
     browser = window.looks
@@ -750,7 +750,7 @@ def test_look_browser_lists_every_look_and_a_click_sets_it_undoably(window, qtbo
 
 def test_adding_a_broken_look_shows_the_compiler_message_and_changes_nothing(window, qtbot, tmp_path):
     from bridge.project import PROJECT_FILENAME
-    from bridge.visuals.shader import user_looks_dir
+    from bridge.visuals.shader_looks import user_looks_dir
 
     if gl_problem() is not None:
         pytest.skip("compiling a look needs OpenGL 3.3")
@@ -785,13 +785,13 @@ def test_adding_a_broken_look_shows_the_compiler_message_and_changes_nothing(win
 
 def test_look_browser_without_opengl_says_so_and_still_lists_the_looks(window, qtbot, monkeypatch):
     from bridge.errors import RenderError
-    from bridge.visuals.shader import SHIPPED_LOOKS
+    from bridge.visuals.shader_looks import SHIPPED_LOOKS
     from gui.panels.looks import AUTO
 
     def no_gl():
         raise RenderError("the shader engine needs OpenGL 3.3, and no context could be created (test)")
 
-    monkeypatch.setattr("bridge.visuals.shader.create_gl_context", no_gl)
+    monkeypatch.setattr("bridge.gl.create_gl_context", no_gl)
     browser = window.looks
     browser.pixmaps.clear()
     browser.reload()

@@ -219,7 +219,7 @@ def test_section_look_and_transition_are_validated_and_old_projects_load():
     # a look missing on this machine does not stop the project from opening (nothing saved is lost);
     # choosing it (app, CLI) and rendering it say what is wrong and what to choose instead
     assert Section(start=0, look="tunel").look == "tunel"
-    from bridge.visuals.shader import check_look_name
+    from bridge.visuals.shader_looks import check_look_name
 
     with pytest.raises(ValueError, match=r"look 'tunel' is unknown; use one of the shipped looks \(.*tunnel"):
         check_look_name("tunel")

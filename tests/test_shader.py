@@ -14,7 +14,7 @@ from conftest import require_gl
 from bridge.errors import RenderError
 from bridge.visuals import RenderContext, SectionLook, get_engine
 from bridge.visuals.isf import parse_isf, pass_size
-from bridge.visuals.shader import available_looks
+from bridge.visuals.shader_looks import available_looks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -299,7 +299,7 @@ def test_a_mapping_drives_a_shader_input_within_its_range(tmp_path):
 def test_looks_add_refuses_a_shader_that_does_not_compile(tmp_path, monkeypatch):
     """`stembridge looks add` compiles the look first: a GLSL error names the file and line and
     nothing is installed; a good look is copied into the user's looks and listed."""
-    from bridge.visuals.shader import add_look, user_looks_dir
+    from bridge.visuals.shader_looks import add_look, user_looks_dir
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     broken = write_look(tmp_path, "broken", '/*{"ISFVSN": "2"}*/\nvoid main() {\n  gl_FragColor = nope;\n}\n')
@@ -315,7 +315,7 @@ def test_each_song_varies_a_looks_structure_within_its_range(tmp_path, monkeypat
     """Two songs that get the same look still differ in shape: the song's seed picks the look's
     structural inputs (SONG_VARIATIONS) inside their ranges, the same song always the same; without a
     seed (or for a look not in the table) the DEFAULT holds. Read back from the pixels."""
-    import bridge.visuals.shader as shader_module
+    import bridge.visuals.shader_looks as shader_module
 
     look = write_look(tmp_path, "probe", """/*{"ISFVSN": "2", "INPUTS": [
         {"NAME": "level", "TYPE": "float", "DEFAULT": 0.5, "MIN": 0.0, "MAX": 1.0}]}*/

@@ -55,7 +55,7 @@ def test_two_songs_with_all_defaults_do_not_look_alike_on_the_shader_engine(two_
     procedural engine's seeded variations stay one family of pictures (measured: structure
     correlation 0.85 between these two songs), which is why the shader engine carries this."""
     from bridge.errors import RenderError
-    from bridge.visuals.shader import create_gl_context
+    from bridge.gl import create_gl_context
 
     try:
         create_gl_context().release()

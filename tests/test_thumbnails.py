@@ -45,7 +45,7 @@ def _stats(im: np.ndarray) -> np.ndarray:
 
 
 def test_thumbnails_of_the_shipped_looks_differ_clearly(cache):
-    from bridge.visuals.shader import available_looks
+    from bridge.visuals.shader_looks import available_looks
     from bridge.visuals.thumbnails import (
         THUMBNAIL_SIZE,
         read_thumbnail,
@@ -105,7 +105,7 @@ def test_a_broken_look_has_no_thumbnail_and_says_why(cache, tmp_path):
 def test_looks_list_thumbnails_writes_one_png_per_look(cache, tmp_path):
     import os
 
-    from bridge.visuals.shader import available_looks
+    from bridge.visuals.shader_looks import available_looks
 
     out = tmp_path / "thumbs"
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "XDG_DATA_HOME": str(tmp_path / "data"),

@@ -101,7 +101,7 @@ def cmd_sections_set(args: argparse.Namespace) -> int:
                                    "(`stembridge looks list`) or auto")
             changes["look"] = str(path)  # absolute: renders run from any folder
         else:
-            from bridge.visuals.shader import check_look_name
+            from bridge.visuals.shader_looks import check_look_name
 
             try:
                 changes["look"] = check_look_name(look)

@@ -156,7 +156,7 @@ def check_section_look(look: str | None) -> str | None:
 
     Only the form is checked here: whether a name is installed depends on the machine (a look the
     producer added may be missing on another one), so that is checked where a look is chosen (the
-    app, ``stembridge sections set``: :func:`bridge.visuals.shader.check_look_name`) and when a
+    app, ``stembridge sections set``: :func:`bridge.visuals.shader_looks.check_look_name`) and when a
     render compiles it; a project naming a missing look still opens."""
     if look is None:
         return None

@@ -172,7 +172,7 @@ class EditsMixin:
 
     def update_section(self, index: int, *, coalesce: bool = False, **changes: Any) -> None:
         if changes.get("look"):
-            from bridge.visuals.shader import check_look_name
+            from bridge.visuals.shader_looks import check_look_name
 
             try:
                 changes["look"] = check_look_name(str(changes["look"]))

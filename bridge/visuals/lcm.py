@@ -4,8 +4,10 @@ Diffusers style: the engine *is* a small pipeline wired from diffusers
 parts (UNet, VAE / AutoencoderTiny, CLIP text encoder, LCM or Euler-ancestral scheduler) loaded
 through a diffusers pipeline class, with its own loop so it can blend conditioning and noise per
 frame, batch keyframes, swap decoders and cancel inside a frame. torch and diffusers are imported
-inside functions only: ``import bridge.visuals.lcm`` imports neither. Loading and the warm
-model copies live in :mod:`bridge.visuals.lcm_models`.
+inside functions only: ``import bridge.visuals.lcm`` imports neither. This module is the frame
+chain (warp, encode, denoise, decode, post); what frames are conditioned on (prompt embeddings and
+noise per section) is :mod:`bridge.visuals.lcm_conditioning`; the model families, loading and the
+warm model copies live in :mod:`bridge.visuals.lcm_models`.
 
 Models (see :mod:`bridge.visuals.models` for where they come from):
 
@@ -25,9 +27,10 @@ long side), then resized to the output size:
 3. keyframes (every ``keyframe_every_beats`` at ``tempo_bpm``) use at least ``keyframe_strength``
    so the errors of chained img2img (blur, colour drift) are re-anchored instead of accumulating; the
    first frame of a run and every hard cut between sections are fresh text-to-image frames;
-4. conditioning: every section prompt is encoded once (cached per model); during a section's
-   transition the text embeddings *and* the initial noise are slerped from the previous section by
-   ``section_mix``; ``prompt_mix`` slerps toward the next section's prompt;
+4. conditioning (:mod:`bridge.visuals.lcm_conditioning`): every section prompt is encoded once
+   (cached per model); during a section's transition the text embeddings *and* the initial noise
+   are slerped from the previous section by ``section_mix``; ``prompt_mix`` slerps toward the next
+   section's prompt;
 5. noise is drawn from CPU generators seeded by (run seed, section seed, frame index), so a
    project renders the same video on every run and device. Most of it is a fixed per-section noise
    (``noise_jitter`` sets the per-frame share): fixed noise keeps consecutive img2img frames from
@@ -61,18 +64,21 @@ import numpy as np
 from bridge.errors import Cancelled, RenderError
 from bridge.jobs import CancelToken
 from bridge.mapping.params import PARAMETERS
-from bridge.visuals.base import RenderContext, SectionLook
+from bridge.visuals.base import RenderContext
+from bridge.visuals.lcm_conditioning import SectionConditioning
 from bridge.visuals.lcm_models import (
+    FAMILIES,
     LCM_ORIGINAL_STEPS,
     Family,
     LoadedModel,
     _import_diffusers,
     load_model,
     load_tiny_vae,
+    original_steps,
+    pick_family,
     prepare_pipeline,
 )
 from bridge.visuals.models import (
-    DEFAULT_LCM_LORA,
     DEFAULT_MODEL,
     DEFAULT_TINY_VAE,
     ModelNotAvailable,
@@ -85,15 +91,12 @@ from bridge.visuals.procedural import flash_affine, post_colour_matrix, warp_fee
 
 log = logging.getLogger(__name__)
 
-FAMILIES: tuple[str, ...] = ("auto", "lcm", "lcm-lora", "turbo")
 #: Guidance when the user sets none: LCM embeds w (Dreamshaper-LCM is tuned for ~8); the LCM-LoRA
 #: and sd-turbo are distilled without classifier-free guidance (1.0 / 0.0 = none).
 DEFAULT_GUIDANCE: dict[str, float] = {"lcm": 8.0, "lcm-lora": 1.0, "turbo": 0.0}
 #: Mapped ``strength`` at or above which a frame is a keyframe (re-anchored) when keyframes are
 #: given on the beat grid: the default preset maps drum hits to strength, so hits re-imagine.
 HIT_KEYFRAME_STRENGTH = 0.25
-#: Prompt embeddings kept per loaded model (sections × a few edits; each is 77×768 floats).
-PROMPT_CACHE_SIZE = 256
 
 
 # --- pure helpers (no torch) ---------------------------------------------------------------------
@@ -137,55 +140,12 @@ def working_size(width: int, height: int, *, long_side: int | None, multiple: in
     return w, h
 
 
-def frame_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (numpy's SeedSequence hashing, stable across platforms)."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 ^ int(state[1])
-
-
-def slerp(a, b, t: float, *, dim: int = -1, eps: float = 1e-7):
-    """Spherical interpolation of torch tensors along ``dim`` (per token for text embeddings,
-    ``dim=None`` for a whole noise tensor). Falls back to linear where a and b are (anti)parallel.
-    Keeps the norm when |a| = |b|, which a linear blend of embeddings or Gaussian noise does not."""
-    import torch
-
-    if t <= 0.0:
-        return a
-    if t >= 1.0:
-        return b
-    a32, b32 = a.float(), b.float()
-    if dim is None:
-        shape = a32.shape
-        a32, b32, d = a32.reshape(1, -1), b32.reshape(1, -1), -1
-    else:
-        shape, d = None, dim
-    na = a32 / a32.norm(dim=d, keepdim=True).clamp_min(eps)
-    nb = b32 / b32.norm(dim=d, keepdim=True).clamp_min(eps)
-    dot = (na * nb).sum(dim=d, keepdim=True).clamp(-1.0, 1.0)
-    theta = torch.acos(dot)
-    sin = torch.sin(theta)
-    safe = sin.abs() > 1e-4
-    wa = torch.where(safe, torch.sin((1.0 - t) * theta) / torch.where(safe, sin, 1.0), torch.full_like(sin, 1.0 - t))
-    wb = torch.where(safe, torch.sin(t * theta) / torch.where(safe, sin, 1.0), torch.full_like(sin, t))
-    out = wa * a32 + wb * b32
-    if shape is not None:
-        out = out.reshape(shape)
-    return out.to(a.dtype)
-
-
 def _clip_params(params: Mapping[str, float]) -> dict[str, float]:
     out = {}
     for name, spec in PARAMETERS.items():
         v = float(params.get(name, spec.neutral))
         out[name] = min(spec.maximum, max(spec.minimum, v)) if math.isfinite(v) else spec.neutral
     return out
-
-
-def _prompt_text(section: SectionLook | None) -> tuple[str, str]:
-    if section is None:
-        return "", ""
-    text = ", ".join(p for p in (section.prompt.strip(), section.style.strip()) if p)
-    return text, section.negative_prompt.strip()
 
 
 # --- frames --------------------------------------------------------------------------------------
@@ -292,7 +252,7 @@ class LCMEngine:
             unet = pipe.unet.config
             info = {"class_name": type(pipe).__name__, "time_cond_proj_dim": unet.time_cond_proj_dim,
                     "addition_embed_type": unet.addition_embed_type}
-            self.family: Family = self._pick_family(family, info, base=self.model, has_lora=False)
+            self.family: Family = pick_family(family, info, base=self.model, has_lora=False)
             steps_cap = int(getattr(pipe.scheduler.config, "original_inference_steps", None) or LCM_ORIGINAL_STEPS)
             if tiny_vae is not None and not isinstance(tiny_vae, (str, bool)):
                 self._tiny_given = tiny_vae  # an AutoencoderTiny object
@@ -303,8 +263,8 @@ class LCMEngine:
             self._model_path = resolve_model(base, role="pipeline", cache_dir=cache_dir)
             self._lora_path = resolve_model(lora, role="lora", cache_dir=cache_dir) if lora else None
             info = pipeline_info(self._model_path)
-            self.family = self._pick_family(family, info, base=base, has_lora=self._lora_path is not None)
-            steps_cap = self._original_steps()
+            self.family = pick_family(family, info, base=base, has_lora=self._lora_path is not None)
+            steps_cap = original_steps(self._model_path)
         for label, v in (("steps", steps), ("preview_steps", preview_steps)):
             if self.family != "turbo" and v > steps_cap:
                 raise RenderError(f"{label} {v} is more than the {steps_cap} steps this LCM was distilled on; "
@@ -336,6 +296,7 @@ class LCMEngine:
         self._callback = callback_on_step_end
         self._ctx: RenderContext | None = None
         self._model: LoadedModel | None = None
+        self._cond: SectionConditioning | None = None
 
     @classmethod
     def from_pipe(cls, pipe: Any, **settings: Any) -> LCMEngine:
@@ -343,31 +304,6 @@ class LCMEngine:
         LatentConsistencyModelPipeline, StableDiffusionPipeline with a fused LCM-LoRA…), kept on its
         device and dtype. ``tiny_vae`` may be an AutoencoderTiny object. Benchmarks and notebooks."""
         return cls(pipe=pipe, **settings)
-
-    # -- choosing ----------------------------------------------------------------------------------
-    @staticmethod
-    def _pick_family(family: str, info: dict, *, base: str, has_lora: bool) -> Family:
-        if "XL" in str(info["class_name"]) or info["addition_embed_type"] == "text_time":
-            raise RenderError(f"model {base!r} is an SDXL pipeline ({info['class_name']}); the lcm engine runs "
-                              f"Stable Diffusion 1.x/2.x models: use {DEFAULT_MODEL} or stabilityai/sd-turbo")
-        if family != "auto":
-            return family  # type: ignore[return-value]
-        if has_lora:
-            return "lcm-lora"
-        if info["time_cond_proj_dim"] is not None:
-            return "lcm"
-        if "turbo" in base.lower():
-            return "turbo"
-        raise RenderError(
-            f"model {base!r} is a plain Stable Diffusion checkpoint (its UNet has no LCM guidance embedding), "
-            f"which needs 25+ steps per frame. Add the LCM-LoRA with --model '{base}+{DEFAULT_LCM_LORA}', use an "
-            f"LCM checkpoint such as {DEFAULT_MODEL}, or set family='turbo' for an SD-Turbo fine-tune")
-
-    def _original_steps(self) -> int:
-        import json
-
-        cfg = json.loads((self._model_path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-        return int(cfg.get("original_inference_steps") or LCM_ORIGINAL_STEPS)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, ctx: RenderContext) -> None:
@@ -414,7 +350,10 @@ class LCMEngine:
         self._chain: np.ndarray | None = None
         self._last_section: int | None = None
         self._cancel_event.clear()
-        self._section_noise: dict[int, Any] = {}
+        f = m.vae_scale_factor
+        self._cond = SectionConditioning(m, ctx.sections, run_seed=ctx.seed, cfg=self._cfg,
+                                         latent_shape=(1, m.latent_channels, h // f, w // f),
+                                         noise_jitter=self.noise_jitter)
         self._w_embedding = None
         import torch
 
@@ -424,7 +363,7 @@ class LCMEngine:
                 self._w_embedding = m.pipe.get_guidance_scale_embedding(w, embedding_dim=m.cond_dim).to(
                     device=m.device, dtype=m.dtype)
             for i in range(-1, len(ctx.sections)):
-                self._embeddings(i)  # every prompt encoded now, not on its section's first frame
+                self._cond.embeddings(i)  # every prompt encoded now, not on its section's first frame
 
     def resume_from(self, frame_rgb: np.ndarray, *, section_index: int) -> None:
         """Continue the img2img chain from a frame rendered earlier (uint8 (h, w, 3), e.g. the last
@@ -438,7 +377,8 @@ class LCMEngine:
     def close(self) -> None:
         """Free per-run buffers; the model stays warm for the next run."""
         self._chain = None
-        self._section_noise = {}
+        if self._cond is not None:
+            self._cond.forget_noise()
 
     def cancel(self) -> None:
         """Stop the current frame within one denoising step (thread-safe); the next ``start`` clears it."""
@@ -466,81 +406,13 @@ class LCMEngine:
         """(width, height) the model renders at in the current run."""
         return self._size
 
-    # -- conditioning ------------------------------------------------------------------------------
-    def _section(self, index: int) -> SectionLook | None:
-        sections = self._ctx.sections if self._ctx else ()
-        return sections[index] if 0 <= index < len(sections) else None
-
-    def _embeddings(self, section_index: int):
-        """(prompt embeds, negative embeds or None), each (1, 77, D) on the device; cached per model."""
-        m = self._model
-        prompt, negative = _prompt_text(self._section(section_index))
-        key = (prompt, negative if self._cfg else "", self._cfg)
-        hit = m.prompt_cache.get(key)
-        if hit is None:
-            import torch
-
-            with torch.inference_mode():
-                pos, neg = m.pipe.encode_prompt(prompt, m.device, 1, self._cfg,
-                                                negative_prompt=negative if self._cfg else None)
-            if len(m.prompt_cache) >= PROMPT_CACHE_SIZE:
-                m.prompt_cache.pop(next(iter(m.prompt_cache)))
-            hit = m.prompt_cache[key] = (pos, neg if self._cfg else None)
-        return hit
-
-    def _conditioning(self, section_index: int, section_mix: float, prompt_mix: float):
-        n = len(self._ctx.sections)
-        if not 0 <= section_index < n:
-            section_index = -1
-        pos, neg = self._embeddings(section_index)
-        if section_index > 0 and section_mix < 1.0:
-            p0, n0 = self._embeddings(section_index - 1)
-            pos = slerp(p0, pos, section_mix)
-            neg = slerp(n0, neg, section_mix) if neg is not None else None
-        if prompt_mix > 0.0 and 0 <= section_index < n - 1:
-            p1, n1 = self._embeddings(section_index + 1)
-            pos = slerp(pos, p1, prompt_mix)
-            neg = slerp(neg, n1, prompt_mix) if neg is not None else None
-        return pos, neg
-
+    # -- conditioning (bridge.visuals.lcm_conditioning) -------------------------------------------
     def prompt_embedding(self, section_index: int, section_mix: float = 1.0, prompt_mix: float = 0.0) -> np.ndarray:
         """The text conditioning a frame gets, float32 (tokens, hidden) — for inspection and tests."""
         if self._model is None:
             raise RenderError("LCMEngine.prompt_embedding was called before start(ctx); call start first")
-        pos, _ = self._conditioning(section_index, float(np.clip(section_mix, 0, 1)), float(np.clip(prompt_mix, 0, 1)))
+        pos, _ = self._cond.text(section_index, float(np.clip(section_mix, 0, 1)), float(np.clip(prompt_mix, 0, 1)))
         return pos[0].float().cpu().numpy()
-
-    # -- noise -------------------------------------------------------------------------------------
-    def _latent_shape(self) -> tuple[int, int, int, int]:
-        f = self._model.vae_scale_factor
-        return (1, self._model.latent_channels, self._size[1] // f, self._size[0] // f)
-
-    def _generator(self, *parts: int):
-        import torch
-
-        return torch.Generator("cpu").manual_seed(frame_seed(self._ctx.seed, *parts))
-
-    def _noise_of(self, section_index: int, frame_index: int):
-        import torch
-
-        sec = self._section(section_index)
-        sec_seed = sec.seed if sec is not None else 0
-        base = self._section_noise.get(section_index)
-        if base is None:
-            base = torch.randn(self._latent_shape(), generator=self._generator(sec_seed, section_index, -1))
-            self._section_noise[section_index] = base
-        if self.noise_jitter <= 0.0:
-            return base
-        fresh = torch.randn(self._latent_shape(), generator=self._generator(sec_seed, section_index, frame_index))
-        return slerp(base, fresh, self.noise_jitter, dim=None)
-
-    def _noise(self, job: FrameJob):
-        """(1, C, h, w) float32 CPU noise for a frame, slerped across a section transition."""
-        noise = self._noise_of(job.section_index, job.frame_index)
-        if job.section_index > 0 and job.section_mix < 1.0:
-            noise = slerp(self._noise_of(job.section_index - 1, job.frame_index), noise,
-                          float(job.section_mix), dim=None)
-        return noise
 
     # -- the loop ----------------------------------------------------------------------------------
     def _cancelled(self) -> bool:
@@ -594,8 +466,10 @@ class LCMEngine:
         pipe, sched = m.pipe, self._scheduler
         with torch.inference_mode():
             timesteps = self._timesteps(group[0])
-            noise = torch.cat([self._noise(w.job) for w in group]).to(m.device, m.dtype)
-            conds = [self._conditioning(w.job.section_index, w.job.section_mix, w.params["prompt_mix"]) for w in group]
+            cond = self._cond
+            noise = torch.cat([cond.noise(w.job.section_index, w.job.section_mix, w.job.frame_index)
+                               for w in group]).to(m.device, m.dtype)
+            conds = [cond.text(w.job.section_index, w.job.section_mix, w.params["prompt_mix"]) for w in group]
             pos = torch.cat([c[0] for c in conds])
             neg = torch.cat([c[1] for c in conds]) if self._cfg else None
             latents = noise * sched.init_noise_sigma
@@ -604,7 +478,7 @@ class LCMEngine:
                 init = self._encode(np.stack([group[i].init for i in with_init]))
                 t0 = timesteps[:1].repeat(len(with_init))
                 latents[with_init] = sched.add_noise(init, noise[with_init], t0)
-            gens = [self._generator(self._seed_of(w.job), w.job.frame_index, 1) for w in group]
+            gens = [cond.generator(cond.section_seed(w.job.section_index), w.job.frame_index, 1) for w in group]
             w_emb = self._w_embedding.repeat(len(group), 1) if self._w_embedding is not None else None
             hidden = torch.cat([neg, pos]) if self._cfg else pos
             denoised = latents
@@ -625,10 +499,6 @@ class LCMEngine:
                         latents = out["latents"]
                 self._raise_if_cancelled()
             return self._decode(denoised)
-
-    def _seed_of(self, job: FrameJob) -> int:
-        sec = self._section(job.section_index)
-        return sec.seed if sec is not None else 0
 
     def _run(self, work: list[_Work]) -> list[np.ndarray]:
         """Chain images (working size, uint8) for independent work items, batching shared schedules."""

@@ -1,5 +1,5 @@
-"""Loading the LCM engine's diffusion models (:mod:`bridge.visuals.lcm`): a diffusers pipeline folder
-(LCM, SD 1.5 + LCM-LoRA fused, or sd-turbo) on a device and dtype, the tiny autoencoder, and the
+"""Loading the LCM engine's diffusion models (:mod:`bridge.visuals.lcm`): which family a model is
+(LCM, SD 1.5 + LCM-LoRA fused, or sd-turbo), its pipeline folder on a device and dtype, the tiny autoencoder, and the
 process-wide warm copies (one per model, LoRA, family, device, dtype; shared read-only by engines,
 which keep their own scheduler state). Safetensors only unless the producer opts in. torch and
 diffusers are imported inside functions only."""
@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bridge.errors import MissingDependency, RenderError
-from bridge.visuals.models import DEFAULT_LCM_LORA, pipeline_info, torch_dtype
+from bridge.visuals.models import DEFAULT_LCM_LORA, DEFAULT_MODEL, pipeline_info, torch_dtype
 
 Family = Literal["lcm", "lcm-lora", "turbo"]
+#: The engine's ``family`` setting: one of the families, or "auto" (:func:`pick_family`).
+FAMILIES: tuple[str, ...] = ("auto", "lcm", "lcm-lora", "turbo")
 #: The schedule LCMs were distilled on; a step count above it cannot be a subset of it.
 LCM_ORIGINAL_STEPS = 50
 #: Environment variable that allows pickled (.bin) model weights (off: safetensors only).
@@ -25,6 +27,38 @@ def allow_pickle_weights() -> bool:
     import os
 
     return os.environ.get(PICKLE_OPT_IN_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+# --- which family a model is -----------------------------------------------------------------------
+
+def pick_family(family: str, info: dict, *, base: str, has_lora: bool) -> Family:
+    """The family of model ``base`` (``info``: :func:`bridge.visuals.models.pipeline_info`, or the
+    same keys read from a pipeline in memory): ``family`` when it is not "auto". RenderError for
+    SDXL, and for a plain SD checkpoint without LCM distillation (naming what to use instead)."""
+    if "XL" in str(info["class_name"]) or info["addition_embed_type"] == "text_time":
+        raise RenderError(f"model {base!r} is an SDXL pipeline ({info['class_name']}); the lcm engine runs "
+                          f"Stable Diffusion 1.x/2.x models: use {DEFAULT_MODEL} or stabilityai/sd-turbo")
+    if family != "auto":
+        return family  # type: ignore[return-value]
+    if has_lora:
+        return "lcm-lora"
+    if info["time_cond_proj_dim"] is not None:
+        return "lcm"
+    if "turbo" in base.lower():
+        return "turbo"
+    raise RenderError(
+        f"model {base!r} is a plain Stable Diffusion checkpoint (its UNet has no LCM guidance embedding), "
+        f"which needs 25+ steps per frame. Add the LCM-LoRA with --model '{base}+{DEFAULT_LCM_LORA}', use an "
+        f"LCM checkpoint such as {DEFAULT_MODEL}, or set family='turbo' for an SD-Turbo fine-tune")
+
+
+def original_steps(model_path: Path) -> int:
+    """The distillation schedule length of the pipeline folder's scheduler (LCM_ORIGINAL_STEPS when
+    its config does not say)."""
+    import json
+
+    cfg = json.loads((model_path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    return int(cfg.get("original_inference_steps") or LCM_ORIGINAL_STEPS)
 
 
 # --- models: loaded once per worker, kept warm ---------------------------------------------------

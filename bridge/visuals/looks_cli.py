@@ -9,7 +9,7 @@ from pathlib import Path
 
 def cmd_looks_list(args: argparse.Namespace) -> int:
     from bridge.visuals.isf import load_isf
-    from bridge.visuals.shader import MAPPABLE_INPUT_TYPES, SHIPPED_LOOKS, available_looks
+    from bridge.visuals.shader_looks import MAPPABLE_INPUT_TYPES, SHIPPED_LOOKS, available_looks
 
     for name, path in available_looks().items():
         shader = load_isf(path)
@@ -32,7 +32,8 @@ def _write_thumbnails(folder: Path) -> int:
     import shutil
 
     from bridge.errors import RenderError
-    from bridge.visuals.shader import available_looks, create_gl_context
+    from bridge.gl import create_gl_context
+    from bridge.visuals.shader_looks import available_looks
     from bridge.visuals.thumbnails import thumbnail
 
     create_gl_context().release()  # no OpenGL: one clear error, not one per look
@@ -49,7 +50,7 @@ def _write_thumbnails(folder: Path) -> int:
 
 
 def cmd_looks_add(args: argparse.Namespace) -> int:
-    from bridge.visuals.shader import add_look
+    from bridge.visuals.shader_looks import add_look
 
     for path in add_look(args.source):
         print(f"added look {path.stem!r}: {path}")

@@ -1,27 +1,21 @@
 """The shader engine: ISF 2.0 fragment shaders ("looks") on OpenGL 3.3 through moderngl, headless.
 
 One standalone GL context per engine (EGL on Linux — Mesa's llvmpipe on a machine without a GPU,
-the GPU's driver where there is one; the platform's default context elsewhere), created in
-``start`` and used only from the thread that renders. Each frame runs the look's passes in order:
-a pass with a TARGET renders into that buffer (two textures per target, swapped after the pass, so
-a pass can read the buffer's previous contents: feedback); PERSISTENT buffers keep their contents
-from frame to frame, FLOAT ones are 32-bit float. The last pass without a TARGET is the picture.
+the GPU's driver where there is one; the platform's default context elsewhere), created on the
+first frame and used only from the thread that renders. This module is the frame loop: which look
+each section shows, the transitions between them (cut, crossfade, melt), a section's hit response
+(``flash``/``pulse`` scaled, a zoom punch) and the read-back (RGB, or yuv420p converted on the GPU).
+
+One look's passes, buffers (feedback) and uniforms are :mod:`bridge.visuals.shader_passes`;
+finding, naming and adding looks is :mod:`bridge.visuals.shader_looks`.
 
 Deterministic: ``TIME`` is the song position (frame / fps), ``DATE`` a fixed day plus that time,
-never the wall clock, so preview, export and a re-render give the same frames. Every visual
-parameter of :mod:`bridge.mapping.params` (``travel``, ``flash``, ``hue`` …) is a float uniform, and
-so are ``beat_phase``, ``bar_phase`` (0→1 through the beat / bar, from the song's beat grid),
-``beat_index``, ``bar_index``, ``beat_in_bar`` (counts from 0 on that grid),
-``section_index`` and ``section_progress``.
-
-Looks: ``bridge/visuals/looks/*.fs`` ship with the package; ``stembridge looks add FILE.fs`` copies
-the producer's own into the user data folder (same name: the user's wins).
+never the wall clock, so preview, export and a re-render give the same frames.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,17 +24,9 @@ import numpy as np
 
 from bridge.errors import RenderError
 from bridge.gl import create_gl_context
-from bridge.mapping.params import PARAMETERS, SHADER_TARGET_PREFIX
+from bridge.mapping.params import PARAMETERS
 from bridge.visuals.base import RenderContext
-from bridge.visuals.isf import (
-    INPUT_TYPES,
-    VERTEX_SHADER,
-    IsfShader,
-    compiler_message,
-    fragment_source,
-    load_isf,
-    pass_size,
-)
+from bridge.visuals.isf import VERTEX_SHADER, IsfShader, load_isf
 from bridge.visuals.readback import (
     draw_yuv420,
     gil_free_readback,
@@ -48,161 +34,11 @@ from bridge.visuals.readback import (
     yuv420_programs,
     yuv420_supported,
 )
+from bridge.visuals.shader_looks import looks_keep_state, resolve_look, song_variation
+from bridge.visuals.shader_passes import LookRun, compile_program
 
-SHIPPED_LOOKS = Path(__file__).resolve().parent / "looks"
-DEFAULT_LOOK = "tunnel"
-#: Samples an ``audio`` input shows, and the window of an ``audioFFT`` input (its bins: half).
-AUDIO_SAMPLES = 512
-AUDIO_FFT_SIZE = 1024
-#: DATE uniform: a fixed day (2000-01-01) so renders never depend on when they run.
-_DATE = (2000.0, 1.0, 1.0)
-
-
-def user_looks_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("stembridge", appauthor=False)) / "looks"
-
-
-def available_looks() -> dict[str, Path]:
-    """Look name → .fs file: the shipped looks, then the user's (which win on a name clash)."""
-    looks: dict[str, Path] = {}
-    for folder in (SHIPPED_LOOKS, user_looks_dir()):
-        if folder.is_dir():
-            for path in sorted(folder.glob("*.fs")):
-                looks[path.stem] = path
-    return looks
-
-
-def check_look_name(look: str) -> str:
-    """``look`` when it is an .fs path or an installed look's name, else ValueError naming it and
-    listing the shipped and the user's looks (what to choose instead)."""
-    name = look.strip()
-    if name.lower().endswith(".fs") or "/" in name or "\\" in name:
-        return name
-    looks = available_looks()
-    if name not in looks:
-        shipped = sorted(p.stem for p in SHIPPED_LOOKS.glob("*.fs"))
-        yours = sorted(set(looks) - set(shipped))
-        raise ValueError(f"look {name!r} is unknown; use one of the shipped looks ({', '.join(shipped)})"
-                         + (f" or yours ({', '.join(yours)})" if yours else "")
-                         + ", a path to an ISF .fs file, or none (null in the file, auto in the app and CLI) to have "
-                         "it chosen from the music")
-    return name
-
-
-#: ISF input types a mapping can drive through a ``shader:NAME`` target.
-MAPPABLE_INPUT_TYPES = ("float", "long", "bool")
-
-
-def shader_targets(look: str | None) -> list[str]:
-    """The ``shader:NAME`` mapping targets of a look (its float/long/bool inputs); [] when the
-    look cannot be read (the render reports why)."""
-    try:
-        shader = load_isf(resolve_look(look))
-    except (RenderError, OSError, ValueError):
-        return []
-    return [SHADER_TARGET_PREFIX + i.name for i in shader.inputs if i.type in MAPPABLE_INPUT_TYPES]
-
-
-def resolve_look(look: str | None) -> Path:
-    """A look name (shipped or the user's) or a path to an .fs file → the file. RenderError lists
-    the looks when the name is unknown."""
-    name = (look or DEFAULT_LOOK).strip()
-    path = Path(name).expanduser()
-    if path.suffix == ".fs" and path.is_file():
-        return path
-    looks = available_looks()
-    if name in looks:
-        return looks[name]
-    raise RenderError(f"look {name!r} is unknown; use one of {', '.join(looks) or '(none installed)'}, "
-                      "a path to an ISF .fs file, or add yours with `stembridge looks add FILE.fs`")
-
-
-def looks_keep_state(look: str | None, sections) -> bool:
-    """Whether a render with engine look ``look`` and these sections (:class:`SectionLook`) draws a
-    look that carries pictures from frame to frame (a pass with a TARGET: feedback buffers). Without
-    one, a frame depends only on its own parameters and the hit envelope's last frames, so a run of
-    frames that starts mid-song needs no long pre-roll. True when a look cannot be read (the render
-    reports why, and the long pre-roll is the safe side)."""
-    names = [look, *(s.look for s in sections if s.look)]
-    try:
-        return any(p.target for name in dict.fromkeys(names) for p in load_isf(resolve_look(name)).passes)
-    except (RenderError, OSError, ValueError):
-        return True
-
-
-def add_look(source: str | Path) -> list[Path]:
-    """Copy an .fs file (or every .fs in a folder) into the user's looks, after checking that each
-    parses as ISF and, where OpenGL is available, that it compiles (RenderError with the compiler's
-    message, FILE:LINE, and nothing is copied). Returns the installed paths."""
-    source = Path(source).expanduser()
-    files = sorted(source.glob("*.fs")) if source.is_dir() else [source]
-    if not files or not all(f.is_file() for f in files):
-        raise RenderError(f"{source}: no ISF .fs shader there; pass an .fs file or a folder of them")
-    shaders = [load_isf(f) for f in files]  # a broken header is reported now, not at render time
-    try:
-        gl = create_gl_context()
-    except RenderError:
-        gl = None  # no OpenGL here: the header is checked, the render reports a compile error
-    if gl is not None:
-        try:
-            for shader in shaders:
-                compile_program(gl, shader).release()
-        finally:
-            gl.release()
-    target = user_looks_dir()
-    target.mkdir(parents=True, exist_ok=True)
-    out = []
-    for f in files:
-        dest = target / f.name
-        shutil.copyfile(f, dest)
-        out.append(dest)
-    return out
-
-
-def compile_program(gl, shader: IsfShader):
-    """The look's GL program in context ``gl``; RenderError with the compiler's message (FILE:LINE)."""
-    import moderngl
-
-    try:
-        return gl.program(vertex_shader=VERTEX_SHADER, fragment_shader=fragment_source(shader))
-    except moderngl.Error as e:
-        raise RenderError(compiler_message(shader, str(e))) from None
-
-
-def _clamp_input(item, value: float) -> float:
-    """``value`` within the ISF input's MIN/MAX (either may be absent)."""
-    if item.minimum is not None:
-        value = max(float(item.minimum), value)
-    if item.maximum is not None:
-        value = min(float(item.maximum), value)
-    return value
-
-
-def _counts(beats: tuple[float, ...], downbeats: tuple[float, ...], t: float) -> tuple[int, int, int]:
-    """(beat index, bar index, beat in the bar) at ``t``, all from 0; 0 before the first beat/bar."""
-    beat = max(0, int(np.searchsorted(np.asarray(beats), t, side="right")) - 1)
-    bar = max(0, int(np.searchsorted(np.asarray(downbeats), t, side="right")) - 1)
-    if not downbeats or not beats:
-        return beat, bar, 0
-    first = int(np.searchsorted(np.asarray(beats), downbeats[bar] - 1e-6, side="left"))
-    return beat, bar, max(0, beat - first)
-
-
-def _phase(times: tuple[float, ...], t: float) -> float:
-    """0→1 position of ``t`` between the grid points around it (0 before the first)."""
-    if len(times) < 2:
-        return 0.0
-    arr = np.asarray(times)
-    i = int(np.searchsorted(arr, t, side="right")) - 1
-    if i < 0:
-        return 0.0
-    if i >= arr.size - 1:
-        period = float(arr[-1] - arr[-2])
-        return ((t - arr[-1]) / period) % 1.0 if period > 0 else 0.0
-    return float((t - arr[i]) / (arr[i + 1] - arr[i]))
-
+#: looks_keep_state is re-exported: bridge.export sizes its pre-roll with it and HIT_WINDOW_S.
+__all__ = ["HIT_PARAMETERS", "HIT_TRAVEL_STEP", "HIT_WINDOW_S", "PUNCH_ZOOM", "ShaderEngine", "looks_keep_state"]
 
 #: The hit response of a section (SectionLook.hit) above 1 adds a zoom punch on each hit: the
 #: picture is scaled up by PUNCH_ZOOM × (hit − 1) × the hit's strength, falling back to size over
@@ -265,154 +101,6 @@ void main() {
 """
 
 
-#: Every song its own look, within a look too: the inputs that set a look's structure (how many
-#: folds, rings, traces; where the horizon lies; how dense the stars) vary from song to song, so two
-#: songs that get the same look (similar tempo and brightness) still differ in shape, not only in
-#: hue. (low, high, whole numbers?) per look name; the song's seed picks the value, so a song always
-#: gets the same one. Only structure: nothing here changes how a look answers a hit (its sync was
-#: measured with the DEFAULTs, which lie inside every range).
-SONG_VARIATIONS: dict[str, dict[str, tuple[float, float, bool]]] = {
-    "kaleidoscope": {"folds": (4.0, 9.0, True)},
-    "tunnel": {"rings": (4.0, 9.0, True)},
-    "grid": {"horizon": (0.45, 0.65, False)},
-    "starfield": {"density": (0.4, 0.8, False)},
-    "glitch": {"blocks": (12.0, 32.0, True)},
-    "oscilloscope": {"traces": (3.0, 7.0, True)},
-    "titles": {"stripes": (6.0, 14.0, True)},
-    "cover": {"slices": (6.0, 16.0, True)},
-}
-
-
-def song_variation(shader: IsfShader, seed: int | None) -> dict[str, float]:
-    """The song's values of ``shader``'s structural inputs (SONG_VARIATIONS, by the look's file
-    name); {} without a seed or for a look with none (a producer's own look keeps its DEFAULTs)."""
-    name = Path(shader.path).stem if shader.path is not None else ""
-    ranges = SONG_VARIATIONS.get(name, {}) if seed is not None else {}
-    out: dict[str, float] = {}
-    for i, (input_name, (lo, hi, whole)) in enumerate(sorted(ranges.items())):
-        u = np.random.default_rng([int(seed) % 2**32, i]).random()
-        value = lo + u * (hi - lo)
-        out[input_name] = float(round(value)) if whole else round(value, 3)
-    return out
-
-
-class _LookRun:
-    """One look's GL objects in the engine's context (compiled once per run): its program, the
-    pass buffers (PERSISTENT feedback), its image/audio inputs and the texture it draws into."""
-
-    def __init__(self, engine: ShaderEngine, shader: IsfShader) -> None:
-        ctx = engine._ctx
-        gl = engine._gl
-        assert ctx is not None and gl is not None
-        self.engine = engine
-        self.shader = shader
-        self.program = compile_program(gl, shader)
-        self.vao = gl.vertex_array(self.program, [(engine._vbo, "2f", "in_position")])
-        self.out_tex = gl.texture((ctx.width, ctx.height), 4)
-        self.out = gl.framebuffer(color_attachments=[self.out_tex])
-        #: the frame last drawn: a look that was not drawn on the frame before starts from clear
-        #: buffers, so what it shows never depends on when it was shown last (or on seeks)
-        self.last_frame: int | None = None
-        self.targets: dict[str, list] = {}  # name -> [front texture, back texture, fbo front, fbo back]
-        for p in shader.passes:
-            if not p.target or p.target in self.targets:
-                continue
-            size = (pass_size(p.width, ctx.width, ctx.height) or ctx.width,
-                    pass_size(p.height, ctx.width, ctx.height) or ctx.height)
-            dtype = "f4" if p.float_buffer else "f1"
-            texs = [gl.texture(size, 4, dtype=dtype) for _ in range(2)]
-            fbos = [gl.framebuffer(color_attachments=[t]) for t in texs]
-            for t in texs:
-                t.repeat_x = t.repeat_y = False
-            self.targets[p.target] = [texs[0], texs[1], fbos[0], fbos[1]]
-        self.inputs: dict[str, object] = {}
-        #: the song's own values of the look's structural inputs (in place of their DEFAULTs)
-        self.defaults = song_variation(shader, engine.variation_seed)
-        for item in shader.image_inputs:
-            if item.type == "image":
-                self.inputs[item.name] = engine._image_texture(item.name)
-            else:
-                width = AUDIO_SAMPLES if item.type == "audio" else AUDIO_FFT_SIZE // 2
-                self.inputs[item.name] = gl.texture((width, 1), 1, dtype="f4")
-
-    def _set(self, name: str, value: object) -> None:
-        if name in self.program:
-            self.program[name].value = value
-
-    def clear(self) -> None:
-        gl = self.engine._gl
-        for entry in self.targets.values():
-            for fbo in entry[2:]:
-                fbo.use()
-                gl.clear(0.0, 0.0, 0.0, 0.0)
-
-    def draw(self, frame_index: int, params: Mapping[str, float], section_index: int, progress: float) -> None:
-        """Run the look's passes for ``frame_index``; the picture lands in ``out``."""
-        engine = self.engine
-        ctx = engine._ctx
-        if self.last_frame != frame_index - 1:
-            self.clear()
-        self.last_frame = frame_index
-        fps = float(ctx.fps)
-        t = frame_index / fps
-        self._set("TIME", t)
-        self._set("TIMEDELTA", 1.0 / fps)
-        self._set("RENDERSIZE", (float(ctx.width), float(ctx.height)))
-        self._set("FRAMEINDEX", int(frame_index))
-        self._set("DATE", (*_DATE, t))
-        for name, spec in PARAMETERS.items():
-            v = float(params.get(name, spec.neutral))
-            v = v if math.isfinite(v) else spec.neutral
-            self._set(name, v + engine.base_hue if name == "hue" else v)
-        self._set("beat_phase", _phase(ctx.beats_s, t))
-        self._set("bar_phase", _phase(ctx.downbeats_s, t))
-        beat, bar, in_bar = _counts(ctx.beats_s, ctx.downbeats_s, t)
-        self._set("beat_index", float(beat))
-        self._set("bar_index", float(bar))
-        self._set("beat_in_bar", float(in_bar))
-        self._set("section_index", float(section_index))
-        self._set("section_progress", float(progress) if math.isfinite(progress) else 1.0)
-        for item in self.shader.inputs:
-            if INPUT_TYPES[item.type] != "sampler2D" and item.default is not None:
-                value = self.defaults.get(item.name, item.default)
-                if item.type == "color" or item.type == "point2D":
-                    value = tuple(float(x) for x in value)
-                else:
-                    # a mapping to shader:NAME adds to the input's DEFAULT, clamped to MIN/MAX
-                    mapped = params.get(SHADER_TARGET_PREFIX + item.name)
-                    if mapped is not None and math.isfinite(float(mapped)):
-                        value = _clamp_input(item, float(value) + float(mapped))
-                    if item.type == "long":
-                        value = int(round(float(value)))
-                    elif item.type in ("bool", "event"):
-                        value = bool(value >= 0.5) if mapped is not None else bool(value)
-                    else:
-                        value = float(value)
-                self._set(item.name, value)
-        engine._update_audio(self, t)
-        for index, p in enumerate(self.shader.passes):
-            self._set("PASSINDEX", index)
-            unit = 0
-            for name, tex in self.inputs.items():
-                tex.use(location=unit)
-                self._set(name, unit)
-                unit += 1
-            for name, (front, _back, _ff, _bf) in self.targets.items():
-                front.use(location=unit)
-                self._set(name, unit)
-                unit += 1
-            if p.target:
-                entry = self.targets[p.target]
-                fbo, size = entry[3], entry[1].size
-            else:
-                fbo, size = self.out, (ctx.width, ctx.height)
-            fbo.use()
-            engine._gl.viewport = (0, 0, *size)
-            self.vao.render(5)  # moderngl.TRIANGLE_STRIP
-            if p.target:
-                entry[0], entry[1], entry[2], entry[3] = entry[1], entry[0], entry[3], entry[2]
-
-
 class ShaderEngine:
     """Renders ISF looks (see the module docstring). Settings: ``look`` (a name or a path: the look
     of sections that have none of their own, :attr:`SectionLook.look`); ``images``: IMAGE input
@@ -425,9 +113,10 @@ class ShaderEngine:
     a transition only one look is drawn. A section's ``hit`` above 1 scales ``flash``/``pulse`` and
     adds a zoom punch on each hit (a step of ``travel``); below 1 it only scales them down.
 
-    Audio inputs follow ISF: ``audio`` is the waveform (AUDIO_SAMPLES samples up to the frame's
-    time, 0.5 = silence), ``audioFFT`` the magnitude spectrum of the AUDIO_FFT_SIZE samples up to it
-    (AUDIO_FFT_SIZE / 2 bins, 0 Hz at the left, −80…0 dB mapped to 0…1)."""
+    Audio inputs follow ISF (:class:`bridge.visuals.shader_passes.LookRun`): ``audio`` is the
+    waveform (AUDIO_SAMPLES samples up to the frame's time, 0.5 = silence), ``audioFFT`` the
+    magnitude spectrum of the AUDIO_FFT_SIZE samples up to it (AUDIO_FFT_SIZE / 2 bins, 0 Hz at the
+    left, −80…0 dB mapped to 0…1)."""
 
     name = "shader"
     #: Whether :meth:`render_yuv420p` converts on the GPU. None (auto): only on a hardware GPU. On
@@ -494,7 +183,7 @@ class ShaderEngine:
         self._thread = threading.get_ident()
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4")
         self._vbo = gl.buffer(quad.tobytes())
-        self._runs: dict[Path, _LookRun] = {}
+        self._runs: dict[Path, LookRun] = {}
         self._composite: dict = {}  # (mode, punch) -> program: compiled on the first use
         self._out_tex = gl.texture((ctx.width, ctx.height), 4)
         self._out = gl.framebuffer(color_attachments=[self._out_tex])
@@ -508,58 +197,14 @@ class ShaderEngine:
         renderer = str(gl.info.get("GL_RENDERER", "")).lower()
         self._software_gl = any(name in renderer for name in ("llvmpipe", "softpipe", "swiftshader"))
 
-    def _run(self, path: Path) -> _LookRun:
+    def _run(self, path: Path) -> LookRun:
         run = self._runs.get(path)
         if run is None:
-            run = self._runs[path] = _LookRun(self, self._shaders[path])
+            shader = self._shaders[path]
+            run = self._runs[path] = LookRun(self._gl, self._ctx, self._vbo, shader, images=self.images,
+                                             audio_inputs=self.audio_inputs, base_hue=self.base_hue,
+                                             defaults=song_variation(shader, self.variation_seed))
         return run
-
-    def _image_texture(self, name: str):
-        gl = self._gl
-        path = self.images.get(name)
-        if path:
-            import cv2
-
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if img is None:
-                raise RenderError(f"image {path!r} for the look's input {name!r} cannot be read; use a PNG or JPEG")
-            rgba = cv2.cvtColor(img[::-1], cv2.COLOR_BGR2RGBA)  # GL rows start at the bottom
-            return gl.texture((rgba.shape[1], rgba.shape[0]), 4, np.ascontiguousarray(rgba).tobytes())
-        return gl.texture((1, 1), 4, bytes(4))
-
-    def _audio_source(self, name: str) -> np.ndarray | None:
-        ctx = self._ctx
-        want = self.audio_inputs.get(name, "mix")
-        audio = ctx.audio.get(want) if ctx is not None else None
-        if audio is None and ctx is not None and ctx.audio and want != "mix":
-            raise RenderError(f"audio input {name!r} asks for stem {want!r}, which the project does not have; "
-                              f"use one of {', '.join(ctx.audio)}")
-        return audio
-
-    def _update_audio(self, run: _LookRun, t: float) -> None:
-        """Fill a look's audio / audioFFT textures with the samples up to song time ``t``."""
-        ctx = self._ctx
-        for item in run.shader.image_inputs:
-            if item.type not in ("audio", "audioFFT"):
-                continue
-            tex = run.inputs[item.name]
-            audio = self._audio_source(item.name)
-            n = AUDIO_SAMPLES if item.type == "audio" else AUDIO_FFT_SIZE
-            window = np.zeros(n, dtype=np.float32)
-            if audio is not None and ctx.audio_sample_rate > 0:
-                end = int(round(t * ctx.audio_sample_rate))
-                start = max(0, end - n)
-                chunk = audio[start:end]
-                if chunk.size:
-                    window[n - chunk.size:] = chunk
-            if item.type == "audio":
-                values = 0.5 + 0.5 * np.clip(window, -1.0, 1.0)
-            else:
-                spectrum = np.abs(np.fft.rfft(window * np.hanning(n).astype(np.float32)))[: n // 2]
-                spectrum *= 2.0 / np.sum(np.hanning(n))  # a full-scale sine → 1.0 (0 dB)
-                db = 20.0 * np.log10(np.maximum(spectrum, 1e-6))
-                values = np.clip((db + 80.0) / 80.0, 0.0, 1.0)
-            tex.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
 
     def close(self) -> None:
         if self._gl is not None:

@@ -113,7 +113,7 @@ def thumbnail(look: str | Path, *, size: tuple[int, int] = THUMBNAIL_SIZE,
     import cv2
 
     from bridge.fsutil import atomic_write_bytes
-    from bridge.visuals.shader import resolve_look
+    from bridge.visuals.shader_looks import resolve_look
 
     path = resolve_look(str(look))
     out = thumbnail_path(path, size, cache_dir)
