@@ -176,6 +176,11 @@ def bar_beat(position_beats: float, time_signature: tuple[int, int] = (4, 4)) ->
     return int(bar_index) + 1, in_bar / unit + 1.0
 
 
+def _is_compound(numerator: int, denominator: int) -> bool:
+    """6/8, 9/8, 12/8 (and x/16 alike): beats of three of the denominator's notes."""
+    return denominator >= 8 and numerator >= 6 and numerator % 3 == 0
+
+
 def _check_signature(num: int, den: int, where: str) -> tuple[int, int]:
     num, den = int(num), int(den)
     if num < 1 or den not in _VALID_DENOMINATORS:
@@ -248,22 +253,30 @@ class TempoMap:
         return cls([0.0, 60.0 / tempo_bpm], [0.0, 1.0], time_signatures=[(0.0, *time_signature)])
 
     @classmethod
-    def from_beat_grid(cls, grid: BeatGrid, *, quarters_per_beat: float = 1.0) -> TempoMap:
+    def from_beat_grid(cls, grid: BeatGrid, *, quarters_per_beat: float | None = None) -> TempoMap:
         """Anchors at a BeatGrid's beats: grid beat i is quarter note ``i * quarters_per_beat``.
 
-        A grid counts denominator notes (``quarters_per_beat=0.5`` for an x/8 grid). Tempo between
-        grid beats is taken as constant; the bar phase comes from the first downbeat.
+        By default from the grid: a compound grid (6/8, 12/8: ``beat_division`` 3) counts dotted
+        quarters, 1.5 quarter notes each, and its bars are notated x/8; a simple one counts quarters.
+        ``quarters_per_beat=0.5`` reads a grid that counts eighths. Tempo between grid beats is
+        taken as constant; the bar phase comes from the first downbeat.
         """
         beats_s = np.asarray(grid.beats_s, dtype=np.float64)
         if beats_s.size < 2:
             raise ValueError(f"the beat grid has {beats_s.size} beat(s); a tempo map needs at least 2")
-        den = int(round(4.0 / quarters_per_beat))
+        per_bar = max(int(grid.beats_per_bar), 1)
+        if quarters_per_beat is None:
+            quarters_per_beat = 1.5 if grid.beat_division == 3 else 1.0
+        if abs(quarters_per_beat - 1.5) < 1e-9:
+            num, den = per_bar * 3, 8  # dotted quarters: three eighths each
+        else:
+            num, den = per_bar, int(round(4.0 / quarters_per_beat))
         first_bar = 0.0
         if len(grid.downbeats_s):
             k = int(np.argmin(np.abs(beats_s - float(grid.downbeats_s[0]))))
-            first_bar = (k % max(grid.beats_per_bar, 1)) * quarters_per_beat
+            first_bar = (k % per_bar) * quarters_per_beat
         return cls(beats_s, np.arange(beats_s.size) * quarters_per_beat,
-                   time_signatures=[(first_bar, max(int(grid.beats_per_bar), 1), den)])
+                   time_signatures=[(first_bar, num, den)])
 
     @classmethod
     def from_midi_file(cls, path: str | os.PathLike[str], *, offset_seconds: float = 0.0) -> TempoMap:
@@ -372,13 +385,22 @@ class TempoMap:
 
     # -- export ---------------------------------------------------------------------------------
     def to_beat_grid(self, *, duration_seconds: float, source: str = "daw") -> BeatGrid:
-        """Every counted beat (denominator note) and downbeat from beat 0 up to ``duration_seconds``."""
+        """Every beat as a listener taps it and every downbeat from beat 0 up to ``duration_seconds``.
+
+        A beat is the denominator note, except in compound meter (6/8, 9/8, 12/8: the numerator a
+        multiple of 3 from 6 up, over 8), where it is the dotted quarter of three eighths — the
+        grid analysis makes for such a song (``beat_division`` 3, 2 beats to a 6/8 bar), so
+        mappings tick on the same beats whichever the tempo came from. The first signature decides.
+        """
         beat_pos: list[float] = []
         down_pos: list[float] = []
         end_beats = float(self.seconds_to_beats(duration_seconds))
+        compound = _is_compound(*self._sigs[0][1:])
         for k, (at, n, d) in enumerate(self._sigs):
             stop = self._sigs[k + 1][0] if k + 1 < len(self._sigs) else end_beats + 1e-9
             unit = 4.0 / d
+            if _is_compound(n, d):
+                unit, n = 3.0 * unit, n // 3
             start = at if k else min(at, 0.0)
             # bars before the first signature (pickup) are counted from beat 0
             pos = np.arange(start, min(stop, end_beats + 1e-9), unit)
@@ -395,8 +417,9 @@ class TempoMap:
             tempo_bpm=float(np.median(seg)),
             beats_s=np.atleast_1d(beats_s),
             downbeats_s=np.atleast_1d(down_s),
-            beats_per_bar=int(self._sigs[0][1]),
+            beats_per_bar=int(self._sigs[0][1]) // (3 if compound else 1),
             source=source,
+            beat_division=3 if compound else 2,
         )
 
     def save_midi(self, path: str | os.PathLike[str], *, ticks_per_beat: int = 480) -> Path:

@@ -175,6 +175,32 @@ def test_tempo_map_from_beat_grid_and_back():
     np.testing.assert_allclose(back.downbeats_s, beats_s[::4], atol=1e-9)
 
 
+def test_a_six_eight_grid_reaches_the_transport_in_quarter_notes_and_back():
+    """6/8 by definition: a dotted-quarter beat is three eighths = 1.5 quarter notes, two beats a
+    bar. An analysed 6/8 grid (beats 0.5 s apart) must give a DAW's quarter-note position its true
+    time (quarter 3 = two dotted beats = 1.0 s; it used to read 1.5 s, as if the beats were
+    quarters), bars of 6/8, and a 6/8 map must give back the dotted beats, not the eighths."""
+    from bridge.analysis.types import BeatGrid
+
+    beats_s = np.arange(16) * 0.5
+    grid = BeatGrid(tempo_bpm=120.0, beats_s=beats_s, downbeats_s=beats_s[1::2], beats_per_bar=2,
+                    beat_division=3)
+    tmap = TempoMap.from_beat_grid(grid)
+    assert tmap.beats_to_seconds(3.0) == pytest.approx(1.0)
+    assert tmap.tempo_at_seconds(2.0) == pytest.approx(180.0)  # quarters per minute
+    assert tmap.time_signature_at(0.0) == (6, 8)
+    # the first downbeat is grid beat 1 (0.5 s = quarter 1.5); the next bar starts 3 quarters on
+    assert tmap.bar_beat(1.5)[1] == pytest.approx(1.0) and tmap.bar_beat(4.5)[1] == pytest.approx(1.0)
+    assert tmap.bar_beat(4.5)[0] == tmap.bar_beat(1.5)[0] + 1
+
+    back = TempoMap.constant(120.0, time_signature=(6, 8)).to_beat_grid(duration_seconds=6.0)
+    np.testing.assert_allclose(back.beats_s, np.arange(0.0, 6.0 + 1e-9, 0.75), atol=1e-9)  # 1.5 × 0.5 s
+    np.testing.assert_allclose(back.downbeats_s, np.arange(0.0, 6.0 + 1e-9, 1.5), atol=1e-9)
+    assert (back.beats_per_bar, back.beat_division, back.meter_label) == (2, 3, "6/8")
+    seven = TempoMap.constant(120.0, time_signature=(7, 8)).to_beat_grid(duration_seconds=3.5)
+    assert seven.beats_per_bar == 7 and seven.beat_division == 2  # 7/8 counts its eighths
+
+
 # -- TempoMapRecorder ----------------------------------------------------------------------------
 
 def test_recorder_captures_the_daws_tempo_map_and_saves_it(tmp_path):
