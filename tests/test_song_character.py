@@ -91,3 +91,18 @@ def test_a_saved_project_without_a_look_still_gets_the_songs_look(two_songs):
     assert with_song_settings(settings, song)["look"] == default_look(two_songs[1])
     chosen = EngineSettings(name="shader", look="ink").model_dump(exclude={"name"})
     assert with_song_settings(chosen, song)["look"] == "ink"  # the producer's choice wins
+
+
+def test_songs_of_different_character_get_different_looks():
+    """Fast/mid/slow × minor/major × bright/dark × loud/quiet: seven kinds of song, seven looks
+    (the table used to send almost every song to three looks: nothing crossed 2500 Hz)."""
+    from bridge.visuals.character import SongCharacter, default_look
+
+    def look(tempo_bpm, minor, brightness_hz, energy):
+        return default_look(None, SongCharacter(tempo_bpm=tempo_bpm, key=0, minor=minor,
+                                                brightness_hz=brightness_hz, energy=energy))
+
+    kinds = [look(174, True, 1500, 0.2), look(174, False, 2200, 0.2), look(150, False, 1200, 0.2),
+             look(120, False, 1500, 0.2), look(120, True, 1500, 0.2), look(80, False, 1500, 0.3),
+             look(80, True, 1500, 0.05)]
+    assert len(set(kinds)) == 7, kinds
