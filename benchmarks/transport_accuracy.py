@@ -23,7 +23,9 @@ OSC (issue 17): every dialect (AbletonOSC, our Live script, REAPER, Bitwig/Drive
 from a simulated DAW (``tests/osc_streams.py``) that reports the position of the start of the audio
 block it is processing — 256, 512 and 1024 samples at 44.1 and 48 kHz — with its audio clock
 0.5 % off ours (alternately fast and slow), delivery delays (exponential, with 2-8 ms hiccups), a
-tempo change, two loop wraps and a relocation while playing. The dialects' estimator is run beside
+tempo change, two loop wraps and a relocation while playing; each setting twice: the host's audio
+blocks run on through a locate ('run-on') or it starts a fresh block at each one ('restart'), and
+over ``--osc-seeds`` seeds (3), whose errors are pooled; the worst seed's p99 is listed beside. The dialects' estimator is run beside
 a naive listener (the last message's position, extrapolated at the tempo) on the same messages;
 errors exclude only the instants nobody can know (from a jump until the first fix after it) and are
 read through the song's tempo map (``with_map``) and without one (``no_map``). Goal: median ≤ 1.5 ms,
@@ -32,7 +34,8 @@ DAW's clock ratio and block grid) and, after each jump and the tempo change, the
 second fix after it (the first can only be placed by its block, and is a block behind when it
 arrived after the next block began); the table lists it for any setting over the goal.
 
-Run: ``python benchmarks/transport_accuracy.py [--json] [--queries N] [--seed S] [--only osc|midi]``
+Run: ``python benchmarks/transport_accuracy.py [--json] [--queries N] [--seed S] [--only osc|midi]
+[--osc-seeds N] [--blocks run-on|restart|both] [--dialects ableton,reaper,…]``
 """
 
 from __future__ import annotations

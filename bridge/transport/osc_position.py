@@ -422,7 +422,7 @@ class PositionLoop:
         if under >= 2 and under >= self.RESTART_SHARE * len(bounds):
             self._restarted(cut)
             return math.inf
-        return bounds[1] if 2 <= len(bounds) <= self.FRESH_FIXES else math.inf
+        return bounds[1] if len(bounds) >= 2 else math.inf
 
     def _restarted(self, cut: float) -> None:
         """The blocks restarted at the jump at ``cut``: drop the fixes carried over it."""
@@ -514,6 +514,7 @@ class PositionLoop:
             if jumped and not self._carry_over(value, t, located=located):
                 self._fixes.clear()
                 self._grid_run = False
+                self._carry_t, self._carry_checks = -math.inf, 0  # nothing carried over this one
             fixes = self._fixes
         if jumped:
             self._spacing_ok = False
