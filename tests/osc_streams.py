@@ -9,7 +9,11 @@ early: 0.1 ms + exponential 0.3 ms, and now and then a scheduler hiccup of 2-8 m
 The song has a tempo map (124 BPM, 100 BPM from beat 40) and the transport plays with an
 arrangement loop that wraps twice, then runs through the tempo change and is relocated backwards
 while playing. :meth:`SimDaw.truth_beats` is the position at any instant of our clock, computed
-from the song, never from any parser. Used by ``tests/test_osc_timing.py`` and
+from the song, never from any parser.
+
+``blocks_restart``: the host starts a fresh audio block at every locate and loop wrap (the block
+phase after it is not continuous with before: the block holding the jump is cut short), instead of
+its audio clock running on through the jump with the same block grid (the default). Used by ``tests/test_osc_timing.py`` and
 ``benchmarks/transport_accuracy.py``.
 """
 
@@ -37,8 +41,9 @@ class SimDaw:
     def __init__(self, *, sample_rate: int = 48000, block: int = 512, drift: float = 0.005,
                  t_start: float = 0.5, duration_s: float = 46.0, loops: int = 2,
                  loop_beats: tuple[float, float] = (8.0, 24.0), jump_at_s: float = 38.0,
-                 jump_to_beats: float = 16.0) -> None:
+                 jump_to_beats: float = 16.0, blocks_restart: bool = False) -> None:
         self.sample_rate, self.block, self.drift = sample_rate, block, drift
+        self.blocks_restart = blocks_restart
         self.tmap = TempoMap([0.0, 40 * 60 / 124, 40 * 60 / 124 + 60], [0.0, 40.0, 140.0])
         self.t_start = t_start
         self.t_end = t_start + duration_s / (1.0 + drift)
@@ -79,8 +84,15 @@ class SimDaw:
     # what the DAW reports
     def reported_song_seconds(self, t_emit: np.ndarray) -> np.ndarray:
         """Song seconds at the start of the block being processed at each emission time."""
-        n = np.floor(self.daw_time(t_emit) * self.sample_rate / self.block) * self.block
-        return self.song_seconds_at_daw(n / self.sample_rate)
+        d = self.daw_time(t_emit)
+        if not self.blocks_restart:
+            n = np.floor(d * self.sample_rate / self.block) * self.block
+            return self.song_seconds_at_daw(n / self.sample_rate)
+        # blocks counted from the start of the run (segment) each instant belongs to
+        starts = np.array([s.d0 for s in self.segs])
+        d0 = starts[np.clip(np.searchsorted(starts, d, side="right") - 1, 0, len(starts) - 1)]
+        n = np.floor((d - d0) * self.sample_rate / self.block) * self.block
+        return self.song_seconds_at_daw(d0 + n / self.sample_rate)
 
     def messages(self, dialect: str, rng: np.random.Generator) -> list[tuple[float, str, tuple]]:
         """(arrival time, address, args) in arrival order: transport start, tempo, positions."""
@@ -143,9 +155,10 @@ class SimDaw:
 
     def blind(self, t: np.ndarray) -> np.ndarray:
         """Instants no listener can know (after :meth:`messages`): from each discontinuity until
-        the first position sent from a block that starts after it has arrived."""
+        the first position sent from a block that starts after it has arrived (a host whose blocks
+        restart at the jump starts one at it)."""
         t_emit, arrive = self._emitted
-        block_s = self.block / self.sample_rate / (1.0 + self.drift)
+        block_s = 0.0 if self.blocks_restart else self.block / self.sample_rate / (1.0 + self.drift)
         out = np.zeros(np.shape(t), dtype=bool)
         for td in self.discontinuities:
             later = arrive[t_emit >= td + block_s]

@@ -3,6 +3,9 @@ nor tempo (Ardour): the meter and beat rate are inferred from the fixes (:class:
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import re
 from collections import deque
 
@@ -76,7 +79,10 @@ class _MeterFromBars:
         if rate is None or (bars and self.beats_per_bar is None):
             return
         off = dbeat + bars * (self.beats_per_bar or 0) - rate * ds
-        if abs(off) <= max(0.02, 0.05 * rate * ds):
+        # the DAW's rounding: REAPER's beats to 1/100; Ardour's exact pairs to a tick (1/1920 beat),
+        # so a change is seen from ~2 ms of drift off the line instead of ~10 ms
+        tolerance = self.EXACT_OFF_LINE_BEATS if needed == 1 else max(0.02, 0.05 * rate * ds)
+        if abs(off) <= tolerance:
             self._off_line = 0
             return
         self._off_line += 1
@@ -88,6 +94,35 @@ class _MeterFromBars:
             # the fix kept may predate the change: it gives a first rate with this one, and goes
             # once two fixes after it give the new rate alone
             self._drop_first = True
+            if needed == 1:
+                self._change_on_a_beat(rate, ds, bars, dbeat)
+
+    #: how far (beats) an exact fix may stray off the line before the tempo has changed: 8 ticks
+    EXACT_OFF_LINE_BEATS = 0.004
+    #: the new tempo is taken from a change on a beat only this long (song seconds) before the fix
+    MIN_AFTER_CHANGE_S = 0.03
+
+    def _change_on_a_beat(self, rate: float, ds: float, bars: int, dbeat: float) -> None:
+        """An exact fix off the line (Ardour): the tempo changed between the kept fix and this one.
+        The line through the two mixes the old tempo and the new one (a 124 → 100 BPM change read
+        ~112 BPM until the next update, 100 ms on, and the position ran 35 ms ahead). A DAW's tempo
+        markers sit on beats: where exactly one beat boundary lies between the kept fix and both
+        this fix and where the old line would have put it, the change is taken to be there, and the
+        kept fix is replaced by that boundary on the old line, so the line through it and this fix
+        is the new tempo alone. Off a beat (or two beats to choose from) the mixed line stays, and
+        two fixes after the change give the new tempo either way."""
+        s0, b0, x0 = self._fixes[-1]
+        bpb = self.beats_per_bar or 0
+        x1 = x0 + dbeat + bars * bpb  # this fix on the kept fix's bar's beat count
+        top = min(x1, x0 + rate * ds)
+        first = math.floor(x0) + 1
+        if not first <= top < first + 1:
+            return
+        s_change = s0 + (first - x0) / rate
+        if s0 + ds - s_change < self.MIN_AFTER_CHANGE_S:
+            return
+        bar, beat = (b0, float(first)) if first < bpb + 1 or not bpb else (b0 + 1, float(first - bpb))
+        self._fixes[-1] = (s_change, bar, beat)
 
     def _segments(self) -> list[list[tuple[float, float]]]:
         """The window as runs of (seconds, continuous beat count); a bar change splits a run while
@@ -194,13 +229,62 @@ class _BarsAndSecondsDialect(OscDialect):
         self._pending: list | None = None  # [t, bar, beat, seconds or None, quality, quarters] of this update
         self._offset_bounds: tuple[float, float, float] | None = None  # see _refine_quarters
         self._have_explicit_tempo = False
+        # (quarters, song seconds) of the updates heard while playing, sorted by quarters: the DAW's
+        # own tempo map where it has played (see _played_tempo); one point per PLAYED_BIN_Q quarters
+        self._played: list[tuple[float, float]] = []
+        self._tempo_known_here = False  # the latest jump's target was in the played map
+
+    #: resolution of the played map (quarters) and how far apart two of its points may be to give a tempo
+    PLAYED_BIN_Q = 0.125
+    PLAYED_SPAN_Q = (0.1, 2.0)
+    PLAYED_MAX_POINTS = 100_000
+
+    def _remember_played(self, quarters: float, seconds: float) -> None:
+        """Add one (quarters, seconds) pair of a DAW update to the played map (replacing the point
+        of the same bin: a loop played again overwrites itself)."""
+        played, step = self._played, self.PLAYED_BIN_Q
+        key = round(quarters / step)
+        i = bisect.bisect_left(played, key, key=lambda p: round(p[0] / step))
+        if i < len(played) and round(played[i][0] / step) == key:
+            played[i] = (quarters, seconds)
+        elif len(played) < self.PLAYED_MAX_POINTS:
+            played.insert(i, (quarters, seconds))
+
+    def _played_tempo(self, quarters: float) -> float | None:
+        """The tempo (quarter notes per minute) from ``quarters`` on where the DAW has played it:
+        the slope between points of the played map that follow ``quarters`` (the first at most one
+        bin before it), each next one at least ``PLAYED_SPAN_Q[0]`` on (points of two passes
+        through a loop interleave); None where it has not played, or where two such slopes in a row
+        disagree (a tempo change between the points)."""
+        played = self._played
+        lo, hi = self.PLAYED_SPAN_Q
+        i = bisect.bisect_left(played, quarters - self.PLAYED_BIN_Q, key=lambda p: p[0])
+        chain = played[i:i + 1]
+        for q, sec in played[i + 1:i + 16]:
+            if len(chain) == 3:
+                break
+            if q - chain[-1][0] >= lo:
+                if q - chain[-1][0] > hi or sec <= chain[-1][1]:
+                    break
+                chain.append((q, sec))
+        if len(chain) < 2:
+            return None
+        tempi = [60.0 * (q1 - q0) / (s1 - s0) for (q0, s0), (q1, s1) in itertools.pairwise(chain)]
+        if len(tempi) == 2 and abs(tempi[1] / tempi[0] - 1.0) > 0.01:
+            return None
+        return tempi[0] if P.MIN_TEMPO_BPM <= tempi[0] <= P.MAX_TEMPO_BPM else None
 
     def _quarters(self, bar: int, beat: float) -> float:
         bpb = self._meter.beats_per_bar or self.time_signature[0]
         den = self.time_signature[1]
         return ((bar - 1) * bpb + (beat - 1.0)) * 4.0 / den
 
+    #: how far below the true seconds a fix of each quality may be (Ardour: SMPTE frames at 30 fps,
+    #: the time string's milliseconds, exact samples; REAPER's float seconds: 2)
+    SECONDS_RESOLUTION = {1: 1.0 / 30.0, 2: 0.0, 3: 0.0}
+
     def _seconds_fix(self, seconds: float, t: float, *, quality: int = 2) -> None:
+        self._seconds.resolution = self.SECONDS_RESOLUTION.get(quality, 0.0)
         last = self._last_seconds_fix
         if last is not None and 0.0 <= t - last[0] <= self.pair_window_s and quality > last[2]:
             # A better value for the same DAW instant (Ardour's time or samples after its
@@ -235,6 +319,7 @@ class _BarsAndSecondsDialect(OscDialect):
             if lo2 < hi2 + 1e-9:
                 lo, hi = lo2, max(lo2, hi2)
         self._offset_bounds = (lo, hi, k)
+        self._beats.resolution = 0.5 * (hi - lo)  # the refined fix is off by at most this
         return last[1] * k + 0.5 * (lo + hi)
 
     def _bbt_fix(self, bar: int, beat: float, t: float, *, resolution: float | None = None) -> None:
@@ -251,12 +336,35 @@ class _BarsAndSecondsDialect(OscDialect):
             if sig is not None:
                 self.time_signature = sig
         quarters = self._quarters(bar, beat)
+        if resolution is not None:
+            self._beats.resolution = resolution * 4.0 / self.time_signature[1]
         if resolution is not None and self.playing:
             quarters = self._refine_quarters(quarters, resolution * 4.0 / self.time_signature[1], t)
         self._pending[5] = quarters
-        # a tempo derived from fewer than two fixes of this run (just after a jump) is a guess
-        self._beats.hold_checks = not self._have_explicit_tempo and self._meter.run_length < 2
+        if not self._have_explicit_tempo and self.playing:
+            self._tempo_where_played(quarters, t)
+        # a tempo derived from fewer than two fixes of this run (just after a jump) is a guess,
+        # unless the played map gave the tempo at the jump's target
+        self._beats.hold_checks = (not self._have_explicit_tempo and self._meter.run_length < 2
+                                   and not self._tempo_known_here)
         self._beats.measure(quarters, t)
+
+    def _tempo_where_played(self, quarters: float, t: float) -> None:
+        """A DAW that sends no tempo (Ardour), after a jump (locate, loop wrap) to a place it has
+        played before: take the tempo there from the played map at once, so the position after the
+        jump runs at the right speed from its first fix instead of at the tempo before the jump
+        until the next update gives a new line (a jump from 100 to 124 BPM cost ~19 ms over those
+        100 ms)."""
+        expected = self._beats.position_at(t)
+        if expected is None or abs(quarters - expected) <= self._beats.jump_s * self._beats.rate_per_s:
+            return
+        tempo = self._played_tempo(quarters)
+        self._tempo_known_here = tempo is not None
+        if tempo is None or abs(tempo / self.tempo_bpm - 1.0) <= 0.005:
+            return
+        self._set_tempo(t, tempo)
+        # the meter's line restarts at this fix (a jump): it starts from this rate, not the old one
+        self._meter.beats_per_second = tempo / 60.0 * self.time_signature[1] / 4.0
 
     def _flush_pair(self, t: float) -> None:
         pending, self._pending = self._pending, None
@@ -266,6 +374,8 @@ class _BarsAndSecondsDialect(OscDialect):
             self._meter.reset_window()
             return
         self._meter.add(pending[3], pending[1], pending[2], exact=pending[4] >= self.EXACT_QUALITY)
+        if pending[5] is not None and pending[4] >= self.EXACT_QUALITY:
+            self._remember_played(pending[5], pending[3])
         rate = self._meter.beats_per_second
         if rate is not None and not self._have_explicit_tempo:
             tempo = rate * 60.0 * 4.0 / self.time_signature[1]
@@ -357,6 +467,7 @@ class ArdourOscDialect(_BarsAndSecondsDialect):
     seconds_may_precede_bars = False  # osc_global_observer.cc: smpte, bbt, time, samples
     _SAMPLE_RATES = (22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
     SMPTE_FPS = 30  # /position/smpte does not say its frame rate; only a fallback (see above)
+    SECONDS_RESOLUTION = {1: 1.0 / 30.0, 2: 0.001, 3: 0.0}  # smpte frames, time ms, samples
 
     def __init__(self, *, reply_port: int = 0) -> None:
         super().__init__()
@@ -421,6 +532,7 @@ class ArdourOscDialect(_BarsAndSecondsDialect):
             bar, beat, ticks = int(m.group(1)), int(m.group(2)), int(m.group(3))
             if beat < 1 or ticks >= P.ARDOUR_TICKS_PER_BEAT:
                 return False
+            self._beats.resolution = 4.0 / self.time_signature[1] / P.ARDOUR_TICKS_PER_BEAT
             self._bbt_fix(bar, beat + ticks / P.ARDOUR_TICKS_PER_BEAT, t)
             return True
         if address in (P.ARDOUR_TRANSPORT_PLAY, P.ARDOUR_TRANSPORT_STOP):

@@ -32,6 +32,9 @@ class BitwigOscDialect(OscDialect):
         self._in_batch_since: float | None = None
         self._dirty = False
         self._beat_str_seen = False
+        # the beat string counts hundredths of a sixteenth (1/400 quarter); the time string ms
+        self._beats.resolution = 0.0025
+        self._seconds.resolution = 0.001
 
     def subscriptions(self) -> list[tuple[str, tuple]]:
         return [(P.BITWIG_REFRESH, ())]

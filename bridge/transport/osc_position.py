@@ -38,13 +38,22 @@ class PositionLoop:
     no grid shows (positions not block-quantised, too coarse, or too few fixes yet) the window
     restarts at the jump. The lateness is taken within the current block, never one block more,
     so a fix that arrived after the next block had begun gives a position one block behind until
-    the next fixes show it (:meth:`_check_carry`). Limit: a host whose blocks restart at a locate
-    breaks the grid; the carried window is then off by part of a block (at most half a block
-    ahead) until the new run has ``window`` fixes of its own. A
-    small rate change (``set_rate``) keeps the window, each fix's lateness preserved. The reported
+    the next fixes show it (:meth:`_check_carry`).
+
+    A host whose blocks **restart at a locate** breaks the grid: the carried window is then off by
+    part of a block. Each new fix also bounds the truth from above (it arrived within a block and a
+    delivery delay of its block start), so a carried envelope over the bounds of enough new fixes,
+    or a whole-block lift that would go over them, shows the restart (:meth:`_check_restart`): the
+    carried fixes go, and the loop remembers that this DAW restarts (``blocks_restart``, shared
+    through ``grid_source``): its later locates start afresh, placed between the new fixes' lower
+    and upper bounds (:meth:`_fresh_estimate`). A tempo change (no locate) is still carried. The
+    clock-ratio line keeps one intercept per run, so no jump costs its history.
+
+    A small rate change (``set_rate``) keeps the window, each fix's lateness preserved. The reported
     position never steps back by more than ``max_step_back_s`` per fix (the rest is worked off over
-    the next fixes) so the playhead does not visibly jump backwards; forward corrections are taken
-    at once. ``gain`` is the weight of each window's clock-ratio measurement.
+    the next fixes) so the playhead does not visibly jump backwards, except in the first fixes
+    after a jump and when a restart showed the estimate ahead; forward corrections are taken at
+    once. ``gain`` is the weight of each window's clock-ratio measurement.
     """
 
     #: bounds of a believable DAW-clock / system-clock ratio; measurements outside are ignored
@@ -63,6 +72,22 @@ class PositionLoop:
     MAX_FIXES = 256
     #: how far a DAW's audio clock is taken to be off ours before it is measured (see _reach_s)
     PRIOR_RATIO_SIGMA = 0.01
+    #: the first lateness span is measured from this many fixes (a rough one beats none: without
+    #: it the first second of play lags by a block over the fixes so far, ~B/(n + 1))
+    FIRST_SPAN_FIXES = 4
+    #: a run that starts afresh is placed between its fixes' bounds for this many fixes
+    FRESH_FIXES = 8
+    #: fixes after a jump whose estimate may step back by any amount (see measure)
+    FREE_STEPS_AFTER_JUMP = 6
+    #: the spread of a delivery delay that is not held up (see _span_for_gap)
+    TYPICAL_DELAY_SPREAD_S = 0.0005
+    #: the share of a new run's fixes whose upper bound lies under a carried envelope that shows a
+    #: restart (a fix held up on its way does so too, but ~1 in 200)
+    RESTART_SHARE = 0.2
+    #: fixes of two loops this close (s) come from the same DAW update (see grid_source)
+    pair_window_s = 0.03
+    #: the delivery delay allowed for when a fix bounds the truth from above (see _check_restart)
+    RESTART_DELAY_S = 0.0015
     HISTORY_S = 30.0
 
     def __init__(self, *, gain: float = 0.1, jump_s: float = 0.15, max_step_back_s: float = 0.002,
@@ -89,8 +114,10 @@ class PositionLoop:
         self._carry_t, self._carry_checks = -math.inf, 0  # the last carried jump (see _check_carry)
         self._carry_lift = 0.0  # how far _check_carry levelled the carried fixes up so far
         self._grid_run = False  # the window's fixes are one run on the grid (≥ 8, or carried over)
-        # a longer history of the same fixes (shifted and rotated with the window) for the clock ratio
-        self._history: deque[tuple[float, float]] = deque(maxlen=self.HISTORY_FIXES)
+        # a longer history of the same fixes for the clock ratio: (arrival t, value, run), one
+        # intercept per run (a run ends at every jump), so no jump needs to line the runs up
+        self._history: deque[tuple[float, float, int]] = deque(maxlen=self.HISTORY_FIXES)
+        self._run = 0
         self._history_new = 0
         self._ratio_sigma = math.inf  # standard error of the latest clock-ratio line
         #: another loop fed by the same DAW's blocks whose grid to prefer (see _grid)
@@ -98,6 +125,17 @@ class PositionLoop:
         #: set by a dialect while its rate is a first guess (Ardour's tempo right after a jump):
         #: fixes then drift off the carried ones by the rate's error, not by blocks (see _check_carry)
         self.hold_checks = False
+        #: the DAW starts a fresh audio block at a locate (its block phase after a jump is not the
+        #: one before): learned from the first jump that shows it (see _check_restart); such jumps
+        #: are not carried on the grid
+        self.blocks_restart = False
+        #: how far below its block start's true position a fix's value may be (position units): the
+        #: DAW's rounding of what it sends (REAPER's 1/100 beat, Bitwig's 1/400 quarter); a fix
+        #: bounds the truth from above only up to it
+        self.resolution = 0.0
+        self._restart_cut = -math.inf  # the jump (arrival time) at which a restart was last seen
+        self._step_back_ok = False
+        self._since_jump = 0  # fixes since the last jump, that one included
 
     @property
     def has_position(self) -> bool:
@@ -127,7 +165,8 @@ class PositionLoop:
             d = (rate_per_s - self.rate_per_s) * self.clock_ratio
             # keep each fix's lateness: move it onto the new slope through time t
             self._fixes = deque((tk, vk + d * (tk - t)) for tk, vk in self._fixes)
-            self._history = deque(((tk, vk + d * (tk - t)) for tk, vk in self._history), maxlen=self.HISTORY_FIXES)
+            self._history = deque(((tk, vk + d * (tk - t), rk) for tk, vk, rk in self._history),
+                                  maxlen=self.HISTORY_FIXES)
             self.rate_per_s = rate_per_s
             self._spacing_ok = False
 
@@ -172,13 +211,57 @@ class PositionLoop:
         n = len(self._fixes)
         at_t = [vk + slope * (t - tk) for tk, vk in self._fixes]
         top = max(at_t)
-        if learn and n >= 8 and self.rate_per_s > 0.0:
+        if learn and (n >= 8 or (n >= self.FIRST_SPAN_FIXES and self.span_s is None)) and self.rate_per_s > 0.0:
             spread = (top - min(at_t)) / self.rate_per_s
             span = spread * (n + 1) / (n - 1)  # unbiased width of a uniform spread
             self.span_s = span if self.span_s is None else self.span_s + 0.1 * (span - self.span_s)
         if self.span_s is not None and self.span_s > 1e-6:  # (exact fixes: nothing to add)
-            top += self.span_s * self.rate_per_s / (n + 1)
+            top += self._span_for_gap() * self.rate_per_s / (n + 1)
         return top
+
+    def _fresh_estimate(self, t: float, estimate: float) -> float:
+        """The first fixes of a run that starts afresh (a jump on a DAW whose blocks restart, or
+        with no grid to carry it on), once the block length is known: each fix bounds the truth
+        from below (its block had begun) and from above (it arrived within a block and a delivery
+        delay of that start); the middle of the two is the best guess when the fixes' lateness
+        spreads evenly over the block. With few fixes it beats the envelope's expected gap, which
+        does not know the fixes whose lateness was large: the bounds narrow from both sides."""
+        block = self._known_block()
+        if block is None:
+            return estimate
+        slope = self.slope_per_s
+        at_t = [vk + slope * (t - tk) for tk, vk in self._fixes]
+        lower = max(at_t)
+        upper = min(at_t) + block * self.rate_per_s + slope * self.RESTART_DELAY_S + self.resolution
+        return 0.5 * (lower + upper) if upper > lower else estimate
+
+    def _known_block(self) -> float | None:
+        """The block length (DAW seconds) from ``grid_source`` or this loop, whatever its phase."""
+        for loop in (self.grid_source, self):
+            block = None if loop is None else loop._plausible_block()
+            if block is not None:
+                return block
+        return None
+
+    def _plausible_block(self) -> float | None:
+        """``block_s`` where it can be the block: the fixes' lateness spreads over about one block
+        (plus delivery), so a "grid" much coarser than that spread is not the block (a sender that
+        skipped every other block), nor one much finer (the rounding of the values: Bitwig's
+        1/400 quarter looked like a 1.5 ms grid)."""
+        block = self.block_s
+        if block is None or self.span_s is None:
+            return None
+        return block if 0.5 * self.span_s <= block / self.clock_ratio <= 1.5 * self.span_s else None
+
+    def _span_for_gap(self) -> float:
+        """The lateness span behind the envelope's expected gap: the learned spread of the fixes,
+        but no more than a block (and a typical delivery delay) once the block is known: a fix held
+        up on its way widens the measured spread, yet it is never the top fix, so it adds nothing
+        to the gap (with one fix after a jump, a spread inflated by 8 ms put it 4 ms ahead)."""
+        span = self.span_s or 0.0
+        if self._block_s is not None:
+            span = min(span, self._block_s / self.clock_ratio + self.TYPICAL_DELAY_SPREAD_S)
+        return span
 
     def _update_clock_ratio(self) -> None:
         self._history_new += 1
@@ -189,15 +272,28 @@ class PositionLoop:
         n = len(fixes)
         if n < 8 or self.rate_per_s <= 0.0 or fixes[-1][0] - fixes[0][0] < 1.0:
             return
+        # one line, one intercept per run: sums about each run's own means
         t0 = fixes[0][0]
-        mt = sum(tk - t0 for tk, _ in fixes) / n
-        mv = sum(vk for _, vk in fixes) / n
-        sxx = sum((tk - t0 - mt) ** 2 for tk, _ in fixes)
-        sxy = sum((tk - t0 - mt) * (vk - mv) for tk, vk in fixes)
+        runs: dict[int, list[float]] = {}
+        for tk, vk, rk in fixes:
+            acc = runs.setdefault(rk, [0.0, 0.0, 0.0])
+            acc[0] += 1.0
+            acc[1] += tk - t0
+            acc[2] += vk
+        means = {rk: (acc[1] / acc[0], acc[2] / acc[0]) for rk, acc in runs.items()}
+        sxx = sxy = syy = 0.0
+        for tk, vk, rk in fixes:
+            mt, mv = means[rk]
+            dt, dv = tk - t0 - mt, vk - mv
+            sxx += dt * dt
+            sxy += dt * dv
+            syy += dv * dv
+        if sxx <= 0.0:
+            return
         ratio = sxy / sxx / self.rate_per_s
-        if n > 2:
-            syy = sum((vk - mv) ** 2 for _, vk in fixes)
-            self._ratio_sigma = math.sqrt(max(0.0, syy - sxy * sxy / sxx) / (n - 2) / sxx) / self.rate_per_s
+        dof = n - 1 - len(runs)
+        if dof > 0:
+            self._ratio_sigma = math.sqrt(max(0.0, syy - sxy * sxy / sxx) / dof / sxx) / self.rate_per_s
         if abs(ratio - 1.0) <= self.MAX_CLOCK_DEVIATION:
             # a long baseline is already smooth; a short one is weighed down by ``gain``
             weight = max(self.gain, min(1.0, (fixes[-1][0] - fixes[0][0]) / self.HISTORY_S))
@@ -231,9 +327,17 @@ class PositionLoop:
                 return b
         return None
 
-    def _carry_over(self, value: float, t: float) -> bool:
+    def _restarts(self) -> bool:
+        """This DAW's blocks restart at a locate (learned here or by ``grid_source``)."""
+        return self.blocks_restart or (self.grid_source is not None and self.grid_source.blocks_restart)
+
+    def _carry_over(self, value: float, t: float, *, located: bool = True) -> bool:
         """After a jump: shift the window's fixes onto the new position, placing the fix ``value``
-        at ``t`` by its lateness on the block grid. False when there is no grid to use."""
+        at ``t`` by its lateness on the block grid. False when there is no grid to use, or the
+        position ``located`` (not just a new tempo) and the DAW's blocks restart at a locate (the
+        grid before says nothing of the phase after)."""
+        if located and self._restarts():
+            return False
         lateness = self._grid_lateness(t) if len(self._fixes) >= 8 else None
         if lateness is None:
             return False
@@ -244,8 +348,6 @@ class PositionLoop:
     def _shift(self, by: float, *, before: float = math.inf) -> None:
         """Move the fixes that arrived before ``before`` by ``by`` position units."""
         self._fixes = deque((tk, vk + by if tk < before else vk) for tk, vk in self._fixes)
-        self._history = deque(((tk, vk + by if tk < before else vk) for tk, vk in self._history),
-                              maxlen=self.HISTORY_FIXES)
         self._grid_run = True
 
     def _check_carry(self, t: float) -> None:
@@ -274,6 +376,14 @@ class PositionLoop:
         lateness = self._grid_lateness(t)
         on_grid = -math.inf if lateness is None else self._fixes[-1][1] + slope * lateness - max(old)
         if max(gap, on_grid) + self._carry_lift >= 0.5 * block_pos:
+            # a whole block up, unless that lifts the carried fixes over what a later fix allows
+            # (it arrived within a block and a delivery delay of its block start; not the carrying
+            # fix, which may well have come later than that): then the gap is not a block but a
+            # host whose blocks restarted at the locate
+            upper = min(later, default=math.inf) + block_pos + slope * self.RESTART_DELAY_S + self.resolution
+            if max(old) + block_pos - self._carry_lift > upper + margin:
+                self._restarted(cut)
+                return
             self._shift(block_pos - self._carry_lift, before=cut)
             self._carry_checks = 0
         elif gap > margin:
@@ -284,6 +394,43 @@ class PositionLoop:
         elif self._carry_lift == 0.0 and len(later) >= 2 and max(later) - max(old) < margin - block_wall * slope:
             self._shift(-block_pos, before=cut)
             self._carry_checks = 0
+
+    def _check_restart(self, t: float) -> float:
+        """While the fixes before a carried jump still hold the envelope: each fix arrived within
+        one block (plus a delivery delay of ``RESTART_DELAY_S``) of its block start, so the new run
+        bounds the truth from above as well. Blocks that ran on through the jump keep the carried
+        envelope under that bound; a host that started a fresh block at the locate leaves it off
+        by a fraction of a block, and when that is ahead the bounds show it: every fix whose
+        lateness exceeds a block less that fraction. A fix held up on its way (a few ms) also lies
+        under the envelope, so a restart takes two such fixes and ``RESTART_SHARE`` of the new
+        run's. Then the carried fixes go, the new run stands alone, and later jumps of this DAW are
+        not carried (``blocks_restart``).
+
+        Returns the second-lowest bound while the new run is short: the estimate is held under it
+        while the carried fixes stay (inf: no bound)."""
+        cut = self._carry_t
+        grid = self._grid(t) if self._fixes and self._fixes[0][0] < cut else None
+        if grid is None:
+            return math.inf
+        slope = self.slope_per_s
+        block_pos = grid[1] * self.rate_per_s
+        margin = self._grid_margin(grid[1] / self.clock_ratio) * slope
+        allowance = block_pos + slope * self.RESTART_DELAY_S + margin + self.resolution
+        bounds = sorted(vk + slope * (t - tk) + allowance for tk, vk in self._fixes if tk >= cut)
+        top = self._envelope(t)
+        under = sum(b < top for b in bounds)
+        if under >= 2 and under >= self.RESTART_SHARE * len(bounds):
+            self._restarted(cut)
+            return math.inf
+        return bounds[1] if len(bounds) >= 2 else math.inf
+
+    def _restarted(self, cut: float) -> None:
+        """The blocks restarted at the jump at ``cut``: drop the fixes carried over it."""
+        self.blocks_restart = True
+        self._restart_cut = cut
+        self._fixes = deque((tk, vk) for tk, vk in self._fixes if tk >= cut)
+        self._carry_checks, self._carry_t = 0, -math.inf
+        self._step_back_ok = True  # the estimate was ahead: take it back at once, not 2 ms a fix
 
     def _settle_carry(self, t: float) -> None:
         """Once the run after a carried jump has ``window`` fixes of its own, the carried fixes must
@@ -348,10 +495,8 @@ class PositionLoop:
                 continue
             if t - loop._grid_t > self.MAX_GRID_GAP_S:
                 continue
-            block = loop.block_s
-            # The fixes' lateness spreads over about one block (plus delivery): a "grid" much
-            # coarser than that spread is not the block (a sender that skipped every other block).
-            if block is not None and block / loop.clock_ratio <= 1.5 * loop.span_s:
+            block = loop._plausible_block()
+            if block is not None:
                 return loop._grid_t, block
         return None
 
@@ -364,16 +509,18 @@ class PositionLoop:
             fixes.clear()
             jumped = True
         else:
-            jumped = self._relock or (abs(value - self._envelope(t)) > self.jump_s * self.rate_per_s
-                                      if fixes else False)
-            if jumped and not self._carry_over(value, t):
+            located = bool(fixes) and abs(value - self._envelope(t)) > self.jump_s * self.rate_per_s
+            jumped = self._relock or located
+            if jumped and not self._carry_over(value, t, located=located):
                 self._fixes.clear()
-                self._history.clear()
-                self._ratio_sigma = math.inf
                 self._grid_run = False
+                self._carry_t, self._carry_checks = -math.inf, 0  # nothing carried over this one
             fixes = self._fixes
         if jumped:
             self._spacing_ok = False
+            self._run += 1
+            self._since_jump = 0
+        self._since_jump += 1
         self._relock = not self.playing  # while stopped every fix is exact (nothing moves)
         if not self.playing or self.rate_per_s <= 0.0:
             self._anchor_t, self._anchor_pos = t, value
@@ -385,7 +532,7 @@ class PositionLoop:
                 self._new_spacings += 1
         self._spacing_ok = True
         fixes.append((t, value))
-        self._history.append((t, value))
+        self._history.append((t, value, self._run))
         while self._history and t - self._history[0][0] > self.HISTORY_S:
             self._history.popleft()
         reach_s = self._reach_s()
@@ -397,14 +544,30 @@ class PositionLoop:
                 fixes.popleft()
         if self._carry_checks > 0 and not jumped and not self.hold_checks:
             self._check_carry(t)
+        upper = math.inf
+        source = self.grid_source
+        if (self._carry_t > -math.inf and not jumped and source is not None
+                and abs(source._restart_cut - self._carry_t) <= self.pair_window_s):
+            self._restarted(self._carry_t)  # the same DAW's exact seconds showed this jump restart
+        if self._carry_t > -math.inf and not jumped:
+            upper = self._check_restart(t)
         if self._carry_t > -math.inf and not jumped:
             self._settle_carry(t)
         self._update_clock_ratio()
-        estimate = self._envelope(t, learn=True)
+        # (not while carried fixes stay: off by a fraction of a block after a restart, they widen the spread)
+        estimate = self._envelope(t, learn=self._carry_t == -math.inf)
+        if estimate > upper:  # a carried envelope above what a new fix allows (see _check_restart)
+            estimate, self._step_back_ok = upper, True
+        elif self._carry_t == -math.inf and len(fixes) <= min(self._since_jump, self.FRESH_FIXES):
+            estimate = self._fresh_estimate(t, estimate)
         if len(fixes) >= 8:
             self._grid_run = True
         self._grid_t = t - (estimate - value) / self.slope_per_s  # this fix's block start
-        if not jumped and reported is not None:
+        # right after a jump the playhead has just moved anyway: the first fixes of the new run may
+        # take it back at once (a fresh window's first estimates are off by up to a block / (n + 1))
+        if (not jumped and reported is not None and not self._step_back_ok
+                and self._since_jump > self.FREE_STEPS_AFTER_JUMP):
             estimate = max(estimate, reported - self.max_step_back_s * self.rate_per_s)
+        self._step_back_ok = False
         self._anchor_t, self._anchor_pos = t, estimate
         return estimate
