@@ -1347,16 +1347,20 @@ def test_layout_at_3840x2160_keeps_rows_together_and_gives_the_room_to_the_views
     assert QImage(str(shot)).size().toTuple() == (3840, 2160)
 
 
-def test_layout_at_1280x800_every_mapping_row_fits_without_scrolling(window, qtbot):
-    """A 1280-px laptop window: each mapping row of every stem lies inside the Mappings panel's
-    visible area (no horizontal scrollbar, the ✕ at the end not cut off), with the spin boxes wide
-    enough to show their values."""
+@pytest.mark.parametrize("size", [(1280, 800), (960, 640)], ids=["1280x800", "960x640"])
+def test_layout_every_mapping_row_fits_without_sideways_scrolling(window, qtbot, size):
+    """A 1280-px laptop window and a 960×640 one: each mapping row of every stem lies inside the
+    Mappings panel's visible area (no horizontal scrollbar, the ✕ at the end not cut off), with the
+    spin boxes wide enough to show their values and the column headers apart from each other. At
+    1280 px a row is one line; at 960 px the curve, attack, release and range go on a second line
+    under the source, and the first mapping is shown whole (both lines) without scrolling."""
     from PySide6.QtCore import QRect
+    from PySide6.QtWidgets import QLabel
 
     editor = window.mappings
     window.tabs.setCurrentWidget(editor)
-    window.resize(1280, 800)
-    qtbot.waitUntil(lambda: window.size().toTuple() == (1280, 800), timeout=3_000)
+    window.resize(*size)
+    qtbot.waitUntil(lambda: window.size().toTuple() == size, timeout=3_000)
     seen = 0
     for i in range(editor.stem.count()):
         editor.stem.setCurrentIndex(i)
@@ -1374,7 +1378,29 @@ def test_layout_at_1280x800_every_mapping_row_fits_without_scrolling(window, qtb
             for spin in (row.amount, row.offset, row.attack, row.release):
                 text_w = spin.fontMetrics().horizontalAdvance(spin.text())
                 assert text_w < spin.lineEdit().width(), (spin.text(), spin.lineEdit().width())
+            # one line at 1280 px (the release beside the amount), two at 960 (the release below it)
+            amount_y = row.amount.mapTo(window, row.amount.rect().center()).y()
+            release_y = row.release.mapTo(window, row.release.rect().center()).y()
+            if size[0] == 1280:
+                assert release_y == amount_y
+            else:
+                assert release_y >= amount_y + row.amount.height()
             seen += 1
+        if editor.rows:  # the first mapping, both lines, is inside the list without scrolling
+            editor.area.verticalScrollBar().setValue(0)
+            qtbot.wait(20)
+            for w in editor.rows[0].widgets:
+                top = w.mapTo(window, w.rect().topLeft()).y()
+                assert visible.top() <= top and top + w.height() <= visible.bottom() + 1, \
+                    (editor.stem.currentText(), type(w).__name__, top, w.height(), visible)
+        # the column headers do not run together: each one's text ends well before the next begins
+        body = editor.area.widget()
+        headers = sorted((lab for lab in body.findChildren(QLabel, options=Qt.FindChildOption.FindDirectChildrenOnly)
+                          if lab.objectName() == "Header"), key=lambda lab: lab.x())
+        assert len(headers) >= 6
+        for a, b in zip(headers[:-1], headers[1:], strict=True):
+            end_of_text = a.x() + a.contentsMargins().left() + a.fontMetrics().horizontalAdvance(a.text())
+            assert b.x() - end_of_text >= 8, (a.text(), b.text(), end_of_text, b.x())
     assert seen >= 4  # the demo's stems have mappings
 
 
