@@ -1240,6 +1240,46 @@ def test_effects_tab_adds_sets_bypasses_and_removes_a_lowpass_with_undo_and_save
     assert session.project.master_fx == []
 
 
+def test_effects_panel_at_1280x800_shows_all_six_reverb_parameters_without_scrolling(window, qtbot):
+    """The parameter panel of a Reverb (pedalboard's six: room size, damping, wet and dry level,
+    width, freeze mode) in a 1280×800 window: every name and control inside the panel's visible
+    area, nothing to scroll (it showed 2.5 of them under the chain's buttons); the search keeps
+    the matches and puts them at the top."""
+    from PySide6.QtCore import QRect
+
+    tab = window.effects
+    window.tabs.setCurrentWidget(tab)
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.size().toTuple() == (1280, 800), timeout=3_000)
+    tab.target.setCurrentText(window.adapter.session.project.stems[0].name)
+    tab.add_effect("Reverb")
+    reverb = {"room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode"}
+    qtbot.waitUntil(lambda: set(tab.param_rows) == reverb, timeout=5_000)
+    qtbot.wait(50)  # laid out
+    viewport = tab.scroll.viewport()
+    visible = QRect(viewport.mapTo(window, viewport.rect().topLeft()), viewport.size())
+
+    def inside(w) -> bool:
+        return w.isVisible() and visible.contains(QRect(w.mapTo(window, w.rect().topLeft()), w.size()))
+
+    assert tab.scroll.verticalScrollBar().maximum() == 0 and tab.scroll.horizontalScrollBar().maximum() == 0
+    for name in reverb:
+        assert inside(tab.param_labels[name]) and inside(tab.param_rows[name]), name
+        assert tab.param_labels[name].text() == name.replace("_", " ")
+        row = tab.param_rows[name]  # the value is readable in its field
+        assert row.spin.fontMetrics().horizontalAdvance(row.spin.text()) < row.spin.lineEdit().width()
+    tab.search.setText("level")
+    qtbot.wait(50)
+    shown = {n for n in reverb if tab.param_rows[n].isVisible()}
+    assert shown == {"wet_level", "dry_level"}
+    assert all(inside(tab.param_rows[n]) for n in shown)
+    top = min(tab.param_rows[n].mapTo(window, tab.param_rows[n].rect().topLeft()).y() for n in shown)
+    assert top - visible.top() < tab.param_rows["wet_level"].height()  # on the first line, not where they were
+    tab.search.setText("")
+    qtbot.wait(50)
+    assert all(inside(tab.param_rows[n]) for n in reverb)
+
+
 def test_mapping_presets_save_apply_elsewhere_undo_and_delete(window, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QInputDialog
 
