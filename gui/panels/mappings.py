@@ -1,4 +1,5 @@
-"""Mapping editor: per stem, each mapping as one row — mute, solo, source feature → target parameter,
+"""Mapping editor: per stem, each mapping as one row (two lines when the editor is too narrow for
+one: curve, attack/release and range on the second) — mute, solo, source feature → target parameter,
 amount and offset (in the target's unit, shown beside them), curve, attack/release, range (clamp), duplicate, delete — with
 a live meter of the target parameter at the playhead, a plot of the selected mapping's output over
 the seconds around the playhead, and the mapping presets. Every change is a Session command (slider
