@@ -1240,6 +1240,46 @@ def test_effects_tab_adds_sets_bypasses_and_removes_a_lowpass_with_undo_and_save
     assert session.project.master_fx == []
 
 
+def test_effects_panel_at_1280x800_shows_all_six_reverb_parameters_without_scrolling(window, qtbot):
+    """The parameter panel of a Reverb (pedalboard's six: room size, damping, wet and dry level,
+    width, freeze mode) in a 1280×800 window: every name and control inside the panel's visible
+    area, nothing to scroll (it showed 2.5 of them under the chain's buttons); the search keeps
+    the matches and puts them at the top."""
+    from PySide6.QtCore import QRect
+
+    tab = window.effects
+    window.tabs.setCurrentWidget(tab)
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.size().toTuple() == (1280, 800), timeout=3_000)
+    tab.target.setCurrentText(window.adapter.session.project.stems[0].name)
+    tab.add_effect("Reverb")
+    reverb = {"room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode"}
+    qtbot.waitUntil(lambda: set(tab.param_rows) == reverb, timeout=5_000)
+    qtbot.wait(50)  # laid out
+    viewport = tab.scroll.viewport()
+    visible = QRect(viewport.mapTo(window, viewport.rect().topLeft()), viewport.size())
+
+    def inside(w) -> bool:
+        return w.isVisible() and visible.contains(QRect(w.mapTo(window, w.rect().topLeft()), w.size()))
+
+    assert tab.scroll.verticalScrollBar().maximum() == 0 and tab.scroll.horizontalScrollBar().maximum() == 0
+    for name in reverb:
+        assert inside(tab.param_labels[name]) and inside(tab.param_rows[name]), name
+        assert tab.param_labels[name].text() == name.replace("_", " ")
+        row = tab.param_rows[name]  # the value is readable in its field
+        assert row.spin.fontMetrics().horizontalAdvance(row.spin.text()) < row.spin.lineEdit().width()
+    tab.search.setText("level")
+    qtbot.wait(50)
+    shown = {n for n in reverb if tab.param_rows[n].isVisible()}
+    assert shown == {"wet_level", "dry_level"}
+    assert all(inside(tab.param_rows[n]) for n in shown)
+    top = min(tab.param_rows[n].mapTo(window, tab.param_rows[n].rect().topLeft()).y() for n in shown)
+    assert top - visible.top() < tab.param_rows["wet_level"].height()  # on the first line, not where they were
+    tab.search.setText("")
+    qtbot.wait(50)
+    assert all(inside(tab.param_rows[n]) for n in reverb)
+
+
 def test_mapping_presets_save_apply_elsewhere_undo_and_delete(window, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QInputDialog
 
@@ -1347,16 +1387,20 @@ def test_layout_at_3840x2160_keeps_rows_together_and_gives_the_room_to_the_views
     assert QImage(str(shot)).size().toTuple() == (3840, 2160)
 
 
-def test_layout_at_1280x800_every_mapping_row_fits_without_scrolling(window, qtbot):
-    """A 1280-px laptop window: each mapping row of every stem lies inside the Mappings panel's
-    visible area (no horizontal scrollbar, the ✕ at the end not cut off), with the spin boxes wide
-    enough to show their values."""
+@pytest.mark.parametrize("size", [(1280, 800), (960, 640)], ids=["1280x800", "960x640"])
+def test_layout_every_mapping_row_fits_without_sideways_scrolling(window, qtbot, size):
+    """A 1280-px laptop window and a 960×640 one: each mapping row of every stem lies inside the
+    Mappings panel's visible area (no horizontal scrollbar, the ✕ at the end not cut off), with the
+    spin boxes wide enough to show their values and the column headers apart from each other. At
+    1280 px a row is one line; at 960 px the curve, attack, release and range go on a second line
+    under the source, and the first mapping is shown whole (both lines) without scrolling."""
     from PySide6.QtCore import QRect
+    from PySide6.QtWidgets import QLabel
 
     editor = window.mappings
     window.tabs.setCurrentWidget(editor)
-    window.resize(1280, 800)
-    qtbot.waitUntil(lambda: window.size().toTuple() == (1280, 800), timeout=3_000)
+    window.resize(*size)
+    qtbot.waitUntil(lambda: window.size().toTuple() == size, timeout=3_000)
     seen = 0
     for i in range(editor.stem.count()):
         editor.stem.setCurrentIndex(i)
@@ -1374,7 +1418,29 @@ def test_layout_at_1280x800_every_mapping_row_fits_without_scrolling(window, qtb
             for spin in (row.amount, row.offset, row.attack, row.release):
                 text_w = spin.fontMetrics().horizontalAdvance(spin.text())
                 assert text_w < spin.lineEdit().width(), (spin.text(), spin.lineEdit().width())
+            # one line at 1280 px (the release beside the amount), two at 960 (the release below it)
+            amount_y = row.amount.mapTo(window, row.amount.rect().center()).y()
+            release_y = row.release.mapTo(window, row.release.rect().center()).y()
+            if size[0] == 1280:
+                assert release_y == amount_y
+            else:
+                assert release_y >= amount_y + row.amount.height()
             seen += 1
+        if editor.rows:  # the first mapping, both lines, is inside the list without scrolling
+            editor.area.verticalScrollBar().setValue(0)
+            qtbot.wait(20)
+            for w in editor.rows[0].widgets:
+                top = w.mapTo(window, w.rect().topLeft()).y()
+                assert visible.top() <= top and top + w.height() <= visible.bottom() + 1, \
+                    (editor.stem.currentText(), type(w).__name__, top, w.height(), visible)
+        # the column headers do not run together: each one's text ends well before the next begins
+        body = editor.area.widget()
+        headers = sorted((lab for lab in body.findChildren(QLabel, options=Qt.FindChildOption.FindDirectChildrenOnly)
+                          if lab.objectName() == "Header"), key=lambda lab: lab.x())
+        assert len(headers) >= 6
+        for a, b in zip(headers[:-1], headers[1:], strict=True):
+            end_of_text = a.x() + a.contentsMargins().left() + a.fontMetrics().horizontalAdvance(a.text())
+            assert b.x() - end_of_text >= 8, (a.text(), b.text(), end_of_text, b.x())
     assert seen >= 4  # the demo's stems have mappings
 
 

@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -45,6 +45,12 @@ COLUMNS = ("Effect", "Bypass", "Wet/dry")
 SLIDER_STEPS = 1000
 #: Quiet time after the last arrow/wheel/spin step before the change is sent as a command.
 DEBOUNCE_MS = 300
+#: A parameter column's least width (px: its name, a slider worth dragging, the value with its
+#: unit); a wider pane shows its parameters in two or more columns, so more fit without scrolling.
+PARAM_COLUMN_MIN_WIDTH = 330
+#: Space (px) between a parameter's control and the next column's name.
+PARAM_GAP = 16
+SEARCH_MAX_WIDTH = 220
 
 
 class Debouncer(QObject):
@@ -158,6 +164,17 @@ class ParamRow(QWidget):
         self.debounce.push(v)  # Enter commits once; held spin arrows become one command
 
 
+class _ParamGrid(QWidget):
+    """The parameter pane's body: says when its width changes (the columns reflow)."""
+
+    widthChanged = Signal(int)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.widthChanged.emit(event.size().width())
+
+
 class EffectsPanel(QWidget):
     #: (stem or None, slot index, slot when opened, EditorResult): a plugin window closed (from its reader thread)
     editorClosed = Signal(object, int, object, object)
@@ -170,22 +187,36 @@ class EffectsPanel(QWidget):
         self.param_rows: dict[str, QWidget] = {}
         self._shown: tuple | None = None  # (stem, index, plugin, name) the parameter panel shows
         self._table_shape: tuple | None = None
+        # Left: the chain (what it belongs to, the Add picker, the slots, their order). Right: the
+        # selected slot's parameters, full height (an 800-px-high window shows 2.5 of them when
+        # the chain's buttons ran across the top), flowing into columns when the pane is wide.
         col = QVBoxLayout(self)
         col.setContentsMargins(8, 8, 8, 8)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        left = QWidget()
+        lcol = QVBoxLayout(left)
+        lcol.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
         top.addWidget(QLabel("Chain of"))
         self.target = QComboBox()
         self.target.setToolTip("A stem's chain is applied before analysis and in playback/export; the "
                                "master chain on the export mix")
         self.target.currentIndexChanged.connect(lambda _i: self.refresh())
-        top.addWidget(self.target)
+        top.addWidget(self.target, 1)
+        lcol.addLayout(top)
+        adding = QHBoxLayout()  # under the list, as a DAW's device list has its + and − buttons
+        adding.setSpacing(4)
         self.plugin = QComboBox()
         self.plugin.setToolTip("Pedalboard's built-in effects, then your scanned plugins "
                                "(stembridge plugins scan)")
-        top.addWidget(self.plugin)
+        self.plugin.setMinimumContentsLength(10)  # a long plugin name does not widen the chain's pane
+        self.plugin.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        adding.addWidget(self.plugin, 1)
         self.add_button = QPushButton("+ Add")
         self.add_button.clicked.connect(self.add_selected)
-        self.remove_button = QPushButton("Remove")
+        adding.addWidget(self.add_button)
+        self.remove_button = QPushButton("✕")
+        self.remove_button.setToolTip("Remove the selected effect from the chain")
         self.remove_button.clicked.connect(self.remove_selected)
         self.up_button = QPushButton("▲")
         self.up_button.setToolTip("Move the selected effect earlier in the chain (the audio runs top to bottom)")
@@ -197,11 +228,6 @@ class EffectsPanel(QWidget):
         self.editor_button.setToolTip("Open the selected plugin's own editor window (the app keeps running; "
                                       "its settings come back when you close it)")
         self.editor_button.clicked.connect(self.open_editor)
-        for b in (self.add_button, self.remove_button, self.up_button, self.down_button, self.editor_button):
-            top.addWidget(b)
-        top.addStretch(1)
-        col.addLayout(top)
-        split = QSplitter(Qt.Orientation.Horizontal)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -213,25 +239,48 @@ class EffectsPanel(QWidget):
         header.setSectionResizeMode(2, header.ResizeMode.Fixed)  # cell widgets do not size their column
         header.resizeSection(2, double_spin(0, 100, value=100, decimals=0, suffix=" % wet").sizeHint().width() + 8)
         self.table.currentCellChanged.connect(lambda *_: self.show_params())
-        split.addWidget(self.table)
+        lcol.addWidget(self.table, 1)
+        for b in (self.remove_button, self.up_button, self.down_button):
+            b.setStyleSheet("QPushButton { padding: 4px 8px; }")
+            adding.addWidget(b)
+        lcol.addLayout(adding)
+        split.addWidget(left)
         right = QWidget()
         rcol = QVBoxLayout(right)
         rcol.setContentsMargins(0, 0, 0, 0)
-        self.search = QLineEdit()
-        self.search.setPlaceholderText("Search parameters")
-        self.search.textChanged.connect(self._filter)
-        rcol.addWidget(self.search)
+        head = QHBoxLayout()
         self.title = QLabel("Select an effect to edit its parameters")
         self.title.setObjectName("Dim")
-        rcol.addWidget(self.title)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        self.params = QWidget()
-        self.form = QFormLayout(self.params)
-        scroll.setWidget(self.params)
-        rcol.addWidget(scroll, 1)
+        self.title.setMinimumWidth(40)  # a long plugin name gives way to the search box
+        head.addWidget(self.title, 1)
+        head.addWidget(self.editor_button)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search parameters")
+        self.search.setClearButtonEnabled(True)
+        self.search.setMaximumWidth(SEARCH_MAX_WIDTH)
+        self.search.textChanged.connect(self._filter)
+        head.addWidget(self.search, 1)
+        rcol.addLayout(head)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.params = _ParamGrid()
+        self.params.widthChanged.connect(lambda _w: self._place_params())
+        body = QVBoxLayout(self.params)
+        body.setContentsMargins(0, 0, 0, 0)
+        self.grid = QGridLayout()
+        body.addLayout(self.grid)
+        body.addStretch(1)  # the parameters stay at the top
+        self.grid.setContentsMargins(4, 2, 4, 2)
+        self.grid.setHorizontalSpacing(PARAM_GAP)
+        self.grid.setVerticalSpacing(2)
+        self.param_labels: dict[str, QLabel] = {}
+        self._columns = 0  # how many parameter columns the grid holds now
+        self.scroll.setWidget(self.params)
+        rcol.addWidget(self.scroll, 1)
         split.addWidget(right)
-        split.setSizes([300, 500])
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)  # a wider window widens the parameters, not the chain
+        split.setSizes([320, 680])
         col.addWidget(split, 1)
         for label, what in _add_choices():
             self.plugin.addItem(label, what)
@@ -413,9 +462,11 @@ class EffectsPanel(QWidget):
             return
         self._shown = key
         self.editor_button.setEnabled(slot is not None and not slot.is_builtin)
-        while self.form.rowCount():
-            self.form.removeRow(0)
-        self.param_rows = {}
+        for w in (*self.param_rows.values(), *self.param_labels.values()):
+            self.grid.removeWidget(w)
+            w.deleteLater()
+        self.param_rows, self.param_labels = {}, {}
+        self._columns = 0
         if slot is None:
             self.title.setText("Select an effect to edit its parameters")
             return
@@ -438,8 +489,9 @@ class EffectsPanel(QWidget):
                 w.activated.connect(lambda _i, n=info.name, c=w: self.set_param(n, c.currentText(), target=target))
             else:
                 w = ParamRow(info, lambda n, v, c, t=target: self.set_param(n, v, c, target=t))
-            label = info.name.replace("_", " ")
-            self.form.addRow(label, w)
+            label = QLabel(info.name.replace("_", " "))
+            label.setToolTip(info.name)
+            self.param_labels[info.name] = label
             self.param_rows[info.name] = w
         self._filter(self.search.text())
 
@@ -457,7 +509,36 @@ class EffectsPanel(QWidget):
         w.blockSignals(False)
 
     def _filter(self, text: str) -> None:
-        text = text.strip().lower()
+        self._place_params(force=True)
+
+    def param_columns(self) -> int:
+        """How many label + control columns fit the parameter pane's width (at least one)."""
+        return max(1, (self.params.width() + PARAM_GAP) // (PARAM_COLUMN_MIN_WIDTH + PARAM_GAP))
+
+    def _place_params(self, *, force: bool = False) -> None:
+        """Lay the parameters that match the search out left to right, top to bottom, in as many
+        columns as fit; the others are hidden. Runs again when the pane's width changes the count."""
+        columns = self.param_columns()
+        if force or columns != self._columns:
+            self._place_params_in(columns)
+
+    def _place_params_in(self, columns: int) -> None:
+        self._columns = columns
+        text = self.search.text().strip().lower()
         for name, w in self.param_rows.items():
-            shown = not text or text in name.lower()
-            self.form.setRowVisible(w, shown)
+            for x in (self.param_labels[name], w):
+                self.grid.removeWidget(x)
+                x.hide()
+        for c in range(self.grid.columnCount()):
+            self.grid.setColumnStretch(c, 0)
+        shown = [n for n in self.param_rows if not text or text in n.lower()]
+        for k, name in enumerate(shown):
+            r, c = divmod(k, columns)
+            self.grid.addWidget(self.param_labels[name], r, 2 * c)
+            self.grid.addWidget(self.param_rows[name], r, 2 * c + 1)
+            self.param_labels[name].show()
+            self.param_rows[name].show()
+        for c in range(columns):
+            self.grid.setColumnStretch(2 * c + 1, 1)
+        if columns > 1 and self.params.layout().minimumSize().width() > self.params.width():
+            self._place_params_in(columns - 1)  # long names: fewer columns rather than a sideways scroll

@@ -1,4 +1,5 @@
-"""Mapping editor: per stem, each mapping as one row — mute, solo, source feature → target parameter,
+"""Mapping editor: per stem, each mapping as one row (two lines when the editor is too narrow for
+one: curve, attack/release and range on the second) — mute, solo, source feature → target parameter,
 amount and offset (in the target's unit, shown beside them), curve, attack/release, range (clamp), duplicate, delete — with
 a live meter of the target parameter at the playhead, a plot of the selected mapping's output over
 the seconds around the playhead, and the mapping presets. Every change is a Session command (slider
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -39,14 +41,24 @@ CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
 #: The stem picker's entry for the mix as heard (mapping sources ``mix.FEATURE``).
 MIX_ENTRY = "Mix (all stems, as heard)"
-#: Column headers; none over mute and solo: the M and S buttons name themselves (as in a DAW).
-HEADERS = ("", "", "", "source", "", "target", "amount", "offset", "unit", "curve", "attack", "release",
-           "range", "", "value", "", "", "", "")
+#: A mapping row's columns, left to right, and the header over each ("" = none: the M and S buttons
+#: name themselves, as in a DAW; "range" spans min and max).
+COLUMNS = ("marker", "mute", "solo", "source", "arrow", "target", "amount", "offset", "unit", "curve", "attack",
+           "release", "lo", "hi", "meter", "up", "down", "duplicate", "delete")
+HEADERS = {"source": "source", "target": "target", "amount": "amount", "offset": "offset", "unit": "unit",
+           "curve": "curve", "attack": "attack", "release": "release", "lo": "range", "meter": "value"}
+#: The columns that move to a row's second line (its detail line) when the editor is too narrow for
+#: one line (a 960-px window): the curve's shape, the smoothing and the range, set once and seldom
+#: touched while playing; the source, target, amount, offset and the live value stay on the first line.
+SECONDARY = ("curve", "attack", "release", "lo", "hi")
 #: Widest amount/offset spin box (px; "-100.000" and its arrows) and attack/release/range one: with
 #: these and the grid's spacing a mapping row fits a 1280-px window without a scrollbar.
 ROW_SPIN_WIDTH = 80
 ROW_SMALL_SPIN_WIDTH = 70
 ROW_SPACING = 4
+#: Room (px) after each header's text and after the unit, so neighbouring labels ("UNIT", "CURVE")
+#: never run together.
+LABEL_GAP = 10
 #: The value meter's widest (px): past it a wide window's room goes after the row, not into the meter.
 METER_MAX_WIDTH = 420
 #: The curve view shows the selected mapping from CURVE_BEFORE_S before the playhead to CURVE_SPAN_S later.
@@ -74,6 +86,22 @@ def _tool(text: str, tip: str, *, checkable: bool = False) -> QToolButton:
     return b
 
 
+def _min_width(w: QWidget) -> int:
+    """The least width (px) a layout gives ``w`` (Qt's qSmartMinSize: the minimum size hint when
+    the widget may shrink, else its size hint; a set minimum wins; never past its maximum)."""
+    w.ensurePolished()
+    policy = w.sizePolicy().horizontalPolicy()
+    if policy == QSizePolicy.Policy.Ignored:
+        least = 0
+    elif policy.value & QSizePolicy.PolicyFlag.ShrinkFlag.value:
+        least = w.minimumSizeHint().width()
+    else:
+        least = max(w.sizeHint().width(), w.minimumSizeHint().width())
+    if w.minimumWidth() > 0:
+        least = w.minimumWidth()
+    return min(least, w.maximumWidth())
+
+
 def _target_tip(target: str) -> str:
     spec = PARAMETERS.get(target)
     if spec is None:
@@ -83,9 +111,12 @@ def _target_tip(target: str) -> str:
 
 
 class MappingRow:
-    """The widgets of one mapping (index into project.mappings)."""
+    """The widgets of one mapping (index into project.mappings), on grid line ``r`` of the editor;
+    ``compact``: the :data:`SECONDARY` columns go on a detail line below (grid line ``r + 1``),
+    under the source and target, each with its name beside it."""
 
-    def __init__(self, editor: MappingEditor, index: int, grid: QGridLayout, r: int) -> None:
+    def __init__(self, editor: MappingEditor, index: int, grid: QGridLayout, r: int, *,
+                 compact: bool = False) -> None:
         self.editor, self.index = editor, index
         self.marker = QLabel("")
         self.marker.setFixedWidth(12)
@@ -98,6 +129,7 @@ class MappingRow:
         self.amount = _spin(-100, 100, 0.05, 3)
         self.offset = _spin(-100, 100, 0.05, 3)
         self.unit = QLabel("")  # the unit of amount, offset and range: the target's
+        self.unit.setContentsMargins(0, 0, LABEL_GAP, 0)
         self.curve = QComboBox()
         self.curve.addItems(CURVES)
         self.attack = _spin(0, 10000, 5, 0, " ms")
@@ -122,11 +154,36 @@ class MappingRow:
                             f"QToolButton:checked {{ background: {on}; color: #111; }}")
         self.duplicate = _tool("Dup", "Duplicate this mapping (Ctrl+D)")
         self.delete = _tool("✕", "Delete this mapping (Delete)")
-        self.widgets = (self.marker, self.mute, self.solo, self.source, QLabel("→"), self.target, self.amount,
-                        self.offset, self.unit, self.curve, self.attack, self.release, self.lo, self.hi, self.meter,
-                        self.up, self.down, self.duplicate, self.delete)
-        for c, w in enumerate(self.widgets):
-            grid.addWidget(w, r, c)
+        self.columns = {"marker": self.marker, "mute": self.mute, "solo": self.solo, "source": self.source,
+                        "arrow": QLabel("→"), "target": self.target, "amount": self.amount, "offset": self.offset,
+                        "unit": self.unit, "curve": self.curve, "attack": self.attack, "release": self.release,
+                        "lo": self.lo, "hi": self.hi, "meter": self.meter, "up": self.up, "down": self.down,
+                        "duplicate": self.duplicate, "delete": self.delete}
+        self.compact = compact
+        self.detail: QWidget | None = None  # the detail line (compact only)
+        labels: list[QWidget] = []
+        for c, name in enumerate(COLUMNS):
+            if not (compact and name in SECONDARY):
+                grid.addWidget(self.columns[name], r, c)
+        if compact:
+            self.detail = QWidget()
+            line = QHBoxLayout(self.detail)
+            line.setContentsMargins(0, 0, 0, 6)  # a gap before the next mapping's first line
+            line.setSpacing(ROW_SPACING)
+            for text, w in (("curve", self.curve), ("attack", self.attack), ("release", self.release),
+                            ("range", self.lo), ("…", self.hi)):
+                lab = QLabel(text.upper())
+                lab.setObjectName("Header")
+                if text != "curve":
+                    lab.setContentsMargins(LABEL_GAP if text != "…" else 0, 0, 0, 0)
+                labels.append(lab)
+                line.addWidget(lab)
+                line.addWidget(w)
+            line.addStretch(1)
+            grid.addWidget(self.detail, r + 1, COLUMNS.index("source"), 1, len(COLUMNS) - COLUMNS.index("source"))
+        #: every widget of the row, both lines (what a click selects the mapping by)
+        self.widgets = (*self.columns.values(), *labels, *([self.detail] if self.detail else []))
+        for w in self.widgets:
             w.installEventFilter(editor.selector)
         self.mute.toggled.connect(lambda v: self._set(enabled=not v))
         self.solo.toggled.connect(lambda v: editor.set_solo(self.index, v))
@@ -219,7 +276,7 @@ class MappingCurve(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(90)
+        self.setMinimumHeight(60)  # a 640-px-high window keeps a whole two-line mapping row above it
         self.setMaximumHeight(360)
         self.times = np.zeros(0)
         self.values = np.zeros(0)
@@ -271,6 +328,7 @@ class MappingEditor(QWidget):
         self.selector = _RowSelector(self)
         self._curve_key: tuple | None = None  # what the curve view shows (mapping, window)
         self.current_targets: list[str] = list(PARAMETER_NAMES)
+        self.compact = False  # rows on two lines (the editor is too narrow for one): see fit_rows
         col = QVBoxLayout(self)
         col.setContentsMargins(8, 8, 8, 8)
         top = QHBoxLayout()
@@ -305,6 +363,7 @@ class MappingEditor(QWidget):
         self.curve_view = MappingCurve()
         col.addWidget(self.curve_view, 1)  # a tall editor (a 4K screen) gives the curve room too
         self._structure: tuple | None = None
+        self._headers: list[tuple[int, QLabel]] = []  # (column, header label) as built
         for keys, slot in (("Ctrl+D", self.duplicate_mapping), ("Alt+Up", lambda: self.move_mapping(None, -1)),
                            ("Alt+Down", lambda: self.move_mapping(None, 1))):
             QShortcut(QKeySequence(keys), self, context=Qt.ShortcutContext.WidgetWithChildrenShortcut,
@@ -375,37 +434,96 @@ class MappingEditor(QWidget):
         if s is None:
             return
         indices = self._indices()
-        structure = (self.stem.currentText(), tuple(indices), s.project.engine.name, s.project.engine.look)
+        structure = (self.stem.currentText(), tuple(indices), s.project.engine.name, s.project.engine.look,
+                     self.compact)
         if force or structure != self._structure:
             self._structure = structure
             body = QWidget()
             grid = QGridLayout(body)
             grid.setContentsMargins(0, 4, 0, 4)
             grid.setHorizontalSpacing(ROW_SPACING)
-            for c, h in enumerate(HEADERS):
+            compact = self.compact
+            self._headers = []
+            for c, name in enumerate(COLUMNS):
+                h = HEADERS.get(name)
+                if not h or (compact and name in SECONDARY):
+                    continue
                 lab = QLabel(h.upper())
                 lab.setObjectName("Header")
-                if h == "range":  # one header over min and max: two headers would widen both columns
+                lab.setContentsMargins(0, 0, LABEL_GAP, 0)  # "UNIT" and "CURVE" apart, not one word
+                self._headers.append((c, lab))
+                if name == "lo":  # one header over min and max: two headers would widen both columns
                     lab.setToolTip("The mapping's output is kept between min and max (— = no limit)")
                     grid.addWidget(lab, 0, c, 1, 2)
-                elif h:
+                else:
                     grid.addWidget(lab, 0, c)
             self.current_targets = self.targets  # read the look once per rebuild, not per row
-            self.rows = [MappingRow(self, i, grid, r + 1) for r, i in enumerate(indices)]
+            lines = 2 if compact else 1
+            self.rows = [MappingRow(self, i, grid, 1 + lines * r, compact=compact) for r, i in enumerate(indices)]
             if self.selected not in indices:
                 self.selected = indices[0] if indices else None
             if not indices:
-                grid.addWidget(QLabel("No mappings from this stem yet: “+ Mapping” adds one."), 1, 0, 1, len(HEADERS))
-            grid.setRowStretch(len(indices) + 2, 1)
-            grid.setColumnStretch(HEADERS.index("value"), 1)
-            grid.setColumnStretch(len(HEADERS), 1)  # room past METER_MAX_WIDTH goes after the row's buttons
+                grid.addWidget(QLabel("No mappings from this stem yet: “+ Mapping” adds one."), 1, 0, 1, len(COLUMNS))
+            grid.setRowStretch(lines * len(indices) + 2, 1)
+            grid.setColumnStretch(COLUMNS.index("meter"), 1)
+            grid.setColumnStretch(len(COLUMNS), 1)  # room past METER_MAX_WIDTH goes after the row's buttons
             self.area.setWidget(body)
+            self.area.setMinimumHeight(self._first_mapping_height(grid))
         items = self._source_items()
         solo = s.mapping_solo
         for row in self.rows:
             row.show(s.project.mappings[row.index], items, row.index in solo)
             row.set_selected(row.index == self.selected)
         self.refresh_curve()
+        self.fit_rows()
+
+    # -- one line or two ----------------------------------------------------------------------
+    def _first_mapping_height(self, grid: QGridLayout) -> int:
+        """The height (px) that shows the headers and the first mapping whole (both its lines):
+        the list's least height, so a short window (640 px) scrolls the rows, not a row in half."""
+        spacing = max(0, grid.verticalSpacing())
+        top, _, _, bottom = grid.getContentsMargins()
+        heights = [max((lab.sizeHint().height() for _, lab in self._headers), default=0)]
+        if self.rows:
+            row = self.rows[0]
+            heights.append(max(w.sizeHint().height() for n, w in row.columns.items()
+                               if not (row.compact and n in SECONDARY)))
+            if row.detail is not None:
+                heights.append(row.detail.sizeHint().height())
+        return top + bottom + sum(heights) + spacing * (len(heights) - 1) + 2 * self.area.frameWidth()
+
+    def one_line_width(self) -> int:
+        """The narrowest (px) the rows can be laid out on one line: per column the widest minimum
+        of its widgets (the header's included), plus the spacing between columns — what the grid
+        needs in one-line mode, measured from the rows' own widgets whichever mode shows them."""
+        widest: dict[int, int] = {}
+        for row in self.rows:
+            for c, name in enumerate(COLUMNS):
+                widest[c] = max(widest.get(c, 0), _min_width(row.columns[name]))
+        for c, lab in self._headers:
+            if COLUMNS[c] != "lo":  # spans min and max, both wider than it
+                widest[c] = max(widest.get(c, 0), _min_width(lab))
+        used = [w for w in widest.values() if w > 0]
+        return sum(used) + ROW_SPACING * max(0, len(used) - 1)
+
+    def available_width(self) -> int:
+        """The width (px) the rows get: the scroll area's, less a vertical scrollbar (counted
+        whether shown or not, so a second line that brings one cannot flip the mode back)."""
+        return self.area.width() - 2 * self.area.frameWidth() - self.area.verticalScrollBar().sizeHint().width()
+
+    def fit_rows(self) -> None:
+        """Two-line rows (:data:`SECONDARY` on a detail line) when one line would not fit the
+        editor's width, one line when it does; rebuilds when that changes."""
+        if not self.rows:
+            return
+        compact = self.one_line_width() > self.available_width()
+        if compact != self.compact:
+            self.compact = compact
+            self.rebuild()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        self.fit_rows()
 
     # -- actions ------------------------------------------------------------------------------
     def add_mapping(self) -> None:
