@@ -209,25 +209,23 @@ def render_project(root: ET.Element, progress=print) -> tuple[np.ndarray | None,
 
 
 def beat_contrast(mix: np.ndarray, sample_rate: int, beats: np.ndarray) -> float:
-    """How much more onset there is on the true beats than elsewhere in the beat: librosa's onset
-    strength at the beats (the larger of the frame and the next: detection lags a frame) over the
-    median of the same at 8 phases through the beat period. ~1 where the music has no audible pulse
-    on the beat. Independent of our tracker; reported, and used to mark excerpts without rhythm."""
+    """Pulse at the true beat period: the autocorrelation of librosa's onset strength at one beat
+    period over its mean across lags from a quarter beat to two beats (a peak there: > 1; a drone
+    or free-time texture: ≤ 1). Independent of our tracker and of the beat's phase (8th-note hats
+    and strong off-beats make a phase test useless); used to mark excerpts without rhythm."""
     import librosa
 
     hop = 512
     env = librosa.onset.onset_strength(y=mix, sr=sample_rate, hop_length=hop)
-    if beats.shape[0] < 4 or env.max() <= 0:
+    if beats.shape[0] < 4 or env.std() <= 0:
         return 0.0
-    period = float(np.median(np.diff(beats)))
-
-    def at(times: np.ndarray) -> float:
-        f = librosa.time_to_frames(times, sr=sample_rate, hop_length=hop)
-        f = f[(f >= 0) & (f < env.shape[0] - 1)]
-        return float(np.maximum(env[f], env[f + 1]).mean()) if f.size else 0.0
-
-    phases = [at(beats + phi * period) for phi in np.arange(8) / 8]
-    return phases[0] / max(float(np.median(phases)), 1e-9)
+    env = env - env.mean()
+    period = float(np.median(np.diff(beats))) * sample_rate / hop
+    acf = np.correlate(env, env, mode="full")[env.shape[0] - 1:]
+    acf /= np.arange(env.shape[0], 0, -1)  # unbiased: each lag over its own overlap
+    lo, hi = max(1, int(period / 4)), min(int(2 * period) + 1, acf.shape[0] - 1)
+    at = float(np.max(acf[int(np.floor(period)):int(np.ceil(period)) + 1]))
+    return at / max(float(np.mean(np.abs(acf[lo:hi]))), 1e-12)
 
 
 #: Below this beat contrast an excerpt has no rhythm to track (set from the printed values: see README).

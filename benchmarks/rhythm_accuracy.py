@@ -189,13 +189,14 @@ def freedoom_items(split: str) -> list[Item]:
     return out
 
 
-def lmms_items(split: str) -> list[Item]:
+def lmms_items(split: str, only: list[str] | None = None) -> list[Item]:
     """Excerpts of the LMMS set with an audible beat (see benchmarks/lmms_songs.py); the real
     rendered mix (master effects included) is the item's mix."""
     from lmms_songs import build
 
     out = []
-    for d in build(SR, progress=lambda msg: print(msg, file=sys.stderr, flush=True)):
+    projects = tuple(o.removeprefix("lmms:").split("#")[0] for o in only or ())
+    for d in build(SR, only=projects, progress=lambda msg: print(msg, file=sys.stderr, flush=True)):
         if not d["has_rhythm"]:
             print(f"{d['name']}: no rhythm (beat contrast {d['beat_contrast']:.2f}), left out", file=sys.stderr)
             continue
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.freedoom:
         items += freedoom_items(args.split)
     if args.lmms:
-        items += lmms_items(args.split)
+        items += lmms_items(args.split, args.only)
     if args.only:
         items = [i for i in items if any(o in i.name for o in args.only)]
     if args.mix_only:
