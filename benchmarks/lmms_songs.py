@@ -17,7 +17,8 @@ cached set of excerpts:
 - beats from the project's own ``<head bpm=… timesig_numerator=… timesig_denominator=…>``: LMMS
   counts ``bpm`` in quarter notes (48 ticks) whatever the signature, and a render starts at tick 0,
   so beat k is at ``k · 60 / bpm`` s (checked: a project of our own with a kick on every quarter at
-  137 BPM in 4/4, 1/1, 8/4 and 6/8 renders every kick onset within 0.02 ms of that). A bar is
+  137 BPM in 4/4, 1/1, 8/4 and 6/8 renders every kick onset within 0.02 ms of that:
+  ``lmms_songs.py --verify``). A bar is
   ``192 · num / den`` ticks and starts at tick 0. x/8 signatures with a numerator divisible by 3
   count dotted quarters, as the other sets do. Signatures the tracker cannot name (1/1, 8/4: no
   listener counts a bar of one whole note or of eight quarters) keep their beats but have no meter
@@ -208,6 +209,38 @@ def render_project(root: ET.Element, progress=print) -> tuple[np.ndarray | None,
     return mix, stems, roles
 
 
+def verify_alignment(tempo_bpm: float = 137.0, signature: tuple[int, int] = (4, 4)) -> float:
+    """Render a project of our own (a kick sample on every quarter, 64 of them) and return the largest
+    distance, in ms, between a kick's onset (first sample above 1 % of the hit's peak) and k·60/bpm."""
+    import soundfile as sf
+
+    sample = PROJECTS.parent / "samples" / "drums" / "kick01.ogg"
+    notes = "".join(f'<note len="12" key="57" vol="100" pos="{TICKS_PER_QUARTER * k}" pan="0"/>' for k in range(64))
+    xml = (f'<lmms-project creator="LMMS" version="1.0" type="song" creatorversion="1.2.0">'
+           f'<head timesig_numerator="{signature[0]}" bpm="{tempo_bpm:g}" timesig_denominator="{signature[1]}" '
+           f'mastervol="100" masterpitch="0"/><song><trackcontainer type="song">'
+           f'<track muted="0" name="Kick" solo="0" type="0"><instrumenttrack pitch="0" fxch="0" basenote="57" '
+           f'usemasterpitch="1" pitchrange="1" vol="100" pan="0"><instrument name="audiofileprocessor">'
+           f'<audiofileprocessor stutter="0" interp="1" reversed="0" looped="0" sframe="0" lframe="0" '
+           f'src="drums/kick01.ogg" eframe="1" amp="100"/></instrument><fxchain enabled="0" numofeffects="0"/>'
+           f'</instrumenttrack><pattern len="{TICKS_PER_QUARTER * 64}" muted="0" name="k" steps="16" pos="0" '
+           f'type="1">{notes}</pattern></track></trackcontainer></song></lmms-project>')
+    kick, kick_rate = sf.read(str(sample), always_2d=True)
+    lead_s = int(np.argmax(np.abs(kick.mean(axis=1)) > 1e-3)) / kick_rate  # the sample's own silence
+    with tempfile.TemporaryDirectory() as tmp:
+        audio = _run_lmms(ET.fromstring(xml), Path(tmp) / "kick.wav", Path(tmp))
+    if audio is None:
+        raise RuntimeError("LMMS failed to render the alignment project")
+    errors = []
+    for k in range(64):
+        beat = k * 60.0 / tempo_bpm
+        a = int(max(0.0, beat - 0.1) * RENDER_RATE)
+        seg = np.abs(audio[a:a + int(0.2 * RENDER_RATE)])
+        onset = (a + int(np.argmax(seg > 0.01 * seg.max()))) / RENDER_RATE - lead_s
+        errors.append(abs(onset - beat) * 1000.0)
+    return float(max(errors))
+
+
 def beat_contrast(mix: np.ndarray, sample_rate: int, beats: np.ndarray) -> float:
     """Pulse at the true beat period: the autocorrelation of librosa's onset strength at one beat
     period over its mean across lags from a quarter beat to two beats (a peak there: > 1; a drone
@@ -316,6 +349,10 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
 
+    if sys.argv[1:] == ["--verify"]:
+        for sig in ((4, 4), (1, 1), (8, 4), (6, 8)):
+            print(f"{sig[0]}/{sig[1]} at 137 BPM: kick onsets within {verify_alignment(137.0, sig):.3f} ms of k·60/bpm")
+        raise SystemExit(0)
     got = build(ANALYSIS_SAMPLE_RATE, only=tuple(sys.argv[1:]))
     for split in ("dev", "held"):
         names = sorted({it["name"].split("#")[0] for it in got if it["split"] == split})
