@@ -255,7 +255,8 @@ def _meets(row: dict) -> bool:
 
 def failure_kinds(row: dict) -> list[str]:
     """Why an item misses a goal: no beats, octave (2:1, 1:2, 3:1, 1:3), 2:3 (or 3:2), tempo (other),
-    off-beat (tempo right, beats between the true ones), beats (tempo right, continuity lost),
+    off-beat (tempo right, beats between the true ones: counted even where AMLt passes, as the item
+    then fails on its downbeats), beats (tempo right, continuity lost),
     meter, downbeat (meter right, bars misplaced)."""
     if _meets(row):
         return []
@@ -270,8 +271,10 @@ def failure_kinds(row: dict) -> list[str]:
             kinds.append("2:3")
         else:
             kinds.append("tempo")
+    elif row["ours_F"] < 0.5 and row["ours_AMLt"] >= 0.5:
+        kinds.append("off-beat")  # AMLt forgives it, but the bars then start between beats
     elif max(row["ours_F"], row["ours_AMLt"]) < 0.9:
-        kinds.append("off-beat" if row["ours_F"] < 0.5 and row["ours_AMLt"] >= 0.5 else "beats")
+        kinds.append("beats")
     if row["ref_meter"] is not None and row["ours_meter"] != row["ref_meter"]:
         kinds.append("meter")
     elif row.get("ours_downbeat_F", 1.0) < 0.8 and not kinds:
