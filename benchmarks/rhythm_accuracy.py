@@ -8,7 +8,11 @@ Material (each item says which split it belongs to, so tuning never silently use
 - synthetic band songs (:mod:`bridge.demo.band`): fast and slow 4/4, 3/4, 6/8 and 12/8, ramps,
   tempo steps, swing, late drums — rendered once and cached in ``~/.cache/stembridge-bench``;
 - with ``--freedoom``: 50 Freedoom songs × 3 excerpts rendered with FluidSynth, ground truth from
-  their MIDI (:mod:`freedoom_songs`); Freedoom 1 songs are dev, Freedoom 2 songs held.
+  their MIDI (:mod:`freedoom_songs`); Freedoom 1 songs are dev, Freedoom 2 songs held;
+- with ``--lmms``: LMMS's demo projects (real productions: synths, samples, effects) × 3 excerpts
+  rendered headless by LMMS, ground truth from the project's tempo and signature
+  (:mod:`lmms_songs`); dev/held by a hash of the project name. ``--mix-only`` analyses every item's
+  mix as one stem (role "other"), as a user who has only the mix would.
 
 Splits: ``dev`` items were used while developing the tracker; ``held`` items were only ever
 checked (their seeds and tempi differ from every dev item). ``--split dev|held|all``.
@@ -17,6 +21,8 @@ Per item: beat F-measure (mir_eval, ±70 ms), CMLt and AMLt (continuity, allowin
 off-beat), downbeat F, tempo error (median of our inter-beat tempo against the truth's median, in %,
 and whether it is an octave error), meter (ours/truth). The same beat metrics for
 ``librosa.beat.beat_track`` on the mix (its default call), computed in the same run.
+
+Failing items are counted by kind (no beats, octave, 2:3, other tempo, beats, off-beat, meter, downbeat).
 
 Run: ``.venv/bin/python benchmarks/rhythm_accuracy.py [--split all] [--only NAME] [--json]``
 """
@@ -183,6 +189,22 @@ def freedoom_items(split: str) -> list[Item]:
     return out
 
 
+def lmms_items(split: str, only: list[str] | None = None) -> list[Item]:
+    """Excerpts of the LMMS set with an audible beat (see benchmarks/lmms_songs.py); the real
+    rendered mix (master effects included) is the item's mix."""
+    from lmms_songs import build
+
+    out = []
+    projects = tuple(o.removeprefix("lmms:").split("#")[0] for o in only or ())
+    for d in build(SR, only=projects, progress=lambda msg: print(msg, file=sys.stderr, flush=True)):
+        if not d["has_rhythm"]:
+            print(f"{d['name']}: no rhythm (beat contrast {d['beat_contrast']:.2f}), left out", file=sys.stderr)
+            continue
+        if split in ("all", d["split"]):
+            out.append(Item(d["name"], d["split"], d["stems"], d["mix"], d["beats"], d["downbeats"], d["meter"]))
+    return out
+
+
 def _tempo(beats: np.ndarray) -> float:
     return float(60.0 / np.median(np.diff(beats))) if len(beats) > 1 else float("nan")
 
@@ -231,6 +253,35 @@ def _meets(row: dict) -> bool:
                 and (row["ref_meter"] is None or row["ours_meter"] == row["ref_meter"]))
 
 
+def failure_kinds(row: dict) -> list[str]:
+    """Why an item misses a goal: no beats, octave (2:1, 1:2, 3:1, 1:3), 2:3 (or 3:2), tempo (other),
+    off-beat (tempo right, beats between the true ones: counted even where AMLt passes, as the item
+    then fails on its downbeats), beats (tempo right, continuity lost),
+    meter, downbeat (meter right, bars misplaced)."""
+    if _meets(row):
+        return []
+    ratio = row["ours_tempo_est"] / row["ours_tempo_ref"]
+    if not np.isfinite(ratio):
+        return ["no beats"]
+    kinds = []
+    if row["ours_tempo_err_pct"] > 4.0:
+        if min(abs(ratio - r) for r in (0.5, 2.0, 1 / 3, 3.0)) < 0.04:
+            kinds.append("octave")
+        elif min(abs(ratio - r) for r in (2 / 3, 1.5)) < 0.04:
+            kinds.append("2:3")
+        else:
+            kinds.append("tempo")
+    elif row["ours_F"] < 0.5 and row["ours_AMLt"] >= 0.5:
+        kinds.append("off-beat")  # AMLt forgives it, but the bars then start between beats
+    elif max(row["ours_F"], row["ours_AMLt"]) < 0.9:
+        kinds.append("beats")
+    if row["ref_meter"] is not None and row["ours_meter"] != row["ref_meter"]:
+        kinds.append("meter")
+    elif row.get("ours_downbeat_F", 1.0) < 0.8 and not kinds:
+        kinds.append("downbeat")
+    return kinds
+
+
 def sensitivity(items: list[Item]) -> None:
     """Which items change pass/fail when one weight moves ±30 % (features computed once)."""
     from bridge.analysis import beats
@@ -276,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freedoom", action="store_true",
                     help="also the Freedoom set (benchmarks/freedoom_songs.py: 50 songs × 3 excerpts "
                          "rendered with FluidSynth; needs apt packages freedoom fluidsynth fluid-soundfont-gm)")
+    ap.add_argument("--lmms", action="store_true",
+                    help="also the LMMS set (benchmarks/lmms_songs.py: LMMS's demo projects × 3 excerpts "
+                         "rendered headless; needs apt packages lmms lmms-common)")
+    ap.add_argument("--mix-only", action="store_true",
+                    help="analyse each item's mix alone, as one stem of role 'other'")
     ap.add_argument("--sensitivity", action="store_true",
                     help="move each tracker weight ±30 %% and list the items whose pass/fail changes")
     args = ap.parse_args(argv)
@@ -287,8 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     items += band_items(args.split)
     if args.freedoom:
         items += freedoom_items(args.split)
+    if args.lmms:
+        items += lmms_items(args.split, args.only)
     if args.only:
         items = [i for i in items if any(o in i.name for o in args.only)]
+    if args.mix_only:
+        items = [Item(i.name, i.split, [("mix", "other", i.mix)], i.mix, i.beats, i.downbeats, i.beats_per_bar)
+                 for i in items]
     if args.sensitivity:
         sensitivity(items)
         return 0
@@ -306,8 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=float))
     else:
-        for group, in_group in (("", lambda r: not r["item"].startswith("fd:")),
-                                ("freedoom ", lambda r: r["item"].startswith("fd:"))):
+        sets = (("fd:", "freedoom "), ("lmms:", "lmms "))
+        for group, in_group in (("", lambda r: not r["item"].startswith(tuple(p for p, _ in sets))),
+                                *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets)):
             for split in ("dev", "held"):
                 sel = [r for r in rows if r["split"] == split and in_group(r)]
                 if not sel:
@@ -316,7 +378,14 @@ def main(argv: list[str] | None = None) -> int:
                 tempo_ok = sum(1 for r in sel if r["ours_tempo_err_pct"] <= 4.0)
                 print(f"{group}{split}: {ok}/{len(sel)} items meet all goals, tempo right on {tempo_ok}; "
                       f"mean F ours {np.mean([r['ours_F'] for r in sel]):.3f} "
-                      f"librosa {np.mean([r['librosa_F'] for r in sel]):.3f}")
+                      f"librosa {np.mean([r['librosa_F'] for r in sel]):.3f} (librosa tempo right on "
+                      f"{sum(1 for r in sel if r['librosa_tempo_err_pct'] <= 4.0)})")
+                kinds: dict[str, int] = {}
+                for r in sel:
+                    for kind in failure_kinds(r):
+                        kinds[kind] = kinds.get(kind, 0) + 1
+                if kinds:
+                    print(f"  misses by kind: {', '.join(f'{k} {v}' for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))}")
     return 0
 
 
