@@ -44,6 +44,20 @@ from bridge.stems import (
     ("BV Stack.wav", "vocals"),
     ("Arp.wav", "lead"),
     ("untitled.wav", "other"),
+    # sample-pack / LMMS kit names: a number glued to the name, compound drum words
+    ("snare07.ogg", "drums"),
+    ("bassdrum_acoustic01.ogg", "drums"),       # "acoustic" only counts alone
+    ("snare_acoustic01.ogg", "drums"),
+    ("Acoustic.wav", "guitar"),
+    ("sidestick01.ogg", "drums"),
+    ("Rimshot.wav", "drums"),
+    ("crash02.ogg", "drums"),
+    ("shaker01.ogg", "drums"),
+    ("rave_bass01.ogg", "bass"),
+    ("latin_guitar03.ogg", "guitar"),
+    ("piano01.ogg", "piano"),
+    ("Tr808 Kick.wav", "drums"),
+    ("Main808.wav", "bass"),
 ])
 def test_roles_are_guessed_from_daw_file_names(filename, role):
     assert guess_role(filename) == role

@@ -15,7 +15,9 @@ _ROLE_WORDS: dict[str, tuple[str, ...]] = {
     "drums": ("drum", "drums", "drm", "kit", "kick", "kik", "kicks", "bd", "snare", "snr", "sd", "hat",
               "hats", "hihat", "hihats", "hh", "perc", "percs", "percussion", "tom", "toms", "cymbal",
               "cymbals", "overhead", "overheads", "oh", "clap", "claps", "shaker", "ride", "crash",
-              "breakbeat", "break", "beat", "beats", "groove", "rim", "top", "tops"),
+              "breakbeat", "break", "beat", "beats", "groove", "rim", "top", "tops", "bassdrum", "kickdrum",
+              "snaredrum", "sidestick", "rimshot", "rimshots", "tamb", "tambourine", "conga", "congas",
+              "bongo", "bongos", "cowbell", "clave", "claves", "syntom"),
     "bass": ("bass", "basses", "sub", "subs", "808", "bassline", "subbass", "reese"),
     "vocals": ("vocal", "vocals", "vox", "voc", "vocs", "voice", "voices", "bv", "bvs", "bgv", "bgvs",
                "choir", "adlib", "adlibs", "lyrics", "singer", "sing", "rap", "acapella", "acappella",
@@ -33,11 +35,17 @@ _ROLE_WORDS: dict[str, tuple[str, ...]] = {
     "other": ("other", "others", "instrumental", "music", "misc"),
 }
 _WORD_TO_ROLE = {w: role for role, words in _ROLE_WORDS.items() for w in words}
+#: Words that name a role only when nothing else in the name does: "Acoustic.wav" is a guitar, but
+#: "snare_acoustic01.ogg" is a snare and "Acoustic Kick" a kick.
+_WEAK_WORDS = frozenset({"acoustic"})
 
 
 def _words(name: str) -> list[str]:
-    # split "03-LeadVox_final#01" into ["03", "lead", "vox", "final", "01"]
+    # split "03-LeadVox_final#01" into ["03", "lead", "vox", "final", "01"], and a sample's number
+    # off its name: "snare07" → ["snare", "07"] (sample packs and LMMS/FL kits name files so);
+    # "808" and "909" stay whole.
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name)
+    spaced = re.sub(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])", " ", spaced)
     return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
 
 
@@ -53,7 +61,7 @@ def guess_role(filename: str | Path) -> str:
             continue  # "bass drum": the next word makes it drums
         if role == "bass" and _WORD_TO_ROLE.get(w) in ("synth", "lead") and words[i - 1] == "bass":
             continue  # "Bass Synth", "Bass Lead": a bass part played on a synth
-        if w in _WORD_TO_ROLE:
+        if w in _WORD_TO_ROLE and (w not in _WEAK_WORDS or role is None):
             role = _WORD_TO_ROLE[w]
     return role or "other"
 
