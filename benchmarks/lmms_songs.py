@@ -58,7 +58,7 @@ CACHE = Path.home() / ".cache" / "stembridge-bench" / "lmms"
 EXCERPT_S = 30.0
 RENDER_S = 75.0
 EXCERPTS = 3
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: roles from the fixed guess_role (snare07.ogg is drums)
 TICKS_PER_QUARTER = 48  # LMMS: 192 ticks per 4/4 bar
 RENDER_RATE = 44100
 #: Signatures the tracker can name (BeatGrid.meter_label): others keep beats only.
