@@ -255,6 +255,9 @@ class RenderSettings(_Model):
         "None: the codec's default (H.264 20, HEVC 24)"))
     video_bitrate: int | None = Field(default=None, ge=100_000, le=2_000_000_000, description=(
         "average video bit rate in b/s instead of crf (h264/hevc only)"))
+    encoder: str = Field(default="auto", description=(
+        "auto (software first: the same file on every machine), hardware (the GPU's: NVENC, VideoToolbox, "
+        "Quick Sync, AMF, VA-API) or an FFmpeg encoder name such as h264_nvenc; see bridge.export.presets"))
 
     @field_validator("fps", mode="before")
     @classmethod
@@ -274,6 +277,17 @@ class RenderSettings(_Model):
         if isinstance(v, str):
             key = v.strip().lower().replace(".", "").replace("-", "")
             return {"h265": "hevc", "prores422": "prores", "avc": "h264"}.get(key, key)
+        return v
+
+    @field_validator("encoder", mode="before")
+    @classmethod
+    def _encoder(cls, v: object) -> object:
+        # the name's form only: which encoders exist is the export's to say (presets.pick_encoder)
+        if isinstance(v, str):
+            key = v.strip().lower()
+            if not key or not all(c.isalnum() or c == "_" for c in key):
+                raise ValueError(f"encoder {v!r} is not an encoder name; use auto, hardware or e.g. h264_nvenc")
+            return key
         return v
 
     @model_validator(mode="after")

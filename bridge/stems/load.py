@@ -204,20 +204,20 @@ def resample_tiled(read: Callable[[int, int], np.ndarray], n_in: int, *, rate_in
     start = max(0, min(int(start), stop))
     tile_out, tile_in, margin = _tiling(rate_in, rate_out)
     margin_out = margin * rate_out // rate_in
-    pieces = []
+    out: np.ndarray | None = None
     for k in range(start // tile_out, -(-stop // tile_out)):
         a, b = k * tile_in - margin, (k + 1) * tile_in + margin
         lo, hi = max(a, 0), min(b, n_in)
         chunk = read(lo, hi)
-        seg = np.zeros((chunk.shape[0], b - a), dtype=np.float32)
-        seg[:, lo - a:hi - a] = chunk
-        out = soxr.resample(seg.T, rate_in, rate_out, quality=RESAMPLE_QUALITY).T
+        if out is None:
+            out = np.empty((chunk.shape[0], stop - start), dtype=np.float32)
+        seg = np.zeros((b - a, chunk.shape[0]), dtype=np.float32)  # soxr's layout: (samples, channels)
+        seg[lo - a:hi - a] = chunk.T
+        tile = soxr.resample(seg, rate_in, rate_out, quality=RESAMPLE_QUALITY)
         first = k * tile_out  # the tile's first output sample
         keep_a, keep_b = max(start, first), min(stop, first + tile_out)
-        pieces.append(out[:, margin_out + keep_a - first:margin_out + keep_b - first])
-    if not pieces:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.ascontiguousarray(np.concatenate(pieces, axis=1), dtype=np.float32)
+        out[:, keep_a - start:keep_b - start] = tile[margin_out + keep_a - first:margin_out + keep_b - first].T
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def load_audio(
