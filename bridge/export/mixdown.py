@@ -149,8 +149,12 @@ def mix_stems_window(
     the limiter can give) and from the deepest (after :data:`_PRIMER_LEVEL`, which no mix reaches).
     The limiter's release is monotone in its state, so whatever state the whole song's mix reaches
     the window with lies between those two runs; when they agree bit for bit from ``exact_from`` on,
-    so does the whole song's mix. When they do not (the limiter was still releasing), the caller
-    starts the window earlier. No master chain: a plug-in's state cannot be bounded like this.
+    so does the whole song's mix. When they do not, the caller mixes from the song's start.
+
+    They agree once a peak in the window pulls both runs to the same gain: pedalboard's
+    BrickwallLimiter never quite releases (measured: after any reduction its gain stays at
+    0.999857, -0.0012 dB, for the rest of the song), so a window where the limiter does not act
+    cannot show whether it acted before. No master chain: a plug-in's state cannot be bounded.
     """
     mix = _sum_stems(stems, gains_db=gains_db, sample_rate=sample_rate,
                      limiter_threshold_db=limiter_threshold_db, ceiling_dbfs=ceiling_dbfs)

@@ -64,8 +64,10 @@ def section_looks(project: Project, analysis: SongAnalysis, *, engine_name: str 
     return looks
 
 
-#: How much song a range export's mix starts before the samples it needs, at first (the limiter's
-#: memory: see :func:`bridge.export.mixdown.mix_stems_window`); grown ×4 until the limiter settles.
+#: How much song a range export's mix starts before the samples it needs (the limiter's memory: see
+#: :func:`bridge.export.mixdown.mix_stems_window`). When the limiter has not settled by then, the
+#: mix starts at the song's start instead (one try: a longer window rarely settles where this did
+#: not, since the limiter settles on its own peaks, and every try costs its decoding).
 MIX_PREROLL_SECONDS = 2.0
 #: How far past a range's end its mix runs (the limiter's 5-ms look-ahead hears the song go on).
 MIX_TAIL_SECONDS = 0.1
@@ -83,10 +85,10 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
     and reported through ``problems`` (and the log).
 
     ``exact_from_seconds``: only the samples from this song time on are needed (a range export):
-    each stem is read from a little before it (:data:`MIX_PREROLL_SECONDS`, more while the limiter
-    has not settled) and the samples before that are left silent; from ``exact_from_seconds`` on
-    they are the whole song's mix, bit for bit. With any effect chain in the mix (a plug-in's state
-    has no bound) the mix starts at the song's start, as for 0.
+    each stem is read from a little before it (:data:`MIX_PREROLL_SECONDS`) and the samples before
+    that are left silent; from ``exact_from_seconds`` on they are the whole song's mix, bit for bit.
+    Where that cannot be shown (the limiter has not settled in the window), and with any effect
+    chain in the mix (a plug-in's state has no bound), the mix starts at the song's start, as for 0.
 
     ``stems_out``: when given, filled with each un-muted stem as placed in the song, after its
     effects (mono float32, before gain) — the shader engine's audio inputs read them.
@@ -106,17 +108,14 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
     exact = min(total, max(0, int(round(exact_from_seconds * sample_rate))))
     stateful = bool(active_slots(project.master_fx)) or any(active_slots(s.fx) for s in playing)
     tempo_bpm = fx_tempo_bpm(project, project_dir) if stateful else None  # for tempo-synced effects
-    preroll = int(round(MIX_PREROLL_SECONDS * sample_rate))
-    while True:
-        start = 0 if stateful else max(0, exact - preroll)
-        placed = [_placed_stem(s, project_dir, sample_rate=sample_rate, start=start, stop=total) for s in playing]
-        gains = [s.gain_db for s in playing]
-        if start == 0:
-            break
+    gains = [s.gain_db for s in playing]
+    start = 0 if stateful else max(0, exact - int(round(MIX_PREROLL_SECONDS * sample_rate)))
+    placed = [_placed_stem(s, project_dir, sample_rate=sample_rate, start=start, stop=total) for s in playing]
+    if start > 0:
         mix = mix_stems_window(placed, gains_db=gains, sample_rate=sample_rate, exact_from=exact - start)
-        if mix is not None:
-            break
-        preroll *= 4  # the limiter was still releasing at the window's start: start earlier
+        if mix is None:  # the limiter's state at the window's start matters: mix from the song's start
+            start = 0
+            placed = [_placed_stem(s, project_dir, sample_rate=sample_rate, start=0, stop=total) for s in playing]
     if stateful:
         for i, s in enumerate(playing):
             if active_slots(s.fx):
