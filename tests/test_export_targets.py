@@ -293,10 +293,13 @@ def test_the_encoder_can_be_chosen_and_a_missing_one_names_what_opens_here(proje
     not open on this machine is a RenderError listing the encoders that do — before anything renders.
     On a machine with an NVIDIA GPU and driver (NVENC opens), hardware picks it instead."""
     from bridge.export.presets import encoders_available, is_hardware_encoder, pick_encoder
-
     from bridge.project.schema import RenderSettings
 
     assert RenderSettings(encoder=" H264_NVENC").encoder == "h264_nvenc"  # kept in the project as typed
+    chosen = RenderSettings(encoder="hardware").model_dump(mode="json")
+    assert RenderSettings.model_validate(chosen).encoder == "hardware"
+    # no choice, nothing written: the project still opens in versions without the field
+    assert "encoder" not in RenderSettings().model_dump(mode="json")
     with pytest.raises(ValueError, match="not an encoder name"):
         RenderSettings(encoder="h264 nvenc")
     opens = encoders_available("h264", 160, 96, 15)

@@ -10,7 +10,14 @@ from fractions import Fraction
 from pathlib import PurePath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from bridge.vocab import (
     BUILTIN_EFFECTS,
@@ -278,6 +285,14 @@ class RenderSettings(_Model):
             key = v.strip().lower().replace(".", "").replace("-", "")
             return {"h265": "hevc", "prores422": "prores", "avc": "h264"}.get(key, key)
         return v
+
+    @model_serializer(mode="wrap")
+    def _without_default_encoder(self, handler):
+        # "auto" is not written: a project saved without a choice still opens in earlier versions
+        data = handler(self)
+        if isinstance(data, dict) and data.get("encoder") == "auto":
+            data.pop("encoder")
+        return data
 
     @field_validator("encoder", mode="before")
     @classmethod
