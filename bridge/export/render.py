@@ -381,7 +381,7 @@ def prepare_render(
                     rng.start_seconds + rng.duration_seconds + MIX_TAIL_SECONDS)
     exact_from_s = rng.start_seconds
     if stem_audio is not None:  # the shader's audio inputs: the window before each prepared frame
-        from bridge.visuals.shader import AUDIO_FFT_SIZE, AUDIO_SAMPLES
+        from bridge.visuals.shader_passes import AUDIO_FFT_SIZE, AUDIO_SAMPLES
 
         exact_from_s = float(params.start_frame / rate) - max(AUDIO_FFT_SIZE, AUDIO_SAMPLES) / settings.sample_rate
     mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate, duration_seconds=mix_end_s,
