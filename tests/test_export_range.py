@@ -103,3 +103,34 @@ def test_the_range_mix_is_the_stems_summed_where_the_limiter_rests(song):
     assert snr_db(got[:, inner], ref[:, inner]) > 60
     # one sample early or late: the error is the signal's own slope
     assert snr_db(got[:, inner.start + 1:inner.stop + 1], ref[:, inner]) < 30
+
+
+def test_a_range_draws_the_same_frames_as_the_whole_song(song):
+    """The oscilloscope look draws the mix's waveform: the range's frames (after its own pre-roll) are
+    bit for bit those frames of a render from the song's start; with its audio silenced they are not
+    (so the check sees the audio)."""
+    from dataclasses import replace
+
+    from bridge.visuals import get_engine
+
+    def frames(job, until: int) -> dict[int, np.ndarray]:
+        engine = get_engine(job.engine_key, **job.engine_settings)
+        engine.start(job.context)
+        p, out = job.params, {}
+        try:
+            for i in range(min(len(p), until - p.start_frame)):
+                image = engine.render(p.start_frame + i, p.row(i), int(p.section_index[i]), float(p.section_mix[i]))
+                if p.start_frame + i >= job.range.start_frame:
+                    out[p.start_frame + i] = image
+        finally:
+            engine.close()
+        return out
+
+    job = _range(song, 20.0, 22.0)
+    end = job.range.start_frame + job.range.n_frames
+    got, truth = frames(job, end), frames(song[3], end)
+    assert sorted(got) == list(range(job.range.start_frame, end))
+    for k, image in got.items():
+        np.testing.assert_array_equal(image, truth[k], err_msg=f"frame {k}")
+    deaf = replace(job, context=replace(job.context, audio={k: np.zeros_like(v) for k, v in job.context.audio.items()}))
+    assert any(not np.array_equal(image, got[k]) for k, image in frames(deaf, end).items())
