@@ -185,7 +185,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
                               model=args.model, look=args.look, preset=args.preset, codec=args.codec,
-                              crf=args.crf, bitrate=_bitrate(args.bitrate), section=args.section,
+                              crf=args.crf, bitrate=_bitrate(args.bitrate), encoder=args.encoder, section=args.section,
                               fade_in_s=args.fade_in, fade_out_s=args.fade_out, progress=progress,
                               segments=args.segments, ray_address=args.ray,
                               ray_cpus_per_task=args.ray_cpus, resume=not args.no_resume,
@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fps", help="e.g. 30, 25, 30000/1001")
     r.add_argument("--codec", choices=tuple(CODECS), type=str.lower,
                    help="video codec (default: the project's, h264); prores writes a .mov")
+    r.add_argument("--encoder", metavar="auto|hardware|NAME", type=str.lower,
+                   help="which encoder makes the codec: auto (default: software first, the same file on every "
+                        "machine), hardware (the GPU's: NVENC on NVIDIA, VideoToolbox on a Mac, Quick Sync, AMF, "
+                        "VA-API), or an FFmpeg encoder name such as h264_nvenc; a bad choice lists what opens here")
     quality = r.add_mutually_exclusive_group()
     quality.add_argument("--crf", type=int, metavar="N",
                          help="constant quality for h264/hevc, 0-51, lower = better (default: H.264 20, HEVC 24)")

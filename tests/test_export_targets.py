@@ -286,3 +286,54 @@ def test_shipped_looks_compose_for_narrow_frames(size: tuple[int, int]) -> None:
     assert box.sum() < 0.9 * width and not box[:3].any() and not box[-3:].any()  # the card shows either side
     cols = np.nonzero(text)[0]
     assert cols.min() >= 0.05 * width and cols.max() < 0.95 * width and cols.max() - cols.min() > 0.4 * width
+
+
+def test_the_encoder_can_be_chosen_and_a_missing_one_names_what_opens_here(project_dir: Path) -> None:  # noqa: F811
+    """auto: software first (libx264, the same file everywhere); a named encoder or "hardware" that does
+    not open on this machine is a RenderError listing the encoders that do — before anything renders.
+    On a machine with an NVIDIA GPU and driver (NVENC opens), hardware picks it instead."""
+    from bridge.export.presets import encoders_available, is_hardware_encoder, pick_encoder
+    from bridge.project.schema import RenderSettings
+
+    assert RenderSettings(encoder=" H264_NVENC").encoder == "h264_nvenc"  # kept in the project as typed
+    chosen = RenderSettings(encoder="hardware").model_dump(mode="json")
+    assert RenderSettings.model_validate(chosen).encoder == "hardware"
+    # no choice, nothing written: the project still opens in versions without the field
+    assert "encoder" not in RenderSettings().model_dump(mode="json")
+    with pytest.raises(ValueError, match="not an encoder name"):
+        RenderSettings(encoder="h264 nvenc")
+    opens = encoders_available("h264", 160, 96, 15)
+    assert "libx264" in opens  # the PyPI wheel's
+    assert pick_encoder("h264", 160, 96, Fraction(15)) == "libx264"
+    assert pick_encoder("h264", 160, 96, Fraction(15), prefer=" LIBX264") == "libx264"
+    with pytest.raises(RenderError, match="does not make H.264.*libx264"):
+        pick_encoder("h264", 160, 96, Fraction(15), prefer="libx265")
+    with pytest.raises(RenderError, match="unknown.*h264_nvenc"):
+        pick_encoder("h264", 160, 96, Fraction(15), prefer="x264-fast")
+    hardware = [name for name in opens if is_hardware_encoder(name)]
+    if hardware:  # a GPU machine
+        assert pick_encoder("h264", 160, 96, Fraction(15), prefer="hardware") == hardware[0]
+    else:
+        with pytest.raises(RenderError, match="No hardware H.264 encoder.*h264_nvenc.*open here.*libx264"):
+            pick_encoder("h264", 160, 96, Fraction(15), prefer="hardware")
+    if "h264_nvenc" not in opens:
+        project, _ = load_project(project_dir)
+        with pytest.raises(RenderError, match="'h264_nvenc' does not open.*open here at 160x96: libx264"):
+            render_project(project, project_dir, project_dir / "gpu.mp4", width=160, height=96, fps=15,
+                           end_s=1.0, encoder="h264_nvenc")
+        assert not list(project_dir.glob("gpu*.mp4"))
+
+
+def test_cli_encoder_option_exports_with_the_named_encoder(project_dir: Path, capsys) -> None:  # noqa: F811
+    from bridge.cli import main
+
+    out = project_dir / "named.mp4"
+    assert main(["render", str(project_dir), "--encoder", "libx264", "--width", "64", "--height", "64",
+                 "--fps", "10", "--end", "0.5", "-o", str(out), "-q"]) == 0
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        # x264 writes its name and settings into the stream (an SEI message): the encoder, read back
+        first = next(c.demux(c.streams.video[0]))
+        assert b"x264 - core" in bytes(first)
+    assert main(["render", str(project_dir), "--encoder", "nvenc9", "--end", "0.5", "-q"]) == 2
+    assert "nvenc9" in capsys.readouterr().err

@@ -564,6 +564,12 @@ def test_export_dialog_codec_quality_and_a_failed_open_are_explained(window, qtb
 
     dlg = window.open_export()
     dlg.out.setText(str(tmp_path / "clip.mp4"))
+    # the encoder: software by default; the GPU choice only where a hardware encoder opens here
+    from bridge.export.presets import encoders_available, is_hardware_encoder
+
+    assert dlg.options()["encoder"] == "auto"
+    gpu = dlg.encoder.model().item(dlg.encoder.findData("hardware"))
+    assert gpu.isEnabled() == any(is_hardware_encoder(n) for n in encoders_available("h264"))
     if "prores" in available_codecs():
         dlg.codec.setCurrentIndex(dlg.codec.findData("prores"))
         assert dlg.out.text().endswith("clip.mov")  # ProRes goes in a MOV

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import sine, write_wav
+from conftest import shared_data, sine, write_wav
 
 from bridge.errors import AudioError
 from bridge.stems import (
@@ -221,3 +221,48 @@ def test_block_decoding_returns_the_exact_samples_around_quiet_starts(tmp_path):
     assert abs(z.shape[1] - ref.shape[1]) <= 2
     m = min(z.shape[1], ref.shape[1])
     assert np.max(np.abs(z[:, 5000:m - 5000] - ref[:, 5000:m - 5000])) < 2e-3
+
+
+@pytest.mark.parametrize(("rate_in", "rate_out", "tone_hz", "min_snr_db"), [
+    (44100, 48000, 1000.0, 120.0),   # the usual case: a 44.1 kHz bounce into a 48 kHz export
+    (44100, 48000, 15000.0, 90.0),   # high in the passband: the phase is right there too
+    (96000, 48000, 19000.0, 120.0),  # downsampling
+])
+def test_resampled_sine_matches_the_exact_sine(tmp_path, rate_in, rate_out, tone_hz, min_snr_db):
+    """Truth: the same sine computed at the new rate (frequency, level and phase all checked at once
+    as an SNR); pedalboard's resampler, used before, reached 27 / 4 dB on the first two."""
+    n = 2 * rate_in
+    x = 0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / rate_in)
+    path = write_wav(tmp_path / "tone.wav", np.stack([x, x]).astype(np.float32), rate_in)
+    y = load_audio(path, sample_rate=rate_out)[0].astype(np.float64)
+    assert y.shape[0] == 2 * rate_out
+    truth = 0.5 * np.sin(2 * np.pi * tone_hz * np.arange(y.shape[0]) / rate_out)
+    inner = slice(rate_out // 10, -rate_out // 10)  # the file's edges start and stop the tone
+    snr_db = 10 * np.log10(np.sum(truth[inner] ** 2) / np.sum((y[inner] - truth[inner]) ** 2))
+    assert snr_db > min_snr_db
+
+
+def test_downsampling_removes_what_the_new_rate_cannot_hold(tmp_path):
+    """A 30 kHz tone in a 96 kHz file has no place at 48 kHz: it must go, not fold down to 18 kHz."""
+    rate = 96000
+    t = np.arange(rate) / rate
+    x = (0.5 * np.sin(2 * np.pi * 30000 * t) + 0.25 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    y = load_audio(write_wav(tmp_path / "hi.wav", np.stack([x, x]), rate), sample_rate=48000)[0]
+    spectrum = np.abs(np.fft.rfft(y[4800:-4800] * np.hanning(y.size - 9600)))
+    hz = np.fft.rfftfreq(y.size - 9600, 1 / 48000)
+    kept = spectrum[np.abs(hz - 1000) < 20].max()
+    alias = spectrum[np.abs(hz - 18000) < 20].max()
+    assert 20 * np.log10(alias / kept) < -100
+
+
+@pytest.mark.parametrize("rate", [48000, 44100])
+def test_a_span_of_a_stem_is_those_samples_of_the_whole_stem(rate):
+    """A range export reads only its span of each stem: the samples must be bit for bit the same
+    (a real 39-s FLAC stem at 44.1 kHz, read at 48 kHz — resampled — and at its own rate)."""
+    path = shared_data("songs", "05_pianomidi_debussy_snow_rubato", "piano_lh.flac")
+    whole = load_audio(path, sample_rate=rate)
+    n = whole.shape[1]
+    for start, stop in [(0, 1000), (12345, 600001), (n - 70000, None), (n - 10, n + 500)]:
+        part = load_audio(path, sample_rate=rate, start_sample=start, stop_sample=stop)
+        np.testing.assert_array_equal(part, whole[:, start:stop])
+    assert load_audio(path, sample_rate=rate, mono=True, start_sample=5, stop_sample=9).shape == (1, 4)

@@ -21,7 +21,8 @@ from bridge.fsutil import atomic_output, atomic_write_text
 log = logging.getLogger(__name__)
 
 # ../timebase.py holds BeatGrid (part of every cached result), moved there from types.py.
-_CODE_FILES = ("types.py", "features.py", "beats.py", "sections.py", "../timebase.py")
+# ../stems/load.py: the decoder and resampler are where every analysed sample comes from
+_CODE_FILES = ("types.py", "features.py", "beats.py", "sections.py", "../timebase.py", "../stems/load.py")
 
 
 def code_version() -> str:

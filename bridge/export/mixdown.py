@@ -115,6 +115,64 @@ def mix_stems(
     AudioError
         No stems, mismatched counts or lengths, wrong shapes, or NaN/inf samples.
     """
+    mix = _sum_stems(stems, gains_db=gains_db, sample_rate=sample_rate,
+                     limiter_threshold_db=limiter_threshold_db, ceiling_dbfs=ceiling_dbfs)
+    if mix.shape[1] == 0:
+        return mix
+    if master_fx is not None:
+        mix = to_stereo(np.asarray(master_fx(mix), dtype=np.float32))
+    return _limit(mix, sample_rate, limiter_threshold_db=limiter_threshold_db, ceiling_dbfs=ceiling_dbfs,
+                  release_ms=release_ms)
+
+
+#: A level no mix reaches (+80 dBFS): run through the limiter first, it leaves the deepest gain
+#: reduction the limiter can be in (see :func:`mix_stems_window`).
+_PRIMER_LEVEL = 1.0e4
+_PRIMER_SECONDS = 0.05
+
+
+def mix_stems_window(
+    stems: Sequence[np.ndarray],
+    *,
+    gains_db: Sequence[float],
+    sample_rate: int,
+    exact_from: int,
+    limiter_threshold_db: float = -1.0,
+    ceiling_dbfs: float = -0.3,
+    release_ms: float = 100.0,
+) -> np.ndarray | None:
+    """:func:`mix_stems` of stems cut from the middle of a song, or None when that could differ from
+    the whole song's mix at sample ``exact_from`` (of the window) or later.
+
+    Summing is sample by sample, but the limiter remembers: its gain reduction at the window's start
+    depends on the song before it. The window is limited twice, from no reduction (gain 1, the most
+    the limiter can give) and from the deepest (after :data:`_PRIMER_LEVEL`, which no mix reaches).
+    The limiter's release is monotone in its state, so whatever state the whole song's mix reaches
+    the window with lies between those two runs; when they agree bit for bit from ``exact_from`` on,
+    so does the whole song's mix. When they do not, the caller mixes from the song's start.
+
+    They agree once a peak in the window pulls both runs to the same gain: pedalboard's
+    BrickwallLimiter never quite releases (measured: after any reduction its gain stays at
+    0.999857, -0.0012 dB, for the rest of the song), so a window where the limiter does not act
+    cannot show whether it acted before. No master chain: a plug-in's state cannot be bounded.
+    """
+    mix = _sum_stems(stems, gains_db=gains_db, sample_rate=sample_rate,
+                     limiter_threshold_db=limiter_threshold_db, ceiling_dbfs=ceiling_dbfs)
+    limiter = {"limiter_threshold_db": limiter_threshold_db, "ceiling_dbfs": ceiling_dbfs, "release_ms": release_ms}
+    if mix.shape[1] == 0:
+        return mix
+    fresh = _limit(mix, sample_rate, **limiter)
+    n_primer = int(round(_PRIMER_SECONDS * sample_rate))
+    primed = _limit(np.concatenate([np.full((MIX_CHANNELS, n_primer), _PRIMER_LEVEL, np.float32), mix], axis=1),
+                    sample_rate, **limiter)[:, n_primer:]
+    if not np.array_equal(fresh[:, exact_from:], primed[:, exact_from:]):
+        return None
+    return fresh
+
+
+def _sum_stems(stems: Sequence[np.ndarray], *, gains_db: Sequence[float], sample_rate: int,
+               limiter_threshold_db: float, ceiling_dbfs: float) -> np.ndarray:
+    """The checked, gained sum of the stems, float32 (2, samples) (see :func:`mix_stems`)."""
     if len(stems) == 0:
         raise AudioError("mix_stems got no stems; pass at least one (channels, samples) array.")
     if len(gains_db) != len(stems):
@@ -143,10 +201,11 @@ def mix_stems(
                 "(the mix would be noise or silence)."
             )
         mix += np.float32(db_to_gain(float(gain_db))) * stereo
-    if n_samples == 0:
-        return mix
-    if master_fx is not None:
-        mix = to_stereo(np.asarray(master_fx(mix), dtype=np.float32))
+    return mix
+
+
+def _limit(mix: np.ndarray, sample_rate: int, *, limiter_threshold_db: float, ceiling_dbfs: float,
+           release_ms: float) -> np.ndarray:
     # pedalboard.Limiter (JUCE dsp::Limiter) adds make-up gain and compresses from -10 dBFS up, which
     # would change every stem's level; BrickwallLimiter only acts above its ceiling and compensates
     # its look-ahead latency, so the mix stays sample-aligned with the video.

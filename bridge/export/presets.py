@@ -5,7 +5,11 @@ in units of the shorter side, so a portrait or square frame is reframed, never s
 
 Codecs: H.264 and HEVC (quality by CRF or an average bit rate) in MP4/MOV, ProRes 422 (fixed data
 rate per profile) in MOV. Each codec lists the FFmpeg encoders that make it, software first;
-:func:`pick_encoder` opens them in order and uses the first that works on this machine.
+:func:`pick_encoder` opens them in order and uses the first that works on this machine, unless the
+producer asks otherwise (``RenderSettings.encoder``, ``stembridge render --encoder``): "hardware" for
+the first GPU / media-engine encoder that opens (NVENC on NVIDIA, VideoToolbox on a Mac, Quick Sync,
+AMF, VA-API), or one encoder by its FFmpeg name. The default stays "auto" (software first): the same
+project exports the same file on every machine, and x264 at a CRF is what the quality figures are for.
 """
 
 from __future__ import annotations
@@ -21,8 +25,12 @@ __all__ = [
     "PRESETS",
     "ExportPreset",
     "VideoCodec",
+    "ENCODER_CHOICES",
     "available_codecs",
+    "check_encoder_choice",
+    "encoders_available",
     "get_codec",
+    "is_hardware_encoder",
     "get_preset",
     "pick_encoder",
 ]
@@ -122,24 +130,77 @@ def _opens(name: str, pix_fmt: str, width: int, height: int, fps: Fraction,
     return True
 
 
-def pick_encoder(codec: str | VideoCodec, width: int, height: int, fps: Fraction) -> str:
-    """The first encoder of ``codec`` that opens here at this size; RenderError naming what is available."""
+#: What ``--encoder`` takes besides an FFmpeg encoder's name.
+ENCODER_CHOICES = ("auto", "hardware")
+#: FFmpeg encoder name endings of the hardware (GPU / media engine) encoders.
+_HARDWARE_SUFFIXES = ("_nvenc", "_videotoolbox", "_qsv", "_amf", "_vaapi", "_mf", "_v4l2m2m")
+
+
+def is_hardware_encoder(name: str) -> bool:
+    """True for an encoder that runs on a GPU or media engine (h264_nvenc, hevc_videotoolbox, …)."""
+    return str(name).endswith(_HARDWARE_SUFFIXES)
+
+
+def check_encoder_choice(choice: str) -> str:
+    """``choice`` normalised ("auto", "hardware" or an encoder some codec here lists); RenderError if not."""
+    key = str(choice).strip().lower()
+    known = [name for spec in CODECS.values() for name in spec.encoders]
+    if key in ENCODER_CHOICES or key in known:
+        return key
+    raise RenderError(f"encoder {choice!r} is unknown; use auto (software first), hardware (the GPU's), or one "
+                      f"of {', '.join(known)}")
+
+
+def encoders_available(codec: str | VideoCodec, width: int = 64, height: int = 64,
+                       fps: Fraction | int = 30) -> list[str]:
+    """The encoders of ``codec`` that open on this machine at this size, in the codec's order."""
     spec = codec if isinstance(codec, VideoCodec) else get_codec(codec)
-    for name in spec.encoders:
-        if _encoder_exists(name) and _opens(name, spec.pix_fmt, int(width), int(height), Fraction(fps), spec.options):
-            return name
-    available = available_codecs()
-    raise RenderError(
-        f"No {spec.label} encoder is available in this FFmpeg build (PyAV {_av_version()}): tried "
-        f"{', '.join(spec.encoders)}. Codecs this machine can export: "
-        f"{', '.join(CODECS[k].label for k in available) or 'none'}; pick one of those, or install the "
-        "PyAV wheel from PyPI (pip install --force-reinstall av), which includes libx264 and libx265.")
+    return [name for name in spec.encoders
+            if _encoder_exists(name) and _opens(name, spec.pix_fmt, int(width), int(height), Fraction(fps), spec.options)]
+
+
+def pick_encoder(codec: str | VideoCodec, width: int, height: int, fps: Fraction, *, prefer: str = "auto") -> str:
+    """The encoder of ``codec`` that exports here at this size; RenderError naming what is available.
+
+    ``prefer``: "auto" — the first of the codec's encoders that opens (software first); "hardware" —
+    the first hardware one that opens; an FFmpeg encoder name (e.g. "h264_nvenc") — that one.
+    """
+    spec = codec if isinstance(codec, VideoCodec) else get_codec(codec)
+    prefer = check_encoder_choice(prefer)
+    if prefer == "auto":
+        for name in spec.encoders:
+            if _encoder_exists(name) and _opens(name, spec.pix_fmt, int(width), int(height), Fraction(fps),
+                                                spec.options):
+                return name
+        available = available_codecs()
+        raise RenderError(
+            f"No {spec.label} encoder is available in this FFmpeg build (PyAV {_av_version()}): tried "
+            f"{', '.join(spec.encoders)}. Codecs this machine can export: "
+            f"{', '.join(CODECS[k].label for k in available) or 'none'}; pick one of those, or install the "
+            "PyAV wheel from PyPI (pip install --force-reinstall av), which includes libx264 and libx265.")
+    opens = encoders_available(spec, width, height, fps)
+    here = (f"{spec.label} encoders that open here at {width}x{height}: {', '.join(opens)}" if opens
+            else f"no {spec.label} encoder opens here at {width}x{height}")
+    if prefer == "hardware":
+        hardware = [name for name in opens if is_hardware_encoder(name)]
+        if hardware:
+            return hardware[0]
+        tried = ", ".join(n for n in spec.encoders if is_hardware_encoder(n)) or "none"
+        raise RenderError(f"No hardware {spec.label} encoder opens on this machine (tried {tried}: no GPU, "
+                          f"no driver, or a size it does not take); {here}. Export with --encoder auto.")
+    if prefer not in spec.encoders:
+        raise RenderError(f"encoder {prefer!r} does not make {spec.label}; its encoders are "
+                          f"{', '.join(spec.encoders)} ({here}).")
+    if prefer not in opens:
+        raise RenderError(f"encoder {prefer!r} does not open on this machine at {width}x{height} (missing from "
+                          f"this FFmpeg build, or no GPU / driver for it); {here}. Pick one of those, or "
+                          "--encoder auto.")
+    return prefer
 
 
 def available_codecs() -> list[str]:
     """Keys of :data:`CODECS` that have an encoder which opens here (checked at 64×64, 30 fps)."""
-    return [key for key, spec in CODECS.items()
-            if any(_encoder_exists(n) and _opens(n, spec.pix_fmt, 64, 64, Fraction(30), spec.options) for n in spec.encoders)]
+    return [key for key, spec in CODECS.items() if encoders_available(spec)]
 
 
 def _av_version() -> str:

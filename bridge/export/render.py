@@ -64,7 +64,17 @@ def section_looks(project: Project, analysis: SongAnalysis, *, engine_name: str 
     return looks
 
 
+#: How much song a range export's mix starts before the samples it needs (the limiter's memory: see
+#: :func:`bridge.export.mixdown.mix_stems_window`). When the limiter has not settled by then, the
+#: mix starts at the song's start instead (one try: a longer window rarely settles where this did
+#: not, since the limiter settles on its own peaks, and every try costs its decoding).
+MIX_PREROLL_SECONDS = 2.0
+#: How far past a range's end its mix runs (the limiter's 5-ms look-ahead hears the song go on).
+MIX_TAIL_SECONDS = 0.1
+
+
 def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, duration_seconds: float,
+                      exact_from_seconds: float = 0.0,
                       stems_out: dict[str, np.ndarray] | None = None,
                       problems: list[str] | None = None, solo: Collection[str] = (),
                       skip: Collection[str] = ()) -> np.ndarray:
@@ -74,51 +84,97 @@ def mix_project_audio(project: Project, project_dir: Path, *, sample_rate: int, 
     through the master chain (``master_fx``) before the limiter; a slot that cannot run is bypassed
     and reported through ``problems`` (and the log).
 
+    ``exact_from_seconds``: only the samples from this song time on are needed (a range export):
+    each stem is read from a little before it (:data:`MIX_PREROLL_SECONDS`) and the samples before
+    that are left silent; from ``exact_from_seconds`` on they are the whole song's mix, bit for bit.
+    Where that cannot be shown (the limiter has not settled in the window), and with any effect
+    chain in the mix (a plug-in's state has no bound), the mix starts at the song's start, as for 0.
+
     ``stems_out``: when given, filled with each un-muted stem as placed in the song, after its
     effects (mono float32, before gain) — the shader engine's audio inputs read them.
     ``solo``: stem names; when any is given, only those stems sound (a muted stem stays muted, as in
     a DAW's solo-in-place). ``skip``: stem names left out (e.g. files gone missing: playback goes on
     without them)."""
     from bridge.analysis.project import fx_tempo_bpm
-    from bridge.export.mixdown import mix_stems
+    from bridge.export.mixdown import mix_stems, mix_stems_window
     from bridge.plugins.chain import active_slots, apply_chain
-    from bridge.stems.load import load_audio, place_in_song
 
-    tempo_bpm = fx_tempo_bpm(project, project_dir)  # for tempo-synced effects
     report = problems if problems is not None else []
     total = int(round(duration_seconds * sample_rate))
-    stems, gains = [], []
-    for s in project.stems:
-        if s.muted or s.name in skip or (solo and s.name not in solo):
-            continue
-        audio = load_audio(resolve_stem_path(s.path, project_dir), sample_rate=sample_rate, allow_silent=True)
-        placed = place_in_song(audio, offset_seconds=s.offset_seconds, sample_rate=sample_rate, total_samples=total)
-        if active_slots(s.fx):
-            chained = apply_chain(placed, sample_rate, s.fx, tempo_bpm=tempo_bpm, where=f"stem {s.name!r}")
-            placed = chained.audio
-            report.extend(chained.problems)
-        stems.append(placed)
-        gains.append(s.gain_db)
-        if stems_out is not None:
-            stems_out[s.name] = stems[-1].mean(axis=0).astype(np.float32)
-    if not stems:
+    playing = [s for s in project.stems
+               if not (s.muted or s.name in skip or (solo and s.name not in solo))]
+    if not playing:
         return np.zeros((2, total), dtype=np.float32)
+    exact = min(total, max(0, int(round(exact_from_seconds * sample_rate))))
+    stateful = bool(active_slots(project.master_fx)) or any(active_slots(s.fx) for s in playing)
+    tempo_bpm = fx_tempo_bpm(project, project_dir) if stateful else None  # for tempo-synced effects
+    gains = [s.gain_db for s in playing]
+    start = 0 if stateful else max(0, exact - int(round(MIX_PREROLL_SECONDS * sample_rate)))
+    placed = [_placed_stem(s, project_dir, sample_rate=sample_rate, start=start, stop=total) for s in playing]
+    if start > 0:
+        mix = mix_stems_window(placed, gains_db=gains, sample_rate=sample_rate, exact_from=exact - start)
+        if mix is None:  # the limiter's state at the window's start matters: mix from the song's start
+            start = 0
+            placed = [_placed_stem(s, project_dir, sample_rate=sample_rate, start=0, stop=total) for s in playing]
+    if stateful:
+        for i, s in enumerate(playing):
+            if active_slots(s.fx):
+                chained = apply_chain(placed[i], sample_rate, s.fx, tempo_bpm=tempo_bpm, where=f"stem {s.name!r}")
+                placed[i] = chained.audio
+                report.extend(chained.problems)
 
     def master(mix: np.ndarray) -> np.ndarray:
         chained = apply_chain(mix, sample_rate, project.master_fx, tempo_bpm=tempo_bpm, where="master")
         report.extend(chained.problems)
         return chained.audio
 
-    return mix_stems(stems, gains_db=gains, sample_rate=sample_rate,
-                     master_fx=master if active_slots(project.master_fx) else None)
+    if start == 0:
+        mix = mix_stems(placed, gains_db=gains, sample_rate=sample_rate,
+                        master_fx=master if active_slots(project.master_fx) else None)
+    if stems_out is not None:
+        for s, stem in zip(playing, placed, strict=True):
+            stems_out[s.name] = _from_song_start(stem.mean(axis=0).astype(np.float32), start, total)
+    return _from_song_start(mix, start, total)
+
+
+def _placed_stem(stem, project_dir: Path, *, sample_rate: int, start: int, stop: int) -> np.ndarray:
+    """Song samples ``start … stop`` of ``stem`` (its offset applied, silence where it does not play),
+    decoding only that span of its file."""
+    from bridge.stems.load import load_audio, place_in_song
+
+    path = resolve_stem_path(stem.path, project_dir)
+    if start == 0:
+        audio = load_audio(path, sample_rate=sample_rate, allow_silent=True)
+        return place_in_song(audio, offset_seconds=stem.offset_seconds, sample_rate=sample_rate, total_samples=stop)
+    offset = int(round(stem.offset_seconds * sample_rate))  # as place_in_song: file sample 0 plays here
+    first = max(0, start - offset)  # the file's first sample heard in the window
+    audio = load_audio(path, sample_rate=sample_rate, allow_silent=True, start_sample=first,
+                       stop_sample=max(first, stop - offset))
+    out = np.zeros((audio.shape[0], stop - start), dtype=np.float32)
+    at = first + offset - start
+    n = min(audio.shape[1], out.shape[1] - at)
+    if n > 0:
+        out[:, at:at + n] = audio[:, :n]
+    return out
+
+
+def _from_song_start(audio: np.ndarray, start: int, total: int) -> np.ndarray:
+    """``audio`` (song samples ``start … total``) in an array from song sample 0, silent before."""
+    if start == 0:
+        return audio
+    out = np.zeros((*audio.shape[:-1], total), dtype=np.float32)  # untouched pages cost no memory
+    out[..., start:] = audio
+    return out
 
 
 def render_settings(project: Project, *, width: int | None = None, height: int | None = None,
                     fps: object | None = None, preset: str | None = None, codec: str | None = None,
-                    crf: int | None = None, bitrate: int | None = None) -> RenderSettings:
+                    crf: int | None = None, bitrate: int | None = None,
+                    encoder: str | None = None) -> RenderSettings:
     """The project's render settings with the overrides applied: a preset first, then explicit values.
-    A bit rate replaces the CRF and a CRF the bit rate; ProRes drops both (a fixed data rate)."""
-    from bridge.export.presets import get_codec, get_preset
+    A bit rate replaces the CRF and a CRF the bit rate; ProRes drops both (a fixed data rate).
+    ``encoder``: auto / hardware / an FFmpeg encoder name (:func:`bridge.export.presets.pick_encoder`)."""
+    from bridge.export.presets import check_encoder_choice, get_codec, get_preset
 
     base = project.render
     if preset is not None:
@@ -143,7 +199,8 @@ def render_settings(project: Project, *, width: int | None = None, height: int |
         return RenderSettings(
             width=width or base.width, height=height or base.height,
             fps=str(parse_fps(fps)) if fps is not None else base.fps,
-            sample_rate=base.sample_rate, video_codec=video_codec, **quality,
+            sample_rate=base.sample_rate, video_codec=video_codec,
+            encoder=check_encoder_choice(encoder if encoder is not None else base.encoder), **quality,
         )
     except ValueError as e:
         raise RenderError(str(e).split("\n", 1)[-1].strip()) from None
@@ -179,6 +236,7 @@ def render_project(
     codec: str | None = None,
     crf: int | None = None,
     bitrate: int | None = None,
+    encoder: str | None = None,
     section: str | int | None = None,
     fade_in_s: float = 0.0,
     fade_out_s: float = 0.0,
@@ -194,7 +252,9 @@ def render_project(
 
     ``preset``: where the video goes (:data:`bridge.export.presets.PRESETS`: 1080p30, 1080p60, 4k30,
     vertical-1080, square-1080) — its size and fps, unless ``width``/``height``/``fps`` are given.
-    ``codec`` (h264 / hevc / prores), ``crf`` or ``bitrate`` (b/s): the encoding. ``section``: render
+    ``codec`` (h264 / hevc / prores), ``crf`` or ``bitrate`` (b/s): the encoding; ``encoder``: which
+    encoder makes it (auto: software first; hardware: the GPU's; or a name such as h264_nvenc — see
+    :func:`bridge.export.presets.pick_encoder`). ``section``: render
     one section (its 1-based number or name) instead of ``start_s``/``end_s``. ``fade_in_s`` /
     ``fade_out_s``: picture from/to black and sound from/to silence (linear), at the range's edges.
 
@@ -210,9 +270,15 @@ def render_project(
     (an existing file there is kept).
     """
     cancel = cancel or CancelToken()
+    if not ray_address:  # on this machine: an encoder that does not open here is said before any work
+        from bridge.export.presets import pick_encoder
+
+        wanted = render_settings(project, width=width, height=height, fps=fps, preset=preset, codec=codec,
+                                 crf=crf, bitrate=bitrate, encoder=encoder)
+        pick_encoder(wanted.video_codec, wanted.width, wanted.height, wanted.fps_fraction, prefer=wanted.encoder)
     job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
                          start_s=start_s, end_s=end_s, engine_name=engine_name, model=model, look=look,
-                         preset=preset, codec=codec, crf=crf, bitrate=bitrate, section=section,
+                         preset=preset, codec=codec, crf=crf, bitrate=bitrate, encoder=encoder, section=section,
                          fade_in_s=fade_in_s, fade_out_s=fade_out_s, cancel=cancel)
     if ray_address:
         from bridge.export.cluster import render_on_ray
@@ -243,6 +309,7 @@ def prepare_render(
     codec: str | None = None,
     crf: int | None = None,
     bitrate: int | None = None,
+    encoder: str | None = None,
     section: str | int | None = None,
     fade_in_s: float = 0.0,
     fade_out_s: float = 0.0,
@@ -256,7 +323,7 @@ def prepare_render(
     project_dir = Path(project_dir)
     cancel = cancel or CancelToken()
     settings = render_settings(project, width=width, height=height, fps=fps, preset=preset, codec=codec,
-                               crf=crf, bitrate=bitrate)
+                               crf=crf, bitrate=bitrate, encoder=encoder)
     if analysis is None:
         analysis = analyze_project(project, project_dir, cancel=cancel)
     rate = settings.fps_fraction
@@ -305,8 +372,20 @@ def prepare_render(
     if key not in ENGINE_NAMES:
         get_engine(key)  # raises the RenderError naming the engines
     stem_audio: dict[str, np.ndarray] | None = {} if key == "shader" else None
-    mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate,
-                            duration_seconds=rng.start_seconds + rng.duration_seconds, stems_out=stem_audio)
+    # Only the song the export plays and draws is mixed: from the first prepared frame (pre-roll
+    # included), less the longest audio window a shader reads, to a little past the range's end
+    # (the limiter looks ahead), never past the end a whole-song export mixes to. The samples are
+    # then the whole song's mix, bit for bit (see mix_project_audio).
+    song = frame_range(analysis.duration_seconds, rate)
+    mix_end_s = min(song.start_seconds + song.duration_seconds,
+                    rng.start_seconds + rng.duration_seconds + MIX_TAIL_SECONDS)
+    exact_from_s = rng.start_seconds
+    if stem_audio is not None:  # the shader's audio inputs: the window before each prepared frame
+        from bridge.visuals.shader_passes import AUDIO_FFT_SIZE, AUDIO_SAMPLES
+
+        exact_from_s = float(params.start_frame / rate) - max(AUDIO_FFT_SIZE, AUDIO_SAMPLES) / settings.sample_rate
+    mix = mix_project_audio(project, project_dir, sample_rate=settings.sample_rate, duration_seconds=mix_end_s,
+                            exact_from_seconds=max(0.0, exact_from_s), stems_out=stem_audio)
     audio_inputs = {}
     if stem_audio is not None:  # the shader engine's audio / audioFFT inputs: the mix and each stem
         audio_inputs = {"mix": mix.mean(axis=0).astype(np.float32), **stem_audio}

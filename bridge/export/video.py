@@ -168,6 +168,7 @@ class VideoWriter:
         audio_bitrate: int = DEFAULT_AUDIO_BITRATE,
         codec: str = "h264",
         bitrate: int | None = None,
+        encoder: str = "auto",
     ) -> None:
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
@@ -203,7 +204,8 @@ class VideoWriter:
                 f"Folder '{self.path.parent}' for the output '{self.path.name}' does not exist; "
                 "create it or choose another output path."
             )
-        encoder = pick_encoder(self.codec, self.width, self.height, self.fps)
+        encoder = pick_encoder(self.codec, self.width, self.height, self.fps, prefer=encoder)
+        self.encoder = encoder
         self._pending = PendingFile(self.path)
         self._temp_path = self._pending.tmp
         try:
@@ -472,7 +474,7 @@ def write_video(
         Checked before every frame; cancelling raises :class:`~bridge.errors.Cancelled` and
         removes the partial file.
     **encoder_opts
-        ``codec``, ``crf``, ``bitrate``, ``preset``, ``audio_bitrate`` for :class:`VideoWriter`.
+        ``codec``, ``crf``, ``bitrate``, ``preset``, ``audio_bitrate``, ``encoder`` for :class:`VideoWriter`.
 
     Returns
     -------

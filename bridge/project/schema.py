@@ -10,7 +10,14 @@ from fractions import Fraction
 from pathlib import PurePath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from bridge.vocab import (
     BUILTIN_EFFECTS,
@@ -255,6 +262,9 @@ class RenderSettings(_Model):
         "None: the codec's default (H.264 20, HEVC 24)"))
     video_bitrate: int | None = Field(default=None, ge=100_000, le=2_000_000_000, description=(
         "average video bit rate in b/s instead of crf (h264/hevc only)"))
+    encoder: str = Field(default="auto", description=(
+        "auto (software first: the same file on every machine), hardware (the GPU's: NVENC, VideoToolbox, "
+        "Quick Sync, AMF, VA-API) or an FFmpeg encoder name such as h264_nvenc; see bridge.export.presets"))
 
     @field_validator("fps", mode="before")
     @classmethod
@@ -274,6 +284,25 @@ class RenderSettings(_Model):
         if isinstance(v, str):
             key = v.strip().lower().replace(".", "").replace("-", "")
             return {"h265": "hevc", "prores422": "prores", "avc": "h264"}.get(key, key)
+        return v
+
+    @model_serializer(mode="wrap")
+    def _without_default_encoder(self, handler):
+        # "auto" is not written: a project saved without a choice still opens in earlier versions
+        data = handler(self)
+        if isinstance(data, dict) and data.get("encoder") == "auto":
+            data.pop("encoder")
+        return data
+
+    @field_validator("encoder", mode="before")
+    @classmethod
+    def _encoder(cls, v: object) -> object:
+        # the name's form only: which encoders exist is the export's to say (presets.pick_encoder)
+        if isinstance(v, str):
+            key = v.strip().lower()
+            if not key or not all(c.isalnum() or c == "_" for c in key):
+                raise ValueError(f"encoder {v!r} is not an encoder name; use auto, hardware or e.g. h264_nvenc")
+            return key
         return v
 
     @model_validator(mode="after")

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import AudioError
 from bridge.jobs import CancelToken
 from bridge.separation.models import SeparationError
 
@@ -129,8 +128,9 @@ class _PreparedMix:
             plan = plan_blocks(audio.shape[1], sample_rate=sample_rate, max_block_seconds=max_block_seconds)
             return cls(path, sample_rate, audio.shape[1], info.num_channels, mean, std, plan, audio)
         mean, std = _stream_stats(path, sample_rate=sample_rate, cancel=cancel)
-        with _open_resampled(path, sample_rate) as reader:  # the same length load_audio would give
-            num_samples = int(reader.frames)
+        from bridge.stems.load import resampled_length
+
+        num_samples = resampled_length(info.num_frames, info.sample_rate, sample_rate)  # as load_audio gives
         plan = plan_blocks(num_samples, sample_rate=sample_rate, max_block_seconds=max_block_seconds)
         return cls(path, sample_rate, num_samples, info.num_channels, mean, std, plan, None)
 
@@ -166,34 +166,15 @@ def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
 
 # --- streaming long mixes ------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _open_resampled(path: Path, sample_rate: int):
-    from pedalboard.io import AudioFile
-
-    with AudioFile(str(path)) as f:
-        if int(round(f.samplerate)) == sample_rate:
-            yield f
-        else:
-            with f.resampled_to(float(sample_rate)) as r:
-                yield r
-
-
 def _read_chunks(path: Path, sample_rate: int, chunk: int) -> Iterator[np.ndarray]:
-    from bridge.stems.load import _short  # one way to shorten decoder messages
+    """The mix at ``sample_rate`` in spans of ``chunk`` samples: :func:`load_audio`'s spans (its
+    resampler and checks), so the streamed mix is bit for bit the one a whole load gives."""
+    from bridge.stems.load import load_audio, probe_audio, resampled_length
 
-    with _open_resampled(path, sample_rate) as reader:
-        while True:
-            try:
-                data = np.asarray(reader.read(chunk), dtype=np.float32)
-            except (ValueError, RuntimeError, OSError) as e:
-                raise AudioError(f"{path}: decoding failed part-way ({_short(e)}); the file looks truncated "
-                                 "or corrupt. Re-export it from your DAW as WAV, AIFF or FLAC.") from None
-            if data.shape[-1] == 0:
-                return
-            if not np.isfinite(data).all():
-                raise AudioError(f"{path}: contains NaN/Inf samples (a broken plug-in or render). Re-bounce "
-                                 "the mix after fixing the track, or with a limiter on the master.")
-            yield data
+    info = probe_audio(path)
+    total = resampled_length(info.num_frames, info.sample_rate, sample_rate)
+    for start in range(0, total, chunk):
+        yield load_audio(path, sample_rate=sample_rate, start_sample=start, stop_sample=min(start + chunk, total))
 
 
 def _stream_stats(path: Path, *, sample_rate: int, cancel: CancelToken | None) -> tuple[float, float]:
@@ -223,7 +204,7 @@ def _stream_stats(path: Path, *, sample_rate: int, cancel: CancelToken | None) -
 
 def _stream_blocks(path: Path, plan: BlockPlan, sample_rate: int) -> Iterator[np.ndarray]:
     """The blocks of ``plan`` read sequentially: each repeats the previous block's last crossfade."""
-    reader = _read_chunks(path, sample_rate, 1 << 16)
+    reader = _read_chunks(path, sample_rate, 60 * sample_rate)  # whole resampling tiles, mostly
     pending: list[np.ndarray] = []
     pending_len = 0
     carry: np.ndarray | None = None

@@ -52,6 +52,8 @@ EXPORTS: dict[str, str] = {
     "CODECS": "bridge.export.presets",
     "PRESETS": "bridge.export.presets",
     "available_codecs": "bridge.export.presets",
+    "encoders_available": "bridge.export.presets",
+    "is_hardware_encoder": "bridge.export.presets",
     "render_project": "bridge.export.render",
     # effects
     "BUILTIN_EFFECTS": "bridge.plugins.builtins",

@@ -1,7 +1,9 @@
 """Load stems as float32 (channels, samples) at the project rate, checked for the ways files go bad.
 
-Decoding and resampling go through pedalboard.io (WAV/AIFF/FLAC/MP3/OGG, a streaming high-quality
-resampler). Every failure becomes an :class:`~bridge.errors.AudioError` that names the file, the
+Decoding goes through pedalboard.io (WAV/AIFF/FLAC/MP3/OGG; its seek is sample-exact in all of
+them), resampling through libsoxr (``soxr``, 'VHQ') in fixed tiles anchored at the file's first sample
+(:func:`resample_tiled`), so a span of a stem (:func:`load_audio` with ``start_sample``) is bit for
+bit the same samples as that span of the whole stem. Every failure becomes an :class:`~bridge.errors.AudioError` that names the file, the
 problem and the fix — never a traceback from inside a decoder.
 
 Documented normalisations (not errors): any sample rate is resampled to the project rate; mono is
@@ -13,8 +15,10 @@ song time (negative offsets cut its beginning).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,13 +148,81 @@ def _check_header(info: AudioInfo) -> None:
         )
 
 
+#: libsoxr's quality for every resample: 'VHQ' (passband to ~91 % of Nyquist, stopband ≥ 170 dB).
+#: Measured on a 1 kHz / 15 kHz sine at 44.1 → 48 kHz against the exact sine at 48 kHz: 151 / 103 dB
+#: SNR; pedalboard's streaming resampler (used before) 27 / 4 dB there (its output lags ~1/3 sample)
+#: and took 2.6 s instead of 0.08 s for a 39-s stereo stem (tests/test_stems.py checks the SNR).
+RESAMPLE_QUALITY = "VHQ"
+#: Resampling tile: about this many output samples, plus this many input samples of context on each
+#: side (soxr VHQ's filter is far shorter: a tiled resample equals a one-shot one to ~6e-8).
+_TILE_OUT_SAMPLES = 1 << 18
+_TILE_MARGIN_IN_SAMPLES = 1 << 13
+
 #: Frames decoded per block (~6 s at 44.1 kHz): a long silent or broken file is judged block by
 #: block, so it is rejected holding one block, not the whole decoded file, in memory.
 BLOCK_FRAMES = 1 << 18
 
 
+def resampled_length(n_samples: int, rate_in: int, rate_out: int) -> int:
+    """Samples at ``rate_out`` of ``n_samples`` at ``rate_in`` (what :func:`load_audio` returns)."""
+    return int(round(n_samples * rate_out / rate_in))
+
+
+def _tiling(rate_in: int, rate_out: int) -> tuple[int, int, int]:
+    """(output samples per tile, input samples per tile, input margin): tile edges and margins fall
+    on instants that are whole samples at both rates, so each tile resamples from an exact phase."""
+    g = math.gcd(rate_in, rate_out)
+    unit_in, unit_out = rate_in // g, rate_out // g
+    tile_out = unit_out * max(1, round(_TILE_OUT_SAMPLES / unit_out))
+    margin_in = unit_in * math.ceil(_TILE_MARGIN_IN_SAMPLES / unit_in)
+    return tile_out, tile_out // unit_out * unit_in, margin_in
+
+
+def resample_tiled(read: Callable[[int, int], np.ndarray], n_in: int, *, rate_in: int, rate_out: int,
+                   start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Samples ``start … stop`` (at ``rate_out``) of a signal of ``n_in`` samples at ``rate_in``.
+
+    ``read(a, b)``: the input's samples ``a … b`` (0 ≤ a ≤ b ≤ n_in), float32 (channels, b − a).
+    Before the first and after the last sample the signal is silence (as a stem is in the song).
+
+    The output is cut into fixed tiles counted from the first sample; each is resampled by libsoxr
+    on its own with :data:`_TILE_MARGIN_IN_SAMPLES` of context each side. Written by hand around
+    soxr because a span resampled on its own would start its filter at another phase and differ
+    in the last bits: with fixed tiles any span is the same samples as that span of the whole, so a
+    range export hears (and its shader inputs see) exactly what a full export does.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (channels, stop − start); ``stop`` defaults to the whole length
+        (:func:`resampled_length`).
+    """
+    import soxr
+
+    total = resampled_length(n_in, rate_in, rate_out)
+    stop = total if stop is None else min(int(stop), total)
+    start = max(0, min(int(start), stop))
+    tile_out, tile_in, margin = _tiling(rate_in, rate_out)
+    margin_out = margin * rate_out // rate_in
+    out: np.ndarray | None = None
+    for k in range(start // tile_out, -(-stop // tile_out)):
+        a, b = k * tile_in - margin, (k + 1) * tile_in + margin
+        lo, hi = max(a, 0), min(b, n_in)
+        chunk = read(lo, hi)
+        if out is None:
+            out = np.empty((chunk.shape[0], stop - start), dtype=np.float32)
+        seg = np.zeros((b - a, chunk.shape[0]), dtype=np.float32)  # soxr's layout: (samples, channels)
+        seg[lo - a:hi - a] = chunk.T
+        tile = soxr.resample(seg, rate_in, rate_out, quality=RESAMPLE_QUALITY)
+        first = k * tile_out  # the tile's first output sample
+        keep_a, keep_b = max(start, first), min(stop, first + tile_out)
+        out[:, keep_a - start:keep_b - start] = tile[margin_out + keep_a - first:margin_out + keep_b - first].T
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
 def load_audio(
-    path: str | os.PathLike[str], *, sample_rate: int, mono: bool = False, allow_silent: bool = False
+    path: str | os.PathLike[str], *, sample_rate: int, mono: bool = False, allow_silent: bool = False,
+    start_sample: int | None = None, stop_sample: int | None = None,
 ) -> np.ndarray:
     """Decode ``path`` to float32 (channels, samples) at ``sample_rate`` (resampling if needed).
 
@@ -158,35 +230,37 @@ def load_audio(
     Raises AudioError (missing, empty, not audio, truncated, >8 channels, NaN/Inf) and
     SilentAudioError (peak below -90 dBFS) unless ``allow_silent``.
 
+    ``start_sample`` / ``stop_sample`` (at ``sample_rate``): only that span of the stem, bit for bit
+    the same samples as the whole load's ``[:, start:stop]`` (cut to the file's length), decoded
+    from a seek (a range export reads only what it plays). A span is judged on its own: NaN/Inf or a
+    cut-off file in it is an error; silence is not (a quiet intro is no fault of the file).
+
     Decoded in blocks of :data:`BLOCK_FRAMES`: NaN/Inf stops at the first bad block, and leading
     digital silence is only counted (the output is allocated at the first block with sound), so a
     one-hour silent bounce is rejected in constant memory.
     """
     path = Path(path)
+    if start_sample is not None or stop_sample is not None:
+        return _load_span(path, sample_rate=sample_rate, mono=mono, start=int(start_sample or 0),
+                          stop=stop_sample)
     threshold = 10 ** (SILENCE_PEAK_DBFS / 20)
     with _open(path) as f:
         info = AudioInfo(path, int(round(f.samplerate)), int(f.num_channels), int(f.frames))
         _check_header(info)
         try:
-            if info.sample_rate != sample_rate:
-                expected = int(round(info.num_frames * sample_rate / info.sample_rate))
-                with f.resampled_to(float(sample_rate)) as r:
-                    audio, n_read, peak = _read_blocks(r, path, info.num_channels, expected, sample_rate,
-                                                       keep_silent=allow_silent, threshold=threshold)
-            else:
-                expected = info.num_frames
-                audio, n_read, peak = _read_blocks(f, path, info.num_channels, expected, sample_rate,
-                                                   keep_silent=allow_silent, threshold=threshold)
+            audio, n_read, peak = _read_blocks(f, path, info.num_channels, info.num_frames, info.sample_rate,
+                                               keep_silent=allow_silent, threshold=threshold)
         except (ValueError, RuntimeError, OSError) as e:
             raise AudioError(
                 f"{path}: decoding failed part-way ({_short(e)}); the file looks truncated or corrupt. "
                 f"{_REEXPORT}."
             ) from None
     # A header that promises more samples than the file holds: the render was cut off.
+    expected = info.num_frames
     if n_read < expected - max(64, expected // 1000):
         raise AudioError(
             f"{path}: the file is truncated: its header promises {info.duration_seconds:.2f} s but only "
-            f"{n_read / sample_rate:.2f} s could be read. {_REEXPORT} (let the bounce finish)."
+            f"{n_read / info.sample_rate:.2f} s could be read. {_REEXPORT} (let the bounce finish)."
         )
     if not allow_silent and peak <= threshold:
         problem = _decode_problem(path)
@@ -202,6 +276,56 @@ def load_audio(
         )
     if audio is None:  # silent and allowed: n_read zeros
         audio = np.zeros((info.num_channels, n_read), dtype=np.float32)
+    if info.sample_rate != sample_rate:
+        decoded = audio
+        audio = resample_tiled(lambda a, b: decoded[:, a:b], n_read, rate_in=info.sample_rate,
+                               rate_out=sample_rate)
+    if mono and audio.shape[0] > 1:
+        audio = audio.mean(axis=0, keepdims=True)
+    return np.ascontiguousarray(audio)
+
+
+def _load_span(path: Path, *, sample_rate: int, mono: bool, start: int, stop: int | None) -> np.ndarray:
+    """:func:`load_audio` of samples ``start … stop`` only (see there)."""
+    with _open(path) as f:
+        info = AudioInfo(path, int(round(f.samplerate)), int(f.num_channels), int(f.frames))
+        _check_header(info)
+
+        def read(a: int, b: int) -> np.ndarray:  # input samples a … b, checked
+            try:
+                f.seek(a)
+                block = np.asarray(f.read(b - a), dtype=np.float32)
+            except (ValueError, RuntimeError, OSError) as e:
+                raise AudioError(f"{path}: decoding failed part-way ({_short(e)}); the file looks truncated "
+                                 f"or corrupt. {_REEXPORT}.") from None
+            got = block.shape[1] if block.ndim == 2 else 0
+            if got < b - a:
+                # as the whole load: a few samples fewer than the header says are tolerated (silence)
+                if a + got < info.num_frames - max(64, info.num_frames // 1000):
+                    raise AudioError(
+                        f"{path}: the file is truncated: its header promises {info.duration_seconds:.2f} s "
+                        f"but only {(a + got) / info.sample_rate:.2f} s could be read. {_REEXPORT} (let the "
+                        "bounce finish).")
+                padded = np.zeros((info.num_channels, b - a), dtype=np.float32)
+                padded[:, :got] = block[:, :got] if got else 0.0
+                block = padded
+            if not np.isfinite(block).all():
+                first = a + int(np.argmin(np.isfinite(block).all(axis=0)))
+                raise AudioError(
+                    f"{path}: contains NaN/Inf samples (the first at {first / info.sample_rate:.2f} s; a "
+                    "broken plug-in or render). Re-bounce the stem after fixing the track, or bounce it "
+                    "with a limiter on the track.")
+            return block
+
+        if info.sample_rate == sample_rate:
+            stop = info.num_frames if stop is None else min(int(stop), info.num_frames)
+            start = max(0, min(start, stop))
+            audio = read(start, stop)
+        else:
+            audio = resample_tiled(read, info.num_frames, rate_in=info.sample_rate, rate_out=sample_rate,
+                                   start=start, stop=stop)
+    if audio.shape[0] != info.num_channels:  # an empty span
+        audio = np.zeros((info.num_channels, 0), dtype=np.float32)
     if mono and audio.shape[0] > 1:
         audio = audio.mean(axis=0, keepdims=True)
     return np.ascontiguousarray(audio)

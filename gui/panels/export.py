@@ -109,6 +109,11 @@ class ExportDialog(QDialog):
         self.fps.addItems(["24", "25", "30", "30000/1001", "60"])
         self.codec = QComboBox()
         self._fill_codecs()
+        self.encoder = QComboBox()
+        self.encoder.addItem("Software (the same file on every machine)", "auto")
+        self.encoder.addItem("GPU (hardware encoder)", "hardware")
+        self.encoder.setToolTip("Software: x264 / x265, what the quality settings are for. GPU: NVENC on NVIDIA, "
+                                "VideoToolbox on a Mac, Quick Sync, AMF or VA-API — faster, at a bit rate")
         self.quality_mode = QComboBox()
         self.quality_mode.addItem("Constant quality (CRF)", "crf")
         self.quality_mode.addItem("Bit rate", "bitrate")
@@ -138,6 +143,7 @@ class ExportDialog(QDialog):
         form.addRow("Resolution", size)
         form.addRow("Frame rate", self.fps)
         form.addRow("Codec", self.codec)
+        form.addRow("Encoder", self.encoder)
         form.addRow("Quality", quality)
         form.addRow("Region", self.region)
         form.addRow("", rng)
@@ -153,6 +159,9 @@ class ExportDialog(QDialog):
             index = self.codec.findData(project.render.video_codec)
             if index >= 0 and self._codec_enabled(index):
                 self.codec.setCurrentIndex(index)
+            if self.encoder.findData(project.render.encoder) < 0:  # one encoder, by its FFmpeg name
+                self.encoder.addItem(project.render.encoder, project.render.encoder)
+            self.encoder.setCurrentIndex(self.encoder.findData(project.render.encoder))
             if project.render.video_bitrate:
                 self.quality_mode.setCurrentIndex(1)
                 self.bitrate.setValue(project.render.video_bitrate / 1e6)
@@ -282,9 +291,29 @@ class ExportDialog(QDialog):
         if spec.has_quality and self.quality_mode.currentData() == "crf" and not self._crf_touched():
             self.crf.setValue(spec.default_crf)
         self._quality_mode_changed()
+        self._fill_encoders()
         out = Path(self.out.text()) if self.out.text().strip() else None
         if out is not None and out.suffix.lower() not in spec.suffixes:
             self.out.setText(str(out.with_suffix(spec.default_suffix)))
+
+    def _fill_encoders(self) -> None:
+        """The GPU choice greyed out, saying why, where no hardware encoder of the codec opens here."""
+        from bridge.session import encoders_available, is_hardware_encoder
+
+        spec = CODECS[self.codec.currentData()]
+        try:
+            hardware = [n for n in encoders_available(spec.key) if is_hardware_encoder(n)]
+        except Exception:  # noqa: BLE001 - no PyAV at all: the export itself will say so
+            hardware = []
+        model = self.encoder.model()
+        if isinstance(model, QStandardItemModel):
+            item = model.item(self.encoder.findData("hardware"))
+            item.setEnabled(bool(hardware))
+            item.setToolTip(f"{spec.label} on {hardware[0]}" if hardware else
+                            f"No hardware {spec.label} encoder opens on this machine (NVENC needs an NVIDIA GPU "
+                            "and its driver, VideoToolbox a Mac)")
+        if not hardware and self.encoder.currentData() == "hardware":
+            self.encoder.setCurrentIndex(self.encoder.findData("auto"))
 
     def _crf_touched(self) -> bool:
         return self.crf.value() not in {c.default_crf for c in CODECS.values()}
@@ -327,7 +356,7 @@ class ExportDialog(QDialog):
     def options(self) -> dict:
         opts: dict = {"width": self.width_spin.value(), "height": self.height_spin.value(),
                       "fps": self.fps.currentText(), "engine_name": self.engine.currentText(),
-                      "codec": self.codec.currentData()}
+                      "codec": self.codec.currentData(), "encoder": self.encoder.currentData()}
         if CODECS[opts["codec"]].has_quality:
             if self.quality_mode.currentData() == "bitrate":
                 opts["bitrate"] = int(round(self.bitrate.value() * 1e6))
