@@ -11,7 +11,7 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    their sum is periodic at one. Streams of stems that are not drums lose their own moving average
    over ``PITCHED_FLUX_WINDOW_S`` first (half-wave rectified): a dense mix or a wall of distorted
    guitars has a flux that swells and fades over a few tenths of a second, and that smooth hump
-   hides the beat in the autocorrelation (see the constant).
+   hides the beat in the autocorrelation (see :mod:`~bridge.analysis.periodicity`).
 2. **Tempo** from a *metrical comb* over the weighted mean ``A(lag)`` of the streams' normalised
    autocorrelations. Every beat period ``T`` (``MIN_TEMPO_BPM``…``MAX_TEMPO_BPM``) and meter
    ``M`` ∈ {3, 4} scores ``A(T) + A(M·T) + HALF_BAR_WEIGHT·A(2T) [4/4 only] +
@@ -99,13 +99,12 @@ from bridge.analysis.periodicity import (
     _is_audible,
     _kick_snare,
     _meter_penalty,
-    _normalise,
+    _streams,
     _viterbi,
 )
 from bridge.analysis.types import (
     ANALYSIS_HOP,
     ANALYSIS_SAMPLE_RATE,
-    ONSET_BAND_CURVE_NAMES,
     SILENCE_RMS,
     BeatGrid,
     StemFeatures,
@@ -162,49 +161,12 @@ MIN_RHYTHM_ONSETS = 8
 #: 15 onsets): there 6–28 % of the beats have one (brown noise up to 54 %), against ≥ 62 % on every
 #: annotated song and band song (the 2.8-s madmom clip 62 %, the rest ≥ 70 %).
 MIN_BEAT_PRESENCE = 0.4
-#: Share of the total stream weight given to drum-role stems when there are any.
-DRUM_WEIGHT = 0.75
-#: Window (s) of the moving average taken off the onset streams of every stem that is not drums
-#: (the rest, half-wave rectified, is what rises above the stem's local level). Found on a real
-#: recording, not on the MIDI renders the weights were set on: the 7-s MUSDB "Music Delta - 80s
-#: Rock" mix analysed as one stem had an autocorrelation of 0.26 at the 8th note and 0.01 at its
-#: beat (its drums stem hits every 0.54-0.56 s, 110 BPM), because the guitars' flux swells and
-#: fades smoothly; the noise gate then dropped its beats, and without the gate they ran at 190 BPM.
-#: With 0.3 s it reads 109.8 BPM, as its stems do. Drum stems (sharp hits) are left as they are;
-#: on the dev items (shared, synthetic and Freedoom 1 renders) nothing changed at 0.3 s, while
-#: 0.2 s was too short for the mix and taking it off the drums too cost dev items.
-PITCHED_FLUX_WINDOW_S = 0.3
 #: DP tightness: how strongly successive beats are held to the period (Ellis' α; librosa uses 100).
 TIGHTNESS = 200.0
 #: Tightness when the tempo comes from a hint (a DAW tempo is exact: follow it closely).
 HINT_TIGHTNESS = 1000.0
 #: Tempo reported for a silent song (no beats).
 SILENT_TEMPO_BPM = 120.0
-
-
-def _streams(stems: Mapping[str, StemFeatures], n_frames: int) -> list[tuple[float, np.ndarray]]:
-    """(weight, normalised onset envelope (n_frames,)) per band of every audible stem.
-
-    Weights sum to 1 (the list is empty when nothing is audible).
-    """
-    drums: list[np.ndarray] = []
-    others: list[np.ndarray] = []
-    window = max(3, int(round(PITCHED_FLUX_WINDOW_S * _frame_rate_hz()))) | 1
-    for stem in stems.values():
-        if not _is_audible(stem):
-            continue
-        active = _fit_length(stem.curves["rms"], n_frames) >= SILENCE_RMS
-        is_drums = stem.role == "drums"
-        target = drums if is_drums else others
-        for band in ONSET_BAND_CURVE_NAMES:
-            # features from older caches have no band curves
-            curve = _fit_length(stem.curves.get(band, stem.curves["onset"]), n_frames).astype(np.float64)
-            if not is_drums:
-                curve = np.maximum(0.0, curve - scipy.ndimage.uniform_filter1d(curve, size=window, mode="nearest"))
-            target.append(_normalise(curve, active))
-    drum_share = DRUM_WEIGHT if (drums and others) else (1.0 if drums else 0.0)
-    return ([(drum_share / len(drums), env) for env in drums]
-            + [((1.0 - drum_share) / len(others), env) for env in others])
 
 
 def _log_prior(tempo_bpm: float) -> float:

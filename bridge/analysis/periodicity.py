@@ -15,6 +15,7 @@ import scipy.signal
 from bridge.analysis.types import (
     ANALYSIS_HOP,
     ANALYSIS_SAMPLE_RATE,
+    ONSET_BAND_CURVE_NAMES,
     SILENCE_RMS,
     StemFeatures,
 )
@@ -25,6 +26,18 @@ METER_PENALTY = 1.0
 #: a neighbouring tempo at some levels while dodging the penalty at others.
 COMB_TOLERANCE = 0.01
 RIVAL_TOLERANCE = 0.03
+#: Share of the total stream weight given to drum-role stems when there are any.
+DRUM_WEIGHT = 0.75
+#: Window (s) of the moving average taken off the onset streams of every stem that is not drums
+#: (the rest, half-wave rectified, is what rises above the stem's local level). Found on a real
+#: recording, not on the MIDI renders the weights were set on: the 7-s MUSDB "Music Delta - 80s
+#: Rock" mix analysed as one stem had an autocorrelation of 0.26 at the 8th note and 0.01 at its
+#: beat (its drums stem hits every 0.54-0.56 s, 110 BPM), because the guitars' flux swells and
+#: fades smoothly; the noise gate then dropped its beats, and without the gate they ran at 190 BPM.
+#: With 0.3 s it reads 109.8 BPM, as its stems do. Drum stems (sharp hits) are left as they are;
+#: on the dev items (shared, synthetic and Freedoom 1 renders) nothing changed at 0.3 s, while
+#: 0.2 s was too short for the mix and taking it off the drums too cost dev items.
+PITCHED_FLUX_WINDOW_S = 0.3
 
 
 def _frame_rate_hz() -> float:
@@ -52,6 +65,31 @@ def _normalise(env: np.ndarray, active: np.ndarray) -> np.ndarray:
     values = env[active] if np.count_nonzero(active) > 16 else env
     scale = float(np.std(values))
     return env / scale if scale > 1e-9 else np.zeros_like(env)
+
+
+def _streams(stems: Mapping[str, StemFeatures], n_frames: int) -> list[tuple[float, np.ndarray]]:
+    """(weight, normalised onset envelope (n_frames,)) per band of every audible stem.
+
+    Weights sum to 1 (the list is empty when nothing is audible).
+    """
+    drums: list[np.ndarray] = []
+    others: list[np.ndarray] = []
+    window = max(3, int(round(PITCHED_FLUX_WINDOW_S * _frame_rate_hz()))) | 1
+    for stem in stems.values():
+        if not _is_audible(stem):
+            continue
+        active = _fit_length(stem.curves["rms"], n_frames) >= SILENCE_RMS
+        is_drums = stem.role == "drums"
+        target = drums if is_drums else others
+        for band in ONSET_BAND_CURVE_NAMES:
+            # features from older caches have no band curves
+            curve = _fit_length(stem.curves.get(band, stem.curves["onset"]), n_frames).astype(np.float64)
+            if not is_drums:
+                curve = np.maximum(0.0, curve - scipy.ndimage.uniform_filter1d(curve, size=window, mode="nearest"))
+            target.append(_normalise(curve, active))
+    drum_share = DRUM_WEIGHT if (drums and others) else (1.0 if drums else 0.0)
+    return ([(drum_share / len(drums), env) for env in drums]
+            + [((1.0 - drum_share) / len(others), env) for env in others])
 
 
 def _autocorrelation(env: np.ndarray, max_lag: int) -> np.ndarray:
