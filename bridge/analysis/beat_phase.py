@@ -45,13 +45,19 @@ PHASE_SHIFT_MARGIN = 0.10
 def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_frames: int,
                    period: float, drum_bands: tuple[str, ...] = ("onset_low", "onset_mid")) -> np.ndarray:
     """Where beats (not just onsets) are: the sum, each part at unit std, of the drums' kick- and
-    snare-band onsets, the pitched stems' onsets, and their harmonic change
+    snare-band onsets (without a drums stem: every stem's low band), the pitched stems' onsets, and
+    their harmonic change
     (:func:`_harmonic_change`, ``period / 4`` frames either side); the whole onset envelope when
     none of these exists. Hats, shakers and rides mark the tatum, not the beat, and a syncopated
     hi-hat or snare can outnumber the hits on the beat; kick, bass notes and chord changes still
     mostly sit on it."""
     drums = np.zeros(n_frames)
     pitched = np.zeros(n_frames)
+    # Without a drums stem (a whole mix analysed as one stem, or stems without drums) the low band
+    # of every stem stands in for the kick: a mix's kick lives there, and off-beat hats, a reggae
+    # skank or house's open hats do not. On the LMMS set's mixes (dev) this took 13 → 16 of 38
+    # items (10 of their misses had the beat on the "and"); with weights 0.5–2 on it, 15–16.
+    no_drums = not any(stem.role == "drums" and _is_audible(stem) for stem in stems.values())
     for stem in stems.values():
         if not _is_audible(stem):
             continue
@@ -61,6 +67,8 @@ def _beat_salience(stems: Mapping[str, StemFeatures], envelope: np.ndarray, n_fr
                 drums += _normalise(_fit_length(stem.curves.get(band, stem.curves["onset"]), n_frames), active)
         else:
             pitched += _normalise(_fit_length(stem.curves["onset"], n_frames), active)
+            if no_drums:
+                drums += _normalise(_fit_length(stem.curves.get("onset_low", stem.curves["onset"]), n_frames), active)
     harmony = _harmonic_change(stems, n_frames, window=max(2, int(round(period / 4.0))))
     parts = [p / np.std(p) for p in (drums, pitched, harmony) if np.std(p) > 1e-9]
     return np.sum(parts, axis=0) if parts else envelope
