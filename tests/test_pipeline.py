@@ -310,3 +310,18 @@ def test_the_demo_renders_the_same_on_a_ray_cluster(demo, tmp_path):
     assert got["hashes"] == want["hashes"]
     assert len(set(got["hashes"])) > 30  # a moving picture, not one frame repeated
     assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
+
+
+def test_every_rhythm_module_beats_uses_is_part_of_the_analysis_code_version():
+    """A change to any module the beat tracker imports from bridge.analysis must invalidate cached
+    analyses, as a change to beats.py does (periodicity, beat_phase and bars were split out of it
+    and a change there left stale grids in the cache). The truth is beats.py's own imports."""
+    import ast
+    from pathlib import Path
+
+    from bridge.analysis import cache
+
+    src = Path(cache.__file__).with_name("beats.py").read_text()
+    used = {node.module.rsplit(".", 1)[1] + ".py" for node in ast.walk(ast.parse(src))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bridge.analysis.")}
+    assert used and used <= set(cache._CODE_FILES), sorted(used - set(cache._CODE_FILES))

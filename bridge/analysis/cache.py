@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 # ../timebase.py holds BeatGrid (part of every cached result), moved there from types.py.
 # ../stems/load.py: the decoder and resampler are where every analysed sample comes from
-_CODE_FILES = ("types.py", "features.py", "beats.py", "sections.py", "../timebase.py", "../stems/load.py")
+# periodicity, beat_phase and bars: the rhythm code split out of beats.py (a change there changes
+# every grid, so it must invalidate cached results as a change in beats.py does).
+_CODE_FILES = ("types.py", "features.py", "beats.py", "periodicity.py", "beat_phase.py", "bars.py",
+               "sections.py", "../timebase.py", "../stems/load.py")
 
 
 def code_version() -> str:
