@@ -51,7 +51,7 @@ the same label within :data:`COALESCE_WINDOW_S` become one undo step.
 
 Events (plain frozen dataclasses) are drained with :meth:`poll_events` — the GUI calls it from a
 30–60 Hz timer. Session events are defined here; preview events come from
-:mod:`bridge.preview.scheduler` and are re-exported here:
+:mod:`bridge.preview.events` and are re-exported here:
 
 * :class:`ProjectChanged` — after every edit, undo, redo, external edit of the file, or change
   the watcher made (new stem);
@@ -90,7 +90,7 @@ from bridge.playback import AudioUnavailable, MixFailed, MixReady
 from bridge.preview.cache import DEFAULT_DISK_BUDGET_BYTES as DEFAULT_PREVIEW_CACHE_BYTES
 
 # The preview's events are part of the Session's event API (numpy + pydantic only: no OpenCV, no torch).
-from bridge.preview.scheduler import (
+from bridge.preview.events import (
     KeyframeRendered,
     MappingProblem,
     ParamsUpdated,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ProjectError
-from bridge.preview.scheduler import PreviewStatus
+from bridge.preview.events import PreviewStatus
 from bridge.session._helpers import _analysis_signature, _check_cache_limit
 from bridge.transport.state import TransportState
 
