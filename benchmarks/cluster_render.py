@@ -72,7 +72,9 @@ def check_same(path: Path, base: Path, reference: list[str], what: str, *, engin
     """Decoded frames equal the baseline's; for the diffusion engine (its img2img chain restarts at
     each segment's pre-roll) within LCM_SEGMENT_BOUND per frame, as bridge.export.segments documents."""
     if engine != "lcm":
-        assert frame_hashes(path) == reference, f"{what} differs from the baseline"
+        got = frame_hashes(path)
+        if got != reference:
+            raise AssertionError(f"{what} differs from the baseline: {_where_frames_differ(path, base)}")
         return
     import numpy as np
 
@@ -86,6 +88,23 @@ def check_same(path: Path, base: Path, reference: list[str], what: str, *, engin
     assert len(got) == len(want), f"{what}: {len(got)} frames, the baseline {len(want)}"
     worst = max(float(np.abs(a - b).mean()) for a, b in zip(got, want, strict=True))
     assert worst <= LCM_SEGMENT_BOUND, f"{what} differs from the baseline by {worst:.2f} > {LCM_SEGMENT_BOUND}"
+
+
+def _where_frames_differ(path: Path, base: Path) -> str:
+    """Which frames differ and by how much (what a determinism failure needs to be tracked down)."""
+    import numpy as np
+
+    def planes(p: Path) -> list:
+        with av.open(str(p)) as c:
+            return [f.to_ndarray(format="yuv420p").astype(np.int16) for f in c.decode(c.streams.video[0])]
+
+    got, want = planes(path), planes(base)
+    if len(got) != len(want):
+        return f"{len(got)} frames, the baseline {len(want)}"
+    diffs = [(k, int(np.abs(a - b).max()), float(np.mean(a != b))) for k, (a, b) in enumerate(zip(got, want, strict=True))]
+    bad = [d for d in diffs if d[1]]
+    head = ", ".join(f"frame {k}: max {m}, {100 * share:.2f}% of samples" for k, m, share in bad[:6])
+    return f"{len(bad)} of {len(diffs)} frames differ (first: {head})"
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:

@@ -56,12 +56,13 @@ from bridge.visuals.base import RenderContext  # noqa: E402
 
 
 def measure(project, project_dir, analysis, root: Path, *, engine_name: str, width: int, height: int,
-            fps: Fraction, start: float, seconds: float, look: str | None = None) -> dict:
+            fps: Fraction, start: float, seconds: float, look: str | None = None, encoder: str = "auto") -> dict:
     """Full render, engine alone and encoder alone on the same frames, for one engine and size."""
     # what render_project does on one machine, in its two steps
     t0, c0 = time.perf_counter(), time.process_time()
     job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
-                         start_s=start, end_s=start + seconds, engine_name=engine_name, look=look)
+                         start_s=start, end_s=start + seconds, engine_name=engine_name, look=look,
+                         encoder=encoder)
     t1, c1 = time.perf_counter(), time.process_time()
     render_segmented(job, root / f"out-{engine_name}.mp4")
     t2, c2 = time.perf_counter(), time.process_time()
@@ -85,10 +86,10 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
     engine.close()
 
     t0, c0 = time.perf_counter(), time.process_time()
-    write_video(root / "enc.mp4", iter(frames), n_frames=n, width=width, height=height, fps=fps)
+    write_video(root / "enc.mp4", iter(frames), n_frames=n, width=width, height=height, fps=fps, encoder=encoder)
     encode_s, encode_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     return {
-        "engine": engine_name, "look": look, "width": width, "height": height, "fps": str(fps), "seconds": seconds,
+        "engine": engine_name, "look": look, "encoder": encoder, "width": width, "height": height, "fps": str(fps), "seconds": seconds,
         "render_x_realtime": round(seconds / render_s, 3),
         "render_fps": round(n / render_s, 2),
         "prepare_s": round(prepare_s, 2),
@@ -230,10 +231,11 @@ def run_here(args) -> list[dict]:
             for engine_name in args.engines:
                 rows.append(measure(project, project_dir, analysis, root, engine_name=engine_name, width=width,
                                     height=height, fps=fps, start=args.start, seconds=args.seconds,
-                                    look=args.look if engine_name == "shader" else None))
+                                    look=args.look if engine_name == "shader" else None, encoder=args.encoder))
                 if not args.json:
                     r = rows[-1]
-                    print(f"{width}×{height} @ {fps} fps, {args.seconds:g} s of the demo, {engine_name}: full render "
+                    print(f"{width}×{height} @ {fps} fps, {args.seconds:g} s of the demo, {engine_name}, encoder "
+                          f"{args.encoder}: full render "
                           f"{r['render_fps']:.1f} fps = {r['render_x_realtime']:.2f}× real time (prepare "
                           f"{r['prepare_s']:.1f} s); engine alone {r['engine_ms_per_frame']:.1f} ms/frame "
                           f"({r['engine_fps']:.0f} fps); encode alone {r['encode_fps']:.1f} fps; frame loop "
@@ -313,6 +315,7 @@ def main() -> int:
     ap.add_argument("--engines", nargs="+", default=["procedural", "shader"])
     ap.add_argument("--look", default=None, help="shader engine look (default: the song's)")
     ap.add_argument("--fps", default="30")
+    ap.add_argument("--encoder", default="auto", help="auto, hardware (the GPU's) or an FFmpeg encoder name")
     ap.add_argument("--stages", action="store_true", help="also time each stage of a shader frame")
     ap.add_argument("--against", metavar="REF", help="also run git revision REF, taking turns; print ratios")
     ap.add_argument("--repeat", type=int, default=2, help="turns each of REF and this tree take (--against)")

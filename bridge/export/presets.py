@@ -114,8 +114,11 @@ def _encoder_exists(name: str) -> bool:
 
 
 @functools.cache
-def _opens(name: str, pix_fmt: str, width: int, height: int, fps: Fraction,
-           options: tuple[tuple[str, str], ...] = ()) -> bool:
+def _open_error(name: str, pix_fmt: str, width: int, height: int, fps: Fraction,
+                options: tuple[tuple[str, str], ...] = ()) -> str | None:
+    """None when encoder ``name`` opens with these settings; else FFmpeg's reason (e.g. NVENC on a
+    GPU without a video encoder, such as an H100/H200: "OpenEncodeSessionEx failed: unsupported
+    device")."""
     import av
 
     try:
@@ -125,15 +128,43 @@ def _opens(name: str, pix_fmt: str, width: int, height: int, fps: Fraction,
         context.time_base = 1 / fps
         context.framerate = fps
         context.open()
-    except (av.FFmpegError, ValueError):
-        return False
-    return True
+    except (av.FFmpegError, ValueError) as err:
+        return str(err).split("last error log: ")[-1].strip() or type(err).__name__
+    return None
+
+
+def _opens(name: str, pix_fmt: str, width: int, height: int, fps: Fraction,
+           options: tuple[tuple[str, str], ...] = ()) -> bool:
+    return _open_error(name, pix_fmt, width, height, fps, options) is None
 
 
 #: What ``--encoder`` takes besides an FFmpeg encoder's name.
 ENCODER_CHOICES = ("auto", "hardware")
 #: FFmpeg encoder name endings of the hardware (GPU / media engine) encoders.
 _HARDWARE_SUFFIXES = ("_nvenc", "_videotoolbox", "_qsv", "_amf", "_vaapi", "_mf", "_v4l2m2m")
+
+
+#: NVENC's constant-quality scale (``-rc vbr -cq N -b:v 0``) against the codec's CRF: cq = crf + offset
+#: gives about the same picture quality (PSNR) as x264/x265 at that CRF — measured by
+#: benchmarks/encoder_quality.py on an H200 (see the README's export section).
+NVENC_CQ_OFFSET = {"h264_nvenc": 0, "hevc_nvenc": 0}
+
+
+def constant_quality_options(encoder: str, crf: int, preset: str) -> dict[str, str] | None:
+    """FFmpeg options that make ``encoder`` code at constant quality ``crf`` (the codec's CRF scale),
+    or None for an encoder that only takes a bit rate here (ProRes, the media-engine encoders whose
+    quality scales were not measured: they get a generous bit rate instead).
+
+    x264/x265: ``crf`` and the speed ``preset``. NVENC: variable rate capped by quality alone (``cq``
+    with no target rate: the caller sets the context's bit rate to 0), preset p4 (NVENC's middle).
+    """
+    name = str(encoder)
+    if name in ("libx264", "libx265"):
+        return {"preset": str(preset), "crf": str(int(crf))}
+    if name in NVENC_CQ_OFFSET:
+        cq = min(51, max(1, int(crf) + NVENC_CQ_OFFSET[name]))
+        return {"preset": "p4", "rc": "vbr", "cq": str(cq)}
+    return None
 
 
 def is_hardware_encoder(name: str) -> bool:
@@ -186,8 +217,11 @@ def pick_encoder(codec: str | VideoCodec, width: int, height: int, fps: Fraction
         if hardware:
             return hardware[0]
         tried = ", ".join(n for n in spec.encoders if is_hardware_encoder(n)) or "none"
+        reasons = "; ".join(f"{n}: {_open_error(n, spec.pix_fmt, int(width), int(height), Fraction(fps), spec.options)}"
+                            for n in spec.encoders if is_hardware_encoder(n) and _encoder_exists(n))
         raise RenderError(f"No hardware {spec.label} encoder opens on this machine (tried {tried}: no GPU, "
-                          f"no driver, or a size it does not take); {here}. Export with --encoder auto.")
+                          "no driver, a GPU without a video encoder such as an H100/H200, or a size it does "
+                          f"not take{'; ' + reasons if reasons else ''}); {here}. Export with --encoder auto.")
     if prefer not in spec.encoders:
         raise RenderError(f"encoder {prefer!r} does not make {spec.label}; its encoders are "
                           f"{', '.join(spec.encoders)} ({here}).")

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from bridge.errors import RenderError
-from bridge.export.presets import get_codec, pick_encoder
+from bridge.export.presets import constant_quality_options, get_codec, pick_encoder
 from bridge.export.threads import cpu_threads
 from bridge.fsutil import PendingFile
 from bridge.jobs import CancelToken, ProgressCallback
@@ -267,12 +267,13 @@ class VideoWriter:
                       bitrate: int | None) -> None:
         spec = self.codec
         options = dict(spec.options)
-        constant_quality = encoder in spec.crf_encoders and bitrate is None
-        if encoder in spec.crf_encoders:
+        quality = constant_quality_options(encoder, crf, preset) if spec.has_quality else None
+        constant_quality = quality is not None and bitrate is None
+        if constant_quality:
+            options.update(quality)
+        elif encoder in spec.crf_encoders:
             options["preset"] = preset
-            if constant_quality:
-                options["crf"] = str(crf)
-            elif bitrate is not None:  # keep the rate near the average (VBV), as platforms expect
+            if bitrate is not None:  # keep the rate near the average (VBV), as platforms expect
                 options["maxrate"], options["bufsize"] = str(int(bitrate * 1.5)), str(int(bitrate * 2))
         video = self._container.add_stream(encoder, rate=self.fps, options=options)
         video.width, video.height, video.pix_fmt = self.width, self.height, spec.pix_fmt
@@ -287,7 +288,9 @@ class VideoWriter:
         context.color_range = _AVCOL_RANGE_MPEG
         if bitrate is not None:
             context.bit_rate = bitrate
-        elif spec.has_quality and not constant_quality:
+        elif constant_quality:
+            context.bit_rate = 0  # FFmpeg's default target (200 kb/s) would cap NVENC's cq mode
+        elif spec.has_quality:
             # hardware encoders have no CRF; give them a generous bit rate
             context.bit_rate = int(0.15 * self.width * self.height * float(self.fps))
         self._video = video
