@@ -104,7 +104,7 @@ def test_a_missing_encoder_names_the_codecs_that_are_there(project_dir: Path, mo
 
     monkeypatch.setattr(av, "codecs_available", set(av.codecs_available) - {
         n for n in CODECS["hevc"].encoders})
-    presets._opens.cache_clear()
+    presets._open_error.cache_clear()
     assert "hevc" not in available_codecs()
     project, _ = load_project(project_dir)
     with pytest.raises(RenderError, match=r"No HEVC \(H.265\) encoder.*H.264, ProRes 422") as err:
