@@ -144,9 +144,9 @@ ENCODER_CHOICES = ("auto", "hardware")
 _HARDWARE_SUFFIXES = ("_nvenc", "_videotoolbox", "_qsv", "_amf", "_vaapi", "_mf", "_v4l2m2m")
 
 
-#: NVENC's constant-quality scale (``-rc vbr -cq N -b:v 0``) against the codec's CRF: cq = crf + offset
-#: gives about the same picture quality (PSNR) as x264/x265 at that CRF — measured by
-#: benchmarks/encoder_quality.py on an H200 (see the README's export section).
+#: NVENC's constant-quality scale (``-rc vbr -cq N -b:v 0``) against the codec's CRF: cq = crf + offset.
+#: Not measured yet: the only GPU lent so far (an H200) has no video encoder. 0 until
+#: benchmarks/encoder_quality.py, run on a GPU with NVENC, prints the offset that matches x264's PSNR.
 NVENC_CQ_OFFSET = {"h264_nvenc": 0, "hevc_nvenc": 0}
 
 
