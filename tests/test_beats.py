@@ -319,3 +319,24 @@ def test_a_dense_real_rock_mix_alone_gets_the_beat_its_drums_play():
     assert abs(grid.tempo_bpm / true_bpm - 1.0) < 0.04, (grid.tempo_bpm, true_bpm)
     f = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(hits_s), mir_eval.beat.trim_beats(grid.beats_s))
     assert f >= 0.8, f"beats vs the drums' hits: F {f:.2f}"
+
+
+def test_a_part_entering_marks_a_section_boundary_a_steady_loop_has_none():
+    """The section accent of the downbeat finder: a pad entering on beat 32 (bar 9) and leaving on
+    beat 64 peaks there, and a click loop with no change of part gives no accent at all."""
+    from bridge.analysis.bars import _section_boundaries
+    from bridge.analysis.periodicity import _frame_rate_hz
+
+    tempo_bpm, seconds = 120.0, 40.0
+    stems, beats = click_stems(tempo_bpm, seconds, 4)
+    frames = np.round(beats * _frame_rate_hz()).astype(int)
+    n_frames = stems["click"].n_frames
+    assert not _section_boundaries(stems, frames, n_frames).any()
+
+    t = np.arange(int(seconds * SR)) / SR
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3.0
+    pad = (0.3 * chord * ((t >= beats[32]) & (t < beats[64]))).astype(np.float32)
+    stems["pad"] = compute_stem_features(pad, name="pad", role="other")
+    accent = _section_boundaries(stems, frames, n_frames)
+    peaks = set(np.flatnonzero(accent > 0.5 * accent.max()))
+    assert peaks and peaks <= {31, 32, 33, 63, 64, 65}, sorted(peaks)
