@@ -212,9 +212,10 @@ def band_songs(tmp: Path) -> list[Song]:
     return out
 
 
-def freedoom_songs(tmp: Path, count: int) -> list[Song]:
-    """``count`` Freedoom 2 excerpts (held: never used to design the response), spread over the set
-    (benchmarks/freedoom_songs.py; needs apt packages freedoom fluidsynth fluid-soundfont-gm)."""
+def freedoom_songs(tmp: Path, count: int, split: str = "held") -> list[Song]:
+    """``count`` Freedoom excerpts of ``split`` (held: never used to design the response; dev: the
+    Freedoom 1 renders, for developing it), spread over the set (benchmarks/freedoom_songs.py;
+    needs apt packages freedoom fluidsynth fluid-soundfont-gm)."""
     import soundfile as sf
 
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -223,7 +224,7 @@ def freedoom_songs(tmp: Path, count: int) -> list[Song]:
     from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
 
     pool = [d for d in build(ANALYSIS_SAMPLE_RATE, progress=lambda m: print(m, file=sys.stderr))
-            if d["split"] == "held" and d["has_drums"] and d["has_grid"] and d["name"].endswith("#1")]
+            if d["split"] == split and d["has_drums"] and d["has_grid"] and d["name"].endswith("#1")]
     picks = [pool[round(i * (len(pool) - 1) / max(1, count - 1))] for i in range(min(count, len(pool)))]
     out = []
     for d in picks:
@@ -234,7 +235,7 @@ def freedoom_songs(tmp: Path, count: int) -> list[Song]:
             sf.write(str(stems_dir / f"{stem}.wav"), audio, ANALYSIS_SAMPLE_RATE, subtype="PCM_24")
         mix = np.sum([a for _, _, a in d["stems"]], axis=0)
         mix = librosa.resample(mix, orig_sr=ANALYSIS_SAMPLE_RATE, target_sr=ONSET_SR) if ANALYSIS_SAMPLE_RATE != ONSET_SR else mix
-        out.append(Song(name, "held", stems_dir, mix.astype(np.float32), np.asarray(d["beats"], float)))
+        out.append(Song(name, split, stems_dir, mix.astype(np.float32), np.asarray(d["beats"], float)))
     return out
 
 
@@ -315,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep the rendered videos in DIR")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--freedoom", type=int, default=0, metavar="N",
-                    help="also N held-out Freedoom 2 excerpts (see benchmarks/freedoom_songs.py)")
+                    help="also N Freedoom excerpts (see benchmarks/freedoom_songs.py)")
+    ap.add_argument("--freedoom-split", choices=("held", "dev"), default="held",
+                    help="which Freedoom split --freedoom takes (dev: to develop on; held: to check)")
     args = ap.parse_args(argv)
     width, height = (int(x) for x in args.size.lower().split("x"))
     rows = []
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         songs = (shared_songs() if DATA.exists() else []) + [demo_song(tmp)] + band_songs(tmp)
         if args.freedoom:
-            songs += freedoom_songs(tmp, args.freedoom)
+            songs += freedoom_songs(tmp, args.freedoom, args.freedoom_split)
         if args.songs:
             songs = [s for s in songs if any(s.name.startswith(p) for p in args.songs)]
         looks: list[str | None] = [None]
