@@ -52,8 +52,10 @@ def test_plan_cuts_at_boundaries_and_covers_every_frame_once() -> None:
 
 
 def test_preroll_rebuilds_the_feedback_state_exactly(project_dir: Path) -> None:  # noqa: F811
-    """A segment rendered on its own after PREROLL_SECONDS of pre-roll equals the straight render;
-    with a pre-roll of 5 frames it does not (the trails of earlier frames are missing)."""
+    """On this project a segment rendered on its own after PREROLL_SECONDS of pre-roll equals the
+    straight render; with a pre-roll of 5 frames it does not (the trails of earlier frames are
+    missing). Not a guarantee in general (issue 18: one code value off at frame 489 of 20 s of the
+    demo at 640x360), so exports hand the exact engine state over instead (the tests below)."""
     project = lossless(project_dir)
     job = prepare_render(project, project_dir)
     p = job.params
