@@ -19,7 +19,9 @@ engine's feedback does not provably forget its past (persistence reaches 0.985 p
 ``decay`` parameter, its 1.04 saturation gain keeps saturated colours alive, and uint8 rounding can
 keep a difference of one code value alive for as long as a pixel stays lit). Measured (issue 18):
 20 s of the demo at 640x360 in 16 segments, the segment starting at frame 488 came out of its
-60-frame pre-roll with 4 pixels one code value off, which frame 489 still showed.
+60-frame pre-roll with 4 pixels one code value off, which frame 489 still showed. The shader
+engine's feedback looks keep far more: ink's float fluid (fade 0.99 per frame) came out of the same
+pre-roll up to 97 code values off (the demo at 320x180), glitch's up to 16.
 
 So for the engines whose state can be read and restored (:data:`bridge.visuals.STATE_ENGINES`)
 the state is handed over exactly: each finished segment's end state is kept (``state-FRAME.npz``
@@ -28,9 +30,10 @@ the driver checks — the task reports a digest of the state its pre-roll reache
 start, and a segment whose digest differs from the previous segment's end state is rendered again
 from that end state (:func:`bridge.export.cluster.render_on_ray`). Every accepted segment thus
 started from the state a straight render has at that frame: equal frames by construction.
-Other engines keep the pre-roll: shader looks without feedback buffers (no pass with a TARGET)
-need only the hit envelope's frames (:func:`engine_preroll_frames`), exact; the diffusion engine's
-img2img chain never fully forgets its past, so its segments match a sequential render only
+Both the procedural and the shader engine do (shader looks without feedback buffers — no pass with
+a TARGET — pre-roll only the hit envelope's frames, :func:`engine_preroll_frames`, which rebuild
+their state exactly, so their segments are rarely redone). The diffusion engine keeps the pre-roll:
+its img2img chain never fully forgets its past, so its segments match a sequential render only
 approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
 """
 
@@ -160,10 +163,19 @@ def keeps_state(job: RenderJob) -> bool:
     return job.engine_key in STATE_ENGINES
 
 
+def fresh_start_frame(job: RenderJob, start_frame: int) -> int:
+    """The frame a fresh engine starts at for a run of frames from ``start_frame``: the first
+    prepared frame for the range's first frame (what a straight render of the range does, by
+    definition), else :func:`segment_preroll` frames before it."""
+    if start_frame <= job.range.start_frame:
+        return job.params.start_frame
+    return start_frame - segment_preroll(job, start_frame)
+
+
 def preroll_is_exact(job: RenderJob, start_frame: int) -> bool:
     """Whether a fresh engine's pre-roll before ``start_frame`` is the whole history of the render
     (it starts at the first prepared frame), so the state it reaches is exactly a straight render's."""
-    return start_frame - segment_preroll(job, start_frame) <= job.params.start_frame
+    return fresh_start_frame(job, start_frame) <= job.params.start_frame
 
 
 def work_folder(out_path: str | os.PathLike[str]) -> Path:
@@ -434,8 +446,7 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
 
     ``start``: (frame, state): the engine starts at that frame (at or before the first segment; the
     frames up to the segment are rendered and dropped) in that state (None: a fresh engine's) — the
-    exact state there makes the frames exact. None: :func:`segment_preroll` frames from a fresh
-    engine. ``states`` (engines with ``get_state``): filled with the state at the first segment's
+    exact state there makes the frames exact. None: a fresh engine from :func:`fresh_start_frame`. ``states`` (engines with ``get_state``): filled with the state at the first segment's
     start and at each segment's end (keyed by frame), the end's before ``on_done(seg)``.
     Each part is written atomically (a temporary name, renamed when complete), so a part file that
     exists is whole.
@@ -452,7 +463,7 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
     first = segments[0]
     total = sum(s.n_frames for s in segments)
     if start is None:
-        from_frame, start_state = first.start_frame - segment_preroll(job, first.start_frame), None
+        from_frame, start_state = fresh_start_frame(job, first.start_frame), None
     else:
         from_frame, start_state = start
         if not job.params.start_frame <= from_frame <= first.start_frame:

@@ -14,7 +14,7 @@ ENGINE_NAMES: tuple[str, ...] = ("procedural", "shader", "lcm")
 #: Engines whose whole frame-to-frame state can be read and restored (``get_state`` /
 #: ``set_state``, see :mod:`bridge.visuals.base`): their segment exports hand the exact state over
 #: at each cut, so segments equal a straight render bit for bit (bridge.export.segments).
-STATE_ENGINES: tuple[str, ...] = ("procedural",)
+STATE_ENGINES: tuple[str, ...] = ("procedural", "shader")
 
 
 def get_engine(name: str, **settings: Any) -> Engine:
