@@ -17,9 +17,12 @@ its pre-roll is a guess the driver checks. The task returns, with the segment, a
 state its pre-roll reached and the state it ended with; the driver accepts segments in order, and
 one whose start digest differs from the accepted previous segment's end state is rendered again,
 starting from that end state (no pre-roll). A pre-roll leaves the procedural engine's feedback a
-code value off now and then (see :mod:`bridge.export.segments`); those segments are redone, the
-others cost nothing more. Accepted segments and their end states go into the work folder, so a
-resumed render starts from them.
+code value off now and then (3 of 16 cuts in the issue-18 render; see :mod:`bridge.export.segments`);
+those segments are redone, the others cost nothing more. Shader looks whose feedback outlives the
+pre-roll (ink's fluid fades by 0.99 a frame) miss at nearly every cut, so their segments are redone
+one after the other: exact, but hardly faster than one machine (not measured yet; the cluster
+benchmark reports ``ray_Kw_redone``). Accepted segments and their end states go into the work
+folder, so a resumed render starts from them.
 
 Each task asks for ``cpus_per_task`` CPUs (default one; plus one GPU for the diffusion engine when
 the cluster has GPUs) and renders with exactly that many threads: OpenCV, llvmpipe, x264 and the
