@@ -16,6 +16,8 @@ OpenCV, llvmpipe, x264 and BLAS pools; rendering and encoding one after the othe
     once), speedup_Kw = local_1thread_s / ray_Kw_s, per_worker_Kw = speedup_Kw / K (1.0 = perfect);
   - split_join_overhead = ray_1w_s / local_1thread_s − 1: what the cluster path adds at equal
     compute (pre-roll per segment, object store, task scheduling, the join);
+  - ray_Kw_redone: segments whose pre-roll did not reach the straight render's feedback state
+    exactly, rendered again from the previous segment's end state (bridge.export.cluster);
   - resume_share: a local render cancelled at 60 % and run again, the second run as a share of
     local_all_s;
   - *_cores: CPU seconds / wall seconds of each render (the workers' processes for Ray): the cores it
@@ -250,7 +252,11 @@ def main() -> int:
                     out = root / f"ray-{label}.mp4"
                     out.unlink(missing_ok=True)
                     cpu0 = processes_cpu_s(pids)
-                    wall, _ = timed(render_on_ray, job, out, n_segments=n, cpus_per_task=cpus)
+                    messages: list[str] = []
+                    wall, _ = timed(render_on_ray, job, out, n_segments=n, cpus_per_task=cpus,
+                                    log_message=messages.append)
+                    # segments whose pre-roll missed the exact feedback state, rendered again from it
+                    row[f"ray_{label}_redone"] = sum("rendering it again" in m for m in messages)
                     cpu1 = processes_cpu_s(pids)  # the workers' CPU time, not the driver's
                     best(f"ray_{label}_s", wall, None if cpu0 is None or cpu1 is None else cpu1 - cpu0)
                     workers[label] = k

@@ -61,6 +61,25 @@ def test_deterministic_for_the_same_inputs():
     assert any(not np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
+def test_a_run_continued_from_another_engines_state_equals_the_straight_run():
+    """get_state / set_state (what segment exports hand over at a cut, issue 18): a second engine
+    given the first one's state after frame 29 draws frames 30… as the straight run does; a fresh
+    engine at frame 30 does not (its feedback trails are missing)."""
+    def params(i):
+        return neutral(zoom=0.03, rotation=2.0, pulse=(i % 5) / 5, detail=0.6, warp=0.4, decay=0.3)
+
+    straight = run(started(seed=3), 45, params)
+    first = started(seed=3)
+    run(first, 30, params)
+    second = started(seed=3)
+    second.set_state(first.get_state())
+    for got, want in zip(run(second, 15, params, start=30), straight[30:], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(run(started(seed=3), 1, params, start=30)[0], straight[30])
+    with pytest.raises(RenderError, match=r"uint8 \(90, 160, 3\)"):
+        second.set_state({"feedback": np.zeros((45, 80, 3), np.uint8)})  # another render size
+
+
 def test_flash_makes_the_frame_much_brighter():
     a, b = started(), started()
     run(a, 10)

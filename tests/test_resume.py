@@ -52,8 +52,10 @@ def test_plan_cuts_at_boundaries_and_covers_every_frame_once() -> None:
 
 
 def test_preroll_rebuilds_the_feedback_state_exactly(project_dir: Path) -> None:  # noqa: F811
-    """A segment rendered on its own after PREROLL_SECONDS of pre-roll equals the straight render;
-    with a pre-roll of 5 frames it does not (the trails of earlier frames are missing)."""
+    """On this project a segment rendered on its own after PREROLL_SECONDS of pre-roll equals the
+    straight render; with a pre-roll of 5 frames it does not (the trails of earlier frames are
+    missing). Not a guarantee in general (issue 18: one code value off at frame 489 of 20 s of the
+    demo at 640x360), so exports hand the exact engine state over instead (the tests below)."""
     project = lossless(project_dir)
     job = prepare_render(project, project_dir)
     p = job.params
@@ -120,6 +122,29 @@ def test_cancelled_export_resumes_from_its_last_segment(project_dir: Path) -> No
     assert got["hashes"] == truth_hashes(project, project_dir)
     assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)  # the writer's contract: within a frame
     assert no_leftovers(project_dir) == []
+
+
+def test_a_resumed_export_starts_from_the_kept_engine_state(project_dir: Path) -> None:  # noqa: F811
+    """Issue 18: a pre-roll from black only approximates the feedback a straight render has at a
+    cut. With a pre-roll far too short to rebuild it (3 frames), the resumed render still equals
+    the uninterrupted one: it starts from the engine state the last finished segment kept."""
+    from dataclasses import replace
+
+    from bridge.export.segments import render_segmented
+
+    project = lossless(project_dir)
+    job = replace(prepare_render(project, project_dir, end_s=4.0), preroll_frames=3)
+    out = project_dir / "out.mp4"
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        render_segmented(job, out, n_segments=4, cancel=token,
+                         progress=lambda d, t, label="": token.cancel() if d >= 0.5 * t else None)
+    manifest = json.loads((work_folder(out) / "manifest.json").read_text())
+    assert 1 <= len(manifest["done"]) < 4, manifest
+    messages: list[str] = []
+    render_segmented(job, out, n_segments=4, log_message=messages.append)
+    assert any(m.startswith("resuming at") for m in messages), messages
+    assert decoded(out)["hashes"] == truth_hashes(project, project_dir, end_s=4.0)
 
 
 def test_a_changed_project_or_no_resume_starts_over(project_dir: Path) -> None:  # noqa: F811

@@ -349,3 +349,49 @@ def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  #
     alone = run(hit + 2 - preroll, 120)[preroll:]
     assert all(np.array_equal(a, b) for a, b in zip(straight[hit + 2:120], alone, strict=True))
     assert not np.array_equal(run(hit + 2, hit + 3)[0], straight[hit + 2])
+
+
+def test_a_shader_run_continued_from_another_engines_state_equals_the_straight_run(project_dir):  # noqa: F811
+    """Issue 18: feedback looks (ink's float fluid, glitch's mosh buffer) keep their past far longer
+    than a segment's 2 s pre-roll (ink: up to 97 code values off after it, the demo at 320x180), so
+    segment exports hand the engine's state over instead (get_state / set_state). A fresh engine
+    given the state of the straight run at a cut — before the melt, inside it, after it — draws
+    the following frames bit for bit as the straight run; after the 2 s pre-roll it does not."""
+    from segment_helpers import lossless
+
+    from bridge.export.render import PREROLL_SECONDS, prepare_render
+    from bridge.export.segments import engine_frames, start_engine, state_digest
+    from bridge.project import load_project, save_project
+
+    require_gl()
+    project = lossless(project_dir)
+    project = project.model_copy(update={
+        "engine": project.engine.model_copy(update={"name": "shader"}),
+        "sections": [project.sections[0].model_copy(update={"look": "ink"}),
+                     project.sections[1].model_copy(update={"look": "glitch", "transition": "melt",
+                                                            "transition_beats": 8})]})
+    save_project(project, project_dir)
+    project, _ = load_project(project_dir)
+    job = prepare_render(project, project_dir)
+    n = len(job.params)
+    cuts = (100, 150, 235)  # before the melt (frames 120–240), inside it, at its end
+
+    def frames(start: int, count: int, *, preroll: int = 0, state=None, states=None) -> list[np.ndarray]:
+        engine = start_engine(job)
+        try:
+            return [f.copy() for f in engine_frames(engine, job, start, count, preroll=preroll, start_state=state,
+                                                    states=states, capture=frozenset(cuts))]
+        finally:
+            engine.close()
+
+    states: dict = {}
+    straight = frames(0, n, states=states)
+    assert sorted(states) == list(cuts) and "melt" in states[150] and "melt" not in states[100]
+    for cut in cuts:
+        again: dict = {}
+        alone = frames(cut, n - cut, state=states[cut], states=again)
+        assert state_digest(again[cut]) == state_digest(states[cut])  # set, then got: the same state
+        assert all(np.array_equal(a, b) for a, b in zip(straight[cut:], alone, strict=True)), cut
+    fixed = int(PREROLL_SECONDS * job.context.fps)
+    guessed = frames(100, 10, preroll=fixed)
+    assert any(not np.array_equal(a, b) for a, b in zip(straight[100:110], guessed, strict=True))

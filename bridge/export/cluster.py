@@ -11,6 +11,19 @@ project's files. The driver writes each returned segment into the work folder be
 it arrives (so a killed driver resumes with them), then joins them without re-encoding and muxes
 the audio once.
 
+Exact frames at the cuts (issue 18): a task cannot know the feedback state a straight render has at
+its segment's start, so for an engine whose state can be read (:data:`bridge.visuals.STATE_ENGINES`)
+its pre-roll is a guess the driver checks. The task returns, with the segment, a digest of the
+state its pre-roll reached and the state it ended with; the driver accepts segments in order, and
+one whose start digest differs from the accepted previous segment's end state is rendered again,
+starting from that end state (no pre-roll). A pre-roll leaves the procedural engine's feedback a
+code value off now and then (3 of 16 cuts in the issue-18 render; see :mod:`bridge.export.segments`);
+those segments are redone, the others cost nothing more. Shader looks whose feedback outlives the
+pre-roll (ink's fluid fades by 0.99 a frame) miss at nearly every cut, so their segments are redone
+one after the other: exact, but hardly faster than one machine (not measured yet; the cluster
+benchmark reports ``ray_Kw_redone``). Accepted segments and their end states go into the work
+folder, so a resumed render starts from them.
+
 Each task asks for ``cpus_per_task`` CPUs (default one; plus one GPU for the diffusion engine when
 the cluster has GPUs) and renders with exactly that many threads: OpenCV, llvmpipe, x264 and the
 BLAS pools are sized to the allotment in the worker before the engine starts
@@ -26,6 +39,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,20 +98,34 @@ def connect(address: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class SegmentResult:
+    """What a segment task returns: the encoded segment, and the engine states at its two ends
+    (engines with ``get_state``; None otherwise)."""
+
+    data: bytes
+    #: :func:`bridge.export.segments.state_digest` of the state the segment started from.
+    start_digest: str | None
+    #: The state after its last frame (what the next segment must start from).
+    end_state: dict | None
+
+
 def render_segment_bytes(job: RenderJob, index: int, start_frame: int, n_frames: int, *,
                          report: Callable[[int, int], None] = lambda i, d: None,
-                         fault_marker: str | None = None, n_threads: int = 0) -> bytes:
+                         fault_marker: str | None = None, n_threads: int = 0,
+                         start_state: dict | None = None) -> SegmentResult:
     """One segment as an encoded video-only MP4 (bytes): what a Ray task runs. Pure in its inputs.
 
     ``n_threads``: the task's CPU allotment; this process's render thread pools are sized to it
-    first (0: left as they are).
+    first (0: left as they are). ``start_state``: the engine's exact state at ``start_frame`` (no
+    pre-roll); None: a pre-roll from a fresh engine (:func:`bridge.export.segments.segment_preroll`).
 
     ``fault_marker`` (tests): if that file does not exist yet, create it and kill this process half
     way through the segment — a worker lost mid-render, which Ray then retries.
     """
     import tempfile
 
-    from bridge.export.segments import Segment, encode_segments
+    from bridge.export.segments import Segment, encode_segments, state_digest
     from bridge.export.threads import limit_cpu_threads
 
     if n_threads:
@@ -119,8 +147,11 @@ def render_segment_bytes(job: RenderJob, index: int, start_frame: int, n_frames:
         from bridge.export.segments import part_suffix
 
         path = Path(tmp) / f"segment-{index:04d}{part_suffix(job.settings.video_codec)}"
-        encode_segments(job, [seg], lambda _s: path, progress=progress)
-        return path.read_bytes()
+        states: dict[int, dict] = {}
+        encode_segments(job, [seg], lambda _s: path, progress=progress, states=states,
+                        start=None if start_state is None else (start_frame, start_state))
+        return SegmentResult(path.read_bytes(), state_digest(states.get(seg.start_frame)),
+                             states.get(seg.end_frame))
 
 
 _REMOTE: dict[str, Any] = {}
@@ -132,12 +163,12 @@ def _remote_parts() -> tuple[Any, Any]:
         ray = import_ray()
 
         @ray.remote
-        def render_segment_task(job, index, start_frame, n_frames, board, fault_marker, n_threads):
+        def render_segment_task(job, index, start_frame, n_frames, board, fault_marker, n_threads, start_state):
             def report(i: int, done: int) -> None:
                 board.report.remote(i, done)  # fire and forget
 
             return render_segment_bytes(job, index, start_frame, n_frames, report=report,
-                                        fault_marker=fault_marker, n_threads=n_threads)
+                                        fault_marker=fault_marker, n_threads=n_threads, start_state=start_state)
 
         @ray.remote(num_cpus=0)
         class ProgressBoard:
@@ -191,7 +222,10 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
         SEGMENT_SECONDS,
         format_time,
         join_parts,
+        keeps_state,
         open_work_folder,
+        preroll_is_exact,
+        state_digest,
     )
 
     if isinstance(cpus_per_task, bool) or not isinstance(cpus_per_task, int) or cpus_per_task < 1:
@@ -227,13 +261,57 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
             job_ref = ray.put(job.without_audio())  # once into the object store; tasks share it
             options = task_options(cpus_per_task, use_gpu=use_gpu, max_retries=max_retries)
             marker = None if _fault_marker is None else str(_fault_marker)
-            pending = {
-                task.options(**options).remote(job_ref, s.index, s.start_frame, s.n_frames, board, marker,
-                                             cpus_per_task): s
-                for s in todo
-            }
+            exact_states = keeps_state(job)
+            # end states of accepted segments, by frame: the kept one a resumed segment starts from
+            ends: dict[int, dict] = {}
+
+            def submit(seg: Segment, start_state: dict | None = None) -> Any:
+                return task.options(**options).remote(job_ref, seg.index, seg.start_frame, seg.n_frames, board,
+                                                      marker, cpus_per_task, start_state)
+
+            pending: dict[Any, Segment] = {}
+            for s in todo:
+                kept = work.load_state(s.start_frame) if exact_states and s.index - 1 in work.done else None
+                if kept is not None:
+                    ends[s.start_frame] = kept
+                pending[submit(s, kept)] = s
+            exact_start = {s.index for s in todo if s.start_frame in ends}  # started from an exact state
+            finished: dict[int, Any] = {}  # index → SegmentResult, written but not yet accepted
+
+            def accept() -> None:
+                """Accept finished segments in plan order while each started from the state the
+                previous one ended with; a segment that did not is submitted again from that state."""
+                for seg in plan:
+                    if work.is_done(seg):
+                        continue
+                    result = finished.get(seg.index)
+                    if result is None:
+                        return  # the segments after it wait for its end state
+                    if exact_states and seg.index not in exact_start and not preroll_is_exact(job, seg.start_frame):
+                        before = ends.get(seg.start_frame)
+                        if before is None and seg.index - 1 in work.done:
+                            raise RenderError(f"The work folder '{work.path}' lacks the engine state at frame "
+                                              f"{seg.start_frame} that segment {seg.index + 1} must start from; "
+                                              "render again with --no-resume.")
+                        if before is None:
+                            return  # the previous segment is not accepted yet
+                        if state_digest(before) != result.start_digest:
+                            log_message(f"segment {seg.index + 1}: its pre-roll did not rebuild the feedback "
+                                        f"exactly; rendering it again from segment {seg.index}'s end state")
+                            del finished[seg.index]
+                            exact_start.add(seg.index)
+                            pending[submit(seg, before)] = seg
+                            return
+                    del finished[seg.index]
+                    if exact_states:
+                        work.save_state(seg.end_frame, result.end_state)  # before the segment counts as done
+                        if result.end_state is not None:
+                            ends[seg.end_frame] = result.end_state
+                    work.mark_done(seg)
+
             done_frames = sum(s.n_frames for s in plan if work.is_done(s))
             running: dict[int, int] = {}
+            shown = done_frames  # a segment rendered again must not move the progress back
             progress(done_frames, total, _label(plan, work.done, running))
             try:
                 while pending:
@@ -241,23 +319,29 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                     ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.25)
                     for ref in ready:
                         seg = pending.pop(ref)
-                        data = _result(ray, ref, seg, retries=max_retries)
-                        atomic_write_bytes(work.part_path(seg), data)
-                        work.mark_done(seg)
+                        result = _result(ray, ref, seg, retries=max_retries)
+                        atomic_write_bytes(work.part_path(seg), result.data)
+                        finished[seg.index] = result
                         running.pop(seg.index, None)
-                        done_frames += seg.n_frames
+                    if ready:
+                        accept()
+                        done_frames = sum(s.n_frames for s in plan if work.is_done(s) or s.index in finished)
                     try:
                         snap = ray.get(board.snapshot.remote(), timeout=5)
                     except Exception:  # noqa: BLE001 - progress is best effort
                         snap = {}
-                    running = {i: d for i, d in snap.items() if i not in work.done}
-                    progress(done_frames + sum(running.values()), total, _label(plan, work.done, running))
+                    running = {i: d for i, d in snap.items() if i not in work.done and i not in finished}
+                    shown = max(shown, min(total, done_frames + sum(running.values())))
+                    progress(shown, total, _label(plan, work.done, running))
             except BaseException:
                 for ref in pending:  # stop what still runs; finished segments stay in the work folder
                     ray.cancel(ref, force=True)
                 raise
             finally:
                 ray.kill(board)
+            if len(work.done) != len(plan):  # cannot happen: every result is accepted or sent again
+                raise RenderError(f"{len(plan) - len(work.done)} segments were rendered but not accepted; "
+                                  "render again to resume.")
             progress(total, total, "joining")
             out = join_parts([work.part_path(s) for s in plan], out_path, fps=job.context.fps, n_frames=total,
                              audio=job.audio, audio_sample_rate=job.settings.sample_rate)
@@ -268,7 +352,7 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
             ray.shutdown()
 
 
-def _result(ray: Any, ref: Any, seg: Segment, *, retries: int) -> bytes:
+def _result(ray: Any, ref: Any, seg: Segment, *, retries: int) -> SegmentResult:
     """A finished task's bytes; its error as the user would see it locally."""
     try:
         return ray.get(ref)

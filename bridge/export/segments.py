@@ -12,16 +12,29 @@ A killed or cancelled export run again with the same key keeps the finished segm
 with the first missing one ("resuming at 2:41"). A different key (the project changed) starts over.
 
 Engine state at a segment start: a local render runs its segments back to back with one engine, so
-the state carries over exactly. A segment rendered on its own (after a resume, or on a Ray worker)
+the state carries over exactly. A segment rendered on its own (on a Ray worker, or after a resume)
 first renders up to :data:`bridge.export.render.PREROLL_SECONDS` of frames before its start and
-throws them away, so feedback trails are rebuilt. For the procedural engine the feedback decays to
-exact black within that time (persistence ≤ 0.95 per frame and a −1.5 offset per frame), so the
-frames are bit-identical to an uninterrupted render: measured on the synthetic 120 BPM test project
-at 160x90, the largest difference after a pre-roll of 10 / 20 / 30 / 45 frames was 39 / 5 / 1 / 0
-code values, 0 from 45 frames (1.5 s) on. Shader looks without feedback buffers (no pass with a
-TARGET) need only the hit envelope's frames (:func:`engine_preroll_frames`);
-the diffusion engine's img2img chain never fully forgets its past, so its segments match a
-sequential render only approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
+throws them away, so feedback trails are rebuilt — but only approximately: the procedural
+engine's feedback does not provably forget its past (persistence reaches 0.985 per frame with the
+``decay`` parameter, its 1.04 saturation gain keeps saturated colours alive, and uint8 rounding can
+keep a difference of one code value alive for as long as a pixel stays lit). Measured (issue 18):
+20 s of the demo at 640x360 in 16 segments, the segment starting at frame 488 came out of its
+60-frame pre-roll with 4 pixels one code value off, which frame 489 still showed. The shader
+engine's feedback looks keep far more: ink's float fluid (fade 0.99 per frame) came out of the same
+pre-roll up to 97 code values off (the demo at 320x180), glitch's up to 16.
+
+So for the engines whose state can be read and restored (:data:`bridge.visuals.STATE_ENGINES`)
+the state is handed over exactly: each finished segment's end state is kept (``state-FRAME.npz``
+in the work folder), a resume starts from it, and a cluster task's pre-roll is only a guess that
+the driver checks — the task reports a digest of the state its pre-roll reached at the segment
+start, and a segment whose digest differs from the previous segment's end state is rendered again
+from that end state (:func:`bridge.export.cluster.render_on_ray`). Every accepted segment thus
+started from the state a straight render has at that frame: equal frames by construction.
+Both the procedural and the shader engine do (shader looks without feedback buffers — no pass with
+a TARGET — pre-roll only the hit envelope's frames, :func:`engine_preroll_frames`, which rebuild
+their state exactly, so their segments are rarely redone). The diffusion engine keeps the pre-roll:
+its img2img chain never fully forgets its past, so its segments match a sequential render only
+approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
 """
 
 from __future__ import annotations
@@ -53,7 +66,7 @@ log = logging.getLogger(__name__)
 SEGMENT_SECONDS = 10.0
 MANIFEST_NAME = "manifest.json"
 #: Bumped when the part files or the manifest change meaning (old work folders are then redone).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: engine states kept at segment ends (a version-1 folder has none: redone)
 #: Largest mean absolute difference (0–255, per frame) between a diffusion (lcm) export rendered in
 #: segments and the same export rendered straight through: each segment's pre-roll rebuilds the
 #: img2img chain from its own start; segments are cut at keyframes, where hits re-anchor the chain.
@@ -131,6 +144,40 @@ def job_key(job: RenderJob) -> str:
     return h.hexdigest()[:32]
 
 
+def state_digest(state: dict[str, np.ndarray] | None) -> str | None:
+    """A hash of an engine state (:meth:`get_state`): names, dtypes, shapes and bytes; None for None."""
+    if state is None:
+        return None
+    h = hashlib.sha256()
+    for name in sorted(state):
+        arr = np.ascontiguousarray(state[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def keeps_state(job: RenderJob) -> bool:
+    """Whether the job's engine hands its exact state over at segment cuts (see the module doc)."""
+    from bridge.visuals import STATE_ENGINES
+
+    return job.engine_key in STATE_ENGINES
+
+
+def fresh_start_frame(job: RenderJob, start_frame: int) -> int:
+    """The frame a fresh engine starts at for a run of frames from ``start_frame``: the first
+    prepared frame for the range's first frame (what a straight render of the range does, by
+    definition), else :func:`segment_preroll` frames before it."""
+    if start_frame <= job.range.start_frame:
+        return job.params.start_frame
+    return start_frame - segment_preroll(job, start_frame)
+
+
+def preroll_is_exact(job: RenderJob, start_frame: int) -> bool:
+    """Whether a fresh engine's pre-roll before ``start_frame`` is the whole history of the render
+    (it starts at the first prepared frame), so the state it reaches is exactly a straight render's."""
+    return fresh_start_frame(job, start_frame) <= job.params.start_frame
+
+
 def work_folder(out_path: str | os.PathLike[str]) -> Path:
     """Where the segments of ``out_path`` are kept: ``.NAME.parts`` beside it (hidden)."""
     out = Path(out_path)
@@ -190,7 +237,8 @@ class WorkFolder:
         else:
             if manifest is not None:
                 log.info("work folder %s is for another render (or --no-resume): starting over", self.path)
-            for part in (*self.path.glob("segment-*.mp4"), *self.path.glob("segment-*.mov")):
+            for part in (*self.path.glob("segment-*.mp4"), *self.path.glob("segment-*.mov"),
+                         *self.path.glob("state-*.npz")):
                 part.unlink(missing_ok=True)
             self.plan, self.done = plan, set()
             self._write_manifest()
@@ -206,6 +254,44 @@ class WorkFolder:
     def mark_done(self, seg: Segment) -> None:
         self.done.add(seg.index)
         self._write_manifest()
+        # a kept state serves the segment that starts there: once that one is done, it is not needed
+        for s in self.plan:
+            if s.index in self.done:
+                self.state_path(s.start_frame).unlink(missing_ok=True)
+
+    def state_path(self, frame: int) -> Path:
+        return self.path / f"state-{frame:08d}.npz"
+
+    def save_state(self, frame: int, state: dict[str, np.ndarray] | None) -> None:
+        """Keep the engine state at the start of ``frame`` (a segment's end), written atomically."""
+        if state is None:
+            return
+        import io
+
+        from bridge.fsutil import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, **{name: np.ascontiguousarray(arr) for name, arr in state.items()})
+        atomic_write_bytes(self.state_path(frame), buf.getvalue())
+
+    def load_state(self, frame: int) -> dict[str, np.ndarray] | None:
+        """The kept engine state at ``frame``, or None (never kept, or unreadable)."""
+        try:
+            with np.load(self.state_path(frame), allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except (OSError, ValueError):
+            return None
+
+    def latest_state(self, frame: int, *, not_before: int) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The kept state nearest before (or at) ``frame``, from ``not_before`` on: (its frame, state)."""
+        frames = sorted((int(p.stem.split("-")[1]) for p in self.path.glob("state-*.npz")
+                         if p.stem.split("-")[1].isdigit()), reverse=True)
+        for f in frames:
+            if not_before <= f <= frame:
+                state = self.load_state(f)
+                if state is not None:
+                    return f, state
+        return None
 
     def _read_manifest(self) -> dict | None:
         try:
@@ -289,8 +375,15 @@ def segment_preroll(job: RenderJob, start_frame: int) -> int:
 
 
 def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: int, *, preroll: int,
-                  cancel: CancelToken | None = None) -> Iterator[np.ndarray]:
+                  cancel: CancelToken | None = None, start_state: dict[str, np.ndarray] | None = None,
+                  states: dict[int, dict[str, np.ndarray]] | None = None,
+                  capture: frozenset[int] = frozenset()) -> Iterator[np.ndarray]:
     """Frames ``start_frame …`` from a started engine, after ``preroll`` frames rendered and dropped.
+
+    ``start_state``: the engine's state (``set_state``) at the first pre-roll frame
+    (``start_frame − preroll``); None: the engine as ``start`` left it. ``states``: filled with the
+    engine's state at the start of each frame in ``capture`` (``start_frame + n_frames``: after the
+    last), each before the frame before it is yielded; engines without ``get_state`` fill nothing.
 
     For a yuv420p codec, an engine that converts on its own (the shader engine, on the GPU:
     ``render_yuv420p``) hands over yuv420p planes (:meth:`VideoWriter.write` takes either), except
@@ -303,6 +396,15 @@ def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: in
     advance = getattr(engine, "advance", None)
     if get_codec(job.settings.video_codec).pix_fmt != "yuv420p":
         planar = None
+    get_state = getattr(engine, "get_state", None) if states is not None else None
+
+    def keep(frame: int) -> None:
+        if get_state is not None and frame in capture:
+            states[frame] = get_state()  # type: ignore[index]
+
+    if start_state is not None:
+        engine.set_state(start_state)  # type: ignore[attr-defined]
+    keep(start_frame - preroll)
     for frame in range(start_frame - preroll, start_frame + n_frames):
         i = frame - params.start_frame
         if not 0 <= i < len(params):
@@ -311,6 +413,7 @@ def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: in
         args = (frame, params.row(i), int(params.section_index[i]), float(params.section_mix[i]))
         if frame < start_frame and advance is not None:
             advance(*args)  # a pre-roll frame: its picture is thrown away, so it is not read back
+            keep(frame + 1)
             if cancel is not None:
                 cancel.raise_if_cancelled("the render")
             continue
@@ -318,6 +421,7 @@ def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: in
         image = planar(*args) if planar is not None and gain >= 1.0 else None
         if image is None:
             image = apply_fade(engine.render(*args), gain)
+        keep(frame + 1)
         if frame >= start_frame:
             yield image
         elif cancel is not None:
@@ -335,9 +439,15 @@ def start_engine(job: RenderJob):
 def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Callable[[Segment], Path], *,
                     on_done: Callable[[Segment], None] = lambda s: None,
                     progress: Callable[[Segment, int], None] = lambda s, d: None,
-                    cancel: CancelToken | None = None) -> None:
+                    cancel: CancelToken | None = None,
+                    start: tuple[int, dict[str, np.ndarray] | None] | None = None,
+                    states: dict[int, dict[str, np.ndarray]] | None = None) -> None:
     """Render consecutive ``segments`` with one engine (pre-roll before the first) into their part files.
 
+    ``start``: (frame, state): the engine starts at that frame (at or before the first segment; the
+    frames up to the segment are rendered and dropped) in that state (None: a fresh engine's) — the
+    exact state there makes the frames exact. None: a fresh engine from :func:`fresh_start_frame`. ``states`` (engines with ``get_state``): filled with the state at the first segment's
+    start and at each segment's end (keyed by frame), the end's before ``on_done(seg)``.
     Each part is written atomically (a temporary name, renamed when complete), so a part file that
     exists is whole.
     """
@@ -352,9 +462,16 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
             raise ValueError("encode_segments needs consecutive segments")
     first = segments[0]
     total = sum(s.n_frames for s in segments)
+    if start is None:
+        from_frame, start_state = fresh_start_frame(job, first.start_frame), None
+    else:
+        from_frame, start_state = start
+        if not job.params.start_frame <= from_frame <= first.start_frame:
+            raise ValueError(f"a run of segments from frame {first.start_frame} cannot start at frame {from_frame}")
+    capture = frozenset({first.start_frame, *(s.end_frame for s in segments)})
     engine = start_engine(job)
-    frames = engine_frames(engine, job, first.start_frame, total, preroll=segment_preroll(job, first.start_frame),
-                           cancel=cancel)
+    frames = engine_frames(engine, job, first.start_frame, total, preroll=first.start_frame - from_frame,
+                           cancel=cancel, start_state=start_state, states=states, capture=capture)
     if cpu_threads() != 1:  # render and encode overlap in two threads, unless held to one thread
         frames = prefetch(frames, depth=4, name="render-frames")
     try:
@@ -406,8 +523,22 @@ def render_segmented(job: RenderJob, out_path: str | os.PathLike[str], *, n_segm
             work.mark_done(seg)
             done_frames += seg.n_frames
 
+        states: dict[int, dict[str, np.ndarray]] = {}
+
+        def seg_done_keeping_state(seg: Segment) -> None:
+            work.save_state(seg.end_frame, states.pop(seg.end_frame, None))  # before it counts as done
+            seg_done(seg)
+
         for run in _runs(todo):
-            encode_segments(job, run, work.part_path, on_done=seg_done, progress=seg_progress, cancel=cancel)
+            states.clear()
+            start = None
+            if keeps_state(job):
+                # exactly where a straight render is at the run's start: from the nearest kept state
+                # (the previous segment's end, normally), else from the first prepared frame
+                start = work.latest_state(run[0].start_frame, not_before=job.params.start_frame) \
+                    or (job.params.start_frame, None)
+            encode_segments(job, run, work.part_path, on_done=seg_done_keeping_state, progress=seg_progress,
+                            cancel=cancel, start=start, states=states if keeps_state(job) else None)
         cancel.raise_if_cancelled("the video export")
         progress(total, total, "joining")
         out = join_parts([work.part_path(s) for s in plan], out_path, fps=fps, n_frames=total, audio=job.audio,

@@ -11,6 +11,10 @@ from bridge.visuals.base import Engine, RenderContext, SectionLook
 #: Engines get_engine knows: procedural (CPU, no model), shader (ISF looks on OpenGL 3.3) and lcm
 #: (diffusion; needs stembridge[ai]).
 ENGINE_NAMES: tuple[str, ...] = ("procedural", "shader", "lcm")
+#: Engines whose whole frame-to-frame state can be read and restored (``get_state`` /
+#: ``set_state``, see :mod:`bridge.visuals.base`): their segment exports hand the exact state over
+#: at each cut, so segments equal a straight render bit for bit (bridge.export.segments).
+STATE_ENGINES: tuple[str, ...] = ("procedural", "shader")
 
 
 def get_engine(name: str, **settings: Any) -> Engine:
@@ -45,4 +49,4 @@ def get_engine(name: str, **settings: Any) -> Engine:
     )
 
 
-__all__ = ["ENGINE_NAMES", "Engine", "RenderContext", "SectionLook", "get_engine"]
+__all__ = ["ENGINE_NAMES", "STATE_ENGINES", "Engine", "RenderContext", "SectionLook", "get_engine"]

@@ -3,6 +3,11 @@
 An engine is stateful (feedback buffer, previous frame for img2img chaining): ``start`` resets it,
 then ``render`` is called for consecutive frames. Engines never touch files or the clock.
 
+An engine may also offer ``get_state() -> dict[str, np.ndarray]`` (a copy of all it carries from
+frame to frame) and ``set_state(state)`` (continue from one, after ``start``); the engines that do
+are listed in :data:`bridge.visuals.STATE_ENGINES`. Segment exports use them to start a segment
+from the exact state the previous one ended with, instead of a pre-roll that only approximates it.
+
 Layer: :mod:`bridge.visuals` sits above mapping and analysis and below export and preview (see
 :mod:`bridge.vocab` for the whole order).
 """

@@ -320,6 +320,25 @@ class ProceduralEngine:
         if self._buf is not None:
             self._buf[...] = 0
 
+    def get_state(self) -> dict[str, np.ndarray]:
+        """A copy of everything that carries from one frame to the next: the feedback buffer
+        (uint8 (working height, working width, 3)). With :meth:`set_state`, a run of frames can
+        start exactly where another engine's run stopped (segment exports, resume)."""
+        if self._buf is None:
+            raise RenderError("ProceduralEngine.get_state was called before start(ctx); call start first")
+        return {"feedback": self._buf.copy()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Continue from a state :meth:`get_state` returned (an engine started with the same context)."""
+        if self._buf is None:
+            raise RenderError("ProceduralEngine.set_state was called before start(ctx); call start first")
+        buf = np.asarray(state.get("feedback")) if "feedback" in state else None
+        if buf is None or buf.shape != self._buf.shape or buf.dtype != np.uint8:
+            got = "nothing" if buf is None else f"{buf.dtype} {buf.shape}"
+            raise RenderError(f"procedural engine state has feedback {got}; this engine needs uint8 "
+                              f"{self._buf.shape} (a state saved by a render of another size or engine)")
+        self._buf = np.array(buf, dtype=np.uint8, order="C")
+
     def close(self) -> None:
         self._buf = None  # type: ignore[assignment]
         self._geo = None  # type: ignore[assignment]

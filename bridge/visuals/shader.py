@@ -206,6 +206,66 @@ class ShaderEngine:
                                              defaults=song_variation(shader, self.variation_seed))
         return run
 
+    # -- state hand-over (segment exports: bridge.export.segments) ------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """A copy of all that carries from one frame to the next: the hit envelope's history, the
+        last picture (a melt starts from it), the melt's buffer, and the feedback buffers (front
+        textures) of the looks drawn on the last frame (any other look starts from clear buffers
+        when it is drawn next). Call it in the thread that renders."""
+        state: dict[str, np.ndarray] = {}
+        if self._gl is None:  # nothing drawn yet
+            return {"travel": np.zeros((0, 2)), "frames": np.array([-1, -1], dtype=np.int64)}
+        self._ensure_gl()
+        ctx = self._ctx
+        last = -1 if self._last_frame is None else int(self._last_frame)
+        state["travel"] = np.array(self._travel, dtype=np.float64).reshape(-1, 2)
+        state["frames"] = np.array([last, -1 if self._melt_section is None else int(self._melt_section)],
+                                   dtype=np.int64)
+        if self._last_tex is not None:
+            state["last"] = _texture_array(self._last_tex)
+        if self._melt is not None and self._melt_section is not None:
+            state["melt"] = _texture_array(self._melt[0])
+        paths = [path for path, run in self._runs.items() if run.last_frame is not None and run.last_frame == last]
+        state["looks"] = np.array([str(p) for p in paths])
+        for i, path in enumerate(paths):
+            for name, entry in self._runs[path].targets.items():
+                state[f"look{i}:{name}"] = _texture_array(entry[0])
+        assert ctx is not None
+        return state
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Continue from a state :meth:`get_state` returned (an engine started with the same
+        context), in the thread that will render."""
+        if self._ctx is None:
+            raise RenderError("ShaderEngine.set_state was called before start(ctx); call start first")
+        self._ensure_gl()
+        try:
+            last, melt_section = (int(v) for v in np.asarray(state["frames"]))
+            travel = np.asarray(state["travel"], dtype=np.float64).reshape(-1, 2)
+            looks = [Path(str(p)) for p in np.asarray(state.get("looks", np.array([], dtype=str))).tolist()]
+        except (KeyError, ValueError, TypeError) as err:
+            raise RenderError(f"shader engine state is incomplete or malformed ({err}); it must come from "
+                              "ShaderEngine.get_state") from None
+        for run in self._runs.values():
+            run.last_frame = None  # cleared before it is drawn next
+        self._travel = [(int(f), float(t)) for f, t in travel]
+        self._last_frame = None if last < 0 else last
+        self._melt_section = None if melt_section < 0 else melt_section
+        self._last_tex = None
+        if "last" in state:
+            _write_texture(self._out_tex, state["last"], "the last picture")
+            self._last_tex = self._out_tex
+        if "melt" in state:
+            melt = self._melt_buffers()
+            _write_texture(melt[0], state["melt"], "the melt buffer")
+        for i, path in enumerate(looks):
+            if path not in self._shaders:
+                raise RenderError(f"shader engine state has look {path}, which this render does not draw")
+            run = self._run(path)
+            run.last_frame = self._last_frame
+            for name, entry in run.targets.items():
+                _write_texture(entry[0], state[f"look{i}:{name}"], f"look {path.stem}'s buffer {name!r}")
+
     def close(self) -> None:
         if self._gl is not None:
             self._gl.release()
@@ -384,3 +444,21 @@ class ShaderEngine:
         self._last_tex = out_tex
         self._last_frame = frame_index
         return out, out_tex
+
+
+_TEXTURE_DTYPES = {"f1": np.uint8, "f2": np.float16, "f4": np.float32}
+
+
+def _texture_array(tex) -> np.ndarray:
+    """A texture's content as an array (height, width, components) of its own type, bit for bit."""
+    w, h = tex.size
+    return np.frombuffer(tex.read(), dtype=_TEXTURE_DTYPES[tex.dtype]).reshape(h, w, tex.components).copy()
+
+
+def _write_texture(tex, data: np.ndarray, what: str) -> None:
+    want = (tex.size[1], tex.size[0], tex.components)
+    arr = np.asarray(data)
+    if arr.shape != want or arr.dtype != _TEXTURE_DTYPES[tex.dtype]:
+        raise RenderError(f"shader engine state: {what} is {arr.dtype} {arr.shape}, this render needs "
+                          f"{np.dtype(_TEXTURE_DTYPES[tex.dtype])} {want} (a state from another size or look)")
+    tex.write(np.ascontiguousarray(arr).tobytes())
