@@ -185,6 +185,8 @@ def main() -> int:
     ap.add_argument("--cpus-per-worker", type=int, default=1, help="CPUs (and threads) per Ray task")
     ap.add_argument("--segments", type=int, default=8)
     ap.add_argument("--engine", default="procedural")
+    ap.add_argument("--look", help="shader engine look (default: the song's); ink's long feedback "
+                                   "shows what the exact state hand-over costs")
     ap.add_argument("--no-resume", action="store_true", help="skip the cancel-and-resume measurement")
     ap.add_argument("--repeat", type=int, default=1, help="run every timed render R times, keep the fastest")
     ap.add_argument("--address", help="measure a running Ray cluster (HOST:PORT) instead of local ones")
@@ -202,9 +204,10 @@ def main() -> int:
                     render=RenderSettings(width=width, height=height, fps="30", crf=0))
         project, project_dir = load_project(root / "project")
         analysis = analyze_project(project, project_dir)
-        job = prepare_render(project, project_dir, analysis=analysis, end_s=args.seconds, engine_name=args.engine)
+        job = prepare_render(project, project_dir, analysis=analysis, end_s=args.seconds, engine_name=args.engine,
+                             look=args.look)
         n = args.segments
-        row: dict[str, object] = {"engine": args.engine, "size": args.size, "seconds": args.seconds,
+        row: dict[str, object] = {"engine": args.engine, "look": args.look, "size": args.size, "seconds": args.seconds,
                                   "frames": job.range.n_frames, "segments": n, "cpus_per_worker": cpus,
                                   "machine_cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}
 
