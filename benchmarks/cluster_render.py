@@ -57,8 +57,9 @@ import av  # noqa: E402
 from bridge.analysis.project import analyze_project  # noqa: E402
 from bridge.demo.song import generate_demo_song, write_demo_stems  # noqa: E402
 from bridge.errors import Cancelled  # noqa: E402
+from bridge.export.join import join_parts  # noqa: E402
 from bridge.export.render import prepare_render  # noqa: E402
-from bridge.export.segments import join_parts, render_segmented, work_folder  # noqa: E402
+from bridge.export.segments import render_segmented, work_folder  # noqa: E402
 from bridge.jobs import CancelToken  # noqa: E402
 from bridge.project import load_project  # noqa: E402
 from bridge.project.create import new_project  # noqa: E402

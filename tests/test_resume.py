@@ -26,8 +26,9 @@ from preview_project import built, project_dir  # noqa: F401  (fixtures)
 from segment_helpers import decoded, digest, lossless, truth_hashes
 
 from bridge.errors import Cancelled, RenderError
+from bridge.export.join import join_parts
 from bridge.export.render import PREROLL_SECONDS, prepare_render, render_project
-from bridge.export.segments import join_parts, plan_segments, work_folder
+from bridge.export.segments import plan_segments, work_folder
 from bridge.export.video import rgb_to_yuv420p, write_video
 from bridge.jobs import CancelToken
 from bridge.visuals import get_engine

@@ -218,10 +218,10 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
     asks Ray for, and the threads its render and encoder use.
     Cancelling stops the running tasks; finished segments stay for a resume.
     """
+    from bridge.export.join import join_parts
     from bridge.export.segments import (
         SEGMENT_SECONDS,
         format_time,
-        join_parts,
         keeps_state,
         open_work_folder,
         preroll_is_exact,
