@@ -299,23 +299,13 @@ def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  #
     feedback of the old picture); outside it, the short pre-roll of stateless looks is enough.
     Material: the synthetic 8 s, 120 BPM project, two stateless
     shipped looks, the verse melting in over 8 beats (4–8 s) and hitting harder (hit 1.5)."""
-    from segment_helpers import lossless
 
-    from bridge.export.render import PREROLL_SECONDS, prepare_render
+    from bridge.export.render import PREROLL_SECONDS
     from bridge.export.segments import segment_preroll
-    from bridge.project import load_project, save_project
     from bridge.visuals.shader import HIT_TRAVEL_STEP
 
     require_gl()
-    project = lossless(project_dir)
-    project = project.model_copy(update={
-        "engine": project.engine.model_copy(update={"name": "shader"}),
-        "sections": [project.sections[0].model_copy(update={"look": "kaleidoscope"}),
-                     project.sections[1].model_copy(update={"look": "tunnel", "transition": "melt",
-                                                            "transition_beats": 8})]})
-    save_project(project, project_dir)
-    project, _ = load_project(project_dir)
-    job = prepare_render(project, project_dir)
+    job = _melt_job(project_dir, "kaleidoscope", "tunnel")
     sections = tuple(dataclasses.replace(s, hit=1.5) for s in job.context.sections)
     job = dataclasses.replace(job, context=dataclasses.replace(job.context, sections=sections))
     assert [(s.look, s.transition) for s in sections] == [("kaleidoscope", "crossfade"), ("tunnel", "melt")]
@@ -357,22 +347,12 @@ def test_a_shader_run_continued_from_another_engines_state_equals_the_straight_r
     segment exports hand the engine's state over instead (get_state / set_state). A fresh engine
     given the state of the straight run at a cut — before the melt, inside it, after it — draws
     the following frames bit for bit as the straight run; after the 2 s pre-roll it does not."""
-    from segment_helpers import lossless
 
-    from bridge.export.render import PREROLL_SECONDS, prepare_render
+    from bridge.export.render import PREROLL_SECONDS
     from bridge.export.segments import engine_frames, start_engine, state_digest
-    from bridge.project import load_project, save_project
 
     require_gl()
-    project = lossless(project_dir)
-    project = project.model_copy(update={
-        "engine": project.engine.model_copy(update={"name": "shader"}),
-        "sections": [project.sections[0].model_copy(update={"look": "ink"}),
-                     project.sections[1].model_copy(update={"look": "glitch", "transition": "melt",
-                                                            "transition_beats": 8})]})
-    save_project(project, project_dir)
-    project, _ = load_project(project_dir)
-    job = prepare_render(project, project_dir)
+    job = _melt_job(project_dir, "ink", "glitch")
     n = len(job.params)
     cuts = (100, 150, 235)  # before the melt (frames 120–240), inside it, at its end
 
@@ -395,3 +375,22 @@ def test_a_shader_run_continued_from_another_engines_state_equals_the_straight_r
     fixed = int(PREROLL_SECONDS * job.context.fps)
     guessed = frames(100, 10, preroll=fixed)
     assert any(not np.array_equal(a, b) for a, b in zip(straight[100:110], guessed, strict=True))
+
+
+def _melt_job(folder, first: str, second: str):
+    """The lossless shader project with look ``first`` in its first section and ``second`` melting
+    into the next over 8 beats, saved and prepared as an export would be."""
+    from segment_helpers import lossless
+
+    from bridge.export.render import prepare_render
+    from bridge.project import load_project, save_project
+
+    project = lossless(folder)
+    project = project.model_copy(update={
+        "engine": project.engine.model_copy(update={"name": "shader"}),
+        "sections": [project.sections[0].model_copy(update={"look": first}),
+                     project.sections[1].model_copy(update={"look": second, "transition": "melt",
+                                                            "transition_beats": 8})]})
+    save_project(project, folder)
+    project, _ = load_project(folder)
+    return prepare_render(project, folder)
