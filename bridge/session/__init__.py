@@ -123,7 +123,7 @@ __all__ = [
     "DEFAULT_UNDO_LIMIT", "MAPPING_FIELD_WORDS", "ProjectChanged", "ProjectFileInvalid", "ProjectSaved",
     "SaveFailed", "Session", "StemFileAdded", "StemFileChanged", "StemFileMissing", "StemFileReturned",
     "StemFileUnreadable", "_validated", "mapping_words",
-    # preview events (from bridge.preview.scheduler)
+    # preview events (from bridge.preview.events)
     "KeyframeRendered", "MappingProblem", "ParamsUpdated", "PreviewError", "PreviewPassFinished",
     "PreviewPassStarted", "PreviewStatus",
     # playback events (from bridge.playback)

@@ -164,9 +164,9 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
                 DEFAULT_MEMORY_BUDGET_BYTES,
                 FrameCache,
             )
+            from bridge.preview.plan import DEFAULT_PREVIEW_LONG_SIDE
             from bridge.preview.scheduler import (
                 DEFAULT_DEBOUNCE_S,
-                DEFAULT_PREVIEW_LONG_SIDE,
                 DEFAULT_WARMUP_FRAMES,
                 PreviewScheduler,
             )
