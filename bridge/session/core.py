@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ProjectError
 from bridge.jobs import CancelToken
-from bridge.playback import PlaybackController
+from bridge.playback.controller import PlaybackController
 from bridge.project.schema import Project
 from bridge.project.store import (
     cache_dir,
