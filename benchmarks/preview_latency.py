@@ -62,7 +62,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bridge.analysis.project import analyze_project  # noqa: E402
 from bridge.demo.song import generate_demo_song, write_demo_stems  # noqa: E402
-from bridge.preview.scheduler import DEFAULT_PREVIEW_LONG_SIDE  # noqa: E402
+from bridge.preview.plan import DEFAULT_PREVIEW_LONG_SIDE  # noqa: E402
 from bridge.project import load_project, save_project  # noqa: E402
 from bridge.project.create import new_project  # noqa: E402
 from bridge.session import KeyframeRendered, ParamsUpdated, Session  # noqa: E402
@@ -142,7 +142,7 @@ def model_baseline(session: Session, *, playhead_s: float) -> tuple[Callable[[],
     """(run_once, times_ms, close): the model alone on the keyframe at the playhead — the same
     engine and settings, built apart from the Session and called directly; each run waits the
     same idle gap as an edit first (so both start equally cold)."""
-    from bridge.preview.scheduler import default_engine_factory
+    from bridge.preview.render import default_engine_factory
     from bridge.visuals.lcm import FrameJob
 
     plan = session.scheduler.plan

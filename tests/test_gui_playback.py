@@ -32,7 +32,7 @@ def _window(qtbot, project_dir, settings_path):
 
 def _outputs() -> list:
     from bridge.errors import BridgeError
-    from bridge.playback import output_devices
+    from bridge.playback.player import output_devices
 
     try:
         return output_devices(rescan=True)
@@ -148,7 +148,7 @@ def test_the_playhead_is_the_sample_the_device_plays_now(qtbot, project_dir, tmp
     here from the seek point, the device clock and its latency (not read back from the player)."""
     monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
     dev = _FakeDevice()
-    monkeypatch.setattr("bridge.playback.import_sounddevice", lambda **_: dev)
+    monkeypatch.setattr("bridge.playback.player.import_sounddevice", lambda **_: dev)
     w = _window(qtbot, project_dir, tmp_path / "settings.ini")
     try:
         session = w.adapter.session
@@ -195,7 +195,7 @@ def test_with_a_real_device_the_playhead_runs_with_the_audio(qtbot, project_dir,
     monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
     if shutil.which("jackd") is None:
         pytest.skip("jackd is not installed (Debian: apt-get install jackd2)")
-    from bridge.playback import import_sounddevice
+    from bridge.playback.player import import_sounddevice
 
     sd = import_sounddevice()
     with jack_server("stembridge-guiaudio"):

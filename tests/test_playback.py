@@ -91,7 +91,7 @@ def expected_mix(project_dir: Path, *, muted: set[str] | None = None, solo: set[
 # -- no device (before any JACK server runs) ---------------------------------------------------------
 def test_missing_portaudio_names_the_package_to_install(monkeypatch):
     from bridge.errors import PlaybackError
-    from bridge.playback import AudioPlayer
+    from bridge.playback.player import AudioPlayer
 
     class NoPortAudio:
         def find_spec(self, name, path=None, target=None):
@@ -106,7 +106,7 @@ def test_missing_portaudio_names_the_package_to_install(monkeypatch):
 
 def test_no_output_device_is_a_clear_error():
     from bridge.errors import PlaybackError
-    from bridge.playback import AudioPlayer, output_devices
+    from bridge.playback.player import AudioPlayer, output_devices
 
     try:
         devices = output_devices(rescan=True)
@@ -119,7 +119,8 @@ def test_no_output_device_is_a_clear_error():
 
 
 def test_session_without_a_device_plays_silently_and_says_why(project_dir):
-    from bridge.playback import AudioUnavailable, output_devices
+    from bridge.playback.events import AudioUnavailable
+    from bridge.playback.player import output_devices
     from bridge.session import Session
 
     if output_devices(rescan=True):
@@ -139,7 +140,7 @@ def jack():
     import shutil
 
     from bridge.errors import PlaybackError
-    from bridge.playback import import_sounddevice
+    from bridge.playback.player import import_sounddevice
 
     if shutil.which("jack_rec") is None:
         pytest.skip("jack_rec is not installed (Debian: apt-get install jackd2); it records what the stream plays")
@@ -202,7 +203,8 @@ def _occurrences(rec: np.ndarray, pattern: np.ndarray) -> int:
 
 
 def test_the_device_gets_the_mix_from_the_seek_position_and_again_after_a_seek(jack, project_dir, tmp_path):
-    from bridge.playback import AudioPlayer, render_mix
+    from bridge.playback.controller import render_mix
+    from bridge.playback.player import AudioPlayer
 
     project_mix = expected_mix(project_dir)
     assert np.abs(project_mix).max() < 0.85  # below the limiter: the mix is the plain sum
@@ -233,7 +235,7 @@ def test_the_device_gets_the_mix_from_the_seek_position_and_again_after_a_seek(j
 
 
 def test_a_loop_region_repeats_exactly(jack, project_dir, tmp_path):
-    from bridge.playback import AudioPlayer
+    from bridge.playback.player import AudioPlayer
 
     mix = expected_mix(project_dir)
     a, b = int(0.5 * RATE), int(0.8 * RATE)
@@ -257,7 +259,7 @@ def test_a_loop_region_repeats_exactly(jack, project_dir, tmp_path):
 
 
 def test_position_follows_the_device_clock(jack, project_dir):
-    from bridge.playback import AudioPlayer
+    from bridge.playback.player import AudioPlayer
 
     with AudioPlayer(blocksize=512) as player:
         player.set_mix(expected_mix(project_dir))
@@ -292,7 +294,7 @@ def test_position_follows_the_device_clock(jack, project_dir):
 
 
 def test_session_plays_the_mix_and_the_playhead_follows_the_audio(jack, project_dir, tmp_path):
-    from bridge.playback import MixReady
+    from bridge.playback.events import MixReady
     from bridge.session import Session
 
     with Session.open(project_dir, audio=True, preview=False, watch=False, analyse=False, autosave=False) as s:
@@ -327,7 +329,7 @@ def test_session_plays_the_mix_and_the_playhead_follows_the_audio(jack, project_
 
 
 def test_session_solo_and_daw_sync_silence(jack, project_dir):
-    from bridge.playback import MixReady
+    from bridge.playback.events import MixReady
     from bridge.session import Session
     from bridge.transport.state import TransportState
 

@@ -21,15 +21,11 @@ from bridge.analysis.types import BeatGrid
 from bridge.mapping import evaluate_mappings
 from bridge.mapping.frame_params import FrameParams
 from bridge.mapping.params import PARAMETER_NAMES
+from bridge.mapping.sections import keyframe_frames
 from bridge.preview.cache import FrameCache
-from bridge.preview.scheduler import (
-    EngineSpec,
-    ParamEvaluator,
-    PreviewPlan,
-    compose_frame,
-    keyframe_frames,
-    preview_size,
-)
+from bridge.preview.compose import compose_frame
+from bridge.preview.evaluator import ParamEvaluator
+from bridge.preview.plan import EngineSpec, PreviewPlan, preview_size
 from bridge.preview.watcher import StemWatcher
 from bridge.session import KeyframeRendered, PreviewPassFinished, PreviewPassStarted, Session
 from bridge.visuals.procedural import flash_affine
@@ -656,7 +652,7 @@ def test_preview_follows_a_new_mix_analysis(tmp_path):
 
     from bridge.analysis.project import analyze_project
     from bridge.mapping import evaluate_mappings
-    from bridge.preview.scheduler import ParamEvaluator
+    from bridge.preview.evaluator import ParamEvaluator
     from bridge.project import load_project
     from bridge.project.create import new_project
     from bridge.project.schema import Mapping

@@ -18,7 +18,7 @@ _EXPORTS = {
     "PreviewInputs": "bridge.preview.plan",
     "PreviewPlan": "bridge.preview.plan",
     "PreviewStatus": "bridge.preview.events",
-    "keyframe_frames": "bridge.preview.scheduler",
+    "keyframe_frames": "bridge.mapping.sections",
     "preview_size": "bridge.preview.plan",
     "StemWatcher": "bridge.preview.watcher",
     "FileChange": "bridge.preview.watcher",

@@ -23,8 +23,9 @@ Pipeline (DESIGN.md "Threads")::
                                          frame_at's GIL: bridge.preview.offload)
 
 Modules: events (what the Session forwards), evaluator (FrameParams, incrementally), plan (a
-generation's plan and keyframe keys), render (the keyframe engine on the worker), offload (its child
-process), compose + frames (frame_at), cache (the frames), this one (the threads that tie them).
+generation's plan and keyframe keys), planner (building a plan from the inputs, ranking keyframes by
+the playhead), render (the keyframe engine on the worker), offload (its child process), compose +
+frames (frame_at), cache (the frames), this one (the threads that tie them).
 
 ``frame_at(t)`` runs on the caller's thread (GUI timer, CLI loop) and shares no lock with the
 worker except the frame cache's dictionary lock, which is never held while rendering.
@@ -37,7 +38,6 @@ engine renders keyframes as independent text-to-image frames through ``render_ba
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -49,21 +49,9 @@ import numpy as np
 
 from bridge.errors import BridgeError, Cancelled
 from bridge.jobs import CancelToken
-from bridge.mapping.sections import keyframe_frames  # noqa: F401  (re-exported: bridge.preview.keyframe_frames)
 from bridge.preview.cache import FrameCache
-
-# The split modules' public names, importable from here as before (the Session imports the events,
-# defaults and PreviewInputs from this module).
-from bridge.preview.compose import (  # noqa: F401
-    colour_correction,
-    compose_frame,
-    cumulative_motion,
-    feedback_steps,
-)
-from bridge.preview.evaluator import ParamEvaluator
-from bridge.preview.events import (  # noqa: F401
+from bridge.preview.events import (
     KeyframeRendered,
-    MappingProblem,
     ParamsUpdated,
     PreviewError,
     PreviewPassFinished,
@@ -71,24 +59,9 @@ from bridge.preview.events import (  # noqa: F401
     PreviewStatus,
 )
 from bridge.preview.frames import FrameSource
-from bridge.preview.plan import (  # noqa: F401
-    DEFAULT_PREVIEW_LONG_SIDE,
-    EngineSpec,
-    PreviewInputs,
-    PreviewPlan,
-    _diff_plans,
-    compute_keys,
-    engine_code_version,
-    engine_spec_for,
-    preview_size,
-)
-from bridge.preview.render import (  # noqa: F401  (default_engine_factory: re-exported)
-    EngineFactory,
-    KeyframeEngines,
-    default_engine_factory,
-    render_batch,
-    render_sequential,
-)
+from bridge.preview.plan import DEFAULT_PREVIEW_LONG_SIDE, PreviewInputs, PreviewPlan, _diff_plans
+from bridge.preview.planner import PlanDrafter, probe_key, rank_keyframes, with_keys
+from bridge.preview.render import EngineFactory, KeyframeEngines, render_batch, render_sequential
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +72,6 @@ DEFAULT_DEBOUNCE_S = 0.075
 DEFAULT_WARMUP_FRAMES = 4
 #: The coordinator waits at most this long for the idle worker to pick up a probe (see _replan).
 PROBE_HANDOVER_S = 0.002
-#: While playing, a keyframe behind the playhead ranks as if it were this many times further away.
-BEHIND_PENALTY = 3.0
 
 
 @dataclass
@@ -161,9 +132,7 @@ class PreviewScheduler:
         self.probe = probe
         self.lcm_options = dict(lcm_options or {})
         self.fallback_working_scale = fallback_working_scale
-        self.evaluator = ParamEvaluator()
-        self._looks_memo: tuple | None = None  # (analysis, sections, seed, looks), coordinator-owned
-        self._song_engine_memo: tuple | None = None  # (analysis, engine settings, (seed, settings))
+        self.drafter = PlanDrafter()  # coordinator-owned
 
         self._cond = threading.Condition()
         self._stop = False
@@ -262,79 +231,20 @@ class PreviewScheduler:
             else:
                 self._start_pass()
 
-    def _draft_plan(self, gen: int, inputs: PreviewInputs) -> tuple[PreviewPlan, list[MappingProblem], float]:
-        """The plan without its keys (``keys=()``): parameters, keyframes, engine, size."""
-        from bridge.export.render import section_looks
-
-        project, analysis = inputs.project, inputs.analysis
-        t0 = time.perf_counter()
-        fps = project.render.fps_fraction
-        looks = inputs.sections
-        if looks is None:
-            memo = self._looks_memo
-            # the shader engine's section looks also follow the engine and its look
-            engine_key = (project.engine.seed, project.engine.name, project.engine.look)
-            if (memo is not None and memo[0] is analysis and memo[1] == project.sections
-                    and memo[2] == engine_key):
-                looks = memo[3]
-            else:
-                looks = section_looks(project, analysis)
-                self._looks_memo = (analysis, project.sections, engine_key, looks)
-        params, problems = self.evaluator.evaluate(
-            project.mappings, analysis, looks, fps=fps, stem_roles={s.name: s.role for s in project.stems})
-        evaluate_ms = (time.perf_counter() - t0) * 1000.0
-        # computed again on every edit: 0.04 ms, less than a memo saves (benchmarks/preview_latency.py)
-        keyframes = keyframe_frames(analysis.beat_grid, fps=fps, n_frames=len(params),
-                                    every_beats=project.engine.keyframe_every_beats,
-                                    section_starts_s=tuple(s.start_s for s in looks))
-        keyframes.flags.writeable = False
-        width, height = preview_size(project.render.width, project.render.height, long_side=self.long_side)
-        from bridge.visuals.character import effective_engine
-
-        # as the export does; memoised per analysis and engine block (a plan is built on every edit)
-        memo = self._song_engine_memo
-        if memo is None or memo[0] is not analysis or memo[1] != project.engine:
-            memo = self._song_engine_memo = (analysis, project.engine, effective_engine(project.engine, analysis))
-        run_seed, song_settings = memo[2]
-        spec = engine_spec_for(project.engine, long_side=self.long_side, lcm_options=self.lcm_options,
-                               song_settings=song_settings)
-        plan = PreviewPlan(generation=gen, edit_time=inputs.edit_time, built_at=time.monotonic(), fps=fps,
-                           width=width, height=height, seed=run_seed, params=params, looks=tuple(looks),
-                           keyframes=keyframes, keys=(), engine=spec,
-                           warmup_frames=0 if spec.batched else self.warmup_frames)
-        return plan, problems, evaluate_ms
-
-    @staticmethod
-    def _with_keys(draft: PreviewPlan) -> PreviewPlan:
-        """The draft with every keyframe's key."""
-        keys = compute_keys(draft.params, draft.looks, draft.keyframes, engine=draft.engine, width=draft.width,
-                            height=draft.height, seed=draft.seed, warmup_frames=draft.warmup_frames)
-        return dataclasses.replace(draft, keys=keys)
-
     def _probe_for(self, draft: PreviewPlan, old: PreviewPlan | None) -> tuple[PreviewPlan, int, str] | None:
-        """The keyframe at the playhead if the edit changed it, as (the draft plan, frame, key).
-
-        Only that keyframe's key is computed here, so the worker can start on it before the keys
-        of the whole song are (they grow with the song's length; this does not)."""
+        """The keyframe at the playhead if the edit changed it, as (the draft plan, frame, key)."""
         if not (self.probe and draft.keyframes.size):
             return None
         seconds, playing = self._playhead()
-        i = self._ranked(draft, np.arange(draft.keyframes.size), seconds, playing, 1)
-        if not i.size:
-            return None
-        k = int(draft.keyframes[i[0]])
-        key = compute_keys(draft.params, draft.looks, draft.keyframes[i[:1]], engine=draft.engine,
-                           width=draft.width, height=draft.height, seed=draft.seed,
-                           warmup_frames=draft.warmup_frames)[0]
-        old_i = None if old is None else old.keyframe_position(k)
-        if old_i is not None and old.keys[old_i] == key:
-            return None
-        return draft, k, key
+        found = probe_key(draft, old, seconds, playing)
+        return None if found is None else (draft, *found)
 
     def _replan(self, gen: int, inputs: PreviewInputs) -> None:
         old = self._plan
         try:
-            draft, problems, evaluate_ms = self._draft_plan(gen, inputs)
+            draft, problems, evaluate_ms = self.drafter.draft(
+                gen, inputs, long_side=self.long_side, warmup_frames=self.warmup_frames,
+                lcm_options=self.lcm_options)
             probe = self._probe_for(draft, old)
         except BridgeError as e:
             self._emit(PreviewError(f"the preview could not be updated: {e}"))
@@ -360,7 +270,7 @@ class PreviewScheduler:
             # instead of before it (without this the worker waits for this thread's time slice).
             self._probe_taken.wait(PROBE_HANDOVER_S)
         try:
-            plan = self._with_keys(draft)
+            plan = with_keys(draft)
         except Exception as e:  # noqa: BLE001 - as above
             log.exception("building the preview plan failed")
             self._emit(PreviewError(f"the preview could not be updated ({type(e).__name__}: {e})"))
@@ -422,20 +332,6 @@ class PreviewScheduler:
         if not busy:
             self._idle.set()
 
-    # -- ranking -----------------------------------------------------------------------------
-    @staticmethod
-    def _ranked(plan: PreviewPlan, candidates: np.ndarray, seconds: float, playing: bool, n: int) -> np.ndarray:
-        """Indices (into plan.keyframes) of the best ``n`` of ``candidates``: nearest the playhead,
-        ahead of it while playing (the keyframe just behind still ranks, it is being blended now)."""
-        if candidates.size == 0:
-            return candidates
-        frames = plan.keyframes[candidates].astype(np.float64)
-        d = frames - seconds * float(plan.fps)
-        score = np.where(d >= 0, d, -d * BEHIND_PENALTY) if playing else np.abs(d)
-        n = min(n, candidates.size)
-        best = np.argpartition(score, n - 1)[:n] if n < candidates.size else np.arange(candidates.size)
-        return candidates[best[np.argsort(score[best], kind="stable")]]
-
     # -- worker ------------------------------------------------------------------------------
     def _next_items(self) -> tuple[str, PreviewPlan, list[tuple[int, str]], _Pass | None] | None:
         """Under the lock: the probe, else the best pending keyframes of the pass; None = stop."""
@@ -455,7 +351,7 @@ class PreviewScheduler:
                 frames = np.fromiter(p.pending, dtype=np.int64, count=len(p.pending))
                 cand = np.searchsorted(p.plan.keyframes, frames)  # positions (every pending frame is a keyframe)
                 n = self._batch_size() if p.plan.engine.batched else 1
-                best = self._ranked(p.plan, cand, seconds, playing, n)
+                best = rank_keyframes(p.plan, cand, seconds, playing, n)
                 items = [(int(p.plan.keyframes[i]), p.plan.keys[i]) for i in best]
                 return "pass", p.plan, items, p
             self._maybe_idle()
@@ -511,7 +407,7 @@ class PreviewScheduler:
             return None
         if only_if_cached:
             seconds, playing = self._playhead()
-            i = self._ranked(plan, np.arange(plan.keyframes.size), seconds, playing, 1)
+            i = rank_keyframes(plan, np.arange(plan.keyframes.size), seconds, playing, 1)
             if not i.size or not self.cache.in_memory(plan.keys[i[0]]):
                 return None
         with self._latency_lock:

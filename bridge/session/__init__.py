@@ -62,10 +62,10 @@ Events (plain frozen dataclasses) are drained with :meth:`poll_events` — the G
   :class:`StemFileReturned`, :class:`StemFileUnreadable`;
 * :class:`ParamsUpdated`, :class:`PreviewPassStarted`, :class:`PreviewPassFinished`,
   :class:`KeyframeRendered`, :class:`MappingProblem`, :class:`PreviewError`;
-* :class:`AudioUnavailable`, :class:`MixReady`, :class:`MixFailed` (from :mod:`bridge.playback`).
+* :class:`AudioUnavailable`, :class:`MixReady`, :class:`MixFailed` (from :mod:`bridge.playback.events`).
 
 Audio (``audio=True``, off by default for scripts and tests): :meth:`play` also plays the project's
-mix through PortAudio (:mod:`bridge.playback`) and the transport then follows the audio device's
+mix through PortAudio (:mod:`bridge.playback.player`) and the transport then follows the audio device's
 clock (the sample reaching the speaker), so the playhead, the preview and the sound agree. With a
 DAW as the sync source the session stays silent. No device: an :class:`AudioUnavailable` event
 and the playhead runs silently, as before.
@@ -83,8 +83,8 @@ poll, analysis), ``live`` (preview, transport, audio), ``stems`` (stems, effect 
 
 from __future__ import annotations
 
-# Playback's events are part of the Session's event API too (bridge.playback imports no sounddevice).
-from bridge.playback import AudioUnavailable, MixFailed, MixReady
+# Playback's events are part of the Session's event API too (bridge.playback.events imports no sounddevice).
+from bridge.playback.events import AudioUnavailable, MixFailed, MixReady
 
 # The preview's disk-cache cap the app offers by default (Preferences ▸ Preview cache).
 from bridge.preview.cache import DEFAULT_DISK_BUDGET_BYTES as DEFAULT_PREVIEW_CACHE_BYTES
@@ -123,10 +123,10 @@ __all__ = [
     "DEFAULT_UNDO_LIMIT", "MAPPING_FIELD_WORDS", "ProjectChanged", "ProjectFileInvalid", "ProjectSaved",
     "SaveFailed", "Session", "StemFileAdded", "StemFileChanged", "StemFileMissing", "StemFileReturned",
     "StemFileUnreadable", "_validated", "mapping_words",
-    # preview events (from bridge.preview.scheduler)
+    # preview events (from bridge.preview.events)
     "KeyframeRendered", "MappingProblem", "ParamsUpdated", "PreviewError", "PreviewPassFinished",
     "PreviewPassStarted", "PreviewStatus",
-    # playback events (from bridge.playback)
+    # playback events (from bridge.playback.events)
     "AudioUnavailable", "MixFailed", "MixReady",
     # the public types and functions of bridge.session.api (errors, vocabularies, looks, presets…)
     *api.__all__,

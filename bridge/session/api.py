@@ -61,8 +61,8 @@ EXPORTS: dict[str, str] = {
     "describe_parameters": "bridge.plugins.params",
     "open_editor": "bridge.plugins.editor",
     # audio output
-    "BUFFER_SIZES": "bridge.playback",
-    "output_devices": "bridge.playback",
+    "BUFFER_SIZES": "bridge.playback.player",
+    "output_devices": "bridge.playback.player",
     # separation (Demucs; torch only when it runs)
     "separate_mix_to_folder": "bridge.separation",
     "ModelNotAvailable": "bridge.separation",

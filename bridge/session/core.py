@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ProjectError
 from bridge.jobs import CancelToken
-from bridge.playback import PlaybackController
+from bridge.playback.controller import PlaybackController
 from bridge.project.schema import Project
 from bridge.project.store import (
     cache_dir,
@@ -164,9 +164,9 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
                 DEFAULT_MEMORY_BUDGET_BYTES,
                 FrameCache,
             )
+            from bridge.preview.plan import DEFAULT_PREVIEW_LONG_SIDE
             from bridge.preview.scheduler import (
                 DEFAULT_DEBOUNCE_S,
-                DEFAULT_PREVIEW_LONG_SIDE,
                 DEFAULT_WARMUP_FRAMES,
                 PreviewScheduler,
             )

@@ -22,7 +22,7 @@ class LiveMixin:
     def _push_preview(self, *, edit_time: float | None) -> None:
         if self._scheduler is None:
             return
-        from bridge.preview.scheduler import PreviewInputs
+        from bridge.preview.plan import PreviewInputs
 
         with self._lock:
             project, analysis = self._project, self._analysis
