@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,13 +33,16 @@ def stem_paths(project: Project, project_dir: Path) -> dict[str, Path]:
     return {s.name: resolve_stem_path(s.path, project_dir) for s in project.stems}
 
 
-def song_duration_seconds(project: Project, project_dir: Path) -> float:
-    """Song length: where the last stem ends (offsets applied), from the file headers only."""
+def song_duration_seconds(project: Project, project_dir: Path, *, skip: Collection[str] = ()) -> float:
+    """Song length: where the last stem ends (offsets applied), from the file headers only.
+    Stems named in ``skip`` are left out (0.0 when that leaves none)."""
     if not project.stems:
         raise ProjectError("The project has no stems. Add some with `stembridge new DIR --stems STEMS_DIR`.")
-    ends = []
-    for s, path in zip(project.stems, stem_paths(project, project_dir).values(), strict=True):
-        ends.append(s.offset_seconds + probe_audio(path).duration_seconds)
+    ends = [s.offset_seconds + probe_audio(path).duration_seconds
+            for s, path in zip(project.stems, stem_paths(project, project_dir).values(), strict=True)
+            if s.name not in skip]
+    if not ends:
+        return 0.0
     duration = max(ends)
     if duration <= 0:
         raise ProjectError("All stems end before song time 0 (check their offset_seconds).")

@@ -20,20 +20,6 @@ from bridge.playback.events import AudioUnavailable, MixFailed, MixReady
 from bridge.playback.player import MIN_LOOP_S, AudioPlayer
 
 
-def song_duration_seconds(project, project_dir: Path, *, skip: Collection[str] = ()) -> float:
-    """Song length from the stems' headers: the latest end of any stem placed at its offset."""
-    from bridge.project.store import resolve_stem_path
-    from bridge.stems.load import probe_audio
-
-    end = 0.0
-    for s in project.stems:
-        if s.name in skip:
-            continue
-        info = probe_audio(resolve_stem_path(s.path, project_dir))
-        end = max(end, s.offset_seconds + info.num_frames / info.sample_rate)
-    return end
-
-
 def render_mix(project, project_dir: str | os.PathLike[str], *, sample_rate: int,
                duration_seconds: float | None = None, solo: Collection[str] = (),
                skip: Collection[str] = ()) -> np.ndarray:
@@ -50,6 +36,7 @@ def render_mix(project, project_dir: str | os.PathLike[str], *, sample_rate: int
     AudioError
         A stem cannot be read.
     """
+    from bridge.analysis.project import song_duration_seconds
     from bridge.export.render import mix_project_audio
 
     project_dir = Path(project_dir)
