@@ -112,8 +112,9 @@ class ExportDialog(QDialog):
         self.encoder = QComboBox()
         self.encoder.addItem("Software (the same file on every machine)", "auto")
         self.encoder.addItem("GPU (hardware encoder)", "hardware")
-        self.encoder.setToolTip("Software: x264 / x265, what the quality settings are for. GPU: NVENC on NVIDIA, "
-                                "VideoToolbox on a Mac, Quick Sync, AMF or VA-API — faster, at a bit rate")
+        self.encoder.setToolTip("Software: x264 / x265, what the quality settings are for. GPU: NVENC on NVIDIA "
+                                "(constant quality from the CRF too), VideoToolbox on a Mac, Quick Sync, AMF or "
+                                "VA-API (at a bit rate) — faster")
         self.quality_mode = QComboBox()
         self.quality_mode.addItem("Constant quality (CRF)", "crf")
         self.quality_mode.addItem("Bit rate", "bitrate")
@@ -311,7 +312,8 @@ class ExportDialog(QDialog):
             item.setEnabled(bool(hardware))
             item.setToolTip(f"{spec.label} on {hardware[0]}" if hardware else
                             f"No hardware {spec.label} encoder opens on this machine (NVENC needs an NVIDIA GPU "
-                            "and its driver, VideoToolbox a Mac)")
+                            "with a video encoder and its driver — data-centre GPUs such as the H100/H200 have none; "
+                            "VideoToolbox a Mac)")
         if not hardware and self.encoder.currentData() == "hardware":
             self.encoder.setCurrentIndex(self.encoder.findData("auto"))
 
