@@ -139,34 +139,52 @@ def test_blocks_that_restart_at_a_locate_meet_the_goal(name, sample_rate, block,
         f"median {np.median(a):.2f} ms, p99 {np.percentile(a, 99):.2f} ms")
 
 
+BLOCK_S = 512 / 48000  # the simulated Live's audio block: 512 samples at 48 kHz
+
+
+def _three_seconds_of_play(rng: np.random.Generator) -> tuple[AbletonOscDialect, float]:
+    """A dialect after 3 s of play at 120 BPM, a fix every 50–60 ms, each the position of its
+    block's start; (the dialect, the time of the last fix)."""
+    d = AbletonOscDialect()
+    d.handle(P.ABLETON_TEMPO, (120.0,), 0.0)
+    d.handle(P.ABLETON_IS_PLAYING, (1,), 0.0)
+    t = 0.0
+    for _ in range(60):
+        t += 0.05 + rng.uniform(0, 0.01)
+        d.handle(P.ABLETON_SONG_TIME, (2.0 * np.floor(t / BLOCK_S) * BLOCK_S,), t)
+    return d, t
+
+
+def _fixes_after_locate(d: AbletonOscDialect, rng: np.random.Generator, t: float, t_jump: float,
+                        target: float, n: int, *, blocks_restart: bool) -> tuple[list[float], float]:
+    """Errors (ms) of ``n`` fixes after a locate to beat ``target`` at ``t_jump`` (truth = 2 beats/s
+    from there); ``blocks_restart``: the DAW starts a fresh block at the locate instead of its audio
+    clock running on. (errors, the time of the last fix)."""
+    errs = []
+    for _ in range(n):
+        t += 0.05 + rng.uniform(0, 0.01)
+        if blocks_restart:
+            block_start = t_jump + np.floor((t - t_jump) / BLOCK_S) * BLOCK_S
+        else:
+            block_start = np.floor(t / BLOCK_S) * BLOCK_S
+        s = d.handle(P.ABLETON_SONG_TIME, (target + 2.0 * (block_start - t_jump),), t)
+        errs.append((s.position_beats - (target + 2.0 * (t - t_jump))) * 500.0)
+    return errs, t
+
+
 def _two_locates(*, blocks_restart: bool) -> tuple[list[list[float]], AbletonOscDialect, float]:
     """Errors (ms) of the 30 fixes after each of two locates (to beat 4, then to beat 20), after 3 s
     of play at 120 BPM (512-sample blocks at 48 kHz, each fix the position of its block's start).
     ``blocks_restart``: each locate starts a fresh block, half a block (then a quarter) into the
     block the DAW was in, instead of its audio clock running on."""
-    d = AbletonOscDialect()
-    d.handle(P.ABLETON_TEMPO, (120.0,), 0.0)
-    d.handle(P.ABLETON_IS_PLAYING, (1,), 0.0)
-    block_s = 512 / 48000
     rng = np.random.default_rng(3)
-    t = 0.0
-    for _ in range(60):
-        t += 0.05 + rng.uniform(0, 0.01)
-        d.handle(P.ABLETON_SONG_TIME, (2.0 * np.floor(t / block_s) * block_s,), t)
+    d, t = _three_seconds_of_play(rng)
     runs = []
     for target, phase in ((4.0, 0.5), (20.0, 0.25)):
-        t_jump = (np.floor(t / block_s) + 1 + phase) * block_s
-        errs = []
-        for _ in range(30):
-            t += 0.05 + rng.uniform(0, 0.01)
-            if blocks_restart:
-                block_start = t_jump + np.floor((t - t_jump) / block_s) * block_s
-            else:
-                block_start = np.floor(t / block_s) * block_s
-            s = d.handle(P.ABLETON_SONG_TIME, (target + 2.0 * (block_start - t_jump),), t)
-            errs.append((s.position_beats - (target + 2.0 * (t - t_jump))) * 500.0)
+        t_jump = (np.floor(t / BLOCK_S) + 1 + phase) * BLOCK_S
+        errs, t = _fixes_after_locate(d, rng, t, t_jump, target, 30, blocks_restart=blocks_restart)
         runs.append(errs)
-    return runs, d, block_s * 1000.0
+    return runs, d, BLOCK_S * 1000.0
 
 
 def test_a_host_whose_blocks_restart_is_learned_at_a_locate_and_the_next_starts_afresh():
@@ -191,26 +209,10 @@ def _jump_errors_ms(*, blocks_restart: bool, fixes_after: int) -> tuple[list[flo
     """Errors (ms) of the fixes after a loop wrap to beat 4, 20 ms after 3 s of play at 120 BPM
     (truth = 2 beats/s · t, reported at block starts of 512 samples at 48 kHz). ``blocks_restart``:
     the DAW starts a fresh block at the locate instead of its audio clock running on."""
-    d = AbletonOscDialect()
-    d.handle(P.ABLETON_TEMPO, (120.0,), 0.0)
-    d.handle(P.ABLETON_IS_PLAYING, (1,), 0.0)
-    block_s = 512 / 48000
     rng = np.random.default_rng(3)
-    t = 0.0
-    for _ in range(60):  # 3 s at 50 ms
-        t += 0.05 + rng.uniform(0, 0.01)
-        d.handle(P.ABLETON_SONG_TIME, (2.0 * np.floor(t / block_s) * block_s,), t)
-    t_jump = t + 0.02
-    errs = []
-    for _ in range(fixes_after):
-        t += 0.05 + rng.uniform(0, 0.01)
-        if blocks_restart:
-            block_start = t_jump + np.floor((t - t_jump) / block_s) * block_s
-        else:
-            block_start = np.floor(t / block_s) * block_s
-        s = d.handle(P.ABLETON_SONG_TIME, (4.0 + 2.0 * (block_start - t_jump),), t)
-        errs.append((s.position_beats - (4.0 + 2.0 * (t - t_jump))) * 500.0)
-    return errs, block_s * 1000.0
+    d, t = _three_seconds_of_play(rng)
+    errs, _ = _fixes_after_locate(d, rng, t, t + 0.02, 4.0, fixes_after, blocks_restart=blocks_restart)
+    return errs, BLOCK_S * 1000.0
 
 
 def test_jump_is_placed_on_the_block_grid_at_the_first_fix():
