@@ -33,7 +33,7 @@ import av  # noqa: E402
 
 from bridge.errors import RenderError  # noqa: E402
 from bridge.export.presets import constant_quality_options, encoders_available, get_codec  # noqa: E402
-from bridge.export.video import VideoWriter, rgb_to_yuv420p  # noqa: E402
+from bridge.export.video import DEFAULT_PRESET, VideoWriter, rgb_to_yuv420p  # noqa: E402
 from bridge.visuals import RenderContext, SectionLook, get_engine  # noqa: E402
 
 #: (encoder, CRF values, codec); None in CRF values = the bit-rate mode hardware encoders had before
@@ -89,7 +89,7 @@ def measure(frames: list[np.ndarray], path: Path, *, encoder: str, codec: str, c
             psnr_y.append(psnr(planes.ravel()[:luma], frames[k].ravel()[:luma]))
             psnr_all.append(psnr(planes, frames[k]))
     seconds = len(frames) / fps
-    options = constant_quality_options(encoder, crf, "superfast") if crf is not None else None
+    options = constant_quality_options(encoder, crf, DEFAULT_PRESET) if crf is not None else None
     return {"encoder": encoder, "crf": crf, "options": options or {"b": bitrate},
             "frames_decoded": len(psnr_y), "mbit_per_s": round(path.stat().st_size * 8 / seconds / 1e6, 2),
             "psnr_y_db": round(float(np.mean(psnr_y)), 2), "psnr_yuv_db": round(float(np.mean(psnr_all)), 2),

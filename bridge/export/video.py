@@ -291,7 +291,7 @@ class VideoWriter:
         elif constant_quality:
             context.bit_rate = 0  # FFmpeg's default target (200 kb/s) would cap NVENC's cq mode
         elif spec.has_quality:
-            # hardware encoders have no CRF; give them a generous bit rate
+            # encoders without a constant-quality mode here (see presets): a generous bit rate
             context.bit_rate = int(0.15 * self.width * self.height * float(self.fps))
         self._video = video
         self._audio_stream = None
