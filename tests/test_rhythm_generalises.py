@@ -51,6 +51,21 @@ def test_compound_six_eight_is_reported_as_six_eight():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bpm, seed", [(100.0, 121), (120.0, 124)])
+def test_pushed_kicks_three_eighths_apart_are_not_compound_meter(bpm, seed):
+    """Kick and bass on 1 and on the "and" of 2 and 4 (snare on 2 and 4): the kicks fall three 8ths
+    apart and the kick → snare gap is a beat and a half half the time, like a 12/8 song's dotted
+    quarters. The snare still follows a kick one beat later just as often: 4/4 at the notated
+    tempo, not 12/8 at two thirds of it (drums and bass only, so no chord marks the bar). Downbeats
+    are not checked here: without a chord part the pushed bass note blurs the bar line."""
+    song = render_band_song([Segment(14, 4, 4, bpm)], style="drive", seed=seed, sample_rate=SR, with_keys=False)
+    grid = _analyse(song)
+    assert grid.tempo_bpm == pytest.approx(bpm, rel=0.04)
+    assert grid.time_signature == (4, 4)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+
+
+@pytest.mark.slow
 def test_a_sudden_tempo_change_is_followed():
     song = render_band_song([Segment(6, 4, 4, 84), Segment(10, 4, 4, 126)], style="four", seed=103,
                             sample_rate=SR)

@@ -170,7 +170,12 @@ class _Comb:
             value = _window_max(self.xcorr, lag, self.tol, limit)
             return 0.0 if value is None else value
 
-        return look(period) - max(look(period / 2.0), 0.0)
+        # The rivals: half a period (the backbeat of the double tempo) and two thirds of it (that of
+        # a beat three-halves as fast). A common rock beat (kick on 1 and the "and" of 2, snare on
+        # 2 and 4) also has kick → snare 1.5 beats apart, so a period of three 8ths would show a
+        # "backbeat" of its own, though the snare follows the kick one beat later just as often:
+        # a candidate's lag counts only as far as it beats the rivals' lags.
+        return look(period) - max(look(period / 2.0), look(period * 2.0 / 3.0), 0.0)
 
     def alternation(self, period: float) -> float:
         """Snare-band evidence that ``period`` is the beat: the snare recurs every two beats

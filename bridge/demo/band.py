@@ -20,6 +20,9 @@ Drum pattern families (grid = 16ths for simple meters, 8ths for compound ones):
 - ``compound``: 6/8 and 12/8: kick on beat 1 (and 3 in 12/8), snare on the other beats,
   hats on every 8th.
 - ``waltz``: 3/4, kick on 1, snare or hats on 2 and 3.
+- ``drive``: rock with pushed kicks: kick (and bass) on 1 and on the "and" of 2 and of 4, snare on
+  2 and 4, 8th hats. The kick → snare gap alternates between one beat and one and a half, and
+  the kicks fall three 8ths apart, as a 12/8 song's dotted-quarter beats would.
 """
 
 from __future__ import annotations
@@ -157,6 +160,14 @@ def _pattern(style: str, seg: Segment, tick: int, bar: int, rng: np.random.Gener
             hits.append(("snare", 0.7 if opts["syncopate"] else 0.55))
         if sub % 2 == 0:
             hits.append(("hat", 0.4 if sub == 0 else 0.25))
+    elif style == "drive":
+        eighth = tpb // 2
+        if (beat == 0 and sub == 0) or (beat in (1, 3) and sub == eighth):
+            hits.append(("kick", 1.0))
+        if sub == 0 and beat % 2 == 1:
+            hits.append(("snare", 1.0))
+        if sub % eighth == 0:
+            hits.append(("hat", 0.45 if sub == 0 else 0.32))
     elif style == "push":
         # Funk/latin "push": kick and bass anticipate beats 2 and 3 (and, seeded, 1) on the last
         # 16th before them, louder than anything on the beat; a soft kick on 1, snare on 2 and 4,
@@ -237,6 +248,8 @@ def render_band_song(
         # Bass: on the beat (and seeded off-beat 8ths), root or fifth; with the kick in "push".
         if style == "push":
             bass_on = (sub == tpb - 1 and (beat in (0, 1) or (beat == seg.beats_per_bar - 1 and opts["syncopate"])))
+        elif style == "drive":
+            bass_on = (beat == 0 and sub == 0) or (beat in (1, 3) and sub == tpb // 2)
         else:
             bass_on = sub == 0 or (sub == tpb // 2 and tpb == 4 and opts["syncopate"])
         if with_bass and bass_on:
