@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bridge.analysis.beats import track_beats  # noqa: E402
-from bridge.analysis.pipeline import features_for_stem  # noqa: E402
+from bridge.analysis.pipeline import KIT_STEM_NAME, features_for_stem, kit_audio, rhythm_features  # noqa: E402
 from bridge.analysis.types import ANALYSIS_SAMPLE_RATE  # noqa: E402
 from bridge.demo.band import Segment, render_band_song  # noqa: E402
 from bridge.stems.roles import guess_role  # noqa: E402
@@ -152,12 +152,16 @@ def demo_item() -> Item:
     return Item("demo", "dev", stems, mix, np.asarray(song.beats_s), np.asarray(song.downbeats_s), "4/4")
 
 
-def band_items(split: str) -> list[Item]:
+def band_items(split: str, *, kit_tracks: bool = False) -> list[Item]:
+    """The synthetic band songs; ``kit_tracks``: each drum of the kit on its own stem (kick, snare,
+    hats, crash), as a DAW's "export all tracks" gives them."""
     CACHE.mkdir(parents=True, exist_ok=True)
     items = []
     for name, item_split, kwargs in BAND_SONGS:
         if split != "all" and item_split != split:
             continue
+        if kit_tracks:
+            name, kwargs = f"{name}-kit", {**kwargs, "kit_tracks": True}
         key = hashlib.sha1(repr((name, kwargs, SR, BAND_SOURCE_HASH)).encode()).hexdigest()[:12]
         path = CACHE / f"{name}-{key}.npz"
         if path.exists():
@@ -226,11 +230,18 @@ def score(item: Item, est_beats: np.ndarray, est_downbeats: np.ndarray | None) -
     return out
 
 
+def heard_features(stems: list[tuple[str, str, np.ndarray]]) -> dict:
+    """The stems' features as the tracker hears them: several drum stems as one kit, as the project
+    analysis does (bridge.analysis.pipeline.rhythm_features)."""
+    feats = {name: features_for_stem(name, role, audio) for name, role, audio in stems}
+    kit = kit_audio(stems)
+    return rhythm_features(feats, None if kit is None else features_for_stem(KIT_STEM_NAME, "drums", kit))
+
+
 def run_item(item: Item) -> dict:
     t0 = time.perf_counter()
-    feats = {name: features_for_stem(name, role, audio) for name, role, audio in item.stems}
     duration = max(a.shape[0] for _, _, a in item.stems) / SR
-    grid = track_beats(feats, duration_seconds=duration)
+    grid = track_beats(heard_features(item.stems), duration_seconds=duration)
     ours_s = time.perf_counter() - t0
     row = {"item": item.name, "split": item.split, "seconds": ours_s}
     row.update({f"ours_{k}": v for k, v in score(item, grid.beats_s, grid.downbeats_s).items()})
@@ -286,8 +297,7 @@ def sensitivity(items: list[Item]) -> None:
     """Which items change pass/fail when one weight moves ±30 % (features computed once)."""
     from bridge.analysis import beats
 
-    feats = [({n: features_for_stem(n, r, a) for n, r, a in it.stems},
-              max(a.shape[0] for _, _, a in it.stems) / SR) for it in items]
+    feats = [(heard_features(it.stems), max(a.shape[0] for _, _, a in it.stems) / SR) for it in items]
 
     def passes() -> list[bool]:
         out = []
@@ -332,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                          "rendered headless; needs apt packages lmms lmms-common)")
     ap.add_argument("--mix-only", action="store_true",
                     help="analyse each item's mix alone, as one stem of role 'other'")
+    ap.add_argument("--kit-tracks", action="store_true",
+                    help="synthetic band songs with every drum on its own stem (kick, snare, hats, crash)")
     ap.add_argument("--sensitivity", action="store_true",
                     help="move each tracker weight ±30 %% and list the items whose pass/fail changes")
     args = ap.parse_args(argv)
@@ -340,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         items += [i for i in shared_items() if args.split in ("all", i.split)]
     if args.split in ("all", "dev"):
         items.append(demo_item())
-    items += band_items(args.split)
+    items += band_items(args.split, kit_tracks=args.kit_tracks)
     if args.freedoom:
         items += freedoom_items(args.split)
     if args.lmms:

@@ -44,6 +44,41 @@ def features_for_stem(
     return compute_stem_features(audio, name=name, role=role, sample_rate=sample_rate)
 
 
+#: Name of the drum-kit bus :func:`rhythm_features` puts in place of a kit exported track by track.
+KIT_STEM_NAME = "drum kit"
+
+
+def kit_audio(stems: Sequence[tuple[str, str, np.ndarray]]) -> np.ndarray | None:
+    """The sum of the drum-role stems' mono audio when there are two or more (a kit exported track
+    by track: Kick, Snare, Hats, Overheads …), else None. Shorter stems are zero-padded.
+
+    Why the rhythm analysis needs the kit as one signal: onset flux is measured on a log (dB)
+    spectrogram relative to each stem's own level, which makes every stem's envelope independent
+    of its loudness. For a whole kit that is what we want; for its pieces it is not: a hi-hat track's
+    kick band holds only its faint low rumble, yet its flux there counts as much as the kick's, and
+    the kick track's click reaches the hat band. On synthetic band songs whose kits were exported
+    as Kick/Snare/Hats/Crash tracks, 5 of 27 went to half, double or triple tempo (rock at 72 and
+    200 BPM, half-time at 85, 12/8 at 60) that the same kit on one track got right.
+    """
+    drums = [np.asarray(audio, dtype=np.float32).ravel() for _, role, audio in stems if role == "drums"]
+    if len(drums) < 2:
+        return None
+    out = np.zeros(max(a.shape[0] for a in drums), dtype=np.float32)
+    for a in drums:
+        out[: a.shape[0]] += a
+    return out
+
+
+def rhythm_features(features: Mapping[str, StemFeatures], kit: StemFeatures | None) -> dict[str, StemFeatures]:
+    """The stems as the beat tracker should hear them: the drum-role stems replaced by the ``kit``
+    bus (:func:`kit_audio`) when there is one; otherwise ``features`` unchanged."""
+    if kit is None:
+        return dict(features)
+    out = {name: f for name, f in features.items() if f.role != "drums"}
+    out[KIT_STEM_NAME if KIT_STEM_NAME not in out else f"{KIT_STEM_NAME} (bus)"] = kit
+    return out
+
+
 def analyze_song(
     features: Mapping[str, StemFeatures],
     *,
@@ -158,7 +193,9 @@ def analyze_stems(
     if cancel is not None:
         cancel.raise_if_cancelled("the stem analysis")
     if beat_grid is None:
-        beat_grid = track_beats(features, duration_seconds=duration_seconds,
+        kit = kit_audio(stems)
+        kit_features = None if kit is None else features_for_stem(KIT_STEM_NAME, "drums", kit, cancel=cancel)
+        beat_grid = track_beats(rhythm_features(features, kit_features), duration_seconds=duration_seconds,
                                 tempo_hint_bpm=tempo_hint_bpm, beats_per_bar=beats_per_bar)
     done += 1
     report(done, total, "beats")

@@ -171,6 +171,33 @@ def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken,
     return features_for_stem("mix", "mix", mix, cancel=cancel)
 
 
+def _kit_features(project: Project, paths: dict[str, Path], keys: dict[str, str], version: str,
+                  cache: AnalysisCache, cancel: CancelToken, decoded: dict[str, np.ndarray] | None,
+                  *, use_cache: bool) -> T.StemFeatures | None:
+    """Features of the drum kit as one bus when the drums come as several stems (Kick, Snare,
+    Hats …; see :func:`bridge.analysis.pipeline.kit_audio`), each at its gain; cached by the drum
+    stems' keys and gains. None with fewer than two drum stems."""
+    from bridge.analysis.pipeline import KIT_STEM_NAME, features_for_stem, kit_audio
+
+    drums = [s for s in project.stems if s.role == "drums"]
+    if len(drums) < 2:
+        return None
+    key = make_key("kit-features", sorted((keys[s.name], s.gain_db) for s in drums), version)
+    hit = cache.load_stem(key, name=KIT_STEM_NAME, role="drums") if use_cache else None
+    if hit is not None:
+        return hit
+    parts = []
+    for s in drums:
+        cancel.raise_if_cancelled("the analysis")
+        audio = (decoded or {}).get(s.name)
+        if audio is None:
+            audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=chain_tempo_bpm(project))
+        parts.append((s.name, "drums", audio * np.float32(10.0 ** (s.gain_db / 20.0))))
+    kit = features_for_stem(KIT_STEM_NAME, "drums", kit_audio(parts), cancel=cancel)
+    cache.save_stem(key, kit)
+    return kit
+
+
 def _pad_to(features: T.StemFeatures, n_frames: int) -> T.StemFeatures:
     """Stems end at different times; consumers get every curve on the song's full grid."""
     curves = {}
@@ -185,7 +212,10 @@ def _pad_to(features: T.StemFeatures, n_frames: int) -> T.StemFeatures:
 
 def beat_grid_for(project: Project, project_dir: Path, stems: dict[str, T.StemFeatures],
                   duration_seconds: float) -> T.BeatGrid:
-    """The beat grid from the project's tempo settings: the DAW's tempo when given, else detected."""
+    """The beat grid from the project's tempo settings: the DAW's tempo when given, else detected.
+
+    ``stems``: the features the tracker hears (:func:`bridge.analysis.pipeline.rhythm_features`: a
+    kit exported track by track as one drum bus)."""
     from bridge.analysis import beats
 
     tempo = project.tempo
@@ -281,15 +311,23 @@ def analyze_project(
     cancel.raise_if_cancelled("the analysis")
     features = {s.name: _pad_to(features[s.name], n_frames) for s in project.stems}
 
+    drum_gains = sorted(s.gain_db for s in project.stems if s.role == "drums")
     song_key = make_key("song", sorted((s.name, s.role, keys[s.name]) for s in project.stems),
                         project.tempo.model_dump(mode="json"), round(duration, 6), version,
-                        *([project.rhythm.model_dump(mode="json")] if project.rhythm.is_set else []))
+                        *([project.rhythm.model_dump(mode="json")] if project.rhythm.is_set else []),
+                        *([drum_gains] if len(drum_gains) > 1 else []))  # they weigh the kit's bus
     cached_song = cache.load_song(song_key) if use_cache else None
     if cached_song is not None:
         grid, sections = cached_song
     else:
+        from bridge.analysis.pipeline import rhythm_features
+
+        kit = None
+        if project.tempo.source not in ("constant", "midi_file"):
+            kit = _kit_features(project, paths, keys, version, cache, cancel, decoded, use_cache=use_cache)
+        heard = rhythm_features(features, None if kit is None else _pad_to(kit, n_frames))
         song = analyze_song(features, duration_seconds=duration,
-                            beat_grid=beat_grid_for(project, project_dir, features, duration))
+                            beat_grid=beat_grid_for(project, project_dir, heard, duration))
         grid, sections = song.beat_grid, song.sections
         cache.save_song(song_key, grid, sections)
     if need_mix:

@@ -35,6 +35,8 @@ from bridge.demo.synth import DrumHit, Note, render_bass, render_drums, render_p
 
 __all__ = ["BandSong", "Segment", "render_band_song"]
 
+#: The kit's tracks with ``kit_tracks``: (stem name, drum kinds on it).
+_KIT_TRACKS = (("kick", ("kick",)), ("snare", ("snare",)), ("hats", ("hat", "open_hat")), ("crash", ("crash",)))
 #: Chord roots (MIDI) cycled bar by bar: i – VI – III – VII in A minor.
 _ROOTS = (45, 41, 48, 43)
 _MINOR = (0, 3, 7)
@@ -207,6 +209,7 @@ def render_band_song(
     with_keys: bool = True,
     description: str = "",
     options: dict | None = None,
+    kit_tracks: bool = False,
 ) -> BandSong:
     """Render a drums / bass / keys song over ``segments``; see the module docstring.
 
@@ -214,6 +217,8 @@ def render_band_song(
     by this fraction of a 16th-pair. ``drums_enter_bar``: bars of bass and keys alone before the
     drums come in. ``options`` overrides the seeded pattern choices ("syncopate", "hat16", "fills",
     "crash": bools). Beats and downbeats in the result are the notated ones (never swung or jittered).
+    ``kit_tracks``: the kit as separate stems ``kick``, ``snare``, ``hats`` (closed and open) and
+    ``crash``, as a DAW's "export all tracks" gives them, instead of one ``drums`` bus.
     """
     rng = np.random.default_rng(seed)
     opts = {
@@ -265,7 +270,15 @@ def render_band_song(
             chords.append([Note(hit_t if chord_tick else t, bar_len * 0.95, croot + 24 + q, 0.5) for q in quality])
     stems: dict[str, np.ndarray] = {}
     drum_rng = np.random.default_rng(seed + 1000)
-    stems["drums"] = (0.7 * render_drums(hits, n, sample_rate, drum_rng)).astype(np.float32)
+    if kit_tracks:
+        state = drum_rng.bit_generator.state
+        for name, kinds in _KIT_TRACKS:
+            part = [h for h in hits if h.kind in kinds]
+            if part:
+                drum_rng.bit_generator.state = state  # each track's sounds as in the bus
+                stems[name] = (0.7 * render_drums(part, n, sample_rate, drum_rng)).astype(np.float32)
+    else:
+        stems["drums"] = (0.7 * render_drums(hits, n, sample_rate, drum_rng)).astype(np.float32)
     if with_bass and bass_notes:
         bass = render_bass(bass_notes, n, sample_rate)
         stems["bass"] = (0.5 * bass / max(1e-9, float(np.max(np.abs(bass))))).astype(np.float32)
