@@ -264,6 +264,25 @@ def test_stems_inside_the_project_or_the_stems_folder_load(tmp_path):
     assert resolve_stem_path(project.stems[0].path, project_dir) == (stems / "Song Drums.wav").resolve()
 
 
+def test_a_stems_folder_of_links_to_files_elsewhere_makes_a_project_that_loads(tmp_path):
+    """Producers link bounces into a folder (from the DAW's export folder, a sample drive): the
+    user chose them by choosing the folder. `new` used to save a project that then refused to load
+    its own stems as "outside the project folder"."""
+    from conftest import sine, write_wav
+
+    from bridge.project.create import new_project
+
+    target = write_wav(tmp_path / "daw" / "Bounces" / "Song Drums.wav", sine(110, 0.5, 44100), 44100)
+    (tmp_path / "stems").mkdir()
+    (tmp_path / "stems" / "Song Drums.wav").symlink_to(target)
+    write_wav(tmp_path / "stems" / "Song Bass.wav", sine(55, 0.5, 44100), 44100)
+    new_project(tmp_path / "song", tmp_path / "stems", name="song")
+    project, project_dir = load_project(tmp_path / "song")
+    assert {st.name: st.external for st in project.stems} == {"Drums": True, "Bass": False}
+    drums = next(st for st in project.stems if st.name == "Drums")
+    assert resolve_stem_path(drums.path, project_dir) == target.resolve()
+
+
 def test_a_stem_the_user_adds_from_elsewhere_is_marked_and_reloads(tmp_path):
     from conftest import sine, write_wav
 

@@ -78,9 +78,15 @@ def new_project(
         raise AudioError(f"No usable stems in {stems_dir}:\n  " + "\n  ".join(skipped))
     names = display_names(usable)
     stems = []
+    chosen_roots = (project_dir, Path(stems_dir).resolve())
     for path, stem_name in zip(usable, names, strict=True):
         role = _role_override(roles, path, stem_name) or guess_role(path.name)
-        stems.append(StemSpec(name=stem_name, path=relative_stem_path(path, project_dir), role=role))
+        # A link in the stems folder (to a DAW's bounce folder, a sample drive) resolves elsewhere;
+        # the user chose it by choosing the folder, so the project records that (else it would
+        # refuse to load the stems it was just made from).
+        external = not any(path.resolve().is_relative_to(root) for root in chosen_roots)
+        stems.append(StemSpec(name=stem_name, path=relative_stem_path(path, project_dir), role=role,
+                              external=external))
     unknown = [k for k in roles if not any(_role_override({k: ""}, p, n) is not None for p, n in zip(usable, names, strict=True))]
     if unknown:
         raise ProjectError(
