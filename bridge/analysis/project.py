@@ -324,6 +324,8 @@ def analyze_project(
 
         kit = None
         if project.tempo.source not in ("constant", "midi_file"):
+            if sum(s.role == "drums" for s in project.stems) > 1:
+                progress(done, total, "hearing the drum stems as one kit")
             kit = _kit_features(project, paths, keys, version, cache, cancel, decoded, use_cache=use_cache)
         heard = rhythm_features(features, None if kit is None else _pad_to(kit, n_frames))
         song = analyze_song(features, duration_seconds=duration,
