@@ -109,6 +109,16 @@ def _grid_points(beat_grid: BeatGrid, clock: Literal["beat", "bar"]) -> tuple[np
     return downbeats, bar_period
 
 
+def _interp_extended(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, slope_before: float,
+                     slope_after: float) -> np.ndarray:
+    """Piecewise-linear through (xp, fp) (xp increasing, ≥ 2 points), continued as straight lines
+    of the given slopes before the first and after the last point, where np.interp would clamp.
+    The one conversion both time descriptions use (beat grids and tempo maps)."""
+    y = np.interp(x, xp, fp)
+    y = np.where(x < xp[0], fp[0] + (x - xp[0]) * slope_before, y)
+    return np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * slope_after, y)
+
+
 def _position(times_s: np.ndarray, ticks_s: np.ndarray, period_s: float) -> np.ndarray:
     """Fractional tick index at each time: tick i at ticks_s[i], linear in between, and
     extrapolated at ``period_s`` before the first and after the last tick."""
@@ -117,13 +127,7 @@ def _position(times_s: np.ndarray, ticks_s: np.ndarray, period_s: float) -> np.n
         return t / period_s
     if ticks_s.size == 1:
         return (t - ticks_s[0]) / period_s
-    n = ticks_s.size
-    pos = np.interp(t, ticks_s, np.arange(n, dtype=np.float64))
-    before = t < ticks_s[0]
-    after = t > ticks_s[-1]
-    pos[before] = (t[before] - ticks_s[0]) / period_s
-    pos[after] = (n - 1) + (t[after] - ticks_s[-1]) / period_s
-    return pos
+    return _interp_extended(t, ticks_s, np.arange(ticks_s.size, dtype=np.float64), 1.0 / period_s, 1.0 / period_s)
 
 
 def beat_position(times_s: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
@@ -144,13 +148,7 @@ def beat_time(positions: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["bea
         return b * period
     if ticks.size == 1:
         return ticks[0] + b * period
-    n = ticks.size
-    t = np.interp(b, np.arange(n, dtype=np.float64), ticks)
-    before = b < 0
-    after = b > n - 1
-    t[before] = ticks[0] + b[before] * period
-    t[after] = ticks[-1] + (b[after] - (n - 1)) * period
-    return t
+    return _interp_extended(b, np.arange(ticks.size, dtype=np.float64), ticks, period, period)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,13 +332,9 @@ class TempoMap:
 
     @staticmethod
     def _map(x: float | np.ndarray, xp: np.ndarray, fp: np.ndarray) -> float | np.ndarray:
-        arr = np.asarray(x, dtype=np.float64)
-        y = np.interp(arr, xp, fp)
-        # np.interp clamps outside the anchors; continue the end segments' tempo instead.
-        lo_slope = (fp[1] - fp[0]) / (xp[1] - xp[0])
-        hi_slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
-        y = np.where(arr < xp[0], fp[0] + (arr - xp[0]) * lo_slope, y)
-        y = np.where(arr > xp[-1], fp[-1] + (arr - xp[-1]) * hi_slope, y)
+        # outside the anchors, the end segments' tempo continues
+        y = _interp_extended(np.asarray(x, dtype=np.float64), xp, fp, (fp[1] - fp[0]) / (xp[1] - xp[0]),
+                             (fp[-1] - fp[-2]) / (xp[-1] - xp[-2]))
         return float(y) if y.ndim == 0 else y
 
     def beats_to_seconds(self, beats: float | np.ndarray) -> float | np.ndarray:
