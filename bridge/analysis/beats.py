@@ -341,6 +341,7 @@ def _local_periods(envelope: np.ndarray, kick_snare: tuple[np.ndarray, np.ndarra
         if kick_snare is not None:
             xc = _cross_correlation(kick_snare[0][s0 : s0 + win], kick_snare[1][s0 : s0 + win], max_lag)
         comb = _Comb(acf, max_lag=win / 2.0, backbeat=xc)
+        comb.backbeat_rivals = (0.5,)
         for j, cand in enumerate(cands):
             scores[w, j] = max(_comb_score(comb, float(cand), m) for m in meters)
     finite = np.isfinite(scores)

@@ -152,6 +152,9 @@ class _Comb:
         self.max_lag = min(float(max_lag), acf.shape[0] - 2.0)
         self.xcorr = backbeat
         self.snare_acf: np.ndarray | None = None
+        #: Lags (fractions of the period) whose kick → snare evidence a candidate's own must beat
+        #: (:meth:`backbeat`); the windows of ``beats._local_periods`` keep only 0.5.
+        self.backbeat_rivals: tuple[float, ...] = (0.5, 2.0 / 3.0)
 
     def backbeat(self, period: float) -> float:
         """Kick → snare evidence that ``period`` is the beat: the drums' kick-band onsets followed
@@ -175,7 +178,7 @@ class _Comb:
         # 2 and 4) also has kick → snare 1.5 beats apart, so a period of three 8ths would show a
         # "backbeat" of its own, though the snare follows the kick one beat later just as often:
         # a candidate's lag counts only as far as it beats the rivals' lags.
-        return look(period) - max(look(period / 2.0), look(period * 2.0 / 3.0), 0.0)
+        return look(period) - max(*(look(period * r) for r in self.backbeat_rivals), 0.0)
 
     def alternation(self, period: float) -> float:
         """Snare-band evidence that ``period`` is the beat: the snare recurs every two beats
