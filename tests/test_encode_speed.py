@@ -70,6 +70,26 @@ def test_each_encode_speed_reaches_x264_from_the_project_the_api_and_the_cli(pro
     assert (project_dir / "draft.mp4").stat().st_size > (project_dir / "small.mp4").stat().st_size
 
 
+def test_hevc_takes_the_same_speeds_from_x265s_own_ladder(project_dir: Path) -> None:  # noqa: F811
+    """x265 names its presets as x264 does; its preset table (x265 docs, "Presets") gives ultrafast
+    me=dia (0), subme=0, ref=1; superfast me=hex (1), subme=1, ref=1; veryfast as superfast with ref=2."""
+    from bridge.export.presets import available_codecs
+
+    if "hevc" not in available_codecs():
+        pytest.skip("this FFmpeg build has no HEVC encoder")
+    project, _ = load_project(project_dir)
+    got = {}
+    for speed in ("draft", "balanced", "small"):
+        out = project_dir / f"{speed}.mp4"
+        render_project(project, project_dir, out, codec="hevc", encode_speed=speed, **TINY)
+        found = re.search(rb"x265 .*? options: ([ -~]+)", out.read_bytes())
+        assert found is not None, f"{out.name} has no x265 SEI message"
+        options = dict(item.split("=", 1) for item in found.group(1).decode("ascii").split() if "=" in item)
+        got[speed] = {key: options[key] for key in ("me", "subme", "ref")}
+    assert got == {"draft": {"me": "0", "subme": "0", "ref": "1"}, "balanced": {"me": "1", "subme": "1", "ref": "1"},
+                   "small": {"me": "1", "subme": "1", "ref": "2"}}
+
+
 def test_a_bad_encode_speed_names_the_value_and_the_choices(project_dir: Path, capsys) -> None:  # noqa: F811
     from bridge.cli import main
 
