@@ -285,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--encode-speed", choices=ENCODE_SPEEDS, type=str.lower,
                    help="how hard x264 / x265 work (default: the project's, balanced): "
                         + ", ".join(f"{k} = preset {v}" for k, v in ENCODE_SPEED_PRESETS.items())
-                        + ". draft encodes about twice as fast as balanced for ~30%% more bits (drafts); "
-                        "small makes ~45%% smaller files for ~40%% more encoder CPU. The CRF sets the quality either way")
+                        + ". draft: about half balanced's encoder CPU for 30-75%% more bits (drafts); "
+                        "small: 20-55%% smaller files for 40-80%% more encoder CPU. The CRF sets the quality either way; "
+                        "GPU encoders and ProRes ignore it")
     quality = r.add_mutually_exclusive_group()
     quality.add_argument("--crf", type=int, metavar="N",
                          help="constant quality for h264/hevc, 0-51, lower = better (default: H.264 20, HEVC 24)")
