@@ -17,6 +17,11 @@ reports, in one run:
     the GIL held, against the engine's RGBA read without it), RGB flip, CPU RGB→yuv420p, the GPU
     yuv420p pass, x264 encode.
 
+``--encode-speed draft balanced small``: each encode speed (x264 preset, bridge.export.presets.ENCODE_SPEED_PRESETS)
+in turn, ``--repeat`` turns each, taking turns so all see the same machine load (the best turn of
+each counts); a table per engine and size gives × real time, its ratio to "balanced" (the default)
+from the same run, CPU per frame and the export's video data rate (the file size traded for speed).
+
 ``--against REF``: this script measuring git revision REF's code (checked out in a temporary
 worktree) and this tree's, in child processes taking turns ``--repeat`` times on one demo project
 (so both see the same machine load; the best turn of each counts), with the ratio this/REF of each
@@ -24,7 +29,7 @@ figure: the before/after of a change, from one run. CPU figures (all threads of 
 given beside wall-clock ones: on a machine shared with other work they move less.
 
 Usage: python benchmarks/render_speed.py [--seconds 10] [--sizes 1280x720 1920x1080]
-       [--engines procedural shader] [--stages] [--against main] [--json]
+       [--engines procedural shader] [--encode-speed draft balanced small] [--stages] [--against main] [--json]
 """
 
 from __future__ import annotations
@@ -56,15 +61,17 @@ from bridge.visuals.base import RenderContext  # noqa: E402
 
 
 def measure(project, project_dir, analysis, root: Path, *, engine_name: str, width: int, height: int,
-            fps: Fraction, start: float, seconds: float, look: str | None = None, encoder: str = "auto") -> dict:
+            fps: Fraction, start: float, seconds: float, look: str | None = None, encoder: str = "auto",
+            encode_speed: str | None = None) -> dict:
     """Full render, engine alone and encoder alone on the same frames, for one engine and size."""
     # what render_project does on one machine, in its two steps
+    speed = {} if encode_speed is None else {"encode_speed": encode_speed}  # None: the code's default
     t0, c0 = time.perf_counter(), time.process_time()
     job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
                          start_s=start, end_s=start + seconds, engine_name=engine_name, look=look,
-                         encoder=encoder)
+                         encoder=encoder, **speed)
     t1, c1 = time.perf_counter(), time.process_time()
-    render_segmented(job, root / f"out-{engine_name}.mp4")
+    out = render_segmented(job, root / f"out-{engine_name}.mp4")
     t2, c2 = time.perf_counter(), time.process_time()
     prepare_s, loop_s, render_s = t1 - t0, t2 - t1, t2 - t0
     loop_cpu_s = c2 - c1
@@ -86,10 +93,18 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
     engine.close()
 
     t0, c0 = time.perf_counter(), time.process_time()
-    write_video(root / "enc.mp4", iter(frames), n_frames=n, width=width, height=height, fps=fps, encoder=encoder)
+    preset = {}
+    if encode_speed is not None:  # imported here: a --against child may run a revision without it
+        from bridge.export.presets import encode_speed_preset
+
+        preset = {"preset": encode_speed_preset(encode_speed)}
+    write_video(root / "enc.mp4", iter(frames), n_frames=n, width=width, height=height, fps=fps, encoder=encoder,
+                **preset)
     encode_s, encode_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     return {
-        "engine": engine_name, "look": look, "encoder": encoder, "width": width, "height": height, "fps": str(fps), "seconds": seconds,
+        "engine": engine_name, "look": look, "encoder": encoder, "encode_speed": encode_speed,
+        "width": width, "height": height, "fps": str(fps), "seconds": seconds,
+        "video_mbps": round(_video_bits(out) / seconds / 1e6, 2),
         "render_x_realtime": round(seconds / render_s, 3),
         "render_fps": round(n / render_s, 2),
         "prepare_s": round(prepare_s, 2),
@@ -103,6 +118,14 @@ def measure(project, project_dir, analysis, root: Path, *, engine_name: str, wid
         "encode_cpu_ms_per_frame": round(1000 * encode_cpu_s / n, 2),
         "overlap": round((engine_s + encode_s) / loop_s, 2),
     }
+
+
+def _video_bits(path: Path) -> int:
+    """Bits of the file's video stream (its packets, read back with PyAV): the data rate's numerator."""
+    import av
+
+    with av.open(str(path)) as container:
+        return 8 * sum(packet.size for packet in container.demux(container.streams.video[0]) if packet.size)
 
 
 def stages(width: int, height: int, fps: Fraction, *, look: str, n: int, root: Path) -> dict:
@@ -229,6 +252,9 @@ def run_here(args) -> list[dict]:
         for size in args.sizes:
             width, height = (int(x) for x in size.lower().split("x"))
             for engine_name in args.engines:
+                if args.encode_speed:
+                    rows.extend(speed_table(args, project, project_dir, analysis, root, engine_name, width, height, fps))
+                    continue
                 rows.append(measure(project, project_dir, analysis, root, engine_name=engine_name, width=width,
                                     height=height, fps=fps, start=args.start, seconds=args.seconds,
                                     look=args.look if engine_name == "shader" else None, encoder=args.encoder))
@@ -240,7 +266,7 @@ def run_here(args) -> list[dict]:
                           f"{r['prepare_s']:.1f} s); engine alone {r['engine_ms_per_frame']:.1f} ms/frame "
                           f"({r['engine_fps']:.0f} fps); encode alone {r['encode_fps']:.1f} fps; frame loop "
                           f"{r['export_loop_fps']:.1f} fps, {r['loop_cpu_ms_per_frame']:.0f} CPU-ms/frame; overlap "
-                          f"{r['overlap']:.2f}", flush=True)
+                          f"{r['overlap']:.2f}; video {r['video_mbps']:.2f} Mb/s", flush=True)
             if args.stages and "shader" in args.engines:
                 rows.append(stages(width, height, fps, look=args.look or "tunnel", n=min(60, int(args.seconds * fps)),
                                    root=root))
@@ -248,6 +274,51 @@ def run_here(args) -> list[dict]:
                     print(f"  stages, {width}×{height}, look {rows[-1]['look']} (wall / CPU ms per frame):")
                     for name, (wall, cpu) in rows[-1]["stages_ms_wall_cpu"].items():
                         print(f"    {name:52s} {wall:7.2f} {cpu:7.2f}", flush=True)
+    return rows
+
+
+def speed_table(args, project, project_dir, analysis, root: Path, engine_name: str, width: int, height: int,
+                fps: Fraction) -> list[dict]:
+    """Each of ``args.encode_speed`` in turn, ``args.repeat`` turns each (so every speed sees the same
+    machine load); per speed the best turn of each figure, and its ratio to "balanced" of this run."""
+    from bridge.export.presets import encode_speed_preset
+
+    for speed in args.encode_speed:
+        encode_speed_preset(speed)  # a bad name fails before anything is measured
+    higher = ("render_x_realtime", "export_loop_fps", "encode_fps")
+    lower = ("loop_cpu_ms_per_frame", "engine_cpu_ms_per_frame", "encode_cpu_ms_per_frame", "video_mbps")
+    turns: dict[str, list[dict]] = {speed: [] for speed in args.encode_speed}
+    for _ in range(max(1, args.repeat)):
+        for speed in args.encode_speed:
+            turns[speed].append(measure(project, project_dir, analysis, root, engine_name=engine_name, width=width,
+                                        height=height, fps=fps, start=args.start, seconds=args.seconds,
+                                        look=args.look if engine_name == "shader" else None, encoder=args.encoder,
+                                        encode_speed=speed))
+    rows = []
+    for speed, runs in turns.items():
+        best = {**{k: max(r[k] for r in runs) for k in higher}, **{k: min(r[k] for r in runs) for k in lower}}
+        rows.append({"engine": engine_name, "width": width, "height": height, "fps": str(fps),
+                     "seconds": args.seconds, "encoder": args.encoder, "encode_speed": speed,
+                     "preset": encode_speed_preset(speed), "turns": len(runs), "best": best,
+                     "all_x_realtime": [r["render_x_realtime"] for r in runs]})
+    base = next((r["best"] for r in rows if r["encode_speed"] == "balanced"), None)
+    for row in rows:
+        if base is not None:
+            row["vs_balanced"] = {k: round(row["best"][k] / base[k], 2) for k in row["best"] if base[k]}
+    if not args.json:
+        load = os.getloadavg()
+        print(f"{width}×{height} @ {fps} fps, {args.seconds:g} s of the demo, {engine_name}, encoder {args.encoder}, "
+              f"best of {args.repeat} turns (load average now {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on "
+              f"{os.cpu_count()} CPUs):")
+        print(f"  {'speed':9s} {'preset':10s} {'× real time':>11s} {'vs balanced':>11s} {'loop CPU-ms/f':>13s} "
+              f"{'engine CPU-ms/f':>15s} {'encode CPU-ms/f':>15s} {'video Mb/s':>10s}  turns")
+        for row in rows:
+            b = row["best"]
+            ratio = row.get("vs_balanced", {}).get("render_x_realtime", float("nan"))
+            print(f"  {row['encode_speed']:9s} {row['preset']:10s} {b['render_x_realtime']:11.2f} {ratio:11.2f} "
+                  f"{b['loop_cpu_ms_per_frame']:13.0f} {b['engine_cpu_ms_per_frame']:15.1f} "
+                  f"{b['encode_cpu_ms_per_frame']:15.1f} {b['video_mbps']:10.2f}  "
+                  f"{', '.join(f'{x:.2f}' for x in row['all_x_realtime'])}", flush=True)
     return rows
 
 
@@ -316,12 +387,17 @@ def main() -> int:
     ap.add_argument("--look", default=None, help="shader engine look (default: the song's)")
     ap.add_argument("--fps", default="30")
     ap.add_argument("--encoder", default="auto", help="auto, hardware (the GPU's) or an FFmpeg encoder name")
+    ap.add_argument("--encode-speed", nargs="+", type=str.lower, metavar="SPEED",
+                    help="measure each encode speed (draft, balanced, small), taking turns; a table per engine and size")
     ap.add_argument("--stages", action="store_true", help="also time each stage of a shader frame")
     ap.add_argument("--against", metavar="REF", help="also run git revision REF, taking turns; print ratios")
-    ap.add_argument("--repeat", type=int, default=2, help="turns each of REF and this tree take (--against)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="turns each of REF and this tree take (--against), or each encode speed (--encode-speed)")
     ap.add_argument("--workdir", help="folder for the demo project, kept between runs (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.against and args.encode_speed:
+        ap.error("--encode-speed and --against measure different things; give one of them")
     rows = run_against(args) if args.against else run_here(args)
     if args.json:
         print(json.dumps(rows))

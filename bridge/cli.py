@@ -185,7 +185,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
                               model=args.model, look=args.look, preset=args.preset, codec=args.codec,
-                              crf=args.crf, bitrate=_bitrate(args.bitrate), encoder=args.encoder, section=args.section,
+                              crf=args.crf, bitrate=_bitrate(args.bitrate), encoder=args.encoder,
+                              encode_speed=args.encode_speed, section=args.section,
                               fade_in_s=args.fade_in, fade_out_s=args.fade_out, progress=progress,
                               segments=args.segments, ray_address=args.ray,
                               ray_cpus_per_task=args.ray_cpus, resume=not args.no_resume,
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rhythm_arguments(a)
 
-    from bridge.export.presets import CODECS, PRESETS
+    from bridge.export.presets import CODECS, ENCODE_SPEED_PRESETS, ENCODE_SPEEDS, PRESETS
 
     r = sub.add_parser("render", help="render a project to a video file (H.264 / HEVC / ProRes + AAC)")
     r.add_argument("project_dir", metavar="PROJECT_DIR")
@@ -281,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which encoder makes the codec: auto (default: software first, the same file on every "
                         "machine), hardware (the GPU's: NVENC on NVIDIA, VideoToolbox on a Mac, Quick Sync, AMF, "
                         "VA-API), or an FFmpeg encoder name such as h264_nvenc; a bad choice lists what opens here")
+    r.add_argument("--encode-speed", choices=ENCODE_SPEEDS, type=str.lower,
+                   help="how hard x264 / x265 work (default: the project's, balanced): "
+                        + ", ".join(f"{k} = preset {v}" for k, v in ENCODE_SPEED_PRESETS.items())
+                        + ". draft: about half balanced's encoder CPU for 30-75%% more bits (drafts); "
+                        "small: 20-55%% smaller files for 40-80%% more encoder CPU. The CRF sets the quality either way; "
+                        "GPU encoders and ProRes ignore it")
     quality = r.add_mutually_exclusive_group()
     quality.add_argument("--crf", type=int, metavar="N",
                          help="constant quality for h264/hevc, 0-51, lower = better (default: H.264 20, HEVC 24)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -470,12 +471,17 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     dlg.end.setValue(2.5)
     dlg.fade_in.setValue(0.5)
     dlg.fade_out.setValue(0.5)
+    assert dlg.encode_speed.currentData() == "balanced"  # the project's (none set: the default)
+    dlg.encode_speed.setCurrentIndex(dlg.encode_speed.findData("draft"))
     out = tmp_path / "clip.mp4"
     dlg.out.setText(str(out))
     dlg.export_button.click()
     qtbot.waitUntil(lambda: dlg.result_path is not None, timeout=60_000)
     qtbot.waitUntil(lambda: dlg.worker is None, timeout=10_000)
     assert dlg.open_button.isEnabled()
+    # the draft speed reached x264: its options in the stream's SEI are ultrafast's (subme=0, no CABAC)
+    sei = re.search(rb"x264 - core \d+.*? options: ([ -~]+)", out.read_bytes())
+    assert sei is not None and {"subme=0", "cabac=0"} <= set(sei.group(1).decode().split())
     with av.open(str(out)) as c:
         v = c.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(v)]
@@ -568,6 +574,7 @@ def test_export_dialog_codec_quality_and_a_failed_open_are_explained(window, qtb
     from bridge.export.presets import encoders_available, is_hardware_encoder
 
     assert dlg.options()["encoder"] == "auto"
+    assert dlg.options()["encode_speed"] == "balanced" and dlg.encode_speed.isEnabled()
     gpu = dlg.encoder.model().item(dlg.encoder.findData("hardware"))
     assert gpu.isEnabled() == any(is_hardware_encoder(n) for n in encoders_available("h264"))
     if "prores" in available_codecs():
@@ -575,6 +582,7 @@ def test_export_dialog_codec_quality_and_a_failed_open_are_explained(window, qtb
         assert dlg.out.text().endswith("clip.mov")  # ProRes goes in a MOV
         assert not dlg.crf.isEnabled() and "profile" in dlg.quality_note.text()
         assert "crf" not in dlg.options() and "bitrate" not in dlg.options()
+        assert not dlg.encode_speed.isEnabled() and "encode_speed" not in dlg.options()  # ProRes has no preset
     if "hevc" in available_codecs():
         dlg.codec.setCurrentIndex(dlg.codec.findData("hevc"))
         assert dlg.out.text().endswith("clip.mov") and dlg.crf.isEnabled() and dlg.crf.value() == 24
@@ -595,6 +603,11 @@ def test_export_dialog_codec_quality_and_a_failed_open_are_explained(window, qtb
     assert str(video) in window.messages.text
     if sys.platform.startswith("linux"):
         assert dlg.show_in_folder() is False and "file manager" in window.messages.text
+    dlg.close()
+    # a project that chose an encode speed opens the dialog on it
+    window.adapter.command("set_render", encode_speed="small")
+    dlg = window.open_export()
+    assert dlg.encode_speed.currentData() == "small" and dlg.options()["encode_speed"] == "small"
     dlg.close()
 
 

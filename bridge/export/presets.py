@@ -10,6 +10,10 @@ producer asks otherwise (``RenderSettings.encoder``, ``stembridge render --encod
 the first GPU / media-engine encoder that opens (NVENC on NVIDIA, VideoToolbox on a Mac, Quick Sync,
 AMF, VA-API), or one encoder by its FFmpeg name. The default stays "auto" (software first): the same
 project exports the same file on every machine, and x264 at a CRF is what the quality figures are for.
+
+Encode speed (``RenderSettings.encode_speed``, ``stembridge render --encode-speed``): how hard x264 /
+x265 work per frame, :data:`ENCODE_SPEED_PRESETS`. The CRF keeps the picture quality about the same;
+a faster preset spends more bits on it and leaves more CPU to the renderer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from bridge.errors import RenderError
+from bridge.project.schema import DEFAULT_ENCODE_SPEED, ENCODE_SPEEDS, check_encode_speed
 
 __all__ = [
     "CODECS",
@@ -26,6 +31,10 @@ __all__ = [
     "ExportPreset",
     "VideoCodec",
     "ENCODER_CHOICES",
+    "ENCODE_SPEEDS",
+    "ENCODE_SPEED_PRESETS",
+    "DEFAULT_ENCODE_SPEED",
+    "encode_speed_preset",
     "available_codecs",
     "check_encoder_choice",
     "encoders_available",
@@ -165,6 +174,30 @@ def constant_quality_options(encoder: str, crf: int, preset: str) -> dict[str, s
         cq = min(51, max(1, int(crf) + NVENC_CQ_OFFSET[name]))
         return {"preset": "p4", "rc": "vbr", "cq": str(cq)}
     return None
+
+
+#: The x264 / x265 preset of each encode speed (both encoders name their presets alike). Measured
+#: for x264 on a 2-core VM, 150 frames of four shader looks at 1280x720, CRF 20 (issue 13):
+#:   draft    ultrafast   8.1 CPU-ms/frame, 5.25 Mb/s at 30 fps, PSNR-Y 55.8 dB
+#:   balanced superfast  16.9 CPU-ms/frame, 4.10 Mb/s,            PSNR-Y 57.2 dB
+#:   small    veryfast   23.5 CPU-ms/frame, 2.29 Mb/s,            PSNR-Y 54.9 dB
+#: On 10 s of the demo's shader export at 720p30 (benchmarks/render_speed.py --encode-speed): x264
+#: alone 5.7 / 10.8 / 17.4 CPU-ms a frame, 5.6 / 3.4 / 1.9 Mb/s; the whole frame loop 25 / 29 / 35.
+#: x265's own ladder is slower at each name (not measured here). Hardware encoders do not take it:
+#: NVENC keeps its middle preset p4 (it codes on the GPU's video engine, so a faster preset would not
+#: free the CPU cores the renderer needs, and no GPU lent so far has NVENC to measure one on);
+#: VideoToolbox, Quick Sync, AMF, VA-API get a bit rate and no preset; ProRes has none.
+ENCODE_SPEED_PRESETS: dict[str, str] = {"draft": "ultrafast", "balanced": "superfast", "small": "veryfast"}
+assert set(ENCODE_SPEED_PRESETS) == set(ENCODE_SPEEDS)  # the schema names them, this table maps them
+
+
+def encode_speed_preset(speed: str) -> str:
+    """The x264 / x265 preset for encode ``speed`` ("draft", "balanced", "small"); RenderError naming
+    the value and the choices."""
+    try:
+        return ENCODE_SPEED_PRESETS[check_encode_speed(speed)]
+    except ValueError as err:
+        raise RenderError(str(err)) from None
 
 
 def is_hardware_encoder(name: str) -> bool:

@@ -170,11 +170,17 @@ def _from_song_start(audio: np.ndarray, start: int, total: int) -> np.ndarray:
 def render_settings(project: Project, *, width: int | None = None, height: int | None = None,
                     fps: object | None = None, preset: str | None = None, codec: str | None = None,
                     crf: int | None = None, bitrate: int | None = None,
-                    encoder: str | None = None) -> RenderSettings:
+                    encoder: str | None = None, encode_speed: str | None = None) -> RenderSettings:
     """The project's render settings with the overrides applied: a preset first, then explicit values.
     A bit rate replaces the CRF and a CRF the bit rate; ProRes drops both (a fixed data rate).
-    ``encoder``: auto / hardware / an FFmpeg encoder name (:func:`bridge.export.presets.pick_encoder`)."""
-    from bridge.export.presets import check_encoder_choice, get_codec, get_preset
+    ``encoder``: auto / hardware / an FFmpeg encoder name (:func:`bridge.export.presets.pick_encoder`).
+    ``encode_speed``: draft / balanced / small (:data:`bridge.export.presets.ENCODE_SPEED_PRESETS`)."""
+    from bridge.export.presets import (
+        check_encoder_choice,
+        encode_speed_preset,
+        get_codec,
+        get_preset,
+    )
 
     base = project.render
     if preset is not None:
@@ -190,6 +196,8 @@ def render_settings(project: Project, *, width: int | None = None, height: int |
         quality = {"crf": int(crf), "video_bitrate": None}
     else:
         quality = {"crf": base.crf, "video_bitrate": base.video_bitrate}
+    if encode_speed is not None:
+        encode_speed_preset(encode_speed)  # a RenderError naming the value and the choices
     if not get_codec(video_codec).has_quality:
         if bitrate is not None:
             raise RenderError(f"{get_codec(video_codec).label} has a fixed data rate (set by its profile); "
@@ -200,7 +208,8 @@ def render_settings(project: Project, *, width: int | None = None, height: int |
             width=width or base.width, height=height or base.height,
             fps=str(parse_fps(fps)) if fps is not None else base.fps,
             sample_rate=base.sample_rate, video_codec=video_codec,
-            encoder=check_encoder_choice(encoder if encoder is not None else base.encoder), **quality,
+            encoder=check_encoder_choice(encoder if encoder is not None else base.encoder),
+            encode_speed=encode_speed if encode_speed is not None else base.encode_speed, **quality,
         )
     except ValueError as e:
         raise RenderError(str(e).split("\n", 1)[-1].strip()) from None
@@ -237,6 +246,7 @@ def render_project(
     crf: int | None = None,
     bitrate: int | None = None,
     encoder: str | None = None,
+    encode_speed: str | None = None,
     section: str | int | None = None,
     fade_in_s: float = 0.0,
     fade_out_s: float = 0.0,
@@ -254,7 +264,8 @@ def render_project(
     vertical-1080, square-1080) — its size and fps, unless ``width``/``height``/``fps`` are given.
     ``codec`` (h264 / hevc / prores), ``crf`` or ``bitrate`` (b/s): the encoding; ``encoder``: which
     encoder makes it (auto: software first; hardware: the GPU's; or a name such as h264_nvenc — see
-    :func:`bridge.export.presets.pick_encoder`). ``section``: render
+    :func:`bridge.export.presets.pick_encoder`); ``encode_speed``: how hard x264 / x265 work — draft
+    (fastest, biggest file), balanced (the default) or small (smallest file, slowest). ``section``: render
     one section (its 1-based number or name) instead of ``start_s``/``end_s``. ``fade_in_s`` /
     ``fade_out_s``: picture from/to black and sound from/to silence (linear), at the range's edges.
 
@@ -274,11 +285,12 @@ def render_project(
         from bridge.export.presets import pick_encoder
 
         wanted = render_settings(project, width=width, height=height, fps=fps, preset=preset, codec=codec,
-                                 crf=crf, bitrate=bitrate, encoder=encoder)
+                                 crf=crf, bitrate=bitrate, encoder=encoder, encode_speed=encode_speed)
         pick_encoder(wanted.video_codec, wanted.width, wanted.height, wanted.fps_fraction, prefer=wanted.encoder)
     job = prepare_render(project, project_dir, analysis=analysis, width=width, height=height, fps=fps,
                          start_s=start_s, end_s=end_s, engine_name=engine_name, model=model, look=look,
-                         preset=preset, codec=codec, crf=crf, bitrate=bitrate, encoder=encoder, section=section,
+                         preset=preset, codec=codec, crf=crf, bitrate=bitrate, encoder=encoder,
+                         encode_speed=encode_speed, section=section,
                          fade_in_s=fade_in_s, fade_out_s=fade_out_s, cancel=cancel)
     if ray_address:
         from bridge.export.cluster import render_on_ray
@@ -310,6 +322,7 @@ def prepare_render(
     crf: int | None = None,
     bitrate: int | None = None,
     encoder: str | None = None,
+    encode_speed: str | None = None,
     section: str | int | None = None,
     fade_in_s: float = 0.0,
     fade_out_s: float = 0.0,
@@ -323,7 +336,7 @@ def prepare_render(
     project_dir = Path(project_dir)
     cancel = cancel or CancelToken()
     settings = render_settings(project, width=width, height=height, fps=fps, preset=preset, codec=codec,
-                               crf=crf, bitrate=bitrate, encoder=encoder)
+                               crf=crf, bitrate=bitrate, encoder=encoder, encode_speed=encode_speed)
     if analysis is None:
         analysis = analyze_project(project, project_dir, cancel=cancel)
     rate = settings.fps_fraction

@@ -130,6 +130,8 @@ def job_key(job: RenderJob) -> str:
         "size": [ctx.width, ctx.height], "fps": str(ctx.fps), "seed": ctx.seed, "mode": ctx.mode,
         "sections": [asdict(s) for s in ctx.sections], "crf": job.settings.crf,
         "codec": job.settings.video_codec, "bitrate": job.settings.video_bitrate, "encoder": job.settings.encoder,
+        # segments are joined without re-encoding: a resumed export must not mix x264 presets in one file
+        "encode_speed": job.settings.encode_speed,
         "range": [job.range.start_frame, job.range.n_frames], "preroll": job.preroll_frames,
         "params_start": job.params.start_frame, "names": list(job.params.names),
         "audio_sample_rate": ctx.audio_sample_rate, "fades": [job.fade_in_s, job.fade_out_s],
@@ -434,6 +436,7 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
     Each part is written atomically (a temporary name, renamed when complete), so a part file that
     exists is whole.
     """
+    from bridge.export.presets import encode_speed_preset
     from bridge.export.threads import cpu_threads
     from bridge.export.video import write_video
     from bridge.jobs import prefetch
@@ -462,7 +465,8 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
             write_video(part_path(seg), frames, n_frames=seg.n_frames, width=job.context.width,
                         height=job.context.height, fps=job.context.fps, audio=None, crf=job.settings.crf,
                         codec=job.settings.video_codec, bitrate=job.settings.video_bitrate,
-                        encoder=job.settings.encoder, progress=lambda done, _total, _label, seg=seg: progress(seg, done), cancel=cancel)
+                        encoder=job.settings.encoder, preset=encode_speed_preset(job.settings.encode_speed),
+                        progress=lambda done, _total, _label, seg=seg: progress(seg, done), cancel=cancel)
             on_done(seg)
     finally:
         frames.close()  # stops and joins the render thread before the engine goes

@@ -26,16 +26,21 @@ import cv2
 import numpy as np
 
 from bridge.errors import RenderError
-from bridge.export.presets import constant_quality_options, get_codec, pick_encoder
+from bridge.export.presets import (
+    DEFAULT_ENCODE_SPEED,
+    ENCODE_SPEED_PRESETS,
+    constant_quality_options,
+    get_codec,
+    pick_encoder,
+)
 from bridge.export.threads import cpu_threads
 from bridge.fsutil import PendingFile
 from bridge.jobs import CancelToken, ProgressCallback
 
-#: x264 preset and quality. Measured at 1280x720 on 2 CPU cores with procedural-like content:
-#: "superfast" CRF 20 encodes ~70–85 fps (12 CPU-ms/frame, ~3.5 Mbit/s at 30 fps, PSNR-Y 49 dB),
-#: "veryfast" only ~40–55 fps (21 CPU-ms/frame) at similar visual quality and fewer bits; the
-#: encoder must leave CPU to the renderer, so speed wins. Pass preset="veryfast" for smaller files.
-DEFAULT_PRESET = "superfast"
+#: x264 / x265 preset: the "balanced" encode speed (measured figures at
+#: :data:`bridge.export.presets.ENCODE_SPEED_PRESETS`); the encoder must leave CPU to the renderer,
+#: so speed wins over file size. Pass preset="veryfast" (encode speed "small") for smaller files.
+DEFAULT_PRESET = ENCODE_SPEED_PRESETS[DEFAULT_ENCODE_SPEED]
 DEFAULT_CRF = 20
 DEFAULT_AUDIO_BITRATE = 192_000
 #: Sample rates FFmpeg's native AAC encoder accepts.

@@ -250,6 +250,24 @@ class Mapping(_Model):
         return v
 
 
+#: How hard the software encoder works per frame (RenderSettings.encode_speed): "draft" is fastest
+#: and makes the biggest file, "small" the smallest and slowest; "balanced" is the export's default.
+#: The x264 / x265 preset each one means is in bridge.export.presets.ENCODE_SPEED_PRESETS.
+EncodeSpeed = Literal["draft", "balanced", "small"]
+ENCODE_SPEEDS: tuple[str, ...] = ("draft", "balanced", "small")
+DEFAULT_ENCODE_SPEED = "balanced"
+
+
+def check_encode_speed(value: object) -> str:
+    """``value`` as an encode speed ("draft", "balanced", "small"; case and spaces ignored);
+    ValueError naming the value and the choices."""
+    key = value.strip().lower() if isinstance(value, str) else value
+    if key not in ENCODE_SPEEDS:
+        raise ValueError(f"encode speed {value!r} is unknown; use draft (fastest, biggest file), balanced "
+                         "(the default) or small (smallest file, slowest)")
+    return key
+
+
 class RenderSettings(_Model):
     width: int = Field(default=1280, ge=16, le=7680)
     height: int = Field(default=720, ge=16, le=4320)
@@ -265,6 +283,10 @@ class RenderSettings(_Model):
     encoder: str = Field(default="auto", description=(
         "auto (software first: the same file on every machine), hardware (the GPU's: NVENC, VideoToolbox, "
         "Quick Sync, AMF, VA-API) or an FFmpeg encoder name such as h264_nvenc; see bridge.export.presets"))
+    encode_speed: EncodeSpeed = Field(default=DEFAULT_ENCODE_SPEED, description=(
+        "how hard the software encoder (x264 / x265) works: draft (fastest, biggest file: drafts), balanced "
+        "(the default) or small (smallest file, slowest); the picture quality is set by crf either way. "
+        "Hardware encoders and ProRes ignore it; see bridge.export.presets.ENCODE_SPEED_PRESETS"))
 
     @field_validator("fps", mode="before")
     @classmethod
@@ -288,11 +310,20 @@ class RenderSettings(_Model):
 
     @model_serializer(mode="wrap")
     def _without_default_encoder(self, handler):
-        # "auto" is not written: a project saved without a choice still opens in earlier versions
+        # "auto" / "balanced" are not written: a project saved without a choice still opens in earlier
+        # versions (extra="forbid" there) and its file stays as it was
         data = handler(self)
-        if isinstance(data, dict) and data.get("encoder") == "auto":
-            data.pop("encoder")
+        if isinstance(data, dict):
+            if data.get("encoder") == "auto":
+                data.pop("encoder")
+            if data.get("encode_speed") == DEFAULT_ENCODE_SPEED:
+                data.pop("encode_speed")
         return data
+
+    @field_validator("encode_speed", mode="before")
+    @classmethod
+    def _encode_speed(cls, v: object) -> object:
+        return check_encode_speed(v)
 
     @field_validator("encoder", mode="before")
     @classmethod

@@ -51,6 +51,9 @@ EXPORTS: dict[str, str] = {
     # export
     "CODECS": "bridge.export.presets",
     "PRESETS": "bridge.export.presets",
+    "ENCODE_SPEEDS": "bridge.project.schema",
+    "DEFAULT_ENCODE_SPEED": "bridge.project.schema",
+    "ENCODE_SPEED_PRESETS": "bridge.export.presets",
     "available_codecs": "bridge.export.presets",
     "encoders_available": "bridge.export.presets",
     "is_hardware_encoder": "bridge.export.presets",
