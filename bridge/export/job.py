@@ -117,6 +117,11 @@ class RenderJob:
     #: Fade from and to black (picture; the audio in ``audio`` is already faded), seconds.
     fade_in_s: float = 0.0
     fade_out_s: float = 0.0
+    #: Longest pre-roll a segment renders before its start when the engine hands its state over
+    #: (bridge.export.segments.segment_preroll); None: MAX_PREROLL_SECONDS. The frames do not depend
+    #: on it (a segment that pre-rolled too little is rendered again from the exact state), only the
+    #: work does: tests and benchmarks shorten it to make pre-rolls miss.
+    max_segment_preroll_frames: int | None = None
 
     def frame_gain(self, frame: int) -> float:
         """How bright frame ``frame`` (absolute index) is after the fades: 0 = black, 1 = as rendered."""

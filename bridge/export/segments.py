@@ -75,6 +75,11 @@ FORMAT_VERSION = 2  # 2: engine states kept at segment ends (a version-1 folder 
 #: the segmented frames equal the straight ones; an unrelated seed differs by ~47. The bound leaves
 #: room for chains that a cut lands inside of (a long stretch without hits).
 LCM_SEGMENT_BOUND = 4.0
+#: Longest pre-roll a segment of an engine that hands its state over renders before its start.
+#: A cut whose feedback needs more (ink's float fluid never forgets bit for bit) gets its start
+#: state from the relay on a cluster (:func:`needs_relay`); the cap keeps a guess from costing more
+#: than a segment's default length (SEGMENT_SECONDS) of frames.
+MAX_PREROLL_SECONDS = SEGMENT_SECONDS
 
 
 
@@ -344,9 +349,56 @@ def open_work_folder(job: RenderJob, out_path: str | os.PathLike[str], *, n_segm
 
 # -- rendering ----------------------------------------------------------------------------------
 
+def state_memory_frames(job: RenderJob, start_frame: int) -> int:
+    """Frames a fresh engine must render before ``start_frame`` to reach the state a straight render
+    has there, bit for bit, derived from the engine's and the looks' own feedback (the procedural
+    engine: :func:`bridge.visuals.procedural.trail_memory_frames`; the shader engine:
+    :func:`bridge.visuals.shader.state_memory_frames`); ``start_frame − params.start_frame`` (all
+    of the history) when nothing shorter will do. Engines without exact state hand-over: the job's
+    fixed pre-roll."""
+    history = max(0, start_frame - job.params.start_frame)
+    if not keeps_state(job):
+        return min(job.preroll_frames, history)
+    p = job.params
+    index, mix = p.section_index[:history], p.section_mix[:history]
+    if job.engine_key == "procedural":
+        from bridge.visuals.procedural import trail_memory_frames
+
+        columns = {name: p.column(name)[:history] for name in ("decay", "strength") if name in p.names}
+        return trail_memory_frames(job.context, columns, index, mix, limit=history)
+    if job.engine_key == "shader":
+        from bridge.visuals.shader import state_memory_frames as shader_memory
+
+        return shader_memory(job.context, job.engine_settings.get("look"), index, mix, limit=history)
+    return min(job.preroll_frames, history)
+
+
+def needs_relay(job: RenderJob, seg: Segment) -> bool:
+    """Whether a cluster task for ``seg`` had better start from the exact state the relay
+    brings (:func:`advance_states`) than from a pre-roll: the engine hands its state over, and
+    the pre-roll that reaches the exact state (:func:`state_memory_frames`) is longer than the
+    segment itself or than MAX_PREROLL_SECONDS. A pre-roll as long as its segment doubles the
+    segment's work on every task, while the relay only advances the engine (no read-back, no
+    encoding) once through the song, one task after another."""
+    if not keeps_state(job):
+        return False
+    return state_memory_frames(job, seg.start_frame) > min(seg.n_frames, preroll_cap_frames(job))
+
+
+def preroll_cap_frames(job: RenderJob) -> int:
+    """The longest pre-roll a segment of ``job`` renders: MAX_PREROLL_SECONDS, or the job's own cap."""
+    if job.max_segment_preroll_frames is not None:
+        return max(0, int(job.max_segment_preroll_frames))
+    return int(MAX_PREROLL_SECONDS * float(job.context.fps))
+
+
 def segment_preroll(job: RenderJob, start_frame: int) -> int:
-    """Frames rendered (and dropped) before ``start_frame`` when a run of frames starts there."""
+    """Frames rendered (and dropped) before ``start_frame`` when a run of frames starts there: for an
+    engine that hands its state over, what its feedback needs to forget the past
+    (:func:`state_memory_frames`), at most MAX_PREROLL_SECONDS; else the job's fixed pre-roll."""
     wanted = job.preroll_frames
+    if keeps_state(job):
+        wanted = min(state_memory_frames(job, start_frame), preroll_cap_frames(job))
     if job.engine_key == "shader":
         from bridge.mapping.sections import feedback_transition_preroll
         from bridge.visuals.shader import HIT_WINDOW_S
@@ -409,6 +461,34 @@ def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: in
             yield image
         elif cancel is not None:
             cancel.raise_if_cancelled("the render")
+
+
+def advance_states(job: RenderJob, from_frame: int, start_state: dict[str, np.ndarray] | None,
+                   to_frames: Sequence[int]) -> Iterator[dict[str, np.ndarray]]:
+    """The engine states at the start of each of ``to_frames`` (ascending), one after the other:
+    a fresh engine set to ``start_state`` (the state at ``from_frame``; None: a fresh engine's, exact
+    only at the first prepared frame) draws the frames in between without reading them back
+    (``advance``, where the engine has it) or encoding them. The cluster's relay (:func:`needs_relay`)."""
+    p = job.params
+    ends = [int(f) for f in to_frames]
+    if any(b < a for a, b in zip([from_frame, *ends[:-1]], ends, strict=True)) or not (
+            p.start_frame <= from_frame and (not ends or ends[-1] <= p.start_frame + len(p))):
+        raise ValueError(f"cannot advance from frame {from_frame} through {ends}: the prepared frames are "
+                         f"{p.start_frame}…{p.start_frame + len(p) - 1}, and the frames must ascend")
+    if not ends:
+        return
+    engine = start_engine(job)
+    try:
+        if start_state is not None:
+            engine.set_state(start_state)
+        step = getattr(engine, "advance", None) or engine.render
+        for begin, end in zip([from_frame, *ends[:-1]], ends, strict=True):
+            for frame in range(begin, end):
+                i = frame - p.start_frame
+                step(frame, p.row(i), int(p.section_index[i]), float(p.section_mix[i]))
+            yield engine.get_state()
+    finally:
+        engine.close()
 
 
 def start_engine(job: RenderJob):
