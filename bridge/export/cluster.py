@@ -16,13 +16,17 @@ its segment's start, so for an engine whose state can be read (:data:`bridge.vis
 its pre-roll is a guess the driver checks. The task returns, with the segment, a digest of the
 state its pre-roll reached and the state it ended with; the driver accepts segments in order, and
 one whose start digest differs from the accepted previous segment's end state is rendered again,
-starting from that end state (no pre-roll). A pre-roll leaves the procedural engine's feedback a
-code value off now and then (3 of 16 cuts in the issue-18 render; see :mod:`bridge.export.segments`);
-those segments are redone, the others cost nothing more. Shader looks whose feedback outlives the
-pre-roll (ink's fluid fades by 0.99 a frame) miss at nearly every cut, so their segments are redone
-one after the other: exact, but hardly faster than one machine (not measured yet; the cluster
-benchmark reports ``ray_Kw_redone``). Accepted segments and their end states go into the work
-folder, so a resumed render starts from them.
+starting from that end state (no pre-roll). The pre-roll is as long as the engine's feedback needs
+at that cut (:func:`bridge.export.segments.state_memory_frames`), so it rarely misses. Where that is
+longer than the segment (ink's float fluid never forgets; glitch needs ~12 s; procedural trails up
+to 10 s), guessing would cost more than the segment or miss, and missed segments are redone one
+after the other: those segments wait instead for a **relay** task, which advances one engine
+through the song without reading frames back or encoding them (a Ray generator task) and yields the
+exact state at each of their starts; each is submitted as soon as its state arrives, and the
+driver's digest check still verifies it. The relay is serial, but costs only the engine's drawing
+(the procedural engine 0.23 of a frame's render and encode, the shader's ink 0.72 on llvmpipe at
+320x180; far less on a GPU, where read-back and encoding dominate). Accepted segments and their end
+states go into the work folder, so a resumed render starts from them.
 
 Each task asks for ``cpus_per_task`` CPUs (default one; plus one GPU for the diffusion engine when
 the cluster has GPUs) and renders with exactly that many threads: OpenCV, llvmpipe, x264 and the

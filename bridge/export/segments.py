@@ -30,9 +30,18 @@ the driver checks — the task reports a digest of the state its pre-roll reache
 start, and a segment whose digest differs from the previous segment's end state is rendered again
 from that end state (:func:`bridge.export.cluster.render_on_ray`). Every accepted segment thus
 started from the state a straight render has at that frame: equal frames by construction.
-Both the procedural and the shader engine do (shader looks without feedback buffers — no pass with
-a TARGET — pre-roll only the hit envelope's frames, :func:`engine_preroll_frames`, which rebuild
-their state exactly, so their segments are rarely redone). The diffusion engine keeps the pre-roll:
+
+How long that guess pre-rolls is the engine's own feedback memory at the cut
+(:func:`state_memory_frames`): the procedural trails' decay, derived frame by frame from their
+persistence, ``decay`` and ``strength`` (:func:`bridge.visuals.procedural.trail_memory_frames`);
+for the shader engine the frames since each look's buffers were last cleared (a section that cuts
+to another look clears them) or, sooner, the look's ``STATE_MEMORY_SECONDS`` (0 for looks without
+feedback: only the hit envelope's frames; none for a float buffer, which never reaches the same
+bits again: ink) — :func:`bridge.visuals.shader.state_memory_frames`. A segment whose memory is
+longer than the segment itself (or :data:`MAX_PREROLL_SECONDS`) does not guess on a cluster: a
+relay task advances one engine through the song without reading frames back or encoding them and
+hands each such segment the exact state at its start (:func:`needs_relay`, :func:`advance_states`).
+The diffusion engine keeps the pre-roll:
 its img2img chain never fully forgets its past, so its segments match a sequential render only
 approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
 """
