@@ -128,3 +128,32 @@ def test_a_bad_state_memory_in_a_look_header_names_the_value() -> None:
         parse_isf(source % "long")
     ok = parse_isf(source.replace('"%s"', "3.5"))
     assert ok.memory_seconds == 3.5
+
+
+def test_cuts_move_to_where_the_feedback_has_just_been_cleared(project_dir: Path) -> None:  # noqa: F811
+    """Ink until 6.5 s, then a hard cut to tunnel (no feedback). Cut in three, the plain plan cuts on
+    the downbeat at 6 s, inside ink, where only the whole history (or the relay) gives the exact
+    state. The plan prefers the frame after the section start: tunnel was drawn on the frame before
+    it and ink's fluid is no longer part of the state, so 9 frames of pre-roll land exactly."""
+    from conftest import require_gl
+
+    from bridge.export.segments import needs_relay, open_work_folder, plan_segments, work_folder
+    from bridge.project import Section
+
+    require_gl()
+    project = shader_project(project_dir, [Section(name="a", start=0.0, end=6.5, look="ink"),
+                                           Section(name="b", start=6.5, look="tunnel", transition="cut")])
+    job = prepare_render(project, project_dir)
+    plain = plan_segments(job.range.start_frame, job.range.n_frames, job.context.fps, n_segments=3,
+                          boundaries=job.boundaries)
+    assert plain[2].start_frame == 180 and needs_relay(job, plain[2])  # the downbeat at 6 s, in ink
+    out = project_dir / "out.mp4"
+    with open_work_folder(job, out, n_segments=3, resume=False) as work:
+        plan = work.plan
+    (work_folder(out) / "manifest.json").unlink()
+    assert plan[2].start_frame == 196, plan  # 6.5 s is frame 195, the section's first
+    assert not any(needs_relay(job, s) for s in plan)
+    preroll = segment_preroll(job, 196)
+    assert preroll <= 12 and lands(job, 196, preroll)
+    assert segment_preroll(job, 195) == 195  # on the section's first frame ink is still in the state:
+    assert not lands(job, 195, 12)  # the whole history is needed

@@ -106,12 +106,15 @@ class Segment:
 
 
 def plan_segments(start_frame: int, n_frames: int, fps: Fraction, *, n_segments: int | None = None,
-                  boundaries: Sequence[int] = (), segment_seconds: float = SEGMENT_SECONDS) -> tuple[Segment, ...]:
+                  boundaries: Sequence[int] = (), segment_seconds: float = SEGMENT_SECONDS,
+                  prefer: Callable[[int], bool] | None = None) -> tuple[Segment, ...]:
     """Cut frames [start_frame, start_frame + n_frames) into segments.
 
     ``n_segments`` (default: one per ``segment_seconds``) pieces of about equal length; each cut
     moves to the nearest of ``boundaries`` (section starts, downbeats, keyframes) within half a
-    segment, so a segment starts where the picture changes anyway.
+    segment, so a segment starts where the picture changes anyway. ``prefer``: the nearest of the
+    boundaries it accepts, when there is one within the half segment (a cut where the engine's
+    feedback forgets its past soon: :func:`open_work_folder`).
     """
     if n_segments is not None and (not isinstance(n_segments, int) or n_segments < 1):
         raise RenderError(f"--segments {n_segments!r} is not a positive whole number; use e.g. --segments 8.")
@@ -125,6 +128,8 @@ def plan_segments(start_frame: int, n_frames: int, fps: Fraction, *, n_segments:
     for k in range(1, n):
         target = start_frame + round(k * length)
         near = [b for b in bounds if prev < b < end and abs(b - target) <= length / 2]
+        if prefer is not None:
+            near = [b for b in near if prefer(b)] or near
         cut = min(near, key=lambda b: (abs(b - target), b)) if near else target
         if prev < cut < end:
             cuts.append(cut)
@@ -350,35 +355,53 @@ class WorkFolder:
 def open_work_folder(job: RenderJob, out_path: str | os.PathLike[str], *, n_segments: int | None = None,
                      resume: bool = True, log_message: Callable[[str], None] = lambda m: None) -> WorkFolder:
     out = check_output_path(out_path, job.settings.video_codec)
+    boundaries, prefer = tuple(job.boundaries), None
+    if keeps_state(job):
+        # cuts where a pre-roll no longer than the segment reaches the exact state: no relay, no
+        # guess that misses. A section that cuts to another look clears the shader's feedback on
+        # its first frame, so the frame after each boundary is a candidate too.
+        n = n_segments or max(1, round(job.range.n_frames / (SEGMENT_SECONDS * float(job.context.fps))))
+        allowed = min(job.range.n_frames // max(1, n), preroll_cap_frames(job))
+        boundaries = tuple(sorted({*boundaries, *(b + 1 for b in boundaries)}))
+        memo: dict[int, bool] = {}
+
+        def prefer(frame: int) -> bool:
+            if frame not in memo:
+                memo[frame] = state_memory_frames(job, frame, at_most=allowed + 1) <= allowed
+            return memo[frame]
+
     plan = plan_segments(job.range.start_frame, job.range.n_frames, job.context.fps, n_segments=n_segments,
-                         boundaries=job.boundaries)
+                         boundaries=boundaries, prefer=prefer)
     return WorkFolder(out, key=job_key(job), plan=plan, resume=resume, log_message=log_message,
                       suffix=part_suffix(job.settings.video_codec))
 
 
 # -- rendering ----------------------------------------------------------------------------------
 
-def state_memory_frames(job: RenderJob, start_frame: int) -> int:
+def state_memory_frames(job: RenderJob, start_frame: int, *, at_most: int | None = None) -> int:
     """Frames a fresh engine must render before ``start_frame`` to reach the state a straight render
     has there, bit for bit, derived from the engine's and the looks' own feedback (the procedural
     engine: :func:`bridge.visuals.procedural.trail_memory_frames`; the shader engine:
     :func:`bridge.visuals.shader.state_memory_frames`); ``start_frame − params.start_frame`` (all
-    of the history) when nothing shorter will do. Engines without exact state hand-over: the job's
-    fixed pre-roll."""
+    of the history) when nothing shorter will do; ``at_most`` when given and that is not enough
+    (only the last ``at_most`` frames are looked at). Engines without exact state hand-over: the
+    job's fixed pre-roll."""
     history = max(0, start_frame - job.params.start_frame)
     if not keeps_state(job):
         return min(job.preroll_frames, history)
+    window = history if at_most is None else max(0, min(history, int(at_most)))
     p = job.params
-    index, mix = p.section_index[:history], p.section_mix[:history]
+    frames = slice(history - window, history)
+    index, mix = p.section_index[frames], p.section_mix[frames]
     if job.engine_key == "procedural":
         from bridge.visuals.procedural import trail_memory_frames
 
-        columns = {name: p.column(name)[:history] for name in ("decay", "strength") if name in p.names}
-        return trail_memory_frames(job.context, columns, index, mix, limit=history)
+        columns = {name: p.column(name)[frames] for name in ("decay", "strength") if name in p.names}
+        return trail_memory_frames(job.context, columns, index, mix, limit=window)
     if job.engine_key == "shader":
         from bridge.visuals.shader import state_memory_frames as shader_memory
 
-        return shader_memory(job.context, job.engine_settings.get("look"), index, mix, limit=history)
+        return shader_memory(job.context, job.engine_settings.get("look"), index, mix, limit=window)
     return min(job.preroll_frames, history)
 
 
@@ -391,7 +414,8 @@ def needs_relay(job: RenderJob, seg: Segment) -> bool:
     encoding) once through the song, one task after another."""
     if not keeps_state(job):
         return False
-    return state_memory_frames(job, seg.start_frame) > min(seg.n_frames, preroll_cap_frames(job))
+    limit = min(seg.n_frames, preroll_cap_frames(job))
+    return state_memory_frames(job, seg.start_frame, at_most=limit + 1) > limit
 
 
 def preroll_cap_frames(job: RenderJob) -> int:
@@ -407,7 +431,7 @@ def segment_preroll(job: RenderJob, start_frame: int) -> int:
     (:func:`state_memory_frames`), at most MAX_PREROLL_SECONDS; else the job's fixed pre-roll."""
     wanted = job.preroll_frames
     if keeps_state(job):
-        wanted = min(state_memory_frames(job, start_frame), preroll_cap_frames(job))
+        wanted = state_memory_frames(job, start_frame, at_most=preroll_cap_frames(job))
     if job.engine_key == "shader":
         from bridge.mapping.sections import feedback_transition_preroll
         from bridge.visuals.shader import HIT_WINDOW_S

@@ -194,6 +194,7 @@ def trail_memory_frames(ctx: RenderContext, params: Mapping[str, np.ndarray], se
 
     decay = np.asarray(params["decay"], dtype=np.float64) if "decay" in params else None
     strength = np.asarray(params["strength"], dtype=np.float64) if "strength" in params else None
+    colour_gain: dict[tuple[int, float], float] = {}  # the drift × saturation part, per look and mix
     worst = 0.5  # the largest trail, going back from the cut, that is gone (< half a level) by then
     for back in range(1, n + 1):
         k = len(section_index) - back
@@ -202,7 +203,13 @@ def trail_memory_frames(ctx: RenderContext, params: Mapping[str, np.ndarray], se
         prev = look(idx - 1) if idx > 0 and mix < 1.0 else cur
         d = _clipped("decay", None if decay is None else decay[k])
         st = _clipped("strength", None if strength is None else strength[k])
-        gain = float(np.abs(trail_matrix(prev, cur, mix, decay=d, strength=st)).sum(axis=1).max())
+        if (idx, mix) not in colour_gain:  # trail_matrix at persistence 1 (it scales the matrix)
+            m = trail_matrix(prev, cur, mix, decay=MAX_PERSISTENCE - (1 - mix) * prev.persistence
+                             - mix * cur.persistence, strength=0.0) / MAX_PERSISTENCE
+            colour_gain[idx, mix] = float(np.abs(m).sum(axis=1).max())
+        persistence = min(MAX_PERSISTENCE, max(0.0, (1 - mix) * prev.persistence + mix * cur.persistence
+                                               + d - 0.35 * st))
+        gain = persistence * colour_gain[idx, mix]
         worst = (worst + TRAIL_OFFSET) / gain if gain > 0 else float("inf")
         if worst >= 255.0:
             return back
