@@ -183,8 +183,10 @@ def trail_memory_frames(ctx: RenderContext, params: Mapping[str, np.ndarray], se
     below half a level it is 0 in both histories. It is a model, not a proof (the uint8 rounding of
     two lit trails can keep them a level apart): the export checks the state a pre-roll reached
     against the exact one and renders a segment again where it differs (bridge.export.cluster).
-    Measured on the demo (10 s at 320x180): the bit-exact state came after 36–67 frames; this gives
-    (see tests/test_preroll.py)."""
+    Measured on 20 s of the demo at 320x180: pre-rolls from black reached the bit-exact state after
+    36–67 frames (7 cuts); this model asks 20–305 frames (median 95, 39 cuts) and a pre-roll of
+    that length reached it at every one of them (at 640x360 too); tests/test_preroll.py checks
+    cuts of the synthetic project against the straight render."""
     n = min(int(limit), len(section_index))
     looks = [_look_from_seed(s, ctx.seed) for s in ctx.sections]
     default = _look_from_seed(None, ctx.seed)
