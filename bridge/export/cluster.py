@@ -354,7 +354,12 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                         while relay_next < len(relay) and relay_gen_ready(ray, relay_gen):
                             seg = relay[relay_next]
                             relay_next += 1
-                            pending[submit(seg, next(relay_gen))] = seg  # Ray hands the task the state
+                            try:
+                                state_ref = next(relay_gen)
+                            except StopIteration:
+                                raise RenderError(f"The relay task ended before the engine state at frame "
+                                                  f"{seg.start_frame}; render again to resume.") from None
+                            pending[submit(seg, state_ref)] = seg  # Ray hands the task the state
                     for ref in ready:
                         seg = pending.pop(ref)
                         result = _result(ray, ref, seg, retries=max_retries)
