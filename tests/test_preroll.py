@@ -157,3 +157,18 @@ def test_cuts_move_to_where_the_feedback_has_just_been_cleared(project_dir: Path
     assert preroll <= 12 and lands(job, 196, preroll)
     assert segment_preroll(job, 195) == 195  # on the section's first frame ink is still in the state:
     assert not lands(job, 195, 12)  # the whole history is needed
+
+
+def test_more_task_slots_make_longer_pre_rolls_pay(project_dir: Path) -> None:  # noqa: F811
+    """glitch remembers 12 s (its header): a 2-s segment at 4 s would need its whole 4-s history
+    as pre-roll. On 2 task slots that segment waits for the relay; on 16 the pre-roll pays (the
+    relay, one task drawing the whole song, would bound the speed-up at 1 / 0.5 = 2)."""
+    from bridge.export.segments import Segment, needs_relay
+
+    project = shader_project(project_dir, look="glitch")
+    job = prepare_render(project, project_dir)
+    seg = Segment(2, 120, 60)
+    assert state_memory_frames(job, 120) == 120
+    assert needs_relay(job, seg, slots=2)
+    assert not needs_relay(job, seg, slots=16)
+    assert segment_preroll(job, 120) == 120  # from the song start: exact without a guess

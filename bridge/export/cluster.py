@@ -18,9 +18,9 @@ state its pre-roll reached and the state it ended with; the driver accepts segme
 one whose start digest differs from the accepted previous segment's end state is rendered again,
 starting from that end state (no pre-roll). The pre-roll is as long as the engine's feedback needs
 at that cut (:func:`bridge.export.segments.state_memory_frames`), so it rarely misses. Where that is
-longer than the segment (ink's float fluid never forgets; glitch needs ~12 s; procedural trails up
-to 10 s), guessing would cost more than the segment or miss, and missed segments are redone one
-after the other: those segments wait instead for a **relay** task, which advances one engine
+longer than pays on this many task slots (:func:`bridge.export.segments.needs_relay`: on 2 slots,
+longer than the segment; ink's float fluid never forgets; glitch needs ~12 s; procedural trails up
+to 10 s), those segments wait instead for a **relay** task, which advances one engine
 through the song without reading frames back or encoding them (a Ray generator task) and yields the
 exact state at each of their starts; each is submitted as soon as its state arrives, and the
 driver's digest check still verifies it. The relay is serial, but costs only the engine's drawing
@@ -293,7 +293,7 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                     ends[s.start_frame] = kept
             exact_start = {s.index for s in todo if s.start_frame in ends}  # started from an exact state
             # segments whose feedback outlives any pre-roll wait for the relay's exact state at their start
-            relay = [s for s in todo if s.index not in exact_start and needs_relay(job, s)]
+            relay = [s for s in todo if s.index not in exact_start and needs_relay(job, s, slots=slots)]
             relay_gen = None
             if relay:
                 first = todo[0]

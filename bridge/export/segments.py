@@ -38,8 +38,8 @@ for the shader engine the frames since each look's buffers were last cleared (a 
 to another look clears them) or, sooner, the look's ``STATE_MEMORY_SECONDS`` (0 for looks without
 feedback: only the hit envelope's frames; none for a float buffer, which never reaches the same
 bits again: ink) — :func:`bridge.visuals.shader.state_memory_frames`. A segment whose memory is
-longer than the segment itself (or :data:`MAX_PREROLL_SECONDS`) does not guess on a cluster: a
-relay task advances one engine through the song without reading frames back or encoding them and
+longer than pays on the cluster (:func:`needs_relay`: on 2 task slots, longer than the segment;
+never more than :data:`MAX_PREROLL_SECONDS`) does not guess on a cluster: a relay task advances one engine through the song without reading frames back or encoding them and
 hands each such segment the exact state at its start (:func:`needs_relay`, :func:`advance_states`).
 The diffusion engine keeps the pre-roll:
 its img2img chain never fully forgets its past, so its segments match a sequential render only
@@ -87,8 +87,14 @@ LCM_SEGMENT_BOUND = 4.0
 #: Longest pre-roll a segment of an engine that hands its state over renders before its start.
 #: A cut whose feedback needs more (ink's float fluid never forgets bit for bit) gets its start
 #: state from the relay on a cluster (:func:`needs_relay`); the cap keeps a guess from costing more
-#: than a segment's default length (SEGMENT_SECONDS) of frames.
-MAX_PREROLL_SECONDS = SEGMENT_SECONDS
+#: than about a default segment's (SEGMENT_SECONDS) render: pre-roll frames are drawn, not read
+#: back or encoded (ADVANCE_SHARE).
+MAX_PREROLL_SECONDS = 2 * SEGMENT_SECONDS
+#: What drawing a frame without reading it back or encoding it (a pre-roll frame, the relay) costs,
+#: as a share of rendering and encoding it: measured on a 2-core VM at 320x180, one thread
+#: (procedural 0.23; shader on llvmpipe: glitch 0.50, ink 0.72; on a GPU the skipped read-back
+#: and encoding weigh more, so less). Sizes the choice between pre-roll and relay (:func:`needs_relay`).
+ADVANCE_SHARE = {"procedural": 0.25, "shader": 0.5}
 
 
 
@@ -405,16 +411,21 @@ def state_memory_frames(job: RenderJob, start_frame: int, *, at_most: int | None
     return min(job.preroll_frames, history)
 
 
-def needs_relay(job: RenderJob, seg: Segment) -> bool:
-    """Whether a cluster task for ``seg`` had better start from the exact state the relay
-    brings (:func:`advance_states`) than from a pre-roll: the engine hands its state over, and
-    the pre-roll that reaches the exact state (:func:`state_memory_frames`) is longer than the
-    segment itself or than MAX_PREROLL_SECONDS. A pre-roll as long as its segment doubles the
-    segment's work on every task, while the relay only advances the engine (no read-back, no
-    encoding) once through the song, one task after another."""
+def needs_relay(job: RenderJob, seg: Segment, *, slots: int = 1) -> bool:
+    """Whether a cluster task for ``seg`` had better start from the exact state the relay brings
+    (:func:`advance_states`) than pre-roll: the engine hands its state over, and the pre-roll that
+    reaches the exact state (:func:`state_memory_frames`) is longer than MAX_PREROLL_SECONDS or
+    than the segment times max(1, ``slots`` − 1 / a), a = the engine's :data:`ADVANCE_SHARE`.
+
+    Why: the relay adds no work but is one task drawing the whole song, so with ``slots`` task
+    slots it renders at most min(slots / (1 + a), 1 / a) times as fast as one; pre-rolls of P
+    frames before segments of L frames run at slots / (1 + a·P / L). Pre-rolling is the faster
+    when P / L < max(1, slots − 1 / a): on 2 slots only pre-rolls shorter than their segment; on
+    16, with the shader engine, pre-rolls up to 14 segments long."""
     if not keeps_state(job):
         return False
-    limit = min(seg.n_frames, preroll_cap_frames(job))
+    share = ADVANCE_SHARE.get(job.engine_key, 1.0)
+    limit = min(preroll_cap_frames(job), int(seg.n_frames * max(1.0, slots - 1.0 / share)))
     return state_memory_frames(job, seg.start_frame, at_most=limit + 1) > limit
 
 
