@@ -202,7 +202,7 @@ def main() -> int:
     if args.no_relay:  # the driver decides which segments wait for the relay: here, none
         import bridge.export.segments as segments
 
-        segments.needs_relay = lambda job, seg: False
+        segments.needs_relay = lambda job, seg, **_: False
     cpus = args.cpus_per_worker
 
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:

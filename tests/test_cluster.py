@@ -88,7 +88,7 @@ def test_a_segment_whose_preroll_misses_the_feedback_is_rendered_again_from_the_
     import bridge.export.segments as segments
     from bridge.export.cluster import render_on_ray
 
-    monkeypatch.setattr(segments, "needs_relay", lambda job, seg: False)  # the driver asks it
+    monkeypatch.setattr(segments, "needs_relay", lambda job, seg, **_: False)  # the driver asks it
     from bridge.export.render import prepare_render
     from bridge.project import load_project, save_project
 
