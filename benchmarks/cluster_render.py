@@ -17,7 +17,9 @@ OpenCV, llvmpipe, x264 and BLAS pools; rendering and encoding one after the othe
   - split_join_overhead = ray_1w_s / local_1thread_s − 1: what the cluster path adds at equal
     compute (pre-roll per segment, object store, task scheduling, the join);
   - ray_Kw_redone: segments whose pre-roll did not reach the straight render's feedback state
-    exactly, rendered again from the previous segment's end state (bridge.export.cluster);
+    exactly, rendered again from the previous segment's end state (bridge.export.cluster), of
+    ray_Kw_cuts; ray_Kw_relayed: segments that started from the exact state the relay task brought
+    (their feedback outlives a pre-roll: bridge.export.segments.needs_relay) instead of pre-rolling;
   - resume_share: a local render cancelled at 60 % and run again, the second run as a share of
     local_all_s;
   - *_cores: CPU seconds / wall seconds of each render (the workers' processes for Ray): the cores it
@@ -189,11 +191,18 @@ def main() -> int:
     ap.add_argument("--look", help="shader engine look (default: the song's); ink's long feedback "
                                    "shows what the exact state hand-over costs")
     ap.add_argument("--no-resume", action="store_true", help="skip the cancel-and-resume measurement")
+    ap.add_argument("--no-relay", action="store_true", help="no relay: every segment pre-rolls (as long as its "
+                                                            "look needs, up to MAX_PREROLL_SECONDS), checked and "
+                                                            "redone where it missed; compares the two ways")
     ap.add_argument("--repeat", type=int, default=1, help="run every timed render R times, keep the fastest")
     ap.add_argument("--address", help="measure a running Ray cluster (HOST:PORT) instead of local ones")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
+    if args.no_relay:  # the driver decides which segments wait for the relay: here, none
+        import bridge.export.segments as segments
+
+        segments.needs_relay = lambda job, seg, **_: False
     cpus = args.cpus_per_worker
 
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
@@ -208,7 +217,8 @@ def main() -> int:
         job = prepare_render(project, project_dir, analysis=analysis, end_s=args.seconds, engine_name=args.engine,
                              look=args.look)
         n = args.segments
-        row: dict[str, object] = {"engine": args.engine, "look": args.look, "size": args.size, "seconds": args.seconds,
+        row: dict[str, object] = {"engine": args.engine, "look": args.look, "relay": not args.no_relay,
+                                  "size": args.size, "seconds": args.seconds,
                                   "frames": job.range.n_frames, "segments": n, "cpus_per_worker": cpus,
                                   "machine_cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}
 
@@ -261,6 +271,10 @@ def main() -> int:
                                     log_message=messages.append)
                     # segments whose pre-roll missed the exact feedback state, rendered again from it
                     row[f"ray_{label}_redone"] = sum("rendering it again" in m for m in messages)
+                    # segments that waited for the relay's exact state instead of pre-rolling
+                    row[f"ray_{label}_relayed"] = sum(int(m.split()[0]) for m in messages
+                                                      if "a relay task brings" in m)
+                    row[f"ray_{label}_cuts"] = n - 1
                     cpu1 = processes_cpu_s(pids)  # the workers' CPU time, not the driver's
                     best(f"ray_{label}_s", wall, None if cpu0 is None or cpu1 is None else cpu1 - cpu0)
                     workers[label] = k

@@ -76,15 +76,19 @@ def test_a_worker_killed_mid_segment_is_retried(cluster: str, project_dir: Path,
 
 @pytest.mark.parametrize("look", [None, "ink"], ids=["procedural", "shader-ink"])
 def test_a_segment_whose_preroll_misses_the_feedback_is_rendered_again_from_the_exact_state(
-        cluster: str, project_dir: Path, look: str | None) -> None:  # noqa: F811
+        cluster: str, project_dir: Path, look: str | None, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """Issue 18: a pre-roll from black only approximates the feedback state a straight render has
     at a cut (20 s of the demo at 640x360: one code value off at frame 489; the shader engine's ink
-    look: up to 97). With a pre-roll far too short (3 frames) every later segment starts wrong; the
-    driver sees it (the task's start-state digest differs from the previous segment's end state),
-    renders those again from that end state, and the video equals the uninterrupted render."""
+    look: up to 97). With pre-rolls held far too short (3 frames) and no relay, every later segment
+    starts wrong; the driver sees it (the task's start-state digest differs from the previous
+    segment's end state), renders those again from that end state, and the video equals the
+    uninterrupted render."""
     from dataclasses import replace
 
+    import bridge.export.segments as segments
     from bridge.export.cluster import render_on_ray
+
+    monkeypatch.setattr(segments, "needs_relay", lambda job, seg, **_: False)  # the driver asks it
     from bridge.export.render import prepare_render
     from bridge.project import load_project, save_project
 
@@ -96,12 +100,50 @@ def test_a_segment_whose_preroll_misses_the_feedback_is_rendered_again_from_the_
         save_project(project.model_copy(update={"engine": project.engine.model_copy(
             update={"name": "shader", "look": look})}), project_dir)
         project, _ = load_project(project_dir)
-    job = replace(prepare_render(project, project_dir, end_s=2.0), preroll_frames=3)
+    job = replace(prepare_render(project, project_dir, end_s=2.0), max_segment_preroll_frames=3)
     messages: list[str] = []
     out = render_on_ray(job, project_dir / "ray.mp4", n_segments=3, log_message=messages.append)
     assert decoded(out)["hashes"] == truth_hashes(project, project_dir, end_s=2.0)
     redone = [m for m in messages if "rendering it again" in m]
     assert redone and len(redone) <= 2, messages
+    assert not any("relay" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("look", [None, "ink"], ids=["procedural", "shader-ink"])
+def test_long_memory_segments_start_from_the_relay_and_need_no_redo(
+        cluster: str, project_dir: Path, look: str | None) -> None:  # noqa: F811
+    """A feedback that outlives any pre-roll (ink's float fluid never forgets bit for bit; the
+    procedural trails need longer than these 20-frame segments): those segments wait for the relay
+    task's exact state instead of guessing, so none is rendered again, and the video equals the
+    uninterrupted render frame for frame."""
+    from bridge.export.cluster import render_on_ray
+    from bridge.export.render import prepare_render
+    from bridge.export.segments import needs_relay, open_work_folder, preroll_is_exact, work_folder
+    from bridge.project import load_project, save_project
+
+    project = lossless(project_dir)
+    if look is not None:
+        from conftest import require_gl
+
+        require_gl()
+        save_project(project.model_copy(update={"engine": project.engine.model_copy(
+            update={"name": "shader", "look": look})}), project_dir)
+        project, _ = load_project(project_dir)
+    job = prepare_render(project, project_dir, end_s=2.0)
+    out = project_dir / "ray.mp4"
+    with open_work_folder(job, out, n_segments=3, resume=False) as work:
+        plan = work.plan
+    shutil.rmtree(work_folder(out))
+    relayed = [s.index for s in plan if needs_relay(job, s)]
+    assert relayed and 0 not in relayed, relayed  # the first segment starts at the song's start: exact
+    if look == "ink":  # never a guess: each segment waits for the relay or pre-rolls from the song start
+        assert all(s.index in relayed or preroll_is_exact(job, s.start_frame) for s in plan), plan
+    messages: list[str] = []
+    out = render_on_ray(job, out, n_segments=3, log_message=messages.append)
+    assert decoded(out)["hashes"] == truth_hashes(project, project_dir, end_s=2.0)
+    assert not [m for m in messages if "rendering it again" in m], messages
+    assert any(m.startswith(f"{len(relayed)} of 3 segments start from the exact engine state a relay")
+               for m in messages), messages
 
 
 def test_a_worker_lost_every_time_fails_with_a_clear_error(cluster: str, project_dir: Path,  # noqa: F811

@@ -134,7 +134,7 @@ def test_a_resumed_export_starts_from_the_kept_engine_state(project_dir: Path) -
     from bridge.export.segments import render_segmented
 
     project = lossless(project_dir)
-    job = replace(prepare_render(project, project_dir, end_s=4.0), preroll_frames=3)
+    job = replace(prepare_render(project, project_dir, end_s=4.0), max_segment_preroll_frames=3)
     out = project_dir / "out.mp4"
     token = CancelToken()
     with pytest.raises(Cancelled):

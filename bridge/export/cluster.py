@@ -16,13 +16,17 @@ its segment's start, so for an engine whose state can be read (:data:`bridge.vis
 its pre-roll is a guess the driver checks. The task returns, with the segment, a digest of the
 state its pre-roll reached and the state it ended with; the driver accepts segments in order, and
 one whose start digest differs from the accepted previous segment's end state is rendered again,
-starting from that end state (no pre-roll). A pre-roll leaves the procedural engine's feedback a
-code value off now and then (3 of 16 cuts in the issue-18 render; see :mod:`bridge.export.segments`);
-those segments are redone, the others cost nothing more. Shader looks whose feedback outlives the
-pre-roll (ink's fluid fades by 0.99 a frame) miss at nearly every cut, so their segments are redone
-one after the other: exact, but hardly faster than one machine (not measured yet; the cluster
-benchmark reports ``ray_Kw_redone``). Accepted segments and their end states go into the work
-folder, so a resumed render starts from them.
+starting from that end state (no pre-roll). The pre-roll is as long as the engine's feedback needs
+at that cut (:func:`bridge.export.segments.state_memory_frames`), so it rarely misses. Where that is
+longer than pays on this many task slots (:func:`bridge.export.segments.needs_relay`: on 2 slots,
+longer than the segment; ink's float fluid never forgets; glitch needs ~12 s; procedural trails up
+to 10 s), those segments wait instead for a **relay** task, which advances one engine
+through the song without reading frames back or encoding them (a Ray generator task) and yields the
+exact state at each of their starts; each is submitted as soon as its state arrives, and the
+driver's digest check still verifies it. The relay is serial, but costs only the engine's drawing
+(the procedural engine 0.23 of a frame's render and encode, the shader's ink 0.72 on llvmpipe at
+320x180; far less on a GPU, where read-back and encoding dominate). Accepted segments and their end
+states go into the work folder, so a resumed render starts from them.
 
 Each task asks for ``cpus_per_task`` CPUs (default one; plus one GPU for the diffusion engine when
 the cluster has GPUs) and renders with exactly that many threads: OpenCV, llvmpipe, x264 and the
@@ -35,6 +39,7 @@ setting) is not retried and is reported as it would be locally.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -181,7 +186,17 @@ def _remote_parts() -> tuple[Any, Any]:
             def snapshot(self) -> dict[int, int]:
                 return dict(self.done)
 
-        _REMOTE.update(task=render_segment_task, board=ProgressBoard)
+        @ray.remote
+        def relay_task(job, from_frame, start_state, to_frames, n_threads):
+            """The relay: the exact engine state at each of ``to_frames``, yielded as it gets there."""
+            from bridge.export.segments import advance_states
+            from bridge.export.threads import limit_cpu_threads
+
+            if n_threads:
+                limit_cpu_threads(n_threads)
+            yield from advance_states(job, from_frame, start_state, to_frames)
+
+        _REMOTE.update(task=render_segment_task, board=ProgressBoard, relay=relay_task)
     return _REMOTE["task"], _REMOTE["board"]
 
 
@@ -223,6 +238,7 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
         SEGMENT_SECONDS,
         format_time,
         keeps_state,
+        needs_relay,
         open_work_folder,
         preroll_is_exact,
         state_digest,
@@ -257,6 +273,7 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
             log_message(f"rendering {len(todo)} segments on Ray ({slots} {'GPU' if use_gpu else 'task'} slots, "
                         f"{cpus_per_task} CPU{'s' if cpus_per_task > 1 else ''} per task)")
             task, board_cls = _remote_parts()
+            relay_task = _REMOTE["relay"]
             board = board_cls.remote()
             job_ref = ray.put(job.without_audio())  # once into the object store; tasks share it
             options = task_options(cpus_per_task, use_gpu=use_gpu, max_retries=max_retries)
@@ -274,8 +291,22 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                 kept = work.load_state(s.start_frame) if exact_states and s.index - 1 in work.done else None
                 if kept is not None:
                     ends[s.start_frame] = kept
-                pending[submit(s, kept)] = s
             exact_start = {s.index for s in todo if s.start_frame in ends}  # started from an exact state
+            # segments whose feedback outlives any pre-roll wait for the relay's exact state at their start
+            relay = [s for s in todo if s.index not in exact_start and needs_relay(job, s, slots=slots)]
+            relay_gen = None
+            if relay:
+                first = todo[0]
+                from_frame, from_state = ((first.start_frame, ends[first.start_frame]) if first.start_frame in ends
+                                          else (job.params.start_frame, None))
+                relay_gen = relay_task.options(**options).remote(
+                    job_ref, from_frame, from_state, [s.start_frame for s in relay], cpus_per_task)
+                log_message(f"{len(relay)} of {len(todo)} segments start from the exact engine state a relay task "
+                            "brings (their feedback outlives a pre-roll); the others pre-roll")
+            relay_next = 0  # the relay's next state is for relay[relay_next]
+            for s in todo:
+                if s not in relay:
+                    pending[submit(s, ends.get(s.start_frame))] = s
             finished: dict[int, Any] = {}  # index → SegmentResult, written but not yet accepted
 
             def accept() -> None:
@@ -314,9 +345,21 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
             shown = done_frames  # a segment rendered again must not move the progress back
             progress(done_frames, total, _label(plan, work.done, running))
             try:
-                while pending:
+                while pending or relay_next < len(relay):
                     cancel.raise_if_cancelled("the video export")
-                    ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.25)
+                    waitables = [*pending, *([relay_gen] if relay_next < len(relay) else [])]
+                    ready, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0.25)
+                    if relay_gen in ready:
+                        ready.remove(relay_gen)
+                        while relay_next < len(relay) and relay_gen_ready(ray, relay_gen):
+                            seg = relay[relay_next]
+                            relay_next += 1
+                            try:
+                                state_ref = next(relay_gen)
+                            except StopIteration:
+                                raise RenderError(f"The relay task ended before the engine state at frame "
+                                                  f"{seg.start_frame}; render again to resume.") from None
+                            pending[submit(seg, state_ref)] = seg  # Ray hands the task the state
                     for ref in ready:
                         seg = pending.pop(ref)
                         result = _result(ray, ref, seg, retries=max_retries)
@@ -334,8 +377,9 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                     shown = max(shown, min(total, done_frames + sum(running.values())))
                     progress(shown, total, _label(plan, work.done, running))
             except BaseException:
-                for ref in pending:  # stop what still runs; finished segments stay in the work folder
-                    ray.cancel(ref, force=True)
+                for ref in [*pending, *([relay_gen] if relay_gen is not None else [])]:
+                    with contextlib.suppress(Exception):  # stop what still runs; finished segments stay
+                        ray.cancel(ref, force=True)
                 raise
             finally:
                 ray.kill(board)
@@ -350,6 +394,12 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
     finally:
         if started:
             ray.shutdown()
+
+
+def relay_gen_ready(ray: Any, gen: Any) -> bool:
+    """Whether the relay generator's next state is in the object store (next() would not block)."""
+    ready, _ = ray.wait([gen], timeout=0)
+    return bool(ready)
 
 
 def _result(ray: Any, ref: Any, seg: Segment, *, retries: int) -> SegmentResult:

@@ -117,6 +117,11 @@ class RenderJob:
     #: Fade from and to black (picture; the audio in ``audio`` is already faded), seconds.
     fade_in_s: float = 0.0
     fade_out_s: float = 0.0
+    #: Longest pre-roll a segment renders before its start when the engine hands its state over
+    #: (bridge.export.segments.segment_preroll); None: MAX_PREROLL_SECONDS. The frames do not depend
+    #: on it (a segment that pre-rolled too little is rendered again from the exact state), only the
+    #: work does: tests and benchmarks shorten it to make pre-rolls miss.
+    max_segment_preroll_frames: int | None = None
 
     def frame_gain(self, frame: int) -> float:
         """How bright frame ``frame`` (absolute index) is after the fades: 0 = black, 1 = as rendered."""
@@ -132,12 +137,14 @@ class RenderJob:
 
 
 def engine_preroll_frames(engine_key: str, engine_settings: dict, sections: Sequence[SectionLook], fps: Fraction) -> int:
-    """Frames an engine renders (and drops) before a run of frames that starts mid-song, so that
-    run shows what a render from the song start shows: PREROLL_SECONDS of frames (feedback trails,
+    """Frames an engine renders (and drops) before a range that starts mid-song (``--start``), so
+    it looks as a render from the song start would: PREROLL_SECONDS of frames (feedback trails,
     img2img chains); for shader looks without feedback (no pass with a TARGET) only the hit
-    envelope's history (at 30 fps 9 frames instead of 60: each segment of a cluster or resumed
-    export, and a range that starts mid-song, renders 51 frames less). A melt in progress adds its
-    own (:func:`segment_preroll`)."""
+    envelope's history (at 30 fps 9 frames instead of 60). It is also the segment pre-roll of
+    engines that cannot hand their state over (lcm); the procedural and shader engines' segments
+    pre-roll as long as their feedback needs at each cut
+    (:func:`bridge.export.segments.state_memory_frames`). A melt in progress adds its own
+    (:func:`bridge.export.segments.segment_preroll`)."""
     frames = int(PREROLL_SECONDS * fps)
     if engine_key == "shader":
         from bridge.visuals.shader import HIT_WINDOW_S, looks_keep_state

@@ -30,9 +30,18 @@ the driver checks — the task reports a digest of the state its pre-roll reache
 start, and a segment whose digest differs from the previous segment's end state is rendered again
 from that end state (:func:`bridge.export.cluster.render_on_ray`). Every accepted segment thus
 started from the state a straight render has at that frame: equal frames by construction.
-Both the procedural and the shader engine do (shader looks without feedback buffers — no pass with
-a TARGET — pre-roll only the hit envelope's frames, :func:`engine_preroll_frames`, which rebuild
-their state exactly, so their segments are rarely redone). The diffusion engine keeps the pre-roll:
+
+How long that guess pre-rolls is the engine's own feedback memory at the cut
+(:func:`state_memory_frames`): the procedural trails' decay, derived frame by frame from their
+persistence, ``decay`` and ``strength`` (:func:`bridge.visuals.procedural.trail_memory_frames`);
+for the shader engine the frames since each look's buffers were last cleared (a section that cuts
+to another look clears them) or, sooner, the look's ``STATE_MEMORY_SECONDS`` (0 for looks without
+feedback: only the hit envelope's frames; none for a float buffer, which never reaches the same
+bits again: ink) — :func:`bridge.visuals.shader.state_memory_frames`. A segment whose memory is
+longer than pays on the cluster (:func:`needs_relay`: on 2 task slots, longer than the segment;
+never more than :data:`MAX_PREROLL_SECONDS`) does not guess on a cluster: a relay task advances one engine through the song without reading frames back or encoding them and
+hands each such segment the exact state at its start (:func:`needs_relay`, :func:`advance_states`).
+The diffusion engine keeps the pre-roll:
 its img2img chain never fully forgets its past, so its segments match a sequential render only
 approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
 """
@@ -75,6 +84,17 @@ FORMAT_VERSION = 2  # 2: engine states kept at segment ends (a version-1 folder 
 #: the segmented frames equal the straight ones; an unrelated seed differs by ~47. The bound leaves
 #: room for chains that a cut lands inside of (a long stretch without hits).
 LCM_SEGMENT_BOUND = 4.0
+#: Longest pre-roll a segment of an engine that hands its state over renders before its start.
+#: A cut whose feedback needs more (ink's float fluid never forgets bit for bit) gets its start
+#: state from the relay on a cluster (:func:`needs_relay`); the cap keeps a guess from costing more
+#: than about a default segment's (SEGMENT_SECONDS) render: pre-roll frames are drawn, not read
+#: back or encoded (ADVANCE_SHARE).
+MAX_PREROLL_SECONDS = 2 * SEGMENT_SECONDS
+#: What drawing a frame without reading it back or encoding it (a pre-roll frame, the relay) costs,
+#: as a share of rendering and encoding it: measured on a 2-core VM at 320x180, one thread
+#: (procedural 0.23; shader on llvmpipe: glitch 0.50, ink 0.72; on a GPU the skipped read-back
+#: and encoding weigh more, so less). Sizes the choice between pre-roll and relay (:func:`needs_relay`).
+ADVANCE_SHARE = {"procedural": 0.25, "shader": 0.5}
 
 
 
@@ -92,12 +112,15 @@ class Segment:
 
 
 def plan_segments(start_frame: int, n_frames: int, fps: Fraction, *, n_segments: int | None = None,
-                  boundaries: Sequence[int] = (), segment_seconds: float = SEGMENT_SECONDS) -> tuple[Segment, ...]:
+                  boundaries: Sequence[int] = (), segment_seconds: float = SEGMENT_SECONDS,
+                  prefer: Callable[[int], bool] | None = None) -> tuple[Segment, ...]:
     """Cut frames [start_frame, start_frame + n_frames) into segments.
 
     ``n_segments`` (default: one per ``segment_seconds``) pieces of about equal length; each cut
     moves to the nearest of ``boundaries`` (section starts, downbeats, keyframes) within half a
-    segment, so a segment starts where the picture changes anyway.
+    segment, so a segment starts where the picture changes anyway. ``prefer``: the nearest of the
+    boundaries it accepts, when there is one within the half segment (a cut where the engine's
+    feedback forgets its past soon: :func:`open_work_folder`).
     """
     if n_segments is not None and (not isinstance(n_segments, int) or n_segments < 1):
         raise RenderError(f"--segments {n_segments!r} is not a positive whole number; use e.g. --segments 8.")
@@ -111,6 +134,8 @@ def plan_segments(start_frame: int, n_frames: int, fps: Fraction, *, n_segments:
     for k in range(1, n):
         target = start_frame + round(k * length)
         near = [b for b in bounds if prev < b < end and abs(b - target) <= length / 2]
+        if prefer is not None:
+            near = [b for b in near if prefer(b)] or near
         cut = min(near, key=lambda b: (abs(b - target), b)) if near else target
         if prev < cut < end:
             cuts.append(cut)
@@ -338,17 +363,88 @@ class WorkFolder:
 def open_work_folder(job: RenderJob, out_path: str | os.PathLike[str], *, n_segments: int | None = None,
                      resume: bool = True, log_message: Callable[[str], None] = lambda m: None) -> WorkFolder:
     out = check_output_path(out_path, job.settings.video_codec)
+    boundaries, prefer = tuple(job.boundaries), None
+    if keeps_state(job):
+        # cuts where a pre-roll no longer than the segment reaches the exact state: no relay, no
+        # guess that misses. A section that cuts to another look clears the shader's feedback on
+        # its first frame, so the frame after each boundary is a candidate too.
+        n = n_segments or max(1, round(job.range.n_frames / (SEGMENT_SECONDS * float(job.context.fps))))
+        allowed = min(job.range.n_frames // max(1, n), preroll_cap_frames(job))
+        boundaries = tuple(sorted({*boundaries, *(b + 1 for b in boundaries)}))
+        memo: dict[int, bool] = {}
+
+        def prefer(frame: int) -> bool:
+            if frame not in memo:
+                memo[frame] = state_memory_frames(job, frame, at_most=allowed + 1) <= allowed
+            return memo[frame]
+
     plan = plan_segments(job.range.start_frame, job.range.n_frames, job.context.fps, n_segments=n_segments,
-                         boundaries=job.boundaries)
+                         boundaries=boundaries, prefer=prefer)
     return WorkFolder(out, key=job_key(job), plan=plan, resume=resume, log_message=log_message,
                       suffix=part_suffix(job.settings.video_codec))
 
 
 # -- rendering ----------------------------------------------------------------------------------
 
+def state_memory_frames(job: RenderJob, start_frame: int, *, at_most: int | None = None) -> int:
+    """Frames a fresh engine must render before ``start_frame`` to reach the state a straight render
+    has there, bit for bit, derived from the engine's and the looks' own feedback (the procedural
+    engine: :func:`bridge.visuals.procedural.trail_memory_frames`; the shader engine:
+    :func:`bridge.visuals.shader.state_memory_frames`); ``start_frame − params.start_frame`` (all
+    of the history) when nothing shorter will do; ``at_most`` when given and that is not enough
+    (only the last ``at_most`` frames are looked at). Engines without exact state hand-over: the
+    job's fixed pre-roll."""
+    history = max(0, start_frame - job.params.start_frame)
+    if not keeps_state(job):
+        return min(job.preroll_frames, history)
+    window = history if at_most is None else max(0, min(history, int(at_most)))
+    p = job.params
+    frames = slice(history - window, history)
+    index, mix = p.section_index[frames], p.section_mix[frames]
+    if job.engine_key == "procedural":
+        from bridge.visuals.procedural import trail_memory_frames
+
+        columns = {name: p.column(name)[frames] for name in ("decay", "strength") if name in p.names}
+        return trail_memory_frames(job.context, columns, index, mix, limit=window)
+    if job.engine_key == "shader":
+        from bridge.visuals.shader import state_memory_frames as shader_memory
+
+        return shader_memory(job.context, job.engine_settings.get("look"), index, mix, limit=window)
+    return min(job.preroll_frames, history)
+
+
+def needs_relay(job: RenderJob, seg: Segment, *, slots: int = 1) -> bool:
+    """Whether a cluster task for ``seg`` had better start from the exact state the relay brings
+    (:func:`advance_states`) than pre-roll: the engine hands its state over, and the pre-roll that
+    reaches the exact state (:func:`state_memory_frames`) is longer than MAX_PREROLL_SECONDS or
+    than the segment times max(1, ``slots`` − 1 / a), a = the engine's :data:`ADVANCE_SHARE`.
+
+    Why: the relay adds no work but is one task drawing the whole song, so with ``slots`` task
+    slots it renders at most min(slots / (1 + a), 1 / a) times as fast as one; pre-rolls of P
+    frames before segments of L frames run at slots / (1 + a·P / L). Pre-rolling is the faster
+    when P / L < max(1, slots − 1 / a): on 2 slots only pre-rolls shorter than their segment; on
+    16, with the shader engine, pre-rolls up to 14 segments long."""
+    if not keeps_state(job):
+        return False
+    share = ADVANCE_SHARE.get(job.engine_key, 1.0)
+    limit = min(preroll_cap_frames(job), int(seg.n_frames * max(1.0, slots - 1.0 / share)))
+    return state_memory_frames(job, seg.start_frame, at_most=limit + 1) > limit
+
+
+def preroll_cap_frames(job: RenderJob) -> int:
+    """The longest pre-roll a segment of ``job`` renders: MAX_PREROLL_SECONDS, or the job's own cap."""
+    if job.max_segment_preroll_frames is not None:
+        return max(0, int(job.max_segment_preroll_frames))
+    return int(MAX_PREROLL_SECONDS * float(job.context.fps))
+
+
 def segment_preroll(job: RenderJob, start_frame: int) -> int:
-    """Frames rendered (and dropped) before ``start_frame`` when a run of frames starts there."""
+    """Frames rendered (and dropped) before ``start_frame`` when a run of frames starts there: for an
+    engine that hands its state over, what its feedback needs to forget the past
+    (:func:`state_memory_frames`), at most MAX_PREROLL_SECONDS; else the job's fixed pre-roll."""
     wanted = job.preroll_frames
+    if keeps_state(job):
+        wanted = state_memory_frames(job, start_frame, at_most=preroll_cap_frames(job))
     if job.engine_key == "shader":
         from bridge.mapping.sections import feedback_transition_preroll
         from bridge.visuals.shader import HIT_WINDOW_S
@@ -411,6 +507,34 @@ def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: in
             yield image
         elif cancel is not None:
             cancel.raise_if_cancelled("the render")
+
+
+def advance_states(job: RenderJob, from_frame: int, start_state: dict[str, np.ndarray] | None,
+                   to_frames: Sequence[int]) -> Iterator[dict[str, np.ndarray]]:
+    """The engine states at the start of each of ``to_frames`` (ascending), one after the other:
+    a fresh engine set to ``start_state`` (the state at ``from_frame``; None: a fresh engine's, exact
+    only at the first prepared frame) draws the frames in between without reading them back
+    (``advance``, where the engine has it) or encoding them. The cluster's relay (:func:`needs_relay`)."""
+    p = job.params
+    ends = [int(f) for f in to_frames]
+    if any(b < a for a, b in zip([from_frame, *ends[:-1]], ends, strict=True)) or not (
+            p.start_frame <= from_frame and (not ends or ends[-1] <= p.start_frame + len(p))):
+        raise ValueError(f"cannot advance from frame {from_frame} through {ends}: the prepared frames are "
+                         f"{p.start_frame}…{p.start_frame + len(p) - 1}, and the frames must ascend")
+    if not ends:
+        return
+    engine = start_engine(job)
+    try:
+        if start_state is not None:
+            engine.set_state(start_state)
+        step = getattr(engine, "advance", None) or engine.render
+        for begin, end in zip([from_frame, *ends[:-1]], ends, strict=True):
+            for frame in range(begin, end):
+                i = frame - p.start_frame
+                step(frame, p.row(i), int(p.section_index[i]), float(p.section_mix[i]))
+            yield engine.get_state()
+    finally:
+        engine.close()
 
 
 def start_engine(job: RenderJob):

@@ -22,6 +22,7 @@ a preamble of #defines, the same approach those take.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,9 @@ class IsfShader:
     path: Path | None = None
     header_lines: int = 0
     categories: tuple[str, ...] = field(default_factory=tuple)
+    #: STATE_MEMORY_SECONDS (a stembridge extension): seconds after which the feedback buffers hold
+    #: the same bits whatever they held before (bridge.visuals.shader_looks.look_memory_seconds).
+    memory_seconds: float | None = None
 
     @property
     def image_inputs(self) -> tuple[IsfInput, ...]:
@@ -116,12 +120,18 @@ def parse_isf(source: str, *, name: str = "shader", path: Path | None = None) ->
             raise RenderError(f"{where}: PASS TARGET {target!r} must be a GLSL identifier")
         passes.append(IsfPass(target, bool(raw.get("PERSISTENT", False)), bool(raw.get("FLOAT", False)),
                               _size_expr(raw.get("WIDTH")), _size_expr(raw.get("HEIGHT"))))
+    memory = header.get("STATE_MEMORY_SECONDS")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | float)
+                               or not math.isfinite(memory) or memory < 0):
+        raise RenderError(f"{where}: STATE_MEMORY_SECONDS {memory!r} must be a number of seconds ≥ 0 "
+                          "(how long the look's feedback remembers), e.g. 4")
     body = source[match.end():]
     header_lines = source[: match.end()].count("\n")
     return IsfShader(
         name=name, description=str(header.get("DESCRIPTION", "")), inputs=tuple(inputs),
         passes=tuple(passes or [IsfPass()]), body=body, path=path, header_lines=header_lines,
         categories=tuple(str(c) for c in header.get("CATEGORIES", []) or []),
+        memory_seconds=None if memory is None else float(memory),
     )
 
 

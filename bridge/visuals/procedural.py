@@ -147,6 +147,84 @@ def saturation_matrix(amount: float) -> np.ndarray:
     return (amount * np.eye(3, dtype=np.float32) + (1.0 - amount) * np.tile(luma, (3, 1))).astype(np.float32)
 
 
+#: Levels (uint8) the feedback step takes off every trail pixel each frame, after the decay: dim
+#: trails fade to true black instead of sticking at the rounding floor.
+TRAIL_OFFSET = 1.5
+#: The trails' colour drift saturates by this much per frame (a saturated trail keeps its colour).
+TRAIL_SATURATION = 1.04
+#: Largest persistence per frame, whatever the look and the ``decay`` parameter.
+MAX_PERSISTENCE = 0.985
+
+
+def trail_matrix(prev: Look, cur: Look, mix: float, *, decay: float, strength: float) -> np.ndarray:
+    """3×3 RGB matrix the feedback step applies to the trails (before :data:`TRAIL_OFFSET`): the
+    persistence of the look (crossfaded during a transition) plus ``decay``, less 0.35 × ``strength``
+    (a hit clears the trails faster), with the look's hue drift and the saturation gain."""
+    persistence = (1 - mix) * prev.persistence + mix * cur.persistence
+    persistence = float(np.clip(persistence + decay - 0.35 * strength, 0.0, MAX_PERSISTENCE))
+    drift = (1 - mix) * prev.trail_hue_deg + mix * cur.trail_hue_deg
+    return persistence * (hue_rotation_matrix(drift) @ saturation_matrix(TRAIL_SATURATION))
+
+
+def trail_memory_frames(ctx: RenderContext, params: Mapping[str, np.ndarray], section_index: np.ndarray,
+                        section_mix: np.ndarray, *, limit: int) -> int:
+    """Frames after which the feedback buffer no longer depends on what it held before: how long a
+    pre-roll from black must be to end in the state a render from the song start has (bit for bit),
+    derived from the feedback's own per-frame parameters. ``params`` (``decay``, ``strength``),
+    ``section_index`` and ``section_mix``: the frames before the cut, oldest first (the last one is
+    the frame just before it); at most ``limit`` of them are looked at (``limit`` when that is not
+    enough).
+
+    The model: whatever the buffer held before the pre-roll, at most 255 in any channel, is scaled
+    each frame by at most the trail matrix's largest row sum (persistence × hue drift × saturation
+    gain, up to 0.985 × 1.07 on a saturated blue: then a trail can grow) and loses TRAIL_OFFSET
+    levels; everything else a frame does (the warp's interpolation, max() with the pattern, the
+    sparkles, the mirror) moves no pixel further from another history. Once that worst trail is
+    below half a level it is 0 in both histories. It is a model, not a proof (the uint8 rounding of
+    two lit trails can keep them a level apart): the export checks the state a pre-roll reached
+    against the exact one and renders a segment again where it differs (bridge.export.cluster).
+    Measured on 20 s of the demo at 320x180: pre-rolls from black reached the bit-exact state after
+    36–67 frames (7 cuts); this model asks 20–305 frames (median 95, 39 cuts) and a pre-roll of
+    that length reached it at every one of them (at 640x360 too); tests/test_preroll.py checks
+    cuts of the synthetic project against the straight render."""
+    n = min(int(limit), len(section_index))
+    looks = [_look_from_seed(s, ctx.seed) for s in ctx.sections]
+    default = _look_from_seed(None, ctx.seed)
+
+    def look(i: int) -> Look:
+        return looks[i] if 0 <= i < len(looks) else default
+
+    decay = np.asarray(params["decay"], dtype=np.float64) if "decay" in params else None
+    strength = np.asarray(params["strength"], dtype=np.float64) if "strength" in params else None
+    colour_gain: dict[tuple[int, float], float] = {}  # the drift × saturation part, per look and mix
+    worst = 0.5  # the largest trail, going back from the cut, that is gone (< half a level) by then
+    for back in range(1, n + 1):
+        k = len(section_index) - back
+        idx, mix = int(section_index[k]), float(np.clip(section_mix[k], 0.0, 1.0))
+        cur = look(idx)
+        prev = look(idx - 1) if idx > 0 and mix < 1.0 else cur
+        d = _clipped("decay", None if decay is None else decay[k])
+        st = _clipped("strength", None if strength is None else strength[k])
+        if (idx, mix) not in colour_gain:  # trail_matrix at persistence 1 (it scales the matrix)
+            m = trail_matrix(prev, cur, mix, decay=MAX_PERSISTENCE - (1 - mix) * prev.persistence
+                             - mix * cur.persistence, strength=0.0) / MAX_PERSISTENCE
+            colour_gain[idx, mix] = float(np.abs(m).sum(axis=1).max())
+        persistence = min(MAX_PERSISTENCE, max(0.0, (1 - mix) * prev.persistence + mix * cur.persistence
+                                               + d - 0.35 * st))
+        gain = persistence * colour_gain[idx, mix]
+        worst = (worst + TRAIL_OFFSET) / gain if gain > 0 else float("inf")
+        if worst >= 255.0:
+            return back
+    return n
+
+
+def _clipped(name: str, value: float | None) -> float:
+    """A parameter as the render uses it: within its range, its neutral value when missing or not finite."""
+    spec = PARAMETERS[name]
+    v = spec.neutral if value is None else float(value)
+    return min(spec.maximum, max(spec.minimum, v)) if np.isfinite(v) else spec.neutral
+
+
 #: Share of white a full flash mixes in: a frame x becomes x·(1 − f) + 255·f with f = this × flash
 #: (both the procedural and the LCM engine; the preview undoes and redoes it between keyframes).
 FLASH_WHITE_SHARE = 0.85
@@ -462,11 +540,8 @@ class ProceduralEngine:
         buf = warp_feedback(buf, zoom=p("zoom"), rotation_deg=p("rotation"), translate_x=p("translate_x"),
                             translate_y=p("translate_y"), displacement=disp,
                             grid=(self._geo.grid_x, self._geo.grid_y))
-        persistence = (1 - mix) * prev.persistence + mix * cur.persistence
-        persistence = float(np.clip(persistence + p("decay") - 0.35 * strength, 0.0, 0.985))
-        drift = (1 - mix) * prev.trail_hue_deg + mix * cur.trail_hue_deg
-        m = persistence * (hue_rotation_matrix(drift) @ saturation_matrix(1.04))
-        m34 = np.hstack([m, np.full((3, 1), -1.5, dtype=np.float32)]).astype(np.float32)
+        m = trail_matrix(prev, cur, mix, decay=p("decay"), strength=strength)
+        m34 = np.hstack([m, np.full((3, 1), -TRAIL_OFFSET, dtype=np.float32)]).astype(np.float32)
         buf = cv2.transform(buf, m34)
 
         # 2. tunnel pattern (crossfaded between looks during a transition).

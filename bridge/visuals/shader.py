@@ -34,11 +34,17 @@ from bridge.visuals.readback import (
     yuv420_programs,
     yuv420_supported,
 )
-from bridge.visuals.shader_looks import looks_keep_state, resolve_look, song_variation
+from bridge.visuals.shader_looks import (
+    look_memory_seconds,
+    looks_keep_state,
+    resolve_look,
+    song_variation,
+)
 from bridge.visuals.shader_passes import LookRun, compile_program
 
 #: looks_keep_state is re-exported: bridge.export sizes its pre-roll with it and HIT_WINDOW_S.
-__all__ = ["HIT_PARAMETERS", "HIT_TRAVEL_STEP", "HIT_WINDOW_S", "PUNCH_ZOOM", "ShaderEngine", "looks_keep_state"]
+__all__ = ["HIT_PARAMETERS", "HIT_TRAVEL_STEP", "HIT_WINDOW_S", "PUNCH_ZOOM", "ShaderEngine", "looks_keep_state",
+           "state_memory_frames"]
 
 #: The hit response of a section (SectionLook.hit) above 1 adds a zoom punch on each hit: the
 #: picture is scaled up by PUNCH_ZOOM × (hit − 1) × the hit's strength, falling back to size over
@@ -444,6 +450,64 @@ class ShaderEngine:
         self._last_tex = out_tex
         self._last_frame = frame_index
         return out, out_tex
+
+
+def state_memory_frames(ctx: RenderContext, look: str | None, section_index: np.ndarray, section_mix: np.ndarray,
+                        *, limit: int) -> int:
+    """Frames a fresh engine (``look``: the engine's look, for sections without their own) must draw
+    before a cut to end in the state a render from the song start has there, bit for bit.
+    ``section_index`` / ``section_mix``: the frames before the cut, oldest first (the last one is the
+    frame just before it); ``limit`` when they are not enough (the whole history is needed).
+
+    A look's feedback buffers are cleared when it is drawn after a frame it was not drawn on, so
+    what matters is each look whose state reaches the cut (the ones drawn on the frame before it,
+    and the old look of a melt in progress: its last picture is what melts), back to the start of
+    its run of frames or, sooner, to its memory (:func:`bridge.visuals.shader_looks.look_memory_seconds`:
+    0 for a look without feedback, None for one that never forgets bit for bit, as a float buffer
+    that fades by a factor does not), plus the hit envelope's frames (HIT_WINDOW_S) before that."""
+    n = min(len(section_index), len(section_mix))
+    fps = float(ctx.fps)
+    hit_frames = math.ceil(HIT_WINDOW_S * fps) + 1
+    sections = ctx.sections
+    paths: dict[int, Path] = {}
+    memory: dict[Path, int | None] = {}
+
+    def path_of(i: int) -> Path:
+        if i not in paths:
+            name = sections[i].look if 0 <= i < len(sections) and sections[i].look else look
+            paths[i] = resolve_look(name)
+        return paths[i]
+
+    def memory_of(path: Path) -> int | None:
+        if path not in memory:
+            seconds = look_memory_seconds(path)
+            memory[path] = None if seconds is None else math.ceil(seconds * fps)
+        return memory[path]
+
+    def drawn(k: int) -> set[Path]:
+        """The looks whose state frame k (0 … n − 1) carries on: its look, and during a transition
+        the old one (a crossfade draws it; a melt holds its last picture in the melt buffer)."""
+        i, mix = int(section_index[k]), float(section_mix[k])
+        out = {path_of(i)}
+        if 0 < i < len(sections) and mix < 1.0 and sections[i].transition_seconds > 0 \
+                and sections[i].transition in ("crossfade", "melt"):
+            out.add(path_of(i - 1))
+        return out
+
+    if n == 0:
+        return 0
+    need = 0
+    for path in drawn(n - 1):
+        mem = memory_of(path)
+        if mem == 0:
+            continue
+        k = n - 1
+        while k > 0 and path in drawn(k - 1) and (mem is None or n - k < mem):
+            k -= 1
+        if k == 0 and path in drawn(0) and (mem is None or n < mem):
+            return limit  # its state goes back further than the frames given
+        need = max(need, n - k)
+    return min(limit, need + hit_frames)
 
 
 _TEXTURE_DTYPES = {"f1": np.uint8, "f2": np.float16, "f4": np.float32}

@@ -97,6 +97,32 @@ def looks_keep_state(look: str | None, sections) -> bool:
         return True
 
 
+#: Seconds a look with 8-bit feedback buffers is assumed to remember when its header does not say
+#: (STATE_MEMORY_SECONDS): a guess, which the export checks (a segment whose pre-roll missed the
+#: state is rendered again from the exact one).
+DEFAULT_MEMORY_S = 2.0
+
+
+def look_memory_seconds(name: str | Path | None) -> float | None:
+    """How long the look ``name`` remembers, bit for bit: after this many seconds of frames its
+    feedback buffers hold the same whatever they held before. 0 for a look without feedback (no pass
+    with a TARGET); the header's ``STATE_MEMORY_SECONDS`` (a stembridge extension of ISF, measured
+    for the built-in looks); None for a FLOAT buffer without one (a float that fades by a factor
+    per frame reaches the same bits only when it underflows: ink's fluid, fading by 0.99, was still
+    2e-5 off after 30 s of the demo); else DEFAULT_MEMORY_S. None too when the look cannot be read
+    (the render reports why)."""
+    try:
+        shader = load_isf(name if isinstance(name, Path) else resolve_look(name))
+    except (RenderError, OSError, ValueError):
+        return None
+    targets = [p for p in shader.passes if p.target]
+    if not targets:
+        return 0.0
+    if shader.memory_seconds is not None:
+        return shader.memory_seconds
+    return None if any(p.float_buffer for p in targets) else DEFAULT_MEMORY_S
+
+
 def add_look(source: str | Path) -> list[Path]:
     """Copy an .fs file (or every .fs in a folder) into the user's looks, after checking that each
     parses as ISF and, where OpenGL is available, that it compiles (RenderError with the compiler's

@@ -3,6 +3,7 @@
   "CREDIT": "stembridge",
   "ISFVSN": "2",
   "CATEGORIES": ["Generator", "Glitch", "Feedback"],
+  "STATE_MEMORY_SECONDS": 12,
   "INPUTS": [
     {"NAME": "blocks", "TYPE": "float", "DEFAULT": 20.0, "MIN": 4.0, "MAX": 64.0},
     {"NAME": "smear", "TYPE": "float", "DEFAULT": 0.95, "MIN": 0.0, "MAX": 0.97},

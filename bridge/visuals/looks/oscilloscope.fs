@@ -3,6 +3,7 @@
   "CREDIT": "stembridge",
   "ISFVSN": "2",
   "CATEGORIES": ["Generator", "Audio Reactive"],
+  "STATE_MEMORY_SECONDS": 0.5,
   "INPUTS": [
     {"NAME": "wave", "TYPE": "audio"},
     {"NAME": "gain", "TYPE": "float", "DEFAULT": 0.35, "MIN": 0.0, "MAX": 1.0},
