@@ -11,7 +11,11 @@ Material (each item says which split it belongs to, so tuning never silently use
   their MIDI (:mod:`freedoom_songs`); Freedoom 1 songs are dev, Freedoom 2 songs held;
 - with ``--lmms``: LMMS's demo projects (real productions: synths, samples, effects) × 3 excerpts
   rendered headless by LMMS, ground truth from the project's tempo and signature
-  (:mod:`lmms_songs`); dev/held by a hash of the project name. ``--mix-only`` analyses every item's
+  (:mod:`lmms_songs`); dev/held by a hash of the project name;
+- with ``--hydrogen``: Hydrogen's demo drum-machine songs (sampled kits, swing, humanize) × up to 3
+  excerpts rendered by h2cli, ground truth from the song's tempo and pattern sequence
+  (:mod:`hydrogen_songs`); each excerpt twice: the kit on one stem (``h2:…#k``) and one stem per
+  part of the kit (``h2:…-kit#k``: kick, snare, hats, toms, cymbals, perc). ``--mix-only`` analyses every item's
   mix as one stem (role "other"), as a user who has only the mix would.
 
 Splits: ``dev`` items were used while developing the tracker; ``held`` items were only ever
@@ -209,6 +213,16 @@ def lmms_items(split: str, only: list[str] | None = None) -> list[Item]:
     return out
 
 
+def hydrogen_items(split: str, only: list[str] | None = None) -> list[Item]:
+    """Excerpts of the Hydrogen set (see benchmarks/hydrogen_songs.py), one-stem and per-part."""
+    from hydrogen_songs import build
+
+    songs = tuple(o.removeprefix("h2:").split("#")[0].split("-")[0] for o in only or ())
+    return [Item(d["name"], d["split"], d["stems"], d["mix"], d["beats"], d["downbeats"], d["meter"])
+            for d in build(SR, only=songs, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+            if split in ("all", d["split"])]
+
+
 def _tempo(beats: np.ndarray) -> float:
     return float(60.0 / np.median(np.diff(beats))) if len(beats) > 1 else float("nan")
 
@@ -340,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lmms", action="store_true",
                     help="also the LMMS set (benchmarks/lmms_songs.py: LMMS's demo projects × 3 excerpts "
                          "rendered headless; needs apt packages lmms lmms-common)")
+    ap.add_argument("--hydrogen", action="store_true",
+                    help="also the Hydrogen set (benchmarks/hydrogen_songs.py: its demo drum-machine songs, "
+                         "kit on one stem and per part; needs apt packages hydrogen hydrogen-data)")
     ap.add_argument("--mix-only", action="store_true",
                     help="analyse each item's mix alone, as one stem of role 'other'")
     ap.add_argument("--kit-tracks", action="store_true",
@@ -357,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         items += freedoom_items(args.split)
     if args.lmms:
         items += lmms_items(args.split, args.only)
+    if args.hydrogen:
+        items += hydrogen_items(args.split, args.only)
     if args.only:
         items = [i for i in items if any(o in i.name for o in args.only)]
     if args.mix_only:
@@ -379,9 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=float))
     else:
-        sets = (("fd:", "freedoom "), ("lmms:", "lmms "))
-        for group, in_group in (("", lambda r: not r["item"].startswith(tuple(p for p, _ in sets))),
-                                *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets)):
+        sets = (("fd:", "freedoom "), ("lmms:", "lmms "), ("h2:", "hydrogen "))
+        groups = [("", lambda r: not r["item"].startswith(tuple(p for p, _ in sets))),
+                  *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets[:2]),
+                  ("hydrogen kit on one stem ", lambda r: r["item"].startswith("h2:") and "-kit#" not in r["item"]),
+                  ("hydrogen per part ", lambda r: r["item"].startswith("h2:") and "-kit#" in r["item"])]
+        for group, in_group in groups:
             for split in ("dev", "held"):
                 sel = [r for r in rows if r["split"] == split and in_group(r)]
                 if not sel:
