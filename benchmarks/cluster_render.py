@@ -200,9 +200,9 @@ def main() -> int:
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.no_relay:  # the driver decides which segments wait for the relay: here, none
-        import bridge.export.segments as segments
+        import bridge.export.preroll as preroll
 
-        segments.needs_relay = lambda job, seg, **_: False
+        preroll.needs_relay = lambda job, seg, **_: False
     cpus = args.cpus_per_worker
 
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:

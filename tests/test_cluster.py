@@ -85,10 +85,10 @@ def test_a_segment_whose_preroll_misses_the_feedback_is_rendered_again_from_the_
     uninterrupted render."""
     from dataclasses import replace
 
-    import bridge.export.segments as segments
+    import bridge.export.preroll as preroll
     from bridge.export.cluster import render_on_ray
 
-    monkeypatch.setattr(segments, "needs_relay", lambda job, seg, **_: False)  # the driver asks it
+    monkeypatch.setattr(preroll, "needs_relay", lambda job, seg, **_: False)  # the driver asks it
     from bridge.export.render import prepare_render
     from bridge.project import load_project, save_project
 
@@ -117,8 +117,9 @@ def test_long_memory_segments_start_from_the_relay_and_need_no_redo(
     task's exact state instead of guessing, so none is rendered again, and the video equals the
     uninterrupted render frame for frame."""
     from bridge.export.cluster import render_on_ray
+    from bridge.export.preroll import needs_relay, preroll_is_exact
     from bridge.export.render import prepare_render
-    from bridge.export.segments import needs_relay, open_work_folder, preroll_is_exact, work_folder
+    from bridge.export.segments import open_work_folder, work_folder
     from bridge.project import load_project, save_project
 
     project = lossless(project_dir)

@@ -16,13 +16,9 @@ from preview_project import built, project_dir  # noqa: F401  (fixtures)
 from segment_helpers import lossless
 
 from bridge.errors import RenderError
+from bridge.export.preroll import segment_preroll, state_memory_frames
 from bridge.export.render import prepare_render
-from bridge.export.segments import (
-    advance_states,
-    segment_preroll,
-    state_digest,
-    state_memory_frames,
-)
+from bridge.export.segments import advance_states, state_digest
 from bridge.visuals import get_engine
 from bridge.visuals.isf import parse_isf
 from bridge.visuals.shader_looks import look_memory_seconds
@@ -137,7 +133,8 @@ def test_cuts_move_to_where_the_feedback_has_just_been_cleared(project_dir: Path
     it and ink's fluid is no longer part of the state, so 9 frames of pre-roll land exactly."""
     from conftest import require_gl
 
-    from bridge.export.segments import needs_relay, open_work_folder, plan_segments, work_folder
+    from bridge.export.preroll import needs_relay
+    from bridge.export.segments import open_work_folder, plan_segments, work_folder
     from bridge.project import Section
 
     require_gl()
@@ -163,7 +160,8 @@ def test_more_task_slots_make_longer_pre_rolls_pay(project_dir: Path) -> None:  
     """glitch remembers 12 s (its header): a 2-s segment at 4 s would need its whole 4-s history
     as pre-roll. On 2 task slots that segment waits for the relay; on 16 the pre-roll pays (the
     relay, one task drawing the whole song, would bound the speed-up at 1 / 0.5 = 2)."""
-    from bridge.export.segments import Segment, needs_relay
+    from bridge.export.preroll import needs_relay
+    from bridge.export.segments import Segment
 
     project = shader_project(project_dir, look="glitch")
     job = prepare_render(project, project_dir)

@@ -300,8 +300,8 @@ def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  #
     Material: the synthetic 8 s, 120 BPM project, two stateless
     shipped looks, the verse melting in over 8 beats (4–8 s) and hitting harder (hit 1.5)."""
 
+    from bridge.export.preroll import segment_preroll
     from bridge.export.render import PREROLL_SECONDS
-    from bridge.export.segments import segment_preroll
     from bridge.visuals.shader import HIT_TRAVEL_STEP
 
     require_gl()

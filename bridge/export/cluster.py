@@ -17,8 +17,8 @@ its pre-roll is a guess the driver checks. The task returns, with the segment, a
 state its pre-roll reached and the state it ended with; the driver accepts segments in order, and
 one whose start digest differs from the accepted previous segment's end state is rendered again,
 starting from that end state (no pre-roll). The pre-roll is as long as the engine's feedback needs
-at that cut (:func:`bridge.export.segments.state_memory_frames`), so it rarely misses. Where that is
-longer than pays on this many task slots (:func:`bridge.export.segments.needs_relay`: on 2 slots,
+at that cut (:func:`bridge.export.preroll.state_memory_frames`), so it rarely misses. Where that is
+longer than pays on this many task slots (:func:`bridge.export.preroll.needs_relay`: on 2 slots,
 longer than the segment; ink's float fluid never forgets; glitch needs ~12 s; procedural trails up
 to 10 s), those segments wait instead for a **relay** task, which advances one engine
 through the song without reading frames back or encoding them (a Ray generator task) and yields the
@@ -123,7 +123,7 @@ def render_segment_bytes(job: RenderJob, index: int, start_frame: int, n_frames:
 
     ``n_threads``: the task's CPU allotment; this process's render thread pools are sized to it
     first (0: left as they are). ``start_state``: the engine's exact state at ``start_frame`` (no
-    pre-roll); None: a pre-roll from a fresh engine (:func:`bridge.export.segments.segment_preroll`).
+    pre-roll); None: a pre-roll from a fresh engine (:func:`bridge.export.preroll.segment_preroll`).
 
     ``fault_marker`` (tests): if that file does not exist yet, create it and kill this process half
     way through the segment — a worker lost mid-render, which Ray then retries.
@@ -234,15 +234,8 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
     Cancelling stops the running tasks; finished segments stay for a resume.
     """
     from bridge.export.join import join_parts
-    from bridge.export.segments import (
-        SEGMENT_SECONDS,
-        format_time,
-        keeps_state,
-        needs_relay,
-        open_work_folder,
-        preroll_is_exact,
-        state_digest,
-    )
+    from bridge.export.preroll import keeps_state, needs_relay, preroll_is_exact
+    from bridge.export.segments import SEGMENT_SECONDS, format_time, open_work_folder, state_digest
 
     if isinstance(cpus_per_task, bool) or not isinstance(cpus_per_task, int) or cpus_per_task < 1:
         raise RenderError(f"--ray-cpus {cpus_per_task!r} is not a whole number ≥ 1; use e.g. --ray-cpus 1 (one CPU "

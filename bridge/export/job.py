@@ -118,7 +118,7 @@ class RenderJob:
     fade_in_s: float = 0.0
     fade_out_s: float = 0.0
     #: Longest pre-roll a segment renders before its start when the engine hands its state over
-    #: (bridge.export.segments.segment_preroll); None: MAX_PREROLL_SECONDS. The frames do not depend
+    #: (bridge.export.preroll.segment_preroll); None: MAX_PREROLL_SECONDS. The frames do not depend
     #: on it (a segment that pre-rolled too little is rendered again from the exact state), only the
     #: work does: tests and benchmarks shorten it to make pre-rolls miss.
     max_segment_preroll_frames: int | None = None
@@ -143,8 +143,8 @@ def engine_preroll_frames(engine_key: str, engine_settings: dict, sections: Sequ
     envelope's history (at 30 fps 9 frames instead of 60). It is also the segment pre-roll of
     engines that cannot hand their state over (lcm); the procedural and shader engines' segments
     pre-roll as long as their feedback needs at each cut
-    (:func:`bridge.export.segments.state_memory_frames`). A melt in progress adds its own
-    (:func:`bridge.export.segments.segment_preroll`)."""
+    (:func:`bridge.export.preroll.state_memory_frames`). A melt in progress adds its own
+    (:func:`bridge.export.preroll.segment_preroll`)."""
     frames = int(PREROLL_SECONDS * fps)
     if engine_key == "shader":
         from bridge.visuals.shader import HIT_WINDOW_S, looks_keep_state

@@ -32,15 +32,15 @@ from that end state (:func:`bridge.export.cluster.render_on_ray`). Every accepte
 started from the state a straight render has at that frame: equal frames by construction.
 
 How long that guess pre-rolls is the engine's own feedback memory at the cut
-(:func:`state_memory_frames`): the procedural trails' decay, derived frame by frame from their
+(:func:`~bridge.export.preroll.state_memory_frames`): the procedural trails' decay, derived frame by frame from their
 persistence, ``decay`` and ``strength`` (:func:`bridge.visuals.procedural.trail_memory_frames`);
 for the shader engine the frames since each look's buffers were last cleared (a section that cuts
 to another look clears them) or, sooner, the look's ``STATE_MEMORY_SECONDS`` (0 for looks without
 feedback: only the hit envelope's frames; none for a float buffer, which never reaches the same
 bits again: ink) — :func:`bridge.visuals.shader.state_memory_frames`. A segment whose memory is
-longer than pays on the cluster (:func:`needs_relay`: on 2 task slots, longer than the segment;
-never more than :data:`MAX_PREROLL_SECONDS`) does not guess on a cluster: a relay task advances one engine through the song without reading frames back or encoding them and
-hands each such segment the exact state at its start (:func:`needs_relay`, :func:`advance_states`).
+longer than pays on the cluster (:func:`~bridge.export.preroll.needs_relay`: on 2 task slots, longer than the segment;
+never more than :data:`~bridge.export.preroll.MAX_PREROLL_SECONDS`) does not guess on a cluster: a relay task advances one engine through the song without reading frames back or encoding them and
+hands each such segment the exact state at its start (:func:`~bridge.export.preroll.needs_relay`, :func:`advance_states`).
 The diffusion engine keeps the pre-roll:
 its img2img chain never fully forgets its past, so its segments match a sequential render only
 approximately: :data:`LCM_SEGMENT_BOUND` (tested with the tiny test model).
@@ -64,6 +64,12 @@ import numpy as np
 from bridge.errors import RenderError
 from bridge.export.job import apply_fade
 from bridge.export.join import check_output_path, join_parts
+from bridge.export.preroll import (
+    fresh_start_frame,
+    keeps_state,
+    preroll_cap_frames,
+    state_memory_frames,
+)
 from bridge.fsutil import atomic_write_text
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 
@@ -84,17 +90,6 @@ FORMAT_VERSION = 2  # 2: engine states kept at segment ends (a version-1 folder 
 #: the segmented frames equal the straight ones; an unrelated seed differs by ~47. The bound leaves
 #: room for chains that a cut lands inside of (a long stretch without hits).
 LCM_SEGMENT_BOUND = 4.0
-#: Longest pre-roll a segment of an engine that hands its state over renders before its start.
-#: A cut whose feedback needs more (ink's float fluid never forgets bit for bit) gets its start
-#: state from the relay on a cluster (:func:`needs_relay`); the cap keeps a guess from costing more
-#: than about a default segment's (SEGMENT_SECONDS) render: pre-roll frames are drawn, not read
-#: back or encoded (ADVANCE_SHARE).
-MAX_PREROLL_SECONDS = 2 * SEGMENT_SECONDS
-#: What drawing a frame without reading it back or encoding it (a pre-roll frame, the relay) costs,
-#: as a share of rendering and encoding it: measured on a 2-core VM at 320x180, one thread
-#: (procedural 0.23; shader on llvmpipe: glitch 0.50, ink 0.72; on a GPU the skipped read-back
-#: and encoding weigh more, so less). Sizes the choice between pre-roll and relay (:func:`needs_relay`).
-ADVANCE_SHARE = {"procedural": 0.25, "shader": 0.5}
 
 
 
@@ -181,28 +176,6 @@ def state_digest(state: dict[str, np.ndarray] | None) -> str | None:
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
         h.update(arr.tobytes())
     return h.hexdigest()
-
-
-def keeps_state(job: RenderJob) -> bool:
-    """Whether the job's engine hands its exact state over at segment cuts (see the module doc)."""
-    from bridge.visuals import STATE_ENGINES
-
-    return job.engine_key in STATE_ENGINES
-
-
-def fresh_start_frame(job: RenderJob, start_frame: int) -> int:
-    """The frame a fresh engine starts at for a run of frames from ``start_frame``: the first
-    prepared frame for the range's first frame (what a straight render of the range does, by
-    definition), else :func:`segment_preroll` frames before it."""
-    if start_frame <= job.range.start_frame:
-        return job.params.start_frame
-    return start_frame - segment_preroll(job, start_frame)
-
-
-def preroll_is_exact(job: RenderJob, start_frame: int) -> bool:
-    """Whether a fresh engine's pre-roll before ``start_frame`` is the whole history of the render
-    (it starts at the first prepared frame), so the state it reaches is exactly a straight render's."""
-    return fresh_start_frame(job, start_frame) <= job.params.start_frame
 
 
 def work_folder(out_path: str | os.PathLike[str]) -> Path:
@@ -386,75 +359,6 @@ def open_work_folder(job: RenderJob, out_path: str | os.PathLike[str], *, n_segm
 
 # -- rendering ----------------------------------------------------------------------------------
 
-def state_memory_frames(job: RenderJob, start_frame: int, *, at_most: int | None = None) -> int:
-    """Frames a fresh engine must render before ``start_frame`` to reach the state a straight render
-    has there, bit for bit, derived from the engine's and the looks' own feedback (the procedural
-    engine: :func:`bridge.visuals.procedural.trail_memory_frames`; the shader engine:
-    :func:`bridge.visuals.shader.state_memory_frames`); ``start_frame − params.start_frame`` (all
-    of the history) when nothing shorter will do; ``at_most`` when given and that is not enough
-    (only the last ``at_most`` frames are looked at). Engines without exact state hand-over: the
-    job's fixed pre-roll."""
-    history = max(0, start_frame - job.params.start_frame)
-    if not keeps_state(job):
-        return min(job.preroll_frames, history)
-    window = history if at_most is None else max(0, min(history, int(at_most)))
-    p = job.params
-    frames = slice(history - window, history)
-    index, mix = p.section_index[frames], p.section_mix[frames]
-    if job.engine_key == "procedural":
-        from bridge.visuals.procedural import trail_memory_frames
-
-        columns = {name: p.column(name)[frames] for name in ("decay", "strength") if name in p.names}
-        return trail_memory_frames(job.context, columns, index, mix, limit=window)
-    if job.engine_key == "shader":
-        from bridge.visuals.shader import state_memory_frames as shader_memory
-
-        return shader_memory(job.context, job.engine_settings.get("look"), index, mix, limit=window)
-    return min(job.preroll_frames, history)
-
-
-def needs_relay(job: RenderJob, seg: Segment, *, slots: int = 1) -> bool:
-    """Whether a cluster task for ``seg`` had better start from the exact state the relay brings
-    (:func:`advance_states`) than pre-roll: the engine hands its state over, and the pre-roll that
-    reaches the exact state (:func:`state_memory_frames`) is longer than MAX_PREROLL_SECONDS or
-    than the segment times max(1, ``slots`` − 1 / a), a = the engine's :data:`ADVANCE_SHARE`.
-
-    Why: the relay adds no work but is one task drawing the whole song, so with ``slots`` task
-    slots it renders at most min(slots / (1 + a), 1 / a) times as fast as one; pre-rolls of P
-    frames before segments of L frames run at slots / (1 + a·P / L). Pre-rolling is the faster
-    when P / L < max(1, slots − 1 / a): on 2 slots only pre-rolls shorter than their segment; on
-    16, with the shader engine, pre-rolls up to 14 segments long."""
-    if not keeps_state(job):
-        return False
-    share = ADVANCE_SHARE.get(job.engine_key, 1.0)
-    limit = min(preroll_cap_frames(job), int(seg.n_frames * max(1.0, slots - 1.0 / share)))
-    return state_memory_frames(job, seg.start_frame, at_most=limit + 1) > limit
-
-
-def preroll_cap_frames(job: RenderJob) -> int:
-    """The longest pre-roll a segment of ``job`` renders: MAX_PREROLL_SECONDS, or the job's own cap."""
-    if job.max_segment_preroll_frames is not None:
-        return max(0, int(job.max_segment_preroll_frames))
-    return int(MAX_PREROLL_SECONDS * float(job.context.fps))
-
-
-def segment_preroll(job: RenderJob, start_frame: int) -> int:
-    """Frames rendered (and dropped) before ``start_frame`` when a run of frames starts there: for an
-    engine that hands its state over, what its feedback needs to forget the past
-    (:func:`state_memory_frames`), at most MAX_PREROLL_SECONDS; else the job's fixed pre-roll."""
-    wanted = job.preroll_frames
-    if keeps_state(job):
-        wanted = state_memory_frames(job, start_frame, at_most=preroll_cap_frames(job))
-    if job.engine_key == "shader":
-        from bridge.mapping.sections import feedback_transition_preroll
-        from bridge.visuals.shader import HIT_WINDOW_S
-
-        # a cut inside a melt renders the melt from its start (it is feedback of the old picture)
-        wanted = max(wanted, feedback_transition_preroll(job.context.sections, job.context.fps, start_frame,
-                                                         history_s=HIT_WINDOW_S))
-    return max(0, min(wanted, start_frame - job.params.start_frame))
-
-
 def engine_frames(engine: object, job: RenderJob, start_frame: int, n_frames: int, *, preroll: int,
                   cancel: CancelToken | None = None, start_state: dict[str, np.ndarray] | None = None,
                   states: dict[int, dict[str, np.ndarray]] | None = None,
@@ -514,7 +418,7 @@ def advance_states(job: RenderJob, from_frame: int, start_state: dict[str, np.nd
     """The engine states at the start of each of ``to_frames`` (ascending), one after the other:
     a fresh engine set to ``start_state`` (the state at ``from_frame``; None: a fresh engine's, exact
     only at the first prepared frame) draws the frames in between without reading them back
-    (``advance``, where the engine has it) or encoding them. The cluster's relay (:func:`needs_relay`)."""
+    (``advance``, where the engine has it) or encoding them. The cluster's relay (:func:`~bridge.export.preroll.needs_relay`)."""
     p = job.params
     ends = [int(f) for f in to_frames]
     if any(b < a for a, b in zip([from_frame, *ends[:-1]], ends, strict=True)) or not (
@@ -555,7 +459,7 @@ def encode_segments(job: RenderJob, segments: Sequence[Segment], part_path: Call
 
     ``start``: (frame, state): the engine starts at that frame (at or before the first segment; the
     frames up to the segment are rendered and dropped) in that state (None: a fresh engine's) — the
-    exact state there makes the frames exact. None: a fresh engine from :func:`fresh_start_frame`. ``states`` (engines with ``get_state``): filled with the state at the first segment's
+    exact state there makes the frames exact. None: a fresh engine from :func:`~bridge.export.preroll.fresh_start_frame`. ``states`` (engines with ``get_state``): filled with the state at the first segment's
     start and at each segment's end (keyed by frame), the end's before ``on_done(seg)``.
     Each part is written atomically (a temporary name, renamed when complete), so a part file that
     exists is whole.
