@@ -80,7 +80,7 @@ def state_memory_frames(job: RenderJob, start_frame: int, *, at_most: int | None
 
 def needs_relay(job: RenderJob, seg: Segment, *, slots: int = 1) -> bool:
     """Whether a cluster task for ``seg`` had better start from the exact state the relay brings
-    (:func:`advance_states`) than pre-roll: the engine hands its state over, and the pre-roll that
+    (:func:`bridge.export.segments.advance_states`) than pre-roll: the engine hands its state over, and the pre-roll that
     reaches the exact state (:func:`state_memory_frames`) is longer than MAX_PREROLL_SECONDS or
     than the segment times max(1, ``slots`` − 1 / a), a = the engine's :data:`ADVANCE_SHARE`.
 
