@@ -283,6 +283,24 @@ def test_a_stems_folder_of_links_to_files_elsewhere_makes_a_project_that_loads(t
     assert resolve_stem_path(drums.path, project_dir) == target.resolve()
 
 
+def test_stems_whose_names_say_nothing_get_a_hint_to_set_roles(tmp_path, caplog):
+    from conftest import sine, write_wav
+
+    from bridge.project.create import new_project
+
+    for name in ("Audio 1.wav", "Audio 2.wav"):
+        write_wav(tmp_path / "stems" / name, sine(110, 0.5, 44100), 44100)
+    with caplog.at_level("WARNING", logger="bridge.project.create"):
+        new_project(tmp_path / "song", tmp_path / "stems", name="song")
+    assert "--role" in caplog.text and "drums" in caplog.text
+    caplog.clear()
+    write_wav(tmp_path / "stems2" / "Song Drums.wav", sine(110, 0.5, 44100), 44100)
+    write_wav(tmp_path / "stems2" / "Audio 2.wav", sine(220, 0.5, 44100), 44100)
+    with caplog.at_level("WARNING", logger="bridge.project.create"):
+        new_project(tmp_path / "song2", tmp_path / "stems2", name="song2")
+    assert "--role" not in caplog.text
+
+
 def test_a_stem_the_user_adds_from_elsewhere_is_marked_and_reloads(tmp_path):
     from conftest import sine, write_wav
 

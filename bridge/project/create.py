@@ -102,6 +102,13 @@ def new_project(
     save_project(project, project_dir)
     for msg in skipped:
         log.warning("skipped: %s", msg)
+    if len(stems) > 1 and all(s.role == "other" for s in stems):
+        # Names that say nothing ("Audio 1.wav", "Track 3.wav"): the rhythm analysis and the hit
+        # mappings go by role. Measured on the shared and synthetic dev songs with every role
+        # "other": 12 of 21 met the rhythm goals instead of 20 (benchmarks/rhythm_accuracy.py).
+        log.warning("new project: no stem's file name says what it is (all have the role 'other'); "
+                    "set the drums and bass roles (stembridge new --role 'FILE=drums', or the app's Stems "
+                    "tab): beat tracking and the hit mappings rely on them")
     return NewProjectResult(project, project_dir, skipped)
 
 
