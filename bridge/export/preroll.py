@@ -10,11 +10,19 @@ machinery that uses these is :mod:`bridge.export.segments` (split from there: fi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from bridge.export.job import RenderJob
-    from bridge.export.segments import Segment
+
+
+class _Span(Protocol):
+    """What :func:`needs_relay` reads of a segment (a :class:`bridge.export.segments.Segment`;
+    named structurally so this module, which segments imports, does not import it back)."""
+
+    start_frame: int
+    n_frames: int
+
 
 #: Longest pre-roll a segment of an engine that hands its state over renders before its start.
 #: A cut whose feedback needs more (ink's float fluid never forgets bit for bit) gets its start
@@ -78,7 +86,7 @@ def state_memory_frames(job: RenderJob, start_frame: int, *, at_most: int | None
     return min(job.preroll_frames, history)
 
 
-def needs_relay(job: RenderJob, seg: Segment, *, slots: int = 1) -> bool:
+def needs_relay(job: RenderJob, seg: _Span, *, slots: int = 1) -> bool:
     """Whether a cluster task for ``seg`` had better start from the exact state the relay brings
     (:func:`bridge.export.segments.advance_states`) than pre-roll: the engine hands its state over, and the pre-roll that
     reaches the exact state (:func:`state_memory_frames`) is longer than MAX_PREROLL_SECONDS or
