@@ -126,7 +126,9 @@ def test_mix_onset_is_the_mix_as_heard_loud_stems_count_more(tmp_path):
     analysis = analyze_project(project, project_dir)
     mix = resolve_source("mix.onset", analysis)
     loud, quiet = peaks_at(mix.values, loud_s, mix.rate_hz), peaks_at(mix.values, quiet_s, mix.rate_hz)
-    assert np.median(loud) > 4.0 * max(np.median(quiet), 1e-6)
+    # The flux is in dB per band (as librosa's onset strength): a hit 34 dB down still rises well
+    # above the floor of its own bands, so it scores about a third of the loud one, not nothing.
+    assert np.median(loud) > 2.0 * max(np.median(quiet), 1e-6)
     shaker = resolve_source("Shaker.onset", analysis)
     assert np.median(peaks_at(shaker.values, quiet_s, shaker.rate_hz)) > 0.5  # its own curve: full scale
 
@@ -136,3 +138,33 @@ def test_mix_onset_is_the_mix_as_heard_loud_stems_count_more(tmp_path):
     mix = resolve_source("mix.onset", analysis)
     assert np.median(peaks_at(mix.values, quiet_s, mix.rate_hz)) > 4.0 * max(
         np.median(peaks_at(mix.values, loud_s, mix.rate_hz)), 1e-6)
+
+
+def test_mix_onset_resolves_notes_closer_than_the_analysis_window(tmp_path):
+    """A roll of 32nd notes at 150 BPM (50 ms apart, as trap hi-hat rolls go; closer than the 93 ms
+    analysis window) over a bass: ``mix.onset`` must peak on every note, at its time, so the picture
+    steps on each. The 93 ms curve the beat tracker uses merges neighbouring notes (a third found)."""
+    from bridge.analysis.project import analyze_project
+    from bridge.mapping.sources import onset_peaks, resolve_source, robust_normalise
+
+    sr, seconds = 22050, 6.0
+    rng = np.random.default_rng(5)
+    notes_s = 0.5 + np.arange(96) * 0.05 + rng.uniform(-0.004, 0.004, 96)  # the roll, 4.8 s
+    write_wav(tmp_path / "stems" / "Lead.wav", _plucks(notes_s, seconds, sr, 0.4, 880.0), sr)
+    write_wav(tmp_path / "stems" / "Bass.wav", _plucks(np.arange(0.5, 5.5, 1.2), seconds, sr, 0.2, 55.0), sr)
+    new_project(tmp_path / "p", tmp_path / "stems")
+    project, project_dir = load_project(tmp_path / "p")
+    analysis = analyze_project(project, project_dir)
+
+    def found(values: np.ndarray, rate: float) -> tuple[float, float]:
+        """(share of the notes with a peak of the curve within ±12 ms, share of the peaks on a note)."""
+        peaks_s = np.flatnonzero(values > 0.1 * values.max()) / rate
+        dist = np.abs(notes_s[:, None] - peaks_s[None, :])
+        return float(np.mean(dist.min(axis=1) <= 0.012)), float(np.mean(dist.min(axis=0) <= 0.012))
+
+    mix = resolve_source("mix.onset", analysis)
+    notes_found, peaks_on_notes = found(mix.values, mix.rate_hz)
+    assert notes_found >= 0.95 and peaks_on_notes >= 0.9
+    # the same check on the long-window curve of the same mix (what mix.onset was): notes lost
+    coarse = onset_peaks(robust_normalise(analysis.mix.curves["onset"]))
+    assert found(coarse, mix.rate_hz)[0] < 0.6

@@ -33,15 +33,17 @@ def features_for_stem(
     *,
     sample_rate: int = ANALYSIS_SAMPLE_RATE,
     cancel: CancelToken | None = None,
+    fine: bool = False,
 ) -> StemFeatures:
     """Features of one stem (independent of every other stem: cache it by the audio's hash).
 
-    ``audio``: MONO float32 (samples,) at ANALYSIS_SAMPLE_RATE. Raises AnalysisError for unusable
-    audio and Cancelled if ``cancel`` is already set.
+    ``audio``: MONO float32 (samples,) at ANALYSIS_SAMPLE_RATE; ``fine``: also the short-window
+    onset curve the visuals follow (the mix's). Raises AnalysisError for unusable audio and
+    Cancelled if ``cancel`` is already set.
     """
     if cancel is not None:
         cancel.raise_if_cancelled(f"analysis of stem '{name}'")
-    return compute_stem_features(audio, name=name, role=role, sample_rate=sample_rate)
+    return compute_stem_features(audio, name=name, role=role, sample_rate=sample_rate, fine=fine)
 
 
 #: Name of the drum-kit bus :func:`rhythm_features` puts in place of a kit exported track by track.

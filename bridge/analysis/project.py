@@ -168,7 +168,7 @@ def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken,
             mix[: placed.shape[0]] += placed
     if mix is None:
         return None
-    return features_for_stem("mix", "mix", mix, cancel=cancel)
+    return features_for_stem("mix", "mix", mix, cancel=cancel, fine=True)
 
 
 def _kit_features(project: Project, paths: dict[str, Path], keys: dict[str, str], version: str,
