@@ -212,23 +212,19 @@ def band_songs(tmp: Path) -> list[Song]:
     return out
 
 
-def freedoom_songs(tmp: Path, count: int, split: str = "held") -> list[Song]:
-    """``count`` Freedoom excerpts of ``split`` (held: never used to design the response; dev: the
-    Freedoom 1 renders, for developing it), spread over the set (benchmarks/freedoom_songs.py;
-    needs apt packages freedoom fluidsynth fluid-soundfont-gm)."""
+def _songs_from_set(items: list[dict], tmp: Path, count: int, split: str, prefix: str) -> list[Song]:
+    """``count`` first excerpts (``#1``) of ``split`` with drums and a beat grid from a benchmark set
+    (each item: name, split, stems [(name, role, mono audio at ANALYSIS_SAMPLE_RATE)], beats),
+    spread over the set; their stems written as WAVs for a project."""
     import soundfile as sf
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from freedoom_songs import build
 
     from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
 
-    pool = [d for d in build(ANALYSIS_SAMPLE_RATE, progress=lambda m: print(m, file=sys.stderr))
-            if d["split"] == split and d["has_drums"] and d["has_grid"] and d["name"].endswith("#1")]
+    pool = [d for d in items if d["split"] == split and d["has_drums"] and d["name"].endswith("#1")]
     picks = [pool[round(i * (len(pool) - 1) / max(1, count - 1))] for i in range(min(count, len(pool)))]
     out = []
     for d in picks:
-        name = d["name"].replace("fd:", "fd_").replace("#", "_")
+        name = prefix + d["name"].split(":", 1)[1].replace("#", "_")
         stems_dir = tmp / name
         stems_dir.mkdir(parents=True)
         for stem, _, audio in d["stems"]:
@@ -237,6 +233,32 @@ def freedoom_songs(tmp: Path, count: int, split: str = "held") -> list[Song]:
         mix = librosa.resample(mix, orig_sr=ANALYSIS_SAMPLE_RATE, target_sr=ONSET_SR) if ANALYSIS_SAMPLE_RATE != ONSET_SR else mix
         out.append(Song(name, split, stems_dir, mix.astype(np.float32), np.asarray(d["beats"], float)))
     return out
+
+
+def freedoom_songs(tmp: Path, count: int, split: str = "held") -> list[Song]:
+    """``count`` Freedoom excerpts of ``split`` (held: never used to design the response; dev: the
+    Freedoom 1 renders, for developing it), spread over the set (benchmarks/freedoom_songs.py;
+    needs apt packages freedoom fluidsynth fluid-soundfont-gm)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from freedoom_songs import build
+
+    from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
+
+    items = [d for d in build(ANALYSIS_SAMPLE_RATE, progress=lambda m: print(m, file=sys.stderr)) if d["has_grid"]]
+    return _songs_from_set(items, tmp, count, split, "fd_")
+
+
+def lmms_songs(tmp: Path, count: int, split: str = "held") -> list[Song]:
+    """``count`` excerpts of LMMS's demo projects (electronic productions, instrument by instrument;
+    benchmarks/lmms_songs.py, needs apt packages lmms lmms-common) of ``split``, spread over the set."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from lmms_songs import build
+
+    from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
+
+    items = [d for d in build(ANALYSIS_SAMPLE_RATE, progress=lambda m: print(m, file=sys.stderr))
+             if d["has_rhythm"]]
+    return _songs_from_set(items, tmp, count, split, "lmms_")
 
 
 def make_project(song: Song, tmp: Path):
@@ -263,7 +285,7 @@ def render_song(song: Song, tmp: Path, *, engine: str | None, width: int, height
     from bridge.export.render import render_project
 
     project, project_dir = project or make_project(song, tmp)
-    out = tmp / (f"{song.name}-{look}.mp4" if look else f"{song.name}.mp4")
+    out = tmp / (f"{song.name}-{Path(look).stem}.mp4" if look else f"{song.name}.mp4")  # a name or an .fs path
     return render_project(project, project_dir, out, width=width, height=height, fps=fps, engine_name=engine,
                           look=look, analysis=analysis)
 
@@ -319,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also N Freedoom excerpts (see benchmarks/freedoom_songs.py)")
     ap.add_argument("--freedoom-split", choices=("held", "dev"), default="held",
                     help="which Freedoom split --freedoom takes (dev: to develop on; held: to check)")
+    ap.add_argument("--lmms", type=int, default=0, metavar="N",
+                    help="also N LMMS demo-project excerpts (see benchmarks/lmms_songs.py)")
+    ap.add_argument("--lmms-split", choices=("held", "dev"), default="held",
+                    help="which LMMS split --lmms takes")
     args = ap.parse_args(argv)
     width, height = (int(x) for x in args.size.lower().split("x"))
     rows = []
@@ -327,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         songs = (shared_songs() if DATA.exists() else []) + [demo_song(tmp)] + band_songs(tmp)
         if args.freedoom:
             songs += freedoom_songs(tmp, args.freedoom, args.freedoom_split)
+        if args.lmms:
+            songs += lmms_songs(tmp, args.lmms, args.lmms_split)
         if args.songs:
             songs = [s for s in songs if any(s.name.startswith(p) for p in args.songs)]
         looks: list[str | None] = [None]
