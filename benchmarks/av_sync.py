@@ -221,9 +221,9 @@ def _songs_from_set(items: list[dict], tmp: Path, count: int, split: str, prefix
     from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
 
     pool = [d for d in items if d["split"] == split and d["has_drums"] and d["name"].endswith("#1")]
-    picks = [pool[round(i * (len(pool) - 1) / max(1, count - 1))] for i in range(min(count, len(pool)))]
+    spread = sorted({round(i * (len(pool) - 1) / max(1, count - 1)) for i in range(min(count, len(pool)))})
     out = []
-    for d in picks:
+    for d in [pool[k] for k in spread]:
         name = prefix + d["name"].split(":", 1)[1].replace("#", "_")
         stems_dir = tmp / name
         stems_dir.mkdir(parents=True)
