@@ -57,6 +57,13 @@ PHASE_CONTRAST_WEIGHT = 0.5
 #: held split (checked, not tuned on).
 ACCENT_WEIGHTS = {"kick": 0.6, "snare": -0.5, "harmony": 1.2, "loudness": 0.3, "novelty": 1.0, "section": 1.0}
 #: Half-width (beats) of the checkerboard kernel of the beat-level novelty accent (``_novelty``).
+#: Tried and not kept (issue 12, downbeat phase): a second, bar-long novelty (4 beats a side, weight
+#: 1.0; meant to tell the bar line from the half-bar line, where the 2-beat kernel peaks on 1 and 3
+#: alike) took LMMS dev 16 → 17 of 38 (stems) and 19 → 21 (mix), shared and Freedoom dev unchanged,
+#: but held Freedoom 37 → 36 of 75 (LMMS held stems 15 → 16, the rest unchanged). Replacing the
+#: 2-beat kernel, other weights (0.5–2.0), or keeping only its 1-vs-3 part: each lost at least one dev
+#: item too. Worse on dev: a crash (drum high-band) accent, a fill (drum density in the beat before)
+#: accent, chroma by the beat's median rather than mean (meant to drop drum hits from a mix's harmony).
 NOVELTY_HALF_BEATS = 2
 #: Section boundaries: novelty with a kernel of this many beats a side (two 4/4 bars), and only
 #: its peaks above this percentile of the song's beats count (tried 4 and 16 beats, 75th and 95th
