@@ -106,6 +106,23 @@ def test_a_sudden_tempo_change_is_followed():
 
 
 @pytest.mark.slow
+def test_the_bar_line_of_a_half_time_mix_is_on_the_kick_not_the_snare():
+    """Only the mix (one stem, no drums stem): kick on 1, snare on 3, a new chord every bar line.
+
+    The drum hits' broadband chroma counted as chord changes: the harmonic-change accent peaked on
+    beat 2 and every bar line went there (downbeat F 0.00 before the mix's chroma frames were
+    weighted by :func:`bridge.analysis.bars._tonalness`). Truth: the notated downbeats of the render.
+    """
+    song = render_band_song([Segment(12, 4, 4, 132)], style="halftime", seed=111, sample_rate=SR)
+    mix = np.sum([audio.mean(axis=0) for audio in song.stems.values()], axis=0)
+    grid = track_beats({"mix": compute_stem_features(mix, name="mix", role="other")},
+                       duration_seconds=song.duration_s)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert grid.time_signature == (4, 4)
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8
+
+
+@pytest.mark.slow
 def test_a_tempo_ramp_is_followed():
     song = render_band_song([Segment(16, 4, 4, 110, 140)], style="rock", seed=104, sample_rate=SR)
     grid = _analyse(song)

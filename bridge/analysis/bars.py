@@ -57,6 +57,13 @@ PHASE_CONTRAST_WEIGHT = 0.5
 #: held split (checked, not tuned on).
 ACCENT_WEIGHTS = {"kick": 0.6, "snare": -0.5, "harmony": 1.2, "loudness": 0.3, "novelty": 1.0, "section": 1.0}
 #: Half-width (beats) of the checkerboard kernel of the beat-level novelty accent (``_novelty``).
+#: Tried and not kept (issue 12, downbeat phase): a second, bar-long novelty (4 beats a side, weight
+#: 1.0; meant to tell the bar line from the half-bar line, where the 2-beat kernel peaks on 1 and 3
+#: alike) took LMMS dev 16 → 17 of 38 (stems) and 19 → 21 (mix), shared and Freedoom dev unchanged,
+#: but held Freedoom 37 → 36 of 75 (LMMS held stems 15 → 16, the rest unchanged). Replacing the
+#: 2-beat kernel, other weights (0.5–2.0), or keeping only its 1-vs-3 part: each lost at least one dev
+#: item too. Worse on dev: a crash (drum high-band) accent, a fill (drum density in the beat before)
+#: accent, chroma by the beat's median rather than mean (meant to drop drum hits from a mix's harmony).
 NOVELTY_HALF_BEATS = 2
 #: Section boundaries: novelty with a kernel of this many beats a side (two 4/4 bars), and only
 #: its peaks above this percentile of the song's beats count (tried 4 and 16 beats, 75th and 95th
@@ -94,6 +101,7 @@ def _accent_features(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray,
     kick, snare, loud = np.zeros(n_beats), np.zeros(n_beats), np.zeros(n_beats)
     chroma = np.zeros((12, n_frames))
     have_drums = have_chroma = False
+    drums_apart = any(st.role == "drums" for st in stems.values())
     for stem in stems.values():
         if not _is_audible(stem):
             continue
@@ -105,7 +113,9 @@ def _accent_features(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray,
                 total += _beat_sync_peak(env, beat_frames, half)
             have_drums = True
         else:
-            chroma += _fit_length(stem.curves["chroma"], n_frames) * rms[None, :]
+            stem_chroma = _fit_length(stem.curves["chroma"], n_frames)
+            weight = rms if drums_apart else rms * _tonalness(stem_chroma)
+            chroma += stem_chroma * weight[None, :]
             have_chroma = True
         rms_db = librosa.amplitude_to_db(rms, ref=1.0, top_db=None)
         loud += _beat_sync_peak(np.maximum(rms_db, -80.0), beat_frames, half)
@@ -133,6 +143,24 @@ def _accent_features(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray,
         if std > 1e-9:
             out.append((weight, (values - values.mean()) / std))
     return out
+
+
+def _tonalness(chroma: np.ndarray) -> np.ndarray:
+    """Per frame, how much ``chroma`` (12, n_frames; each frame max-normalised) is pitch, not noise.
+
+    A drum hit spreads its energy over every pitch class (flat chroma, mean near 1); a chord or a
+    bass note fills only a few. When no stem is the drums (a mix, or a song exported without a
+    drums stem) the hits sit in the pitched stems' chroma and read as chord changes: the
+    harmonic-change accent then votes for beats beside the hits, not for the bar. Frames count by
+    sqrt(1 − mean chroma). Measured (issue 12): LMMS mix-only dev 19 → 21 of 38 (both excerpts of
+    TameAnderson-MakeMe, whose snare on 4 had moved every bar line to beat 4); no other dev item
+    changed, nor any held split's count (shared 15/16, Freedoom 37/75, LMMS stems 15/30, mix 13/30,
+    fresh 31/32). Synthetic half-time mixes (:mod:`bridge.demo.band`, seeds 107–124, 120–136 BPM):
+    6 of 48 had every bar line on the snare before, 2 after. Weighting by (1 − mean) instead also
+    lost a near-tie mix item (Impulslogik-Zen#3); weighting stems beside a drums stem too lost
+    Thomasso-AxeFromThe80s#3 (stems).
+    """
+    return np.sqrt(np.clip(1.0 - chroma.mean(axis=0), 0.0, 1.0))
 
 
 def _novelty(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frames: int,

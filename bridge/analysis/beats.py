@@ -44,7 +44,8 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    reported is the least-squares slope of beat time against beat index.
 4. **Meter and downbeats** from beat-synchronous accents: drum kick-band onsets (+), drum snare-band
    onsets (−, the backbeat is rarely on 1), harmonic change (chroma of the pitched stems, bass
-   included, beat to beat), loudness and beat-level novelty (``_novelty``: how different the two
+   included, beat to beat; with no drums stem each frame weighs by its tonalness, so drum hits in
+   a mix are not read as chord changes), loudness and beat-level novelty (``_novelty``: how different the two
    beats before are from the two after, over chroma, drum bands and levels), each z-scored. For each bar phase the weighted mean accent of
    its beats is taken; the best phase gives the downbeats, and unless ``beats_per_bar`` is given the
    meter is the one (3 or 4) whose bar-level ACF evidence plus best-phase contrast is larger.
