@@ -147,6 +147,55 @@ def test_long_memory_segments_start_from_the_relay_and_need_no_redo(
                for m in messages), messages
 
 
+def test_a_cancelled_export_with_a_relay_resumes_from_the_kept_state(
+        cluster: str, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Issue 18: an ink export (its later segments wait for the relay's exact state) cancelled once
+    its first segments are done resumes: the finished segments are kept, the next one starts from
+    the state the kept ones ended with (saved in the work folder), the relay brings the later ones
+    from there rather than from the song's start, nothing is rendered twice, and the video equals
+    the uninterrupted render frame for frame."""
+    from conftest import require_gl
+
+    import bridge.export.cluster as cluster_mod
+    from bridge.errors import Cancelled
+    from bridge.export.cluster import render_on_ray
+    from bridge.export.render import prepare_render
+    from bridge.jobs import CancelToken
+    from bridge.project import load_project, save_project
+
+    require_gl()
+    project = lossless(project_dir)
+    save_project(project.model_copy(update={"engine": project.engine.model_copy(
+        update={"name": "shader", "look": "ink"})}), project_dir)
+    project, _ = load_project(project_dir)
+    job = prepare_render(project, project_dir, end_s=2.0)
+    out = project_dir / "ray.mp4"
+    cancel = CancelToken()
+
+    def cancel_once_one_is_done(done: int, total: int, label: str = "") -> None:
+        if re.match(r"[1-9]/4 segments done", label):
+            cancel.cancel()
+
+    # The driver takes no relay state in the first run, so the relayed segments cannot start and
+    # the export is cancelled with only the others finished, whatever the machine's speed.
+    monkeypatch.setattr(cluster_mod, "relay_gen_ready", lambda ray, gen: False)
+    with pytest.raises(Cancelled):
+        render_on_ray(job, out, n_segments=4, progress=cancel_once_one_is_done, cancel=cancel)
+    monkeypatch.undo()
+    kept = set(json.loads((work_folder(out) / "manifest.json").read_text())["done"])
+    assert kept and len(kept) < 4 and not out.exists(), kept
+
+    messages: list[str] = []
+    out = render_on_ray(job, out, n_segments=4, log_message=messages.append)
+    assert decoded(out)["hashes"] == truth_hashes(project, project_dir, end_s=2.0)
+    assert any(m.startswith("resuming at 0:0") and f"{len(kept)} of 4 segments kept" in m for m in messages), messages
+    assert not [m for m in messages if "rendering it again" in m], messages
+    # the segment right after the kept ones starts from their saved end state: fewer wait for the relay
+    todo = 4 - len(kept)
+    assert not any(m.startswith(f"{todo} of {todo} segments start from the exact engine state") for m in messages), messages
+    assert not work_folder(out).exists()
+
+
 def test_a_worker_lost_every_time_fails_with_a_clear_error(cluster: str, project_dir: Path,  # noqa: F811
                                                            tmp_path: Path) -> None:
     from bridge.export.cluster import render_on_ray

@@ -296,6 +296,7 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                     job_ref, from_frame, from_state, [s.start_frame for s in relay], cpus_per_task)
                 log_message(f"{len(relay)} of {len(todo)} segments start from the exact engine state a relay task "
                             "brings (their feedback outlives a pre-roll); the others pre-roll")
+            relayed = {s.index for s in relay}
             relay_next = 0  # the relay's next state is for relay[relay_next]
             for s in todo:
                 if s not in relay:
@@ -311,7 +312,11 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                     result = finished.get(seg.index)
                     if result is None:
                         return  # the segments after it wait for its end state
-                    if exact_states and seg.index not in exact_start and not preroll_is_exact(job, seg.start_frame):
+                    # checked unless it started from an exact kept state or pre-rolled from the song's
+                    # start; a relayed start is always checked (a relay is exact by design, and this
+                    # check is what proves it, even where a pre-roll would have been exact too)
+                    if exact_states and seg.index not in exact_start and (
+                            seg.index in relayed or not preroll_is_exact(job, seg.start_frame)):
                         before = ends.get(seg.start_frame)
                         if before is None and seg.index - 1 in work.done:
                             raise RenderError(f"The work folder '{work.path}' lacks the engine state at frame "
@@ -320,8 +325,10 @@ def render_on_ray(job: RenderJob, out_path: str | os.PathLike[str], *, address: 
                         if before is None:
                             return  # the previous segment is not accepted yet
                         if state_digest(before) != result.start_digest:
-                            log_message(f"segment {seg.index + 1}: its pre-roll did not rebuild the feedback "
-                                        f"exactly; rendering it again from segment {seg.index}'s end state")
+                            why = ("the relay's state at its start differs from that" if seg.index in relayed
+                                   else "its pre-roll did not rebuild the feedback exactly")
+                            log_message(f"segment {seg.index + 1}: {why}; rendering it again from segment "
+                                        f"{seg.index}'s end state")
                             del finished[seg.index]
                             exact_start.add(seg.index)
                             pending[submit(seg, before)] = seg
