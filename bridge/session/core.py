@@ -193,6 +193,7 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
             self._start_thread("stembridge-watcher", self._watch_loop)
         if autosave:
             self._start_thread("stembridge-autosave", self._autosave_loop)
+        self._find_missing_stems()  # before the first analysis: one gone file must not fail it for all
         if analyse:
             self._request_analysis("open")
 
