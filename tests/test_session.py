@@ -266,6 +266,25 @@ def test_external_edit_of_the_project_file_is_an_undoable_change(project_dir):
         assert s.undo() and s.project == before
 
 
+def test_a_project_open_twice_keeps_each_windows_edits(project_dir):
+    """The same project in two windows (or the app and the CLI): an edit not saved yet survives the
+    other window's save. The later save used to write its own copy over the other window's edit,
+    and a poll replaced the unsaved edit with the file as the other window saved it."""
+    quiet = dict(analyse=False, preview=False, autosave=False, watch_interval_s=60.0)  # polled when saving
+    with Session.open(project_dir, **quiet) as a, Session.open(project_dir, **quiet) as b:
+        b.set_stem_gain("Vocals", -2.0)  # not saved yet
+        a.set_stem_gain("Drums", -3.0)
+        a.set_stem_gain("Bass", -1.0)
+        b.set_stem_gain("Bass", -9.0)  # both changed it: the window saving last keeps its own
+        time.sleep(0.05)  # a different mtime even on coarse-timestamp filesystems
+        a.save()
+        b.save()
+        on_disk = {st.name: st.gain_db for st in load_project(project_dir)[0].stems}
+        assert on_disk == {**on_disk, "Vocals": -2.0, "Drums": -3.0, "Bass": -9.0}
+        assert b.project.stem("Drums").gain_db == -3.0 and not b.dirty
+        assert b.undo_label == "edit outside stembridge"  # undoable, like any edit from outside
+
+
 # --- the stems folder ---------------------------------------------------------------------------
 
 def test_rebounced_stem_is_reanalysed_once_and_only_dependent_keyframes_rerender(project_dir, monkeypatch):

@@ -387,6 +387,10 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
         return self._save(autosave=False)
 
     def _save(self, *, autosave: bool) -> Path:
+        if self._watcher is not None:
+            # another window (or the CLI) may have saved since our last look: take its edits in
+            # first, or this write would silently undo them
+            self._poll_project_file()
         with self._save_lock:
             with self._lock:
                 project = self._project

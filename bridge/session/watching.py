@@ -14,7 +14,7 @@ from bridge.project.store import (
     load_project,
     resolve_stem_path,
 )
-from bridge.session._helpers import _analysis_signature, _file_signature
+from bridge.session._helpers import _analysis_signature, _file_signature, merge_projects
 from bridge.session.events import (
     AnalysisFailed,
     AnalysisFinished,
@@ -120,8 +120,15 @@ class WatchingMixin:
         with self._lock:
             if loaded == self._project:
                 return
+            # Edits not saved yet (the other window saved first) are kept on top of the file's:
+            # taking the file as it is dropped them without a word.
+            base = self._saved_project
+            merged = loaded if base is None or self._project == base else merge_projects(base, self._project, loaded)
             self._saved_project = loaded
-            self._edit("edit outside stembridge", lambda _: loaded, origin="external")
+            if self._closed:  # the save on close: only that write needs it
+                self._project = merged
+            else:
+                self._edit("edit outside stembridge", lambda _: merged, origin="external")
             self._saved_project = loaded  # what is on disk now
 
     # -- analysis ----------------------------------------------------------------------------
