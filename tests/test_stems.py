@@ -170,6 +170,10 @@ def test_discover_skips_mixes_hidden_files_and_non_audio(tmp_path):
         discover_stems(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path)
     with pytest.raises(AudioError, match="no such folder"):
         discover_stems(tmp_path / "nope")
+    # one stem given instead of its folder: said 'no such folder' of a file that is there
+    with pytest.raises(AudioError) as e:
+        discover_stems(tmp_path / "Song Bass.wav")
+    assert "is a file, not a folder" in str(e.value) and f"({tmp_path})" in str(e.value)
 
 
 def test_a_long_silent_file_is_rejected_without_decoding_it_all_into_memory(tmp_path):
