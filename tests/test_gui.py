@@ -502,6 +502,20 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     dlg.close()
 
 
+def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(window, tmp_path):
+    """An output path under a file (or an unwritable folder) raised out of the Export button's slot."""
+    in_the_way = tmp_path / "clip.mp4"
+    in_the_way.write_bytes(b"an earlier export")
+    dlg = window.open_export()
+    dlg.out.setText(str(in_the_way / "again" / "clip.mp4"))
+    dlg.start_export()
+    assert dlg.worker is None and dlg.export_button.isEnabled()
+    assert window.messages.level == "error" and str(in_the_way / "again") in window.messages.text
+    assert "choose another output path" in dlg.eta.text()
+    assert in_the_way.read_bytes() == b"an earlier export"
+    dlg.close()
+
+
 class _UrlCatcher(QObject):
     """Stands in for the desktop (player, file manager): QDesktopServices hands it the URLs."""
 
