@@ -516,6 +516,19 @@ def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(win
     dlg.close()
 
 
+def test_a_failed_analysis_is_not_shown_as_analysing(window, qtbot, tmp_path):
+    """When the analysis fails (every stem's file unreadable) the message bar says why and the status
+    bar stops saying 'analysing…' (it said so for ever)."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "demo", broken)
+    for stem in (broken / "stems").iterdir():
+        stem.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)  # not audio
+    assert window.open_project(broken / "project", watch=False)
+    qtbot.waitUntil(lambda: window.messages.level == "error", timeout=30_000)
+    qtbot.waitUntil(lambda: "analysing" not in window.status_label.text(), timeout=5_000)
+    assert window.adapter.session.analysis is None and "not analysed" in window.status_label.text()
+
+
 class _UrlCatcher(QObject):
     """Stands in for the desktop (player, file manager): QDesktopServices hands it the URLs."""
 
