@@ -517,8 +517,8 @@ def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(win
 
 
 def test_a_failed_analysis_is_not_shown_as_analysing(window, qtbot, tmp_path):
-    """When the analysis fails (every stem's file unreadable) the message bar says why and the status
-    bar stops saying 'analysing…' (it said so for ever)."""
+    """When the analysis fails (every stem's file unreadable) the message bar says why, the status
+    bar stops saying 'analysing…' (it said so for ever) and the tempo box shows no tempo."""
     broken = tmp_path / "broken"
     shutil.copytree(tmp_path / "demo", broken)
     for stem in (broken / "stems").iterdir():
@@ -527,6 +527,12 @@ def test_a_failed_analysis_is_not_shown_as_analysing(window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: window.messages.level == "error", timeout=30_000)
     qtbot.waitUntil(lambda: "analysing" not in window.status_label.text(), timeout=5_000)
     assert window.adapter.session.analysis is None and "not analysed" in window.status_label.text()
+    # no tempo known: the tempo box shows none (it showed '20.50 BPM', its lowest value), and
+    # clicking into it and out again sets no tempo (it set 20.5 BPM, an undoable 'set tempo')
+    box = window.tempo_bar.tempo
+    assert "20.5" not in box.text() and "—" in box.text()
+    box.editingFinished.emit()
+    assert window.adapter.session.project.rhythm.tempo_bpm is None and not window.adapter.session.can_undo
 
 
 class _UrlCatcher(QObject):
