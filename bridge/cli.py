@@ -192,6 +192,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else project_dir / f"render{codec.default_suffix}"
     with tqdm_progress("analysing", "stem", quiet=args.quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
+    song_s = analysis.duration_seconds
+    if args.end is not None and args.end > song_s and (args.start or 0.0) < song_s:
+        # the range is cut to the song: say so, the video is shorter than asked
+        print(f"stembridge: --end {args.end:g} is past the song's end; rendering to its end, {song_s:.2f} s",
+              file=sys.stderr)
     with tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,
