@@ -49,25 +49,36 @@ def _parse_roles(items: Sequence[str]) -> dict[str, str]:
     return roles
 
 
+#: The fields `stembridge new` sets, by the option that sets them (for its error messages).
+NEW_OPTIONS = {"tempo_bpm": "--tempo", "beats_per_bar": "--beats-per-bar", "width": "--width",
+               "height": "--height", "fps": "--fps"}
+
+
 def cmd_new(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from bridge.project.create import new_project
     from bridge.project.schema import RenderSettings, TempoSettings
+    from bridge.project.store import format_option_errors
 
     fields: dict[str, object] = {}
     try:
-        if args.tempo:
+        if args.tempo is not None:  # --tempo 0 is refused, not taken as 'detect it'
             fields["tempo"] = TempoSettings(source="constant", tempo_bpm=args.tempo,
                                             beats_per_bar=args.beats_per_bar)
         elif args.tempo_map:
             fields["tempo"] = TempoSettings(source="midi_file", midi_file=str(Path(args.tempo_map).resolve()),
                                             midi_file_external=True)  # the user named it
-        render = {k: v for k, v in (("width", args.width), ("height", args.height), ("fps", args.fps)) if v}
+        render = {k: v for k, v in (("width", args.width), ("height", args.height), ("fps", args.fps))
+                  if v is not None}
         if render:
             fields["render"] = RenderSettings(**render)
         if getattr(args, "engine", None):
             from bridge.project.schema import EngineSettings
 
             fields["engine"] = EngineSettings(name=args.engine)
+    except ValidationError as e:
+        raise BridgeError(format_option_errors(e, names=NEW_OPTIONS)) from None
     except ValueError as e:
         raise BridgeError(str(e)) from None
     if args.mix is not None and args.stems is not None:
@@ -181,6 +192,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else project_dir / f"render{codec.default_suffix}"
     with tqdm_progress("analysing", "stem", quiet=args.quiet) as progress:
         analysis = analyze_project(project, project_dir, progress=progress)
+    song_s = analysis.duration_seconds
+    if args.end is not None and args.end > song_s and (args.start or 0.0) < song_s:
+        # the range is cut to the song: say so, the video is shorter than asked
+        print(f"stembridge: --end {args.end:g} is past the song's end; rendering to its end, {song_s:.2f} s",
+              file=sys.stderr)
     with tqdm_progress("rendering", "frame", quiet=args.quiet) as progress:
         path = render_project(project, project_dir, out, analysis=analysis, width=args.width, height=args.height,
                               fps=args.fps, start_s=args.start, end_s=args.end, engine_name=args.engine,

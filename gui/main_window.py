@@ -480,13 +480,16 @@ class MainWindow(QMainWindow):
         parts = [s.project.name, f"{len(s.project.stems)} stems"]
         if a is not None:
             parts.append(f"{a.duration_seconds // 60:.0f}:{a.duration_seconds % 60:04.1f} · {tempo_text(s)}")
-        else:
+        elif s.status()["analysing"]:
             parts.append("analysing…")
+        else:  # it failed: the message bar says why
+            parts.append("not analysed")
         self.status_label.setText("   ·   ".join(parts))
 
     def refresh_timeline(self) -> None:
         s = self.adapter.session
         if s is None or s.analysis is None:
+            self._update_status()
             return
         self.timeline.set_lanes_from_analysis(s.analysis, s.project.stems)
         self.refresh_sections()

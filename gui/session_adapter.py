@@ -59,7 +59,7 @@ class SessionAdapter(QObject):
     -------
     tick(object)            TransportState at this timer shot (once per tick, always).
     projectChanged(object)  the ProjectChanged event (or None after open): panels refresh.
-    analysisChanged()       a new analysis is in (timeline lanes, meters).
+    analysisChanged()       a new analysis is in (timeline lanes, meters), or one failed.
     previewChanged()        keyframes rendered / params updated since the last tick.
     message(str, str)       (level, text): "info" | "error"; shown in the non-blocking message bar.
     stemFilesChanged()      a stem's file was re-bounced, added, went missing or came back.
@@ -357,6 +357,7 @@ class SessionAdapter(QObject):
                 preview = True
             elif isinstance(e, (S.AnalysisFailed, S.SaveFailed, S.ProjectFileInvalid, S.PreviewError)):
                 self.message.emit("error", e.message)
+                analysis = analysis or isinstance(e, S.AnalysisFailed)  # the status bar stops saying 'analysing…'
             elif isinstance(e, S.StemFileUnreadable):
                 self.message.emit("error", f"{e.path.name}: {e.message}")
             elif isinstance(e, S.MappingProblem):

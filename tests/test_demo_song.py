@@ -118,6 +118,17 @@ def test_bad_arguments_are_explained() -> None:
         generate_demo_song(seed=-1)
 
 
+def test_demo_with_an_odd_width_says_so_before_making_anything(tmp_path) -> None:
+    """`stembridge demo --width 321` made the song and its stems, then failed in pydantic's words."""
+    from bridge.demo.project import make_demo
+    from bridge.errors import ProjectError
+
+    with pytest.raises(ProjectError) as e:
+        make_demo(tmp_path / "demo", width=321, height=180)
+    assert str(e.value) == "--width: 321 is odd; H.264 (yuv420p) needs even frame sizes, use 322"
+    assert not (tmp_path / "demo").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # the ground truth is in the audio
 

@@ -134,3 +134,21 @@ def test_a_range_draws_the_same_frames_as_the_whole_song(song):
         np.testing.assert_array_equal(image, truth[k], err_msg=f"frame {k}")
     deaf = replace(job, context=replace(job.context, audio={k: np.zeros_like(v) for k, v in job.context.audio.items()}))
     assert any(not np.array_equal(image, got[k]) for k, image in frames(deaf, end).items())
+
+
+@pytest.mark.parametrize(("start_s", "end_s", "says"), [
+    (40.0, 45.0, "--start 40 --end 45 starts at or after the song's end; the song is 32.50 s long"),
+    (40.0, None, "--start 40 starts at or after the song's end; the song is 32.50 s long"),
+    (5.0, 3.0, "--start 5 --end 3 is empty or negative"),
+    (-2.0, 3.0, "--start -2 --end 3 is empty or negative"),
+    (float("nan"), 3.0, "--start nan --end 3 is empty or negative"),
+])
+def test_a_range_outside_the_song_is_refused_with_the_values_the_producer_gave(start_s, end_s, says):
+    """The message quotes what was typed (it quoted the song's length as the --end) and says why."""
+    from bridge.errors import RenderError
+    from bridge.export.job import frame_range
+
+    with pytest.raises(RenderError) as e:
+        frame_range(32.5, FPS, start_s=start_s, end_s=end_s)
+    assert says in str(e.value)
+    assert "pick 0 <= start < end <= 32.50" in str(e.value)

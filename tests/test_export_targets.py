@@ -337,3 +337,18 @@ def test_cli_encoder_option_exports_with_the_named_encoder(project_dir: Path, ca
         assert b"x264 - core" in bytes(first)
     assert main(["render", str(project_dir), "--encoder", "nvenc9", "--end", "0.5", "-q"]) == 2
     assert "nvenc9" in capsys.readouterr().err
+
+
+def test_a_render_past_the_songs_end_says_it_stops_at_the_end(project_dir: Path, capsys) -> None:  # noqa: F811
+    """`render --start 4 --end 99` made a shorter video than asked without a word."""
+    from bridge.analysis.project import analyze_project
+    from bridge.cli import main
+
+    project, _ = load_project(project_dir)
+    song_s = analyze_project(project, project_dir).duration_seconds
+    out = project_dir / "tail.mp4"
+    assert main(["render", str(project_dir), "--width", "64", "--height", "64", "--fps", "10", "--start",
+                 f"{song_s - 1:.2f}", "--end", "99", "--engine", "procedural", "-o", str(out), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"--end 99 is past the song's end; rendering to its end, {song_s:.2f} s" in err
+    assert probe(out)["duration"] == pytest.approx(1.0, abs=0.15)

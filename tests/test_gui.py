@@ -502,6 +502,39 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     dlg.close()
 
 
+def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(window, tmp_path):
+    """An output path under a file (or an unwritable folder) raised out of the Export button's slot."""
+    in_the_way = tmp_path / "clip.mp4"
+    in_the_way.write_bytes(b"an earlier export")
+    dlg = window.open_export()
+    dlg.out.setText(str(in_the_way / "again" / "clip.mp4"))
+    dlg.start_export()
+    assert dlg.worker is None and dlg.export_button.isEnabled()
+    assert window.messages.level == "error" and str(in_the_way / "again") in window.messages.text
+    assert "choose another output path" in dlg.eta.text()
+    assert in_the_way.read_bytes() == b"an earlier export"
+    dlg.close()
+
+
+def test_a_failed_analysis_is_not_shown_as_analysing(window, qtbot, tmp_path):
+    """When the analysis fails (every stem's file unreadable) the message bar says why, the status
+    bar stops saying 'analysing…' (it said so for ever) and the tempo box shows no tempo."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "demo", broken)
+    for stem in (broken / "stems").iterdir():
+        stem.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)  # not audio
+    assert window.open_project(broken / "project", watch=False)
+    qtbot.waitUntil(lambda: window.messages.level == "error", timeout=30_000)
+    qtbot.waitUntil(lambda: "analysing" not in window.status_label.text(), timeout=5_000)
+    assert window.adapter.session.analysis is None and "not analysed" in window.status_label.text()
+    # no tempo known: the tempo box shows none (it showed '20.50 BPM', its lowest value), and
+    # clicking into it and out again sets no tempo (it set 20.5 BPM, an undoable 'set tempo')
+    box = window.tempo_bar.tempo
+    assert "20.5" not in box.text() and "—" in box.text()
+    box.editingFinished.emit()
+    assert window.adapter.session.project.rhythm.tempo_bpm is None and not window.adapter.session.can_undo
+
+
 class _UrlCatcher(QObject):
     """Stands in for the desktop (player, file manager): QDesktopServices hands it the URLs."""
 

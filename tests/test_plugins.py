@@ -273,6 +273,23 @@ def test_slot_validation_names_the_fix():
         build_plugin(FxSlot(plugin="/x/Y.vst3"))
 
 
+def test_a_bad_fx_setting_is_refused_in_words_naming_the_option():
+    """`fx add … --param cutoff_frequency_hz=abc` printed pybind's C++ signatures, and `--mix 2`
+    pydantic's report with its type codes and a link to its docs."""
+    from bridge.plugins.edit import make_slot, update_slot
+
+    with pytest.raises(PluginError) as e:
+        make_slot("LowpassFilter", parameters={"cutoff_frequency_hz": "abc"})
+    assert str(e.value) == ("LowpassFilter: cutoff_frequency_hz = 'abc' is the wrong kind of value; "
+                            "give a number (it is 50.0 now)")
+    with pytest.raises(PluginError) as e:
+        make_slot("LowpassFilter", mix=2.0)
+    assert str(e.value) == "--mix 2.0: Input should be less than or equal to 1"
+    with pytest.raises(PluginError) as e:
+        update_slot(make_slot("LowpassFilter"), mix=-1.0)
+    assert str(e.value) == "--mix -1.0: Input should be greater than or equal to 0"
+
+
 # --- chains in the project: save/load, analysis, export mix ---------------------------------------
 
 def make_project(folder: Path, *, seconds: float = 3.0, **fields):

@@ -119,3 +119,37 @@ def test_new_with_one_bad_file_says_why_on_one_line(tmp_path, kind, capsys):
     assert len(err.splitlines()) == 1, err
     assert str(path) in err and ("Re-export" in err or "Re-bounce" in err)
     assert not (tmp_path / "song" / "stembridge.json").exists()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--tempo", "0"], "--tempo 0.0: Input should be greater than 20"),
+    (["--width", "33"], "--width: 33 is odd; H.264 (yuv420p) needs even frame sizes, use 34"),
+    (["--height", "0"], "--height 0: Input should be greater than or equal to 16"),
+])
+def test_new_with_a_bad_option_names_it_on_one_line(tmp_path, args, says, capsys):
+    """`--tempo 0` used to be taken as 'detect the tempo' without a word, `--height 0` as the default
+    size, and an odd size printed pydantic's report (type codes, a link to its docs) over four lines."""
+    from bridge.cli import main
+
+    (tmp_path / "stems").mkdir()
+    rc = main(["new", str(tmp_path / "song"), "--stems", str(tmp_path / "stems"), "--no-analyze", "-q", *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == f"stembridge: error: {says}"
+    assert not (tmp_path / "song" / "stembridge.json").exists()
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"width": 33}, "--width: 33 is odd; H.264 (yuv420p) needs even frame sizes, use 34"),
+    ({"width": 0}, "--width 0: Input should be greater than or equal to 16"),
+    ({"crf": 99}, "--crf 99: Input should be less than or equal to 51"),
+])
+def test_render_with_a_bad_option_names_it_on_one_line(options, says):
+    """`render --width 0` rendered at the project's width without a word; an odd width said
+    'width\\n  Value error, … [type=value_error, …]\\n    For further information visit …'."""
+    from bridge.errors import RenderError
+    from bridge.export.render import render_settings
+    from bridge.project import Project
+
+    with pytest.raises(RenderError) as e:
+        render_settings(Project(name="song"), **options)
+    assert str(e.value) == says

@@ -225,3 +225,15 @@ def test_killed_export_resumes_and_equals_the_uninterrupted_render(project_dir: 
     assert no_leftovers(project_dir) == []
     with av.open(str(out)) as c:
         assert c.streams.video[0].frames == 240
+
+
+def test_an_output_folder_that_takes_no_work_folder_is_refused_in_words(tmp_path):
+    """The parts folder beside the video could not be made (here a file is in its way, as a read-only
+    or someone else's folder refuses it): mkdir's traceback reached the producer."""
+    from bridge.export.segments import WorkFolder
+
+    out = tmp_path / "clip.mp4"
+    work_folder(out).write_text("not a folder")
+    with pytest.raises(RenderError) as e:
+        WorkFolder(out, key="k", plan=plan_segments(0, 30, Fraction(30)))
+    assert str(work_folder(out)) in str(e.value) and "export to a folder you can write to" in str(e.value)

@@ -394,3 +394,17 @@ def _melt_job(folder, first: str, second: str):
     save_project(project, folder)
     project, _ = load_project(folder)
     return prepare_render(project, folder)
+
+
+def test_sections_set_names_the_option_a_bad_value_came_from(tmp_path, capsys):
+    """`sections set 1 --beats 100` said 'transition_beats: …', a field name the producer never typed."""
+    from bridge.cli import main
+    from bridge.project import Project, Section, load_project, save_project
+
+    save_project(Project(name="song", sections=[Section(name="Intro", start=0.0, seed=1)]), tmp_path)
+    before = (tmp_path / "stembridge.json").read_bytes()
+    assert main(["sections", "set", str(tmp_path), "1", "--beats", "100"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "stembridge: error: section 1 was not changed: --beats 100.0: Input should be less than or equal to 64")
+    assert (tmp_path / "stembridge.json").read_bytes() == before
+    assert load_project(tmp_path)[0].sections[0].transition_beats != 100

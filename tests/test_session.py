@@ -23,8 +23,11 @@ from bridge.errors import ProjectError, TransportError
 from bridge.project import load_project, save_project
 from bridge.project.schema import Mapping, Section
 from bridge.session import (
+    AnalysisFailed,
     AnalysisFinished,
     KeyframeRendered,
+    MappingProblem,
+    ParamsUpdated,
     ProjectChanged,
     ProjectSaved,
     Session,
@@ -263,6 +266,25 @@ def test_external_edit_of_the_project_file_is_an_undoable_change(project_dir):
         assert s.undo() and s.project == before
 
 
+def test_a_project_open_twice_keeps_each_windows_edits(project_dir):
+    """The same project in two windows (or the app and the CLI): an edit not saved yet survives the
+    other window's save. The later save used to write its own copy over the other window's edit,
+    and a poll replaced the unsaved edit with the file as the other window saved it."""
+    quiet = dict(analyse=False, preview=False, autosave=False, watch_interval_s=60.0)  # polled when saving
+    with Session.open(project_dir, **quiet) as a, Session.open(project_dir, **quiet) as b:
+        b.set_stem_gain("Vocals", -2.0)  # not saved yet
+        a.set_stem_gain("Drums", -3.0)
+        a.set_stem_gain("Bass", -1.0)
+        b.set_stem_gain("Bass", -9.0)  # both changed it: the window saving last keeps its own
+        time.sleep(0.05)  # a different mtime even on coarse-timestamp filesystems
+        a.save()
+        b.save()
+        on_disk = {st.name: st.gain_db for st in load_project(project_dir)[0].stems}
+        assert on_disk == {**on_disk, "Vocals": -2.0, "Drums": -3.0, "Bass": -9.0}
+        assert b.project.stem("Drums").gain_db == -3.0 and not b.dirty
+        assert b.undo_label == "edit outside stembridge"  # undoable, like any edit from outside
+
+
 # --- the stems folder ---------------------------------------------------------------------------
 
 def test_rebounced_stem_is_reanalysed_once_and_only_dependent_keyframes_rerender(project_dir, monkeypatch):
@@ -353,6 +375,28 @@ def test_new_file_becomes_a_stem_and_a_deleted_one_is_reported(project_dir):
         missing = wait_for(s, lambda e: isinstance(e, StemFileMissing))
         assert missing.name == "Bass"
         assert "Bass" in s.missing_stems and s.project.stem("Bass")  # reported, not dropped
+
+
+def test_a_stem_deleted_while_the_app_was_closed_leaves_the_others_analysed(project_dir):
+    """A producer deletes a bounce, then opens the project: the gone stem is reported once, the
+    others are analysed (one missing file used to fail the whole first analysis: an empty timeline)
+    and the gone stem's mappings are off, not each reported as naming no stem."""
+    project = load_project(project_dir)[0]
+    names = {st.name for st in project.stems}
+    assert any(m.source.startswith("Bass.") for m in project.mappings)  # something to switch off
+    (project_dir.parent / "stems" / "Song Bass.wav").unlink()
+    events: list = []
+    with Session.open(project_dir, autosave=False, preview_probe=False, watch_interval_s=0.05,
+                      watch_settle_polls=2) as s:
+        done = wait_for(s, lambda e: isinstance(e, (AnalysisFinished, AnalysisFailed)), collect=events)
+        assert isinstance(done, AnalysisFinished), done
+        assert s.missing_stems == {"Bass"}
+        assert set(s.analysis.stems) == names - {"Bass"}
+        assert s.project.stem("Bass")  # kept in the project, to bring the file back
+        wait_for(s, lambda e: isinstance(e, ParamsUpdated), collect=events)  # the mapping problems come first
+        assert s.project.mappings == project.mappings  # switched off in the preview only, not in the file
+    assert [e.name for e in events if isinstance(e, StemFileMissing)] == ["Bass"]
+    assert [e.source for e in events if isinstance(e, MappingProblem)] == []
 
 
 def test_preview_disk_cache_is_capped_reported_and_cleared(project_dir):

@@ -170,6 +170,10 @@ def test_discover_skips_mixes_hidden_files_and_non_audio(tmp_path):
         discover_stems(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path)
     with pytest.raises(AudioError, match="no such folder"):
         discover_stems(tmp_path / "nope")
+    # one stem given instead of its folder: said 'no such folder' of a file that is there
+    with pytest.raises(AudioError) as e:
+        discover_stems(tmp_path / "Song Bass.wav")
+    assert "is a file, not a folder" in str(e.value) and f"({tmp_path})" in str(e.value)
 
 
 def test_a_long_silent_file_is_rejected_without_decoding_it_all_into_memory(tmp_path):
@@ -266,3 +270,27 @@ def test_a_span_of_a_stem_is_those_samples_of_the_whole_stem(rate):
         part = load_audio(path, sample_rate=rate, start_sample=start, stop_sample=stop)
         np.testing.assert_array_equal(part, whole[:, start:stop])
     assert load_audio(path, sample_rate=rate, mono=True, start_sample=5, stop_sample=9).shape == (1, 4)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_an_mp3_stem_starts_where_its_audio_starts(tmp_path, rate):
+    """An MP3 decodes with the encoder's and decoder's delay in front (1105 samples from LAME) and
+    padding behind; pedalboard hands all of it back, so an MP3 stem came 25 ms late against its WAV
+    siblings. The clicks written must come back at their own samples, the file at its own length."""
+    from pedalboard.io import AudioFile
+
+    n = 3 * rate
+    clicks = np.arange(rate // 4, n - rate // 4, rate // 3)
+    x = np.zeros((2, n), dtype=np.float32)
+    for k in clicks:  # a short decaying burst per click: survives the MP3 coder
+        x[:, k:k + 64] = 0.8 * np.exp(-np.arange(64) / 8.0) * np.sign(np.sin(np.arange(64) * 1.3))
+    path = tmp_path / "Song Drums.mp3"
+    with AudioFile(str(path), "w", rate, 2) as f:
+        f.write(x)
+    y = load_audio(path, sample_rate=rate)
+    assert y.shape == x.shape
+    env = np.abs(y).max(axis=0)
+    found = [k - 8 + int(np.argmax(env[k - 8:k + 8])) for k in clicks]
+    assert np.abs(np.array(found) - clicks).max() <= 2, (np.array(found) - clicks)
+    span = load_audio(path, sample_rate=rate, start_sample=rate, stop_sample=2 * rate)
+    assert np.array_equal(span, y[:, rate:2 * rate])

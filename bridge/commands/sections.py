@@ -119,8 +119,10 @@ def cmd_sections_set(args: argparse.Namespace) -> int:
     try:
         sections[i] = Section.model_validate({**sections[i].model_dump(), **changes})
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg'].removeprefix('Value error, ')}"
-                             for x in e.errors())
+        from bridge.project.store import format_option_errors
+
+        problems = format_option_errors(e, names={"transition_beats": "--beats", "transition": "--transition",
+                                                  "name": "--name", "look": "--look"})
         raise ProjectError(f"section {args.number} was not changed: {problems}") from None
     save_project(project.model_copy(update={"sections": sections}), project_dir)
     s = sections[i]

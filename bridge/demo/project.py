@@ -25,13 +25,21 @@ def make_demo(
     Re-running into the same folder redoes the demo; a folder holding some *other* project is
     refused, so nothing the user saved is overwritten.
     """
+    from pydantic import ValidationError
+
     from bridge.analysis.project import analyze_project
     from bridge.demo.song import generate_demo_song, write_demo_stems, write_ground_truth
     from bridge.export.render import render_project
     from bridge.project import Section, load_project, project_file, save_project
     from bridge.project.create import new_project
     from bridge.project.schema import RenderSettings
+    from bridge.project.store import format_option_errors
 
+    try:  # before the song is made: an odd --width failed only after it, in pydantic's words
+        render = RenderSettings(width=width, height=height, fps=str(fps))
+    except ValidationError as e:
+        raise ProjectError(format_option_errors(e, names={"width": "--width", "height": "--height",
+                                                          "fps": "--fps"})) from None
     out = Path(out_dir).resolve()
     if project_file(out).exists():
         try:
@@ -49,7 +57,7 @@ def make_demo(
     write_demo_stems(song, out / "stems")
     write_ground_truth(song, out / "ground_truth.json")
     result = new_project(out, out / "stems", name=DEMO_PROJECT_NAME, overwrite=True,
-                         render=RenderSettings(width=width, height=height, fps=str(fps)))
+                         render=render)
     sections = [
         Section(name=name, start=round(a, 6), end=round(b, 6), prompt=song.section_prompts.get(name, ""),
                 seed=1000 + i)

@@ -49,10 +49,14 @@ def frame_range(duration_seconds: float, fps: Fraction, *, start_s: float | None
     """Frames [start, end) at ``fps``; frame k shows song time k / fps. Raises RenderError on a bad range."""
     start = 0.0 if start_s is None else float(start_s)
     end = duration_seconds if end_s is None else min(float(end_s), duration_seconds)
-    if start < 0 or start >= end:
+    if not 0 <= start < end:  # (False for NaN too)
+        # the values as given: the clamped end (the song's length) read as if the user had typed it
+        asked = " ".join(f"--{name} {float(v):g}" for name, v in (("start", start_s), ("end", end_s)) if v is not None)
+        why = ("starts at or after the song's end"
+               if 0 <= start < (math.inf if end_s is None else float(end_s)) else "is empty or negative")
         raise RenderError(
-            f"render range --start {start:g} --end {end:g} is empty or negative; the song is "
-            f"{duration_seconds:.2f} s long, pick 0 <= start < end <= {duration_seconds:.2f}."
+            f"render range {asked} {why}; the song is {duration_seconds:.2f} s long, "
+            f"pick 0 <= start < end <= {duration_seconds:.2f}."
         )
     first = math.floor(start * fps + Fraction(1, 1000))
     last = math.ceil(end * fps - Fraction(1, 1000))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import ValidationError
 
 from bridge.analysis.types import SongAnalysis
 from bridge.errors import RenderError
@@ -26,7 +27,7 @@ from bridge.export.job import (
 )
 from bridge.jobs import CancelToken, ProgressCallback, no_progress
 from bridge.project.schema import Project, RenderSettings, parse_fps
-from bridge.project.store import resolve_stem_path
+from bridge.project.store import format_option_errors, resolve_stem_path
 from bridge.visuals.base import RenderContext, SectionLook
 
 if TYPE_CHECKING:
@@ -167,6 +168,13 @@ def _from_song_start(audio: np.ndarray, start: int, total: int) -> np.ndarray:
     return out
 
 
+#: The render settings by the `stembridge render` option that sets them (the export dialog's
+#: fields carry the same words), for error messages.
+RENDER_OPTIONS = {"width": "--width", "height": "--height", "fps": "--fps", "crf": "--crf",
+                  "video_bitrate": "--bitrate", "video_codec": "--codec", "encoder": "--encoder",
+                  "encode_speed": "--encode-speed"}
+
+
 def render_settings(project: Project, *, width: int | None = None, height: int | None = None,
                     fps: object | None = None, preset: str | None = None, codec: str | None = None,
                     crf: int | None = None, bitrate: int | None = None,
@@ -205,14 +213,16 @@ def render_settings(project: Project, *, width: int | None = None, height: int |
         quality = {"crf": None, "video_bitrate": None}
     try:
         return RenderSettings(
-            width=width or base.width, height=height or base.height,
+            width=base.width if width is None else width, height=base.height if height is None else height,
             fps=str(parse_fps(fps)) if fps is not None else base.fps,
             sample_rate=base.sample_rate, video_codec=video_codec,
             encoder=check_encoder_choice(encoder if encoder is not None else base.encoder),
             encode_speed=encode_speed if encode_speed is not None else base.encode_speed, **quality,
         )
+    except ValidationError as e:
+        raise RenderError(format_option_errors(e, names=RENDER_OPTIONS)) from None
     except ValueError as e:
-        raise RenderError(str(e).split("\n", 1)[-1].strip()) from None
+        raise RenderError(str(e)) from None
 
 
 def find_section(looks: tuple[SectionLook, ...], section: str | int) -> SectionLook:

@@ -207,7 +207,11 @@ class WorkFolder:
         self.path = work_folder(self.out)
         self.key = key
         self._lock_fh = None
-        self.path.mkdir(exist_ok=True)
+        try:
+            self.path.mkdir(exist_ok=True)
+        except OSError as e:  # a read-only or someone else's folder: a traceback reached the producer
+            raise RenderError(f"cannot make the export's work folder {self.path} ({e.strerror or e}); the "
+                              "parts are kept beside the video, so export to a folder you can write to.") from None
         self._lock()
         self._remove_partials()
         manifest = self._read_manifest()

@@ -92,7 +92,12 @@ def _set(plugin: object, key: str, value: object, *, label: str, valid: Sequence
         raise PluginError(f"{label} has no parameter {key!r}; its parameters are: {', '.join(valid)}")
     try:
         setattr(plugin, key, value)
-    except (ValueError, TypeError) as e:
+    except TypeError:  # pybind's text lists C++ signatures: say what kind of value it takes instead
+        now = getattr(plugin, key, None)
+        kind = {bool: "true or false", int: "a number", float: "a number", str: "text"}.get(type(now), "another value")
+        like = "" if now is None else f" (it is {now!r} now)"
+        raise PluginError(f"{label}: {key} = {value!r} is the wrong kind of value; give {kind}{like}") from None
+    except ValueError as e:
         raise PluginError(f"{label}: {key} = {value!r} was refused ({e}); pick a value in the parameter's range") from None
 
 

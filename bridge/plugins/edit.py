@@ -10,11 +10,16 @@ import base64
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from bridge.errors import PluginError
 from bridge.plugins.builtins import BUILTIN_EFFECTS, PLUGIN_BUNDLE_SUFFIXES
 from bridge.plugins.chain import _process, build_plugin
 from bridge.project.schema import FxSlot, ParamValue, Project
+from bridge.project.store import format_option_errors
+
+#: A slot's fields by the `stembridge fx` option that sets them (for error messages).
+SLOT_OPTIONS = {"mix": "--mix", "name": "--name"}
 
 #: Samples of silence run through a hosted plugin before its state is read: DPF plugins (the Zam
 #: ones among them) apply parameter changes at the next audio block, so without it ``raw_state``
@@ -94,8 +99,8 @@ def make_slot(plugin: str, *, name: str | None = None, parameters: dict[str, Par
     where, plugin_name = resolve_plugin(plugin, name=name, cache_file=cache_file)
     try:
         slot = FxSlot(plugin=where, name=plugin_name, parameters=dict(parameters or {}), mix=mix)
-    except ValueError as e:
-        raise PluginError(str(e)) from None
+    except ValidationError as e:
+        raise PluginError(format_option_errors(e, names=SLOT_OPTIONS)) from None
     return _with_state(slot, cache_file=cache_file, tempo_bpm=tempo_bpm)
 
 
@@ -120,8 +125,8 @@ def update_slot(slot: FxSlot, *, parameters: dict[str, ParamValue] | None = None
         data["bypass"] = bypass
     try:
         new = FxSlot.model_validate(data)
-    except ValueError as e:
-        raise PluginError(str(e)) from None
+    except ValidationError as e:
+        raise PluginError(format_option_errors(e, names=SLOT_OPTIONS)) from None
     if parameters:
         new = _with_state(new, cache_file=cache_file, tempo_bpm=tempo_bpm)
     return new

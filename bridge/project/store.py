@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
@@ -45,6 +46,19 @@ def format_validation_error(err: ValidationError, *, source: str) -> str:
                      if e["type"] != "value_error" else f"  - {_field_path(e['loc'])}: {msg}")
     lines.append("Fix the field(s) above in the file (or in the app) and open it again.")
     return "\n".join(lines)
+
+
+def format_option_errors(err: ValidationError, *, names: Mapping[str, str] | None = None) -> str:
+    """Settings the user gave as options (not read from a file), refused: one line per field, led by
+    the option that set it (``names``: field → option, e.g. ``{"tempo_bpm": "--tempo"}``) and the
+    value given, instead of pydantic's report (its type codes and a link to its docs)."""
+    lines = []
+    for e in err.errors():
+        field = _field_path(e["loc"])
+        field = (names or {}).get(field, field)
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {msg}" if e["type"] == "value_error" else f"{field} {e.get('input')!r}: {msg}")
+    return "; ".join(lines)
 
 
 def _migrate(data: dict, *, source: str) -> dict:

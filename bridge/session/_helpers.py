@@ -133,3 +133,36 @@ def _check_cache_limit(limit_bytes: int) -> int:
     if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, int) or limit_bytes < 0:
         raise ProjectError(f"preview cache limit {limit_bytes!r} must be a whole number of bytes >= 0")
     return limit_bytes
+
+
+def _merge3(base: Any, ours: Any, theirs: Any) -> Any:
+    """Three-way merge of JSON values: what changed on one side only is taken from that side;
+    objects merge key by key and equal-length lists item by item (an item with a ``name`` only
+    with the same-named item, so a removed-and-added stem never mixes two stems); where both sides
+    changed the same value differently, ours wins. Hand-written: the JSON merge libraries
+    (jsonmerge, deepmerge) merge two documents, not a base and two edits of it."""
+    if ours == theirs or theirs == base:
+        return ours
+    if ours == base:
+        return theirs
+    if isinstance(base, dict) and isinstance(ours, dict) and isinstance(theirs, dict):
+        keys = list(dict.fromkeys([*ours, *theirs]))
+        return {k: _merge3(base.get(k), ours.get(k), theirs.get(k)) for k in keys
+                if not (k not in ours and k in base) and not (k not in theirs and k in base)}
+    if (isinstance(base, list) and isinstance(ours, list) and isinstance(theirs, list)
+            and len(base) == len(ours) == len(theirs)
+            and all(not isinstance(b, dict) or (b.get("name") == o.get("name") == t.get("name"))
+                    for b, o, t in zip(base, ours, theirs, strict=True) if isinstance(o, dict) and isinstance(t, dict))):
+        return [_merge3(b, o, t) for b, o, t in zip(base, ours, theirs, strict=True)]
+    return ours
+
+
+def merge_projects(base: Project, ours: Project, theirs: Project) -> Project:
+    """``theirs`` (the file as another window or the CLI saved it) with this session's unsaved edits
+    since ``base`` (the file as this session last read or wrote it) kept. ``theirs`` when the
+    merge does not validate."""
+    merged = _merge3(base.model_dump(mode="json"), ours.model_dump(mode="json"), theirs.model_dump(mode="json"))
+    try:
+        return Project.model_validate(merged)
+    except ValidationError:
+        return theirs

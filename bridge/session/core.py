@@ -193,6 +193,7 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
             self._start_thread("stembridge-watcher", self._watch_loop)
         if autosave:
             self._start_thread("stembridge-autosave", self._autosave_loop)
+        self._find_missing_stems()  # before the first analysis: one gone file must not fail it for all
         if analyse:
             self._request_analysis("open")
 
@@ -386,6 +387,10 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
         return self._save(autosave=False)
 
     def _save(self, *, autosave: bool) -> Path:
+        if self._watcher is not None:
+            # another window (or the CLI) may have saved since our last look: take its edits in
+            # first, or this write would silently undo them
+            self._poll_project_file()
         with self._save_lock:
             with self._lock:
                 project = self._project

@@ -29,6 +29,18 @@ class LiveMixin:
             # Current = analysed for these stems (a stem whose file went missing since keeps its
             # last analysis: it is compared with the set left out back then, not with today's).
             current = analysis is not None and self._analysis_sig == _analysis_signature(project, self._analysis_missing)
+            if current and self._analysis_missing:
+                # A stem gone since before the last analysis has no curves: its mappings are off until
+                # the file is back (the missing-file message says so) instead of each reporting "no
+                # stem named …", which read as if the mapping were wrong.
+                analysed = {k.lower() for st in project.stems if st.name in analysis.stems for k in (st.name, st.role)}
+                gone = {k.lower() for st in project.stems if st.name in self._analysis_missing
+                        for k in (st.name, st.role)} - analysed
+                off = [m.source.strip().rpartition(".")[0].lower() in gone for m in project.mappings]
+                if any(off):
+                    project = project.model_copy(update={"mappings": [
+                        m.model_copy(update={"enabled": False}) if o else m
+                        for m, o in zip(project.mappings, off, strict=True)]})
             if self._mapping_solo:  # monitoring: the preview evaluates only the soloed mappings
                 project = project.model_copy(update={"mappings": [
                     m if i in self._mapping_solo else m.model_copy(update={"enabled": False})

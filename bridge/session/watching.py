@@ -14,7 +14,7 @@ from bridge.project.store import (
     load_project,
     resolve_stem_path,
 )
-from bridge.session._helpers import _analysis_signature, _file_signature
+from bridge.session._helpers import _analysis_signature, _file_signature, merge_projects
 from bridge.session.events import (
     AnalysisFailed,
     AnalysisFinished,
@@ -58,20 +58,34 @@ class WatchingMixin:
                 return s
         return None
 
+    def _find_missing_stems(self) -> None:
+        """At open: stems whose file is gone (deleted while the app was closed) are missing from the
+        start, so the first analysis covers the others (it used to fail on the one gone file and leave
+        the timeline empty) and the producer is told which file to bring back."""
+        for s in self._project.stems:
+            path = resolve_stem_path(s.path, self.project_dir)
+            if not path.exists():
+                with self._lock:
+                    self._missing.add(s.name)
+                self._emit(StemFileMissing(s.name, path))
+
     def _on_file_change(self, change) -> None:
         """Called on the watcher thread for each settled change."""
         stem = self._stem_by_path(change.path)
         if change.kind == "changed" and stem is not None:
             with self._lock:
                 self._rebounced.add(stem.name)
+                self._missing.discard(stem.name)  # gone at open, back before the watcher said so
             self._emit(StemFileChanged(stem.name, change.path))
             self._request_analysis(f"{stem.name} changed on disk")
             self.audio.refresh_mix()  # hear the new bounce
         elif change.kind == "removed" and stem is not None:
             # Keep the stem and its last analysis: a producer deleting a bounce usually re-bounces it.
             with self._lock:
+                known = stem.name in self._missing  # already reported at open
                 self._missing.add(stem.name)
-            self._emit(StemFileMissing(stem.name, change.path))
+            if not known:
+                self._emit(StemFileMissing(stem.name, change.path))
         elif change.kind == "returned" and stem is not None:
             with self._lock:
                 self._missing.discard(stem.name)
@@ -106,8 +120,15 @@ class WatchingMixin:
         with self._lock:
             if loaded == self._project:
                 return
+            # Edits not saved yet (the other window saved first) are kept on top of the file's:
+            # taking the file as it is dropped them without a word.
+            base = self._saved_project
+            merged = loaded if base is None or self._project == base else merge_projects(base, self._project, loaded)
             self._saved_project = loaded
-            self._edit("edit outside stembridge", lambda _: loaded, origin="external")
+            if self._closed:  # the save on close: only that write needs it
+                self._project = merged
+            else:
+                self._edit("edit outside stembridge", lambda _: merged, origin="external")
             self._saved_project = loaded  # what is on disk now
 
     # -- analysis ----------------------------------------------------------------------------

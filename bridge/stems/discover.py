@@ -18,6 +18,9 @@ def discover_stems(folder: str | os.PathLike[str], *, include_mix: bool = False)
     Raises AudioError when the folder is missing or holds no audio files.
     """
     folder = Path(folder)
+    if folder.is_file():  # a stem picked instead of its folder: "no such folder" read as a typo
+        raise AudioError(f"{folder} is a file, not a folder. Pass the folder holding the stems "
+                         f"({folder.parent}), not one stem.")
     if not folder.is_dir():
         raise AudioError(f"{folder}: no such folder. Pass the folder your DAW exported the stems into.")
     found = sorted(

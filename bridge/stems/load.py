@@ -60,11 +60,79 @@ def _open(path: Path):
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: the file is empty (0 bytes). {_REEXPORT}.")
     try:
-        return AudioFile(str(path))
+        f = AudioFile(str(path))
     except (ValueError, RuntimeError, OSError) as e:
         raise AudioError(
             f"{path}: could not be decoded as audio ({_short(e)}). Is it an audio file? {_REEXPORT}."
         ) from None
+    gap = _mp3_gapless(path) if path.suffix.lower() == ".mp3" else None
+    if gap is not None and int(f.frames) - sum(gap) > 0:
+        return _Trimmed(f, skip=gap[0], frames=int(f.frames) - sum(gap))
+    return f
+
+
+#: Samples an MP3 decoder puts before the first encoded one (528 + 1, as LAME, mpg123 and FFmpeg count).
+MP3_DECODER_DELAY = 529
+
+
+def _mp3_gapless(path: Path) -> tuple[int, int] | None:
+    """(samples to skip at the start, samples to cut at the end) from the LAME header of an MP3
+    (the encoder's delay and padding, plus the decoder's delay), None without one. Read by hand:
+    pedalboard does not apply it, and mutagen (which reads it) is one more GPL dependency for 20 lines."""
+    with open(path, "rb") as fh:
+        head = fh.read(10)
+        pos = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # an ID3v2 tag first: its size is 'syncsafe'
+            pos = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+            pos += 10 if head[5] & 0x10 else 0
+        fh.seek(pos)
+        data = fh.read(4096)
+    i = next((k for k in range(len(data) - 4) if data[k] == 0xFF and data[k + 1] & 0xE0 == 0xE0), None)
+    if i is None or (data[i + 1] >> 1) & 3 != 1:  # no frame, or not Layer III
+        return None
+    mpeg1, mono = (data[i + 1] >> 3) & 3 == 3, (data[i + 3] >> 6) & 3 == 3
+    xing = i + 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))
+    if data[xing:xing + 4] not in (b"Xing", b"Info"):
+        return None
+    flags = int.from_bytes(data[xing + 4:xing + 8], "big")
+    lame = xing + 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
+    tag = data[lame:lame + 24]
+    if len(tag) < 24 or not all(32 <= b < 127 for b in tag[:4]):  # no LAME extension (encoder name)
+        return None
+    delay, padding = (tag[21] << 4) | (tag[22] >> 4), ((tag[22] & 0x0F) << 8) | tag[23]
+    return delay + MP3_DECODER_DELAY, max(0, padding - MP3_DECODER_DELAY)
+
+
+class _Trimmed:
+    """An MP3 reader without the encoder's and decoder's delay at the start and the padding at the
+    end, as FFmpeg and players decode it: pedalboard hands back every decoded sample, so an MP3 stem
+    sounded (and was analysed) 1105 samples — 25 ms at 44.1 kHz — late against the other stems."""
+
+    def __init__(self, raw, *, skip: int, frames: int) -> None:
+        self._raw, self._skip, self.frames, self._pos = raw, skip, frames, 0
+        self.samplerate, self.num_channels = raw.samplerate, raw.num_channels
+        raw.seek(skip)
+
+    def seek(self, n: int) -> None:
+        self._pos = max(0, min(int(n), self.frames))
+        self._raw.seek(self._skip + self._pos)
+
+    def read(self, n: int) -> np.ndarray:
+        n = max(0, min(int(n), self.frames - self._pos))
+        if n == 0:  # (pedalboard reads 0 as 'the whole file')
+            return np.zeros((self.num_channels, 0), dtype=np.float32)
+        block = self._raw.read(n)
+        self._pos += block.shape[1] if block.ndim == 2 else 0
+        return block
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _Trimmed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _short(e: BaseException) -> str:

@@ -394,7 +394,12 @@ class ExportDialog(QDialog):
         if s is None or self.worker is not None:
             return
         out = Path(self.out.text()).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file in the way, no permission, a read-only disk: say so, don't raise
+            self._on_failed(f"Cannot make the folder {out.parent} for the video ({e.strerror or e}); "
+                            "choose another output path.")
+            return
         self.result_path = None
         self.open_button.setEnabled(False)
         self.folder_button.setEnabled(False)

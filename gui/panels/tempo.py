@@ -60,6 +60,9 @@ class TempoBar(QWidget):
         self.tempo.setDecimals(2)
         self.tempo.setSuffix(" BPM")
         self.tempo.setKeyboardTracking(False)  # one edit when typing is done, not one per digit
+        # no tempo known yet (analysing, or it failed): the box sits at its lowest value, shown as none
+        self.tempo.setSpecialValueText("— BPM")
+        self.tempo.setValue(self.tempo.minimum())
         self.tempo.setToolTip("The song's tempo: beats and bars are then placed at exactly this tempo")
         self.tempo.editingFinished.connect(self._tempo_edited)
         self.double = self._button("×2", "Double the tempo (it was read at half speed)", "double_tempo")
@@ -113,6 +116,8 @@ class TempoBar(QWidget):
         if s is None:
             return
         current = s.tempo_readout()
+        if current is None and self.tempo.value() == self.tempo.minimum():
+            return  # focus left the empty box: no tempo was typed (it set the lowest one, 20.5 BPM)
         if current is None or abs(current[0] - self.tempo.value()) >= 0.005:
             self.adapter.command("set_tempo_bpm", self.tempo.value())
 
@@ -139,9 +144,9 @@ class TempoBar(QWidget):
         meter = s.project.rhythm.meter
         self.meter.setCurrentIndex(METERS.index(meter) if meter in METERS else 0)
         readout = s.tempo_readout()
-        if readout is not None and not self.tempo.hasFocus():
+        if not self.tempo.hasFocus():  # (a project opened after another kept that one's tempo)
             self.tempo.blockSignals(True)
-            self.tempo.setValue(readout[0])
+            self.tempo.setValue(self.tempo.minimum() if readout is None else readout[0])
             self.tempo.blockSignals(False)
         detected = s.project.tempo.source == "detect"  # a DAW tempo / tempo map is corrected in the DAW
         for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset):
