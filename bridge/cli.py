@@ -133,7 +133,8 @@ def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
     grid = analysis.beat_grid
     if not quiet:
         print(f"  {grid.tempo_bpm:.2f} BPM ({grid.source}), {_meter(grid)}, {len(grid.downbeats_s)} bars, "
-              f"{len(analysis.sections)} sections, {analysis.duration_seconds:.1f} s", file=sys.stderr)
+              f"{len(analysis.sections)} section{'' if len(analysis.sections) == 1 else 's'}, "
+              f"{analysis.duration_seconds:.1f} s", file=sys.stderr)
     return project, analysis
 
 

@@ -145,7 +145,7 @@ def cmd_sections_adopt(args: argparse.Namespace) -> int:
     sections = sections_from_analysis(analysis.sections, seed=project.engine.seed,
                                       transitions=section_transitions(analysis, list(analysis.sections)))
     save_project(project.model_copy(update={"sections": sections}), project_dir)
-    print(f"{len(sections)} sections adopted")
+    print(f"{len(sections)} section{'' if len(sections) == 1 else 's'} adopted")
     return 0
 
 
