@@ -201,6 +201,37 @@ def test_every_shipped_look_moves_on_a_hit_by_its_size_and_rests_between_hits():
             f"{name}: moves {between:.2f} between hits against {motion[big_hit]:.2f} on a hit")
 
 
+def test_every_shipped_look_moves_as_far_on_a_step_across_the_wrap_of_travel():
+    """``travel`` reaches a look as a phase wrapped to [0, 1) (bridge/mapping/evaluate.py
+    integrate_rate), so a hit that carries it past 1 arrives as e.g. 0.98 -> 0.03. The music made the
+    same step as 0.30 -> 0.35, so the picture must move about as far, not jump: a look whose picture
+    is not periodic in travel (glitch, cover, grid, ink, minimal, oscilloscope, starfield and
+    kaleidoscope's colour on main, 2026-12-04) moved up to many times as much there, a spike of the
+    wrong size on every ~25th hit that pulled benchmarks/av_sync.py's onset-motion rho down."""
+    require_gl()
+    shipped = Path(__file__).resolve().parents[1] / "bridge" / "visuals" / "looks"
+    looks = sorted(p.stem for p in shipped.glob("*.fs"))
+    assert len(looks) >= 10
+
+    def step_motion(name: str, before: float, after: float) -> float:
+        e = get_engine("shader", look=str(shipped / f"{name}.fs"))
+        e.start(ctx(width=96, height=54, fps=Fraction(30)))
+        frames = []
+        for k in range(10):  # 9 still frames (feedback looks settle), then the step
+            params = {"travel": before if k < 9 else after, "strength": 0.0, "hue": 0.3, "warp": 0.2,
+                      "brightness": 0.0, "saturation": 0.0}
+            frames.append(e.render(k, params, 0, 1.0).mean(axis=2))
+        e.close()
+        return float(np.abs(frames[-1] - frames[-2]).mean())
+
+    for name in looks:
+        plain = step_motion(name, 0.30, 0.35)
+        wrapped = step_motion(name, 0.98, 0.03)
+        assert wrapped < 1.6 * plain + 0.5, (
+            f"{name}: a step of 0.05 across the wrap of travel moves it {wrapped:.2f}, the same step "
+            f"elsewhere {plain:.2f}: make the look periodic in travel (period 1)")
+
+
 @pytest.mark.slow
 def test_render_with_the_shader_engine_gives_a_decodable_video_that_moves_on_hits(tmp_path):
     import av

@@ -14,7 +14,7 @@ void main() {
     // a faint halo around it, so a small step moves the picture a little and a big one a lot
     ring += 0.8 * exp(-pow((r - radius) / 0.08, 2.0));
     // the dot on the ring moves on with every hit (not with the clock: still between hits)
-    float ang = 6.2831 * 1.5 * travel;
+    float ang = 6.2831 * travel;  // one turn per turn of travel (it wraps to [0, 1): no jump there)
     float dot_ = smoothstep(0.012, 0.0, length(p - radius * vec2(cos(ang), sin(ang))));
     vec3 ink = 0.75 + 0.25 * cos(6.2831 * (hue + vec3(0.0, 0.33, 0.67)));
     ink *= 0.8 / dot(ink, vec3(0.299, 0.587, 0.114));  // as bright in every hue (the harmony recolours, never flashes)
