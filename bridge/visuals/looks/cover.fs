@@ -36,8 +36,7 @@ void main() {
     float n = floor(slices + 0.5);
     float s = floor(uv.x * n);
     // each slice slides up or down by travel: a hit re-sets every slice, a harder hit further
-    // (a triangle wave of travel, which wraps to [0, 1): out and back, as far per step, no jump at the wrap)
-    float dy = (hash(s + 1.0) - 0.5) * shift * 0.5 * abs(1.0 - 2.0 * fract(travel));
+    float dy = (hash(s + 1.0) - 0.5) * shift * travel;
     vec2 q = vec2(uv.x, uv.y + dy);
     // a slow drift so a still picture breathes (small beside a hit's step)
     q = 0.5 + (q - 0.5) * (0.97 - 0.02 * sin(TIME * 0.2));
