@@ -154,6 +154,29 @@ def test_a_loud_section_punches_on_hits_and_a_quiet_one_does_not(tmp_path):
     assert loud[5] > loud[7] > loud[11] and loud[15:] == calm[15:]  # and settles back exactly
 
 
+
+def test_a_hit_that_carries_travel_past_a_whole_turn_punches_like_any_other(tmp_path):
+    """travel reaches the engine wrapped to [0, 1) (bridge/mapping/evaluate.py integrate_rate): a hit
+    of 0.12 from 0.95 arrives as 0.95 -> 0.07 and must zoom as far as the same hit from 0.30 (on main,
+    2026-12-04, it read as a step back and did not punch at all)."""
+    require_gl()
+    target = tmp_path / "target.fs"
+    target.write_text("""/*{"ISFVSN": "2"}*/
+    void main() { vec2 p = abs(gl_FragCoord.xy - 0.5 * RENDERSIZE) / RENDERSIZE.y;
+                  gl_FragColor = vec4(vec3(step(max(p.x, p.y), 0.25)), 1.0); }""")
+
+    def lit(before: float, after: float) -> list[float]:
+        engine = get_engine("shader", look=str(target))
+        engine.start(RenderContext(96, 96, FPS, (SectionLook(0.0, 10.0, "s", hit=1.5),)))
+        out = [float(engine.render(k, {"travel": before if k < 5 else after}, 0, 1.0)[..., 0].mean())
+               for k in range(10)]
+        engine.close()
+        return out
+
+    plain, wrapped = lit(0.30, 0.42), lit(0.95, 0.07)
+    assert plain[5] > plain[4] * 1.1  # the hit frame zooms in
+    assert wrapped == pytest.approx(plain)
+
 def synthetic_song(parts: list[tuple[float, float]], *, tempo_bpm: float = 120.0, bright: bool = False,
                    seed: int = 0) -> SongAnalysis:
     """A drum loop (noise clicks on the beat) and a chord pad, in parts of (seconds, level dB)."""

@@ -201,6 +201,66 @@ def test_every_shipped_look_moves_on_a_hit_by_its_size_and_rests_between_hits():
             f"{name}: moves {between:.2f} between hits against {motion[big_hit]:.2f} on a hit")
 
 
+def test_every_shipped_look_moves_as_far_on_a_step_across_the_wrap_of_travel():
+    """``travel`` reaches a look as a phase wrapped to [0, 1) (bridge/mapping/evaluate.py
+    integrate_rate), so a hit that carries it past 1 arrives as e.g. 0.98 -> 0.03. The music made the
+    same step as 0.30 -> 0.35, so the picture must move about as far, not jump. On main (2026-12-04)
+    glitch, grid and oscilloscope fail this (glitch 29.3 against 7.9): their pictures were not
+    periodic in travel, a spike of the wrong size on every ~25th hit that pulled
+    benchmarks/av_sync.py's onset-motion rho down (ink, minimal, starfield and kaleidoscope's colour
+    jumped too, by less than this bound; cover still does, within it: any step moves it nearly as
+    much, and a triangle-wave cover measured worse on the held Freedoom songs)."""
+    require_gl()
+    shipped = Path(__file__).resolve().parents[1] / "bridge" / "visuals" / "looks"
+    looks = sorted(p.stem for p in shipped.glob("*.fs"))
+    assert len(looks) >= 10
+
+    def step_motion(name: str, before: float, after: float) -> float:
+        e = get_engine("shader", look=str(shipped / f"{name}.fs"))
+        e.start(ctx(width=96, height=54, fps=Fraction(30)))
+        frames = []
+        for k in range(10):  # 9 still frames (feedback looks settle), then the step
+            params = {"travel": before if k < 9 else after, "strength": 0.0, "hue": 0.3, "warp": 0.2,
+                      "brightness": 0.0, "saturation": 0.0}
+            frames.append(e.render(k, params, 0, 1.0).mean(axis=2))
+        e.close()
+        return float(np.abs(frames[-1] - frames[-2]).mean())
+
+    for name in looks:
+        plain = step_motion(name, 0.30, 0.35)
+        wrapped = step_motion(name, 0.98, 0.03)
+        assert wrapped < 1.6 * plain + 0.5, (
+            f"{name}: a step of 0.05 across the wrap of travel moves it {wrapped:.2f}, the same step "
+            f"elsewhere {plain:.2f}: make the look periodic in travel (period 1)")
+
+
+def test_every_shipped_look_moves_about_as_far_for_a_step_whatever_its_state():
+    """The onset-motion rho of benchmarks/av_sync.py wants motion in proportion to the hit, not to
+    where the look happens to be: the same step of travel (0.03) from five phases of it must move the
+    picture within a factor of 2.15 (min to max). minimal on main (2026-12-04) failed it: its ring's
+    radius follows travel (0.1-0.4), so a step moved the ring and its halo in proportion to the
+    radius (2.3x as much at the largest ring as at the smallest)."""
+    require_gl()
+    shipped = Path(__file__).resolve().parents[1] / "bridge" / "visuals" / "looks"
+    looks = sorted(p.stem for p in shipped.glob("*.fs"))
+    assert len(looks) >= 10
+    for name in looks:
+        moved = []
+        for phase in (0.06, 0.15, 0.3, 0.38, 0.7):
+            e = get_engine("shader", look=str(shipped / f"{name}.fs"))
+            e.start(ctx(width=96, height=54, fps=Fraction(30)))
+            frames = []
+            for k in range(10):  # 9 still frames (feedback looks settle), then the step
+                params = {"travel": phase if k < 9 else phase + 0.03, "strength": 0.0, "hue": 0.3,
+                          "warp": 0.2, "brightness": 0.0, "saturation": 0.0}
+                frames.append(e.render(k, params, 0, 1.0).mean(axis=2))
+            e.close()
+            moved.append(float(np.abs(frames[-1] - frames[-2]).mean()))
+        assert max(moved) < 2.15 * min(moved), (
+            f"{name}: a step of 0.03 moves it {', '.join(f'{m:.2f}' for m in moved)} depending on where "
+            "travel is: size the response by the step, not by the look's state")
+
+
 @pytest.mark.slow
 def test_render_with_the_shader_engine_gives_a_decodable_video_that_moves_on_hits(tmp_path):
     import av

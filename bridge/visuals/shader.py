@@ -299,7 +299,9 @@ class ShaderEngine:
         env = 0.0
         for j in range(1, len(hist)):
             age = len(hist) - 1 - j  # frames since that step
-            step = min(1.0, max(0.0, (hist[j][1] - hist[j - 1][1]) / HIT_TRAVEL_STEP))
+            # travel is a phase wrapped to [0, 1) (integrate_rate): 0.95 -> 0.07 is a step of 0.12
+            moved = (hist[j][1] - hist[j - 1][1] + 0.5) % 1.0 - 0.5
+            step = min(1.0, max(0.0, moved / HIT_TRAVEL_STEP))
             env = max(env, step * (1.0 - age / window) ** 2)
         return env
 

@@ -28,10 +28,12 @@ vec3 palette(float t) {
 // travel (a hit steps travel, so every hit tears the rows by an amount that grows with it).
 vec3 fresh(vec2 uv) {
     float slice = floor(uv.y * 14.0);
-    float x = uv.x + (hash(vec2(slice, 3.1)) - 0.5) * tear * travel;
+    // travel is a phase in turns, wrapped to [0, 1): a triangle wave of it tears the rows out and back
+    // (as far per step everywhere, and no jump where travel wraps)
+    float x = uv.x + (hash(vec2(slice, 3.1)) - 0.5) * tear * 0.5 * abs(1.0 - 2.0 * fract(travel));
     vec2 cell = floor(vec2(x * 5.0, uv.y * 3.0));
     float h = hash(cell);
-    vec3 c = palette(h * 0.6 + 0.6 * travel);  // the colours turn on by as much as each hit
+    vec3 c = palette(h * 0.6 + travel);  // the colours turn on by as much as each hit (a whole turn per wrap)
     // soft-edged bars: a slice torn a little changes a little (hard edges change as much for any tear)
     float bars = smoothstep(0.15, 0.35, abs(fract(x * 16.0 * (0.2 + h)) - 0.5));
     return c * (0.55 + 0.45 * bars) * (0.35 + 0.65 * step(0.3, h));
@@ -41,9 +43,10 @@ void main() {
     vec2 uv = isf_FragNormCoord;
     if (PASSINDEX == 0) {
         vec2 b = floor(uv * vec2(blocks, blocks * RENDERSIZE.y / RENDERSIZE.x));
-        // motion vectors per block: the bass (warp) drags the held blocks, a hit reseeds which hold
+        // motion vectors per block: the bass (warp) drags the held blocks, a drum hit drags them further
+        // (the same blocks hold throughout: a reseed would jump the picture by more than the hit)
         vec2 mv = (vec2(hash(b + 0.5), hash(b + 9.2)) - 0.5) * (0.0002 * (0.2 + warp) + 0.08 * strength);
-        float hold = step(0.55, hash(b + floor(travel)));
+        float hold = step(0.55, hash(b));
         vec3 prev = IMG_NORM_PIXEL(mosh, uv - mv).rgb;
         vec3 now = fresh(uv);
         gl_FragColor = vec4(mix(now, prev, smear * hold), 1.0);

@@ -17,7 +17,7 @@ void main() {
         float d = (horizon - uv.y);
         float z = 0.25 / d;
         float x = 6.0 * (uv.x - 0.5) * z * (1.0 + 0.1 * warp * sin(z + 6.2831 * travel));
-        float zz = z + 0.8 * travel;  // near the viewer a bigger roll would pass a whole line
+        float zz = z + travel;  // one line per turn of travel (it wraps to [0, 1): no jump there)
         // a line where the cell coordinate is near a whole number (|fract − 0.5| near 0.5)
         float w = 0.40;
         float lines = max(smoothstep(w, 0.49, abs(fract(x) - 0.5)),

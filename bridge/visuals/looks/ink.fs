@@ -26,7 +26,8 @@ void main() {
         gl_FragColor = vec4(prev.rgb * fade + drop * inkc * (0.1 + 0.5 * strength), 1.0);
     } else {
         // the water turns with every hit, as far as the hit is strong (and rests between hits)
-        float turn = 6.2831 * 0.5 * travel;
+        // (out and back: a triangle wave of travel, which wraps to [0, 1), turns as far per step with no jump)
+        float turn = 6.2831 * 0.25 * abs(1.0 - 2.0 * fract(travel));
         vec2 d = (uv - 0.5) * RENDERSIZE;
         d = mat2(cos(turn), -sin(turn), sin(turn), cos(turn)) * d;
         vec3 col = IMG_NORM_PIXEL(fluid, d / RENDERSIZE + 0.5).rgb;

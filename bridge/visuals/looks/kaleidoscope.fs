@@ -16,7 +16,7 @@ void main() {
     vec2 q = r * vec2(cos(a), sin(a));
     float phase = 2.0 * log(r) + 2.0 * travel + 0.01 * TIME + 0.4 * warp * sin(q.x * 10.0);
     float v = pow(0.5 + 0.5 * sin(6.2831 * phase + 10.0 * q.y), 3.0);
-    vec3 col = (0.5 + 0.5 * cos(6.2831 * (hue + phase * 0.2 + vec3(0.0, 0.25, 0.5)))) * v;
+    vec3 col = (0.5 + 0.5 * cos(6.2831 * (hue + (phase - 2.0 * travel) * 0.2 + vec3(0.0, 0.25, 0.5)))) * v;
     col *= smoothstep(0.02, 0.3, r) * (1.0 - 0.4 * r);
     col += detail * 0.25 * step(0.985, fract(sin(dot(floor(gl_FragCoord.xy / 3.0), vec2(12.9, 78.2)) + FRAMEINDEX) * 43758.5));
     col = mix(col, vec3(1.0), flash);

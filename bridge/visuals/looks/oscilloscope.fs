@@ -23,6 +23,7 @@ const float TAU = 6.28318530718;
 float traceAt(vec2 p) {
     float n = floor(traces + 0.5);
     float glow = 0.0;
+    float tri = abs(1.0 - 2.0 * fract(travel));  // travel wraps to [0, 1): a triangle wave has no jump there
     for (int i = 0; i < 12; i++) {
         if (float(i) >= n) break;
         float y0 = (float(i) + 0.5) / n * 1.6 - 0.8;
@@ -31,8 +32,8 @@ float traceAt(vec2 p) {
         // without audio (a preview) the beam still draws a line that each hit bends anew
         // the waveform jolts the beam on a drum hit (by as much as the hit, falling off fast) and
         // only hums between hits: a loud mix would otherwise redraw it every frame
-        float y = y0 + 2.0 * gain * w * (0.02 + 2.0 * strength * strength) + 0.05 * sin(p.x * 7.0 + TAU * 1.2 * travel + float(i));
-        float d = abs(mod(p.y - 0.5 * travel + 0.8, 1.6) - 0.8 - y);  // and rolls the traces on
+        float y = y0 + 2.0 * gain * w * (0.02 + 2.0 * strength * strength) + 0.05 * sin(p.x * 7.0 + TAU * travel + float(i));
+        float d = abs(mod(p.y - 0.25 * tri + 0.8, 1.6) - 0.8 - y);  // and rolls the traces up and back
         // a thin core in a wide glow: the glow moves in proportion to the step, a 1-pixel core
         // alone would change as much for any step
         glow += 0.4 * smoothstep(0.012 + 0.01 * pulse, 0.0, d) + 0.6 * smoothstep(0.18, 0.0, d);
@@ -43,7 +44,7 @@ float traceAt(vec2 p) {
 void main() {
     vec2 p = (gl_FragCoord.xy - 0.5 * RENDERSIZE) / (0.5 * RENDERSIZE.y);
     if (PASSINDEX == 0) {
-        float ang = TAU * 0.05 * travel;
+        float ang = TAU * 0.025 * abs(1.0 - 2.0 * fract(travel));
         mat2 rot = mat2(cos(ang), -sin(ang), sin(ang), cos(ang));
         vec2 q = rot * p;
         q.x += 0.08 * warp * sin(q.y * 3.0 + TAU * travel);  // the bass bends it (gently: it swells between hits)

@@ -20,7 +20,8 @@ void main() {
     // a soft nebula the ship flies through: it zooms in by as much as each hit jumps the ship
     // (smooth, so its change is sized by the jump; the stars alone are too small to show that)
     // (two octaves cross-faded, so it zooms on for ever without a seam)
-    float f = fract(2.5 * travel);
+    // (three octaves per turn of travel: travel wraps to [0, 1), so a whole number of them has no seam)
+    float f = fract(3.0 * travel);
     float neb = mix(nebula(p * exp(-f)), nebula(p * exp(1.0 - f)), f);
     vec3 col = (0.45 + 0.35 * cos(6.2831 * (hue + 0.6 + vec3(0.0, 0.3, 0.6)))) * neb * neb * 0.6;
     float z0 = travel;
