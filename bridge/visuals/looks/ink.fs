@@ -27,7 +27,7 @@ void main() {
     } else {
         // the water turns with every hit, as far as the hit is strong (and rests between hits)
         // (out and back: a triangle wave of travel, which wraps to [0, 1), turns as far per step with no jump)
-        float turn = 6.2831 * 0.25 * abs(1.0 - 2.0 * fract(travel));
+        float turn = 6.2831 * 0.25 * (1.0 - abs(1.0 - 2.0 * fract(travel)));  // 0 at travel 0: the picture upright
         vec2 d = (uv - 0.5) * RENDERSIZE;
         d = mat2(cos(turn), -sin(turn), sin(turn), cos(turn)) * d;
         vec3 col = IMG_NORM_PIXEL(fluid, d / RENDERSIZE + 0.5).rgb;
