@@ -54,6 +54,12 @@ redrawn every frame), responses that saturate (a 1-pixel line moved by any step 
 as by a big one: a smooth glow, halo or nebula that shifts with ``travel`` changes in proportion),
 and the harmony's hue changes, which changed the grey level of flat colour fields (grid, glitch,
 oscilloscope, minimal now keep their brightness in every hue).
+
+The table above predates two later changes (session of 2026-12-04 evening): ``mix.onset`` from a
+23 ms window of the mix, and every look periodic in ``travel`` (a phase wrapped to [0, 1): looks that
+used it as a plain number jumped at each wrap). On the held sets, ``--look all`` after them: 44 of
+80 look × song pairs on 8 held Freedoom songs (36 before), 78 of 80 on 03, 06, 10, 11, 13 and the
+band songs (73 before); the README has the per-set figures of the default look.
 """
 
 from __future__ import annotations
