@@ -15,6 +15,8 @@ for content above 20 Hz).
 
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 import scipy.fft
@@ -70,15 +72,15 @@ def n_frames_for(n_samples: int) -> int:
     return 1 + n_samples // ANALYSIS_HOP
 
 
-def stft_magnitude(y: np.ndarray, n_fft: int = ANALYSIS_N_FFT, hop: int = ANALYSIS_HOP) -> np.ndarray:
-    """|STFT| of mono ``y``: Hann window ``n_fft`` (ANALYSIS_N_FFT), hop ``hop`` (ANALYSIS_HOP),
-    centred, zero-padded.
+def stft_magnitude(y: np.ndarray) -> np.ndarray:
+    """|STFT| of mono ``y``: Hann window ANALYSIS_N_FFT, hop ANALYSIS_HOP, centred, zero-padded.
 
     Equal to ``np.abs(librosa.stft(y, n_fft, hop, center=True, pad_mode="constant"))`` (tested),
     float32, shape (1 + n_fft/2, 1 + len(y) // hop). Written out because librosa frames the signal
     as columns and transforms along the strided axis; FFT-ing contiguous rows of a sliding-window
     view, a block at a time, is twice as fast, and the STFT is most of the analysis time.
     """
+    n_fft, hop = ANALYSIS_N_FFT, ANALYSIS_HOP
     padded = np.pad(y.astype(np.float32, copy=False), n_fft // 2, mode="constant")
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # (n_frames, n_fft) view
     n_frames = 1 + y.shape[0] // hop
@@ -92,26 +94,18 @@ def stft_magnitude(y: np.ndarray, n_fft: int = ANALYSIS_N_FFT, hop: int = ANALYS
 
 
 def fine_onset(y: np.ndarray, n_frames: int) -> np.ndarray:
-    """Onset strength from a short window (FINE_ONSET_N_FFT), shape (n_frames,) at the curve rate.
-
-    As ``librosa.onset.onset_strength`` (log-mel power in dB, top 80 dB, positive difference to the
-    previous frame, mean over bands, delayed by n_fft / (2 hop) frames onto the onset), at hop
-    FINE_ONSET_HOP; curve sample k takes the maximum of the fine frames in [k, k + 1) curve frames,
-    so no hit between two samples is lost. Uses :func:`stft_magnitude` (twice as fast as librosa's).
-    """
-    sr = ANALYSIS_SAMPLE_RATE
-    n_fft, hop = FINE_ONSET_N_FFT, FINE_ONSET_HOP
-    mag = stft_magnitude(y, n_fft, hop)
-    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=FINE_ONSET_N_MELS, fmax=sr / 2.0)
-    mel_db = librosa.power_to_db(mel @ (mag * mag), ref=1.0, top_db=80.0)
-    flux = np.maximum(mel_db[:, 1:] - mel_db[:, :-1], 0.0).mean(axis=0)  # flux[j] -> fine frame j + 1
-    delay = 1 + n_fft // (2 * hop)
-    fine = np.zeros(mag.shape[1] + n_fft // (2 * hop), dtype=np.float64)
-    fine[delay : delay + flux.shape[0]] = flux
-    step = ANALYSIS_HOP // hop
+    """Onset strength from a short window, shape (n_frames,) at the curve rate:
+    ``librosa.onset.onset_strength`` at FINE_ONSET_N_FFT / FINE_ONSET_HOP / FINE_ONSET_N_MELS (log-mel
+    flux, delayed by n_fft / (2 hop) frames onto the onset); curve sample k takes the maximum of the
+    fine frames in [k, k + 1) curve frames, so no hit between two samples is lost."""
+    with warnings.catch_warnings():  # a stem shorter than the window: librosa warns, the result is fine
+        warnings.simplefilter("ignore", UserWarning)
+        env = librosa.onset.onset_strength(y=y, sr=ANALYSIS_SAMPLE_RATE, n_fft=FINE_ONSET_N_FFT,
+                                           hop_length=FINE_ONSET_HOP, n_mels=FINE_ONSET_N_MELS)
+    step = ANALYSIS_HOP // FINE_ONSET_HOP
     out = np.zeros(n_frames * step, dtype=np.float64)
-    take = min(out.shape[0], fine.shape[0])
-    out[:take] = fine[:take]
+    take = min(out.shape[0], env.shape[0])
+    out[:take] = env[:take]
     return out.reshape(n_frames, step).max(axis=1)
 
 

@@ -454,14 +454,12 @@ def _resolve_source(
             wsum = np.sum(weights, axis=0)
             values = np.sum([c * w for c, w in zip(cents, weights, strict=True)], axis=0) / np.maximum(wsum, 1e-12)
         return StemSource(text, keys, feature, rate, values, combine=combine)
-    if feature == "onset" and all("onset_fine" in s.curves for s in stems):
-        # The mix's short-window onset curve (bridge.analysis.features.fine_onset). Normalised
-        # like the others: the 98th percentile clips the strongest hits to one size, which keeps a
-        # transition on more beats than 99–99.5 would (av_sync dev songs: BAS worst 0.89 vs 0.73–0.83)
-        # for a little less onset–motion correlation (mean 0.78 vs 0.80).
-        values = np.max([padded(robust_normalise(s.curves["onset_fine"])) for s in stems], axis=0)
-    else:
-        values = np.max([padded(robust_normalise(s.curves[feature])) for s in stems], axis=0)
+    # ``onset`` reads the mix's short-window curve where there is one (bridge.analysis.features.
+    # fine_onset). Normalised like the others: the 98th percentile clips the strongest hits to one
+    # size, which keeps a transition on more beats than 99–99.5 would (av_sync dev songs: BAS worst
+    # 0.89 vs 0.73–0.83) for a little less onset–motion correlation (mean 0.78 vs 0.80).
+    curve = "onset_fine" if feature == "onset" and all("onset_fine" in s.curves for s in stems) else feature
+    values = np.max([padded(robust_normalise(s.curves[curve])) for s in stems], axis=0)
     if feature == "onset":
         values = onset_peaks(values)
     return StemSource(text, keys, feature, rate, values, combine=combine)
