@@ -21,18 +21,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pedalboard
-import scipy.signal
 
 from bridge.errors import AudioError
 
 MIX_CHANNELS = 2
 #: -3 dB, the BS.775 fold-down coefficient for centre and surround channels.
 _MINUS_3_DB = 1.0 / math.sqrt(2.0)
-#: Loudness (BS.1770) block and gating constants.
+#: Loudness (BS.1770) gating block.
 _LUFS_BLOCK_SECONDS = 0.4
-_LUFS_HOP_SECONDS = 0.1
-_LUFS_ABSOLUTE_GATE = -70.0
-_LUFS_RELATIVE_GATE_LU = -10.0
 
 
 def to_stereo(audio: np.ndarray) -> np.ndarray:
@@ -223,71 +219,27 @@ def _amplitude_db(value: float) -> float:
     return 20.0 * math.log10(value) if value > 0.0 else -math.inf
 
 
-def k_weighting_sos(sample_rate: int) -> np.ndarray:
-    """The ITU-R BS.1770 K-weighting filter (shelf + high-pass) as second-order sections.
-
-    Written out because scipy has no K-weighting; these are libebur128's sample-rate independent
-    formulas, which reproduce the BS.1770 coefficient tables at 48 kHz.
-
-    Returns
-    -------
-    np.ndarray
-        shape (2, 6), for :func:`scipy.signal.sosfilt`.
-    """
-    # Stage 1: high shelf, +4 dB above ~1.7 kHz (models the head).
-    f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
-    k = math.tan(math.pi * f0 / sample_rate)
-    vh = 10.0 ** (gain_db / 20.0)
-    vb = vh**0.4996667741545416
-    a0 = 1.0 + k / q + k * k
-    shelf = [
-        (vh + vb * k / q + k * k) / a0,
-        2.0 * (k * k - vh) / a0,
-        (vh - vb * k / q + k * k) / a0,
-        1.0,
-        2.0 * (k * k - 1.0) / a0,
-        (1.0 - k / q + k * k) / a0,
-    ]
-    # Stage 2: RLB high-pass at ~38 Hz.
-    f0, q = 38.13547087602444, 0.5003270373238773
-    k = math.tan(math.pi * f0 / sample_rate)
-    a0 = 1.0 + k / q + k * k
-    highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
-    return np.array([shelf, highpass], dtype=np.float64)
-
-
 def integrated_loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4 / EBU R128 gating), channel weights 1.
+    """Integrated loudness in LUFS (ITU-R BS.1770-4 / EBU R128 gating), by pyloudnorm.
 
     Parameters
     ----------
     audio : float array, shape (channels, samples)
-        Treated as L/R/C (weight 1 each); surround weights are not applied.
+        Up to 5 channels in pyloudnorm's order (L, R, C, Ls, Rs); the export's mix is stereo.
 
     Returns
     -------
     float
         LUFS; ``-inf`` for silence or audio shorter than one 400 ms block.
     """
-    block = int(round(_LUFS_BLOCK_SECONDS * sample_rate))
-    hop = int(round(_LUFS_HOP_SECONDS * sample_rate))
-    if audio.shape[-1] < block:
+    import pyloudnorm
+
+    if audio.shape[-1] < int(round(_LUFS_BLOCK_SECONDS * sample_rate)) or not np.any(audio):
         return -math.inf
-    filtered = scipy.signal.sosfilt(k_weighting_sos(sample_rate), audio.astype(np.float64), axis=-1)
-    # Mean square per 400 ms block with 75 % overlap, via a cumulative sum (one pass, no copies).
-    energy = np.concatenate(
-        [np.zeros((audio.shape[0], 1)), np.cumsum(filtered**2, axis=-1)], axis=-1
-    )
-    starts = np.arange(0, audio.shape[-1] - block + 1, hop)
-    block_power = ((energy[:, starts + block] - energy[:, starts]) / block).sum(axis=0)
     with np.errstate(divide="ignore"):
-        block_lufs = -0.691 + 10.0 * np.log10(block_power)
-    gated = block_power[block_lufs > _LUFS_ABSOLUTE_GATE]
-    if gated.size == 0:
-        return -math.inf
-    relative_gate = -0.691 + 10.0 * math.log10(gated.mean()) + _LUFS_RELATIVE_GATE_LU
-    gated = block_power[(block_lufs > _LUFS_ABSOLUTE_GATE) & (block_lufs > relative_gate)]
-    return float(-0.691 + 10.0 * math.log10(gated.mean()))
+        lufs = pyloudnorm.Meter(sample_rate, block_size=_LUFS_BLOCK_SECONDS).integrated_loudness(
+            np.ascontiguousarray(audio.T, dtype=np.float64))
+    return float(lufs) if np.isfinite(lufs) else -math.inf
 
 
 def measure_levels(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
