@@ -241,17 +241,19 @@ def _songs_from_set(items: list[dict], tmp: Path, count: int, split: str, prefix
     return out
 
 
-def freedoom_songs(tmp: Path, count: int, split: str = "held") -> list[Song]:
+def freedoom_songs(tmp: Path, count: int, split: str = "held", collection: str = "freedoom") -> list[Song]:
     """``count`` Freedoom excerpts of ``split`` (held: never used to design the response; dev: the
     Freedoom 1 renders, for developing it), spread over the set (benchmarks/freedoom_songs.py;
-    needs apt packages freedoom fluidsynth fluid-soundfont-gm)."""
+    needs apt packages freedoom fluidsynth fluid-soundfont-gm). ``collection="openmsx"``: OpenTTD's
+    OpenMSX songs instead (all held; apt package openttd-openmsx)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from freedoom_songs import build
 
     from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
 
-    items = [d for d in build(ANALYSIS_SAMPLE_RATE, progress=lambda m: print(m, file=sys.stderr)) if d["has_grid"]]
-    return _songs_from_set(items, tmp, count, split, "fd_")
+    items = [d for d in build(ANALYSIS_SAMPLE_RATE, progress=lambda m: print(m, file=sys.stderr),
+                              collection=collection) if d["has_grid"]]
+    return _songs_from_set(items, tmp, count, split, "fd_" if collection == "freedoom" else "msx_")
 
 
 def lmms_songs(tmp: Path, count: int, split: str = "held") -> list[Song]:
@@ -347,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also N Freedoom excerpts (see benchmarks/freedoom_songs.py)")
     ap.add_argument("--freedoom-split", choices=("held", "dev"), default="held",
                     help="which Freedoom split --freedoom takes (dev: to develop on; held: to check)")
+    ap.add_argument("--openmsx", type=int, default=0, metavar="N",
+                    help="also N OpenMSX excerpts (held; see benchmarks/freedoom_songs.py)")
     ap.add_argument("--lmms", type=int, default=0, metavar="N",
                     help="also N LMMS demo-project excerpts (see benchmarks/lmms_songs.py)")
     ap.add_argument("--lmms-split", choices=("held", "dev"), default="held",
@@ -359,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         songs = (shared_songs() if DATA.exists() else []) + [demo_song(tmp)] + band_songs(tmp)
         if args.freedoom:
             songs += freedoom_songs(tmp, args.freedoom, args.freedoom_split)
+        if args.openmsx:
+            songs += freedoom_songs(tmp, args.openmsx, "held", "openmsx")
         if args.lmms:
             songs += lmms_songs(tmp, args.lmms, args.lmms_split)
         if args.songs:

@@ -25,6 +25,14 @@ Split: ``freedoom1`` songs are ``dev`` (looked at while developing), ``freedoom2
 
 Needs ``apt-get install freedoom fluidsynth fluid-soundfont-gm``; without them :func:`freedoom_items`
 returns [] and says why. Nothing here is used by the test suite.
+
+The same pipeline builds a second, wholly held-out collection (``build(..., collection="openmsx")``):
+OpenTTD's OpenMSX music set (``apt-get install openttd-openmsx``: 32 hand-sequenced General MIDI
+songs by several composers, GPL-2.0, see ``/usr/share/doc/openttd-openmsx/copyright``), written
+for a different game, in other styles (boogie, blues, swing, marches, 5/4 and 6/4 bars, tempo
+ramps). It was added to check the tracker, never to tune it: every excerpt is ``held``. Its
+``midnight_snow_run`` is left out, because it is among the songs kept aside to check this project
+(``../shared/data/songs/PROVENANCE.txt``, song 04).
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 CACHE = Path.home() / ".cache" / "stembridge-bench" / "freedoom"
 #: Lumps that are (versions of) songs in ../shared/data/songs.
 SHARED = {"freedoom1_D_E1M4", "freedoom1_D_E1M7", "freedoom1_D_E2M6", "freedoom2_D_RUNNI2"}
+OPENMSX = Path("/usr/share/games/openttd/baseset/openmsx")
+#: OpenMSX songs named in ../shared/data/songs/PROVENANCE.txt (kept aside to check the project).
+OPENMSX_SHARED = {"openmsx_midnight_snow_run"}
 EXCERPT_S = 30.0
 RENDER_S = 95.0
 GENERATOR_VERSION = "3"
@@ -52,10 +63,12 @@ EXCERPTS = 3
 MIN_GRID_SHARE = 0.35
 
 
-def missing() -> str | None:
+def missing(collection: str = "freedoom") -> str | None:
     """Why the set cannot be built here, or None."""
-    if not all(w.exists() for w in WADS):
+    if collection == "freedoom" and not all(w.exists() for w in WADS):
         return "Freedoom's WADs are not installed (apt-get install freedoom)"
+    if collection == "openmsx" and not any(OPENMSX.glob("*.mid")):
+        return f"no OpenMSX songs in {OPENMSX} (apt-get install openttd-openmsx)"
     if shutil.which("fluidsynth") is None:
         return "fluidsynth is not installed (apt-get install fluidsynth)"
     if not SOUNDFONT.exists():
@@ -76,6 +89,12 @@ def midi_lumps() -> dict[str, bytes]:
             if name.startswith("D_") and lump[:4] == b"MThd":
                 out[f"{wad.stem}_{name}"] = lump
     return out
+
+
+def openmsx_songs() -> dict[str, bytes]:
+    """name → Standard MIDI File bytes of every OpenMSX song but the ones kept aside."""
+    songs = {f"openmsx_{p.stem}": p.read_bytes() for p in sorted(OPENMSX.glob("*.mid"))}
+    return {k: v for k, v in songs.items() if k not in OPENMSX_SHARED}
 
 
 def _tick_seconds(mid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,22 +233,30 @@ def _render(stem_mid, wav: Path, sample_rate: int) -> np.ndarray:
     return audio.mean(axis=1)
 
 
-def build(sample_rate: int, *, only: tuple[str, ...] = (), progress=print) -> list[dict]:
-    """Render (or load from the cache) every excerpt; each a dict with name, split, stems, beats…"""
+def build(sample_rate: int, *, only: tuple[str, ...] = (), progress=print,
+          collection: str = "freedoom") -> list[dict]:
+    """Render (or load from the cache) every excerpt; each a dict with name, split, stems, beats…
+
+    ``collection``: "freedoom" (dev and held) or "openmsx" (held only; module docstring).
+    """
     import mido
 
-    reason = missing()
+    reason = missing(collection)
     if reason:
-        progress(f"freedoom set skipped: {reason}")
+        progress(f"{collection} set skipped: {reason}")
         return []
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache = CACHE if collection == "freedoom" else CACHE.parent / collection
+    cache.mkdir(parents=True, exist_ok=True)
     items = []
-    lumps = {k: v for k, v in sorted(midi_lumps().items()) if k not in SHARED}
+    if collection == "freedoom":
+        lumps = {k: v for k, v in sorted(midi_lumps().items()) if k not in SHARED}
+    else:
+        lumps = openmsx_songs()
     for n, (name, data) in enumerate(lumps.items()):
         if only and not any(o in name for o in only):
             continue
         key = hashlib.sha1(data + f"{sample_rate}/{GENERATOR_VERSION}".encode()).hexdigest()[:12]
-        path = CACHE / f"{name}-{key}.npz"
+        path = cache / f"{name}-{key}.npz"
         if not path.exists():
             progress(f"rendering {name} ({n + 1}/{len(lumps)})")
             mid = mido.MidiFile(file=io.BytesIO(data))
@@ -258,7 +285,7 @@ def build(sample_rate: int, *, only: tuple[str, ...] = (), progress=print) -> li
             beats = z[f"x{k}_beats"]
             drums = z[f"x{k}_stem_drums"] if "drums" in roles else np.zeros(1)
             items.append({
-                "name": f"fd:{name.split('_', 1)[1]}#{k + 1}",
+                "name": f"{'fd' if collection == 'freedoom' else 'msx'}:{name.split('_', 1)[1]}#{k + 1}",
                 "split": "dev" if name.startswith("freedoom1") else "held",
                 "stems": [(r, r, z[f"x{k}_stem_{r}"]) for r in roles],
                 "beats": beats, "downbeats": beats[z[f"x{k}_in_bar"] == 1],
@@ -273,7 +300,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
 
-    got = build(ANALYSIS_SAMPLE_RATE)
+    got = build(ANALYSIS_SAMPLE_RATE, collection=sys.argv[1] if len(sys.argv) > 1 else "freedoom")
     for it in got:
         print(it["name"], it["split"], it["meter"], len(it["beats"]), "drums" if it["has_drums"] else "no drums",
               "" if it["has_grid"] else "NO GRID")

@@ -185,12 +185,13 @@ def band_items(split: str, *, kit_tracks: bool = False) -> list[Item]:
     return items
 
 
-def freedoom_items(split: str) -> list[Item]:
-    """Excerpts of the Freedoom set with drums and a notated grid (see benchmarks/freedoom_songs.py)."""
+def freedoom_items(split: str, collection: str = "freedoom") -> list[Item]:
+    """Excerpts of the Freedoom (or OpenMSX) set with drums and a notated grid (see
+    benchmarks/freedoom_songs.py)."""
     from freedoom_songs import build
 
     out = []
-    for d in build(SR, progress=lambda msg: print(msg, file=sys.stderr, flush=True)):
+    for d in build(SR, progress=lambda msg: print(msg, file=sys.stderr, flush=True), collection=collection):
         if d["has_drums"] and d["has_grid"] and split in ("all", d["split"]):
             mix = np.sum([a for _, _, a in d["stems"]], axis=0)
             out.append(Item(d["name"], d["split"], d["stems"], mix, d["beats"], d["downbeats"], d["meter"]))
@@ -351,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freedoom", action="store_true",
                     help="also the Freedoom set (benchmarks/freedoom_songs.py: 50 songs × 3 excerpts "
                          "rendered with FluidSynth; needs apt packages freedoom fluidsynth fluid-soundfont-gm)")
+    ap.add_argument("--openmsx", action="store_true",
+                    help="also the OpenMSX set (benchmarks/freedoom_songs.py: 31 OpenTTD songs × 3 excerpts "
+                         "rendered with FluidSynth, all held; needs apt packages openttd-openmsx fluidsynth "
+                         "fluid-soundfont-gm)")
     ap.add_argument("--lmms", action="store_true",
                     help="also the LMMS set (benchmarks/lmms_songs.py: LMMS's demo projects × 3 excerpts "
                          "rendered headless; needs apt packages lmms lmms-common)")
@@ -372,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     items += band_items(args.split, kit_tracks=args.kit_tracks)
     if args.freedoom:
         items += freedoom_items(args.split)
+    if args.openmsx:
+        items += freedoom_items(args.split, "openmsx")
     if args.lmms:
         items += lmms_items(args.split, args.only)
     if args.hydrogen:
@@ -398,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=float))
     else:
-        sets = (("fd:", "freedoom "), ("lmms:", "lmms "), ("h2:", "hydrogen "))
+        sets = (("fd:", "freedoom "), ("lmms:", "lmms "), ("msx:", "openmsx "), ("h2:", "hydrogen "))
         groups = [("", lambda r: not r["item"].startswith(tuple(p for p, _ in sets))),
-                  *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets[:2]),
+                  *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets[:3]),
                   ("hydrogen kit on one stem ", lambda r: r["item"].startswith("h2:") and "-kit#" not in r["item"]),
                   ("hydrogen per part ", lambda r: r["item"].startswith("h2:") and "-kit#" in r["item"])]
         for group, in_group in groups:
