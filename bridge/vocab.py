@@ -16,6 +16,8 @@ What lives here and why it is not in the package that uses it most:
 * the pedalboard built-in effect names a chain may use (no pedalboard import) — the schema validates
   slots against them (re-exported by :mod:`bridge.plugins.builtins`);
 * ``MIX``, the mapping source name of the mix as heard (re-exported by :mod:`bridge.mapping.sources`).
+* :func:`names_matching`, how a stem name typed by the producer finds its stem — shared by the
+  ``fx --stem`` commands (:mod:`bridge.plugins.edit`) and mapping sources (:mod:`bridge.mapping.sources`).
 
 Pure data and string checks: no numpy, no pydantic, no imports from the rest of bridge.
 
@@ -29,6 +31,7 @@ the range (and to the mapping's own clamp range, if any).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -154,3 +157,17 @@ def is_builtin(plugin: str) -> bool:
 #: The source prefix for the mix as heard (``mix.onset``, ``mix.rms``…), unless a stem or role
 #: is named so.
 MIX = "mix"
+
+
+# -- stem names as the producer types them ---------------------------------------------------------
+
+def names_matching(typed: str, names: Iterable[str]) -> tuple[str, ...]:
+    """The names ``typed`` may mean, as a producer types a stem's name the way their DAW shows it
+    (``--stem Drums`` for a stem named ``drums``): the one spelled exactly so; else every one equal
+    to it ignoring case. One name: that stem; none: no such stem; several (``Drums`` and ``drums``
+    in one project): ambiguous — the caller says so and lists the stems, rather than guessing."""
+    names = list(dict.fromkeys(names))
+    if typed in names:
+        return (typed,)
+    folded = typed.strip().casefold()
+    return tuple(n for n in names if n.casefold() == folded)

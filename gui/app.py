@@ -38,6 +38,9 @@ QToolButton:hover, QPushButton:hover { background: #313641; }
 QPushButton { background: #262a31; border: 1px solid #323741; border-radius: 4px; padding: 4px 12px; color: #dfe3ea; }
 QComboBox, QLineEdit, QSpinBox, QDoubleSpinBox { background: #121418; border: 1px solid #323741; border-radius: 3px;
               padding: 2px 6px; color: #e6e9ee; selection-background-color: #2b5fd9; }
+QComboBox:disabled, QLineEdit:disabled, QSpinBox:disabled, QDoubleSpinBox:disabled {
+              background: #181a1f; border-color: #282c34; color: #5b6470; }
+QPushButton:disabled, QToolButton:disabled { background: #1f2228; border-color: #2a2e36; color: #5b6470; }
 QTabWidget::pane { border: 1px solid #2a2e36; border-radius: 4px; top: -1px; background: #1d2026; }
 QTabBar::tab { background: #16181d; color: #9aa3b0; padding: 6px 16px; border: 1px solid #2a2e36;
                border-bottom: none; border-top-left-radius: 4px; border-top-right-radius: 4px; margin-right: 2px; }

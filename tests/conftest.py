@@ -120,6 +120,23 @@ def jack_server(prefix: str = "stembridge-test"):
         mp.undo()
 
 
+def start_xvfb() -> tuple[subprocess.Popen, str]:
+    """An X server on a free display number (Xvfb picks it and writes it to the pipe); skips the
+    test when Xvfb is missing or does not start. The caller terminates the process."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("no Xvfb here (Debian: apt install xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x600x24", "-nolisten", "tcp"],
+                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number:
+        proc.kill()
+        pytest.skip("Xvfb did not start here")
+    return proc, f":{number}"
+
+
 def write_midi(path: Path, events, tpq: int = 480) -> Path:
     """A type-1 MIDI file with one track of (absolute tick, message) events (mido, not our code)."""
     import mido

@@ -1292,6 +1292,42 @@ def test_effects_tab_adds_sets_bypasses_and_removes_a_lowpass_with_undo_and_save
     assert session.project.master_fx == []
 
 
+def test_the_plugin_window_is_open_message_goes_when_the_window_closes(window, qtbot, monkeypatch):
+    """ZamComp's own window (a real VST3 in its child process, on Xvfb) opened from the Effects tab:
+    the message bar says it is open; once it has closed the bar says so at once (it went on saying
+    "…'s window is open" for up to 6 s after the window had gone)."""
+    from conftest import start_xvfb
+
+    from gui.panels.effects import MASTER
+
+    zamcomp = Path("/usr/lib/vst3/ZamComp.vst3")
+    if not zamcomp.exists():
+        pytest.skip("no ZamComp VST3 here (Debian: apt install zam-plugins)")
+    xvfb, display = start_xvfb()
+    monkeypatch.setenv("DISPLAY", display)  # the plugin window's child process shows it there
+    try:
+        tab = window.effects
+        window.tabs.setCurrentWidget(tab)
+        tab.target.setCurrentText(MASTER)  # the master chain: no stem to re-analyse
+        assert tab.add_effect(str(zamcomp), "ZamComp") == 0
+        qtbot.waitUntil(lambda: tab.editor_button.isEnabled(), timeout=5_000)
+        qtbot.mouseClick(tab.editor_button, Qt.MouseButton.LeftButton)
+        assert window.messages.isVisible() and "ZamComp's window is open" in window.messages.text
+        editor, _slot = tab.editors[(None, 0)]
+        assert editor.opened.wait(60) and editor.running, editor.wait(1)
+        editor.close()  # as the producer closing it: the state is read back and reported
+        qtbot.waitUntil(lambda: (None, 0) not in tab.editors, timeout=60_000)
+    finally:
+        for editor, _slot in tab.editors.values():
+            editor.kill()
+        xvfb.terminate()
+        xvfb.wait(10)
+    shown = window.messages.label.text()
+    assert window.messages.isVisible() and window.messages.level == "info", shown
+    assert "is open" not in shown and "ZamComp's window closed; its settings are kept" in shown
+    assert window.adapter.session.project.master_fx[0].raw_state  # what the window left is in the slot
+
+
 def test_effects_panel_at_1280x800_shows_all_six_reverb_parameters_without_scrolling(window, qtbot):
     """The parameter panel of a Reverb (pedalboard's six: room size, damping, wet and dry level,
     width, freeze mode) in a 1280×800 window: every name and control inside the panel's visible

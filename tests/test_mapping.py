@@ -315,6 +315,26 @@ def test_unknown_sources_name_the_valid_choices():
     assert "beat.saw" in str(err.value)
 
 
+def test_a_source_naming_two_stems_that_differ_only_in_case_is_refused_not_guessed():
+    """'DRUMS.rms' with stems 'Drums' and 'drums' took whichever came first; now it says it is
+    ambiguous and lists both (as `fx --stem` does), while each exact spelling reads its own stem."""
+    dur = 4.0
+    n = int(np.ceil(dur * RATE_HZ))
+    ts = np.arange(n) / RATE_HZ
+    an = make_analysis([make_stem("Drums", "drums", dur, curves={"rms": np.where(ts < 2, 1.0, 0.0)}),
+                        make_stem("drums", "drums", dur, curves={"rms": np.where(ts >= 2, 1.0, 0.0)})], dur)
+    fps = Fraction(10)
+    with pytest.raises(ProjectError) as err:
+        evaluate_mappings([Mapping(source="DRUMS.rms", target="detail")], an, (), fps=fps)
+    msg = str(err.value)
+    assert "'DRUMS'" in msg and "ambiguous" in msg and "'Drums'" in msg and "'drums'" in msg
+    for name, loud_at in (("Drums", 5), ("drums", 30)):
+        fp = evaluate_mappings([Mapping(source=f"{name}.rms", target="detail", attack_ms=0, release_ms=0)],
+                               an, (), fps=fps)
+        quiet_at = 35 - loud_at
+        assert col(fp, "detail")[loud_at] == 1.0 and col(fp, "detail")[quiet_at] == 0.0, name
+
+
 # --------------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------------

@@ -23,26 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import start_xvfb
 
 from bridge.project.schema import FxSlot
 
 ZAMCOMP = Path("/usr/lib/vst3/ZamComp.vst3")
 #: Where the Ratio knob is in ZamComp's window (zam-plugins 4.x, 800×107): its centre.
 RATIO_KNOB_XY = (291, 65)
-
-
-def _start_xvfb() -> tuple[subprocess.Popen, str]:
-    """An X server on a free display number (Xvfb picks it and writes it to the pipe)."""
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x600x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        number = pipe.readline().strip()
-    if not number:
-        proc.kill()
-        pytest.skip("Xvfb did not start here")
-    return proc, f":{number}"
 
 
 def _xdotool(display: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -66,7 +53,7 @@ def test_plugin_window_opens_on_x_and_a_mouse_drag_on_its_knob_comes_back(wm, tm
     default_ratio = float(pedalboard.load_plugin(str(ZAMCOMP)).ratio)
     slot = make_slot(str(ZAMCOMP), parameters={"threshold_db": -30.0})
     assert isinstance(slot, FxSlot)
-    xvfb, display = _start_xvfb()
+    xvfb, display = start_xvfb()
     started = [xvfb]
     window = None
     try:

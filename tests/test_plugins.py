@@ -576,6 +576,42 @@ def test_cli_scan_list_and_fx_editing(tmp_path, capsys):
     assert load_project(project_dir)[0].stem("Raw").fx == []
 
 
+def test_fx_stem_is_found_in_any_case_and_an_ambiguous_or_unknown_name_lists_the_stems(tmp_path, capsys):
+    """Producers type a stem's name as their DAW shows it: `--stem hats` failed on a stem named 'Hats'."""
+    from bridge.cli import main
+    from bridge.project import StemSpec, load_project, save_project
+
+    project_dir = tmp_path / "song"
+    make_project(project_dir)
+    assert main(["fx", "add", str(project_dir), "--stem", "hats", "LowpassFilter"]) == 0
+    assert "stem 'Hats'" in capsys.readouterr().out  # the message names the stem as it is spelled
+    assert main(["fx", "set", str(project_dir), "--stem", "HATS", "1", "--param", "cutoff_frequency_hz=900"]) == 0
+    assert main(["fx", "bypass", str(project_dir), "--stem", "raw", "1"]) == 2
+    assert "stem 'Raw' has 0 slot(s)" in capsys.readouterr().err  # found Raw; its chain is empty
+    saved = json.loads((project_dir / "stembridge.json").read_text())
+    fx = {s["name"]: s.get("fx", []) for s in saved["stems"]}
+    assert [(f["plugin"], f["parameters"]) for f in fx["Hats"]] == [("LowpassFilter", {"cutoff_frequency_hz": 900.0})]
+    assert fx["Raw"] == []
+    capsys.readouterr()
+
+    # Unknown: the value and the stems. Two stems differing only in case: no guess, both named.
+    assert main(["fx", "add", str(project_dir), "--stem", "kick", "Gain"]) == 2
+    err = capsys.readouterr().err
+    assert "'kick'" in err and "Hats, Raw" in err
+    project, _ = load_project(project_dir)
+    save_project(project.model_copy(update={"stems": [*project.stems, StemSpec(name="hats", path="stems/raw.wav")]}),
+                 project_dir)
+    before = (project_dir / "stembridge.json").read_bytes()
+    assert main(["fx", "add", str(project_dir), "--stem", "HATS", "Gain"]) == 2
+    err = capsys.readouterr().err
+    assert "'HATS'" in err and "ambiguous" in err and "'Hats'" in err and "'hats'" in err
+    assert (project_dir / "stembridge.json").read_bytes() == before
+    assert main(["fx", "add", str(project_dir), "--stem", "hats", "Gain"]) == 0  # spelled exactly: that one
+    saved = json.loads((project_dir / "stembridge.json").read_text())
+    fx = {s["name"]: [f["plugin"] for f in s.get("fx", [])] for s in saved["stems"]}
+    assert fx == {"Hats": ["LowpassFilter"], "Raw": [], "hats": ["Gain"]}
+
+
 @needs_zam
 def test_session_fx_commands_are_undoable_saved_and_reanalyse_only_on_active_changes(tmp_path):
     import base64

@@ -119,6 +119,17 @@ def test_a_melt_drips_the_old_picture_away_and_ends_fully_in_the_new_look(looks)
     assert all(colour(f) == (0.0, 255.0) for f in frames[100:])  # fully the new look after it
 
 
+def test_a_transition_into_the_first_section_draws_nothing(looks):
+    """What the section editor and `sections set` now say: the first section's transition does
+    nothing. Blue from frame 0 — neither a blend from the engine's red look nor a fade from black."""
+    red, blue = looks
+    for kind in ("crossfade", "melt"):
+        frames = render_song([Section(name="a", start=0, look=blue, transition=kind, transition_beats=8),
+                              Section(name="b", start=3.0, look=red, transition="cut")], seconds=4.0, base_look=red)
+        assert all(colour(f) == (0.0, 255.0) for f in frames[:75]), kind
+        assert all(colour(f) == (255.0, 0.0) for f in frames[75:]), kind
+
+
 def test_sections_without_a_look_show_the_engine_look_and_gaps_too(looks):
     red, blue = looks
     frames = render_song([Section(name="a", start=0, end=1.0),
@@ -314,6 +325,68 @@ def test_the_section_editor_sets_a_look_and_a_transition_undoably(tmp_path, qtbo
         assert (s.project.sections[1].look, s.project.sections[1].transition) == (None, "crossfade")
     finally:
         adapter.close()
+
+
+def test_the_first_sections_transition_controls_are_off_and_say_why(tmp_path, qtbot):
+    """A transition into the section that plays first has nothing to come from, so it did nothing
+    while the editor offered it like any other. Its Transition and Beats are disabled with a tooltip
+    pointing to the export's fade-in; which row that is follows the start times, not the list order."""
+    pytest.importorskip("PySide6")
+    from conftest import click_track, write_wav
+
+    from bridge.project.create import new_project
+    from bridge.project.schema import Section as S
+    from bridge.project.store import save_project
+    from gui.panels.sections import COLUMNS, SectionEditor
+    from gui.session_adapter import SessionAdapter
+
+    audio, _ = click_track(120.0, 4.0, 22050)
+    write_wav(tmp_path / "stems" / "Drums.wav", audio, 22050)
+    result = new_project(tmp_path / "p", tmp_path / "stems")
+    save_project(result.project.model_copy(update={"sections": [S(name="b", start=2.0), S(name="a", start=0.0)]}),
+                 result.project_dir)
+    adapter = SessionAdapter()
+    adapter.open(result.project_dir, analyse=False, preview=False, watch=False, autosave=False, audio=False)
+    try:
+        editor = SectionEditor(adapter)
+        qtbot.addWidget(editor)
+        editor.refresh()
+
+        def controls(row: int):
+            return [editor.table.cellWidget(row, COLUMNS.index(c)) for c in ("Transition", "Beats")]
+
+        assert [w.isEnabled() for w in controls(0)] == [True, True]  # b, at 2 s, transitions from a
+        for w in controls(1):  # a, at 0 s, plays first
+            assert not w.isEnabled()
+            assert "first section" in w.toolTip() and "fade-in" in w.toolTip()
+        editor.table.cellWidget(1, COLUMNS.index("Start")).setValue(3.0)  # a now plays after b
+        s = adapter.session
+        assert [sec.start for sec in s.project.sections] == [2.0, 3.0]
+        qtbot.waitUntil(lambda: not controls(0)[0].isEnabled(), timeout=5_000)
+        assert [w.isEnabled() for w in controls(0)] == [False, False]
+        assert [w.isEnabled() for w in controls(1)] == [True, True]
+    finally:
+        adapter.close()
+
+
+def test_sections_set_says_a_transition_on_the_first_section_does_nothing(tmp_path, capsys):
+    """`sections set` on the section that plays first (here listed second, in beats) keeps the
+    transition and says on stderr that nothing comes before it, naming the fade-in; others say nothing."""
+    from bridge.cli import main
+    from bridge.project import Project, Section, TempoSettings, load_project, save_project
+
+    save_project(Project(name="song", tempo=TempoSettings(source="constant", tempo_bpm=120.0),
+                         sections=[Section(name="Drop", start=16.0, unit="beats", seed=2),
+                                   Section(name="Intro", start=4.0, unit="seconds", seed=1)]), tmp_path)
+    assert main(["sections", "set", str(tmp_path), "1", "--transition", "melt"]) == 0  # beat 16 = 8 s: second
+    assert capsys.readouterr().err == ""
+    assert main(["sections", "set", str(tmp_path), "2", "--transition", "melt", "--beats", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "section 2 plays first" in err and "does nothing" in err and "render --fade-in" in err
+    assert main(["sections", "set", str(tmp_path), "2", "--name", "Intro!"]) == 0  # not the transition: no note
+    assert capsys.readouterr().err == ""
+    saved = load_project(tmp_path)[0].sections
+    assert [(s.transition, s.transition_beats) for s in saved] == [("melt", 4.0), ("melt", 8.0)]
 
 
 def test_a_melt_across_segment_cuts_renders_as_the_straight_run(project_dir):  # noqa: F811

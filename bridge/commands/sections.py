@@ -47,6 +47,7 @@ def _analysis(project, project_dir: Path, quiet: bool):
 
 def cmd_sections_list(args: argparse.Namespace) -> int:
     from bridge.export.render import section_looks
+    from bridge.mapping.sections import section_order
     from bridge.project import load_project
 
     project, project_dir = load_project(args.project_dir)
@@ -57,13 +58,13 @@ def cmd_sections_list(args: argparse.Namespace) -> int:
         print("(detected sections; `stembridge sections adopt` makes them the project's own to edit)")
     if project.engine.look:
         print(f"(the project sets one look for the song: {project.engine.look}; sections without a look use it)")
-    by_start = sorted(range(len(own)), key=lambda i: own[i].start)  # section_looks sorts by start
+    by_start = section_order(own, analysis.beat_grid)  # as section_looks orders them (beats through the grid)
     for rank, look in enumerate(looks):
         spec = own[by_start[rank]] if own else None
         number = by_start[rank] + 1 if own else rank + 1
         chosen = look.look or project.engine.look or "(engine look)"
         origin = "" if spec is not None and spec.look else "  (auto)" if not project.engine.look else ""
-        transition = look.transition if rank else "-"
+        transition = look.transition if rank else "- (nothing before it)"
         if rank and look.transition != "cut":
             transition += f" {spec.transition_beats:g} beats" if spec is not None else ""
         print(f"{number:>3}  {look.name or '-':<16} {look.start_s:8.2f} – {look.end_s:8.2f} s  "
@@ -128,7 +129,21 @@ def cmd_sections_set(args: argparse.Namespace) -> int:
     s = sections[i]
     print(f"section {args.number} ({s.name or 'unnamed'}): look {s.look or 'auto'}, {s.transition}"
           + (f" over {s.transition_beats:g} beats" if s.transition != "cut" else ""))
+    if {"transition", "transition_beats"} & changes.keys() and _plays_first(sections, i, project.tempo.tempo_bpm):
+        print(f"note: section {args.number} plays first: there is no section before it to transition from, "
+              "so its transition does nothing (it is kept, and applies if a section is put before it). To fade "
+              "the video in from black: stembridge render --fade-in S", file=sys.stderr)
     return 0
+
+
+def _plays_first(sections, index: int, tempo_bpm: float | None) -> bool:
+    """Whether section ``index`` plays first. Starts in beats are read at the project's tempo (the
+    default without one) rather than running the analysis for the grid: that only matters when
+    the project mixes sections in seconds and in beats."""
+    from bridge.mapping.sections import section_order
+    from bridge.timebase import DEFAULT_TEMPO_BPM
+
+    return section_order(sections, tempo_bpm=tempo_bpm or DEFAULT_TEMPO_BPM)[0] == index
 
 
 def cmd_sections_adopt(args: argparse.Namespace) -> int:
@@ -166,7 +181,8 @@ def add_sections_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--look", metavar="NAME|FILE.fs|auto",
                     help="the section's look (`stembridge looks list`), an ISF file, or auto (from the music)")
     st.add_argument("--transition", choices=SECTION_TRANSITIONS, type=str.lower,
-                    help="how the section enters: cut on its start, crossfade or melt over --beats")
+                    help="how the section enters: cut on its start, crossfade or melt over --beats (from the "
+                         "section before it: the first section has none; render --fade-in fades in from black)")
     st.add_argument("--beats", type=float, metavar="B", help="transition length in beats (0–64)")
     st.add_argument("--name")
     st.set_defaults(func=cmd_sections_set)

@@ -15,19 +15,35 @@ import numpy as np
 
 from bridge.analysis.types import BeatGrid
 from bridge.errors import ProjectError
-from bridge.mapping.sources import beat_position, beat_time
+from bridge.mapping.sources import DEFAULT_TEMPO_BPM, beat_position, beat_time
 from bridge.project import schema
 from bridge.vocab import SectionLook
 
 
-def _to_seconds(value: float, unit: str, beat_grid: BeatGrid) -> float:
+def _to_seconds(value: float, unit: str, beat_grid: BeatGrid | None, tempo_bpm: float = DEFAULT_TEMPO_BPM) -> float:
     if unit == "beats":
         if value <= 0:
             # "From beat 0" means from the top: the pickup before the first detected beat belongs
             # to the section rather than showing no section for a fraction of a second.
             return 0.0
+        if beat_grid is None:
+            return float(value) * 60.0 / float(tempo_bpm)
         return float(beat_time(np.array([value]), beat_grid)[0])
     return float(value)
+
+
+def section_order(sections: Sequence[schema.Section], beat_grid: BeatGrid | None = None, *,
+                  tempo_bpm: float = DEFAULT_TEMPO_BPM) -> list[int]:
+    """Indices of ``sections`` in the order they play, as :func:`resolve_sections` sorts them: by
+    start in seconds (beat units through ``beat_grid``), then by position in the list. Without a
+    grid (before the analysis) a start in beats is read at a constant ``tempo_bpm``.
+
+    The first of them has no section before it, so its transition (``transition`` and
+    ``transition_beats``) never shows: :func:`section_timeline` gives it mix 1.0 from its start,
+    and the app and ``stembridge sections`` say so (to fade the video in from black: the export's
+    fade-in)."""
+    starts = [_to_seconds(s.start, s.unit, beat_grid, tempo_bpm) for s in sections]
+    return sorted(range(len(sections)), key=lambda i: (starts[i], i))
 
 
 def resolve_sections(
@@ -41,7 +57,7 @@ def resolve_sections(
     section start (so it follows the local tempo), capped at the section's length.
     """
     starts = [_to_seconds(s.start, s.unit, beat_grid) for s in sections]
-    order = sorted(range(len(sections)), key=lambda i: (starts[i], i))
+    order = section_order(sections, beat_grid)
     looks: list[SectionLook] = []
     for rank, i in enumerate(order):
         s = sections[i]

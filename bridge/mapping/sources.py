@@ -36,7 +36,7 @@ from bridge.timebase import _period_s as _period_s
 from bridge.timebase import _position as _position
 from bridge.timebase import beat_position as beat_position
 from bridge.timebase import beat_time as beat_time
-from bridge.vocab import MIX
+from bridge.vocab import MIX, names_matching
 
 #: Features of a stem a mapping can read. ``chroma`` becomes a hue-like scalar (circular mean of
 #: the pitch-class vector, C = 0.0, C# = 1/12, …); ``onsets`` is the onset event list as impulses;
@@ -304,19 +304,35 @@ def valid_sources(analysis: SongAnalysis, *, stem_roles: Mapping[str, str] | Non
 def match_stems(stem_part: str, stems: Sequence[tuple[str, str, str]]) -> tuple[str, ...]:
     """Which stems the ``<stem>`` part of a source names; ``stems``: (key, name, role) triples, role
     stripped and lower-case. A key or name as written wins, then one ignoring case, then every stem
-    with that role (several: the source combines them). Empty: no stem (``mix``, an oscillator, or a
-    typo). The GUI's per-stem mapping list uses the same rules (Session.mapping_indices)."""
-    keys = [k for k, _, _ in stems]
-    if stem_part in keys:
-        return (stem_part,)
-    by_name = [k for k, name, _ in stems if name == stem_part]
+    with that role (several: the source combines them). Empty: no stem (``mix``, an oscillator, a
+    typo, or a name that differs only in case from two stems' names: :func:`ambiguous_stems`).
+    Names match as :func:`bridge.vocab.names_matching` says, as ``fx --stem`` does. The GUI's
+    per-stem mapping list uses the same rules (Session.mapping_indices)."""
+    by_name = _stems_named(stem_part, stems)
+    if len(by_name) == 1:
+        return by_name
     if by_name:
-        return (by_name[0],)
+        return ()  # ambiguous: no guess (resolve_source says which stems it could be)
     folded = stem_part.casefold()
-    by_name = [k for k, name, _ in stems if k.casefold() == folded or name.casefold() == folded]
-    if by_name:
-        return (by_name[0],)
     return tuple(k for k, _, role in stems if role == folded)
+
+
+def ambiguous_stems(stem_part: str, stems: Sequence[tuple[str, str, str]]) -> tuple[str, ...]:
+    """The stems (keys) ``stem_part`` could mean when it names several in different cases (``Drums``
+    and ``drums``); empty when it names one stem or none."""
+    hits = _stems_named(stem_part, stems)
+    return hits if len(hits) > 1 else ()
+
+
+def _stems_named(stem_part: str, stems: Sequence[tuple[str, str, str]]) -> tuple[str, ...]:
+    """Keys of the stems whose key or name ``stem_part`` spells (exactly: that one; else ignoring case)."""
+    if stem_part in (k for k, _, _ in stems):
+        return (stem_part,)
+    key_of: dict[str, str] = {}
+    for k, name, _ in stems:
+        key_of.setdefault(name, k)
+        key_of.setdefault(k, k)
+    return tuple(dict.fromkeys(key_of[n] for n in names_matching(stem_part, key_of)))
 
 
 def _match_stems(
@@ -394,6 +410,13 @@ def _resolve_source(
 
     if not keys:
         stem_list = ", ".join(analysis.stems) or "(none analysed)"
+        several = ambiguous_stems(stem_part, [(k, st.name, roles[k]) for k, st in analysis.stems.items()])
+        if several:
+            raise ProjectError(
+                f"mapping source {source!r}: {stem_part!r} is ambiguous: the stems "
+                f"{' and '.join(repr(k) for k in several)} differ only in case; write the stem's name exactly "
+                f"as it is spelled (e.g. '{several[0]}.{feature}'). Stems: {stem_list}"
+            )
         role_list = ", ".join(dict.fromkeys(roles.values())) or "(none)"
         raise ProjectError(
             f"mapping source {source!r}: there is no stem or role named {stem_part!r}. "

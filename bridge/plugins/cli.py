@@ -45,8 +45,15 @@ def _print_plugins(result) -> None:
         print(f"skipped (blocklisted): {f.path}: {f.reason}", file=sys.stderr)
 
 
-def _target(args: argparse.Namespace) -> tuple[str | None, str]:
-    return (None, "the master chain") if args.master else (args.stem, f"stem {args.stem!r}")
+def _target(args: argparse.Namespace, project) -> tuple[str | None, str]:
+    """(stem name as the project spells it, or None for the master; how messages name the chain).
+    ``--stem drums`` finds the stem ``Drums``: producers type names as their DAW shows them."""
+    if args.master:
+        return None, "the master chain"
+    from bridge.plugins.edit import stem_name
+
+    stem = stem_name(project, args.stem)
+    return stem, f"stem {stem!r}"
 
 
 def _params(items: list[str]) -> dict:
@@ -61,7 +68,7 @@ def _edit(args: argparse.Namespace, change) -> int:
     from bridge.project import load_project, save_project
 
     project, folder = load_project(args.project_dir)
-    stem, where = _target(args)
+    stem, where = _target(args, project)
     slots = chain_of(project, stem)
     message = change(slots, where, project)
     save_project(with_chain(project, stem, slots), folder)
@@ -210,7 +217,7 @@ def add_plugins_parser(sub: argparse._SubParsersAction) -> None:
 def _chain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("project_dir", metavar="PROJECT")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--stem", metavar="NAME", help="the stem whose chain to edit")
+    where.add_argument("--stem", metavar="NAME", help="the stem whose chain to edit (any case: Drums finds drums)")
     where.add_argument("--master", action="store_true", help="edit the master chain (the export mix)")
 
 

@@ -17,6 +17,7 @@ from bridge.plugins.builtins import BUILTIN_EFFECTS, PLUGIN_BUNDLE_SUFFIXES
 from bridge.plugins.chain import _process, build_plugin
 from bridge.project.schema import FxSlot, ParamValue, Project
 from bridge.project.store import format_option_errors
+from bridge.vocab import names_matching
 
 #: A slot's fields by the `stembridge fx` option that sets them (for error messages).
 SLOT_OPTIONS = {"mix": "--mix", "name": "--name"}
@@ -143,8 +144,8 @@ def with_chain(project: Project, stem: str | None, slots: list[FxSlot]) -> Proje
     """A copy of ``project`` with the stem's (or the master's, ``stem=None``) chain replaced."""
     if stem is None:
         return project.model_copy(update={"master_fx": list(slots)})
-    _stem(project, stem)
-    stems = [s.model_copy(update={"fx": list(slots)}) if s.name == stem else s for s in project.stems]
+    name = _stem(project, stem).name
+    stems = [s.model_copy(update={"fx": list(slots)}) if s.name == name else s for s in project.stems]
     return project.model_copy(update={"stems": stems})
 
 
@@ -155,9 +156,20 @@ def slot_index(slots: list[FxSlot], number: int, *, where: str) -> int:
     return number - 1
 
 
+def stem_name(project: Project, typed: str) -> str:
+    """The name of the stem ``typed`` means: spelled exactly so, or the one stem named so in
+    another case (``--stem Drums`` for ``drums``, as the DAW shows it). PluginError naming the
+    value and listing the stems when none or several (names differing only in case) match."""
+    names = [s.name for s in project.stems]
+    hits = names_matching(typed, names)
+    if len(hits) == 1:
+        return hits[0]
+    listed = ", ".join(names) or "(none)"
+    if hits:
+        raise PluginError(f"stem {typed!r} is ambiguous: the stems {' and '.join(repr(h) for h in hits)} differ only "
+                          f"in case; type the name exactly as it is spelled. Stems: {listed}")
+    raise PluginError(f"the project has no stem {typed!r}; its stems are: {listed}")
+
+
 def _stem(project: Project, name: str):
-    try:
-        return project.stem(name)
-    except KeyError:
-        raise PluginError(f"the project has no stem {name!r}; its stems are: "
-                          f"{', '.join(s.name for s in project.stems) or '(none)'}") from None
+    return project.stem(stem_name(project, name))

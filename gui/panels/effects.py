@@ -368,6 +368,11 @@ class EffectsPanel(QWidget):
             self.adapter.message.emit("error", f"{opened.label} was moved or removed while its window was open; "
                                                "what was set in the window is not kept")
             return
+        # Replaces "…'s window is open" at once: that sentence stayed up to 6 s after the window
+        # had closed. A refused state replaces this one with the error (adapter.command).
+        changed = ", ".join(result.changed)
+        self.adapter.message.emit("info", f"{opened.label}'s window closed; its settings are kept "
+                                          + (f"(changed: {changed})" if changed else "(no parameter changed)"))
         self.adapter.command("set_fx_state", stem, index, result.raw_state, result.parameters)
 
     def close_editors(self, wait_s: float = 5.0) -> None:

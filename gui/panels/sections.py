@@ -22,6 +22,10 @@ from gui.session_adapter import SessionAdapter
 COLUMNS = ("Name", "Start", "End", "Prompt", "Seed", "Transition", "Beats", "Look")
 #: The Look column's first entry: the section's look is chosen from the music.
 AUTO_LOOK = "auto"
+#: The tooltip of the first section's (disabled) transition controls.
+FIRST_SECTION_TRANSITION = ("The first section has no section before it to transition from, so its transition "
+                            "does nothing. To fade the video in from black, use the fade-in of File ▸ Export video… "
+                            "(Fades: in), or stembridge render --fade-in S.")
 
 
 class SectionEditor(QWidget):
@@ -64,6 +68,7 @@ class SectionEditor(QWidget):
         sections = list(s.project.sections)
         self._shown = sections
         looks = list(available_looks())
+        first = s.first_section_index()
         self.table.setRowCount(len(sections))
         for r, sec in enumerate(sections):
             unit = " s" if sec.unit == "seconds" else " beats"
@@ -85,6 +90,10 @@ class SectionEditor(QWidget):
             kind.currentTextChanged.connect(lambda v, r=r: self._update(r, transition=v))
             trans = double_spin(0, 64, value=sec.transition_beats, suffix=" beats")
             trans.valueChanged.connect(lambda v, r=r: self._update(r, transition_beats=v))
+            if r == first:  # kept in the project: it applies once a section is put before this one
+                for w in (kind, trans):
+                    w.setEnabled(False)
+                    w.setToolTip(FIRST_SECTION_TRANSITION)
             look = QComboBox()
             look.addItems([AUTO_LOOK, *looks])
             if sec.look and sec.look not in looks:
