@@ -129,6 +129,47 @@ def test_a_tempo_ramp_is_followed():
     assert _f(song.beats_s, grid.beats_s) >= 0.9
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("bpm, seed", [(140.0, 1), (160.0, 2)])
+def test_an_intro_that_reads_at_another_tempo_does_not_bend_the_grid(bpm, seed):
+    """One tempo all song: a 16-s intro of 8th-note hats with an accent (open hat, kick, bass) on
+    every 7th 8th, then kick/snare on the beats. 8-s windows of the intro read a beat of three 8ths
+    (3:2) and the local tempo path used to follow them (tempo 124-144 reported, beat F 0.80-0.84);
+    the beats of the one tempo sit on the intro's onsets as well, so one tempo is kept.
+    Truth: the hats' own grid."""
+    from bridge.demo.synth import DrumHit, Note, render_bass, render_drums
+
+    period_s, duration_s, intro_s = 60.0 / bpm, 32.0, 16.0
+    rng = np.random.default_rng(seed)
+    beats = np.arange(0.3, duration_s - 0.5, period_s)
+    hits, notes, eighth = [], [], 0
+    for i, beat in enumerate(beats):
+        for half in (0, 1):
+            t = beat + half * period_s / 2
+            if t < intro_s:
+                accent = eighth % 7 == 0
+                eighth += 1
+                hits.append(DrumHit(t, "open_hat" if accent else "hat", 0.9 if accent else 0.25))
+                if accent:
+                    hits.append(DrumHit(t, "kick", 0.8))
+                    notes.append(Note(t, 0.2, 43, 0.9))
+            else:
+                hits.append(DrumHit(t + rng.normal(0.0, 0.003), "hat", 0.4 if half == 0 else 0.3))
+        if beat >= intro_s:
+            hits.append(DrumHit(beat, "kick" if i % 2 == 0 else "snare", 1.0))
+            notes.append(Note(beat, period_s * 0.45, 40 + (7 if i % 4 == 2 else 0), 0.8))
+    n = int(duration_s * SR)
+    drums = render_drums(hits, n, SR, rng).mean(axis=0)
+    bass = render_bass(notes, n, SR)
+    bass = bass.mean(axis=0) if bass.ndim == 2 else bass
+    feats = {"drums": compute_stem_features(drums.astype(np.float32), name="drums", role="drums"),
+             "bass": compute_stem_features((0.5 * bass / np.abs(bass).max()).astype(np.float32),
+                                           name="bass", role="bass")}
+    grid = track_beats(feats, duration_seconds=duration_s)
+    assert grid.tempo_bpm == pytest.approx(bpm, rel=0.02)
+    assert _f(beats, grid.beats_s) >= 0.95
+
+
 def _one_stem(audio: np.ndarray, role: str = "other"):
     return {"x": compute_stem_features(audio.astype(np.float32), name="x", role=role)}
 
