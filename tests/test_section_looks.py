@@ -292,23 +292,31 @@ def test_section_look_edits_are_undoable_through_the_session(tmp_path):
         assert session.project.sections[1].look == "starfield"
 
 
-def test_the_section_editor_sets_a_look_and_a_transition_undoably(tmp_path, qtbot):
+def _open_two_sections(tmp_path, starts: list[tuple[str, float]]):
+    """A click-track project with sections (name, start s) in this list order, opened in a
+    SessionAdapter without analysis, preview or audio (the caller closes it)."""
     pytest.importorskip("PySide6")
     from conftest import click_track, write_wav
 
     from bridge.project.create import new_project
     from bridge.project.schema import Section as S
     from bridge.project.store import save_project
-    from gui.panels.sections import AUTO_LOOK, COLUMNS, SectionEditor
     from gui.session_adapter import SessionAdapter
 
     audio, _ = click_track(120.0, 4.0, 22050)
     write_wav(tmp_path / "stems" / "Drums.wav", audio, 22050)
     result = new_project(tmp_path / "p", tmp_path / "stems")
-    save_project(result.project.model_copy(update={"sections": [S(name="a", start=0.0), S(name="b", start=2.0)]}),
+    save_project(result.project.model_copy(update={"sections": [S(name=n, start=t) for n, t in starts]}),
                  result.project_dir)
     adapter = SessionAdapter()
     adapter.open(result.project_dir, analyse=False, preview=False, watch=False, autosave=False, audio=False)
+    return adapter
+
+
+def test_the_section_editor_sets_a_look_and_a_transition_undoably(tmp_path, qtbot):
+    adapter = _open_two_sections(tmp_path, [("a", 0.0), ("b", 2.0)])
+    from gui.panels.sections import AUTO_LOOK, COLUMNS, SectionEditor
+
     try:
         editor = SectionEditor(adapter)
         qtbot.addWidget(editor)
@@ -331,22 +339,9 @@ def test_the_first_sections_transition_controls_are_off_and_say_why(tmp_path, qt
     """A transition into the section that plays first has nothing to come from, so it did nothing
     while the editor offered it like any other. Its Transition and Beats are disabled with a tooltip
     pointing to the export's fade-in; which row that is follows the start times, not the list order."""
-    pytest.importorskip("PySide6")
-    from conftest import click_track, write_wav
-
-    from bridge.project.create import new_project
-    from bridge.project.schema import Section as S
-    from bridge.project.store import save_project
+    adapter = _open_two_sections(tmp_path, [("b", 2.0), ("a", 0.0)])
     from gui.panels.sections import COLUMNS, SectionEditor
-    from gui.session_adapter import SessionAdapter
 
-    audio, _ = click_track(120.0, 4.0, 22050)
-    write_wav(tmp_path / "stems" / "Drums.wav", audio, 22050)
-    result = new_project(tmp_path / "p", tmp_path / "stems")
-    save_project(result.project.model_copy(update={"sections": [S(name="b", start=2.0), S(name="a", start=0.0)]}),
-                 result.project_dir)
-    adapter = SessionAdapter()
-    adapter.open(result.project_dir, analyse=False, preview=False, watch=False, autosave=False, audio=False)
     try:
         editor = SectionEditor(adapter)
         qtbot.addWidget(editor)
