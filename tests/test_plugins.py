@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,27 @@ def test_zamcomp_chain_equals_pedalboard_run_directly():
     np.testing.assert_array_equal(result.audio, expected)
     # and it compresses: 8:1 above -30 dBFS on noise at about -10 dBFS RMS
     assert np.sqrt(np.mean(result.audio**2)) < 0.5 * np.sqrt(np.mean(audio**2))
+
+
+@needs_zam
+def test_loading_a_plugin_leaves_the_process_float_mode_as_it_was():
+    """ZamComp's library (built with -ffast-math) switches the CPU to flush subnormal numbers to
+    zero when it loads, for the whole process: every later computation then ran in another mode,
+    and hypothesis refused to run the fuzz tests after a GUI test had loaded it. A fresh process
+    (a library loads once per process) checks IEEE arithmetic itself before and after."""
+    code = (
+        "import numpy as np\n"
+        "from bridge.plugins.chain import build_plugin\n"
+        "from bridge.project.schema import FxSlot\n"
+        "tiny = np.array([5e-324])\n"  # the smallest subnormal double
+        "before = bool((tiny * 1.0)[0] != 0)\n"
+        f"build_plugin(FxSlot(plugin={str(ZAMCOMP)!r}))\n"
+        "print(before, bool((tiny * 1.0)[0] != 0))\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(repo)}, check=True).stdout.split()
+    assert out[-2:] == ["True", "True"]
 
 
 @needs_zam

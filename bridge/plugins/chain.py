@@ -39,6 +39,35 @@ log = logging.getLogger(__name__)
 
 # JUCE creates plugin instances on one thread at a time (its message manager); processing is free.
 _LOAD_LOCK = threading.Lock()
+#: glibc's libm for :func:`restore_float_environment` (False: not glibc; None: not looked up yet).
+_LIBM = None
+
+
+def restore_float_environment() -> None:
+    """Undo what loading a plugin did to this process's floating-point mode.
+
+    A plugin library built with -ffast-math (every zam-plugins VST3 here, measured) switches the CPU
+    to flush subnormal numbers to zero when it loads, for the whole process and for good (its
+    ``process`` restores what it changes; its loading does not). Every later computation in
+    stembridge (analysis, rendering, encoding) then ran in another mode than in a process that
+    loaded no plugin, so the same project could give other numbers in the app than in a render
+    worker, and libraries that check the mode refuse to run (hypothesis). glibc's
+    ``fesetenv(FE_DFL_ENV)`` restores the default (FE_DFL_ENV is ``(const fenv_t *) -1`` there);
+    ctypes because nothing in numpy or the standard library sets the mode. Elsewhere: nothing.
+    """
+    global _LIBM
+    if _LIBM is None:
+        import ctypes
+        import ctypes.util
+        import platform
+
+        glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+        name = ctypes.util.find_library("m") if glibc else None
+        _LIBM = ctypes.CDLL(name) if name else False
+    if _LIBM:
+        import ctypes
+
+        _LIBM.fesetenv(ctypes.c_void_p(-1))
 
 
 @dataclass
@@ -128,8 +157,11 @@ def build_plugin(slot: FxSlot, *, tempo_bpm: float | None = None, cache_file: st
                           "install it, or scan its folder with `stembridge plugins scan --folder DIR`")
     try:
         with _LOAD_LOCK:
-            plugin = pedalboard.load_plugin(str(path), plugin_name=slot.name) if slot.name else \
-                pedalboard.load_plugin(str(path))
+            try:
+                plugin = pedalboard.load_plugin(str(path), plugin_name=slot.name) if slot.name else \
+                    pedalboard.load_plugin(str(path))
+            finally:
+                restore_float_environment()
     except (ImportError, ValueError, RuntimeError) as e:
         raise PluginError(f"plugin {label!r} ({path}) could not be loaded: {e}") from None
     if slot.raw_state is not None:
