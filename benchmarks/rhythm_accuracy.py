@@ -268,7 +268,8 @@ def run_item(item: Item) -> dict:
 
 
 #: Weights ``--sensitivity`` moves by ±30 %, one at a time.
-SENSITIVE = ("BACKBEAT_WEIGHT", "LOCAL_CHANGE_COST", "LOCAL_MIN_GAIN", "COMPOUND_MARGIN", "COMPOUND_BAR_CONTRAST",
+SENSITIVE = ("BACKBEAT_WEIGHT", "LOCAL_CHANGE_COST", "LOCAL_MIN_GAIN", "LOCAL_ALIGN_GAIN", "LOCAL_OBJECTIVE_GAIN",
+             "COMPOUND_MARGIN", "COMPOUND_BAR_CONTRAST",
              "BAR_RESET_COST", "PRIOR_WEIGHT", "SUBDIVISION_WEIGHT", "HALF_BAR_WEIGHT", "METER_PENALTY",
              "COMPOUND_PENALTY", "PHASE_CONTRAST_WEIGHT", "DRUM_WEIGHT", "TIGHTNESS")
 
@@ -325,11 +326,11 @@ def sensitivity(items: list[Item]) -> None:
 
     base = passes()
     print(f"baseline: {sum(base)}/{len(base)} items meet all goals")
-    from bridge.analysis import bars, beat_phase, periodicity
+    from bridge.analysis import bars, beat_dp, beat_phase, periodicity
 
     for name in SENSITIVE:
         # the tracker's modules hold their weights (a shared one is imported by value): patch every copy
-        homes = [m for m in (beats, bars, beat_phase, periodicity) if name in vars(m)]
+        homes = [m for m in (beats, bars, beat_dp, beat_phase, periodicity) if name in vars(m)]
         original = getattr(homes[0], name)
         for factor in (0.7, 1.3):
             for home in homes:

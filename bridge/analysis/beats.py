@@ -59,8 +59,9 @@ centre: the shared 3/4 song's 16ths are 0.183 s.
 A tempo hint (the DAW's / project's tempo) fixes the beat period: the tracker only chooses the
 phase and follows small drifts (tightness ``HINT_TIGHTNESS``).
 
-Code: this module holds the tempo (comb, local tempo), the beats and :func:`track_beats`;
-:mod:`~bridge.analysis.periodicity` the ACF and comb primitives, :mod:`~bridge.analysis.beat_phase`
+Code: this module holds the tempo (comb, local tempo) and :func:`track_beats`;
+:mod:`~bridge.analysis.periodicity` the ACF and comb primitives, :mod:`~bridge.analysis.beat_dp`
+step 3's dynamic program and its check of a changing tempo, :mod:`~bridge.analysis.beat_phase`
 step 3's phase correction, :mod:`~bridge.analysis.bars` step 4 (meter, downbeats, swing).
 
 Silence: when no stem is audible, :func:`track_beats` returns a grid with no beats, tempo 120 BPM
@@ -73,8 +74,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import scipy.ndimage
-import scipy.signal
 
 from bridge.analysis.bars import (
     _accent_features,
@@ -85,6 +84,12 @@ from bridge.analysis.bars import (
     _has_thirds,
     _phase_scores,
     _swing,
+)
+from bridge.analysis.beat_dp import (
+    _confirm_change,
+    _dp_beats,
+    _local_score,
+    _refine,
 )
 from bridge.analysis.beat_phase import (
     _beat_presence,
@@ -155,11 +160,6 @@ LOCAL_OCTAVES = 1.05
 LOCAL_STEP = 0.02
 LOCAL_CHANGE_COST = 1.5
 LOCAL_MIN_GAIN = 1.2
-#: A tempo change that is not a whole octave is kept only when, where the tempo differs, its beats
-#: sit on onsets this much better than the beats of the song's one tempo, and the beat tracker's
-#: objective per second is this much higher (:func:`_confirm_change`).
-LOCAL_ALIGN_GAIN = 0.15
-LOCAL_OBJECTIVE_GAIN = 0.3
 #: Fewer onsets than this over all stems is no rhythm at all (a drone, DC, one hit): no beats.
 MIN_RHYTHM_ONSETS = 8
 #: A detected grid needs an onset on at least this share of its beats. Noise yields onsets at
@@ -264,52 +264,6 @@ def _estimate_period(comb: _Comb, *, beats_per_bar: int | None) -> tuple[float, 
     return period, meter, score
 
 
-def _local_score(envelope: np.ndarray, period: float) -> np.ndarray:
-    """The onset envelope smoothed by a narrow Gaussian (σ = period / 32, as Ellis and librosa)."""
-    sigma = max(period / 32.0, 0.5)
-    return scipy.ndimage.gaussian_filter1d(envelope, sigma=sigma, mode="constant")
-
-
-def _dp_beats(local: np.ndarray, period: float | np.ndarray, tightness: float) -> np.ndarray:
-    """Ellis' beat-tracking dynamic program with a fractional, optionally time-varying period.
-
-    C[t] = local[t] + max_{t−2P ≤ τ ≤ t−P/2} (C[τ] − α·log²((t−τ)/P)) with P = P(t) when
-    ``period`` is an array (one period per frame: a tempo ramp or change). Frames are processed
-    in blocks of ⌈min P/2⌉: every predecessor of a block lies before it, so each block is one
-    vectorised step (≈ 40× fewer Python iterations than frame by frame). Returns beat frame indices.
-    """
-    n = local.shape[0]
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    periods = np.broadcast_to(np.asarray(period, dtype=np.float64), (n,))
-    block = max(1, int(np.ceil(float(periods.min()) / 2.0)))
-    cumscore = local.astype(np.float64).copy()
-    backlink = np.full(n, -1, dtype=np.int64)
-    for start in range(block, n, block):
-        stop = min(n, start + block)
-        p = float(periods[start])
-        gaps = np.arange(max(block, int(np.ceil(p / 2.0))), int(np.floor(2.0 * p)) + 1)
-        penalty = tightness * np.log(gaps / p) ** 2  # shape (n_gaps,)
-        t = np.arange(start, stop)[:, None]  # (b, 1)
-        pred = t - gaps[None, :]  # (b, n_gaps)
-        valid = pred >= 0
-        cand = np.where(valid, cumscore[np.clip(pred, 0, None)] - penalty[None, :], -np.inf)
-        best = np.argmax(cand, axis=1)
-        best_score = cand[np.arange(stop - start), best]
-        # A chain may also start afresh here (Ellis' DP forces a predecessor, however badly
-        # placed, which drags the first beats of a song towards a pickup and then drifts back).
-        ok = np.isfinite(best_score) & (best_score > 0.0)
-        cumscore[start:stop] = local[start:stop] + np.where(ok, best_score, 0.0)
-        backlink[start:stop] = np.where(ok, pred[np.arange(stop - start), best], -1)
-    # The last beat: the best-scoring frame within the final period (C only grows along a chain).
-    tail_start = max(0, n - int(np.ceil(periods[-1])))
-    last = tail_start + int(np.argmax(cumscore[tail_start:]))
-    beats = [last]
-    while backlink[beats[-1]] >= 0:
-        beats.append(int(backlink[beats[-1]]))
-    return np.asarray(beats[::-1], dtype=int)
-
-
 def _local_periods(envelope: np.ndarray, kick_snare: tuple[np.ndarray, np.ndarray] | None,
                    period: float, meters: tuple[int, ...]) -> np.ndarray | None:
     """Per-frame beat period when the tempo changes during the song, else None.
@@ -368,62 +322,6 @@ def _local_periods(envelope: np.ndarray, kick_snare: tuple[np.ndarray, np.ndarra
         return None
     centres = np.asarray(starts, dtype=np.float64) + win / 2.0
     return np.interp(np.arange(n), centres, local)
-
-
-def _confirm_change(envelope: np.ndarray, period: float, varying: np.ndarray, tightness: float) -> np.ndarray | None:
-    """``varying`` (per-frame periods from :func:`_local_periods`) if the beats it gives fit the
-    music clearly better than those of the one ``period``, else None (keep one tempo).
-
-    The windows' comb cannot tell a tempo change from a stretch of the song that *reads* at
-    another tempo for 8 s: an intro or a solo whose groove fits a period 16-30 % off. On the dev
-    sets (shared, synthetic, Freedoom 1, LMMS dev) the local path fired on 9 items: the two
-    synthetic songs whose tempo changes and 7 real songs whose tempo never does, all 7 then
-    wrong. Both beat sequences are judged where the tempo differs, by the beat tracker's own
-    terms: how strongly their beats sit on onsets (mean smoothed onset strength at the beats) and
-    the dynamic program's objective per second (onset strength at the beats minus the tightness
-    penalty for straying from the period each sequence assumes: one tempo held through a ramp
-    pays for every stretched beat). A change must win both, by ``LOCAL_ALIGN_GAIN`` and
-    ``LOCAL_OBJECTIVE_GAIN``: on ramps and steps (synthetic band songs, drums on one stem or
-    track by track) the ratios were ≥ 1.23 and ≥ 1.69; every one of the 7 false changes failed
-    one of them by a wide margin (1.19 with an objective ratio of 1.00; 1.51 with 0.83 onsets).
-    A change by a whole octave is kept as it is: half- and double-time beats sit on onsets
-    equally well, so neither measure can judge it.
-    """
-    changed = np.abs(varying / period - 1.0) > 0.04
-    octave = np.abs(np.abs(np.log2(varying / period)) - 1.0) <= 0.06
-    if np.mean(octave[changed]) >= 0.8:  # the rest: the glide between the windows' centres
-        return varying
-    local = _local_score(envelope, period)
-    seconds = changed.sum() / _frame_rate_hz()
-
-    def fit(periods: float | np.ndarray) -> tuple[float, float]:
-        frames = _dp_beats(local, periods, tightness)
-        per = np.broadcast_to(np.asarray(periods, dtype=np.float64), local.shape)
-        on = changed[frames]
-        if on.sum() < 2:
-            return 0.0, 0.0
-        gaps = np.diff(frames).astype(np.float64)
-        ends = frames[1:]
-        gain = local[ends] - tightness * np.log(gaps / per[ends]) ** 2
-        return float(local[frames[on]].mean()), float(gain[changed[ends]].sum() / seconds)
-
-    (align_one, objective_one), (align_new, objective_new) = fit(period), fit(varying)
-    kept = (align_new >= (1.0 + LOCAL_ALIGN_GAIN) * align_one
-            and objective_new >= objective_one + LOCAL_OBJECTIVE_GAIN * abs(objective_one))
-    return varying if kept else None
-
-
-def _refine(local: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Sub-frame beat positions (frames, float): parabolic interpolation of the local score peak."""
-    out = frames.astype(np.float64)
-    n = local.shape[0]
-    for i, f in enumerate(frames):
-        if 1 <= f < n - 1:
-            a, b, c = local[f - 1], local[f], local[f + 1]
-            denom = a - 2 * b + c
-            if denom < 0 and b >= a and b >= c:
-                out[i] = f + float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
-    return out
 
 
 def _music_span(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[int, int] | None:
