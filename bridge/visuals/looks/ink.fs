@@ -8,7 +8,7 @@
   ],
   "PASSES": [
     {"TARGET": "state", "PERSISTENT": true, "FLOAT": true, "WIDTH": "4", "HEIGHT": "1"},
-    {"TARGET": "fluid", "PERSISTENT": true, "FLOAT": true},
+    {"TARGET": "fluid", "PERSISTENT": true, "FLOAT": true, "WIDTH": "$WIDTH/2", "HEIGHT": "$HEIGHT/2"},
     {}
   ]
 }*/
@@ -16,7 +16,9 @@
 // ink) by exactly its step of travel, the picture's step on each hit, and a frame with no step leaves
 // it as it was. So a hit moves the picture on its own frame, in proportion, and nothing drifts or
 // trails after it (benchmarks/av_sync.py: motion follows the mix's onsets). `fade`: the share of the
-// ink kept per 0.1 of travel. The step is read from the last frame's travel, kept in `state`.
+// ink kept per 0.1 of travel. The step is read from the last frame's travel, kept in `state`. The
+// water is drawn at half the frame's size and shown smoothed (ink is soft): at full size the strokes
+// and the spread cost llvmpipe twice the old ink's time (16 against 33 fps at 1280x720).
 const float TAU = 6.2831853;
 const float TURN = 2.0;   // radians the water turns per unit of travel
 const float STIR = 0.06;  // how far the stir carries ink per unit of travel
