@@ -60,6 +60,12 @@ The table above predates two later changes (session of 2026-12-04 evening): ``mi
 used it as a plain number jumped at each wrap). On the held sets, ``--look all`` after them: 44 of
 80 look × song pairs on 8 held Freedoom songs (36 before), 78 of 80 on 03, 06, 10, 11, 13 and the
 band songs (73 before); the README has the per-set figures of the default look.
+
+Later still, ink's water moved by travel instead of by time (a frame with no step leaves it as it
+was; tuned on the dev songs and Freedoom dev only). ``--look ink`` before → after: Freedoom dev 6/12
+→ 11/12 songs meeting both goals (ρ mean 0.61 → 0.70), shared dev 3/3 → 3/3 (0.67 → 0.74);
+held, run once: Freedoom 2/8 → 6/8 (0.62 → 0.69), 03, 06, 10, 11, 13 and the band songs 7/8 → 8/8
+(0.67 → 0.76).
 """
 
 from __future__ import annotations

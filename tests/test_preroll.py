@@ -74,7 +74,7 @@ def test_procedural_preroll_from_its_trail_memory_lands_exactly(project_dir: Pat
 
 
 def test_ink_never_forgets_but_a_section_start_resets_it(project_dir: Path) -> None:  # noqa: F811
-    """Ink's float fluid fades by 0.99 a frame and never reaches the same bits again: its memory is
+    """Ink's float fluid fades by a factor per step of travel and never reaches the same bits again: its memory is
     the whole history. A section that cuts to ink from a look without feedback clears the fluid, so a
     cut 1 s into that section needs only the frames since the section start (plus the hit
     envelope's), and a pre-roll that starts 3 frames after the section start does not land."""

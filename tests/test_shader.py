@@ -260,6 +260,47 @@ def test_every_shipped_look_moves_about_as_far_for_a_step_whatever_its_state():
             f"{name}: a step of 0.03 moves it {', '.join(f'{m:.2f}' for m in moved)} depending on where "
             "travel is: size the response by the step, not by the look's state")
 
+def test_ink_moves_only_on_the_frames_that_step_and_in_proportion_to_the_step():
+    """Ink is a feedback look: what it draws stays. benchmarks/av_sync.py wants motion on the frame of
+    each hit, as large as the hit, and none in between. Through a seeded run of hits (steps of
+    ``travel`` of known size at uneven intervals, ``strength`` only on the drum hits, as the default
+    mappings make them; the harmony's hue and the bass's warp drift meanwhile), measured as the mean
+    frame difference of the rendered frames: a frame whose travel does not step moves under 2 % of a
+    typical hit, and over the hits the motion follows the step's size (Pearson ≥ 0.8; 0.93 here).
+    Ink before (main, 2026-12-04: a drop fed every frame, the water drifting and fading per frame,
+    stirred by ``strength``, turned by a triangle wave of travel that folds back mid-step) fails the
+    first: it moved 0.72 grey levels on a frame with no step against 3.9 on a typical hit (r 0.81
+    here, 0.64–0.77 with other seeds)."""
+    require_gl()
+    look = Path(__file__).resolve().parents[1] / "bridge" / "visuals" / "looks" / "ink.fs"
+    rng = np.random.default_rng(7)
+    n = 150
+    hit_frames = np.cumsum(rng.integers(4, 10, size=n))
+    hit_frames = hit_frames[(hit_frames >= 10) & (hit_frames < n)]
+    steps = np.zeros(n)
+    steps[hit_frames] = rng.uniform(0.02, 0.12, hit_frames.size)
+    drum = set(hit_frames[rng.random(hit_frames.size) < 0.5].tolist())
+    e = get_engine("shader", look=str(look))
+    e.start(ctx(width=96, height=54, fps=Fraction(30)))
+    travel, strength, frames = 0.4, 0.0, []
+    for k in range(n):
+        travel = (travel + steps[k]) % 1.0  # a phase wrapped to [0, 1), as the mappings give it
+        strength = 0.4 if k in drum else strength * np.exp(-1 / 30 / 0.06)  # release 60 ms
+        params = {"travel": travel, "strength": strength, "hue": 0.3 + 0.002 * k,
+                  "warp": 0.3 + 0.1 * np.sin(k / 15), "brightness": 0.0, "saturation": 0.0}
+        frames.append(e.render(k, params, 0, 1.0).mean(axis=2))
+    e.close()
+    motion = np.array([0.0] + [np.abs(frames[k] - frames[k - 1]).mean() for k in range(1, n)])
+    typical_hit = float(np.median(motion[hit_frames]))
+    still = np.setdiff1d(np.arange(1, n), hit_frames)
+    assert typical_hit > 1.0, f"ink hardly moves on a hit ({typical_hit:.2f} grey levels)"
+    assert motion[still].max() < 0.02 * typical_hit, (
+        f"ink moves {motion[still].max():.2f} on a frame with no step against {typical_hit:.2f} on a hit")
+    later = hit_frames[hit_frames >= 30]  # once a second of ink is in the water
+    r = float(np.corrcoef(steps[later], motion[later])[0, 1])
+    assert r >= 0.8, f"ink's motion on a hit follows the step's size with r {r:.2f}"
+
+
 
 @pytest.mark.slow
 def test_render_with_the_shader_engine_gives_a_decodable_video_that_moves_on_hits(tmp_path):

@@ -20,7 +20,7 @@ engine's feedback does not provably forget its past (persistence reaches 0.985 p
 keep a difference of one code value alive for as long as a pixel stays lit). Measured (issue 18):
 20 s of the demo at 640x360 in 16 segments, the segment starting at frame 488 came out of its
 60-frame pre-roll with 4 pixels one code value off, which frame 489 still showed. The shader
-engine's feedback looks keep far more: ink's float fluid (fade 0.99 per frame) came out of the same
+engine's feedback looks keep far more: ink's float fluid (then fading 0.99 per frame) came out of the same
 pre-roll up to 97 code values off (the demo at 320x180), glitch's up to 16.
 
 So for the engines whose state can be read and restored (:data:`bridge.visuals.STATE_ENGINES`)

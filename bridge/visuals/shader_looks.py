@@ -108,8 +108,8 @@ def look_memory_seconds(name: str | Path | None) -> float | None:
     feedback buffers hold the same whatever they held before. 0 for a look without feedback (no pass
     with a TARGET); the header's ``STATE_MEMORY_SECONDS`` (a stembridge extension of ISF, measured
     for the built-in looks); None for a FLOAT buffer without one (a float that fades by a factor
-    per frame reaches the same bits only when it underflows: ink's fluid, fading by 0.99, was still
-    2e-5 off after 30 s of the demo); else DEFAULT_MEMORY_S. None too when the look cannot be read
+    reaches the same bits only when it underflows: ink's fluid, fading by 0.99 a frame as it then
+    did, was still 2e-5 off after 30 s of the demo); else DEFAULT_MEMORY_S. None too when the look cannot be read
     (the render reports why)."""
     try:
         shader = load_isf(name if isinstance(name, Path) else resolve_look(name))
