@@ -292,9 +292,9 @@ def test_section_look_edits_are_undoable_through_the_session(tmp_path):
         assert session.project.sections[1].look == "starfield"
 
 
-def _open_two_sections(tmp_path, starts: list[tuple[str, float]]):
-    """A click-track project with sections (name, start s) in this list order, opened in a
-    SessionAdapter without analysis, preview or audio (the caller closes it)."""
+def _open_two_sections(tmp_path, starts: list[tuple], *, tempo_bpm: float = 120.0, analyse: bool = False):
+    """A click-track project (``tempo_bpm``) with sections (name, start[, unit]) in this list order,
+    opened in a SessionAdapter without preview or audio, analysed only if asked (the caller closes it)."""
     pytest.importorskip("PySide6")
     from conftest import click_track, write_wav
 
@@ -303,13 +303,13 @@ def _open_two_sections(tmp_path, starts: list[tuple[str, float]]):
     from bridge.project.store import save_project
     from gui.session_adapter import SessionAdapter
 
-    audio, _ = click_track(120.0, 4.0, 22050)
+    audio, _ = click_track(tempo_bpm, 4.0 if not analyse else 12.0, 22050)
     write_wav(tmp_path / "stems" / "Drums.wav", audio, 22050)
     result = new_project(tmp_path / "p", tmp_path / "stems")
-    save_project(result.project.model_copy(update={"sections": [S(name=n, start=t) for n, t in starts]}),
-                 result.project_dir)
+    sections = [S(name=n, start=t, unit=rest[0] if rest else "seconds") for n, t, *rest in starts]
+    save_project(result.project.model_copy(update={"sections": sections}), result.project_dir)
     adapter = SessionAdapter()
-    adapter.open(result.project_dir, analyse=False, preview=False, watch=False, autosave=False, audio=False)
+    adapter.open(result.project_dir, analyse=analyse, preview=False, watch=False, autosave=False, audio=False)
     return adapter
 
 
@@ -360,6 +360,28 @@ def test_the_first_sections_transition_controls_are_off_and_say_why(tmp_path, qt
         qtbot.waitUntil(lambda: not controls(0)[0].isEnabled(), timeout=5_000)
         assert [w.isEnabled() for w in controls(0)] == [False, False]
         assert [w.isEnabled() for w in controls(1)] == [True, True]
+    finally:
+        adapter.close()
+
+
+def test_the_first_section_follows_the_beat_grid_when_the_analysis_arrives(tmp_path, qtbot):
+    """A starts at 5 s, B at beat 8. Before the analysis a start in beats is read at 120 BPM (B at
+    4 s: B plays first); the song is an 80 BPM click (B at 6 s: A plays first). The editor's rows
+    follow when the grid arrives (they kept B's controls off). Truth: the click's tempo."""
+    adapter = _open_two_sections(tmp_path, [("A", 5.0), ("B", 8.0, "beats")], tempo_bpm=80.0, analyse=True)
+    from gui.panels.sections import COLUMNS, SectionEditor
+
+    try:
+        editor = SectionEditor(adapter)
+        qtbot.addWidget(editor)
+        editor.refresh()
+
+        def enabled(row: int) -> bool:
+            return editor.table.cellWidget(row, COLUMNS.index("Transition")).isEnabled()
+
+        qtbot.waitUntil(lambda: adapter.session.analysis is not None, timeout=60_000)
+        assert adapter.session.analysis.tempo_bpm == pytest.approx(80.0, rel=0.02)
+        qtbot.waitUntil(lambda: not enabled(0) and enabled(1), timeout=10_000)
     finally:
         adapter.close()
 

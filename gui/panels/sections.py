@@ -59,7 +59,9 @@ class SectionEditor(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         col.addWidget(self.table, 1)
         self._shown = None
+        self._first = None
         adapter.projectChanged.connect(self.refresh)
+        adapter.analysisChanged.connect(self._analysis_arrived)
 
     def refresh(self, event=None) -> None:
         s = self.adapter.session
@@ -68,7 +70,7 @@ class SectionEditor(QWidget):
         sections = list(s.project.sections)
         self._shown = sections
         looks = list(available_looks())
-        first = s.first_section_index()
+        first = self._first = s.first_section_index()
         self.table.setRowCount(len(sections))
         for r, sec in enumerate(sections):
             unit = " s" if sec.unit == "seconds" else " beats"
@@ -104,6 +106,14 @@ class SectionEditor(QWidget):
             look.currentTextChanged.connect(lambda v, r=r: self._update(r, look=None if v == AUTO_LOOK else v))
             for c, w in enumerate((name, start, end, prompt, seed, kind, trans, look)):
                 self.table.setCellWidget(r, c, w)
+
+    def _analysis_arrived(self) -> None:
+        """Starts in beats were placed at the project's tempo until the beat grid came; with it the
+        section that plays first can be another one. Rebuild the rows then (only then: a rebuild
+        takes the focus from a name or prompt being typed)."""
+        s = self.adapter.session
+        if s is not None and self._shown is not None and s.first_section_index() != self._first:
+            self.refresh()
 
     def _update(self, index: int, **changes) -> None:
         s = self.adapter.session
