@@ -516,6 +516,40 @@ def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(win
     dlg.close()
 
 
+def _shown_whole(label) -> bool:
+    """Every line of the label's text, wrapped at the label's width as Qt draws it, fits inside the
+    label, and the label inside its window (a long error was cut off at the dialog's edge)."""
+    from PySide6.QtCore import QRect
+
+    r = label.contentsRect()
+    needed = label.fontMetrics().boundingRect(QRect(0, 0, r.width(), 100_000),
+                                              int(Qt.TextFlag.TextWordWrap), label.text())
+    right = label.mapTo(label.window(), r.topRight()).x()
+    return needed.width() <= r.width() and needed.height() <= r.height() and right < label.window().width()
+
+
+@pytest.mark.parametrize("start_s, end_s, says", [
+    (8.0, 5.0, ["8.00 s to 5.00 s is empty", "set the end later"]),
+    (9999.0, 0.0, ["starts at 9999.00 s", "pick Whole song"]),
+])
+def test_an_empty_export_region_is_explained_in_the_dialogs_words(window, qtbot, tmp_path, start_s, end_s, says):
+    """A region whose end is before its start (or that starts after the song) names the dialog's
+    values and the fix, not the CLI's --start/--end, and the whole message can be read."""
+    dlg = window.open_export()
+    dlg.resize(640, dlg.height())
+    dlg.out.setText(str(tmp_path / "clip.mp4"))
+    dlg.start.setValue(start_s)
+    dlg.end.setValue(end_s)
+    dlg.start_export()
+    assert dlg.worker is None and dlg.export_button.isEnabled() and not (tmp_path / "clip.mp4").exists()
+    text = dlg.eta.text()
+    assert all(x in text for x in says) and "--start" not in text, text
+    assert f"the song is {window.adapter.session.analysis.duration_seconds:.2f} s long" in text
+    assert window.messages.level == "error" and window.messages.text == text
+    qtbot.waitUntil(lambda: _shown_whole(dlg.eta), timeout=2_000)
+    dlg.close()
+
+
 def test_a_failed_analysis_is_not_shown_as_analysing(window, qtbot, tmp_path):
     """When the analysis fails (every stem's file unreadable) the message bar says why, the status
     bar stops saying 'analysing…' (it said so for ever) and the tempo box shows no tempo."""
