@@ -502,6 +502,42 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     dlg.close()
 
 
+def test_the_export_settings_are_kept_in_the_project_for_the_next_export(window, qtbot, tmp_path):
+    """The dialog kept the size in the project but not the frame rate, codec speed or quality: reopened,
+    it (and `stembridge render`) came back at 30 fps. Truth: the frame rate read from the exported file."""
+    import av
+
+    from bridge.project import load_project
+
+    session = window.adapter.session
+    old = session.project.render
+    assert old.fps != "12" and old.crf != 30
+    dlg = window.open_export()
+    dlg.width_spin.setValue(96)
+    dlg.height_spin.setValue(64)
+    dlg.fps.setCurrentText("12")
+    dlg.encode_speed.setCurrentIndex(dlg.encode_speed.findData("draft"))
+    dlg.crf.setValue(30)
+    dlg.end.setValue(0.5)
+    out = tmp_path / "clip.mp4"
+    dlg.out.setText(str(out))
+    dlg.export_button.click()
+    qtbot.waitUntil(lambda: dlg.result_path is not None and dlg.worker is None, timeout=60_000)
+    dlg.close()
+    with av.open(str(out)) as c:
+        rate = c.streams.video[0].average_rate
+    assert rate == 12
+    session.save()
+    saved = load_project(session.project_dir)[0].render
+    assert (saved.fps_fraction, saved.encode_speed, saved.crf, saved.width) == (rate, "draft", 30, 96)
+    again = window.open_export()
+    assert (again.fps.currentText(), again.encode_speed.currentData(), again.crf.value()) == ("12", "draft", 30)
+    again.close()
+    assert session.undo_label == "export settings"
+    session.undo()
+    assert (session.project.render.fps, session.project.render.crf) == (old.fps, old.crf)
+
+
 def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(window, tmp_path):
     """An output path under a file (or an unwritable folder) raised out of the Export button's slot."""
     in_the_way = tmp_path / "clip.mp4"

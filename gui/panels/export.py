@@ -405,6 +405,22 @@ class ExportDialog(QDialog):
                     f"{f' ({song})' if song else ''}; set the end later or the start earlier.")
         return None
 
+    def _keep_settings(self) -> bool:
+        """The project keeps what this export used (frame rate, codec, encoder, speed, quality), as the
+        size already is: reopened, the dialog and `stembridge render` use them again (they came back
+        at the project's old 30 fps). One undo step; False (with the session's message) when refused."""
+        s = self.adapter.session
+        o, r = self.options(), s.project.render
+        wanted = {"fps": o["fps"].strip(), "video_codec": o["codec"], "encoder": o["encoder"]}
+        if CODECS[o["codec"]].has_quality:
+            wanted.update(encode_speed=o["encode_speed"], crf=o.get("crf"), video_bitrate=o.get("bitrate"))
+        changes = {k: v for k, v in wanted.items() if getattr(r, k) != v}
+        if not changes:
+            return True
+        before = s.project
+        self.adapter.command("set_render", label="export settings", **changes)
+        return s.project is not before
+
     def start_export(self) -> None:
         s = self.adapter.session
         if s is None or self.worker is not None:
@@ -412,6 +428,8 @@ class ExportDialog(QDialog):
         problem = self.range_problem()
         if problem is not None:
             self._on_failed(problem)
+            return
+        if not self._keep_settings():
             return
         out = Path(self.out.text()).expanduser()
         try:
