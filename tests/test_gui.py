@@ -502,6 +502,42 @@ def test_export_dialog_writes_a_decodable_video(window, qtbot, tmp_path):
     dlg.close()
 
 
+def test_the_export_settings_are_kept_in_the_project_for_the_next_export(window, qtbot, tmp_path):
+    """The dialog kept the size in the project but not the frame rate, codec speed or quality: reopened,
+    it (and `stembridge render`) came back at 30 fps. Truth: the frame rate read from the exported file."""
+    import av
+
+    from bridge.project import load_project
+
+    session = window.adapter.session
+    old = session.project.render
+    assert old.fps != "12" and old.crf != 30
+    dlg = window.open_export()
+    dlg.width_spin.setValue(96)
+    dlg.height_spin.setValue(64)
+    dlg.fps.setCurrentText("12")
+    dlg.encode_speed.setCurrentIndex(dlg.encode_speed.findData("draft"))
+    dlg.crf.setValue(30)
+    dlg.end.setValue(0.5)
+    out = tmp_path / "clip.mp4"
+    dlg.out.setText(str(out))
+    dlg.export_button.click()
+    qtbot.waitUntil(lambda: dlg.result_path is not None and dlg.worker is None, timeout=60_000)
+    dlg.close()
+    with av.open(str(out)) as c:
+        rate = c.streams.video[0].average_rate
+    assert rate == 12
+    session.save()
+    saved = load_project(session.project_dir)[0].render
+    assert (saved.fps_fraction, saved.encode_speed, saved.crf, saved.width) == (rate, "draft", 30, 96)
+    again = window.open_export()
+    assert (again.fps.currentText(), again.encode_speed.currentData(), again.crf.value()) == ("12", "draft", 30)
+    again.close()
+    assert session.undo_label == "export settings"
+    session.undo()
+    assert (session.project.render.fps, session.project.render.crf) == (old.fps, old.crf)
+
+
 def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(window, tmp_path):
     """An output path under a file (or an unwritable folder) raised out of the Export button's slot."""
     in_the_way = tmp_path / "clip.mp4"
@@ -513,6 +549,40 @@ def test_export_to_a_folder_that_cannot_be_made_says_so_and_keeps_the_dialog(win
     assert window.messages.level == "error" and str(in_the_way / "again") in window.messages.text
     assert "choose another output path" in dlg.eta.text()
     assert in_the_way.read_bytes() == b"an earlier export"
+    dlg.close()
+
+
+def _shown_whole(label) -> bool:
+    """Every line of the label's text, wrapped at the label's width as Qt draws it, fits inside the
+    label, and the label inside its window (a long error was cut off at the dialog's edge)."""
+    from PySide6.QtCore import QRect
+
+    r = label.contentsRect()
+    needed = label.fontMetrics().boundingRect(QRect(0, 0, r.width(), 100_000),
+                                              int(Qt.TextFlag.TextWordWrap), label.text())
+    right = label.mapTo(label.window(), r.topRight()).x()
+    return needed.width() <= r.width() and needed.height() <= r.height() and right < label.window().width()
+
+
+@pytest.mark.parametrize("start_s, end_s, says", [
+    (8.0, 5.0, ["8.00 s to 5.00 s is empty", "set the end later"]),
+    (9999.0, 0.0, ["starts at 9999.00 s", "pick Whole song"]),
+])
+def test_an_empty_export_region_is_explained_in_the_dialogs_words(window, qtbot, tmp_path, start_s, end_s, says):
+    """A region whose end is before its start (or that starts after the song) names the dialog's
+    values and the fix, not the CLI's --start/--end, and the whole message can be read."""
+    dlg = window.open_export()
+    dlg.resize(640, dlg.height())
+    dlg.out.setText(str(tmp_path / "clip.mp4"))
+    dlg.start.setValue(start_s)
+    dlg.end.setValue(end_s)
+    dlg.start_export()
+    assert dlg.worker is None and dlg.export_button.isEnabled() and not (tmp_path / "clip.mp4").exists()
+    text = dlg.eta.text()
+    assert all(x in text for x in says) and "--start" not in text, text
+    assert f"the song is {window.adapter.session.analysis.duration_seconds:.2f} s long" in text
+    assert window.messages.level == "error" and window.messages.text == text
+    qtbot.waitUntil(lambda: _shown_whole(dlg.eta), timeout=2_000)
     dlg.close()
 
 

@@ -521,3 +521,30 @@ def test_sections_set_names_the_option_a_bad_value_came_from(tmp_path, capsys):
         "stembridge: error: section 1 was not changed: --beats 100.0: Input should be less than or equal to 64")
     assert (tmp_path / "stembridge.json").read_bytes() == before
     assert load_project(tmp_path)[0].sections[0].transition_beats != 100
+
+
+def test_remove_is_off_until_a_section_is_picked_and_removes_that_one(tmp_path, qtbot):
+    """Remove with no row picked did nothing and said nothing. It is off (with a tooltip saying
+    what to do) until a row is picked; then it removes that row's section, undoably."""
+    adapter = _open_two_sections(tmp_path, [("verse", 0.0), ("drop", 2.0)])
+    from PySide6.QtCore import Qt
+
+    from gui.panels.sections import COLUMNS, SectionEditor
+
+    try:
+        editor = SectionEditor(adapter)
+        qtbot.addWidget(editor)
+        editor.show()
+        editor.activateWindow()  # a click moves the focus (and so the current row) in an active window
+        qtbot.waitUntil(editor.isActiveWindow, timeout=5_000)
+        editor.refresh()
+        assert not editor.remove.isEnabled() and "Click a section's row" in editor.remove.toolTip()
+        qtbot.mouseClick(editor.table.cellWidget(1, COLUMNS.index("Name")), Qt.MouseButton.LeftButton)
+        assert editor.remove.isEnabled() and "drop" in editor.remove.toolTip()
+        qtbot.mouseClick(editor.remove, Qt.MouseButton.LeftButton)
+        s = adapter.session
+        assert [sec.name for sec in s.project.sections] == ["verse"]
+        s.undo()
+        assert [sec.name for sec in s.project.sections] == ["verse", "drop"]
+    finally:
+        adapter.close()

@@ -199,6 +199,7 @@ class ExportDialog(QDialog):
         self.progress.setValue(0)
         self.eta = QLabel("")
         self.eta.setObjectName("Dim")
+        self.eta.setWordWrap(True)  # an encoder's or the range's message is longer than the dialog is wide
         self.buttons = QDialogButtonBox()
         self.export_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.cancel_button = self.buttons.addButton("Cancel", QDialogButtonBox.ButtonRole.RejectRole)
@@ -389,9 +390,46 @@ class ExportDialog(QDialog):
             opts["fade_out_s"] = self.fade_out.value()
         return opts
 
+    def range_problem(self) -> str | None:
+        """Why the region cannot be exported, in the dialog's words (None when it can). The engine
+        checks the range too, but names the CLI's flags (--start, --end) the dialog does not have."""
+        s = self.adapter.session
+        a = None if s is None else s.analysis
+        start, end = self.start.value(), self.end.value()  # end 0: "song end"
+        song = f"the song is {a.duration_seconds:.2f} s long" if a is not None else None
+        if a is not None and start >= a.duration_seconds:
+            return (f"The region starts at {start:.2f} s, at or after the song's end ({song}); "
+                    "set the start earlier or pick Whole song.")
+        if end > 0 and start >= end:
+            return (f"The region {start:.2f} s to {end:.2f} s is empty: its end must come after its start"
+                    f"{f' ({song})' if song else ''}; set the end later or the start earlier.")
+        return None
+
+    def _keep_settings(self) -> bool:
+        """The project keeps what this export used (frame rate, codec, encoder, speed, quality), as the
+        size already is: reopened, the dialog and `stembridge render` use them again (they came back
+        at the project's old 30 fps). One undo step; False (with the session's message) when refused."""
+        s = self.adapter.session
+        o, r = self.options(), s.project.render
+        wanted = {"fps": o["fps"].strip(), "video_codec": o["codec"], "encoder": o["encoder"]}
+        if CODECS[o["codec"]].has_quality:
+            wanted.update(encode_speed=o["encode_speed"], crf=o.get("crf"), video_bitrate=o.get("bitrate"))
+        changes = {k: v for k, v in wanted.items() if getattr(r, k) != v}
+        if not changes:
+            return True
+        before = s.project
+        self.adapter.command("set_render", label="export settings", **changes)
+        return s.project is not before
+
     def start_export(self) -> None:
         s = self.adapter.session
         if s is None or self.worker is not None:
+            return
+        problem = self.range_problem()
+        if problem is not None:
+            self._on_failed(problem)
+            return
+        if not self._keep_settings():
             return
         out = Path(self.out.text()).expanduser()
         try:

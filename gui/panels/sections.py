@@ -27,6 +27,9 @@ FIRST_SECTION_TRANSITION = ("The first section has no section before it to trans
                             "does nothing. To fade the video in from black, use the fade-in of File ▸ Export video… "
                             "(Fades: in), or stembridge render --fade-in S.")
 
+#: The Remove button's tooltip while no row is picked.
+REMOVE_TIP = "Click a section's row (its name, for one) to remove it"
+
 
 class SectionEditor(QWidget):
     def __init__(self, adapter: SessionAdapter, parent: QWidget | None = None) -> None:
@@ -47,6 +50,8 @@ class SectionEditor(QWidget):
         self.add.clicked.connect(self.add_at_playhead)
         self.remove = QPushButton("Remove")
         self.remove.clicked.connect(self.remove_selected)
+        self.remove.setEnabled(False)  # until a row is picked (clicked with none, it did nothing and said nothing)
+        self.remove.setToolTip(REMOVE_TIP)
         top.addWidget(self.adopt)
         top.addWidget(self.import_daw)
         top.addWidget(self.add)
@@ -58,6 +63,7 @@ class SectionEditor(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         col.addWidget(self.table, 1)
+        self.table.currentCellChanged.connect(lambda *_: self._update_remove())
         self._shown = None
         self._first = None
         adapter.projectChanged.connect(self.refresh)
@@ -106,6 +112,13 @@ class SectionEditor(QWidget):
             look.currentTextChanged.connect(lambda v, r=r: self._update(r, look=None if v == AUTO_LOOK else v))
             for c, w in enumerate((name, start, end, prompt, seed, kind, trans, look)):
                 self.table.setCellWidget(r, c, w)
+        self._update_remove()
+
+    def _update_remove(self) -> None:
+        r = self.table.currentRow()
+        self.remove.setEnabled(0 <= r < self.table.rowCount())
+        name = self.table.cellWidget(r, 0) if self.remove.isEnabled() else None
+        self.remove.setToolTip(f"Remove section '{name.text()}' (undoable)" if name is not None else REMOVE_TIP)
 
     def _analysis_arrived(self) -> None:
         """Starts in beats were placed at the project's tempo until the beat grid came; with it the
