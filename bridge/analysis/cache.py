@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # ../stems/load.py: the decoder and resampler are where every analysed sample comes from
 # periodicity, beat_phase and bars: the rhythm code split out of beats.py (a change there changes
 # every grid, so it must invalidate cached results as a change in beats.py does).
-_CODE_FILES = ("types.py", "features.py", "beats.py", "periodicity.py", "beat_phase.py", "bars.py",
+_CODE_FILES = ("types.py", "features.py", "beats.py", "beat_dp.py", "periodicity.py", "beat_phase.py", "bars.py",
                "sections.py", "../timebase.py", "../stems/load.py")
 
 
