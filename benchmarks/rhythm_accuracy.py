@@ -9,6 +9,8 @@ Material (each item says which split it belongs to, so tuning never silently use
   tempo steps, swing, late drums — rendered once and cached in ``~/.cache/stembridge-bench``;
 - with ``--freedoom``: 50 Freedoom songs × 3 excerpts rendered with FluidSynth, ground truth from
   their MIDI (:mod:`freedoom_songs`); Freedoom 1 songs are dev, Freedoom 2 songs held;
+- with ``--openmsx``: OpenTTD's OpenMSX songs (other composers, another game) × 3 excerpts by the
+  same pipeline, all held: a set added to check, never to tune;
 - with ``--lmms``: LMMS's demo projects (real productions: synths, samples, effects) × 3 excerpts
   rendered headless by LMMS, ground truth from the project's tempo and signature
   (:mod:`lmms_songs`); dev/held by a hash of the project name;
