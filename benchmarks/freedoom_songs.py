@@ -286,7 +286,7 @@ def build(sample_rate: int, *, only: tuple[str, ...] = (), progress=print,
             drums = z[f"x{k}_stem_drums"] if "drums" in roles else np.zeros(1)
             items.append({
                 "name": f"{'fd' if collection == 'freedoom' else 'msx'}:{name.split('_', 1)[1]}#{k + 1}",
-                "split": "dev" if name.startswith("freedoom1") else "held",
+                "split": "dev" if collection == "freedoom" and name.startswith("freedoom1") else "held",
                 "stems": [(r, r, z[f"x{k}_stem_{r}"]) for r in roles],
                 "beats": beats, "downbeats": beats[z[f"x{k}_in_bar"] == 1],
                 "meter": None if str(z["meter"]) == "None" else str(z["meter"]),

@@ -85,6 +85,7 @@ def _section_index(project, number: int) -> int:
 def cmd_sections_set(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from bridge.mapping.sections import section_order
     from bridge.project import load_project, save_project
     from bridge.project.schema import Section
 
@@ -129,21 +130,14 @@ def cmd_sections_set(args: argparse.Namespace) -> int:
     s = sections[i]
     print(f"section {args.number} ({s.name or 'unnamed'}): look {s.look or 'auto'}, {s.transition}"
           + (f" over {s.transition_beats:g} beats" if s.transition != "cut" else ""))
-    if {"transition", "transition_beats"} & changes.keys() and _plays_first(sections, i, project.tempo.tempo_bpm):
+    # starts in beats at the project's tempo, not through the analysis' grid: that differs only in
+    # a project that mixes sections in seconds and in beats
+    plays_first = section_order(sections, tempo_bpm=project.tempo.tempo_bpm)[0] == i
+    if {"transition", "transition_beats"} & changes.keys() and plays_first:
         print(f"note: section {args.number} plays first: there is no section before it to transition from, "
               "so its transition does nothing (it is kept, and applies if a section is put before it). To fade "
               "the video in from black: stembridge render --fade-in S", file=sys.stderr)
     return 0
-
-
-def _plays_first(sections, index: int, tempo_bpm: float | None) -> bool:
-    """Whether section ``index`` plays first. Starts in beats are read at the project's tempo (the
-    default without one) rather than running the analysis for the grid: that only matters when
-    the project mixes sections in seconds and in beats."""
-    from bridge.mapping.sections import section_order
-    from bridge.timebase import DEFAULT_TEMPO_BPM
-
-    return section_order(sections, tempo_bpm=tempo_bpm or DEFAULT_TEMPO_BPM)[0] == index
 
 
 def cmd_sections_adopt(args: argparse.Namespace) -> int:

@@ -15,8 +15,9 @@ import numpy as np
 
 from bridge.analysis.types import BeatGrid
 from bridge.errors import ProjectError
-from bridge.mapping.sources import DEFAULT_TEMPO_BPM, beat_position, beat_time
+from bridge.mapping.sources import beat_position, beat_time
 from bridge.project import schema
+from bridge.timebase import DEFAULT_TEMPO_BPM
 from bridge.vocab import SectionLook
 
 
@@ -33,16 +34,17 @@ def _to_seconds(value: float, unit: str, beat_grid: BeatGrid | None, tempo_bpm: 
 
 
 def section_order(sections: Sequence[schema.Section], beat_grid: BeatGrid | None = None, *,
-                  tempo_bpm: float = DEFAULT_TEMPO_BPM) -> list[int]:
+                  tempo_bpm: float | None = None) -> list[int]:
     """Indices of ``sections`` in the order they play, as :func:`resolve_sections` sorts them: by
     start in seconds (beat units through ``beat_grid``), then by position in the list. Without a
-    grid (before the analysis) a start in beats is read at a constant ``tempo_bpm``.
+    grid (before the analysis) a start in beats is read at a constant ``tempo_bpm`` (the project's;
+    DEFAULT_TEMPO_BPM when it has none).
 
     The first of them has no section before it, so its transition (``transition`` and
     ``transition_beats``) never shows: :func:`section_timeline` gives it mix 1.0 from its start,
     and the app and ``stembridge sections`` say so (to fade the video in from black: the export's
     fade-in)."""
-    starts = [_to_seconds(s.start, s.unit, beat_grid, tempo_bpm) for s in sections]
+    starts = [_to_seconds(s.start, s.unit, beat_grid, tempo_bpm or DEFAULT_TEMPO_BPM) for s in sections]
     return sorted(range(len(sections)), key=lambda i: (starts[i], i))
 
 

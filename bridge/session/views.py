@@ -48,13 +48,12 @@ class ViewsMixin:
         beat units at the project's tempo). Nothing comes before it, so its transition does nothing:
         the section editor disables that control and says why."""
         from bridge.mapping.sections import section_order
-        from bridge.timebase import DEFAULT_TEMPO_BPM
 
         project, analysis = self._project, self._analysis
         if not project.sections:
             return None
         grid = analysis.beat_grid if analysis is not None else None
-        return section_order(project.sections, grid, tempo_bpm=project.tempo.tempo_bpm or DEFAULT_TEMPO_BPM)[0]
+        return section_order(project.sections, grid, tempo_bpm=project.tempo.tempo_bpm)[0]
 
     def mapping_curve(self, index: int, *, start_frame: int, n_frames: int) -> np.ndarray:
         """Mapping ``index`` evaluated alone (switched on even when muted) at frames ``start_frame …
