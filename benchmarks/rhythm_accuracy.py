@@ -105,6 +105,11 @@ BAND_SONGS: list[tuple[str, str, dict]] = [
     ("push_swing_88", "held", dict(segments=[Segment(12, 4, 4, 88)], style="push", seed=35, swing=0.2)),
     ("push_131", "held", dict(segments=[Segment(18, 4, 4, 131)], style="push", seed=36)),
     ("late_drums_128", "held", dict(segments=[Segment(16, 4, 4, 128)], style="four", seed=31, drums_enter_bar=4)),
+    # odd meters (issue 12: 7/4 and 5/4 songs in the Freedoom and OpenMSX sets were read as 4/4 or 3/4)
+    ("seven4_150", "dev", dict(segments=[Segment(12, 7, 4, 150)], style="rock", seed=201)),
+    ("five4_120", "dev", dict(segments=[Segment(16, 5, 4, 120)], style="rock", seed=202)),
+    ("seven4_118", "held", dict(segments=[Segment(12, 7, 4, 118)], style="rock", seed=211)),
+    ("five4_176", "held", dict(segments=[Segment(18, 5, 4, 176)], style="rock", seed=212)),
 ]
 
 

@@ -225,3 +225,17 @@ def test_beats_stay_on_the_beat_under_a_swung_push(bpm, swing, seed):
     assert grid.tempo_bpm == pytest.approx(bpm, rel=0.04)
     assert _f(song.beats_s, grid.beats_s) >= 0.9
     assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("numerator, bpm, seed", [(7, 138, 141), (5, 104, 142)])
+def test_odd_meters_are_found(numerator, bpm, seed):
+    """A rock groove in 7/4 or 5/4 (kick and snare alternate through the bar, one chord a bar)
+    repeats every 7 or 5 beats: before, it was read as 4/4 or 3/4 with bar lines nowhere near the
+    true ones (downbeat F ≈ 0.2)."""
+    song = render_band_song([Segment(12, numerator, 4, bpm)], style="rock", seed=seed, sample_rate=SR)
+    grid = _analyse(song)
+    assert grid.tempo_bpm == pytest.approx(bpm, rel=0.04)
+    assert grid.time_signature == (numerator, 4)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8

@@ -1,5 +1,5 @@
 """Bars from the beats (:mod:`bridge.analysis.beats`, step 4): per-beat accents (kick, snare, harmony,
-loudness, novelty), meter (3 or 4, compound 6/8 and 12/8), downbeats, and swing. Split out of
+loudness, novelty), meter (3 or 4, 5 or 7, compound 6/8 and 12/8), downbeats, and swing. Split out of
 ``beats.py`` (issue 16: files by concern); the algorithm is described there."""
 
 from __future__ import annotations
@@ -75,6 +75,14 @@ SECTION_PEAK_PERCENTILE = 90
 #: boundary: 0.36–0.47 at the 5th percentile of the annotated excerpts, 0.74–1.03 at the 25th.
 #: (0.5 kept one LMMS dev item fewer; 0.3 the same as 0.4 but nearer the click tracks.)
 SECTION_MIN_NOVELTY = 0.4
+
+#: Odd meters (:func:`_odd_meter`): the bar lengths tried beside 3 and 4, how much more alike the
+#: music must be one and two such bars apart than at 3, 4, 6 or 8 beats, and the beat-synchronous
+#: comparison's resolution (parts per beat) and fewest beat pairs per lag.
+ODD_METERS = (5, 7)
+ODD_METER_MARGIN = 0.15
+REPETITION_SLOTS = 4
+REPETITION_MIN_PAIRS = 8
 
 
 def _beat_sync_peak(env: np.ndarray, beat_frames: np.ndarray, half_width: int) -> np.ndarray:
@@ -163,6 +171,24 @@ def _tonalness(chroma: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(1.0 - chroma.mean(axis=0), 0.0, 1.0))
 
 
+def _beat_rows(stems: Mapping[str, StemFeatures], n_frames: int) -> np.ndarray | None:
+    """The frame-level features that describe what plays (rows × frames): each pitched stem's
+    loudness-weighted chroma, each drum stem's band onsets, every stem's level in dB. None
+    without an audible stem. Shared by the novelty accents and the bar-repetition test."""
+    rows = []
+    for stem in stems.values():
+        if not _is_audible(stem):
+            continue
+        rms = _fit_length(stem.curves["rms"], n_frames)
+        if stem.role == "drums":
+            rows += [_fit_length(stem.curves[b], n_frames)[None, :]
+                     for b in ("onset_low", "onset_mid", "onset_high") if b in stem.curves]
+        else:
+            rows.append(_fit_length(stem.curves["chroma"], n_frames) * rms[None, :])
+        rows.append(np.maximum(librosa.amplitude_to_db(rms, ref=1.0, top_db=None), -80.0)[None, :])
+    return np.concatenate(rows, axis=0) if rows else None
+
+
 def _novelty(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frames: int,
              half_beats: int = NOVELTY_HALF_BEATS) -> np.ndarray:
     """Per-beat novelty (Foote 2000): how much the music before a beat differs from the music after.
@@ -175,23 +201,13 @@ def _novelty(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frame
     parts entering, and it looks two beats either way, so one anticipated chord does not decide.
     Shape (n_beats,); 0 where the kernel does not fit.
     """
-    rows = []
-    for stem in stems.values():
-        if not _is_audible(stem):
-            continue
-        rms = _fit_length(stem.curves["rms"], n_frames)
-        if stem.role == "drums":
-            rows += [_fit_length(stem.curves[b], n_frames)[None, :]
-                     for b in ("onset_low", "onset_mid", "onset_high") if b in stem.curves]
-        else:
-            rows.append(_fit_length(stem.curves["chroma"], n_frames) * rms[None, :])
-        rows.append(np.maximum(librosa.amplitude_to_db(rms, ref=1.0, top_db=None), -80.0)[None, :])
+    rows = _beat_rows(stems, n_frames)
     n_beats = beat_frames.shape[0]
     novelty = np.zeros(n_beats)
-    if not rows:
+    if rows is None:
         return novelty
     # column j: beat j to beat j + 1
-    sync = librosa.util.sync(np.concatenate(rows, axis=0), beat_frames, aggregate=np.mean, pad=False)
+    sync = librosa.util.sync(rows, beat_frames, aggregate=np.mean, pad=False)
     sync = (sync - sync.mean(axis=1, keepdims=True)) / (sync.std(axis=1, keepdims=True) + 1e-9)
     unit = sync / (np.linalg.norm(sync, axis=0) + 1e-9)
     ssm = unit.T @ unit
@@ -201,6 +217,92 @@ def _novelty(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frame
         novelty[i] = before.mean() + after.mean() - 2.0 * ssm[i - k:i, i:i + k].mean()
     return novelty
 
+
+def _rhythm_rows(stems: Mapping[str, StemFeatures], n_frames: int) -> np.ndarray | None:
+    """Every audible stem's band-limited onsets (low, mid, high; rows × frames): what rhythm each
+    part plays, not which chord (chords that change every bar would hide the bar's repetition)."""
+    rows = [_fit_length(stem.curves[b], n_frames)[None, :]
+            for stem in stems.values() if _is_audible(stem)
+            for b in ("onset_low", "onset_mid", "onset_high") if b in stem.curves]
+    return np.concatenate(rows, axis=0) if rows else None
+
+
+def _bar_repetition(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frames: int,
+                    max_lag: int = 17) -> np.ndarray:
+    """How alike the music is ``L`` beats apart, for L = 1 … ``max_lag`` (two bars of 8 and one
+    more lag, for :func:`_odd_meter`; NaN where the song is too short).
+
+    The mean cosine similarity of beat-synchronous feature vectors, each beat cut into
+    ``REPETITION_SLOTS`` parts so the rhythm inside the beat counts, averaged over two views of the
+    music: what rhythm each part plays (:func:`_rhythm_rows`) and what sounds (:func:`_beat_rows`:
+    chroma, drum bands, levels). Rhythm alone misses a bar whose drums repeat every beat or two;
+    chroma alone misses a bar whose chord changes every bar (the lag of one bar then lands on
+    another chord). A song repeats by the bar: lags of one and two bars stand out."""
+    curves = [_lag_similarity(g, beat_frames, n_frames, max_lag)
+              for g in (_rhythm_rows(stems, n_frames), _beat_rows(stems, n_frames)) if g is not None]
+    if not curves:
+        return np.full(max_lag, np.nan)
+    return np.mean(curves, axis=0)
+
+
+def _lag_similarity(rows: np.ndarray, beat_frames: np.ndarray, n_frames: int, max_lag: int) -> np.ndarray:
+    """Mean cosine similarity of the beat-synchronous vectors of ``rows`` (rows × frames, each
+    z-scored) ``L`` beats apart, L = 1 … ``max_lag``; NaN for lags with too few beat pairs."""
+    out = np.full(max_lag, np.nan)
+    n_beats = beat_frames.shape[0]
+    if n_beats < 4:
+        return out
+    rows = (rows - rows.mean(axis=1, keepdims=True)) / (rows.std(axis=1, keepdims=True) + 1e-9)
+    ibi = np.diff(beat_frames.astype(np.float64))
+    ibi = np.append(ibi, ibi[-1])
+    # Slot 0 is centred on the beat, so an onset on the beat never straddles two slots. Slot means
+    # integrate the frames between fractional edges (the cumulative sum interpolated): with edges
+    # rounded to frames, a steady loop's slots gain or lose a frame in a cycle set by how the beat
+    # period falls on the frame grid (every 5 beats at 193 BPM), a repetition the music lacks.
+    edges = beat_frames[:, None] + ibi[:, None] * (np.arange(REPETITION_SLOTS + 1)[None, :] - 0.5) / REPETITION_SLOTS
+    edges = np.clip(edges, 0.0, float(n_frames))  # (beats, slots + 1), in frames
+    cum = np.concatenate([np.zeros((rows.shape[0], 1)), np.cumsum(rows, axis=1)], axis=1)
+    at = np.stack([np.interp(edges.ravel(), np.arange(n_frames + 1), c) for c in cum]).reshape(rows.shape[0], *edges.shape)
+    width = np.maximum(np.diff(edges, axis=1), 1e-9)
+    means = np.diff(at, axis=2) / width[None, :, :]  # (rows, beats, slots)
+    beats = means.transpose(1, 2, 0).reshape(n_beats, -1)  # (beats, slots × rows)
+    beats = beats - beats.mean(axis=0)
+    beats /= np.linalg.norm(beats, axis=1, keepdims=True) + 1e-9
+    for lag in range(1, max_lag + 1):
+        if n_beats >= lag + REPETITION_MIN_PAIRS:
+            out[lag - 1] = float(np.mean(np.sum(beats[:-lag] * beats[lag:], axis=1)))
+    return out
+
+
+def _odd_meter(repetition: np.ndarray) -> int | None:
+    """5 or 7 beats per bar when the music repeats clearly every 5 or 7 beats (and 10 or 14) and
+    not every 3, 4, 6 or 8, else None (the ACF-and-accent choice of 3 or 4 stands).
+
+    The beat-level autocorrelation that decides 3 against 4 hardly sees a 7/4 bar: its onsets
+    come every beat either way. What repeats is the bar's pattern of drums and chords. A bar
+    length shows as a peak of :func:`_bar_repetition` at one and two bars: its prominence is
+    how far the lag stands above both neighbours (a song that changes slowly is alike at every
+    long lag; only the bar's own lag is a peak). The odd meter's mean prominence at m and 2m must
+    beat the best of 3, 4, 6 and 8 beats by ``ODD_METER_MARGIN``.
+    """
+    def prominence(lag: int) -> float:
+        if lag + 1 > repetition.shape[0] or not np.all(np.isfinite(repetition[lag - 2: lag + 1])):
+            return np.nan
+        return float(repetition[lag - 1] - max(repetition[lag - 2], repetition[lag]))
+
+    def level(m: int) -> float:
+        vals = [v for v in (prominence(m), prominence(2 * m)) if np.isfinite(v)]
+        return float(np.mean(vals)) if vals else np.nan
+
+    rivals = [v for v in (level(r) for r in (3, 4, 6, 8)) if np.isfinite(v)]
+    if not rivals:
+        return None
+    best = None
+    for meter in ODD_METERS:
+        gain = level(meter) - max(rivals)
+        if np.isfinite(gain) and gain > ODD_METER_MARGIN and (best is None or gain > best[1]):
+            best = (meter, gain)
+    return None if best is None else best[0]
 
 def _section_boundaries(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frames: int) -> np.ndarray:
     """Per-beat accent where a section starts: the peaks of a long novelty (two bars either side).

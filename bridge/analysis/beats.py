@@ -48,7 +48,8 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    a mix are not read as chord changes), loudness and beat-level novelty (``_novelty``: how different the two
    beats before are from the two after, over chroma, drum bands and levels), each z-scored. For each bar phase the weighted mean accent of
    its beats is taken; the best phase gives the downbeats, and unless ``beats_per_bar`` is given the
-   meter is the one (3 or 4) whose bar-level ACF evidence plus best-phase contrast is larger.
+   meter is the one (3 or 4) whose bar-level ACF evidence plus best-phase contrast is larger, or 5
+   or 7 where the beats' rhythm and harmony repeat clearly every 5 or 7 beats (``bars._odd_meter``).
 
 Weights were set on click tracks (60–200 BPM, 3/4 and 4/4), the demo song and the shared songs;
 each of those stays correct when any one weight (but the prior's centre and width) moves ±30 %.
@@ -77,11 +78,13 @@ import numpy as np
 
 from bridge.analysis.bars import (
     _accent_features,
+    _bar_repetition,
     _beat_division,
     _choose_meter,
     _compound_bar,
     _downbeat_indices,
     _has_thirds,
+    _odd_meter,
     _phase_scores,
     _swing,
 )
@@ -465,6 +468,8 @@ def track_beats(
     division = _beat_division(comb, period) if tempo_hint_bpm is None or not beats_per_bar else 2
     if division == 3 and not _has_thirds(stems, beats_s):
         division = 2
+    if not beats_per_bar and division == 2:
+        meter = _odd_meter(_bar_repetition(stems, beats_s * fr, n_frames)) or meter
     phases = _phase_scores(accents, frames.shape[0], meter)
     if division == 3 and not beats_per_bar and meter == 4:
         meter = _compound_bar(phases)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from gui.session_adapter import SOURCE_LABELS, SessionAdapter
 
 #: Meters offered (the first entry detects it). 6/8 and 12/8 are compound: counted in dotted beats.
-METERS = ("Auto meter", "4/4", "3/4", "2/4", "5/4", "6/8", "12/8", "7/8", "9/8")
+METERS = ("Auto meter", "4/4", "3/4", "2/4", "5/4", "7/4", "6/8", "12/8", "7/8", "9/8")
 #: BeatGrid.source → how the readout names it.
 GRID_SOURCES = {"detected": "detected", "corrected": "corrected", "project": "project tempo", "midi": "tempo map"}
 
