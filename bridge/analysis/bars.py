@@ -83,6 +83,9 @@ ODD_METERS = (5, 7)
 ODD_METER_MARGIN = 0.15
 REPETITION_SLOTS = 4
 REPETITION_MIN_PAIRS = 8
+#: :func:`_repeating_music`: the least tonalness and beat-to-beat repetition of music.
+MUSIC_MIN_TONALNESS = 0.55
+MUSIC_MIN_REPETITION = 0.25
 
 
 def _beat_sync_peak(env: np.ndarray, beat_frames: np.ndarray, half_width: int) -> np.ndarray:
@@ -272,6 +275,30 @@ def _lag_similarity(rows: np.ndarray, beat_frames: np.ndarray, n_frames: int, ma
         if n_beats >= lag + REPETITION_MIN_PAIRS:
             out[lag - 1] = float(np.mean(np.sum(beats[:-lag] * beats[lag:], axis=1)))
     return out
+
+
+def _repeating_music(stems: Mapping[str, StemFeatures], beat_frames: np.ndarray, n_frames: int) -> bool:
+    """Whether a grid that few detected onsets confirm is still music: pitched (loudness-weighted
+    tonalness ≥ ``MUSIC_MIN_TONALNESS``) and alike from beat to beat somewhere within two bars
+    (:func:`_bar_repetition` reaching ``MUSIC_MIN_REPETITION``).
+
+    The onset presence test (``beats.MIN_BEAT_PRESENCE``) rejects noise, whose random onsets the
+    beat tracker still chains into a grid; but a dense, reverberant mix yields few detected onsets
+    (28-72 in 30 s for Freedoom's General MIDI mixes at 80-180 BPM), and 11 of its 70 dev excerpts
+    got no beats at all as a mix. Measured on them against white, pink and brown noise (18 seeds,
+    30 s): tonalness 0.61-0.90 against 0.43-0.49, repetition 0.28-0.58 against at most 0.21."""
+    level = weight = 0.0
+    for stem in stems.values():
+        if not _is_audible(stem):
+            continue
+        rms = _fit_length(stem.curves["rms"], n_frames)
+        ton = _tonalness(_fit_length(stem.curves["chroma"], n_frames))
+        level += float(np.sum(ton * rms))
+        weight += float(np.sum(rms))
+    if weight <= 0 or level / weight < MUSIC_MIN_TONALNESS:
+        return False
+    repetition = _bar_repetition(stems, beat_frames, n_frames, max_lag=8)
+    return bool(np.any(repetition >= MUSIC_MIN_REPETITION))
 
 
 def _odd_meter(repetition: np.ndarray) -> int | None:

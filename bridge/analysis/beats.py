@@ -86,6 +86,7 @@ from bridge.analysis.bars import (
     _has_thirds,
     _odd_meter,
     _phase_scores,
+    _repeating_music,
     _swing,
 )
 from bridge.analysis.beat_dp import (
@@ -448,7 +449,8 @@ def track_beats(
     beats_s = _correct_phase(stems, beats_s, envelope, n_frames)
     inside = (beats_s >= 0.0) & (beats_s <= duration_seconds)
     beats_s = beats_s[inside]
-    if tempo_hint_bpm is None and _beat_presence(stems, beats_s) < MIN_BEAT_PRESENCE:
+    if (tempo_hint_bpm is None and _beat_presence(stems, beats_s) < MIN_BEAT_PRESENCE
+            and not _repeating_music(stems, beats_s * fr, n_frames)):
         return empty  # noise: a chain of beats through onsets that happen at random, no rhythm
     frames = np.clip(np.round(beats_s * fr).astype(int), 0, n_frames - 1)
 
