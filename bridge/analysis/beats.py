@@ -449,8 +449,8 @@ def track_beats(
     beats_s = _correct_phase(stems, beats_s, envelope, n_frames)
     inside = (beats_s >= 0.0) & (beats_s <= duration_seconds)
     beats_s = beats_s[inside]
-    if (tempo_hint_bpm is None and _beat_presence(stems, beats_s) < MIN_BEAT_PRESENCE
-            and not _repeating_music(stems, beats_s * fr, n_frames)):
+    confirmed = _beat_presence(stems, beats_s) >= MIN_BEAT_PRESENCE
+    if tempo_hint_bpm is None and not confirmed and not _repeating_music(stems, beats_s * fr, n_frames):
         return empty  # noise: a chain of beats through onsets that happen at random, no rhythm
     frames = np.clip(np.round(beats_s * fr).astype(int), 0, n_frames - 1)
 
@@ -470,7 +470,9 @@ def track_beats(
     division = _beat_division(comb, period) if tempo_hint_bpm is None or not beats_per_bar else 2
     if division == 3 and not _has_thirds(stems, beats_s):
         division = 2
-    if not beats_per_bar and division == 2:
+    if not beats_per_bar and division == 2 and confirmed:
+        # an odd meter only on a grid the onsets confirm: on a doubtful one (a dense mix whose
+        # onsets were mostly missed) a 5/4 came out of a grid at 5:3 of the true tempo
         meter = _odd_meter(_bar_repetition(stems, beats_s * fr, n_frames)) or meter
     phases = _phase_scores(accents, frames.shape[0], meter)
     if division == 3 and not beats_per_bar and meter == 4:
