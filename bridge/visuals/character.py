@@ -21,11 +21,12 @@ which the drums leave beats empty (fewer than HALVE_EVENTS_PER_BEAT hits per bea
 read at 160, 0.5-0.6; Freedoom E1M3) is heard as half as fast. A drum hit on every beat is not
 sparse (a kick-only 150 BPM song stays fast), so an 85 BPM song read at 170 with about one hit per
 grid beat keeps the fast class (Freedoom E1M8). Songs without drums keep the grid tempo (a piano's
-note rate says little about its beat). Measured on dev songs (the shared dev songs + 40 Freedoom 1
-excerpts, 47 items): speed class equal to the notated tempo's class 32 (grid alone) → 36.
-Notation is itself a convention: a half-time-feel song notated 160 (Freedoom E2M7, 1.4 drum hits
-per beat at 80) stays "slow", as it sounds; Freedoom E1M9, notated 90 with 3 drum and 3.7 bass
-events per beat, is now "fast" on all three excerpts (the grid took 180 on one of them). Not
+note rate says little about its beat). Measured on the dev songs (the shared dev songs + the 70
+Freedoom 1 excerpts, 77 items): speed class equal to the notated tempo's class 59 (grid alone) →
+63 (9 gained: E3M7 and E2M8 at half tempo, E1M3 and E1M5 at double; 5 lost, below). Notation is
+itself a convention: a half-time-feel song notated 160 (Freedoom E2M7, 1.4 drum hits per beat at
+80) stays "slow", as it sounds; E2M9, notated 80 with 6 drum hits per beat (sixteenths), and E1M9,
+notated 90 with 3 drum and 3.7 bass events per beat, are now "fast" — busy songs by ear. Not
 solved: a slow song whose drums are dense (the synthetic band's 85 BPM rock read at 170: 1.3 hits
 per beat) keeps the fast class.
 
