@@ -106,3 +106,35 @@ def test_songs_of_different_character_get_different_looks():
              look(120, False, 1500, 0.2), look(120, True, 1500, 0.2), look(80, False, 1500, 0.3),
              look(80, True, 1500, 0.05)]
     assert len(set(kinds)) == 7, kinds
+
+
+@pytest.mark.parametrize("notated_bpm", [170.0, 150.0])
+def test_the_speed_class_follows_the_song_not_the_grids_octave(notated_bpm):
+    """A song whose grid takes the other tempo octave (a 170 BPM song read at 85, an 85 BPM song
+    read at 170) still gets the look of its notated speed class: the class is checked against the
+    constructed tempo, not against what the analysis reports."""
+    from bridge.visuals.character import FAST_BPM, MID_BPM, default_look, perceived_bpm
+
+    song = render_band_song([Segment(8, 4, 4, notated_bpm)], style="rock", seed=211, sample_rate=SR)
+    analysis = analyse(song)
+    wrong_octave = notated_bpm / 2.0 if notated_bpm >= FAST_BPM else notated_bpm * 2.0
+    heard = perceived_bpm(analysis, wrong_octave)
+    fast_looks, slow_looks = {"glitch", "starfield", "grid"}, {"ink", "minimal"}
+    ch = song_character(analysis)
+    from dataclasses import replace
+
+    look = default_look(analysis, replace(ch, tempo_bpm=wrong_octave))
+    if notated_bpm >= FAST_BPM:
+        assert heard >= FAST_BPM and look in fast_looks, (heard, look)
+    else:
+        assert heard < MID_BPM and look in slow_looks, (heard, look)
+
+
+def test_the_seed_stays_when_the_producer_doubles_or_halves_the_tempo(two_songs):
+    import dataclasses
+
+    for analysis in two_songs:
+        grid = analysis.beat_grid
+        for factor in (2.0, 0.5):
+            moved = dataclasses.replace(analysis, beat_grid=dataclasses.replace(grid, tempo_bpm=grid.tempo_bpm * factor))
+            assert song_seed(moved) == song_seed(analysis)
