@@ -312,16 +312,40 @@ def test_the_demo_renders_the_same_on_a_ray_cluster(demo, tmp_path):
     assert got["audio_s"] == pytest.approx(got["video_s"], abs=1 / 30)
 
 
-def test_every_rhythm_module_beats_uses_is_part_of_the_analysis_code_version():
-    """A change to any module the beat tracker imports from bridge.analysis must invalidate cached
-    analyses, as a change to beats.py does (periodicity, beat_phase and bars were split out of it
-    and a change there left stale grids in the cache). The truth is beats.py's own imports."""
+def _analysis_modules_used_by(entry: str) -> set[str]:
+    """The bridge.analysis modules ``entry`` imports, directly or through each other (lazy imports
+    inside functions included), read from the source: the truth the cache's file lists must cover."""
     import ast
     from pathlib import Path
 
     from bridge.analysis import cache
 
-    src = Path(cache.__file__).with_name("beats.py").read_text()
-    used = {node.module.rsplit(".", 1)[1] + ".py" for node in ast.walk(ast.parse(src))
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bridge.analysis.")}
-    assert used and used <= set(cache._CODE_FILES), sorted(used - set(cache._CODE_FILES))
+    here = Path(cache.__file__).parent
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((here / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bridge.analysis."):
+                todo.append(node.module.rsplit(".", 1)[1] + ".py")
+            elif isinstance(node, ast.ImportFrom) and node.module == "bridge.analysis":
+                todo.extend(alias.name + ".py" for alias in node.names)
+    return seen - {"cache.py"}
+
+
+def test_every_module_behind_a_cached_result_is_part_of_its_code_version():
+    """A change to any module behind a cached result must invalidate it. Periodicity, beat_phase and
+    bars were split out of beats.py and a change there left stale grids; the producer's corrections
+    (×2 on a swung song) were outside the version and a fix there hid behind the cached grid.
+    Per-stem features depend on fewer files, so a beat-tracking change does not re-decode stems."""
+    from bridge.analysis import cache
+
+    song = _analysis_modules_used_by("project.py")
+    assert {"beats.py", "corrections.py", "bars.py"} <= song
+    assert song <= set(cache._SONG_FILES), sorted(song - set(cache._SONG_FILES))
+    stem = _analysis_modules_used_by("features.py")
+    assert stem <= set(cache._FEATURE_FILES), sorted(stem - set(cache._FEATURE_FILES))
+    assert "beats.py" not in cache._FEATURE_FILES

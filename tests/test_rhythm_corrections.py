@@ -226,3 +226,57 @@ def test_downbeat_here_moves_an_off_phase_grid_onto_the_producers_beat():
     kept = _bars_from(close, float(truth[6]), duration_seconds=20.0)
     np.testing.assert_array_equal(kept.beats_s, close.beats_s)
     np.testing.assert_allclose(kept.downbeats_s[:2], truth[2:10:4] + 0.01, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_double_tempo_on_a_swung_song_keeps_four_four_and_moves_the_swing_up_a_level():
+    """Swung 16ths at 104 BPM, doubled by the producer, are swung 8ths at 208 in 4/4: the tracker
+    alone, at the new tempo, read them straight here (and as 12/8 on a swung song, see the next
+    test). ÷2 of the doubled reading restores the first one. Truth: the rendered song's beats and swing."""
+    from bridge.analysis.corrections import corrected_beat_grid
+    from bridge.analysis.features import compute_stem_features
+    from bridge.analysis.types import ANALYSIS_SAMPLE_RATE
+    from bridge.demo.band import Segment, render_band_song
+
+    song = render_band_song([Segment(12, 4, 4, 104)], style="push", seed=115, swing=0.2,
+                            sample_rate=ANALYSIS_SAMPLE_RATE, jitter_ms=2.0)
+    feats = {name: compute_stem_features(audio.mean(axis=0), name=name, role={"keys": "piano"}.get(name, name))
+             for name, audio in song.stems.items()}
+    truth_8ths = np.sort(np.concatenate([song.beats_s, song.beats_s[:-1] + np.diff(song.beats_s) / 2]))
+
+    def grid(**correction):
+        return corrected_beat_grid(RhythmCorrection(**correction), feats, duration_seconds=song.duration_s)
+
+    doubled = grid(tempo_factor=2.0)
+    assert doubled.tempo_bpm == pytest.approx(208.0, rel=0.03)
+    assert doubled.time_signature == (4, 4)
+    keep = lambda t: t[(t >= 1.0) & (t <= song.duration_s - 0.5)]  # noqa: E731
+    assert mir_eval.beat.f_measure(keep(truth_8ths), keep(doubled.beats_s)) >= 0.9
+    # the render delays the off-beat 16th to 0.35 of a 104-BPM beat: 0.7 of a 208-BPM beat
+    assert doubled.swing_level == 8
+    assert doubled.swing_ratio / (1.0 + doubled.swing_ratio) == pytest.approx(0.70, abs=0.06)
+    restored = grid()  # ×2 then ÷2: the factor is 1 again, the detected reading
+    assert restored.swing_level == 16 and restored.time_signature == (4, 4)
+    assert mir_eval.beat.f_measure(keep(song.beats_s), keep(restored.beats_s)) >= 0.9
+
+
+SWING_SONG = Path(__file__).resolve().parents[2] / "shared" / "data" / "songs" / "10_freedoom_dm03_dynamite_swing_111"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SWING_SONG / "ground_truth.json").exists(),
+                    reason=f"the swing song is not here ({SWING_SONG}); it comes with the shared data set")
+def test_double_tempo_on_the_swing_song_is_not_twelve_eight(tmp_path, capsys):
+    """The swing song (4/4 at 111 BPM, swung 16ths per its ground truth) doubled by the producer read
+    "12/8" while the grid kept 4 beats a bar; it is 4/4 with swung 8ths at 222."""
+    truth = json.loads((SWING_SONG / "ground_truth.json").read_text())
+    assert truth["time_signatures"] == [[0.0, 4, 4]]
+    from bridge.project.create import new_project
+
+    new_project(tmp_path / "proj", SWING_SONG)
+    detected = analyze_json(capsys, tmp_path / "proj")
+    doubled = analyze_json(capsys, tmp_path / "proj", "--double-tempo")
+    assert detected["time_signature"] == "4/4" and detected["swing_level"] == 16
+    assert doubled["tempo_bpm"] == pytest.approx(2 * truth["tempo_map"][0][1], rel=0.02)
+    assert doubled["time_signature"] == "4/4"
+    assert doubled["swing_level"] == 8

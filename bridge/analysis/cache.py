@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -20,19 +21,22 @@ from bridge.fsutil import atomic_output, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# ../timebase.py holds BeatGrid (part of every cached result), moved there from types.py.
-# ../stems/load.py: the decoder and resampler are where every analysed sample comes from
-# periodicity, beat_phase and bars: the rhythm code split out of beats.py (a change there changes
-# every grid, so it must invalidate cached results as a change in beats.py does).
-_CODE_FILES = ("types.py", "features.py", "beats.py", "beat_dp.py", "periodicity.py", "beat_phase.py", "bars.py",
-               "sections.py", "../timebase.py", "../stems/load.py")
+# ../timebase.py holds BeatGrid (part of every cached grid); ../stems/load.py: the decoder and
+# resampler are where every analysed sample comes from; pipeline.py builds the kit and the mix.
+#: The files behind a stem's (and the kit's and the mix's) features: their change re-analyses the audio.
+_FEATURE_FILES = ("types.py", "features.py", "pipeline.py", "../stems/load.py")
+#: Every file whose change alters a song-level result (beat grid, sections), the producer's
+#: corrections and the learned tracker included: a fix there must not hide behind an old cached grid.
+_SONG_FILES = (*_FEATURE_FILES, "beats.py", "beat_dp.py", "periodicity.py", "beat_phase.py", "bars.py",
+               "sections.py", "corrections.py", "tempo_map.py", "project.py", "learned_beats.py", "../timebase.py")
 
 
-def code_version() -> str:
-    """Hash of the analysis code itself: changing the algorithm invalidates old results."""
+def code_version(scope: Literal["features", "song"] = "song") -> str:
+    """Hash of the analysis code itself: changing the algorithm invalidates old results. ``features``:
+    only what per-stem features depend on, so a beat-tracking change does not re-decode every stem."""
     h = hashlib.blake2b(digest_size=8)
     here = Path(__file__).parent
-    for name in _CODE_FILES:
+    for name in _FEATURE_FILES if scope == "features" else _SONG_FILES:
         p = here / name
         if p.exists():
             h.update(p.read_bytes())

@@ -4,8 +4,10 @@ A :class:`~bridge.project.schema.RhythmCorrection` is part of the project (``ste
 undoable in the Session). Applying it re-runs only the song-level beat tracking on the cached stem
 features, with what the producer fixed taken as given:
 
-* tempo known (``tempo_bpm``, or ×2 / ÷2 of the detected tempo): the tracker only places the beats
-  and the downbeats (``track_beats(tempo_hint_bpm=…)``), so it still follows small drifts;
+* tempo known (``tempo_bpm``): the tracker only places the beats and the downbeats
+  (``track_beats(tempo_hint_bpm=…)``), so it still follows small drifts;
+* ×2 / ÷2 of the detected tempo: the detected beats with one added between each, or every other
+  one kept (the producer changes the tempo's octave, not the beats they see; see _at_new_octave);
 * tempo and first downbeat known: the grid is exact (``beat_grid_from_tempo``), as a DAW's would be;
 * first downbeat alone: the bars are counted from the tracked beat nearest to it; when that beat is
   clearly off the downbeat (the tracker's phase is wrong), every beat moves by the difference;
@@ -76,13 +78,15 @@ def corrected_beat_grid(
         return grid
 
     tempo_bpm: float | None = None
+    scaled: BeatGrid | None = None
     if correction.tempo_bpm is not None:
         tempo_bpm = check_tempo(correction.tempo_bpm * correction.tempo_factor,
                                 what=f"tempo {correction.tempo_bpm:g} BPM × {correction.tempo_factor:g}")
     elif correction.tempo_factor != 1.0:
         detected = detect()
-        tempo_bpm = check_tempo(detected.tempo_bpm * correction.tempo_factor,
-                                what=f"the detected {detected.tempo_bpm:.2f} BPM × {correction.tempo_factor:g}")
+        check_tempo(detected.tempo_bpm * correction.tempo_factor,
+                    what=f"the detected {detected.tempo_bpm:.2f} BPM × {correction.tempo_factor:g}")
+        scaled = _at_new_octave(detected, correction.tempo_factor, duration_seconds=duration_seconds)
 
     downbeat_s = correction.first_downbeat_seconds
     if downbeat_s is not None and not downbeat_s < duration_seconds:
@@ -99,7 +103,7 @@ def corrected_beat_grid(
         grid = track_beats(stems, duration_seconds=duration_seconds, tempo_hint_bpm=tempo_bpm,
                            beats_per_bar=beats_per_bar)
     else:
-        grid = detect()
+        grid = scaled or detect()
     if downbeat_s is not None:
         if tempo_bpm is not None or grid.beats_s.shape[0] < 2:
             grid = beat_grid_from_tempo(tempo_bpm or grid.tempo_bpm, duration_seconds=duration_seconds,
@@ -109,6 +113,48 @@ def corrected_beat_grid(
             grid = _bars_from(grid, downbeat_s, duration_seconds=duration_seconds)
     grid = _with_meter(grid, correction.meter)
     return grid if only_model else dataclasses.replace(grid, source="corrected")
+
+
+def _at_new_octave(detected: BeatGrid, tempo_factor: float, *, duration_seconds: float) -> BeatGrid:
+    """The detected grid at ``tempo_factor`` (a power of two) × its tempo: ×2 keeps every detected
+    beat and adds one halfway between (and half a beat before the first and after the last, inside
+    the song); ÷2 keeps every other beat, those the downbeats fall on. The detected grid's drift,
+    phase and first downbeat stay, so ×2 then ÷2 is the detected grid again. Re-tracking at the new
+    tempo instead put a doubled swung groove on its swung 16ths, and read swung 8ths as 12/8.
+
+    The bar keeps its number of beats (a producer's ×2 on 4/4 is 4/4 at the new tempo: bars half as
+    long), the beat keeps its division and the swing moves one level (see _swing_at_new_octave)."""
+    beats = np.asarray(detected.beats_s, dtype=np.float64)
+    first_downbeat = float(detected.downbeats_s[0]) if detected.downbeats_s.shape[0] else None
+    factor = tempo_factor
+    while factor > 1.0 and beats.shape[0] >= 2:
+        half = np.diff(beats) / 2.0
+        edges = [beats[0] - half[0], beats[-1] + half[-1]]
+        beats = np.sort(np.concatenate([beats, beats[:-1] + half, [e for e in edges if 0.0 <= e <= duration_seconds]]))
+        factor /= 2.0
+    while factor < 1.0 and beats.shape[0] >= 2:
+        keep = int(np.argmin(np.abs(beats - first_downbeat))) % 2 if first_downbeat is not None else 0
+        beats = beats[keep::2]
+        factor *= 2.0
+    meter = detected.beats_per_bar
+    if first_downbeat is None or beats.shape[0] == 0:
+        downbeats = beats[::meter]
+    else:
+        downbeats = beats[int(np.argmin(np.abs(beats - first_downbeat))) % meter::meter]
+    return _swing_at_new_octave(
+        dataclasses.replace(detected, tempo_bpm=detected.tempo_bpm * tempo_factor, beats_s=beats,
+                            downbeats_s=downbeats.copy()),
+        detected, tempo_factor)
+
+
+def _swing_at_new_octave(grid: BeatGrid, detected: BeatGrid, tempo_factor: float) -> BeatGrid:
+    """``grid`` with the detected swing re-expressed at ``tempo_factor`` × its tempo: the same notes,
+    a level up or down (swung 16ths at 111 BPM are swung 8ths at 222). A swing that has no level at
+    the new tempo (swung 8ths doubled: the beats themselves alternate long and short) reads as straight."""
+    level = int(round(detected.swing_level / tempo_factor)) if detected.swing_level else 0
+    if level not in (8, 16):
+        return dataclasses.replace(grid, swing_ratio=1.0, swing_level=0)
+    return dataclasses.replace(grid, swing_ratio=detected.swing_ratio, swing_level=level)
 
 
 def _with_meter(grid: BeatGrid, meter: str | None) -> BeatGrid:

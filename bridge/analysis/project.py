@@ -261,7 +261,8 @@ def analyze_project(
     project_dir = Path(project_dir)
     cancel = cancel or CancelToken()
     cache = AnalysisCache(cache_dir(project_dir) / "analysis")
-    version = code_version()
+    version = code_version("features")
+    song_version = code_version("song")
     paths = stem_paths(project, project_dir)
     duration = song_duration_seconds(project, project_dir)
     n_frames = int(np.ceil(duration * T.ANALYSIS_SAMPLE_RATE / T.ANALYSIS_HOP)) + 1
@@ -313,7 +314,7 @@ def analyze_project(
 
     drum_gains = sorted(s.gain_db for s in project.stems if s.role == "drums")
     song_key = make_key("song", sorted((s.name, s.role, keys[s.name]) for s in project.stems),
-                        project.tempo.model_dump(mode="json"), round(duration, 6), version,
+                        project.tempo.model_dump(mode="json"), round(duration, 6), song_version,
                         *([project.rhythm.model_dump(mode="json")] if project.rhythm.is_set else []),
                         *([drum_gains] if len(drum_gains) > 1 else []))  # they weigh the kit's bus
     cached_song = cache.load_song(song_key) if use_cache else None
