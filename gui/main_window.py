@@ -503,7 +503,9 @@ class MainWindow(QMainWindow):
         if resolved is None:
             return
         looks, detected = resolved
-        self.timeline.set_sections([(x.start_s, x.end_s, x.name, x.prompt) for x in looks], detected=detected)
+        captions = s.section_captions() or ("",) * len(looks)
+        self.timeline.set_sections([(x.start_s, x.end_s, x.name, c) for x, c in zip(looks, captions, strict=True)],
+                                   detected=detected)
 
     # -- layout persistence -------------------------------------------------------------------
     def _restore_layout(self) -> None:

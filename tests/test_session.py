@@ -35,6 +35,7 @@ from bridge.session import (
     StemFileChanged,
     StemFileMissing,
     SyncSpec,
+    available_looks,
 )
 
 QUIET = dict(analyse=False, preview=False, watch=False, autosave=False)
@@ -491,6 +492,27 @@ def test_detected_sections_when_the_project_has_none(project_dir):
         looks, detected = s.timeline_sections()
         assert detected
         assert [(x.start_s, x.end_s) for x in looks] == [tuple(map(float, ab)) for ab in s.analysis.sections]
+
+
+def test_section_captions_say_what_each_section_looks_like_in_the_engine(project_dir):
+    """The timeline's section strip said "no prompt" under every section in the shader engine, where
+    prompts do nothing: it names the section's look (the producer's, the song's, or auto)."""
+    _edit_file(project_dir, sections=[  # out of order: captions follow the timeline's order
+        Section(name="B", start=8.0, unit="beats", look="tunnel", prompt="neon rain"),
+        Section(name="A", start=0.0, unit="beats"),
+    ])
+    with Session.open(project_dir, **{**QUIET, "analyse": True}) as s:
+        assert s.wait_for_analysis(60)
+        s.set_engine(name="shader")
+        assert s.section_captions()[1] == "tunnel"
+        auto = s.section_captions()[0]
+        assert auto.endswith("(auto)") and auto.removesuffix(" (auto)") in available_looks()
+        s.set_engine(look="ink")  # one look for the song: sections without their own show it
+        assert s.section_captions() == ("ink (song look)", "tunnel")
+        s.set_engine(name="lcm")
+        assert s.section_captions() == ("no prompt", "neon rain")
+        s.set_engine(name="procedural")
+        assert s.section_captions() == ("", "")
 
 
 def test_mapping_indices_read_sources_as_the_resolver_does(project_dir):

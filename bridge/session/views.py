@@ -42,6 +42,39 @@ class ViewsMixin:
             return None
         return self._section_looks(), not self._project.sections
 
+    def section_captions(self) -> tuple[str, ...] | None:
+        """One line per section of :meth:`timeline_sections` saying what it looks like in the
+        project's engine: the prompt (diffusion), the look (shader: the section's own, the song's, or
+        "auto" where the music chose it), nothing for the procedural engine (its look has no
+        per-section setting). Detected sections say how to make them the project's."""
+        resolved = self.timeline_sections()
+        if resolved is None:
+            return None
+        looks, detected = resolved
+        engine = self._project.engine
+        own: tuple[str, ...] = ("",) * len(looks)  # the producer's look per section, in timeline order
+        if not detected and engine.name == "shader":
+            from bridge.mapping.sections import resolve_sections
+
+            analysis = self._analysis
+            own = tuple(sec.look for sec in resolve_sections(self._project.sections, analysis.beat_grid,
+                                                             duration_seconds=analysis.duration_seconds))
+        captions = []
+        for i, sec in enumerate(looks):
+            if engine.name == "lcm":
+                text = sec.prompt or "no prompt"
+            elif engine.name == "shader":
+                chosen = sec.look or engine.look or ""
+                name = chosen.rsplit("/", 1)[-1].removesuffix(".fs") or "the engine's look"
+                text = f"{name} (song look)" if engine.look and not sec.look else (
+                    name if own[i] else f"{name} (auto)")
+            else:
+                text = ""
+            if detected:
+                text = " · ".join(t for t in (text, "detected: Sections tab ▸ Use detected sections") if t)
+            captions.append(text)
+        return tuple(captions)
+
     def first_section_index(self) -> int | None:
         """Index of the project's section that plays first (None when it has none of its own), as
         the export orders them (:func:`bridge.mapping.sections.section_order`; before the analysis,

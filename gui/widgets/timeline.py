@@ -179,6 +179,8 @@ class TimelineWidget(QWidget):
                        beats_s=analysis.beat_grid.beats_s, downbeats_s=analysis.beat_grid.downbeats_s)
 
     def set_sections(self, sections: list[tuple[float, float, str, str]], *, detected: bool = False) -> None:
+        """(start_s, end_s, name, caption) per section; the caption (Session.section_captions) says
+        what the section looks like in the project's engine. ``detected``: drawn paler."""
         self.sections = sections
         self.sections_detected = detected
         self.update()
@@ -318,7 +320,7 @@ class TimelineWidget(QWidget):
         top = RULER_H
         p.fillRect(QRectF(LABEL_W, top, w - LABEL_W, SECTION_H), QColor("#131519"))
         p.setClipRect(QRectF(LABEL_W, top, w - LABEL_W, SECTION_H))
-        for i, (a, b, name, prompt) in enumerate(self.sections):
+        for i, (a, b, name, caption) in enumerate(self.sections):
             if b < t0 or a > t1:
                 continue
             x0, x1 = self.x_of(a), self.x_of(b)
@@ -342,8 +344,7 @@ class TimelineWidget(QWidget):
             p.setPen(QColor(235, 238, 245, 190))
             fm = p.fontMetrics()
             p.drawText(inner, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom,
-                       fm.elidedText(prompt or ("detected · Sections tab ▸ Use detected sections" if self.sections_detected else "no prompt"),
-                                     Qt.TextElideMode.ElideRight, int(inner.width())))
+                       fm.elidedText(caption, Qt.TextElideMode.ElideRight, int(inner.width())))
         p.setClipping(False)
 
     def _paint_labels(self, p: QPainter, small: QFont) -> None:
