@@ -52,7 +52,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bridge.analysis.beats import track_beats  # noqa: E402
-from bridge.analysis.pipeline import KIT_STEM_NAME, features_for_stem, kit_audio, rhythm_features  # noqa: E402
+from bridge.analysis.pipeline import (  # noqa: E402
+    KIT_STEM_NAME,
+    features_for_stem,
+    kit_audio,
+    percussive_name,
+    percussive_part,
+    rhythm_features,
+)
 from bridge.analysis.types import ANALYSIS_SAMPLE_RATE  # noqa: E402
 from bridge.demo.band import Segment, render_band_song  # noqa: E402
 from bridge.stems.roles import guess_role  # noqa: E402
@@ -253,11 +260,13 @@ def score(item: Item, est_beats: np.ndarray, est_downbeats: np.ndarray | None) -
 
 
 def heard_features(stems: list[tuple[str, str, np.ndarray]]) -> dict:
-    """The stems' features as the tracker hears them: several drum stems as one kit, as the project
-    analysis does (bridge.analysis.pipeline.rhythm_features)."""
+    """The stems' features as the tracker hears them: several drum stems as one kit, a lone mix beside its
+    percussive part, as the project analysis does (bridge.analysis.pipeline.rhythm_features)."""
     feats = {name: features_for_stem(name, role, audio) for name, role, audio in stems}
     kit = kit_audio(stems)
-    return rhythm_features(feats, None if kit is None else features_for_stem(KIT_STEM_NAME, "drums", kit))
+    part = percussive_part(stems)
+    return rhythm_features(feats, None if kit is None else features_for_stem(KIT_STEM_NAME, "drums", kit),
+                           None if part is None else features_for_stem(percussive_name(stems[0][0]), "drums", part))
 
 
 def run_item(item: Item) -> dict:

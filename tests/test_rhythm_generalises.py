@@ -93,6 +93,26 @@ def test_a_kit_exported_track_by_track_is_heard_as_one_kit(tmp_path, style, segm
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bpm, seed, swing", [(104.0, 141, 0.17), (112.0, 142, 0.0)])
+def test_a_pushed_groove_given_as_one_mix_is_on_the_beat_not_the_push(tmp_path, bpm, seed, swing):
+    """A producer with only the mix (one file, no drums stem): kick and bass push the 16th before
+    beats 1 and 2 and the keys the 16th before each bar. Without a drums stem the tracker had no
+    drum evidence for where the beat is and locked onto the pushes (beat F 0.00 on both songs).
+    The analysis now hears the mix beside its percussive part (the drums). Through the project path a
+    user's file takes; truth: the render's notated beats."""
+    song = render_band_song([Segment(14, 4, 4, bpm)], style="push", seed=seed, swing=swing, sample_rate=SR)
+    mix = np.sum([audio for audio in song.stems.values()], axis=0)
+    (tmp_path / "mix").mkdir()
+    write_wav(tmp_path / "mix" / "Song Mix.wav", mix, SR)
+    new_project(tmp_path / "project", tmp_path / "mix")
+    project, project_dir = load_project(tmp_path / "project")
+    assert len(project.stems) == 1 and project.stems[0].role != "drums"
+    grid = analyze_project(project, project_dir).beat_grid
+    assert grid.tempo_bpm == pytest.approx(bpm, rel=0.02)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+
+
+@pytest.mark.slow
 def test_a_sudden_tempo_change_is_followed():
     song = render_band_song([Segment(6, 4, 4, 84), Segment(10, 4, 4, 126)], style="four", seed=103,
                             sample_rate=SR)

@@ -198,6 +198,30 @@ def _kit_features(project: Project, paths: dict[str, Path], keys: dict[str, str]
     return kit
 
 
+def _percussive_features(project: Project, paths: dict[str, Path], keys: dict[str, str], version: str,
+                         cache: AnalysisCache, cancel: CancelToken, decoded: dict[str, np.ndarray] | None,
+                         *, use_cache: bool) -> T.StemFeatures | None:
+    """Features of a lone non-drum stem's percussive part (a project of one mix; see
+    :func:`bridge.analysis.pipeline.percussive_part`); cached by the stem's key. None otherwise."""
+    from bridge.analysis.pipeline import features_for_stem, percussive_name, percussive_part
+
+    if len(project.stems) != 1 or project.stems[0].role == "drums":
+        return None
+    s = project.stems[0]
+    key = make_key("percussive-part", keys[s.name], version)
+    hit = cache.load_stem(key, name=percussive_name(s.name), role="drums") if use_cache else None
+    if hit is not None:
+        return hit
+    cancel.raise_if_cancelled("the analysis")
+    audio = (decoded or {}).get(s.name)
+    if audio is None:
+        audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=chain_tempo_bpm(project))
+    part = features_for_stem(percussive_name(s.name), "drums", percussive_part([(s.name, s.role, audio)]),
+                             cancel=cancel)
+    cache.save_stem(key, part)
+    return part
+
+
 def _pad_to(features: T.StemFeatures, n_frames: int) -> T.StemFeatures:
     """Stems end at different times; consumers get every curve on the song's full grid."""
     curves = {}
@@ -323,12 +347,17 @@ def analyze_project(
     else:
         from bridge.analysis.pipeline import rhythm_features
 
-        kit = None
+        kit = percussive = None
         if project.tempo.source not in ("constant", "midi_file"):
             if sum(s.role == "drums" for s in project.stems) > 1:
                 progress(done, total, "hearing the drum stems as one kit")
             kit = _kit_features(project, paths, keys, version, cache, cancel, decoded, use_cache=use_cache)
-        heard = rhythm_features(features, None if kit is None else _pad_to(kit, n_frames))
+            if len(project.stems) == 1 and project.stems[0].role != "drums":
+                progress(done, total, "hearing the drums in the mix")
+            percussive = _percussive_features(project, paths, keys, version, cache, cancel, decoded,
+                                              use_cache=use_cache)
+        heard = rhythm_features(features, None if kit is None else _pad_to(kit, n_frames),
+                                None if percussive is None else _pad_to(percussive, n_frames))
         song = analyze_song(features, duration_seconds=duration,
                             beat_grid=beat_grid_for(project, project_dir, heard, duration))
         grid, sections = song.beat_grid, song.sections
