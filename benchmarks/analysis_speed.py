@@ -12,6 +12,9 @@ compiles librosa's beat tracker on first use). Timed:
 
 Prints both times and ours / baseline (the goal is ≤ 0.5); ``--json`` prints one JSON object.
 ``--compare-pools`` also times the per-stem features on a thread pool vs a process pool.
+``--mix`` also times a project of one mix (the four stems summed): ``analyze_stems`` with the mix's
+percussive part heard as the drums (:func:`bridge.analysis.pipeline.percussive_part`) beside the
+same analysis without it, in the same run: what the part costs.
 
 Run: ``.venv/bin/python benchmarks/analysis_speed.py [--seconds 240] [--json]``
 """
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the fastest counts")
     parser.add_argument("--synthetic", action="store_true", help="synthetic stems even if shared data exists")
     parser.add_argument("--compare-pools", action="store_true", help="also time thread vs process pool")
+    parser.add_argument("--mix", action="store_true", help="also time one mix with and without its percussive part")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
@@ -158,6 +162,23 @@ def main(argv: list[str] | None = None) -> int:
         for name, times in runs.items():
             result[f"features_{name}_s"] = round(min(times), 3)
 
+    if args.mix:
+        import bridge.analysis.pipeline as pipeline
+
+        mix = [("mix", "other", np.sum([a for _, _, a in stems], axis=0).astype(np.float32))]
+        real_part = pipeline.percussive_part
+        runs = {"with": [], "without": []}
+        for _ in range(args.repeat):
+            runs["with"].append(timed(ours, mix, args.seconds, args.workers)[0])
+            pipeline.percussive_part = lambda stems: None
+            try:
+                runs["without"].append(timed(ours, mix, args.seconds, args.workers)[0])
+            finally:
+                pipeline.percussive_part = real_part
+        result["mix_with_percussive_s"] = round(min(runs["with"]), 3)
+        result["mix_without_percussive_s"] = round(min(runs["without"]), 3)
+        result["mix_percussive_ratio"] = round(min(runs["with"]) / min(runs["without"]), 3)
+
     if args.json:
         print(json.dumps(result))
     else:
@@ -167,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ratio: {t_ours / t_base:.3f} (goal <= 0.5); per run {result['ratios_per_run']}")
         print(f"  CPU time: baseline {cpu_base:.2f} s, analyze_stems {cpu_ours:.2f} s, "
               f"ratio {cpu_ours / cpu_base:.3f}; load average {result['load_average_1min']}")
+        if args.mix:
+            print(f"  one mix: {result['mix_with_percussive_s']:.2f} s with its percussive part, "
+                  f"{result['mix_without_percussive_s']:.2f} s without ({result['mix_percussive_ratio']:.2f}x)")
         for key in ("features_serial_s", "features_threads_s", "features_processes_s"):
             if key in result:
                 print(f"  {key}: {result[key]:.2f} s")

@@ -237,7 +237,11 @@ def analyze_stems(
     if beat_grid is None:
         kit = kit_audio(stems)
         kit_features = None if kit is None else features_for_stem(KIT_STEM_NAME, "drums", kit, cancel=cancel)
-        beat_grid = track_beats(rhythm_features(features, kit_features), duration_seconds=duration_seconds,
+        part = percussive_part(stems)
+        part_features = None if part is None else features_for_stem(percussive_name(names[0]), "drums", part,
+                                                                    cancel=cancel)
+        beat_grid = track_beats(rhythm_features(features, kit_features, part_features),
+                                duration_seconds=duration_seconds,
                                 tempo_hint_bpm=tempo_hint_bpm, beats_per_bar=beats_per_bar)
     done += 1
     report(done, total, "beats")
