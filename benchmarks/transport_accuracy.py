@@ -52,7 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bridge.transport.clock import DEFAULT_STALE_AFTER_S, TempoMap, TransportClock  # noqa: E402
+from bridge.transport.clock import DEFAULT_STALE_AFTER_S, BeatGrid, TransportClock  # noqa: E402
 from bridge.transport.midi_clock import MidiClockParser  # noqa: E402
 from bridge.transport.mtc import MTC_RATES, MtcParser, full_frame_message, quarter_frame_messages  # noqa: E402
 from bridge.transport.osc_dialects import PositionLoop, make_dialect  # noqa: E402
@@ -80,7 +80,7 @@ class Segment:
 class Daw:
     """A DAW transport over a tempo map: records the truth and the sync messages it sends."""
 
-    def __init__(self, tmap: TempoMap, *, rate_code: int = 1, full_frames: bool = True) -> None:
+    def __init__(self, tmap: BeatGrid, *, rate_code: int = 1, full_frames: bool = True) -> None:
         self.tmap = tmap
         self.segments: list[Segment] = []
         self.clock_msgs: list[tuple[float, bytes]] = []
@@ -116,7 +116,7 @@ class Daw:
     def locate(self, beats: float, *, spp: bool = True) -> None:
         """While stopped: move to a 16th-note boundary (SPP) and its nearest even MTC frame."""
         sixteenths = int(round(beats * 4))
-        self.s = float(self.tmap.beats_to_seconds(sixteenths / 4))
+        self.s = float(self.tmap.quarters_to_seconds(sixteenths / 4))
         if spp:
             self.clock_msgs.append((self.t, bytes([0xF2, sixteenths & 0x7F, sixteenths >> 7])))
         if self.full_frames:  # the frame where the generator will start (piece 0 of a cycle)
@@ -148,12 +148,12 @@ class Daw:
         self.clock_msgs = [m for m in self.clock_msgs if m[0] < t_j]
         self.mtc_msgs = [m for m in self.mtc_msgs if m[0] < t_j]
         # next clock time on the old grid
-        b_at = float(self.tmap.seconds_to_beats(s_at))
+        b_at = float(self.tmap.seconds_to_quarters(s_at))
         next_tick = np.floor(b_at * PPQN) + 1
-        t_next = t_j + float(self.tmap.beats_to_seconds(next_tick / PPQN)) - s_at
+        t_next = t_j + float(self.tmap.quarters_to_seconds(next_tick / PPQN)) - s_at
         sixteenths = int(round(to_beats * 4))
         j_beats = sixteenths / 4
-        s_new = float(self.tmap.beats_to_seconds(j_beats)) - (t_next - t_j)
+        s_new = float(self.tmap.quarters_to_seconds(j_beats)) - (t_next - t_j)
         self.clock_msgs.append((t_j, bytes([0xF2, sixteenths & 0x7F, sixteenths >> 7])))
         self.segments.append(Segment(t_j, t_j + then_play_s, s_new, 1.0))
         self._emit_clocks(t_j, s_new, t_j + then_play_s, first_at_or_after=False)
@@ -172,11 +172,11 @@ class Daw:
 
     # message streams
     def _emit_clocks(self, t0: float, s0: float, t1: float, *, first_at_or_after: bool) -> None:
-        b0 = float(self.tmap.seconds_to_beats(s0))
+        b0 = float(self.tmap.seconds_to_quarters(s0))
         k0 = int(np.ceil(b0 * PPQN - 1e-9)) if first_at_or_after else int(np.floor(b0 * PPQN)) + 1
-        b_end = float(self.tmap.seconds_to_beats(s0 + (t1 - t0)))
+        b_end = float(self.tmap.seconds_to_quarters(s0 + (t1 - t0)))
         ks = np.arange(k0, int(np.floor(b_end * PPQN)) + 1)
-        ts = t0 + np.asarray(self.tmap.beats_to_seconds(ks / PPQN)) - s0
+        ts = t0 + np.asarray(self.tmap.quarters_to_seconds(ks / PPQN)) - s0
         self.clock_msgs.extend((float(t), b"\xf8") for t in ts if t < t1)
 
     def _emit_mtc(self, t0: float, s0: float, t1: float) -> None:
@@ -212,17 +212,17 @@ def jittered(msgs: list[tuple[float, bytes]], rng: np.random.Generator) -> list[
     return [(float(x), m[1]) for x, m in zip(noisy, msgs, strict=True)]
 
 
-def scenario(tmap: TempoMap, song_s: float, *, rate_code: int = 1, full_frames: bool = True) -> Daw:
+def scenario(tmap: BeatGrid, song_s: float, *, rate_code: int = 1, full_frames: bool = True) -> Daw:
     daw = Daw(tmap, rate_code=rate_code, full_frames=full_frames)
     daw.wait(0.5)
     daw.play(0.35 * song_s, how="start")
     daw.stop(0.7)
     daw.play(0.15 * song_s, how="continue")  # plain Continue from where it stopped
     daw.stop(0.5)
-    daw.locate(float(tmap.seconds_to_beats(0.7 * song_s)))  # Logic: SPP + Continue
+    daw.locate(float(tmap.seconds_to_quarters(0.7 * song_s)))  # Logic: SPP + Continue
     daw.wait(0.3)
     daw.play(0.12 * song_s, how="continue")
-    daw.jump(float(tmap.seconds_to_beats(0.3 * song_s)), 0.2 * song_s)
+    daw.jump(float(tmap.seconds_to_quarters(0.3 * song_s)), 0.2 * song_s)
     daw.stop(0.5)
     if daw._stopped_at is not None:
         daw.mtc_blind.append((daw._stopped_at, daw.t, "stopped"))
@@ -256,12 +256,12 @@ def stats(err_ms: np.ndarray) -> dict[str, float]:
             "max_ms": round(float(a.max()), 3), "n": int(a.size)}
 
 
-def midi_clock_accuracy(tmap: TempoMap, song_s: float, rng: np.random.Generator, n_queries: int) -> dict:
+def midi_clock_accuracy(tmap: BeatGrid, song_s: float, rng: np.random.Generator, n_queries: int) -> dict:
     daw = scenario(tmap, song_s)
     msgs = jittered(daw.clock_msgs, rng)
     queries = np.sort(rng.uniform(0.0, daw.t, n_queries))
     truth_s = daw.truth_seconds(queries)
-    truth_b = np.asarray(tmap.seconds_to_beats(truth_s))
+    truth_b = np.asarray(tmap.seconds_to_quarters(truth_s))
     tempo = np.asarray(tmap.tempo_at_seconds(truth_s))
     out = {}
     for label, clock_map in (("no_map", None), ("with_map", tmap)):
@@ -272,7 +272,7 @@ def midi_clock_accuracy(tmap: TempoMap, song_s: float, rng: np.random.Generator,
     return out
 
 
-def mtc_accuracy(tmap: TempoMap, song_s: float, rng: np.random.Generator, n_queries: int, *,
+def mtc_accuracy(tmap: BeatGrid, song_s: float, rng: np.random.Generator, n_queries: int, *,
                  rate_code: int = 1, full_frames: bool = True) -> dict:
     daw = scenario(tmap, song_s, rate_code=rate_code, full_frames=full_frames)
     msgs = jittered(daw.mtc_msgs, rng)
@@ -455,10 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
 
-    songs: dict[str, tuple[TempoMap, float]] = {"constant_97.3bpm": (TempoMap.constant(97.3), 120.0)}
+    songs: dict[str, tuple[BeatGrid, float]] = {"constant_97.3bpm": (BeatGrid.constant(97.3), 120.0)}
     midi_path = DATA / "debussy_childrens_corner_4.mid"
     if midi_path.exists():
-        tmap = TempoMap.from_midi_file(midi_path)
+        tmap = BeatGrid.from_midi_file(midi_path)
         songs["debussy_childrens_corner_4"] = (tmap, 143.0)
     else:
         print(f"note: {midi_path} is absent; only the constant-tempo song runs", file=sys.stderr)
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                        "goal": {"median_ms": 1.0, "p99_ms": 5.0, "tempo_bpm_after_2_beats": 0.05}})
     for name, (tmap, song_s) in songs.items():
         result[name] = {
-            "tempo_events": int(tmap.anchors_beats.size - 1),
+            "tempo_events": int(tmap.anchors_quarters.size - 1),
             "midi_clock": midi_clock_accuracy(tmap, song_s, rng, args.queries),
             "mtc_25fps_full_frames": mtc_accuracy(tmap, song_s, rng, args.queries, rate_code=1),
             "mtc_29.97df_logic_no_full_frames": mtc_accuracy(tmap, song_s, rng, args.queries,

@@ -1,25 +1,51 @@
-"""The time base: song seconds ↔ beats ↔ bars ↔ video frames, in one place.
+"""The time base: song seconds ↔ beats ↔ quarter notes ↔ bars ↔ video frames, in one place.
 
 Every layer above uses these (the transport clock, analysis, mapping, preview and export), so they
 sit at the bottom of the import graph, beside :mod:`bridge.vocab` (see there for the whole layer
 order; ``tests/test_layers.py`` checks it). Nothing here imports from the rest of bridge except
 :mod:`bridge.errors` (and :mod:`bridge.fsutil` when a tempo map is saved).
 
-Two descriptions of musical time live here, for now side by side:
+Design: one type of musical time, :class:`BeatGrid`
+---------------------------------------------------
+A BeatGrid is what analysis detects *and* what the transport follows. It carries
 
-* :class:`BeatGrid` — what analysis produces (detected, from the project's tempo or from a MIDI
-  tempo track): the beats and downbeats as song seconds, counting *denominator* notes (eighths in
-  6/8), with meter and swing. :func:`beat_position` / :func:`beat_time` convert song seconds ↔
-  fractional beat (or bar) index on a grid, extrapolating at its tempo outside it.
-* :class:`TempoMap` — what the transport follows: song seconds ↔ *quarter-note* beats,
-  piecewise-linear between anchors (exact for a MIDI tempo track), with meter changes and
-  bar/beat display. ``TempoMap.from_beat_grid`` / ``TempoMap.to_beat_grid`` convert.
+* the **beats** a listener taps (``beats_s``, ``downbeats_s``: song seconds) with meter
+  (``beats_per_bar``, ``beat_division``) and swing — what mappings tick on; and
+* a **tempo map**: song seconds ↔ *quarter notes*, piecewise-linear between anchors, with meter
+  changes — what a DAW's position (MIDI clock, SPP, OSC) is counted in.
+
+Two units, named in every method so they are never confused:
+
+* **beat** (``beat_position`` / ``beat_time``, ``beats_s``): the grid's tapped beat — the
+  denominator note in simple meter (a quarter in 4/4), the dotted quarter of three eighths in
+  compound meter (6/8, 12/8: ``beat_division`` 3). Beat ``i`` is ``beats_s[i]``; outside the
+  beats the grid continues at ``tempo_bpm``.
+* **quarter** (``seconds_to_quarters`` / ``quarters_to_seconds`` / ``tempo_at_quarters`` /
+  ``bar_beat`` / ``time_signature_at``): a quarter note, the DAW's and MIDI's "beat" whatever the
+  meter. Outside the anchors the first/last segment's tempo continues. Tempos of the map
+  (``tempo_at_*``) are quarter notes per minute.
+
+Where the tempo map comes from:
+
+* a grid built from beats (analysis, the analysis cache, ``BeatGrid(...)``): anchors at its beats,
+  grid beat ``i`` = quarter ``i × quarters_per_beat`` (1.5 in compound meter, else 1), one time
+  signature from the grid, the bar phase from its first downbeat;
+* :meth:`BeatGrid.from_tempo_anchors`, :meth:`BeatGrid.constant`, :meth:`BeatGrid.from_midi_file`
+  (the DAW, the project's tempo, a MIDI tempo track, :class:`~bridge.transport.clock.TempoMapRecorder`):
+  explicit anchors and meter changes (``tempo_anchors_s`` / ``tempo_anchors_quarters`` /
+  ``meter_changes``); their beats are counted from quarter 0 to the last anchor, and
+  :meth:`BeatGrid.with_beats_until` counts them to the song's end (the grid analysis stores).
+
+Both kinds go through the same kernel (:func:`_interp_extended`). The module functions
+:func:`beat_position` / :func:`beat_time` are thin wrappers of the methods; :func:`bar_beat`
+is the bar/beat arithmetic of one time signature.
 
 Video frames: :func:`frame_times` (frame index → song seconds, exact for NTSC rates) and
 :func:`song_frame_count`.
 
 (Moved here from ``bridge.transport.clock``, ``bridge.analysis.types``, ``bridge.mapping.sources``
-and ``bridge.mapping.evaluate``, which re-export every name.)
+and ``bridge.mapping.evaluate``, which re-export the names they used; ``TempoMap`` is gone: it is
+the tempo-map half of :class:`BeatGrid`.)
 """
 
 from __future__ import annotations
@@ -29,6 +55,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from math import ceil
 from pathlib import Path
 from typing import Literal
@@ -40,137 +67,52 @@ from bridge.errors import ProjectError, TransportError
 #: The tempo :func:`beat_position` / :func:`beat_time` assume when a grid's tempo is missing or invalid.
 DEFAULT_TEMPO_BPM = 120.0
 
+_VALID_DENOMINATORS = (1, 2, 4, 8, 16, 32, 64)
 
-# ---------------------------------------------------------------------------------------------
-# Beat grid (analysis): beats and downbeats in song seconds
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class BeatGrid:
-    """Song-level rhythm: tempo, beats and downbeats in seconds from song start.
-
-    beats_s: shape (n_beats,), sorted. downbeats_s: subset of beats_s (first beat of each bar).
-    beats_per_bar: beats in a bar as a listener taps them (3 for 3/4, 4 for 4/4, 2 for 6/8, 4 for
-        12/8).
-    source: "detected", "project" (constant tempo from the project/DAW) or "midi" (tempo map file).
-    beat_division: 2 for simple meter (a beat divides into two 8ths), 3 for compound meter (6/8,
-        12/8: the beat is a dotted quarter of three 8ths).
-    swing_ratio, swing_level: how the off-beat 8th or 16th is delayed (detected; see beats.py).
-    """
-
-    tempo_bpm: float
-    beats_s: np.ndarray
-    downbeats_s: np.ndarray
-    beats_per_bar: int
-    source: str = "detected"
-    beat_division: int = 2
-    #: Long : short ratio of swung pairs (1.0 straight, 2.0 triplet swing) at ``swing_level``
-    #: (8 = swung 8ths, 16 = swung 16ths, 0 = straight).
-    swing_ratio: float = 1.0
-    swing_level: int = 0
-
-    @property
-    def time_signature(self) -> tuple[int, int]:
-        """(numerator, denominator) as notated: (4, 4), (3, 4), (6, 8), (12, 8)…"""
-        if self.beat_division == 3:
-            return self.beats_per_bar * 3, 8
-        return self.beats_per_bar, 4
-
-    @property
-    def meter_label(self) -> str:
-        num, den = self.time_signature
-        return f"{num}/{den}"
+#: (quarter-note position, numerator, denominator): a meter change; bars restart at each.
+MeterChange = tuple[float, int, int]
 
 
 # ---------------------------------------------------------------------------------------------
-# Beat grid: song time <-> beat (or bar) position
+# The kernel: piecewise-linear maps, continued past their ends
 # ---------------------------------------------------------------------------------------------
-
-
-def _period_s(beat_grid: BeatGrid) -> float:
-    tempo = float(beat_grid.tempo_bpm)
-    if not np.isfinite(tempo) or tempo <= 0:
-        tempo = DEFAULT_TEMPO_BPM
-    return 60.0 / tempo
-
-
-def _grid_points(beat_grid: BeatGrid, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float]:
-    """Times of the clock's ticks (seconds, sorted) and the period used to extrapolate past them."""
-    beats = np.sort(np.asarray(beat_grid.beats_s, dtype=np.float64).ravel())
-    period = _period_s(beat_grid)
-    if clock == "beat":
-        return beats, period
-    bar_period = period * max(1, int(beat_grid.beats_per_bar))
-    downbeats = np.sort(np.asarray(beat_grid.downbeats_s, dtype=np.float64).ravel())
-    if downbeats.size == 0 and beats.size:
-        # No downbeats detected: count bars from the first beat.
-        downbeats = beats[:: max(1, int(beat_grid.beats_per_bar))]
-    return downbeats, bar_period
 
 
 def _interp_extended(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, slope_before: float,
                      slope_after: float) -> np.ndarray:
     """Piecewise-linear through (xp, fp) (xp increasing, ≥ 2 points), continued as straight lines
     of the given slopes before the first and after the last point, where np.interp would clamp.
-    The one conversion both time descriptions use (beat grids and tempo maps)."""
+    The one conversion every seconds ↔ beats ↔ quarters query goes through."""
     y = np.interp(x, xp, fp)
     y = np.where(x < xp[0], fp[0] + (x - xp[0]) * slope_before, y)
     return np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * slope_after, y)
 
 
-def _position(times_s: np.ndarray, ticks_s: np.ndarray, period_s: float) -> np.ndarray:
-    """Fractional tick index at each time: tick i at ticks_s[i], linear in between, and
-    extrapolated at ``period_s`` before the first and after the last tick."""
-    t = np.asarray(times_s, dtype=np.float64)
-    if ticks_s.size == 0:
-        return t / period_s
-    if ticks_s.size == 1:
-        return (t - ticks_s[0]) / period_s
-    return _interp_extended(t, ticks_s, np.arange(ticks_s.size, dtype=np.float64), 1.0 / period_s, 1.0 / period_s)
-
-
-def beat_position(times_s: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
-    """Beat (or bar) position at song times: 0.0 at the grid's first beat (downbeat), 1.0 at the
-    next one, linear in between; extrapolated at ``tempo_bpm`` outside the detected beats.
-
-    times_s: shape (n,) seconds → shape (n,) float64 positions (negative before the first beat).
-    """
-    ticks, period = _grid_points(beat_grid, clock)
-    return _position(np.atleast_1d(times_s), ticks, period)
-
-
-def beat_time(positions: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
-    """Inverse of :func:`beat_position`: song time (seconds) of fractional beat (bar) positions."""
-    b = np.atleast_1d(np.asarray(positions, dtype=np.float64))
-    ticks, period = _grid_points(beat_grid, clock)
-    if ticks.size == 0:
-        return b * period
-    if ticks.size == 1:
-        return ticks[0] + b * period
-    return _interp_extended(b, np.arange(ticks.size, dtype=np.float64), ticks, period, period)
+def _map_through(x: float | np.ndarray, xp: np.ndarray, fp: np.ndarray) -> float | np.ndarray:
+    """Through anchors (xp → fp), the first/last segment's slope continuing outside them."""
+    y = _interp_extended(np.asarray(x, dtype=np.float64), xp, fp, (fp[1] - fp[0]) / (xp[1] - xp[0]),
+                         (fp[-1] - fp[-2]) / (xp[-1] - xp[-2]))
+    return float(y) if y.ndim == 0 else y
 
 
 # ---------------------------------------------------------------------------------------------
-# Tempo map (transport): song seconds <-> quarter notes, bars and beats
+# Bars and meters
 # ---------------------------------------------------------------------------------------------
 
-_VALID_DENOMINATORS = (1, 2, 4, 8, 16, 32, 64)
 
-
-def bar_beat(position_beats: float, time_signature: tuple[int, int] = (4, 4)) -> tuple[int, float]:
+def bar_beat(position_quarters: float, time_signature: tuple[int, int] = (4, 4)) -> tuple[int, float]:
     """1-based (bar, beat) for a position in quarter notes under one time signature.
 
     ``beat`` counts denominator notes (eighths in 6/8) and is fractional between beats; bars start
-    at beat 0. Positions before 0 give bar 0, -1… (DAWs show a pre-roll the same way).
+    at quarter 0. Positions before 0 give bar 0, -1… (DAWs show a pre-roll the same way).
     """
     num, den = time_signature
     unit = 4.0 / den  # quarters per counted beat
     bar_len = num * unit
-    if not math.isfinite(position_beats) or bar_len <= 0:
+    if not math.isfinite(position_quarters) or bar_len <= 0:
         return 1, 1.0
-    bar_index = math.floor(position_beats / bar_len)
-    in_bar = position_beats - bar_index * bar_len
+    bar_index = math.floor(position_quarters / bar_len)
+    in_bar = position_quarters - bar_index * bar_len
     return int(bar_index) + 1, in_bar / unit + 1.0
 
 
@@ -189,95 +131,165 @@ def _check_signature(num: int, den: int, where: str) -> tuple[int, int]:
     return num, den
 
 
-class TempoMap:
-    """Song seconds ↔ quarter-note beats, piecewise-linear between anchors.
+def _checked_meters(time_signatures: Iterable[tuple[float, int, int]] | None) -> tuple[MeterChange, ...]:
+    sigs = sorted(
+        (float(at), *_check_signature(n, d, f"quarter {at}"))
+        for at, n, d in (time_signatures if time_signatures is not None else [(0.0, 4, 4)])
+    )
+    return tuple(sigs) if sigs else ((0.0, 4, 4),)  # type: ignore[return-value]
 
-    Parameters
-    ----------
-    seconds, beats : array_like, shape (n,), n ≥ 2
-        Anchors: song second ``seconds[i]`` is beat ``beats[i]``. Both strictly increasing. Between
-        anchors the tempo is constant (exact for MIDI tempo tracks, whose tempo is a step function);
-        before the first and after the last anchor the first/last segment's tempo continues.
-    time_signatures : iterable of (beat, numerator, denominator), optional
-        Meter changes at quarter-note positions (bars restart at each); default 4/4 from beat 0.
 
-    All conversions take scalars (→ float) or arrays (→ ndarray, same shape).
+def _checked_anchors(seconds: Iterable[float] | np.ndarray,
+                     quarters: Iterable[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.array(list(seconds) if not isinstance(seconds, np.ndarray) else seconds, dtype=np.float64).ravel()
+    q = np.array(list(quarters) if not isinstance(quarters, np.ndarray) else quarters, dtype=np.float64).ravel()
+    if s.shape != q.shape or s.size < 2:
+        raise ValueError(
+            f"a tempo map needs at least 2 (seconds, quarters) anchors of equal count; got "
+            f"{s.size} seconds and {q.size} quarters"
+        )
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(q))):
+        raise ValueError("tempo map anchors must be finite numbers (got NaN or inf)")
+    if np.any(np.diff(s) <= 0) or np.any(np.diff(q) <= 0):
+        i = int(np.argmax((np.diff(s) <= 0) | (np.diff(q) <= 0)))
+        raise ValueError(
+            f"tempo map anchors must be strictly increasing in both seconds and quarters; anchor {i + 1} "
+            f"({s[i + 1]:.6f} s, quarter {q[i + 1]:.6f}) does not follow ({s[i]:.6f} s, quarter {q[i]:.6f})"
+        )
+    s.flags.writeable = False
+    q.flags.writeable = False
+    return s, q
+
+
+def _tapped_beats(sigs: tuple[MeterChange, ...], end_quarters: float) -> tuple[list[float], list[float], int, int]:
+    """The beats a listener taps, as quarter positions from quarter 0 to ``end_quarters``.
+
+    A beat is the denominator note, except in compound meter (6/8, 9/8, 12/8: the numerator a
+    multiple of 3 from 6 up, over 8), where it is the dotted quarter of three eighths — the grid
+    analysis makes for such a song (``beat_division`` 3, 2 beats to a 6/8 bar). The first
+    signature decides beats_per_bar and beat_division. Returns (beats, downbeats, beats_per_bar,
+    beat_division).
+    """
+    beat_pos: list[float] = []
+    down_pos: list[float] = []
+    compound = _is_compound(*sigs[0][1:])
+    for k, (at, n, d) in enumerate(sigs):
+        stop = sigs[k + 1][0] if k + 1 < len(sigs) else end_quarters + 1e-9
+        unit = 4.0 / d
+        if _is_compound(n, d):
+            unit, n = 3.0 * unit, n // 3
+        start = at if k else min(at, 0.0)
+        # bars before the first signature (pickup) are counted from quarter 0
+        pos = np.arange(start, min(stop, end_quarters + 1e-9), unit)
+        for j, p in enumerate(pos):
+            if p < 0:
+                continue
+            beat_pos.append(float(p))
+            if (j - int(round((at - start) / unit))) % n == 0:
+                down_pos.append(float(p))
+    return beat_pos, down_pos, int(sigs[0][1]) // (3 if compound else 1), 3 if compound else 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The one type: BeatGrid
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class BeatGrid:
+    """Song-level rhythm: tempo, beats and downbeats in seconds from song start, and the tempo map
+    (song seconds ↔ quarter notes, meter changes) that goes with them. See the module docstring
+    for the two units (tapped *beats* vs *quarters*).
+
+    beats_s: shape (n_beats,), sorted. downbeats_s: subset of beats_s (first beat of each bar).
+    beats_per_bar: beats in a bar as a listener taps them (3 for 3/4, 4 for 4/4, 2 for 6/8, 4 for
+        12/8).
+    source: "detected", "project" (constant tempo from the project/DAW), "midi" (tempo map file) or
+        "daw" (captured from the transport).
+    beat_division: 2 for simple meter (a beat divides into two 8ths), 3 for compound meter (6/8,
+        12/8: the beat is a dotted quarter of three 8ths).
+    swing_ratio, swing_level: how the off-beat 8th or 16th is delayed (detected; see beats.py).
+    tempo_anchors_s, tempo_anchors_quarters, meter_changes: an explicit tempo map (use the
+        classmethods); None: the map runs through ``beats_s`` (see :attr:`quarters_per_beat`).
+        ``dataclasses.replace`` keeps an explicit map as it is.
+
+    Quarter-note conversions take scalars (→ float) or arrays (→ ndarray, same shape); a grid built
+    from beats raises ValueError at its first quarter-note query if its beats cannot carry a map
+    (fewer than 2, or not strictly increasing): :meth:`require_tempo_map` checks up front.
     """
 
-    def __init__(
-        self,
+    tempo_bpm: float
+    beats_s: np.ndarray
+    downbeats_s: np.ndarray
+    beats_per_bar: int
+    source: str = "detected"
+    beat_division: int = 2
+    #: Long : short ratio of swung pairs (1.0 straight, 2.0 triplet swing) at ``swing_level``
+    #: (8 = swung 8ths, 16 = swung 16ths, 0 = straight).
+    swing_ratio: float = 1.0
+    swing_level: int = 0
+    tempo_anchors_s: np.ndarray | None = None
+    tempo_anchors_quarters: np.ndarray | None = None
+    meter_changes: tuple[MeterChange, ...] | None = None
+
+    def __post_init__(self) -> None:
+        explicit = (self.tempo_anchors_s is not None, self.tempo_anchors_quarters is not None)
+        if explicit[0] != explicit[1]:
+            raise ValueError("an explicit tempo map needs both tempo_anchors_s and tempo_anchors_quarters")
+        if explicit[0]:
+            s, q = _checked_anchors(self.tempo_anchors_s, self.tempo_anchors_quarters)  # type: ignore[arg-type]
+            object.__setattr__(self, "tempo_anchors_s", s)
+            object.__setattr__(self, "tempo_anchors_quarters", q)
+            object.__setattr__(self, "meter_changes", _checked_meters(self.meter_changes))
+        elif self.meter_changes is not None:
+            raise ValueError("meter_changes need explicit tempo anchors (a grid built from beats takes its meter from them)")
+
+    # -- construction: an explicit tempo map ---------------------------------------------------
+    @classmethod
+    def from_tempo_anchors(
+        cls,
         seconds: Iterable[float] | np.ndarray,
-        beats: Iterable[float] | np.ndarray,
+        quarters: Iterable[float] | np.ndarray,
         *,
         time_signatures: Iterable[tuple[float, int, int]] | None = None,
-    ) -> None:
-        s = np.asarray(list(seconds) if not isinstance(seconds, np.ndarray) else seconds, dtype=np.float64).ravel()
-        b = np.asarray(list(beats) if not isinstance(beats, np.ndarray) else beats, dtype=np.float64).ravel()
-        if s.shape != b.shape or s.size < 2:
-            raise ValueError(
-                f"a tempo map needs at least 2 (seconds, beats) anchors of equal count; got "
-                f"{s.size} seconds and {b.size} beats"
-            )
-        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(b))):
-            raise ValueError("tempo map anchors must be finite numbers (got NaN or inf)")
-        if np.any(np.diff(s) <= 0) or np.any(np.diff(b) <= 0):
-            i = int(np.argmax((np.diff(s) <= 0) | (np.diff(b) <= 0)))
-            raise ValueError(
-                f"tempo map anchors must be strictly increasing in both seconds and beats; anchor {i + 1} "
-                f"({s[i + 1]:.6f} s, beat {b[i + 1]:.6f}) does not follow ({s[i]:.6f} s, beat {b[i]:.6f})"
-            )
-        s.flags.writeable = False
-        b.flags.writeable = False
-        self._s, self._b = s, b
-        sigs = sorted(
-            (float(at), *_check_signature(n, d, f"beat {at}"))
-            for at, n, d in (time_signatures if time_signatures is not None else [(0.0, 4, 4)])
-        )
-        if not sigs:
-            sigs = [(0.0, 4, 4)]
-        self._sigs: list[tuple[float, int, int]] = sigs  # type: ignore[assignment]
-        # bar number (0-based) at each signature change; bars restart at every change.
-        bars = [0.0]
-        for (at0, n0, d0), (at1, _, _) in zip(sigs, sigs[1:], strict=False):
-            bars.append(bars[-1] + math.ceil((at1 - at0) / (n0 * 4.0 / d0) - 1e-9))
-        self._sig_bars = bars
+        source: str = "daw",
+    ) -> BeatGrid:
+        """A grid from a tempo map: song second ``seconds[i]`` is quarter note ``quarters[i]``.
 
-    # -- construction -------------------------------------------------------------------------
+        Both strictly increasing, n ≥ 2. Between anchors the tempo is constant (exact for MIDI tempo
+        tracks, whose tempo is a step function); before the first and after the last anchor the
+        first/last segment's tempo continues. ``time_signatures``: meter changes as
+        (quarter, numerator, denominator), bars restarting at each; default 4/4 from quarter 0.
+        The beats are counted from quarter 0 to the last anchor (:meth:`with_beats_until` for more);
+        ``tempo_bpm`` is the median quarter-note tempo of the segments.
+        """
+        s, q = _checked_anchors(seconds, quarters)
+        sigs = _checked_meters(time_signatures)
+        beat_q, down_q, per_bar, division = _tapped_beats(sigs, float(q[-1]))
+        return cls(
+            tempo_bpm=float(np.median(60.0 * np.diff(q) / np.diff(s))),
+            beats_s=np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64)),
+            downbeats_s=np.atleast_1d(np.asarray(_map_through(np.asarray(down_q, dtype=np.float64), q, s), dtype=np.float64)),
+            beats_per_bar=per_bar,
+            source=source,
+            beat_division=division,
+            tempo_anchors_s=s,
+            tempo_anchors_quarters=q,
+            meter_changes=sigs,
+        )
+
     @classmethod
-    def constant(cls, tempo_bpm: float, *, time_signature: tuple[int, int] = (4, 4)) -> TempoMap:
-        """One tempo for the whole song: beat 0 at 0 s."""
+    def constant(cls, tempo_bpm: float, *, time_signature: tuple[int, int] = (4, 4),
+                 source: str = "project") -> BeatGrid:
+        """One tempo (quarter notes per minute) for the whole song: quarter 0 at 0 s."""
         if not (math.isfinite(tempo_bpm) and tempo_bpm > 0):
             raise ValueError(f"tempo_bpm={tempo_bpm!r} must be a positive number of quarter notes per minute")
-        return cls([0.0, 60.0 / tempo_bpm], [0.0, 1.0], time_signatures=[(0.0, *time_signature)])
+        return cls.from_tempo_anchors([0.0, 60.0 / tempo_bpm], [0.0, 1.0],
+                                      time_signatures=[(0.0, *time_signature)], source=source)
 
     @classmethod
-    def from_beat_grid(cls, grid: BeatGrid, *, quarters_per_beat: float | None = None) -> TempoMap:
-        """Anchors at a BeatGrid's beats: grid beat i is quarter note ``i * quarters_per_beat``.
-
-        By default from the grid: a compound grid (6/8, 12/8: ``beat_division`` 3) counts dotted
-        quarters, 1.5 quarter notes each, and its bars are notated x/8; a simple one counts quarters.
-        ``quarters_per_beat=0.5`` reads a grid that counts eighths. Tempo between grid beats is
-        taken as constant; the bar phase comes from the first downbeat.
-        """
-        beats_s = np.asarray(grid.beats_s, dtype=np.float64)
-        if beats_s.size < 2:
-            raise ValueError(f"the beat grid has {beats_s.size} beat(s); a tempo map needs at least 2")
-        per_bar = max(int(grid.beats_per_bar), 1)
-        if quarters_per_beat is None:
-            quarters_per_beat = 1.5 if grid.beat_division == 3 else 1.0
-        if abs(quarters_per_beat - 1.5) < 1e-9:
-            num, den = per_bar * 3, 8  # dotted quarters: three eighths each
-        else:
-            num, den = per_bar, int(round(4.0 / quarters_per_beat))
-        first_bar = 0.0
-        if len(grid.downbeats_s):
-            k = int(np.argmin(np.abs(beats_s - float(grid.downbeats_s[0]))))
-            first_bar = (k % per_bar) * quarters_per_beat
-        return cls(beats_s, np.arange(beats_s.size) * quarters_per_beat,
-                   time_signatures=[(first_bar, num, den)])
-
-    @classmethod
-    def from_midi_file(cls, path: str | os.PathLike[str], *, offset_seconds: float = 0.0) -> TempoMap:
+    def from_midi_file(cls, path: str | os.PathLike[str], *, offset_seconds: float = 0.0,
+                       source: str = "midi") -> BeatGrid:
         """The tempo map of a Standard MIDI File (``set_tempo`` and ``time_signature`` events).
 
         Exact: anchors sit at every tempo change, in quarter notes (ticks / ticks_per_beat).
@@ -307,142 +319,221 @@ class TempoMap:
                 sigs[tick] = (msg.numerator, msg.denominator)
         ticks = np.array(sorted(tempos), dtype=np.float64)
         uspq = np.array([tempos[int(t)] for t in ticks], dtype=np.float64)
-        beats = ticks / tpq
-        seconds = np.concatenate([[0.0], np.cumsum(np.diff(beats) * uspq[:-1] / 1e6)])
-        # One more anchor a beat after the last change so the last tempo is carried by a segment.
-        beats = np.append(beats, beats[-1] + 1.0)
+        quarters = ticks / tpq
+        seconds = np.concatenate([[0.0], np.cumsum(np.diff(quarters) * uspq[:-1] / 1e6)])
+        # One more anchor a quarter after the last change so the last tempo is carried by a segment.
+        quarters = np.append(quarters, quarters[-1] + 1.0)
         seconds = np.append(seconds, seconds[-1] + uspq[-1] / 1e6)
         sig_list = [(t / tpq, n, d) for t, (n, d) in sorted(sigs.items())] or [(0.0, 4, 4)]
-        return cls(seconds + offset_seconds, beats, time_signatures=sig_list)
+        return cls.from_tempo_anchors(seconds + offset_seconds, quarters, time_signatures=sig_list, source=source)
 
-    # -- queries --------------------------------------------------------------------------------
+    def with_beats_until(self, duration_seconds: float, *, source: str | None = None) -> BeatGrid:
+        """Every beat as a listener taps it and every downbeat from quarter 0 up to
+        ``duration_seconds`` (see :func:`_tapped_beats`: dotted quarters in 6/8, eighths in 7/8), as
+        a grid built from those beats — the grid analysis makes and caches for a song whose tempo
+        comes from a map, so mappings tick on the same beats whichever the tempo came from.
+        ``tempo_bpm`` is the median quarter-note tempo of this grid's map."""
+        s, q, sigs, _ = self._tempo_map
+        end_quarters = float(self.seconds_to_quarters(duration_seconds))
+        beat_q, down_q, per_bar, division = _tapped_beats(sigs, end_quarters)
+        beats_s = np.asarray(self.quarters_to_seconds(np.asarray(beat_q, dtype=np.float64)), dtype=np.float64)
+        down_s = np.asarray(self.quarters_to_seconds(np.asarray(down_q, dtype=np.float64)), dtype=np.float64)
+        return BeatGrid(
+            tempo_bpm=float(np.median(60.0 * np.diff(q) / np.diff(s))),
+            beats_s=np.atleast_1d(beats_s),
+            downbeats_s=np.atleast_1d(down_s),
+            beats_per_bar=per_bar,
+            source=self.source if source is None else source,
+            beat_division=division,
+        )
+
+    # -- the grid's meter ----------------------------------------------------------------------
+    @property
+    def time_signature(self) -> tuple[int, int]:
+        """(numerator, denominator) as notated: (4, 4), (3, 4), (6, 8), (12, 8)…"""
+        if self.beat_division == 3:
+            return self.beats_per_bar * 3, 8
+        return self.beats_per_bar, 4
+
+    @property
+    def meter_label(self) -> str:
+        num, den = self.time_signature
+        return f"{num}/{den}"
+
+    @property
+    def quarters_per_beat(self) -> float:
+        """Quarter notes in one tapped beat: 1.5 in compound meter (a dotted quarter), else 1."""
+        return 1.5 if self.beat_division == 3 else 1.0
+
+    # -- song seconds <-> tapped beats (or bars) -----------------------------------------------
+    def _period_s(self) -> float:
+        tempo = float(self.tempo_bpm)
+        if not np.isfinite(tempo) or tempo <= 0:
+            tempo = DEFAULT_TEMPO_BPM
+        return 60.0 / tempo
+
+    def _ticks(self, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float]:
+        """Times of the clock's ticks (seconds, sorted) and the period used to extrapolate past them."""
+        beats = np.sort(np.asarray(self.beats_s, dtype=np.float64).ravel())
+        period = self._period_s()
+        if clock == "beat":
+            return beats, period
+        bar_period = period * max(1, int(self.beats_per_bar))
+        downbeats = np.sort(np.asarray(self.downbeats_s, dtype=np.float64).ravel())
+        if downbeats.size == 0 and beats.size:
+            # No downbeats detected: count bars from the first beat.
+            downbeats = beats[:: max(1, int(self.beats_per_bar))]
+        return downbeats, bar_period
+
+    def beat_position(self, times_s: np.ndarray, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
+        """Tapped-beat (or bar) position at song times: 0.0 at the grid's first beat (downbeat), 1.0
+        at the next one, linear in between; extrapolated at ``tempo_bpm`` outside the beats.
+
+        times_s: shape (n,) seconds → shape (n,) float64 positions (negative before the first beat).
+        """
+        ticks, period = self._ticks(clock)
+        t = np.atleast_1d(np.asarray(times_s, dtype=np.float64))
+        if ticks.size == 0:
+            return t / period
+        if ticks.size == 1:
+            return (t - ticks[0]) / period
+        return _interp_extended(t, ticks, np.arange(ticks.size, dtype=np.float64), 1.0 / period, 1.0 / period)
+
+    def beat_time(self, positions: np.ndarray, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
+        """Inverse of :meth:`beat_position`: song time (seconds) of fractional beat (bar) positions."""
+        b = np.atleast_1d(np.asarray(positions, dtype=np.float64))
+        ticks, period = self._ticks(clock)
+        if ticks.size == 0:
+            return b * period
+        if ticks.size == 1:
+            return ticks[0] + b * period
+        return _interp_extended(b, np.arange(ticks.size, dtype=np.float64), ticks, period, period)
+
+    # -- song seconds <-> quarter notes (the tempo map) ----------------------------------------
+    @cached_property
+    def _tempo_map(self) -> tuple[np.ndarray, np.ndarray, tuple[MeterChange, ...], tuple[float, ...]]:
+        """(anchor seconds, anchor quarters, meter changes, bar number at each change)."""
+        if self.tempo_anchors_s is not None and self.tempo_anchors_quarters is not None:
+            s, q = self.tempo_anchors_s, self.tempo_anchors_quarters
+            sigs = self.meter_changes or ((0.0, 4, 4),)
+        else:
+            # anchors at the beats: grid beat i is quarter i × quarters_per_beat; the tempo between
+            # beats is taken as constant; the bar phase comes from the first downbeat.
+            beats_s = np.asarray(self.beats_s, dtype=np.float64).ravel()
+            if beats_s.size < 2:
+                raise ValueError(f"the beat grid has {beats_s.size} beat(s); a tempo map needs at least 2")
+            per_bar = max(int(self.beats_per_bar), 1)
+            qpb = self.quarters_per_beat
+            num, den = (per_bar * 3, 8) if self.beat_division == 3 else (per_bar, 4)
+            first_bar = 0.0
+            if len(self.downbeats_s):
+                k = int(np.argmin(np.abs(beats_s - float(self.downbeats_s[0]))))
+                first_bar = (k % per_bar) * qpb
+            s, q = _checked_anchors(beats_s, np.arange(beats_s.size) * qpb)
+            sigs = _checked_meters([(first_bar, num, den)])
+        bars = [0.0]  # bar number (0-based) at each signature change; bars restart at every change
+        for (at0, n0, d0), (at1, _, _) in zip(sigs, sigs[1:], strict=False):
+            bars.append(bars[-1] + math.ceil((at1 - at0) / (n0 * 4.0 / d0) - 1e-9))
+        return s, q, sigs, tuple(bars)
+
+    def require_tempo_map(self) -> BeatGrid:
+        """This grid, its quarter-note map derived (and cached) now: ValueError if its beats cannot
+        carry one (fewer than 2, not strictly increasing, not finite). For the transport, which
+        must not meet that error mid-play."""
+        _ = self._tempo_map
+        return self
+
     @property
     def anchors_seconds(self) -> np.ndarray:
-        """shape (n,), read-only."""
-        return self._s
+        """The tempo map's anchors in song seconds, shape (n,), read-only."""
+        return self._tempo_map[0]
 
     @property
-    def anchors_beats(self) -> np.ndarray:
-        """shape (n,), read-only."""
-        return self._b
+    def anchors_quarters(self) -> np.ndarray:
+        """The tempo map's anchors in quarter notes, shape (n,), read-only."""
+        return self._tempo_map[1]
 
     @property
-    def time_signatures(self) -> list[tuple[float, int, int]]:
-        return list(self._sigs)
+    def time_signatures(self) -> list[MeterChange]:
+        """The tempo map's meter changes: (quarter, numerator, denominator)."""
+        return list(self._tempo_map[2])
 
-    @staticmethod
-    def _map(x: float | np.ndarray, xp: np.ndarray, fp: np.ndarray) -> float | np.ndarray:
-        # outside the anchors, the end segments' tempo continues
-        y = _interp_extended(np.asarray(x, dtype=np.float64), xp, fp, (fp[1] - fp[0]) / (xp[1] - xp[0]),
-                             (fp[-1] - fp[-2]) / (xp[-1] - xp[-2]))
-        return float(y) if y.ndim == 0 else y
+    def quarters_to_seconds(self, quarters: float | np.ndarray) -> float | np.ndarray:
+        """Song seconds at quarter-note positions (scalar or array)."""
+        s, q, _, _ = self._tempo_map
+        return _map_through(quarters, q, s)
 
-    def beats_to_seconds(self, beats: float | np.ndarray) -> float | np.ndarray:
-        """Song seconds at quarter-note positions ``beats`` (scalar or array)."""
-        return self._map(beats, self._b, self._s)
+    def seconds_to_quarters(self, seconds: float | np.ndarray) -> float | np.ndarray:
+        """Quarter-note positions at song seconds (scalar or array)."""
+        s, q, _, _ = self._tempo_map
+        return _map_through(seconds, s, q)
 
-    def seconds_to_beats(self, seconds: float | np.ndarray) -> float | np.ndarray:
-        """Quarter-note positions at song seconds ``seconds`` (scalar or array)."""
-        return self._map(seconds, self._s, self._b)
-
-    def _segment_tempo(self, x: float | np.ndarray, xp: np.ndarray) -> float | np.ndarray:
+    def _segment_tempo(self, x: float | np.ndarray, use_seconds: bool) -> float | np.ndarray:
+        s, q, _, _ = self._tempo_map
+        xp = s if use_seconds else q
         arr = np.asarray(x, dtype=np.float64)
         i = np.clip(np.searchsorted(xp, arr, side="right") - 1, 0, xp.size - 2)
-        bpm = 60.0 * (self._b[i + 1] - self._b[i]) / (self._s[i + 1] - self._s[i])
+        bpm = 60.0 * (q[i + 1] - q[i]) / (s[i + 1] - s[i])
         return float(bpm) if np.ndim(bpm) == 0 else bpm
 
     def tempo_at_seconds(self, seconds: float | np.ndarray) -> float | np.ndarray:
-        """Quarter-note tempo (BPM) in force at song second(s) ``seconds``."""
-        return self._segment_tempo(seconds, self._s)
+        """Quarter-note tempo (quarters per minute) in force at song second(s) ``seconds``."""
+        return self._segment_tempo(seconds, True)
 
-    def tempo_at_beats(self, beats: float | np.ndarray) -> float | np.ndarray:
-        """Quarter-note tempo (BPM) in force at quarter-note position(s) ``beats``."""
-        return self._segment_tempo(beats, self._b)
+    def tempo_at_quarters(self, quarters: float | np.ndarray) -> float | np.ndarray:
+        """Quarter-note tempo (quarters per minute) in force at quarter-note position(s)."""
+        return self._segment_tempo(quarters, False)
 
-    def _sig_index(self, beats: float) -> int:
+    def _sig_index(self, quarters: float) -> int:
         i = 0
-        for k, (at, _, _) in enumerate(self._sigs):
-            if beats >= at - 1e-9:
+        for k, (at, _, _) in enumerate(self._tempo_map[2]):
+            if quarters >= at - 1e-9:
                 i = k
         return i
 
-    def time_signature_at(self, beats: float) -> tuple[int, int]:
-        _, n, d = self._sigs[self._sig_index(beats)]
+    def time_signature_at(self, quarters: float) -> tuple[int, int]:
+        """(numerator, denominator) in force at a quarter-note position."""
+        _, n, d = self._tempo_map[2][self._sig_index(quarters)]
         return n, d
 
-    def bar_beat(self, beats: float) -> tuple[int, float]:
-        """1-based (bar, beat) at a quarter-note position, following meter changes."""
-        k = self._sig_index(beats)
-        at, n, d = self._sigs[k]
-        bar, beat = bar_beat(beats - at, (n, d))
-        return bar + int(self._sig_bars[k]), beat
-
-    # -- export ---------------------------------------------------------------------------------
-    def to_beat_grid(self, *, duration_seconds: float, source: str = "daw") -> BeatGrid:
-        """Every beat as a listener taps it and every downbeat from beat 0 up to ``duration_seconds``.
-
-        A beat is the denominator note, except in compound meter (6/8, 9/8, 12/8: the numerator a
-        multiple of 3 from 6 up, over 8), where it is the dotted quarter of three eighths — the
-        grid analysis makes for such a song (``beat_division`` 3, 2 beats to a 6/8 bar), so
-        mappings tick on the same beats whichever the tempo came from. The first signature decides.
-        """
-        beat_pos: list[float] = []
-        down_pos: list[float] = []
-        end_beats = float(self.seconds_to_beats(duration_seconds))
-        compound = _is_compound(*self._sigs[0][1:])
-        for k, (at, n, d) in enumerate(self._sigs):
-            stop = self._sigs[k + 1][0] if k + 1 < len(self._sigs) else end_beats + 1e-9
-            unit = 4.0 / d
-            if _is_compound(n, d):
-                unit, n = 3.0 * unit, n // 3
-            start = at if k else min(at, 0.0)
-            # bars before the first signature (pickup) are counted from beat 0
-            pos = np.arange(start, min(stop, end_beats + 1e-9), unit)
-            for j, p in enumerate(pos):
-                if p < 0:
-                    continue
-                beat_pos.append(float(p))
-                if (j - int(round((at - start) / unit))) % n == 0:
-                    down_pos.append(float(p))
-        beats_s = np.asarray(self.beats_to_seconds(np.asarray(beat_pos, dtype=np.float64)), dtype=np.float64)
-        down_s = np.asarray(self.beats_to_seconds(np.asarray(down_pos, dtype=np.float64)), dtype=np.float64)
-        seg = 60.0 * np.diff(self._b) / np.diff(self._s)
-        return BeatGrid(
-            tempo_bpm=float(np.median(seg)),
-            beats_s=np.atleast_1d(beats_s),
-            downbeats_s=np.atleast_1d(down_s),
-            beats_per_bar=int(self._sigs[0][1]) // (3 if compound else 1),
-            source=source,
-            beat_division=3 if compound else 2,
-        )
+    def bar_beat(self, quarters: float) -> tuple[int, float]:
+        """1-based (bar, beat) at a quarter-note position, following meter changes; ``beat``
+        counts denominator notes (see :func:`bar_beat`)."""
+        _, _, sigs, bars = self._tempo_map
+        k = self._sig_index(quarters)
+        at, n, d = sigs[k]
+        bar, beat = bar_beat(quarters - at, (n, d))
+        return bar + int(bars[k]), beat
 
     def save_midi(self, path: str | os.PathLike[str], *, ticks_per_beat: int = 480) -> Path:
-        """Write a type-0 MIDI file with one ``set_tempo`` per tempo change (atomic write).
+        """Write the tempo map as a type-0 MIDI file with one ``set_tempo`` per tempo change
+        (atomic write).
 
         Anchors are rounded to ticks and tempos to whole microseconds per quarter (the MIDI file
-        resolution); the map must start at beat ≥ 0 (MIDI time 0 is song start).
+        resolution); the map must start at quarter ≥ 0 (MIDI time 0 is song start).
         """
         import mido
 
         from bridge.fsutil import atomic_output
 
-        if self._b[0] < -1e-9:
+        s, q, sigs, _ = self._tempo_map
+        if q[0] < -1e-9:
             raise TransportError(
-                f"the tempo map starts at beat {self._b[0]:.3f}; a MIDI file cannot hold negative "
+                f"the tempo map starts at beat {q[0]:.3f}; a MIDI file cannot hold negative "
                 "positions. Record from the song start (bar 1) or trim the map."
             )
         mid = mido.MidiFile(type=0, ticks_per_beat=ticks_per_beat)
         track = mido.MidiTrack()
         mid.tracks.append(track)
         events: list[tuple[int, int, mido.MetaMessage]] = []
-        for at, n, d in self._sigs:
+        for at, n, d in sigs:
             events.append((max(0, round(at * ticks_per_beat)), 0,
                            mido.MetaMessage("time_signature", numerator=n, denominator=d)))
         last_uspq = None
-        seg_uspq = np.round(1e6 * np.diff(self._s) / np.diff(self._b)).astype(np.int64)
+        seg_uspq = np.round(1e6 * np.diff(s) / np.diff(q)).astype(np.int64)
         for i, uspq in enumerate(seg_uspq):
             if uspq != last_uspq:
-                events.append((max(0, round(self._b[i] * ticks_per_beat)), 1,
+                events.append((max(0, round(q[i] * ticks_per_beat)), 1,
                                mido.MetaMessage("set_tempo", tempo=int(np.clip(uspq, 1, 0xFFFFFF)))))
                 last_uspq = uspq
         events.sort(key=lambda e: (e[0], e[1]))
@@ -455,6 +546,16 @@ class TempoMap:
         with atomic_output(path) as tmp:
             mid.save(str(tmp))
         return path
+
+
+def beat_position(times_s: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
+    """:meth:`BeatGrid.beat_position` (tapped beats or bars at song seconds)."""
+    return beat_grid.beat_position(times_s, clock=clock)
+
+
+def beat_time(positions: np.ndarray, beat_grid: BeatGrid, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
+    """:meth:`BeatGrid.beat_time` (song seconds at tapped-beat or bar positions)."""
+    return beat_grid.beat_time(positions, clock=clock)
 
 
 # ---------------------------------------------------------------------------------------------

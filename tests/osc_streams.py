@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.transport import osc_protocol as P
-from bridge.transport.clock import TempoMap
+from bridge.transport.clock import BeatGrid
 
 DIALECT_PERIOD_S = {"ableton": 0.05, "stembridge": 0.1, "reaper": 0.033, "bitwig": 0.05, "ardour": 0.1}
 
@@ -44,16 +44,16 @@ class SimDaw:
                  jump_to_beats: float = 16.0, blocks_restart: bool = False) -> None:
         self.sample_rate, self.block, self.drift = sample_rate, block, drift
         self.blocks_restart = blocks_restart
-        self.tmap = TempoMap([0.0, 40 * 60 / 124, 40 * 60 / 124 + 60], [0.0, 40.0, 140.0])
+        self.tmap = BeatGrid.from_tempo_anchors([0.0, 40 * 60 / 124, 40 * 60 / 124 + 60], [0.0, 40.0, 140.0])
         self.t_start = t_start
         self.t_end = t_start + duration_s / (1.0 + drift)
-        l0, l1 = (float(self.tmap.beats_to_seconds(b)) for b in loop_beats)
+        l0, l1 = (float(self.tmap.quarters_to_seconds(b)) for b in loop_beats)
         segs = [_Seg(0.0, 0.0)]
         d = l1
         for _ in range(loops):  # each wrap: from l1 back to l0
             segs.append(_Seg(d, l0))
             d += l1 - l0
-        segs.append(_Seg(jump_at_s, float(self.tmap.beats_to_seconds(jump_to_beats))))
+        segs.append(_Seg(jump_at_s, float(self.tmap.quarters_to_seconds(jump_to_beats))))
         self.segs = segs
         #: (wall time, kind) of every discontinuity: loop wraps and the relocation
         self.discontinuities = [self.wall(s.d0) for s in segs[1:]]
@@ -76,7 +76,7 @@ class SimDaw:
         return self.song_seconds_at_daw(self.daw_time(t))
 
     def truth_beats(self, t: np.ndarray) -> np.ndarray:
-        return np.asarray(self.tmap.seconds_to_beats(self.truth_seconds(t)))
+        return np.asarray(self.tmap.seconds_to_quarters(self.truth_seconds(t)))
 
     def tempo_at(self, t: np.ndarray) -> np.ndarray:
         return np.asarray(self.tmap.tempo_at_seconds(self.truth_seconds(t)))
@@ -102,7 +102,7 @@ class SimDaw:
         delay = 1e-4 + rng.exponential(3e-4, n) + (rng.random(n) < 0.02) * rng.uniform(2e-3, 8e-3, n)
         arrive = t_emit + delay
         secs = self.reported_song_seconds(t_emit)
-        beats = np.asarray(self.tmap.seconds_to_beats(secs))
+        beats = np.asarray(self.tmap.seconds_to_quarters(secs))
         tempo = np.asarray(self.tmap.tempo_at_seconds(secs))
         t0 = self.t_start
         msgs: list[tuple[float, str, tuple]] = []

@@ -18,7 +18,7 @@ from bridge.errors import ProjectError
 from bridge.project import load_project
 from bridge.session import Session
 from bridge.transport import osc_protocol as P
-from bridge.transport.clock import TempoMap, TransportClock
+from bridge.transport.clock import BeatGrid, TransportClock
 from bridge.transport.osc_dialects import make_dialect
 from bridge.transport.osc_io import OscListener
 from bridge.transport.state import TransportState
@@ -59,7 +59,7 @@ def test_live_tempo_and_meter_become_the_grid_the_analysis_uses(project_dir):
         grid = s.analysis.beat_grid
         assert grid.tempo_bpm == pytest.approx(128.0) and grid.beats_per_bar == 3
         # Live's beat 24 (bar 9) is at 24·60/128 s on the grid the preview and the export use
-        assert float(s.clock.tempo_map.beats_to_seconds(24.0)) == pytest.approx(24 * 60 / 128, abs=1e-6)
+        assert float(s.clock.tempo_map.quarters_to_seconds(24.0)) == pytest.approx(24 * 60 / 128, abs=1e-6)
         assert s.undo()  # one step back to the project's own grid
         assert s.project.tempo == before
     assert load_project(project_dir)[0].tempo == before  # nothing saved in between (no autosave here)
@@ -89,9 +89,9 @@ def test_a_daw_tempo_change_becomes_a_tempo_map_file(tmp_path):
         what = s.adopt_daw_tempo()
         assert "tempo map" in what and "daw_tempo.mid" in what
         assert s.project.tempo.source == "midi_file" and s.project.tempo.midi_file == "daw_tempo.mid"
-    tmap = TempoMap.from_midi_file(d / "daw_tempo.mid")
+    tmap = BeatGrid.from_midi_file(d / "daw_tempo.mid")
     for b in (8.0, 16.0, 24.0, 36.0):
-        assert float(tmap.beats_to_seconds(b)) == pytest.approx(seconds_at(b), abs=0.01)
+        assert float(tmap.quarters_to_seconds(b)) == pytest.approx(seconds_at(b), abs=0.01)
 
 
 def test_a_wobbling_derived_tempo_is_one_tempo_not_a_map(tmp_path):

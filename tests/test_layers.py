@@ -9,7 +9,7 @@ lower package depend on the higher one.
  0  errors                              the exception tree
  1  fsutil, jobs, cli_support,          atomic files, cancel tokens / progress, CLI helpers, DAW
     daw_install                         script installer
- 2  timebase, vocab                     seconds <-> beats <-> frames (BeatGrid, TempoMap); the names
+ 2  timebase, vocab                     seconds <-> beats <-> frames (BeatGrid: the one tempo map); the names
                                         every layer shares (visual parameters, SectionLook, built-in
                                         effect names, the ``mix`` source)
  3  transport                           DAW sync: parsers, clock, ports

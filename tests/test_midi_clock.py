@@ -15,7 +15,7 @@ from conftest import shared_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.transport.clock import TempoMap
+from bridge.transport.clock import BeatGrid
 from bridge.transport.midi_clock import MidiClockParser, MidiTokenizer
 
 CLOCK, START, CONTINUE, STOP = b"\xf8", b"\xfa", b"\xfb", b"\xfc"
@@ -206,7 +206,7 @@ def test_lost_clocks_late_clocks_and_a_real_tempo_drop():
 
 def test_tempo_map_gives_position_seconds_and_bars():
     # 4 beats of 120 then 3/4 at 60
-    tmap = TempoMap([0.0, 2.0, 5.0], [0.0, 4.0, 7.0], time_signatures=[(0, 4, 4), (4, 3, 4)])
+    tmap = BeatGrid.from_tempo_anchors([0.0, 2.0, 5.0], [0.0, 4.0, 7.0], time_signatures=[(0, 4, 4), (4, 3, 4)])
     p = MidiClockParser(tempo_map=tmap)
     s = p.feed(spp(4 * 5), 0.0)  # beat 5: one beat into the 3/4 section
     assert s.position_seconds == pytest.approx(3.0)
@@ -216,9 +216,9 @@ def test_tempo_map_gives_position_seconds_and_bars():
 @pytest.mark.shared_data
 def test_follows_a_real_rubato_tempo_map():
     """Clock stream from Debussy's tempo map (piano-midi.de): tick stamps within ~1 ms."""
-    tmap = TempoMap.from_midi_file(shared_data("midi_tempo_maps_pianomidi", "debussy_childrens_corner_4.mid"))
+    tmap = BeatGrid.from_midi_file(shared_data("midi_tempo_maps_pianomidi", "debussy_childrens_corner_4.mid"))
     ticks = np.arange(24 * 40)  # the first 40 beats (tempo changes every half beat or so)
-    true = 5.0 + np.asarray(tmap.beats_to_seconds(ticks / 24))
+    true = 5.0 + np.asarray(tmap.quarters_to_seconds(ticks / 24))
     rng = np.random.default_rng(3)
     noisy = np.maximum.accumulate(np.round((true + rng.normal(0, 1e-3, true.size)) * 1000) / 1000)
     p = MidiClockParser(initial_tempo_bpm=120)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.transport.clock import TempoMap, TransportClock
+from bridge.transport.clock import BeatGrid, TransportClock
 from bridge.transport.mtc import (
     MtcParser,
     frames_to_timecode,
@@ -166,7 +166,7 @@ def test_transport_clock_stops_when_quarter_frames_end():
 
 
 def test_tempo_map_gives_beats():
-    tmap = TempoMap([0.0, 10.0, 20.0], [0.0, 20.0, 30.0])  # 120 BPM for 10 s, then 60
+    tmap = BeatGrid.from_tempo_anchors([0.0, 10.0, 20.0], [0.0, 20.0, 30.0])  # 120 BPM for 10 s, then 60
     p = MtcParser(tempo_map=tmap)
     s = p.feed(full_frame_message(timecode_to_frames(0, 0, 15, 0, 1), 1), 0.0)
     assert s.position_beats == pytest.approx(25.0) and s.tempo_bpm == pytest.approx(60.0)

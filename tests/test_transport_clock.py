@@ -1,4 +1,4 @@
-"""TransportClock (extrapolation, latency, staleness), TempoMap and TempoMapRecorder.
+"""TransportClock (extrapolation, latency, staleness), BeatGrid and TempoMapRecorder.
 
 Truths: hand-computed tempo arithmetic, mido's own tick→second conversion, the analysis package's
 ``beat_grid_from_midi`` (separate code) on a real tempo map, and a synthetic DAW whose tick times
@@ -16,7 +16,7 @@ from conftest import shared_data, write_midi
 
 from bridge.analysis.tempo_map import beat_grid_from_midi
 from bridge.errors import TransportError
-from bridge.transport.clock import TempoMap, TempoMapRecorder, TransportClock, bar_beat
+from bridge.transport.clock import BeatGrid, TempoMapRecorder, TransportClock, bar_beat
 from bridge.transport.midi_clock import MidiClockParser
 from bridge.transport.state import TransportState
 
@@ -65,7 +65,7 @@ def test_stopped_states_do_not_move_and_stale_ones_stop():
 
 def test_tempo_map_drives_extrapolation_through_a_tempo_change():
     # 120 BPM up to beat 8 (4 s), then 60 BPM
-    tmap = TempoMap([0.0, 4.0, 8.0], [0.0, 8.0, 12.0])
+    tmap = BeatGrid.from_tempo_anchors([0.0, 4.0, 8.0], [0.0, 8.0, 12.0])
     clock = TransportClock(tempo_map=tmap)
     clock.update(_state(position_beats=7.0, position_seconds=999.0))  # seconds come from the map
     s = clock.now(at=101.0)  # 0.5 s to beat 8, then 0.5 s at 60 BPM
@@ -110,7 +110,7 @@ def test_bar_beat():
     assert bar_beat(-1.0) == (0, pytest.approx(4.0))
 
 
-# -- TempoMap ------------------------------------------------------------------------------------
+# -- BeatGrid ------------------------------------------------------------------------------------
 
 
 
@@ -121,30 +121,30 @@ def test_tempo_map_from_a_midi_file_with_meter_changes(tmp_path):
         (16 * 480, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90))),
         (16 * 480, mido.MetaMessage("time_signature", numerator=3, denominator=4)),
     ])
-    tmap = TempoMap.from_midi_file(path)
-    assert tmap.beats_to_seconds(16.0) == pytest.approx(8.0)
-    assert tmap.beats_to_seconds(19.0) == pytest.approx(10.0)  # 3 beats at 90 BPM = 2 s
-    assert tmap.seconds_to_beats(np.array([0.0, 8.0, 12.0])) == pytest.approx([0.0, 16.0, 22.0])
-    assert tmap.tempo_at_seconds(9.0) == pytest.approx(90.0) and tmap.tempo_at_beats(1.0) == pytest.approx(120.0)
+    tmap = BeatGrid.from_midi_file(path)
+    assert tmap.quarters_to_seconds(16.0) == pytest.approx(8.0)
+    assert tmap.quarters_to_seconds(19.0) == pytest.approx(10.0)  # 3 beats at 90 BPM = 2 s
+    assert tmap.seconds_to_quarters(np.array([0.0, 8.0, 12.0])) == pytest.approx([0.0, 16.0, 22.0])
+    assert tmap.tempo_at_seconds(9.0) == pytest.approx(90.0) and tmap.tempo_at_quarters(1.0) == pytest.approx(120.0)
     assert tmap.bar_beat(16.0) == (5, pytest.approx(1.0))
     assert tmap.bar_beat(20.0) == (6, pytest.approx(2.0))
     assert tmap.time_signature_at(20.0) == (3, 4)
-    assert tmap.beats_to_seconds(-2.0) == pytest.approx(-1.0)  # extrapolated at the first tempo
+    assert tmap.quarters_to_seconds(-2.0) == pytest.approx(-1.0)  # extrapolated at the first tempo
     with pytest.raises(ValueError, match="strictly increasing"):
-        TempoMap([0.0, 1.0, 1.0], [0.0, 1.0, 2.0])
+        BeatGrid.from_tempo_anchors([0.0, 1.0, 1.0], [0.0, 1.0, 2.0])
 
 
 @pytest.mark.shared_data
 def test_real_tempo_map_round_trips_and_matches_beat_grid_from_midi():
     path = shared_data("midi_tempo_maps_pianomidi", "debussy_childrens_corner_4.mid")
-    tmap = TempoMap.from_midi_file(path)
-    assert tmap.anchors_beats.size >= 400  # the file has 440 tempo events
+    tmap = BeatGrid.from_midi_file(path)
+    assert tmap.anchors_quarters.size >= 400  # the file has 440 tempo events
     beats = np.linspace(-1.0, 300.0, 20001)
-    assert np.asarray(tmap.seconds_to_beats(tmap.beats_to_seconds(beats))) == pytest.approx(beats, abs=1e-9)
+    assert np.asarray(tmap.seconds_to_quarters(tmap.quarters_to_seconds(beats))) == pytest.approx(beats, abs=1e-9)
     # independent code in bridge.analysis: beat k of the grid is at quarter k (4/4 and 2/4 here)
     grid = beat_grid_from_midi(path, duration_seconds=143.0)
     k = np.arange(grid.beats_s.size)
-    np.testing.assert_allclose(tmap.beats_to_seconds(k.astype(float)), grid.beats_s, atol=1e-6)
+    np.testing.assert_allclose(tmap.quarters_to_seconds(k.astype(float)), grid.beats_s, atol=1e-6)
     # and mido's own tick→second conversion, tempo event by tempo event
     mid = mido.MidiFile(str(path))
     tempos, tick = {}, 0
@@ -158,7 +158,7 @@ def test_real_tempo_map_round_trips_and_matches_beat_grid_from_midi():
         expect.append((tk / mid.ticks_per_beat, t))
         last, cur = tk, tempos[tk]
     b, s = np.array(expect).T
-    np.testing.assert_allclose(tmap.beats_to_seconds(b), s, atol=1e-9)
+    np.testing.assert_allclose(tmap.quarters_to_seconds(b), s, atol=1e-9)
     assert 2.0 <= tmap.bar_beat(float(b[-1]))[0] <= 200
 
 
@@ -167,10 +167,10 @@ def test_tempo_map_from_beat_grid_and_back():
     from bridge.analysis.types import BeatGrid
 
     grid = BeatGrid(tempo_bpm=110.0, beats_s=beats_s, downbeats_s=beats_s[::4], beats_per_bar=4)
-    tmap = TempoMap.from_beat_grid(grid)
-    assert tmap.beats_to_seconds(5.0) == pytest.approx(2.6)
+    tmap = grid
+    assert tmap.quarters_to_seconds(5.0) == pytest.approx(2.6)
     assert tmap.tempo_at_seconds(3.0) == pytest.approx(100.0)
-    back = tmap.to_beat_grid(duration_seconds=4.4)
+    back = tmap.with_beats_until(4.4)
     np.testing.assert_allclose(back.beats_s, beats_s, atol=1e-9)
     np.testing.assert_allclose(back.downbeats_s, beats_s[::4], atol=1e-9)
 
@@ -185,19 +185,19 @@ def test_a_six_eight_grid_reaches_the_transport_in_quarter_notes_and_back():
     beats_s = np.arange(16) * 0.5
     grid = BeatGrid(tempo_bpm=120.0, beats_s=beats_s, downbeats_s=beats_s[1::2], beats_per_bar=2,
                     beat_division=3)
-    tmap = TempoMap.from_beat_grid(grid)
-    assert tmap.beats_to_seconds(3.0) == pytest.approx(1.0)
+    tmap = grid
+    assert tmap.quarters_to_seconds(3.0) == pytest.approx(1.0)
     assert tmap.tempo_at_seconds(2.0) == pytest.approx(180.0)  # quarters per minute
     assert tmap.time_signature_at(0.0) == (6, 8)
     # the first downbeat is grid beat 1 (0.5 s = quarter 1.5); the next bar starts 3 quarters on
     assert tmap.bar_beat(1.5)[1] == pytest.approx(1.0) and tmap.bar_beat(4.5)[1] == pytest.approx(1.0)
     assert tmap.bar_beat(4.5)[0] == tmap.bar_beat(1.5)[0] + 1
 
-    back = TempoMap.constant(120.0, time_signature=(6, 8)).to_beat_grid(duration_seconds=6.0)
+    back = BeatGrid.constant(120.0, time_signature=(6, 8)).with_beats_until(6.0)
     np.testing.assert_allclose(back.beats_s, np.arange(0.0, 6.0 + 1e-9, 0.75), atol=1e-9)  # 1.5 × 0.5 s
     np.testing.assert_allclose(back.downbeats_s, np.arange(0.0, 6.0 + 1e-9, 1.5), atol=1e-9)
     assert (back.beats_per_bar, back.beat_division, back.meter_label) == (2, 3, "6/8")
-    seven = TempoMap.constant(120.0, time_signature=(7, 8)).to_beat_grid(duration_seconds=3.5)
+    seven = BeatGrid.constant(120.0, time_signature=(7, 8)).with_beats_until(3.5)
     assert seven.beats_per_bar == 7 and seven.beat_division == 2  # 7/8 counts its eighths
 
 
@@ -206,14 +206,14 @@ def test_a_six_eight_grid_reaches_the_transport_in_quarter_notes_and_back():
 def test_recorder_captures_the_daws_tempo_map_and_saves_it(tmp_path):
     """A DAW plays a map (120 BPM, a step to 90, a ramp) as MIDI clock with 1 ms jitter, with a
     stop, an SPP jump and a replay; the recorded map must match the truth within a few ms."""
-    truth = TempoMap([0.0, 8.0, 14.0, 20.0], [0.0, 16.0, 25.0, 35.0])  # 120, 90, then 100 BPM
+    truth = BeatGrid.from_tempo_anchors([0.0, 8.0, 14.0, 20.0], [0.0, 16.0, 25.0, 35.0])  # 120, 90, then 100 BPM
     rng = np.random.default_rng(11)
     parser = MidiClockParser()
     rec = TempoMapRecorder()
 
     def run(start_beat: float, end_beat: float, t0: float, how: bytes) -> float:
         ticks = np.arange(round(start_beat * 24), round(end_beat * 24) + 1)
-        times = t0 + np.asarray(truth.beats_to_seconds(ticks / 24)) - float(truth.beats_to_seconds(start_beat))
+        times = t0 + np.asarray(truth.quarters_to_seconds(ticks / 24)) - float(truth.quarters_to_seconds(start_beat))
         if how == b"\xfa":
             rec.record(parser.feed(how, t0 - 0.001))
         else:
@@ -235,18 +235,18 @@ def test_recorder_captures_the_daws_tempo_map_and_saves_it(tmp_path):
 
     tmap = rec.to_tempo_map()
     probe = np.linspace(0.0, 35.0, 141)
-    err_ms = 1000 * (np.asarray(tmap.beats_to_seconds(probe)) - np.asarray(truth.beats_to_seconds(probe)))
+    err_ms = 1000 * (np.asarray(tmap.quarters_to_seconds(probe)) - np.asarray(truth.quarters_to_seconds(probe)))
     assert np.max(np.abs(err_ms)) < 10.0 and np.median(np.abs(err_ms)) < 3.0
     # tempo over one beat (a single 16th bin holds only one or two jittered clock intervals)
-    beat_bpm = lambda b: 60.0 / (tmap.beats_to_seconds(b + 1.0) - tmap.beats_to_seconds(b))  # noqa: E731
+    beat_bpm = lambda b: 60.0 / (tmap.quarters_to_seconds(b + 1.0) - tmap.quarters_to_seconds(b))  # noqa: E731
     assert beat_bpm(5.0) == pytest.approx(120.0, abs=0.5)
     assert beat_bpm(20.0) == pytest.approx(90.0, abs=0.5)
 
     path = rec.save_midi(tmp_path / "captured.mid")
-    again = TempoMap.from_midi_file(path)
-    np.testing.assert_allclose(again.beats_to_seconds(probe), tmap.beats_to_seconds(probe), atol=2e-4)
+    again = BeatGrid.from_midi_file(path)
+    np.testing.assert_allclose(again.quarters_to_seconds(probe), tmap.quarters_to_seconds(probe), atol=2e-4)
     grid = beat_grid_from_midi(path, duration_seconds=19.5)  # the analysis side reads it
-    np.testing.assert_allclose(grid.beats_s, truth.beats_to_seconds(np.arange(grid.beats_s.size, dtype=float)), atol=0.01)
+    np.testing.assert_allclose(grid.beats_s, truth.quarters_to_seconds(np.arange(grid.beats_s.size, dtype=float)), atol=0.01)
     assert rec.to_beat_grid().source == "daw"
 
 

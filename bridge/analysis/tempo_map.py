@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from bridge.timebase import BeatGrid, TempoMap
+from bridge.timebase import BeatGrid
 
 
 def beat_grid_from_midi(
@@ -20,7 +20,7 @@ def beat_grid_from_midi(
     time-signature change. The grid continues at the last tempo until ``duration_seconds``.
     ``offset_seconds`` is the song time of MIDI time 0. tempo_bpm is the median quarter-note tempo.
     """
-    # One MIDI tempo-map reader in the project: bridge.timebase.TempoMap (exact through tempo
-    # changes in the middle of a beat); this function only turns it into the analysis BeatGrid.
-    tmap = TempoMap.from_midi_file(path, offset_seconds=offset_seconds)
-    return tmap.to_beat_grid(duration_seconds=duration_seconds, source="midi")
+    # One MIDI tempo-map reader in the project: BeatGrid.from_midi_file (exact through tempo
+    # changes in the middle of a beat); this function only counts its beats to the song's end.
+    tmap = BeatGrid.from_midi_file(path, offset_seconds=offset_seconds)
+    return tmap.with_beats_until(duration_seconds, source="midi")

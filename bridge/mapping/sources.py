@@ -31,9 +31,6 @@ from bridge.errors import AnalysisError, ProjectError
 # presets need it below this layer).
 from bridge.timebase import DEFAULT_TEMPO_BPM as DEFAULT_TEMPO_BPM
 from bridge.timebase import BeatGrid
-from bridge.timebase import _grid_points as _grid_points
-from bridge.timebase import _period_s as _period_s
-from bridge.timebase import _position as _position
 from bridge.timebase import beat_position as beat_position
 from bridge.timebase import beat_time as beat_time
 from bridge.vocab import MIX, names_matching

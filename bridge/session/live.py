@@ -113,7 +113,7 @@ class LiveMixin:
         if seconds is None:
             beats = s.position_beats
         elif tmap is not None:
-            beats = float(tmap.seconds_to_beats(position_seconds))
+            beats = float(tmap.seconds_to_quarters(position_seconds))
         else:
             beats = position_seconds * s.tempo_bpm / 60.0
         self.clock.update(TransportState(

@@ -196,12 +196,10 @@ class WatchingMixin:
         """Beats from the DAW (or our own clock) map to song seconds through the project's beat grid.
         Our own clock keeps its place in the song: a corrected grid (×2, a new downbeat) must not move
         the playhead (it jumped to half its time on ×2); a DAW's beats stay the DAW's."""
-        from bridge.transport.clock import TempoMap
-
         state = self.clock.state
         keep_s = self.clock.position()[0] if state is not None and state.source == "free" else None
         try:
-            self.clock.tempo_map = TempoMap.from_beat_grid(analysis.beat_grid)
+            self.clock.tempo_map = analysis.beat_grid.require_tempo_map()
         except ValueError:
             self.clock.tempo_map = None
         if keep_s is not None:

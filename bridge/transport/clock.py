@@ -4,13 +4,16 @@ Sources (MIDI clock, MTC, OSC, Link) are pure parsers that turn messages into a
 :class:`~bridge.transport.state.TransportState` stamped with the monotonic time at which its
 position was true. :class:`TransportClock` holds the latest one (the I/O thread swaps one
 reference; readers never lock) and :meth:`TransportClock.now` answers "where is the DAW at this
-instant" by extrapolating with the tempo (or through a :class:`TempoMap`), after a user latency
-offset.
+instant" by extrapolating with the tempo (or through the tempo map of a
+:class:`~bridge.timebase.BeatGrid`), after a user latency offset.
 
-Beats are quarter notes throughout (the DAW's "beats" in x/4; MIDI clock counts 24 per quarter).
+Beats are quarter notes throughout (the DAW's "beats" in x/4; MIDI clock counts 24 per quarter):
+``TransportState.position_beats`` is a quarter-note position, converted with the grid's
+``quarters_to_seconds`` / ``seconds_to_quarters``.
 
-:class:`TempoMap` converts song seconds ↔ beats piecewise-linearly (exact for the piecewise-constant
-tempo of a MIDI tempo track; defined in :mod:`bridge.timebase`, re-exported here);
+:class:`BeatGrid` (the one type of musical time, defined in :mod:`bridge.timebase`, re-exported
+here) converts song seconds ↔ quarter notes piecewise-linearly (exact for the piecewise-constant
+tempo of a MIDI tempo track);
 :class:`TempoMapRecorder` captures one from the transport while the DAW plays and saves it as a
 MIDI file the project can use (``tempo.source = "midi_file"``).
 
@@ -30,9 +33,9 @@ import numpy as np
 
 from bridge.errors import TransportError
 
-# The time base (BeatGrid, TempoMap, bar_beat) lives at the bottom layer, bridge.timebase, so that
+# The time base (BeatGrid, bar_beat) lives at the bottom layer, bridge.timebase, so that
 # analysis and mapping can use it without importing the transport; re-exported from here.
-from bridge.timebase import BeatGrid, TempoMap, bar_beat
+from bridge.timebase import BeatGrid, bar_beat
 from bridge.transport.state import TransportState
 
 #: Sources whose position is measured in song seconds (MTC timecode); the clock extrapolates and
@@ -66,7 +69,7 @@ class TransportClock:
         frame being on screen (render + display, typically 20–80 ms). Negative = show an earlier
         position, for a DAW whose audio reaches the speakers later than its sync messages (large
         audio buffers without delay compensation on the sync output).
-    tempo_map : TempoMap, optional
+    tempo_map : BeatGrid, optional
         When set, beats ↔ seconds go through it (the project's tempo map: exact through tempo
         changes) and the tempo reported is the map's at that position; otherwise the state's tempo
         is taken as constant from its position onwards.
@@ -84,7 +87,7 @@ class TransportClock:
         self,
         *,
         latency_ms: float = 0.0,
-        tempo_map: TempoMap | None = None,
+        tempo_map: BeatGrid | None = None,
         stale_after_s: Mapping[str, float] | None = None,
         max_extrapolation_s: Mapping[str, float] | None = None,
         time_fn: Callable[[], float] = time.monotonic,
@@ -113,11 +116,11 @@ class TransportClock:
         self._latency_s = value / 1000.0
 
     @property
-    def tempo_map(self) -> TempoMap | None:
+    def tempo_map(self) -> BeatGrid | None:
         return self._tempo_map
 
     @tempo_map.setter
-    def tempo_map(self, tempo_map: TempoMap | None) -> None:
+    def tempo_map(self, tempo_map: BeatGrid | None) -> None:
         self._tempo_map = tempo_map
 
     @property
@@ -144,7 +147,7 @@ class TransportClock:
         playing, dt = self._extrapolation(s, t_query)
         if tmap is not None:
             seconds = self._seconds_at(s, tmap) + dt
-            beats = float(tmap.seconds_to_beats(seconds))
+            beats = float(tmap.seconds_to_quarters(seconds))
             tempo = float(tmap.tempo_at_seconds(seconds))
             bar, beat = tmap.bar_beat(beats)
             signature = tmap.time_signature_at(beats)
@@ -184,9 +187,9 @@ class TransportClock:
         return True, (elapsed + self._latency_s) * s.clock_ratio
 
     @staticmethod
-    def _seconds_at(s: TransportState, tmap: TempoMap) -> float:
+    def _seconds_at(s: TransportState, tmap: BeatGrid) -> float:
         """The last report's position in song seconds (through the tempo map for beat sources)."""
-        return s.position_seconds if s.source in SECONDS_BASED_SOURCES else float(tmap.beats_to_seconds(s.position_beats))
+        return s.position_seconds if s.source in SECONDS_BASED_SOURCES else float(tmap.quarters_to_seconds(s.position_beats))
 
 
 class TempoMapRecorder:
@@ -247,8 +250,8 @@ class TempoMapRecorder:
                 acc[1] += overlap
             i += 1
 
-    def to_tempo_map(self) -> TempoMap:
-        """The captured map, from beat 0 to the last beat heard (gaps filled from neighbours)."""
+    def to_tempo_map(self) -> BeatGrid:
+        """The captured map (a BeatGrid with explicit quarter-note anchors), from beat 0 to the last beat heard (gaps filled from neighbours)."""
         res = self.resolution_beats
         usable = {i: v for i, v in self._bins.items() if v[1] >= 0.1 * res}
         if not usable:
@@ -267,14 +270,14 @@ class TempoMapRecorder:
         seconds -= np.interp(0.0, beats, seconds)  # beat 0 at 0 s
         sigs = sorted(self._sigs) or [(0.0, 4, 4)]
         sigs[0] = (0.0, sigs[0][1], sigs[0][2])
-        return TempoMap(seconds, beats, time_signatures=sigs)
+        return BeatGrid.from_tempo_anchors(seconds, beats, time_signatures=sigs)
 
     def to_beat_grid(self, *, duration_seconds: float | None = None) -> BeatGrid:
         tmap = self.to_tempo_map()
         if duration_seconds is None:
             duration_seconds = float(tmap.anchors_seconds[-1])
-        return tmap.to_beat_grid(duration_seconds=duration_seconds, source="daw")
+        return tmap.with_beats_until(duration_seconds, source="daw")
 
     def save_midi(self, path: str | os.PathLike[str], *, ticks_per_beat: int = 480) -> Path:
-        """Save the captured map as a MIDI file (``set_tempo`` events); see :meth:`TempoMap.save_midi`."""
+        """Save the captured map as a MIDI file (``set_tempo`` events); see :meth:`BeatGrid.save_midi`."""
         return self.to_tempo_map().save_midi(path, ticks_per_beat=ticks_per_beat)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bridge.transport.clock import TempoMap, bar_beat
+from bridge.transport.clock import BeatGrid, bar_beat
 from bridge.transport.state import TransportState
 
 PPQN = 24  #: MIDI clocks per quarter note
@@ -280,7 +280,7 @@ class MidiClockParser:
     ----------
     time_signature : (numerator, denominator)
         For bar/beat (MIDI clock carries no meter); ignored when ``tempo_map`` is given.
-    tempo_map : TempoMap, optional
+    tempo_map : BeatGrid, optional
         The project's map: position_seconds = map(beats). Without it, seconds are accumulated from
         the tick times while playing (exact after Start at bar 1) and estimated as
         beats·60/tempo after a jump.
@@ -303,7 +303,7 @@ class MidiClockParser:
         self,
         *,
         time_signature: tuple[int, int] = (4, 4),
-        tempo_map: TempoMap | None = None,
+        tempo_map: BeatGrid | None = None,
         initial_tempo_bpm: float = 120.0,
         bandwidth_hz: float = 0.1,
         phase_bandwidth_hz: float = 2.0,
@@ -544,13 +544,13 @@ class MidiClockParser:
     # -- output ---------------------------------------------------------------------------------
     def _seconds_after_jump(self, pos_ticks: float) -> float:
         if self.tempo_map is not None:
-            return float(self.tempo_map.beats_to_seconds(pos_ticks / PPQN))
+            return float(self.tempo_map.quarters_to_seconds(pos_ticks / PPQN))
         return pos_ticks * 60.0 / (PPQN * self.tempo_bpm)  # constant-tempo guess: nothing better
 
     def _emit(self, pos_ticks: float, *, playing: bool, t: float, seconds: float) -> TransportState | None:
         beats = pos_ticks / PPQN
         if self.tempo_map is not None:
-            seconds = float(self.tempo_map.beats_to_seconds(beats))
+            seconds = float(self.tempo_map.quarters_to_seconds(beats))
             bar, beat = self.tempo_map.bar_beat(beats)
             signature = self.tempo_map.time_signature_at(beats)
         else:

@@ -21,7 +21,7 @@ wrapping 7→0 adds 2 frames (0→7 backwards subtracts 2).
   :class:`~bridge.transport.clock.TransportClock` reports a stop when they end (its stale
   timeout). Running backwards (rewind/scrub) reports ``playing=False`` with the position updated
   at each quarter frame.
-* MTC carries no tempo: beats come from the project's :class:`~bridge.transport.clock.TempoMap`
+* MTC carries no tempo: beats come from the project's :class:`~bridge.transport.clock.BeatGrid`
   when given, else from a constant ``tempo_bpm``.
 """
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bridge.transport.clock import TempoMap, bar_beat
+from bridge.transport.clock import BeatGrid, bar_beat
 from bridge.transport.midi_clock import QUARTER_FRAME, DelayLockedLoop, MidiTokenizer
 from bridge.transport.state import TransportState
 
@@ -92,7 +92,7 @@ class MtcParser:
 
     Parameters
     ----------
-    tempo_map : TempoMap, optional
+    tempo_map : BeatGrid, optional
         The project's tempo map: beats, bar and tempo from the song seconds.
     tempo_bpm : float
         Constant tempo used without a map.
@@ -112,7 +112,7 @@ class MtcParser:
     def __init__(
         self,
         *,
-        tempo_map: TempoMap | None = None,
+        tempo_map: BeatGrid | None = None,
         tempo_bpm: float = 120.0,
         time_signature: tuple[int, int] = (4, 4),
         offset_seconds: float = 0.0,
@@ -288,7 +288,7 @@ class MtcParser:
     def _emit(self, frames: float, *, playing: bool, t: float) -> TransportState | None:
         seconds = frames / MTC_RATES[self._rate][1] - self.offset_seconds
         if self.tempo_map is not None:
-            beats = float(self.tempo_map.seconds_to_beats(seconds))
+            beats = float(self.tempo_map.seconds_to_quarters(seconds))
             bar, beat = self.tempo_map.bar_beat(beats)
             signature = self.tempo_map.time_signature_at(beats)
         else:
