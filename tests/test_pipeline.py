@@ -349,3 +349,30 @@ def test_every_module_behind_a_cached_result_is_part_of_its_code_version():
     stem = _analysis_modules_used_by("features.py")
     assert stem <= set(cache._FEATURE_FILES), sorted(stem - set(cache._FEATURE_FILES))
     assert "beats.py" not in cache._FEATURE_FILES
+
+
+def test_the_percussive_part_in_blocks_equals_the_whole_separation_and_can_be_cancelled():
+    """percussive_part separates a long mix in 30-s blocks (bounded memory, a cancel lands within a
+    block); each block's context covers the median filter's reach, so the result must equal
+    librosa's separation of the whole signal, seams included. Truth: librosa on the whole."""
+    import librosa
+
+    from bridge.analysis.pipeline import PERCUSSIVE_MARGIN, percussive_part
+    from bridge.analysis.types import ANALYSIS_SAMPLE_RATE as SR
+
+    rng = np.random.default_rng(7)
+    n = int(70.3 * SR)  # two seams and a short last block
+    t = np.arange(n) / SR
+    hits = np.zeros(n, dtype=np.float32)
+    hits[(np.arange(0.1, 70.0, 0.37) * SR).astype(int)] = 1.0
+    mix = (0.2 * np.sin(2 * np.pi * 220.0 * t) + np.convolve(hits, rng.standard_normal(600) * np.exp(
+        -np.arange(600) / 120.0), mode="same")).astype(np.float32)
+    whole = librosa.effects.percussive(mix, margin=PERCUSSIVE_MARGIN)
+    part = percussive_part([("mix", "other", mix)])
+    np.testing.assert_allclose(part, whole, rtol=0, atol=1e-6 * float(np.abs(whole).max()))
+    assert float(np.abs(part).max()) > 0.1  # the hits are there
+    assert percussive_part([("drums", "drums", mix)]) is None  # a drums stem needs no separation
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        percussive_part([("mix", "other", mix)], cancel=cancel)

@@ -76,9 +76,16 @@ def kit_audio(stems: Sequence[tuple[str, str, np.ndarray]]) -> np.ndarray | None
 #: :func:`percussive_part` (librosa's HPSS ``margin``): 1 splits every bin between the two, 3
 #: keeps bins that are neither (reverb, a pad's attack) out of the drums.
 PERCUSSIVE_MARGIN = 3.0
+#: The separation's STFT and median filter (librosa's defaults), and the length of the blocks it
+#: runs in (see :func:`percussive_part`).
+PERCUSSIVE_N_FFT = 2048
+PERCUSSIVE_HOP = 512
+PERCUSSIVE_KERNEL = 31
+PERCUSSIVE_BLOCK_S = 30.0
 
 
-def percussive_part(stems: Sequence[tuple[str, str, np.ndarray]]) -> np.ndarray | None:
+def percussive_part(stems: Sequence[tuple[str, str, np.ndarray]], *,
+                    cancel: CancelToken | None = None) -> np.ndarray | None:
     """The percussive part (mono audio) of a project's one stem when it is not the drums (a whole
     mix, or one bounce of everything), else None: stems already give the drums apart.
 
@@ -98,7 +105,24 @@ def percussive_part(stems: Sequence[tuple[str, str, np.ndarray]]) -> np.ndarray 
     import librosa
 
     audio = np.asarray(stems[0][2], dtype=np.float32).ravel()
-    return librosa.effects.percussive(audio, margin=PERCUSSIVE_MARGIN).astype(np.float32)
+    # In blocks with context either side, so that memory stays bounded on a long file (the whole
+    # STFT of an hour is gigabytes) and a cancel lands within one block. Written here, not taken
+    # from librosa, which separates a signal in one piece. Blocks start on the STFT hop and the
+    # context covers the median filter's reach (PERCUSSIVE_KERNEL frames) plus a frame either side,
+    # so the result equals the separation of the whole signal (tested).
+    reach = (PERCUSSIVE_KERNEL // 2 + 2) * PERCUSSIVE_HOP + PERCUSSIVE_N_FFT
+    block = max(reach, int(PERCUSSIVE_BLOCK_S * ANALYSIS_SAMPLE_RATE) // PERCUSSIVE_HOP * PERCUSSIVE_HOP)
+    context = -(-reach // PERCUSSIVE_HOP) * PERCUSSIVE_HOP
+    out = np.zeros_like(audio)
+    for start in range(0, audio.shape[0], block):
+        if cancel is not None:
+            cancel.raise_if_cancelled("the separation of the drums from the mix")
+        lo, stop = max(0, start - context), min(audio.shape[0], start + block)
+        part = librosa.effects.percussive(audio[lo : min(audio.shape[0], stop + context)],
+                                          margin=PERCUSSIVE_MARGIN, kernel_size=PERCUSSIVE_KERNEL,
+                                          n_fft=PERCUSSIVE_N_FFT, hop_length=PERCUSSIVE_HOP)
+        out[start:stop] = part[start - lo : stop - lo]
+    return out
 
 
 def percussive_name(name: str) -> str:
@@ -237,7 +261,7 @@ def analyze_stems(
     if beat_grid is None:
         kit = kit_audio(stems)
         kit_features = None if kit is None else features_for_stem(KIT_STEM_NAME, "drums", kit, cancel=cancel)
-        part = percussive_part(stems)
+        part = percussive_part(stems, cancel=cancel)
         part_features = None if part is None else features_for_stem(percussive_name(names[0]), "drums", part,
                                                                     cancel=cancel)
         beat_grid = track_beats(rhythm_features(features, kit_features, part_features),

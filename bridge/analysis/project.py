@@ -216,7 +216,7 @@ def _percussive_features(project: Project, paths: dict[str, Path], keys: dict[st
     audio = (decoded or {}).get(s.name)
     if audio is None:
         audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=chain_tempo_bpm(project))
-    part = features_for_stem(percussive_name(s.name), "drums", percussive_part([(s.name, s.role, audio)]),
+    part = features_for_stem(percussive_name(s.name), "drums", percussive_part([(s.name, s.role, audio)], cancel=cancel),
                              cancel=cancel)
     cache.save_stem(key, part)
     return part
