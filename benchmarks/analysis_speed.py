@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = {"with": [], "without": []}
         for _ in range(args.repeat):
             runs["with"].append(timed(ours, mix, args.seconds, args.workers)[0])
-            pipeline.percussive_part = lambda stems: None
+            pipeline.percussive_part = lambda stems, cancel=None: None
             try:
                 runs["without"].append(timed(ours, mix, args.seconds, args.workers)[0])
             finally:
