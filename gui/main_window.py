@@ -477,7 +477,8 @@ class MainWindow(QMainWindow):
         if s is None:
             return
         a = s.analysis
-        parts = [s.project.name, f"{len(s.project.stems)} stems"]
+        n_stems = len(s.project.stems)
+        parts = [s.project.name, f"{n_stems} stem{'' if n_stems == 1 else 's'}"]
         if a is not None:
             parts.append(f"{a.duration_seconds // 60:.0f}:{a.duration_seconds % 60:04.1f} · {tempo_text(s)}")
         elif s.status()["analysing"]:
