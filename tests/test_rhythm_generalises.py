@@ -113,6 +113,20 @@ def test_a_pushed_groove_given_as_one_mix_is_on_the_beat_not_the_push(tmp_path, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("style, bpm, seed", [("rock", 128.0, 151), ("halftime", 80.0, 156)])
+def test_busy_cymbals_do_not_pull_the_beat(style, bpm, seed):
+    """A crash-ride on every 8th, as loud off the beat as on it, over the kit: onsets everywhere,
+    so which beats carry a drum says little; kick, snare and harmony must still place the beat,
+    the bar and the tempo (a half-time groove is not read at double tempo). Truth: the render."""
+    song = render_band_song([Segment(14, 4, 4, bpm)], style=style, seed=seed, sample_rate=SR,
+                            options={"wash": True})
+    grid = _analyse(song)
+    assert grid.tempo_bpm == pytest.approx(bpm, rel=0.03)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8
+
+
+@pytest.mark.slow
 def test_a_sudden_tempo_change_is_followed():
     song = render_band_song([Segment(6, 4, 4, 84), Segment(10, 4, 4, 126)], style="four", seed=103,
                             sample_rate=SR)

@@ -192,6 +192,9 @@ def _pattern(style: str, seg: Segment, tick: int, bar: int, rng: np.random.Gener
             hits.append(("hat", 0.45 if sub == 0 else (0.32 if sub == 2 else 0.22)))
     if sub == 0 and beat == 0 and bar % 4 == 0 and opts["crash"]:
         hits.append(("crash", 0.6))
+    if opts.get("wash") and sub % max(1, tpb // 2) == 0:
+        # busy cymbals: a crash-ride on every 8th, as loud off the beat as on it, over the kit
+        hits.append(("crash", 0.55))
     return hits
 
 
@@ -216,7 +219,7 @@ def render_band_song(
     ``swing`` in [0, 0.5): the off-beat 16th (8th in compound meter, which is not swung) is delayed
     by this fraction of a 16th-pair. ``drums_enter_bar``: bars of bass and keys alone before the
     drums come in. ``options`` overrides the seeded pattern choices ("syncopate", "hat16", "fills",
-    "crash": bools). Beats and downbeats in the result are the notated ones (never swung or jittered).
+    "crash": bools) and adds "wash" (busy cymbals: a crash-ride on every 8th; off unless given). Beats and downbeats in the result are the notated ones (never swung or jittered).
     ``kit_tracks``: the kit as separate stems ``kick``, ``snare``, ``hats`` (closed and open) and
     ``crash``, as a DAW's "export all tracks" gives them, instead of one ``drums`` bus.
     """
