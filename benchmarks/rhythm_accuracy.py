@@ -18,7 +18,8 @@ Material (each item says which split it belongs to, so tuning never silently use
   excerpts rendered by h2cli, ground truth from the song's tempo and pattern sequence
   (:mod:`hydrogen_songs`); each excerpt twice: the kit on one stem (``h2:…#k``) and one stem per
   part of the kit (``h2:…-kit#k``: kick, snare, hats, toms, cymbals, perc). ``--mix-only`` analyses every item's
-  mix as one stem (role "other"), as a user who has only the mix would.
+  mix as one stem (role "other"), as a user who has only the mix would (the analysis then also
+  hears the mix's percussive part as the drums: ``bridge.analysis.pipeline.percussive_part``).
 
 Splits: ``dev`` items were used while developing the tracker; ``held`` items were only ever
 checked (their seeds and tempi differ from every dev item). ``--split dev|held|all``.
