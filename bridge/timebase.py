@@ -190,6 +190,20 @@ def _tapped_beats(sigs: tuple[MeterChange, ...], end_quarters: float) -> tuple[l
     return beat_pos, down_pos, int(sigs[0][1]) // (3 if compound else 1), 3 if compound else 2
 
 
+def _counted_beats(s: np.ndarray, q: np.ndarray, sigs: tuple[MeterChange, ...], end_quarters: float) -> dict:
+    """The BeatGrid fields a tempo map (anchors ``s`` ↔ ``q``, meter changes ``sigs``) gives when its
+    tapped beats are counted from quarter 0 to ``end_quarters``; ``tempo_bpm`` is the median
+    quarter-note tempo of its segments."""
+    beat_q, down_q, per_bar, division = _tapped_beats(sigs, end_quarters)
+    return {
+        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))),
+        "beats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64)),
+        "downbeats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(down_q, dtype=np.float64), q, s), dtype=np.float64)),
+        "beats_per_bar": per_bar,
+        "beat_division": division,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # The one type: BeatGrid
 # ---------------------------------------------------------------------------------------------
@@ -265,18 +279,8 @@ class BeatGrid:
         """
         s, q = _checked_anchors(seconds, quarters)
         sigs = _checked_meters(time_signatures)
-        beat_q, down_q, per_bar, division = _tapped_beats(sigs, float(q[-1]))
-        return cls(
-            tempo_bpm=float(np.median(60.0 * np.diff(q) / np.diff(s))),
-            beats_s=np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64)),
-            downbeats_s=np.atleast_1d(np.asarray(_map_through(np.asarray(down_q, dtype=np.float64), q, s), dtype=np.float64)),
-            beats_per_bar=per_bar,
-            source=source,
-            beat_division=division,
-            tempo_anchors_s=s,
-            tempo_anchors_quarters=q,
-            meter_changes=sigs,
-        )
+        return cls(**_counted_beats(s, q, sigs, float(q[-1])), source=source,
+                   tempo_anchors_s=s, tempo_anchors_quarters=q, meter_changes=sigs)
 
     @classmethod
     def constant(cls, tempo_bpm: float, *, time_signature: tuple[int, int] = (4, 4),
@@ -335,17 +339,7 @@ class BeatGrid:
         ``tempo_bpm`` is the median quarter-note tempo of this grid's map."""
         s, q, sigs, _ = self._tempo_map
         end_quarters = float(self.seconds_to_quarters(duration_seconds))
-        beat_q, down_q, per_bar, division = _tapped_beats(sigs, end_quarters)
-        beats_s = np.asarray(self.quarters_to_seconds(np.asarray(beat_q, dtype=np.float64)), dtype=np.float64)
-        down_s = np.asarray(self.quarters_to_seconds(np.asarray(down_q, dtype=np.float64)), dtype=np.float64)
-        return BeatGrid(
-            tempo_bpm=float(np.median(60.0 * np.diff(q) / np.diff(s))),
-            beats_s=np.atleast_1d(beats_s),
-            downbeats_s=np.atleast_1d(down_s),
-            beats_per_bar=per_bar,
-            source=self.source if source is None else source,
-            beat_division=division,
-        )
+        return BeatGrid(**_counted_beats(s, q, sigs, end_quarters), source=self.source if source is None else source)
 
     # -- the grid's meter ----------------------------------------------------------------------
     @property

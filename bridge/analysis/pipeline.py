@@ -84,6 +84,12 @@ PERCUSSIVE_KERNEL = 31
 PERCUSSIVE_BLOCK_S = 30.0
 
 
+def hears_percussive_part(roles: Sequence[str]) -> bool:
+    """Whether the rhythm analysis hears a percussive part (:func:`percussive_part`) beside stems of
+    these roles: a project of one stem that is not the drums."""
+    return len(roles) == 1 and roles[0] != "drums"
+
+
 def percussive_part(stems: Sequence[tuple[str, str, np.ndarray]], *,
                     cancel: CancelToken | None = None) -> np.ndarray | None:
     """The percussive part (mono audio) of a project's one stem when it is not the drums (a whole
@@ -100,7 +106,7 @@ def percussive_part(stems: Sequence[tuple[str, str, np.ndarray]], *,
     lines went astray on the LMMS and Hydrogen mixes), and margin 1 with it (73). Only the rhythm
     analysis hears the part; the mix's features that drive the visuals are unchanged.
     """
-    if len(stems) != 1 or stems[0][1] == "drums":
+    if not hears_percussive_part([role for _, role, _ in stems]):
         return None
     import librosa
 

@@ -145,7 +145,7 @@ def processed_stem(spec: StemSpec, path: Path, *, fx_sample_rate: int, tempo_bpm
 
 
 def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken,
-                 decoded: dict[str, np.ndarray] | None = None) -> T.StemFeatures | None:
+                 decoded: dict[str, np.ndarray] | None = None, *, tempo_bpm: float | None = None) -> T.StemFeatures | None:
     """Features of the mix as heard: the unmuted stems, placed at their offsets and through their
     effect chains, summed with their gains. The visuals answer what the producer hears; a stem's own onset curve is normalised to
     itself, so a quiet shaker and a loud guitar would otherwise count the same."""
@@ -158,7 +158,7 @@ def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken,
         cancel.raise_if_cancelled("the analysis")
         audio = (decoded or {}).get(s.name)
         if audio is None:  # not decoded by this analysis (its features came from the cache)
-            audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=chain_tempo_bpm(project))
+            audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=tempo_bpm)
         placed = audio * np.float32(10.0 ** (s.gain_db / 20.0))
         if mix is None:
             mix = placed.astype(np.float32)
@@ -173,7 +173,7 @@ def _analyse_mix(project: Project, paths: dict[str, Path], cancel: CancelToken,
 
 def _kit_features(project: Project, paths: dict[str, Path], keys: dict[str, str], version: str,
                   cache: AnalysisCache, cancel: CancelToken, decoded: dict[str, np.ndarray] | None,
-                  *, use_cache: bool) -> T.StemFeatures | None:
+                  *, use_cache: bool, tempo_bpm: float | None) -> T.StemFeatures | None:
     """Features of the drum kit as one bus when the drums come as several stems (Kick, Snare,
     Hats …; see :func:`bridge.analysis.pipeline.kit_audio`), each at its gain; cached by the drum
     stems' keys and gains. None with fewer than two drum stems."""
@@ -191,7 +191,7 @@ def _kit_features(project: Project, paths: dict[str, Path], keys: dict[str, str]
         cancel.raise_if_cancelled("the analysis")
         audio = (decoded or {}).get(s.name)
         if audio is None:
-            audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=chain_tempo_bpm(project))
+            audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=tempo_bpm)
         parts.append((s.name, "drums", audio * np.float32(10.0 ** (s.gain_db / 20.0))))
     kit = features_for_stem(KIT_STEM_NAME, "drums", kit_audio(parts), cancel=cancel)
     cache.save_stem(key, kit)
@@ -200,12 +200,17 @@ def _kit_features(project: Project, paths: dict[str, Path], keys: dict[str, str]
 
 def _percussive_features(project: Project, paths: dict[str, Path], keys: dict[str, str], version: str,
                          cache: AnalysisCache, cancel: CancelToken, decoded: dict[str, np.ndarray] | None,
-                         *, use_cache: bool) -> T.StemFeatures | None:
+                         *, use_cache: bool, tempo_bpm: float | None) -> T.StemFeatures | None:
     """Features of a lone non-drum stem's percussive part (a project of one mix; see
     :func:`bridge.analysis.pipeline.percussive_part`); cached by the stem's key. None otherwise."""
-    from bridge.analysis.pipeline import features_for_stem, percussive_name, percussive_part
+    from bridge.analysis.pipeline import (
+        features_for_stem,
+        hears_percussive_part,
+        percussive_name,
+        percussive_part,
+    )
 
-    if len(project.stems) != 1 or project.stems[0].role == "drums":
+    if not hears_percussive_part([s.role for s in project.stems]):
         return None
     s = project.stems[0]
     key = make_key("percussive-part", keys[s.name], version)
@@ -215,7 +220,7 @@ def _percussive_features(project: Project, paths: dict[str, Path], keys: dict[st
     cancel.raise_if_cancelled("the analysis")
     audio = (decoded or {}).get(s.name)
     if audio is None:
-        audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=chain_tempo_bpm(project))
+        audio = stem_mono(s, paths[s.name], fx_sample_rate=project.sample_rate, tempo_bpm=tempo_bpm)
     part = features_for_stem(percussive_name(s.name), "drums", percussive_part([(s.name, s.role, audio)], cancel=cancel),
                              cancel=cancel)
     cache.save_stem(key, part)
@@ -310,7 +315,12 @@ def analyze_project(
     if need_mix and use_cache:
         mix = cache.load_stem(mix_key, name="mix", role="mix")
         need_mix = mix is None
-    decoded: dict[str, np.ndarray] | None = {} if need_mix else None
+    from bridge.analysis.pipeline import hears_percussive_part
+
+    # The lone stem of a one-mix project keeps its audio too: the rhythm analysis separates its
+    # percussive part (one decode, not two).
+    lone_mix = hears_percussive_part([s.role for s in project.stems])
+    decoded: dict[str, np.ndarray] | None = {} if need_mix or lone_mix else None
     total = len(project.stems) + 1
     done = len(features)
     progress(done, total, "analysing stems")
@@ -351,11 +361,12 @@ def analyze_project(
         if project.tempo.source not in ("constant", "midi_file"):
             if sum(s.role == "drums" for s in project.stems) > 1:
                 progress(done, total, "hearing the drum stems as one kit")
-            kit = _kit_features(project, paths, keys, version, cache, cancel, decoded, use_cache=use_cache)
-            if len(project.stems) == 1 and project.stems[0].role != "drums":
+            kit = _kit_features(project, paths, keys, version, cache, cancel, decoded, use_cache=use_cache,
+                                tempo_bpm=tempo_fx)
+            if lone_mix:
                 progress(done, total, "hearing the drums in the mix")
             percussive = _percussive_features(project, paths, keys, version, cache, cancel, decoded,
-                                              use_cache=use_cache)
+                                              use_cache=use_cache, tempo_bpm=tempo_fx)
         heard = rhythm_features(features, None if kit is None else _pad_to(kit, n_frames),
                                 None if percussive is None else _pad_to(percussive, n_frames))
         song = analyze_song(features, duration_seconds=duration,
@@ -364,10 +375,10 @@ def analyze_project(
         cache.save_song(song_key, grid, sections)
     if need_mix:
         progress(total - 1, total, "analysing the mix")
-        mix = _analyse_mix(project, paths, cancel, decoded)
-        decoded = None  # the stems' audio is not kept past this point
+        mix = _analyse_mix(project, paths, cancel, decoded, tempo_bpm=tempo_fx)
         if mix is not None:
             cache.save_stem(mix_key, mix)
+    decoded = None  # the stems' audio is not kept past this point
     mix = None if mix is None else _pad_to(mix, n_frames)
     progress(total, total, "analysis done")
     if not np.isfinite(grid.tempo_bpm) or grid.tempo_bpm <= 0:

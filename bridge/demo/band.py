@@ -219,7 +219,8 @@ def render_band_song(
     ``swing`` in [0, 0.5): the off-beat 16th (8th in compound meter, which is not swung) is delayed
     by this fraction of a 16th-pair. ``drums_enter_bar``: bars of bass and keys alone before the
     drums come in. ``options`` overrides the seeded pattern choices ("syncopate", "hat16", "fills",
-    "crash": bools) and adds "wash" (busy cymbals: a crash-ride on every 8th; off unless given). Beats and downbeats in the result are the notated ones (never swung or jittered).
+    "crash": bools) and adds "wash" (busy cymbals: a crash-ride on every 8th; off unless given).
+    Beats and downbeats in the result are the notated ones (never swung or jittered).
     ``kit_tracks``: the kit as separate stems ``kick``, ``snare``, ``hats`` (closed and open) and
     ``crash``, as a DAW's "export all tracks" gives them, instead of one ``drums`` bus.
     """

@@ -4,6 +4,7 @@ which stems were re-bounced. The GUI draws these results and keeps no rules of i
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from bridge.errors import ProjectError
@@ -65,7 +66,7 @@ class ViewsMixin:
                 text = sec.prompt or "no prompt"
             elif engine.name == "shader":
                 chosen = sec.look or engine.look or ""
-                name = chosen.rsplit("/", 1)[-1].removesuffix(".fs") or "the engine's look"
+                name = PurePath(chosen).name.removesuffix(".fs") or "the engine's look"  # a look or a .fs path
                 text = f"{name} (song look)" if engine.look and not sec.look else (
                     name if own[i] else f"{name} (auto)")
             else:
