@@ -161,14 +161,14 @@ def _checked_anchors(seconds: Iterable[float] | np.ndarray,
     return s, q
 
 
-def _tapped_beats(sigs: tuple[MeterChange, ...], end_quarters: float) -> tuple[list[float], list[float], int, int]:
+def _tapped_beats(sigs: tuple[MeterChange, ...], end_quarters: float) -> tuple[list[float], list[float], int, int, int]:
     """The beats a listener taps, as quarter positions from quarter 0 to ``end_quarters``.
 
-    A beat is the denominator note, except in compound meter (6/8, 9/8, 12/8: the numerator a
-    multiple of 3 from 6 up, over 8), where it is the dotted quarter of three eighths — the grid
-    analysis makes for such a song (``beat_division`` 3, 2 beats to a 6/8 bar). The first
-    signature decides beats_per_bar and beat_division. Returns (beats, downbeats, beats_per_bar,
-    beat_division).
+    A beat is the denominator note (an eighth in 7/8), except in compound meter (6/8, 9/8, 12/8:
+    the numerator a multiple of 3 from 6 up, over 8), where it is the dotted quarter of three
+    eighths — the grid analysis makes for such a song (``beat_division`` 3, 2 beats to a 6/8 bar).
+    The first signature decides beats_per_bar, beat_division and beat_unit. Returns (beats,
+    downbeats, beats_per_bar, beat_division, beat_unit).
     """
     beat_pos: list[float] = []
     down_pos: list[float] = []
@@ -187,20 +187,25 @@ def _tapped_beats(sigs: tuple[MeterChange, ...], end_quarters: float) -> tuple[l
             beat_pos.append(float(p))
             if (j - int(round((at - start) / unit))) % n == 0:
                 down_pos.append(float(p))
-    return beat_pos, down_pos, int(sigs[0][1]) // (3 if compound else 1), 3 if compound else 2
+    return (beat_pos, down_pos, int(sigs[0][1]) // (3 if compound else 1), 3 if compound else 2,
+            8 if compound else int(sigs[0][2]))
 
 
 def _counted_beats(s: np.ndarray, q: np.ndarray, sigs: tuple[MeterChange, ...], end_quarters: float) -> dict:
     """The BeatGrid fields a tempo map (anchors ``s`` ↔ ``q``, meter changes ``sigs``) gives when its
-    tapped beats are counted from quarter 0 to ``end_quarters``; ``tempo_bpm`` is the median
-    quarter-note tempo of its segments."""
-    beat_q, down_q, per_bar, division = _tapped_beats(sigs, end_quarters)
+    tapped beats are counted from quarter 0 to ``end_quarters``; ``tempo_bpm`` is in those beats,
+    like a detected grid's (the median quarter-note tempo of the map's segments over the first
+    signature's quarters per beat: 6/8 at 120 quarters a minute is 80 dotted beats, 7/8 is 240
+    eighths)."""
+    beat_q, down_q, per_bar, division, unit = _tapped_beats(sigs, end_quarters)
+    quarters_per_beat = 1.5 if division == 3 else 4.0 / unit
     return {
-        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))),
+        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))) / quarters_per_beat,
         "beats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64)),
         "downbeats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(down_q, dtype=np.float64), q, s), dtype=np.float64)),
         "beats_per_bar": per_bar,
         "beat_division": division,
+        "beat_unit": unit,
     }
 
 
@@ -215,6 +220,8 @@ class BeatGrid:
     (song seconds ↔ quarter notes, meter changes) that goes with them. See the module docstring
     for the two units (tapped *beats* vs *quarters*).
 
+    tempo_bpm: tapped beats per minute, whatever the grid came from (a 6/8 song at 120 quarters a
+        minute: 80 dotted beats; the quarter-note tempo is ``tempo_bpm × quarters_per_beat``).
     beats_s: shape (n_beats,), sorted. downbeats_s: subset of beats_s (first beat of each bar).
     beats_per_bar: beats in a bar as a listener taps them (3 for 3/4, 4 for 4/4, 2 for 6/8, 4 for
         12/8).
@@ -222,6 +229,8 @@ class BeatGrid:
         "daw" (captured from the transport).
     beat_division: 2 for simple meter (a beat divides into two 8ths), 3 for compound meter (6/8,
         12/8: the beat is a dotted quarter of three 8ths).
+    beat_unit: the note a beat is in simple meter, as a time signature's denominator: 4 (a quarter),
+        8 (an eighth: 7/8, 5/8), 2 (a half: 2/2). Compound meter ignores it (the dotted quarter).
     swing_ratio, swing_level: how the off-beat 8th or 16th is delayed (detected; see beats.py).
     tempo_anchors_s, tempo_anchors_quarters, meter_changes: an explicit tempo map (use the
         classmethods); None: the map runs through ``beats_s`` (see :attr:`quarters_per_beat`).
@@ -238,6 +247,7 @@ class BeatGrid:
     beats_per_bar: int
     source: str = "detected"
     beat_division: int = 2
+    beat_unit: int = 4
     #: Long : short ratio of swung pairs (1.0 straight, 2.0 triplet swing) at ``swing_level``
     #: (8 = swung 8ths, 16 = swung 16ths, 0 = straight).
     swing_ratio: float = 1.0
@@ -257,6 +267,9 @@ class BeatGrid:
             object.__setattr__(self, "meter_changes", _checked_meters(self.meter_changes))
         elif self.meter_changes is not None:
             raise ValueError("meter_changes need explicit tempo anchors (a grid built from beats takes its meter from them)")
+        if self.beat_unit not in (1, 2, 4, 8, 16, 32):
+            raise ValueError(f"beat_unit={self.beat_unit!r} is not a note value; use a time signature's "
+                             f"denominator (4 for quarter-note beats, 8 for eighths as in 7/8)")
 
     # -- construction: an explicit tempo map ---------------------------------------------------
     @classmethod
@@ -275,7 +288,7 @@ class BeatGrid:
         first/last segment's tempo continues. ``time_signatures``: meter changes as
         (quarter, numerator, denominator), bars restarting at each; default 4/4 from quarter 0.
         The beats are counted from quarter 0 to the last anchor (:meth:`with_beats_until` for more);
-        ``tempo_bpm`` is the median quarter-note tempo of the segments.
+        ``tempo_bpm`` is in those beats (:func:`_counted_beats`: 80 for 6/8 at 120 quarters a minute).
         """
         s, q = _checked_anchors(seconds, quarters)
         sigs = _checked_meters(time_signatures)
@@ -285,7 +298,8 @@ class BeatGrid:
     @classmethod
     def constant(cls, tempo_bpm: float, *, time_signature: tuple[int, int] = (4, 4),
                  source: str = "project") -> BeatGrid:
-        """One tempo (quarter notes per minute) for the whole song: quarter 0 at 0 s."""
+        """One tempo, ``tempo_bpm`` quarter notes per minute, for the whole song: quarter 0 at 0 s.
+        The grid's own ``tempo_bpm`` is in its tapped beats (dotted quarters in 6/8)."""
         if not (math.isfinite(tempo_bpm) and tempo_bpm > 0):
             raise ValueError(f"tempo_bpm={tempo_bpm!r} must be a positive number of quarter notes per minute")
         return cls.from_tempo_anchors([0.0, 60.0 / tempo_bpm], [0.0, 1.0],
@@ -333,13 +347,14 @@ class BeatGrid:
 
     def with_beats_until(self, duration_seconds: float, *, source: str | None = None) -> BeatGrid:
         """Every beat as a listener taps it and every downbeat from quarter 0 up to
-        ``duration_seconds`` (see :func:`_tapped_beats`: dotted quarters in 6/8, eighths in 7/8), as
-        a grid built from those beats — the grid analysis makes and caches for a song whose tempo
-        comes from a map, so mappings tick on the same beats whichever the tempo came from.
-        ``tempo_bpm`` is the median quarter-note tempo of this grid's map."""
+        ``duration_seconds`` (see :func:`_tapped_beats`: dotted quarters in 6/8, eighths in 7/8) —
+        the grid analysis makes and caches for a song whose tempo comes from a map, so mappings
+        tick on the same beats whichever the tempo came from. It keeps this grid's tempo map (its
+        quarter notes stay exact through tempo and meter changes); ``tempo_bpm`` is in its beats."""
         s, q, sigs, _ = self._tempo_map
         end_quarters = float(self.seconds_to_quarters(duration_seconds))
-        return BeatGrid(**_counted_beats(s, q, sigs, end_quarters), source=self.source if source is None else source)
+        return BeatGrid(**_counted_beats(s, q, sigs, end_quarters), source=self.source if source is None else source,
+                        tempo_anchors_s=s, tempo_anchors_quarters=q, meter_changes=sigs)
 
     # -- the grid's meter ----------------------------------------------------------------------
     @property
@@ -347,7 +362,7 @@ class BeatGrid:
         """(numerator, denominator) as notated: (4, 4), (3, 4), (6, 8), (12, 8)…"""
         if self.beat_division == 3:
             return self.beats_per_bar * 3, 8
-        return self.beats_per_bar, 4
+        return self.beats_per_bar, self.beat_unit
 
     @property
     def meter_label(self) -> str:
@@ -356,8 +371,9 @@ class BeatGrid:
 
     @property
     def quarters_per_beat(self) -> float:
-        """Quarter notes in one tapped beat: 1.5 in compound meter (a dotted quarter), else 1."""
-        return 1.5 if self.beat_division == 3 else 1.0
+        """Quarter notes in one tapped beat: 1.5 in compound meter (a dotted quarter), else
+        4 / ``beat_unit`` (1 for a quarter, 0.5 for the eighths of 7/8)."""
+        return 1.5 if self.beat_division == 3 else 4.0 / self.beat_unit
 
     # -- song seconds <-> tapped beats (or bars) -----------------------------------------------
     def _period_s(self) -> float:
@@ -418,7 +434,7 @@ class BeatGrid:
                 raise ValueError(f"the beat grid has {beats_s.size} beat(s); a tempo map needs at least 2")
             per_bar = max(int(self.beats_per_bar), 1)
             qpb = self.quarters_per_beat
-            num, den = (per_bar * 3, 8) if self.beat_division == 3 else (per_bar, 4)
+            num, den = self.time_signature
             first_bar = 0.0
             if len(self.downbeats_s):
                 k = int(np.argmin(np.abs(beats_s - float(self.downbeats_s[0]))))

@@ -172,3 +172,32 @@ def test_set_downbeat_here_from_the_timelines_context_menu(window, qtbot, click_
                     and w.adapter.session.project.rhythm.first_downbeat_seconds is not None
                     and beat_f(beats[1::4], grid(w).downbeats_s) >= 0.95, timeout=20_000)
     assert beat_f(beats, grid(w).beats_s) >= 0.95
+
+
+@pytest.mark.parametrize("numerator, denominator, expect", [
+    (6, 8, "80.00 BPM (♩ = 120.00) · 6/8 · tempo map"),
+    (7, 8, "240.00 BPM (♩ = 120.00) · 7/8 · tempo map"),
+    (4, 4, "120.00 BPM · 4/4 · tempo map"),
+])
+def test_the_readout_of_a_tempo_map_gives_its_beats_and_the_daws_quarter_tempo(tmp_path, numerator, denominator,
+                                                                               expect):
+    """A song whose tempo map (a DAW's MIDI export, 120 quarters a minute) is in 6/8 or 7/8: the
+    readout counts the beats a listener taps (dotted quarters, eighths), like a detected grid's,
+    and gives the quarter-note tempo the DAW shows beside it."""
+    from types import SimpleNamespace
+
+    import mido
+
+    from bridge.analysis.tempo_map import beat_grid_from_midi
+    from gui.panels.tempo import tempo_text
+
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.MetaMessage("set_tempo", tempo=500_000, time=0),
+        mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator, time=0)]))
+    mid.save(str(tmp_path / "map.mid"))
+    grid = beat_grid_from_midi(tmp_path / "map.mid", duration_seconds=8.0)
+    session = SimpleNamespace(tempo_readout=lambda: (grid.tempo_bpm, grid.source),
+                              analysis=SimpleNamespace(beat_grid=grid),
+                              project=SimpleNamespace(rhythm=SimpleNamespace(meter=None)))
+    assert tempo_text(session) == expect

@@ -153,6 +153,27 @@ def test_six_eight_click_track_gets_two_dotted_beats_per_bar(tmp_path, capsys):
         assert grid.meter_label == "6/8"
 
 
+def test_a_seven_eight_correction_counts_eighths_and_quarters(tmp_path, capsys):
+    """7/8 at 210 eighths a minute (an eighth 2/7 s): the producer's tempo is in the beats they tap
+    (eighths), bars of seven, and the grid reads 7/8 (not 7/4) and counts a quarter as two of its
+    beats, so a DAW's position in quarters lands on the right eighth."""
+    from bridge.analysis.project import analyze_project
+    from bridge.project.create import new_project
+
+    eighth_s = 60.0 / 210.0
+    clicks, _ = click_track(210.0, SECONDS, SR, beats_per_bar=7, first_beat_s=0.5)
+    write_wav(tmp_path / "stems" / "Song Drums.wav", clicks, SR)
+    new_project(tmp_path / "proj", tmp_path / "stems")
+    truth = np.arange(0.5, SECONDS - 0.05, eighth_s)
+    out = analyze_json(capsys, tmp_path / "proj", "--tempo", "210", "--meter", "7/8", "--downbeat", "0.5")
+    assert out["beats_per_bar"] == 7
+    assert beat_f(truth, out["beats"]) >= 0.98 and beat_f(truth[::7], out["downbeats"]) >= 0.98
+    grid = analyze_project(*load_project(tmp_path / "proj")).beat_grid
+    assert grid.meter_label == "7/8"
+    # bar 1 starts at 0.5 s; 3.5 quarters (seven eighths) later is the next bar line
+    assert grid.quarters_to_seconds(grid.seconds_to_quarters(0.5) + 3.5) == pytest.approx(0.5 + 7 * eighth_s, abs=0.01)
+
+
 def test_tap_tempo_is_the_median_interval():
     tap = TapTempo()
     t0 = 100.0

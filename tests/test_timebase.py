@@ -100,6 +100,45 @@ def test_a_midi_tempo_change_written_by_mido_reads_back_at_the_right_seconds(tmp
     song = beat_grid_from_midi(path, duration_seconds=10.2, offset_seconds=2.0)
     expect = [2.0 + 0.6 * k for k in range(9)] + [7.2, 7.6, 8.2, 9.0, 10.2]
     np.testing.assert_allclose(song.beats_s, expect, atol=1e-9)
+    # and keeps the file's map: its quarters stay exact across the 6/8 change, also after the
+    # analysis cache has written it out and read it back
+    from bridge.analysis.cache import AnalysisCache
+
+    cache = AnalysisCache(tmp_path / "cache")
+    cache.save_song("k", song, [(0.0, 10.2)])
+    for grid_back in (song, cache.load_song("k")[0]):
+        np.testing.assert_allclose(grid_back.quarters_to_seconds(q), list(known.values()), atol=1e-9)
+        assert grid_back.bar_beat(13.5) == (4, pytest.approx(4.0))
+
+
+@pytest.mark.parametrize("numerator, denominator, beat_s", [(7, 8, 0.25), (5, 8, 0.25), (6, 8, 0.75),
+                                                           (12, 8, 0.75), (3, 4, 0.5), (2, 2, 1.0)])
+def test_a_map_grid_taps_its_meters_beat_and_reports_its_tempo_in_those_beats(tmp_path, numerator, denominator,
+                                                                                 beat_s):
+    """A MIDI tempo map at 120 quarters a minute (a quarter is 0.5 s, by definition) in each meter:
+    the beat a listener taps is the denominator note (an eighth in 7/8 and 5/8, a half in 2/2) or,
+    in compound meter, a dotted quarter; the grid's tempo is in those beats (60 / beat_s), as a
+    detected grid's is; its quarter notes stay 0.5 s; past the last counted beat, beats go on at the
+    same spacing; and the meter reads as notated."""
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track += [mido.MetaMessage("set_tempo", tempo=500_000, time=0),
+              mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator, time=0),
+              mido.MetaMessage("end_of_track", time=8 * 480)]
+    path = tmp_path / f"{numerator}-{denominator}.mid"
+    mid.save(str(path))
+    song = beat_grid_from_midi(path, duration_seconds=12.0)
+    np.testing.assert_allclose(np.diff(song.beats_s), beat_s, atol=1e-9)
+    assert song.tempo_bpm == pytest.approx(60.0 / beat_s)
+    assert song.meter_label == f"{numerator}/{denominator}"
+    np.testing.assert_allclose(song.seconds_to_quarters(np.array([1.0, 7.25])), [2.0, 14.5], atol=1e-9)
+    last = float(song.beats_s[-1])
+    n = song.beats_s.shape[0]
+    np.testing.assert_allclose(song.beat_position(np.array([last + beat_s, last + 2.5 * beat_s])),
+                               [n, n + 1.5], atol=1e-9)
+    bar_s = numerator * 2.0 / denominator  # a bar is numerator × (4 / denominator) quarters of 0.5 s
+    np.testing.assert_allclose(np.diff(song.downbeats_s), bar_s, atol=1e-9)
 
 
 def test_six_eight_quarters_against_dotted_beats_and_eighths():

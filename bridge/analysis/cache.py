@@ -90,12 +90,17 @@ class AnalysisCache:
             return None
         try:
             d = json.loads(path.read_text())
+            tempo_map = d.get("tempo_map")  # the explicit map of a grid from a MIDI file / the DAW
             grid = T.BeatGrid(
                 tempo_bpm=float(d["tempo_bpm"]), beats_s=np.asarray(d["beats_s"], dtype=np.float64),
                 downbeats_s=np.asarray(d["downbeats_s"], dtype=np.float64),
                 beats_per_bar=int(d["beats_per_bar"]), source=str(d["source"]),
-                beat_division=int(d.get("beat_division", 2)),
+                beat_division=int(d.get("beat_division", 2)), beat_unit=int(d.get("beat_unit", 4)),
                 swing_ratio=float(d.get("swing_ratio", 1.0)), swing_level=int(d.get("swing_level", 0)),
+                **({} if not tempo_map else {
+                    "tempo_anchors_s": np.asarray(tempo_map["seconds"], dtype=np.float64),
+                    "tempo_anchors_quarters": np.asarray(tempo_map["quarters"], dtype=np.float64),
+                    "meter_changes": tuple((float(a), int(n), int(m)) for a, n, m in tempo_map["meters"])}),
             )
             return grid, [(float(a), float(b)) for a, b in d["sections"]]
         except Exception as e:  # noqa: BLE001
@@ -106,7 +111,11 @@ class AnalysisCache:
         d = {
             "tempo_bpm": grid.tempo_bpm, "beats_s": [float(x) for x in grid.beats_s],
             "downbeats_s": [float(x) for x in grid.downbeats_s], "beats_per_bar": grid.beats_per_bar,
-            "source": grid.source, "beat_division": grid.beat_division,
+            "source": grid.source, "beat_division": grid.beat_division, "beat_unit": grid.beat_unit,
             "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level, "sections": [[float(a), float(b)] for a, b in sections],
         }
+        if grid.tempo_anchors_s is not None and grid.tempo_anchors_quarters is not None:
+            d["tempo_map"] = {"seconds": [float(x) for x in grid.tempo_anchors_s],
+                              "quarters": [float(x) for x in grid.tempo_anchors_quarters],
+                              "meters": [[float(a), int(n), int(m)] for a, n, m in grid.meter_changes or ()]}
         atomic_write_text(self._song_path(key), json.dumps(d))

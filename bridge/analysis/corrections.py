@@ -158,12 +158,13 @@ def _swing_at_new_octave(grid: BeatGrid, detected: BeatGrid, tempo_factor: float
 
 
 def _with_meter(grid: BeatGrid, meter: str | None) -> BeatGrid:
-    """Mark a given compound meter (6/8, 12/8) on grids that carry a beat division."""
-    if meter is None or "beat_division" not in {f.name for f in dataclasses.fields(grid)}:
+    """Mark the producer's meter on the grid: compound (6/8, 12/8: dotted beats) or simple, with
+    its beat's note value (7/8: eighths), so that it reads as chosen and counts quarters right."""
+    if meter is None:
         return grid
     numerator, unit = (int(x) for x in meter.split("/"))
     compound = meter_beats_per_bar(meter) != numerator
-    return dataclasses.replace(grid, beat_division=3 if compound else 2)
+    return dataclasses.replace(grid, beat_division=3 if compound else 2, beat_unit=grid.beat_unit if compound else unit)
 
 
 def _bars_from(grid: BeatGrid, downbeat_s: float, *, duration_seconds: float) -> BeatGrid:

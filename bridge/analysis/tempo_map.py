@@ -16,9 +16,10 @@ def beat_grid_from_midi(
 ) -> BeatGrid:
     """Beats and downbeats from a MIDI file's tempo and time-signature events.
 
-    A beat is one denominator note (a quarter in 4/4, an eighth in 6/8); bars restart at every
-    time-signature change. The grid continues at the last tempo until ``duration_seconds``.
-    ``offset_seconds`` is the song time of MIDI time 0. tempo_bpm is the median quarter-note tempo.
+    A beat is one denominator note (a quarter in 4/4, an eighth in 7/8), or a dotted quarter in
+    compound meter (6/8, 12/8); bars restart at every time-signature change. The grid continues at
+    the last tempo until ``duration_seconds`` and keeps the file's tempo map for quarter-note
+    positions. ``offset_seconds`` is the song time of MIDI time 0. ``tempo_bpm`` is in beats.
     """
     # One MIDI tempo-map reader in the project: BeatGrid.from_midi_file (exact through tempo
     # changes in the middle of a beat); this function only counts its beats to the song's end.

@@ -30,7 +30,9 @@ GRID_SOURCES = {"detected": "detected", "corrected": "corrected", "project": "pr
 
 
 def tempo_text(session) -> str:
-    """"167.00 BPM · 4/4 · corrected" — the app's one BPM readout ("— BPM" before any analysis)."""
+    """"167.00 BPM · 4/4 · corrected" — the app's one BPM readout ("— BPM" before any analysis); in
+    beats as tapped, with the quarter-note tempo beside it where a beat is not a quarter:
+    "80.00 BPM (♩ = 120.00) · 6/8 · tempo map"."""
     readout = None if session is None else session.tempo_readout()
     if readout is None:
         return "— BPM"
@@ -40,7 +42,11 @@ def tempo_text(session) -> str:
     if meter is None and a is not None:  # the grid's own label where it has one (6/8 vs 2/4)
         meter = getattr(a.beat_grid, "meter_label", None) or f"{a.beat_grid.beats_per_bar} beats/bar"
     where = GRID_SOURCES.get(source) or SOURCE_LABELS.get(source, source)
-    return " · ".join(x for x in (f"{bpm:.2f} BPM", meter, where) if x)
+    tempo = f"{bpm:.2f} BPM"
+    quarters = getattr(a.beat_grid, "quarters_per_beat", 1.0) if a is not None and source == a.beat_grid.source else 1.0
+    if quarters != 1.0:  # dotted beats (6/8) or eighths (7/8): also the quarter-note tempo a DAW shows
+        tempo += f" (♩ = {bpm * quarters:.2f})"
+    return " · ".join(x for x in (tempo, meter, where) if x)
 
 
 class TempoBar(QWidget):
