@@ -18,12 +18,14 @@ Two units, named in every method so they are never confused:
 
 * **beat** (``beat_position`` / ``beat_time``, ``beats_s``): the grid's tapped beat — the
   denominator note in simple meter (a quarter in 4/4), the dotted quarter of three eighths in
-  compound meter (6/8, 12/8: ``beat_division`` 3). Beat ``i`` is ``beats_s[i]``; outside the
-  beats the grid continues at ``tempo_bpm``.
+  compound meter (6/8, 12/8: ``beat_division`` 3). Beat ``i`` is ``beats_s[i]``.
 * **quarter** (``seconds_to_quarters`` / ``quarters_to_seconds`` / ``tempo_at_quarters`` /
   ``bar_beat`` / ``time_signature_at``): a quarter note, the DAW's and MIDI's "beat" whatever the
-  meter. Outside the anchors the first/last segment's tempo continues. Tempos of the map
-  (``tempo_at_*``) are quarter notes per minute.
+  meter. Tempos of the map (``tempo_at_*``) are quarter notes per minute.
+
+One rule past a grid's ends, for both units: the tempo of the map's first / last segment goes on
+(an explicit map's own; a map through detected beats gets end segments at ``tempo_bpm``, not at
+its first or last, jittered, interval).
 
 Where the tempo map comes from:
 
@@ -382,42 +384,60 @@ class BeatGrid:
             tempo = DEFAULT_TEMPO_BPM
         return 60.0 / tempo
 
-    def _ticks(self, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float]:
-        """Times of the clock's ticks (seconds, sorted) and the period used to extrapolate past them."""
+    def _edge_periods_s(self) -> tuple[float, float]:
+        """Seconds per tapped beat before the first and after the last beat: the one extrapolation
+        rule of the grid, shared with its quarter notes — the tempo map's first / last segment
+        (an explicit map's own; a map through the beats ends in segments at ``tempo_bpm``)."""
+        if self.tempo_anchors_s is None or self.tempo_anchors_quarters is None:
+            period = self._period_s()
+            return period, period
+        s, q = self.tempo_anchors_s, self.tempo_anchors_quarters
+        sigs = self.meter_changes or ((0.0, 4, 4),)
+
+        def beat_quarters(n: int, d: int) -> float:  # quarters per tapped beat in this meter
+            return 1.5 if _is_compound(n, d) else 4.0 / d
+
+        return (beat_quarters(*sigs[0][1:]) * float(s[1] - s[0]) / float(q[1] - q[0]),
+                beat_quarters(*sigs[-1][1:]) * float(s[-1] - s[-2]) / float(q[-1] - q[-2]))
+
+    def _ticks(self, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float, float]:
+        """Times of the clock's ticks (seconds, sorted) and the periods used to extrapolate before
+        and after them."""
         beats = np.sort(np.asarray(self.beats_s, dtype=np.float64).ravel())
-        period = self._period_s()
+        before, after = self._edge_periods_s()
         if clock == "beat":
-            return beats, period
-        bar_period = period * max(1, int(self.beats_per_bar))
+            return beats, before, after
+        per_bar = max(1, int(self.beats_per_bar))
         downbeats = np.sort(np.asarray(self.downbeats_s, dtype=np.float64).ravel())
         if downbeats.size == 0 and beats.size:
             # No downbeats detected: count bars from the first beat.
-            downbeats = beats[:: max(1, int(self.beats_per_bar))]
-        return downbeats, bar_period
+            downbeats = beats[::per_bar]
+        return downbeats, before * per_bar, after * per_bar
 
     def beat_position(self, times_s: np.ndarray, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
         """Tapped-beat (or bar) position at song times: 0.0 at the grid's first beat (downbeat), 1.0
-        at the next one, linear in between; extrapolated at ``tempo_bpm`` outside the beats.
+        at the next one, linear in between; outside the beats, the tempo of the tempo map's end
+        continues (``tempo_bpm`` for a grid of detected beats; :meth:`_edge_periods_s`).
 
         times_s: shape (n,) seconds → shape (n,) float64 positions (negative before the first beat).
         """
-        ticks, period = self._ticks(clock)
+        ticks, before, after = self._ticks(clock)
         t = np.atleast_1d(np.asarray(times_s, dtype=np.float64))
         if ticks.size == 0:
-            return t / period
+            return t / after
         if ticks.size == 1:
-            return (t - ticks[0]) / period
-        return _interp_extended(t, ticks, np.arange(ticks.size, dtype=np.float64), 1.0 / period, 1.0 / period)
+            return (t - ticks[0]) / np.where(t < ticks[0], before, after)
+        return _interp_extended(t, ticks, np.arange(ticks.size, dtype=np.float64), 1.0 / before, 1.0 / after)
 
     def beat_time(self, positions: np.ndarray, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
         """Inverse of :meth:`beat_position`: song time (seconds) of fractional beat (bar) positions."""
         b = np.atleast_1d(np.asarray(positions, dtype=np.float64))
-        ticks, period = self._ticks(clock)
+        ticks, before, after = self._ticks(clock)
         if ticks.size == 0:
-            return b * period
+            return b * after
         if ticks.size == 1:
-            return ticks[0] + b * period
-        return _interp_extended(b, np.arange(ticks.size, dtype=np.float64), ticks, period, period)
+            return ticks[0] + b * np.where(b < 0, before, after)
+        return _interp_extended(b, np.arange(ticks.size, dtype=np.float64), ticks, before, after)
 
     # -- song seconds <-> quarter notes (the tempo map) ----------------------------------------
     @cached_property
@@ -428,7 +448,9 @@ class BeatGrid:
             sigs = self.meter_changes or ((0.0, 4, 4),)
         else:
             # anchors at the beats: grid beat i is quarter i × quarters_per_beat; the tempo between
-            # beats is taken as constant; the bar phase comes from the first downbeat.
+            # beats is taken as constant, and outside them it is tempo_bpm (one more anchor a beat
+            # before the first and after the last: the beats extrapolate the same way); the bar
+            # phase comes from the first downbeat.
             beats_s = np.asarray(self.beats_s, dtype=np.float64).ravel()
             if beats_s.size < 2:
                 raise ValueError(f"the beat grid has {beats_s.size} beat(s); a tempo map needs at least 2")
@@ -439,7 +461,9 @@ class BeatGrid:
             if len(self.downbeats_s):
                 k = int(np.argmin(np.abs(beats_s - float(self.downbeats_s[0]))))
                 first_bar = (k % per_bar) * qpb
-            s, q = _checked_anchors(beats_s, np.arange(beats_s.size) * qpb)
+            period = self._period_s()
+            s, q = _checked_anchors(np.concatenate(([beats_s[0] - period], beats_s, [beats_s[-1] + period])),
+                                    np.arange(-1, beats_s.size + 1) * qpb)
             sigs = _checked_meters([(first_bar, num, den)])
         bars = [0.0]  # bar number (0-based) at each signature change; bars restart at every change
         for (at0, n0, d0), (at1, _, _) in zip(sigs, sigs[1:], strict=False):

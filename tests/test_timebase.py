@@ -175,3 +175,23 @@ def test_the_transport_follows_a_grid_in_quarter_notes():
     clock.update(TransportState(playing=False, tempo_bpm=150.0, position_beats=6.0, received_at=0.0,
                                 source="midi_clock"))
     assert clock.now(0.0).position_seconds == pytest.approx(2.4)
+
+
+def test_past_its_ends_a_grid_goes_on_at_one_tempo_in_beats_and_in_quarters():
+    """One extrapolation rule. A map at 100 then 150 quarters a minute (quarters 0.6 s, then 0.4 s
+    long, by definition): past its last beat both the beat count and the quarter count go on at
+    150 (and before the first at 100). A grid of detected beats whose last interval is jittered
+    (0.52 s) at a fitted 120 BPM: both go on at 120, not at the jittered interval."""
+    grid = BeatGrid.from_tempo_anchors([0.0, 4.8, 6.4], [0.0, 8.0, 12.0])  # 8 quarters at 100, 4 at 150
+    assert grid.beats_s[-1] == pytest.approx(6.4)
+    for t, expect in ((7.2, 14.0), (10.4, 22.0), (-1.2, -2.0)):
+        assert grid.seconds_to_quarters(t) == pytest.approx(expect)
+        assert grid.beat_position(np.array([t]))[0] == pytest.approx(expect)
+        assert grid.beat_time(np.array([expect]))[0] == pytest.approx(t)
+
+    beats = np.append(np.arange(16) * 0.5, 7.5 + 0.52)
+    detected = BeatGrid(tempo_bpm=120.0, beats_s=beats, downbeats_s=beats[::4], beats_per_bar=4)
+    later = beats[-1] + 1.0  # two beats of 0.5 s after the last
+    assert detected.beat_position(np.array([later]))[0] == pytest.approx(18.0)
+    assert detected.seconds_to_quarters(later) == pytest.approx(18.0)
+    assert detected.seconds_to_quarters(-1.0) == pytest.approx(-2.0)
