@@ -243,6 +243,21 @@ def _tempo(beats: np.ndarray) -> float:
     return float(60.0 / np.median(np.diff(beats))) if len(beats) > 1 else float("nan")
 
 
+def _local_tempo_ratio(ref_beats: np.ndarray, est_beats: np.ndarray) -> float:
+    """Our tempo over the true one, the median over the true beats of the two local tempi (each 60 /
+    the interval around that moment). For a song with one tempo this is the ratio of the two
+    median tempi; for one whose tempo steps (8 bars at 120, 8 at 90) the median interval of the
+    whole song is a coin toss between the two tempi, while the local ratio holds at every beat."""
+    if len(ref_beats) < 2 or len(est_beats) < 2:
+        return float("nan")
+    mid_ref = (ref_beats[1:] + ref_beats[:-1]) / 2.0
+    local_est = np.interp(mid_ref, (est_beats[1:] + est_beats[:-1]) / 2.0, np.diff(est_beats))
+    inside = (mid_ref >= est_beats[0]) & (mid_ref <= est_beats[-1])
+    if not inside.any():
+        return float("nan")
+    return float(np.median(np.diff(ref_beats)[inside] / local_est[inside]))
+
+
 def score(item: Item, est_beats: np.ndarray, est_downbeats: np.ndarray | None) -> dict:
     ref = mir_eval.beat.trim_beats(item.beats, min_beat_time=0.05)
     est = mir_eval.beat.trim_beats(np.asarray(est_beats, float), min_beat_time=0.05)
@@ -250,8 +265,8 @@ def score(item: Item, est_beats: np.ndarray, est_downbeats: np.ndarray | None) -
     cmlc, cmlt, amlc, amlt = mir_eval.beat.continuity(ref, est)
     out.update(CMLt=cmlt, AMLt=amlt)
     t_ref, t_est = _tempo(item.beats), _tempo(est_beats)
-    err = abs(t_est / t_ref - 1.0) * 100.0 if np.isfinite(t_est) else float("nan")
-    ratio = t_est / t_ref if np.isfinite(t_est) else float("nan")
+    ratio = _local_tempo_ratio(item.beats, np.asarray(est_beats, float))
+    err = abs(ratio - 1.0) * 100.0 if np.isfinite(ratio) else float("nan")
     out.update(tempo_ref=t_ref, tempo_est=t_est, tempo_err_pct=err,
                octave=bool(np.isfinite(ratio) and min(abs(ratio - r) for r in (0.5, 2.0, 1 / 3, 3.0, 2 / 3, 1.5)) < 0.04))
     if item.downbeats is not None and est_downbeats is not None:

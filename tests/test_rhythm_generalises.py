@@ -140,6 +140,23 @@ def test_a_sudden_tempo_change_is_followed():
 
 
 @pytest.mark.slow
+def test_a_six_eight_song_whose_tempo_steps_stays_six_eight_and_changes_on_the_beat():
+    """6/8 at 60 dotted beats a minute for 8 bars, then 80: the meter is still 6/8 (the song's own
+    comb, smeared over two tempi, lost the beat's thirds and read 4/4), and the beats around the
+    change are the song's (the local tempo glided through a beat of 0.81 s between beats of 1.0
+    and 0.75 s)."""
+    song = render_band_song([Segment(8, 6, 8, 60), Segment(10, 6, 8, 80)], style="compound", seed=161,
+                            sample_rate=SR)
+    grid = _analyse(song)
+    assert grid.time_signature == (6, 8)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8
+    change = song.beats_s[8 * 2]
+    near = song.beats_s[np.abs(song.beats_s - change) < 3.0]
+    assert np.max(np.min(np.abs(near[:, None] - grid.beats_s[None, :]), axis=1)) < 0.07
+
+
+@pytest.mark.slow
 def test_the_bar_line_of_a_half_time_mix_is_on_the_kick_not_the_snare():
     """Only the mix (one stem, no drums stem): kick on 1, snare on 3, a new chord every bar line.
 

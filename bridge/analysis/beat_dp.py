@@ -19,6 +19,12 @@ from bridge.analysis.periodicity import _frame_rate_hz
 #: objective per second is this much higher (:func:`_confirm_change`).
 LOCAL_ALIGN_GAIN = 0.15
 LOCAL_OBJECTIVE_GAIN = 0.3
+#: A glide of the local tempo inside a stretch of STEP_REACH_S that changes by more than
+#: STEP_RATIO is a step, placed where the beats fit best among at most STEP_CANDIDATES onset peaks
+#: (:func:`_place_steps`); a ramp (120 → 150 BPM over 16 bars: 2 % in 2 s) is left to glide.
+STEP_RATIO = 1.1
+STEP_REACH_S = 8.0
+STEP_CANDIDATES = 24
 
 
 def _local_score(envelope: np.ndarray, period: float) -> np.ndarray:
@@ -65,6 +71,62 @@ def _dp_beats(local: np.ndarray, period: float | np.ndarray, tightness: float) -
     while backlink[beats[-1]] >= 0:
         beats.append(int(backlink[beats[-1]]))
     return np.asarray(beats[::-1], dtype=int)
+
+
+def _objective(local: np.ndarray, frames: np.ndarray, periods: np.ndarray, tightness: float, *,
+               per_beat: bool = False) -> float:
+    """The dynamic program's objective of a beat chain: onset strength at its beats minus the
+    tightness penalty of each gap against the period in force where it ends (``per_beat``: its
+    mean over the gaps)."""
+    if frames.shape[0] < 2:
+        return -np.inf if per_beat else float(local[frames].sum())
+    gaps = np.diff(frames).astype(np.float64)
+    terms = local[frames[1:]] - tightness * np.log(gaps / periods[frames[1:]]) ** 2
+    return float(terms.mean() if per_beat else terms.sum() + local[frames[0]])
+
+
+def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np.ndarray:
+    """``periods`` with each step in tempo made a step at the frame where the music changes.
+
+    The local tempo (:func:`bridge.analysis.beats._local_periods`) glides from one tempo to the
+    next between the centres of its 8-s windows, so around a step (a change by more than
+    ``STEP_RATIO`` within ``STEP_REACH_S``) the beats were tracked at tempi the song never has: a
+    6/8 song stepping from 60 to 80 dotted beats a minute had one beat 0.81 s long between beats
+    of 1.0 s and 0.75 s. Each candidate frame in the glide (the onset peaks there) is tried as
+    the step, the tempo before it held up to it and the tempo after it from it; the one whose
+    beat chain the dynamic program scores best is kept. Letting the chain take either tempo
+    anywhere in the glide instead let a groove with loud anticipations slip a 16th onto them.
+    Ramps (a few per cent between windows) are left as they are."""
+    n = periods.shape[0]
+    reach = max(2, int(STEP_REACH_S * _frame_rate_hz()))
+    shortest = scipy.ndimage.minimum_filter1d(periods, size=reach, mode="nearest")
+    longest = scipy.ndimage.maximum_filter1d(periods, size=reach, mode="nearest")
+    # the glides: where the period moves between frames, inside a stretch that changes by a step
+    moving = (np.abs(np.gradient(periods)) > 1e-9) & (longest > STEP_RATIO * shortest)
+    out = periods.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], moving.astype(np.int8), [0]))))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        # the tempi either side, where the path has settled (it can pass through a third on the way)
+        before = float(np.median(periods[max(0, a - reach) : a])) if a > 0 else float(periods[0])
+        after = float(np.median(periods[b : b + reach])) if b < n else float(periods[-1])
+        # the music may change anywhere the windows that saw both tempi reach, either side of the glide
+        lo, hi = max(0, a - reach // 2), min(n, b + reach // 2)
+        peaks = lo + np.flatnonzero((local[lo:hi] >= scipy.ndimage.maximum_filter1d(local[lo:hi], size=5))
+                                    & (local[lo:hi] > np.median(local)))
+        if peaks.size > STEP_CANDIDATES:
+            peaks = peaks[np.argsort(local[peaks])[-STEP_CANDIDATES:]]
+        best, best_score = None, -np.inf
+        for cut in np.concatenate(([-1, a, b], peaks)):
+            trial = out.copy()
+            if cut >= 0:  # (-1: the glide as it is)
+                trial[lo:cut], trial[cut:hi] = before, after
+            frames = _dp_beats(local, trial, tightness)
+            # per beat around the change (a total would favour the cut that gives the most beats)
+            score = _objective(local, frames[(frames >= lo) & (frames < hi)], trial, tightness, per_beat=True)
+            if score > best_score:
+                best, best_score = trial, score
+        out = best
+    return out
 
 
 def _confirm_change(envelope: np.ndarray, period: float, varying: np.ndarray, tightness: float) -> np.ndarray | None:

@@ -41,7 +41,9 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    97 BPM beat is 53.3 frames: a tight tracker drifts by a frame every few beats), always forces a
    predecessor beat (so a pickup drags the first beats off the grid) and trims quiet song ends.
    Beat times are refined to sub-frame precision (parabolic peak of the local score); the tempo
-   reported is the least-squares slope of beat time against beat index.
+   reported is the least-squares slope of beat time against beat index. Where the local tempo
+   steps (not a ramp), the step is placed on the frame where the beats fit best
+   (:func:`~bridge.analysis.beat_dp._place_steps`) instead of gliding between window centres.
 4. **Meter and downbeats** from beat-synchronous accents: drum kick-band onsets (+), drum snare-band
    onsets (−, the backbeat is rarely on 1), harmonic change (chroma of the pitched stems, bass
    included, beat to beat; with no drums stem each frame weighs by its tonalness, so drum hits in
@@ -50,6 +52,8 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    its beats is taken; the best phase gives the downbeats, and unless ``beats_per_bar`` is given the
    meter is the one (3 or 4) whose bar-level ACF evidence plus best-phase contrast is larger, or 5
    or 7 where the beats' rhythm and harmony repeat clearly every 5 or 7 beats (``bars._odd_meter``).
+   When the tempo changes, the bar-level ACF and the beat's division come from the comb of the
+   envelope re-timed to even beats (``periodicity._beat_warped_comb``).
 
 Weights were set on click tracks (60–200 BPM, 3/4 and 4/4), the demo song and the shared songs;
 each of those stays correct when any one weight (but the prior's centre and width) moves ±30 %.
@@ -93,6 +97,7 @@ from bridge.analysis.beat_dp import (
     _confirm_change,
     _dp_beats,
     _local_score,
+    _place_steps,
     _refine,
 )
 from bridge.analysis.beat_phase import (
@@ -102,6 +107,7 @@ from bridge.analysis.beat_phase import (
 from bridge.analysis.periodicity import (
     METER_PENALTY,
     _autocorrelation,
+    _beat_warped_comb,
     _Comb,
     _cross_correlation,
     _fit_length,
@@ -420,6 +426,7 @@ def track_beats(
     if kick_snare is not None:
         comb.snare_acf = _autocorrelation(kick_snare[1], max_lag)
     n_onsets = sum(stem.onsets_s.shape[0] for stem in stems.values() if _is_audible(stem))
+    varying = None
     if tempo_hint_bpm is not None:
         period = 60.0 * fr / float(tempo_hint_bpm)
         tightness = HINT_TIGHTNESS
@@ -439,6 +446,8 @@ def track_beats(
 
     # --- beats ---------------------------------------------------------------------------------
     local = _local_score(envelope, float(np.median(periods)))
+    if varying is not None:
+        periods = _place_steps(local, periods, tightness)
     frames = _dp_beats(local, periods, tightness)
     first, last = span
     keep = (frames >= first - period / 4.0) & (frames <= last + period / 4.0)
@@ -463,11 +472,15 @@ def track_beats(
 
     # --- meter and downbeats -----------------------------------------------------------------
     accents = _accent_features(stems, frames, period, n_frames)
+    # The bar and the beat's division from the comb; where the tempo changes, from the comb of the
+    # song re-timed to even beats (the song's own comb is smeared over its tempi).
+    bar_comb, bar_period = (comb, period) if varying is None or beats_s.shape[0] < 8 else \
+        _beat_warped_comb(envelope, beats_s)
     if beats_per_bar:
         meter = int(beats_per_bar)
     else:
-        meter = _choose_meter(comb, period, accents, frames.shape[0])
-    division = _beat_division(comb, period) if tempo_hint_bpm is None or not beats_per_bar else 2
+        meter = _choose_meter(bar_comb, bar_period, accents, frames.shape[0])
+    division = _beat_division(bar_comb, bar_period) if tempo_hint_bpm is None or not beats_per_bar else 2
     if division == 3 and not _has_thirds(stems, beats_s):
         division = 2
     if not beats_per_bar and division == 2 and confirmed:

@@ -264,3 +264,19 @@ def _kick_snare(stems: Mapping[str, StemFeatures], n_frames: int) -> tuple[np.nd
         snare += _normalise(_fit_length(stem.curves.get("onset_mid", stem.curves["onset"]), n_frames), active)
         found = True
     return (kick, snare) if found else None
+
+
+def _beat_warped_comb(envelope: np.ndarray, beats_s: np.ndarray) -> tuple[_Comb, float]:
+    """The comb of ``envelope`` re-timed so that every tracked beat lasts the same (the beats' median
+    period, in frames), and that period: for a song whose tempo changes, where the comb of the
+    song as it is smears every lag over the tempi it passes through (a 6/8 song stepping from 60
+    to 80 dotted beats a minute lost its thirds, and read 4/4). On the re-timed envelope the beat's
+    thirds, halves and bars line up again, whatever the tempo does."""
+    fr = _frame_rate_hz()
+    per_beat = max(8, int(round(float(np.median(np.diff(beats_s))) * fr)))
+    positions = np.arange((beats_s.shape[0] - 1) * per_beat) / per_beat  # in beats
+    frames = np.interp(positions, np.arange(beats_s.shape[0]), beats_s) * fr
+    warped = np.interp(frames, np.arange(envelope.shape[0]), envelope)
+    acf = _autocorrelation(warped, min(warped.shape[0] - 1, 9 * per_beat))
+    return _Comb(acf, max_lag=warped.shape[0] / 2.0), float(per_beat)
+
