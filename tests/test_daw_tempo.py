@@ -112,3 +112,36 @@ def test_a_wobbling_derived_tempo_is_one_tempo_not_a_map(tmp_path):
         s.adopt_daw_tempo()
         assert s.project.tempo.source == "constant" and abs(s.project.tempo.tempo_bpm - 120.0) < 0.5
         assert not (d / "daw_tempo.mid").exists()
+
+
+@pytest.mark.parametrize("numerator, denominator, beat_s, per_bar", [(6, 8, 0.75, 2), (7, 8, 0.25, 7)])
+def test_one_daw_tempo_in_six_eight_or_seven_eight_keeps_the_meter(tmp_path, numerator, denominator, beat_s,
+                                                                   per_bar):
+    """A DAW at 120 quarters a minute (a quarter is 0.5 s) in 6/8 or 7/8, one tempo: the adopted
+    grid taps the meter's beats (a dotted quarter 0.75 s, an eighth 0.25 s), bars of 2 or 7 of
+    them, and reads as the DAW's meter — not a 3/4 or 4/4 grid of quarters."""
+    import numpy as np
+
+    from bridge.analysis.tempo_map import beat_grid_from_midi
+    from bridge.project.schema import Project
+    from bridge.project.store import save_project
+
+    d = tmp_path / "proj"
+    d.mkdir()
+    save_project(Project(name="t"), d)
+    clock = TransportClock()
+    with Session.open(d, analyse=False, preview=False, watch=False, autosave=False, clock=clock) as s:
+        for k in range(40):
+            state = TransportState(playing=True, tempo_bpm=120.0, position_beats=0.1 * k, position_seconds=0.05 * k,
+                                   time_signature=(numerator, denominator), source="reaper_osc",
+                                   received_at=1000.0 + 0.05 * k)
+            clock.update(state)
+            s.record_daw_state(state)
+        what = s.adopt_daw_tempo()
+        assert f"120 BPM, {numerator}/{denominator}" in what
+        assert s.project.tempo.source == "midi_file"
+    grid = beat_grid_from_midi(d / s.project.tempo.midi_file, duration_seconds=12.0)
+    assert grid.meter_label == f"{numerator}/{denominator}" and grid.beats_per_bar == per_bar
+    np.testing.assert_allclose(np.diff(grid.beats_s), beat_s, atol=1e-6)
+    np.testing.assert_allclose(np.diff(grid.downbeats_s), beat_s * per_bar, atol=1e-6)
+    assert grid.quarters_to_seconds(6.0) == pytest.approx(3.0, abs=1e-6)

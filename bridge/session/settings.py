@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ProjectError
 from bridge.session._helpers import _replace
+from bridge.timebase import BeatGrid
 from bridge.transport.state import TransportState
 
 if TYPE_CHECKING:
@@ -127,7 +128,8 @@ class SettingsMixin:
         how the transport maps the DAW's beats to seconds). The DAW sent several tempos while it
         played: the tempo map captured then (:class:`~bridge.transport.clock.TempoMapRecorder`),
         saved as ``daw_tempo.mid`` in the project folder (``tempo.source`` "midi_file"); one tempo:
-        that tempo as a constant. The meter is the DAW's (its numerator, for x/4). One undo step;
+        that tempo as a constant, or in a map file where the DAW's meter is not x/4 (6/8 taps dotted
+        quarters, 7/8 eighths: a constant tempo counts quarters). The meter is the DAW's. One undo step;
         the beat grid is analysed again. Returns what was adopted, in words."""
         state = self.clock.state
         if state is None or state.source in ("free", "mtc"):
@@ -141,12 +143,19 @@ class SettingsMixin:
             # several tempos: more than 0.5 % apart (Ardour's tempo, derived from its position, wobbles)
             changes = len(tempos) > 1 and tempos[-1] > tempos[0] * 1.005
             tmap = self._daw_tempo.to_tempo_map() if changes and recorded >= 8 else None
-        if tmap is None:
-            bpm = round(float(state.tempo_bpm), 3)
+        bpm = round(float(state.tempo_bpm), 3)
+        if tmap is None and den == 4:
             self.set_tempo(source="constant", tempo_bpm=bpm, beats_per_bar=beats_per_bar,
                            first_downbeat_seconds=0.0, midi_file=None)
             return f"{bpm:g} BPM, {num}/{den} from the DAW"
         path = self.project_dir / "daw_tempo.mid"
+        if tmap is None:
+            # One tempo in 6/8, 7/8, 2/2…: a constant project tempo counts quarter notes, so the
+            # DAW's meter goes into a map file, whose grid taps its beats (dotted quarters, eighths).
+            BeatGrid.constant(bpm, time_signature=(num, den)).save_midi(path)
+            self.set_tempo(source="midi_file", midi_file=path.name, beats_per_bar=beats_per_bar,
+                           first_downbeat_seconds=0.0, tempo_bpm=None)
+            return f"{bpm:g} BPM, {num}/{den} from the DAW (saved as {path.name}, which keeps the meter)"
         tmap.save_midi(path)
         self.set_tempo(source="midi_file", midi_file=path.name, beats_per_bar=beats_per_bar,
                        first_downbeat_seconds=0.0, tempo_bpm=None)
