@@ -44,10 +44,6 @@ is the bar/beat arithmetic of one time signature.
 
 Video frames: :func:`frame_times` (frame index → song seconds, exact for NTSC rates) and
 :func:`song_frame_count`.
-
-(Moved here from ``bridge.transport.clock``, ``bridge.analysis.types``, ``bridge.mapping.sources``
-and ``bridge.mapping.evaluate``, which re-export the names they used; ``TempoMap`` is gone: it is
-the tempo-map half of :class:`BeatGrid`.)
 """
 
 from __future__ import annotations
@@ -121,6 +117,12 @@ def bar_beat(position_quarters: float, time_signature: tuple[int, int] = (4, 4))
 def _is_compound(numerator: int, denominator: int) -> bool:
     """6/8, 9/8, 12/8 (and x/16 alike): beats of three of the denominator's notes."""
     return denominator >= 8 and numerator >= 6 and numerator % 3 == 0
+
+
+def _beat_quarters(numerator: int, denominator: int) -> float:
+    """Quarter notes in the beat a listener taps in this meter: a dotted quarter in compound
+    meter, else the denominator's note (an eighth in 7/8)."""
+    return 1.5 if _is_compound(numerator, denominator) else 4.0 / denominator
 
 
 def _check_signature(num: int, den: int, where: str) -> tuple[int, int]:
@@ -200,9 +202,8 @@ def _counted_beats(s: np.ndarray, q: np.ndarray, sigs: tuple[MeterChange, ...], 
     signature's quarters per beat: 6/8 at 120 quarters a minute is 80 dotted beats, 7/8 is 240
     eighths)."""
     beat_q, down_q, per_bar, division, unit = _tapped_beats(sigs, end_quarters)
-    quarters_per_beat = 1.5 if division == 3 else 4.0 / unit
     return {
-        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))) / quarters_per_beat,
+        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))) / _beat_quarters(*sigs[0][1:]),
         "beats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64)),
         "downbeats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(down_q, dtype=np.float64), q, s), dtype=np.float64)),
         "beats_per_bar": per_bar,
@@ -380,9 +381,7 @@ class BeatGrid:
     # -- song seconds <-> tapped beats (or bars) -----------------------------------------------
     def _period_s(self) -> float:
         tempo = float(self.tempo_bpm)
-        if not np.isfinite(tempo) or tempo <= 0:
-            tempo = DEFAULT_TEMPO_BPM
-        return 60.0 / tempo
+        return 60.0 / (tempo if np.isfinite(tempo) and tempo > 0 else DEFAULT_TEMPO_BPM)
 
     def _edge_periods_s(self) -> tuple[float, float]:
         """Seconds per tapped beat before the first and after the last beat: the one extrapolation
@@ -393,12 +392,8 @@ class BeatGrid:
             return period, period
         s, q = self.tempo_anchors_s, self.tempo_anchors_quarters
         sigs = self.meter_changes or ((0.0, 4, 4),)
-
-        def beat_quarters(n: int, d: int) -> float:  # quarters per tapped beat in this meter
-            return 1.5 if _is_compound(n, d) else 4.0 / d
-
-        return (beat_quarters(*sigs[0][1:]) * float(s[1] - s[0]) / float(q[1] - q[0]),
-                beat_quarters(*sigs[-1][1:]) * float(s[-1] - s[-2]) / float(q[-1] - q[-2]))
+        return (_beat_quarters(*sigs[0][1:]) * float(s[1] - s[0]) / float(q[1] - q[0]),
+                _beat_quarters(*sigs[-1][1:]) * float(s[-1] - s[-2]) / float(q[-1] - q[-2]))
 
     def _ticks(self, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float, float]:
         """Times of the clock's ticks (seconds, sorted) and the periods used to extrapolate before
@@ -486,11 +481,6 @@ class BeatGrid:
     def anchors_quarters(self) -> np.ndarray:
         """The tempo map's anchors in quarter notes, shape (n,), read-only."""
         return self._tempo_map[1]
-
-    @property
-    def time_signatures(self) -> list[MeterChange]:
-        """The tempo map's meter changes: (quarter, numerator, denominator)."""
-        return list(self._tempo_map[2])
 
     def quarters_to_seconds(self, quarters: float | np.ndarray) -> float | np.ndarray:
         """Song seconds at quarter-note positions (scalar or array)."""
