@@ -211,7 +211,10 @@ def band_songs(tmp: Path) -> list[Song]:
 
     specs = [("band_rock_174", "held", dict(segments=[Segment(16, 4, 4, 174)], style="rock", seed=41)),
              ("band_six8_90", "held", dict(segments=[Segment(10, 6, 8, 90)], style="compound", seed=42)),
-             ("band_four_128", "dev", dict(segments=[Segment(12, 4, 4, 128)], style="four", seed=43))]
+             ("band_four_128", "dev", dict(segments=[Segment(12, 4, 4, 128)], style="four", seed=43)),
+             # a tempo change in compound meter: 6/8 stepping from 60 to 80 dotted beats a minute
+             ("band_step68_60_80", "held", dict(segments=[Segment(8, 6, 8, 60), Segment(10, 6, 8, 80)],
+                                                style="compound", seed=44))]
     out = []
     for name, split, kwargs in specs:
         song = render_band_song(sample_rate=44100, **kwargs)
