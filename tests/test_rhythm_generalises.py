@@ -55,6 +55,20 @@ def test_compound_six_eight_is_reported_as_six_eight():
 
 
 @pytest.mark.slow
+def test_a_fast_six_eight_whose_eighths_only_the_hats_play_is_six_eight():
+    """6/8 at 124 dotted beats a minute, kick and snare only on the beats, bass and chords too:
+    only the hats play the eighths. The beat's thirds must not be averaged away by the parts that
+    do not divide it (it read 4/4)."""
+    song = render_band_song([Segment(18, 6, 8, 124)], style="compound", seed=174, sample_rate=SR)
+    assert not song.extra["syncopate"]  # no kick on a third
+    grid = _analyse(song)
+    assert grid.time_signature == (6, 8)
+    assert grid.tempo_bpm == pytest.approx(124.0, rel=0.04)
+    assert _f(song.beats_s, grid.beats_s) >= 0.9
+    assert _f(song.downbeats_s, grid.downbeats_s) >= 0.8
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("bpm, seed", [(100.0, 121), (120.0, 124)])
 def test_pushed_kicks_three_eighths_apart_are_not_compound_meter(bpm, seed):
     """Kick and bass on 1 and on the "and" of 2 and 4 (snare on 2 and 4): the kicks fall three 8ths

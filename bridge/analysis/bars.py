@@ -489,16 +489,16 @@ def _downbeat_indices(accents: list[tuple[float, np.ndarray]], n_beats: int, met
     return np.flatnonzero(pos == 0)
 
 
-def _beat_division(comb: _Comb, period: float) -> int:
-    """3 (compound meter: 6/8, 12/8) when the beat divides into three rather than two, else 2.
+def _beat_division(split_in_three: float) -> int:
+    """3 (compound meter: 6/8, 12/8) when the beat divides into three rather than two, else 2;
+    ``split_in_three``: :func:`~bridge.analysis.periodicity._split_in_three`.
 
     A 6/8 or 12/8 beat is a dotted quarter of three 8ths: its onsets recur a third of a beat
     apart and rarely half a beat apart. Swung 16ths also put onsets a third of a beat apart, but
     their straight 8ths keep A(T/2) up, so the beat must split into three clearly better
     (``COMPOUND_MARGIN``) than into two.
     """
-    third, half = comb(period / 3.0), comb(period / 2.0)
-    return 3 if third - max(half, 0.0) > COMPOUND_MARGIN else 2
+    return 3 if split_in_three > COMPOUND_MARGIN else 2
 
 
 def _compound_bar(phases4: np.ndarray) -> int:

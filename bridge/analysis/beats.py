@@ -115,6 +115,7 @@ from bridge.analysis.periodicity import (
     _is_audible,
     _kick_snare,
     _meter_penalty,
+    _split_in_three,
     _streams,
     _viterbi,
 )
@@ -480,7 +481,10 @@ def track_beats(
         meter = int(beats_per_bar)
     else:
         meter = _choose_meter(bar_comb, bar_period, accents, frames.shape[0])
-    division = _beat_division(bar_comb, bar_period) if tempo_hint_bpm is None or not beats_per_bar else 2
+    division = 2
+    if tempo_hint_bpm is None or not beats_per_bar:
+        division = _beat_division(_split_in_three(streams, period, floor=PULSE_FLOOR,
+                                                  beats_s=None if varying is None else beats_s))
     if division == 3 and not _has_thirds(stems, beats_s):
         division = 2
     if not beats_per_bar and division == 2 and confirmed:
