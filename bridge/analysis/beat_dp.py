@@ -92,11 +92,12 @@ def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np
     next between the centres of its 8-s windows, so around a step (a change by more than
     ``STEP_RATIO`` within ``STEP_REACH_S``) the beats were tracked at tempi the song never has: a
     6/8 song stepping from 60 to 80 dotted beats a minute had one beat 0.81 s long between beats
-    of 1.0 s and 0.75 s. Each candidate frame in the glide (the onset peaks there) is tried as
-    the step, the tempo before it held up to it and the tempo after it from it; the one whose
-    beat chain the dynamic program scores best is kept. Letting the chain take either tempo
-    anywhere in the glide instead let a groove with loud anticipations slip a 16th onto them.
-    Ramps (a few per cent between windows) are left as they are."""
+    of 1.0 s and 0.75 s. Each onset peak within half a window either side of the glide is tried
+    as the step (the tempo before it held up to it, the tempo after it from it), and so is the
+    glide itself; the one whose beats there the dynamic program scores best per beat is kept (run
+    on the stretch around the step only, so a long song pays little). Letting the chain take
+    either tempo anywhere in the glide instead let a groove with loud anticipations slip a 16th
+    onto them. Ramps (a few per cent between windows) are left as they are."""
     n = periods.shape[0]
     reach = max(2, int(STEP_REACH_S * _frame_rate_hz()))
     shortest = scipy.ndimage.minimum_filter1d(periods, size=reach, mode="nearest")
@@ -115,12 +116,13 @@ def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np
                                     & (local[lo:hi] > np.median(local)))
         if peaks.size > STEP_CANDIDATES:
             peaks = peaks[np.argsort(local[peaks])[-STEP_CANDIDATES:]]
+        span = slice(max(0, lo - reach), min(n, hi + reach))  # the chain around the step
         best, best_score = None, -np.inf
         for cut in np.concatenate(([-1, a, b], peaks)):
             trial = out.copy()
             if cut >= 0:  # (-1: the glide as it is)
                 trial[lo:cut], trial[cut:hi] = before, after
-            frames = _dp_beats(local, trial, tightness)
+            frames = span.start + _dp_beats(local[span], trial[span], tightness)
             # per beat around the change (a total would favour the cut that gives the most beats)
             score = _objective(local, frames[(frames >= lo) & (frames < hi)], trial, tightness, per_beat=True)
             if score > best_score:
