@@ -119,7 +119,7 @@ def _is_compound(numerator: int, denominator: int) -> bool:
     return denominator >= 8 and numerator >= 6 and numerator % 3 == 0
 
 
-def _beat_quarters(numerator: int, denominator: int) -> float:
+def beat_quarters(numerator: int, denominator: int) -> float:
     """Quarter notes in the beat a listener taps in this meter: a dotted quarter in compound
     meter, else the denominator's note (an eighth in 7/8)."""
     return 1.5 if _is_compound(numerator, denominator) else 4.0 / denominator
@@ -203,7 +203,7 @@ def _counted_beats(s: np.ndarray, q: np.ndarray, sigs: tuple[MeterChange, ...], 
     eighths)."""
     beat_q, down_q, per_bar, division, unit = _tapped_beats(sigs, end_quarters)
     return {
-        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))) / _beat_quarters(*sigs[0][1:]),
+        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))) / beat_quarters(*sigs[0][1:]),
         "beats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64)),
         "downbeats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(down_q, dtype=np.float64), q, s), dtype=np.float64)),
         "beats_per_bar": per_bar,
@@ -392,8 +392,8 @@ class BeatGrid:
             return period, period
         s, q = self.tempo_anchors_s, self.tempo_anchors_quarters
         sigs = self.meter_changes or ((0.0, 4, 4),)
-        return (_beat_quarters(*sigs[0][1:]) * float(s[1] - s[0]) / float(q[1] - q[0]),
-                _beat_quarters(*sigs[-1][1:]) * float(s[-1] - s[-2]) / float(q[-1] - q[-2]))
+        return (beat_quarters(*sigs[0][1:]) * float(s[1] - s[0]) / float(q[1] - q[0]),
+                beat_quarters(*sigs[-1][1:]) * float(s[-1] - s[-2]) / float(q[-1] - q[-2]))
 
     def _ticks(self, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float, float]:
         """Times of the clock's ticks (seconds, sorted) and the periods used to extrapolate before

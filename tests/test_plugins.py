@@ -286,6 +286,26 @@ def test_tempo_synced_delay_gets_the_detected_tempo_when_the_project_sets_none(t
     assert all(np.min(np.abs(onsets - (h + 30.0 / bpm))) < 0.03 for h in hits)
 
 
+@pytest.mark.parametrize("meter, tempo_bpm, factor, quarter_bpm", [
+    (None, 100.0, 1.0, 100.0), ("4/4", 100.0, 2.0, 200.0),
+    ("6/8", 60.0, 1.0, 90.0),  # 60 dotted quarters a minute = 90 quarters
+    ("7/8", 210.0, 1.0, 105.0),  # 210 eighths a minute = 105 quarters
+])
+def test_a_synced_delay_counts_quarter_notes_whatever_the_meter(meter, tempo_bpm, factor, quarter_bpm):
+    """The producer's tempo is in the beats they tap (dotted quarters in 6/8, eighths in 7/8, after
+    ×2/÷2); a delay of one beat is a quarter note, as a DAW's synced delay: 60 / quarter_bpm s."""
+    from bridge.plugins.chain import chain_tempo_bpm
+    from bridge.project.schema import Project, RhythmCorrection
+
+    project = Project(name="p", rhythm=RhythmCorrection(tempo_bpm=tempo_bpm, meter=meter, tempo_factor=factor))
+    assert chain_tempo_bpm(project) == pytest.approx(quarter_bpm)
+    audio = np.zeros((1, SR), dtype=np.float32)
+    audio[0, 100] = 1.0
+    slot = FxSlot(plugin="Delay", parameters={"delay_beats": 1.0, "feedback": 0.0, "mix": 1.0})
+    out = apply_chain(audio, SR, [slot], tempo_bpm=chain_tempo_bpm(project)).audio
+    assert int(np.argmax(np.abs(out[0]))) == pytest.approx(100 + SR * 60.0 / quarter_bpm, abs=1)
+
+
 def test_slot_validation_names_the_fix():
     with pytest.raises(ValueError, match="neither a pedalboard built-in"):
         FxSlot(plugin="Lowpassfilter")

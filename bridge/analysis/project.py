@@ -64,7 +64,7 @@ def _tempo_synced(slots) -> bool:
 
 def fx_tempo_bpm(project: Project, project_dir: str | os.PathLike[str], *,
                  cancel: CancelToken | None = None) -> float | None:
-    """The tempo tempo-synced effects (``Delay.delay_beats``) get: the project's own (the DAW's or
+    """The quarter-note tempo tempo-synced effects (``Delay.delay_beats``) get: the project's own (the DAW's or
     the producer's, :func:`chain_tempo_bpm`), else the tempo detected from the song with those
     effects bypassed — an echo must not decide the tempo it is timed by. None when no active slot
     is tempo-synced and the project sets no tempo (nothing needs one).
@@ -80,7 +80,8 @@ def fx_tempo_bpm(project: Project, project_dir: str | os.PathLike[str], *,
 
     raw = project.model_copy(update={"master_fx": off(project.master_fx),
                                      "stems": [s.model_copy(update={"fx": off(s.fx)}) for s in project.stems]})
-    return float(analyze_project(raw, project_dir, cancel=cancel).beat_grid.tempo_bpm)
+    grid = analyze_project(raw, project_dir, cancel=cancel).beat_grid
+    return float(grid.tempo_bpm * grid.quarters_per_beat)  # quarter notes, as chain_tempo_bpm
 
 
 def stem_chain_state(project: Project, spec: StemSpec, tempo_bpm: float | None = None) -> list:

@@ -33,7 +33,8 @@ import numpy as np
 
 from bridge.errors import PluginError
 from bridge.plugins.builtins import TEMPO_SYNCED
-from bridge.project.schema import FxSlot, Project
+from bridge.project.schema import FxSlot, Project, parse_meter
+from bridge.timebase import beat_quarters
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,19 @@ class ChainResult:
 
 
 def chain_tempo_bpm(project: Project) -> float | None:
-    """The tempo tempo-synced effects get before any beat tracking: the DAW's or the producer's.
+    """The tempo tempo-synced effects get before any beat tracking: the DAW's or the producer's, in
+    quarter notes a minute (``Delay.delay_beats`` counts quarters, as a DAW's synced delay does
+    whatever the meter: a producer's 60 dotted beats a minute in 6/8 is 90).
 
     Here, beside the chains that use it, so ``stembridge fx`` (plugins layer) can ask for it
     without importing analysis; :mod:`bridge.analysis.project` re-exports it."""
-    return project.tempo.tempo_bpm or project.rhythm.tempo_bpm
+    if project.tempo.tempo_bpm:
+        return project.tempo.tempo_bpm
+    rhythm = project.rhythm
+    if not rhythm.tempo_bpm:
+        return None
+    quarters = beat_quarters(*parse_meter(rhythm.meter)) if rhythm.meter else 1.0
+    return rhythm.tempo_bpm * (rhythm.tempo_factor or 1.0) * quarters
 
 
 def active_slots(slots: Sequence[FxSlot]) -> list[FxSlot]:
@@ -229,7 +238,7 @@ def apply_chain(
     audio : float32 array, shape (channels, samples)
     sample_rate : Hz
     slots : the chain (a stem's ``fx`` or the project's ``master_fx``)
-    tempo_bpm : the song's tempo, for tempo-synced built-in settings (``Delay.delay_beats``)
+    tempo_bpm : the song's quarter-note tempo, for tempo-synced built-in settings (``Delay.delay_beats``)
     where : named in problems, e.g. "stem 'Bass'" or "master"
 
     Returns
