@@ -57,8 +57,8 @@ def test_compound_six_eight_is_reported_as_six_eight():
 @pytest.mark.slow
 def test_a_fast_six_eight_whose_eighths_only_the_hats_play_is_six_eight():
     """6/8 at 124 dotted beats a minute, kick and snare only on the beats, bass and chords too:
-    only the hats play the eighths. The beat's thirds must not be averaged away by the parts that
-    do not divide it (it read 4/4)."""
+    only the hats play the eighths, and the beat's onsets fall on its thirds. It read 4/4: the
+    autocorrelation of all parts together hardly showed the thirds."""
     song = render_band_song([Segment(18, 6, 8, 124)], style="compound", seed=174, sample_rate=SR)
     assert not song.extra["syncopate"]  # no kick on a third
     grid = _analyse(song)
@@ -155,10 +155,10 @@ def test_a_sudden_tempo_change_is_followed():
 
 @pytest.mark.slow
 def test_a_six_eight_song_whose_tempo_steps_stays_six_eight_and_changes_on_the_beat():
-    """6/8 at 60 dotted beats a minute for 8 bars, then 80: the meter is still 6/8 (the song's own
-    comb, smeared over two tempi, lost the beat's thirds and read 4/4), and the beats around the
-    change are the song's (the local tempo glided through a beat of 0.81 s between beats of 1.0
-    and 0.75 s)."""
+    """6/8 at 60 dotted beats a minute for 8 bars, then 80: the meter is still 6/8 (the song's
+    autocorrelation, smeared over two tempi, lost the beat's thirds and read 4/4), and the beats
+    around the change are the song's (the local tempo glided through a beat of 0.81 s between
+    beats of 1.0 and 0.75 s)."""
     song = render_band_song([Segment(8, 6, 8, 60), Segment(10, 6, 8, 80)], style="compound", seed=161,
                             sample_rate=SR)
     grid = _analyse(song)

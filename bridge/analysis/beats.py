@@ -33,8 +33,8 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    Within the winning tempo family, the drums decide between octaves: the kick → snare lag
    (:meth:`_Comb.backbeat`) and the snare's alternation, ``ALTERNATION_WEIGHT`` ×
    ``S(2T) − S(T)`` on the snare band's ACF (a backbeat recurs every two beats, not every beat).
-   A compound beat (``A(T/3) > A(T/2)``) must also have onsets on its thirds
-   (:func:`_has_thirds`), which a dense straight-16th texture lacks.
+   Whether the beat divides in three (compound meter) is read from where the tracked beats'
+   onsets fall: on their thirds, not their quarters (``bars._beat_division``).
 3. **Beats** by dynamic programming (Ellis 2007, "Beat tracking by dynamic programming"): the best
    chain of frames that sit on strong onsets, spaced about one period apart. Written here rather
    than calling ``librosa.beat.beat_track`` because librosa rounds the period to whole frames (a
@@ -52,8 +52,6 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    its beats is taken; the best phase gives the downbeats, and unless ``beats_per_bar`` is given the
    meter is the one (3 or 4) whose bar-level ACF evidence plus best-phase contrast is larger, or 5
    or 7 where the beats' rhythm and harmony repeat clearly every 5 or 7 beats (``bars._odd_meter``).
-   When the tempo changes, the bar-level ACF and the beat's division come from the comb of the
-   envelope re-timed to even beats (``periodicity._beat_warped_comb``).
 
 Weights were set on click tracks (60–200 BPM, 3/4 and 4/4), the demo song and the shared songs;
 each of those stays correct when any one weight (but the prior's centre and width) moves ±30 %.
@@ -87,7 +85,6 @@ from bridge.analysis.bars import (
     _choose_meter,
     _compound_bar,
     _downbeat_indices,
-    _has_thirds,
     _odd_meter,
     _phase_scores,
     _repeating_music,
@@ -107,7 +104,6 @@ from bridge.analysis.beat_phase import (
 from bridge.analysis.periodicity import (
     METER_PENALTY,
     _autocorrelation,
-    _beat_warped_comb,
     _Comb,
     _cross_correlation,
     _fit_length,
@@ -115,7 +111,6 @@ from bridge.analysis.periodicity import (
     _is_audible,
     _kick_snare,
     _meter_penalty,
-    _split_in_three,
     _streams,
     _viterbi,
 )
@@ -473,20 +468,11 @@ def track_beats(
 
     # --- meter and downbeats -----------------------------------------------------------------
     accents = _accent_features(stems, frames, period, n_frames)
-    # The bar and the beat's division from the comb; where the tempo changes, from the comb of the
-    # song re-timed to even beats (the song's own comb is smeared over its tempi).
-    bar_comb, bar_period = (comb, period) if varying is None or beats_s.shape[0] < 8 else \
-        _beat_warped_comb(envelope, beats_s)
     if beats_per_bar:
         meter = int(beats_per_bar)
     else:
-        meter = _choose_meter(bar_comb, bar_period, accents, frames.shape[0])
-    division = 2
-    if tempo_hint_bpm is None or not beats_per_bar:
-        division = _beat_division(_split_in_three(streams, period, floor=PULSE_FLOOR,
-                                                  beats_s=None if varying is None else beats_s))
-    if division == 3 and not _has_thirds(stems, beats_s):
-        division = 2
+        meter = _choose_meter(comb, period, accents, frames.shape[0])
+    division = _beat_division(stems, beats_s) if tempo_hint_bpm is None or not beats_per_bar else 2
     if not beats_per_bar and division == 2 and confirmed:
         # an odd meter only on a grid the onsets confirm: on a doubtful one (a dense mix whose
         # onsets were mostly missed) a 5/4 came out of a grid at 5:3 of the true tempo
