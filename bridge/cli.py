@@ -21,6 +21,15 @@ from bridge.errors import BridgeError
 log = logging.getLogger("stembridge")
 
 
+def _tempo(grid) -> str:
+    """"80.00 BPM (midi)": the tapped beats and where they come from; where a beat is not a quarter
+    (6/8, 7/8) the quarter-note tempo a DAW shows follows, as in the app's readout:
+    "80.00 BPM (midi; quarter = 120.00)"."""
+    quarters = getattr(grid, "quarters_per_beat", 1.0)
+    extra = f"; quarter = {grid.tempo_bpm * quarters:.2f}" if quarters != 1.0 else ""
+    return f"{grid.tempo_bpm:.2f} BPM ({grid.source}{extra})"
+
+
 def _meter(grid) -> str:
     swing = f", swung {grid.swing_level}ths {grid.swing_ratio:.1f}:1" if grid.swing_level else ""
     return f"{grid.meter_label} ({grid.beats_per_bar} beats/bar{swing})"
@@ -132,7 +141,7 @@ def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
         save_project(project, project_dir)
     grid = analysis.beat_grid
     if not quiet:
-        print(f"  {grid.tempo_bpm:.2f} BPM ({grid.source}), {_meter(grid)}, {len(grid.downbeats_s)} bars, "
+        print(f"  {_tempo(grid)}, {_meter(grid)}, {len(grid.downbeats_s)} bars, "
               f"{len(analysis.sections)} section{'' if len(analysis.sections) == 1 else 's'}, "
               f"{analysis.duration_seconds:.1f} s", file=sys.stderr)
     return project, analysis
@@ -161,7 +170,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 "onsets": [round(float(t), 4) for t in analysis.stems[s.name].onsets_s],
             })
         out = {
-            "tempo_bpm": round(float(grid.tempo_bpm), 3), "beats_per_bar": grid.beats_per_bar,
+            "tempo_bpm": round(float(grid.tempo_bpm), 3),
+            "quarter_tempo_bpm": round(float(grid.tempo_bpm * grid.quarters_per_beat), 3),
+            "beats_per_bar": grid.beats_per_bar,
             "time_signature": grid.meter_label, "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level,
             "tempo_source": grid.source, "duration_seconds": round(analysis.duration_seconds, 6),
             "beats": [round(float(t), 4) for t in grid.beats_s],
@@ -172,7 +183,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         out["rhythm_correction"] = project.rhythm.model_dump(mode="json") if project.rhythm.is_set else None
         print(json.dumps(out))
     else:
-        print(f"{project.name}: {analysis.duration_seconds:.2f} s, {grid.tempo_bpm:.2f} BPM ({grid.source}), "
+        print(f"{project.name}: {analysis.duration_seconds:.2f} s, {_tempo(grid)}, "
               f"{_meter(grid)}, {len(grid.beats_s)} beats, {len(grid.downbeats_s)} bars")
         for i, (a, b) in enumerate(analysis.sections):
             print(f"  section {i + 1}: {a:7.2f} – {b:7.2f} s")

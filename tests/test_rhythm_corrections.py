@@ -144,6 +144,7 @@ def test_six_eight_click_track_gets_two_dotted_beats_per_bar(tmp_path, capsys):
     dotted = np.arange(0.5, SECONDS - 0.05, 1.0)  # the truth: one beat per dotted quarter
     out = analyze_json(capsys, tmp_path / "proj", "--tempo", "60", "--meter", "6/8", "--downbeat", "0.5")
     assert out["beats_per_bar"] == 2
+    assert out["tempo_bpm"] == pytest.approx(60.0) and out["quarter_tempo_bpm"] == pytest.approx(90.0)
     assert beat_f(dotted, out["beats"]) >= 0.98
     assert beat_f(dotted[::2], out["downbeats"]) >= 0.98
     from bridge.analysis.project import analyze_project
@@ -167,6 +168,7 @@ def test_a_seven_eight_correction_counts_eighths_and_quarters(tmp_path, capsys):
     truth = np.arange(0.5, SECONDS - 0.05, eighth_s)
     out = analyze_json(capsys, tmp_path / "proj", "--tempo", "210", "--meter", "7/8", "--downbeat", "0.5")
     assert out["beats_per_bar"] == 7
+    assert out["tempo_bpm"] == pytest.approx(210.0) and out["quarter_tempo_bpm"] == pytest.approx(105.0)
     assert beat_f(truth, out["beats"]) >= 0.98 and beat_f(truth[::7], out["downbeats"]) >= 0.98
     grid = analyze_project(*load_project(tmp_path / "proj")).beat_grid
     assert grid.meter_label == "7/8"
