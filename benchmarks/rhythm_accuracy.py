@@ -119,7 +119,7 @@ BAND_SONGS: list[tuple[str, str, dict]] = [
     ("seven4_118", "held", dict(segments=[Segment(12, 7, 4, 118)], style="rock", seed=211)),
     ("five4_176", "held", dict(segments=[Segment(18, 5, 4, 176)], style="rock", seed=212)),
     # tempo changes in compound meter and a driving rock beat (kick on 1 and the "and" of 2 and 4):
-    # the dev ones were used to build the step placement and the re-timed comb (session 14)
+    # the dev ones were used to build the step placement and the compound test (session 14)
     ("step68_60_80", "dev", dict(segments=[Segment(8, 6, 8, 60), Segment(10, 6, 8, 80)], style="compound", seed=712)),
     ("drive_160", "dev", dict(segments=[Segment(24, 4, 4, 160)], style="drive", seed=522)),
     ("step68_66_88", "held", dict(segments=[Segment(8, 6, 8, 66), Segment(10, 6, 8, 88)], style="compound", seed=811)),

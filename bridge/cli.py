@@ -25,8 +25,7 @@ def _tempo(grid) -> str:
     """"80.00 BPM (midi)": the tapped beats and where they come from; where a beat is not a quarter
     (6/8, 7/8) the quarter-note tempo a DAW shows follows, as in the app's readout:
     "80.00 BPM (midi; quarter = 120.00)"."""
-    quarters = getattr(grid, "quarters_per_beat", 1.0)
-    extra = f"; quarter = {grid.tempo_bpm * quarters:.2f}" if quarters != 1.0 else ""
+    extra = f"; quarter = {grid.quarter_tempo_bpm:.2f}" if grid.quarters_per_beat != 1.0 else ""
     return f"{grid.tempo_bpm:.2f} BPM ({grid.source}{extra})"
 
 
@@ -171,7 +170,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             })
         out = {
             "tempo_bpm": round(float(grid.tempo_bpm), 3),
-            "quarter_tempo_bpm": round(float(grid.tempo_bpm * grid.quarters_per_beat), 3),
+            "quarter_tempo_bpm": round(grid.quarter_tempo_bpm, 3),
             "beats_per_bar": grid.beats_per_bar,
             "time_signature": grid.meter_label, "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level,
             "tempo_source": grid.source, "duration_seconds": round(analysis.duration_seconds, 6),

@@ -179,9 +179,9 @@ def _tapped_beats(sigs: tuple[MeterChange, ...], end_quarters: float) -> tuple[l
     compound = _is_compound(*sigs[0][1:])
     for k, (at, n, d) in enumerate(sigs):
         stop = sigs[k + 1][0] if k + 1 < len(sigs) else end_quarters + 1e-9
-        unit = 4.0 / d
+        unit = beat_quarters(n, d)
         if _is_compound(n, d):
-            unit, n = 3.0 * unit, n // 3
+            n //= 3
         start = at if k else min(at, 0.0)
         # bars before the first signature (pickup) are counted from quarter 0
         pos = np.arange(start, min(stop, end_quarters + 1e-9), unit)
@@ -301,8 +301,8 @@ class BeatGrid:
     @classmethod
     def constant(cls, tempo_bpm: float, *, time_signature: tuple[int, int] = (4, 4),
                  source: str = "project") -> BeatGrid:
-        """One tempo, ``tempo_bpm`` quarter notes per minute, for the whole song: quarter 0 at 0 s.
-        The grid's own ``tempo_bpm`` is in its tapped beats (dotted quarters in 6/8)."""
+        """One tempo, ``tempo_bpm`` quarter notes a minute, for the whole song (quarter 0 at 0 s);
+        the grid's own ``tempo_bpm`` is in its tapped beats (dotted quarters in 6/8)."""
         if not (math.isfinite(tempo_bpm) and tempo_bpm > 0):
             raise ValueError(f"tempo_bpm={tempo_bpm!r} must be a positive number of quarter notes per minute")
         return cls.from_tempo_anchors([0.0, 60.0 / tempo_bpm], [0.0, 1.0],
@@ -378,6 +378,11 @@ class BeatGrid:
         4 / ``beat_unit`` (1 for a quarter, 0.5 for the eighths of 7/8)."""
         return 1.5 if self.beat_division == 3 else 4.0 / self.beat_unit
 
+    @property
+    def quarter_tempo_bpm(self) -> float:
+        """``tempo_bpm`` in quarter notes a minute, as a DAW shows it (120 for 6/8 at 80 dotted beats)."""
+        return float(self.tempo_bpm) * self.quarters_per_beat
+
     # -- song seconds <-> tapped beats (or bars) -----------------------------------------------
     def _period_s(self) -> float:
         tempo = float(self.tempo_bpm)
@@ -396,8 +401,7 @@ class BeatGrid:
                 beat_quarters(*sigs[-1][1:]) * float(s[-1] - s[-2]) / float(q[-1] - q[-2]))
 
     def _ticks(self, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float, float]:
-        """Times of the clock's ticks (seconds, sorted) and the periods used to extrapolate before
-        and after them."""
+        """The clock's ticks (seconds, sorted) and the periods that extrapolate before / after them."""
         beats = np.sort(np.asarray(self.beats_s, dtype=np.float64).ravel())
         before, after = self._edge_periods_s()
         if clock == "beat":
@@ -418,20 +422,17 @@ class BeatGrid:
         """
         ticks, before, after = self._ticks(clock)
         t = np.atleast_1d(np.asarray(times_s, dtype=np.float64))
-        if ticks.size == 0:
-            return t / after
-        if ticks.size == 1:
-            return (t - ticks[0]) / np.where(t < ticks[0], before, after)
+        if ticks.size < 2:
+            origin = ticks[0] if ticks.size else 0.0
+            return (t - origin) / np.where(t < origin, before, after)
         return _interp_extended(t, ticks, np.arange(ticks.size, dtype=np.float64), 1.0 / before, 1.0 / after)
 
     def beat_time(self, positions: np.ndarray, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
         """Inverse of :meth:`beat_position`: song time (seconds) of fractional beat (bar) positions."""
         b = np.atleast_1d(np.asarray(positions, dtype=np.float64))
         ticks, before, after = self._ticks(clock)
-        if ticks.size == 0:
-            return b * after
-        if ticks.size == 1:
-            return ticks[0] + b * np.where(b < 0, before, after)
+        if ticks.size < 2:
+            return (ticks[0] if ticks.size else 0.0) + b * np.where(b < 0, before, after)
         return _interp_extended(b, np.arange(ticks.size, dtype=np.float64), ticks, before, after)
 
     # -- song seconds <-> quarter notes (the tempo map) ----------------------------------------

@@ -73,16 +73,14 @@ def _dp_beats(local: np.ndarray, period: float | np.ndarray, tightness: float) -
     return np.asarray(beats[::-1], dtype=int)
 
 
-def _objective(local: np.ndarray, frames: np.ndarray, periods: np.ndarray, tightness: float, *,
-               per_beat: bool = False) -> float:
-    """The dynamic program's objective of a beat chain: onset strength at its beats minus the
-    tightness penalty of each gap against the period in force where it ends (``per_beat``: its
-    mean over the gaps)."""
+def _objective_per_beat(local: np.ndarray, frames: np.ndarray, periods: np.ndarray, tightness: float) -> float:
+    """The dynamic program's objective of a beat chain per beat: the mean over its gaps of the
+    onset strength at the gap's end minus the tightness penalty of the gap against the period in
+    force there (-inf for fewer than two beats)."""
     if frames.shape[0] < 2:
-        return -np.inf if per_beat else float(local[frames].sum())
+        return -np.inf
     gaps = np.diff(frames).astype(np.float64)
-    terms = local[frames[1:]] - tightness * np.log(gaps / periods[frames[1:]]) ** 2
-    return float(terms.mean() if per_beat else terms.sum() + local[frames[0]])
+    return float(np.mean(local[frames[1:]] - tightness * np.log(gaps / periods[frames[1:]]) ** 2))
 
 
 def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np.ndarray:
@@ -124,7 +122,7 @@ def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np
                 trial[lo:cut], trial[cut:hi] = before, after
             frames = span.start + _dp_beats(local[span], trial[span], tightness)
             # per beat around the change (a total would favour the cut that gives the most beats)
-            score = _objective(local, frames[(frames >= lo) & (frames < hi)], trial, tightness, per_beat=True)
+            score = _objective_per_beat(local, frames[(frames >= lo) & (frames < hi)], trial, tightness)
             if score > best_score:
                 best, best_score = trial, score
         out = best

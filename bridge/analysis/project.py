@@ -80,8 +80,7 @@ def fx_tempo_bpm(project: Project, project_dir: str | os.PathLike[str], *,
 
     raw = project.model_copy(update={"master_fx": off(project.master_fx),
                                      "stems": [s.model_copy(update={"fx": off(s.fx)}) for s in project.stems]})
-    grid = analyze_project(raw, project_dir, cancel=cancel).beat_grid
-    return float(grid.tempo_bpm * grid.quarters_per_beat)  # quarter notes, as chain_tempo_bpm
+    return analyze_project(raw, project_dir, cancel=cancel).beat_grid.quarter_tempo_bpm  # as chain_tempo_bpm
 
 
 def stem_chain_state(project: Project, spec: StemSpec, tempo_bpm: float | None = None) -> list:

@@ -43,9 +43,9 @@ def tempo_text(session) -> str:
         meter = getattr(a.beat_grid, "meter_label", None) or f"{a.beat_grid.beats_per_bar} beats/bar"
     where = GRID_SOURCES.get(source) or SOURCE_LABELS.get(source, source)
     tempo = f"{bpm:.2f} BPM"
-    quarters = getattr(a.beat_grid, "quarters_per_beat", 1.0) if a is not None and source == a.beat_grid.source else 1.0
-    if quarters != 1.0:  # dotted beats (6/8) or eighths (7/8): also the quarter-note tempo a DAW shows
-        tempo += f" (♩ = {bpm * quarters:.2f})"
+    grid = None if a is None or source != a.beat_grid.source else a.beat_grid
+    if grid is not None and grid.quarters_per_beat != 1.0:  # dotted beats (6/8), eighths (7/8)
+        tempo += f" (♩ = {grid.quarter_tempo_bpm:.2f})"  # also the quarter-note tempo a DAW shows
     return " · ".join(x for x in (tempo, meter, where) if x)
 
 
