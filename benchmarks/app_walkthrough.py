@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     project = work / "demo"
     if args.project:
         shutil.copytree(args.project, project)
+        relink_copy(project, args.project)
     else:
         print("making the demo project (stembridge demo)…", flush=True)
         with open(work / "demo.log", "wb") as log:
@@ -75,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         for proc in reversed(started):
             proc.terminate()
             proc.wait(10)
+
+
+def relink_copy(copy: Path, original: Path) -> None:
+    """Stems the copy no longer finds (paths like ../stems/x.wav, relative to the original folder)
+    are found again beside the original, as a producer does with Locate missing stems."""
+    from bridge.project import load_project, save_project
+    from bridge.project.relink import apply_relink, describe_relink, missing_files, plan_relink
+
+    project, copy_dir = load_project(copy)
+    if missing_files(project, copy_dir):
+        plan = plan_relink(project, copy_dir, Path(original).resolve().parent)
+        save_project(apply_relink(project, copy_dir, plan.found), copy_dir)
+        print("relinked the copy's stems: " + "; ".join(describe_relink(plan)), flush=True)
 
 
 def walk(project: Path, out: Path, size: tuple[int, int], work: Path) -> int:
@@ -165,18 +179,19 @@ def walk(project: Path, out: Path, size: tuple[int, int], work: Path) -> int:
     pump(0.3)
     table = window.sections.table
     look_col = table.columnCount() - 1
-    combo = table.cellWidget(1, look_col)
+    row = min(1, table.rowCount() - 1)  # the second section (a one-section song: its only one)
+    combo = table.cellWidget(row, look_col)
     choices = [combo.itemText(i) for i in range(combo.count())]
     new_look = next(c for c in choices[1:] if c != combo.currentText())
-    section = s.project.sections[1]
-    start_s = section.start if section.unit == "seconds" else None
-    if start_s is not None:  # watch it where it plays: the middle of the section
-        end_s = section.end if section.end is not None else s.analysis.duration_seconds
-        s.seek((start_s + end_s) / 2)
+    if row < len(s.project.sections):  # watch it where it plays: the middle of the section
+        section = s.project.sections[row]
+        if section.unit == "seconds":
+            end_s = section.end if section.end is not None else s.analysis.duration_seconds
+            s.seek((section.start + end_s) / 2)
     combo.setCurrentText(new_look)
     wait_until(preview_settled, 120, "the preview after the look")
-    got = s.project.sections[1].look
-    shot("section-look", f"section 2 ({s.project.sections[1].name}) look → {got}", got == new_look)
+    got = s.project.sections[row].look
+    shot("section-look", f"section {row + 1} ({s.project.sections[row].name}) look → {got}", got == new_look)
 
     # 6. Preferences: the separation model row
     dlg = window.open_preferences()

@@ -373,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_preview_parser(sub)
 
+    from bridge.commands.relink import add_relink_parser
+
+    add_relink_parser(sub)
+
     from gui.cli import add_gui_parser
 
     add_gui_parser(sub)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QPushButton,
     QSplitter,
     QTabWidget,
     QToolButton,
@@ -60,7 +61,12 @@ class MessageBar(QFrame):
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         close = QToolButton(text="✕")
         close.clicked.connect(self.hide)
+        self.action = QPushButton()  # what the message suggests, one click away ("Locate missing stems…")
+        self.action.clicked.connect(self._run_action)
+        self.action.hide()
+        self._action_slot = None
         row.addWidget(self.label, 1)
+        row.addWidget(self.action)
         row.addWidget(close)
         self.text = ""
         self.level = ""
@@ -69,7 +75,11 @@ class MessageBar(QFrame):
         self._hide.timeout.connect(self.hide)
         self.hide()
 
-    def show_message(self, level: str, text: str) -> None:
+    def show_message(self, level: str, text: str, action: tuple[str, object] | None = None) -> None:
+        """Show ``text``; ``action`` = (button label, callable) adds a button that does what it says."""
+        self._action_slot = None if action is None else action[1]
+        self.action.setText("" if action is None else action[0])
+        self.action.setVisible(action is not None)
         if text == self.text and self.isVisible():
             self.count += 1
         else:
@@ -83,6 +93,13 @@ class MessageBar(QFrame):
             self._hide.stop()
         else:
             self._hide.start()
+
+
+    def _run_action(self) -> None:
+        slot = self._action_slot
+        self.hide()
+        if slot is not None:
+            slot()
 
 
 class MainWindow(QMainWindow):
@@ -141,13 +158,23 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         a = self.adapter
-        a.message.connect(self.messages.show_message)
+        a.message.connect(self.show_message)
         a.tick.connect(self._on_tick)
         a.analysisChanged.connect(self.refresh_timeline)
         a.projectChanged.connect(self._on_project_changed)
         self.timeline.seekRequested.connect(lambda t: a.command("seek", t))
         self.tempo_bar.attach_timeline(self.timeline)  # right-click: "Set downbeat here"
         self._restore_layout()
+
+    #: Messages that name one of these get its button ("Locate missing stems…" moves stems back in place).
+    MESSAGE_ACTIONS = ("Locate missing stems…",)
+
+    def show_message(self, level: str, text: str) -> None:
+        """The message bar, with a button for what the message suggests when the app can do it."""
+        action = None
+        if self.MESSAGE_ACTIONS[0] in text and self.adapter.session is not None and self.adapter.session.missing_stems:
+            action = (self.MESSAGE_ACTIONS[0], lambda: self.stems.locate_missing())
+        self.messages.show_message(level, text, action)
 
     # -- actions ------------------------------------------------------------------------------
     def _action(self, menu, text: str, shortcut, slot) -> QAction:

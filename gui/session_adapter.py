@@ -369,7 +369,8 @@ class SessionAdapter(QObject):
             elif isinstance(e, (S.AudioUnavailable, S.MixFailed)):
                 self.message.emit("error", e.message)
             elif isinstance(e, S.StemFileMissing):
-                self.message.emit("error", f"{e.name}: {e.path} is gone; bring it back or remove the stem")
+                self.message.emit("error", f"{e.name}: {e.path} is gone; bring it back, Locate missing stems… if "
+                                           "you moved it, or remove the stem")
         if changed is not None:
             self.projectChanged.emit(changed)
         if analysis:

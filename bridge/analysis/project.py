@@ -22,6 +22,7 @@ from bridge.jobs import CancelToken, ProgressCallback, no_progress
 
 # Defined beside the effect chains (plugins layer, below this one); re-exported from here.
 from bridge.plugins.chain import chain_tempo_bpm
+from bridge.project.relink import record_stem_files, require_stem_files
 from bridge.project.schema import Project, StemSpec
 from bridge.project.store import cache_dir, resolve_stem_path
 from bridge.stems.load import file_digest, load_audio, place_in_song, probe_audio
@@ -288,6 +289,7 @@ def analyze_project(
     from bridge.analysis.pipeline import analyze_song
 
     project_dir = Path(project_dir)
+    require_stem_files(project, project_dir)  # every missing file named at once, with the fix
     cancel = cancel or CancelToken()
     cache = AnalysisCache(cache_dir(project_dir) / "analysis")
     version = code_version("features")
@@ -297,7 +299,9 @@ def analyze_project(
     n_frames = int(np.ceil(duration * T.ANALYSIS_SAMPLE_RATE / T.ANALYSIS_HOP)) + 1
 
     tempo_fx = fx_tempo_bpm(project, project_dir, cancel=cancel)
-    keys = {s.name: _stem_key(s, file_digest(paths[s.name]), version, stem_chain_state(project, s, tempo_fx))
+    digests = {s.name: file_digest(paths[s.name]) for s in project.stems}
+    record_stem_files(project_dir, {name: (paths[name], digest) for name, digest in digests.items()})
+    keys = {s.name: _stem_key(s, digests[s.name], version, stem_chain_state(project, s, tempo_fx))
             for s in project.stems}
     features: dict[str, T.StemFeatures] = {}
     todo: list[StemSpec] = []

@@ -30,6 +30,7 @@ EXPORTS: dict[str, str] = {
     # projects
     "project_file": "bridge.project.store",
     "copy_project": "bridge.project.store",
+    "describe_relink": "bridge.project.relink",
     "new_project": "bridge.project.create",
     "new_project_from_mix": "bridge.project.create",
     "SECTION_TRANSITIONS": "bridge.project.schema",

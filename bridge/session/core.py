@@ -20,6 +20,7 @@ from bridge.project.store import (
     cache_dir,
     load_project,
     project_file,
+    resolve_stem_path,
     save_project,
 )
 from bridge.session._helpers import (
@@ -35,7 +36,13 @@ from bridge.session._helpers import (
     _validated,
 )
 from bridge.session.edits import EditsMixin
-from bridge.session.events import ProjectChanged, ProjectSaved, SaveFailed
+from bridge.session.events import (
+    ProjectChanged,
+    ProjectSaved,
+    SaveFailed,
+    StemFileMissing,
+    StemFileReturned,
+)
 from bridge.session.live import LiveMixin
 from bridge.session.settings import SettingsMixin
 from bridge.session.stems import StemsMixin
@@ -339,6 +346,8 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
         self._last_edit_time = now
         parts = _changed_parts(old, new)
         self._missing &= {s.name for s in new.stems}
+        if "stems" in parts:
+            self._recheck_moved_stems(old, new)
         if self._mapping_solo and new.mappings is not old.mappings:
             self._mapping_solo = _follow_solo(self._mapping_solo, old.mappings, new.mappings)
         self._emit(ProjectChanged(label, origin, parts, bool(self._undo), bool(self._redo),
@@ -354,6 +363,20 @@ class Session(WatchingMixin, LiveMixin, StemsMixin, EditsMixin, SettingsMixin, S
             self._request_analysis(label)
         else:
             self._push_preview(edit_time=now)
+
+    def _recheck_moved_stems(self, old: Project, new: Project) -> None:
+        """A stem pointed at another file (relinked, or an undo of that): missing or not by that file."""
+        before = {s.name: s.path for s in old.stems}
+        for s in new.stems:
+            if s.name not in before or before[s.name] == s.path:
+                continue
+            path = resolve_stem_path(s.path, self.project_dir)
+            if path.is_file() and s.name in self._missing:
+                self._missing.discard(s.name)
+                self._emit(StemFileReturned(s.name, path))
+            elif not path.is_file() and s.name not in self._missing:
+                self._missing.add(s.name)
+                self._emit(StemFileMissing(s.name, path))
 
     def _check_open(self) -> None:
         if self._closed:

@@ -20,7 +20,8 @@ from bridge.project.store import (
 from bridge.session._helpers import Origin, _replace
 
 if TYPE_CHECKING:
-    pass
+    from bridge.jobs import CancelToken
+    from bridge.project.relink import RelinkPlan
 
 
 class StemsMixin:
@@ -78,6 +79,34 @@ class StemsMixin:
                                        gain_db=gain_db)[0]
         except ValidationError as e:  # StemSpec(...) with a bad role / offset / gain
             raise ProjectError(format_validation_error(e, source=f"stem {path}")) from None
+
+    def plan_relink(self, folder: str | os.PathLike[str], *, cancel: CancelToken | None = None) -> RelinkPlan:
+        """Look for the missing stems' files (and a missing tempo-map MIDI file) in ``folder`` and
+        its sub-folders (:func:`bridge.project.relink.plan_relink`); changes nothing. Safe on any
+        thread. ProjectError when ``folder`` is not a folder, Cancelled when ``cancel`` is."""
+        from bridge.project.relink import plan_relink
+
+        with self._lock:
+            project = self._project
+        return plan_relink(project, self.project_dir, folder, cancel=cancel)
+
+    def apply_relink(self, plan: RelinkPlan) -> bool:
+        """Point the stems at the files ``plan`` found: one undoable edit; roles, effects, mappings
+        and sections stay. Returns False when it found nothing."""
+        from bridge.project.relink import TEMPO_MAP_KEY, apply_relink
+
+        if not plan.found:
+            return False
+        n = len(plan.found)
+        what = "the tempo map" if list(plan.found) == [TEMPO_MAP_KEY] else f"{n} missing file{'s' if n > 1 else ''}"
+        return self._edit(f"locate {what}", lambda p: apply_relink(p, self.project_dir, plan.found))
+
+    def relink_stems(self, folder: str | os.PathLike[str]) -> RelinkPlan:
+        """:meth:`plan_relink` then :meth:`apply_relink`: returns what was found, what was not and
+        what was ambiguous."""
+        plan = self.plan_relink(folder)
+        self.apply_relink(plan)
+        return plan
 
     def remove_stem(self, name: str) -> None:
         """Remove a stem (its mappings stay and report a problem until removed or re-pointed)."""

@@ -159,8 +159,12 @@ class WatchingMixin:
         t0 = time.perf_counter()
         present = [s for s in project.stems if s.name not in missing]
         try:
+            if not project.stems:
+                raise ProjectError("the project has no stems yet: add some on the Stems tab")
             if not present:
-                raise ProjectError("the project has no stems whose files are there; add stems or bring the files back")
+                raise ProjectError("none of the stems' files are where the project says: if you moved them, "
+                                   "Locate missing stems… (Stems tab) finds them in their new folder; "
+                                   "else add stems or bring the files back")
             sub = project.model_copy(update={"stems": present}) if len(present) != len(project.stems) else project
             analysis = analyze_project(sub, self.project_dir, cancel=token, max_workers=self._analysis_workers)
         except Cancelled:

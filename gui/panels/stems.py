@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QThread, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -42,11 +42,17 @@ class StemsPanel(QWidget):
         separate = QPushButton("Separate a mix…")
         separate.setToolTip("Split a full mix into drums, bass, vocals and other with Demucs (needs stembridge[ai])")
         separate.clicked.connect(self.separate_mix)
+        self.locate = QPushButton("Locate missing stems…")
+        self.locate.setToolTip("Moved the stems? Pick the folder they are in now: each missing file is found "
+                               "there (or in its sub-folders) by its content or its name")
+        self.locate.clicked.connect(lambda: self.locate_missing())
+        self.locate.setEnabled(False)
         hint = QLabel("Drop audio files or a folder here")
         hint.setObjectName("Dim")
         top.addWidget(add)
         top.addWidget(remove)
         top.addWidget(separate)
+        top.addWidget(self.locate)
         top.addWidget(hint)
         top.addStretch(1)
         col.addLayout(top)
@@ -102,6 +108,40 @@ class StemsPanel(QWidget):
 
         separate_mix_dialog(self)
 
+    def locate_missing(self, folder: str | Path | None = None):
+        """Find the missing stems' files in a folder (asked for unless given) on a worker thread behind
+        a progress dialog (Cancel stops the search); what is found becomes one undoable edit, and a
+        message says what was found and what was not. Returns the running worker (None when nothing to do)."""
+        s = self.adapter.session
+        if s is None:
+            return None
+        if not s.missing_stems:
+            self.adapter.message.emit("info", "No stem is missing: every file is where the project says.")
+            return None
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Where are the stems now?", str(s.project_dir.parent))
+            if not folder:
+                return None
+        from gui.panels.separate import start_with_progress
+
+        worker = RelinkWorker(s, Path(folder))
+
+        def done(result: list) -> None:
+            from bridge.session import describe_relink
+
+            plan = result[0]
+            if plan.found:
+                self.adapter.command("apply_relink", plan)
+            lines = describe_relink(plan)
+            level = "info" if plan.complete and not plan.changed else "error"
+            head = (f"Found {len(plan.found)} of {len(plan.found) + len(plan.not_found) + len(plan.ambiguous)} "
+                    f"missing files in {plan.folder}" + (" (Undo puts them back)" if plan.found else ""))
+            self.adapter.message.emit(level, head + ": " + "; ".join(lines))
+
+        self._relink_worker = worker  # keep it alive while it runs
+        return start_with_progress(worker, self, "Locate missing stems", f"Looking in {folder}", done,
+                                   lambda message: self.adapter.message.emit("error", message))
+
     def remove_selected(self) -> None:
         r = self.table.currentRow()
         s = self.adapter.session
@@ -123,6 +163,7 @@ class StemsPanel(QWidget):
             return
         stems = list(s.project.stems)
         missing = s.missing_stems
+        self.locate.setEnabled(bool(missing))
         self.table.setRowCount(len(stems))
         for r, st in enumerate(stems):
             name = QLabel(st.name)
@@ -148,3 +189,31 @@ class StemsPanel(QWidget):
             badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
             for c, w in enumerate((name, role, gain, offset, mute, solo, badge)):
                 self.table.setCellWidget(r, c, w)
+
+
+class RelinkWorker(QThread):
+    """:meth:`Session.plan_relink` on its own thread (a music library can take seconds to walk);
+    the signals of :class:`gui.panels.separate.SeparateWorker`, so the same progress dialog runs it."""
+
+    progressed = Signal(int, int, str)
+    succeeded = Signal(list)
+    failed = Signal(str)
+
+    def __init__(self, session, folder: Path) -> None:
+        super().__init__()
+        from bridge.session import CancelToken
+
+        self.session, self.folder = session, folder
+        self.cancel = CancelToken()
+
+    def run(self) -> None:
+        from bridge.session import BridgeError, Cancelled
+
+        try:
+            plan = self.session.plan_relink(self.folder, cancel=self.cancel)
+        except Cancelled:
+            self.failed.emit("Search cancelled; nothing changed.")
+        except (BridgeError, OSError) as e:
+            self.failed.emit(str(e))
+        else:
+            self.succeeded.emit([plan])
