@@ -192,3 +192,21 @@ def test_nothing_missing_changes_nothing(tmp_path):
     plan = plan_relink(project, project_dir, tmp_path)
     assert plan.complete and not plan.found
     assert apply_relink(project, project_dir, plan.found) == project
+
+
+def test_a_moved_tempo_map_is_found_with_the_stems(moved, tmp_path):
+    from bridge.project.relink import TEMPO_MAP_KEY
+    from bridge.project.store import resolve_stem_path
+
+    project_dir, new_home = moved
+    project, _ = load_project(project_dir)
+    # the DAW's tempo track sat beside the bounces, and moved with them
+    (new_home / "Song tempo.mid").write_bytes(b"MThd")  # found by name; the tempo loader reads it later
+    with_map = project.model_copy(update={"tempo": project.tempo.model_copy(update={
+        "source": "midi_file", "midi_file": "../Bounces/Song tempo.mid"})})
+    plan = plan_relink(with_map, project_dir, tmp_path / "Moved")
+    assert plan.found[TEMPO_MAP_KEY] == (new_home / "Song tempo.mid").resolve() and plan.complete
+    relinked = apply_relink(with_map, project_dir, plan.found)
+    assert resolve_stem_path(relinked.tempo.midi_file, project_dir) == (new_home / "Song tempo.mid").resolve()
+    assert not relinked.tempo.midi_file_external  # it is in the stems folder now
+    assert not missing_files(relinked, project_dir)
