@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,7 +211,7 @@ def _closest(old: Path, candidates: list[Path]) -> list[Path]:
 
 def _choose_stem(old: Path, record: dict | None, found: _Found) -> tuple[list[Path], list[Path], bool]:
     """(the best candidates, files of the right name that are not the stem, whether the candidates
-    are the recorded content) for one stem."""
+    differ from the recorded content) for one stem."""
     from bridge.stems import file_digest, probe_audio
 
     named = found.by_name.get(old.name.lower()) or found.by_stem.get(old.stem.lower(), [])
@@ -219,7 +219,7 @@ def _choose_stem(old: Path, record: dict | None, found: _Found) -> tuple[list[Pa
         same = [p for p in dict.fromkeys([*found.by_size.get(record.get("size_bytes", -1), []), *named])
                 if _digest_or_none(p, file_digest) == record["digest"]]
         if same:
-            return _closest(old, same), [], True
+            return _closest(old, same), [], False
     usable, rejected = [], []
     for p in named:
         try:
@@ -231,7 +231,7 @@ def _choose_stem(old: Path, record: dict | None, found: _Found) -> tuple[list[Pa
             rejected.append(p)
         else:
             usable.append(p)
-    return (_closest(old, usable) if usable else []), rejected, record is None
+    return (_closest(old, usable) if usable else []), rejected, record is not None
 
 
 def _digest_or_none(path: Path, digest) -> str | None:
@@ -242,8 +242,8 @@ def _digest_or_none(path: Path, digest) -> str | None:
 
 
 def plan_relink(project: Project, project_dir: str | os.PathLike[str], folder: str | os.PathLike[str],
-                *, names: Iterable[str] | None = None, cancel: CancelToken | None = None) -> RelinkPlan:
-    """Look in ``folder`` (and its sub-folders) for the missing files (``names``: only these).
+                *, cancel: CancelToken | None = None) -> RelinkPlan:
+    """Look in ``folder`` (and its sub-folders) for the missing files.
 
     Raises ProjectError when ``folder`` is not a folder, Cancelled when ``cancel`` is."""
     folder = Path(folder).expanduser()
@@ -251,9 +251,6 @@ def plan_relink(project: Project, project_dir: str | os.PathLike[str], folder: s
         raise ProjectError(f"{folder}: not a folder. Pass the folder the stems are in now (it is searched "
                            "with its sub-folders).")
     gone = missing_files(project, project_dir)
-    if names is not None:
-        wanted = set(names)
-        gone = {k: v for k, v in gone.items() if k in wanted}
     plan = RelinkPlan(folder=folder.resolve())
     if not gone:
         return plan
@@ -266,9 +263,9 @@ def plan_relink(project: Project, project_dir: str | os.PathLike[str], folder: s
     for key, old in gone.items():
         if key == TEMPO_MAP_KEY:
             named = found.by_name.get(old.name.lower(), [])
-            best, rejected, certain = (_closest(old, named) if named else []), [], True
+            best, rejected, changed = (_closest(old, named) if named else []), [], False
         else:
-            best, rejected, certain = _choose_stem(old, records.get(key), found)
+            best, rejected, changed = _choose_stem(old, records.get(key), found)
         if rejected:
             plan.rejected[key] = rejected
         if not best:
@@ -282,7 +279,7 @@ def plan_relink(project: Project, project_dir: str | os.PathLike[str], folder: s
         else:
             taken[chosen] = key
             plan.found[key] = chosen
-            if not certain:
+            if changed:
                 plan.changed.add(key)
     return plan
 
