@@ -1,8 +1,9 @@
 """`stembridge relink PROJECT FOLDER`: point a project whose stems moved at the folder they are in now.
 
 Each missing stem's file (and a missing tempo-map MIDI file) is looked for in FOLDER and its
-sub-folders by name (:mod:`bridge.project.relink`); what is found is saved into the project, nothing
-else changes. ``--dry-run`` only says what it would do. Exit status 0 when no file is missing
+sub-folders: by the content the last analysis recorded (so a renamed file is found), else by name
+when its length matches (:mod:`bridge.project.relink`); what is found is saved into the project,
+nothing else changes. ``--dry-run`` only says what it would do. Exit status 0 when no file is missing
 afterwards, 1 when some still are (so a script can tell), 2 on a user error.
 """
 

@@ -1,6 +1,6 @@
 """Stems panel: one row per stem (name, role, gain, offset, mute, solo, status badge); drop audio files or
 a folder onto it to add stems. A file that does not decode shows an error and changes nothing (the
-Session validates before it edits)."""
+Session validates before it edits). "Locate missing stems…" finds stems that moved (``stembridge relink``)."""
 
 from __future__ import annotations
 
