@@ -212,12 +212,12 @@ def _closest(old: Path, candidates: list[Path]) -> list[Path]:
 def _choose_stem(old: Path, record: dict | None, found: _Found) -> tuple[list[Path], list[Path], bool]:
     """(the best candidates, files of the right name that are not the stem, whether the candidates
     differ from the recorded content) for one stem."""
-    from bridge.stems import file_digest, probe_audio
+    from bridge.stems import probe_audio
 
     named = found.by_name.get(old.name.lower()) or found.by_stem.get(old.stem.lower(), [])
     if record is not None:
         same = [p for p in dict.fromkeys([*found.by_size.get(record.get("size_bytes", -1), []), *named])
-                if _digest_or_none(p, file_digest) == record["digest"]]
+                if _digest_or_none(p) == record["digest"]]
         if same:
             return _closest(old, same), [], False
     usable, rejected = [], []
@@ -234,9 +234,12 @@ def _choose_stem(old: Path, record: dict | None, found: _Found) -> tuple[list[Pa
     return (_closest(old, usable) if usable else []), rejected, record is not None
 
 
-def _digest_or_none(path: Path, digest) -> str | None:
+def _digest_or_none(path: Path) -> str | None:
+    """The file's content hash (:func:`bridge.stems.file_digest`), None when it cannot be read."""
+    from bridge.stems import file_digest
+
     try:
-        return digest(path)
+        return file_digest(path)
     except OSError:
         return None
 
