@@ -29,6 +29,17 @@ def _tempo(grid) -> str:
     return f"{grid.tempo_bpm:.2f} BPM ({grid.source}{extra})"
 
 
+def other_readings(grid) -> list[dict]:
+    """The detected tempo's other readings (``BeatGrid.other_readings``) with the ``analyze`` options
+    that take each: ×2 / ÷2 keep the detected beats, a 3:2 relative is a set tempo."""
+    out = []
+    for factor in grid.other_readings:
+        bpm = float(grid.tempo_bpm * factor)
+        option = {2.0: "--double-tempo", 0.5: "--half-tempo"}.get(round(factor, 6), f"--tempo {bpm:.2f}")
+        out.append({"tempo_bpm": round(bpm, 3), "factor": round(float(factor), 6), "option": option})
+    return out
+
+
 def _meter(grid) -> str:
     swing = f", swung {grid.swing_level}ths {grid.swing_ratio:.1f}:1" if grid.swing_level else ""
     return f"{grid.meter_label} ({grid.beats_per_bar} beats/bar{swing})"
@@ -173,7 +184,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             "quarter_tempo_bpm": round(grid.quarter_tempo_bpm, 3),
             "beats_per_bar": grid.beats_per_bar,
             "time_signature": grid.meter_label, "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level,
-            "tempo_source": grid.source, "duration_seconds": round(analysis.duration_seconds, 6),
+            "tempo_source": grid.source, "other_readings": other_readings(grid),
+            "duration_seconds": round(analysis.duration_seconds, 6),
             "beats": [round(float(t), 4) for t in grid.beats_s],
             "downbeats": [round(float(t), 4) for t in grid.downbeats_s],
             "sections": [{"start": round(a, 4), "end": round(b, 4)} for a, b in analysis.sections],
@@ -184,6 +196,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         print(f"{project.name}: {analysis.duration_seconds:.2f} s, {_tempo(grid)}, "
               f"{_meter(grid)}, {len(grid.beats_s)} beats, {len(grid.downbeats_s)} bars")
+        readings = other_readings(grid)
+        if readings:  # which octave of a beat one counts is partly convention: say what else it could be
+            print("  other readings of the beat: "
+                  + "; ".join(f"{r['tempo_bpm']:.2f} BPM ({r['option']})" for r in readings))
         for i, (a, b) in enumerate(analysis.sections):
             print(f"  section {i + 1}: {a:7.2f} – {b:7.2f} s")
         for s in project.stems:

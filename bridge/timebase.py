@@ -235,6 +235,8 @@ class BeatGrid:
     beat_unit: the note a beat is in simple meter, as a time signature's denominator: 4 (a quarter),
         8 (an eighth: 7/8, 5/8), 2 (a half: 2/2). Compound meter ignores it (the dotted quarter).
     swing_ratio, swing_level: how the off-beat 8th or 16th is delayed (detected; see beats.py).
+    other_readings: the tracker's next-best tempi as factors of ``tempo_bpm``, best first (2.0: the
+        song may run at double this tempo; 1.5, 2/3: at 3:2); empty unless detected, uncorrected.
     tempo_anchors_s, tempo_anchors_quarters, meter_changes: an explicit tempo map (use the
         classmethods); None: the map runs through ``beats_s`` (see :attr:`quarters_per_beat`).
         ``dataclasses.replace`` keeps an explicit map as it is.
@@ -255,6 +257,7 @@ class BeatGrid:
     #: (8 = swung 8ths, 16 = swung 16ths, 0 = straight).
     swing_ratio: float = 1.0
     swing_level: int = 0
+    other_readings: tuple[float, ...] = ()
     tempo_anchors_s: np.ndarray | None = None
     tempo_anchors_quarters: np.ndarray | None = None
     meter_changes: tuple[MeterChange, ...] | None = None

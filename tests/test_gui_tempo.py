@@ -201,3 +201,55 @@ def test_the_readout_of_a_tempo_map_gives_its_beats_and_the_daws_quarter_tempo(t
                               analysis=SimpleNamespace(beat_grid=grid),
                               project=SimpleNamespace(rhythm=SimpleNamespace(meter=None)))
     assert tempo_text(session) == expect
+
+
+@pytest.fixture(scope="module")
+def drive_root(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A driving rock song at 168 BPM (bridge.demo.band, beats known), which the tracker reads at 84."""
+    from bridge.analysis.project import analyze_project
+    from bridge.demo.band import Segment, render_band_song
+    from bridge.project import load_project
+    from bridge.project.create import new_project
+
+    root = tmp_path_factory.mktemp("drive")
+    song = render_band_song([Segment(12, 4, 4, 168.0)], style="drive", seed=901, sample_rate=SR)
+    for name, audio in song.stems.items():
+        write_wav(root / "stems" / f"{name}.wav", audio, SR)
+    new_project(root / "project", root / "stems", name="drive")
+    analyze_project(*load_project(root / "project"))
+    return root, np.asarray(song.beats_s)
+
+
+@pytest.mark.slow
+def test_one_click_on_an_other_reading_fixes_an_octave_error(qtbot, drive_root, tmp_path, monkeypatch):
+    from gui.app import create_app
+    from gui.main_window import MainWindow
+
+    monkeypatch.setenv("STEMBRIDGE_LOG_DIR", str(tmp_path / "logs"))
+    create_app(install_error_hook=False)
+    shutil.copytree(drive_root[0], tmp_path / "song")
+    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    assert w.open_project(tmp_path / "song" / "project", watch=False)
+    qtbot.waitUntil(lambda: w.adapter.session.analysis is not None, timeout=30_000)
+    try:
+        detected = grid(w).tempo_bpm
+        if abs(detected / 168.0 - 1.0) <= 0.04:
+            pytest.skip("the tracker reads this song at its true tempo now: nothing to correct")
+        bar = w.tempo_bar
+        # the bar refreshes on the analysis' signal, just after the Session has the result
+        qtbot.waitUntil(lambda: any(b.isVisible() for b in bar.readings), timeout=10_000)
+        shown = [b for b in bar.readings if b.isVisible()]
+        right = [b for b in shown if "168." in b.text()]  # the button's label is the BPM it sets
+        assert right, [b.text() for b in shown]
+        qtbot.mouseClick(right[0], Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: abs(grid(w).tempo_bpm / 168.0 - 1.0) <= 0.04
+                        and not w.adapter.session._analysis_running, timeout=20_000)
+        assert beat_f(drive_root[1], grid(w).beats_s) >= 0.9
+        qtbot.waitUntil(lambda: not any(b.isVisible() for b in bar.readings), timeout=5_000)
+        w.undo_action.trigger()
+        wait_tempo(qtbot, w, detected)
+        qtbot.waitUntil(lambda: any(b.isVisible() for b in bar.readings), timeout=5_000)
+    finally:
+        w.close()

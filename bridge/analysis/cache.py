@@ -97,6 +97,7 @@ class AnalysisCache:
                 beats_per_bar=int(d["beats_per_bar"]), source=str(d["source"]),
                 beat_division=int(d.get("beat_division", 2)), beat_unit=int(d.get("beat_unit", 4)),
                 swing_ratio=float(d.get("swing_ratio", 1.0)), swing_level=int(d.get("swing_level", 0)),
+                other_readings=tuple(float(x) for x in d.get("other_readings", ())),
                 **({} if not tempo_map else {
                     "tempo_anchors_s": np.asarray(tempo_map["seconds"], dtype=np.float64),
                     "tempo_anchors_quarters": np.asarray(tempo_map["quarters"], dtype=np.float64),
@@ -112,7 +113,8 @@ class AnalysisCache:
             "tempo_bpm": grid.tempo_bpm, "beats_s": [float(x) for x in grid.beats_s],
             "downbeats_s": [float(x) for x in grid.downbeats_s], "beats_per_bar": grid.beats_per_bar,
             "source": grid.source, "beat_division": grid.beat_division, "beat_unit": grid.beat_unit,
-            "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level, "sections": [[float(a), float(b)] for a, b in sections],
+            "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level,
+            "other_readings": [float(x) for x in grid.other_readings], "sections": [[float(a), float(b)] for a, b in sections],
         }
         if grid.tempo_anchors_s is not None and grid.tempo_anchors_quarters is not None:
             d["tempo_map"] = {"seconds": [float(x) for x in grid.tempo_anchors_s],

@@ -112,6 +112,8 @@ def corrected_beat_grid(
         else:
             grid = _bars_from(grid, downbeat_s, duration_seconds=duration_seconds)
     grid = _with_meter(grid, correction.meter)
+    if tempo_bpm is not None or scaled is not None:  # the detection's other readings no longer apply
+        grid = dataclasses.replace(grid, other_readings=())
     return grid if only_model else dataclasses.replace(grid, source="corrected")
 
 

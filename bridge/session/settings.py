@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,32 @@ class SettingsMixin:
     def half_tempo(self) -> None:
         """÷2: the tempo was read at double speed."""
         self._scale_tempo(0.5, "half tempo")
+
+    def other_tempo_readings(self) -> list[tuple[float, float]]:
+        """The detected tempo's other readings, (tempo_bpm, factor of the detected tempo) best first
+        (``BeatGrid.other_readings``): what the tempo bar offers as one-click corrections. Empty once
+        the tempo is corrected, and for a grid from the DAW or a tempo map."""
+        a = self._analysis
+        if a is None or self._project.tempo.source != "detect":
+            return []
+        return [(float(a.beat_grid.tempo_bpm * f), float(f)) for f in a.beat_grid.other_readings]
+
+    def use_tempo_reading(self, factor: float) -> None:
+        """Take one of :meth:`other_tempo_readings` (``factor`` × the detected tempo): ×2 and ÷2 as the
+        ×2 / ÷2 buttons do (the detected beats stay; one is added between, or every other one kept),
+        a 3:2 relative as a set tempo (the tracker places the beats at it). One undo step."""
+        readings = self.other_tempo_readings()
+        match = [(bpm, f) for bpm, f in readings if math.isclose(f, factor, rel_tol=1e-6)]
+        if not match:
+            offered = ", ".join(f"×{f:.3g} ({bpm:.2f} BPM)" for bpm, f in readings) or "none"
+            raise ProjectError(f"×{factor:g} is not an other reading of the detected tempo (offered: {offered}); "
+                               "set the tempo itself instead, or reset the rhythm corrections to see them again")
+        bpm, f = match[0]
+        label = f"use {bpm:.2f} BPM"
+        if math.isclose(math.log2(f), round(math.log2(f)), abs_tol=1e-9):
+            self._scale_tempo(2.0 ** round(math.log2(f)), label)
+        else:
+            self.set_rhythm(label=label, tempo_bpm=round(bpm, 2), tempo_factor=1.0)
 
     def set_meter(self, meter: str | None) -> None:
         """The time signature ("4/4", "3/4", "6/8", "12/8"…); None detects it again."""

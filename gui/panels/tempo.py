@@ -1,6 +1,6 @@
 """Tempo bar: the one BPM readout (with its meter and where it comes from), and the rhythm
-corrections — set tempo, ×2, ÷2, meter, "Downbeat here" (at the playhead, or
-right-click on the timeline), tap tempo, reset.
+corrections — set tempo, ×2, ÷2, the detection's other readings ("or 170 BPM?": one click takes
+one), meter, "Downbeat here" (at the playhead, or right-click on the timeline), tap tempo, reset.
 
 Every button is one Session command (``double_tempo``, ``set_meter``, ``set_downbeat``,
 ``tap_tempo``…; undoable, autosaved); this widget holds no rhythm logic. The readout comes from
@@ -73,6 +73,13 @@ class TempoBar(QWidget):
         self.tempo.editingFinished.connect(self._tempo_edited)
         self.double = self._button("×2", "Double the tempo (it was read at half speed)", "double_tempo")
         self.half = self._button("÷2", "Halve the tempo (it was read at double speed)", "half_tempo")
+        # The tracker's next-best readings (Session.other_tempo_readings), hidden while there are none.
+        self.readings = [QToolButton() for _ in range(2)]
+        for i, b in enumerate(self.readings):
+            b.setObjectName(f"TempoReading{i}")
+            b.clicked.connect(lambda _checked=False, i=i: self._use_reading(i))
+            b.hide()
+        self._reading_factors: list[float] = []
         self.meter = QComboBox()
         self.meter.addItems(list(METERS))
         self.meter.setToolTip("Time signature (6/8 and 12/8 count dotted beats)")
@@ -85,7 +92,8 @@ class TempoBar(QWidget):
 
         row.addWidget(QLabel("Tempo"))
         row.addWidget(self.readout)
-        for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset):
+        for w in (self.tempo, self.double, self.half, *self.readings, self.meter, self.downbeat, self.tap,
+                  self.reset):
             row.addWidget(w)
         row.addStretch(1)
 
@@ -133,6 +141,25 @@ class TempoBar(QWidget):
         if what is not None:
             self.adapter.message.emit("info", f"The beat grid is now {what}")
 
+    def _use_reading(self, index: int) -> None:
+        if index < len(self._reading_factors):
+            self.adapter.command("use_tempo_reading", self._reading_factors[index])
+
+    def _refresh_readings(self, session) -> None:
+        readings = session.other_tempo_readings()
+        self._reading_factors = [f for _, f in readings]
+        for i, b in enumerate(self.readings):
+            if i >= len(readings):
+                b.hide()
+                continue
+            bpm, f = readings[i]
+            relation = {2.0: "×2", 0.5: "÷2"}.get(round(f, 6), "×3/2" if f > 1 else "×2/3")
+            b.setText(f"or {bpm:.1f}?")
+            b.setToolTip(f"The next most likely reading of this song's beat{' after the first' if i else ''}: "
+                         f"{bpm:.2f} BPM ({relation}). Click to use it (undoable); which octave of a beat "
+                         "to count is partly a convention, so check it against the song.")
+            b.show()
+
     def _meter_chosen(self, index: int) -> None:
         self.adapter.command("set_meter", None if index == 0 else self.meter.itemText(index))
 
@@ -146,6 +173,8 @@ class TempoBar(QWidget):
         s = self.adapter.session
         self._refresh_readout()
         if s is None:
+            for b in self.readings:
+                b.hide()
             return
         meter = s.project.rhythm.meter
         self.meter.setCurrentIndex(METERS.index(meter) if meter in METERS else 0)
@@ -157,3 +186,4 @@ class TempoBar(QWidget):
         detected = s.project.tempo.source == "detect"  # a DAW tempo / tempo map is corrected in the DAW
         for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset):
             w.setEnabled(detected)
+        self._refresh_readings(s)
