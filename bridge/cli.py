@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,15 @@ def other_readings(grid) -> list[dict]:
         option = {2.0: "--double-tempo", 0.5: "--half-tempo"}.get(round(factor, 6), f"--tempo {bpm:.2f}")
         out.append({"tempo_bpm": round(bpm, 3), "factor": round(float(factor), 6), "option": option})
     return out
+
+
+def _print_other_readings(grid, *, file=None, command: str = "") -> None:
+    """"other readings of the beat: 168.06 BPM (--double-tempo); …": which octave of a beat one counts
+    is partly convention, so say what else the tempo could be and how to take it."""
+    readings = other_readings(grid)
+    if readings:
+        print("  other readings of the beat: "
+              + "; ".join(f"{r['tempo_bpm']:.2f} BPM ({command}{r['option']})" for r in readings), file=file)
 
 
 def _meter(grid) -> str:
@@ -154,6 +164,7 @@ def _analyse_and_store_sections(project_dir: Path, *, quiet: bool):
         print(f"  {_tempo(grid)}, {_meter(grid)}, {len(grid.downbeats_s)} bars, "
               f"{len(analysis.sections)} section{'' if len(analysis.sections) == 1 else 's'}, "
               f"{analysis.duration_seconds:.1f} s", file=sys.stderr)
+        _print_other_readings(grid, file=sys.stderr, command=f"stembridge analyze {shlex.quote(str(project_dir))} ")
     return project, analysis
 
 
@@ -196,10 +207,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     else:
         print(f"{project.name}: {analysis.duration_seconds:.2f} s, {_tempo(grid)}, "
               f"{_meter(grid)}, {len(grid.beats_s)} beats, {len(grid.downbeats_s)} bars")
-        readings = other_readings(grid)
-        if readings:  # which octave of a beat one counts is partly convention: say what else it could be
-            print("  other readings of the beat: "
-                  + "; ".join(f"{r['tempo_bpm']:.2f} BPM ({r['option']})" for r in readings))
+        _print_other_readings(grid)
         for i, (a, b) in enumerate(analysis.sections):
             print(f"  section {i + 1}: {a:7.2f} – {b:7.2f} s")
         for s in project.stems:
