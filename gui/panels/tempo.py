@@ -1,6 +1,6 @@
 """Tempo bar: the one BPM readout (with its meter and where it comes from), and the rhythm
-corrections — set tempo, ×2, ÷2, the detection's other readings ("or 170 BPM?": one click takes
-one), meter, "Downbeat here" (at the playhead, or right-click on the timeline), tap tempo, reset.
+corrections — set tempo, ×2, ÷2, the detection's other readings ("or 168.1?": one click takes
+the best, its arrow lists them), meter, "Downbeat here" (at the playhead, or right-click on the timeline), tap tempo, reset.
 
 Every button is one Session command (``double_tempo``, ``set_meter``, ``set_downbeat``,
 ``tap_tempo``…; undoable, autosaved); this widget holds no rhythm logic. The readout comes from
@@ -60,7 +60,9 @@ class TempoBar(QWidget):
 
         self.readout = QLabel("— BPM")
         self.readout.setObjectName("TempoReadout")
-        self.readout.setMinimumWidth(200)
+        # at least this wide, but it gives way (its text clipped, whole in the tooltip) before the
+        # buttons do, so the bar fits a 960-pixel window with the other-reading button shown
+        self.readout.setMinimumWidth(150)
         self.tempo = QDoubleSpinBox()
         self.tempo.setRange(20.5, 399.0)
         self.tempo.setDecimals(2)
@@ -73,12 +75,12 @@ class TempoBar(QWidget):
         self.tempo.editingFinished.connect(self._tempo_edited)
         self.double = self._button("×2", "Double the tempo (it was read at half speed)", "double_tempo")
         self.half = self._button("÷2", "Halve the tempo (it was read at double speed)", "half_tempo")
-        # The tracker's next-best readings (Session.other_tempo_readings), hidden while there are none.
-        self.readings = [QToolButton() for _ in range(2)]
-        for i, b in enumerate(self.readings):
-            b.setObjectName(f"TempoReading{i}")
-            b.clicked.connect(lambda _checked=False, i=i: self._use_reading(i))
-            b.hide()
+        # The tracker's next-best readings (Session.other_tempo_readings): one button takes the best,
+        # its menu lists them all; hidden while there are none.
+        self.reading = QToolButton()
+        self.reading.setObjectName("TempoReading")
+        self.reading.clicked.connect(lambda: self._use_reading(0))
+        self.reading.hide()
         self._reading_factors: list[float] = []
         self.meter = QComboBox()
         self.meter.addItems(list(METERS))
@@ -92,8 +94,7 @@ class TempoBar(QWidget):
 
         row.addWidget(QLabel("Tempo"))
         row.addWidget(self.readout)
-        for w in (self.tempo, self.double, self.half, *self.readings, self.meter, self.downbeat, self.tap,
-                  self.reset):
+        for w in (self.tempo, self.double, self.half, self.reading, self.meter, self.downbeat, self.tap, self.reset):
             row.addWidget(w)
         row.addStretch(1)
 
@@ -148,17 +149,24 @@ class TempoBar(QWidget):
     def _refresh_readings(self, session) -> None:
         readings = session.other_tempo_readings()
         self._reading_factors = [f for _, f in readings]
-        for i, b in enumerate(self.readings):
-            if i >= len(readings):
-                b.hide()
-                continue
-            bpm, f = readings[i]
+        if not readings:
+            self.reading.hide()
+            return
+        lines = []
+        menu = QMenu(self.reading) if len(readings) > 1 else None
+        for i, (bpm, f) in enumerate(readings):
             relation = {2.0: "×2", 0.5: "÷2"}.get(round(f, 6), "×3/2" if f > 1 else "×2/3")
-            b.setText(f"or {bpm:.1f}?")
-            b.setToolTip(f"The next most likely reading of this song's beat{' after the first' if i else ''}: "
-                         f"{bpm:.2f} BPM ({relation}). Click to use it (undoable); which octave of a beat "
-                         "to count is partly a convention, so check it against the song.")
-            b.show()
+            lines.append(f"{bpm:.2f} BPM ({relation})")
+            if menu is not None:
+                menu.addAction(f"Use {lines[-1]}").triggered.connect(lambda _c=False, i=i: self._use_reading(i))
+        self.reading.setText(f"or {readings[0][0]:.1f}?")
+        self.reading.setMenu(menu)
+        self.reading.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup if menu is not None
+                                  else QToolButton.ToolButtonPopupMode.DelayedPopup)
+        self.reading.setToolTip("The next most likely readings of this song's beat: " + "; ".join(lines)
+                                + ". Click to use the first (the arrow lists all; undoable). Which octave of a "
+                                "beat to count is partly a convention, so check it against the song.")
+        self.reading.show()
 
     def _meter_chosen(self, index: int) -> None:
         self.adapter.command("set_meter", None if index == 0 else self.meter.itemText(index))
@@ -167,14 +175,14 @@ class TempoBar(QWidget):
         text = tempo_text(self.adapter.session)
         if text != self.readout.text():
             self.readout.setText(text)
+            self.readout.setToolTip(text)
 
     def refresh(self) -> None:
         """Show the session's state (after an edit, undo or a new analysis)."""
         s = self.adapter.session
         self._refresh_readout()
         if s is None:
-            for b in self.readings:
-                b.hide()
+            self.reading.hide()
             return
         meter = s.project.rhythm.meter
         self.meter.setCurrentIndex(METERS.index(meter) if meter in METERS else 0)
