@@ -1,6 +1,7 @@
 """Tempo bar: the one BPM readout (with its meter and where it comes from), and the rhythm
 corrections — set tempo, ×2, ÷2, the detection's other readings ("or 168.1?": one click takes
-the best, its arrow lists them), meter, "Downbeat here" (at the playhead, or right-click on the timeline), tap tempo, reset.
+the best, its arrow lists them), meter, "Downbeat here" (at the playhead, or right-click on the
+timeline), tap tempo, reset.
 
 Every button is one Session command (``double_tempo``, ``set_meter``, ``set_downbeat``,
 ``tap_tempo``…; undoable, autosaved); this widget holds no rhythm logic. The readout comes from
@@ -160,7 +161,10 @@ class TempoBar(QWidget):
             if menu is not None:
                 menu.addAction(f"Use {lines[-1]}").triggered.connect(lambda _c=False, i=i: self._use_reading(i))
         self.reading.setText(f"or {readings[0][0]:.1f}?")
+        old = self.reading.menu()
         self.reading.setMenu(menu)
+        if old is not None:
+            old.deleteLater()  # one menu per analysis, not one more each time
         self.reading.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup if menu is not None
                                   else QToolButton.ToolButtonPopupMode.DelayedPopup)
         self.reading.setToolTip("The next most likely readings of this song's beat: " + "; ".join(lines)
