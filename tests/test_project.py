@@ -172,6 +172,38 @@ def test_copy_project_keeps_stems_and_cache_and_leaves_the_original(tmp_path):
         copy_project(src, dest)
 
 
+def test_save_as_copies_a_cache_the_preview_is_writing_into(tmp_path, monkeypatch):
+    """The app's preview keeps writing its cache (hidden ``.NAME.partial.npy`` files renamed into
+    place, old frames evicted) while Save As copies it: a file half written or gone when its turn
+    comes is left out, never a failed Save As (shutil.Error before)."""
+    import shutil
+
+    from bridge.fsutil import PendingFile
+    from bridge.project.store import copy_project
+
+    src = tmp_path / "song"
+    save_project(Project(name="song"), src)
+    frames = src / ".stembridge" / "cache" / "preview" / "c8"
+    frames.mkdir(parents=True)
+    for i in range(3):
+        (frames / f"frame{i}.npy").write_bytes(b"frame%d" % i)
+    writing = PendingFile(frames / "frame9.npy")  # the preview is writing this one right now
+    writing.tmp.write_bytes(b"half")
+    real_copy2 = shutil.copy2
+
+    def evicted_meanwhile(src_path, dst_path, **kw):  # frame1 is evicted between listing and copying
+        if src_path.endswith("frame1.npy"):
+            os.remove(src_path)
+        return real_copy2(src_path, dst_path, **kw)
+
+    monkeypatch.setattr(shutil, "copy2", evicted_meanwhile)
+    dest = copy_project(src, tmp_path / "copy")
+    copied = sorted(p.name for p in (dest / ".stembridge" / "cache" / "preview" / "c8").iterdir())
+    assert copied == ["frame0.npy", "frame2.npy"]
+    assert (dest / ".stembridge" / "cache" / "preview" / "c8" / "frame2.npy").read_bytes() == b"frame2"
+    writing.abort()
+
+
 def _write_project(folder, stems, **fields) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     data = Project(name="shared", **fields).model_dump(mode="json")

@@ -246,6 +246,25 @@ def copy_project(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -
     dest_dir.mkdir(parents=True, exist_ok=True)
     cache = src_dir / CACHE_DIRNAME
     if cache.is_dir():
-        shutil.copytree(cache, dest_dir / CACHE_DIRNAME, symlinks=True)
+        # The cache is live while the app runs: the preview worker writes frames (a hidden
+        # ".NAME.partial.npy" renamed into place) and evicts old ones. A file that is half written or
+        # gone by the time its turn comes is a cache miss in the copy, never a failed Save As (it
+        # failed with shutil.Error when the preview renamed a partial file mid-copy).
+        shutil.copytree(cache, dest_dir / CACHE_DIRNAME, symlinks=True, ignore=_unfinished_files,
+                        copy_function=_copy_if_still_there)
     save_project(copied, dest_dir)
     return dest_dir
+
+
+def _unfinished_files(folder: str, names: list[str]) -> set[str]:
+    """Files an atomic write has not finished (bridge.fsutil's hidden ``.NAME.*.partial*``)."""
+    return {n for n in names if n.startswith(".") and ".partial" in n}
+
+
+def _copy_if_still_there(src: str, dst: str) -> str:
+    import shutil
+
+    try:
+        return shutil.copy2(src, dst)
+    except FileNotFoundError:  # evicted or renamed since the folder was listed
+        return dst
