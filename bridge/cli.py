@@ -33,10 +33,12 @@ def _tempo(grid) -> str:
 def other_readings(grid) -> list[dict]:
     """The detected tempo's other readings (``BeatGrid.other_readings``) with the ``analyze`` options
     that take each: ×2 / ÷2 keep the detected beats, a 3:2 relative is a set tempo."""
+    from bridge.analysis.corrections import octave_steps
+
     out = []
     for factor in grid.other_readings:
         bpm = float(grid.tempo_bpm * factor)
-        option = {2.0: "--double-tempo", 0.5: "--half-tempo"}.get(round(factor, 6), f"--tempo {bpm:.2f}")
+        option = {1: "--double-tempo", -1: "--half-tempo"}.get(octave_steps(factor), f"--tempo {bpm:.2f}")
         out.append({"tempo_bpm": round(bpm, 3), "factor": round(float(factor), 6), "option": option})
     return out
 

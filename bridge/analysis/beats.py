@@ -231,13 +231,17 @@ def _comb_score(comb: _Comb, period: float, beats_per_bar: int, *, backbeat: boo
     )
 
 
+def _period_grid() -> np.ndarray:
+    """Beat periods (frames, a quarter-frame apart) from MAX_TEMPO_BPM down to MIN_TEMPO_BPM."""
+    fr = _frame_rate_hz()
+    return np.arange(60.0 * fr / MAX_TEMPO_BPM, 60.0 * fr / MIN_TEMPO_BPM, 0.25)
+
+
 def _estimate_period(comb: _Comb, *, beats_per_bar: int | None) -> tuple[float, int, float]:
     """Best (beat period in frames, beats per bar, score) over the tempo range."""
-    fr = _frame_rate_hz()
     meters = (beats_per_bar,) if beats_per_bar else (4, 3)
-    min_period = 60.0 * fr / MAX_TEMPO_BPM
-    max_period = 60.0 * fr / MIN_TEMPO_BPM
-    grid = np.arange(min_period, max_period, 0.25)
+    grid = _period_grid()
+    min_period = float(grid[0])
     # The backbeat (kick → snare one beat later) separates a tempo from its octaves and 3:2
     # relatives; it says nothing about a period 5/4 of the beat, where a syncopated snare (kick on
     # 1, snare on the "e" of 2) can line up better than on the beat. So the periodicity alone picks
@@ -288,8 +292,7 @@ def _other_readings(comb: _Comb, period: float, meters: tuple[int, ...]) -> tupl
     reading is right"), so the app and the CLI offer them as one-click corrections instead of
     leaving the producer to guess ×2, ÷2 or 3:2.
     """
-    fr = _frame_rate_hz()
-    grid = np.arange(60.0 * fr / MAX_TEMPO_BPM, 60.0 * fr / MIN_TEMPO_BPM, 0.25)
+    grid = _period_grid()
     scored = []
     for relative in READING_RELATIVES:
         near = grid[np.abs(grid / (period * relative) - 1.0) <= BACKBEAT_FAMILY_TOL]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import statistics
 from collections.abc import Callable, Mapping
 
@@ -37,6 +38,21 @@ MAX_TEMPO_BPM = 400.0
 #: is the same beat; farther, the tracker's phase is taken as wrong (see _bars_from).
 SAME_BEAT_S = 0.035
 SAME_BEAT_FRACTION = 0.05
+
+
+def octave_steps(factor: float) -> int | None:
+    """``k`` where ``factor`` is 2**k (another octave of the beat: ×2 is 1, ÷2 is −1), else None (a
+    3:2 relative). For the tracker's other readings (``BeatGrid.other_readings``)."""
+    k = round(math.log2(factor))
+    return k if math.isclose(factor, 2.0**k, rel_tol=1e-6) else None
+
+
+def reading_relation(factor: float) -> str:
+    """"×2", "÷2", "×3/2" or "×2/3": how an other reading of the tempo relates to the detected one."""
+    k = octave_steps(factor)
+    if k is not None:
+        return f"×{2**k:g}" if k >= 0 else f"÷{2**-k:g}"
+    return "×3/2" if factor > 1.0 else "×2/3"
 
 
 def check_tempo(tempo_bpm: float, *, what: str) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
@@ -262,8 +263,6 @@ def _unfinished_files(folder: str, names: list[str]) -> set[str]:
 
 
 def _copy_if_still_there(src: str, dst: str) -> str:
-    import shutil
-
     try:
         return shutil.copy2(src, dst)
     except FileNotFoundError:  # evicted or renamed since the folder was listed

@@ -31,6 +31,7 @@ EXPORTS: dict[str, str] = {
     "project_file": "bridge.project.store",
     "copy_project": "bridge.project.store",
     "describe_relink": "bridge.project.relink",
+    "reading_relation": "bridge.analysis.corrections",
     "new_project": "bridge.project.create",
     "new_project_from_mix": "bridge.project.create",
     "SECTION_TRANSITIONS": "bridge.project.schema",

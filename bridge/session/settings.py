@@ -97,10 +97,12 @@ class SettingsMixin:
             offered = ", ".join(f"×{f:.3g} ({bpm:.2f} BPM)" for bpm, f in readings) or "none"
             raise ProjectError(f"×{factor:g} is not an other reading of the detected tempo (offered: {offered}); "
                                "set the tempo itself instead, or reset the rhythm corrections to see them again")
+        from bridge.analysis.corrections import octave_steps
+
         bpm, f = match[0]
         label = f"use {bpm:.2f} BPM"
-        if math.isclose(math.log2(f), round(math.log2(f)), abs_tol=1e-9):
-            self._scale_tempo(2.0 ** round(math.log2(f)), label)
+        if (k := octave_steps(f)) is not None:
+            self._scale_tempo(2.0**k, label)
         else:
             self.set_rhythm(label=label, tempo_bpm=round(bpm, 2), tempo_factor=1.0)
 

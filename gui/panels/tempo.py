@@ -83,6 +83,7 @@ class TempoBar(QWidget):
         self.reading.clicked.connect(lambda: self._use_reading(0))
         self.reading.hide()
         self._reading_factors: list[float] = []
+        self._readings_shown: list[tuple[float, float]] | None = None
         self.meter = QComboBox()
         self.meter.addItems(list(METERS))
         self.meter.setToolTip("Time signature (6/8 and 12/8 count dotted beats)")
@@ -148,7 +149,12 @@ class TempoBar(QWidget):
             self.adapter.command("use_tempo_reading", self._reading_factors[index])
 
     def _refresh_readings(self, session) -> None:
+        from bridge.session.api import reading_relation
+
         readings = session.other_tempo_readings()
+        if readings == self._readings_shown:  # every edit refreshes the bar; the readings change with the analysis
+            return
+        self._readings_shown = readings
         self._reading_factors = [f for _, f in readings]
         if not readings:
             self.reading.hide()
@@ -156,8 +162,7 @@ class TempoBar(QWidget):
         lines = []
         menu = QMenu(self.reading) if len(readings) > 1 else None
         for i, (bpm, f) in enumerate(readings):
-            relation = {2.0: "×2", 0.5: "÷2"}.get(round(f, 6), "×3/2" if f > 1 else "×2/3")
-            lines.append(f"{bpm:.2f} BPM ({relation})")
+            lines.append(f"{bpm:.2f} BPM ({reading_relation(f)})")
             if menu is not None:
                 menu.addAction(f"Use {lines[-1]}").triggered.connect(lambda _c=False, i=i: self._use_reading(i))
         self.reading.setText(f"or {readings[0][0]:.1f}?")
@@ -187,6 +192,7 @@ class TempoBar(QWidget):
         self._refresh_readout()
         if s is None:
             self.reading.hide()
+            self._readings_shown = None
             return
         meter = s.project.rhythm.meter
         self.meter.setCurrentIndex(METERS.index(meter) if meter in METERS else 0)
