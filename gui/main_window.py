@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.panels import audio_file_filter
 from gui.panels.effects import EffectsPanel
 from gui.panels.export import ExportDialog
 from gui.panels.looks import LookBrowser
@@ -376,7 +377,7 @@ class MainWindow(QMainWindow):
 
         if mix_path is None:
             name, _ = QFileDialog.getOpenFileName(self, "New project from a mix: pick the full mix", "",
-                                                  "Audio (*.wav *.aif *.aiff *.flac *.mp3 *.ogg)")
+                                                  audio_file_filter())
             if not name:
                 return None
             mix_path = name

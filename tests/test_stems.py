@@ -294,3 +294,66 @@ def test_an_mp3_stem_starts_where_its_audio_starts(tmp_path, rate):
     assert np.abs(np.array(found) - clicks).max() <= 2, (np.array(found) - clicks)
     span = load_audio(path, sample_rate=rate, start_sample=rate, stop_sample=2 * rate)
     assert np.array_equal(span, y[:, rate:2 * rate])
+
+
+def _encode_m4a(path, x, rate, codec):
+    """Write ``x`` (float32, (2, n)) as an M4A with FFmpeg's own encoder (PyAV), in 4096-sample frames."""
+    import av
+
+    data = x if codec == "aac" else np.round(x * 32768).astype(np.int16)  # x is k / 32768
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = "stereo"
+        for i in range(0, x.shape[1], 4096):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, i:i + 4096]),
+                                               format="fltp" if codec == "aac" else "s16p", layout="stereo")
+            frame.sample_rate, frame.pts = rate, i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_logic_and_cubase_bounce_formats_load_sample_exact(tmp_path):
+    """Logic Pro bounces CAF and M4A (Apple Lossless or AAC), Cubase/Nuendo/REAPER Wave64. pedalboard
+    opens none of them outside macOS: CAF and Wave64 stems were silently left out of a stems folder,
+    M4A refused. Lossless files must give back the written samples exactly (from a seek too); the
+    AAC file its clicks at their own samples and its own length (the encoder's priming dropped)."""
+    import soundfile as sf
+
+    rate = 44100
+    n = 2 * rate + 321
+    x = (np.random.default_rng(7).uniform(-0.5, 0.5, (2, n)) * 32768).round().astype(np.float32) / 32768
+    sf.write(str(tmp_path / "Song_Drums.caf"), x.T, rate, format="CAF", subtype="PCM_16")
+    sf.write(str(tmp_path / "Song_Keys.caf"), x.T, rate, format="CAF", subtype="ALAC_16")
+    sf.write(str(tmp_path / "Song 3-Bass.w64"), x.T, rate, format="W64", subtype="FLOAT")
+    _encode_m4a(tmp_path / "Song_Lead.m4a", x, rate, "alac")
+    names = [p.name for p in discover_stems(tmp_path)]
+    assert names == ["Song 3-Bass.w64", "Song_Drums.caf", "Song_Keys.caf", "Song_Lead.m4a"]
+    for name in names:
+        path = tmp_path / name
+        info = probe_audio(path)
+        assert (info.sample_rate, info.num_channels, info.num_frames) == (rate, 2, n), name
+        np.testing.assert_array_equal(load_audio(path, sample_rate=rate), x, err_msg=name)
+        span = load_audio(path, sample_rate=rate, start_sample=rate - 7, stop_sample=rate + 1000)
+        np.testing.assert_array_equal(span, x[:, rate - 7:rate + 1000], err_msg=name)
+        assert load_audio(path, sample_rate=48000).shape == (2, round(n * 48000 / rate))
+
+    clicks = np.arange(rate // 4, n - rate // 4, rate // 3)
+    beeps = np.zeros((2, n), dtype=np.float32)
+    for k in clicks:
+        beeps[:, k:k + 64] = 0.8 * np.exp(-np.arange(64) / 8.0) * np.sign(np.sin(np.arange(64) * 1.3))
+    _encode_m4a(tmp_path / "aac.m4a", beeps, rate, "aac")
+    y = load_audio(tmp_path / "aac.m4a", sample_rate=rate)
+    assert abs(y.shape[1] - n) <= 16, y.shape  # not a whole 1024-sample AAC frame of padding more
+    env = np.abs(y).max(axis=0)
+    found = [k - 8 + int(np.argmax(env[k - 8:k + 8])) for k in clicks]
+    assert np.abs(np.array(found) - clicks).max() <= 2, (np.array(found) - clicks)
+
+
+def test_an_m4a_that_is_not_audio_gets_the_clear_error(tmp_path):
+    (tmp_path / "notes.m4a").write_text("not audio at all\n" * 40)
+    _expect(tmp_path / "notes.m4a", "could not be decoded", "Re-export")
+    with open(tmp_path / "cut.caf", "wb") as fh:  # a CAF header and nothing after it
+        fh.write(b"caff\x00\x01\x00\x00")
+    _expect(tmp_path / "cut.caf", "Re-export")

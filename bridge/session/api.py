@@ -34,6 +34,7 @@ EXPORTS: dict[str, str] = {
     "reading_relation": "bridge.analysis.corrections",
     "new_project": "bridge.project.create",
     "new_project_from_mix": "bridge.project.create",
+    "AUDIO_EXTENSIONS": "bridge.stems.load",
     "SECTION_TRANSITIONS": "bridge.project.schema",
     "STANDARD_ROLES": "bridge.project.schema",
     # mappings: the visual-parameter vocabulary

@@ -1,9 +1,12 @@
 """Load stems as float32 (channels, samples) at the project rate, checked for the ways files go bad.
 
 Decoding goes through pedalboard.io (WAV/AIFF/FLAC/MP3/OGG; its seek is sample-exact in all of
-them), resampling through libsoxr (``soxr``, 'VHQ') in fixed tiles anchored at the file's first sample
-(:func:`resample_tiled`), so a span of a stem (:func:`load_audio` with ``start_sample``) is bit for
-bit the same samples as that span of the whole stem. Every failure becomes an :class:`~bridge.errors.AudioError` that names the file, the
+them). What it cannot open on this platform goes to libsndfile (``soundfile``: CAF, Wave64, Opus;
+also sample-exact), then to FFmpeg (PyAV: M4A with AAC or Apple Lossless, decoded whole into
+memory; :func:`_open_fallback`). Resampling goes through libsoxr (``soxr``, 'VHQ') in fixed tiles
+anchored at the file's first sample (:func:`resample_tiled`), so a span of a stem
+(:func:`load_audio` with ``start_sample``) is bit for bit the same samples as that span of the whole
+stem. Every failure becomes an :class:`~bridge.errors.AudioError` that names the file, the
 problem and the fix — never a traceback from inside a decoder.
 
 Documented normalisations (not errors): any sample rate is resampled to the project rate; mono is
@@ -29,7 +32,11 @@ from bridge.errors import AudioError
 MAX_CHANNELS = 8
 #: Below this peak (dBFS) a stem is considered silent (a muted track bounced by mistake).
 SILENCE_PEAK_DBFS = -90.0
-AUDIO_EXTENSIONS = (".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac", ".mp3", ".ogg", ".oga", ".m4a")
+#: What DAWs bounce stems as: WAV/RF64 and AIFF everywhere, FLAC, MP3, OGG; CAF and M4A (AAC or
+#: Apple Lossless) from Logic Pro and GarageBand; Wave64 from Cubase, Nuendo and REAPER (files over
+#: 4 GB); Opus from REAPER and Bitwig.
+AUDIO_EXTENSIONS = (".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac", ".mp3", ".ogg", ".oga", ".m4a",
+                    ".caf", ".w64", ".opus")
 
 _REEXPORT = "Re-export it from your DAW as WAV, AIFF or FLAC"
 
@@ -62,9 +69,12 @@ def _open(path: Path):
     try:
         f = AudioFile(str(path))
     except (ValueError, RuntimeError, OSError) as e:
-        raise AudioError(
-            f"{path}: could not be decoded as audio ({_short(e)}). Is it an audio file? {_REEXPORT}."
-        ) from None
+        fallback = _open_fallback(path)
+        if fallback is None:
+            raise AudioError(
+                f"{path}: could not be decoded as audio ({_short(e)}). Is it an audio file? {_REEXPORT}."
+            ) from None
+        return fallback
     gap = _mp3_gapless(path) if path.suffix.lower() == ".mp3" else None
     if gap is not None and int(f.frames) - sum(gap) > 0:
         return _Trimmed(f, skip=gap[0], frames=int(f.frames) - sum(gap))
@@ -103,7 +113,25 @@ def _mp3_gapless(path: Path) -> tuple[int, int] | None:
     return delay + MP3_DECODER_DELAY, max(0, padding - MP3_DECODER_DELAY)
 
 
-class _Trimmed:
+class _Reader:
+    """What the loaders use of pedalboard's ``AudioFile``: ``samplerate``, ``num_channels``,
+    ``frames``, ``seek(n)``, ``read(n)`` → float32 (channels, ≤ n), ``close()``, ``with``."""
+
+    samplerate: float
+    num_channels: int
+    frames: int
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+
+class _Trimmed(_Reader):
     """An MP3 reader without the encoder's and decoder's delay at the start and the padding at the
     end, as FFmpeg and players decode it: pedalboard hands back every decoded sample, so an MP3 stem
     sounded (and was analysed) 1105 samples — 25 ms at 44.1 kHz — late against the other stems."""
@@ -128,11 +156,87 @@ class _Trimmed:
     def close(self) -> None:
         self._raw.close()
 
-    def __enter__(self) -> _Trimmed:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _open_fallback(path: Path):
+    """A reader for a file pedalboard cannot open here, or None when no decoder can.
+
+    pedalboard reads CAF and M4A only through macOS's CoreAudio, and Wave64 nowhere, so on Linux
+    and Windows a Logic Pro bounce (CAF, M4A) or a Cubase/REAPER Wave64 was refused (M4A) or, not
+    being a listed type, silently left out of the stems folder (CAF, Wave64). libsndfile reads CAF
+    (PCM and Apple Lossless) and Wave64 with sample-exact seeks; FFmpeg (PyAV, already there for
+    the video) decodes the rest."""
+    import soundfile as sf
+
+    try:
+        return _SoundFileReader(sf.SoundFile(str(path)))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+        pass
+    return _DecodedReader.open(path)
+
+
+class _SoundFileReader(_Reader):
+    """A libsndfile file (CAF, Wave64, …) as a reader."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.samplerate, self.num_channels, self.frames = float(f.samplerate), int(f.channels), int(f.frames)
+
+    def seek(self, n: int) -> None:
+        self._f.seek(max(0, min(int(n), self.frames)))
+
+    def read(self, n: int) -> np.ndarray:
+        return self._f.read(max(0, int(n)), dtype="float32", always_2d=True).T
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class _DecodedReader(_Reader):
+    """A compressed file decoded whole by FFmpeg (PyAV): M4A (AAC, Apple Lossless), … .
+
+    Whole, because these formats seek to packets, not samples, and the loaders' promise is that a
+    span is bit for bit that span of the whole stem. FFmpeg drops the encoder's priming samples (the
+    MP4 edit list); the padding after the last sample is cut to the stream's stated duration."""
+
+    def __init__(self, audio: np.ndarray, sample_rate: int) -> None:
+        self._audio, self._pos = audio, 0
+        self.samplerate, self.num_channels, self.frames = float(sample_rate), int(audio.shape[0]), int(audio.shape[1])
+
+    @classmethod
+    def open(cls, path: Path) -> _DecodedReader | None:
+        try:
+            import av
+        except ImportError:  # pragma: no cover - PyAV is a core dependency
+            return None
+        try:
+            with av.open(str(path)) as container:
+                stream = next((s for s in container.streams if s.type == "audio"), None)
+                if stream is None or not stream.rate:
+                    return None
+                resampler = av.AudioResampler(format="fltp")  # planar float, same layout and rate
+                blocks = [out.to_ndarray() for frame in container.decode(stream)
+                          for out in resampler.resample(frame)]
+                blocks += [out.to_ndarray() for out in resampler.resample(None)]
+                rate = int(stream.rate)
+                stated = None
+                if stream.duration is not None and stream.time_base is not None:
+                    stated = int(round(float(stream.duration * stream.time_base) * rate))
+        except (av.FFmpegError, ValueError, RuntimeError, OSError):
+            return None
+        if not blocks:
+            return None
+        audio = np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+        if stated is not None and 0 < stated < audio.shape[1]:
+            audio = audio[:, :stated]
+        return cls(np.ascontiguousarray(audio), rate)
+
+    def seek(self, n: int) -> None:
+        self._pos = max(0, min(int(n), self.frames))
+
+    def read(self, n: int) -> np.ndarray:
+        block = self._audio[:, self._pos : self._pos + max(0, int(n))]
+        self._pos += block.shape[1]
+        return block
 
 
 def _short(e: BaseException) -> str:

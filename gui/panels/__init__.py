@@ -29,3 +29,10 @@ def int_spin(lo: int, hi: int, *, value: int | None = None, step: int = 1) -> QS
     if value is not None:
         s.setValue(value)
     return s
+
+
+def audio_file_filter() -> str:
+    """The file dialogs' filter for stems and mixes: every extension bridge reads."""
+    from bridge.session.api import AUDIO_EXTENSIONS
+
+    return "Audio (" + " ".join(f"*{ext}" for ext in AUDIO_EXTENSIONS) + ")"

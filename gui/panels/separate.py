@@ -10,6 +10,8 @@ from typing import Any
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
 
+from gui.panels import audio_file_filter
+
 #: Added to "model not available" in the app, whose user may never have typed a command.
 _ONLINE_HINT = ("\n  In the app: connect to the internet and try again (the weights download once, then work "
                 "offline), or choose a folder with model files you copied in Edit ▸ Preferences ▸ Separation "
@@ -69,7 +71,7 @@ def separate_mix_dialog(panel: QWidget, mix_path: Path | None = None, **options:
         return None
     if mix_path is None:
         name, _ = QFileDialog.getOpenFileName(panel, "Separate a mix into stems", "",
-                                              "Audio (*.wav *.aif *.aiff *.flac *.mp3 *.ogg)")
+                                              audio_file_filter())
         if not name:
             return None
         mix_path = Path(name)

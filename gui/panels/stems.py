@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from bridge.session import STANDARD_ROLES
-from gui.panels import double_spin
+from gui.panels import audio_file_filter, double_spin
 from gui.session_adapter import SessionAdapter
 
 COLUMNS = ("Stem", "Role", "Gain", "Offset", "Mute", "Solo", "Status")
@@ -85,7 +85,7 @@ class StemsPanel(QWidget):
         return added
 
     def choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add stems", "", "Audio (*.wav *.aif *.aiff *.flac *.mp3 *.ogg)")
+        files, _ = QFileDialog.getOpenFileNames(self, "Add stems", "", audio_file_filter())
         if files:
             self.add_files([Path(f) for f in files])
 
