@@ -21,7 +21,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QObject, QPointF, QSettings, Qt, QUrl, Slot  # noqa: E402
+from PySide6.QtCore import QMimeData, QObject, QPoint, QPointF, QSettings, Qt, QUrl, Slot  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QFileDialog  # noqa: E402
 
@@ -1693,3 +1693,54 @@ def test_effects_slider_drag_is_one_command_one_analysis_one_undo_step(window, q
     tab.open_editor()
     assert window.messages.level == "error" and "DISPLAY is not set" in window.messages.text
     assert tab.editors == {}
+
+
+def test_a_session_of_sixteen_stems_scrolls_its_lanes_under_a_fixed_ruler(qtbot):
+    """A tracked session has 16–30 stems: at 46 px a lane, the timeline showed the first eight and
+    no way to reach the rest. Lanes scroll (bar, wheel over the names) while the ruler and the
+    sections stay put: the last lane's own colour comes into view, the section strip keeps its."""
+    from PySide6.QtGui import QColor, QWheelEvent
+
+    from gui.widgets.timeline import (
+        LABEL_W,
+        RULER_H,
+        SECTION_COLOURS,
+        SECTION_H,
+        TimelineWidget,
+        build_lane,
+    )
+
+    t = TimelineWidget()
+    qtbot.addWidget(t)
+    t.resize(700, 420)
+    t.show()
+    qtbot.waitExposed(t)
+    level = np.ones(1000)
+    colours = [QColor(40, 40 + 10 * i, 60) for i in range(15)] + [QColor(250, 20, 200)]  # the last: magenta
+    t.set_lanes([build_lane(f"Track {i + 1}", "other", c, level, np.zeros(1000), np.zeros(0), duration_seconds=10.0)
+                 for i, c in enumerate(colours)], duration_seconds=10.0)
+    t.set_sections([(0.0, 10.0, "Verse", "")])
+    assert t.lane_bar.isVisible() and t.lane_bar.maximum() > 0
+    assert t.lane_rect(15).top() > t.height()  # the 16th lane is below the view
+
+    def last_lane_colour_shows() -> bool:
+        img = t.grab().toImage()
+        r = t.lane_rect(15)
+        c = img.pixelColor(2, int(r.center().y())) if 0 < r.center().y() < t.height() else None
+        return c is not None and c.red() > 200 and c.blue() > 150 and c.green() < 80  # its colour bar
+
+    assert not last_lane_colour_shows()
+    names_pos = QPointF(LABEL_W / 2, RULER_H + SECTION_H + 40)
+    for _ in range(20):  # the wheel over the names scrolls the lanes, not the song
+        t.wheelEvent(QWheelEvent(names_pos, t.mapToGlobal(names_pos), QPoint(0, 0), QPoint(0, -120),
+                                 Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                                 False))
+    assert t.lane_bar.value() == t.lane_bar.maximum() and t.view_start_s == 0.0
+    assert last_lane_colour_shows()
+    assert t.lane_rect(15).bottom() <= t.height() + 1
+    img = t.grab().toImage()
+    strip = img.pixelColor(LABEL_W + 60, RULER_H + SECTION_H // 2)  # inside the section block
+    want = QColor(SECTION_COLOURS[0])
+    assert abs(strip.red() - want.red()) + abs(strip.green() - want.green()) + abs(strip.blue() - want.blue()) < 30
+    t.lane_bar.setValue(0)
+    assert t.lane_rect(0).top() == RULER_H + SECTION_H

@@ -27,6 +27,8 @@ from bridge.stems import (
     ("vocals.flac", "vocals"),                   # Demucs
     ("LeadVox_final.wav", "vocals"),             # camelCase
     ("Kick Bass Drum.wav", "drums"),             # "bass drum" is a drum
+    ("06 Room.wav", "drums"),                    # a tracked kit's room mics
+    ("Snares.wav", "drums"),
     ("Bass Drop Song Drums.wav", "drums"),       # the track name comes last
     ("01 Main 808.wav", "bass"),
     ("Rhodes.wav", "keys"),

@@ -17,7 +17,8 @@ _ROLE_WORDS: dict[str, tuple[str, ...]] = {
               "cymbals", "overhead", "overheads", "oh", "clap", "claps", "shaker", "ride", "crash",
               "breakbeat", "break", "beat", "beats", "groove", "rim", "top", "tops", "bassdrum", "kickdrum",
               "snaredrum", "sidestick", "rimshot", "rimshots", "tamb", "tambourine", "conga", "congas",
-              "bongo", "bongos", "cowbell", "clave", "claves", "syntom"),
+              "bongo", "bongos", "cowbell", "clave", "claves", "syntom", "snares", "crashes", "rides",
+              "shakers", "room", "rooms"),  # "Room": the kit's room mics in a tracked session
     "bass": ("bass", "basses", "sub", "subs", "808", "bassline", "subbass", "reese"),
     "vocals": ("vocal", "vocals", "vox", "voc", "vocs", "voice", "voices", "bv", "bvs", "bgv", "bgvs",
                "choir", "adlib", "adlibs", "lyrics", "singer", "sing", "rap", "acapella", "acappella",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QScrollBar, QSizePolicy, QWidget
 
 #: Columns of each lane's precomputed envelope (whole song): ~1 per pixel on a 4k screen at 2 min
 #: per screen of a 5-minute song; zoomed further in, a column repeats its bin.
@@ -25,6 +25,9 @@ LABEL_W = 132
 RULER_H = 22
 SECTION_H = 38
 MIN_LANE_H = 46
+#: Width of the lanes' scroll bar, shown over their right edge when they do not all fit (a tracked
+#: session's 16–30 stems): the wheel over the names, or Shift+wheel anywhere, scrolls them too.
+LANE_SCROLL_W = 12
 
 ROLE_COLOURS = {
     "drums": "#ff8a3d", "bass": "#5aa9ff", "vocals": "#ff5fa2", "guitar": "#ffd23f",
@@ -151,6 +154,10 @@ class TimelineWidget(QWidget):
         self.feature_name = "onset"
         self._dragging = False
         self._lane_images: dict[str, tuple] = {}
+        self.lane_bar = QScrollBar(Qt.Orientation.Vertical, self)
+        self.lane_bar.setCursor(Qt.CursorShape.ArrowCursor)
+        self.lane_bar.valueChanged.connect(self.update)
+        self.lane_bar.hide()
 
     # -- data ---------------------------------------------------------------------------------
     def set_lanes(self, lanes: list[Lane], *, duration_seconds: float, beats_s=(), downbeats_s=()) -> None:
@@ -162,6 +169,7 @@ class TimelineWidget(QWidget):
         self.downbeats_s = np.asarray(downbeats_s, dtype=np.float64)
         if first and self.duration_seconds > 0:
             self.view_start_s, self.view_span_s = 0.0, self.duration_seconds
+        self._fit_lane_bar()
         self.update()
 
     def set_lanes_from_analysis(self, analysis, stems) -> None:
@@ -216,15 +224,40 @@ class TimelineWidget(QWidget):
         self.view_start_s = float(np.clip(start_s, 0.0, max(0.0, self.duration_seconds - self.view_span_s)))
         self.update()
 
-    def lane_rect(self, i: int) -> QRectF:
+    def _lane_height(self) -> float:
+        return max(MIN_LANE_H, (self.height() - RULER_H - SECTION_H) / max(1, len(self.lanes)))
+
+    def _fit_lane_bar(self) -> None:
+        """Show the lanes' scroll bar when they are taller than the room below the sections."""
         top = RULER_H + SECTION_H
-        h = max(MIN_LANE_H, (self.height() - top) / max(1, len(self.lanes)))
-        return QRectF(0, top + i * h, self.width(), h)
+        room = max(0, self.height() - top)
+        overflow = int(np.ceil(len(self.lanes) * self._lane_height() - room))
+        self.lane_bar.setRange(0, max(0, overflow))
+        self.lane_bar.setPageStep(max(1, room))
+        self.lane_bar.setSingleStep(int(MIN_LANE_H))
+        self.lane_bar.setGeometry(self.width() - LANE_SCROLL_W, top, LANE_SCROLL_W, room)
+        self.lane_bar.setVisible(overflow > 0)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_lane_bar()
+
+    def lane_rect(self, i: int) -> QRectF:
+        """Where lane ``i`` is drawn, scrolled by the lanes' scroll bar (it may lie outside the view)."""
+        h = self._lane_height()
+        return QRectF(0, RULER_H + SECTION_H + i * h - self.lane_bar.value(), self.width(), h)
+
+    def scroll_lanes(self, pixels: float) -> None:
+        """Scroll the lanes down by ``pixels`` (up when negative), within their range."""
+        self.lane_bar.setValue(int(round(self.lane_bar.value() + pixels)))
 
     # -- input --------------------------------------------------------------------------------
     def wheelEvent(self, event) -> None:
         dy = event.angleDelta().y() or event.angleDelta().x()
-        if event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.MetaModifier):
+        over_names = event.position().x() < LABEL_W and event.position().y() > RULER_H + SECTION_H
+        if self.lane_bar.maximum() > 0 and (over_names or event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self.scroll_lanes(-dy / 120.0 * MIN_LANE_H)
+        elif event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.MetaModifier):
             self.zoom(1.0 + dy / 600.0 if dy > 0 else 1.0 / (1.0 - dy / 600.0),
                       anchor_s=self.seconds_at(event.position().x()))
         else:
@@ -254,15 +287,21 @@ class TimelineWidget(QWidget):
         small = QFont(self.font())
         small.setPointSizeF(max(7.0, small.pointSizeF() * 0.85))
 
-        # lane backgrounds, grid, then each lane's image
+        # lane backgrounds, grid, then each lane's image (lanes clipped below the sections: scrolled)
+        lanes_area = QRectF(0, RULER_H + SECTION_H, w, max(0, h - RULER_H - SECTION_H))
+        p.setClipRect(lanes_area)
         for i in range(len(self.lanes)):
             r = self.lane_rect(i)
             p.fillRect(QRectF(LABEL_W, r.top(), w - LABEL_W, r.height()),
                        QColor("#1b1e24") if i % 2 == 0 else QColor("#1e2128"))
+        p.setClipping(False)
         self._paint_grid(p, t0, t1, pps, h)
         plot_w = max(0, w - LABEL_W)
+        p.setClipRect(lanes_area)
         for i, lane in enumerate(self.lanes):
             r = self.lane_rect(i)
+            if r.bottom() < lanes_area.top() or r.top() > lanes_area.bottom():
+                continue
             key = (lane.name, id(lane), lane.muted, round(t0, 9), round(pps, 9), plot_w, int(r.height()))
             cached = self._lane_images.get(lane.name)
             if cached is None or cached[0] != key:
@@ -272,6 +311,7 @@ class TimelineWidget(QWidget):
                 cached = (key, arr, qimg)  # arr keeps the pixels alive as long as the QImage
                 self._lane_images[lane.name] = cached
             p.drawImage(QPointF(LABEL_W, int(r.top())), cached[2])
+        p.setClipping(False)
 
         self._paint_sections(p, t0, t1, w)
         self._paint_labels(p, small)
@@ -353,6 +393,7 @@ class TimelineWidget(QWidget):
         p.setFont(small)
         p.drawText(QRectF(10, 0, LABEL_W - 12, RULER_H), Qt.AlignmentFlag.AlignVCenter, "BAR")
         p.drawText(QRectF(10, RULER_H, LABEL_W - 12, SECTION_H), Qt.AlignmentFlag.AlignVCenter, "SECTIONS")
+        p.setClipRect(QRectF(0, RULER_H + SECTION_H, self.width(), max(0, self.height() - RULER_H - SECTION_H)))
         for i, lane in enumerate(self.lanes):
             r = self.lane_rect(i)
             p.fillRect(QRectF(0, r.top() + 6, 4, r.height() - 12), lane.colour)
@@ -367,4 +408,5 @@ class TimelineWidget(QWidget):
             p.setPen(QColor("#8b95a3"))
             p.drawText(QRectF(14, r.top() + r.height() / 2 + 2, LABEL_W - 18, r.height() / 2 - 4),
                        Qt.AlignmentFlag.AlignTop, lane.role + (" · muted" if lane.muted else ""))
+        p.setClipping(False)
         p.setFont(self.font())
