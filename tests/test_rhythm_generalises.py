@@ -322,3 +322,31 @@ def test_a_dense_mix_whose_onset_detector_found_few_onsets_still_gets_its_beats(
     grid = track_beats({"mix": sparse}, duration_seconds=song.duration_s)
     assert grid.tempo_bpm == pytest.approx(150.0, rel=0.04)
     assert _f(song.beats_s, grid.beats_s) >= 0.9
+
+
+@pytest.mark.parametrize("on_beat, late_16th, want_ratio", [(-1 / 12, 40 / 96, None), (0.0, 0.35, 0.35 / 0.15)])
+def test_swing_of_hits_placed_in_the_beat(on_beat, late_16th, want_ratio):
+    """Drum hits placed at known positions in each beat (fractions of it): the beat's own hit at
+    ``on_beat``, a 16th at ``late_16th`` and the 8th at 1/2. A 16th at 0.35 is a 0.35 : 0.15 swing.
+    A hit 1/12 early with the 16th at 40/96 puts it half a beat after the beat's own hit: no
+    long–short pair (this divided by zero on a 4-bar loop cut from a song)."""
+    from bridge.analysis.bars import _swing
+    from bridge.analysis.types import StemFeatures
+
+    fr = SR / 256.0
+    period_s, n_beats = 0.5, 16
+    n = int((n_beats + 1) * period_s * fr)
+    onset = np.zeros(n)
+    beats_s = np.arange(n_beats) * period_s + 0.25
+    for b in beats_s:
+        for at, height in ((on_beat, 1.0), (late_16th, 0.8), (0.5, 0.6)):
+            onset[int(round((b + at * period_s) * fr))] = height
+    stem = StemFeatures(name="drums", role="drums", frame_rate_hz=fr,
+                        curves={"onset": onset.astype(np.float32), "rms": np.full(n, 0.1, np.float32)},
+                        onsets_s=np.zeros(0), duration_seconds=n / fr)
+    swing = _swing({"drums": stem}, beats_s, 2)
+    if want_ratio is None:
+        assert swing == {"swing_ratio": 1.0, "swing_level": 0}
+    else:
+        assert swing["swing_level"] == 16
+        assert swing["swing_ratio"] == pytest.approx(want_ratio, rel=0.1)

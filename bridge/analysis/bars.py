@@ -462,7 +462,12 @@ def _swing(stems: Mapping[str, StemFeatures], beats_s: np.ndarray, division: int
         level, at, half = 16, at16, 0.5
     else:
         level, at, half = 8, at8, 1.0
-    ratio = (at - origin) / (half - (at - origin))
+    long = at - origin
+    if long >= half:
+        # The 'swung' note sits a whole pair after the beat's own hit (an early on-beat peak, a late
+        # 16th): no long–short pair at this level. Divided by zero on a 4-bar loop cut from a song.
+        return straight
+    ratio = long / (half - long)
     if ratio >= SWING_MIN_RATIO:
         return {"swing_ratio": round(ratio, 3), "swing_level": level}
     return straight
