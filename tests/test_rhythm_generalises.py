@@ -350,3 +350,16 @@ def test_swing_of_hits_placed_in_the_beat(on_beat, late_16th, want_ratio):
     else:
         assert swing["swing_level"] == 16
         assert swing["swing_ratio"] == pytest.approx(want_ratio, rel=0.1)
+
+
+@pytest.mark.parametrize("style, bpm, seed", [("rock", 90.0, 404), ("four", 118.0, 406), ("rock", 140.0, 410)])
+def test_a_two_bar_loop_is_four_four(style, bpm, seed):
+    """A producer's 2-bar loop (cut at the song's own downbeats): too short for the ACF to show a
+    4-beat bar, while a 3-beat bar fits in it and repeats like every beat, so these read 3/4."""
+    song = render_band_song([Segment(6, 4, 4, bpm)], style=style, seed=seed, sample_rate=SR)
+    a, b = (int(round(song.downbeats_s[k] * SR)) for k in (2, 4))
+    feats = {name: compute_stem_features(audio.mean(axis=0)[a:b], name=name, role={"keys": "piano"}.get(name, name))
+             for name, audio in song.stems.items()}
+    grid = track_beats(feats, duration_seconds=(b - a) / SR)
+    assert grid.time_signature == (4, 4)
+    assert grid.tempo_bpm == pytest.approx(bpm, rel=0.04)

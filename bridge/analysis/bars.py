@@ -362,11 +362,17 @@ def _choose_meter(comb: _Comb, period: float, accents: list[tuple[float, np.ndar
 
     The ACF alone misses light accents (a click track whose downbeat is only 5 dB louder repeats at
     every beat almost equally); the phase contrast alone is noisy on short songs. Ties go to 4.
+
+    A clip too short to show a 4-beat bar (the ACF vouches for lags up to half the song: a 2-bar
+    loop) has no bar-level evidence either way, so neither meter's ACF counts: the 3-beat bar of
+    such a clip, which repeats as every beat does, used to win against a 4-beat bar that could not
+    be looked up (2-bar loops cut at the downbeats of 4/4 dev songs: 35 of 78 read 4/4, now 62).
     """
+    bars = {meter: comb.get(meter * period) for meter in (4, 3)}
+    blind = any(bar is None for bar in bars.values())
     best_meter, best_score = 4, -np.inf
-    for meter in (4, 3):
-        bar = comb.get(meter * period)
-        acf_part = 0.0 if bar is None else bar - METER_PENALTY * _meter_penalty(comb, period, meter)
+    for meter, bar in bars.items():
+        acf_part = 0.0 if blind else bar - METER_PENALTY * _meter_penalty(comb, period, meter)
         phases = _phase_scores(accents, n_beats, meter)
         contrast = float(phases.max()) if phases.size else 0.0
         score = acf_part + PHASE_CONTRAST_WEIGHT * contrast
