@@ -359,3 +359,44 @@ def test_an_m4a_that_is_not_audio_gets_the_clear_error(tmp_path):
     with open(tmp_path / "cut.caf", "wb") as fh:  # a CAF header and nothing after it
         fh.write(b"caff\x00\x01\x00\x00")
     _expect(tmp_path / "cut.caf", "Re-export")
+
+
+@pytest.mark.parametrize(("filename", "is_mix"), [
+    ("Song Master.wav", True),       # Live 11, Bitwig, REAPER, FL Studio: the master track
+    ("Song Main.wav", True),         # Live 12 and Studio One call it Main
+    ("12-Main.wav", True),
+    ("Song Mix 02.wav", True),
+    ("Stereo Out.wav", True),        # Logic / Cubase's output bus
+    ("mixture.wav", True),
+    ("Drum Mix.wav", False),         # a drum bus is a stem
+    ("Main Vox.wav", False),         # the lead vocal
+    ("Drums Master.wav", False),
+    ("Mixed Drums.wav", False),
+    ("Song Drums.wav", False),
+])
+def test_the_main_bus_is_told_from_a_stem_by_its_name(filename, is_mix):
+    from bridge.stems.roles import looks_like_full_mix
+
+    assert looks_like_full_mix(filename) is is_mix
+
+
+def test_a_full_mix_beside_the_stems_is_left_out_and_said(tmp_path):
+    """Live 12 exports its master track as "… Main.wav" beside the stems: taken as one more stem it
+    doubled every part (in the mix you hear and in the analysis). It is left out, and the project's
+    report says so; a folder holding only the mix says how to make a project from it."""
+    from bridge.project.create import new_project
+
+    stems = tmp_path / "stems"
+    stems.mkdir()
+    write_wav(stems / "Song Drums.wav", sine(200, 1.0, 44100), 44100)
+    write_wav(stems / "Song Bass.wav", sine(55, 1.0, 44100), 44100)
+    write_wav(stems / "Song Main.wav", sine(200, 1.0, 44100) + sine(55, 1.0, 44100), 44100)
+    result = new_project(tmp_path / "project", stems)
+    assert sorted(s.name for s in result.project.stems) == ["Bass", "Drums"]
+    assert any("Song Main.wav" in m and "whole mix" in m for m in result.skipped)
+    only = tmp_path / "only"
+    only.mkdir()
+    write_wav(only / "Song Master.wav", sine(200, 1.0, 44100), 44100)
+    with pytest.raises(AudioError) as err:
+        discover_stems(only)
+    assert "only the whole mix (Song Master.wav)" in str(err.value) and "--mix" in str(err.value)

@@ -31,12 +31,11 @@ from typing import Literal
 
 from bridge.errors import AudioError
 from bridge.stems.load import AUDIO_EXTENSIONS, file_digest, probe_audio
+from bridge.stems.roles import looks_like_full_mix
 
 log = logging.getLogger(__name__)
 
 ChangeKind = Literal["changed", "added", "removed", "returned", "unreadable"]
-#: Names that mark a file as the whole mix rather than a stem (as bridge.stems.discover).
-_MIX_WORDS = ("mixture", "mixdown", "master", "full mix", "fullmix")
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def _signature(path: Path) -> tuple[int, int] | None:
 def _candidate(path: Path) -> bool:
     name = path.name
     return (path.suffix.lower() in AUDIO_EXTENSIONS and not name.startswith(".")
-            and not any(w in path.stem.lower() for w in _MIX_WORDS))
+            and not looks_like_full_mix(path.name))
 
 
 def _decodable(path: Path) -> str | None:

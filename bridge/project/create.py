@@ -57,6 +57,7 @@ def new_project(
     """
     from bridge.project.presets import default_mappings
     from bridge.stems import discover_stems, display_names, guess_role, load_audio, probe_audio
+    from bridge.stems.discover import full_mixes
 
     project_dir = Path(project_dir).resolve()
     _refuse_to_replace(project_dir, overwrite)
@@ -100,6 +101,9 @@ def new_project(
     )
     project_dir.mkdir(parents=True, exist_ok=True)
     save_project(project, project_dir)
+    # Said, not silent: a stem whose name ends in "Master" or "Main" would otherwise vanish.
+    skipped += [f"{mix}: left out: by its name it is the whole mix (the main bus), which would double "
+                "every stem; rename it if it is a stem" for mix in full_mixes(stems_dir)]
     for msg in skipped:
         log.warning("skipped: %s", msg)
     if len(stems) > 1 and all(s.role == "other" for s in stems):

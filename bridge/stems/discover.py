@@ -7,15 +7,15 @@ from pathlib import Path
 
 from bridge.errors import AudioError
 from bridge.stems.load import AUDIO_EXTENSIONS
-
-#: Files that are the whole mix, not a stem; kept out of a stems folder scan.
-_MIX_WORDS = ("mixture", "mixdown", "master", "full mix", "fullmix")
+from bridge.stems.roles import looks_like_full_mix
 
 
 def discover_stems(folder: str | os.PathLike[str], *, include_mix: bool = False) -> list[Path]:
     """Audio files directly inside ``folder``, sorted by name (hidden and partial files skipped).
 
-    Raises AudioError when the folder is missing or holds no audio files.
+    Files named as the whole mix (:func:`~bridge.stems.roles.looks_like_full_mix`) are left out
+    unless ``include_mix``. Raises AudioError when the folder is missing or holds no audio files, or
+    only the mix.
     """
     folder = Path(folder)
     if folder.is_file():  # a stem picked instead of its folder: "no such folder" read as a typo
@@ -23,15 +23,24 @@ def discover_stems(folder: str | os.PathLike[str], *, include_mix: bool = False)
                          f"({folder.parent}), not one stem.")
     if not folder.is_dir():
         raise AudioError(f"{folder}: no such folder. Pass the folder your DAW exported the stems into.")
-    found = sorted(
-        (p for p in folder.iterdir()
-         if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-         and (include_mix or not any(w in p.stem.lower() for w in _MIX_WORDS))),
-        key=lambda p: p.name.lower(),
-    )
+    audio = sorted((p for p in folder.iterdir()
+                    if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")),
+                   key=lambda p: p.name.lower())
+    found = audio if include_mix else [p for p in audio if not looks_like_full_mix(p.name)]
+    if audio and not found:
+        raise AudioError(
+            f"{folder}: holds only the whole mix ({', '.join(p.name for p in audio)}), no stems. Export "
+            "the stems into this folder, or make the project from the mix: stembridge new PROJECT --mix "
+            "FILE (separates it into stems with Demucs)."
+        )
     if not found:
         raise AudioError(
             f"{folder}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)}). Export the stems from "
             "your DAW into this folder (Ableton: File ▸ Export Audio/Video ▸ All Individual Tracks)."
         )
     return found
+
+
+def full_mixes(folder: str | os.PathLike[str]) -> list[Path]:
+    """The audio files in ``folder`` that :func:`discover_stems` leaves out as the whole mix."""
+    return [p for p in discover_stems(folder, include_mix=True) if looks_like_full_mix(p.name)]

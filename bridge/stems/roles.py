@@ -50,6 +50,23 @@ def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
 
 
+#: Names of the whole mix (the main bus) that a DAW writes beside the stems: anywhere in the name…
+_MIX_PHRASES = ("mixture", "mixdown", "full mix", "fullmix", "stereo out", "stereoout", "2 track", "2track")
+#: …or as its last word when no word names a role: "Song Master.wav" (Live 11, Bitwig, REAPER, FL
+#: Studio), "Song Main.wav" (Live 12 and Studio One call the master track Main), "Song Mix.wav";
+#: but "Drum Mix.wav" is a drum bus and "Main Vox.wav" a vocal.
+_MIX_LAST_WORDS = frozenset({"master", "mastered", "main", "mix"})
+
+
+def looks_like_full_mix(filename: str | Path) -> bool:
+    """Whether a file in a stems folder is, by its name, the whole mix rather than a stem."""
+    stem = Path(filename).stem.lower()
+    if any(phrase in stem for phrase in _MIX_PHRASES):
+        return True
+    words = [w for w in _words(Path(filename).stem) if not w.isdigit()]
+    return bool(words) and words[-1] in _MIX_LAST_WORDS and not any(w in _WORD_TO_ROLE for w in words)
+
+
 def guess_role(filename: str | Path) -> str:
     """Role for a file name: drums, bass, vocals, lead, synth, keys, guitar, piano, fx or other (the
     fallback). The last word naming a role wins ("Lead Vox" is vocals, "Synth Bass" bass), except
