@@ -51,7 +51,7 @@ def _words(name: str) -> list[str]:
 
 
 #: Names of the whole mix (the main bus) that a DAW writes beside the stems: anywhere in the name…
-_MIX_PHRASES = ("mixture", "mixdown", "full mix", "fullmix", "stereo out", "stereoout", "2 track", "2track")
+_MIX_PHRASES = ("mixture", "mixdown", "full mix", "fullmix", "stereo out", "stereoout")
 #: …or as its last word when no word names a role: "Song Master.wav" (Live 11, Bitwig, REAPER, FL
 #: Studio), "Song Main.wav" (Live 12 and Studio One call the master track Main), "Song Mix.wav";
 #: but "Drum Mix.wav" is a drum bus and "Main Vox.wav" a vocal.
