@@ -14,8 +14,8 @@ def discover_stems(folder: str | os.PathLike[str], *, include_mix: bool = False)
     """Audio files directly inside ``folder``, sorted by name (hidden and partial files skipped).
 
     Files named as the whole mix (:func:`~bridge.stems.roles.looks_like_full_mix`) are left out
-    unless ``include_mix``. Raises AudioError when the folder is missing or holds no audio files, or
-    only the mix.
+    unless ``include_mix`` or unless there is nothing else (a project of the mix alone). Raises
+    AudioError when the folder is missing or holds no audio files.
     """
     folder = Path(folder)
     if folder.is_file():  # a stem picked instead of its folder: "no such folder" read as a typo
@@ -28,11 +28,9 @@ def discover_stems(folder: str | os.PathLike[str], *, include_mix: bool = False)
                    key=lambda p: p.name.lower())
     found = audio if include_mix else [p for p in audio if not looks_like_full_mix(p.name)]
     if audio and not found:
-        raise AudioError(
-            f"{folder}: holds only the whole mix ({', '.join(p.name for p in audio)}), no stems. Export "
-            "the stems into this folder, or make the project from the mix: stembridge new PROJECT --mix "
-            "FILE (separates it into stems with Demucs)."
-        )
+        # Only the mix: it is the one stem of the project (the analysis then hears its percussive
+        # part as the drums), as a folder holding one unnamed bounce is.
+        found = audio
     if not found:
         raise AudioError(
             f"{folder}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)}). Export the stems from "
@@ -43,4 +41,5 @@ def discover_stems(folder: str | os.PathLike[str], *, include_mix: bool = False)
 
 def full_mixes(folder: str | os.PathLike[str]) -> list[Path]:
     """The audio files in ``folder`` that :func:`discover_stems` leaves out as the whole mix."""
-    return [p for p in discover_stems(folder, include_mix=True) if looks_like_full_mix(p.name)]
+    stems = set(discover_stems(folder))
+    return [p for p in discover_stems(folder, include_mix=True) if p not in stems]
