@@ -352,14 +352,18 @@ def test_swing_of_hits_placed_in_the_beat(on_beat, late_16th, want_ratio):
         assert swing["swing_ratio"] == pytest.approx(want_ratio, rel=0.1)
 
 
-@pytest.mark.parametrize("style, bpm, seed", [("rock", 90.0, 404), ("four", 118.0, 406), ("rock", 140.0, 410)])
-def test_a_two_bar_loop_is_four_four(style, bpm, seed):
-    """A producer's 2-bar loop (cut at the song's own downbeats): too short for the ACF to show a
-    4-beat bar, while a 3-beat bar fits in it and repeats like every beat, so these read 3/4."""
-    song = render_band_song([Segment(6, 4, 4, bpm)], style=style, seed=seed, sample_rate=SR)
+@pytest.mark.parametrize("style, numerator, bpm, seed", [
+    ("rock", 4, 90.0, 404), ("four", 4, 118.0, 406), ("rock", 4, 140.0, 410), ("rock", 4, 100.0, 401),
+    ("waltz", 3, 96.0, 420), ("waltz", 3, 120.0, 422)])
+def test_a_two_bar_loop_has_its_meter(style, numerator, bpm, seed):
+    """A producer's 2-bar loop (cut at the song's own downbeats). Too short for the ACF to show a
+    4-beat bar, while a 3-beat bar fits in it and repeats like every beat: the 4/4 loops read 3/4,
+    and the accents alone still chose 3/4 for rock at 100 and 4/4 for the waltzes. A loop is whole
+    bars: 8 beats are two bars of 4/4, 6 beats two of 3/4."""
+    song = render_band_song([Segment(6, numerator, 4, bpm)], style=style, seed=seed, sample_rate=SR)
     a, b = (int(round(song.downbeats_s[k] * SR)) for k in (2, 4))
     feats = {name: compute_stem_features(audio.mean(axis=0)[a:b], name=name, role={"keys": "piano"}.get(name, name))
              for name, audio in song.stems.items()}
     grid = track_beats(feats, duration_seconds=(b - a) / SR)
-    assert grid.time_signature == (4, 4)
+    assert grid.time_signature == (numerator, 4)
     assert grid.tempo_bpm == pytest.approx(bpm, rel=0.04)

@@ -75,6 +75,11 @@ SECTION_PEAK_PERCENTILE = 90
 #: (0.5 kept one LMMS dev item fewer; 0.3 the same as 0.4 but nearer the click tracks.)
 SECTION_MIN_NOVELTY = 0.4
 
+#: A clip this short whose length is a whole number of beats (within the tolerance, in beats) is a
+#: loop of whole bars (:func:`_loop_meter`).
+LOOP_MAX_BEATS = 16
+LOOP_BEAT_TOLERANCE = 0.08
+
 #: Odd meters (:func:`_odd_meter`): the bar lengths tried beside 3 and 4, how much more alike the
 #: music must be one and two such bars apart than at 3, 4, 6 or 8 beats, and the beat-synchronous
 #: comparison's resolution (parts per beat) and fewest beat pairs per lag.
@@ -381,6 +386,25 @@ def _choose_meter(comb: _Comb, period: float, accents: list[tuple[float, np.ndar
         if score > best_score + 1e-9:
             best_meter, best_score = meter, score
     return best_meter
+
+
+def _loop_meter(clip_beats: float) -> int | None:
+    """4 or 3 when a short clip's length in beats says it, else None.
+
+    A loop exported from a DAW is whole bars: 8 beats are two bars of 4/4, not 2⅔ of 3/4, and 6
+    beats two bars of 3/4. Only for clips of at most ``LOOP_MAX_BEATS`` beats whose length is a whole
+    number of beats within ``LOOP_BEAT_TOLERANCE`` (a song or an excerpt cut anywhere is not), and
+    only when one meter alone divides it (12 beats fit both). 2-bar loops cut at the downbeats of 4/4
+    dev songs (shared + Freedoom): 62 → 75 of 78 read 4/4 with it; 3/4 ones 1 → 3 of 5.
+    """
+    n = int(round(clip_beats))
+    if not 0 < n <= LOOP_MAX_BEATS or abs(clip_beats - n) > LOOP_BEAT_TOLERANCE:
+        return None
+    if n % 4 == 0 and n % 3:
+        return 4
+    if n % 3 == 0 and n % 4:
+        return 3
+    return None
 
 
 def _beat_profile(stems: Mapping[str, StemFeatures], beats_s: np.ndarray) -> np.ndarray | None:

@@ -85,6 +85,7 @@ from bridge.analysis.bars import (
     _choose_meter,
     _compound_bar,
     _downbeat_indices,
+    _loop_meter,
     _odd_meter,
     _phase_scores,
     _repeating_music,
@@ -506,7 +507,7 @@ def track_beats(
     if beats_per_bar:
         meter = int(beats_per_bar)
     else:
-        meter = _choose_meter(comb, period, accents, frames.shape[0])
+        meter = _loop_meter(duration_seconds * fr / period) or _choose_meter(comb, period, accents, frames.shape[0])
     division = _beat_division(stems, beats_s) if tempo_hint_bpm is None or not beats_per_bar else 2
     if not beats_per_bar and division == 2 and confirmed:
         # an odd meter only on a grid the onsets confirm: on a doubtful one (a dense mix whose
