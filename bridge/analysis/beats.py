@@ -51,7 +51,8 @@ How it works (all on the analysis frame grid, ``ANALYSIS_SAMPLE_RATE / ANALYSIS_
    beats before are from the two after, over chroma, drum bands and levels), each z-scored. For each bar phase the weighted mean accent of
    its beats is taken; the best phase gives the downbeats, and unless ``beats_per_bar`` is given the
    meter is the one (3 or 4) whose bar-level ACF evidence plus best-phase contrast is larger, or 5
-   or 7 where the beats' rhythm and harmony repeat clearly every 5 or 7 beats (``bars._odd_meter``).
+   or 7 where the beats' rhythm and harmony repeat clearly every 5 or 7 beats (``bars._odd_meter``);
+   a short loop of whole bars gets the meter that alone divides its length (``bars._loop_meter``).
 
 Weights were set on click tracks (60–200 BPM, 3/4 and 4/4), the demo song and the shared songs;
 each of those stays correct when any one weight (but the prior's centre and width) moves ±30 %.
