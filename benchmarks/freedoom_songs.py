@@ -296,6 +296,115 @@ def build(sample_rate: int, *, only: tuple[str, ...] = (), progress=print,
     return items
 
 
+
+#: Tempo rewrites of the Freedoom songs (``build_warped``): (name, bars of drums before the change).
+WARPS = (("step", 6), ("ramp", 2))
+WARP_VERSION = "1"
+
+
+def _with_tempi(mid, points: list[tuple[float, float]]):
+    """A copy of ``mid`` whose tempo map is only ``points`` ((beat, BPM) set_tempo events)."""
+    import mido
+
+    tpb = mid.ticks_per_beat
+    out = mido.MidiFile(type=1, ticks_per_beat=tpb)
+    for k, track in enumerate(mid.tracks):
+        events, tick = [], 0
+        for msg in track:
+            tick += msg.time
+            if msg.type != "set_tempo":
+                events.append((tick, 1, msg))
+        if k == 0:
+            events += [(int(round(b * tpb)), 0, mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(bpm))))
+                       for b, bpm in points]
+        events.sort(key=lambda e: (e[0], e[1]))
+        new, last = mido.MidiTrack(), 0
+        for tick, _, msg in events:
+            new.append(msg.copy(time=tick - last))
+            last = tick
+        out.tracks.append(new)
+    return out
+
+
+def build_warped(sample_rate: int, progress=print) -> list[dict]:
+    """Freedoom's 4/4 songs with drums, their tempo map rewritten, one 30-s excerpt each (cached).
+
+    The hidden-song kinds "the tempo doubles" and "the tempo ramps" on realistic material (the
+    synthetic band songs of ``rhythm_accuracy`` are the only other tempo changes there):
+
+    - ``step``: six bars of drums at the song's tempo (halved when above 100 BPM), then twice as
+      fast from that bar line on; the excerpt has the change at 15 s;
+    - ``ramp``: the song's tempo for two bars of drums, then a linear ramp to 1.25 × over 16 bars;
+      the excerpt starts 5 s before the ramp.
+
+    Ground truth is the rewritten MIDI's (``ground_truth``). Split as the source song: Freedoom 1
+    dev, Freedoom 2 held.
+    """
+    import mido
+
+    reason = missing("freedoom")
+    if reason:
+        progress(f"warped set skipped: {reason}")
+        return []
+    cache = CACHE.parent / "freedoom-warped"
+    cache.mkdir(parents=True, exist_ok=True)
+    items = []
+    for name, data in sorted(midi_lumps().items()):
+        if name in SHARED:
+            continue
+        mid = mido.MidiFile(file=io.BytesIO(data))
+        events = _merged(mid)
+        if any((m.numerator, m.denominator) != (4, 4) for _, m in events if m.type == "time_signature"):
+            continue
+        drum_ticks = [t for t, m in events if m.type == "note_on" and m.velocity > 0 and m.channel == 9]
+        if not drum_ticks:
+            continue
+        tempi = [mido.tempo2bpm(m.tempo) for _, m in events if m.type == "set_tempo"] or [120.0]
+        bpm = float(tempi[0])
+        first_bar = int(drum_ticks[0] / mid.ticks_per_beat // 4) * 4
+        for kind, bars in WARPS:
+            change = first_bar + 4 * bars
+            if kind == "step":
+                slow = bpm if bpm <= 100.0 else bpm / 2.0
+                points = [(0.0, slow), (float(change), 2.0 * slow)]
+                lead_s = 15.0
+            else:
+                points = [(0.0, bpm)] + [(float(b), bpm * (1.0 + 0.25 * (b - change) / 64.0))
+                                         for b in range(change, change + 65)]
+                lead_s = 5.0
+            key = hashlib.sha1(data + f"{kind}/{sample_rate}/{WARP_VERSION}".encode()).hexdigest()[:12]
+            path = cache / f"{name}-{kind}-{key}.npz"
+            if not path.exists():
+                progress(f"rendering {name} ({kind})")
+                warped = _with_tempi(mid, points)
+                gt = ground_truth(warped, 400.0)
+                if change >= gt["beats"].shape[0]:
+                    continue
+                start = max(0.0, float(gt["beats"][change]) - lead_s)
+                stop = start + EXCERPT_S
+                with tempfile.TemporaryDirectory() as tmp:
+                    stems = {r: _render(m, Path(tmp) / f"{r}.wav", sample_rate)
+                             for r, m in split_stems(warped, stop + 2.0).items()}
+                a, b = int(start * sample_rate), int(stop * sample_rate)
+                sel = (gt["beats"] >= start) & (gt["beats"] < stop)
+                np.savez_compressed(
+                    path, roles=list(stems), beats=gt["beats"][sel] - start, in_bar=gt["beat_in_bar"][sel],
+                    grid_share=grid_share(warped, gt["beats"]),
+                    **{f"stem_{r}": np.pad(x, (0, max(0, b - x.shape[0])))[a:b].astype(np.float32)
+                       for r, x in stems.items()})
+            z = np.load(path, allow_pickle=False)
+            roles = [str(r) for r in z["roles"]]
+            drums = z["stem_drums"] if "drums" in roles else np.zeros(1)
+            items.append({
+                "name": f"warp:{kind}:{name.split('_', 1)[1]}",
+                "split": "dev" if name.startswith("freedoom1") else "held",
+                "stems": [(r, r, z[f"stem_{r}"]) for r in roles],
+                "beats": z["beats"], "downbeats": z["beats"][z["in_bar"] == 1], "meter": "4/4",
+                "has_drums": float(np.abs(drums).max()) > 1e-3,
+                "has_grid": float(z["grid_share"]) >= MIN_GRID_SHARE,
+            })
+    return items
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bridge.analysis.types import ANALYSIS_SAMPLE_RATE

@@ -208,12 +208,15 @@ def band_items(split: str, *, kit_tracks: bool = False) -> list[Item]:
 
 
 def freedoom_items(split: str, collection: str = "freedoom") -> list[Item]:
-    """Excerpts of the Freedoom (or OpenMSX) set with drums and a notated grid (see
-    benchmarks/freedoom_songs.py)."""
-    from freedoom_songs import build
+    """Excerpts of the Freedoom (or OpenMSX, or tempo-warped Freedoom: ``collection="warped"``) set
+    with drums and a notated grid (see benchmarks/freedoom_songs.py)."""
+    from freedoom_songs import build, build_warped
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
 
     out = []
-    for d in build(SR, progress=lambda msg: print(msg, file=sys.stderr, flush=True), collection=collection):
+    for d in (build_warped(SR, progress) if collection == "warped" else build(SR, progress=progress, collection=collection)):
         if d["has_drums"] and d["has_grid"] and split in ("all", d["split"]):
             mix = np.sum([a for _, _, a in d["stems"]], axis=0)
             out.append(Item(d["name"], d["split"], d["stems"], mix, d["beats"], d["downbeats"], d["meter"]))
@@ -406,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also the OpenMSX set (benchmarks/freedoom_songs.py: 31 OpenTTD songs × 3 excerpts "
                          "rendered with FluidSynth, all held; needs apt packages openttd-openmsx fluidsynth "
                          "fluid-soundfont-gm)")
+    ap.add_argument("--warped", action="store_true",
+                    help="also Freedoom's 4/4 songs with their tempo map rewritten: doubled at a bar line, or "
+                         "ramped to 1.25x (benchmarks/freedoom_songs.py build_warped; same apt packages)")
     ap.add_argument("--lmms", action="store_true",
                     help="also the LMMS set (benchmarks/lmms_songs.py: LMMS's demo projects × 3 excerpts "
                          "rendered headless; needs apt packages lmms lmms-common)")
@@ -429,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         items += freedoom_items(args.split)
     if args.openmsx:
         items += freedoom_items(args.split, "openmsx")
+    if args.warped:
+        items += freedoom_items(args.split, "warped")
     if args.lmms:
         items += lmms_items(args.split, args.only)
     if args.hydrogen:
@@ -455,9 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=float))
     else:
-        sets = (("fd:", "freedoom "), ("lmms:", "lmms "), ("msx:", "openmsx "), ("h2:", "hydrogen "))
+        sets = (("fd:", "freedoom "), ("lmms:", "lmms "), ("msx:", "openmsx "), ("warp:", "warped tempo "),
+                ("h2:", "hydrogen "))
         groups = [("", lambda r: not r["item"].startswith(tuple(p for p, _ in sets))),
-                  *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets[:3]),
+                  *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets[:4]),
                   ("hydrogen kit on one stem ", lambda r: r["item"].startswith("h2:") and "-kit#" not in r["item"]),
                   ("hydrogen per part ", lambda r: r["item"].startswith("h2:") and "-kit#" in r["item"])]
         for group, in_group in groups:
