@@ -154,6 +154,25 @@ def test_a_sudden_tempo_change_is_followed():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("before_bpm, after_bpm, seed", [(80.0, 160.0, 213), (150.0, 75.0, 212)])
+def test_a_tempo_that_doubles_or_halves_changes_at_its_bar_line(before_bpm, after_bpm, seed):
+    """8 bars, then the same band twice as fast (or half as fast) from a bar line. The beats either
+    side of the change are the song's: the step was placed by the dynamic program's objective per
+    beat, which prefers the slow beats (the strongest) and so put the change about two seconds
+    late, leaving every other fast beat out there (F within 5 s of the change 0.88-0.89)."""
+    song = render_band_song([Segment(8, 4, 4, before_bpm), Segment(10, 4, 4, after_bpm)], style="rock",
+                            seed=seed, sample_rate=SR)
+    grid = _analyse(song)
+    change = song.beats_s[8 * 4]
+
+    def near(beats):
+        return beats[np.abs(beats - change) < 5.0]
+
+    assert mir_eval.beat.f_measure(near(song.beats_s), near(grid.beats_s)) >= 0.95
+    assert _f(song.beats_s, grid.beats_s) >= 0.95
+
+
+@pytest.mark.slow
 def test_a_six_eight_song_whose_tempo_steps_stays_six_eight_and_changes_on_the_beat():
     """6/8 at 60 dotted beats a minute for 8 bars, then 80: the meter is still 6/8 (the song's
     autocorrelation, smeared over two tempi, lost the beat's thirds and read 4/4), and the beats

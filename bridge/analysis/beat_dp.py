@@ -25,6 +25,8 @@ LOCAL_OBJECTIVE_GAIN = 0.3
 STEP_RATIO = 1.1
 STEP_REACH_S = 8.0
 STEP_CANDIDATES = 24
+#: A step whose tempo ratio is within this many octaves of 2 (or 1/2) is placed by :func:`_octave_cut`.
+OCTAVE_STEP_TOL = 0.06
 
 
 def _local_score(envelope: np.ndarray, period: float) -> np.ndarray:
@@ -83,6 +85,36 @@ def _objective_per_beat(local: np.ndarray, frames: np.ndarray, periods: np.ndarr
     return float(np.mean(local[frames[1:]] - tightness * np.log(gaps / periods[frames[1:]]) ** 2))
 
 
+def _octave_cut(local: np.ndarray, slow: float, lo: int, hi: int, speeds_up: bool,
+                tightness: float) -> int | None:
+    """The frame where the tempo doubles (``speeds_up``) or halves within ``local[lo:hi]``, or None.
+
+    Where the tempo steps by an octave, the slow beats go on through the change: in the fast part
+    every slow beat is a beat, and so is every point half-way between two of them. Onset strength
+    at those half-way points, against the slow beats either side, is low before the change (an
+    8th note, or nothing) and as high as at the beats after it. So the slow grid is tracked over
+    the stretch, that ratio taken per gap, and the cut put at the slow beat where a two-segment
+    mean fits it best (the fast side higher). Per beat, the dynamic program's own objective cannot
+    place such a step: the slow beats are the strongest either side, so it put the change late,
+    by several seconds on GM renders of Freedoom songs whose tempo was doubled at a bar line."""
+    frames = lo + _dp_beats(local[lo:hi], slow, tightness)
+    if frames.shape[0] < 6:
+        return None
+    mids = np.round((frames[1:] + frames[:-1]) / 2.0).astype(int)
+    ratio = 2.0 * local[mids] / (local[frames[1:]] + local[frames[:-1]] + 1e-9)
+    if not speeds_up:
+        ratio = ratio[::-1]
+    best, best_k = 0.0, None
+    for k in range(2, ratio.shape[0] - 1):
+        gap = float(ratio[k:].mean() - ratio[:k].mean())
+        separation = gap * np.sqrt(k * (ratio.shape[0] - k) / ratio.shape[0])
+        if gap > 0 and separation > best:
+            best, best_k = separation, k
+    if best_k is None:
+        return None
+    return int(frames[best_k] if speeds_up else frames[frames.shape[0] - 1 - best_k])
+
+
 def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np.ndarray:
     """``periods`` with each step in tempo made a step at the frame where the music changes.
 
@@ -95,7 +127,8 @@ def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np
     glide itself; the one whose beats there the dynamic program scores best per beat is kept (run
     on the stretch around the step only, so a long song pays little). Letting the chain take
     either tempo anywhere in the glide instead let a groove with loud anticipations slip a 16th
-    onto them. Ramps (a few per cent between windows) are left as they are."""
+    onto them. A step by an octave (80 → 160) is placed by :func:`_octave_cut` instead, where the
+    per-beat score cannot see it. Ramps (a few per cent between windows) are left as they are."""
     n = periods.shape[0]
     reach = max(2, int(STEP_REACH_S * _frame_rate_hz()))
     shortest = scipy.ndimage.minimum_filter1d(periods, size=reach, mode="nearest")
@@ -110,6 +143,12 @@ def _place_steps(local: np.ndarray, periods: np.ndarray, tightness: float) -> np
         after = float(np.median(periods[b : b + reach])) if b < n else float(periods[-1])
         # the music may change anywhere the windows that saw both tempi reach, either side of the glide
         lo, hi = max(0, a - reach // 2), min(n, b + reach // 2)
+        if abs(abs(np.log2(after / before)) - 1.0) <= OCTAVE_STEP_TOL:
+            cut = _octave_cut(local, max(before, after), max(0, lo - reach // 2), min(n, hi + reach // 2),
+                              after < before, tightness)
+            if cut is not None:
+                out[lo:cut], out[cut:hi] = before, after
+                continue
         peaks = lo + np.flatnonzero((local[lo:hi] >= scipy.ndimage.maximum_filter1d(local[lo:hi], size=5))
                                     & (local[lo:hi] > np.median(local)))
         if peaks.size > STEP_CANDIDATES:
