@@ -11,6 +11,9 @@ Material (each item says which split it belongs to, so tuning never silently use
   their MIDI (:mod:`freedoom_songs`); Freedoom 1 songs are dev, Freedoom 2 songs held;
 - with ``--openmsx``: OpenTTD's OpenMSX songs (other composers, another game) × 3 excerpts by the
   same pipeline, all held: a set added to check, never to tune;
+- with ``--warped``: Freedoom's 4/4 songs with drums, their tempo map rewritten (doubled at a bar
+  line, or ramped to 1.25×), one 30-s excerpt around the change each, ground truth from the
+  rewritten MIDI (:func:`freedoom_songs.build_warped`); split as the source song;
 - with ``--lmms``: LMMS's demo projects (real productions: synths, samples, effects) × 3 excerpts
   rendered headless by LMMS, ground truth from the project's tempo and signature
   (:mod:`lmms_songs`); dev/held by a hash of the project name;
