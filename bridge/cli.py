@@ -25,21 +25,25 @@ log = logging.getLogger("stembridge")
 def _tempo(grid) -> str:
     """"80.00 BPM (midi)": the tapped beats and where they come from; where a beat is not a quarter
     (6/8, 7/8) the quarter-note tempo a DAW shows follows, as in the app's readout:
-    "80.00 BPM (midi; quarter = 120.00)"."""
+    "80.00 BPM (midi; quarter = 120.00)". A song whose tempo changes shows its span:
+    "80.00–160.00 BPM (detected)"."""
+    from bridge.analysis.corrections import tempo_span_text
+
     extra = f"; quarter = {grid.quarter_tempo_bpm:.2f}" if grid.quarters_per_beat != 1.0 else ""
-    return f"{grid.tempo_bpm:.2f} BPM ({grid.source}{extra})"
+    return f"{tempo_span_text(grid.beats_s, grid.tempo_bpm)} ({grid.source}{extra})"
 
 
 def other_readings(grid) -> list[dict]:
     """The detected tempo's other readings (``BeatGrid.other_readings``) with the ``analyze`` options
     that take each: ×2 / ÷2 keep the detected beats, a 3:2 relative is a set tempo."""
-    from bridge.analysis.corrections import octave_steps
+    from bridge.analysis.corrections import octave_steps, tempo_span_text
 
     out = []
     for factor in grid.other_readings:
         bpm = float(grid.tempo_bpm * factor)
         option = {1: "--double-tempo", -1: "--half-tempo"}.get(octave_steps(factor), f"--tempo {bpm:.2f}")
-        out.append({"tempo_bpm": round(bpm, 3), "factor": round(float(factor), 6), "option": option})
+        out.append({"tempo_bpm": round(bpm, 3), "factor": round(float(factor), 6), "option": option,
+                    "text": tempo_span_text(grid.beats_s, grid.tempo_bpm, factor)})
     return out
 
 
@@ -49,7 +53,7 @@ def _print_other_readings(grid, *, file=None, command: str = "") -> None:
     readings = other_readings(grid)
     if readings:
         print("  other readings of the beat: "
-              + "; ".join(f"{r['tempo_bpm']:.2f} BPM ({command}{r['option']})" for r in readings), file=file)
+              + "; ".join(f"{r['text']} ({command}{r['option']})" for r in readings), file=file)
 
 
 def _meter(grid) -> str:

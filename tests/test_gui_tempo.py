@@ -203,6 +203,38 @@ def test_the_readout_of_a_tempo_map_gives_its_beats_and_the_daws_quarter_tempo(t
     assert tempo_text(session) == expect
 
 
+def test_the_readout_of_a_song_whose_tempo_changes_gives_its_span(tmp_path):
+    """A tempo map (MIDI, as a DAW exports it) of 16 beats at 90 then 135 BPM: the app and the CLI
+    show the song's slowest and fastest tempo, not the one mean tempo the grid also carries (a tempo
+    the song never has), and a song of one tempo shows that tempo alone."""
+    from types import SimpleNamespace
+
+    import mido
+
+    from bridge.analysis.tempo_map import beat_grid_from_midi
+    from bridge.cli import _tempo
+    from gui.panels.tempo import tempo_text
+
+    def grid_of(tempi_bpm):
+        mid = mido.MidiFile(type=0, ticks_per_beat=480)
+        events = [mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)]
+        for k, bpm in enumerate(tempi_bpm):
+            events.append(mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(bpm)), time=0 if k == 0 else 16 * 480))
+        mid.tracks.append(mido.MidiTrack(events))
+        path = tmp_path / f"map{len(tempi_bpm)}.mid"
+        mid.save(str(path))
+        return beat_grid_from_midi(path, duration_seconds=40.0)
+
+    for tempi, readout, cli in (((90.0, 135.0), "90.00–135.00 BPM · 4/4 · tempo map", "90.00–135.00 BPM (midi)"),
+                                ((90.0,), "90.00 BPM · 4/4 · tempo map", "90.00 BPM (midi)")):
+        grid = grid_of(tempi)
+        session = SimpleNamespace(tempo_readout=lambda g=grid: (g.tempo_bpm, g.source),
+                                  analysis=SimpleNamespace(beat_grid=grid),
+                                  project=SimpleNamespace(rhythm=SimpleNamespace(meter=None)))
+        assert tempo_text(session) == readout
+        assert _tempo(grid) == cli
+
+
 @pytest.fixture(scope="module")
 def drive_root(tmp_path_factory) -> tuple[Path, np.ndarray]:
     """A driving rock song at 168 BPM (bridge.demo.band, beats known), which the tracker reads at 84."""

@@ -17,6 +17,7 @@ from bridge.analysis.beats import track_beats
 from bridge.analysis.features import compute_stem_features
 from bridge.analysis.project import analyze_project
 from bridge.analysis.types import ANALYSIS_SAMPLE_RATE as SR
+from bridge.analysis.types import tempo_span_bpm
 from bridge.demo.band import Segment, render_band_song
 from bridge.project import load_project
 from bridge.project.create import new_project
@@ -170,6 +171,12 @@ def test_a_tempo_that_doubles_or_halves_changes_at_its_bar_line(before_bpm, afte
 
     assert mir_eval.beat.f_measure(near(song.beats_s), near(grid.beats_s)) >= 0.95
     assert _f(song.beats_s, grid.beats_s) >= 0.95
+    # what the app and the CLI show: the song's two tempi, not their mean (a tempo it never has),
+    # and as other readings only ×2 / ÷2 (a 3:2 reading would set one tempo for the whole song)
+    slow, fast = tempo_span_bpm(grid.beats_s)
+    assert slow == pytest.approx(min(before_bpm, after_bpm), rel=0.04)
+    assert fast == pytest.approx(max(before_bpm, after_bpm), rel=0.04)
+    assert all(abs(abs(np.log2(f)) - 1.0) < 1e-6 for f in grid.other_readings)
 
 
 @pytest.mark.slow

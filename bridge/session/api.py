@@ -32,6 +32,8 @@ EXPORTS: dict[str, str] = {
     "copy_project": "bridge.project.store",
     "describe_relink": "bridge.project.relink",
     "reading_relation": "bridge.analysis.corrections",
+    "tempo_span_text": "bridge.analysis.corrections",
+    "tempo_span_bpm": "bridge.analysis.types",
     "new_project": "bridge.project.create",
     "new_project_from_mix": "bridge.project.create",
     "AUDIO_EXTENSIONS": "bridge.stems.load",

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bridge.session import api
 from gui.session_adapter import SOURCE_LABELS, SessionAdapter
 
 #: Meters offered (the first entry detects it). 6/8 and 12/8 are compound: counted in dotted beats.
@@ -33,7 +34,8 @@ GRID_SOURCES = {"detected": "detected", "corrected": "corrected", "project": "pr
 def tempo_text(session) -> str:
     """"167.00 BPM · 4/4 · corrected" — the app's one BPM readout ("— BPM" before any analysis); in
     beats as tapped, with the quarter-note tempo beside it where a beat is not a quarter:
-    "80.00 BPM (♩ = 120.00) · 6/8 · tempo map"."""
+    "80.00 BPM (♩ = 120.00) · 6/8 · tempo map"; the span where the song's tempo changes:
+    "80.00–160.00 BPM · 4/4 · detected"."""
     readout = None if session is None else session.tempo_readout()
     if readout is None:
         return "— BPM"
@@ -43,8 +45,9 @@ def tempo_text(session) -> str:
     if meter is None and a is not None:  # the grid's own label where it has one (6/8 vs 2/4)
         meter = getattr(a.beat_grid, "meter_label", None) or f"{a.beat_grid.beats_per_bar} beats/bar"
     where = GRID_SOURCES.get(source) or SOURCE_LABELS.get(source, source)
-    tempo = f"{bpm:.2f} BPM"
     grid = None if a is None or source != a.beat_grid.source else a.beat_grid
+    # a song whose tempo changes: its slowest and fastest, not one mean tempo it never has
+    tempo = f"{bpm:.2f} BPM" if grid is None else api.tempo_span_text(grid.beats_s, bpm)
     if grid is not None and grid.quarters_per_beat != 1.0:  # dotted beats (6/8), eighths (7/8)
         tempo += f" (♩ = {grid.quarter_tempo_bpm:.2f})"  # also the quarter-note tempo a DAW shows
     return " · ".join(x for x in (tempo, meter, where) if x)
@@ -161,11 +164,14 @@ class TempoBar(QWidget):
             return
         lines = []
         menu = QMenu(self.reading) if len(readings) > 1 else None
-        for i, (bpm, f) in enumerate(readings):
-            lines.append(f"{bpm:.2f} BPM ({reading_relation(f)})")
+        grid = session.analysis.beat_grid
+        for i, (_bpm, f) in enumerate(readings):
+            lines.append(f"{api.tempo_span_text(grid.beats_s, grid.tempo_bpm, f)} ({reading_relation(f)})")
             if menu is not None:
                 menu.addAction(f"Use {lines[-1]}").triggered.connect(lambda _c=False, i=i: self._use_reading(i))
-        self.reading.setText(f"or {readings[0][0]:.1f}?")
+        span, first = api.tempo_span_bpm(grid.beats_s), readings[0][1]
+        self.reading.setText(f"or {readings[0][0]:.1f}?" if span is None
+                             else f"or {span[0] * first:.0f}–{span[1] * first:.0f}?")
         old = self.reading.menu()
         self.reading.setMenu(menu)
         if old is not None:
