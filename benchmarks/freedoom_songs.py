@@ -296,7 +296,6 @@ def build(sample_rate: int, *, only: tuple[str, ...] = (), progress=print,
     return items
 
 
-
 #: Tempo rewrites of the Freedoom songs (``build_warped``): (name, bars of drums before the change).
 WARPS = (("step", 6), ("ramp", 2))
 WARP_VERSION = "1"
