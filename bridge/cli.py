@@ -196,8 +196,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 "offset_seconds": s.offset_seconds,
                 "onsets": [round(float(t), 4) for t in analysis.stems[s.name].onsets_s],
             })
+        from bridge.analysis.types import tempo_span_bpm
+
+        span = tempo_span_bpm(grid.beats_s)
         out = {
             "tempo_bpm": round(float(grid.tempo_bpm), 3),
+            # [slowest, fastest] where the tempo changes (the one tempo_bpm lies between), else null
+            "tempo_span_bpm": None if span is None else [round(x, 3) for x in span],
             "quarter_tempo_bpm": round(grid.quarter_tempo_bpm, 3),
             "beats_per_bar": grid.beats_per_bar,
             "time_signature": grid.meter_label, "swing_ratio": grid.swing_ratio, "swing_level": grid.swing_level,

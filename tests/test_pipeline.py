@@ -206,6 +206,7 @@ def test_cli_new_analyze_render(demo, tmp_path):
     out = json.loads(r.stdout)
     assert set(out) >= {"tempo_bpm", "beats", "downbeats", "sections", "stems"}
     assert out["tempo_bpm"] == pytest.approx(song.tempo_bpm, rel=0.01)
+    assert out["tempo_span_bpm"] is None  # one tempo all song
     assert {s["name"] for s in out["stems"]} == {"Drums", "Bass", "Other", "Vocals"}
     assert all({"name", "role", "path", "duration_seconds", "sample_rate", "onsets"} <= set(s) for s in out["stems"])
     assert all({"start", "end"} == set(s) for s in out["sections"])
