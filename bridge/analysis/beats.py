@@ -477,8 +477,8 @@ def track_beats(
             varying = _confirm_change(envelope, period, varying, tightness)
         if varying is not None:
             # a 3:2 reading would set one tempo for a song whose tempo changes: only ×2 and ÷2
-            # (which keep the detected beats) are offered
-            readings = tuple(f for f in readings if abs(abs(np.log2(f)) - 1.0) < 1e-6)
+            # (which keep the detected beats; exactly 1 / READING_RELATIVES' 0.5 and 2) are offered
+            readings = tuple(f for f in readings if f in (0.5, 2.0))
         periods = period if varying is None else varying
 
     # --- beats ---------------------------------------------------------------------------------
