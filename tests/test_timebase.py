@@ -195,3 +195,21 @@ def test_past_its_ends_a_grid_goes_on_at_one_tempo_in_beats_and_in_quarters():
     assert detected.beat_position(np.array([later]))[0] == pytest.approx(18.0)
     assert detected.seconds_to_quarters(later) == pytest.approx(18.0)
     assert detected.seconds_to_quarters(-1.0) == pytest.approx(-2.0)
+
+
+def test_a_detected_grid_whose_tempo_doubles_goes_on_at_its_edge_tempi():
+    """A song that doubles from 80 to 160 BPM at a bar line (8 bars of beats 0.75 s long, then 12
+    of 0.375 s, by definition of the tempo): the line through all its beats says 119 BPM, a tempo it
+    never has. Past its last beat it goes on at 160 and before its first at 80, in beats and in
+    quarters alike, so the beat clocks of an outro ringing out after the last beat keep the song's
+    last tempo."""
+    beats = np.concatenate((np.arange(32) * 0.75, 24.0 + np.arange(48) * 0.375))
+    fitted_bpm = 60.0 / np.polyfit(np.arange(beats.size), beats, 1)[0]  # what the tracker reports
+    assert 115.0 < fitted_bpm < 125.0
+    grid = BeatGrid(tempo_bpm=fitted_bpm, beats_s=beats, downbeats_s=beats[::4], beats_per_bar=4)
+    last = beats.size - 1
+    for t, expect in ((beats[-1] + 0.75, last + 2.0), (beats[-1] + 0.1875, last + 0.5), (-1.5, -2.0)):
+        assert grid.beat_position(np.array([t]))[0] == pytest.approx(expect)
+        assert grid.seconds_to_quarters(t) == pytest.approx(expect)
+        assert grid.beat_time(np.array([expect]))[0] == pytest.approx(t)
+    assert grid.beat_position(np.array([beats[-1] + 3.0]), clock="bar")[0] == pytest.approx(last / 4 + 2.0)

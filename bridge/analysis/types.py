@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# BeatGrid is part of the time base (bridge.timebase, bottom layer: the transport uses it too);
-# re-exported here, where analysis results have always had it.
-from bridge.timebase import BeatGrid
+# BeatGrid and the span of a changing tempo are part of the time base (bridge.timebase, bottom
+# layer: the transport uses it too, and a grid extrapolates by the span); re-exported here, where
+# analysis results have always had them.
+from bridge.timebase import TEMPO_SPAN_BEATS, TEMPO_SPAN_RATIO, BeatGrid, tempo_span_bpm  # noqa: F401
 
 #: Sample rate all stems are analysed at (Hz). Mono, float32.
 ANALYSIS_SAMPLE_RATE = 22050
@@ -74,30 +75,3 @@ class SongAnalysis:
     @property
     def tempo_bpm(self) -> float:
         return self.beat_grid.tempo_bpm
-
-
-#: A detected grid "changes tempo" where its local tempo spans more than this ratio.
-TEMPO_SPAN_RATIO = 1.04
-#: Beats over which the local tempo is taken (a median, so one odd beat does not count).
-TEMPO_SPAN_BEATS = 8
-
-
-def tempo_span_bpm(beats_s: np.ndarray) -> tuple[float, float] | None:
-    """(slowest, fastest) local tempo of a beat sequence where it changes: 80 → 160, a 120 → 150
-    ramp; None where the song keeps one tempo (within ``TEMPO_SPAN_RATIO``) or has too few beats.
-
-    The local tempo is 60 / the median of ``TEMPO_SPAN_BEATS`` consecutive beat intervals; its 5th
-    and 95th percentiles are the span, so a beat or two at a change does not widen it. A grid's one
-    ``tempo_bpm`` (the slope of beat time against beat index) of a song that doubles from 80 to
-    160 lies between the two (119 for 8 bars at 80, then 12 at 160), a tempo the song never has:
-    the readouts show this span instead. Checked against the true beats' own span on the shared,
-    Freedoom dev and LMMS dev items: the two agree on 144 of 147; the three others are our grid's
-    own changes (an octave switch mid-song, a rubato read as 121-126 BPM)."""
-    beats = np.asarray(beats_s, dtype=np.float64)
-    if beats.shape[0] < 2 * TEMPO_SPAN_BEATS:
-        return None
-    gaps = np.diff(beats)
-    windows = np.lib.stride_tricks.sliding_window_view(gaps, TEMPO_SPAN_BEATS)
-    local = 60.0 / np.median(windows, axis=1)
-    slow, fast = (float(x) for x in np.percentile(local, [5.0, 95.0]))
-    return (slow, fast) if fast > TEMPO_SPAN_RATIO * slow else None
