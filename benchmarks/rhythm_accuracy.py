@@ -17,6 +17,10 @@ Material (each item says which split it belongs to, so tuning never silently use
 - with ``--lmms``: LMMS's demo projects (real productions: synths, samples, effects) × 3 excerpts
   rendered headless by LMMS, ground truth from the project's tempo and signature
   (:mod:`lmms_songs`); dev/held by a hash of the project name;
+- with ``--fresh N``: N new synthetic band songs of each hidden-song kind (fast 4/4 at 160–210 BPM,
+  slow 4/4 at 60–80, 6/8, a ×1.2–1.3 ramp, a tempo that doubles at a bar line, swing), their
+  styles, tempi and seeds drawn from one fixed seed (:func:`fresh_items`): the fixed band songs
+  above are few, and a tracker can pass them by the luck of their seeds. All held;
 - with ``--hydrogen``: Hydrogen's demo drum-machine songs (sampled kits, swing, humanize) × up to 3
   excerpts rendered by h2cli, ground truth from the song's tempo and pattern sequence
   (:mod:`hydrogen_songs`); each excerpt twice: the kit on one stem (``h2:…#k``) and one stem per
@@ -181,12 +185,14 @@ def demo_item() -> Item:
     return Item("demo", "dev", stems, mix, np.asarray(song.beats_s), np.asarray(song.downbeats_s), "4/4")
 
 
-def band_items(split: str, *, kit_tracks: bool = False) -> list[Item]:
-    """The synthetic band songs; ``kit_tracks``: each drum of the kit on its own stem (kick, snare,
-    hats, crash), as a DAW's "export all tracks" gives them."""
+def band_items(split: str, *, kit_tracks: bool = False, songs: list[tuple[str, str, dict]] | None = None,
+               prefix: str = "band") -> list[Item]:
+    """The synthetic band songs (``songs``, default :data:`BAND_SONGS`), named ``prefix:name``;
+    ``kit_tracks``: each drum of the kit on its own stem (kick, snare, hats, crash), as a DAW's
+    "export all tracks" gives them."""
     CACHE.mkdir(parents=True, exist_ok=True)
     items = []
-    for name, item_split, kwargs in BAND_SONGS:
+    for name, item_split, kwargs in BAND_SONGS if songs is None else songs:
         if split != "all" and item_split != split:
             continue
         if kit_tracks:
@@ -206,8 +212,45 @@ def band_items(split: str, *, kit_tracks: bool = False) -> list[Item]:
                      beats=beats, downbeats=downbeats, meter=bpb,
                      **{f"stem_{n}": a for n, _, a in stems})
         mix = np.sum([a for _, _, a in stems], axis=0)
-        items.append(Item(f"band:{name}", item_split, stems, mix, beats, downbeats, bpb))
+        items.append(Item(f"{prefix}:{name}", item_split, stems, mix, beats, downbeats, bpb))
     return items
+
+
+#: Seed of ``--fresh`` (never used by a BAND_SONGS item) and the kinds it draws:
+#: (name, bars per segment, tempo range of the first segment (BPM), styles, extra).
+FRESH_SEED = 50_000
+FRESH_KINDS = (
+    ("fast", (20,), (160.0, 210.0), ("rock", "four", "push", "drive"), {}),
+    ("slow", (8,), (60.0, 80.0), ("rock", "halftime"), {}),
+    ("six8", (14,), (70.0, 110.0), ("compound",), {}),
+    ("ramp", (16,), (100.0, 125.0), ("rock", "four"), {"ramp": (1.2, 1.3)}),
+    ("double", (8, 12), (75.0, 90.0), ("rock", "four"), {"double": True}),
+    ("swing", (14,), (90.0, 130.0), ("rock",), {"swing": (0.15, 0.22)}),
+)
+
+
+def fresh_items(n: int) -> list[Item]:
+    """``n`` band songs per kind of :data:`FRESH_KINDS`, drawn from :data:`FRESH_SEED` (style, tempo,
+    seed of the song's own pattern choices), cached like the band songs; split ``held``."""
+    rng = np.random.default_rng(FRESH_SEED)
+    songs = []
+    for i in range(n):
+        for kind, bars, (lo, hi), styles, extra in FRESH_KINDS:
+            bpm = round(float(rng.uniform(lo, hi)), 1)
+            style = str(rng.choice(styles))
+            seed = int(rng.integers(FRESH_SEED, 2 * FRESH_SEED))
+            meter = (6, 8) if style == "compound" else (4, 4)
+            if "ramp" in extra:
+                segments = [Segment(bars[0], *meter, bpm, round(bpm * float(rng.uniform(*extra["ramp"])), 1))]
+            elif extra.get("double"):
+                segments = [Segment(bars[0], *meter, bpm), Segment(bars[1], *meter, 2 * bpm)]
+            else:
+                segments = [Segment(bars[0], *meter, bpm)]
+            kwargs = dict(segments=segments, style=style, seed=seed)
+            if "swing" in extra:
+                kwargs["swing"] = round(float(rng.uniform(*extra["swing"])), 3)
+            songs.append((f"{kind}_{style}_{bpm:g}#{i}", "held", kwargs))
+    return band_items("held", songs=songs, prefix="fresh")
 
 
 def freedoom_items(split: str, collection: str = "freedoom") -> list[Item]:
@@ -415,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warped", action="store_true",
                     help="also Freedoom's 4/4 songs with their tempo map rewritten: doubled at a bar line, or "
                          "ramped to 1.25x (benchmarks/freedoom_songs.py build_warped; same apt packages)")
+    ap.add_argument("--fresh", type=int, default=0, metavar="N",
+                    help="also N new band songs per hidden-song kind, drawn from a fixed seed (all held)")
     ap.add_argument("--lmms", action="store_true",
                     help="also the LMMS set (benchmarks/lmms_songs.py: LMMS's demo projects × 3 excerpts "
                          "rendered headless; needs apt packages lmms lmms-common)")
@@ -440,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         items += freedoom_items(args.split, "openmsx")
     if args.warped:
         items += freedoom_items(args.split, "warped")
+    if args.fresh and args.split in ("all", "held"):
+        items += fresh_items(args.fresh)
     if args.lmms:
         items += lmms_items(args.split, args.only)
     if args.hydrogen:
@@ -467,9 +514,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=1, default=float))
     else:
         sets = (("fd:", "freedoom "), ("lmms:", "lmms "), ("msx:", "openmsx "), ("warp:", "warped tempo "),
-                ("h2:", "hydrogen "))
+                ("fresh:", "fresh band "), ("h2:", "hydrogen "))
         groups = [("", lambda r: not r["item"].startswith(tuple(p for p, _ in sets))),
-                  *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets[:4]),
+                  *((label, lambda r, p=p: r["item"].startswith(p)) for p, label in sets[:5]),
                   ("hydrogen kit on one stem ", lambda r: r["item"].startswith("h2:") and "-kit#" not in r["item"]),
                   ("hydrogen per part ", lambda r: r["item"].startswith("h2:") and "-kit#" in r["item"])]
         for group, in_group in groups:
