@@ -248,6 +248,21 @@ def tempo_span_bpm(beats_s: np.ndarray) -> tuple[float, float] | None:
     return (slow, fast) if fast > TEMPO_SPAN_RATIO * slow else None
 
 
+def local_tempo_bpm(beats_s: np.ndarray, seconds: float) -> float | None:
+    """The local tempo at ``seconds`` that :func:`tempo_span_bpm` spans: 60 / the median of the
+    ``TEMPO_SPAN_BEATS`` beat intervals around it (all of them in a shorter grid; the first or last
+    ones before or after the beats). None with fewer than 2 beats. What a DAW shows at its playhead:
+    80 before a song doubles, 160 after."""
+    beats = np.sort(np.asarray(beats_s, dtype=np.float64).ravel())
+    gaps = np.diff(beats)
+    if gaps.size == 0:
+        return None
+    i = int(np.searchsorted(beats, seconds))
+    lo = int(np.clip(i - TEMPO_SPAN_BEATS // 2, 0, max(0, gaps.size - TEMPO_SPAN_BEATS)))
+    period = float(np.median(gaps[lo : lo + TEMPO_SPAN_BEATS]))
+    return 60.0 / period if period > 0 else None
+
+
 @dataclass(frozen=True, eq=False)
 class BeatGrid:
     """Song-level rhythm: tempo, beats and downbeats in seconds from song start, and the tempo map

@@ -394,7 +394,9 @@ class SessionAdapter(QObject):
         last = self.session.clock.state
         if last is not None and last.source == state.source and state.source not in ("free", "mtc"):
             tempo = last.tempo_bpm  # the DAW's own word, not the song's detected tempo map
-        elif (readout := self.session.tempo_readout()) is not None:
-            tempo = readout[0]  # one BPM everywhere: the project's grid (gui/panels/tempo.py), not the local beat
+        elif (readout := self.session.tempo_readout(state.position_seconds)) is not None:
+            # one BPM everywhere: the project's grid (gui/panels/tempo.py), not the local beat; where
+            # the song's tempo changes, its tempo at the playhead
+            tempo = readout[0]
         return (f"{source} · {tempo:.2f} BPM · {state.bar}.{beat_int}.{sixteenth} · "
                 f"{'playing' if state.playing else 'stopped'}")

@@ -224,6 +224,35 @@ def test_session_corrections_are_undoable_saved_and_rerun_only_the_grid(project,
         assert not s.project.rhythm.is_set
 
 
+def test_the_transport_line_shows_a_changing_songs_tempo_at_the_playhead(project):
+    """A DAW tempo map (MIDI, as a DAW exports it) of 8 beats at 90 then 135 BPM, set as the 10-s
+    song's grid through the Session: its one readout stays the grid's, and at the playhead it is the
+    map's tempo there (90 in the first 8 beats, 135 after), as a DAW shows it."""
+    import mido
+
+    from bridge.session import Session
+
+    project_dir, _ = project
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+        mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(90.0)), time=0),
+        mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(135.0)), time=8 * 480),
+    ]))
+    mid.save(str(project_dir / "map.mid"))
+    change_s = 8 * 60.0 / 90.0  # 5.33 s; the song ends at 10 s
+    with Session.open(project_dir, preview=False, watch=False, autosave=False) as s:
+        assert s.wait_for_analysis(30)
+        s.set_tempo(source="midi_file", midi_file="map.mid", beats_per_bar=4, first_downbeat_seconds=0.0,
+                    tempo_bpm=None)
+        assert s.wait_for_analysis(30)
+        assert s.analysis.beat_grid.source == "midi"
+        one = s.tempo_readout()
+        assert one is not None and 90.5 < one[0] < 134.5  # the grid's one tempo, between the two
+        assert s.tempo_readout(change_s / 2) == (pytest.approx(90.0, rel=1e-3), "midi")
+        assert s.tempo_readout(change_s + 4.0) == (pytest.approx(135.0, rel=1e-3), "midi")
+
+
 def test_double_tempo_without_a_tempo_doubles_the_detected_one(project, capsys):
     project_dir, _ = project
     detected = analyze_json(capsys, project_dir)["tempo_bpm"]

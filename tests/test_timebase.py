@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bridge.analysis.tempo_map import beat_grid_from_midi
-from bridge.timebase import BeatGrid, beat_position, beat_time
+from bridge.timebase import BeatGrid, beat_position, beat_time, local_tempo_bpm
 from bridge.transport.clock import TransportClock
 from bridge.transport.state import TransportState
 
@@ -213,3 +213,7 @@ def test_a_detected_grid_whose_tempo_doubles_goes_on_at_its_edge_tempi():
         assert grid.seconds_to_quarters(t) == pytest.approx(expect)
         assert grid.beat_time(np.array([expect]))[0] == pytest.approx(t)
     assert grid.beat_position(np.array([beats[-1] + 3.0]), clock="bar")[0] == pytest.approx(last / 4 + 2.0)
+    # what the transport line shows at the playhead: the tempo there, not the 119 of the line
+    for seconds, expect in ((-2.0, 80.0), (10.0, 80.0), (23.0, 80.0), (26.0, 160.0), (40.0, 160.0), (99.0, 160.0)):
+        assert local_tempo_bpm(beats, seconds) == pytest.approx(expect)
+    assert local_tempo_bpm(beats[:1], 1.0) is None

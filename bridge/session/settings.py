@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ProjectError
 from bridge.session._helpers import _replace
-from bridge.timebase import BeatGrid
+from bridge.timebase import BeatGrid, local_tempo_bpm, tempo_span_bpm
 from bridge.transport.state import TransportState
 
 if TYPE_CHECKING:
@@ -191,15 +191,24 @@ class SettingsMixin:
         return (f"the DAW's tempo map ({len(tempos)} tempos, {tempos[0]:g}–{tempos[-1]:g} BPM, "
                 f"{recorded:.0f} beats heard) saved as {path.name}")
 
-    def tempo_readout(self) -> tuple[float, str] | None:
+    def tempo_readout(self, at_seconds: float | None = None) -> tuple[float, str] | None:
         """The one BPM the app shows, and where it comes from: the DAW's own tempo while following
         one that sends it, else the project's beat grid (detected, corrected, constant or MIDI map).
-        None before the first analysis when no DAW is followed."""
+        None before the first analysis when no DAW is followed. ``at_seconds`` (the playhead, for
+        the transport line): where the grid's tempo changes (80 → 160), its local tempo there, as a
+        DAW shows it, not the grid's one mean tempo, which the song never has."""
         last = self.clock.state
         if last is not None and last.source not in ("free", "mtc"):
             return float(last.tempo_bpm), last.source
         a = self._analysis
-        return None if a is None else (float(a.beat_grid.tempo_bpm), a.beat_grid.source)
+        if a is None:
+            return None
+        grid = a.beat_grid
+        if at_seconds is not None and tempo_span_bpm(grid.beats_s) is not None:
+            local = local_tempo_bpm(grid.beats_s, float(at_seconds))
+            if local is not None:
+                return local, grid.source
+        return float(grid.tempo_bpm), grid.source
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
