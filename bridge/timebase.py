@@ -202,13 +202,21 @@ def _tapped_beats(sigs: tuple[MeterChange, ...], end_quarters: float) -> tuple[l
 def _counted_beats(s: np.ndarray, q: np.ndarray, sigs: tuple[MeterChange, ...], end_quarters: float) -> dict:
     """The BeatGrid fields a tempo map (anchors ``s`` ↔ ``q``, meter changes ``sigs``) gives when its
     tapped beats are counted from quarter 0 to ``end_quarters``; ``tempo_bpm`` is in those beats,
-    like a detected grid's (the median quarter-note tempo of the map's segments over the first
-    signature's quarters per beat: 6/8 at 120 quarters a minute is 80 dotted beats, 7/8 is 240
-    eighths)."""
+    like a detected grid's: 60 / their median interval (6/8 at 120 quarters a minute is 80 dotted
+    beats, 7/8 is 240 eighths), the tempo most of the song has. It was the median of the map's
+    segment tempi, which a map of 90 then 135 put at 112.5, a tempo it never has, and a map that
+    runs on past the song counted tempi the song never reaches. With fewer than two beats counted:
+    that median of the segments, over the first signature's quarters per beat."""
     beat_q, down_q, per_bar, division, unit = _tapped_beats(sigs, end_quarters)
+    beats_s = np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64))
+    gaps = np.diff(beats_s)
+    if gaps.size and float(np.median(gaps)) > 0:
+        tempo_bpm = 60.0 / float(np.median(gaps))
+    else:
+        tempo_bpm = float(np.median(60.0 * np.diff(q) / np.diff(s))) / beat_quarters(*sigs[0][1:])
     return {
-        "tempo_bpm": float(np.median(60.0 * np.diff(q) / np.diff(s))) / beat_quarters(*sigs[0][1:]),
-        "beats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(beat_q, dtype=np.float64), q, s), dtype=np.float64)),
+        "tempo_bpm": tempo_bpm,
+        "beats_s": beats_s,
         "downbeats_s": np.atleast_1d(np.asarray(_map_through(np.asarray(down_q, dtype=np.float64), q, s), dtype=np.float64)),
         "beats_per_bar": per_bar,
         "beat_division": division,

@@ -197,6 +197,29 @@ def test_past_its_ends_a_grid_goes_on_at_one_tempo_in_beats_and_in_quarters():
     assert detected.seconds_to_quarters(-1.0) == pytest.approx(-2.0)
 
 
+def test_a_tempo_maps_one_tempo_is_one_it_has_within_the_song():
+    """A DAW tempo map of 90 BPM for 16 quarters, then 135 (by mido, not our writer): the grid's one
+    tempo is the tempo most of the song's beats have, never the 112.5 between the map's two, and a
+    song that ends before the change (10 s: 16 quarters at 90 take 10.67 s) is at 90 throughout."""
+    import tempfile
+    from pathlib import Path
+
+    from bridge.analysis.tempo_map import beat_grid_from_midi
+
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+        mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(90.0)), time=0),
+        mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(135.0)), time=16 * 480),
+    ]))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "map.mid"
+        mid.save(str(path))
+        assert beat_grid_from_midi(path, duration_seconds=10.0).tempo_bpm == pytest.approx(90.0, rel=1e-4)
+        # 40 s: 16 beats at 90, then 66 at 135
+        assert beat_grid_from_midi(path, duration_seconds=40.0).tempo_bpm == pytest.approx(135.0, rel=1e-4)
+
+
 def test_a_detected_grid_whose_tempo_doubles_goes_on_at_its_edge_tempi():
     """A song that doubles from 80 to 160 BPM at a bar line (8 bars of beats 0.75 s long, then 12
     of 0.375 s, by definition of the tempo): the line through all its beats says 119 BPM, a tempo it
