@@ -446,6 +446,12 @@ class BeatGrid:
         return 60.0 / (tempo if np.isfinite(tempo) and tempo > 0 else DEFAULT_TEMPO_BPM)
 
     @cached_property
+    def tempo_span(self) -> tuple[float, float] | None:
+        """:func:`tempo_span_bpm` of this grid's beats, computed once (the transport line asks for it
+        on every tick)."""
+        return tempo_span_bpm(self.beats_s)
+
+    @cached_property
     def _edge_periods_s(self) -> tuple[float, float]:
         """Seconds per tapped beat before the first and after the last beat: the one extrapolation
         rule of the grid, shared with its quarter notes — the tempo map's first / last segment
@@ -454,12 +460,10 @@ class BeatGrid:
         ``TEMPO_SPAN_BEATS`` beats (a song that doubles from 80 to 160 runs on at 160 after its last
         beat, not at the 119 of the line through all its beats, a tempo it never has)."""
         if self.tempo_anchors_s is None or self.tempo_anchors_quarters is None:
-            beats = np.sort(np.asarray(self.beats_s, dtype=np.float64).ravel())
-            if np.all(np.isfinite(beats)) and tempo_span_bpm(beats) is not None:
-                gaps = np.diff(beats)
-                edges = float(np.median(gaps[:TEMPO_SPAN_BEATS])), float(np.median(gaps[-TEMPO_SPAN_BEATS:]))
-                if min(edges) > 0:  # a grid with repeated beats keeps the rule below
-                    return edges
+            if self.tempo_span is not None:
+                first, last = (local_tempo_bpm(self.beats_s, at) for at in (-np.inf, np.inf))
+                if first is not None and last is not None:  # (None: repeated beats, the rule below)
+                    return 60.0 / first, 60.0 / last
             period = self._period_s()
             return period, period
         s, q = self.tempo_anchors_s, self.tempo_anchors_quarters

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, ProjectError
 from bridge.session._helpers import _replace
-from bridge.timebase import BeatGrid, local_tempo_bpm, tempo_span_bpm
+from bridge.timebase import BeatGrid, local_tempo_bpm
 from bridge.transport.state import TransportState
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ class SettingsMixin:
         if a is None:
             return None
         grid = a.beat_grid
-        if at_seconds is not None and tempo_span_bpm(grid.beats_s) is not None:
+        if at_seconds is not None and grid.tempo_span is not None:
             local = local_tempo_bpm(grid.beats_s, float(at_seconds))
             if local is not None:
                 return local, grid.source
