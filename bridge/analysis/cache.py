@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # ../timebase.py holds BeatGrid (part of every cached grid); ../stems/load.py: the decoder and
 # resampler are where every analysed sample comes from; pipeline.py builds the kit and the mix.
 #: The files behind a stem's (and the kit's and the mix's) features: their change re-analyses the audio.
-_FEATURE_FILES = ("types.py", "features.py", "pipeline.py", "../stems/load.py")
+_FEATURE_FILES = ("types.py", "features.py", "drum_parts.py", "pipeline.py", "../stems/load.py")
 #: Every file whose change alters a song-level result (beat grid, sections), the producer's
 #: corrections and the learned tracker included: a fix there must not hide behind an old cached grid.
 _SONG_FILES = (*_FEATURE_FILES, "beats.py", "beat_dp.py", "periodicity.py", "beat_phase.py", "bars.py",

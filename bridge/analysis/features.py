@@ -22,6 +22,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage
 
+from bridge.analysis.drum_parts import DRUM_PARTS, drum_part_onsets
 from bridge.analysis.types import (
     ANALYSIS_HOP,
     ANALYSIS_N_FFT,
@@ -174,6 +175,9 @@ def compute_stem_features(
           at frame 0), ≥ 0.
         - ``onset_low``/``onset_mid``/``onset_high``: the same flux restricted to the mel bands in
           ONSET_BAND_EDGES_HZ (kick / snare body & toms / snare noise & hats); used by beat tracking.
+        - ``kick``/``snare``/``hats``: how strongly each part of a drum kit hits at each frame
+          (:mod:`~bridge.analysis.drum_parts`: the mel flux explained by three fixed drum
+          spectra), ≥ 0, on the ``onset`` curve's frames; the mapping sources ``drums.kick`` ….
         - ``onset_fine`` (only with ``fine``): the onset strength from a 23 ms window
           (:func:`fine_onset`); what the mapping source ``onset`` reads where it exists.
         - ``centroid``: spectral centroid in Hz (0 in silent frames).
@@ -217,7 +221,8 @@ def compute_stem_features(
     # stays flat at the floor and has zero flux), computed per band in one pass; the overall
     # envelope is the width-weighted mean of the bands, i.e. the mean over all mel bands.
     mel_basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS, fmax=sr / 2.0)
-    mel_db = librosa.power_to_db(mel_basis @ power, ref=1.0, top_db=80.0)
+    mel_power = mel_basis @ power
+    mel_db = librosa.power_to_db(mel_power, ref=1.0, top_db=80.0)
     mel_hz = librosa.mel_frequencies(n_mels=N_MELS + 2, fmax=sr / 2.0)[1:-1]  # band centres
     edges = [0]
     for edge_hz in ONSET_BAND_EDGES_HZ:
@@ -238,6 +243,8 @@ def compute_stem_features(
     widths = np.diff(edges).astype(np.float64)
     onset = (widths @ band_flux) / widths.sum()
     onset_low, onset_mid, onset_high = band_flux[0], band_flux[1], band_flux[2]
+    parts = drum_part_onsets(mel_power, mel_hz)
+    del mel_power
 
     # Spectral centroid = Σ f·|X| / Σ |X| (librosa.feature.spectral_centroid computes the same
     # through a normalised copy of the whole spectrogram, which costs more than all the rest).
@@ -274,6 +281,7 @@ def compute_stem_features(
         "onset_low": onset_low,
         "onset_mid": onset_mid,
         "onset_high": onset_high,
+        **dict(zip(DRUM_PARTS, parts, strict=True)),
         "centroid": centroid,
         "chroma": chroma,
     }
