@@ -47,6 +47,7 @@ def make_stem(name: str, role: str, duration_s: float, *, onsets_s=(), rng=None,
         "onset": rng.random(n),
         "centroid": 1000 + 500 * rng.random(n),
         "chroma": rng.random((12, n)),
+        **{part: rng.random(n) for part in ("kick", "snare", "hats")},
     }
     base.update(curves or {})
     base = {k: np.asarray(v, dtype=np.float32) for k, v in base.items()}

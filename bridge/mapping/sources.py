@@ -39,7 +39,12 @@ from bridge.vocab import MIX, names_matching
 #: the pitch-class vector, C = 0.0, C# = 1/12, …); ``onsets`` is the onset event list as impulses;
 #: ``hits`` the same impulses sized by how strong each onset is (the onset curve's peak there,
 #: normalised like ``onset``): one frame per hit, so a hit moves the picture on exactly that frame.
-STEM_FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets", "hits")
+#: ``kick``, ``snare`` and ``hats``: the hits of that part of a drum kit inside the stem
+#: (:mod:`bridge.analysis.drum_parts`; a kit bounced as one stem, or Demucs' drums), peaks only,
+#: each on its own frame and sized by the hit, like ``onset``.
+DRUM_PART_FEATURES = ("kick", "snare", "hats")
+STEM_FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets", "hits",
+                 *DRUM_PART_FEATURES)
 #: Oscillator shapes, available as ``beat.<shape>`` and ``bar.<shape>``.
 OSCILLATOR_SHAPES = ("sin", "saw", "square", "tri", "pulse", "tick")
 OSCILLATOR_CLOCKS = ("beat", "bar")
@@ -47,7 +52,7 @@ OSCILLATOR_SOURCES = tuple(f"{c}.{s}" for c in OSCILLATOR_CLOCKS for s in OSCILL
 
 #: Features whose peaks are short events: when resampled to video frames they are max-pooled over
 #: each frame's interval so a hit between two frame instants is never lost.
-TRANSIENT_FEATURES = frozenset({"rms", "low", "mid", "high", "onset", "onsets", "hits"})
+TRANSIENT_FEATURES = frozenset({"rms", "low", "mid", "high", "onset", "onsets", "hits", *DRUM_PART_FEATURES})
 
 #: Percentile used as the robust maximum of energy curves.
 ROBUST_PERCENTILE = 98.0
@@ -480,6 +485,6 @@ def _resolve_source(
     # 0.89 vs 0.73–0.83) for a little less onset–motion correlation (mean 0.78 vs 0.80).
     curve = "onset_fine" if feature == "onset" and all("onset_fine" in s.curves for s in stems) else feature
     values = np.max([padded(robust_normalise(s.curves[curve])) for s in stems], axis=0)
-    if feature == "onset":
+    if feature == "onset" or feature in DRUM_PART_FEATURES:
         values = onset_peaks(values)
     return StemSource(text, keys, feature, rate, values, combine=combine)

@@ -9,13 +9,17 @@ part        found by                             drives
 kick        drums stem named kick/bd/808         onset → travel (a step per hit), strength
 snare       drums stem named snare/clap/sd       onset → smaller travel steps, strength
 hats        drums stem named hat/hh/cymbal/perc  onset → detail (sparkle), tiny travel steps
-drums       any other drums stem (full kit)      onset → travel, strength
+drums       any other drums stem (full kit)      its kick and snare hits → strength, its hats →
+                                                 detail (``drums.kick`` …, found inside the stem)
 bass        role bass                            low band → warp (slow)
 harmony     other/keys/piano/synth/guitar/pads   chroma → hue, rms → saturation (slow)
 lead        vocals/lead/vox/melody               rms → brightness (slow)
 fx          risers, sweeps, impacts              rms → a slow sparkle (detail)
 always      beat grid                            a travel step on every beat, bar-locked sway
 ==========  ===================================  ============================================
+
+A kit bounced as one stem (or Demucs' drums stem) is split the same way inside the stem: the
+sources ``<stem>.kick``, ``<stem>.snare`` and ``<stem>.hats`` (:mod:`bridge.analysis.drum_parts`).
 
 Sources use the stem's *name* when there is one stem for the part (so renaming a role later does not
 break it) and fall back to the role when the name cannot be a source (it contains a dot).
@@ -134,8 +138,13 @@ def default_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
         out.append(_m(f"{_ref(s)}.onset", "detail", 0.6, attack_ms=0, release_ms=80))
         out.append(_m(f"{_ref(s)}.onset", "travel", 0.02, attack_ms=0, release_ms=25))
     for s in parts["drums"]:
+        # a whole kit on one stem: its own kick, snare and hats, as if bounced apart
         r = _ref(s)
-        out += _hits(r, 1.0 if not parts["kick"] else 0.5)
+        scale = 1.0 if not parts["kick"] else 0.5
+        out += [_m(f"{r}.kick", "strength", 0.4 * scale, attack_ms=0, release_ms=60),
+                _m(f"{r}.snare", "strength", 0.24 * scale, attack_ms=0, release_ms=60)]
+        if not parts["hats"]:
+            out.append(_m(f"{r}.hats", "detail", 0.6, attack_ms=0, release_ms=80))
     for s in parts["bass"]:
         r = _ref(s)
         out += [
@@ -177,7 +186,7 @@ def minimal_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
     out: list[schema.Mapping] = []
     drums = parts["kick"] or parts["drums"]
     if drums:
-        out.append(_m(f"{_ref(drums[0])}.onsets" if parts["kick"] else f"{_ref(drums[0])}.low",
+        out.append(_m(f"{_ref(drums[0])}.onsets" if parts["kick"] else f"{_ref(drums[0])}.kick",
                       "pulse", 0.8, attack_ms=0, release_ms=250))
     else:
         out.append(_m("beat.pulse", "pulse", 0.6, attack_ms=0, release_ms=150))
@@ -193,19 +202,29 @@ def strobe_mappings(stems: Sequence[schema.StemSpec]) -> list[schema.Mapping]:
     parts = classify_stems(stems)
     out: list[schema.Mapping] = []
     hits = parts["kick"] + parts["snare"] + parts["drums"]
-    for s in hits:
+    for s in parts["kick"] + parts["snare"]:
         out += [
             _m(f"{_ref(s)}.onsets", "flash", 0.8, attack_ms=0, release_ms=60),
             _m(f"{_ref(s)}.onsets", "zoom", 0.06, attack_ms=0, release_ms=100),
             _m(f"{_ref(s)}.onsets", "pulse", 1.0, attack_ms=0, release_ms=120),
+        ]
+    for s in parts["drums"]:
+        # a whole kit on one stem: the kick punches (zoom, pulse), the snare flashes
+        r = _ref(s)
+        out += [
+            _m(f"{r}.snare", "flash", 0.8, attack_ms=0, release_ms=60),
+            _m(f"{r}.kick", "zoom", 0.06, attack_ms=0, release_ms=100),
+            _m(f"{r}.kick", "pulse", 1.0, attack_ms=0, release_ms=120),
         ]
     if not hits:
         out += [
             _m("beat.pulse", "flash", 0.7, attack_ms=0, release_ms=60),
             _m("beat.pulse", "pulse", 1.0, attack_ms=0, release_ms=120),
         ]
-    for s in parts["hats"] or parts["drums"]:
+    for s in parts["hats"]:
         out.append(_m(f"{_ref(s)}.high", "detail", 1.0, attack_ms=0, release_ms=60))
+    for s in parts["drums"] if not parts["hats"] else ():
+        out.append(_m(f"{_ref(s)}.hats", "detail", 1.0, attack_ms=0, release_ms=60))
     for s in parts["bass"]:
         out.append(_m(f"{_ref(s)}.low", "warp", 0.8, attack_ms=10, release_ms=200))
     out.append(_m("beat.square", "hue", 0.5, attack_ms=0, release_ms=0))

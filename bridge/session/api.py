@@ -44,6 +44,8 @@ EXPORTS: dict[str, str] = {
     "PARAMETER_NAMES": "bridge.mapping.params",
     "unit_of": "bridge.mapping.params",
     "MIX": "bridge.mapping.sources",
+    "STEM_FEATURES": "bridge.mapping.sources",
+    "OSCILLATOR_SHAPES": "bridge.mapping.sources",
     # looks (shader engine)
     "available_looks": "bridge.visuals.shader_looks",
     "add_look": "bridge.visuals.shader_looks",

@@ -32,11 +32,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.session import MIX, PARAMETER_NAMES, PARAMETERS, unit_of
+from bridge.session import (
+    MIX,
+    OSCILLATOR_SHAPES,
+    PARAMETER_NAMES,
+    PARAMETERS,
+    STEM_FEATURES,
+    unit_of,
+)
 from gui.session_adapter import SessionAdapter
 
-FEATURES = ("rms", "low", "mid", "high", "onset", "centroid", "chroma", "onsets")
-OSC_FEATURES = ("sin", "saw", "square", "tri", "pulse")
+#: The source pickers offer what the engine resolves (a stem's features, the drum parts inside a
+#: drums stem included; every oscillator shape), from the engine's own lists.
+FEATURES = STEM_FEATURES
+OSC_FEATURES = OSCILLATOR_SHAPES
 CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
 #: The stem picker's entry for the mix as heard (mapping sources ``mix.FEATURE``).
