@@ -237,6 +237,32 @@ def test_the_readout_of_a_song_whose_tempo_changes_gives_its_span(tmp_path):
         assert _tempo(grid) == cli
 
 
+
+def test_the_tempo_box_of_a_changing_song_shows_the_tempo_at_the_playhead(window, qtbot):
+    """A DAW tempo map of 8 beats at 90 then 135 BPM as the song's grid: the box shows 90 while the
+    playhead is in the first 8 beats and 135 after them, as a DAW's tempo field does (not one
+    tempo for the whole song), and its tooltip says the tempo changes."""
+    import mido
+
+    w = window
+    s = w.adapter.session
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+        mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(90.0)), time=0),
+        mido.MetaMessage("set_tempo", tempo=int(mido.bpm2tempo(135.0)), time=8 * 480),
+    ]))
+    mid.save(str(s.project_dir / "map.mid"))
+    s.set_tempo(source="midi_file", midi_file="map.mid", beats_per_bar=4, first_downbeat_seconds=0.0,
+                tempo_bpm=None)
+    qtbot.waitUntil(lambda: grid(w).source == "midi" and not s._analysis_running, timeout=30_000)
+    box = w.tempo_bar.tempo
+    for at_s, bpm in ((2.0, 90.0), (8.0, 135.0), (1.0, 90.0)):
+        s.seek(at_s)
+        qtbot.waitUntil(lambda bpm=bpm: abs(box.value() - bpm) < 0.05, timeout=5_000)
+    assert "changes (90.00–135.00 BPM)" in box.toolTip()
+
+
 @pytest.fixture(scope="module")
 def drive_root(tmp_path_factory) -> tuple[Path, np.ndarray]:
     """A driving rock song at 168 BPM (bridge.demo.band, beats known), which the tracker reads at 84."""

@@ -105,7 +105,10 @@ class TempoBar(QWidget):
 
         adapter.projectChanged.connect(lambda _e: self.refresh())
         adapter.analysisChanged.connect(self.refresh)
-        adapter.tick.connect(lambda _s: self._refresh_readout())
+        adapter.tick.connect(self._on_tick)
+        #: The value the box last showed (None: no tempo). Leaving the box unedited sets nothing,
+        #: even where it follows the playhead and no longer holds the grid's one tempo.
+        self._shown_bpm: float | None = None
 
     def attach_timeline(self, timeline) -> None:
         """Right-click on the timeline: "Set downbeat here" at the clicked time."""
@@ -135,10 +138,9 @@ class TempoBar(QWidget):
         s = self.adapter.session
         if s is None:
             return
-        current = s.tempo_readout()
-        if current is None and self.tempo.value() == self.tempo.minimum():
+        if self._shown_bpm is None and self.tempo.value() == self.tempo.minimum():
             return  # focus left the empty box: no tempo was typed (it set the lowest one, 20.5 BPM)
-        if current is None or abs(current[0] - self.tempo.value()) >= 0.005:
+        if self._shown_bpm is None or abs(self._shown_bpm - self.tempo.value()) >= 0.005:
             self.adapter.command("set_tempo_bpm", self.tempo.value())
 
     def use_daw_tempo(self) -> None:
@@ -186,6 +188,34 @@ class TempoBar(QWidget):
     def _meter_chosen(self, index: int) -> None:
         self.adapter.command("set_meter", None if index == 0 else self.meter.itemText(index))
 
+    def _on_tick(self, state) -> None:
+        self._refresh_readout()
+        s = self.adapter.session
+        if s is not None and s.analysis is not None and s.analysis.beat_grid.tempo_span is not None:
+            self._show_tempo(s, state.position_seconds)  # a changing tempo: the one at the playhead
+
+    def _show_tempo(self, session, at_seconds: float) -> None:
+        """The box shows the song's tempo: where it changes (80 → 160), the tempo at the playhead, as
+        a DAW's tempo field does (not the grid's one mean tempo, which the song never has); typing
+        there sets one tempo for the whole song, and the tooltip says so."""
+        if self.tempo.hasFocus():  # never under the producer's typing
+            return
+        readout = session.tempo_readout(at_seconds)
+        shown = None if readout is None else round(float(readout[0]), 2)
+        grid = None if session.analysis is None else session.analysis.beat_grid
+        changing = grid is not None and grid.tempo_span is not None
+        tip = ("The song's tempo: beats and bars are then placed at exactly this tempo" if not changing else
+               f"The song's tempo at the playhead; it changes ({api.tempo_span_text(grid.beats_s, grid.tempo_bpm)}). "
+               "Typing a tempo here sets that one tempo for the whole song (undo with Ctrl+Z)")
+        if tip != self.tempo.toolTip():
+            self.tempo.setToolTip(tip)
+        if shown == self._shown_bpm and (shown is not None or self.tempo.value() == self.tempo.minimum()):
+            return
+        self._shown_bpm = shown
+        self.tempo.blockSignals(True)  # (a project opened after another kept that one's tempo)
+        self.tempo.setValue(self.tempo.minimum() if shown is None else shown)
+        self.tempo.blockSignals(False)
+
     def _refresh_readout(self) -> None:
         text = tempo_text(self.adapter.session)
         if text != self.readout.text():
@@ -202,11 +232,7 @@ class TempoBar(QWidget):
             return
         meter = s.project.rhythm.meter
         self.meter.setCurrentIndex(METERS.index(meter) if meter in METERS else 0)
-        readout = s.tempo_readout()
-        if not self.tempo.hasFocus():  # (a project opened after another kept that one's tempo)
-            self.tempo.blockSignals(True)
-            self.tempo.setValue(self.tempo.minimum() if readout is None else readout[0])
-            self.tempo.blockSignals(False)
+        self._show_tempo(s, s.transport().position_seconds)
         detected = s.project.tempo.source == "detect"  # a DAW tempo / tempo map is corrected in the DAW
         for w in (self.tempo, self.double, self.half, self.meter, self.downbeat, self.tap, self.reset):
             w.setEnabled(detected)
