@@ -109,6 +109,7 @@ class TempoBar(QWidget):
         #: The value the box last showed (None: no tempo). Leaving the box unedited sets nothing,
         #: even where it follows the playhead and no longer holds the grid's one tempo.
         self._shown_bpm: float | None = None
+        self._tip_grid = None  # the beat grid the box's tooltip describes
 
     def attach_timeline(self, timeline) -> None:
         """Right-click on the timeline: "Set downbeat here" at the clicked time."""
@@ -203,12 +204,13 @@ class TempoBar(QWidget):
         readout = session.tempo_readout(at_seconds)
         shown = None if readout is None else round(float(readout[0]), 2)
         grid = None if session.analysis is None else session.analysis.beat_grid
-        changing = grid is not None and grid.tempo_span is not None
-        tip = ("The song's tempo: beats and bars are then placed at exactly this tempo" if not changing else
-               f"The song's tempo at the playhead; it changes ({api.tempo_span_text(grid.beats_s, grid.tempo_bpm)}). "
-               "Typing a tempo here sets that one tempo for the whole song (undo with Ctrl+Z)")
-        if tip != self.tempo.toolTip():
-            self.tempo.setToolTip(tip)
+        if grid is not self._tip_grid:  # once per grid, not on every tick
+            self._tip_grid = grid
+            self.tempo.setToolTip(
+                "The song's tempo: beats and bars are then placed at exactly this tempo"
+                if grid is None or grid.tempo_span is None else
+                f"The song's tempo at the playhead; it changes ({api.tempo_span_text(grid.beats_s, grid.tempo_bpm)}). "
+                "Typing a tempo here sets that one tempo for the whole song (undo with Ctrl+Z)")
         if shown == self._shown_bpm and (shown is not None or self.tempo.value() == self.tempo.minimum()):
             return
         self._shown_bpm = shown
