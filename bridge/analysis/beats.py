@@ -174,8 +174,9 @@ LOCAL_CHANGE_COST = 1.5
 #: LOCAL_MIN_GAIN: how much better than one tempo the changing path must explain the song, over
 #: and above what its changes already paid. 1.2 kept 80 → 160 songs at one tempo where the path
 #: found the doubling but gained 1.1 (a single octave reading explains both halves almost as
-#: well); 0.8 follows them: fresh-kind songs 24 → 25 of 30 held (every doubling), 23 → 24 dev, and
-#: no item changed on any other dev or held set, stems or mix only (0.0 lost 3 Freedoom dev items).
+#: well); 0.8 follows them: fresh-kind songs 24 → 25 of 30 held (every doubling), 23 → 24 dev,
+#: warped Freedoom mixes 6 → 7 of 51 held, and no item changed on any other dev or held set, stems
+#: or mix only (0.0 lost 3 Freedoom dev items).
 LOCAL_MIN_GAIN = 0.8
 #: Fewer onsets than this over all stems is no rhythm at all (a drone, DC, one hit): no beats.
 MIN_RHYTHM_ONSETS = 8
