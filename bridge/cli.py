@@ -30,7 +30,7 @@ def _tempo(grid) -> str:
     from bridge.analysis.corrections import tempo_span_text
 
     extra = f"; quarter = {grid.quarter_tempo_bpm:.2f}" if grid.quarters_per_beat != 1.0 else ""
-    return f"{tempo_span_text(grid.beats_s, grid.tempo_bpm)} ({grid.source}{extra})"
+    return f"{tempo_span_text(grid)} ({grid.source}{extra})"
 
 
 def other_readings(grid) -> list[dict]:
@@ -43,7 +43,7 @@ def other_readings(grid) -> list[dict]:
         bpm = float(grid.tempo_bpm * factor)
         option = {1: "--double-tempo", -1: "--half-tempo"}.get(octave_steps(factor), f"--tempo {bpm:.2f}")
         out.append({"tempo_bpm": round(bpm, 3), "factor": round(float(factor), 6), "option": option,
-                    "text": tempo_span_text(grid.beats_s, grid.tempo_bpm, factor)})
+                    "text": tempo_span_text(grid, factor)})
     return out
 
 
@@ -196,9 +196,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 "offset_seconds": s.offset_seconds,
                 "onsets": [round(float(t), 4) for t in analysis.stems[s.name].onsets_s],
             })
-        from bridge.analysis.types import tempo_span_bpm
-
-        span = tempo_span_bpm(grid.beats_s)
+        span = grid.tempo_span
         out = {
             "tempo_bpm": round(float(grid.tempo_bpm), 3),
             # [slowest, fastest] where the tempo changes (the one tempo_bpm lies between), else null

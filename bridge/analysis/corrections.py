@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from bridge.analysis.types import BeatGrid, StemFeatures, tempo_span_bpm
+from bridge.analysis.types import BeatGrid, StemFeatures
 from bridge.errors import AnalysisError
 from bridge.project.schema import RhythmCorrection, meter_beats_per_bar
 
@@ -55,12 +55,13 @@ def reading_relation(factor: float) -> str:
     return "×3/2" if factor > 1.0 else "×2/3"
 
 
-def tempo_span_text(beats_s: np.ndarray, tempo_bpm: float, factor: float = 1.0) -> str:
+def tempo_span_text(grid: BeatGrid, factor: float = 1.0) -> str:
     """"168.06 BPM", or the span "79.85–161.13 BPM" of a song whose tempo changes
-    (:func:`~bridge.analysis.types.tempo_span_bpm`), each times ``factor`` (an other reading)."""
-    span = tempo_span_bpm(beats_s)
+    (``grid.tempo_span``, computed once per grid: the app's readout asks on every tick), each times
+    ``factor`` (an other reading)."""
+    span = grid.tempo_span
     if span is None:
-        return f"{tempo_bpm * factor:.2f} BPM"
+        return f"{grid.tempo_bpm * factor:.2f} BPM"
     return f"{span[0] * factor:.2f}–{span[1] * factor:.2f} BPM"
 
 

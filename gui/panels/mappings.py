@@ -42,10 +42,6 @@ from bridge.session import (
 )
 from gui.session_adapter import SessionAdapter
 
-#: The source pickers offer what the engine resolves (a stem's features, the drum parts inside a
-#: drums stem included; every oscillator shape), from the engine's own lists.
-FEATURES = STEM_FEATURES
-OSC_FEATURES = OSCILLATOR_SHAPES
 CURVES = ("linear", "exp", "smoothstep")
 OSCILLATORS = "Oscillators (beat / bar)"
 #: The stem picker's entry for the mix as heard (mapping sources ``mix.FEATURE``).
@@ -407,9 +403,11 @@ class MappingEditor(QWidget):
 
     def _source_items(self) -> list[tuple[str, str]]:
         stem = self.stem.currentText()
+        # what the engine resolves, from its own lists (a stem's features, the drum parts inside a
+        # drums stem included; every oscillator shape)
         if stem == OSCILLATORS:
-            return [(f"{c}.{f}", f"{c}.{f}") for c in ("beat", "bar") for f in OSC_FEATURES]
-        return [(f, f"{self._prefix()}.{f}") for f in FEATURES]
+            return [(f"{c}.{f}", f"{c}.{f}") for c in ("beat", "bar") for f in OSCILLATOR_SHAPES]
+        return [(f, f"{self._prefix()}.{f}") for f in STEM_FEATURES]
 
     def on_project_changed(self, event) -> None:
         s = self.adapter.session

@@ -47,7 +47,7 @@ def tempo_text(session) -> str:
     where = GRID_SOURCES.get(source) or SOURCE_LABELS.get(source, source)
     grid = None if a is None or source != a.beat_grid.source else a.beat_grid
     # a song whose tempo changes: its slowest and fastest, not one mean tempo it never has
-    tempo = f"{bpm:.2f} BPM" if grid is None else api.tempo_span_text(grid.beats_s, bpm)
+    tempo = f"{bpm:.2f} BPM" if grid is None else api.tempo_span_text(grid)
     if grid is not None and grid.quarters_per_beat != 1.0:  # dotted beats (6/8), eighths (7/8)
         tempo += f" (♩ = {grid.quarter_tempo_bpm:.2f})"  # also the quarter-note tempo a DAW shows
     return " · ".join(x for x in (tempo, meter, where) if x)
@@ -169,10 +169,10 @@ class TempoBar(QWidget):
         menu = QMenu(self.reading) if len(readings) > 1 else None
         grid = session.analysis.beat_grid
         for i, (_bpm, f) in enumerate(readings):
-            lines.append(f"{api.tempo_span_text(grid.beats_s, grid.tempo_bpm, f)} ({reading_relation(f)})")
+            lines.append(f"{api.tempo_span_text(grid, f)} ({reading_relation(f)})")
             if menu is not None:
                 menu.addAction(f"Use {lines[-1]}").triggered.connect(lambda _c=False, i=i: self._use_reading(i))
-        span, first = api.tempo_span_bpm(grid.beats_s), readings[0][1]
+        span, first = grid.tempo_span, readings[0][1]
         self.reading.setText(f"or {readings[0][0]:.1f}?" if span is None
                              else f"or {span[0] * first:.0f}–{span[1] * first:.0f}?")
         old = self.reading.menu()
@@ -209,7 +209,7 @@ class TempoBar(QWidget):
             self.tempo.setToolTip(
                 "The song's tempo: beats and bars are then placed at exactly this tempo"
                 if grid is None or grid.tempo_span is None else
-                f"The song's tempo at the playhead; it changes ({api.tempo_span_text(grid.beats_s, grid.tempo_bpm)}). "
+                f"The song's tempo at the playhead; it changes ({api.tempo_span_text(grid)}). "
                 "Typing a tempo here sets that one tempo for the whole song (undo with Ctrl+Z)")
         if shown == self._shown_bpm and (shown is not None or self.tempo.value() == self.tempo.minimum()):
             return
